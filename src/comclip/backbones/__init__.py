@@ -1,0 +1,27 @@
+"""Image-text backbones behind one interface (:class:`Backbone`) and a name registry."""
+
+from .base import Backbone, CaptionTruncatedWarning, resolve_device
+from .registry import (
+    BACKENDS,
+    DEFAULT_MODEL,
+    ModelEntry,
+    create_backbone,
+    list_models,
+    register_model,
+    registered_models,
+    resolve_model,
+)
+
+__all__ = [
+    "BACKENDS",
+    "Backbone",
+    "CaptionTruncatedWarning",
+    "DEFAULT_MODEL",
+    "ModelEntry",
+    "create_backbone",
+    "list_models",
+    "register_model",
+    "registered_models",
+    "resolve_device",
+    "resolve_model",
+]

@@ -1,0 +1,130 @@
+"""The contract every image-text backbone fulfils.
+
+ComCLIP is plug-and-play over CLIP-like models: everything downstream (grounding,
+composition, evaluation) only needs L2-normalised image and text embeddings in one space
+and the model's logit scale. A new backbone subclasses :class:`Backbone`, implements the
+two ``_encode_*_batch`` methods and ``_token_count``, and registers a constructor in
+:mod:`comclip.backbones.registry`.
+"""
+
+from __future__ import annotations
+
+import warnings
+from abc import ABC, abstractmethod
+from typing import Sequence
+
+import torch
+from PIL import Image
+
+from ..errors import InputError
+from ..images import DEFAULT_MAX_SIDE, ImageInput, load_image
+from ..text import validate_captions
+
+
+class CaptionTruncatedWarning(UserWarning):
+    """A caption was longer than the backbone's text context and was cut."""
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """``None`` means CUDA when available, else CPU; anything else must be a valid torch device."""
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise InputError(f"unknown device {device!r}: {exc}") from None
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise InputError(f"device {device!r} requested but CUDA is not available on this machine")
+    return resolved
+
+
+class Backbone(ABC):
+    """A dual encoder mapping images and texts into one normalised embedding space.
+
+    ``encode_images`` and ``encode_texts`` return float32 CPU tensors with unit-norm rows,
+    computed in batches of ``batch_size`` under ``torch.inference_mode()``; batching never
+    changes the numbers beyond float rounding.
+    """
+
+    def __init__(self, name: str, device: str | torch.device | None = None, batch_size: int = 32):
+        if int(batch_size) < 1:
+            raise InputError(f"batch size must be at least 1, got {batch_size}")
+        self.name = name
+        self.device = resolve_device(device)
+        self.batch_size = int(batch_size)
+
+    # --- what a backbone must provide -------------------------------------------------
+    @property
+    @abstractmethod
+    def logit_scale(self) -> float:
+        """The learned temperature multiplying cosines into logits (100 for OpenAI CLIP)."""
+
+    @property
+    @abstractmethod
+    def image_size(self) -> int:
+        """Side length in pixels of the square input the vision tower sees."""
+
+    @property
+    @abstractmethod
+    def context_length(self) -> int:
+        """Maximum number of text tokens, start and end tokens included."""
+
+    @abstractmethod
+    def _encode_image_batch(self, images: list[Image.Image]) -> torch.Tensor:
+        """Unnormalised embeddings of one batch of RGB images."""
+
+    @abstractmethod
+    def _encode_text_batch(self, texts: list[str]) -> torch.Tensor:
+        """Unnormalised embeddings of one batch of captions, truncated to the context."""
+
+    @abstractmethod
+    def _token_count(self, text: str) -> int:
+        """Number of tokens ``text`` takes before truncation, special tokens included."""
+
+    # --- shared behaviour -------------------------------------------------------------
+    def encode_images(self, images: Sequence[ImageInput], max_side: int | None = DEFAULT_MAX_SIDE) -> torch.Tensor:
+        """Embed images (paths or PIL images); returns ``[N, D]`` unit-norm rows."""
+        loaded = [load_image(image, max_side=max_side).image for image in images]
+        if not loaded:
+            raise InputError("no images given")
+        return self._batched(loaded, self._encode_image_batch)
+
+    def encode_texts(self, texts: Sequence[str]) -> torch.Tensor:
+        """Embed captions; returns ``[M, D]`` unit-norm rows. Over-long captions are cut with a warning."""
+        texts = validate_captions(texts)
+        for index, text in enumerate(texts):
+            count = self._token_count(text)
+            if count > self.context_length:
+                warnings.warn(
+                    f"caption #{index} has {count} tokens, more than {self.name}'s context of "
+                    f"{self.context_length}; it was truncated: {text[:60]!r}...",
+                    CaptionTruncatedWarning,
+                    stacklevel=2,
+                )
+        return self._batched(texts, self._encode_text_batch)
+
+    def similarity(self, images: Sequence[ImageInput], texts: Sequence[str]) -> torch.Tensor:
+        """Cosine similarity matrix ``[N images, M texts]``."""
+        return self.encode_images(images) @ self.encode_texts(texts).T
+
+    def _batched(self, items: list, encode) -> torch.Tensor:
+        chunks = []
+        with torch.inference_mode():
+            for start in range(0, len(items), self.batch_size):
+                features = encode(items[start : start + self.batch_size]).float()
+                chunks.append(torch.nn.functional.normalize(features, dim=-1).cpu())
+        return torch.cat(chunks)
+
+    def describe(self) -> dict:
+        """Identity of the backbone for reports: name, class, device and input sizes."""
+        return {
+            "name": self.name,
+            "backend": type(self).__name__,
+            "device": str(self.device),
+            "image_size": self.image_size,
+            "context_length": self.context_length,
+            "logit_scale": self.logit_scale,
+        }
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r}, device={str(self.device)!r})"

@@ -1,0 +1,124 @@
+"""Backbones from Hugging Face ``transformers``: CLIP, SigLIP and any dual encoder that has
+``get_image_features`` / ``get_text_features``, from a hub id or a local directory."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+from PIL import Image
+
+from .._hf_utils import quiet_transformers
+from ..errors import ModelNotFoundError
+from .base import Backbone
+
+#: Model types whose text tower was trained on inputs padded to the full context.
+_PAD_TO_MAX_LENGTH = {"siglip", "siglip2"}
+
+
+def hub_offline() -> bool:
+    """Whether the Hugging Face Hub is switched off by the environment."""
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def hf_cache_dir() -> str:
+    """Where downloaded models are looked for (the transformers / huggingface_hub cache)."""
+    try:
+        from huggingface_hub import constants
+
+        return str(constants.HF_HUB_CACHE)
+    except Exception:  # pragma: no cover - very old huggingface_hub
+        return os.path.join(os.environ.get("HF_HOME", "~/.cache/huggingface"), "hub")
+
+
+def _features(output) -> torch.Tensor:
+    """transformers <5 returns a tensor; 5.x returns a ModelOutput whose pooler output is the projection."""
+    if isinstance(output, torch.Tensor):
+        return output
+    for key in ("image_embeds", "text_embeds", "pooler_output"):
+        value = getattr(output, key, None)
+        if isinstance(value, torch.Tensor):
+            return value
+    raise TypeError(f"cannot find embeddings in model output of type {type(output).__name__}")
+
+
+class HFBackbone(Backbone):
+    """A ``transformers`` dual encoder loaded with ``AutoModel`` and ``AutoProcessor``."""
+
+    def __init__(self, source: str, name: str | None = None, device=None, batch_size: int = 32):
+        super().__init__(name or source, device=device, batch_size=batch_size)
+        self.source = source
+        self.model, self.processor = _load(source, self.name)
+        self.model.eval().to(self.device)
+        missing = [m for m in ("get_image_features", "get_text_features") if not hasattr(self.model, m)]
+        if missing:
+            raise ModelNotFoundError(
+                f"model {self.name!r} ({type(self.model).__name__}) is not a dual image-text encoder: "
+                f"it lacks {', '.join(missing)}"
+            )
+        self.tokenizer = self.processor.tokenizer
+        self.image_processor = self.processor.image_processor
+        self._model_type = getattr(self.model.config, "model_type", "")
+
+    @property
+    def logit_scale(self) -> float:
+        scale = getattr(self.model, "logit_scale", None)
+        return float(scale.detach().exp()) if scale is not None else 100.0
+
+    @property
+    def image_size(self) -> int:
+        return int(self.model.config.vision_config.image_size)
+
+    @property
+    def context_length(self) -> int:
+        return int(self.model.config.text_config.max_position_embeddings)
+
+    def _encode_image_batch(self, images: list[Image.Image]) -> torch.Tensor:
+        pixels = self.image_processor(images=images, return_tensors="pt")["pixel_values"]
+        return _features(self.model.get_image_features(pixel_values=pixels.to(self.device)))
+
+    def _encode_text_batch(self, texts: list[str]) -> torch.Tensor:
+        padding = "max_length" if self._model_type in _PAD_TO_MAX_LENGTH else True
+        tokens = self.tokenizer(
+            texts, padding=padding, truncation=True, max_length=self.context_length, return_tensors="pt"
+        )
+        inputs = {k: v.to(self.device) for k, v in tokens.items() if k in ("input_ids", "attention_mask")}
+        if self._model_type in _PAD_TO_MAX_LENGTH:
+            inputs.pop("attention_mask", None)
+        return _features(self.model.get_text_features(**inputs))
+
+    def _token_count(self, text: str) -> int:
+        return len(self.tokenizer(text, truncation=False)["input_ids"])
+
+
+def _load(source: str, name: str):
+    """Load model and processor, turning the hub's errors into ones that say what to do."""
+    from transformers import AutoModel, AutoProcessor
+
+    is_local = Path(source).is_dir()
+    try:
+        with quiet_transformers():
+            model = AutoModel.from_pretrained(source)
+            processor = AutoProcessor.from_pretrained(source)
+    except (OSError, ValueError) as exc:
+        if is_local:
+            raise ModelNotFoundError(
+                f"cannot load model {name!r} from local directory {source}: {exc}. A local model "
+                "directory must hold config.json, the weights (model.safetensors) and the "
+                "tokenizer/processor files written by save_pretrained()."
+            ) from None
+        if hub_offline():
+            reason = (
+                f"it is not in the local cache ({hf_cache_dir()}) and HF_HUB_OFFLINE=1 forbids "
+                "downloading it"
+            )
+        else:
+            reason = "it could not be downloaded from the Hugging Face Hub (no network, or no such repository)"
+        raise ModelNotFoundError(
+            f"cannot load model {name!r} (hub id {source!r}): {reason}. Either download it once on a "
+            f"machine with internet (`huggingface-cli download {source}`) into the cache, or pass a "
+            "local directory written by save_pretrained() as --model /path/to/dir. Set HF_HUB_OFFLINE=1 "
+            f"to use the cache without network access. ({type(exc).__name__}: {str(exc)[:200]})"
+        ) from None
+    return model, processor

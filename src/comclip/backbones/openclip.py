@@ -1,0 +1,85 @@
+"""Backbones from ``open_clip`` (``pip install 'comclip[openclip]'``).
+
+Named ``open_clip:ARCH/PRETRAINED``, e.g. ``open_clip:ViT-B-32/openai``; PRETRAINED may
+also be the path of a local checkpoint file.
+"""
+
+from __future__ import annotations
+
+import torch
+from PIL import Image
+
+from ..errors import ComclipError, ModelNotFoundError
+from .base import Backbone
+
+PREFIX = "open_clip:"
+
+
+def _import_open_clip():
+    try:
+        import open_clip
+    except ImportError as exc:
+        raise ComclipError(
+            "open_clip backbones need the optional dependency open_clip_torch: "
+            f"pip install 'comclip[openclip]' ({exc})"
+        ) from None
+    return open_clip
+
+
+def split_open_clip_name(name: str) -> tuple[str, str]:
+    """``open_clip:ViT-B-32/openai`` -> (``ViT-B-32``, ``openai``); the tag may be a path."""
+    spec = name[len(PREFIX) :] if name.startswith(PREFIX) else name
+    arch, sep, pretrained = spec.partition("/")
+    if not arch or not sep or not pretrained:
+        raise ModelNotFoundError(
+            f"open_clip model names look like open_clip:ARCH/PRETRAINED (e.g. open_clip:ViT-B-32/openai), got {name!r}"
+        )
+    return arch, pretrained
+
+
+class OpenCLIPBackbone(Backbone):
+    """An ``open_clip`` model created by ``create_model_and_transforms``."""
+
+    def __init__(self, source: str, name: str | None = None, device=None, batch_size: int = 32):
+        super().__init__(name or source, device=device, batch_size=batch_size)
+        open_clip = _import_open_clip()
+        arch, pretrained = split_open_clip_name(source)
+        if arch not in open_clip.list_models():
+            raise ModelNotFoundError(
+                f"unknown open_clip architecture {arch!r} in {self.name!r}; see open_clip.list_models()"
+            )
+        try:
+            self.model, _, self.preprocess = open_clip.create_model_and_transforms(
+                arch, pretrained=pretrained, device=self.device
+            )
+        except (RuntimeError, OSError, ValueError) as exc:
+            raise ModelNotFoundError(f"cannot load open_clip model {self.name!r}: {exc}") from None
+        self.model.eval()
+        self.tokenizer = open_clip.get_tokenizer(arch)
+
+    @property
+    def logit_scale(self) -> float:
+        return float(self.model.logit_scale.exp())
+
+    @property
+    def image_size(self) -> int:
+        size = self.model.visual.image_size
+        return int(size[0] if isinstance(size, (tuple, list)) else size)
+
+    @property
+    def context_length(self) -> int:
+        return int(getattr(self.tokenizer, "context_length", None) or self.model.context_length)
+
+    def _encode_image_batch(self, images: list[Image.Image]) -> torch.Tensor:
+        pixels = torch.stack([self.preprocess(image) for image in images]).to(self.device)
+        return self.model.encode_image(pixels)
+
+    def _encode_text_batch(self, texts: list[str]) -> torch.Tensor:
+        return self.model.encode_text(self.tokenizer(texts).to(self.device))
+
+    def _token_count(self, text: str) -> int:
+        encode = getattr(self.tokenizer, "encode", None)
+        if encode is None:  # hf-hub tokenizers wrap a transformers tokenizer
+            inner = getattr(self.tokenizer, "tokenizer", None)
+            return len(inner(text)["input_ids"]) if inner is not None else 0
+        return len(encode(text)) + 2  # start and end tokens

@@ -1,0 +1,143 @@
+"""Model names -> backbone constructors.
+
+Known models are data (``models.json``: name, backend, source, description), backends are
+code (one class per file). A name resolves, in order, as: a registered name; an
+``open_clip:ARCH/PRETRAINED`` spec; an ``hf-hub:ORG/NAME`` hub id; a local directory
+holding a ``transformers`` model. Anything else is an error that suggests close names.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib.util
+import json
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+from typing import Callable
+
+from ..errors import ModelNotFoundError
+from .base import Backbone
+
+DEFAULT_MODEL = "openai/clip-vit-base-patch32"
+HF_HUB_PREFIX = "hf-hub:"
+OPEN_CLIP_PREFIX = "open_clip:"
+
+
+@dataclass(frozen=True)
+class BackendInfo:
+    """How to build backbones of one family and what must be installed for it."""
+
+    name: str
+    factory: Callable[..., Backbone]
+    extra: str | None  # the pip extra that installs its dependencies
+    module: str  # the import that must succeed
+
+
+def _hf_factory(source, **kwargs):
+    from .hf import HFBackbone
+
+    return HFBackbone(source, **kwargs)
+
+
+def _open_clip_factory(source, **kwargs):
+    from .openclip import OpenCLIPBackbone
+
+    return OpenCLIPBackbone(source, **kwargs)
+
+
+BACKENDS: dict[str, BackendInfo] = {
+    "hf": BackendInfo("hf", _hf_factory, None, "transformers"),
+    "open_clip": BackendInfo("open_clip", _open_clip_factory, "openclip", "open_clip"),
+}
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """A registered model name."""
+
+    name: str
+    backend: str
+    source: str
+    description: str = ""
+
+    @property
+    def extra(self) -> str | None:
+        return BACKENDS[self.backend].extra
+
+    @property
+    def available(self) -> bool:
+        """Whether the backend's package is importable (weights may still need downloading)."""
+        return importlib.util.find_spec(BACKENDS[self.backend].module) is not None
+
+
+_EXTRA_ENTRIES: dict[str, ModelEntry] = {}
+
+
+def register_model(name: str, backend: str, source: str, description: str = "") -> None:
+    """Add a model name at run time (plugins, tests, project-shipped models)."""
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; known: {sorted(BACKENDS)}")
+    _EXTRA_ENTRIES[name] = ModelEntry(name, backend, source, description)
+
+
+@lru_cache(maxsize=1)
+def _packaged_entries() -> dict[str, ModelEntry]:
+    data = json.loads(resources.files(__package__).joinpath("models.json").read_text(encoding="utf-8"))
+    return {name: ModelEntry(name=name, **fields) for name, fields in data.items()}
+
+
+def registered_models() -> dict[str, ModelEntry]:
+    """All registered names, packaged ones first."""
+    return {**_packaged_entries(), **_EXTRA_ENTRIES}
+
+
+def list_models() -> list[str]:
+    """Registered model names, as open_clip.list_models() does for architectures."""
+    return list(registered_models())
+
+
+def _looks_like_path(name: str) -> bool:
+    return name.startswith((".", "/", "~")) or "\\" in name or Path(name).expanduser().exists()
+
+
+def resolve_model(name: str) -> tuple[str, str]:
+    """Map a user's model name to ``(backend, source)``, or raise explaining what names exist."""
+    name = str(name).strip()
+    if not name:
+        raise ModelNotFoundError("empty model name")
+    entries = registered_models()
+    if name in entries:
+        return entries[name].backend, entries[name].source
+    if name.startswith(OPEN_CLIP_PREFIX):
+        return "open_clip", name[len(OPEN_CLIP_PREFIX) :]
+    if name.startswith(HF_HUB_PREFIX):
+        return "hf", name[len(HF_HUB_PREFIX) :]
+    path = Path(name).expanduser()
+    if path.is_dir():
+        if (path / "config.json").is_file():
+            return "hf", str(path)
+        raise ModelNotFoundError(
+            f"directory {name!r} is not a model directory: it has no config.json. Pass a directory "
+            "written by transformers' save_pretrained() (or comclip.testing.make_tiny_clip)."
+        )
+    if _looks_like_path(name):
+        raise ModelNotFoundError(
+            f"model path {name!r} does not exist. Local models are directories written by "
+            "save_pretrained(); open_clip checkpoints are passed as open_clip:ARCH/path/to/file.pt"
+        )
+    close = difflib.get_close_matches(name, list(entries), n=3, cutoff=0.5)
+    hint = f" Did you mean: {', '.join(close)}?" if close else ""
+    raise ModelNotFoundError(
+        f"unknown model name {name!r}.{hint} Run `comclip models` for the registered names. "
+        f"Other Hugging Face hub models are named {HF_HUB_PREFIX}ORG/NAME, open_clip models "
+        f"{OPEN_CLIP_PREFIX}ARCH/PRETRAINED, and a local directory written by save_pretrained() "
+        "is passed by its path."
+    )
+
+
+def create_backbone(name: str = DEFAULT_MODEL, device=None, batch_size: int = 32) -> Backbone:
+    """Build the backbone a model name refers to (see :func:`resolve_model`)."""
+    backend, source = resolve_model(name)
+    return BACKENDS[backend].factory(source, name=name, device=device, batch_size=batch_size)

@@ -1,0 +1,84 @@
+"""Shared fixtures: a tiny real CLIP model on disk, test images, the shared data folder, and
+helpers that run the real ``comclip`` command line."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = ROOT.parent / "shared" / "data"
+
+# No test may reach for the network: the Hub is unreachable here and in CI.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def shared_data(*parts: str) -> Path:
+    """Path under ../shared/data, skipping the test with a clear reason when it is absent."""
+    path = SHARED_DATA.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"shared evaluation data not found at {path} (expected ../shared/data beside the project)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    """A tiny randomly initialised transformers CLIP written by comclip.testing.make_tiny_clip."""
+    from comclip.testing import make_tiny_clip
+
+    return make_tiny_clip(tmp_path_factory.mktemp("tiny-clip"), seed=0)
+
+
+@pytest.fixture(scope="session")
+def tiny_backbone(tiny_model_dir):
+    from comclip.backbones import create_backbone
+
+    return create_backbone(str(tiny_model_dir), device="cpu", batch_size=4)
+
+
+@pytest.fixture(scope="session")
+def rgb_image_path(tmp_path_factory) -> Path:
+    """A 64x48 image: red left half, blue right half."""
+    path = tmp_path_factory.mktemp("img") / "halves.png"
+    img = Image.new("RGB", (64, 48), (255, 0, 0))
+    img.paste((0, 0, 255), (32, 0, 64, 48))
+    img.save(path)
+    return path
+
+
+def run_cli_inprocess(args: list[str], capsys) -> tuple[int, str, str]:
+    """Run ``comclip ARGS`` through its real entry point in this process."""
+    from comclip.cli import main
+
+    code = main([str(a) for a in args])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def run_cli(args: list[str], timeout: int = 300, **kwargs) -> subprocess.CompletedProcess:
+    """Run ``python -m comclip ARGS`` as a separate process, as a user would."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONWARNINGS": "default"}
+    env.update(kwargs.pop("env", {}))
+    return subprocess.run(
+        [sys.executable, "-m", "comclip", *map(str, args)],
+        capture_output=True, text=True, timeout=timeout, env=env, **kwargs,
+    )
+
+
+@pytest.fixture
+def cli(capsys):
+    def call(*args):
+        return run_cli_inprocess(list(args), capsys)
+
+    return call
+
+
+def load_json_lines(text: str) -> list:
+    return [json.loads(line) for line in text.splitlines() if line.strip()]

@@ -1,0 +1,97 @@
+"""`comclip score` and `comclip models` through the real command line."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from PIL import Image
+
+from .conftest import run_cli
+
+
+def test_score_json_single_image(cli, tiny_model_dir, rgb_image_path):
+    code, out, err = cli("score", "--model", tiny_model_dir, "--json", rgb_image_path, "a dog", "a cat")
+    assert code == 0, err
+    data = json.loads(out)
+    assert data["model"] == str(tiny_model_dir)
+    assert data["image"] == str(rgb_image_path)
+    assert [r["text"] for r in data["results"]] == ["a dog", "a cat"]
+    for r in data["results"]:
+        assert -1.0 <= r["clip"] <= 1.0
+        assert r["clip_logit"] == pytest.approx(r["clip"] * 1 / 0.07, rel=1e-4)
+
+
+def test_score_matches_python_api(cli, tiny_model_dir, tiny_backbone, rgb_image_path):
+    code, out, _ = cli("score", "--model", tiny_model_dir, "--json", rgb_image_path, "a dog", "a cat")
+    expected = tiny_backbone.similarity([rgb_image_path], ["a dog", "a cat"])[0]
+    got = [r["clip"] for r in json.loads(out)["results"]]
+    assert got == pytest.approx(expected.tolist(), abs=1e-6)
+
+
+def test_score_several_images_gives_matrix(cli, tiny_model_dir, rgb_image_path, tmp_path):
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for i, colour in enumerate([(0, 255, 0), (9, 9, 9)]):
+        Image.new("RGB", (20, 20), colour).save(folder / f"{i}.png")
+    code, out, err = cli("score", "--model", tiny_model_dir, "--json", "--image", rgb_image_path, "--image", folder, "a dog", "a cat", "a tree")
+    assert code == 0, err
+    data = json.loads(out)
+    assert len(data["images"]) == 3 and data["texts"] == ["a dog", "a cat", "a tree"]
+    assert [len(r["results"]) for r in data["results"]] == [3, 3, 3]
+    assert data["results"][1]["image"].endswith("0.png")
+
+
+def test_score_plain_text_output(cli, tiny_model_dir, rgb_image_path):
+    code, out, _ = cli("score", "--model", tiny_model_dir, rgb_image_path, "a dog")
+    assert code == 0
+    assert "clip" in out and "a dog" in out
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["/definitely/missing.jpg", "a dog"], "image not found: /definitely/missing.jpg"),
+        (["IMAGE", "   "], "caption #0 is empty or whitespace only"),
+        (["IMAGE"], "needs an image and at least one caption"),
+    ],
+)
+def test_score_usage_errors_exit_2(cli, tiny_model_dir, rgb_image_path, args, message):
+    args = [str(rgb_image_path) if a == "IMAGE" else a for a in args]
+    code, out, err = cli("score", "--model", tiny_model_dir, *args)
+    assert code == 2
+    assert message in err
+    assert out == ""
+
+
+def test_unknown_model_exits_2_with_suggestion(cli, rgb_image_path):
+    code, _, err = cli("score", "--model", "openai/clip-vit-base-patch23", rgb_image_path, "a dog")
+    assert code == 2
+    assert "Did you mean: openai/clip-vit-base-patch32" in err
+
+
+def test_long_caption_warns_on_stderr(cli, tiny_model_dir, rgb_image_path):
+    code, out, err = cli("score", "--model", tiny_model_dir, "--json", rgb_image_path, "a red ball " * 40)
+    assert code == 0
+    assert "warning" in err and "truncated" in err
+    assert len(json.loads(out)["results"]) == 1
+
+
+def test_models_lists_backbones(cli):
+    code, out, _ = cli("models")
+    assert code == 0
+    assert "openai/clip-vit-base-patch32" in out and "open_clip:ViT-B-32/openai" in out
+    assert "comclip[openclip]" in out or "[openclip] (installed)" in out
+    code, out, _ = cli("models", "--json")
+    entries = {e["name"]: e for e in json.loads(out)}
+    assert entries["open_clip:ViT-B-32/openai"]["extra"] == "openclip"
+    assert entries["openai/clip-vit-base-patch32"]["extra"] is None
+
+
+def test_console_script_end_to_end(tiny_model_dir, rgb_image_path):
+    """The installed program, in its own process, as the README shows it."""
+    proc = run_cli(["score", "--model", tiny_model_dir, "--json", rgb_image_path, "a dog", "a cat"])
+    assert proc.returncode == 0, proc.stderr
+    assert len(json.loads(proc.stdout)["results"]) == 2
+    proc = run_cli(["score", "--model", tiny_model_dir, rgb_image_path, ""])
+    assert proc.returncode == 2 and "empty" in proc.stderr and "Traceback" not in proc.stderr
