@@ -179,13 +179,16 @@ def build_parser() -> argparse.ArgumentParser:
     _add_pipeline_options(p)
     p.set_defaults(func=_cmd_score)
 
-    for register in _EXTRA_COMMANDS:
+    for register in _extra_commands():
         register(sub)
     return parser
 
 
-#: Functions ``(subparsers) -> None`` adding further subcommands; kept in their own modules.
-_EXTRA_COMMANDS: list = []
+def _extra_commands() -> list:
+    """Functions ``(subparsers) -> None`` adding the subcommands kept in their own modules."""
+    from . import cli_demo, cli_pipeline
+
+    return [cli_pipeline.register, cli_demo.register]
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:

