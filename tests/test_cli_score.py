@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from PIL import Image
@@ -95,3 +96,37 @@ def test_console_script_end_to_end(tiny_model_dir, rgb_image_path):
     assert len(json.loads(proc.stdout)["results"]) == 2
     proc = run_cli(["score", "--model", tiny_model_dir, rgb_image_path, ""])
     assert proc.returncode == 2 and "empty" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def _bad_images(folder):
+    import numpy as np
+
+    (folder / "text.jpg").write_text("not a picture")
+    full = folder / "full.jpg"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(full)
+    (folder / "truncated.jpg").write_bytes(full.read_bytes()[:300])
+    return {"text.jpg": "not an image file", "truncated.jpg": "corrupt or truncated image", "missing.jpg": "image not found"}
+
+
+def test_bad_image_files_exit_2_naming_the_file(cli, tiny_model_dir, tmp_path):
+    for name, message in _bad_images(tmp_path).items():
+        code, out, err = cli("score", "--model", tiny_model_dir, tmp_path / name, "a dog")
+        assert code == 2, name
+        assert message in err and name in err
+        assert out == ""
+
+
+def test_every_image_mode_is_scored(cli, tiny_model_dir, tmp_path):
+    """Grayscale, palette, RGBA, CMYK and 16-bit files in one folder all get scores."""
+    import numpy as np
+
+    Image.new("L", (20, 20), 90).save(tmp_path / "gray.png")
+    Image.new("RGB", (20, 20), (9, 99, 199)).convert("P").save(tmp_path / "palette.png")
+    Image.new("RGBA", (20, 20), (9, 99, 199, 128)).save(tmp_path / "rgba.png")
+    Image.new("CMYK", (20, 20), (0, 120, 200, 10)).save(tmp_path / "cmyk.jpg")
+    Image.fromarray(np.full((20, 20), 40000, dtype=np.uint16)).save(tmp_path / "sixteen.png")
+    code, out, err = cli("score", "--model", tiny_model_dir, "--json", "--image", tmp_path, "a blue square")
+    assert code == 0, err
+    data = json.loads(out)
+    assert [Path(p).name for p in data["images"]] == ["cmyk.jpg", "gray.png", "palette.png", "rgba.png", "sixteen.png"]
+    assert all(-1 <= r["results"][0]["clip"] <= 1 for r in data["results"])

@@ -63,9 +63,10 @@ class OWLv2Grounder(_DetectorGrounder):
             outputs = self.model(**inputs)
         # OWLv2 pads images to a square: post-process against the padded size.
         side = max(image.size)
-        result = self.processor.post_process_object_detection(
-            outputs, threshold=self.threshold, target_sizes=torch.tensor([[side, side]])
-        )[0]
+        post_process = getattr(self.processor, "post_process_grounded_object_detection", None) or getattr(
+            self.processor, "post_process_object_detection"
+        )  # transformers 5 renamed it
+        result = post_process(outputs, threshold=self.threshold, target_sizes=torch.tensor([[side, side]]))[0]
         return _ranked(result["boxes"], result["scores"], query, image.size)
 
 
@@ -81,7 +82,8 @@ class GroundingDINOGrounder(_DetectorGrounder):
         with torch.inference_mode():
             outputs = self.model(**inputs)
         result = self.processor.post_process_grounded_object_detection(
-            outputs, inputs["input_ids"], threshold=self.threshold, target_sizes=[image.size[::-1]]
+            outputs, inputs["input_ids"], threshold=self.threshold, text_threshold=self.threshold,
+            target_sizes=[image.size[::-1]],
         )[0]
         return _ranked(result["boxes"], result["scores"], query, image.size)
 
