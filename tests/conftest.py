@@ -82,3 +82,13 @@ def cli(capsys):
 
 def load_json_lines(text: str) -> list:
     return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+def assert_ranked_boxes_inside(ranked, width: int, height: int) -> None:
+    """Each query's detections are sorted best first, with one box inside the image."""
+    for detections in ranked:
+        scores = [d.score for d in detections]
+        assert scores == sorted(scores, reverse=True)
+        for detection in detections:
+            (box,) = detection.boxes
+            assert 0 <= box.x1 < box.x2 <= width and 0 <= box.y1 < box.y2 <= height

@@ -9,6 +9,8 @@ from PIL import Image
 from comclip.errors import ModelNotFoundError
 from comclip.grounding import create_grounder
 
+from .conftest import assert_ranked_boxes_inside
+
 
 @pytest.fixture(scope="module")
 def tiny_owlv2_dir(tmp_path_factory):
@@ -43,12 +45,7 @@ def test_owlv2_grounder_ranks_boxes_inside_the_image(tiny_owlv2_dir):
     ranked = grounder.ground(image, ["circle", "square"])
     assert len(ranked) == 2
     assert all(ranked), "every query gets detections at threshold 0"
-    for detections in ranked:
-        scores = [d.score for d in detections]
-        assert scores == sorted(scores, reverse=True)
-        for d in detections:
-            (box,) = d.boxes
-            assert 0 <= box.x1 < box.x2 <= 80 and 0 <= box.y1 < box.y2 <= 60
+    assert_ranked_boxes_inside(ranked, 80, 60)
     assert grounder.describe()["name"] == "owlv2"
 
 

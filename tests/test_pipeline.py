@@ -17,7 +17,7 @@ from comclip.errors import InputError
 from comclip.grounding import Box, Detection, Grounder
 from comclip.pipeline import NOT_GROUNDED
 
-from .conftest import shared_data
+from .conftest import assert_ranked_boxes_inside, shared_data
 
 
 def _scene(path, circle=(220, 30, 30), square=(30, 60, 220)):
@@ -138,12 +138,7 @@ def test_clip_grounder_returns_ranked_windows_inside_the_image(tiny_backbone, sc
     image = Image.open(scenes[0]).convert("RGB")
     ranked = grounder.ground(image, ["circle", "square"])
     assert len(ranked) == 2
-    for detections in ranked:
-        scores = [d.score for d in detections]
-        assert scores == sorted(scores, reverse=True)
-        for d in detections:
-            (box,) = d.boxes
-            assert 0 <= box.x1 < box.x2 <= 96 and 0 <= box.y1 < box.y2 <= 64
+    assert_ranked_boxes_inside(ranked, 96, 64)
     boxes_before = grounder.candidates(image)[1]
     assert grounder.candidates(image.copy())[1] is boxes_before  # cached by content
 
