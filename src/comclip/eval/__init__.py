@@ -1,0 +1,1 @@
+"""Evaluation: metric functions over precomputed score arrays (checkable without a model)."""

@@ -1,0 +1,112 @@
+"""Metrics over precomputed scores, in percent, with strict comparisons: a tie is a failure.
+
+Each metric has a per-example form (a boolean per example or query) from which the value is
+the mean, so that :func:`bootstrap_ci` can resample examples for a 95% interval.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+
+def _as_winoground_array(scores) -> np.ndarray:
+    scores = np.asarray(scores, dtype=np.float64)
+    if scores.ndim != 3 or scores.shape[1:] != (2, 2):
+        raise ValueError(f"winoground scores must have shape (N, 2, 2) [example, caption, image], got {scores.shape}")
+    return scores
+
+
+def winoground_correct(scores) -> dict[str, np.ndarray]:
+    """Per-example text, image and group success; ``scores[k, c, i]`` is caption c vs image i.
+
+    text: each image prefers its own caption; image: each caption prefers its own image;
+    group: both (Thrush et al., CVPR 2022).
+    """
+    s = _as_winoground_array(scores)
+    text = (s[:, 0, 0] > s[:, 1, 0]) & (s[:, 1, 1] > s[:, 0, 1])
+    image = (s[:, 0, 0] > s[:, 0, 1]) & (s[:, 1, 1] > s[:, 1, 0])
+    return {"text": text, "image": image, "group": text & image}
+
+
+def winoground(scores) -> dict[str, float]:
+    """Winoground text, image and group scores in percent."""
+    return {name: 100.0 * float(ok.mean()) if ok.size else float("nan") for name, ok in winoground_correct(scores).items()}
+
+
+def pairwise_correct(positive, negatives) -> np.ndarray:
+    """Per-example success: the positive scores strictly above every negative.
+
+    ``positive`` has shape ``[N]``; ``negatives`` ``[N]`` or ``[N, K]``.
+    """
+    positive = np.asarray(positive, dtype=np.float64)
+    negatives = np.asarray(negatives, dtype=np.float64)
+    if negatives.ndim == 1:
+        negatives = negatives[:, None]
+    if negatives.shape[0] != positive.shape[0]:
+        raise ValueError(f"{positive.shape[0]} positives but {negatives.shape[0]} rows of negatives")
+    return positive > negatives.max(axis=1)
+
+
+def accuracy(positive, negatives) -> float:
+    """Percent of examples whose positive beats all its negatives (strictly)."""
+    ok = pairwise_correct(positive, negatives)
+    return 100.0 * float(ok.mean()) if ok.size else float("nan")
+
+
+def retrieval_hits(similarity, text_image: Sequence[int], k: int) -> dict[str, np.ndarray]:
+    """Per-query Recall@k hits for ``similarity[image, text]`` where text t belongs to image ``text_image[t]``.
+
+    A query is a hit when a correct item ranks in the top k; ties are broken against the
+    correct item (it must be strictly above all but fewer than k others).
+    """
+    sim = np.asarray(similarity, dtype=np.float64)
+    owner = np.asarray(text_image)
+    n_images, n_texts = sim.shape
+    if owner.shape != (n_texts,):
+        raise ValueError(f"text_image must give an image for each of the {n_texts} texts")
+    # text -> image: rank of the correct image among all images for each text.
+    correct_t2i = sim[owner, np.arange(n_texts)]
+    rank_t2i = (sim >= correct_t2i[None, :]).sum(axis=0) - 1  # others scoring at least as high
+    t2i = rank_t2i < k
+    # image -> text: best-ranked correct caption of each image.
+    i2t = np.zeros(n_images, dtype=bool)
+    for image in range(n_images):
+        own = np.flatnonzero(owner == image)
+        if own.size == 0:
+            continue
+        row = sim[image]
+        ranks = [(row >= row[t]).sum() - 1 for t in own]
+        i2t[image] = min(ranks) < k
+    has_caption = np.isin(np.arange(n_images), owner)
+    return {"t2i": t2i, "i2t": i2t[has_caption]}
+
+
+def recall_at_k(similarity, text_image: Sequence[int], ks: Sequence[int] = (1, 5, 10)) -> dict[str, float]:
+    """``r@K_t2i`` and ``r@K_i2t`` in percent for each K."""
+    out = {}
+    for k in ks:
+        hits = retrieval_hits(similarity, text_image, k)
+        out[f"r@{k}_t2i"] = 100.0 * float(hits["t2i"].mean())
+        out[f"r@{k}_i2t"] = 100.0 * float(hits["i2t"].mean())
+    return out
+
+
+def bootstrap_ci(correct, n_resamples: int = 1000, seed: int = 0, level: float = 0.95) -> tuple[float, float]:
+    """Percentile bootstrap interval (in percent) of the mean of per-example successes."""
+    values = np.asarray(correct, dtype=np.float64)
+    if values.size == 0:
+        return (float("nan"), float("nan"))
+    rng = np.random.default_rng(seed)
+    means = values[rng.integers(0, values.size, size=(n_resamples, values.size))].mean(axis=1)
+    alpha = (1.0 - level) / 2.0
+    low, high = np.quantile(means, [alpha, 1.0 - alpha])
+    return (100.0 * float(low), 100.0 * float(high))
+
+
+def summarise(correct, n_resamples: int = 1000, seed: int = 0) -> dict:
+    """``{"value": percent, "ci95": [lo, hi]}`` for per-example successes."""
+    values = np.asarray(correct, dtype=np.float64)
+    value = 100.0 * float(values.mean()) if values.size else float("nan")
+    return {"value": value, "ci95": list(bootstrap_ci(values, n_resamples, seed))}

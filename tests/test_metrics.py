@@ -1,0 +1,84 @@
+"""Metric functions on hand-made cases and on the Winoground known answer."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from comclip.eval.metrics import (
+    accuracy,
+    bootstrap_ci,
+    pairwise_correct,
+    recall_at_k,
+    summarise,
+    winoground,
+    winoground_correct,
+)
+
+from .conftest import shared_data
+
+
+def test_winoground_known_answer():
+    """Cosines of the shared OpenCLIP ViT-B/32 embeddings: text 34.75, image 11.00, group 7.50."""
+    data = np.load(shared_data("winoground", "winoground_real_vitb32.npz"))
+    img, cap = data["img"].astype(np.float64), data["cap"].astype(np.float64)
+    img /= np.linalg.norm(img, axis=1, keepdims=True)
+    cap /= np.linalg.norm(cap, axis=1, keepdims=True)
+    n = img.shape[0] // 2
+    scores = np.empty((n, 2, 2))
+    for c in range(2):
+        for i in range(2):
+            scores[:, c, i] = (cap[c::2] * img[i::2]).sum(axis=1)  # rows 2k + c and 2k + i
+    result = winoground(scores)
+    assert n == 400
+    assert result["text"] == pytest.approx(34.75)
+    assert result["image"] == pytest.approx(11.00)
+    assert result["group"] == pytest.approx(7.50)
+
+
+def test_winoground_hand_cases_and_ties():
+    perfect = [[1.0, 0.0], [0.0, 1.0]]
+    text_only = [[0.9, 0.95], [0.1, 0.99]]  # each image prefers its caption; caption 0 prefers image 1
+    tie = [[0.5, 0.0], [0.5, 1.0]]  # image 0 ties between captions: not a text success
+    swapped = [[0.0, 1.0], [1.0, 0.0]]
+    correct = winoground_correct([perfect, text_only, tie, swapped])
+    assert correct["text"].tolist() == [True, True, False, False]
+    assert correct["image"].tolist() == [True, False, True, False]
+    assert correct["group"].tolist() == [True, False, False, False]
+    assert winoground([perfect, swapped]) == {"text": 50.0, "image": 50.0, "group": 50.0}
+    with pytest.raises(ValueError, match="shape"):
+        winoground(np.zeros((3, 2)))
+
+
+def test_pairwise_accuracy_strict():
+    assert pairwise_correct([0.5, 0.5, 0.6], [0.4, 0.5, 0.7]).tolist() == [True, False, False]
+    assert accuracy([0.9, 0.2], [[0.1, 0.8], [0.1, 0.3]]) == 50.0  # beats all negatives or fails
+
+
+def test_recall_at_k_small_matrix():
+    # 3 images, 4 texts; texts 0,1 belong to image 0, text 2 to image 1, text 3 to image 2.
+    sim = np.array([
+        [0.9, 0.1, 0.8, 0.0],
+        [0.2, 0.7, 0.5, 0.1],
+        [0.3, 0.6, 0.4, 0.2],
+    ])
+    r = recall_at_k(sim, [0, 0, 1, 2], ks=(1, 2))
+    # t2i ranks of the right image: text0 -> 0, text1 -> 2, text2 -> 1, text3 -> 0
+    assert r["r@1_t2i"] == pytest.approx(50.0)
+    assert r["r@2_t2i"] == pytest.approx(75.0)
+    # i2t: image0 (text0) ranks 0; image1 (text2) ranks 1, after 0.7; image2 (text3) ranks 3
+    assert r["r@1_i2t"] == pytest.approx(100.0 / 3)
+    assert r["r@2_i2t"] == pytest.approx(200.0 / 3)
+    tied = recall_at_k(np.array([[0.5, 0.5], [0.5, 0.5]]), [0, 1], ks=(1,))
+    assert tied["r@1_t2i"] == 0.0  # a tie is not a hit
+
+
+def test_bootstrap_interval_fixed_seed():
+    correct = np.array([1] * 30 + [0] * 70)
+    lo, hi = bootstrap_ci(correct, n_resamples=2000, seed=0)
+    assert lo < 30.0 < hi
+    assert 20.0 < lo < 30.0 and 30.0 < hi < 40.0
+    assert bootstrap_ci(correct, n_resamples=2000, seed=0) == (lo, hi)  # reproducible
+    assert bootstrap_ci(np.ones(10)) == (100.0, 100.0)
+    summary = summarise(correct)
+    assert summary["value"] == pytest.approx(30.0) and len(summary["ci95"]) == 2
