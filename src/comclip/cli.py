@@ -186,9 +186,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _extra_commands() -> list:
     """Functions ``(subparsers) -> None`` adding the subcommands kept in their own modules."""
-    from . import cli_demo, cli_pipeline
+    from . import cli_demo, cli_eval, cli_pipeline
 
-    return [cli_pipeline.register, cli_demo.register]
+    return [cli_pipeline.register, cli_eval.register, cli_demo.register]
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:

@@ -1,0 +1,73 @@
+"""``comclip eval``: score a benchmark with CLIP and ComCLIP side by side, resumably."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import re
+import sys
+from pathlib import Path
+
+from .cli import _add_model_options, _add_pipeline_options, _parse_methods, _pipeline_kwargs
+from .errors import InputError
+
+OUT_TEMPLATE = "results/{dataset}_{split}_{model}"
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-")[-60:]
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from .backbones import create_backbone
+    from .eval import runner
+    from .eval.datasets import load_dataset
+    from .parsing.given import GivenParser
+    from .pipeline import ComCLIP
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    methods = _parse_methods(args.method)
+    if args.data is None:
+        raise InputError(f"comclip eval {args.dataset} needs --data PATH (the dataset file or folder)")
+    dataset = load_dataset(args.dataset, args.data, args.image_dir)
+    out = Path(args.out or OUT_TEMPLATE.format(dataset=dataset.name, split=dataset.split, model=_slug(args.model)))
+    if args.resume and (out / "report.json").exists() and not args.force:
+        print(f"{out / 'report.json'} exists: run already finished (use --force to rebuild the report)", file=sys.stderr)
+        return 0
+    backbone = create_backbone(args.model, device=args.device, batch_size=args.batch_size)
+    scorers, configs = {}, {}
+    if "clip" in methods:
+        scorers["clip"] = lambda images, texts: backbone.similarity([im.image for im in images], texts).numpy()
+        configs["clip"] = {"model": backbone.name}
+    if "comclip" in methods:
+        options = _pipeline_kwargs(args)
+        if options["parser"] == "given":
+            options["parser"] = GivenParser({t: g for ex in dataset.examples for t, g in ex.given.items()})
+        model = ComCLIP(backbone, **options)
+        scorers["comclip"] = lambda images, texts: model.score(images, texts).numpy()
+        configs["comclip"] = model.config()
+    results = runner.run(dataset, scorers, out, resume=args.resume, limit=args.limit)
+    report = runner.write_report(dataset, backbone.name, configs, results, out, seed=args.seed, n_bootstrap=args.bootstrap)
+    print((out / "report.md").read_text(encoding="utf-8"))
+    for run in report["runs"]:
+        print(f"{run['method']}: {run['n_scored']} scored, {run['n_failed']} failed", file=sys.stderr)
+    return 0
+
+
+def register(sub) -> None:
+    from .eval.datasets import DATASETS
+
+    p = sub.add_parser("eval", help="evaluate CLIP and ComCLIP on a benchmark, resumably")
+    p.add_argument("dataset", choices=sorted(DATASETS))
+    p.add_argument("--data", default=None, help="the dataset file (JSON, CSV, JSONL) or folder")
+    p.add_argument("--image-dir", default=None, help="folder of the dataset's images, where the format needs one")
+    _add_model_options(p)
+    _add_pipeline_options(p)
+    p.add_argument("--method", default="clip,comclip", help="clip, comclip or clip,comclip (default: both)")
+    p.add_argument("--limit", type=int, default=None, help="only the first N examples")
+    p.add_argument("--out", default=None, help=f"output folder (default: {OUT_TEMPLATE})")
+    p.add_argument("--resume", action="store_true", help="continue a killed run; skip a finished one")
+    p.add_argument("--force", action="store_true", help="with --resume, rebuild the report of a finished run")
+    p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default: 0)")
+    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples (default: 1000)")
+    p.set_defaults(func=_cmd_eval)

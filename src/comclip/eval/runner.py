@@ -1,0 +1,200 @@
+"""Running a benchmark: every example scored or counted as failed, written as it goes,
+resumable, and summarised into ``report.json`` and ``report.md``.
+
+``per_example.jsonl`` holds one line per (method, example): the score matrix (images x
+texts) or the reason it failed. A run killed half way resumes from that file with
+``resume=True`` and produces the same report as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import platform
+import sys
+import time
+from importlib import metadata
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from ..errors import ComclipError, InputError
+from ..images import load_image
+from . import metrics
+from .datasets import CAPTION_CHOICE, IMAGE_CHOICE, WINOGROUND, Dataset, Example
+
+log = logging.getLogger("comclip.eval")
+PER_EXAMPLE = "per_example.jsonl"
+
+Scorer = Callable[[list, list[str]], "np.ndarray"]
+
+
+def package_versions() -> dict:
+    versions = {"python": platform.python_version()}
+    for package in ("comclip", "torch", "transformers", "spacy", "numpy", "pillow"):
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = None
+    return versions
+
+
+def correct(kind: str, scores: np.ndarray) -> dict[str, bool]:
+    """Per-example successes from a score matrix ``[images, texts]`` (strict: ties fail)."""
+    if kind == CAPTION_CHOICE:
+        return {"accuracy": bool(scores[0, 0] > scores[0, 1:].max())}
+    if kind == IMAGE_CHOICE:
+        return {"accuracy": bool(scores[0, 0] > scores[1:, 0].max())}
+    if kind == WINOGROUND:
+        result = metrics.winoground_correct(scores.T[None])  # [caption, image]
+        return {name: bool(value[0]) for name, value in result.items()}
+    raise ValueError(f"unknown example kind {kind!r}")
+
+
+def _read_done(path: Path) -> dict[tuple[str, str], dict]:
+    done = {}
+    if path.exists():
+        for line in path.read_text(encoding="utf-8").splitlines():
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # a line cut by a kill: that example is scored again
+            done[(record["method"], record["id"])] = record
+    return done
+
+
+def run(
+    dataset: Dataset,
+    scorers: dict[str, Scorer],
+    out_dir: str | Path,
+    *,
+    resume: bool = False,
+    limit: int | None = None,
+    progress: bool | None = None,
+) -> dict[tuple[str, str], dict]:
+    """Score every example with every scorer, appending to ``per_example.jsonl``."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / PER_EXAMPLE
+    if path.exists() and path.stat().st_size and not resume:
+        raise InputError(f"{path} already holds results: pass --resume to continue that run, or choose another --out")
+    done = _read_done(path) if resume else {}
+    examples = dataset.examples[:limit] if limit else dataset.examples
+    show_bar = sys.stderr.isatty() if progress is None else progress
+    with open(path, "a", encoding="utf-8") as handle:
+        for method, scorer in scorers.items():
+            todo = [ex for ex in examples if (method, ex.id) not in done]
+            started = time.perf_counter()
+            for n, example in enumerate(todo, start=1):
+                record = _score_example(method, scorer, example)
+                handle.write(json.dumps(record) + "\n")
+                handle.flush()
+                done[(method, example.id)] = record
+                rate = n / max(time.perf_counter() - started, 1e-9)
+                if show_bar:
+                    print(f"\r{method}: {n}/{len(todo)} ({rate:.1f} ex/s)", end="", file=sys.stderr, flush=True)
+                elif n % 50 == 0 or n == len(todo):
+                    log.info("%s: %d/%d examples (%.1f ex/s)", method, n, len(todo), rate)
+            if show_bar and todo:
+                print(file=sys.stderr)
+    return {key: done[key] for key in done if key[1] in {ex.id for ex in examples}}
+
+
+def _score_example(method: str, scorer: Scorer, example: Example) -> dict:
+    record = {"id": example.id, "method": method, "kind": example.kind, "subset": example.subset, "tags": example.tags}
+    try:
+        images = [load_image(p) for p in example.images]
+        scores = np.asarray(scorer(images, example.texts), dtype=np.float64)
+        if scores.shape != (len(example.images), len(example.texts)):
+            raise ComclipError(f"scorer returned shape {scores.shape} for {len(example.images)} images x {len(example.texts)} texts")
+        if not np.isfinite(scores).all():
+            raise ComclipError("scorer returned a non-finite score")
+    except ComclipError as exc:
+        return {**record, "status": "failed", "error": str(exc)}
+    return {**record, "status": "ok", "scores": scores.tolist(), "correct": correct(example.kind, scores)}
+
+
+def summarise_run(records: list[dict], n_bootstrap: int = 1000, seed: int = 0) -> dict:
+    """Counts, metrics with intervals, and per-subset / per-tag breakdowns of one method."""
+    ok = [r for r in records if r["status"] == "ok"]
+    failed = [r for r in records if r["status"] != "ok"]
+    names = sorted({name for r in ok for name in r["correct"]})
+
+    def block(rows):
+        return {name: metrics.summarise([r["correct"][name] for r in rows], n_bootstrap, seed) for name in names}
+
+    subsets = sorted({r["subset"] for r in ok if r["subset"]})
+    tags = sorted({t for r in ok for t in r["tags"]})
+    return {
+        "n_examples": len(records),
+        "n_scored": len(ok),
+        "n_failed": len(failed),
+        "failures": [{"id": r["id"], "error": r["error"]} for r in failed],
+        "metrics": block(ok) if ok else {},
+        "subsets": {s: block([r for r in ok if r["subset"] == s]) for s in subsets},
+        "tags": {t: block([r for r in ok if t in r["tags"]]) for t in tags},
+    }
+
+
+def write_report(dataset: Dataset, model: str, configs: dict[str, dict], results: dict, out_dir: str | Path,
+                 seed: int = 0, n_bootstrap: int = 1000) -> dict:
+    """Write ``report.json`` and ``report.md`` for the results of :func:`run`."""
+    out = Path(out_dir)
+    runs = []
+    for method, config in configs.items():
+        records = [results[(method, ex_id)] for (m, ex_id) in results if m == method]
+        runs.append({"method": method, "config": config, **summarise_run(records, n_bootstrap, seed)})
+    report = {
+        "dataset": dataset.name,
+        "split": dataset.split,
+        "model": model,
+        "source": dataset.source,
+        "licence": dataset.licence,
+        "seed": seed,
+        "bootstrap_resamples": n_bootstrap,
+        "versions": package_versions(),
+        "runs": runs,
+    }
+    (out / "report.json").write_text(json.dumps(report, indent=2), encoding="utf-8")
+    (out / "report.md").write_text(markdown_report(report), encoding="utf-8")
+    return report
+
+
+def _row(cells: list) -> str:
+    return "| " + " | ".join(str(c) for c in cells) + " |"
+
+
+def _cell(metric: dict) -> str:
+    lo, hi = metric["ci95"]
+    return f"{metric['value']:.2f} [{lo:.1f}, {hi:.1f}]"
+
+
+def markdown_report(report: dict) -> str:
+    lines = [f"# {report['dataset']} ({report['split']}), model `{report['model']}`", ""]
+    lines += [f"Seed {report['seed']}, {report['bootstrap_resamples']} bootstrap resamples for the 95% intervals. "
+              f"Versions: {', '.join(f'{k} {v}' for k, v in report['versions'].items())}.", ""]
+    names = sorted({n for run in report["runs"] for n in run["metrics"]})
+    lines += [_row(["method", "scored", "failed", *names]), "|---" * (3 + len(names)) + "|"]
+    for run in report["runs"]:
+        cells = [_cell(run["metrics"][n]) if n in run["metrics"] else "-" for n in names]
+        lines.append(_row([run["method"], run["n_scored"], run["n_failed"], *cells]))
+    for section in ("subsets", "tags"):
+        keys = sorted({k for run in report["runs"] for k in run[section]})
+        if not keys:
+            continue
+        headers = [f"{run['method']} {n}" for run in report["runs"] for n in names]
+        lines += ["", f"## Per {section[:-1]}", "", _row([section[:-1], *headers]), "|---" * (1 + len(headers)) + "|"]
+        for key in keys:
+            cells = [_cell(run[section][key][n]) if key in run[section] and n in run[section][key] else "-"
+                     for run in report["runs"] for n in names]
+            lines.append(_row([key, *cells]))
+    failures = [(run["method"], f) for run in report["runs"] for f in run["failures"]]
+    if failures:
+        lines += ["", "## Failed examples", ""]
+        lines += [f"- {method} {f['id']}: {f['error']}" for method, f in failures[:50]]
+        if len(failures) > 50:
+            lines.append(f"- ... and {len(failures) - 50} more (see report.json)")
+    return "\n".join(lines) + "\n"

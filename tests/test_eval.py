@@ -1,0 +1,132 @@
+"""`comclip eval`: datasets load, every example is scored or counted as failed, runs resume
+to the same report, and reports have the documented shape."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+from PIL import Image
+
+from comclip.errors import InputError
+from comclip.eval.datasets import load_dataset
+from comclip.eval.runner import correct
+
+from .conftest import shared_data
+
+
+def test_correctness_rules_are_strict():
+    import numpy as np
+
+    assert correct("caption_choice", np.array([[0.5, 0.4, 0.49]])) == {"accuracy": True}
+    assert correct("caption_choice", np.array([[0.5, 0.5]])) == {"accuracy": False}
+    assert correct("image_choice", np.array([[0.3], [0.2]])) == {"accuracy": True}
+    # images x texts; Winoground wants caption c to prefer image c and vice versa
+    assert correct("winoground", np.array([[0.9, 0.1], [0.2, 0.8]])) == {"text": True, "image": True, "group": True}
+    assert correct("winoground", np.array([[0.9, 0.95], [0.2, 0.99]]))["group"] is False
+
+
+@pytest.fixture
+def jsonl_data(tmp_path):
+    Image.new("RGB", (40, 30), (200, 20, 20)).save(tmp_path / "red.png")
+    rows = [
+        {"id": "a", "image": "red.png", "positive": "a red square", "negatives": ["a blue square"], "subset": "colour"},
+        {"id": "b", "image": "red.png", "positive": "a square", "negatives": ["a circle", "a dog"], "subset": "shape"},
+        {"id": "c", "image": "missing.png", "positive": "a square", "negatives": ["a circle"], "subset": "shape"},
+        {"id": "d", "image": "red.png", "positive": "a red thing", "negatives": ["a green thing"], "subset": "colour"},
+    ]
+    path = tmp_path / "data.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    return path
+
+
+def test_jsonl_eval_counts_failures_and_writes_report(cli, tiny_model_dir, jsonl_data, tmp_path):
+    out = tmp_path / "out"
+    code, stdout, err = cli("eval", "jsonl", "--data", jsonl_data, "--model", tiny_model_dir, "--out", out)
+    assert code == 0, err
+    report = json.loads((out / "report.json").read_text())
+    assert set(report) >= {"dataset", "split", "model", "versions", "runs", "seed"}
+    assert report["versions"]["torch"] and report["versions"]["comclip"]
+    assert [r["method"] for r in report["runs"]] == ["clip", "comclip"]
+    for run in report["runs"]:
+        assert run["n_scored"] == 3 and run["n_failed"] == 1
+        assert run["failures"][0]["id"] == "c" and "image not found" in run["failures"][0]["error"]
+        accuracy = run["metrics"]["accuracy"]
+        assert 0 <= accuracy["value"] <= 100 and accuracy["ci95"][0] <= accuracy["value"] <= accuracy["ci95"][1]
+        assert set(run["subsets"]) == {"colour", "shape"}
+    assert report["runs"][1]["config"]["weighting"] == "sum"
+    lines = (out / "per_example.jsonl").read_text().splitlines()
+    assert len(lines) == 8
+    assert "| clip | 3 | 1 |" in (out / "report.md").read_text()
+
+
+def test_killed_run_resumes_to_the_same_report(cli, tiny_model_dir, jsonl_data, tmp_path):
+    full, partial = tmp_path / "full", tmp_path / "partial"
+    assert cli("eval", "jsonl", "--data", jsonl_data, "--model", tiny_model_dir, "--out", full)[0] == 0
+    partial.mkdir()
+    lines = (full / "per_example.jsonl").read_text().splitlines()
+    # As if killed after three examples, in the middle of writing the fourth line.
+    (partial / "per_example.jsonl").write_text("\n".join(lines[:3]) + "\n" + lines[3][:25])
+    code, _, err = cli("eval", "jsonl", "--data", jsonl_data, "--model", tiny_model_dir, "--out", partial)
+    assert code == 2 and "--resume" in err  # never overwrites silently
+    assert cli("eval", "jsonl", "--data", jsonl_data, "--model", tiny_model_dir, "--out", partial, "--resume")[0] == 0
+    a, b = (json.loads((d / "report.json").read_text()) for d in (full, partial))
+    assert a["runs"] == b["runs"]
+    code, out, err = cli("eval", "jsonl", "--data", jsonl_data, "--model", tiny_model_dir, "--out", partial, "--resume")
+    assert code == 0 and "already finished" in err
+
+
+def test_malformed_rows_are_named(tmp_path):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"image": "x.png", "positive": "a dog", "negatives": []}\n')
+    with pytest.raises(InputError, match=r"bad.jsonl line 1: 'negatives'"):
+        load_dataset("jsonl", bad)
+    bad.write_text("{not json\n")
+    with pytest.raises(InputError, match="line 1: not valid JSON"):
+        load_dataset("jsonl", bad)
+    csv = tmp_path / "comvg.csv"
+    csv.write_text("id,sentence\n1,a dog\n")
+    with pytest.raises(InputError, match="lacks columns"):
+        load_dataset("comvg", csv)
+    with pytest.raises(InputError, match="unknown dataset"):
+        load_dataset("imagenet", csv)
+
+
+def test_winoground_local_folder(tmp_path, cli, tiny_model_dir):
+    (tmp_path / "images").mkdir()
+    meta = tmp_path / "meta.csv"
+    meta.write_text("id,caption_0,caption_1,tag,secondary_tag,collapsed_tag,num_main_preds\n"
+                    "0,a red circle left of a blue square,a blue circle left of a red square,Object,,Object,1\n"
+                    "1,a dog on a mat,a mat on a dog,Relation,Symbolic,Relation,1\n")
+    for ex in ("0", "1"):
+        for i, colour in enumerate([(200, 0, 0), (0, 0, 200)]):
+            Image.new("RGB", (32, 32), colour).save(tmp_path / "images" / f"ex_{ex}_img_{i}.png")
+    dataset = load_dataset("winoground", tmp_path)
+    assert [e.subset for e in dataset.examples] == ["Object", "Relation"]
+    assert dataset.examples[1].tags == ["Relation", "Symbolic"]
+    code, _, err = cli("eval", "winoground", "--data", tmp_path, "--model", tiny_model_dir, "--out", tmp_path / "out")
+    assert code == 0, err
+    run = json.loads((tmp_path / "out" / "report.json").read_text())["runs"][0]
+    assert set(run["metrics"]) == {"text", "image", "group"}
+    assert set(run["tags"]) == {"Object", "Relation", "Symbolic"}
+
+
+def test_sugarcrepe_end_to_end(cli, tiny_model_dir, tmp_path):
+    data = shared_data("sugarcrepe", "sugarcrepe-coco-mini-dev.json")
+    code, out, err = cli("eval", "sugarcrepe", "--data", data, "--model", tiny_model_dir, "--out", tmp_path / "sc")
+    assert code == 0, err
+    report = json.loads((tmp_path / "sc" / "report.json").read_text())
+    assert [(r["n_scored"], r["n_failed"]) for r in report["runs"]] == [(147, 0), (147, 0)]
+    assert set(report["runs"][0]["subsets"]) == {"add_att", "add_obj", "replace_att", "replace_obj", "replace_rel", "swap_att", "swap_obj"}
+
+
+def test_comvg_rows_without_images_are_failed_with_reason(cli, tiny_model_dir, tmp_path):
+    data = shared_data("comvg", "comvg-dev.csv")
+    code, _, err = cli("eval", "comvg", "--data", data, "--model", tiny_model_dir, "--out", tmp_path / "cv", "--parser", "given")
+    assert code == 0, err
+    report = json.loads((tmp_path / "cv" / "report.json").read_text())
+    for run in report["runs"]:
+        assert run["n_scored"] + run["n_failed"] == 2695
+        assert run["n_failed"] == 2695  # Visual Genome images are not in the shared data
+        assert all("image not found" in f["error"] for f in run["failures"])
