@@ -130,3 +130,18 @@ def test_comvg_rows_without_images_are_failed_with_reason(cli, tiny_model_dir, t
         assert run["n_scored"] + run["n_failed"] == 2695
         assert run["n_failed"] == 2695  # Visual Genome images are not in the shared data
         assert all("image not found" in f["error"] for f in run["failures"])
+
+
+def test_report_puts_runs_side_by_side(cli, tiny_model_dir, jsonl_data, tmp_path):
+    for weighting in ("sum", "softmax"):
+        assert cli("eval", "jsonl", "--data", jsonl_data, "--model", tiny_model_dir, "--out", tmp_path / weighting,
+                   "--weighting", weighting)[0] == 0
+    code, out, err = cli("report", tmp_path / "sum", tmp_path / "softmax", "--out", tmp_path / "cmp")
+    assert code == 0, err
+    rows = [line for line in out.splitlines() if line.startswith("| jsonl")]
+    assert len(rows) == 4 and all("| 3 | 1 |" in row for row in rows)
+    assert (tmp_path / "cmp" / "comparison.md").read_text() == out.rstrip("\n") + "\n"
+    with Image.open(tmp_path / "cmp" / "jsonl.png") as chart:
+        assert chart.format == "PNG"
+    code, _, err = cli("report", tmp_path / "nowhere")
+    assert code == 2 and "cannot read evaluation report" in err
