@@ -83,11 +83,10 @@ def _parse_methods(value: str) -> list[str]:
 def _cmd_score(args: argparse.Namespace) -> int:
     from .backbones import create_backbone
     from .images import load_image
+    from .text import validate_captions
 
     methods = _parse_methods(args.method)
     image_paths, texts = _split_score_args(args)
-    from .text import validate_captions
-
     texts = validate_captions(texts)
     images = [load_image(p) for p in image_paths]  # fail fast on a bad file, before loading a model
     backbone = create_backbone(args.model, device=args.device, batch_size=args.batch_size)

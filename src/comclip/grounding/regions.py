@@ -7,7 +7,6 @@ such objects. Entities are matched to labels by the backbone's text-embedding si
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Sequence
 
@@ -15,6 +14,7 @@ from PIL import Image
 
 from ..backbones import Backbone
 from ..errors import InputError
+from ..jsonfile import read_json_object
 from .base import Box, Detection, Grounder
 
 
@@ -49,13 +49,7 @@ def load_regions(path: str | Path, source: str | None) -> dict[str, list[Box]]:
 
 
 def _read_json(file: Path) -> dict:
-    try:
-        data = json.loads(file.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise InputError(f"cannot read regions file {file}: {exc}") from None
-    if not isinstance(data, dict):
-        raise InputError(f"regions file {file} must hold a JSON object of label -> boxes")
-    return data
+    return read_json_object(file, "regions file", "label -> boxes")
 
 
 class RegionsGrounder(Grounder):

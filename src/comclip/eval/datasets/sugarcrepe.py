@@ -8,10 +8,10 @@ caption scores higher than the hard negative, per task.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from ...errors import InputError
+from ...jsonfile import read_json_object
 from .base import CAPTION_CHOICE, Dataset, Example
 
 SOURCE = "https://github.com/RAIVNLab/sugar-crepe"
@@ -22,12 +22,7 @@ def load(path: str | Path, image_dir: str | Path | None = None) -> Dataset:
     """Load a SugarCrepe JSON. Images: ``image_dir/filename`` if given, else ``image`` resolved
     against the JSON file's parent folders (the shared layout puts it under ``data/``)."""
     path = Path(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise InputError(f"cannot read SugarCrepe file {path}: {exc}") from None
-    if not isinstance(data, dict):
-        raise InputError(f"{path}: SugarCrepe data must be an object keyed by task")
+    data = read_json_object(path, "SugarCrepe file", "task -> items")
     examples = []
     for task, items in data.items():
         rows = items.values() if isinstance(items, dict) else items

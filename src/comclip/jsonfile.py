@@ -1,0 +1,20 @@
+"""Reading user-supplied JSON files with errors that name the file and what it should hold."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from .errors import InputError
+
+
+def read_json_object(path: str | Path, what: str, expected: str) -> dict:
+    """The JSON object in ``path``; ``what`` names the file's role, ``expected`` its content."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise InputError(f"cannot read {what} {path}: {exc}") from None
+    if not isinstance(data, dict):
+        raise InputError(f"{what} {path} must hold a JSON object of {expected}")
+    return data
