@@ -33,13 +33,16 @@ def draw_explanation(result: ComCLIPResult, image: Image.Image, out: str | Path,
     top.imshow(image)
     top.set_axis_off()
     entity_parts = [p for p in parts if p.kind == "entity"]
+    labelled: list = []
     for n, part in enumerate(entity_parts):
         colour = COLOURS[n % len(COLOURS)]
         for box in part.boxes:
             top.add_patch(Rectangle((box.x1, box.y1), box.width, box.height, fill=False, edgecolor=colour, linewidth=2.5))
         first = part.boxes[0]
         label = part.phrase + (" (not grounded)" if part.flags else "")
-        top.text(first.x1 + 3, first.y1 + 3, label, color="white", fontsize=10, va="top",
+        stacked = labelled.count(first)  # entities grounded to the same box: labels one under another
+        labelled.append(first)
+        top.text(first.x1 + 3, first.y1 + 3 + stacked * 0.06 * image.height, label, color="white", fontsize=10, va="top",
                  bbox={"facecolor": colour, "alpha": 0.85, "pad": 2, "edgecolor": "none"})
     headline = f"CLIP {result.clip:.4f}   ComCLIP {result.score:.4f}"
     if result.fallback:
