@@ -96,7 +96,7 @@ def _cmd_score(args: argparse.Namespace) -> int:
         from .pipeline import ComCLIP
 
         scorer = ComCLIP.from_backbone(backbone, **_pipeline_kwargs(args))
-        comclip_results = [[scorer.explain(im.image, text) for text in texts] for im in images]
+        comclip_results = scorer.score_details(images, texts)  # one batched pass over all pairs
 
     names = [im.source for im in images]
     scale = backbone.logit_scale

@@ -56,15 +56,12 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     for n, image in enumerate(images):
         image.save(out / f"scene_{n}.png")
     rows = []
-    clip = backbone.encode_images(images) @ backbone.encode_texts(list(DEMO_CAPTIONS)).T
-    rows.append(("clip", "-", clip.tolist()))
-    explained = None
     for weighting in ("sum", "softmax"):
-        scorer = ComCLIP(backbone, weighting=weighting)
-        details = scorer.score_details([out / "scene_0.png", out / "scene_1.png"], list(DEMO_CAPTIONS))
+        details = ComCLIP(backbone, weighting=weighting).score_details(images, list(DEMO_CAPTIONS))
+        if not rows:  # every result carries its plain CLIP score too
+            rows.append(("clip", "-", [[r.clip for r in row] for row in details]))
+            draw_explanation(details[0][0], images[0], out / "explain.png")
         rows.append(("comclip", weighting, [[r.score for r in row] for row in details]))
-        explained = explained or details[0][0]
-    draw_explanation(explained, images[0], out / "explain.png")
 
     lines = [
         "# comclip demo",

@@ -34,12 +34,11 @@ def grid_windows(width: int, height: int, scales=DEFAULT_SCALES) -> list[Box]:
     boxes: list[Box] = []
     for side, stride in scales:
         w, h = width * side, height * side
-        steps_x = max(1, round((1 - side) / stride) + 1) if side < 1 else 1
-        steps_y = max(1, round((1 - side) / stride) + 1) if side < 1 else 1
-        for iy in range(steps_y):
-            for ix in range(steps_x):
-                x1 = 0.0 if steps_x == 1 else (width - w) * ix / (steps_x - 1)
-                y1 = 0.0 if steps_y == 1 else (height - h) * iy / (steps_y - 1)
+        steps = max(1, round((1 - side) / stride) + 1) if side < 1 else 1  # per axis
+        for iy in range(steps):
+            for ix in range(steps):
+                x1 = 0.0 if steps == 1 else (width - w) * ix / (steps - 1)
+                y1 = 0.0 if steps == 1 else (height - h) * iy / (steps - 1)
                 boxes.append(Box(x1, y1, x1 + w, y1 + h))
     unique = list(dict.fromkeys(Box(*(round(v, 3) for v in (b.x1, b.y1, b.x2, b.y2))) for b in boxes))
     return unique

@@ -85,10 +85,6 @@ class SpacyParser(Parser):
                 continue
             if self._is_entity_head(token):
                 entity_of[token.i] = self._entity(token, len(entity_of))
-        # Renumber in caption order so ids are stable and readable.
-        ordered = sorted(entity_of.items())
-        renumber = {old.id: new for new, (_, old) in enumerate(ordered)}
-        entity_of = {i: Entity(renumber[e.id], e.head, e.phrase, e.attributes) for i, e in ordered}
         relations = list(self._relations(doc, entity_of))
         seen, unique = set(), []
         for position, relation in sorted(relations, key=lambda item: item[0]):
