@@ -29,12 +29,14 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     methods = _parse_methods(args.method)
     if args.data is None:
         raise InputError(f"comclip eval {args.dataset} needs --data PATH (the dataset file or folder)")
-    dataset = load_dataset(args.dataset, args.data, args.image_dir)
+    dataset = load_dataset(args.dataset, args.data, args.image_dir, split=args.split)
     out = Path(args.out or OUT_TEMPLATE.format(dataset=dataset.name, split=dataset.split, model=_slug(args.model)))
     if args.resume and (out / "report.json").exists() and not args.force:
         print(f"{out / 'report.json'} exists: run already finished (use --force to rebuild the report)", file=sys.stderr)
         return 0
     backbone = create_backbone(args.model, device=args.device, batch_size=args.batch_size)
+    if args.dataset == "retrieval":
+        return _eval_retrieval(args, dataset, backbone, methods, out)
     scorers, configs = {}, {}
     if "clip" in methods:
         scorers["clip"] = lambda images, texts: backbone.similarity([im.image for im in images], texts).numpy()
@@ -47,6 +49,29 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         scorers["comclip"] = lambda images, texts: model.score(images, texts).numpy()
         configs["comclip"] = model.config()
     results = runner.run(dataset, scorers, out, resume=args.resume, limit=args.limit)
+    return _finish(args, dataset, backbone, configs, results, out)
+
+
+def _eval_retrieval(args, dataset, backbone, methods, out: Path) -> int:
+    from .eval.retrieval import run_retrieval
+    from .pipeline import ComCLIP
+
+    if args.rerank_top < 1:
+        raise InputError(f"--rerank-top must be at least 1, got {args.rerank_top}")
+    configs = {"clip": {"model": backbone.name}} if "clip" in methods else {}
+    reranker = None
+    if "comclip" in methods:
+        reranker = ComCLIP(backbone, **_pipeline_kwargs(args))
+        configs["comclip"] = {**reranker.config(), "rerank_top": args.rerank_top}
+    results = run_retrieval(dataset, backbone, out, reranker=reranker, rerank_top=args.rerank_top,
+                            resume=args.resume, limit=args.limit)
+    results = {key: value for key, value in results.items() if key[0] in configs}
+    return _finish(args, dataset, backbone, configs, results, out)
+
+
+def _finish(args, dataset, backbone, configs: dict, results: dict, out: Path) -> int:
+    from .eval import runner
+
     report = runner.write_report(dataset, backbone.name, configs, results, out, seed=args.seed, n_bootstrap=args.bootstrap)
     print((out / "report.md").read_text(encoding="utf-8"))
     for run in report["runs"]:
@@ -81,6 +106,9 @@ def register(sub) -> None:
     p.add_argument("dataset", choices=sorted(DATASETS))
     p.add_argument("--data", default=None, help="the dataset file (JSON, CSV, JSONL) or folder")
     p.add_argument("--image-dir", default=None, help="folder of the dataset's images, where the format needs one")
+    p.add_argument("--split", default=None, help="split to take from a file holding several (Karpathy: default test)")
+    p.add_argument("--rerank-top", type=int, default=10,
+                   help="retrieval: ComCLIP re-scores CLIP's top K candidates of each query (default: 10)")
     _add_model_options(p)
     _add_pipeline_options(p)
     p.add_argument("--method", default="clip,comclip", help="clip, comclip or clip,comclip (default: both)")

@@ -8,13 +8,18 @@ from pathlib import Path
 from .errors import InputError
 
 
-def read_json_object(path: str | Path, what: str, expected: str) -> dict:
-    """The JSON object in ``path``; ``what`` names the file's role, ``expected`` its content."""
+def read_json(path: str | Path, what: str):
+    """The JSON value in ``path``; ``what`` names the file's role in the error message."""
     path = Path(path)
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise InputError(f"cannot read {what} {path}: {exc}") from None
+
+
+def read_json_object(path: str | Path, what: str, expected: str) -> dict:
+    """The JSON object in ``path``; ``what`` names the file's role, ``expected`` its content."""
+    data = read_json(path, what)
     if not isinstance(data, dict):
         raise InputError(f"{what} {path} must hold a JSON object of {expected}")
     return data

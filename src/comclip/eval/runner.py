@@ -76,31 +76,78 @@ def run(
     progress: bool | None = None,
 ) -> dict[tuple[str, str], dict]:
     """Score every example with every scorer, appending to ``per_example.jsonl``."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / PER_EXAMPLE
-    if path.exists() and path.stat().st_size and not resume:
-        raise InputError(f"{path} already holds results: pass --resume to continue that run, or choose another --out")
-    done = _read_done(path) if resume else {}
     examples = dataset.examples[:limit] if limit else dataset.examples
-    show_bar = sys.stderr.isatty() if progress is None else progress
-    with open(path, "a", encoding="utf-8") as handle:
+    with ResultLog(out_dir, resume) as results:
         for method, scorer in scorers.items():
-            todo = [ex for ex in examples if (method, ex.id) not in done]
-            started = time.perf_counter()
-            for n, example in enumerate(todo, start=1):
-                record = _score_example(method, scorer, example)
-                handle.write(json.dumps(record) + "\n")
-                handle.flush()
-                done[(method, example.id)] = record
-                rate = n / max(time.perf_counter() - started, 1e-9)
-                if show_bar:
-                    print(f"\r{method}: {n}/{len(todo)} ({rate:.1f} ex/s)", end="", file=sys.stderr, flush=True)
-                elif n % 50 == 0 or n == len(todo):
-                    log.info("%s: %d/%d examples (%.1f ex/s)", method, n, len(todo), rate)
-            if show_bar and todo:
-                print(file=sys.stderr)
+            todo = [ex for ex in examples if not results.has(method, ex.id)]
+            with Progress(method, len(todo), progress) as bar:
+                for example in todo:
+                    results.add(_score_example(method, scorer, example))
+                    bar.step()
+        done = results.done
     return {key: done[key] for key in done if key[1] in {ex.id for ex in examples}}
+
+
+class ResultLog:
+    """``per_example.jsonl``: records appended and flushed one by one, read back on resume.
+
+    An existing non-empty log is never appended to without ``resume`` (so two runs are never
+    mixed by accident); a line cut short by a kill is ignored and its example scored again.
+    """
+
+    def __init__(self, out_dir: str | Path, resume: bool):
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        self.path = out / PER_EXAMPLE
+        if self.path.exists() and self.path.stat().st_size and not resume:
+            raise InputError(f"{self.path} already holds results: pass --resume to continue that run, or choose another --out")
+        self.done = _read_done(self.path) if resume else {}
+        self._handle = None
+
+    def __enter__(self) -> "ResultLog":
+        self._handle = open(self.path, "a", encoding="utf-8")
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._handle.close()
+
+    def has(self, method: str, example_id: str) -> bool:
+        return (method, example_id) in self.done
+
+    def add(self, record: dict) -> None:
+        self._handle.write(json.dumps(record) + "\n")
+        self._handle.flush()
+        self.done[(record["method"], record["id"])] = record
+
+
+class Progress:
+    """A progress bar with examples per second on a terminal; plain log lines otherwise."""
+
+    WIDTH = 30
+
+    def __init__(self, label: str, total: int, show_bar: bool | None = None, every: int | None = None):
+        self.label, self.total = label, total
+        self.every = every or max(50, total // 10)
+        self.show_bar = sys.stderr.isatty() if show_bar is None else show_bar
+        self.n = 0
+        self.started = time.perf_counter()
+
+    def __enter__(self) -> "Progress":
+        return self
+
+    def step(self, count: int = 1) -> None:
+        self.n += count
+        rate = self.n / max(time.perf_counter() - self.started, 1e-9)
+        if self.show_bar:
+            filled = int(self.WIDTH * self.n / max(self.total, 1))
+            bar = "#" * filled + "." * (self.WIDTH - filled)
+            print(f"\r{self.label} [{bar}] {self.n}/{self.total} {rate:.1f} ex/s", end="", file=sys.stderr, flush=True)
+        elif self.n % self.every == 0 or self.n == self.total:
+            log.info("%s: %d/%d examples (%.1f ex/s)", self.label, self.n, self.total, rate)
+
+    def __exit__(self, *exc) -> None:
+        if self.show_bar and self.n:
+            print(file=sys.stderr)
 
 
 def _score_example(method: str, scorer: Scorer, example: Example) -> dict:
@@ -124,7 +171,12 @@ def summarise_run(records: list[dict], n_bootstrap: int = 1000, seed: int = 0) -
     names = sorted({name for r in ok for name in r["correct"]})
 
     def block(rows):
-        return {name: metrics.summarise([r["correct"][name] for r in rows], n_bootstrap, seed) for name in names}
+        out = {}
+        for name in names:  # retrieval mixes text and image queries: each metric has its own
+            values = [r["correct"][name] for r in rows if name in r["correct"]]
+            if values:
+                out[name] = metrics.summarise(values, n_bootstrap, seed)
+        return out
 
     subsets = sorted({r["subset"] for r in ok if r["subset"]})
     tags = sorted({t for r in ok for t in r["tags"]})

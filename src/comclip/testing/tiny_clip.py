@@ -32,10 +32,20 @@ def clip_bpe_files(directory: str | Path) -> tuple[Path, Path]:
     The vocabulary is derived from the merges exactly as CLIP's own tokenizer does, so token
     ids equal those of ``openai/clip-vit-base-patch32``.
     """
+    return write_bpe_files(directory, clip_merges())
+
+
+def clip_merges() -> list[str]:
+    """CLIP's merge rules (``"a b"`` strings), highest priority first."""
+    raw = resources.files(__package__).joinpath("assets", BPE_ASSET).read_bytes()
+    return gzip.decompress(raw).decode("utf-8").split("\n")[1 : N_MERGES + 1]
+
+
+def write_bpe_files(directory: str | Path, merges: list[str]) -> tuple[Path, Path]:
+    """Write a CLIP-style ``vocab.json`` / ``merges.txt`` pair: the 512 byte tokens, one token
+    per merge (in merge order) and the two special tokens."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    raw = resources.files(__package__).joinpath("assets", BPE_ASSET).read_bytes()
-    merges = gzip.decompress(raw).decode("utf-8").split("\n")[1 : N_MERGES + 1]
     byte_tokens = list(_bytes_to_unicode().values())
     vocab = byte_tokens + [token + "</w>" for token in byte_tokens]
     vocab += ["".join(merge.split()) for merge in merges]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ...errors import InputError
-from . import comvg, jsonl, sugarcrepe, winoground
+from . import comvg, jsonl, retrieval, sugarcrepe, winoground
 from .base import CAPTION_CHOICE, IMAGE_CHOICE, WINOGROUND, Dataset, Example
 
 DATASETS = {
@@ -11,13 +11,22 @@ DATASETS = {
     "comvg": comvg.load,
     "winoground": winoground.load,
     "jsonl": jsonl.load,
+    "retrieval": retrieval.load,
 }
 
 
-def load_dataset(name: str, path, image_dir=None) -> Dataset:
+def load_dataset(name: str, path, image_dir=None, **options) -> Dataset:
+    """Load a benchmark by its module name; ``options`` are passed on where the module takes
+    them (``split`` for Karpathy files) and are an error where it does not."""
     if name not in DATASETS:
         raise InputError(f"unknown dataset {name!r}; available: {', '.join(DATASETS)}")
-    return DATASETS[name](path, image_dir)
+    options = {k: v for k, v in options.items() if v is not None}
+    try:
+        return DATASETS[name](path, image_dir, **options)
+    except TypeError as exc:
+        if options and "unexpected keyword" in str(exc):
+            raise InputError(f"dataset {name!r} takes no option {', '.join(options)}") from None
+        raise
 
 
 __all__ = ["CAPTION_CHOICE", "DATASETS", "Dataset", "Example", "IMAGE_CHOICE", "WINOGROUND", "load_dataset"]

@@ -1,0 +1,241 @@
+"""The sandbox model: a standard ``transformers`` CLIP, trained from scratch on sandbox scenes.
+
+The directory :func:`train_sandbox_model` writes (config, safetensors weights, a CLIP BPE
+tokenizer, a CLIP image processor) loads like any hub model, so the sandbox exercises the
+same backbone code as real CLIP. The tokenizer keeps only the CLIP merges that the caption
+grammar's words use, in CLIP's order, so it tokenises those words exactly as CLIP does with
+a 600-token vocabulary (words outside the grammar fall back to characters).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import platform
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from .scenes import IMAGE_SIZE, training_example, vocabulary
+
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+CONTEXT_LENGTH = 32
+
+
+@dataclass(frozen=True)
+class SandboxModelConfig:
+    """Architecture of the sandbox CLIP (a ViT image tower and a causal text transformer)."""
+
+    image_size: int = IMAGE_SIZE
+    patch_size: int = 8
+    width: int = 128
+    vision_layers: int = 4
+    text_layers: int = 3
+    heads: int = 4
+    mlp_ratio: int = 2
+    projection_dim: int = 128
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    """How the sandbox model is trained (symmetric InfoNCE on freshly generated pairs)."""
+
+    steps: int = 2400
+    batch_size: int = 256
+    learning_rate: float = 2e-3
+    weight_decay: float = 0.1
+    warmup_steps: int = 200
+    seed: int = 0
+
+
+def bpe_word_merges(word: str, ranks: dict[tuple[str, str], int]) -> list[tuple[str, str]]:
+    """The merges CLIP's BPE applies, in order, to turn ``word`` into its tokens."""
+    from ..testing.tiny_clip import _bytes_to_unicode
+
+    table = _bytes_to_unicode()
+    symbols = [table[b] for b in word.encode("utf-8")]
+    symbols[-1] += "</w>"
+    applied = []
+    while len(symbols) > 1:
+        pairs = [(ranks.get((a, b), math.inf), i) for i, (a, b) in enumerate(zip(symbols, symbols[1:]))]
+        rank, i = min(pairs)
+        if rank == math.inf:
+            break
+        pair = (symbols[i], symbols[i + 1])
+        applied.append(pair)
+        merged, j = [], 0
+        while j < len(symbols):
+            if j < len(symbols) - 1 and (symbols[j], symbols[j + 1]) == pair:
+                merged.append(symbols[j] + symbols[j + 1])
+                j += 2
+            else:
+                merged.append(symbols[j])
+                j += 1
+        symbols = merged
+    return applied
+
+
+def write_sandbox_tokenizer(directory: Path):
+    """A CLIP tokenizer restricted to the merges the sandbox grammar's words need."""
+    from transformers import CLIPTokenizer
+
+    from ..testing.tiny_clip import clip_merges, write_bpe_files
+
+    merges = clip_merges()
+    ranks = {tuple(m.split()): i for i, m in enumerate(merges)}
+    needed = {pair for word in vocabulary() for pair in bpe_word_merges(word, ranks)}
+    kept = [m for m in merges if tuple(m.split()) in needed]
+    vocab_file, merges_file = write_bpe_files(directory, kept)
+    tokenizer = CLIPTokenizer(str(vocab_file), str(merges_file), model_max_length=CONTEXT_LENGTH)
+    return tokenizer
+
+
+def new_sandbox_model(directory: Path, arch: SandboxModelConfig, seed: int):
+    """A randomly initialised sandbox CLIP and its processor (tokenizer written to ``directory``)."""
+    import torch
+    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor
+
+    tokenizer = write_sandbox_tokenizer(directory)
+    image_processor = CLIPImageProcessor(
+        size={"shortest_edge": arch.image_size},
+        crop_size={"height": arch.image_size, "width": arch.image_size},
+        image_mean=list(CLIP_MEAN),
+        image_std=list(CLIP_STD),
+    )
+    config = CLIPConfig(
+        text_config=dict(
+            vocab_size=len(tokenizer),
+            hidden_size=arch.width,
+            intermediate_size=arch.width * arch.mlp_ratio,
+            num_hidden_layers=arch.text_layers,
+            num_attention_heads=arch.heads,
+            max_position_embeddings=CONTEXT_LENGTH,
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id,
+        ),
+        vision_config=dict(
+            hidden_size=arch.width,
+            intermediate_size=arch.width * arch.mlp_ratio,
+            num_hidden_layers=arch.vision_layers,
+            num_attention_heads=arch.heads,
+            image_size=arch.image_size,
+            patch_size=arch.patch_size,
+        ),
+        projection_dim=arch.projection_dim,
+    )
+    torch.manual_seed(seed)
+    model = CLIPModel(config)
+    return model, CLIPProcessor(image_processor=image_processor, tokenizer=tokenizer)
+
+
+def pixel_tensor(images) -> "torch.Tensor":
+    """Images (already ``image_size`` square) as the CLIP image processor would normalise them."""
+    import torch
+
+    array = np.stack([np.asarray(im, dtype=np.float32) for im in images]) / 255.0
+    array = (array - np.array(CLIP_MEAN, dtype=np.float32)) / np.array(CLIP_STD, dtype=np.float32)
+    return torch.from_numpy(array).permute(0, 3, 1, 2).contiguous()
+
+
+class _TokenCache:
+    """Token ids per caption; the grammar repeats captions often enough to make this worth it."""
+
+    def __init__(self, tokenizer):
+        self.tokenizer = tokenizer
+        self.cache: dict[str, list[int]] = {}
+
+    def __call__(self, captions):
+        import torch
+
+        missing = [c for c in dict.fromkeys(captions) if c not in self.cache]
+        if missing:
+            encoded = self.tokenizer(missing, truncation=True, max_length=CONTEXT_LENGTH)
+            self.cache.update(zip(missing, encoded["input_ids"]))
+        rows = [self.cache[c] for c in captions]
+        longest = max(len(r) for r in rows)  # pad to the batch's longest caption, not the context
+        pad = self.tokenizer.pad_token_id
+        ids = torch.tensor([r + [pad] * (longest - len(r)) for r in rows])
+        mask = torch.tensor([[1] * len(r) + [0] * (longest - len(r)) for r in rows])
+        return ids, mask
+
+
+def train_sandbox_model(
+    out: str | Path,
+    training: TrainingConfig = TrainingConfig(),
+    arch: SandboxModelConfig = SandboxModelConfig(),
+    log: Callable[[str], None] = print,
+    log_every: int = 100,
+) -> Path:
+    """Train the sandbox CLIP from scratch and save it (plus ``training.json``) to ``out``."""
+    import torch
+    import torch.nn.functional as F
+
+    from .._hf_utils import quiet_transformers
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    with quiet_transformers():
+        model, processor = new_sandbox_model(out, arch, training.seed)
+    tokens = _TokenCache(processor.tokenizer)
+    rng = np.random.default_rng(training.seed)
+    decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "embedding" not in n]
+    no_decay = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "embedding" not in n)]
+    optimiser = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": training.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=training.learning_rate,
+        betas=(0.9, 0.98),
+        eps=1e-6,
+    )
+
+    def learning_rate(step: int) -> float:
+        if step < training.warmup_steps:
+            return training.learning_rate * (step + 1) / training.warmup_steps
+        progress = (step - training.warmup_steps) / max(1, training.steps - training.warmup_steps)
+        return training.learning_rate * 0.5 * (1 + math.cos(math.pi * progress))
+
+    model.train()
+    labels = torch.arange(training.batch_size)
+    started = time.time()
+    history = []
+    for step in range(training.steps):
+        pairs = [training_example(rng) for _ in range(training.batch_size)]
+        pixels = pixel_tensor([scene.render() for scene, _ in pairs])
+        input_ids, attention_mask = tokens([caption for _, caption in pairs])
+        for group in optimiser.param_groups:
+            group["lr"] = learning_rate(step)
+        image_emb = F.normalize(model.get_image_features(pixel_values=pixels).pooler_output, dim=-1)
+        text_emb = F.normalize(
+            model.get_text_features(input_ids=input_ids, attention_mask=attention_mask).pooler_output, dim=-1
+        )
+        logits = model.logit_scale.exp() * image_emb @ text_emb.T
+        loss = (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels)) / 2
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimiser.step()
+        with torch.no_grad():
+            model.logit_scale.clamp_(0, math.log(100))
+        if step % log_every == 0 or step == training.steps - 1:
+            elapsed = time.time() - started
+            value = float(loss.detach())
+            history.append({"step": step, "loss": round(value, 4), "seconds": round(elapsed, 1)})
+            log(f"step {step}/{training.steps}  loss {value:.4f}  lr {learning_rate(step):.2e}  {elapsed:.0f}s")
+    model.eval()
+    model.save_pretrained(out, safe_serialization=True)
+    processor.save_pretrained(out)
+    record = {
+        "training": asdict(training),
+        "architecture": asdict(arch),
+        "samples_seen": training.steps * training.batch_size,
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "seconds": round(time.time() - started, 1),
+        "history": history,
+        "versions": {"torch": torch.__version__, "python": platform.python_version()},
+    }
+    (out / "training.json").write_text(json.dumps(record, indent=2), encoding="utf-8")
+    return out

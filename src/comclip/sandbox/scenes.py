@@ -1,0 +1,234 @@
+"""Procedural scenes: coloured shapes on a noisy tinted background, with exact boxes and a
+caption grammar (single objects, conjunctions with attributes, spatial relations).
+
+Everything is a pure function of a seed, so a scene, its captions and its boxes can be
+regenerated anywhere. The world is small on purpose: 6 shapes x 7 colours x 2 sizes, 64 px
+images, which a CLIP-architecture model can learn on a CPU in half an hour, while the
+compositional failures of real CLIP (attribute binding, word order) appear in it plainly.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from ..grounding.base import Box
+
+IMAGE_SIZE = 64
+SHAPES = ("circle", "square", "triangle", "diamond", "cross", "star")
+COLOURS: dict[str, tuple[int, int, int]] = {
+    "red": (220, 35, 35),
+    "green": (35, 165, 55),
+    "blue": (45, 75, 235),
+    "yellow": (240, 220, 40),
+    "purple": (150, 55, 205),
+    "orange": (250, 135, 25),
+    "white": (248, 248, 248),
+}
+#: Object side in pixels (at 64 px) for each size word: far enough apart to be unambiguous.
+SIZES: dict[str, tuple[int, int]] = {"small": (12, 15), "large": (21, 25)}
+#: Relation words, as "A <relation> B".
+RELATIONS = ("to the left of", "to the right of", "above", "below")
+ATTRIBUTES = ("colour", "size", "shape")
+_SUPERSAMPLE = 4
+_MIN_GAP = 2  # pixels between object boxes
+
+
+@dataclass(frozen=True)
+class SceneObject:
+    """One shape: what it is and exactly where (``box`` in pixels of the rendered image)."""
+
+    shape: str
+    colour: str
+    size: str
+    box: Box
+
+    @property
+    def phrase(self) -> str:
+        """The noun phrase naming this object, e.g. ``"a small red circle"``."""
+        return f"a {self.size} {self.colour} {self.shape}"
+
+    def with_attribute(self, attribute: str, value: str) -> "SceneObject":
+        """The same object with one attribute changed; a new size keeps the box's centre."""
+        if attribute == "size":
+            cx, cy = (self.box.x1 + self.box.x2) / 2, (self.box.y1 + self.box.y2) / 2
+            side = sum(SIZES[value]) / 2
+            return replace(self, size=value, box=Box(cx - side / 2, cy - side / 2, cx + side / 2, cy + side / 2))
+        return replace(self, **{attribute: value})
+
+
+@dataclass(frozen=True)
+class Scene:
+    """A list of objects on a background; :meth:`render` draws it deterministically."""
+
+    objects: tuple[SceneObject, ...]
+    background: tuple[int, int, int]
+    noise_seed: int
+    size: int = IMAGE_SIZE
+
+    def render(self) -> Image.Image:
+        """The scene as an RGB image (shapes drawn supersampled, then Gaussian pixel noise)."""
+        big = self.size * _SUPERSAMPLE
+        canvas = Image.new("RGB", (big, big), self.background)
+        draw = ImageDraw.Draw(canvas)
+        for obj in self.objects:
+            _draw_shape(draw, obj.shape, obj.box.scaled(_SUPERSAMPLE), COLOURS[obj.colour])
+        small = np.asarray(canvas.resize((self.size, self.size), Image.Resampling.BOX), dtype=np.float32)
+        noise = np.random.default_rng(self.noise_seed).normal(0.0, 6.0, small.shape)
+        return Image.fromarray(np.clip(small + noise, 0, 255).astype(np.uint8), "RGB")
+
+    def with_objects(self, objects) -> "Scene":
+        return replace(self, objects=tuple(objects))
+
+    def boxes(self) -> list[Box]:
+        return [obj.box for obj in self.objects]
+
+
+def _draw_shape(draw: ImageDraw.ImageDraw, shape: str, box: Box, colour) -> None:
+    x1, y1, x2, y2 = box.x1, box.y1, box.x2, box.y2
+    cx, cy, r = (x1 + x2) / 2, (y1 + y2) / 2, (x2 - x1) / 2
+    if shape == "circle":
+        draw.ellipse((x1, y1, x2, y2), fill=colour)
+    elif shape == "square":
+        inset = r * 0.1
+        draw.rectangle((x1 + inset, y1 + inset, x2 - inset, y2 - inset), fill=colour)
+    elif shape == "triangle":
+        draw.polygon([(cx, y1), (x2, y2), (x1, y2)], fill=colour)
+    elif shape == "diamond":
+        draw.polygon([(cx, y1), (x2, cy), (cx, y2), (x1, cy)], fill=colour)
+    elif shape == "cross":
+        t = r * 0.36
+        draw.rectangle((cx - t, y1, cx + t, y2), fill=colour)
+        draw.rectangle((x1, cy - t, x2, cy + t), fill=colour)
+    elif shape == "star":
+        points = []
+        for k in range(10):
+            radius = r if k % 2 == 0 else r * 0.45
+            angle = -math.pi / 2 + k * math.pi / 5
+            points.append((cx + radius * math.cos(angle), cy + radius * math.sin(angle) + r * 0.08))
+        draw.polygon(points, fill=colour)
+    else:
+        raise ValueError(f"unknown shape {shape!r}; known: {', '.join(SHAPES)}")
+
+
+# -- sampling -----------------------------------------------------------------------------
+
+
+def random_background(rng: np.random.Generator) -> tuple[int, int, int]:
+    """A grey of any brightness (near black to light), slightly tinted."""
+    grey = rng.uniform(20, 190)
+    return tuple(int(np.clip(grey + rng.uniform(-18, 18), 0, 255)) for _ in range(3))
+
+
+def _overlaps(box: Box, others) -> bool:
+    return any(
+        box.x1 < o.x2 + _MIN_GAP and o.x1 < box.x2 + _MIN_GAP and box.y1 < o.y2 + _MIN_GAP and o.y1 < box.y2 + _MIN_GAP
+        for o in others
+    )
+
+
+def place_boxes(rng: np.random.Generator, sides, size: int = IMAGE_SIZE, tries: int = 200) -> list[Box] | None:
+    """Non-overlapping square boxes with the given sides, uniformly placed; None if they don't fit."""
+    for _ in range(tries):
+        boxes: list[Box] = []
+        for side in sides:
+            for _ in range(50):
+                x, y = rng.uniform(1, size - 1 - side), rng.uniform(1, size - 1 - side)
+                box = Box(float(x), float(y), float(x + side), float(y + side))
+                if not _overlaps(box, boxes):
+                    boxes.append(box)
+                    break
+            else:
+                break
+        if len(boxes) == len(sides):
+            return boxes
+    return None
+
+
+def random_attributes(rng: np.random.Generator) -> tuple[str, str, str]:
+    """(shape, colour, size) drawn uniformly."""
+    return SHAPES[rng.integers(len(SHAPES))], list(COLOURS)[rng.integers(len(COLOURS))], list(SIZES)[rng.integers(len(SIZES))]
+
+
+def random_scene(rng: np.random.Generator, n_objects: int, distinct: bool = True) -> Scene:
+    """A scene of ``n_objects`` random objects; with ``distinct`` no two share shape and colour."""
+    while True:
+        attrs = [random_attributes(rng) for _ in range(n_objects)]
+        if distinct and len({(s, c) for s, c, _ in attrs}) < n_objects:
+            continue
+        sides = [rng.uniform(*SIZES[size]) for _, _, size in attrs]
+        boxes = place_boxes(rng, sides)
+        if boxes is None:
+            continue
+        objects = tuple(SceneObject(s, c, z, b) for (s, c, z), b in zip(attrs, boxes))
+        return Scene(objects, random_background(rng), int(rng.integers(2**31)))
+
+
+def relation_between(a: SceneObject, b: SceneObject, min_offset: float = 6.0, dominance: float = 1.5) -> str | None:
+    """The relation word that is unambiguously true of "a ... b", or None if none clearly is."""
+    (ax, ay), (bx, by) = _centre(a.box), _centre(b.box)
+    dx, dy = bx - ax, by - ay
+    if abs(dx) >= min_offset and abs(dx) >= dominance * abs(dy):
+        return "to the left of" if dx > 0 else "to the right of"
+    if abs(dy) >= min_offset and abs(dy) >= dominance * abs(dx):
+        return "above" if dy > 0 else "below"
+    return None
+
+
+def _centre(box: Box) -> tuple[float, float]:
+    return (box.x1 + box.x2) / 2, (box.y1 + box.y2) / 2
+
+
+def partial_phrase(obj: SceneObject, rng: np.random.Generator) -> str:
+    """The object's phrase, in a quarter of cases with the size, the colour or both left out
+    (real captions are not exhaustive, and grounding queries name just the noun)."""
+    u = rng.uniform()
+    if u >= 0.25:
+        return obj.phrase
+    if u < 0.1:
+        return f"a {obj.shape}"
+    if u < 0.18:
+        return f"a {obj.colour} {obj.shape}"
+    return f"a {obj.size} {obj.shape}"
+
+
+def conjunction(objects, phrases=None) -> str:
+    """"a small red circle and a large blue square" (commas before the last "and")."""
+    phrases = list(phrases) if phrases is not None else [obj.phrase for obj in objects]
+    return phrases[0] if len(phrases) == 1 else ", ".join(phrases[:-1]) + " and " + phrases[-1]
+
+
+def relation_caption(a: SceneObject, relation: str, b: SceneObject, phrases=None) -> str:
+    first, second = phrases if phrases is not None else (a.phrase, b.phrase)
+    return f"{first} {relation} {second}"
+
+
+def training_example(rng: np.random.Generator) -> tuple[Scene, str]:
+    """One (scene, true caption) pair from the training distribution.
+
+    15% single-object scenes with their phrase (so entity phrases of ComCLIP are in
+    distribution), the rest 2-3 objects described by a conjunction in random order (45%) or a
+    spatial relation between two of them (40%).
+    """
+    u = rng.uniform()
+    if u < 0.15:
+        scene = random_scene(rng, 1)
+        return scene, partial_phrase(scene.objects[0], rng)
+    scene = random_scene(rng, int(rng.integers(2, 4)))
+    objects = list(scene.objects)
+    pairs = [(a, b) for a in objects for b in objects if a is not b and relation_between(a, b)]
+    if u < 0.6 or not pairs:
+        ordered = [objects[i] for i in rng.permutation(len(objects))]
+        return scene, conjunction(ordered, [partial_phrase(o, rng) for o in ordered])
+    a, b = pairs[rng.integers(len(pairs))]
+    return scene, relation_caption(a, relation_between(a, b), b, (partial_phrase(a, rng), partial_phrase(b, rng)))
+
+
+def vocabulary() -> list[str]:
+    """Every word the caption grammar can produce."""
+    words = {"a", "and", "the", "of", "to", "left", "right", "above", "below", ","}
+    words.update(SHAPES, COLOURS, SIZES)
+    return sorted(words)
