@@ -20,7 +20,8 @@ from typing import Callable
 import numpy as np
 
 from ..errors import ComclipError, InputError
-from ..images import load_image
+from ..grounding.base import Box
+from ..images import LoadedImage, load_image
 from . import metrics
 from .datasets import CAPTION_CHOICE, IMAGE_CHOICE, WINOGROUND, Dataset, Example
 
@@ -150,10 +151,22 @@ class Progress:
             print(file=sys.stderr)
 
 
+def load_example_images(example: Example) -> list[LoadedImage]:
+    """The example's images, cropped to its ``crop`` box (given in original pixels) if it has one."""
+    images = [load_image(p) for p in example.images]
+    if example.crop is None:
+        return images
+    cropped = []
+    for im in images:
+        box = Box(*example.crop).scaled(im.scale).clipped(im.image.width, im.image.height)
+        cropped.append(LoadedImage(im.image.crop(box.pixels()), f"{im.source}#crop={list(example.crop)}", im.original_size))
+    return cropped
+
+
 def _score_example(method: str, scorer: Scorer, example: Example) -> dict:
     record = {"id": example.id, "method": method, "kind": example.kind, "subset": example.subset, "tags": example.tags}
     try:
-        images = [load_image(p) for p in example.images]
+        images = load_example_images(example)
         scores = np.asarray(scorer(images, example.texts), dtype=np.float64)
         if scores.shape != (len(example.images), len(example.texts)):
             raise ComclipError(f"scorer returned shape {scores.shape} for {len(example.images)} images x {len(example.texts)} texts")

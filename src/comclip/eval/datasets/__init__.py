@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 from ...errors import InputError
-from . import comvg, jsonl, retrieval, sugarcrepe, winoground
+from . import aro, comvg, jsonl, retrieval, sugarcrepe, svo_probes, valse, vl_checklist, winoground
 from .base import CAPTION_CHOICE, IMAGE_CHOICE, WINOGROUND, Dataset, Example
 
 DATASETS = {
     "sugarcrepe": sugarcrepe.load,
     "comvg": comvg.load,
     "winoground": winoground.load,
-    "jsonl": jsonl.load,
+    "svo_probes": svo_probes.load,
+    "valse": valse.load,
+    "vl_checklist": vl_checklist.load,
+    "aro": aro.load,
     "retrieval": retrieval.load,
+    "jsonl": jsonl.load,
 }
 
 

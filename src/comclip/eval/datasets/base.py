@@ -26,6 +26,8 @@ class Example:
     subset: str = ""
     tags: list[str] = field(default_factory=list)
     given: dict[str, Any] = field(default_factory=dict)
+    #: A box ``(x1, y1, x2, y2)`` every image is cropped to before scoring (ARO does this).
+    crop: tuple[float, float, float, float] | None = None
 
 
 @dataclass
@@ -37,3 +39,34 @@ class Dataset:
     examples: list[Example]
     source: str = ""
     licence: str = ""
+
+
+def read_csv_rows(path, what: str, columns) -> list[tuple[int, dict]]:
+    """``(line number, row)`` pairs of a CSV file that must have ``columns``."""
+    import csv
+    from pathlib import Path
+
+    from ...errors import InputError
+
+    path = Path(path)
+    try:
+        with open(path, newline="", encoding="utf-8") as handle:
+            reader = csv.DictReader(handle)
+            missing = [c for c in columns if c not in (reader.fieldnames or [])]
+            if missing:
+                raise InputError(f"{path}: {what} CSV lacks columns {', '.join(missing)}")
+            return list(enumerate(reader, start=2))
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise InputError(f"cannot read {what} file {path}: {exc}") from None
+
+
+def find_image(folder, stem: str, suffixes=(".jpg", ".png", ".jpeg")):
+    """``folder/stem.<suffix>`` for the first suffix that exists (else the first suffix's path,
+    which then fails its example with 'image not found')."""
+    from pathlib import Path
+
+    for suffix in suffixes:
+        path = Path(folder) / f"{stem}{suffix}"
+        if path.exists():
+            return path
+    return Path(folder) / f"{stem}{suffixes[0]}"

@@ -9,11 +9,10 @@ a Visual Genome folder.
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 from ...errors import InputError
-from .base import IMAGE_CHOICE, Dataset, Example
+from .base import IMAGE_CHOICE, Dataset, Example, read_csv_rows
 
 SOURCE = "https://github.com/eric-ai-lab/ComCLIP"
 LICENCE = "as published by the ComCLIP authors; Visual Genome images CC BY 4.0"
@@ -23,25 +22,16 @@ COLUMNS = ("id", "sentence", "pos_triplet", "neg_triplet", "pos_image_id", "neg_
 def load(path: str | Path, image_dir: str | Path | None = None) -> Dataset:
     path = Path(path)
     image_dir = Path(image_dir) if image_dir else path.parent / "images"
-    try:
-        handle = open(path, newline="", encoding="utf-8")
-    except OSError as exc:
-        raise InputError(f"cannot read ComVG file {path}: {exc}") from None
-    with handle:
-        reader = csv.DictReader(handle)
-        missing = [c for c in COLUMNS if c not in (reader.fieldnames or [])]
-        if missing:
-            raise InputError(f"{path}: ComVG CSV lacks columns {', '.join(missing)}")
-        examples = []
-        for line, row in enumerate(reader, start=2):
-            if not row["sentence"] or not row["pos_image_id"] or not row["neg_image_id"]:
-                raise InputError(f"{path} line {line}: empty sentence or image id")
-            examples.append(Example(
-                id=row["id"],
-                kind=IMAGE_CHOICE,
-                images=[str(image_dir / f"{row['pos_image_id']}.jpg"), str(image_dir / f"{row['neg_image_id']}.jpg")],
-                texts=[row["sentence"]],
-                subset=row["neg_value"],
-                given={row["sentence"]: row["pos_triplet"]},
-            ))
+    examples = []
+    for line, row in read_csv_rows(path, "ComVG", COLUMNS):
+        if not row["sentence"] or not row["pos_image_id"] or not row["neg_image_id"]:
+            raise InputError(f"{path} line {line}: empty sentence or image id")
+        examples.append(Example(
+            id=row["id"],
+            kind=IMAGE_CHOICE,
+            images=[str(image_dir / f"{row['pos_image_id']}.jpg"), str(image_dir / f"{row['neg_image_id']}.jpg")],
+            texts=[row["sentence"]],
+            subset=row["neg_value"],
+            given={row["sentence"]: row["pos_triplet"]},
+        ))
     return Dataset("comvg", path.stem, examples, SOURCE, LICENCE)

@@ -1,54 +1,98 @@
-"""Winoground (Thrush et al., CVPR 2022), from a local copy.
+"""Winoground (Thrush et al., CVPR 2022): the gated Hugging Face dataset or a local copy.
 
-The gated Hugging Face dataset ``facebook/winoground`` (non-commercial research licence) is
-read with ``datasets`` where available and a token is set (``HF_TOKEN``); otherwise a folder
-holding the metadata CSV (``id, caption_0, caption_1, tag, secondary_tag, collapsed_tag``)
-and ``images/ex_<id>_img_<0|1>.png``. Text, image and group scores per ``collapsed_tag`` and
-per ``tag``.
+- ``--data hf:facebook/winoground`` downloads ``data/examples.jsonl`` and ``data/images.zip``
+  from the gated dataset (accept its terms on huggingface.co; the token is read from
+  ``HF_TOKEN``) into the Hugging Face cache, once.
+- ``--data FOLDER`` (or the CSV itself) reads a local copy: the metadata CSV (``id,
+  caption_0, caption_1, tag, secondary_tag, collapsed_tag``) and
+  ``images/ex_<id>_img_<0|1>.png``.
+
+Text, image and group scores per ``collapsed_tag`` (subsets) and per ``tag`` (tags).
 """
 
 from __future__ import annotations
 
-import csv
+import json
+import os
+import zipfile
 from pathlib import Path
 
 from ...errors import InputError
-from .base import WINOGROUND, Dataset, Example
+from .base import WINOGROUND, Dataset, Example, find_image, read_csv_rows
 
 SOURCE = "https://huggingface.co/datasets/facebook/winoground"
 LICENCE = "Winoground licence: non-commercial research only"
+HF_PREFIX = "hf:"
+HF_REPO = "facebook/winoground"
 
 
 def load(metadata: str | Path, image_dir: str | Path | None = None) -> Dataset:
+    if str(metadata).startswith(HF_PREFIX):
+        metadata, image_dir = download(str(metadata)[len(HF_PREFIX):] or HF_REPO)
     metadata = Path(metadata)
     if metadata.is_dir():
-        candidates = sorted(metadata.glob("*.csv"))
+        candidates = sorted(metadata.glob("*.csv")) or sorted(metadata.glob("*.jsonl"))
         if not candidates:
-            raise InputError(f"no Winoground metadata CSV in {metadata}")
+            raise InputError(f"no Winoground metadata (CSV or examples.jsonl) in {metadata}")
         image_dir = image_dir or metadata / "images"
         metadata = candidates[0]
     image_dir = Path(image_dir) if image_dir else metadata.parent / "images"
-    try:
-        rows = list(csv.DictReader(open(metadata, newline="", encoding="utf-8")))
-    except OSError as exc:
-        raise InputError(f"cannot read Winoground metadata {metadata}: {exc}") from None
+    rows = _jsonl_rows(metadata) if metadata.suffix == ".jsonl" else [
+        row for _, row in read_csv_rows(metadata, "Winoground metadata", ("id", "caption_0", "caption_1"))
+    ]
     examples = []
-    for line, row in enumerate(rows, start=2):
-        try:
-            ex_id, c0, c1 = row["id"], row["caption_0"], row["caption_1"]
-        except KeyError:
-            raise InputError(f"{metadata} line {line}: needs id, caption_0, caption_1") from None
-        images = [str(_find_image(image_dir, ex_id, i)) for i in (0, 1)]
+    for row in rows:
+        ex_id = str(row["id"])
         examples.append(Example(
-            id=ex_id, kind=WINOGROUND, images=images, texts=[c0, c1],
-            subset=row.get("collapsed_tag", ""), tags=[t for t in (row.get("tag", ""), row.get("secondary_tag", "")) if t],
+            id=ex_id, kind=WINOGROUND,
+            images=[str(find_image(image_dir, f"ex_{ex_id}_img_{i}", (".png", ".jpg", ".jpeg"))) for i in (0, 1)],
+            texts=[row["caption_0"], row["caption_1"]],
+            subset=row.get("collapsed_tag", "") or "",
+            tags=[t for t in (row.get("tag", ""), row.get("secondary_tag", "")) if t],
         ))
     return Dataset("winoground", "test", examples, SOURCE, LICENCE)
 
 
-def _find_image(folder: Path, ex_id: str, index: int) -> Path:
-    for suffix in (".png", ".jpg", ".jpeg"):
-        path = folder / f"ex_{ex_id}_img_{index}{suffix}"
-        if path.exists():
-            return path
-    return folder / f"ex_{ex_id}_img_{index}.png"
+def _jsonl_rows(path: Path) -> list[dict]:
+    rows = []
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise InputError(f"cannot read Winoground metadata {path}: {exc}") from None
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            row["id"], row["caption_0"], row["caption_1"]
+        except (json.JSONDecodeError, KeyError, TypeError):
+            raise InputError(f"{path} line {number}: needs a JSON object with id, caption_0, caption_1") from None
+        rows.append(row)
+    return rows
+
+
+def download(repo: str = HF_REPO) -> tuple[Path, Path]:
+    """Fetch the gated dataset's metadata and images (once) and return their local paths."""
+    from huggingface_hub import hf_hub_download
+
+    token = os.environ.get("HF_TOKEN") or os.environ.get("HUGGING_FACE_HUB_TOKEN")
+    try:
+        examples = Path(hf_hub_download(repo, "data/examples.jsonl", repo_type="dataset", token=token))
+        archive = Path(hf_hub_download(repo, "data/images.zip", repo_type="dataset", token=token))
+    except Exception as exc:  # network, auth and gating errors all end here
+        raise InputError(
+            f"cannot download the gated dataset {repo} from the Hugging Face Hub ({type(exc).__name__}: "
+            f"{str(exc).splitlines()[0] if str(exc) else ''}). Accept its terms on huggingface.co and set "
+            "HF_TOKEN, or pass a local copy with --data FOLDER."
+        ) from None
+    images = archive.parent / "images"
+    if not (images / ".complete").exists():
+        with zipfile.ZipFile(archive) as zipped:
+            for member in zipped.namelist():
+                if member.endswith("/"):
+                    continue
+                target = images / Path(member).name
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(zipped.read(member))
+        (images / ".complete").write_text("")
+    return examples, images

@@ -1,0 +1,114 @@
+"""Dataset modules read their published formats, name malformed rows, and map each benchmark
+to the right comparison (caption choice, image choice, Winoground) and breakdown."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from PIL import Image
+
+from comclip.errors import InputError
+from comclip.eval.datasets import CAPTION_CHOICE, IMAGE_CHOICE, load_dataset
+from comclip.eval.runner import load_example_images
+
+
+def _image(path, colour=(200, 20, 20), size=(60, 40)):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", size, colour).save(path)
+
+
+def test_svo_probes(tmp_path):
+    _image(tmp_path / "images" / "p1.jpg")
+    csv = tmp_path / "svo_probes.csv"
+    csv.write_text(
+        ",sentence,pos_triplet,neg_triplet,subj_neg,verb_neg,obj_neg,pos_url,neg_url,pos_image_id,neg_image_id\n"
+        "0,a man rides a horse,\"man,ride,horse\",\"man,feed,horse\",False,True,False,http://x/a.jpg,http://y/n9.jpg,p1,n1\n"
+        "1,a dog chases a cat,\"dog,chase,cat\",\"girl,chase,cat\",True,False,False,http://x/b.jpg,http://y/c.jpg,,\n"
+    )
+    data = load_dataset("svo_probes", csv)
+    first, second = data.examples
+    assert first.kind == IMAGE_CHOICE and first.subset == "verb" and second.subset == "subject"
+    assert first.images[0].endswith("images/p1.jpg") and first.images[1].endswith("images/n9.jpg")  # by id, else URL name
+    assert first.given == {"a man rides a horse": "man,ride,horse"}
+    csv.write_text(csv.read_text().replace("False,True,False", "True,True,False"))
+    with pytest.raises(InputError, match="line 2: needs a sentence and exactly one"):
+        load_dataset("svo_probes", csv)
+    csv.write_text("sentence,pos_triplet\nx,y\n")
+    with pytest.raises(InputError, match="lacks columns neg_triplet"):
+        load_dataset("svo_probes", csv)
+
+
+def test_valse_folder_of_pieces(tmp_path):
+    (tmp_path / "existence.json").write_text(json.dumps({
+        "7": {"image_file": "v7w_1.jpg", "caption": "There are no animals.", "foil": "There are animals.",
+              "linguistic_phenomena": "existence", "mturk": {"caption": 3}}}))
+    (tmp_path / "relations.json").write_text(json.dumps({
+        "1": {"image_file": "coco_2.jpg", "caption": "a cat on a mat", "foil": "a cat under a mat", "linguistic_phenomena": "relations"}}))
+    data = load_dataset("valse", tmp_path, tmp_path / "imgs")
+    assert [e.id for e in data.examples] == ["existence/7", "relations/1"]
+    assert data.examples[0].kind == CAPTION_CHOICE and data.examples[0].texts[1] == "There are animals."
+    assert data.examples[1].images[0].endswith("imgs/coco_2.jpg") and data.examples[1].subset == "relations"
+    (tmp_path / "bad.json").write_text(json.dumps({"3": {"caption": "x"}}))
+    with pytest.raises(InputError, match="bad.json item '3'"):
+        load_dataset("valse", tmp_path)
+
+
+def test_vl_checklist_pairs_and_phenomena(tmp_path):
+    folder = tmp_path / "Attribute" / "vaw"
+    folder.mkdir(parents=True)
+    (folder / "color.json").write_text(json.dumps([
+        ["vg/1.jpg", {"POS": ["a red car", "a blue sky"], "NEG": ["a green car", "a pink sky"]}]]))
+    data = load_dataset("vl_checklist", tmp_path)
+    assert [e.texts for e in data.examples] == [["a red car", "a green car"], ["a blue sky", "a pink sky"]]
+    assert data.examples[0].subset == "Attribute/vaw/color" and data.examples[0].tags == ["Attribute"]
+    (folder / "color.json").write_text(json.dumps([["vg/1.jpg", {"POS": ["a"], "NEG": []}]]))
+    with pytest.raises(InputError, match="equal length"):
+        load_dataset("vl_checklist", tmp_path)
+
+
+def test_aro_crops_to_the_box(tmp_path):
+    image = tmp_path / "images" / "2.jpg"
+    _image(image, size=(100, 80))
+    rows = [{"image_path": "/data/vg/2.jpg", "bbox_x": 10, "bbox_y": 20, "bbox_w": 30, "bbox_h": 40,
+             "relation_name": "on", "true_caption": "the cup is on the table", "false_caption": "the table is on the cup"},
+            {"image_path": "/data/vg/2.jpg", "bbox_x": 500, "bbox_y": 500, "bbox_w": 30, "bbox_h": 40,
+             "relation_name": "on", "true_caption": "a", "false_caption": "b"}]
+    path = tmp_path / "visual_genome_relation.json"
+    path.write_text(json.dumps(rows))
+    data = load_dataset("aro", path)
+    assert data.name == "aro_vg_relation" and data.examples[0].subset == "on"
+    (loaded,) = load_example_images(data.examples[0])
+    assert loaded.image.size == (30, 40)
+    with pytest.raises(InputError, match="zero area"):
+        load_example_images(data.examples[1])
+
+
+def test_aro_end_to_end_counts_bad_crop_as_failed(cli, tiny_model_dir, tmp_path):
+    _image(tmp_path / "images" / "2.jpg", size=(100, 80))
+    rows = [{"image_path": "2.jpg", "bbox_x": 0, "bbox_y": 0, "bbox_w": 50, "bbox_h": 50, "attributes": ["red", "blue"],
+             "true_caption": "the red cup and the blue plate", "false_caption": "the blue cup and the red plate"},
+            {"image_path": "2.jpg", "bbox_x": 900, "bbox_y": 0, "bbox_w": 5, "bbox_h": 5, "attributes": ["red", "blue"],
+             "true_caption": "a red cup", "false_caption": "a blue cup"}]
+    path = tmp_path / "visual_genome_attribution.json"
+    path.write_text(json.dumps(rows))
+    code, _, err = cli("eval", "aro", "--data", path, "--model", tiny_model_dir, "--out", tmp_path / "out")
+    assert code == 0, err
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert report["dataset"] == "aro_vg_attribution"
+    for run in report["runs"]:
+        assert (run["n_scored"], run["n_failed"]) == (1, 1) and "zero area" in run["failures"][0]["error"]
+        assert set(run["subsets"]) == {"red-blue"}
+
+
+def test_winoground_from_the_hub_fails_clearly_offline(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(InputError, match="gated dataset facebook/winoground.*HF_TOKEN"):
+        load_dataset("winoground", "hf:facebook/winoground")
+
+
+def test_winoground_examples_jsonl(tmp_path):
+    (tmp_path / "examples.jsonl").write_text(json.dumps(
+        {"id": 0, "caption_0": "a", "caption_1": "b", "tag": "Object", "secondary_tag": "", "collapsed_tag": "Object"}) + "\n")
+    data = load_dataset("winoground", tmp_path)
+    assert data.examples[0].images[1].endswith("images/ex_0_img_1.png") and data.examples[0].subset == "Object"
