@@ -21,15 +21,19 @@ def _slug(text: str) -> str:
 def _cmd_eval(args: argparse.Namespace) -> int:
     from .backbones import create_backbone
     from .eval import runner
-    from .eval.datasets import load_dataset
+    from .eval.datasets import GENERATED, load_dataset
     from .parsing.given import GivenParser
     from .pipeline import ComCLIP
+    from .sandbox.evaluate import OracleGrounder, grounding_report
 
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     methods = _parse_methods(args.method)
-    if args.data is None:
+    if args.data is None and args.dataset not in GENERATED:
         raise InputError(f"comclip eval {args.dataset} needs --data PATH (the dataset file or folder)")
-    dataset = load_dataset(args.dataset, args.data, args.image_dir, split=args.split)
+    if args.dataset == "sandbox":
+        dataset = load_dataset("sandbox", task=args.task, seed=args.seed, n=args.n)
+    else:
+        dataset = load_dataset(args.dataset, args.data, args.image_dir, split=args.split)
     out = Path(args.out or OUT_TEMPLATE.format(dataset=dataset.name, split=dataset.split, model=_slug(args.model)))
     if args.resume and (out / "report.json").exists() and not args.force:
         print(f"{out / 'report.json'} exists: run already finished (use --force to rebuild the report)", file=sys.stderr)
@@ -41,15 +45,23 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     if "clip" in methods:
         scorers["clip"] = lambda images, texts: backbone.similarity([im.image for im in images], texts).numpy()
         configs["clip"] = {"model": backbone.name}
+    options = _pipeline_kwargs(args)
+    if options["parser"] == "given":
+        options["parser"] = GivenParser({t: g for ex in dataset.examples for t, g in ex.given.items()})
+    if options["grounder"] == "oracle":
+        if args.dataset != "sandbox":
+            raise InputError("--grounder oracle needs generated data with known boxes (comclip eval sandbox)")
+        options["grounder"] = OracleGrounder([s for ex in dataset.examples for s in ex.scenes])
+    model = ComCLIP(backbone, **options)
     if "comclip" in methods:
-        options = _pipeline_kwargs(args)
-        if options["parser"] == "given":
-            options["parser"] = GivenParser({t: g for ex in dataset.examples for t, g in ex.given.items()})
-        model = ComCLIP(backbone, **options)
         scorers["comclip"] = lambda images, texts: model.score(images, texts).numpy()
         configs["comclip"] = model.config()
     results = runner.run(dataset, scorers, out, resume=args.resume, limit=args.limit)
-    return _finish(args, dataset, backbone, configs, results, out)
+    extra = {}
+    if args.dataset == "sandbox":
+        grounders = {model.grounder.name: model.grounder, "oracle": OracleGrounder([s for ex in dataset.examples for s in ex.scenes])}
+        extra["grounding"] = grounding_report(grounders, dataset, seed=args.seed, n_bootstrap=args.bootstrap)
+    return _finish(args, dataset, backbone, configs, results, out, extra)
 
 
 def _eval_retrieval(args, dataset, backbone, methods, out: Path) -> int:
@@ -69,10 +81,11 @@ def _eval_retrieval(args, dataset, backbone, methods, out: Path) -> int:
     return _finish(args, dataset, backbone, configs, results, out)
 
 
-def _finish(args, dataset, backbone, configs: dict, results: dict, out: Path) -> int:
+def _finish(args, dataset, backbone, configs: dict, results: dict, out: Path, extra: dict | None = None) -> int:
     from .eval import runner
 
-    report = runner.write_report(dataset, backbone.name, configs, results, out, seed=args.seed, n_bootstrap=args.bootstrap)
+    report = runner.write_report(dataset, backbone.name, configs, results, out, seed=args.seed,
+                                 n_bootstrap=args.bootstrap, extra=extra)
     print((out / "report.md").read_text(encoding="utf-8"))
     for run in report["runs"]:
         print(f"{run['method']}: {run['n_scored']} scored, {run['n_failed']} failed", file=sys.stderr)
@@ -116,6 +129,8 @@ def register(sub) -> None:
     p.add_argument("--out", default=None, help=f"output folder (default: {OUT_TEMPLATE})")
     p.add_argument("--resume", action="store_true", help="continue a killed run; skip a finished one")
     p.add_argument("--force", action="store_true", help="with --resume, rebuild the report of a finished run")
-    p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default: 0)")
+    p.add_argument("--task", default=None, help="sandbox: binding, object-swap, order-swap, substitution (comma-separated; default all)")
+    p.add_argument("--n", type=int, default=100, help="sandbox: items per task (default: 100)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap and of generated data (default: 0)")
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples (default: 1000)")
     p.set_defaults(func=_cmd_eval)

@@ -41,15 +41,19 @@ def package_versions() -> dict:
     return versions
 
 
-def correct(kind: str, scores: np.ndarray) -> dict[str, bool]:
-    """Per-example successes from a score matrix ``[images, texts]`` (strict: ties fail)."""
+def correct(kind: str, scores: np.ndarray) -> dict[str, float]:
+    """Per-example successes from a score matrix ``[images, texts]`` (strict: ties fail); each
+    value is 0/1 (or the share of an example's comparisons that succeed, for ``pairwise``)."""
     if kind == CAPTION_CHOICE:
         return {"accuracy": bool(scores[0, 0] > scores[0, 1:].max())}
     if kind == IMAGE_CHOICE:
         return {"accuracy": bool(scores[0, 0] > scores[1:, 0].max())}
     if kind == WINOGROUND:
         result = metrics.winoground_correct(scores.T[None])  # [caption, image]
-        return {name: bool(value[0]) for name, value in result.items()}
+        out: dict = {name: bool(value[0]) for name, value in result.items()}
+        # pairwise: each image prefers its own caption (the caption-choice accuracy, per image)
+        out["pairwise"] = (float(scores[0, 0] > scores[0, 1]) + float(scores[1, 1] > scores[1, 0])) / 2
+        return out
     raise ValueError(f"unknown example kind {kind!r}")
 
 
@@ -205,8 +209,9 @@ def summarise_run(records: list[dict], n_bootstrap: int = 1000, seed: int = 0) -
 
 
 def write_report(dataset: Dataset, model: str, configs: dict[str, dict], results: dict, out_dir: str | Path,
-                 seed: int = 0, n_bootstrap: int = 1000) -> dict:
-    """Write ``report.json`` and ``report.md`` for the results of :func:`run`."""
+                 seed: int = 0, n_bootstrap: int = 1000, extra: dict | None = None) -> dict:
+    """Write ``report.json`` and ``report.md`` for the results of :func:`run`; ``extra`` adds
+    top-level sections (the sandbox's ``grounding`` accuracy)."""
     out = Path(out_dir)
     runs = []
     for method, config in configs.items():
@@ -222,6 +227,7 @@ def write_report(dataset: Dataset, model: str, configs: dict[str, dict], results
         "bootstrap_resamples": n_bootstrap,
         "versions": package_versions(),
         "runs": runs,
+        **(extra or {}),
     }
     (out / "report.json").write_text(json.dumps(report, indent=2), encoding="utf-8")
     (out / "report.md").write_text(markdown_report(report), encoding="utf-8")
@@ -256,6 +262,11 @@ def markdown_report(report: dict) -> str:
             cells = [_cell(run[section][key][n]) if key in run[section] and n in run[section][key] else "-"
                      for run in report["runs"] for n in names]
             lines.append(_row([key, *cells]))
+    if report.get("grounding"):
+        lines += ["", "## Grounding accuracy (top box IoU >= 0.5 with the true object)", "",
+                  _row(["grounder", "objects", "accuracy"]), "|---|---|---|"]
+        for name, metric in report["grounding"].items():
+            lines.append(_row([name, metric["n"], _cell(metric)]))
     failures = [(run["method"], f) for run in report["runs"] for f in run["failures"]]
     if failures:
         lines += ["", "## Failed examples", ""]

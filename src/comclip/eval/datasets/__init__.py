@@ -6,6 +6,15 @@ from ...errors import InputError
 from . import aro, comvg, jsonl, retrieval, sugarcrepe, svo_probes, valse, vl_checklist, winoground
 from .base import CAPTION_CHOICE, IMAGE_CHOICE, WINOGROUND, Dataset, Example
 
+def _sandbox(path=None, image_dir=None, **options) -> Dataset:
+    from ...sandbox.evaluate import load
+
+    return load(path, image_dir, **options)
+
+
+#: Datasets that are generated, not read: ``--data`` is not needed.
+GENERATED = {"sandbox"}
+
 DATASETS = {
     "sugarcrepe": sugarcrepe.load,
     "comvg": comvg.load,
@@ -16,10 +25,11 @@ DATASETS = {
     "aro": aro.load,
     "retrieval": retrieval.load,
     "jsonl": jsonl.load,
+    "sandbox": _sandbox,
 }
 
 
-def load_dataset(name: str, path, image_dir=None, **options) -> Dataset:
+def load_dataset(name: str, path=None, image_dir=None, **options) -> Dataset:
     """Load a benchmark by its module name; ``options`` are passed on where the module takes
     them (``split`` for Karpathy files) and are an error where it does not."""
     if name not in DATASETS:
@@ -33,4 +43,4 @@ def load_dataset(name: str, path, image_dir=None, **options) -> Dataset:
         raise
 
 
-__all__ = ["CAPTION_CHOICE", "DATASETS", "Dataset", "Example", "IMAGE_CHOICE", "WINOGROUND", "load_dataset"]
+__all__ = ["CAPTION_CHOICE", "DATASETS", "GENERATED", "Dataset", "Example", "IMAGE_CHOICE", "WINOGROUND", "load_dataset"]

@@ -15,7 +15,8 @@ WINOGROUND = "winoground"
 
 @dataclass
 class Example:
-    """One scored unit of a benchmark. ``images`` are paths; a missing file fails the example
+    """One scored unit of a benchmark. ``images`` are paths (or PIL images, for generated
+    data); a missing file fails the example
     (counted, with its reason), never silently drops it. ``given`` maps captions to scene
     graphs or triplets supplied by the dataset, for ``--parser given``."""
 
@@ -28,6 +29,8 @@ class Example:
     given: dict[str, Any] = field(default_factory=dict)
     #: A box ``(x1, y1, x2, y2)`` every image is cropped to before scoring (ARO does this).
     crop: tuple[float, float, float, float] | None = None
+    #: Generated examples (the sandbox) keep the scenes their images were rendered from.
+    scenes: tuple = ()
 
 
 @dataclass
