@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import tempfile
 import sys
 from pathlib import Path
 
@@ -18,6 +19,8 @@ SHARED_DATA = ROOT.parent / "shared" / "data"
 # No test may reach for the network: the Hub is unreachable here and in CI.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# The persistent embedding cache goes to a fresh folder, never the user's.
+os.environ.setdefault("COMCLIP_CACHE", tempfile.mkdtemp(prefix="comclip-test-cache-"))
 
 
 def shared_data(*parts: str) -> Path:

@@ -33,6 +33,21 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda:0 (default: cuda when available, else cpu)")
 
 
+def _add_cache_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--cache", default=None, metavar="PATH",
+                        help="embedding cache file (default: $COMCLIP_CACHE/embeddings.sqlite, ~/.cache/comclip)")
+    parser.add_argument("--no-cache", action="store_true", help="encode everything afresh and store nothing")
+
+
+def _attach_cache(backbone, args: argparse.Namespace) -> None:
+    """Give the backbone the persistent embedding cache the options ask for (on by default)."""
+    if getattr(args, "no_cache", False):
+        return
+    from .cache import SQLiteCache, default_cache_path
+
+    backbone.cache = SQLiteCache(args.cache or default_cache_path())
+
+
 # --- models --------------------------------------------------------------------------
 def _cmd_models(args: argparse.Namespace) -> int:
     from .backbones import registered_models
@@ -143,6 +158,15 @@ def _add_pipeline_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fill", default="black", choices=["black", "blur", "mean", "crop"],
                         help="what replaces pixels outside an entity's box (default: black, as in the paper)")
     parser.add_argument("--regions", default=None, help="for --grounder regions: a JSON file or a folder of <image stem>.json")
+    parser.add_argument("--score", default="comclip", choices=["comclip", "evidence", "evidence-min"],
+                        help="score mode: comclip (the paper, default), evidence (+ lambda * mean entity cosine), "
+                             "evidence-min (+ lambda * weakest entity cosine)")
+    parser.add_argument("--evidence-weight", type=float, default=1.0, help="lambda of the evidence modes (default: 1)")
+    parser.add_argument("--evidence-relations", action="store_true", help="evidence modes also pool the relations' cosines")
+    parser.add_argument("--proposals", default=None, choices=["grid", "segments", "grid+segments"],
+                        help="clip grounder's candidate regions (default: the model's, else grid)")
+    parser.add_argument("--region", default=None, choices=["crop", "mask"],
+                        help="clip grounder shows candidates cropped or masked in place (default: the model's, else crop)")
 
 
 def _pipeline_kwargs(args: argparse.Namespace) -> dict:
@@ -152,8 +176,20 @@ def _pipeline_kwargs(args: argparse.Namespace) -> dict:
         "weighting": getattr(args, "weighting", "sum"),
         "temperature": getattr(args, "temperature", None),
         "fill": getattr(args, "fill", "black"),
-        "grounder_options": {"regions": args.regions} if getattr(args, "regions", None) else {},
+        "grounder_options": _grounder_options(args),
+        "score_mode": getattr(args, "score", "comclip"),
+        "evidence_weight": getattr(args, "evidence_weight", 1.0),
+        "evidence_relations": getattr(args, "evidence_relations", False),
     }
+
+
+def _grounder_options(args: argparse.Namespace) -> dict:
+    grounder = getattr(args, "grounder", "clip")
+    if grounder == "regions" and getattr(args, "regions", None):
+        return {"regions": args.regions}
+    if grounder == "clip":
+        return {k: v for k in ("proposals", "region") if (v := getattr(args, k, None))}
+    return {}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -185,9 +221,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _extra_commands() -> list:
     """Functions ``(subparsers) -> None`` adding the subcommands kept in their own modules."""
-    from . import cli_demo, cli_eval, cli_pipeline
+    from . import cli_demo, cli_eval, cli_pipeline, cli_sandbox
 
-    return [cli_pipeline.register, cli_eval.register, cli_demo.register]
+    return [cli_pipeline.register, cli_eval.register, cli_sandbox.register, cli_demo.register]
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:

@@ -1,96 +1,107 @@
-"""``comclip demo``: the whole pipeline end to end, offline, in well under a minute.
+"""``comclip demo``: the whole pipeline end to end, offline, in a few minutes on a laptop CPU.
 
-It scores a minimal pair (two scenes with the same objects, colours swapped, and the two
-captions that tell them apart) with plain CLIP and ComCLIP under both weightings, prints
-the table, and writes ``report.md`` and an ``explain`` figure. Without ``--model`` it uses
-a tiny randomly initialised CLIP made by :func:`comclip.testing.make_tiny_clip`: no
-pretrained weights are needed, and its scores show the mechanics, not accuracy.
+It evaluates plain CLIP and ComCLIP (both weightings, black and mean fill) with the shipped
+sandbox model (``comclip/sandbox``) on the sandbox's four minimal-pair sets, prints the
+table, and writes ``report.md``, the full ``report.json`` / ``per_example.jsonl`` and an
+``explain`` figure of a colour-binding pair. The same seed gives the same numbers.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
-from PIL import Image, ImageDraw
-
 from .cli import _print_json
 
-DEMO_CAPTIONS = ("a red circle and a blue square", "a blue circle and a red square")
-
-
-def demo_scene(circle: str, square: str, size: int = 224) -> Image.Image:
-    """A grey canvas with a circle on the left and a square on the right, in the given colours."""
-    colours = {"red": (220, 30, 30), "blue": (30, 60, 220)}
-    img = Image.new("RGB", (size, size), (128, 128, 128))
-    draw = ImageDraw.Draw(img)
-    r = size // 6
-    draw.ellipse((size // 4 - r, size // 2 - r, size // 4 + r, size // 2 + r), fill=colours[circle])
-    draw.rectangle((3 * size // 4 - r, size // 2 - r, 3 * size // 4 + r, size // 2 + r), fill=colours[square])
-    return img
-
-
-def default_demo_model() -> Path:
-    """The tiny CLIP the demo uses, written once under the comclip cache directory."""
-    from .testing import make_tiny_clip
-
-    cache = Path(os.environ.get("COMCLIP_CACHE", Path.home() / ".cache" / "comclip"))
-    path = cache / "tiny-clip-seed0"
-    if not (path / "model.safetensors").exists():
-        make_tiny_clip(path, seed=0)
-    return path
+DEMO_MODEL = "comclip/sandbox"
+#: (method name, pipeline options) of the demo's grid; the default grounder throughout.
+DEMO_METHODS = (
+    ("comclip sum black", {"weighting": "sum", "fill": "black"}),
+    ("comclip softmax black", {"weighting": "softmax", "fill": "black"}),
+    ("comclip sum mean", {"weighting": "sum", "fill": "mean"}),
+    ("comclip softmax mean", {"weighting": "softmax", "fill": "mean"}),
+)
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
     from .backbones import create_backbone
+    from .eval import runner
+    from .eval.datasets.base import WINOGROUND
     from .explain import draw_explanation
+    from .grounding import create_grounder
     from .pipeline import ComCLIP
+    from .sandbox.evaluate import OracleGrounder, grounding_report, load
+    from .sandbox.pairs import TASKS
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    model_name = args.model or str(default_demo_model())
-    backbone = create_backbone(model_name, device=args.device)
-    images = [demo_scene("red", "blue"), demo_scene("blue", "red")]
-    for n, image in enumerate(images):
-        image.save(out / f"scene_{n}.png")
-    rows = []
-    for weighting in ("sum", "softmax"):
-        details = ComCLIP(backbone, weighting=weighting).score_details(images, list(DEMO_CAPTIONS))
-        if not rows:  # every result carries its plain CLIP score too
-            rows.append(("clip", "-", [[r.clip for r in row] for row in details]))
-            draw_explanation(details[0][0], images[0], out / "explain.png")
-        rows.append(("comclip", weighting, [[r.score for r in row] for row in details]))
+    (out / runner.PER_EXAMPLE).unlink(missing_ok=True)  # the demo recomputes from scratch
+    backbone = create_backbone(args.model, device=args.device, batch_size=256)
+    dataset = load(seed=args.seed, n=args.n)
+    grounder = create_grounder("clip", backbone)  # shared: each image's candidates are encoded once
+    scorers = {"clip": lambda images, texts: backbone.similarity([im.image for im in images], texts).numpy()}
+    configs = {"clip": {"model": backbone.name}}
+    models = {}
+    for name, options in DEMO_METHODS:
+        models[name] = ComCLIP(backbone, grounder=grounder, **options)
+        scorers[name] = lambda images, texts, m=models[name]: m.score(images, texts).numpy()
+        configs[name] = models[name].config()
+    results = runner.run(dataset, scorers, out, progress=False)
+    oracle = OracleGrounder([s for ex in dataset.examples for s in ex.scenes])
+    report = runner.write_report(dataset, backbone.name, configs, results, out, seed=args.seed,
+                                 extra={"grounding": grounding_report({"clip": grounder, "oracle": oracle}, dataset, seed=args.seed)})
 
-    lines = [
-        "# comclip demo",
+    binding = next(ex for ex in dataset.examples if ex.subset == "binding" and ex.kind == WINOGROUND)
+    first = models[DEMO_METHODS[0][0]]
+    draw_explanation(first.explain(binding.images[0], binding.texts[0]), binding.images[0], out / "explain.png")
+    binding.images[0].save(out / "binding_img_0.png")
+    binding.images[1].save(out / "binding_img_1.png")
+
+    table = demo_table(report, TASKS)
+    text = "\n".join([
+        "# comclip demo: CLIP vs ComCLIP on the sandbox's minimal pairs",
         "",
-        f"Model: `{backbone.name}`" + ("  (tiny random CLIP: scores show the mechanics, not accuracy)" if not args.model else ""),
+        f"Model `{backbone.name}`, seed {args.seed}, {args.n} pairs per task, default `clip` grounder. "
+        "Winoground-style group score in % (both captions and both images right), 95% bootstrap interval.",
         "",
-        "Scene 0: red circle, blue square. Scene 1: blue circle, red square.",
-        "Caption 0: " + DEMO_CAPTIONS[0] + ". Caption 1: " + DEMO_CAPTIONS[1] + ".",
+        table,
         "",
-        "| method | weighting | s(img0, cap0) | s(img0, cap1) | s(img1, cap0) | s(img1, cap1) | pair solved |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for method, weighting, m in rows:
-        solved = m[0][0] > m[0][1] and m[1][1] > m[1][0] and m[0][0] > m[1][0] and m[1][1] > m[0][1]
-        lines.append(f"| {method} | {weighting} | {m[0][0]:.4f} | {m[0][1]:.4f} | {m[1][0]:.4f} | {m[1][1]:.4f} | {'yes' if solved else 'no'} |")
-    report = "\n".join(lines) + "\n\nFigure: `explain.png` (scene 0 against caption 0).\n"
-    (out / "report.md").write_text(report, encoding="utf-8")
+        "Grounding accuracy (top box IoU >= 0.5 with the true object): "
+        + ", ".join(f"{k} {v['value']:.1f}% [{v['ci95'][0]:.1f}, {v['ci95'][1]:.1f}] of {v['n']} objects"
+                    for k, v in report["grounding"].items()) + ".",
+        "",
+        f"Figure: `explain.png`, {first.config()['weighting']} weighting, {binding.texts[0]!r} on `binding_img_0.png`. "
+        "Every metric and breakdown: below, `report.json` and `per_example.jsonl`.",
+    ]) + "\n"
+    full = (out / "report.md").read_text(encoding="utf-8")
+    (out / "report.md").write_text(text + "\n---\n\n" + full, encoding="utf-8")
     if args.json:
-        _print_json({"model": backbone.name, "rows": [{"method": a, "weighting": b, "scores": m} for a, b, m in rows]})
+        _print_json(report)
     else:
-        print(report)
+        print(text)
         print(f"wrote {out / 'report.md'} and {out / 'explain.png'}", file=sys.stderr)
     return 0
 
 
+def demo_table(report: dict, tasks, metric: str = "group") -> str:
+    """A markdown table: one row per method, one column per task (``metric`` with its interval)."""
+    lines = ["| method | " + " | ".join(tasks) + " |", "|---" * (1 + len(tasks)) + "|"]
+    for run in report["runs"]:
+        cells = []
+        for task in tasks:
+            m = run["subsets"].get(task, {}).get(metric)
+            cells.append(f"{m['value']:.1f} [{m['ci95'][0]:.1f}, {m['ci95'][1]:.1f}]" if m else "-")
+        lines.append(f"| {run['method']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def register(sub) -> None:
-    p = sub.add_parser("demo", help="run the pipeline end to end offline and write a small report")
-    p.add_argument("--model", "-m", default=None, help="backbone to use (default: a tiny random CLIP made on the spot)")
+    p = sub.add_parser("demo", help="CLIP vs ComCLIP on the sandbox's minimal pairs, offline, with the shipped model")
+    p.add_argument("--model", "-m", default=DEMO_MODEL, help=f"backbone (default: {DEMO_MODEL}, shipped with comclip)")
     p.add_argument("--device", default=None)
+    p.add_argument("--seed", type=int, default=1, help="seed of the pairs and the bootstrap (default: 1)")
+    p.add_argument("--n", type=int, default=50, help="pairs per task (default: 50)")
     p.add_argument("--out", default="demo", help="output folder (default: ./demo)")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print report.json instead of the table")
     p.set_defaults(func=_cmd_demo)

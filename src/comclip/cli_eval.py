@@ -8,7 +8,7 @@ import re
 import sys
 from pathlib import Path
 
-from .cli import _add_model_options, _add_pipeline_options, _parse_methods, _pipeline_kwargs
+from .cli import _add_cache_options, _add_model_options, _add_pipeline_options, _attach_cache, _parse_methods, _pipeline_kwargs
 from .errors import InputError
 
 OUT_TEMPLATE = "results/{dataset}_{split}_{model}"
@@ -39,6 +39,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         print(f"{out / 'report.json'} exists: run already finished (use --force to rebuild the report)", file=sys.stderr)
         return 0
     backbone = create_backbone(args.model, device=args.device, batch_size=args.batch_size)
+    _attach_cache(backbone, args)
     if args.dataset == "retrieval":
         return _eval_retrieval(args, dataset, backbone, methods, out)
     scorers, configs = {}, {}
@@ -107,7 +108,24 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_cache(args: argparse.Namespace) -> int:
+    from .cache import SQLiteCache, default_cache_path
+    from .cli import _print_json
+
+    cache = SQLiteCache(args.cache or default_cache_path())
+    if args.action == "info":
+        _print_json(cache.info())
+    else:
+        print(f"removed {cache.clear()} embeddings from {cache.path}", file=sys.stderr)
+    return 0
+
+
 def register(sub) -> None:
+    p = sub.add_parser("cache", help="inspect or empty the persistent embedding cache")
+    p.add_argument("action", choices=["info", "clear"])
+    p.add_argument("--cache", default=None, metavar="PATH", help="cache file (default: $COMCLIP_CACHE/embeddings.sqlite)")
+    p.set_defaults(func=_cmd_cache)
+
     from .eval.datasets import DATASETS
 
     p = sub.add_parser("report", help="put several evaluation runs side by side (markdown table, bar charts)")
@@ -123,6 +141,7 @@ def register(sub) -> None:
     p.add_argument("--rerank-top", type=int, default=10,
                    help="retrieval: ComCLIP re-scores CLIP's top K candidates of each query (default: 10)")
     _add_model_options(p)
+    _add_cache_options(p)
     _add_pipeline_options(p)
     p.add_argument("--method", default="clip,comclip", help="clip, comclip or clip,comclip (default: both)")
     p.add_argument("--limit", type=int, default=None, help="only the first N examples")

@@ -1,11 +1,9 @@
-"""Subcommands of the ComCLIP pipeline: ``parse``, ``explain`` and ``demo``."""
+"""Subcommands of the ComCLIP pipeline: ``parse`` and ``explain``."""
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-from pathlib import Path
 
 from .cli import _add_model_options, _add_pipeline_options, _pipeline_kwargs, _print_json
 from .errors import InputError

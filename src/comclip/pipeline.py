@@ -14,7 +14,7 @@ from typing import Sequence
 import torch
 
 from .backbones import DEFAULT_MODEL, Backbone, create_backbone
-from .composition import FILLS, WEIGHTINGS, comclip_score, make_subimage
+from .composition import FILLS, SCORE_MODES, WEIGHTINGS, Evidence, comclip_score, make_subimage
 from .errors import InputError
 from .grounding import Box, Detection, Grounder, create_grounder
 from .images import ImageInput, LoadedImage, load_image
@@ -60,6 +60,7 @@ class ComCLIPResult:
     parts: list[Part]
     graph: SceneGraph
     fallback: str | None = None
+    composed: float | None = None  # the faithful ComCLIP score, where a score mode adds to it
 
     def to_dict(self) -> dict:
         return {
@@ -67,6 +68,7 @@ class ComCLIPResult:
             "text": self.text,
             "clip": self.clip,
             "comclip": self.score,
+            "composed": self.composed,
             "fallback": self.fallback,
             "graph": self.graph.to_dict(),
             "parts": [p.to_dict() for p in self.parts],
@@ -91,7 +93,12 @@ class ComCLIP:
         use_relations: bool = True,
         grounder_options: dict | None = None,
         parser_options: dict | None = None,
+        score_mode: str = "comclip",
+        evidence_weight: float = 1.0,
+        evidence_relations: bool = False,
     ):
+        if score_mode not in SCORE_MODES:
+            raise InputError(f"unknown score mode {score_mode!r}; choose one of {', '.join(SCORE_MODES)}")
         if weighting not in WEIGHTINGS:
             raise InputError(f"unknown weighting {weighting!r}; choose one of {', '.join(WEIGHTINGS)}")
         if fill not in FILLS:
@@ -105,6 +112,12 @@ class ComCLIP:
         self.temperature = temperature if temperature is not None else 1.0 / backbone.logit_scale
         self.fill = fill
         self.use_relations = use_relations
+        self.score_mode = score_mode
+        #: How an entity's phrase is worded for its sub-image: as parsed ("{}") unless the
+        #: model was trained on another form (the sandbox model's captions say "a red circle").
+        self.entity_prompt = backbone.defaults.get("entity_prompt", "{}")
+        self.evidence_weight = float(evidence_weight)
+        self.evidence_relations = bool(evidence_relations)
 
     @classmethod
     def from_pretrained(cls, model: str = DEFAULT_MODEL, *, device=None, batch_size: int = 32, **options) -> "ComCLIP":
@@ -125,6 +138,10 @@ class ComCLIP:
             "temperature": self.temperature,
             "fill": self.fill,
             "use_relations": self.use_relations,
+            "score_mode": self.score_mode,
+            "entity_prompt": self.entity_prompt,
+            **({"evidence_weight": self.evidence_weight, "evidence_relations": self.evidence_relations}
+               if self.score_mode != "comclip" else {}),
         }
 
     # --- public API ----------------------------------------------------------------------
@@ -179,11 +196,14 @@ class ComCLIP:
                     continue
                 subs = sub_embeddings[[sub_index[(i, tuple(p.boxes))] for p in parts]]
                 phrase_vecs = phrase_embeddings[[phrase_index[p.phrase] for p in parts]]
-                score, s, w = comclip_score(image_embeddings[i], caption_embeddings[j], subs, phrase_vecs,
-                                            self.weighting, self.temperature)
+                composed, s, w = comclip_score(image_embeddings[i], caption_embeddings[j], subs, phrase_vecs,
+                                               self.weighting, self.temperature)
                 for part, s_i, w_i in zip(parts, s.tolist(), w.tolist()):
                     part.similarity, part.weight = s_i, w_i
-                row.append(ComCLIPResult(im.source, text, clip_score, score, parts, graph))
+                evidence = Evidence(composed, clip_score, [p.similarity for p in parts if p.kind == "entity"],
+                                    [p.similarity for p in parts if p.kind == "relation"])
+                score = SCORE_MODES[self.score_mode](evidence, self.evidence_weight, self.evidence_relations)
+                row.append(ComCLIPResult(im.source, text, clip_score, score, parts, graph, composed=composed))
             results.append(row)
         return results
 
@@ -198,7 +218,8 @@ class ComCLIP:
             boxes, flags = (list(detection.boxes), []) if detection is not None else ([whole], [NOT_GROUNDED])
             boxes = [b.clipped(image.image.width, image.image.height) for b in boxes]
             regions[entity.id] = (boxes, flags)
-            parts.append(Part("entity", entity.phrase, boxes, math.nan, math.nan, list(flags), (entity.id,)))
+            phrase = self.entity_prompt.format(entity.phrase)
+            parts.append(Part("entity", phrase, boxes, math.nan, math.nan, list(flags), (entity.id,)))
         if self.use_relations:
             for relation in graph.relations:
                 subject_boxes, subject_flags = regions[relation.subject]

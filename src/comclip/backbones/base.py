@@ -13,10 +13,12 @@ import warnings
 from abc import ABC, abstractmethod
 from typing import Sequence
 
+import numpy as np
 import torch
 from PIL import Image
 
 from ..errors import InputError
+from ..cache import image_digest
 from ..images import DEFAULT_MAX_SIDE, ImageInput, load_image
 from ..text import validate_captions
 
@@ -52,6 +54,11 @@ class Backbone(ABC):
         self.name = name
         self.device = resolve_device(device)
         self.batch_size = int(batch_size)
+        #: Model-specific defaults for the pipeline's stages, e.g. ``{"grounder": {"prompt": "a {}"}}``
+        #: for a model trained on captions without "a photo of". Empty for hub models.
+        self.defaults: dict = {}
+        #: Where embeddings are looked up before encoding (see :mod:`comclip.cache`); None: no cache.
+        self.cache = None
 
     # --- what a backbone must provide -------------------------------------------------
     @property
@@ -87,11 +94,21 @@ class Backbone(ABC):
         loaded = [load_image(image, max_side=max_side).image for image in images]
         if not loaded:
             raise InputError("no images given")
-        return self._batched(loaded, self._encode_image_batch)
+        if self.cache is None:
+            return self._batched(loaded, self._encode_image_batch)
+        keys = [f"{self.fingerprint}|img|{image_digest(im)}" for im in loaded]
+        return self._cached(keys, loaded, self._encode_image_batch)
 
     def encode_texts(self, texts: Sequence[str]) -> torch.Tensor:
         """Embed captions; returns ``[M, D]`` unit-norm rows. Over-long captions are cut with a warning."""
         texts = validate_captions(texts)
+        if self.cache is None:
+            self._warn_truncated(texts)
+            return self._batched(texts, self._encode_text_batch)
+        keys = [f"{self.fingerprint}|txt|{text}" for text in texts]
+        return self._cached(keys, texts, self._encode_text_batch, before=self._warn_truncated)
+
+    def _warn_truncated(self, texts: Sequence[str]) -> None:
         for index, text in enumerate(texts):
             count = self._token_count(text)
             if count > self.context_length:
@@ -99,9 +116,28 @@ class Backbone(ABC):
                     f"caption #{index} has {count} tokens, more than {self.name}'s context of "
                     f"{self.context_length}; it was truncated: {text[:60]!r}...",
                     CaptionTruncatedWarning,
-                    stacklevel=2,
+                    stacklevel=3,
                 )
-        return self._batched(texts, self._encode_text_batch)
+
+    def _cached(self, keys: list[str], items: list, encode, before=None) -> torch.Tensor:
+        """Rows from the cache where present; the rest encoded (each distinct key once) and stored."""
+        found = self.cache.get_many(keys)
+        missing = list(dict.fromkeys(k for k in keys if k not in found))
+        if missing:
+            first = {k: n for n, k in reversed(list(enumerate(keys)))}
+            todo = [items[first[k]] for k in missing]
+            if before is not None:
+                before(todo)
+            vectors = self._batched(todo, encode).numpy()
+            fresh = dict(zip(missing, vectors))
+            self.cache.put_many(fresh.items())
+            found.update(fresh)
+        return torch.from_numpy(np.stack([found[k] for k in keys]).astype(np.float32))
+
+    @property
+    def fingerprint(self) -> str:
+        """Identifies the weights for cache keys: the model name unless a backbone knows better."""
+        return self.name
 
     def similarity(self, images: Sequence[ImageInput], texts: Sequence[str]) -> torch.Tensor:
         """Cosine similarity matrix ``[N images, M texts]``."""

@@ -60,6 +60,15 @@ class HFBackbone(Backbone):
         self.tokenizer = self.processor.tokenizer
         self.image_processor = self.processor.image_processor
         self._model_type = getattr(self.model.config, "model_type", "")
+        self.defaults = _comclip_defaults(source)
+
+    @property
+    def fingerprint(self) -> str:
+        """The name plus the hub commit, or a hash of the weight files of a local directory,
+        so a retrained model in the same folder never reuses its predecessor's embeddings."""
+        if getattr(self, "_fingerprint", None) is None:
+            self._fingerprint = f"{self.name}@{weights_fingerprint(self.source, self.model)}"
+        return self._fingerprint
 
     @property
     def logit_scale(self) -> float:
@@ -90,6 +99,34 @@ class HFBackbone(Backbone):
 
     def _token_count(self, text: str) -> int:
         return len(self.tokenizer(text, truncation=False)["input_ids"])
+
+
+def weights_fingerprint(source: str, model) -> str:
+    import hashlib
+
+    directory = Path(source)
+    if directory.is_dir():
+        digest = hashlib.blake2b(digest_size=12)
+        for path in sorted(directory.glob("*.safetensors")) + sorted(directory.glob("*.bin")):
+            digest.update(path.name.encode())
+            with open(path, "rb") as handle:
+                while chunk := handle.read(1 << 22):
+                    digest.update(chunk)
+        return digest.hexdigest()
+    return str(getattr(model.config, "_commit_hash", None) or "unknown-revision")
+
+
+#: Optional file in a model directory with comclip's defaults for that model.
+DEFAULTS_FILE = "comclip.json"
+
+
+def _comclip_defaults(source: str) -> dict:
+    path = Path(source) / DEFAULTS_FILE
+    if not path.is_file():
+        return {}
+    from ..jsonfile import read_json_object
+
+    return read_json_object(path, "model defaults file", "pipeline stage -> options")
 
 
 def _load(source: str, name: str):

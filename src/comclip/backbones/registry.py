@@ -98,6 +98,20 @@ def list_models() -> list[str]:
     return list(registered_models())
 
 
+PACKAGE_PREFIX = "package:"
+
+
+def packaged_path(source: str) -> str:
+    """``package:PKG/sub/dir`` (model files shipped inside a Python package) as a filesystem path."""
+    if not source.startswith(PACKAGE_PREFIX):
+        return source
+    package, _, relative = source[len(PACKAGE_PREFIX):].partition("/")
+    path = Path(str(resources.files(package))) / relative
+    if not (path / "config.json").is_file():
+        raise ModelNotFoundError(f"the packaged model files {source!r} are missing from this installation ({path})")
+    return str(path)
+
+
 def _looks_like_path(name: str) -> bool:
     return name.startswith((".", "/", "~")) or "\\" in name or Path(name).expanduser().exists()
 
@@ -109,7 +123,7 @@ def resolve_model(name: str) -> tuple[str, str]:
         raise ModelNotFoundError("empty model name")
     entries = registered_models()
     if name in entries:
-        return entries[name].backend, entries[name].source
+        return entries[name].backend, packaged_path(entries[name].source)
     if name.startswith(OPEN_CLIP_PREFIX):
         return "open_clip", name[len(OPEN_CLIP_PREFIX) :]
     if name.startswith(HF_HUB_PREFIX):

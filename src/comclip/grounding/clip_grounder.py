@@ -1,13 +1,12 @@
 """Training-free grounding with the scoring backbone itself.
 
-Candidate regions (a multi-scale grid of windows) are cropped and encoded once per image, in
-batches; each query ("a photo of a {noun}") is then ranked against all candidates. Encodings
+Candidate regions (a multi-scale grid of windows, and/or segment proposals) are cropped (or
+masked in place) and encoded once per image, in batches; each query ("a photo of a {noun}") is then ranked against all candidates. Encodings
 are kept per image content, so every phrase and caption of an image reuses them.
 """
 
 from __future__ import annotations
 
-import hashlib
 from collections import OrderedDict
 from typing import Sequence
 
@@ -15,49 +14,52 @@ import torch
 from PIL import Image
 
 from ..backbones import Backbone
+from ..cache import image_digest as image_key
+from ..composition.subimages import make_subimage
+from ..errors import InputError
 from .base import Box, Detection, Grounder
+from .proposals import DEFAULT_SCALES, PROPOSALS, grid_windows, propose  # noqa: F401  (grid_windows re-exported)
 
 DEFAULT_PROMPT = "a photo of a {}"
-#: (window side as a fraction of the image side, stride as a fraction of the image side).
-DEFAULT_SCALES = ((1.0, 1.0), (0.75, 0.25), (0.5, 0.25), (1 / 3, 1 / 6))
-
-
-def image_key(image: Image.Image) -> str:
-    """A content hash identifying an image regardless of where it came from."""
-    digest = hashlib.blake2b(image.tobytes(), digest_size=16)
-    digest.update(f"{image.size}{image.mode}".encode())
-    return digest.hexdigest()
-
-
-def grid_windows(width: int, height: int, scales=DEFAULT_SCALES) -> list[Box]:
-    """Windows covering the image at several scales, each window inside the image."""
-    boxes: list[Box] = []
-    for side, stride in scales:
-        w, h = width * side, height * side
-        steps = max(1, round((1 - side) / stride) + 1) if side < 1 else 1  # per axis
-        for iy in range(steps):
-            for ix in range(steps):
-                x1 = 0.0 if steps == 1 else (width - w) * ix / (steps - 1)
-                y1 = 0.0 if steps == 1 else (height - h) * iy / (steps - 1)
-                boxes.append(Box(x1, y1, x1 + w, y1 + h))
-    unique = list(dict.fromkeys(Box(*(round(v, 3) for v in (b.x1, b.y1, b.x2, b.y2))) for b in boxes))
-    return unique
+#: How a candidate is shown to the encoder: cut out and resized ("crop"), or kept in place at
+#: full image size with everything else filled ("mask", the sub-image form ComCLIP scores).
+REGION_MODES = ("crop", "mask")
 
 
 class CLIPGrounder(Grounder):
-    """Ranks grid windows by the backbone's similarity between the crop and the query prompt."""
+    """Ranks candidate regions by the backbone's similarity between the region and the query prompt.
+
+    Options left unset take the backbone's own defaults (a model directory may carry them in
+    ``comclip.json``, as the sandbox model does), then the values here.
+    """
 
     name = "clip"
 
-    def __init__(self, backbone: Backbone, prompt: str = DEFAULT_PROMPT, scales=DEFAULT_SCALES, cache_images: int = 64):
+    def __init__(self, backbone: Backbone, prompt: str | None = None, scales=DEFAULT_SCALES, proposals: str | None = None,
+                 region: str | None = None, fill: str = "mean", cache_images: int = 512):
+        defaults = backbone.defaults.get("grounder", {})
         self.backbone = backbone
-        self.prompt = prompt
+        self.prompt = prompt or defaults.get("prompt", DEFAULT_PROMPT)
         self.scales = tuple(tuple(s) for s in scales)
+        self.proposals = proposals or defaults.get("proposals", "grid")
+        self.region = region or defaults.get("region", "crop")
+        self.fill = defaults.get("fill", fill)
+        if self.proposals not in PROPOSALS:
+            raise InputError(f"unknown proposals {self.proposals!r}; choose one of {', '.join(PROPOSALS)}")
+        if self.region not in REGION_MODES:
+            raise InputError(f"unknown region mode {self.region!r}; choose one of {', '.join(REGION_MODES)}")
+        if "{}" not in self.prompt:
+            raise InputError(f"grounding prompt {self.prompt!r} needs a {{}} where the entity goes")
         self._cache: OrderedDict[str, tuple[list[Box], torch.Tensor]] = OrderedDict()
         self._cache_images = cache_images
 
     def describe(self) -> dict:
-        return {"name": self.name, "prompt": self.prompt, "scales": [list(s) for s in self.scales]}
+        described = {"name": self.name, "prompt": self.prompt, "proposals": self.proposals, "region": self.region}
+        if "grid" in self.proposals:
+            described["scales"] = [list(s) for s in self.scales]
+        if self.region == "mask":
+            described["fill"] = self.fill
+        return described
 
     def candidates(self, image: Image.Image) -> tuple[list[Box], torch.Tensor]:
         """Candidate boxes and their crop embeddings, computed once per image content."""
@@ -65,9 +67,12 @@ class CLIPGrounder(Grounder):
         if key in self._cache:
             self._cache.move_to_end(key)
             return self._cache[key]
-        boxes = grid_windows(image.width, image.height, self.scales)
-        crops = [image.crop(b.pixels()) for b in boxes]
-        embeddings = self.backbone.encode_images(crops)
+        boxes = propose(image, self.proposals, self.scales)
+        if self.region == "crop":
+            views = [image.crop(b.pixels()) for b in boxes]
+        else:
+            views = [make_subimage(image, [b], self.fill) for b in boxes]
+        embeddings = self.backbone.encode_images(views)
         self._cache[key] = (boxes, embeddings)
         while len(self._cache) > self._cache_images:
             self._cache.popitem(last=False)

@@ -22,8 +22,8 @@ MODIFIER_DEPS = {"amod", "compound", "nummod", "nmod", "npadvmod", "quantmod"}
 PREDICATE_COMPLEMENT_DEPS = {"acomp", "attr", "xcomp", "advcl", "ccomp", "oprd"}
 CLAUSE_ON_NOUN_DEPS = {"acl", "relcl"}
 NOUN_POS = {"NOUN", "PROPN", "NUM"}
-#: Nouns that are part of a complex preposition ("in front of", "on top of").
-PREPOSITION_NOUNS = {"front", "top", "side", "middle", "back", "bottom"}
+#: Nouns that are part of a complex preposition ("in front of", "on top of", "to the left of").
+PREPOSITION_NOUNS = {"front", "top", "side", "middle", "back", "bottom", "left", "right"}
 SKIP_HEADS = {"it", "there", "this", "that", "which", "who", "what", "something", "one"}
 
 
@@ -240,6 +240,7 @@ class SpacyParser(Parser):
                     for inner in nested:
                         for inner_obj in inner.children:
                             if inner_obj.dep_ == "pobj":
-                                yield child, inner_obj, f"{child.lower_} {obj.lower_} {inner.lower_}"
+                                article = "".join(f"{d.lower_} " for d in obj.children if d.dep_ == "det")
+                                yield child, inner_obj, f"{child.lower_} {article}{obj.lower_} {inner.lower_}"
                 else:
                     yield child, obj, child.lower_

@@ -182,11 +182,14 @@ def _centre(box: Box) -> tuple[float, float]:
     return (box.x1 + box.x2) / 2, (box.y1 + box.y2) / 2
 
 
-def partial_phrase(obj: SceneObject, rng: np.random.Generator) -> str:
-    """The object's phrase, in a quarter of cases with the size, the colour or both left out
+PARTIAL_RATE = 0.25
+
+
+def partial_phrase(obj: SceneObject, rng: np.random.Generator, rate: float = PARTIAL_RATE) -> str:
+    """The object's phrase, in ``rate`` of cases with the size, the colour or both left out
     (real captions are not exhaustive, and grounding queries name just the noun)."""
-    u = rng.uniform()
-    if u >= 0.25:
+    u = rng.uniform() / max(rate, 1e-9) * PARTIAL_RATE
+    if u >= PARTIAL_RATE:
         return obj.phrase
     if u < 0.1:
         return f"a {obj.shape}"
@@ -206,7 +209,7 @@ def relation_caption(a: SceneObject, relation: str, b: SceneObject, phrases=None
     return f"{first} {relation} {second}"
 
 
-def training_example(rng: np.random.Generator) -> tuple[Scene, str]:
+def training_example(rng: np.random.Generator, partial_rate: float = PARTIAL_RATE) -> tuple[Scene, str]:
     """One (scene, true caption) pair from the training distribution.
 
     15% single-object scenes with their phrase (so entity phrases of ComCLIP are in
@@ -216,15 +219,15 @@ def training_example(rng: np.random.Generator) -> tuple[Scene, str]:
     u = rng.uniform()
     if u < 0.15:
         scene = random_scene(rng, 1)
-        return scene, partial_phrase(scene.objects[0], rng)
+        return scene, partial_phrase(scene.objects[0], rng, partial_rate)
     scene = random_scene(rng, int(rng.integers(2, 4)))
     objects = list(scene.objects)
     pairs = [(a, b) for a in objects for b in objects if a is not b and relation_between(a, b)]
     if u < 0.6 or not pairs:
         ordered = [objects[i] for i in rng.permutation(len(objects))]
-        return scene, conjunction(ordered, [partial_phrase(o, rng) for o in ordered])
+        return scene, conjunction(ordered, [partial_phrase(o, rng, partial_rate) for o in ordered])
     a, b = pairs[rng.integers(len(pairs))]
-    return scene, relation_caption(a, relation_between(a, b), b, (partial_phrase(a, rng), partial_phrase(b, rng)))
+    return scene, relation_caption(a, relation_between(a, b), b, (partial_phrase(a, rng, partial_rate), partial_phrase(b, rng, partial_rate)))
 
 
 def vocabulary() -> list[str]:
