@@ -163,6 +163,8 @@ def _add_pipeline_options(parser: argparse.ArgumentParser) -> None:
                              "evidence-min (+ lambda * weakest entity cosine)")
     parser.add_argument("--evidence-weight", type=float, default=1.0, help="lambda of the evidence modes (default: 1)")
     parser.add_argument("--evidence-relations", action="store_true", help="evidence modes also pool the relations' cosines")
+    parser.add_argument("--ground-by", default="head", choices=["head", "phrase"],
+                        help="ground each entity by its head noun (default, as the paper) or its whole phrase")
     parser.add_argument("--proposals", default=None, choices=["grid", "segments", "grid+segments"],
                         help="clip grounder's candidate regions (default: the model's, else grid)")
     parser.add_argument("--region", default=None, choices=["crop", "mask"],
@@ -180,6 +182,7 @@ def _pipeline_kwargs(args: argparse.Namespace) -> dict:
         "score_mode": getattr(args, "score", "comclip"),
         "evidence_weight": getattr(args, "evidence_weight", 1.0),
         "evidence_relations": getattr(args, "evidence_relations", False),
+        "ground_by": getattr(args, "ground_by", "head"),
     }
 
 
@@ -221,9 +224,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _extra_commands() -> list:
     """Functions ``(subparsers) -> None`` adding the subcommands kept in their own modules."""
-    from . import cli_demo, cli_eval, cli_pipeline, cli_sandbox
+    from . import cli_ablate, cli_demo, cli_eval, cli_pipeline, cli_sandbox
 
-    return [cli_pipeline.register, cli_eval.register, cli_sandbox.register, cli_demo.register]
+    return [cli_pipeline.register, cli_eval.register, cli_ablate.register, cli_sandbox.register, cli_demo.register]
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:

@@ -96,7 +96,10 @@ class ComCLIP:
         score_mode: str = "comclip",
         evidence_weight: float = 1.0,
         evidence_relations: bool = False,
+        ground_by: str = "head",
     ):
+        if ground_by not in ("head", "phrase"):
+            raise InputError(f"ground_by must be 'head' or 'phrase', got {ground_by!r}")
         if score_mode not in SCORE_MODES:
             raise InputError(f"unknown score mode {score_mode!r}; choose one of {', '.join(SCORE_MODES)}")
         if weighting not in WEIGHTINGS:
@@ -113,6 +116,7 @@ class ComCLIP:
         self.fill = fill
         self.use_relations = use_relations
         self.score_mode = score_mode
+        self.ground_by = ground_by
         #: How an entity's phrase is worded for its sub-image: as parsed ("{}") unless the
         #: model was trained on another form (the sandbox model's captions say "a red circle").
         self.entity_prompt = backbone.defaults.get("entity_prompt", "{}")
@@ -139,6 +143,7 @@ class ComCLIP:
             "fill": self.fill,
             "use_relations": self.use_relations,
             "score_mode": self.score_mode,
+            "ground_by": self.ground_by,
             "entity_prompt": self.entity_prompt,
             **({"evidence_weight": self.evidence_weight, "evidence_relations": self.evidence_relations}
                if self.score_mode != "comclip" else {}),
@@ -166,7 +171,7 @@ class ComCLIP:
         clip = image_embeddings @ caption_embeddings.T
 
         # Ground every distinct entity name once per image.
-        heads = list(dict.fromkeys(e.head for g in graphs for e in g.entities))
+        heads = list(dict.fromkeys(self._query(e) for g in graphs for e in g.entities))
         groundings: list[dict[str, Detection | None]] = []
         for im in loaded:
             ranked = self.grounder.ground(im.image, heads, source=im.source) if heads else []
@@ -208,13 +213,17 @@ class ComCLIP:
         return results
 
     # --- internals -----------------------------------------------------------------------
+    def _query(self, entity) -> str:
+        """What the grounder is asked to find for an entity: its head noun or its whole phrase."""
+        return entity.head if self.ground_by == "head" else entity.phrase
+
     def _layout(self, graph: SceneGraph, grounding: dict, image: LoadedImage) -> list[Part]:
         """Parts (with boxes, not yet scored) of one caption on one image."""
         whole = Box(0.0, 0.0, float(image.image.width), float(image.image.height))
         regions: dict[int, tuple[list[Box], list[str]]] = {}
         parts = []
         for entity in graph.entities:
-            detection = grounding.get(entity.head)
+            detection = grounding.get(self._query(entity))
             boxes, flags = (list(detection.boxes), []) if detection is not None else ([whole], [NOT_GROUNDED])
             boxes = [b.clipped(image.image.width, image.image.height) for b in boxes]
             regions[entity.id] = (boxes, flags)

@@ -62,10 +62,13 @@ class SpacyParser(Parser):
 
     name = "spacy"
 
+    MEMORY = 50_000  # parsed captions kept
+
     def __init__(self, pipeline: str | None = None, batch_size: int = 64):
         self.nlp = load_english_pipeline(pipeline)
         self.pipeline = self.nlp.meta.get("lang", "en") + "_" + self.nlp.meta.get("name", "?")
         self.batch_size = batch_size
+        self._parsed: dict[str, SceneGraph] = {}
 
     def describe(self) -> dict:
         return {"name": self.name, "pipeline": self.pipeline, "spacy_model_version": self.nlp.meta.get("version")}
@@ -74,7 +77,13 @@ class SpacyParser(Parser):
         return self.parse_many([text])[0]
 
     def parse_many(self, texts: Sequence[str]) -> list[SceneGraph]:
-        return [self._graph(text, doc) for text, doc in zip(texts, self.nlp.pipe(list(texts), batch_size=self.batch_size))]
+        """Graphs of many captions; each distinct caption is parsed once per parser (remembered)."""
+        todo = [t for t in dict.fromkeys(texts) if t not in self._parsed]
+        for text, doc in zip(todo, self.nlp.pipe(todo, batch_size=self.batch_size)):
+            self._parsed[text] = self._graph(text, doc)
+        while len(self._parsed) > self.MEMORY:
+            self._parsed.pop(next(iter(self._parsed)))
+        return [self._parsed[t] for t in texts]
 
     # --- entities ----------------------------------------------------------------------
     def _graph(self, text: str, doc) -> SceneGraph:
