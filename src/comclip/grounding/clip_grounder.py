@@ -21,6 +21,8 @@ from .base import Box, Detection, Grounder
 from .proposals import DEFAULT_SCALES, PROPOSALS, grid_windows, propose  # noqa: F401  (grid_windows re-exported)
 
 DEFAULT_PROMPT = "a photo of a {}"
+#: Decimals of the cosine that rank candidates; beyond them, differences are float noise.
+RANK_DECIMALS = 5
 #: How a candidate is shown to the encoder: cut out and resized ("crop"), or kept in place at
 #: full image size with everything else filled ("mask", the sub-image form ComCLIP scores).
 REGION_MODES = ("crop", "mask")
@@ -86,6 +88,8 @@ class CLIPGrounder(Grounder):
         similarity = text_embeddings @ region_embeddings.T  # [queries, regions]
         results = []
         for row in similarity:
-            order = torch.argsort(row, descending=True, stable=True).tolist()
+            # Scores equal to float noise (batch size changes the last bits) rank in candidate
+            # order, so the chosen box never depends on how the encodings were batched.
+            order = torch.argsort(torch.round(row, decimals=RANK_DECIMALS), descending=True, stable=True).tolist()
             results.append([Detection(boxes=(boxes[i],), score=float(row[i]), label="") for i in order])
         return results

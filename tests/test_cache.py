@@ -1,0 +1,129 @@
+"""The embedding cache: same vectors with or without it and at any batch size, nothing
+encoded twice, damaged or foreign files rebuilt with a warning, concurrent writers safe."""
+
+from __future__ import annotations
+
+import multiprocessing
+import sqlite3
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from comclip.backbones import create_backbone
+from comclip.cache import CacheWarning, MemoryCache, SQLiteCache
+from comclip.pipeline import ComCLIP
+
+from .conftest import load_json_lines  # noqa: F401  (shared helpers live there)
+
+IMAGES = [Image.new("RGB", (40 + 3 * k, 36), (30 * k, 200 - 20 * k, 90)) for k in range(5)]
+TEXTS = ["a red circle", "a blue square left of a cat", "two dogs", "a red circle", "a green thing on a mat"]
+
+
+class CountingCache(MemoryCache):
+    def __init__(self):
+        super().__init__()
+        self.stored = 0
+
+    def put_many(self, items):
+        items = list(items)
+        self.stored += len(items)
+        super().put_many(items)
+
+
+def test_identical_with_and_without_cache_and_any_batch_size(tiny_model_dir, tmp_path):
+    plain = create_backbone(str(tiny_model_dir), batch_size=1)
+    wide = create_backbone(str(tiny_model_dir), batch_size=64)
+    cached = create_backbone(str(tiny_model_dir), batch_size=64)
+    cached.cache = SQLiteCache(tmp_path / "c.sqlite")
+    reference = plain.similarity(IMAGES, TEXTS)
+    for backbone in (wide, cached, cached):  # the second cached call is served from the file
+        assert torch.allclose(backbone.similarity(IMAGES, TEXTS), reference, atol=1e-5)
+    pipelines = [ComCLIP(b, grounder="clip") for b in (plain, cached)]
+    a, b = (p.score(IMAGES[:2], TEXTS[:3]) for p in pipelines)
+    assert torch.allclose(a, b, atol=1e-5)
+
+
+def test_nothing_is_encoded_twice(tiny_backbone):
+    cache = CountingCache()
+    tiny_backbone.cache = cache
+    try:
+        tiny_backbone.encode_texts(TEXTS)
+        assert cache.stored == 4  # "a red circle" twice in the batch, encoded once
+        tiny_backbone.encode_texts(TEXTS + ["new words"])
+        tiny_backbone.encode_images(IMAGES + [IMAGES[0].copy()])
+        assert cache.stored == 4 + 1 + 5
+    finally:
+        tiny_backbone.cache = None
+
+
+def test_keys_change_with_the_weights(tmp_path):
+    from comclip.testing import make_tiny_clip
+
+    a = create_backbone(str(make_tiny_clip(tmp_path / "m", seed=0)))
+    fingerprint = a.fingerprint
+    make_tiny_clip(tmp_path / "m", seed=1)  # retrained in the same folder
+    assert create_backbone(str(tmp_path / "m")).fingerprint != fingerprint
+
+
+def test_garbage_file_is_rebuilt_with_a_warning(tmp_path):
+    path = tmp_path / "cache.sqlite"
+    path.write_bytes(b"this is not a database" * 100)
+    with pytest.warns(CacheWarning, match="unusable"):
+        cache = SQLiteCache(path)
+    cache.put_many([("k", np.ones(3, np.float32))])
+    assert cache.get_many(["k"])["k"].tolist() == [1, 1, 1]
+    assert list(tmp_path.glob("cache.sqlite.broken-*"))
+
+
+def test_foreign_database_and_bad_rows(tmp_path):
+    path = tmp_path / "other.sqlite"
+    db = sqlite3.connect(path)
+    db.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT)")
+    db.execute("INSERT INTO meta VALUES ('format', 'someone-else')")
+    db.commit()
+    db.close()
+    with pytest.warns(CacheWarning, match="not a comclip embedding cache"):
+        cache = SQLiteCache(path)
+    cache.put_many([("good", np.arange(4, dtype=np.float32))])
+    cache._db.execute("INSERT INTO embeddings VALUES ('bad', 4, ?)", (b"\x00" * 7,))
+    found = cache.get_many(["good", "bad", "missing"])
+    assert set(found) == {"good"}  # a damaged row is never returned...
+    assert cache.get_many(["bad"]) == {}  # ...and is deleted, so it will be recomputed
+    assert cache._db.execute("SELECT COUNT(*) FROM embeddings WHERE key='bad'").fetchone()[0] == 0
+
+
+def _writer(path: str, worker: int) -> None:
+    cache = SQLiteCache(path)
+    for batch in range(20):
+        cache.put_many([(f"w{worker}-{batch}-{i}", np.full(8, worker, np.float32)) for i in range(10)])
+        cache.put_many([(f"shared-{i}", np.full(8, 7, np.float32)) for i in range(10)])
+
+
+def test_concurrent_writers(tmp_path):
+    path = str(tmp_path / "shared.sqlite")
+    SQLiteCache(path).close()
+    context = multiprocessing.get_context("spawn")
+    workers = [context.Process(target=_writer, args=(path, w)) for w in range(3)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(120)
+        assert w.exitcode == 0
+    info = SQLiteCache(path).info()
+    assert info["entries"] == 3 * 20 * 10 + 10
+
+
+def test_cache_cli(cli, tiny_model_dir, tmp_path):
+    path = tmp_path / "cli.sqlite"
+    data = tmp_path / "d.jsonl"
+    IMAGES[0].save(tmp_path / "a.png")
+    data.write_text('{"image": "a.png", "positive": "a red circle", "negatives": ["a blue square"]}\n')
+    assert cli("eval", "jsonl", "--data", data, "--model", tiny_model_dir, "--cache", path, "--out", tmp_path / "o", "--method", "clip")[0] == 0
+    import json
+
+    code, out, _ = cli("cache", "info", "--cache", path)
+    assert code == 0 and json.loads(out)["entries"] == 3
+    code, _, err = cli("cache", "clear", "--cache", path)
+    assert code == 0 and "removed 3" in err

@@ -1,0 +1,149 @@
+"""The sandbox: deterministic scenes with exact boxes, minimal pairs that differ exactly as
+their task says, a tokenizer that matches CLIP's, training that writes a loadable model,
+the oracle grounder, and `comclip eval sandbox` / `comclip sandbox` end to end."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+
+import numpy as np
+import pytest
+
+from comclip.sandbox.pairs import TASKS, make_pair, minimal_pairs
+from comclip.sandbox.scenes import IMAGE_SIZE, SHAPES, random_scene, relation_between, training_example
+
+
+def test_scenes_are_deterministic_with_boxes_inside_and_apart():
+    a, b = (random_scene(np.random.default_rng(5), 3) for _ in range(2))
+    assert a == b and np.array_equal(np.asarray(a.render()), np.asarray(b.render()))
+    for scene in (random_scene(np.random.default_rng(s), 3) for s in range(30)):
+        boxes = scene.boxes()
+        assert all(0 <= x.x1 < x.x2 <= IMAGE_SIZE and 0 <= x.y1 < x.y2 <= IMAGE_SIZE for x in boxes)
+        assert all(p.iou(q) == 0 for i, p in enumerate(boxes) for q in boxes[i + 1:])
+
+
+def test_objects_are_drawn_inside_their_boxes():
+    scene = random_scene(np.random.default_rng(3), 2)
+    pixels = np.asarray(scene.render(), dtype=np.float32)
+    background = np.array(scene.background, dtype=np.float32)
+    differs = np.linalg.norm(pixels - background, axis=-1) > 60  # well above the pixel noise
+    inside = np.zeros_like(differs)
+    for box in scene.boxes():
+        x1, y1, x2, y2 = box.pixels()
+        inside[y1:y2, x1:x2] = True
+    assert differs[inside].sum() > 100 and differs[~inside].sum() == 0
+
+
+def test_relations_follow_the_geometry():
+    from comclip.grounding import Box
+    from comclip.sandbox.scenes import SceneObject
+
+    left = SceneObject("circle", "red", "small", Box(2, 30, 14, 42))
+    right = SceneObject("square", "blue", "small", Box(40, 28, 52, 40))
+    assert relation_between(left, right) == "to the left of" and relation_between(right, left) == "to the right of"
+    top = SceneObject("star", "red", "small", Box(30, 2, 42, 14))
+    assert relation_between(top, SceneObject("cross", "red", "small", Box(30, 40, 42, 52))) == "above"
+    assert relation_between(top, SceneObject("cross", "red", "small", Box(34, 6, 46, 18))) is None  # too close
+
+
+def _bag(caption: str) -> Counter:
+    return Counter(caption.replace(",", " ").split())
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_minimal_pairs_differ_as_their_task_says(task):
+    for pair in minimal_pairs(task, seed=11, n=25):
+        c0, c1 = pair.captions
+        assert c0 != c1 and pair.scenes[0] != pair.scenes[1]
+        if task == "substitution":
+            w0, w1 = c0.split(), c1.split()
+            assert len(w0) == len(w1) and sum(a != b for a, b in zip(w0, w1)) == 1
+        else:  # same words, different order: a bag of words cannot tell them apart
+            assert _bag(c0) == _bag(c1)
+        for scene, caption in zip(pair.scenes, pair.captions):
+            for obj in scene.objects:
+                assert obj.phrase in caption  # each caption names its own scene's objects
+    assert make_pair(task, 11, 3) == minimal_pairs(task, 11, 5)[3]  # items don't depend on n
+
+
+def test_order_swap_moves_objects_not_attributes():
+    pair = make_pair("order-swap", 2, 0)
+    (a, b), (a2, b2) = pair.scenes[0].objects, pair.scenes[1].objects
+    assert (a.phrase, b.phrase) == (a2.phrase, b2.phrase)
+    centre = lambda o: ((o.box.x1 + o.box.x2) / 2, (o.box.y1 + o.box.y2) / 2)  # noqa: E731
+    assert centre(a2) == pytest.approx(centre(b)) and centre(b2) == pytest.approx(centre(a))
+
+
+def test_training_captions_cover_the_grammar():
+    rng = np.random.default_rng(0)
+    captions = [training_example(rng)[1] for _ in range(400)]
+    assert any(" and " in c for c in captions) and any("to the left of" in c for c in captions)
+    assert any(c in {f"a {s}" for s in SHAPES} for c in captions)  # bare nouns, for grounding queries
+    assert all(c.startswith("a ") for c in captions)
+
+
+def test_sandbox_tokenizer_matches_clip(tmp_path):
+    from transformers import CLIPTokenizer
+
+    from comclip.sandbox.model import write_sandbox_tokenizer
+    from comclip.testing import clip_bpe_files
+
+    small = write_sandbox_tokenizer(tmp_path / "small")
+    full = CLIPTokenizer(*map(str, clip_bpe_files(tmp_path / "full")))
+    assert len(small) < 1000
+    for caption in ("a small red circle to the left of a large blue square", "a white star, a green cross and a purple diamond"):
+        assert small.tokenize(caption) == full.tokenize(caption)
+    assert small.tokenize("a zebra")  # unknown words still tokenise (as characters)
+
+
+def test_training_writes_a_loadable_model(tmp_path):
+    from comclip.backbones import create_backbone
+    from comclip.sandbox.model import TrainingConfig, train_sandbox_model
+    from comclip.sandbox.quality import model_quality
+
+    out = train_sandbox_model(tmp_path / "m", TrainingConfig(steps=3, batch_size=8, warmup_steps=1), log=lambda _: None)
+    record = json.loads((out / "training.json").read_text())
+    assert record["samples_seen"] == 24 and len(record["history"]) == 2
+    backbone = create_backbone(str(out))
+    assert backbone.image_size == IMAGE_SIZE and backbone.encode_texts(["a red circle"]).shape[1] == 128
+    quality = model_quality(str(out), n=100, backbone=backbone)
+    assert set(quality["substitution"]) == {"colour", "size", "shape"} and 0 <= quality["r@1_i2t"]["value"] <= 100
+
+
+def test_oracle_grounder_is_exact():
+    from comclip.eval.datasets import load_dataset
+    from comclip.sandbox.evaluate import OracleGrounder, grounding_hits
+
+    dataset = load_dataset("sandbox", task="binding,substitution", seed=4, n=5)
+    oracle = OracleGrounder([s for ex in dataset.examples for s in ex.scenes])
+    hits = grounding_hits(oracle, dataset)
+    assert len(hits) == 10 * 2 * 2 and all(hits)
+    assert oracle.ground(dataset.examples[0].images[0], ["zebra"]) == [[]]
+
+
+def test_eval_sandbox_cli(cli, tiny_model_dir, tmp_path):
+    out = tmp_path / "sb"
+    code, stdout, err = cli("eval", "sandbox", "--task", "binding,order-swap", "--n", "4", "--seed", "3",
+                            "--model", tiny_model_dir, "--out", out)
+    assert code == 0, err
+    report = json.loads((out / "report.json").read_text())
+    assert report["dataset"] == "sandbox" and report["split"] == "seed3"
+    for run in report["runs"]:
+        assert run["n_scored"] == 8 and set(run["metrics"]) == {"text", "image", "group", "pairwise"}
+        assert set(run["subsets"]) == {"binding", "order-swap"}
+    assert report["grounding"]["oracle"]["value"] == 100.0 and report["grounding"]["clip"]["n"] == 32
+    assert "Grounding accuracy" in (out / "report.md").read_text()
+    code, _, err = cli("eval", "sandbox", "--task", "colour", "--model", tiny_model_dir, "--out", tmp_path / "x")
+    assert code == 2 and "unknown sandbox task" in err
+    code, _, err = cli("eval", "sandbox", "--task", "binding", "--n", "2", "--grounder", "oracle",
+                       "--model", tiny_model_dir, "--out", tmp_path / "o")
+    assert code == 0, err
+
+
+def test_sandbox_pairs_export(cli, tmp_path):
+    code, _, err = cli("sandbox", "pairs", "--task", "object-swap", "--n", "2", "--out", tmp_path / "p")
+    assert code == 0, err
+    rows = [json.loads(line) for line in (tmp_path / "p" / "pairs.jsonl").read_text().splitlines()]
+    assert len(rows) == 2 and all((tmp_path / "p" / name).exists() for r in rows for name in r["images"])
+    assert rows[0]["boxes"][0][0][0].startswith("a ")

@@ -1,0 +1,68 @@
+"""Score modes against a reference computation, and the ablation command end to end."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+
+from comclip.composition.scoring import SCORE_MODES, Evidence
+from comclip.grounding.proposals import segment_proposals
+
+
+def test_score_modes_by_hand():
+    e = Evidence(composed=0.30, clip=0.28, entity_similarities=[0.2, 0.4], relation_similarities=[0.1])
+    assert SCORE_MODES["comclip"](e, 2.0) == 0.30
+    assert SCORE_MODES["evidence"](e, 2.0) == pytest.approx(0.30 + 2.0 * 0.3)
+    assert SCORE_MODES["evidence"](e, 1.0, relations=True) == pytest.approx(0.30 + (0.2 + 0.4 + 0.1) / 3)
+    assert SCORE_MODES["evidence-min"](e, 0.5) == pytest.approx(0.30 + 0.5 * 0.2)
+    assert SCORE_MODES["evidence-min"](e, 1.0, relations=True) == pytest.approx(0.40)
+    empty = Evidence(0.3, 0.3, [], [])
+    assert all(mode(empty, 1.0) == 0.3 for mode in SCORE_MODES.values())
+
+
+def test_pipeline_evidence_adds_the_entity_cosines(tiny_backbone, rgb_image_path):
+    from comclip.pipeline import ComCLIP
+
+    text = "a red ball next to a blue cube"
+    faithful = ComCLIP(tiny_backbone).explain(rgb_image_path, text)
+    evidence = ComCLIP(tiny_backbone, score_mode="evidence", evidence_weight=0.7).explain(rgb_image_path, text)
+    entities = [p.similarity for p in evidence.parts if p.kind == "entity"]
+    assert evidence.composed == pytest.approx(faithful.score)
+    assert evidence.score == pytest.approx(faithful.score + 0.7 * sum(entities) / len(entities))
+    with pytest.raises(Exception, match="unknown score mode"):
+        ComCLIP(tiny_backbone, score_mode="magic")
+
+
+def test_segment_proposals_find_objects():
+    from PIL import Image, ImageDraw
+
+    from comclip.grounding import Box
+
+    image = Image.new("RGB", (120, 90), (90, 90, 90))
+    draw = ImageDraw.Draw(image)
+    draw.rectangle((10, 20, 29, 39), fill=(230, 20, 20))
+    draw.ellipse((70, 40, 99, 69), fill=(20, 20, 230))
+    boxes = segment_proposals(image)
+    for truth in (Box(10, 20, 30, 40), Box(70, 40, 100, 70)):
+        assert max(b.iou(truth) for b in boxes) > 0.8
+    assert segment_proposals(Image.new("RGB", (50, 50), (10, 10, 10))) == []
+
+
+def test_ablate_chooses_on_dev_and_reports_on_test(cli, tiny_model_dir, tmp_path):
+    out = tmp_path / "abl"
+    code, stdout, err = cli("ablate", "sandbox", "--model", tiny_model_dir, "--grid", "small", "--n", "3",
+                            "--task", "binding,substitution", "--out", out)
+    assert code == 0, err
+    summary = json.loads((out / "ablation.json").read_text())
+    dev = [json.loads(line) for line in (out / "dev.jsonl").read_text().splitlines()]
+    assert summary["n_configs"] == len(dev) == 4 and summary["dev_split"] == "seed100" and summary["test_split"] == "seed200"
+    assert summary["best"]["criterion"] == max(d["criterion"] for d in dev)
+    test = json.loads((out / "test" / "report.json").read_text())
+    assert len(test["runs"]) == 3 and test["runs"][0]["method"] == "clip"
+    assert test["chosen_on"]["config"] == summary["best"]["config"]
+    assert test["runs"][1]["config"]["score_mode"] == "comclip" and test["runs"][1]["config"]["fill"] == "black"
+    code, _, err = cli("ablate", "sandbox", "--model", tiny_model_dir, "--dev-seed", "5", "--test-seed", "5", "--out", tmp_path / "x")
+    assert code == 2 and "must differ" in err
+
