@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import shutil
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -23,8 +24,9 @@ def test_correctness_rules_are_strict():
     assert correct("caption_choice", np.array([[0.5, 0.5]])) == {"accuracy": False}
     assert correct("image_choice", np.array([[0.3], [0.2]])) == {"accuracy": True}
     # images x texts; Winoground wants caption c to prefer image c and vice versa
-    assert correct("winoground", np.array([[0.9, 0.1], [0.2, 0.8]])) == {"text": True, "image": True, "group": True}
-    assert correct("winoground", np.array([[0.9, 0.95], [0.2, 0.99]]))["group"] is False
+    assert correct("winoground", np.array([[0.9, 0.1], [0.2, 0.8]])) == {"text": True, "image": True, "group": True, "pairwise": 1.0}
+    mixed = correct("winoground", np.array([[0.9, 0.95], [0.2, 0.99]]))
+    assert mixed["group"] is False and mixed["pairwise"] == 0.5  # image 1 right, image 0 wrong
 
 
 @pytest.fixture
@@ -108,7 +110,7 @@ def test_winoground_local_folder(tmp_path, cli, tiny_model_dir):
     code, _, err = cli("eval", "winoground", "--data", tmp_path, "--model", tiny_model_dir, "--out", tmp_path / "out")
     assert code == 0, err
     run = json.loads((tmp_path / "out" / "report.json").read_text())["runs"][0]
-    assert set(run["metrics"]) == {"text", "image", "group"}
+    assert set(run["metrics"]) == {"text", "image", "group", "pairwise"}
     assert set(run["tags"]) == {"Object", "Relation", "Symbolic"}
 
 
@@ -145,3 +147,22 @@ def test_report_puts_runs_side_by_side(cli, tiny_model_dir, jsonl_data, tmp_path
         assert chart.format == "PNG"
     code, _, err = cli("report", tmp_path / "nowhere")
     assert code == 2 and "cannot read evaluation report" in err
+
+
+def test_batched_scoring_equals_one_at_a_time(tiny_backbone, jsonl_data, tmp_path):
+    """Chunks of examples scored in one batched pass give the same records as one by one."""
+    from comclip.eval import runner
+    from comclip.eval.scorers import clip_scorer, comclip_scorer
+    from comclip.pipeline import ComCLIP
+
+    dataset = load_dataset("jsonl", jsonl_data)
+    scorers = {"clip": clip_scorer(tiny_backbone), "comclip": comclip_scorer(ComCLIP(tiny_backbone))}
+    one = runner.run(dataset, scorers, tmp_path / "one", chunk=1)
+    many = runner.run(dataset, scorers, tmp_path / "many", chunk=32)
+    assert one.keys() == many.keys()
+    for key in one:
+        assert one[key]["status"] == many[key]["status"]
+        if one[key]["status"] == "ok":
+            assert np.allclose(one[key]["scores"], many[key]["scores"], atol=1e-5)
+        else:
+            assert one[key]["error"] == many[key]["error"]

@@ -34,6 +34,7 @@ def _cmd_ablate(args: argparse.Namespace) -> int:
     from .backbones import create_backbone
     from .eval import runner
     from .eval.ablation import GROUNDINGS, Config, DevResult, criterion, evaluate, grid
+    from .eval.scorers import clip_scorer, comclip_scorer
     from .grounding import create_grounder
     from .parsing import create_parser
     from .pipeline import ComCLIP
@@ -53,15 +54,12 @@ def _cmd_ablate(args: argparse.Namespace) -> int:
     def comclip(config: Config) -> ComCLIP:
         return ComCLIP(backbone, parser=parser, grounder=grounders[config.grounding], **config.pipeline_options())
 
-    def clip_scorer(images, texts):
-        return backbone.similarity([im.image for im in images], texts).numpy()
-
     configs = grid(args.grid)
-    clip_dev = evaluate(dev, "clip", clip_scorer, seed=args.seed)
+    clip_dev = evaluate(dev, "clip", clip_scorer(backbone), seed=args.seed)
     results = []
     for n, config in enumerate(configs, start=1):
         model = comclip(config)
-        summary = evaluate(dev, config.name, lambda images, texts, m=model: m.score(images, texts).numpy(), seed=args.seed)
+        summary = evaluate(dev, config.name, comclip_scorer(model), seed=args.seed)
         results.append(DevResult(config, summary, criterion(summary)))
         log.info("[%d/%d] %s: %.2f (%.2f)", n, len(configs), config.name, *results[-1].score)
     best = max(results, key=lambda r: r.score)  # first of equals: grid order is the tie-break
@@ -72,10 +70,10 @@ def _cmd_ablate(args: argparse.Namespace) -> int:
     scorers, run_configs = {}, {}
     for label, config in chosen.items():
         if config is None:
-            scorers[label], run_configs[label] = clip_scorer, {"model": backbone.name}
+            scorers[label], run_configs[label] = clip_scorer(backbone), {"model": backbone.name}
         else:
             model = comclip(config)
-            scorers[label] = lambda images, texts, m=model: m.score(images, texts).numpy()
+            scorers[label] = comclip_scorer(model)
             run_configs[label] = {**model.config(), "grounding": config.grounding}
     test_dir = out / "test"
     if (test_dir / runner.PER_EXAMPLE).exists():

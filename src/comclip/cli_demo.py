@@ -28,6 +28,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from .backbones import create_backbone
     from .eval import runner
     from .eval.datasets.base import WINOGROUND
+    from .eval.scorers import clip_scorer, comclip_scorer
     from .explain import draw_explanation
     from .grounding import create_grounder
     from .pipeline import ComCLIP
@@ -40,12 +41,12 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     backbone = create_backbone(args.model, device=args.device, batch_size=256)
     dataset = load(seed=args.seed, n=args.n)
     grounder = create_grounder("clip", backbone)  # shared: each image's candidates are encoded once
-    scorers = {"clip": lambda images, texts: backbone.similarity([im.image for im in images], texts).numpy()}
+    scorers = {"clip": clip_scorer(backbone)}
     configs = {"clip": {"model": backbone.name}}
     models = {}
     for name, options in DEMO_METHODS:
         models[name] = ComCLIP(backbone, grounder=grounder, **options)
-        scorers[name] = lambda images, texts, m=models[name]: m.score(images, texts).numpy()
+        scorers[name] = comclip_scorer(models[name])
         configs[name] = models[name].config()
     results = runner.run(dataset, scorers, out, progress=False)
     oracle = OracleGrounder([s for ex in dataset.examples for s in ex.scenes])

@@ -22,6 +22,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     from .backbones import create_backbone
     from .eval import runner
     from .eval.datasets import GENERATED, load_dataset
+    from .eval.scorers import clip_scorer, comclip_scorer
     from .parsing.given import GivenParser
     from .pipeline import ComCLIP
     from .sandbox.evaluate import OracleGrounder, grounding_report
@@ -44,7 +45,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         return _eval_retrieval(args, dataset, backbone, methods, out)
     scorers, configs = {}, {}
     if "clip" in methods:
-        scorers["clip"] = lambda images, texts: backbone.similarity([im.image for im in images], texts).numpy()
+        scorers["clip"] = clip_scorer(backbone)
         configs["clip"] = {"model": backbone.name}
     options = _pipeline_kwargs(args)
     if options["parser"] == "given":
@@ -55,7 +56,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         options["grounder"] = OracleGrounder([s for ex in dataset.examples for s in ex.scenes])
     model = ComCLIP(backbone, **options)
     if "comclip" in methods:
-        scorers["comclip"] = lambda images, texts: model.score(images, texts).numpy()
+        scorers["comclip"] = comclip_scorer(model)
         configs["comclip"] = model.config()
     results = runner.run(dataset, scorers, out, resume=args.resume, limit=args.limit)
     extra = {}

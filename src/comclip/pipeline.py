@@ -161,26 +161,56 @@ class ComCLIP:
 
     def score_details(self, images: Sequence[ImageInput], texts: Sequence[str]) -> list[list[ComCLIPResult]]:
         """Every image against every text, with parts, computed in shared batches."""
+        loaded = self._load(images)
+        texts = validate_captions(texts)
+        pairs = [(i, j) for i in range(len(loaded)) for j in range(len(texts))]
+        scored = self._score_pairs(loaded, texts, pairs)
+        return [[scored[(i, j)] for j in range(len(texts))] for i in range(len(loaded))]
+
+    def score_groups(self, groups: Sequence[tuple[Sequence[ImageInput], Sequence[str]]]) -> list[torch.Tensor]:
+        """One ``[images, texts]`` score matrix per group (a benchmark example), with all the
+        groups' images, captions, regions, sub-images and phrases encoded in shared batches."""
+        images, texts, pairs, spans = [], [], [], []
+        for group_images, group_texts in groups:
+            i0, j0 = len(images), len(texts)
+            images += self._load(group_images)
+            texts += validate_captions(group_texts)
+            pairs += [(i, j) for i in range(i0, len(images)) for j in range(j0, len(texts))]
+            spans.append((i0, len(images), j0, len(texts)))
+        scored = self._score_pairs(images, texts, pairs)
+        return [torch.tensor([[scored[(i, j)].score for j in range(j0, j1)] for i in range(i0, i1)], dtype=torch.float64)
+                for i0, i1, j0, j1 in spans]
+
+    @staticmethod
+    def _load(images: Sequence[ImageInput]) -> list[LoadedImage]:
         loaded = [im if isinstance(im, LoadedImage) else load_image(im) for im in images]
         if not loaded:
             raise InputError("no images given")
-        texts = validate_captions(texts)
-        graphs = self.parser.parse_many(texts)
+        return loaded
+
+    def _score_pairs(self, loaded: list[LoadedImage], texts: list[str], pairs: list[tuple[int, int]]) -> dict:
+        """ComCLIP results for the given (image, text) index pairs; shared work done once."""
+        distinct_texts = list(dict.fromkeys(texts))
+        graph_of = dict(zip(distinct_texts, self.parser.parse_many(distinct_texts)))
+        graphs = [graph_of[t] for t in texts]
         image_embeddings = self.backbone.encode_images([im.image for im in loaded])
         caption_embeddings = self.backbone.encode_texts(texts)
-        clip = image_embeddings @ caption_embeddings.T
 
-        # Ground every distinct entity name once per image.
-        heads = list(dict.fromkeys(self._query(e) for g in graphs for e in g.entities))
-        groundings: list[dict[str, Detection | None]] = []
-        for im in loaded:
-            ranked = self.grounder.ground(im.image, heads, source=im.source) if heads else []
-            groundings.append({head: (dets[0] if dets else None) for head, dets in zip(heads, ranked)})
+        # Ground, once per image, every distinct entity name of the captions it is paired with.
+        queries: dict[int, list[str]] = {}
+        for i, j in pairs:
+            queries.setdefault(i, []).extend(self._query(e) for e in graphs[j].entities)
+        self.grounder.prepare([loaded[i].image for i, q in queries.items() if q])
+        groundings: dict[int, dict[str, Detection | None]] = {}
+        for i, names in queries.items():
+            names = list(dict.fromkeys(names))
+            ranked = self.grounder.ground(loaded[i].image, names, source=loaded[i].source) if names else []
+            groundings[i] = {name: (dets[0] if dets else None) for name, dets in zip(names, ranked)}
 
         # Lay out every part of every pair, then encode distinct sub-images and phrases once.
-        layouts = [[self._layout(graph, groundings[i], loaded[i]) for graph in graphs] for i in range(len(loaded))]
-        sub_keys = list(dict.fromkeys((i, tuple(p.boxes)) for i, row in enumerate(layouts) for parts in row for p in parts))
-        phrases = list(dict.fromkeys(p.phrase for row in layouts for parts in row for p in parts))
+        layouts = {(i, j): self._layout(graphs[j], groundings[i], loaded[i]) for i, j in pairs}
+        sub_keys = list(dict.fromkeys((i, tuple(p.boxes)) for (i, _), parts in layouts.items() for p in parts))
+        phrases = list(dict.fromkeys(p.phrase for parts in layouts.values() for p in parts))
         sub_index = {key: n for n, key in enumerate(sub_keys)}
         phrase_index = {text: n for n, text in enumerate(phrases)}
         sub_embeddings = (
@@ -189,27 +219,24 @@ class ComCLIP:
         )
         phrase_embeddings = self.backbone.encode_texts(phrases) if phrases else None
 
-        results = []
-        for i, im in enumerate(loaded):
-            row = []
-            for j, (text, graph) in enumerate(zip(texts, graphs)):
-                parts = layouts[i][j]
-                clip_score = float(clip[i, j])
-                if not parts:
-                    row.append(ComCLIPResult(im.source, text, clip_score, clip_score, [], graph,
-                                             fallback="no entities parsed: plain CLIP score"))
-                    continue
-                subs = sub_embeddings[[sub_index[(i, tuple(p.boxes))] for p in parts]]
-                phrase_vecs = phrase_embeddings[[phrase_index[p.phrase] for p in parts]]
-                composed, s, w = comclip_score(image_embeddings[i], caption_embeddings[j], subs, phrase_vecs,
-                                               self.weighting, self.temperature)
-                for part, s_i, w_i in zip(parts, s.tolist(), w.tolist()):
-                    part.similarity, part.weight = s_i, w_i
-                evidence = Evidence(composed, clip_score, [p.similarity for p in parts if p.kind == "entity"],
-                                    [p.similarity for p in parts if p.kind == "relation"])
-                score = SCORE_MODES[self.score_mode](evidence, self.evidence_weight, self.evidence_relations)
-                row.append(ComCLIPResult(im.source, text, clip_score, score, parts, graph, composed=composed))
-            results.append(row)
+        results = {}
+        for (i, j), parts in layouts.items():
+            im, text, graph = loaded[i], texts[j], graphs[j]
+            clip_score = float(image_embeddings[i] @ caption_embeddings[j])
+            if not parts:
+                results[(i, j)] = ComCLIPResult(im.source, text, clip_score, clip_score, [], graph,
+                                                fallback="no entities parsed: plain CLIP score")
+                continue
+            subs = sub_embeddings[[sub_index[(i, tuple(p.boxes))] for p in parts]]
+            phrase_vecs = phrase_embeddings[[phrase_index[p.phrase] for p in parts]]
+            composed, s, w = comclip_score(image_embeddings[i], caption_embeddings[j], subs, phrase_vecs,
+                                           self.weighting, self.temperature)
+            for part, s_i, w_i in zip(parts, s.tolist(), w.tolist()):
+                part.similarity, part.weight = s_i, w_i
+            evidence = Evidence(composed, clip_score, [p.similarity for p in parts if p.kind == "entity"],
+                                [p.similarity for p in parts if p.kind == "relation"])
+            score = SCORE_MODES[self.score_mode](evidence, self.evidence_weight, self.evidence_relations)
+            results[(i, j)] = ComCLIPResult(im.source, text, clip_score, score, parts, graph, composed=composed)
         return results
 
     # --- internals -----------------------------------------------------------------------

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .datasets import Dataset
-from .runner import _score_example, summarise_run
+from .runner import _score_chunk, summarise_run
 
 #: The paper's ComCLIP: what every variant is compared against.
 FAITHFUL = {"score_mode": "comclip", "weighting": "sum", "fill": "black"}
@@ -100,7 +100,8 @@ class DevResult:
                 "metrics": self.summary["metrics"], "subsets": self.summary["subsets"]}
 
 
-def evaluate(dataset: Dataset, method: str, scorer, n_bootstrap: int = 200, seed: int = 0) -> dict:
-    """Score every example in memory and summarise (failures counted, as in the runner)."""
-    records = [_score_example(method, scorer, example) for example in dataset.examples]
+def evaluate(dataset: Dataset, method: str, scorer, n_bootstrap: int = 200, seed: int = 0, chunk: int = 64) -> dict:
+    """Score every example in memory, batched, and summarise (failures counted, as in the runner)."""
+    examples = dataset.examples
+    records = [r for start in range(0, len(examples), chunk) for r in _score_chunk(method, scorer, examples[start : start + chunk])]
     return summarise_run(records, n_bootstrap, seed)

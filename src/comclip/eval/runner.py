@@ -71,6 +71,21 @@ def _read_done(path: Path) -> dict[tuple[str, str], dict]:
     return done
 
 
+class PairScorer:
+    """A scorer of (images, texts) groups: ``scorer(images, texts)`` gives one ``[images,
+    texts]`` matrix; :meth:`batch` scores many groups at once (batched encodings). The
+    default :meth:`batch` just loops, so any callable can be wrapped."""
+
+    def __init__(self, one, many=None):
+        self._one, self._many = one, many
+
+    def __call__(self, images, texts):
+        return self._one(images, texts)
+
+    def batch(self, groups):
+        return self._many(groups) if self._many is not None else [self._one(im, tx) for im, tx in groups]
+
+
 def run(
     dataset: Dataset,
     scorers: dict[str, Scorer],
@@ -79,18 +94,45 @@ def run(
     resume: bool = False,
     limit: int | None = None,
     progress: bool | None = None,
+    chunk: int = 32,
 ) -> dict[tuple[str, str], dict]:
-    """Score every example with every scorer, appending to ``per_example.jsonl``."""
+    """Score every example with every scorer, appending to ``per_example.jsonl``.
+
+    Examples are scored ``chunk`` at a time through the scorer's ``batch`` method where it has
+    one, so encodings are batched across examples; an error in a chunk is traced back to its
+    example by scoring that chunk one example at a time.
+    """
     examples = dataset.examples[:limit] if limit else dataset.examples
     with ResultLog(out_dir, resume) as results:
         for method, scorer in scorers.items():
             todo = [ex for ex in examples if not results.has(method, ex.id)]
             with Progress(method, len(todo), progress) as bar:
-                for example in todo:
-                    results.add(_score_example(method, scorer, example))
-                    bar.step()
+                for start in range(0, len(todo), chunk):
+                    for record in _score_chunk(method, scorer, todo[start : start + chunk]):
+                        results.add(record)
+                        bar.step()
         done = results.done
     return {key: done[key] for key in done if key[1] in {ex.id for ex in examples}}
+
+
+def _score_chunk(method: str, scorer: Scorer, examples: list[Example]) -> list[dict]:
+    batch = getattr(scorer, "batch", None)
+    if batch is None or len(examples) == 1:
+        return [_score_example(method, scorer, ex) for ex in examples]
+    loaded, records = {}, {}
+    for ex in examples:
+        try:
+            loaded[ex.id] = load_example_images(ex)
+        except ComclipError as exc:
+            records[ex.id] = _record(method, ex, error=str(exc))
+    ready = [ex for ex in examples if ex.id in loaded]
+    try:
+        matrices = batch([(loaded[ex.id], ex.texts) for ex in ready]) if ready else []
+    except ComclipError:
+        return [records.get(ex.id) or _score_example(method, scorer, ex) for ex in examples]
+    for ex, scores in zip(ready, matrices):
+        records[ex.id] = _checked(method, ex, scores)
+    return [records[ex.id] for ex in examples]
 
 
 class ResultLog:
@@ -167,18 +209,28 @@ def load_example_images(example: Example) -> list[LoadedImage]:
     return cropped
 
 
-def _score_example(method: str, scorer: Scorer, example: Example) -> dict:
+def _record(method: str, example: Example, error: str | None = None) -> dict:
     record = {"id": example.id, "method": method, "kind": example.kind, "subset": example.subset, "tags": example.tags}
+    return record if error is None else {**record, "status": "failed", "error": error}
+
+
+def _checked(method: str, example: Example, scores) -> dict:
+    """The record of a score matrix, or a failure if it has the wrong shape or non-finite values."""
+    scores = np.asarray(scores, dtype=np.float64)
+    if scores.shape != (len(example.images), len(example.texts)):
+        return _record(method, example, f"scorer returned shape {scores.shape} for {len(example.images)} images x {len(example.texts)} texts")
+    if not np.isfinite(scores).all():
+        return _record(method, example, "scorer returned a non-finite score")
+    return {**_record(method, example), "status": "ok", "scores": scores.tolist(), "correct": correct(example.kind, scores)}
+
+
+def _score_example(method: str, scorer: Scorer, example: Example) -> dict:
     try:
         images = load_example_images(example)
-        scores = np.asarray(scorer(images, example.texts), dtype=np.float64)
-        if scores.shape != (len(example.images), len(example.texts)):
-            raise ComclipError(f"scorer returned shape {scores.shape} for {len(example.images)} images x {len(example.texts)} texts")
-        if not np.isfinite(scores).all():
-            raise ComclipError("scorer returned a non-finite score")
+        scores = scorer(images, example.texts)
     except ComclipError as exc:
-        return {**record, "status": "failed", "error": str(exc)}
-    return {**record, "status": "ok", "scores": scores.tolist(), "correct": correct(example.kind, scores)}
+        return _record(method, example, str(exc))
+    return _checked(method, example, scores)
 
 
 def summarise_run(records: list[dict], n_bootstrap: int = 1000, seed: int = 0) -> dict:

@@ -90,6 +90,10 @@ class Grounder(ABC):
 
     name: str = "grounder"
 
+    def prepare(self, images: Sequence[Image.Image]) -> None:
+        """Do per-image work for many images at once (batched), before :meth:`ground` is
+        called on each; grounders with no such work need not override it."""
+
     @abstractmethod
     def ground(self, image: Image.Image, queries: Sequence[str], source: str | None = None) -> list[list[Detection]]:
         """For each query, detections ranked best first (an empty list: not found).

@@ -64,26 +64,44 @@ class CLIPGrounder(Grounder):
         return described
 
     def candidates(self, image: Image.Image) -> tuple[list[Box], torch.Tensor]:
-        """Candidate boxes and their crop embeddings, computed once per image content."""
+        """Candidate boxes and their region embeddings, computed once per image content."""
         key = image_key(image)
-        if key in self._cache:
-            self._cache.move_to_end(key)
-            return self._cache[key]
-        boxes = propose(image, self.proposals, self.scales)
-        if self.region == "crop":
-            views = [image.crop(b.pixels()) for b in boxes]
-        else:
-            views = [make_subimage(image, [b], self.fill) for b in boxes]
-        embeddings = self.backbone.encode_images(views)
-        self._cache[key] = (boxes, embeddings)
+        if key not in self._cache:
+            self.prepare([image])
+        self._cache.move_to_end(key)
+        return self._cache[key]
+
+    def prepare(self, images) -> None:
+        """Propose and encode the candidates of all not yet cached images in one batched call."""
+        todo = {}
+        for image in images:
+            key = image_key(image)
+            if key not in self._cache and key not in todo:
+                todo[key] = image
+        if not todo:
+            return
+        boxes = {key: propose(image, self.proposals, self.scales) for key, image in todo.items()}
+        views = []
+        for key, image in todo.items():
+            if self.region == "crop":
+                views += [image.crop(b.pixels()) for b in boxes[key]]
+            else:
+                views += [make_subimage(image, [b], self.fill) for b in boxes[key]]
+        embeddings = self.backbone.encode_images(views) if views else torch.zeros(0)
+        start = 0
+        for key in todo:
+            count = len(boxes[key])
+            self._cache[key] = (boxes[key], embeddings[start : start + count])
+            start += count
         while len(self._cache) > self._cache_images:
             self._cache.popitem(last=False)
-        return boxes, embeddings
 
     def ground(self, image: Image.Image, queries: Sequence[str], source: str | None = None) -> list[list[Detection]]:
         if not queries:
             return []
         boxes, region_embeddings = self.candidates(image)
+        if not boxes:  # e.g. segment proposals on a featureless image: nothing to rank
+            return [[] for _ in queries]
         text_embeddings = self.backbone.encode_texts([self.prompt.format(q) for q in queries])
         similarity = text_embeddings @ region_embeddings.T  # [queries, regions]
         results = []

@@ -1,0 +1,37 @@
+"""The two scorers every evaluation compares: plain CLIP and a ComCLIP pipeline, both able to
+score many examples in one batched pass (see :class:`comclip.eval.runner.PairScorer`)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .runner import PairScorer
+
+
+def _images(group) -> list:
+    return [getattr(im, "image", im) for im in group]
+
+
+def clip_scorer(backbone) -> PairScorer:
+    """Cosine similarity of the backbone's global embeddings."""
+
+    def one(images, texts):
+        return backbone.similarity(_images(images), texts).numpy()
+
+    def many(groups):
+        images = [im for group, _ in groups for im in _images(group)]
+        texts = [t for _, group_texts in groups for t in group_texts]
+        similarity = (backbone.encode_images(images) @ backbone.encode_texts(texts).T).numpy()
+        out, i, j = [], 0, 0
+        for group_images, group_texts in groups:
+            out.append(similarity[i : i + len(group_images), j : j + len(group_texts)])
+            i, j = i + len(group_images), j + len(group_texts)
+        return out
+
+    return PairScorer(one, many)
+
+
+def comclip_scorer(model) -> PairScorer:
+    """A :class:`comclip.pipeline.ComCLIP`'s scores (its score mode, weighting, fill, grounder)."""
+    return PairScorer(lambda images, texts: model.score(images, texts).numpy(),
+                      lambda groups: [np.asarray(m) for m in model.score_groups(groups)])
