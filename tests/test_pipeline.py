@@ -197,10 +197,17 @@ def test_explain_cli_needs_an_output(cli, tiny_model_dir, coco_photo):
     assert code == 2 and "--out" in err
 
 
-def test_demo_runs_offline(cli, tmp_path, monkeypatch):
-    monkeypatch.setenv("COMCLIP_CACHE", str(tmp_path / "cache"))
-    code, out, err = cli("demo", "--out", tmp_path / "demo")
-    assert code == 0, err
-    report = (tmp_path / "demo" / "report.md").read_text()
-    assert "| comclip | softmax |" in report and "| clip |" in report
-    assert (tmp_path / "demo" / "explain.png").stat().st_size > 1000
+def test_demo_runs_offline_and_reproducibly(cli, tmp_path):
+    """The README's main job with the shipped sandbox model: same seed, same table."""
+    outputs = []
+    for run in ("a", "b"):
+        code, out, err = cli("demo", "--n", "3", "--out", tmp_path / run)
+        assert code == 0, err
+        outputs.append(out)
+        report = (tmp_path / run / "report.md").read_text()
+        assert "| clip |" in report and "| comclip softmax mean |" in report and "Grounding accuracy" in report
+        assert (tmp_path / run / "explain.png").stat().st_size > 1000
+    data = [json.loads((tmp_path / run / "report.json").read_text()) for run in ("a", "b")]
+    assert data[0]["model"] == "comclip/sandbox"
+    assert [r["metrics"] for r in data[0]["runs"]] == [r["metrics"] for r in data[1]["runs"]]
+    assert outputs[0] == outputs[1]

@@ -1,0 +1,155 @@
+"""Throughput of ComCLIP against plain CLIP on a fixed CPU workload.
+
+    python benchmarks/throughput.py [--data ../shared/data/coco-mini] [--groups 50] [--queries 50]
+
+The model is a randomly initialised CLIP with ViT-B/32's exact architecture (so the compute
+is the real one's) and CLIP's real tokenizer, written to a temporary folder. Workloads:
+
+(a) ``--groups`` Winoground-style groups, 2 coco-mini photos x their 2 first captions;
+(b) re-ranking: CLIP ranks ``--gallery`` photos for each of ``--queries`` captions and
+    ComCLIP re-scores the top ``--top``.
+
+For each: plain CLIP, ComCLIP cold (empty embedding cache) and warm (a second run on the same
+cache, fresh pipeline objects as in a new process), in seconds and pairs per second, plus the
+ComCLIP / CLIP ratios, the speed-up of batched over one-at-a-time encoding, and peak resident
+memory. The last line is one JSON object for scripts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "coco-mini"
+
+
+def vit_b32_model(directory: Path, seed: int = 0) -> Path:
+    """A random ViT-B/32-architecture CLIP (transformers' CLIPConfig defaults) with CLIP's BPE."""
+    import torch
+    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor, CLIPTokenizer
+
+    from comclip._hf_utils import quiet_transformers
+    from comclip.testing import clip_bpe_files
+
+    with quiet_transformers():
+        vocab, merges = clip_bpe_files(directory)
+        tokenizer = CLIPTokenizer(str(vocab), str(merges))
+        torch.manual_seed(seed)
+        config = CLIPConfig(text_config={"bos_token_id": tokenizer.bos_token_id, "eos_token_id": tokenizer.eos_token_id,
+                                         "pad_token_id": tokenizer.pad_token_id})
+        CLIPModel(config).save_pretrained(directory, safe_serialization=True)
+        CLIPProcessor(image_processor=CLIPImageProcessor(), tokenizer=tokenizer).save_pretrained(directory)
+    return directory
+
+
+def peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def timed(function):
+    start = time.perf_counter()
+    result = function()
+    return time.perf_counter() - start, result
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", default=str(DEFAULT_DATA), help="coco-mini folder (captions.json and the photos)")
+    parser.add_argument("--groups", type=int, default=50)
+    parser.add_argument("--queries", type=int, default=50)
+    parser.add_argument("--gallery", type=int, default=100)
+    parser.add_argument("--top", type=int, default=10)
+    parser.add_argument("--batch-size", type=int, default=64)
+    args = parser.parse_args()
+
+    import numpy as np
+    import torch
+
+    from comclip.backbones import create_backbone
+    from comclip.cache import SQLiteCache
+    from comclip.eval.scorers import clip_scorer, comclip_scorer
+    from comclip.images import load_image
+    from comclip.parsing import create_parser
+    from comclip.pipeline import ComCLIP
+
+    torch.manual_seed(0)
+    rows = json.loads((Path(args.data) / "captions.json").read_text())
+    need = max(2 * args.groups, args.gallery)
+    if len(rows) < need:
+        sys.exit(f"{args.data} has {len(rows)} images; the workload needs {need}")
+    images = [load_image(Path(args.data) / r["image"]) for r in rows[:need]]
+    groups = [([images[2 * g], images[2 * g + 1]], [rows[2 * g]["captions"][0], rows[2 * g + 1]["captions"][0]])
+              for g in range(args.groups)]
+    gallery = images[: args.gallery]
+    queries = [rows[q]["captions"][1] for q in range(args.queries)]
+
+    work = Path(tempfile.mkdtemp(prefix="comclip-throughput-"))
+    print(f"writing a random ViT-B/32 CLIP to {work / 'model'} ...", file=sys.stderr)
+    model_dir = vit_b32_model(work / "model")
+    backbone = create_backbone(str(model_dir), device="cpu", batch_size=args.batch_size)
+    figures = {}
+
+    def fresh_pipeline() -> ComCLIP:  # new grounder and parser memory, as in a new process
+        return ComCLIP(backbone, parser=create_parser("spacy"))
+
+    # (a) Winoground-style groups.
+    backbone.cache = None
+    clip_a, _ = timed(lambda: clip_scorer(backbone).batch(groups))
+    backbone.cache = SQLiteCache(work / "cache-a.sqlite")
+    pipeline = fresh_pipeline()
+    cold_a, cold_scores = timed(lambda: comclip_scorer(pipeline).batch(groups))
+    pipeline = fresh_pipeline()
+    warm_a, warm_scores = timed(lambda: comclip_scorer(pipeline).batch(groups))
+    assert all(np.allclose(a, b, atol=1e-5) for a, b in zip(cold_scores, warm_scores)), "warm scores differ from cold"
+    pairs_a = 4 * args.groups
+
+    # (b) Re-ranking CLIP's top K.
+    def clip_rank():
+        similarity = backbone.encode_texts(queries) @ backbone.encode_images([im.image for im in gallery]).T
+        return torch.argsort(similarity, dim=1, descending=True)[:, : args.top]
+
+    backbone.cache = None
+    clip_b, top = timed(clip_rank)
+    rerank_groups = [([gallery[i] for i in top[q].tolist()], [queries[q]]) for q in range(args.queries)]
+    backbone.cache = SQLiteCache(work / "cache-b.sqlite")
+    pipeline = fresh_pipeline()
+    cold_b, _ = timed(lambda: (clip_rank(), comclip_scorer(pipeline).batch(rerank_groups)))
+    pipeline = fresh_pipeline()
+    warm_b, _ = timed(lambda: (clip_rank(), comclip_scorer(pipeline).batch(rerank_groups)))
+    pairs_b = args.queries * args.top
+
+    # Batched vs one-at-a-time encoding of the same 32 photos.
+    backbone.cache = None
+    sample = [im.image for im in images[:32]]
+    backbone.batch_size = 1
+    single, one_by_one = timed(lambda: backbone.encode_images(sample))
+    backbone.batch_size = args.batch_size
+    batched, together = timed(lambda: backbone.encode_images(sample))
+    assert torch.allclose(one_by_one, together, atol=1e-5)
+
+    print(f"\nworkload (a): {args.groups} groups of 2 images x 2 captions ({pairs_a} pairs)")
+    print(f"workload (b): top {args.top} of {args.gallery} images re-ranked for {args.queries} captions ({pairs_b} pairs)\n")
+    print("| workload | method | seconds | pairs/s | x CLIP |")
+    print("|---|---|---|---|---|")
+    for name, clip_s, cold_s, warm_s, pairs in (("a", clip_a, cold_a, warm_a, pairs_a), ("b", clip_b, cold_b, warm_b, pairs_b)):
+        for method, seconds in (("clip", clip_s), ("comclip cold", cold_s), ("comclip warm", warm_s)):
+            print(f"| {name} | {method} | {seconds:.2f} | {pairs / seconds:.1f} | {seconds / clip_s:.2f} |")
+    print(f"\nbatched encoding of 32 photos: {batched:.2f} s at batch {args.batch_size} vs {single:.2f} s one at a time "
+          f"({single / batched:.2f}x)")
+    figures = {
+        "clip_s": round(clip_a, 3), "comclip_cold_s": round(cold_a, 3), "comclip_warm_s": round(warm_a, 3),
+        "cold_ratio": round(cold_a / clip_a, 3), "warm_ratio": round(warm_a / clip_a, 3),
+        "rerank_clip_s": round(clip_b, 3), "rerank_cold_s": round(cold_b, 3), "rerank_warm_s": round(warm_b, 3),
+        "batched_speedup": round(single / batched, 3), "peak_rss_mib": round(peak_rss_mib(), 1),
+    }
+    print(json.dumps(figures))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
