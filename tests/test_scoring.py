@@ -7,6 +7,8 @@ import json
 import pytest
 
 
+import torch
+
 from comclip.composition.scoring import SCORE_MODES, Evidence
 from comclip.grounding.proposals import segment_proposals
 
@@ -66,3 +68,37 @@ def test_ablate_chooses_on_dev_and_reports_on_test(cli, tiny_model_dir, tmp_path
     code, _, err = cli("ablate", "sandbox", "--model", tiny_model_dir, "--dev-seed", "5", "--test-seed", "5", "--out", tmp_path / "x")
     assert code == 2 and "must differ" in err
 
+
+
+def test_patch_grid_geometry():
+    from comclip.backbones.base import PatchGrid
+    from comclip.backbones.hf import _view_geometry
+    from comclip.grounding import Box
+
+    grid = PatchGrid(torch.zeros(2, 3, 4), x0=10.0, y0=0.0, step_x=10.0, step_y=5.0)
+    w = grid.overlap_weights([Box(10, 0, 20, 5), Box(15, 2.5, 40, 10), Box(0, 0, 5, 5)])
+    assert w[0].tolist() == [50.0, 0, 0, 0, 0, 0]
+    assert w[1].tolist() == [12.5, 25.0, 25.0, 25.0, 50.0, 50.0]  # x overlaps 5, 10, 10; y 2.5, 5
+    assert w[2].sum() == 0  # left of the encoder's view
+    assert PatchGrid.unpack(grid.pack()).x0 == 10.0
+    assert _view_geometry((448, 224), 224) == (112.0, 0.0, 1.0)
+    assert _view_geometry((100, 200), 50) == (0.0, 50.0, 0.5)  # resized to 50x100, 25 px cropped top = 50 original
+
+
+def test_patch_grounder_reads_one_forward_pass(tiny_model_dir, rgb_image_path):
+    from PIL import Image
+
+    from comclip.backbones import create_backbone
+    from comclip.cache import MemoryCache
+    from comclip.grounding import create_grounder
+    from comclip.pipeline import ComCLIP
+
+    backbone = create_backbone(str(tiny_model_dir))
+    backbone.cache = MemoryCache()
+    grounder = create_grounder("clip", backbone, region="patches")
+    ranked = grounder.ground(Image.open(rgb_image_path).convert("RGB"), ["dog", "cat"])
+    assert len(ranked) == 2 and len(ranked[0]) == len(grounder.candidates(Image.open(rgb_image_path).convert("RGB"))[0])
+    assert len(backbone.cache) == 2 + 2  # global + patch tokens of the image, two prompts; no crops
+    plain = ComCLIP(create_backbone(str(tiny_model_dir)), grounder=create_grounder("clip", backbone, region="patches"))
+    fused = ComCLIP(backbone, grounder=grounder)
+    assert torch.allclose(plain.score([rgb_image_path], ["a dog on a mat"]), fused.score([rgb_image_path], ["a dog on a mat"]), atol=1e-5)

@@ -193,14 +193,15 @@ class ComCLIP:
         distinct_texts = list(dict.fromkeys(texts))
         graph_of = dict(zip(distinct_texts, self.parser.parse_many(distinct_texts)))
         graphs = [graph_of[t] for t in texts]
-        image_embeddings = self.backbone.encode_images([im.image for im in loaded])
-        caption_embeddings = self.backbone.encode_texts(texts)
-
         # Ground, once per image, every distinct entity name of the captions it is paired with.
+        # (Prepared first: a grounder reading patch tokens computes the global embeddings in
+        # the same forward pass and leaves them in the backbone's cache.)
         queries: dict[int, list[str]] = {}
         for i, j in pairs:
             queries.setdefault(i, []).extend(self._query(e) for e in graphs[j].entities)
         self.grounder.prepare([loaded[i].image for i, q in queries.items() if q])
+        image_embeddings = self.backbone.encode_images([im.image for im in loaded])
+        caption_embeddings = self.backbone.encode_texts(texts)
         groundings: dict[int, dict[str, Detection | None]] = {}
         for i, names in queries.items():
             names = list(dict.fromkeys(names))

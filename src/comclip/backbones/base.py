@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import warnings
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
@@ -38,6 +39,40 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
     if resolved.type == "cuda" and not torch.cuda.is_available():
         raise InputError(f"device {device!r} requested but CUDA is not available on this machine")
     return resolved
+
+
+@dataclass
+class PatchGrid:
+    """An image's patch embeddings (``[rows, cols, D]``, unit norm) and where each patch lies
+    in the original image: patch (r, c) covers x in ``[x0 + c * step_x, x0 + (c+1) * step_x)``
+    and likewise for y (the encoder saw a resized, centre-cropped view)."""
+
+    embeddings: torch.Tensor
+    x0: float
+    y0: float
+    step_x: float
+    step_y: float
+
+    def overlap_weights(self, boxes) -> torch.Tensor:
+        """``[len(boxes), rows * cols]``: the area of each patch inside each box."""
+        rows, cols = self.embeddings.shape[:2]
+        xs = self.x0 + self.step_x * torch.arange(cols + 1, dtype=torch.float64)
+        ys = self.y0 + self.step_y * torch.arange(rows + 1, dtype=torch.float64)
+        b = torch.tensor([[x.x1, x.y1, x.x2, x.y2] for x in boxes], dtype=torch.float64)
+        wx = (torch.minimum(b[:, 2:3], xs[None, 1:]) - torch.maximum(b[:, 0:1], xs[None, :-1])).clamp(min=0)
+        wy = (torch.minimum(b[:, 3:4], ys[None, 1:]) - torch.maximum(b[:, 1:2], ys[None, :-1])).clamp(min=0)
+        return (wy[:, :, None] * wx[:, None, :]).reshape(len(boxes), rows * cols)
+
+    def pack(self) -> np.ndarray:
+        rows, cols, dim = self.embeddings.shape
+        header = np.array([rows, cols, dim, self.x0, self.y0, self.step_x, self.step_y], dtype=np.float32)
+        return np.concatenate([header, self.embeddings.reshape(-1).numpy().astype(np.float32)])
+
+    @classmethod
+    def unpack(cls, vector: np.ndarray, size=None) -> "PatchGrid":
+        rows, cols, dim = (int(v) for v in vector[:3])
+        x0, y0, sx, sy = (float(v) for v in vector[3:7])
+        return cls(torch.from_numpy(np.array(vector[7:], dtype=np.float32).reshape(rows, cols, dim)), x0, y0, sx, sy)
 
 
 class Backbone(ABC):
@@ -133,6 +168,34 @@ class Backbone(ABC):
             self.cache.put_many(fresh.items())
             found.update(fresh)
         return torch.from_numpy(np.stack([found[k] for k in keys]).astype(np.float32))
+
+    # --- patch tokens (optional capability) -------------------------------------------
+    supports_patches = False
+
+    def encode_with_patches(self, images: Sequence[Image.Image]) -> tuple[torch.Tensor, list["PatchGrid"]]:
+        """Global embeddings plus each image's patch tokens projected into the joint space, from
+        one forward pass. Backbones that cannot (``supports_patches`` False) raise."""
+        if not self.supports_patches:
+            raise InputError(f"{self.name} ({type(self).__name__}) does not expose patch tokens")
+        if self.cache is None:
+            return self._encode_with_patches(list(images))
+        keys = [image_digest(im) for im in images]
+        global_keys = [f"{self.fingerprint}|img|{k}" for k in keys]
+        patch_keys = [f"{self.fingerprint}|patches|{k}" for k in keys]
+        found = self.cache.get_many(global_keys + patch_keys)
+        todo = [n for n in range(len(images)) if global_keys[n] not in found or patch_keys[n] not in found]
+        if todo:
+            fresh_global, fresh_grids = self._encode_with_patches([images[n] for n in todo])
+            items = []
+            for n, g, grid in zip(todo, fresh_global.numpy(), fresh_grids):
+                items += [(global_keys[n], g), (patch_keys[n], grid.pack())]
+            self.cache.put_many(items)
+            found.update(items)
+        grids = [PatchGrid.unpack(found[patch_keys[n]], images[n].size) for n in range(len(images))]
+        return torch.from_numpy(np.stack([found[k] for k in global_keys]).astype(np.float32)), grids
+
+    def _encode_with_patches(self, images: list[Image.Image]) -> tuple[torch.Tensor, list["PatchGrid"]]:
+        raise NotImplementedError
 
     @property
     def fingerprint(self) -> str:

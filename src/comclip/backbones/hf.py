@@ -11,7 +11,7 @@ from PIL import Image
 
 from .._hf_utils import quiet_transformers
 from ..errors import ModelNotFoundError
-from .base import Backbone
+from .base import Backbone, PatchGrid
 
 #: Model types whose text tower was trained on inputs padded to the full context.
 _PAD_TO_MAX_LENGTH = {"siglip", "siglip2"}
@@ -99,6 +99,37 @@ class HFBackbone(Backbone):
 
     def _token_count(self, text: str) -> int:
         return len(self.tokenizer(text, truncation=False)["input_ids"])
+
+    @property
+    def supports_patches(self) -> bool:  # CLIP's ViT: a class token, then a square grid of patches
+        return self._model_type == "clip"
+
+    def _encode_with_patches(self, images: list[Image.Image]) -> tuple[torch.Tensor, list[PatchGrid]]:
+        """One ViT pass: the pooled embedding and every patch token through the same final layer
+        norm and projection (the MaskCLIP reading of CLIP's patch tokens)."""
+        globals_, grids = [], []
+        vision, projection = self.model.vision_model, self.model.visual_projection
+        patch = int(self.model.config.vision_config.patch_size)
+        with torch.inference_mode():
+            for start in range(0, len(images), self.batch_size):
+                batch = images[start : start + self.batch_size]
+                pixels = self.image_processor(images=batch, return_tensors="pt")["pixel_values"].to(self.device)
+                hidden = vision(pixel_values=pixels).last_hidden_state
+                tokens = torch.nn.functional.normalize(projection(vision.post_layernorm(hidden)).float(), dim=-1).cpu()
+                globals_.append(tokens[:, 0])
+                side = pixels.shape[-1] // patch
+                for image, row in zip(batch, tokens[:, 1:]):
+                    x0, y0, scale = _view_geometry(image.size, pixels.shape[-1])
+                    grids.append(PatchGrid(row.reshape(side, side, -1), x0, y0, patch / scale, patch / scale))
+        return torch.cat(globals_), grids
+
+
+def _view_geometry(size: tuple[int, int], crop: int) -> tuple[float, float, float]:
+    """Where a CLIP processor's view lies in the original image: resize the short side to
+    ``crop``, centre-crop a square; returns (x of the view's left edge, y of its top, scale)."""
+    width, height = size
+    scale = crop / min(width, height)
+    return (width * scale - crop) / 2 / scale, (height * scale - crop) / 2 / scale, scale
 
 
 def weights_fingerprint(source: str, model) -> str:

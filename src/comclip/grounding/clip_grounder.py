@@ -25,7 +25,9 @@ DEFAULT_PROMPT = "a photo of a {}"
 RANK_DECIMALS = 5
 #: How a candidate is shown to the encoder: cut out and resized ("crop"), or kept in place at
 #: full image size with everything else filled ("mask", the sub-image form ComCLIP scores).
-REGION_MODES = ("crop", "mask")
+#: "patches" scores candidates from the patch tokens of one forward pass per image, without
+#: encoding any crop (needs a backbone with ``supports_patches``: transformers CLIP).
+REGION_MODES = ("crop", "mask", "patches")
 
 
 class CLIPGrounder(Grounder):
@@ -50,6 +52,8 @@ class CLIPGrounder(Grounder):
             raise InputError(f"unknown proposals {self.proposals!r}; choose one of {', '.join(PROPOSALS)}")
         if self.region not in REGION_MODES:
             raise InputError(f"unknown region mode {self.region!r}; choose one of {', '.join(REGION_MODES)}")
+        if self.region == "patches" and not backbone.supports_patches:
+            raise InputError(f"region mode 'patches' needs patch tokens, which {backbone.name} does not expose; use crop or mask")
         if "{}" not in self.prompt:
             raise InputError(f"grounding prompt {self.prompt!r} needs a {{}} where the entity goes")
         self._cache: OrderedDict[str, tuple[list[Box], torch.Tensor]] = OrderedDict()
@@ -81,6 +85,14 @@ class CLIPGrounder(Grounder):
         if not todo:
             return
         boxes = {key: propose(image, self.proposals, self.scales) for key, image in todo.items()}
+        if self.region == "patches":
+            _, grids = self.backbone.encode_with_patches(list(todo.values()))
+            for (key, grid) in zip(todo, grids):
+                weights = grid.overlap_weights(boxes[key]).float() if boxes[key] else torch.zeros(0, grid.embeddings[..., 0].numel())
+                pooled = weights @ grid.embeddings.reshape(-1, grid.embeddings.shape[-1])
+                self._cache[key] = (boxes[key], torch.nn.functional.normalize(pooled, dim=-1))
+            self._evict()
+            return
         views = []
         for key, image in todo.items():
             if self.region == "crop":
@@ -93,6 +105,9 @@ class CLIPGrounder(Grounder):
             count = len(boxes[key])
             self._cache[key] = (boxes[key], embeddings[start : start + count])
             start += count
+        self._evict()
+
+    def _evict(self) -> None:
         while len(self._cache) > self._cache_images:
             self._cache.popitem(last=False)
 
