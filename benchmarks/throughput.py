@@ -65,6 +65,8 @@ def main() -> int:
     parser.add_argument("--gallery", type=int, default=100)
     parser.add_argument("--top", type=int, default=10)
     parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--region", default=None, choices=["crop", "mask", "patches"],
+                        help="how the clip grounder scores candidates (default: the pipeline's default)")
     args = parser.parse_args()
 
     import numpy as np
@@ -73,6 +75,7 @@ def main() -> int:
     from comclip.backbones import create_backbone
     from comclip.cache import SQLiteCache
     from comclip.eval.scorers import clip_scorer, comclip_scorer
+    from comclip.grounding import create_grounder
     from comclip.images import load_image
     from comclip.parsing import create_parser
     from comclip.pipeline import ComCLIP
@@ -95,7 +98,7 @@ def main() -> int:
     figures = {}
 
     def fresh_pipeline() -> ComCLIP:  # new grounder and parser memory, as in a new process
-        return ComCLIP(backbone, parser=create_parser("spacy"))
+        return ComCLIP(backbone, parser=create_parser("spacy"), grounder=create_grounder("clip", backbone, region=args.region))
 
     # (a) Winoground-style groups.
     backbone.cache = None
@@ -146,6 +149,7 @@ def main() -> int:
         "cold_ratio": round(cold_a / clip_a, 3), "warm_ratio": round(warm_a / clip_a, 3),
         "rerank_clip_s": round(clip_b, 3), "rerank_cold_s": round(cold_b, 3), "rerank_warm_s": round(warm_b, 3),
         "batched_speedup": round(single / batched, 3), "peak_rss_mib": round(peak_rss_mib(), 1),
+        "grounder": pipeline.grounder.describe(),
     }
     print(json.dumps(figures))
     return 0
