@@ -33,7 +33,7 @@ def _load_splits(args):
 def _cmd_ablate(args: argparse.Namespace) -> int:
     from .backbones import create_backbone
     from .eval import runner
-    from .eval.ablation import GROUNDINGS, Config, DevResult, criterion, evaluate, grid
+    from .eval.ablation import GROUNDINGS, Config, DevResult, criterion, evaluate, grid, usable_groundings
     from .eval.scorers import clip_scorer, comclip_scorer
     from .grounding import create_grounder
     from .parsing import create_parser
@@ -49,12 +49,12 @@ def _cmd_ablate(args: argparse.Namespace) -> int:
     backbone = create_backbone(args.model, device=args.device, batch_size=args.batch_size)
     _attach_cache(backbone, args)
     parser = create_parser("spacy")
-    grounders = {name: create_grounder("clip", backbone, **options) for name, (options, _) in GROUNDINGS.items()}
+    grounders = {name: create_grounder("clip", backbone, **GROUNDINGS[name][0]) for name in usable_groundings(backbone)}
 
     def comclip(config: Config) -> ComCLIP:
         return ComCLIP(backbone, parser=parser, grounder=grounders[config.grounding], **config.pipeline_options())
 
-    configs = grid(args.grid)
+    configs = [c for c in grid(args.grid) if c.grounding in grounders]
     clip_dev = evaluate(dev, "clip", clip_scorer(backbone), seed=args.seed)
     results = []
     for n, config in enumerate(configs, start=1):

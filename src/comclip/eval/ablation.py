@@ -24,10 +24,10 @@ GROUNDINGS = {
     "grid-crop": ({"proposals": "grid", "region": "crop"}, "head"),
     "segments+grid-crop": ({"proposals": "grid+segments", "region": "crop"}, "head"),
     "segments-mask": ({"proposals": "segments", "region": "mask"}, "head"),
+    "segments+grid-patches": ({"proposals": "grid+segments", "region": "patches"}, "head"),
     "grid-crop-phrase": ({"proposals": "grid", "region": "crop"}, "phrase"),
 }
-SCORES = (("comclip", 0.0), ("evidence", 0.5), ("evidence", 1.0), ("evidence", 2.0),
-          ("evidence-min", 0.5), ("evidence-min", 1.0), ("evidence-min", 2.0))
+SCORES = (("comclip", 0.0), ("evidence", 0.5), ("evidence", 1.0), ("evidence", 2.0), ("evidence-min", 1.0))
 GRIDS = {
     "full": {"score": SCORES, "weighting": ("sum", "softmax"), "fill": ("black", "mean"), "grounding": tuple(GROUNDINGS)},
     "small": {"score": (("comclip", 0.0), ("evidence", 1.0)), "weighting": ("sum",), "fill": ("black", "mean"),
@@ -62,6 +62,11 @@ def grid(name: str = "full") -> list[Config]:
     spec = GRIDS[name]
     return [Config(score, weight, weighting, fill, grounding)
             for (score, weight), weighting, fill, grounding in itertools.product(spec["score"], spec["weighting"], spec["fill"], spec["grounding"])]
+
+
+def usable_groundings(backbone) -> list[str]:
+    """The grounding choices this backbone supports (patch tokens need a CLIP ViT)."""
+    return [name for name, (options, _) in GROUNDINGS.items() if options["region"] != "patches" or backbone.supports_patches]
 
 
 def headline_metric(summary: dict) -> str:

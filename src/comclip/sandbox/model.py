@@ -24,6 +24,8 @@ from .scenes import IMAGE_SIZE, training_example, vocabulary
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 CONTEXT_LENGTH = 32
+#: The model's captions never say "a photo of": prompts and entity phrases take its own form.
+PIPELINE_DEFAULTS = {"grounder": {"prompt": "a {}"}, "entity_prompt": "a {}"}
 
 
 @dataclass(frozen=True)
@@ -238,4 +240,5 @@ def train_sandbox_model(
         "versions": {"torch": torch.__version__, "python": platform.python_version()},
     }
     (out / "training.json").write_text(json.dumps(record, indent=2), encoding="utf-8")
+    (out / "comclip.json").write_text(json.dumps(PIPELINE_DEFAULTS, indent=2), encoding="utf-8")
     return out
