@@ -165,6 +165,8 @@ def _add_pipeline_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--evidence-relations", action="store_true", help="evidence modes also pool the relations' cosines")
     parser.add_argument("--ground-by", default="head", choices=["head", "phrase"],
                         help="ground each entity by its head noun (default, as the paper) or its whole phrase")
+    parser.add_argument("--union-margin", type=float, default=None,
+                        help="ground an entity to the union of all boxes scoring within this margin of the top (default: top box only)")
     parser.add_argument("--proposals", default=None, choices=["grid", "segments", "grid+segments"],
                         help="clip grounder's candidate regions (default: the model's, else grid)")
     parser.add_argument("--region", default=None, choices=["crop", "mask"],
@@ -183,6 +185,7 @@ def _pipeline_kwargs(args: argparse.Namespace) -> dict:
         "evidence_weight": getattr(args, "evidence_weight", 1.0),
         "evidence_relations": getattr(args, "evidence_relations", False),
         "ground_by": getattr(args, "ground_by", "head"),
+        "union_margin": getattr(args, "union_margin", None),
     }
 
 

@@ -50,6 +50,9 @@ def _cmd_ablate(args: argparse.Namespace) -> int:
     _attach_cache(backbone, args)
     parser = create_parser("spacy")
     grounders = {name: create_grounder("clip", backbone, **GROUNDINGS[name][0]) for name in usable_groundings(backbone)}
+    for name in grounders:  # choices differing only in how detections are used share one grounder (and its cache)
+        twin = next(n for n in grounders if GROUNDINGS[n][0] == GROUNDINGS[name][0])
+        grounders[name] = grounders[twin]
 
     def comclip(config: Config) -> ComCLIP:
         return ComCLIP(backbone, parser=parser, grounder=grounders[config.grounding], **config.pipeline_options())
@@ -83,7 +86,10 @@ def _cmd_ablate(args: argparse.Namespace) -> int:
                            "(group for Winoground-kind data, else accuracy); ties: pairwise accuracy", "config": best.config.name}}
     if args.dataset == "sandbox":
         oracle = OracleGrounder([s for ex in test.examples for s in ex.scenes])
-        by_head = {name: g for name, g in grounders.items() if GROUNDINGS[name][1] == "head"}  # the measure queries shapes
+        by_head = {}  # the measure queries shapes and takes the top box: one row per distinct grounder
+        for name, g in grounders.items():
+            if g not in by_head.values():
+                by_head[name] = g
         extra["grounding"] = grounding_report({**by_head, "oracle": oracle}, test, seed=args.seed)
     runner.write_report(test, backbone.name, run_configs, test_results, test_dir, seed=args.seed, extra=extra)
 

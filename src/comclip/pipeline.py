@@ -97,6 +97,7 @@ class ComCLIP:
         evidence_weight: float = 1.0,
         evidence_relations: bool = False,
         ground_by: str = "head",
+        union_margin: float | None = None,
     ):
         if ground_by not in ("head", "phrase"):
             raise InputError(f"ground_by must be 'head' or 'phrase', got {ground_by!r}")
@@ -117,6 +118,7 @@ class ComCLIP:
         self.use_relations = use_relations
         self.score_mode = score_mode
         self.ground_by = ground_by
+        self.union_margin = union_margin
         #: How an entity's phrase is worded for its sub-image: as parsed ("{}") unless the
         #: model was trained on another form (the sandbox model's captions say "a red circle").
         self.entity_prompt = backbone.defaults.get("entity_prompt", "{}")
@@ -144,6 +146,7 @@ class ComCLIP:
             "use_relations": self.use_relations,
             "score_mode": self.score_mode,
             "ground_by": self.ground_by,
+            "union_margin": self.union_margin,
             "entity_prompt": self.entity_prompt,
             **({"evidence_weight": self.evidence_weight, "evidence_relations": self.evidence_relations}
                if self.score_mode != "comclip" else {}),
@@ -206,7 +209,7 @@ class ComCLIP:
         for i, names in queries.items():
             names = list(dict.fromkeys(names))
             ranked = self.grounder.ground(loaded[i].image, names, source=loaded[i].source) if names else []
-            groundings[i] = {name: (dets[0] if dets else None) for name, dets in zip(names, ranked)}
+            groundings[i] = {name: self._pick(dets) for name, dets in zip(names, ranked)}
 
         # Lay out every part of every pair, then encode distinct sub-images and phrases once.
         layouts = {(i, j): self._layout(graphs[j], groundings[i], loaded[i]) for i, j in pairs}
@@ -241,6 +244,18 @@ class ComCLIP:
         return results
 
     # --- internals -----------------------------------------------------------------------
+    def _pick(self, detections: list[Detection]) -> Detection | None:
+        """The top detection, or with ``union_margin`` the union of every detection scoring
+        within that margin of the top (an entity seen in several places, or split boxes)."""
+        if not detections:
+            return None
+        if self.union_margin is None:
+            return detections[0]
+        top = detections[0].score
+        close = [d for d in detections if d.score >= top - self.union_margin]
+        boxes = tuple(dict.fromkeys(b for d in close for b in d.boxes))
+        return Detection(boxes=boxes, score=top, label=detections[0].label)
+
     def _query(self, entity) -> str:
         """What the grounder is asked to find for an entity: its head noun or its whole phrase."""
         return entity.head if self.ground_by == "head" else entity.phrase

@@ -19,13 +19,14 @@ from .runner import _score_chunk, summarise_run
 #: The paper's ComCLIP: what every variant is compared against.
 FAITHFUL = {"score_mode": "comclip", "weighting": "sum", "fill": "black"}
 
-#: Grounding choices: (name, grounder options, what an entity is grounded by).
+#: Grounding choices: name -> (grounder options, what an entity is grounded by, union margin).
 GROUNDINGS = {
-    "grid-crop": ({"proposals": "grid", "region": "crop"}, "head"),
-    "segments+grid-crop": ({"proposals": "grid+segments", "region": "crop"}, "head"),
-    "segments-mask": ({"proposals": "segments", "region": "mask"}, "head"),
-    "segments+grid-patches": ({"proposals": "grid+segments", "region": "patches"}, "head"),
-    "grid-crop-phrase": ({"proposals": "grid", "region": "crop"}, "phrase"),
+    "grid-crop": ({"proposals": "grid", "region": "crop"}, "head", None),
+    "grid-crop-union": ({"proposals": "grid", "region": "crop"}, "head", 0.02),
+    "grid-crop-phrase": ({"proposals": "grid", "region": "crop"}, "phrase", None),
+    "segments+grid-crop": ({"proposals": "grid+segments", "region": "crop"}, "head", None),
+    "segments-mask": ({"proposals": "segments", "region": "mask"}, "head", None),
+    "segments+grid-patches": ({"proposals": "grid+segments", "region": "patches"}, "head", None),
 }
 SCORES = (("comclip", 0.0), ("evidence", 0.5), ("evidence", 1.0), ("evidence", 2.0), ("evidence-min", 1.0))
 GRIDS = {
@@ -51,8 +52,9 @@ class Config:
         return f"{score} {self.weighting} {self.fill} {self.grounding}"
 
     def pipeline_options(self) -> dict:
+        grounding = GROUNDINGS[self.grounding]
         options = {"score_mode": self.score_mode, "weighting": self.weighting, "fill": self.fill,
-                   "ground_by": GROUNDINGS[self.grounding][1]}
+                   "ground_by": grounding[1], "union_margin": grounding[2]}
         if self.score_mode != "comclip":
             options["evidence_weight"] = self.evidence_weight
         return options
@@ -66,7 +68,7 @@ def grid(name: str = "full") -> list[Config]:
 
 def usable_groundings(backbone) -> list[str]:
     """The grounding choices this backbone supports (patch tokens need a CLIP ViT)."""
-    return [name for name, (options, _) in GROUNDINGS.items() if options["region"] != "patches" or backbone.supports_patches]
+    return [name for name, (options, _, _) in GROUNDINGS.items() if options["region"] != "patches" or backbone.supports_patches]
 
 
 def headline_metric(summary: dict) -> str:
