@@ -158,3 +158,17 @@ def test_bad_device_and_batch_size(tiny_model_dir):
             resolve_device("cuda")
     with pytest.raises(InputError, match="batch size"):
         create_backbone(str(tiny_model_dir), device="cpu", batch_size=0)
+
+
+def test_shipped_sandbox_models_resolve_to_package_files():
+    from pathlib import Path
+
+    from comclip.backbones.registry import packaged_path
+    from comclip.errors import ModelNotFoundError
+
+    for name in ("comclip/sandbox", "comclip/sandbox-bow"):
+        backend, source = resolve_model(name)
+        assert backend == "hf" and (Path(source) / "model.safetensors").stat().st_size < 10 * 2**20
+        assert (Path(source) / "comclip.json").is_file()
+    with pytest.raises(ModelNotFoundError, match="missing from this installation"):
+        packaged_path("package:comclip.sandbox/no-such-model")

@@ -16,11 +16,10 @@ import numpy as np
 from .datasets import Dataset
 from .runner import _score_chunk, summarise_run
 
-#: The paper's ComCLIP: what every variant is compared against.
-FAITHFUL = {"score_mode": "comclip", "weighting": "sum", "fill": "black"}
 
 #: Grounding choices: name -> (grounder options, what an entity is grounded by, union margin).
 GROUNDINGS = {
+    "default": ({}, "head", None),  # the clip grounder with the model's own defaults (comclip.json)
     "grid-crop": ({"proposals": "grid", "region": "crop"}, "head", None),
     "grid-crop-union": ({"proposals": "grid", "region": "crop"}, "head", 0.02),
     "grid-crop-phrase": ({"proposals": "grid", "region": "crop"}, "phrase", None),
@@ -30,9 +29,9 @@ GROUNDINGS = {
 }
 SCORES = (("comclip", 0.0), ("evidence", 0.5), ("evidence", 1.0), ("evidence", 2.0), ("evidence-min", 1.0))
 GRIDS = {
-    "full": {"score": SCORES, "weighting": ("sum", "softmax"), "fill": ("black", "mean"), "grounding": tuple(GROUNDINGS)},
+    "full": {"score": SCORES, "weighting": ("sum", "softmax"), "fill": ("black", "mean"), "grounding": tuple(g for g in GROUNDINGS if g != "default")},
     "small": {"score": (("comclip", 0.0), ("evidence", 1.0)), "weighting": ("sum",), "fill": ("black", "mean"),
-              "grounding": ("grid-crop",)},
+              "grounding": ("default",)},
 }
 
 
@@ -44,7 +43,7 @@ class Config:
     evidence_weight: float = 0.0
     weighting: str = "sum"
     fill: str = "black"
-    grounding: str = "grid-crop"
+    grounding: str = "default"
 
     @property
     def name(self) -> str:
@@ -68,7 +67,7 @@ def grid(name: str = "full") -> list[Config]:
 
 def usable_groundings(backbone) -> list[str]:
     """The grounding choices this backbone supports (patch tokens need a CLIP ViT)."""
-    return [name for name, (options, _, _) in GROUNDINGS.items() if options["region"] != "patches" or backbone.supports_patches]
+    return [name for name, (options, _, _) in GROUNDINGS.items() if options.get("region") != "patches" or backbone.supports_patches]
 
 
 def headline_metric(summary: dict) -> str:

@@ -52,6 +52,9 @@ class TrainingConfig:
     weight_decay: float = 0.1
     warmup_steps: int = 200
     seed: int = 0
+    #: Shuffle each caption's words before encoding: the text tower then cannot use word order,
+    #: a bag-of-words CLIP by construction (the failure mode ComCLIP targets, made exact).
+    shuffle_words: bool = False
 
 
 def bpe_word_merges(word: str, ranks: dict[tuple[str, str], int]) -> list[tuple[str, str]]:
@@ -166,6 +169,12 @@ class _TokenCache:
         return ids, mask
 
 
+def shuffled_words(caption: str, rng: np.random.Generator) -> str:
+    """The caption's words (commas dropped) in random order."""
+    words = caption.replace(",", " ").split()
+    return " ".join(words[i] for i in rng.permutation(len(words)))
+
+
 def train_sandbox_model(
     out: str | Path,
     training: TrainingConfig = TrainingConfig(),
@@ -185,6 +194,7 @@ def train_sandbox_model(
         model, processor = new_sandbox_model(out, arch, training.seed)
     tokens = _TokenCache(processor.tokenizer)
     rng = np.random.default_rng(training.seed)
+    shuffle_rng = np.random.default_rng(training.seed + 1)  # separate stream: same scenes either way
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "embedding" not in n]
     no_decay = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "embedding" not in n)]
     optimiser = torch.optim.AdamW(
@@ -207,7 +217,10 @@ def train_sandbox_model(
     for step in range(training.steps):
         pairs = [training_example(rng) for _ in range(training.batch_size)]
         pixels = pixel_tensor([scene.render() for scene, _ in pairs])
-        input_ids, attention_mask = tokens([caption for _, caption in pairs])
+        captions = [caption for _, caption in pairs]
+        if training.shuffle_words:
+            captions = [shuffled_words(c, shuffle_rng) for c in captions]
+        input_ids, attention_mask = tokens(captions)
         for group in optimiser.param_groups:
             group["lr"] = learning_rate(step)
         image_emb = F.normalize(model.get_image_features(pixel_values=pixels).pooler_output, dim=-1)
