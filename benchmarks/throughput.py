@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import resource
 import sys
 import tempfile
@@ -93,7 +94,14 @@ def main() -> int:
 
     work = Path(tempfile.mkdtemp(prefix="comclip-throughput-"))
     print(f"writing a random ViT-B/32 CLIP to {work / 'model'} ...", file=sys.stderr)
-    model_dir = vit_b32_model(work / "model")
+    # Built in a child process, so the peak memory below is the workload's, not the build's.
+    context = multiprocessing.get_context("spawn")
+    builder = context.Process(target=vit_b32_model, args=(work / "model",))
+    builder.start()
+    builder.join()
+    if builder.exitcode != 0:
+        sys.exit("building the ViT-B/32 model failed")
+    model_dir = work / "model"
     backbone = create_backbone(str(model_dir), device="cpu", batch_size=args.batch_size)
     figures = {}
 
