@@ -105,6 +105,9 @@ def main() -> int:
     backbone = create_backbone(str(model_dir), device="cpu", batch_size=args.batch_size)
     figures = {}
 
+    def in_chunks(scorer, items, size: int = 16):  # as the evaluation runner feeds a scorer
+        return [m for k in range(0, len(items), size) for m in scorer.batch(items[k : k + size])]
+
     def fresh_pipeline() -> ComCLIP:  # new grounder and parser memory, as in a new process
         return ComCLIP(backbone, parser=create_parser("spacy"), grounder=create_grounder("clip", backbone, region=args.region))
 
@@ -113,9 +116,9 @@ def main() -> int:
     clip_a, _ = timed(lambda: clip_scorer(backbone).batch(groups))
     backbone.cache = SQLiteCache(work / "cache-a.sqlite")
     pipeline = fresh_pipeline()
-    cold_a, cold_scores = timed(lambda: comclip_scorer(pipeline).batch(groups))
+    cold_a, cold_scores = timed(lambda: in_chunks(comclip_scorer(pipeline), groups))
     pipeline = fresh_pipeline()
-    warm_a, warm_scores = timed(lambda: comclip_scorer(pipeline).batch(groups))
+    warm_a, warm_scores = timed(lambda: in_chunks(comclip_scorer(pipeline), groups))
     assert all(np.allclose(a, b, atol=1e-5) for a, b in zip(cold_scores, warm_scores)), "warm scores differ from cold"
     pairs_a = 4 * args.groups
 
@@ -129,9 +132,9 @@ def main() -> int:
     rerank_groups = [([gallery[i] for i in top[q].tolist()], [queries[q]]) for q in range(args.queries)]
     backbone.cache = SQLiteCache(work / "cache-b.sqlite")
     pipeline = fresh_pipeline()
-    cold_b, _ = timed(lambda: (clip_rank(), comclip_scorer(pipeline).batch(rerank_groups)))
+    cold_b, _ = timed(lambda: (clip_rank(), in_chunks(comclip_scorer(pipeline), rerank_groups)))
     pipeline = fresh_pipeline()
-    warm_b, _ = timed(lambda: (clip_rank(), comclip_scorer(pipeline).batch(rerank_groups)))
+    warm_b, _ = timed(lambda: (clip_rank(), in_chunks(comclip_scorer(pipeline), rerank_groups)))
     pairs_b = args.queries * args.top
 
     # Batched vs one-at-a-time encoding of the same 32 photos.

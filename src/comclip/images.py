@@ -24,6 +24,7 @@ from .errors import InputError
 #: backbones see 224-448 px; keeping a bounded copy keeps memory bounded for 10k x 10k
 #: scans while leaving ample resolution for grounding small objects.
 DEFAULT_MAX_SIDE = 2048
+EXIF_ORIENTATION = 0x0112
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 
@@ -75,7 +76,10 @@ def load_image(source: ImageInput, max_side: int | None = DEFAULT_MAX_SIDE) -> L
     reduced scale directly, so memory stays bounded for very large files.
     """
     if isinstance(source, Image.Image):
-        img = ImageOps.exif_transpose(source) or source
+        # exif_transpose copies even when nothing turns; skip it for unrotated images (crops,
+        # generated scenes) so encoding thousands of regions does not double their memory.
+        rotated = source.getexif().get(EXIF_ORIENTATION, 1) not in (1, None)
+        img = (ImageOps.exif_transpose(source) or source) if rotated else source
         name = getattr(source, "filename", "") or "<PIL image>"
         return _finish(img, name, img.size, max_side)
 

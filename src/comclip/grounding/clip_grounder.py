@@ -75,8 +75,17 @@ class CLIPGrounder(Grounder):
         self._cache.move_to_end(key)
         return self._cache[key]
 
+    #: Images whose candidates are encoded together: large enough for full batches, small
+    #: enough that their crops (about 45 an image) never pile up in memory.
+    IMAGES_PER_CALL = 8
+
     def prepare(self, images) -> None:
-        """Propose and encode the candidates of all not yet cached images in one batched call."""
+        """Propose and encode the candidates of all not yet cached images, in batched calls."""
+        images = list(images)
+        if len(images) > self.IMAGES_PER_CALL:
+            for start in range(0, len(images), self.IMAGES_PER_CALL):
+                self.prepare(images[start : start + self.IMAGES_PER_CALL])
+            return
         todo = {}
         for image in images:
             key = image_key(image)
