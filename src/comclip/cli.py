@@ -169,8 +169,8 @@ def _add_pipeline_options(parser: argparse.ArgumentParser) -> None:
                         help="ground an entity to the union of all boxes scoring within this margin of the top (default: top box only)")
     parser.add_argument("--proposals", default=None, choices=["grid", "segments", "grid+segments"],
                         help="clip grounder's candidate regions (default: the model's, else grid)")
-    parser.add_argument("--region", default=None, choices=["crop", "mask"],
-                        help="clip grounder shows candidates cropped or masked in place (default: the model's, else crop)")
+    parser.add_argument("--region", default=None, choices=["crop", "mask", "patches"],
+                        help="clip grounder scores candidates from patch tokens, crops or masks (default: the model's, else patches for CLIP ViTs, else crop)")
 
 
 def _pipeline_kwargs(args: argparse.Namespace) -> dict:

@@ -46,7 +46,9 @@ class CLIPGrounder(Grounder):
         self.prompt = prompt or defaults.get("prompt", DEFAULT_PROMPT)
         self.scales = tuple(tuple(s) for s in scales)
         self.proposals = proposals or defaults.get("proposals", "grid")
-        self.region = region or defaults.get("region", "crop")
+        # Default: patch tokens where the backbone exposes them (one forward pass per image),
+        # else crops (one forward pass per candidate).
+        self.region = region or defaults.get("region", "patches" if backbone.supports_patches else "crop")
         self.fill = defaults.get("fill", fill)
         if self.proposals not in PROPOSALS:
             raise InputError(f"unknown proposals {self.proposals!r}; choose one of {', '.join(PROPOSALS)}")
