@@ -205,9 +205,11 @@ def test_demo_runs_offline_and_reproducibly(cli, tmp_path):
         assert code == 0, err
         outputs.append(out)
         report = (tmp_path / run / "report.md").read_text()
-        assert "| clip |" in report and "| comclip softmax mean |" in report and "Grounding accuracy" in report
-        assert (tmp_path / run / "explain.png").stat().st_size > 1000
-    data = [json.loads((tmp_path / run / "report.json").read_text()) for run in ("a", "b")]
-    assert data[0]["model"] == "comclip/sandbox"
+        assert "| clip |" in report and "| comclip softmax mean |" in report and "| evidence(1) sum mean |" in report
+        assert report.count("Grounding:") == 2  # one section per shipped model
+        for model in ("comclip_sandbox", "comclip_sandbox-bow"):
+            assert (tmp_path / run / model / "explain.png").stat().st_size > 1000
+    data = [json.loads((tmp_path / run / "comclip_sandbox-bow" / "report.json").read_text()) for run in ("a", "b")]
+    assert data[0]["model"] == "comclip/sandbox-bow" and data[0]["grounding"]["clip"]["n"] == 4 * 3 * 2 * 2
     assert [r["metrics"] for r in data[0]["runs"]] == [r["metrics"] for r in data[1]["runs"]]
     assert outputs[0] == outputs[1]

@@ -134,6 +134,7 @@ class CLIPGrounder(Grounder):
         for row in similarity:
             # Scores equal to float noise (batch size changes the last bits) rank in candidate
             # order, so the chosen box never depends on how the encodings were batched.
-            order = torch.argsort(torch.round(row, decimals=RANK_DECIMALS), descending=True, stable=True).tolist()
-            results.append([Detection(boxes=(boxes[i],), score=float(row[i]), label="") for i in order])
+            rounded = torch.round(row.double(), decimals=RANK_DECIMALS)
+            order = torch.argsort(rounded, descending=True, stable=True).tolist()
+            results.append([Detection(boxes=(boxes[i],), score=float(rounded[i]), label="") for i in order])
         return results
