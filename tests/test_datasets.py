@@ -112,3 +112,18 @@ def test_winoground_examples_jsonl(tmp_path):
         {"id": 0, "caption_0": "a", "caption_1": "b", "tag": "Object", "secondary_tag": "", "collapsed_tag": "Object"}) + "\n")
     data = load_dataset("winoground", tmp_path)
     assert data.examples[0].images[1].endswith("images/ex_0_img_1.png") and data.examples[0].subset == "Object"
+
+
+def test_shared_readers_name_the_bad_file(tmp_path):
+    (tmp_path / "examples.jsonl").write_text('{"id": 0, "caption_0": "a", "caption_1": "b"}\n{oops\n')
+    with pytest.raises(InputError, match="examples.jsonl line 2: not valid JSON"):
+        load_dataset("winoground", tmp_path)
+    (tmp_path / "examples.jsonl").write_text('{"id": 0, "caption_0": "a"}\n')
+    with pytest.raises(InputError, match="line 1: needs a JSON object with id, caption_0, caption_1"):
+        load_dataset("winoground", tmp_path)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(InputError, match="no VALSE JSON files in"):
+        load_dataset("valse", empty)
+    with pytest.raises(InputError, match="no VL-CheckList JSON files under"):
+        load_dataset("vl_checklist", empty)

@@ -49,10 +49,13 @@ def _cmd_ablate(args: argparse.Namespace) -> int:
     backbone = create_backbone(args.model, device=args.device, batch_size=args.batch_size)
     _attach_cache(backbone, args)
     parser = create_parser("spacy")
-    grounders = {name: create_grounder("clip", backbone, **GROUNDINGS[name][0]) for name in usable_groundings(backbone)}
-    for name in grounders:  # choices differing only in how detections are used share one grounder (and its cache)
-        twin = next(n for n in grounders if GROUNDINGS[n][0] == GROUNDINGS[name][0])
-        grounders[name] = grounders[twin]
+    grounders, by_options = {}, {}
+    for name in usable_groundings(backbone):  # choices differing only in how detections are used share a grounder
+        options = GROUNDINGS[name][0]
+        key = json.dumps(options, sort_keys=True)
+        if key not in by_options:
+            by_options[key] = create_grounder("clip", backbone, **options)
+        grounders[name] = by_options[key]
 
     def comclip(config: Config) -> ComCLIP:
         return ComCLIP(backbone, parser=parser, grounder=grounders[config.grounding], **config.pipeline_options())
@@ -79,8 +82,7 @@ def _cmd_ablate(args: argparse.Namespace) -> int:
             scorers[label] = comclip_scorer(model)
             run_configs[label] = {**model.config(), "grounding": config.grounding}
     test_dir = out / "test"
-    if (test_dir / runner.PER_EXAMPLE).exists():
-        (test_dir / runner.PER_EXAMPLE).unlink()
+    (test_dir / runner.PER_EXAMPLE).unlink(missing_ok=True)  # the test run is recomputed with the chosen config
     test_results = runner.run(test, scorers, test_dir, progress=False)
     extra = {"chosen_on": {"split": dev.split, "criterion": "macro mean over subsets of the headline metric "
                            "(group for Winoground-kind data, else accuracy); ties: pairwise accuracy", "config": best.config.name}}

@@ -69,7 +69,7 @@ class PatchGrid:
         return np.concatenate([header, self.embeddings.reshape(-1).numpy().astype(np.float32)])
 
     @classmethod
-    def unpack(cls, vector: np.ndarray, size=None) -> "PatchGrid":
+    def unpack(cls, vector: np.ndarray) -> "PatchGrid":
         rows, cols, dim = (int(v) for v in vector[:3])
         x0, y0, sx, sy = (float(v) for v in vector[3:7])
         return cls(torch.from_numpy(np.array(vector[7:], dtype=np.float32).reshape(rows, cols, dim)), x0, y0, sx, sy)
@@ -131,7 +131,7 @@ class Backbone(ABC):
             raise InputError("no images given")
         if self.cache is None:
             return self._batched(loaded, self._encode_image_batch)
-        keys = [f"{self.fingerprint}|img|{image_digest(im)}" for im in loaded]
+        keys = [self._cache_key("img", image_digest(im)) for im in loaded]
         return self._cached(keys, loaded, self._encode_image_batch)
 
     def encode_texts(self, texts: Sequence[str]) -> torch.Tensor:
@@ -140,7 +140,7 @@ class Backbone(ABC):
         if self.cache is None:
             self._warn_truncated(texts)
             return self._batched(texts, self._encode_text_batch)
-        keys = [f"{self.fingerprint}|txt|{text}" for text in texts]
+        keys = [self._cache_key("txt", text) for text in texts]
         return self._cached(keys, texts, self._encode_text_batch, before=self._warn_truncated)
 
     def _warn_truncated(self, texts: Sequence[str]) -> None:
@@ -153,6 +153,10 @@ class Backbone(ABC):
                     CaptionTruncatedWarning,
                     stacklevel=3,
                 )
+
+    def _cache_key(self, kind: str, content: str) -> str:
+        """``model fingerprint | kind | content``: the model part is what `comclip cache info` lists."""
+        return f"{self.fingerprint}|{kind}|{content}"
 
     def _cached(self, keys: list[str], items: list, encode, before=None) -> torch.Tensor:
         """Rows from the cache where present; the rest encoded (each distinct key once) and stored."""
@@ -179,9 +183,9 @@ class Backbone(ABC):
             raise InputError(f"{self.name} ({type(self).__name__}) does not expose patch tokens")
         if self.cache is None:
             return self._encode_with_patches(list(images))
-        keys = [image_digest(im) for im in images]
-        global_keys = [f"{self.fingerprint}|img|{k}" for k in keys]
-        patch_keys = [f"{self.fingerprint}|patches|{k}" for k in keys]
+        digests = [image_digest(im) for im in images]
+        global_keys = [self._cache_key("img", d) for d in digests]  # the same rows encode_images reads
+        patch_keys = [self._cache_key("patches", d) for d in digests]
         found = self.cache.get_many(global_keys + patch_keys)
         todo = [n for n in range(len(images)) if global_keys[n] not in found or patch_keys[n] not in found]
         if todo:
@@ -191,7 +195,7 @@ class Backbone(ABC):
                 items += [(global_keys[n], g), (patch_keys[n], grid.pack())]
             self.cache.put_many(items)
             found.update(items)
-        grids = [PatchGrid.unpack(found[patch_keys[n]], images[n].size) for n in range(len(images))]
+        grids = [PatchGrid.unpack(found[patch_keys[n]]) for n in range(len(images))]
         return torch.from_numpy(np.stack([found[k] for k in global_keys]).astype(np.float32)), grids
 
     def _encode_with_patches(self, images: list[Image.Image]) -> tuple[torch.Tensor, list["PatchGrid"]]:

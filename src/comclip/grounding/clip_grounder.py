@@ -18,7 +18,7 @@ from ..cache import image_digest as image_key
 from ..composition.subimages import make_subimage
 from ..errors import InputError
 from .base import Box, Detection, Grounder
-from .proposals import DEFAULT_SCALES, PROPOSALS, grid_windows, propose  # noqa: F401  (grid_windows re-exported)
+from .proposals import DEFAULT_SCALES, PROPOSALS, propose
 
 DEFAULT_PROMPT = "a photo of a {}"
 #: Decimals of the cosine that rank candidates; beyond them, differences are float noise.

@@ -73,3 +73,19 @@ def find_image(folder, stem: str, suffixes=(".jpg", ".png", ".jpeg")):
         if path.exists():
             return path
     return Path(folder) / f"{stem}{suffixes[0]}"
+
+
+def json_files(path, what: str, recursive: bool = False):
+    """``(files, root)``: ``path`` itself, or the JSON files in the folder ``path`` (below it,
+    with ``recursive``), sorted; an empty folder is an error naming it."""
+    from pathlib import Path
+
+    from ...errors import InputError
+
+    path = Path(path)
+    if not path.is_dir():
+        return [path], path.parent
+    files = sorted(path.rglob("*.json") if recursive else path.glob("*.json"))
+    if not files:
+        raise InputError(f"no {what} JSON files {'under' if recursive else 'in'} {path}")
+    return files, path

@@ -6,10 +6,10 @@ Accuracy: the positive caption scores higher than every negative.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from ...errors import InputError
+from ...jsonfile import read_json_lines
 from .base import CAPTION_CHOICE, Dataset, Example
 
 
@@ -17,18 +17,8 @@ def load(path: str | Path, image_dir: str | Path | None = None) -> Dataset:
     path = Path(path)
     base = Path(image_dir) if image_dir else path.parent
     examples = []
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except OSError as exc:
-        raise InputError(f"cannot read {path}: {exc}") from None
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
+    for number, row in read_json_lines(path, "JSONL dataset"):
         where = f"{path} line {number}"
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise InputError(f"{where}: not valid JSON ({exc})") from None
         if not isinstance(row, dict) or not isinstance(row.get("image"), str) or not isinstance(row.get("positive"), str):
             raise InputError(f"{where}: needs 'image' and 'positive' strings")
         negatives = row.get("negatives")

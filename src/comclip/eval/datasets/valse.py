@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ...errors import InputError
 from ...jsonfile import read_json_object
-from .base import CAPTION_CHOICE, Dataset, Example
+from .base import CAPTION_CHOICE, Dataset, Example, json_files
 
 SOURCE = "https://github.com/Heidelberg-NLP/VALSE"
 LICENCE = "MIT (annotations); images under the source datasets' licences"
@@ -22,10 +22,8 @@ LICENCE = "MIT (annotations); images under the source datasets' licences"
 
 def load(path: str | Path, image_dir: str | Path | None = None) -> Dataset:
     path = Path(path)
-    files = sorted(path.glob("*.json")) if path.is_dir() else [path]
-    if not files:
-        raise InputError(f"no VALSE JSON files in {path}")
-    folder = Path(image_dir) if image_dir else (path if path.is_dir() else path.parent) / "images"
+    files, root = json_files(path, "VALSE")
+    folder = Path(image_dir) if image_dir else root / "images"
     examples = []
     for file in files:
         piece = file.stem

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ...errors import InputError
 from ...jsonfile import read_json
-from .base import CAPTION_CHOICE, Dataset, Example
+from .base import CAPTION_CHOICE, Dataset, Example, json_files
 
 SOURCE = "https://github.com/om-ai-lab/VL-CheckList"
 LICENCE = "as published by VL-CheckList; images under the source datasets' licences"
@@ -22,10 +22,7 @@ LICENCE = "as published by VL-CheckList; images under the source datasets' licen
 
 def load(path: str | Path, image_dir: str | Path | None = None) -> Dataset:
     path = Path(path)
-    files = sorted(path.rglob("*.json")) if path.is_dir() else [path]
-    if not files:
-        raise InputError(f"no VL-CheckList JSON files under {path}")
-    root = path if path.is_dir() else path.parent
+    files, root = json_files(path, "VL-CheckList", recursive=True)
     folder = Path(image_dir) if image_dir else root / "images"
     examples = []
     for file in files:

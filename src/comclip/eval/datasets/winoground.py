@@ -12,12 +12,12 @@ Text, image and group scores per ``collapsed_tag`` (subsets) and per ``tag`` (ta
 
 from __future__ import annotations
 
-import json
 import os
 import zipfile
 from pathlib import Path
 
 from ...errors import InputError
+from ...jsonfile import read_json_lines
 from .base import WINOGROUND, Dataset, Example, find_image, read_csv_rows
 
 SOURCE = "https://huggingface.co/datasets/facebook/winoground"
@@ -55,18 +55,9 @@ def load(metadata: str | Path, image_dir: str | Path | None = None) -> Dataset:
 
 def _jsonl_rows(path: Path) -> list[dict]:
     rows = []
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except OSError as exc:
-        raise InputError(f"cannot read Winoground metadata {path}: {exc}") from None
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-            row["id"], row["caption_0"], row["caption_1"]
-        except (json.JSONDecodeError, KeyError, TypeError):
-            raise InputError(f"{path} line {number}: needs a JSON object with id, caption_0, caption_1") from None
+    for number, row in read_json_lines(path, "Winoground metadata"):
+        if not isinstance(row, dict) or not all(k in row for k in ("id", "caption_0", "caption_1")):
+            raise InputError(f"{path} line {number}: needs a JSON object with id, caption_0, caption_1")
         rows.append(row)
     return rows
 
