@@ -11,8 +11,10 @@ is the real one's) and CLIP's real tokenizer, written to a temporary folder. Wor
 
 For each: plain CLIP, ComCLIP cold (empty embedding cache) and warm (a second run on the same
 cache, fresh pipeline objects as in a new process), in seconds and pairs per second, plus the
-ComCLIP / CLIP ratios, the speed-up of batched over one-at-a-time encoding, and peak resident
-memory. The last line is one JSON object for scripts.
+ComCLIP / CLIP ratios, the speed-up of batched over one-at-a-time encoding (fp32, and under
+bfloat16 autocast), the most any batching could gain on this CPU (the forward pass's counted
+FLOPs at the CPU's measured matrix-multiply peak), the time to decode the photo files with 0,
+1 and 2 worker processes, and peak resident memory. The last line is one JSON object for scripts.
 """
 
 from __future__ import annotations
@@ -58,6 +60,24 @@ def timed(function):
     return time.perf_counter() - start, result
 
 
+def forward_ceiling(backbone, image, seconds_per_image: float) -> dict:
+    """How fast batching could make the fp32 forward pass at best: its FLOPs (counted by torch)
+    over this CPU's peak fp32 matrix-multiply rate, against the rate one at a time reaches."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    pixels = backbone.image_processor(images=[image], return_tensors="pt")["pixel_values"]
+    with torch.inference_mode(), FlopCounterMode(display=False) as counter:
+        backbone.model.get_image_features(pixel_values=pixels)
+    flop = counter.get_total_flops()
+    a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
+    a @ b
+    seconds, _ = timed(lambda: [a @ b for _ in range(5)])
+    peak = 5 * 2 * 2048**3 / seconds
+    return {"gflop_per_image": flop / 1e9, "gflops_one_at_a_time": flop / seconds_per_image / 1e9,
+            "gflops_peak": peak / 1e9, "bound": peak * seconds_per_image / flop}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default=str(DEFAULT_DATA), help="coco-mini folder (captions.json and the photos)")
@@ -78,6 +98,7 @@ def main() -> int:
     from comclip.eval.scorers import clip_scorer, comclip_scorer
     from comclip.grounding import create_grounder
     from comclip.images import load_image
+    from comclip.loading import ImageLoader
     from comclip.parsing import create_parser
     from comclip.pipeline import ComCLIP
 
@@ -137,14 +158,30 @@ def main() -> int:
     warm_b, _ = timed(lambda: (clip_rank(), in_chunks(comclip_scorer(pipeline), rerank_groups)))
     pairs_b = args.queries * args.top
 
-    # Batched vs one-at-a-time encoding of the same 32 photos.
+    workload_peak = peak_rss_mib()  # the goal's figure; the extra measurements below add bf16 weight copies
+
+    # Batched vs one-at-a-time encoding of the same 32 photos, and what this CPU allows.
     backbone.cache = None
     sample = [im.image for im in images[:32]]
-    backbone.batch_size = 1
-    single, one_by_one = timed(lambda: backbone.encode_images(sample))
-    backbone.batch_size = args.batch_size
-    batched, together = timed(lambda: backbone.encode_images(sample))
-    assert torch.allclose(one_by_one, together, atol=1e-5)
+    encode = {}
+    for precision in ("fp32", "amp_bf16"):
+        backbone.precision = precision
+        backbone.encode_images(sample[:2])  # warm-up: first-call allocations, oneDNN kernel choice
+        for size in (1, args.batch_size):
+            backbone.batch_size = size
+            encode[precision, size] = timed(lambda: backbone.encode_images(sample))
+    backbone.precision, backbone.batch_size = "fp32", args.batch_size
+    single, batched = encode["fp32", 1][0], encode["fp32", args.batch_size][0]
+    assert torch.allclose(encode["fp32", 1][1], encode["fp32", args.batch_size][1], atol=1e-5)
+    ceiling = forward_ceiling(backbone, sample[0], single / len(sample))
+
+    # Decoding the photo files: in this process, and in worker processes (comclip eval --workers).
+    paths = [Path(args.data) / r["image"] for r in rows[:need]]
+    decode = {}
+    for workers in (0, 1, 2):
+        with ImageLoader(workers) as loader:
+            loader.load(paths[:2])  # start the workers outside the timing
+            decode[workers], _ = timed(lambda: loader.load(paths))
 
     print(f"\nworkload (a): {args.groups} groups of 2 images x 2 captions ({pairs_a} pairs)")
     print(f"workload (b): top {args.top} of {args.gallery} images re-ranked for {args.queries} captions ({pairs_b} pairs)\n")
@@ -153,13 +190,23 @@ def main() -> int:
     for name, clip_s, cold_s, warm_s, pairs in (("a", clip_a, cold_a, warm_a, pairs_a), ("b", clip_b, cold_b, warm_b, pairs_b)):
         for method, seconds in (("clip", clip_s), ("comclip cold", cold_s), ("comclip warm", warm_s)):
             print(f"| {name} | {method} | {seconds:.2f} | {pairs / seconds:.1f} | {seconds / clip_s:.2f} |")
-    print(f"\nbatched encoding of 32 photos: {batched:.2f} s at batch {args.batch_size} vs {single:.2f} s one at a time "
-          f"({single / batched:.2f}x)")
+    print(f"\nencoding 32 photos, seconds (one at a time / batch {args.batch_size} / speed-up):")
+    for precision in ("fp32", "amp_bf16"):
+        one, many = encode[precision, 1][0], encode[precision, args.batch_size][0]
+        print(f"  {precision}: {one:.2f} / {many:.2f} / {one / many:.2f}x; against fp32 one at a time {single / many:.2f}x")
+    print(f"forward pass: {ceiling['gflop_per_image']:.2f} GFLOP per image; one at a time runs at "
+          f"{ceiling['gflops_one_at_a_time']:.0f} GFLOP/s, and this CPU's fp32 matrix-multiply peak is "
+          f"{ceiling['gflops_peak']:.0f} GFLOP/s, so no batching can beat {ceiling['bound']:.2f}x in fp32")
+    print(f"decoding {len(paths)} photos: " + ", ".join(f"{w} workers {t:.2f} s" for w, t in decode.items()))
+    print(f"peak resident memory during the workloads: {workload_peak:.0f} MiB")
     figures = {
         "clip_s": round(clip_a, 3), "comclip_cold_s": round(cold_a, 3), "comclip_warm_s": round(warm_a, 3),
         "cold_ratio": round(cold_a / clip_a, 3), "warm_ratio": round(warm_a / clip_a, 3),
         "rerank_clip_s": round(clip_b, 3), "rerank_cold_s": round(cold_b, 3), "rerank_warm_s": round(warm_b, 3),
-        "batched_speedup": round(single / batched, 3), "peak_rss_mib": round(peak_rss_mib(), 1),
+        "batched_speedup": round(single / batched, 3), "peak_rss_mib": round(workload_peak, 1),
+        "batched_speedup_bound_fp32": round(ceiling["bound"], 3),
+        "batched_speedup_amp_bf16": round(single / encode["amp_bf16", args.batch_size][0], 3),
+        "decode_s": {str(w): round(t, 3) for w, t in decode.items()},
         "grounder": pipeline.grounder.describe(),
     }
     print(json.dumps(figures))

@@ -158,6 +158,27 @@ def test_bad_device_and_batch_size(tiny_model_dir):
             resolve_device("cuda")
     with pytest.raises(InputError, match="batch size"):
         create_backbone(str(tiny_model_dir), device="cpu", batch_size=0)
+    with pytest.raises(InputError, match="unknown precision 'half'"):
+        create_backbone(str(tiny_model_dir), device="cpu", precision="half")
+    with pytest.raises(InputError, match="amp_fp16 needs a CUDA device"):
+        create_backbone(str(tiny_model_dir), device="cpu", precision="amp_fp16")
+
+
+def test_bfloat16_autocast_is_close_to_fp32_and_cached_apart(tiny_model_dir):
+    from comclip.cache import MemoryCache
+
+    images = [Image.new("RGB", (48, 40), (40 * k, 120, 200 - 40 * k)) for k in range(4)]
+    texts = ["a red circle", "two dogs on a mat", "a small blue square"]
+    full = create_backbone(str(tiny_model_dir), device="cpu")
+    half = create_backbone(str(tiny_model_dir), device="cpu", precision="amp_bf16")
+    assert half.describe()["precision"] == "amp_bf16"
+    reference, fast = full.similarity(images, texts), half.similarity(images, texts)
+    assert fast.dtype == torch.float32
+    assert torch.allclose(fast, reference, atol=0.05) and not torch.equal(fast, reference)
+    shared = MemoryCache()
+    full.cache = half.cache = shared
+    full.encode_texts(texts)
+    assert torch.equal(half.encode_texts(texts), half._batched(texts, half._encode_text_batch))  # not fp32's rows
 
 
 def test_shipped_sandbox_models_resolve_to_package_files():

@@ -159,10 +159,13 @@ def test_batched_scoring_equals_one_at_a_time(tiny_backbone, jsonl_data, tmp_pat
     scorers = {"clip": clip_scorer(tiny_backbone), "comclip": comclip_scorer(ComCLIP(tiny_backbone))}
     one = runner.run(dataset, scorers, tmp_path / "one", chunk=1)
     many = runner.run(dataset, scorers, tmp_path / "many", chunk=32)
-    assert one.keys() == many.keys()
-    for key in one:
-        assert one[key]["status"] == many[key]["status"]
-        if one[key]["status"] == "ok":
-            assert np.allclose(one[key]["scores"], many[key]["scores"], atol=1e-5)
-        else:
-            assert one[key]["error"] == many[key]["error"]
+    # files decoded by two worker processes, one chunk of two examples ahead of the scoring
+    prefetched = runner.run(dataset, scorers, tmp_path / "prefetched", chunk=2, workers=2)
+    for other in (many, prefetched):
+        assert one.keys() == other.keys()
+        for key in one:
+            assert one[key]["status"] == other[key]["status"]
+            if one[key]["status"] == "ok":
+                assert np.allclose(one[key]["scores"], other[key]["scores"], atol=1e-5)
+            else:
+                assert one[key]["error"] == other[key]["error"]

@@ -46,7 +46,7 @@ def _cmd_ablate(args: argparse.Namespace) -> int:
     if (out / "ablation.json").exists() and not args.force:
         raise InputError(f"{out / 'ablation.json'} exists: choose another --out or pass --force")
     out.mkdir(parents=True, exist_ok=True)
-    backbone = create_backbone(args.model, device=args.device, batch_size=args.batch_size)
+    backbone = create_backbone(args.model, device=args.device, batch_size=args.batch_size, precision=args.precision)
     _attach_cache(backbone, args)
     parser = create_parser("spacy")
     grounders, by_options = {}, {}

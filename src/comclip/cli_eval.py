@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import re
 import sys
 from pathlib import Path
@@ -12,6 +13,8 @@ from .cli import _add_cache_options, _add_model_options, _add_pipeline_options, 
 from .errors import InputError
 
 OUT_TEMPLATE = "results/{dataset}_{split}_{model}"
+#: Decoding workers: one core or more is left to the model (clip_benchmark's default is 4).
+DEFAULT_WORKERS = min(4, max(0, (os.cpu_count() or 1) - 1))
 
 
 def _slug(text: str) -> str:
@@ -39,7 +42,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     if args.resume and (out / "report.json").exists() and not args.force:
         print(f"{out / 'report.json'} exists: run already finished (use --force to rebuild the report)", file=sys.stderr)
         return 0
-    backbone = create_backbone(args.model, device=args.device, batch_size=args.batch_size)
+    backbone = create_backbone(args.model, device=args.device, batch_size=args.batch_size, precision=args.precision)
     _attach_cache(backbone, args)
     if args.dataset == "retrieval":
         return _eval_retrieval(args, dataset, backbone, methods, out)
@@ -58,7 +61,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     if "comclip" in methods:
         scorers["comclip"] = comclip_scorer(model)
         configs["comclip"] = model.config()
-    results = runner.run(dataset, scorers, out, resume=args.resume, limit=args.limit)
+    results = runner.run(dataset, scorers, out, resume=args.resume, limit=args.limit, workers=args.workers)
     extra = {}
     if args.dataset == "sandbox":
         grounders = {model.grounder.name: model.grounder, "oracle": OracleGrounder([s for ex in dataset.examples for s in ex.scenes])}
@@ -78,7 +81,7 @@ def _eval_retrieval(args, dataset, backbone, methods, out: Path) -> int:
         reranker = ComCLIP(backbone, **_pipeline_kwargs(args))
         configs["comclip"] = {**reranker.config(), "rerank_top": args.rerank_top}
     results = run_retrieval(dataset, backbone, out, reranker=reranker, rerank_top=args.rerank_top,
-                            resume=args.resume, limit=args.limit)
+                            resume=args.resume, limit=args.limit, workers=args.workers)
     results = {key: value for key, value in results.items() if key[0] in configs}
     return _finish(args, dataset, backbone, configs, results, out)
 
@@ -146,6 +149,8 @@ def register(sub) -> None:
     _add_pipeline_options(p)
     p.add_argument("--method", default="clip,comclip", help="clip, comclip or clip,comclip (default: both)")
     p.add_argument("--limit", type=int, default=None, help="only the first N examples")
+    p.add_argument("--workers", type=int, default=DEFAULT_WORKERS,
+                   help=f"processes decoding image files ahead of the model; 0 decodes in the main process (default: {DEFAULT_WORKERS})")
     p.add_argument("--out", default=None, help=f"output folder (default: {OUT_TEMPLATE})")
     p.add_argument("--resume", action="store_true", help="continue a killed run; skip a finished one")
     p.add_argument("--force", action="store_true", help="with --resume, rebuild the report of a finished run")

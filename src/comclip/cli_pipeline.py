@@ -49,7 +49,7 @@ def _cmd_explain(args: argparse.Namespace) -> int:
     if not args.out and not args.json:
         raise InputError("explain needs --out FIG.png, --json, or both")
     image = load_image(args.image)
-    model = ComCLIP.from_pretrained(args.model, device=args.device, batch_size=args.batch_size, **_pipeline_kwargs(args))
+    model = ComCLIP.from_pretrained(args.model, device=args.device, batch_size=args.batch_size, precision=args.precision, **_pipeline_kwargs(args))
     result = model.explain(image, args.text)
     if args.out:
         from .explain import draw_explanation

@@ -126,9 +126,10 @@ class ComCLIP:
         self.evidence_relations = bool(evidence_relations)
 
     @classmethod
-    def from_pretrained(cls, model: str = DEFAULT_MODEL, *, device=None, batch_size: int = 32, **options) -> "ComCLIP":
+    def from_pretrained(cls, model: str = DEFAULT_MODEL, *, device=None, batch_size: int = 32, precision: str = "fp32",
+                        **options) -> "ComCLIP":
         """Load a backbone by name (see ``comclip models``) and wrap it."""
-        return cls(create_backbone(model, device=device, batch_size=batch_size), **options)
+        return cls(create_backbone(model, device=device, batch_size=batch_size, precision=precision), **options)
 
     @classmethod
     def from_backbone(cls, backbone: Backbone, **options) -> "ComCLIP":

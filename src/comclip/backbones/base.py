@@ -9,6 +9,8 @@ two ``_encode_*_batch`` methods and ``_token_count``, and registers a constructo
 
 from __future__ import annotations
 
+import contextlib
+
 import warnings
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
@@ -26,6 +28,21 @@ from ..text import validate_captions
 
 class CaptionTruncatedWarning(UserWarning):
     """A caption was longer than the backbone's text context and was cut."""
+
+
+#: ``--precision`` values, as open_clip names them: ``amp_bf16`` runs the forward passes under
+#: bfloat16 autocast (about twice as fast on CPUs with AVX-512 BF16 or AMX, and on recent
+#: GPUs; cosines move by about 1e-3), ``amp_fp16`` under float16 autocast (CUDA only).
+PRECISIONS = ("fp32", "amp_bf16", "amp_fp16")
+AUTOCAST_DTYPES = {"amp_bf16": torch.bfloat16, "amp_fp16": torch.float16}
+
+
+def check_precision(precision: str, device: torch.device) -> str:
+    if precision not in PRECISIONS:
+        raise InputError(f"unknown precision {precision!r}: choose one of {', '.join(PRECISIONS)}")
+    if precision == "amp_fp16" and device.type != "cuda":
+        raise InputError(f"precision amp_fp16 needs a CUDA device, not {device}; on CPU use amp_bf16")
+    return precision
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
@@ -83,12 +100,14 @@ class Backbone(ABC):
     changes the numbers beyond float rounding.
     """
 
-    def __init__(self, name: str, device: str | torch.device | None = None, batch_size: int = 32):
+    def __init__(self, name: str, device: str | torch.device | None = None, batch_size: int = 32,
+                 precision: str = "fp32"):
         if int(batch_size) < 1:
             raise InputError(f"batch size must be at least 1, got {batch_size}")
         self.name = name
         self.device = resolve_device(device)
         self.batch_size = int(batch_size)
+        self.precision = check_precision(precision, self.device)
         #: Model-specific defaults for the pipeline's stages, e.g. ``{"grounder": {"prompt": "a {}"}}``
         #: for a model trained on captions without "a photo of". Empty for hub models.
         self.defaults: dict = {}
@@ -155,8 +174,16 @@ class Backbone(ABC):
                 )
 
     def _cache_key(self, kind: str, content: str) -> str:
-        """``model fingerprint | kind | content``: the model part is what `comclip cache info` lists."""
-        return f"{self.fingerprint}|{kind}|{content}"
+        """``model fingerprint | kind | content``: the model part is what `comclip cache info` lists.
+        Reduced precision gives other vectors, so it is part of the model's identity."""
+        model = self.fingerprint if self.precision == "fp32" else f"{self.fingerprint}+{self.precision}"
+        return f"{model}|{kind}|{content}"
+
+    def autocast(self):
+        """The context the forward passes run in: plain fp32, or autocast at ``precision``."""
+        if self.precision == "fp32":
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=AUTOCAST_DTYPES[self.precision])
 
     def _cached(self, keys: list[str], items: list, encode, before=None) -> torch.Tensor:
         """Rows from the cache where present; the rest encoded (each distinct key once) and stored."""
@@ -212,7 +239,7 @@ class Backbone(ABC):
 
     def _batched(self, items: list, encode) -> torch.Tensor:
         chunks = []
-        with torch.inference_mode():
+        with torch.inference_mode(), self.autocast():
             for start in range(0, len(items), self.batch_size):
                 features = encode(items[start : start + self.batch_size]).float()
                 chunks.append(torch.nn.functional.normalize(features, dim=-1).cpu())
@@ -224,6 +251,7 @@ class Backbone(ABC):
             "name": self.name,
             "backend": type(self).__name__,
             "device": str(self.device),
+            "precision": self.precision,
             "image_size": self.image_size,
             "context_length": self.context_length,
             "logit_scale": self.logit_scale,

@@ -46,8 +46,8 @@ def _features(output) -> torch.Tensor:
 class HFBackbone(Backbone):
     """A ``transformers`` dual encoder loaded with ``AutoModel`` and ``AutoProcessor``."""
 
-    def __init__(self, source: str, name: str | None = None, device=None, batch_size: int = 32):
-        super().__init__(name or source, device=device, batch_size=batch_size)
+    def __init__(self, source: str, name: str | None = None, device=None, batch_size: int = 32, precision: str = "fp32"):
+        super().__init__(name or source, device=device, batch_size=batch_size, precision=precision)
         self.source = source
         self.model, self.processor = _load(source, self.name)
         self.model.eval().to(self.device)
@@ -110,7 +110,7 @@ class HFBackbone(Backbone):
         globals_, grids = [], []
         vision, projection = self.model.vision_model, self.model.visual_projection
         patch = int(self.model.config.vision_config.patch_size)
-        with torch.inference_mode():
+        with torch.inference_mode(), self.autocast():
             for start in range(0, len(images), self.batch_size):
                 batch = images[start : start + self.batch_size]
                 pixels = self.image_processor(images=batch, return_tensors="pt")["pixel_values"].to(self.device)

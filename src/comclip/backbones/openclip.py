@@ -40,8 +40,8 @@ def split_open_clip_name(name: str) -> tuple[str, str]:
 class OpenCLIPBackbone(Backbone):
     """An ``open_clip`` model created by ``create_model_and_transforms``."""
 
-    def __init__(self, source: str, name: str | None = None, device=None, batch_size: int = 32):
-        super().__init__(name or source, device=device, batch_size=batch_size)
+    def __init__(self, source: str, name: str | None = None, device=None, batch_size: int = 32, precision: str = "fp32"):
+        super().__init__(name or source, device=device, batch_size=batch_size, precision=precision)
         open_clip = _import_open_clip()
         arch, pretrained = split_open_clip_name(source)
         if arch not in open_clip.list_models():

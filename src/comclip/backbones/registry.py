@@ -151,7 +151,8 @@ def resolve_model(name: str) -> tuple[str, str]:
     )
 
 
-def create_backbone(name: str = DEFAULT_MODEL, device=None, batch_size: int = 32) -> Backbone:
-    """Build the backbone a model name refers to (see :func:`resolve_model`)."""
+def create_backbone(name: str = DEFAULT_MODEL, device=None, batch_size: int = 32, precision: str = "fp32") -> Backbone:
+    """Build the backbone a model name refers to (see :func:`resolve_model`); ``precision`` is
+    one of :data:`~comclip.backbones.base.PRECISIONS`."""
     backend, source = resolve_model(name)
-    return BACKENDS[backend].factory(source, name=name, device=device, batch_size=batch_size)
+    return BACKENDS[backend].factory(source, name=name, device=device, batch_size=batch_size, precision=precision)

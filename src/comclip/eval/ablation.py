@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .datasets import Dataset
-from .runner import _score_chunk, summarise_run
+from .runner import score_examples, summarise_run
 
 
 #: Grounding choices: name -> (grounder options, what an entity is grounded by, union margin).
@@ -109,5 +109,5 @@ class DevResult:
 def evaluate(dataset: Dataset, method: str, scorer, n_bootstrap: int = 200, seed: int = 0, chunk: int = 64) -> dict:
     """Score every example in memory, batched, and summarise (failures counted, as in the runner)."""
     examples = dataset.examples
-    records = [r for start in range(0, len(examples), chunk) for r in _score_chunk(method, scorer, examples[start : start + chunk])]
+    records = list(score_examples(method, scorer, examples, chunk=chunk))
     return summarise_run(records, n_bootstrap, seed)

@@ -18,7 +18,7 @@ from typing import Sequence
 import numpy as np
 
 from ..errors import ComclipError
-from ..images import load_image
+from ..loading import ImageLoader
 from ..text import validate_captions
 from .datasets.retrieval import RetrievalDataset
 from .runner import Progress, ResultLog
@@ -38,14 +38,15 @@ def _hits(rank: int, direction: str, ks=KS) -> dict[str, bool]:
     return {f"r@{k}_{direction}": rank < k for k in ks}
 
 
-def _load_gallery(dataset: RetrievalDataset):
+def _load_gallery(dataset: RetrievalDataset, workers: int = 0):
     """Loaded images and valid captions, and the reason each failed item failed."""
     images, image_errors = {}, {}
-    for n, path in enumerate(dataset.images):
-        try:
-            images[n] = load_image(path)
-        except ComclipError as exc:
-            image_errors[n] = str(exc)
+    with ImageLoader(workers) as loader:
+        for n, decoded in enumerate(loader.load(dataset.images)):
+            if isinstance(decoded, Exception):
+                image_errors[n] = str(decoded)
+            else:
+                images[n] = decoded
     captions, caption_errors = {}, {}
     for t, text in enumerate(dataset.captions):
         owner = dataset.caption_image[t]
@@ -60,13 +61,14 @@ def _load_gallery(dataset: RetrievalDataset):
 
 
 def run_retrieval(dataset: RetrievalDataset, backbone, out_dir, *, reranker=None, rerank_top: int = 10,
-                  resume: bool = False, limit: int | None = None, progress: bool | None = None) -> dict:
-    """Score all queries with ``clip`` (and ``comclip`` re-ranking when ``reranker`` is given)."""
+                  resume: bool = False, limit: int | None = None, progress: bool | None = None, workers: int = 0) -> dict:
+    """Score all queries with ``clip`` (and ``comclip`` re-ranking when ``reranker`` is given);
+    ``workers`` processes decode the gallery's files."""
     if limit:
         dataset = RetrievalDataset(dataset.name, dataset.split, dataset.images[:limit],
                                    [c for c, i in zip(dataset.captions, dataset.caption_image) if i < limit],
                                    [i for i in dataset.caption_image if i < limit], dataset.source, dataset.licence)
-    images, image_errors, captions, caption_errors = _load_gallery(dataset)
+    images, image_errors, captions, caption_errors = _load_gallery(dataset, workers)
     image_ids, caption_ids = sorted(images), sorted(captions)
     owner = np.array([image_ids.index(dataset.caption_image[t]) for t in caption_ids], dtype=int)
     similarity = np.zeros((len(image_ids), len(caption_ids)))

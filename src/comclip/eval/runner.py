@@ -15,13 +15,14 @@ import sys
 import time
 from importlib import metadata
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 
 from ..errors import ComclipError, InputError
 from ..grounding.base import Box
-from ..images import LoadedImage, load_image
+from ..images import LoadedImage
+from ..loading import ImageLoader
 from . import metrics
 from .datasets import CAPTION_CHOICE, IMAGE_CHOICE, WINOGROUND, Dataset, Example
 
@@ -95,41 +96,60 @@ def run(
     limit: int | None = None,
     progress: bool | None = None,
     chunk: int = 32,
+    workers: int = 0,
 ) -> dict[tuple[str, str], dict]:
     """Score every example with every scorer, appending to ``per_example.jsonl``.
 
-    Examples are scored ``chunk`` at a time through the scorer's ``batch`` method where it has
-    one, so encodings are batched across examples; an error in a chunk is traced back to its
-    example by scoring that chunk one example at a time.
+    Examples are scored ``chunk`` at a time (see :func:`score_examples`); with ``workers``
+    > 0, the next chunk's image files are decoded in that many worker processes meanwhile.
     """
     examples = dataset.examples[:limit] if limit else dataset.examples
-    with ResultLog(out_dir, resume) as results:
+    with ResultLog(out_dir, resume) as results, ImageLoader(workers) as loader:
         for method, scorer in scorers.items():
             todo = [ex for ex in examples if not results.has(method, ex.id)]
             with Progress(method, len(todo), progress) as bar:
-                for start in range(0, len(todo), chunk):
-                    for record in _score_chunk(method, scorer, todo[start : start + chunk]):
-                        results.add(record)
-                        bar.step()
+                for record in score_examples(method, scorer, todo, chunk=chunk, loader=loader):
+                    results.add(record)
+                    bar.step()
         done = results.done
     return {key: done[key] for key in done if key[1] in {ex.id for ex in examples}}
 
 
-def _score_chunk(method: str, scorer: Scorer, examples: list[Example]) -> list[dict]:
-    batch = getattr(scorer, "batch", None)
-    if batch is None or len(examples) == 1:
-        return [_score_example(method, scorer, ex) for ex in examples]
+def score_examples(method: str, scorer: Scorer, examples: list[Example], *, chunk: int = 32,
+                   loader: ImageLoader | None = None) -> Iterator[dict]:
+    """One record per example, in order: its score matrix, or why it failed.
+
+    Examples go to the scorer's ``batch`` method ``chunk`` at a time where it has one, so
+    encodings are batched across examples; an error in a chunk is traced back to its example
+    by scoring that chunk one example at a time. ``loader`` decodes the image files (by
+    default in this process), one chunk ahead of the scoring.
+    """
+    chunks = [examples[start : start + chunk] for start in range(0, len(examples), chunk)]
+    loader = loader or ImageLoader()
+    decoded = loader.prefetch([[source for ex in part for source in ex.images] for part in chunks])
+    for part, images in zip(chunks, decoded):
+        per_example, start = {}, 0
+        for ex in part:
+            per_example[ex.id] = images[start : start + len(ex.images)]
+            start += len(ex.images)
+        yield from _score_chunk(method, scorer, part, per_example)
+
+
+def _score_chunk(method: str, scorer: Scorer, examples: list[Example], decoded: dict[str, list]) -> list[dict]:
     loaded, records = {}, {}
     for ex in examples:
         try:
-            loaded[ex.id] = load_example_images(ex)
+            loaded[ex.id] = load_example_images(ex, decoded[ex.id])
         except ComclipError as exc:
             records[ex.id] = _record(method, ex, error=str(exc))
     ready = [ex for ex in examples if ex.id in loaded]
+    batch = getattr(scorer, "batch", None)
+    if batch is None or len(ready) == 1:
+        return [records.get(ex.id) or _score_example(method, scorer, ex, loaded[ex.id]) for ex in examples]
     try:
         matrices = batch([(loaded[ex.id], ex.texts) for ex in ready]) if ready else []
     except ComclipError:
-        return [records.get(ex.id) or _score_example(method, scorer, ex) for ex in examples]
+        return [records.get(ex.id) or _score_example(method, scorer, ex, loaded[ex.id]) for ex in examples]
     for ex, scores in zip(ready, matrices):
         records[ex.id] = _checked(method, ex, scores)
     return [records[ex.id] for ex in examples]
@@ -197,13 +217,18 @@ class Progress:
             print(file=sys.stderr)
 
 
-def load_example_images(example: Example) -> list[LoadedImage]:
-    """The example's images, cropped to its ``crop`` box (given in original pixels) if it has one."""
-    images = [load_image(p) for p in example.images]
+def load_example_images(example: Example, decoded: list | None = None) -> list[LoadedImage]:
+    """The example's images, cropped to its ``crop`` box (given in original pixels) if it has
+    one. ``decoded`` holds them already decoded (or their errors), in order; by default they
+    are decoded here. Raises the first image's error."""
+    decoded = ImageLoader().load(example.images) if decoded is None else decoded
+    for item in decoded:
+        if isinstance(item, Exception):
+            raise item
     if example.crop is None:
-        return images
+        return decoded
     cropped = []
-    for im in images:
+    for im in decoded:
         box = Box(*example.crop).scaled(im.scale).clipped(im.image.width, im.image.height)
         cropped.append(LoadedImage(im.image.crop(box.pixels()), f"{im.source}#crop={list(example.crop)}", im.original_size))
     return cropped
@@ -224,9 +249,8 @@ def _checked(method: str, example: Example, scores) -> dict:
     return {**_record(method, example), "status": "ok", "scores": scores.tolist(), "correct": correct(example.kind, scores)}
 
 
-def _score_example(method: str, scorer: Scorer, example: Example) -> dict:
+def _score_example(method: str, scorer: Scorer, example: Example, images: list[LoadedImage]) -> dict:
     try:
-        images = load_example_images(example)
         scores = scorer(images, example.texts)
     except ComclipError as exc:
         return _record(method, example, str(exc))
