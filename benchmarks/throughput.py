@@ -86,6 +86,7 @@ def main() -> int:
     parser.add_argument("--gallery", type=int, default=100)
     parser.add_argument("--top", type=int, default=10)
     parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--precision", default="fp32", help="of the workloads: fp32 (default) or amp_bf16")
     parser.add_argument("--region", default=None, choices=["crop", "mask", "patches"],
                         help="how the clip grounder scores candidates (default: the pipeline's default)")
     args = parser.parse_args()
@@ -123,7 +124,7 @@ def main() -> int:
     if builder.exitcode != 0:
         sys.exit("building the ViT-B/32 model failed")
     model_dir = work / "model"
-    backbone = create_backbone(str(model_dir), device="cpu", batch_size=args.batch_size)
+    backbone = create_backbone(str(model_dir), device="cpu", batch_size=args.batch_size, precision=args.precision)
     figures = {}
 
     def in_chunks(scorer, items, size: int = 16):  # as the evaluation runner feeds a scorer
@@ -170,7 +171,7 @@ def main() -> int:
         for size in (1, args.batch_size):
             backbone.batch_size = size
             encode[precision, size] = timed(lambda: backbone.encode_images(sample))
-    backbone.precision, backbone.batch_size = "fp32", args.batch_size
+    backbone.precision, backbone.batch_size = args.precision, args.batch_size
     single, batched = encode["fp32", 1][0], encode["fp32", args.batch_size][0]
     assert torch.allclose(encode["fp32", 1][1], encode["fp32", args.batch_size][1], atol=1e-5)
     ceiling = forward_ceiling(backbone, sample[0], single / len(sample))
@@ -207,7 +208,7 @@ def main() -> int:
         "batched_speedup_bound_fp32": round(ceiling["bound"], 3),
         "batched_speedup_amp_bf16": round(single / encode["amp_bf16", args.batch_size][0], 3),
         "decode_s": {str(w): round(t, 3) for w, t in decode.items()},
-        "grounder": pipeline.grounder.describe(),
+        "grounder": pipeline.grounder.describe(), "precision": args.precision,
     }
     print(json.dumps(figures))
     return 0

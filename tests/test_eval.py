@@ -79,6 +79,22 @@ def test_killed_run_resumes_to_the_same_report(cli, tiny_model_dir, jsonl_data, 
     assert code == 0 and "already finished" in err
 
 
+def test_decoding_workers_and_precision_options(cli, tiny_model_dir, jsonl_data, tmp_path):
+    runs = {}
+    for workers in ("0", "2"):
+        out = tmp_path / f"w{workers}"
+        assert cli("eval", "jsonl", "--data", jsonl_data, "--model", tiny_model_dir, "--out", out, "--workers", workers)[0] == 0
+        runs[workers] = json.loads((out / "report.json").read_text())["runs"]
+    assert runs["0"] == runs["2"]  # the missing image fails the same way in a worker
+    code, _, err = cli("eval", "jsonl", "--data", jsonl_data, "--model", tiny_model_dir, "--out", tmp_path / "p",
+                       "--precision", "half")
+    assert code == 2 and "unknown precision 'half'" in err
+    out = tmp_path / "bf16"
+    assert cli("eval", "jsonl", "--data", jsonl_data, "--model", tiny_model_dir, "--out", out, "--precision", "amp_bf16")[0] == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["backbone"]["precision"] == "amp_bf16"
+
+
 def test_malformed_rows_are_named(tmp_path):
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"image": "x.png", "positive": "a dog", "negatives": []}\n')

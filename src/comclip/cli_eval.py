@@ -89,8 +89,8 @@ def _eval_retrieval(args, dataset, backbone, methods, out: Path) -> int:
 def _finish(args, dataset, backbone, configs: dict, results: dict, out: Path, extra: dict | None = None) -> int:
     from .eval import runner
 
-    report = runner.write_report(dataset, backbone.name, configs, results, out, seed=args.seed,
-                                 n_bootstrap=args.bootstrap, extra=extra)
+    report = runner.write_report(dataset, backbone.name, configs, results, out, seed=args.seed, n_bootstrap=args.bootstrap,
+                                 extra={"backbone": backbone.describe(), **(extra or {})})
     print((out / "report.md").read_text(encoding="utf-8"))
     for run in report["runs"]:
         print(f"{run['method']}: {run['n_scored']} scored, {run['n_failed']} failed", file=sys.stderr)
