@@ -175,6 +175,13 @@ def main() -> int:
     single, batched = encode["fp32", 1][0], encode["fp32", args.batch_size][0]
     assert torch.allclose(encode["fp32", 1][1], encode["fp32", args.batch_size][1], atol=1e-5)
     ceiling = forward_ceiling(backbone, sample[0], single / len(sample))
+    captions = [c for r in rows[:need] for c in r["captions"]][:64]
+    texts = {}
+    backbone.encode_texts(captions[:2])
+    for size in (1, args.batch_size):
+        backbone.batch_size = size
+        texts[size], _ = timed(lambda: backbone.encode_texts(captions))
+    backbone.batch_size = args.batch_size
 
     # Decoding the photo files: in this process, and in worker processes (comclip eval --workers).
     paths = [Path(args.data) / r["image"] for r in rows[:need]]
@@ -195,6 +202,8 @@ def main() -> int:
     for precision in ("fp32", "amp_bf16"):
         one, many = encode[precision, 1][0], encode[precision, args.batch_size][0]
         print(f"  {precision}: {one:.2f} / {many:.2f} / {one / many:.2f}x; against fp32 one at a time {single / many:.2f}x")
+    print(f"encoding {len(captions)} captions: {texts[1]:.2f} s one at a time, {texts[args.batch_size]:.2f} s at batch "
+          f"{args.batch_size} ({texts[1] / texts[args.batch_size]:.2f}x)")
     print(f"forward pass: {ceiling['gflop_per_image']:.2f} GFLOP per image; one at a time runs at "
           f"{ceiling['gflops_one_at_a_time']:.0f} GFLOP/s, and this CPU's fp32 matrix-multiply peak is "
           f"{ceiling['gflops_peak']:.0f} GFLOP/s, so no batching can beat {ceiling['bound']:.2f}x in fp32")
@@ -206,6 +215,7 @@ def main() -> int:
         "rerank_clip_s": round(clip_b, 3), "rerank_cold_s": round(cold_b, 3), "rerank_warm_s": round(warm_b, 3),
         "batched_speedup": round(single / batched, 3), "peak_rss_mib": round(workload_peak, 1),
         "batched_speedup_bound_fp32": round(ceiling["bound"], 3),
+        "text_batched_speedup": round(texts[1] / texts[args.batch_size], 3),
         "batched_speedup_amp_bf16": round(single / encode["amp_bf16", args.batch_size][0], 3),
         "decode_s": {str(w): round(t, 3) for w, t in decode.items()},
         "grounder": pipeline.grounder.describe(), "precision": args.precision,

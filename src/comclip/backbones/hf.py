@@ -105,8 +105,10 @@ class HFBackbone(Backbone):
         return self._model_type == "clip"
 
     def _encode_with_patches(self, images: list[Image.Image]) -> tuple[torch.Tensor, list[PatchGrid]]:
-        """One ViT pass: the pooled embedding and every patch token through the same final layer
-        norm and projection (the MaskCLIP reading of CLIP's patch tokens)."""
+        """One ViT pass: the pooled embedding and every last-layer patch token through the same
+        final layer norm and projection as the class token. (MaskCLIP reads the last layer's value
+        embeddings instead; on the sandbox models that reading ranked segment proposals better,
+        66 against 52% at seed 100, but grid windows worse, 0 against 26%, so it is not used.)"""
         globals_, grids = [], []
         vision, projection = self.model.vision_model, self.model.visual_projection
         patch = int(self.model.config.vision_config.patch_size)
