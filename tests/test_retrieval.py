@@ -90,6 +90,44 @@ def test_missing_image_fails_its_queries_with_reason(tiny_backbone, gallery, tmp
     assert sum(r["status"] == "ok" for r in results.values()) == 4 + 8
 
 
+class _Refuses(_CLIPAsReranker):
+    """Scores groups in batches, but refuses any batch holding one given caption."""
+
+    def __init__(self, backbone, refused: str):
+        super().__init__(backbone)
+        self.refused, self.batches = refused, []
+
+    def score_groups(self, groups):
+        self.batches.append(len(groups))
+        if any(self.refused in texts for _, texts in groups):
+            raise InputError(f"refused caption: {self.refused}")
+        return [self.score(images, texts) for images, texts in groups]
+
+
+def test_reranking_is_batched_across_queries_and_failures_traced(tiny_backbone, gallery, tmp_path):
+    from comclip.eval.retrieval import Gallery
+    from comclip.pipeline import ComCLIP
+
+    data = load_dataset("retrieval", gallery)
+    one = run_retrieval(data, tiny_backbone, tmp_path / "one", reranker=ComCLIP(tiny_backbone), rerank_top=3, chunk=1)
+    many = run_retrieval(data, tiny_backbone, tmp_path / "many", reranker=ComCLIP(tiny_backbone), rerank_top=3, chunk=32,
+                         workers=1)
+    assert one == many
+    refusing = _Refuses(tiny_backbone, data.captions[3])
+    results = run_retrieval(data, tiny_backbone, tmp_path / "refused", reranker=refusing, rerank_top=5)
+    failed = {key[1]: r["error"] for key, r in results.items() if r["status"] == "failed"}
+    # the caption's own query fails, and the image queries whose candidates hold it; no other
+    assert "t2i/3" in failed and all(key.startswith("i2t/") for key in set(failed) - {"t2i/3"})
+    assert all("refused caption" in error for error in failed.values())
+    assert sum(r["status"] == "ok" and r["method"] == "comclip" for r in results.values()) == 15 - len(failed) >= 10
+    assert refusing.batches[0] >= 10  # the chunk's queries (those with a target in the top 5) in one call
+    small = Gallery(data.images, keep=2)
+    ids, embeddings = small.encode(tiny_backbone, chunk=2)
+    assert ids == list(range(5)) and embeddings.shape[0] == 5
+    assert small._get.cache_info().currsize == 0  # encoding streams; nothing is kept decoded
+    assert small[4].image.size == (48, 40) and [small[n] for n in range(4)] and small._get.cache_info().currsize == 2
+
+
 def test_retrieval_cli_resumes_to_the_same_report(cli, tiny_model_dir, gallery, tmp_path):
     full, partial = tmp_path / "full", tmp_path / "partial"
     args = ["eval", "retrieval", "--data", gallery, "--model", tiny_model_dir, "--rerank-top", "2"]

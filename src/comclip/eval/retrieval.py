@@ -13,11 +13,14 @@ the reason and leaves the gallery; the report counts them.
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Sequence
 
 import numpy as np
+import torch
 
 from ..errors import ComclipError
+from ..images import LoadedImage, load_image
 from ..loading import ImageLoader
 from ..text import validate_captions
 from .datasets.retrieval import RetrievalDataset
@@ -38,15 +41,40 @@ def _hits(rank: int, direction: str, ks=KS) -> dict[str, bool]:
     return {f"r@{k}_{direction}": rank < k for k in ks}
 
 
-def _load_gallery(dataset: RetrievalDataset, workers: int = 0):
-    """Loaded images and valid captions, and the reason each failed item failed."""
-    images, image_errors = {}, {}
-    with ImageLoader(workers) as loader:
-        for n, decoded in enumerate(loader.load(dataset.images)):
-            if isinstance(decoded, Exception):
-                image_errors[n] = str(decoded)
-            else:
-                images[n] = decoded
+class Gallery:
+    """The gallery's image files, never all in memory at once: encoded in streamed chunks (the
+    next chunk decoding in ``workers`` processes meanwhile), then decoded again on demand for
+    re-ranking, with the ``keep`` most recently used images kept decoded. A 5,000-photo test
+    split would otherwise hold about 5 GB of pixels."""
+
+    def __init__(self, paths: Sequence[str], workers: int = 0, keep: int = 256):
+        self.paths = list(paths)
+        self.workers = workers
+        self.errors: dict[int, str] = {}
+        self._get = lru_cache(maxsize=keep)(self._decode)
+
+    def encode(self, backbone, chunk: int = 256) -> tuple[list[int], "torch.Tensor | None"]:
+        """The indices of the images that decode, and their embeddings; the rest go to ``errors``."""
+        ok, embeddings = [], []
+        parts = [list(range(start, min(start + chunk, len(self.paths)))) for start in range(0, len(self.paths), chunk)]
+        with ImageLoader(self.workers) as loader:
+            for part, decoded in zip(parts, loader.prefetch([[self.paths[n] for n in p] for p in parts])):
+                good = [(n, item) for n, item in zip(part, decoded) if not isinstance(item, Exception)]
+                self.errors.update({n: str(item) for n, item in zip(part, decoded) if isinstance(item, Exception)})
+                if good:
+                    ok += [n for n, _ in good]
+                    embeddings.append(backbone.encode_images([item.image for _, item in good]))
+        return ok, (torch.cat(embeddings) if embeddings else None)
+
+    def __getitem__(self, n: int) -> LoadedImage:
+        return self._get(n)
+
+    def _decode(self, n: int) -> LoadedImage:
+        return load_image(self.paths[n])
+
+
+def _valid_captions(dataset: RetrievalDataset, image_errors: dict[int, str]) -> tuple[dict, dict]:
+    """Valid captions, and the reason each other caption failed."""
     captions, caption_errors = {}, {}
     for t, text in enumerate(dataset.captions):
         owner = dataset.caption_image[t]
@@ -57,30 +85,37 @@ def _load_gallery(dataset: RetrievalDataset, workers: int = 0):
             captions[t] = validate_captions([text])[0]
         except ComclipError as exc:
             caption_errors[t] = str(exc)
-    return images, image_errors, captions, caption_errors
+    return captions, caption_errors
 
 
 def run_retrieval(dataset: RetrievalDataset, backbone, out_dir, *, reranker=None, rerank_top: int = 10,
-                  resume: bool = False, limit: int | None = None, progress: bool | None = None, workers: int = 0) -> dict:
-    """Score all queries with ``clip`` (and ``comclip`` re-ranking when ``reranker`` is given);
-    ``workers`` processes decode the gallery's files."""
+                  resume: bool = False, limit: int | None = None, progress: bool | None = None, workers: int = 0,
+                  chunk: int = 32) -> dict:
+    """Score all queries with ``clip`` (and ``comclip`` re-ranking when ``reranker`` is given).
+
+    ``workers`` processes decode the gallery's files. Re-ranking scores ``chunk`` queries at a
+    time through the reranker's ``score_groups`` where it has one, so their encodings share
+    batches; a failure in a chunk is traced to its query by scoring that chunk one by one.
+    """
     if limit:
         dataset = RetrievalDataset(dataset.name, dataset.split, dataset.images[:limit],
                                    [c for c, i in zip(dataset.captions, dataset.caption_image) if i < limit],
                                    [i for i in dataset.caption_image if i < limit], dataset.source, dataset.licence)
-    images, image_errors, captions, caption_errors = _load_gallery(dataset, workers)
-    image_ids, caption_ids = sorted(images), sorted(captions)
+    gallery = Gallery(dataset.images, workers)
+    image_ids, image_emb = gallery.encode(backbone)
+    captions, caption_errors = _valid_captions(dataset, gallery.errors)
+    caption_ids = sorted(captions)
     owner = np.array([image_ids.index(dataset.caption_image[t]) for t in caption_ids], dtype=int)
     similarity = np.zeros((len(image_ids), len(caption_ids)))
     if image_ids and caption_ids:
-        image_emb = backbone.encode_images([images[n].image for n in image_ids])
         text_emb = backbone.encode_texts([captions[t] for t in caption_ids])
         similarity = (image_emb @ text_emb.T).double().numpy()
+    context = _Context(similarity, owner, reranker, rerank_top, _Indexed(gallery, image_ids), [captions[t] for t in caption_ids])
 
     methods = ["clip"] + (["comclip"] if reranker is not None else [])
     with ResultLog(out_dir, resume) as results:
         for method in methods:
-            for n, error in image_errors.items():
+            for n, error in gallery.errors.items():
                 if not results.has(method, f"i2t/{n}"):
                     results.add({"id": f"i2t/{n}", "method": method, "kind": I2T, "subset": "", "tags": [], "status": "failed", "error": error})
             for t, error in caption_errors.items():
@@ -89,38 +124,82 @@ def run_retrieval(dataset: RetrievalDataset, backbone, out_dir, *, reranker=None
             queries = [("t2i", col) for col in range(len(caption_ids))] + [("i2t", row) for row in range(len(image_ids))]
             todo = [(d, q) for d, q in queries if not results.has(method, _query_id(d, q, image_ids, caption_ids))]
             with Progress(method, len(todo), progress) as bar:
-                for direction, q in todo:
-                    query_id = _query_id(direction, q, image_ids, caption_ids)
-                    record = {"id": query_id, "method": method, "kind": T2I if direction == "t2i" else I2T, "subset": "", "tags": []}
-                    try:
-                        ranks = _rank_query(direction, q, similarity, owner, method, reranker, rerank_top,
-                                            [images[n] for n in image_ids], [captions[t] for t in caption_ids])
-                    except ComclipError as exc:
-                        results.add({**record, "status": "failed", "error": str(exc)})
-                    else:
-                        results.add({**record, "status": "ok", **ranks, "correct": _hits(ranks["rank"], direction)})
-                    bar.step()
+                for start in range(0, len(todo), chunk):
+                    part = todo[start : start + chunk]
+                    for (direction, q), outcome in zip(part, context.rank(method, part)):
+                        record = {"id": _query_id(direction, q, image_ids, caption_ids), "method": method,
+                                  "kind": T2I if direction == "t2i" else I2T, "subset": "", "tags": []}
+                        if isinstance(outcome, ComclipError):
+                            results.add({**record, "status": "failed", "error": str(outcome)})
+                        else:
+                            results.add({**record, "status": "ok", **outcome, "correct": _hits(outcome["rank"], direction)})
+                        bar.step()
         return dict(results.done)
+
+
+class _Indexed:
+    """Gallery images by their row in the similarity matrix."""
+
+    def __init__(self, gallery: Gallery, image_ids: list[int]):
+        self.gallery, self.image_ids = gallery, image_ids
+
+    def __getitem__(self, row: int) -> LoadedImage:
+        return self.gallery[self.image_ids[row]]
 
 
 def _query_id(direction: str, q: int, image_ids, caption_ids) -> str:
     return f"t2i/{caption_ids[q]}" if direction == "t2i" else f"i2t/{image_ids[q]}"
 
 
-def _rank_query(direction, q, similarity, owner, method, reranker, top, gallery_images, gallery_captions) -> dict:
-    if direction == "t2i":
-        scores, targets = similarity[:, q], [owner[q]]
-    else:
-        scores, targets = similarity[q, :], list(np.flatnonzero(owner == q))
-    clip_rank = strict_rank(scores, targets) if targets else len(scores)
-    if method == "clip":
-        return {"rank": clip_rank}
-    candidates = list(np.argsort(-scores, kind="stable")[:top])
-    if not any(t in candidates for t in targets):
-        return {"rank": clip_rank, "clip_rank": clip_rank}
-    if direction == "t2i":
-        rescored = reranker.score([gallery_images[c] for c in candidates], [gallery_captions[q]]).numpy()[:, 0]
-    else:
-        rescored = reranker.score([gallery_images[q]], [gallery_captions[c] for c in candidates]).numpy()[0]
-    local = [candidates.index(t) for t in targets if t in candidates]
-    return {"rank": strict_rank(rescored, local), "clip_rank": clip_rank}
+class _Context:
+    """What ranking a query needs: CLIP's similarities, the reranker and the gallery."""
+
+    def __init__(self, similarity, owner, reranker, top: int, images, captions: list[str]):
+        self.similarity, self.owner, self.reranker, self.top = similarity, owner, reranker, top
+        self.images, self.captions = images, captions
+
+    def rank(self, method: str, queries: list[tuple[str, int]]) -> list[dict | ComclipError]:
+        """Each query's ranks, or the error that failed it."""
+        plans = [self._plan(direction, q) for direction, q in queries]
+        if method == "clip":
+            return [{"rank": clip_rank} for clip_rank, _, _ in plans]
+        outcomes: list = [{"rank": clip_rank, "clip_rank": clip_rank} for clip_rank, _, _ in plans]
+        todo = [n for n, (_, group, _) in enumerate(plans) if group is not None]
+        try:
+            matrices = self._rescore([plans[n][1] for n in todo]) if todo else []
+        except ComclipError:  # trace the failure to its query
+            matrices = []
+            for n in todo:
+                try:
+                    matrices += self._rescore([plans[n][1]])
+                except ComclipError as exc:
+                    matrices.append(exc)
+        for n, matrix in zip(todo, matrices):
+            if isinstance(matrix, ComclipError):
+                outcomes[n] = matrix
+            else:
+                rescored = matrix[:, 0] if queries[n][0] == "t2i" else matrix[0]
+                outcomes[n] = {"rank": strict_rank(rescored, plans[n][2]), "clip_rank": plans[n][0]}
+        return outcomes
+
+    def _plan(self, direction: str, q: int):
+        """CLIP's rank of the query's target, the (images, texts) group to re-score (None when no
+        target is among CLIP's top K), and the targets' places in that group."""
+        if direction == "t2i":
+            scores, targets = self.similarity[:, q], [self.owner[q]]
+        else:
+            scores, targets = self.similarity[q, :], list(np.flatnonzero(self.owner == q))
+        clip_rank = strict_rank(scores, targets) if targets else len(scores)
+        candidates = list(np.argsort(-scores, kind="stable")[: self.top])
+        if not any(t in candidates for t in targets):
+            return clip_rank, None, []
+        local = [candidates.index(t) for t in targets if t in candidates]
+        if direction == "t2i":
+            return clip_rank, ([self.images[c] for c in candidates], [self.captions[q]]), local
+        return clip_rank, ([self.images[q]], [self.captions[c] for c in candidates]), local
+
+    def _rescore(self, groups: list) -> list[np.ndarray]:
+        many = getattr(self.reranker, "score_groups", None)
+        if many is not None:
+            return [np.asarray(m) for m in many(groups)]
+        return [np.asarray(self.reranker.score(images, texts)) for images, texts in groups]
