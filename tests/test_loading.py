@@ -82,6 +82,16 @@ def test_a_dead_worker_fails_only_the_file_that_killed_it(files):
     assert [im.source for im in again] == [str(p) for p in good]
 
 
+def test_abandoned_prefetch_leaves_no_shared_memory(files):
+    good, _, _ = files
+    before = set(os.listdir("/dev/shm")) if os.path.isdir("/dev/shm") else None
+    with ImageLoader(workers=2) as loader:
+        stream = loader.prefetch([good, good, good], ahead=2)
+        next(stream)  # then the run stops: two batches were decoded ahead and never asked for
+    if before is not None:
+        assert set(os.listdir("/dev/shm")) <= before
+
+
 def test_negative_worker_count_is_refused():
     with pytest.raises(InputError, match="workers"):
         ImageLoader(-1)

@@ -150,6 +150,19 @@ def test_batch_size_does_not_change_scores(tiny_model_dir, scenes):
     assert torch.allclose(one, many, atol=1e-5)
 
 
+def test_groups_scored_together_equal_each_group_alone(tiny_backbone, scenes):
+    """Batching across examples (one call for many groups) changes no score."""
+    groups = [(scenes, ["a red circle and a blue square", "a blue circle and a red square"]),
+              (scenes[:1], ["a red circle", "a square left of a circle", "it is"]),
+              (scenes[::-1], ["a blue square"])]
+    for region in ("crop", "patches"):
+        scorer = ComCLIP(tiny_backbone, grounder_options={"region": region})
+        together = scorer.score_groups(groups)
+        for (images, texts), matrix in zip(groups, together):
+            alone = scorer.score(images, texts)
+            assert matrix.shape == alone.shape and torch.allclose(matrix.float(), alone.float(), atol=1e-5)
+
+
 def test_bad_options(tiny_backbone):
     with pytest.raises(InputError, match="weighting"):
         ComCLIP(tiny_backbone, weighting="max")

@@ -88,6 +88,7 @@ class ImageLoader:
         self.workers = int(workers)
         self.max_side = max_side
         self._pool: ProcessPoolExecutor | None = None
+        self._outstanding: set[Future] = set()
 
     def __enter__(self) -> "ImageLoader":
         return self
@@ -96,6 +97,15 @@ class ImageLoader:
         self.close()
 
     def close(self) -> None:
+        """End the workers; results decoded ahead but never asked for (a run stopped by an
+        error or Ctrl-C) have their shared-memory blocks freed."""
+        for future in self._outstanding:
+            if not future.cancel():
+                try:
+                    _receive(future.result())
+                except Exception:  # a broken pool: nothing was left in shared memory
+                    pass
+        self._outstanding.clear()
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
@@ -120,10 +130,12 @@ class ImageLoader:
         """The files split into one slice per worker, each slice one task (few round trips to
         the workers, whose results reach this process only between its own Python steps);
         in-memory images and ``workers=0`` make a slice that the caller decodes itself."""
+        if self.workers == 0:
+            return [(list(range(len(sources))), None)] if sources else []
         files = [n for n, source in enumerate(sources) if not isinstance(source, Image.Image)]
-        local = [n for n in range(len(sources)) if n not in set(files)] if self.workers else list(range(len(sources)))
+        local = [n for n, source in enumerate(sources) if isinstance(source, Image.Image)]
         tasks: list[tuple[list[int], Future | None]] = [(local, None)] if local else []
-        if self.workers == 0 or not files:
+        if not files:
             return tasks
         size = -(-len(files) // self.workers)
         for start in range(0, len(files), size):
@@ -133,6 +145,7 @@ class ImageLoader:
             except BrokenProcessPool:  # a worker died since the last batch: start over
                 self._discard_pool()
                 future = self._executor().submit(_decode_all, [sources[n] for n in part], self.max_side)
+            self._outstanding.add(future)
             tasks.append((part, future))
         return tasks
 
@@ -142,6 +155,7 @@ class ImageLoader:
             if future is None:
                 decoded = [_decode(sources[n], self.max_side) for n in part]
             else:
+                self._outstanding.discard(future)
                 try:
                     decoded = _receive(future.result())
                 except BrokenProcessPool:

@@ -24,7 +24,7 @@ from ..images import LoadedImage, load_image
 from ..loading import ImageLoader
 from ..text import validate_captions
 from .datasets.retrieval import RetrievalDataset
-from .runner import Progress, ResultLog
+from .runner import Progress, ResultLog, traced_batch
 
 KS = (1, 5, 10)
 T2I, I2T = "retrieval_t2i", "retrieval_i2t"
@@ -164,17 +164,9 @@ class _Context:
         if method == "clip":
             return [{"rank": clip_rank} for clip_rank, _, _ in plans]
         outcomes: list = [{"rank": clip_rank, "clip_rank": clip_rank} for clip_rank, _, _ in plans]
-        todo = [n for n, (_, group, _) in enumerate(plans) if group is not None]
-        try:
-            matrices = self._rescore([plans[n][1] for n in todo]) if todo else []
-        except ComclipError:  # trace the failure to its query
-            matrices = []
-            for n in todo:
-                try:
-                    matrices += self._rescore([plans[n][1]])
-                except ComclipError as exc:
-                    matrices.append(exc)
-        for n, matrix in zip(todo, matrices):
+        todo = [n for n, (_, candidates, _) in enumerate(plans) if candidates is not None]
+        groups = {n: self._group(*queries[n], plans[n][1]) for n in todo}
+        for n, matrix in zip(todo, traced_batch(self._rescore, [groups[n] for n in todo])):
             if isinstance(matrix, ComclipError):
                 outcomes[n] = matrix
             else:
@@ -183,8 +175,8 @@ class _Context:
         return outcomes
 
     def _plan(self, direction: str, q: int):
-        """CLIP's rank of the query's target, the (images, texts) group to re-score (None when no
-        target is among CLIP's top K), and the targets' places in that group."""
+        """CLIP's rank of the query's target, CLIP's top K candidates (None when no target is
+        among them: nothing to re-score), and the targets' places among the candidates."""
         if direction == "t2i":
             scores, targets = self.similarity[:, q], [self.owner[q]]
         else:
@@ -193,10 +185,13 @@ class _Context:
         candidates = list(np.argsort(-scores, kind="stable")[: self.top])
         if not any(t in candidates for t in targets):
             return clip_rank, None, []
-        local = [candidates.index(t) for t in targets if t in candidates]
+        return clip_rank, candidates, [candidates.index(t) for t in targets if t in candidates]
+
+    def _group(self, direction: str, q: int, candidates: list[int]) -> tuple[list, list[str]]:
+        """The (images, texts) a query's re-scoring takes; gallery images are decoded here."""
         if direction == "t2i":
-            return clip_rank, ([self.images[c] for c in candidates], [self.captions[q]]), local
-        return clip_rank, ([self.images[q]], [self.captions[c] for c in candidates]), local
+            return [self.images[c] for c in candidates], [self.captions[q]]
+        return [self.images[q]], [self.captions[c] for c in candidates]
 
     def _rescore(self, groups: list) -> list[np.ndarray]:
         many = getattr(self.reranker, "score_groups", None)

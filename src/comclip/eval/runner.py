@@ -143,16 +143,25 @@ def _score_chunk(method: str, scorer: Scorer, examples: list[Example], decoded: 
         except ComclipError as exc:
             records[ex.id] = _record(method, ex, error=str(exc))
     ready = [ex for ex in examples if ex.id in loaded]
-    batch = getattr(scorer, "batch", None)
-    if batch is None or len(ready) == 1:
-        return [records.get(ex.id) or _score_example(method, scorer, ex, loaded[ex.id]) for ex in examples]
-    try:
-        matrices = batch([(loaded[ex.id], ex.texts) for ex in ready]) if ready else []
-    except ComclipError:
-        return [records.get(ex.id) or _score_example(method, scorer, ex, loaded[ex.id]) for ex in examples]
-    for ex, scores in zip(ready, matrices):
-        records[ex.id] = _checked(method, ex, scores)
+    batch = getattr(scorer, "batch", None) or (lambda groups: [scorer(images, texts) for images, texts in groups])
+    for ex, scores in zip(ready, traced_batch(batch, [(loaded[ex.id], ex.texts) for ex in ready])):
+        records[ex.id] = _record(method, ex, str(scores)) if isinstance(scores, ComclipError) else _checked(method, ex, scores)
     return [records[ex.id] for ex in examples]
+
+
+def traced_batch(batch: Callable[[list], list], items: list) -> list:
+    """``batch(items)``; if that raises a :class:`ComclipError`, each item alone, so the error
+    lands on the item that caused it (in its place in the list) and the others are scored."""
+    try:
+        return list(batch(items)) if items else []
+    except ComclipError:
+        results: list = []
+        for item in items:
+            try:
+                results += batch([item])
+            except ComclipError as exc:
+                results.append(exc)
+        return results
 
 
 class ResultLog:
@@ -247,14 +256,6 @@ def _checked(method: str, example: Example, scores) -> dict:
     if not np.isfinite(scores).all():
         return _record(method, example, "scorer returned a non-finite score")
     return {**_record(method, example), "status": "ok", "scores": scores.tolist(), "correct": correct(example.kind, scores)}
-
-
-def _score_example(method: str, scorer: Scorer, example: Example, images: list[LoadedImage]) -> dict:
-    try:
-        scores = scorer(images, example.texts)
-    except ComclipError as exc:
-        return _record(method, example, str(exc))
-    return _checked(method, example, scores)
 
 
 def summarise_run(records: list[dict], n_bootstrap: int = 1000, seed: int = 0) -> dict:
