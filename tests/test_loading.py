@@ -92,6 +92,27 @@ def test_abandoned_prefetch_leaves_no_shared_memory(files):
         assert set(os.listdir("/dev/shm")) <= before
 
 
+def test_short_shared_memory_falls_back_to_the_pipe(files, monkeypatch):
+    from comclip import loading
+
+    good, broken, _ = files
+
+    def no_space(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(loading.shared_memory, "SharedMemory", no_space)
+    name, entries = loading._decode_all([good[0], broken], None)
+    assert name is None
+    received = loading._receive((name, entries))
+    assert received[0].source == str(good[0]) and isinstance(received[1], InputError)
+    monkeypatch.undo()
+    if hasattr(os, "posix_fallocate"):  # a block created but not backed by memory is given back
+        before = set(os.listdir("/dev/shm"))
+        monkeypatch.setattr(loading.os, "posix_fallocate", no_space)
+        assert loading._decode_all([good[0]], None)[0] is None
+        assert set(os.listdir("/dev/shm")) <= before
+
+
 def test_negative_worker_count_is_refused():
     with pytest.raises(InputError, match="workers"):
         ImageLoader(-1)

@@ -16,6 +16,7 @@ Images given as PIL objects (generated data) are not sent to a worker at all.
 from __future__ import annotations
 
 import multiprocessing
+import os
 from collections import deque
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -43,9 +44,9 @@ def _decode_all(sources: list[ImageInput], max_side: int | None) -> tuple[str | 
     the result pipe: pickling photos through a pipe costs about as much as decoding them."""
     decoded = [_decode(source, max_side) for source in sources]
     arrays = [np.asarray(item.image) for item in decoded if isinstance(item, LoadedImage)]
-    if not arrays:
-        return None, decoded
-    block = shared_memory.SharedMemory(create=True, size=sum(a.nbytes for a in arrays))
+    block = _shared_block(sum(a.nbytes for a in arrays)) if arrays else None
+    if block is None:
+        return None, decoded  # through the pipe after all
     entries, offset = [], 0
     for item in decoded:
         if isinstance(item, LoadedImage):
@@ -57,6 +58,24 @@ def _decode_all(sources: list[ImageInput], max_side: int | None) -> tuple[str | 
             entries.append(item)
     block.close()  # the receiving process unlinks it
     return block.name, entries
+
+
+def _shared_block(size: int) -> shared_memory.SharedMemory | None:
+    """A shared-memory block of ``size`` bytes with its pages reserved, or None where shared
+    memory is short (Docker gives /dev/shm 64 MB by default): writing to a block that tmpfs
+    cannot back kills the process with SIGBUS, so the space is claimed before any write."""
+    try:
+        block = shared_memory.SharedMemory(create=True, size=size)
+    except OSError:
+        return None
+    try:
+        if hasattr(os, "posix_fallocate"):
+            os.posix_fallocate(block._fd, 0, size)
+    except OSError:
+        block.close()
+        block.unlink()
+        return None
+    return block
 
 
 def _receive(result: tuple[str | None, list]) -> list[LoadedImage | InputError]:
