@@ -136,8 +136,7 @@ class ImageLoader:
     def prefetch(self, batches: Iterable[Sequence[ImageInput]], ahead: int = 1) -> Iterator[list[LoadedImage | InputError]]:
         """Decoded batches in order; up to ``ahead`` further batches are decoding meanwhile."""
         pending: deque = deque()
-        upcoming = iter(batches)
-        for sources in upcoming:
+        for sources in batches:
             pending.append((sources, self._submit(sources)))
             if len(pending) > ahead:
                 yield self._collect(*pending.popleft())

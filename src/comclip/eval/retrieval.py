@@ -105,7 +105,8 @@ def run_retrieval(dataset: RetrievalDataset, backbone, out_dir, *, reranker=None
     image_ids, image_emb = gallery.encode(backbone)
     captions, caption_errors = _valid_captions(dataset, gallery.errors)
     caption_ids = sorted(captions)
-    owner = np.array([image_ids.index(dataset.caption_image[t]) for t in caption_ids], dtype=int)
+    row_of = {n: row for row, n in enumerate(image_ids)}
+    owner = np.array([row_of[dataset.caption_image[t]] for t in caption_ids], dtype=int)
     similarity = np.zeros((len(image_ids), len(caption_ids)))
     if image_ids and caption_ids:
         text_emb = backbone.encode_texts([captions[t] for t in caption_ids])
@@ -115,20 +116,17 @@ def run_retrieval(dataset: RetrievalDataset, backbone, out_dir, *, reranker=None
     methods = ["clip"] + (["comclip"] if reranker is not None else [])
     with ResultLog(out_dir, resume) as results:
         for method in methods:
-            for n, error in gallery.errors.items():
-                if not results.has(method, f"i2t/{n}"):
-                    results.add({"id": f"i2t/{n}", "method": method, "kind": I2T, "subset": "", "tags": [], "status": "failed", "error": error})
-            for t, error in caption_errors.items():
-                if not results.has(method, f"t2i/{t}"):
-                    results.add({"id": f"t2i/{t}", "method": method, "kind": T2I, "subset": "", "tags": [], "status": "failed", "error": error})
+            for query_id, error in [*((f"i2t/{n}", e) for n, e in gallery.errors.items()),
+                                    *((f"t2i/{t}", e) for t, e in caption_errors.items())]:
+                if not results.has(method, query_id):
+                    results.add({**_query_record(query_id, method), "status": "failed", "error": error})
             queries = [("t2i", col) for col in range(len(caption_ids))] + [("i2t", row) for row in range(len(image_ids))]
             todo = [(d, q) for d, q in queries if not results.has(method, _query_id(d, q, image_ids, caption_ids))]
             with Progress(method, len(todo), progress) as bar:
                 for start in range(0, len(todo), chunk):
                     part = todo[start : start + chunk]
                     for (direction, q), outcome in zip(part, context.rank(method, part)):
-                        record = {"id": _query_id(direction, q, image_ids, caption_ids), "method": method,
-                                  "kind": T2I if direction == "t2i" else I2T, "subset": "", "tags": []}
+                        record = _query_record(_query_id(direction, q, image_ids, caption_ids), method)
                         if isinstance(outcome, ComclipError):
                             results.add({**record, "status": "failed", "error": str(outcome)})
                         else:
@@ -147,6 +145,11 @@ class _Indexed:
         return self.gallery[self.image_ids[row]]
 
 
+def _query_record(query_id: str, method: str) -> dict:
+    """The fields every record of a query has; ``query_id`` is ``t2i/<caption>`` or ``i2t/<image>``."""
+    return {"id": query_id, "method": method, "kind": T2I if query_id.startswith("t2i/") else I2T, "subset": "", "tags": []}
+
+
 def _query_id(direction: str, q: int, image_ids, caption_ids) -> str:
     return f"t2i/{caption_ids[q]}" if direction == "t2i" else f"i2t/{image_ids[q]}"
 
@@ -160,32 +163,35 @@ class _Context:
 
     def rank(self, method: str, queries: list[tuple[str, int]]) -> list[dict | ComclipError]:
         """Each query's ranks, or the error that failed it."""
-        plans = [self._plan(direction, q) for direction, q in queries]
+        ranked = [self._clip_rank(direction, q) for direction, q in queries]
         if method == "clip":
-            return [{"rank": clip_rank} for clip_rank, _, _ in plans]
-        outcomes: list = [{"rank": clip_rank, "clip_rank": clip_rank} for clip_rank, _, _ in plans]
-        todo = [n for n, (_, candidates, _) in enumerate(plans) if candidates is not None]
-        groups = {n: self._group(*queries[n], plans[n][1]) for n in todo}
-        for n, matrix in zip(todo, traced_batch(self._rescore, [groups[n] for n in todo])):
+            return [{"rank": clip_rank} for clip_rank, _, _ in ranked]
+        outcomes: list = [{"rank": clip_rank, "clip_rank": clip_rank} for clip_rank, _, _ in ranked]
+        plans = [self._candidates(scores, targets) for _, scores, targets in ranked]
+        todo = [n for n, plan in enumerate(plans) if plan is not None]
+        groups = [self._group(*queries[n], plans[n][0]) for n in todo]
+        for n, matrix in zip(todo, traced_batch(self._rescore, groups)):
             if isinstance(matrix, ComclipError):
                 outcomes[n] = matrix
             else:
                 rescored = matrix[:, 0] if queries[n][0] == "t2i" else matrix[0]
-                outcomes[n] = {"rank": strict_rank(rescored, plans[n][2]), "clip_rank": plans[n][0]}
+                outcomes[n] = {"rank": strict_rank(rescored, plans[n][1]), "clip_rank": ranked[n][0]}
         return outcomes
 
-    def _plan(self, direction: str, q: int):
-        """CLIP's rank of the query's target, CLIP's top K candidates (None when no target is
-        among them: nothing to re-score), and the targets' places among the candidates."""
+    def _clip_rank(self, direction: str, q: int) -> tuple[int, np.ndarray, list[int]]:
+        """CLIP's rank of the query's best target, with the query's scores and its targets."""
         if direction == "t2i":
             scores, targets = self.similarity[:, q], [self.owner[q]]
         else:
             scores, targets = self.similarity[q, :], list(np.flatnonzero(self.owner == q))
-        clip_rank = strict_rank(scores, targets) if targets else len(scores)
+        return (strict_rank(scores, targets) if targets else len(scores)), scores, targets
+
+    def _candidates(self, scores: np.ndarray, targets: list[int]) -> tuple[list[int], list[int]] | None:
+        """CLIP's top K and the targets' places among them; None when no target is among them
+        (nothing to re-score)."""
         candidates = list(np.argsort(-scores, kind="stable")[: self.top])
-        if not any(t in candidates for t in targets):
-            return clip_rank, None, []
-        return clip_rank, candidates, [candidates.index(t) for t in targets if t in candidates]
+        local = [candidates.index(t) for t in targets if t in candidates]
+        return (candidates, local) if local else None
 
     def _group(self, direction: str, q: int, candidates: list[int]) -> tuple[list, list[str]]:
         """The (images, texts) a query's re-scoring takes; gallery images are decoded here."""
