@@ -58,6 +58,25 @@ def test_nothing_is_encoded_twice(tiny_backbone):
         tiny_backbone.cache = None
 
 
+def test_without_a_cache_one_call_still_encodes_each_image_once(tiny_model_dir, monkeypatch):
+    """The patch-token grounder's forward pass gives the global embeddings; with no persistent
+    cache a scratch one carries them to the pipeline for the call, and is dropped after it."""
+    backbone = create_backbone(str(tiny_model_dir))
+    encoded = []
+    real = backbone._encode_image_batch
+    monkeypatch.setattr(backbone, "_encode_image_batch", lambda batch: encoded.extend(batch) or real(batch))
+    model = ComCLIP(backbone, grounder_options={"region": "patches"})
+    details = model.score_details(IMAGES[:2], ["a red circle", "two dogs"])
+    sub_images = {(i, tuple(p.boxes)) for i, row in enumerate(details) for d in row for p in d.parts}
+    assert len(encoded) == len(sub_images)  # no global image went through encode_images again
+    assert backbone.cache is None
+    with_cache = create_backbone(str(tiny_model_dir))
+    with_cache.cache = MemoryCache()
+    assert torch.allclose(model.score(IMAGES[:2], ["a red circle", "two dogs"]),
+                          ComCLIP(with_cache, grounder_options={"region": "patches"}).score(IMAGES[:2], ["a red circle", "two dogs"]),
+                          atol=1e-5)
+
+
 def test_keys_change_with_the_weights(tmp_path):
     from comclip.testing import make_tiny_clip
 

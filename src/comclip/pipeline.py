@@ -194,12 +194,16 @@ class ComCLIP:
 
     def _score_pairs(self, loaded: list[LoadedImage], texts: list[str], pairs: list[tuple[int, int]]) -> dict:
         """ComCLIP results for the given (image, text) index pairs; shared work done once."""
+        with self.backbone.scratch_cache():
+            return self._score_pairs_cached(loaded, texts, pairs)
+
+    def _score_pairs_cached(self, loaded: list[LoadedImage], texts: list[str], pairs: list[tuple[int, int]]) -> dict:
         distinct_texts = list(dict.fromkeys(texts))
         graph_of = dict(zip(distinct_texts, self.parser.parse_many(distinct_texts)))
         graphs = [graph_of[t] for t in texts]
         # Ground, once per image, every distinct entity name of the captions it is paired with.
         # (Prepared first: a grounder reading patch tokens computes the global embeddings in
-        # the same forward pass and leaves them in the backbone's cache.)
+        # the same forward pass and leaves them in the backbone's cache, a scratch one if need be.)
         queries: dict[int, list[str]] = {}
         for i, j in pairs:
             queries.setdefault(i, []).extend(self._query(e) for e in graphs[j].entities)
