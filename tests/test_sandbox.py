@@ -86,7 +86,7 @@ def test_training_captions_cover_the_grammar():
 def test_sandbox_tokenizer_matches_clip(tmp_path):
     from transformers import CLIPTokenizer
 
-    from comclip.sandbox.model import write_sandbox_tokenizer
+    from comclip.sandbox.training import write_sandbox_tokenizer
     from comclip.testing import clip_bpe_files
 
     small = write_sandbox_tokenizer(tmp_path / "small")
@@ -99,7 +99,7 @@ def test_sandbox_tokenizer_matches_clip(tmp_path):
 
 def test_training_writes_a_loadable_model(tmp_path):
     from comclip.backbones import create_backbone
-    from comclip.sandbox.model import TrainingConfig, train_sandbox_model
+    from comclip.sandbox.training import TrainingConfig, train_sandbox_model
     from comclip.sandbox.quality import model_quality
 
     out = train_sandbox_model(tmp_path / "m", TrainingConfig(steps=3, batch_size=8, warmup_steps=1), log=lambda _: None)
@@ -113,10 +113,10 @@ def test_training_writes_a_loadable_model(tmp_path):
 
 def test_oracle_grounder_is_exact():
     from comclip.eval.datasets import load_dataset
-    from comclip.sandbox.evaluate import OracleGrounder, grounding_hits
+    from comclip.eval.grounding_accuracy import grounding_hits, oracle_grounder
 
     dataset = load_dataset("sandbox", task="binding,substitution", seed=4, n=5)
-    oracle = OracleGrounder([s for ex in dataset.examples for s in ex.scenes])
+    oracle = oracle_grounder(dataset)
     hits = grounding_hits(oracle, dataset)
     assert len(hits) == 10 * 2 * 2 and all(hits)
     assert oracle.ground(dataset.examples[0].images[0], ["zebra"]) == [[]]

@@ -7,15 +7,16 @@ from pathlib import Path
 
 from PIL import Image
 
-from .composition import make_subimage
 from .errors import ComclipError
 from .pipeline import ComCLIPResult
+from .subimages import make_subimage
 
 COLOURS = ["#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6", "#9a6324"]
 
 
-def draw_explanation(result: ComCLIPResult, image: Image.Image, out: str | Path, fill: str = "black") -> Path:
-    """Write the explanation figure of ``result`` (computed on ``image``) to ``out`` (PNG)."""
+def draw_explanation(result: ComCLIPResult, image: Image.Image, out: str | Path) -> Path:
+    """Write the explanation figure of ``result`` (computed on ``image``) to ``out`` (PNG); the
+    sub-images are drawn with the fill of the configuration that made the result."""
     try:
         import matplotlib
 
@@ -50,7 +51,7 @@ def draw_explanation(result: ComCLIPResult, image: Image.Image, out: str | Path,
     top.set_title(f"\"{result.text}\"\n{headline}", fontsize=11)
     for n, part in enumerate(parts):
         ax = fig.add_subplot(grid[1, n])
-        ax.imshow(make_subimage(image, part.boxes, fill))
+        ax.imshow(make_subimage(image, part.boxes, result.config.fill))
         ax.set_axis_off()
         ax.set_title(f"{part.kind}: {part.phrase}\ns={part.similarity:.3f}  w={part.weight:.3f}", fontsize=9)
     out = Path(out)

@@ -14,11 +14,14 @@ from typing import Sequence
 import torch
 
 from .backbones import DEFAULT_MODEL, Backbone, create_backbone
-from .composition import FILLS, SCORE_MODES, WEIGHTINGS, Evidence, comclip_score, make_subimage
+from .boxes import Box
+from .composition import SCORE_MODES, Evidence, comclip_score
+from .config import PipelineConfig
 from .errors import InputError
-from .grounding import Box, Detection, Grounder, create_grounder
+from .grounding import GROUND_BY, GROUNDERS, Detection, Grounder, create_grounder
 from .images import ImageInput, LoadedImage, load_image
-from .parsing import Parser, SceneGraph, create_parser
+from .parsing import PARSERS, Parser, SceneGraph, create_parser
+from .subimages import make_subimage
 from .text import validate_captions
 
 NOT_GROUNDED = "not_grounded"
@@ -61,6 +64,8 @@ class ComCLIPResult:
     graph: SceneGraph
     fallback: str | None = None
     composed: float | None = None  # the faithful ComCLIP score, where a score mode adds to it
+    #: The configuration that made this result (its fill draws the sub-images of a figure).
+    config: PipelineConfig = field(default_factory=PipelineConfig)
 
     def to_dict(self) -> dict:
         return {
@@ -75,83 +80,61 @@ class ComCLIPResult:
         }
 
 
+#: ``grounder_options`` keys that are typed configuration fields; others go to the grounder as they are.
+_TYPED_GROUNDER_OPTIONS = {"prompt": "grounder_prompt", "proposals": "proposals", "region": "region",
+                           "fill": "grounder_fill", "regions": "regions"}
+
+
 class ComCLIP:
     """Training-free compositional matching over a CLIP-like backbone.
 
     >>> m = ComCLIP.from_pretrained("openai/clip-vit-base-patch32", parser="spacy", grounder="clip", weighting="sum")
     >>> m.score(["dog.jpg"], ["a dog chasing a cat", "a cat chasing a dog"])  # images x texts
+
+    Options are :class:`~comclip.config.PipelineConfig` fields, given as a ``config`` and/or
+    keywords; keywords win over ``config``, and without a ``config`` they are layered over
+    the model's defaults (``comclip.json``) and the library's. ``parser`` and ``grounder``
+    may also be instances (a parser holding a dataset's graphs, a grounder shared by several
+    pipelines so that each image's candidates are encoded once).
     """
 
-    def __init__(
-        self,
-        backbone: Backbone,
-        parser: Parser | str = "spacy",
-        grounder: Grounder | str = "clip",
-        weighting: str = "sum",
-        temperature: float | None = None,
-        fill: str = "black",
-        use_relations: bool = True,
-        grounder_options: dict | None = None,
-        parser_options: dict | None = None,
-        score_mode: str = "comclip",
-        evidence_weight: float = 1.0,
-        evidence_relations: bool = False,
-        ground_by: str = "head",
-        union_margin: float | None = None,
-    ):
-        if ground_by not in ("head", "phrase"):
-            raise InputError(f"ground_by must be 'head' or 'phrase', got {ground_by!r}")
-        if score_mode not in SCORE_MODES:
-            raise InputError(f"unknown score mode {score_mode!r}; choose one of {', '.join(SCORE_MODES)}")
-        if weighting not in WEIGHTINGS:
-            raise InputError(f"unknown weighting {weighting!r}; choose one of {', '.join(WEIGHTINGS)}")
-        if fill not in FILLS:
-            raise InputError(f"unknown fill {fill!r}; choose one of {', '.join(FILLS)}")
-        if temperature is not None and temperature <= 0:
-            raise InputError(f"temperature must be positive, got {temperature}")
+    def __init__(self, backbone: Backbone, config: PipelineConfig | None = None, *, parser: Parser | str | None = None,
+                 grounder: Grounder | str | None = None, grounder_options: dict | None = None,
+                 parser_options: dict | None = None, **options):
+        explicit, extra = dict(options), {}
+        for key, value in (grounder_options or {}).items():
+            if key in _TYPED_GROUNDER_OPTIONS:
+                explicit[_TYPED_GROUNDER_OPTIONS[key]] = value
+            else:
+                extra[key] = value
+        for key, given in (("parser", parser), ("grounder", grounder)):
+            name = given if isinstance(given, str) else getattr(given, "name", None)
+            if name is not None and (isinstance(given, str) or name in (PARSERS if key == "parser" else GROUNDERS)):
+                explicit[key] = name
+        base = config if config is not None else PipelineConfig.layered(backbone.defaults)
+        self.config = base.replace(**explicit, precision=backbone.precision)
         self.backbone = backbone
-        self.parser = create_parser(parser, **(parser_options or {}))
-        self.grounder = create_grounder(grounder, backbone, **(grounder_options or {}))
-        self.weighting = weighting
-        self.temperature = temperature if temperature is not None else 1.0 / backbone.logit_scale
-        self.fill = fill
-        self.use_relations = use_relations
-        self.score_mode = score_mode
-        self.ground_by = ground_by
-        self.union_margin = union_margin
-        #: How an entity's phrase is worded for its sub-image: as parsed ("{}") unless the
-        #: model was trained on another form (the sandbox model's captions say "a red circle").
-        self.entity_prompt = backbone.defaults.get("entity_prompt", "{}")
-        self.evidence_weight = float(evidence_weight)
-        self.evidence_relations = bool(evidence_relations)
+        self.parser = parser if isinstance(parser, Parser) else create_parser(self.config.parser, **(parser_options or {}))
+        self.grounder = grounder if isinstance(grounder, Grounder) else create_grounder(
+            self.config.grounder, backbone, **self.config.grounder_options(), **extra)
+        self.temperature = self.config.temperature if self.config.temperature is not None else 1.0 / backbone.logit_scale
 
     @classmethod
-    def from_pretrained(cls, model: str = DEFAULT_MODEL, *, device=None, batch_size: int = 32, precision: str = "fp32",
-                        **options) -> "ComCLIP":
-        """Load a backbone by name (see ``comclip models``) and wrap it."""
-        return cls(create_backbone(model, device=device, batch_size=batch_size, precision=precision), **options)
+    def from_pretrained(cls, model: str = DEFAULT_MODEL, *, device=None, batch_size: int = 32,
+                        config: PipelineConfig | None = None, **options) -> "ComCLIP":
+        """Load a backbone by name (see ``comclip models``) at the configured precision and wrap it."""
+        precision = options.get("precision", config.precision if config is not None else "fp32")
+        return cls(create_backbone(model, device=device, batch_size=batch_size, precision=precision), config, **options)
 
     @classmethod
-    def from_backbone(cls, backbone: Backbone, **options) -> "ComCLIP":
-        return cls(backbone, **options)
+    def from_backbone(cls, backbone: Backbone, config: PipelineConfig | None = None, **options) -> "ComCLIP":
+        return cls(backbone, config, **options)
 
-    def config(self) -> dict:
-        """Everything that determines the scores, for reports."""
-        return {
-            "model": self.backbone.name,
-            "parser": self.parser.describe(),
-            "grounder": self.grounder.describe(),
-            "weighting": self.weighting,
-            "temperature": self.temperature,
-            "fill": self.fill,
-            "use_relations": self.use_relations,
-            "score_mode": self.score_mode,
-            "ground_by": self.ground_by,
-            "union_margin": self.union_margin,
-            "entity_prompt": self.entity_prompt,
-            **({"evidence_weight": self.evidence_weight, "evidence_relations": self.evidence_relations}
-               if self.score_mode != "comclip" else {}),
-        }
+    def describe(self) -> dict:
+        """Everything that determines the scores, for reports: the configuration, with the
+        parser and grounder as they describe themselves and the temperature resolved."""
+        return {"model": self.backbone.name, **self.config.to_dict(), "parser": self.parser.describe(),
+                "grounder": self.grounder.describe(), "temperature": self.temperature}
 
     # --- public API ----------------------------------------------------------------------
     def score(self, images: Sequence[ImageInput], texts: Sequence[str]) -> torch.Tensor:
@@ -192,61 +175,73 @@ class ComCLIP:
             raise InputError("no images given")
         return loaded
 
+    # --- the stages ----------------------------------------------------------------------
     def _score_pairs(self, loaded: list[LoadedImage], texts: list[str], pairs: list[tuple[int, int]]) -> dict:
-        """ComCLIP results for the given (image, text) index pairs; shared work done once."""
-        with self.backbone.scratch_cache():
-            return self._score_pairs_cached(loaded, texts, pairs)
+        """ComCLIP results for the given (image, text) index pairs; shared work done once.
 
-    def _score_pairs_cached(self, loaded: list[LoadedImage], texts: list[str], pairs: list[tuple[int, int]]) -> dict:
+        The same image object given several times (a gallery image in several queries) is
+        grounded and encoded once: every index is mapped to its first occurrence."""
+        first = {}
+        owner = [first.setdefault(id(im.image), i) for i, im in enumerate(loaded)]
         distinct_texts = list(dict.fromkeys(texts))
         graph_of = dict(zip(distinct_texts, self.parser.parse_many(distinct_texts)))
-        graphs = [graph_of[t] for t in texts]
-        # Ground, once per image, every distinct entity name of the captions it is paired with.
-        # (Prepared first: a grounder reading patch tokens computes the global embeddings in
-        # the same forward pass and leaves them in the backbone's cache, a scratch one if need be.)
+        caption_of = dict(zip(distinct_texts, self.backbone.encode_texts(distinct_texts)))
         queries: dict[int, list[str]] = {}
         for i, j in pairs:
-            queries.setdefault(i, []).extend(self._query(e) for e in graphs[j].entities)
-        self.grounder.prepare([loaded[i].image for i, q in queries.items() if q])
-        image_embeddings = self.backbone.encode_images([im.image for im in loaded])
-        caption_embeddings = self.backbone.encode_texts(texts)
-        groundings: dict[int, dict[str, Detection | None]] = {}
-        for i, names in queries.items():
-            names = list(dict.fromkeys(names))
-            ranked = self.grounder.ground(loaded[i].image, names, source=loaded[i].source) if names else []
-            groundings[i] = {name: self._pick(dets) for name, dets in zip(names, ranked)}
+            queries.setdefault(owner[i], []).extend(self._query(e) for e in graph_of[texts[j]].entities)
+        image_embeddings = self._ground_and_encode(loaded, queries)
+        groundings = {i: self._grounding(loaded[i], names) for i, names in queries.items()}
+        layouts = {(i, j): self._layout(graph_of[texts[j]], groundings[owner[i]], loaded[owner[i]]) for i, j in pairs}
+        encoded = self._encode_parts(loaded, owner, layouts)
+        return {(i, j): self._result(loaded[i], texts[j], graph_of[texts[j]], parts, image_embeddings[owner[i]],
+                                     caption_of[texts[j]], encoded, owner[i])
+                for (i, j), parts in layouts.items()}
 
-        # Lay out every part of every pair, then encode distinct sub-images and phrases once.
-        layouts = {(i, j): self._layout(graphs[j], groundings[i], loaded[i]) for i, j in pairs}
-        sub_keys = list(dict.fromkeys((i, tuple(p.boxes)) for (i, _), parts in layouts.items() for p in parts))
+    def _ground_and_encode(self, loaded: list[LoadedImage], queries: dict[int, list[str]]) -> dict:
+        """Global embeddings of the distinct images, by index. The grounder prepares the images
+        it will ground first; where that computed their global embeddings (patch tokens), they
+        are taken from it, and only the rest are encoded."""
+        grounded = [i for i, names in queries.items() if names]
+        prepared = self.grounder.prepare([loaded[i].image for i in grounded])
+        embeddings = {i: e for i, e in zip(grounded, prepared) if e is not None}
+        missing = [i for i in queries if i not in embeddings]
+        if missing:
+            embeddings.update(zip(missing, self.backbone.encode_images([loaded[i].image for i in missing])))
+        return embeddings
+
+    def _grounding(self, image: LoadedImage, names: list[str]) -> dict[str, Detection | None]:
+        """Each distinct entity name of the captions paired with ``image``, grounded once."""
+        names = list(dict.fromkeys(names))
+        ranked = self.grounder.ground(image.image, names, source=image.source) if names else []
+        return {name: self._pick(detections) for name, detections in zip(names, ranked)}
+
+    def _encode_parts(self, loaded: list[LoadedImage], owner: list[int], layouts: dict) -> dict:
+        """Every distinct sub-image (image, boxes) and phrase of all pairs, encoded once each."""
+        sub_keys = list(dict.fromkeys((owner[i], tuple(p.boxes)) for (i, _), parts in layouts.items() for p in parts))
         phrases = list(dict.fromkeys(p.phrase for parts in layouts.values() for p in parts))
-        sub_index = {key: n for n, key in enumerate(sub_keys)}
-        phrase_index = {text: n for n, text in enumerate(phrases)}
-        sub_embeddings = (
-            self.backbone.encode_images([make_subimage(loaded[i].image, list(boxes), self.fill) for i, boxes in sub_keys])
-            if sub_keys else None
-        )
-        phrase_embeddings = self.backbone.encode_texts(phrases) if phrases else None
+        subimages = [make_subimage(loaded[i].image, list(boxes), self.config.fill) for i, boxes in sub_keys]
+        return {
+            "sub": dict(zip(sub_keys, self.backbone.encode_images(subimages))) if sub_keys else {},
+            "phrase": dict(zip(phrases, self.backbone.encode_texts(phrases))) if phrases else {},
+        }
 
-        results = {}
-        for (i, j), parts in layouts.items():
-            im, text, graph = loaded[i], texts[j], graphs[j]
-            clip_score = float(image_embeddings[i] @ caption_embeddings[j])
-            if not parts:
-                results[(i, j)] = ComCLIPResult(im.source, text, clip_score, clip_score, [], graph,
-                                                fallback="no entities parsed: plain CLIP score")
-                continue
-            subs = sub_embeddings[[sub_index[(i, tuple(p.boxes))] for p in parts]]
-            phrase_vecs = phrase_embeddings[[phrase_index[p.phrase] for p in parts]]
-            composed, s, w = comclip_score(image_embeddings[i], caption_embeddings[j], subs, phrase_vecs,
-                                           self.weighting, self.temperature)
-            for part, s_i, w_i in zip(parts, s.tolist(), w.tolist()):
-                part.similarity, part.weight = s_i, w_i
-            evidence = Evidence(composed, clip_score, [p.similarity for p in parts if p.kind == "entity"],
-                                [p.similarity for p in parts if p.kind == "relation"])
-            score = SCORE_MODES[self.score_mode](evidence, self.evidence_weight, self.evidence_relations)
-            results[(i, j)] = ComCLIPResult(im.source, text, clip_score, score, parts, graph, composed=composed)
-        return results
+    def _result(self, image: LoadedImage, text: str, graph: SceneGraph, parts: list[Part], image_embedding: torch.Tensor,
+                caption_embedding: torch.Tensor, encoded: dict, index: int) -> ComCLIPResult:
+        """One pair's score from its encoded parts, by the configured weighting and score mode."""
+        clip_score = float(image_embedding @ caption_embedding)
+        if not parts:
+            return ComCLIPResult(image.source, text, clip_score, clip_score, [], graph,
+                                 fallback="no entities parsed: plain CLIP score", config=self.config)
+        subs = torch.stack([encoded["sub"][(index, tuple(p.boxes))] for p in parts])
+        phrase_vecs = torch.stack([encoded["phrase"][p.phrase] for p in parts])
+        composed, s, w = comclip_score(image_embedding, caption_embedding, subs, phrase_vecs,
+                                       self.config.weighting, self.temperature)
+        for part, s_i, w_i in zip(parts, s.tolist(), w.tolist()):
+            part.similarity, part.weight = s_i, w_i
+        evidence = Evidence(composed, clip_score, [p.similarity for p in parts if p.kind == "entity"],
+                            [p.similarity for p in parts if p.kind == "relation"])
+        score = SCORE_MODES[self.config.score_mode](evidence, self.config.evidence_weight, self.config.evidence_relations)
+        return ComCLIPResult(image.source, text, clip_score, score, parts, graph, composed=composed, config=self.config)
 
     # --- internals -----------------------------------------------------------------------
     def _pick(self, detections: list[Detection]) -> Detection | None:
@@ -254,16 +249,16 @@ class ComCLIP:
         within that margin of the top (an entity seen in several places, or split boxes)."""
         if not detections:
             return None
-        if self.union_margin is None:
+        if self.config.union_margin is None:
             return detections[0]
         top = detections[0].score
-        close = [d for d in detections if d.score >= top - self.union_margin]
+        close = [d for d in detections if d.score >= top - self.config.union_margin]
         boxes = tuple(dict.fromkeys(b for d in close for b in d.boxes))
         return Detection(boxes=boxes, score=top, label=detections[0].label)
 
     def _query(self, entity) -> str:
         """What the grounder is asked to find for an entity: its head noun or its whole phrase."""
-        return entity.head if self.ground_by == "head" else entity.phrase
+        return GROUND_BY[self.config.ground_by](entity)
 
     def _layout(self, graph: SceneGraph, grounding: dict, image: LoadedImage) -> list[Part]:
         """Parts (with boxes, not yet scored) of one caption on one image."""
@@ -275,9 +270,9 @@ class ComCLIP:
             boxes, flags = (list(detection.boxes), []) if detection is not None else ([whole], [NOT_GROUNDED])
             boxes = [b.clipped(image.image.width, image.image.height) for b in boxes]
             regions[entity.id] = (boxes, flags)
-            phrase = self.entity_prompt.format(entity.phrase)
+            phrase = self.config.entity_prompt.format(entity.phrase)
             parts.append(Part("entity", phrase, boxes, math.nan, math.nan, list(flags), (entity.id,)))
-        if self.use_relations:
+        if self.config.use_relations:
             for relation in graph.relations:
                 subject_boxes, subject_flags = regions[relation.subject]
                 object_boxes, object_flags = regions[relation.object]
@@ -286,3 +281,4 @@ class ComCLIP:
                 parts.append(Part("relation", relation.predicate, boxes, math.nan, math.nan, flags,
                                   (relation.subject, relation.object)))
         return parts
+

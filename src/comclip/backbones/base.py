@@ -21,7 +21,7 @@ import torch
 from PIL import Image
 
 from ..errors import InputError
-from ..cache import MemoryCache, image_digest
+from ..cache import image_digest
 from ..images import DEFAULT_MAX_SIDE, ImageInput, load_image
 from ..text import validate_captions
 
@@ -178,20 +178,6 @@ class Backbone(ABC):
         Reduced precision gives other vectors, so it is part of the model's identity."""
         model = self.fingerprint if self.precision == "fp32" else f"{self.fingerprint}+{self.precision}"
         return f"{model}|{kind}|{content}"
-
-    @contextlib.contextmanager
-    def scratch_cache(self):
-        """Within the block, an in-memory cache stands in for a missing persistent one, so that
-        one scoring call encodes nothing twice (the global embeddings that a patch-token
-        grounder computes are read back, not recomputed); it is dropped at the block's end."""
-        if self.cache is not None:
-            yield
-            return
-        self.cache = MemoryCache()
-        try:
-            yield
-        finally:
-            self.cache = None
 
     def autocast(self):
         """The context the forward passes run in: plain fp32, or autocast at ``precision``."""

@@ -10,30 +10,42 @@ cosines ``s_i`` with their phrases:
 
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 
-WEIGHTINGS = ("sum", "softmax")
+from ..registry import Registry
+
+#: ``weighting(s, temperature) -> w``: sub-image weights from their phrase cosines ``s`` ([K], float64).
+WEIGHTINGS: Registry[Callable[[torch.Tensor, float], torch.Tensor]] = Registry("weighting")
+
+
+@WEIGHTINGS.register("sum")
+def sum_weights(s: torch.Tensor, temperature: float) -> torch.Tensor:
+    """``s_i / sum_j s_j``, as the authors' code does; where the total is not positive (only
+    possible with negative cosines) the weights would be meaningless, so they are uniform."""
+    total = s.sum()
+    if total <= 0:
+        return torch.full_like(s, 1.0 / s.numel())
+    return s / total
+
+
+@WEIGHTINGS.register("softmax")
+def softmax_weights(s: torch.Tensor, temperature: float) -> torch.Tensor:
+    """``softmax(s / T)``, as the paper says."""
+    if temperature <= 0:
+        raise ValueError(f"softmax temperature must be positive, got {temperature}")
+    return torch.softmax(s / temperature, dim=0)
 
 
 def subimage_weights(similarities: torch.Tensor, weighting: str = "sum", temperature: float = 0.01) -> torch.Tensor:
-    """Weights of the sub-images from their phrase cosines ``s`` (shape ``[K]``).
-
-    ``sum`` divides by the total as the authors' code does; where the total is not positive
-    (only possible with negative cosines) the weights would be meaningless, so they are uniform.
-    """
+    """Weights of the sub-images from their phrase cosines ``s`` (shape ``[K]``), by the
+    registered ``weighting``."""
+    weigh = WEIGHTINGS[weighting]
     s = similarities.double()
     if s.numel() == 0:
         return s
-    if weighting == "sum":
-        total = s.sum()
-        if total <= 0:
-            return torch.full_like(s, 1.0 / s.numel())
-        return s / total
-    if weighting == "softmax":
-        if temperature <= 0:
-            raise ValueError(f"softmax temperature must be positive, got {temperature}")
-        return torch.softmax(s / temperature, dim=0)
-    raise ValueError(f"unknown weighting {weighting!r}; choose one of {', '.join(WEIGHTINGS)}")
+    return weigh(s, temperature)
 
 
 def compose_embedding(global_embedding: torch.Tensor, sub_embeddings: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:

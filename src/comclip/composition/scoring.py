@@ -24,6 +24,8 @@ from typing import Callable, Sequence
 
 import torch
 
+from ..registry import Registry
+
 
 @dataclass(frozen=True)
 class Evidence:
@@ -40,22 +42,22 @@ def _pooled(evidence: Evidence, relations: bool) -> torch.Tensor:
     return torch.tensor(values, dtype=torch.float64)
 
 
+#: ``mode(evidence, weight, relations) -> score``.
+SCORE_MODES: Registry[Callable[[Evidence, float, bool], float]] = Registry("score mode")
+
+
+@SCORE_MODES.register("comclip")
 def faithful_score(evidence: Evidence, weight: float = 1.0, relations: bool = False) -> float:
     return evidence.composed
 
 
+@SCORE_MODES.register("evidence")
 def evidence_score(evidence: Evidence, weight: float = 1.0, relations: bool = False) -> float:
     s = _pooled(evidence, relations)
     return evidence.composed + (weight * float(s.mean()) if s.numel() else 0.0)
 
 
+@SCORE_MODES.register("evidence-min")
 def evidence_min_score(evidence: Evidence, weight: float = 1.0, relations: bool = False) -> float:
     s = _pooled(evidence, relations)
     return evidence.composed + (weight * float(s.min()) if s.numel() else 0.0)
-
-
-SCORE_MODES: dict[str, Callable[..., float]] = {
-    "comclip": faithful_score,
-    "evidence": evidence_score,
-    "evidence-min": evidence_min_score,
-}

@@ -9,12 +9,23 @@ split is seen before the choice is made, so its numbers are not tuned on themsel
 from __future__ import annotations
 
 import itertools
+import json
+import logging
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
+from ..config import PipelineConfig
 from .datasets import Dataset
-from .runner import score_examples, summarise_run
+from .evaluate import GrounderPool, build_pipelines, evaluate
+from .grounding_accuracy import grounding_report, has_boxes
+from .runner import PER_EXAMPLE, score_examples, summarise_run
+from .scorers import clip_scorer, comclip_scorer
+
+log = logging.getLogger("comclip.ablate")
+CRITERION = ("macro mean over subsets of the headline metric (group for Winoground-kind data, else accuracy); "
+             "ties: pairwise accuracy")
 
 
 #: Grounding choices: name -> (grounder options, what an entity is grounded by, union margin).
@@ -57,6 +68,11 @@ class Config:
         if self.score_mode != "comclip":
             options["evidence_weight"] = self.evidence_weight
         return options
+
+    def pipeline_config(self, model_defaults: dict) -> PipelineConfig:
+        """This point of the grid over the model's defaults (the "default" grounding keeps the
+        model's own grounder options)."""
+        return PipelineConfig.layered(model_defaults, **self.pipeline_options(), **GROUNDINGS[self.grounding][0])
 
 
 def grid(name: str = "full") -> list[Config]:
@@ -106,8 +122,71 @@ class DevResult:
                 "metrics": self.summary["metrics"], "subsets": self.summary["subsets"]}
 
 
-def evaluate(dataset: Dataset, method: str, scorer, n_bootstrap: int = 200, seed: int = 0, chunk: int = 64) -> dict:
+def evaluate_in_memory(dataset: Dataset, method: str, scorer, n_bootstrap: int = 200, seed: int = 0, chunk: int = 64) -> dict:
     """Score every example in memory, batched, and summarise (failures counted, as in the runner)."""
     examples = dataset.examples
     records = list(score_examples(method, scorer, examples, chunk=chunk))
     return summarise_run(records, n_bootstrap, seed)
+
+
+def run_ablation(dev: Dataset, test: Dataset, backbone, out_dir, grid_name: str = "full", seed: int = 0) -> dict:
+    """Score every usable configuration of the grid on ``dev``, choose the best by
+    :func:`criterion`, evaluate it on ``test`` next to CLIP and the paper's ComCLIP, and write
+    ``dev.jsonl``, ``dev.md``, ``ablation.json`` and ``test/report.*`` in ``out_dir``."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    usable = set(usable_groundings(backbone))
+    configs = [c for c in grid(grid_name) if c.grounding in usable]
+    pipelines = build_pipelines(backbone, {c.name: c.pipeline_config(backbone.defaults) for c in configs}, dev)
+    clip_dev = evaluate_in_memory(dev, "clip", clip_scorer(backbone), seed=seed)
+    results = []
+    for n, config in enumerate(configs, start=1):
+        summary = evaluate_in_memory(dev, config.name, comclip_scorer(pipelines[config.name]), seed=seed)
+        results.append(DevResult(config, summary, criterion(summary)))
+        log.info("[%d/%d] %s: %.2f (%.2f)", n, len(configs), config.name, *results[-1].score)
+    best = max(results, key=lambda r: r.score)  # first of equals: grid order is the tie-break
+    (out / "dev.jsonl").write_text("".join(json.dumps(r.to_dict()) + "\n" for r in results), encoding="utf-8")
+    (out / "dev.md").write_text(f"# Ablation on {dev.name} ({dev.split}), model `{backbone.name}`\n\n"
+                                f"Criterion: {CRITERION}.\n\n{dev_table(clip_dev, results)}\n", encoding="utf-8")
+    test_report = _test_run(test, backbone, best.config, out / "test", seed, usable, dev.split)
+    summary = {"dataset": dev.name, "dev_split": dev.split, "test_split": test.split, "model": backbone.name,
+               "grid": grid_name, "n_configs": len(configs), "best": best.to_dict(),
+               "clip_dev": {"criterion": list(criterion(clip_dev)), "metrics": clip_dev["metrics"]},
+               "test_report": str(out / "test" / "report.json")}
+    (out / "ablation.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
+    return {**summary, "best_score": best.score, "clip_criterion": criterion(clip_dev), "test": test_report}
+
+
+def _test_run(test: Dataset, backbone, best: Config, out: Path, seed: int, usable: set[str], dev_split: str) -> dict:
+    """CLIP, the paper's ComCLIP and the chosen configuration on the test split, recomputed."""
+    faithful = Config()
+    chosen = {"clip": None, f"comclip (paper): {faithful.name}": faithful, f"best on dev: {best.name}": best}
+    methods = {label: None if c is None else c.pipeline_config(backbone.defaults) for label, c in chosen.items()}
+    extra = {"chosen_on": {"split": dev_split, "criterion": CRITERION, "config": best.name}}
+    if has_boxes(test):
+        pool = GrounderPool(backbone, test)
+        by_grounder: dict = {}  # the measure queries shapes and takes the top box: one row per distinct grounder
+        for name in GROUNDINGS:
+            if name in usable:
+                by_grounder.setdefault(pool.get(Config(grounding=name).pipeline_config(backbone.defaults)), name)
+        rows = {name: grounder for grounder, name in by_grounder.items()}
+        rows["oracle"] = pool.get(PipelineConfig(grounder="oracle"))
+        extra["grounding"] = grounding_report(rows, test, seed=seed)
+    (out / PER_EXAMPLE).unlink(missing_ok=True)  # the test run is recomputed with the chosen config
+    notes = {label: {"grounding": c.grounding} for label, c in chosen.items() if c is not None}
+    return evaluate(test, backbone, methods, out, seed=seed, progress=False, extra=extra, notes=notes)
+
+
+def dev_table(clip_dev: dict, results: list[DevResult]) -> str:
+    """Markdown: CLIP, then every configuration ranked by the criterion, with per-subset values."""
+    subsets = sorted({s for r in results for s in r.summary["subsets"]})
+    lines = ["| rank | configuration | criterion | " + " | ".join(subsets) + " |", "|---" * (3 + len(subsets)) + "|"]
+
+    def cells(summary):
+        main = headline_metric(summary) if summary["metrics"] else None
+        return [f"{summary['subsets'][s][main]['value']:.1f}" if main and s in summary["subsets"] else "-" for s in subsets]
+
+    lines.append(f"| - | clip | {criterion(clip_dev)[0]:.2f} | " + " | ".join(cells(clip_dev)) + " |")
+    for rank, r in enumerate(sorted(results, key=lambda r: r.score, reverse=True), start=1):
+        lines.append(f"| {rank} | {r.config.name} | {r.score[0]:.2f} | " + " | ".join(cells(r.summary)) + " |")
+    return "\n".join(lines)

@@ -20,7 +20,7 @@ from typing import Callable, Iterator
 import numpy as np
 
 from ..errors import ComclipError, InputError
-from ..grounding.base import Box
+from ..boxes import Box
 from ..images import LoadedImage
 from ..loading import ImageLoader
 from . import metrics

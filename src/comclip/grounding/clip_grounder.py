@@ -14,13 +14,17 @@ import torch
 from PIL import Image
 
 from ..backbones import Backbone
+from ..boxes import Box
 from ..cache import image_digest as image_key
-from ..composition.subimages import make_subimage
 from ..errors import InputError
-from .base import Box, Detection, Grounder
+from ..subimages import make_subimage
+from .base import Detection, Grounder
 from .proposals import DEFAULT_SCALES, PROPOSALS, propose
 
+#: The library defaults of the clip grounder's options (see :class:`comclip.config.PipelineConfig`).
 DEFAULT_PROMPT = "a photo of a {}"
+DEFAULT_PROPOSALS = "grid"
+DEFAULT_FILL = "mean"
 #: Decimals of the cosine that rank candidates; beyond them, differences are float noise.
 RANK_DECIMALS = 5
 #: How a candidate is shown to the encoder: cut out and resized ("crop"), or kept in place at
@@ -33,23 +37,22 @@ REGION_MODES = ("crop", "mask", "patches")
 class CLIPGrounder(Grounder):
     """Ranks candidate regions by the backbone's similarity between the region and the query prompt.
 
-    Options left unset take the backbone's own defaults (a model directory may carry them in
-    ``comclip.json``, as the sandbox model does), then the values here.
+    ``region=None`` scores from patch tokens where the backbone exposes them (one forward pass
+    per image), else from crops (one forward pass per candidate). A model's own defaults
+    (``comclip.json``) are applied by :class:`comclip.config.PipelineConfig`, not here.
     """
 
     name = "clip"
 
-    def __init__(self, backbone: Backbone, prompt: str | None = None, scales=DEFAULT_SCALES, proposals: str | None = None,
-                 region: str | None = None, fill: str = "mean", cache_images: int = 512):
-        defaults = backbone.defaults.get("grounder", {})
+    def __init__(self, backbone: Backbone, prompt: str = DEFAULT_PROMPT, scales=DEFAULT_SCALES,
+                 proposals: str = DEFAULT_PROPOSALS, region: str | None = None, fill: str = DEFAULT_FILL,
+                 cache_images: int = 512):
         self.backbone = backbone
-        self.prompt = prompt or defaults.get("prompt", DEFAULT_PROMPT)
+        self.prompt = prompt
         self.scales = tuple(tuple(s) for s in scales)
-        self.proposals = proposals or defaults.get("proposals", "grid")
-        # Default: patch tokens where the backbone exposes them (one forward pass per image),
-        # else crops (one forward pass per candidate).
-        self.region = region or defaults.get("region", "patches" if backbone.supports_patches else "crop")
-        self.fill = defaults.get("fill", fill)
+        self.proposals = proposals
+        self.region = region or ("patches" if backbone.supports_patches else "crop")
+        self.fill = fill
         if self.proposals not in PROPOSALS:
             raise InputError(f"unknown proposals {self.proposals!r}; choose one of {', '.join(PROPOSALS)}")
         if self.region not in REGION_MODES:
@@ -81,29 +84,37 @@ class CLIPGrounder(Grounder):
     #: enough that their crops (about 45 an image) never pile up in memory.
     IMAGES_PER_CALL = 8
 
-    def prepare(self, images) -> None:
-        """Propose and encode the candidates of all not yet cached images, in batched calls."""
+    def prepare(self, images) -> list[torch.Tensor | None]:
+        """Propose and encode the candidates of all not yet cached images, in batched calls.
+        Returns the global embeddings that patch-token scoring computes on the way (None for
+        images already cached, and in the crop and mask modes)."""
         images = list(images)
-        if len(images) > self.IMAGES_PER_CALL:
-            for start in range(0, len(images), self.IMAGES_PER_CALL):
-                self.prepare(images[start : start + self.IMAGES_PER_CALL])
-            return
-        todo = {}
-        for image in images:
-            key = image_key(image)
-            if key not in self._cache and key not in todo:
-                todo[key] = image
+        out: list[torch.Tensor | None] = []
+        for start in range(0, len(images), self.IMAGES_PER_CALL):
+            out += self._prepare_some(images[start : start + self.IMAGES_PER_CALL])
+        return out
+
+    def _prepare_some(self, images: list[Image.Image]) -> list[torch.Tensor | None]:
+        keys = [image_key(image) for image in images]
+        todo = {key: image for key, image in zip(keys, images) if key not in self._cache}
         if not todo:
-            return
+            return [None] * len(images)
         boxes = {key: propose(image, self.proposals, self.scales) for key, image in todo.items()}
-        if self.region == "patches":
-            _, grids = self.backbone.encode_with_patches(list(todo.values()))
-            for (key, grid) in zip(todo, grids):
-                weights = grid.overlap_weights(boxes[key]).float() if boxes[key] else torch.zeros(0, grid.embeddings[..., 0].numel())
-                pooled = weights @ grid.embeddings.reshape(-1, grid.embeddings.shape[-1])
-                self._cache[key] = (boxes[key], torch.nn.functional.normalize(pooled, dim=-1))
-            self._evict()
-            return
+        fresh = self._encode_patches(todo, boxes) if self.region == "patches" else self._encode_views(todo, boxes)
+        self._evict()
+        return [fresh.get(key) for key in keys]
+
+    def _encode_patches(self, todo: dict[str, Image.Image], boxes: dict[str, list[Box]]) -> dict[str, torch.Tensor]:
+        """Candidates pooled from patch tokens; returns the global embeddings of ``todo``."""
+        global_embeddings, grids = self.backbone.encode_with_patches(list(todo.values()))
+        for key, grid in zip(todo, grids):
+            weights = grid.overlap_weights(boxes[key]).float() if boxes[key] else torch.zeros(0, grid.embeddings[..., 0].numel())
+            pooled = weights @ grid.embeddings.reshape(-1, grid.embeddings.shape[-1])
+            self._cache[key] = (boxes[key], torch.nn.functional.normalize(pooled, dim=-1))
+        return dict(zip(todo, global_embeddings))
+
+    def _encode_views(self, todo: dict[str, Image.Image], boxes: dict[str, list[Box]]) -> dict:
+        """Candidates encoded as crops or masked sub-images (one forward pass each)."""
         views = []
         for key, image in todo.items():
             if self.region == "crop":
@@ -116,7 +127,7 @@ class CLIPGrounder(Grounder):
             count = len(boxes[key])
             self._cache[key] = (boxes[key], embeddings[start : start + count])
             start += count
-        self._evict()
+        return {}
 
     def _evict(self) -> None:
         while len(self._cache) > self._cache_images:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-from ..errors import InputError
+from ..registry import Registry
 from .base import Entity, ParseError, Parser, Relation, SceneGraph
 
 
@@ -26,7 +26,11 @@ def _given(**options):
     return GivenParser(**options)
 
 
-PARSERS: dict[str, Callable[..., Parser]] = {"spacy": _spacy, "llm": _llm, "given": _given}
+#: ``factory(**options) -> Parser``.
+PARSERS: Registry[Callable[..., Parser]] = Registry("parser")
+PARSERS.add("spacy", _spacy)
+PARSERS.add("llm", _llm)
+PARSERS.add("given", _given)  # graphs supplied with the data
 _CACHE: dict[tuple, Parser] = {}
 
 
@@ -37,8 +41,7 @@ def create_parser(name: str | Parser = "spacy", **options) -> Parser:
     """
     if isinstance(name, Parser):
         return name
-    if name not in PARSERS:
-        raise InputError(f"unknown parser {name!r}; available: {', '.join(PARSERS)}")
+    PARSERS.check(name)
     if options or name == "given":
         return PARSERS[name](**options)
     if name not in _CACHE:

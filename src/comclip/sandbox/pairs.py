@@ -58,7 +58,7 @@ def _two_objects(rng: np.random.Generator, require_relation: bool = False) -> tu
 def _same_place(obj: SceneObject, like: SceneObject) -> SceneObject:
     """``obj`` moved to ``like``'s centre (keeping its own size)."""
     (cx, cy), (ox, oy) = ((like.box.x1 + like.box.x2) / 2, (like.box.y1 + like.box.y2) / 2), ((obj.box.x1 + obj.box.x2) / 2, (obj.box.y1 + obj.box.y2) / 2)
-    from ..grounding.base import Box
+    from ..boxes import Box
 
     return SceneObject(obj.shape, obj.colour, obj.size, Box(obj.box.x1 + cx - ox, obj.box.y1 + cy - oy, obj.box.x2 + cx - ox, obj.box.y2 + cy - oy))
 
@@ -123,3 +123,24 @@ _BUILDERS = {"binding": _binding, "object-swap": _object_swap, "order-swap": _or
 def minimal_pairs(task: str, seed: int, n: int) -> list[MinimalPair]:
     """The first ``n`` items of ``task`` for ``seed``."""
     return [make_pair(task, seed, i) for i in range(n)]
+
+
+def export_pairs(tasks, seed: int, n: int, out_dir) -> int:
+    """Write each pair's two images as PNG files plus ``pairs.jsonl`` (captions, true boxes with
+    their phrases) into ``out_dir``; returns the number of pairs."""
+    import json
+    from pathlib import Path
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for task in tasks:
+        for pair in minimal_pairs(task, seed, n):
+            stem = pair.id.replace("/", "_")
+            for k, scene in enumerate(pair.scenes):
+                scene.render().save(out / f"{stem}_img_{k}.png")
+            rows.append({"id": pair.id, "task": pair.task, "subset": pair.subset, "captions": list(pair.captions),
+                         "images": [f"{stem}_img_{k}.png" for k in range(2)],
+                         "boxes": [[[o.phrase, o.box.as_list()] for o in s.objects] for s in pair.scenes]})
+    (out / "pairs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return len(rows)

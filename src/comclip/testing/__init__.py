@@ -8,6 +8,7 @@ offline: ``--model /that/dir`` works wherever ``--model openai/clip-vit-base-pat
 
 from __future__ import annotations
 
-from .tiny_clip import clip_bpe_files, make_tiny_clip
+from ..bpe import clip_bpe_files
+from .tiny_clip import make_tiny_clip
 
 __all__ = ["clip_bpe_files", "make_tiny_clip"]

@@ -1,46 +1,46 @@
-"""One module per benchmark; each ``load(path, image_dir=None) -> Dataset``."""
+"""One module per benchmark; each ``load(path, image_dir=None) -> Dataset``, registered by name.
+
+Data made elsewhere registers itself with :func:`register_dataset` (the sandbox does, in
+:mod:`comclip.sandbox.dataset`), so this package never imports what sits above it.
+"""
 
 from __future__ import annotations
 
+from typing import Callable
+
 from ...errors import InputError
+from ...registry import Registry
 from . import aro, comvg, jsonl, retrieval, sugarcrepe, svo_probes, valse, vl_checklist, winoground
 from .base import CAPTION_CHOICE, IMAGE_CHOICE, WINOGROUND, Dataset, Example
 
-def _sandbox(path=None, image_dir=None, **options) -> Dataset:
-    from ...sandbox.evaluate import load
-
-    return load(path, image_dir, **options)
-
-
+#: ``load(path=None, image_dir=None, **options) -> Dataset``.
+DATASETS: Registry[Callable[..., Dataset]] = Registry("dataset")
 #: Datasets that are generated, not read: ``--data`` is not needed.
-GENERATED = {"sandbox"}
+GENERATED: set[str] = set()
 
-DATASETS = {
-    "sugarcrepe": sugarcrepe.load,
-    "comvg": comvg.load,
-    "winoground": winoground.load,
-    "svo_probes": svo_probes.load,
-    "valse": valse.load,
-    "vl_checklist": vl_checklist.load,
-    "aro": aro.load,
-    "retrieval": retrieval.load,
-    "jsonl": jsonl.load,
-    "sandbox": _sandbox,
-}
+for _module in (sugarcrepe, comvg, winoground, svo_probes, valse, vl_checklist, aro, retrieval, jsonl):
+    DATASETS.add(_module.__name__.rsplit(".", 1)[-1], _module.load)
+
+
+def register_dataset(name: str, load: Callable[..., Dataset], generated: bool = False) -> None:
+    """Add a dataset by name; ``generated`` ones are made from options (a seed), not read from a path."""
+    DATASETS.add(name, load)
+    if generated:
+        GENERATED.add(name)
 
 
 def load_dataset(name: str, path=None, image_dir=None, **options) -> Dataset:
     """Load a benchmark by its module name; ``options`` are passed on where the module takes
     them (``split`` for Karpathy files) and are an error where it does not."""
-    if name not in DATASETS:
-        raise InputError(f"unknown dataset {name!r}; available: {', '.join(DATASETS)}")
+    load = DATASETS[name]
     options = {k: v for k, v in options.items() if v is not None}
     try:
-        return DATASETS[name](path, image_dir, **options)
+        return load(path, image_dir, **options)
     except TypeError as exc:
         if options and "unexpected keyword" in str(exc):
             raise InputError(f"dataset {name!r} takes no option {', '.join(options)}") from None
         raise
 
 
-__all__ = ["CAPTION_CHOICE", "DATASETS", "GENERATED", "Dataset", "Example", "IMAGE_CHOICE", "WINOGROUND", "load_dataset"]
+__all__ = ["CAPTION_CHOICE", "DATASETS", "GENERATED", "Dataset", "Example", "IMAGE_CHOICE", "WINOGROUND",
+           "load_dataset", "register_dataset"]

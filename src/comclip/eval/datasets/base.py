@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from ...boxes import Box
+
 #: One image, several captions: the first caption is true, the others are negatives.
 CAPTION_CHOICE = "caption_choice"
 #: One caption, several images: the first image is true, the others are negatives.
@@ -29,8 +31,9 @@ class Example:
     given: dict[str, Any] = field(default_factory=dict)
     #: A box ``(x1, y1, x2, y2)`` every image is cropped to before scoring (ARO does this).
     crop: tuple[float, float, float, float] | None = None
-    #: Generated examples (the sandbox) keep the scenes their images were rendered from.
-    scenes: tuple = ()
+    #: Per image, its true objects as ``(label, box)`` pairs, where the data knows them (the
+    #: sandbox's generator): for the oracle grounder and the grounding accuracy measure.
+    boxes: tuple[tuple[tuple[str, Box], ...], ...] = ()
 
 
 @dataclass

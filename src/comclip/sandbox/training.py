@@ -1,6 +1,8 @@
-"""The sandbox model: a standard ``transformers`` CLIP, trained from scratch on sandbox scenes.
+"""Training the sandbox model: a standard ``transformers`` CLIP, trained from scratch on sandbox scenes.
 
-The directory :func:`train_sandbox_model` writes (config, safetensors weights, a CLIP BPE
+Kept apart from inference (as open_clip keeps ``open_clip_train``): only ``comclip sandbox
+train`` imports this module; the shipped weights load by name like any model. The directory
+:func:`train_sandbox_model` writes (config, safetensors weights, a CLIP BPE
 tokenizer, a CLIP image processor) loads like any hub model, so the sandbox exercises the
 same backbone code as real CLIP. The tokenizer keeps only the CLIP merges that the caption
 grammar's words use, in CLIP's order, so it tokenises those words exactly as CLIP does with
@@ -19,6 +21,7 @@ from typing import Callable
 
 import numpy as np
 
+from ..bpe import clip_merges, word_merges, write_bpe_files
 from .scenes import IMAGE_SIZE, training_example, vocabulary
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -57,42 +60,13 @@ class TrainingConfig:
     shuffle_words: bool = False
 
 
-def bpe_word_merges(word: str, ranks: dict[tuple[str, str], int]) -> list[tuple[str, str]]:
-    """The merges CLIP's BPE applies, in order, to turn ``word`` into its tokens."""
-    from ..testing.tiny_clip import _bytes_to_unicode
-
-    table = _bytes_to_unicode()
-    symbols = [table[b] for b in word.encode("utf-8")]
-    symbols[-1] += "</w>"
-    applied = []
-    while len(symbols) > 1:
-        pairs = [(ranks.get((a, b), math.inf), i) for i, (a, b) in enumerate(zip(symbols, symbols[1:]))]
-        rank, i = min(pairs)
-        if rank == math.inf:
-            break
-        pair = (symbols[i], symbols[i + 1])
-        applied.append(pair)
-        merged, j = [], 0
-        while j < len(symbols):
-            if j < len(symbols) - 1 and (symbols[j], symbols[j + 1]) == pair:
-                merged.append(symbols[j] + symbols[j + 1])
-                j += 2
-            else:
-                merged.append(symbols[j])
-                j += 1
-        symbols = merged
-    return applied
-
-
 def write_sandbox_tokenizer(directory: Path):
     """A CLIP tokenizer restricted to the merges the sandbox grammar's words need."""
     from transformers import CLIPTokenizer
 
-    from ..testing.tiny_clip import clip_merges, write_bpe_files
-
     merges = clip_merges()
     ranks = {tuple(m.split()): i for i, m in enumerate(merges)}
-    needed = {pair for word in vocabulary() for pair in bpe_word_merges(word, ranks)}
+    needed = {pair for word in vocabulary() for pair in word_merges(word, ranks)}
     kept = [m for m in merges if tuple(m.split()) in needed]
     vocab_file, merges_file = write_bpe_files(directory, kept)
     tokenizer = CLIPTokenizer(str(vocab_file), str(merges_file), model_max_length=CONTEXT_LENGTH)
@@ -175,6 +149,47 @@ def shuffled_words(caption: str, rng: np.random.Generator) -> str:
     return " ".join(words[i] for i in rng.permutation(len(words)))
 
 
+def _optimiser(model, training: TrainingConfig):
+    """AdamW as CLIP trains, without weight decay on gains, biases and embeddings."""
+    import torch
+
+    decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "embedding" not in n]
+    no_decay = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "embedding" not in n)]
+    return torch.optim.AdamW(
+        [{"params": decay, "weight_decay": training.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=training.learning_rate,
+        betas=(0.9, 0.98),
+        eps=1e-6,
+    )
+
+
+def learning_rate(step: int, training: TrainingConfig) -> float:
+    """Linear warm-up, then cosine decay to zero."""
+    if step < training.warmup_steps:
+        return training.learning_rate * (step + 1) / training.warmup_steps
+    progress = (step - training.warmup_steps) / max(1, training.steps - training.warmup_steps)
+    return training.learning_rate * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def _contrastive_step(model, optimiser, pixels, input_ids, attention_mask) -> float:
+    """One symmetric InfoNCE step on a batch of matching (image, caption) pairs; the loss."""
+    import torch
+    import torch.nn.functional as F
+
+    labels = torch.arange(pixels.shape[0])
+    image_emb = F.normalize(model.get_image_features(pixel_values=pixels).pooler_output, dim=-1)
+    text_emb = F.normalize(model.get_text_features(input_ids=input_ids, attention_mask=attention_mask).pooler_output, dim=-1)
+    logits = model.logit_scale.exp() * image_emb @ text_emb.T
+    loss = (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels)) / 2
+    optimiser.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    optimiser.step()
+    with torch.no_grad():
+        model.logit_scale.clamp_(0, math.log(100))
+    return float(loss.detach())
+
+
 def train_sandbox_model(
     out: str | Path,
     training: TrainingConfig = TrainingConfig(),
@@ -183,9 +198,6 @@ def train_sandbox_model(
     log_every: int = 100,
 ) -> Path:
     """Train the sandbox CLIP from scratch and save it (plus ``training.json``) to ``out``."""
-    import torch
-    import torch.nn.functional as F
-
     from .._hf_utils import quiet_transformers
 
     out = Path(out)
@@ -195,52 +207,30 @@ def train_sandbox_model(
     tokens = _TokenCache(processor.tokenizer)
     rng = np.random.default_rng(training.seed)
     shuffle_rng = np.random.default_rng(training.seed + 1)  # separate stream: same scenes either way
-    decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "embedding" not in n]
-    no_decay = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "embedding" not in n)]
-    optimiser = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": training.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=training.learning_rate,
-        betas=(0.9, 0.98),
-        eps=1e-6,
-    )
-
-    def learning_rate(step: int) -> float:
-        if step < training.warmup_steps:
-            return training.learning_rate * (step + 1) / training.warmup_steps
-        progress = (step - training.warmup_steps) / max(1, training.steps - training.warmup_steps)
-        return training.learning_rate * 0.5 * (1 + math.cos(math.pi * progress))
-
+    optimiser = _optimiser(model, training)
     model.train()
-    labels = torch.arange(training.batch_size)
-    started = time.time()
-    history = []
+    started, history = time.time(), []
     for step in range(training.steps):
         pairs = [training_example(rng) for _ in range(training.batch_size)]
-        pixels = pixel_tensor([scene.render() for scene, _ in pairs])
         captions = [caption for _, caption in pairs]
         if training.shuffle_words:
             captions = [shuffled_words(c, shuffle_rng) for c in captions]
-        input_ids, attention_mask = tokens(captions)
         for group in optimiser.param_groups:
-            group["lr"] = learning_rate(step)
-        image_emb = F.normalize(model.get_image_features(pixel_values=pixels).pooler_output, dim=-1)
-        text_emb = F.normalize(
-            model.get_text_features(input_ids=input_ids, attention_mask=attention_mask).pooler_output, dim=-1
-        )
-        logits = model.logit_scale.exp() * image_emb @ text_emb.T
-        loss = (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels)) / 2
-        optimiser.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimiser.step()
-        with torch.no_grad():
-            model.logit_scale.clamp_(0, math.log(100))
+            group["lr"] = learning_rate(step, training)
+        loss = _contrastive_step(model, optimiser, pixel_tensor([scene.render() for scene, _ in pairs]), *tokens(captions))
         if step % log_every == 0 or step == training.steps - 1:
             elapsed = time.time() - started
-            value = float(loss.detach())
-            history.append({"step": step, "loss": round(value, 4), "seconds": round(elapsed, 1)})
-            log(f"step {step}/{training.steps}  loss {value:.4f}  lr {learning_rate(step):.2e}  {elapsed:.0f}s")
+            history.append({"step": step, "loss": round(loss, 4), "seconds": round(elapsed, 1)})
+            log(f"step {step}/{training.steps}  loss {loss:.4f}  lr {learning_rate(step, training):.2e}  {elapsed:.0f}s")
     model.eval()
+    _save(out, model, processor, training, arch, history, time.time() - started)
+    return out
+
+
+def _save(out: Path, model, processor, training: TrainingConfig, arch: SandboxModelConfig, history: list, seconds: float) -> None:
+    """The model directory: weights, processor, ``training.json`` and the pipeline defaults."""
+    import torch
+
     model.save_pretrained(out, safe_serialization=True)
     processor.save_pretrained(out)
     record = {
@@ -248,10 +238,9 @@ def train_sandbox_model(
         "architecture": asdict(arch),
         "samples_seen": training.steps * training.batch_size,
         "parameters": sum(p.numel() for p in model.parameters()),
-        "seconds": round(time.time() - started, 1),
+        "seconds": round(seconds, 1),
         "history": history,
         "versions": {"torch": torch.__version__, "python": platform.python_version()},
     }
     (out / "training.json").write_text(json.dumps(record, indent=2), encoding="utf-8")
     (out / "comclip.json").write_text(json.dumps(PIPELINE_DEFAULTS, indent=2), encoding="utf-8")
-    return out

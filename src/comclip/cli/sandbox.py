@@ -1,4 +1,4 @@
-"""``comclip sandbox``: train the sandbox CLIP, and look at the sandbox's minimal pairs."""
+"""``comclip sandbox``: train the sandbox CLIP, check it, export its minimal pairs."""
 
 from __future__ import annotations
 
@@ -7,11 +7,11 @@ import json
 import sys
 from pathlib import Path
 
-from .errors import InputError
+from ..errors import InputError
 
 
-def _cmd_train(args: argparse.Namespace) -> int:
-    from .sandbox.model import SandboxModelConfig, TrainingConfig, train_sandbox_model
+def train(args: argparse.Namespace) -> int:
+    from ..sandbox.training import TrainingConfig, train_sandbox_model
 
     out = Path(args.out)
     if (out / "model.safetensors").exists() and not args.overwrite:
@@ -19,9 +19,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
     training = TrainingConfig(steps=args.steps, batch_size=args.batch_size, learning_rate=args.lr, seed=args.seed,
                               warmup_steps=min(TrainingConfig.warmup_steps, max(1, args.steps // 10)),
                               shuffle_words=args.shuffle_words)
-    train_sandbox_model(out, training, SandboxModelConfig(), log=lambda line: print(line, file=sys.stderr, flush=True))
+    train_sandbox_model(out, training, log=lambda line: print(line, file=sys.stderr, flush=True))
     if args.evaluate:
-        from .sandbox.quality import model_quality
+        from ..sandbox.quality import model_quality
 
         quality = model_quality(str(out), seed=args.seed + 1000)
         (out / "quality.json").write_text(json.dumps(quality, indent=2), encoding="utf-8")
@@ -30,30 +30,19 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_quality(args: argparse.Namespace) -> int:
-    from .sandbox.quality import model_quality
+def quality(args: argparse.Namespace) -> int:
+    from ..sandbox.quality import model_quality
 
     print(json.dumps(model_quality(args.model, seed=args.seed, n=args.n), indent=2))
     return 0
 
 
-def _cmd_pairs(args: argparse.Namespace) -> int:
-    from .sandbox.evaluate import parse_tasks
-    from .sandbox.pairs import minimal_pairs
+def pairs(args: argparse.Namespace) -> int:
+    from ..sandbox.dataset import parse_tasks
+    from ..sandbox.pairs import export_pairs
 
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    rows = []
-    for task in parse_tasks(args.task):
-        for pair in minimal_pairs(task, args.seed, args.n):
-            stem = pair.id.replace("/", "_")
-            for k, scene in enumerate(pair.scenes):
-                scene.render().save(out / f"{stem}_img_{k}.png")
-            rows.append({"id": pair.id, "task": pair.task, "subset": pair.subset, "captions": list(pair.captions),
-                         "images": [f"{stem}_img_{k}.png" for k in range(2)],
-                         "boxes": [[[o.phrase, o.box.as_list()] for o in s.objects] for s in pair.scenes]})
-    (out / "pairs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-    print(f"wrote {len(rows)} pairs to {out}", file=sys.stderr)
+    count = export_pairs(parse_tasks(args.task), args.seed, args.n, args.out)
+    print(f"wrote {count} pairs to {args.out}", file=sys.stderr)
     return 0
 
 
@@ -72,17 +61,17 @@ def register(sub) -> None:
                    help="train on captions with their words shuffled: a bag-of-words CLIP (comclip/sandbox-bow)")
     t.add_argument("--evaluate", action="store_true", help="measure held-out recall and substitution accuracy after training")
     t.add_argument("--overwrite", action="store_true")
-    t.set_defaults(func=_cmd_train)
+    t.set_defaults(func=train)
 
     q = commands.add_parser("quality", help="held-out R@1 among 100 and single-word substitution accuracy of a model")
     q.add_argument("--model", "-m", default="comclip/sandbox")
     q.add_argument("--seed", type=int, default=1000, help="seed of the held-out scenes (default: 1000, never used in training)")
     q.add_argument("--n", type=int, default=1000, help="held-out scenes (default: 1000, in galleries of 100)")
-    q.set_defaults(func=_cmd_quality)
+    q.set_defaults(func=quality)
 
     e = commands.add_parser("pairs", help="write minimal pairs as PNG images plus pairs.jsonl (captions, true boxes)")
     e.add_argument("--task", default=None, help="binding, object-swap, order-swap, substitution (comma-separated; default all)")
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--n", type=int, default=10)
     e.add_argument("--out", default="sandbox-pairs")
-    e.set_defaults(func=_cmd_pairs)
+    e.set_defaults(func=pairs)

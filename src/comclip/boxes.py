@@ -1,0 +1,72 @@
+"""Boxes in pixel coordinates and their arithmetic, shared by every stage that deals in regions
+(grounding, sub-images, evaluation, the sandbox)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Iterable, Sequence
+
+from .errors import InputError
+
+
+@dataclass(frozen=True)
+class Box:
+    """An axis-aligned box in pixel coordinates, ``x2``/``y2`` exclusive."""
+
+    x1: float
+    y1: float
+    x2: float
+    y2: float
+
+    @property
+    def width(self) -> float:
+        return max(0.0, self.x2 - self.x1)
+
+    @property
+    def height(self) -> float:
+        return max(0.0, self.y2 - self.y1)
+
+    @property
+    def area(self) -> float:
+        return self.width * self.height
+
+    def clipped(self, width: int, height: int) -> "Box":
+        """This box cut to an image of ``width`` x ``height``; an error if nothing is left."""
+        box = Box(max(0.0, self.x1), max(0.0, self.y1), min(float(width), self.x2), min(float(height), self.y2))
+        if box.area <= 0:
+            raise InputError(f"box {self.as_list()} has zero area inside the {width}x{height} image")
+        return box
+
+    def pixels(self) -> tuple[int, int, int, int]:
+        """Integer pixel bounds covering the box (floor of the start, ceiling of the end)."""
+        return math.floor(self.x1), math.floor(self.y1), math.ceil(self.x2), math.ceil(self.y2)
+
+    def iou(self, other: "Box") -> float:
+        inter = Box(max(self.x1, other.x1), max(self.y1, other.y1), min(self.x2, other.x2), min(self.y2, other.y2)).area
+        union = self.area + other.area - inter
+        return inter / union if union > 0 else 0.0
+
+    def scaled(self, factor: float) -> "Box":
+        return Box(self.x1 * factor, self.y1 * factor, self.x2 * factor, self.y2 * factor)
+
+    def as_list(self) -> list[float]:
+        return [round(v, 2) for v in (self.x1, self.y1, self.x2, self.y2)]
+
+    @classmethod
+    def from_sequence(cls, values: Sequence[float], source: str = "box") -> "Box":
+        try:
+            x1, y1, x2, y2 = (float(v) for v in values)
+        except (TypeError, ValueError):
+            raise InputError(f"{source}: a box must be [x1, y1, x2, y2], got {values!r}") from None
+        if x2 <= x1 or y2 <= y1:
+            raise InputError(f"{source}: box {list(values)} has zero area (needs x2 > x1 and y2 > y1)")
+        return cls(x1, y1, x2, y2)
+
+
+def bounding_box(boxes: Iterable[Box]) -> Box:
+    """The smallest box containing all ``boxes``."""
+    boxes = list(boxes)
+    if not boxes:
+        raise InputError("no boxes to bound")
+    return Box(min(b.x1 for b in boxes), min(b.y1 for b in boxes), max(b.x2 for b in boxes), max(b.y2 for b in boxes))

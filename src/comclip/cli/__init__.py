@@ -1,0 +1,58 @@
+"""The ``comclip`` command line: one program, one module per command.
+
+Each command module turns its arguments into library calls and prints; options shared by
+several commands live in :mod:`comclip.cli.options`. Errors meant for users
+(:class:`~comclip.errors.ComclipError`) print one line and exit 2 for bad input, 1
+otherwise; anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import warnings
+from typing import Sequence
+
+from ..errors import ComclipError, InputError
+from . import ablate, cache, demo, eval, explain, models, parse, report, sandbox, score
+
+PROG = "comclip"
+#: In the order ``comclip --help`` lists them.
+COMMANDS = (models, score, parse, explain, cache, report, eval, ablate, sandbox, demo)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .. import __version__
+
+    parser = argparse.ArgumentParser(prog=PROG, description="Training-free compositional image-text matching (ComCLIP).")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for command in COMMANDS:
+        command.register(sub)
+    return parser
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    print(f"{PROG}: warning: {message}", file=sys.stderr)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``comclip`` console script."""
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    args = build_parser().parse_args(argv)
+    previous = warnings.showwarning
+    warnings.showwarning = _show_warning
+    try:
+        return int(args.func(args) or 0)
+    except InputError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 2
+    except ComclipError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 1
+    except BrokenPipeError:  # e.g. `comclip score ... | head`
+        return 0
+    finally:
+        warnings.showwarning = previous

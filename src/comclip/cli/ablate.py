@@ -1,0 +1,65 @@
+"""``comclip ablate``: a grid of (score mode, weighting, fill, grounding) chosen on a dev split
+or seed, then evaluated on a different one next to CLIP and the paper's ComCLIP."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from ..errors import InputError
+from .options import add_cache_options, add_model_options, create_model
+
+
+def _splits(args: argparse.Namespace):
+    from ..eval.datasets import GENERATED, load_dataset
+
+    if args.dataset in GENERATED:
+        if args.dev_seed == args.test_seed:
+            raise InputError("--dev-seed and --test-seed must differ: the choice is made on one and reported on the other")
+        return (load_dataset(args.dataset, task=args.task, seed=args.dev_seed, n=args.n),
+                load_dataset(args.dataset, task=args.task, seed=args.test_seed, n=args.n))
+    if not args.data or not args.test_data:
+        raise InputError(f"comclip ablate {args.dataset} needs --data DEV and --test-data TEST (two different splits)")
+    if Path(args.data).resolve() == Path(args.test_data).resolve():
+        raise InputError("--data and --test-data are the same file: choose on one split, report on another")
+    return (load_dataset(args.dataset, args.data, args.image_dir), load_dataset(args.dataset, args.test_data, args.image_dir))
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..eval.ablation import run_ablation
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    dev, test = _splits(args)
+    out = Path(args.out or f"results/ablate_{dev.name}")
+    if (out / "ablation.json").exists() and not args.force:
+        raise InputError(f"{out / 'ablation.json'} exists: choose another --out or pass --force")
+    summary = run_ablation(dev, test, create_model(args), out, args.grid, seed=args.seed)
+    print(f"Best on {dev.split}: {summary['best']['config']} (criterion {summary['best_score'][0]:.2f}; "
+          f"CLIP {summary['clip_criterion'][0]:.2f})\n")
+    print((out / "test" / "report.md").read_text(encoding="utf-8"))
+    print(f"wrote {out / 'dev.md'}, {out / 'ablation.json'} and {out / 'test' / 'report.md'}", file=sys.stderr)
+    return 0
+
+
+def register(sub) -> None:
+    from .. import sandbox  # noqa: F401  (registers the generated "sandbox" dataset)
+    from ..eval.datasets import DATASETS
+
+    p = sub.add_parser("ablate", help="choose a ComCLIP configuration on a dev split/seed, report it on another")
+    p.add_argument("dataset", choices=sorted(DATASETS))
+    p.add_argument("--data", default=None, help="dev split file (datasets read from files)")
+    p.add_argument("--test-data", default=None, help="test split file (datasets read from files)")
+    p.add_argument("--image-dir", default=None)
+    p.add_argument("--task", default=None, help="sandbox tasks (comma-separated; default all)")
+    p.add_argument("--n", type=int, default=100, help="sandbox: pairs per task (default: 100)")
+    p.add_argument("--dev-seed", type=int, default=100, help="sandbox seed the choice is made on (default: 100)")
+    p.add_argument("--test-seed", type=int, default=200, help="sandbox seed the result is reported on (default: 200)")
+    p.add_argument("--grid", default="full", choices=["full", "small"], help="configurations to try (default: full)")
+    p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default: 0)")
+    p.add_argument("--out", default=None, help="output folder (default: results/ablate_DATASET)")
+    p.add_argument("--force", action="store_true", help="overwrite an earlier ablation in --out")
+    add_model_options(p, default_model="comclip/sandbox")
+    add_cache_options(p)
+    p.set_defaults(func=run)

@@ -1,0 +1,26 @@
+"""``comclip cache``: inspect or empty the persistent embedding cache."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .options import print_json
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..cache import SQLiteCache, default_cache_path
+
+    cache = SQLiteCache(args.cache or default_cache_path())
+    if args.action == "info":
+        print_json(cache.info())
+    else:
+        print(f"removed {cache.clear()} embeddings from {cache.path}", file=sys.stderr)
+    return 0
+
+
+def register(sub) -> None:
+    p = sub.add_parser("cache", help="inspect or empty the persistent embedding cache")
+    p.add_argument("action", choices=["info", "clear"])
+    p.add_argument("--cache", default=None, metavar="PATH", help="cache file (default: $COMCLIP_CACHE/embeddings.sqlite)")
+    p.set_defaults(func=run)

@@ -1,0 +1,37 @@
+"""``comclip demo``: CLIP vs ComCLIP on the sandbox's minimal pairs, offline, with the shipped models."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .options import print_json
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..sandbox.demo import run_demo
+
+    models = [m.strip() for m in args.model.split(",") if m.strip()]
+    text, reports = run_demo(models, args.out, seed=args.seed, n=args.n, device=args.device)
+    if args.json:
+        print_json(reports)
+    else:
+        print(text)
+        print(f"wrote {args.out}/report.md and one folder per model with report.json, per_example.jsonl, explain.png",
+              file=sys.stderr)
+    return 0
+
+
+def register(sub) -> None:
+    from ..sandbox.demo import DEMO_MODELS
+
+    models = ",".join(DEMO_MODELS)
+    p = sub.add_parser("demo", help="CLIP vs ComCLIP on the sandbox's minimal pairs, offline, with the shipped model")
+    p.add_argument("--model", "-m", default=models,
+                   help=f"backbones, comma-separated (default: {models}, both shipped with comclip)")
+    p.add_argument("--device", default=None)
+    p.add_argument("--seed", type=int, default=1, help="seed of the pairs and the bootstrap (default: 1)")
+    p.add_argument("--n", type=int, default=50, help="pairs per task (default: 50)")
+    p.add_argument("--out", default="demo", help="output folder (default: ./demo)")
+    p.add_argument("--json", action="store_true", help="print report.json instead of the table")
+    p.set_defaults(func=run)

@@ -1,0 +1,113 @@
+"""Options shared by several commands, and the few helpers every command uses.
+
+Pipeline options are built from :class:`~comclip.config.PipelineConfig`: their choices come
+from the registries and their help from the library defaults. An option not given is absent
+from the parsed arguments (``argparse.SUPPRESS``), so only what the user typed overrides the
+model's own defaults (``comclip.json``) when :func:`pipeline_config` layers them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+from ..errors import InputError
+
+#: Decoding workers: one core or more is left to the model (clip_benchmark's default is 4).
+DEFAULT_WORKERS = min(4, max(0, (os.cpu_count() or 1) - 1))
+#: Command-line destinations of the pipeline options -> PipelineConfig fields.
+PIPELINE_FIELDS = {
+    "parser": "parser", "grounder": "grounder", "weighting": "weighting", "temperature": "temperature",
+    "fill": "fill", "regions": "regions", "score": "score_mode", "evidence_weight": "evidence_weight",
+    "evidence_relations": "evidence_relations", "ground_by": "ground_by", "union_margin": "union_margin",
+    "proposals": "proposals", "region": "region",
+}
+
+
+def print_json(obj) -> None:
+    json.dump(obj, sys.stdout, ensure_ascii=False)
+    sys.stdout.write("\n")
+
+
+def add_model_options(parser: argparse.ArgumentParser, default_model: str | None = None) -> None:
+    from ..backbones import DEFAULT_MODEL
+
+    model = default_model or DEFAULT_MODEL
+    parser.add_argument("--model", "-m", default=model,
+                        help=f"registered name, hf-hub:ORG/NAME, open_clip:ARCH/PRETRAINED or a local model directory (default: {model})")
+    parser.add_argument("--batch-size", type=int, default=32, help="images or texts encoded per forward pass (default: 32)")
+    parser.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda:0 (default: cuda when available, else cpu)")
+    parser.add_argument("--precision", default="fp32",
+                        help="fp32, or amp_bf16 / amp_fp16 (CUDA) to encode under autocast, faster where the "
+                             "hardware has it; cosines move by about 1e-3 (default: fp32)")
+
+
+def create_model(args: argparse.Namespace):
+    """The backbone the model options name, with the persistent cache where the command has one."""
+    from ..backbones import create_backbone
+
+    backbone = create_backbone(args.model, device=args.device, batch_size=args.batch_size, precision=args.precision)
+    if hasattr(args, "no_cache") and not args.no_cache:
+        from ..cache import SQLiteCache, default_cache_path
+
+        backbone.cache = SQLiteCache(args.cache or default_cache_path())
+    return backbone
+
+
+def add_cache_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--cache", default=None, metavar="PATH",
+                        help="embedding cache file (default: $COMCLIP_CACHE/embeddings.sqlite, ~/.cache/comclip)")
+    parser.add_argument("--no-cache", action="store_true", help="encode everything afresh and store nothing")
+
+
+def parse_methods(value: str) -> list[str]:
+    methods = [m.strip() for m in value.split(",") if m.strip()]
+    unknown = [m for m in methods if m not in ("clip", "comclip")]
+    if unknown or not methods:
+        raise InputError(f"--method takes clip, comclip or clip,comclip; got {value!r}")
+    return methods
+
+
+def add_pipeline_options(parser: argparse.ArgumentParser) -> None:
+    from ..composition import SCORE_MODES, WEIGHTINGS
+    from ..config import PipelineConfig
+    from ..grounding import GROUND_BY, GROUNDERS
+    from ..grounding.clip_grounder import REGION_MODES
+    from ..grounding.proposals import PROPOSALS
+    from ..parsing import PARSERS
+    from ..subimages import FILLS
+
+    d = PipelineConfig()
+    add = lambda *names, **kw: parser.add_argument(*names, default=argparse.SUPPRESS, **kw)  # noqa: E731
+    add("--parser", choices=list(PARSERS), help=f"caption parser (default: {d.parser})")
+    add("--grounder", choices=list(GROUNDERS), help=f"entity grounder (default: {d.grounder})")
+    add("--weighting", choices=list(WEIGHTINGS),
+        help=f"sub-image weights: sum (the authors' code, s_i / sum s_j) or softmax (the paper) (default: {d.weighting})")
+    add("--temperature", type=float, help="softmax temperature on cosines (default: 1 / the model's logit scale)")
+    add("--fill", choices=list(FILLS), help=f"what replaces pixels outside an entity's box (default: {d.fill}, as in the paper)")
+    add("--regions", help="for --grounder regions: a JSON file or a folder of <image stem>.json")
+    add("--score", choices=list(SCORE_MODES), help=f"score mode: comclip (the paper), evidence (+ lambda * mean entity "
+        f"cosine), evidence-min (+ lambda * weakest entity cosine) (default: {d.score_mode})")
+    add("--evidence-weight", type=float, help=f"lambda of the evidence modes (default: {d.evidence_weight:g})")
+    add("--evidence-relations", action="store_true", help="evidence modes also pool the relations' cosines")
+    add("--ground-by", choices=list(GROUND_BY),
+        help=f"ground each entity by its head noun (as the paper) or its whole phrase (default: {d.ground_by})")
+    add("--union-margin", type=float,
+        help="ground an entity to the union of all boxes scoring within this margin of the top (default: top box only)")
+    add("--proposals", choices=list(PROPOSALS), help=f"clip grounder's candidate regions (default: the model's, else {d.proposals})")
+    add("--region", choices=list(REGION_MODES), help="clip grounder scores candidates from patch tokens, crops or masks "
+        "(default: the model's, else patches for CLIP ViTs, else crop)")
+
+
+def pipeline_options(args: argparse.Namespace) -> dict:
+    """The pipeline options the user gave, as PipelineConfig fields."""
+    return {field: getattr(args, dest) for dest, field in PIPELINE_FIELDS.items() if hasattr(args, dest)}
+
+
+def pipeline_config(args: argparse.Namespace, backbone):
+    """The options given over the model's defaults over the library's."""
+    from ..config import PipelineConfig
+
+    return PipelineConfig.layered(backbone.defaults, **pipeline_options(args), precision=backbone.precision)

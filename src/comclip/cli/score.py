@@ -1,0 +1,78 @@
+"""``comclip score``: CLIP (and ComCLIP) scores of captions against images."""
+
+from __future__ import annotations
+
+import argparse
+
+from ..errors import InputError
+from .options import add_model_options, add_pipeline_options, create_model, parse_methods, pipeline_config, print_json
+
+
+def _split_inputs(args: argparse.Namespace) -> tuple[list, list[str]]:
+    from ..images import expand_image_paths
+
+    positional = list(args.inputs)
+    images = list(args.image or [])
+    if not images:
+        if len(positional) < 2:
+            raise InputError("score needs an image and at least one caption: comclip score IMAGE TEXT [TEXT ...]")
+        images, positional = [positional[0]], positional[1:]
+    if not positional:
+        raise InputError("score needs at least one caption")
+    return expand_image_paths(images), positional
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..images import load_image
+    from ..pipeline import ComCLIP
+    from ..text import validate_captions
+
+    methods = parse_methods(args.method)
+    image_paths, texts = _split_inputs(args)
+    texts = validate_captions(texts)
+    images = [load_image(p) for p in image_paths]  # fail fast on a bad file, before loading a model
+    backbone = create_model(args)
+    clip = backbone.encode_images([im.image for im in images]) @ backbone.encode_texts(texts).T
+    details = None
+    if "comclip" in methods:
+        details = ComCLIP(backbone, pipeline_config(args, backbone)).score_details(images, texts)
+    rows = [[_row(texts[j], float(clip[i, j]), backbone.logit_scale, methods, details and details[i][j], args.details)
+             for j in range(len(texts))] for i in range(len(images))]
+    names = [im.source for im in images]
+    if args.json:
+        if len(images) == 1:
+            print_json({"model": backbone.name, "image": names[0], "results": rows[0]})
+        else:
+            print_json({"model": backbone.name, "images": names, "texts": texts,
+                        "results": [{"image": name, "results": row} for name, row in zip(names, rows)]})
+        return 0
+    for name, row in zip(names, rows):
+        print(f"{name}  (model {backbone.name})")
+        for result in row:
+            cells = [f"{key} {result[key]:8.4f}" for key in ("clip", "clip_logit", "comclip") if key in result]
+            print(f"  {'  '.join(cells)}  {result['text']}")
+    return 0
+
+
+def _row(text: str, clip: float, scale: float, methods: list[str], parts, with_details: bool) -> dict:
+    """One (image, caption) result: the CLIP cosine and logit, the ComCLIP score and its parts."""
+    row: dict = {"text": text}
+    if "clip" in methods:
+        row["clip"], row["clip_logit"] = clip, clip * scale
+    if parts is not None:
+        row["comclip"] = parts.score
+        if with_details:
+            row["details"] = parts.to_dict()
+    return row
+
+
+def register(sub) -> None:
+    p = sub.add_parser("score", help="score captions against images with CLIP (and ComCLIP)")
+    p.add_argument("inputs", nargs="*", metavar="IMAGE TEXT", help="an image (file or folder) then captions; with --image, only captions")
+    p.add_argument("--image", "-i", action="append", help="an image file or folder; repeat for several (gives a matrix)")
+    add_model_options(p)
+    p.add_argument("--method", default="clip", help="clip, comclip or clip,comclip (default: clip)")
+    p.add_argument("--details", action="store_true", help="with comclip, include the parts of each score")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    add_pipeline_options(p)
+    p.set_defaults(func=run)

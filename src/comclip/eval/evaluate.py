@@ -1,0 +1,148 @@
+"""Evaluating a dataset with a set of methods: the one entry point behind ``comclip eval``,
+``comclip demo`` and ``comclip ablate``.
+
+A method is a name and a :class:`~comclip.config.PipelineConfig` (ComCLIP), or None (plain
+CLIP). :func:`evaluate` wires everything a dataset needs: the scene graphs it supplies
+(``parser="given"``), its true boxes (``grounder="oracle"``, and the grounding accuracy
+report), retrieval's re-ranking, one grounder per distinct grounder configuration shared
+by every method that uses it; then it scores, resumably, and writes ``report.json`` and
+``report.md``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Mapping
+
+from ..backbones import Backbone
+from ..config import PipelineConfig
+from ..errors import InputError
+from ..grounding import Grounder, create_grounder
+from ..parsing.given import GivenParser
+from ..pipeline import ComCLIP
+from . import runner
+from .datasets import GENERATED, Dataset, load_dataset
+from .datasets.retrieval import RetrievalDataset
+from .grounding_accuracy import grounding_report, has_boxes, known_boxes
+from .retrieval import run_retrieval
+from .scorers import clip_scorer, comclip_scorer
+
+#: Plain CLIP, as a method.
+CLIP = None
+Methods = Mapping[str, "PipelineConfig | None"]
+#: Where a run goes when no folder is named, as clip_benchmark names its outputs.
+OUT_TEMPLATE = "results/{dataset}_{split}_{model}"
+
+
+def default_out_dir(dataset, model: str) -> Path:
+    """``OUT_TEMPLATE`` filled in; the model name is cut to a safe file name."""
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", model).strip("-")[-60:]
+    return Path(OUT_TEMPLATE.format(dataset=dataset.name, split=dataset.split, model=slug))
+
+
+def open_dataset(name: str, data=None, image_dir=None, *, split: str | None = None, task: str | None = None,
+                 seed: int = 0, n: int | None = None) -> Dataset | RetrievalDataset:
+    """A dataset by name: read from ``data`` (and ``image_dir``), or generated from ``task``,
+    ``seed`` and ``n`` for generated ones (the sandbox)."""
+    if name in GENERATED:
+        return load_dataset(name, task=task, seed=seed, n=n)
+    if data is None:
+        raise InputError(f"comclip eval {name} needs --data PATH (the dataset file or folder)")
+    return load_dataset(name, data, image_dir, split=split)
+
+
+class GrounderPool:
+    """One grounder per distinct grounder configuration, shared by every pipeline that uses it,
+    so each image's candidate regions are encoded once for all of them."""
+
+    def __init__(self, backbone: Backbone, dataset=None):
+        self.backbone, self.dataset = backbone, dataset
+        self._grounders: dict[str, Grounder] = {}
+
+    def get(self, config: PipelineConfig) -> Grounder:
+        key = json.dumps([config.grounder, config.grounder_options()], sort_keys=True)
+        if key not in self._grounders:
+            options = config.grounder_options()
+            if config.grounder == "oracle":
+                if not has_boxes(self.dataset):
+                    raise InputError("--grounder oracle needs data with known boxes (comclip eval sandbox)")
+                options["known"] = known_boxes(self.dataset)
+            self._grounders[key] = create_grounder(config.grounder, self.backbone, **options)
+        return self._grounders[key]
+
+
+def build_pipelines(backbone: Backbone, methods: Methods, dataset=None, pool: GrounderPool | None = None) -> dict:
+    """``{method: ComCLIP, or None for plain CLIP}``; ``parser="given"`` takes the dataset's graphs."""
+    pool = pool or GrounderPool(backbone, dataset)
+    given = None
+    pipelines: dict[str, ComCLIP | None] = {}
+    for name, config in methods.items():
+        if config is None:
+            pipelines[name] = None
+            continue
+        parser = None
+        if config.parser == "given":
+            given = given or GivenParser({t: g for ex in getattr(dataset, "examples", ()) for t, g in ex.given.items()})
+            parser = given
+        pipelines[name] = ComCLIP(backbone, config, parser=parser, grounder=pool.get(config))
+    return pipelines
+
+
+def method_configs(backbone: Backbone, pipelines: Mapping[str, ComCLIP | None]) -> dict[str, dict]:
+    """What each method's report records: the model for CLIP, the full description for ComCLIP."""
+    return {name: {"model": backbone.name} if p is None else p.describe() for name, p in pipelines.items()}
+
+
+def evaluate(dataset, backbone: Backbone, methods: Methods, out_dir, *, resume: bool = False, limit: int | None = None,
+             workers: int = 0, rerank_top: int = 10, seed: int = 0, n_bootstrap: int = 1000,
+             progress: bool | None = None, extra: dict | None = None, notes: Mapping[str, dict] | None = None) -> dict:
+    """Score ``dataset`` with every method into ``out_dir`` and write the report; returns it.
+
+    Data with true boxes also gets the grounding accuracy of each method's grounder and of
+    the oracle, unless ``extra`` already gives a ``grounding`` section. ``extra`` adds
+    top-level report sections, ``notes`` fields to a method's recorded config.
+    """
+    out = Path(out_dir)
+    if isinstance(dataset, RetrievalDataset):
+        pipelines, results = _retrieval(dataset, backbone, methods, out, resume=resume, limit=limit, workers=workers,
+                                        rerank_top=rerank_top)
+    else:
+        pipelines = build_pipelines(backbone, methods, dataset)
+        scorers = {name: clip_scorer(backbone) if p is None else comclip_scorer(p) for name, p in pipelines.items()}
+        results = runner.run(dataset, scorers, out, resume=resume, limit=limit, workers=workers, progress=progress)
+    extra = {"backbone": backbone.describe(), **(extra or {})}
+    if has_boxes(dataset) and "grounding" not in extra:
+        extra["grounding"] = grounding_report(_report_grounders(pipelines, dataset, backbone), dataset,
+                                              seed=seed, n_bootstrap=n_bootstrap)
+    notes = dict(notes or {})
+    if isinstance(dataset, RetrievalDataset) and pipelines.get("comclip") is not None:
+        notes["comclip"] = {**notes.get("comclip", {}), "rerank_top": rerank_top}
+    configs = {name: {**c, **notes.get(name, {})} for name, c in method_configs(backbone, pipelines).items()}
+    return runner.write_report(dataset, backbone.name, configs, results, out, seed=seed, n_bootstrap=n_bootstrap, extra=extra)
+
+
+def _retrieval(dataset: RetrievalDataset, backbone: Backbone, methods: Methods, out: Path, *, rerank_top: int,
+               **options) -> tuple[dict, dict]:
+    """Retrieval ranks with CLIP and re-ranks CLIP's top ``rerank_top`` with the ComCLIP method."""
+    unknown = [name for name in methods if name not in ("clip", "comclip")]
+    if unknown or ("clip" in methods and methods["clip"] is not None) or ("comclip" in methods and methods["comclip"] is None):
+        raise InputError("retrieval evaluates the methods clip (CLIP ranking) and comclip (re-ranking), nothing else")
+    if rerank_top < 1:
+        raise InputError(f"--rerank-top must be at least 1, got {rerank_top}")
+    pipelines = build_pipelines(backbone, methods, dataset)
+    results = run_retrieval(dataset, backbone, out, reranker=pipelines.get("comclip"), rerank_top=rerank_top, **options)
+    return pipelines, {key: value for key, value in results.items() if key[0] in methods}
+
+
+def _report_grounders(pipelines: Mapping[str, ComCLIP | None], dataset, backbone: Backbone) -> dict[str, Grounder]:
+    """The distinct grounders of the methods, by name, then the oracle."""
+    grounders: dict[str, Grounder] = {}
+    for method, pipeline in pipelines.items():
+        if pipeline is None or pipeline.grounder in grounders.values():
+            continue
+        name = pipeline.grounder.name
+        grounders[name if name not in grounders else f"{name} ({method})"] = pipeline.grounder
+    grounders.setdefault("oracle", GrounderPool(backbone, dataset).get(PipelineConfig(grounder="oracle")))
+    return grounders
