@@ -1,9 +1,11 @@
-"""The image loader: worker processes decode exactly what the main process would, in order,
-return each bad file's error in its place, and survive a worker that dies."""
+"""The image loader (a torch DataLoader underneath): worker processes decode exactly what the
+main process would, in order, decode ahead of the model, return each bad file's error in its
+place, survive a worker that dies, and fall back to the pipe where shared memory is short."""
 
 from __future__ import annotations
 
 import os
+import time
 
 import numpy as np
 import pytest
@@ -11,7 +13,7 @@ from PIL import Image
 
 from comclip.errors import InputError
 from comclip.images import load_image
-from comclip.loading import ImageLoader
+from comclip.loading import ImageLoader, packed, received
 
 
 class _KillsTheWorker:
@@ -22,6 +24,28 @@ class _KillsTheWorker:
 
     def __str__(self):
         return "killer.jpg"
+
+
+class _Touched(os.PathLike):
+    """A path that leaves a marker file when a worker resolves it, so the test can see when
+    a batch was decoded."""
+
+    def __init__(self, path, marker):
+        self.path, self.marker = str(path), str(marker)
+
+    def __fspath__(self):
+        open(self.marker, "w").close()
+        return self.path
+
+
+class _DiesWhenRead(os.PathLike):
+    """A path whose reading ends the worker process, as a decoder crash on a hostile file would."""
+
+    def __fspath__(self):
+        os._exit(3)
+
+    def __str__(self):
+        return "dies.jpg"
 
 
 @pytest.fixture
@@ -53,22 +77,19 @@ def test_decodes_like_load_image_in_order_with_errors_in_place(files, workers):
             assert np.array_equal(np.asarray(item.image), np.asarray(expected.image))
 
 
-def test_prefetch_keeps_order_and_decodes_the_next_batch_ahead(files):
+def test_prefetch_keeps_order_and_decodes_the_next_batch_ahead(files, tmp_path):
     good, _, _ = files
-    batches = [[good[0]], [good[1], good[2]], [good[2]], []]
-    submitted = []
-
-    class Watched(ImageLoader):
-        def _submit(self, sources):
-            submitted.append(list(sources))
-            return super()._submit(sources)
-
-    with Watched(workers=1) as loader:
+    marker = tmp_path / "second-batch-decoded"
+    batches = [[good[0]], [_Touched(good[1], marker), good[2]], [good[2]], []]
+    with ImageLoader(workers=1) as loader:
         stream = loader.prefetch(batches, ahead=1)
         first = next(stream)
-        assert submitted == batches[:2]  # the second batch was sent off before the first came back
+        deadline = time.monotonic() + 60
+        while not marker.exists() and time.monotonic() < deadline:  # nobody has asked for batch 2 yet
+            time.sleep(0.05)
+        assert marker.exists()
         rest = list(stream)
-    assert [[im.source for im in b] for b in [first, *rest]] == [[str(p) for p in b] for b in batches]
+    assert [[im.source for im in b] for b in [first, *rest]] == [[os.fspath(p) for p in b] for b in batches]
 
 
 def test_a_dead_worker_fails_only_the_file_that_killed_it(files):
@@ -78,8 +99,23 @@ def test_a_dead_worker_fails_only_the_file_that_killed_it(files):
         assert isinstance(decoded[1], InputError) and "killer.jpg" in str(decoded[1])
         assert "worker died" in str(decoded[1])
         assert [im.source for im in (decoded[0], decoded[2])] == [str(good[0]), str(good[1])]
-        again = loader.load(good)  # a fresh pool takes over
+        again = loader.load(good)  # a fresh loader takes over
     assert [im.source for im in again] == [str(p) for p in good]
+
+
+def test_a_worker_dying_while_the_model_works_fails_only_its_file(files):
+    """The death is noticed by the loader, not raised into whatever the caller is doing."""
+    good, _, _ = files
+    with ImageLoader(workers=1) as loader:
+        stream = loader.prefetch([[good[0]], [_DiesWhenRead(), good[1]], [good[2]]])
+        first = next(stream)
+        started = time.monotonic()
+        while time.monotonic() - started < 3:  # the caller encodes while the worker dies
+            sum(range(1000))
+        second, third = list(stream)
+    assert first[0].source == str(good[0]) and third[0].source == str(good[2])
+    assert isinstance(second[0], InputError) and "worker died" in str(second[0]) and "dies.jpg" in str(second[0])
+    assert second[1].source == str(good[1])
 
 
 def test_abandoned_prefetch_leaves_no_shared_memory(files):
@@ -88,29 +124,25 @@ def test_abandoned_prefetch_leaves_no_shared_memory(files):
     with ImageLoader(workers=2) as loader:
         stream = loader.prefetch([good, good, good], ahead=2)
         next(stream)  # then the run stops: two batches were decoded ahead and never asked for
+        stream.close()
     if before is not None:
         assert set(os.listdir("/dev/shm")) <= before
 
 
 def test_short_shared_memory_falls_back_to_the_pipe(files, monkeypatch):
-    from comclip import loading
+    import torch
 
     good, broken, _ = files
 
-    def no_space(*args, **kwargs):
-        raise OSError(28, "No space left on device")
+    def no_space(self):
+        raise RuntimeError("unable to write to file </torch_1>: No space left on device (28)")
 
-    monkeypatch.setattr(loading.shared_memory, "SharedMemory", no_space)
-    name, entries = loading._decode_all([good[0], broken], None)
-    assert name is None
-    received = loading._receive((name, entries))
-    assert received[0].source == str(good[0]) and isinstance(received[1], InputError)
-    monkeypatch.undo()
-    if hasattr(os, "posix_fallocate"):  # a block created but not backed by memory is given back
-        before = set(os.listdir("/dev/shm"))
-        monkeypatch.setattr(loading.os, "posix_fallocate", no_space)
-        assert loading._decode_all([good[0]], None)[0] is None
-        assert set(os.listdir("/dev/shm")) <= before
+    monkeypatch.setattr(torch.Tensor, "share_memory_", no_space)
+    item = packed(good[0])
+    assert isinstance(item.pixels, np.ndarray)  # sent through the pipe, not shared memory
+    image = received(item)
+    assert image.source == str(good[0]) and np.array_equal(np.asarray(image.image), np.asarray(load_image(good[0]).image))
+    assert isinstance(received(packed(broken)), InputError)
 
 
 def test_negative_worker_count_is_refused():

@@ -1,36 +1,44 @@
-"""Decoding image files in worker processes, ahead of the model that needs them.
+"""Decoding image files ahead of the model, through ``torch.utils.data.DataLoader``.
 
 An evaluation alternates two kinds of work: decoding the next examples' files (JPEG
 decoding, EXIF rotation, colour conversion, resizing) and encoding the current ones. With
-``workers > 0`` an :class:`ImageLoader` decodes in that many separate processes while the
-calling process encodes, as a ``torch.utils.data.DataLoader`` with ``num_workers`` does.
+``workers > 0`` an :class:`ImageLoader` hands the files to a ``DataLoader`` with that many
+worker processes (started with ``spawn``), one batch of examples ahead of the model; the
+pixels come back as tensors in shared memory, as PyTorch moves them, pinned for the GPU with
+``pin_memory``.
 
 A file that cannot be decoded comes back as the :class:`~comclip.errors.InputError` that
 :func:`~comclip.images.load_image` would have raised, in its place in the batch, so each
 failure stays attached to its example. A worker that dies (a decoder crash on a hostile
-file, the out-of-memory killer) fails only the file that killed it: the images its pool
-held are decoded again, each in a process of its own, and a new pool takes over.
-Images given as PIL objects (generated data) are not sent to a worker at all.
+file, the out-of-memory killer) fails only the file that killed it: the batch it was on is
+decoded again one file at a time, each in a loader of its own, and a fresh loader takes over
+the batches after it. Images given as PIL objects (generated data) are never sent to a worker.
 """
 
 from __future__ import annotations
 
-import multiprocessing
-import os
-from collections import deque
-from concurrent.futures import Future, ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
-from multiprocessing import shared_memory
-from typing import Iterable, Iterator, Sequence
+import queue
+import threading
+from typing import Iterable, Iterator, NamedTuple, Sequence
 
 import numpy as np
+import torch
 from PIL import Image
+from torch.utils.data import DataLoader, Dataset
 
 from .errors import ComclipError, InputError
 from .images import DEFAULT_MAX_SIDE, ImageInput, LoadedImage, load_image
 
+class _Pixels(NamedTuple):
+    """A decoded image as it crosses from a worker: uint8 ``[H, W, 3]`` pixels and their origin.
+    ``pixels`` is a tensor in shared memory, or a NumPy array sent through the pipe."""
 
-def _decode(source: ImageInput, max_side: int | None) -> LoadedImage | InputError:
+    pixels: "torch.Tensor | np.ndarray"
+    source: str
+    original_size: tuple[int, int]
+
+
+def decode(source: ImageInput, max_side: int | None = DEFAULT_MAX_SIDE) -> LoadedImage | InputError:
     """The decoded image, or the error saying why it could not be decoded (returned, so one
     bad file never cancels the rest of a batch)."""
     try:
@@ -39,169 +47,164 @@ def _decode(source: ImageInput, max_side: int | None) -> LoadedImage | InputErro
         return InputError(str(exc))
 
 
-def _decode_all(sources: list[ImageInput], max_side: int | None) -> tuple[str | None, list]:
-    """Decode a slice in a worker. The pixels go back through one shared-memory block, not
-    the result pipe: pickling photos through a pipe costs about as much as decoding them."""
-    decoded = [_decode(source, max_side) for source in sources]
-    arrays = [np.asarray(item.image) for item in decoded if isinstance(item, LoadedImage)]
-    block = _shared_block(sum(a.nbytes for a in arrays)) if arrays else None
-    if block is None:
-        return None, decoded  # through the pipe after all
-    entries, offset = [], 0
-    for item in decoded:
-        if isinstance(item, LoadedImage):
-            pixels = np.asarray(item.image)
-            np.ndarray(pixels.shape, np.uint8, block.buf, offset)[...] = pixels
-            entries.append((offset, pixels.shape, item.source, item.original_size))
-            offset += pixels.nbytes
-        else:
-            entries.append(item)
-    block.close()  # the receiving process unlinks it
-    return block.name, entries
+class _Files(Dataset):
+    """Image sources by index, decoded in a worker into tensors (or their errors)."""
+
+    def __init__(self, sources: Sequence[ImageInput], max_side: int | None):
+        self.sources, self.max_side = list(sources), max_side
+
+    def __len__(self) -> int:
+        return len(self.sources)
+
+    def __getitem__(self, n: int) -> _Pixels | InputError:
+        return packed(self.sources[n], self.max_side)
 
 
-def _shared_block(size: int) -> shared_memory.SharedMemory | None:
-    """A shared-memory block of ``size`` bytes with its pages reserved, or None where shared
-    memory is short (Docker gives /dev/shm 64 MB by default): writing to a block that tmpfs
-    cannot back kills the process with SIGBUS, so the space is claimed before any write."""
+def packed(source: ImageInput, max_side: int | None = DEFAULT_MAX_SIDE) -> _Pixels | InputError:
+    """What a worker sends back for one source: its pixels moved into shared memory (torch
+    reserves the pages first), or, where shared memory is short (Docker gives /dev/shm 64 MB
+    by default), kept in the message itself, through the pipe; or the decoding error."""
+    item = decode(source, max_side)
+    if isinstance(item, InputError):
+        return item
+    pixels = torch.from_numpy(np.array(item.image))
     try:
-        block = shared_memory.SharedMemory(create=True, size=size)
-    except OSError:
-        return None
-    try:
-        if hasattr(os, "posix_fallocate"):
-            os.posix_fallocate(block._fd, 0, size)
-    except OSError:
-        block.close()
-        block.unlink()
-        return None
-    return block
+        pixels.share_memory_()
+    except RuntimeError:
+        return _Pixels(pixels.numpy(), item.source, item.original_size)
+    return _Pixels(pixels, item.source, item.original_size)
 
 
-def _receive(result: tuple[str | None, list]) -> list[LoadedImage | InputError]:
-    name, entries = result
-    if name is None:
-        return entries
-    block = shared_memory.SharedMemory(name=name)
-    try:
-        # fromarray copies RGB pixels into Pillow's own storage, so nothing points into the block
-        return [entry if isinstance(entry, InputError) else
-                LoadedImage(Image.fromarray(np.ndarray(entry[1], np.uint8, block.buf, entry[0])), entry[2], entry[3])
-                for entry in entries]
-    finally:
-        block.close()
-        block.unlink()
+def _as_list(items: list) -> list:
+    return items
+
+
+def received(item: _Pixels | InputError) -> LoadedImage | InputError:
+    """The image a worker sent (see :func:`packed`), in this process."""
+    if isinstance(item, InputError):
+        return item
+    pixels = item.pixels.numpy() if isinstance(item.pixels, torch.Tensor) else item.pixels
+    # fromarray copies the pixels into Pillow's own storage: the shared block can then go
+    return LoadedImage(Image.fromarray(pixels), item.source, tuple(item.original_size))
 
 
 class ImageLoader:
     """Decodes images in ``workers`` processes (0: in the calling process, when asked).
 
-    Use as a context manager so the worker processes end with it. :meth:`load` decodes one
-    list; :meth:`prefetch` walks a sequence of lists, decoding the next ``ahead`` lists while
-    the caller works on the current one. Results keep the order of their sources.
+    :meth:`load` decodes one list; :meth:`prefetch` walks a sequence of lists, decoding the
+    next ``ahead`` lists while the caller works on the current one. Results keep the order
+    of their sources. Use as a context manager, as before: the workers of a prefetch end
+    with it, or when it is exhausted or dropped.
     """
 
-    def __init__(self, workers: int = 0, max_side: int | None = DEFAULT_MAX_SIDE):
+    def __init__(self, workers: int = 0, max_side: int | None = DEFAULT_MAX_SIDE, pin_memory: bool = False):
         if int(workers) < 0:
             raise InputError(f"the number of decoding workers must be 0 or more, got {workers}")
-        self.workers = int(workers)
-        self.max_side = max_side
-        self._pool: ProcessPoolExecutor | None = None
-        self._outstanding: set[Future] = set()
+        self.workers, self.max_side, self.pin_memory = int(workers), max_side, pin_memory
 
     def __enter__(self) -> "ImageLoader":
         return self
 
     def __exit__(self, *exc) -> None:
-        self.close()
-
-    def close(self) -> None:
-        """End the workers; results decoded ahead but never asked for (a run stopped by an
-        error or Ctrl-C) have their shared-memory blocks freed."""
-        for future in self._outstanding:
-            if not future.cancel():
-                try:
-                    _receive(future.result())
-                except Exception:  # a broken pool: nothing was left in shared memory
-                    pass
-        self._outstanding.clear()
-        if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
-            self._pool = None
+        pass
 
     def load(self, sources: Sequence[ImageInput]) -> list[LoadedImage | InputError]:
         """Every source decoded, or the error that names it and what is wrong."""
-        return self._collect(sources, self._submit(sources))
+        return next(self.prefetch([sources]))
 
     def prefetch(self, batches: Iterable[Sequence[ImageInput]], ahead: int = 1) -> Iterator[list[LoadedImage | InputError]]:
-        """Decoded batches in order; up to ``ahead`` further batches are decoding meanwhile."""
-        pending: deque = deque()
-        for sources in batches:
-            pending.append((sources, self._submit(sources)))
-            if len(pending) > ahead:
-                yield self._collect(*pending.popleft())
-        while pending:
-            yield self._collect(*pending.popleft())
+        """Decoded batches in order; up to ``ahead`` further batches decode meanwhile."""
+        batches = [list(b) for b in batches]
+        files = [[s for s in b if not isinstance(s, Image.Image)] for b in batches]
+        if self.workers == 0 or not any(files):
+            for batch in batches:
+                yield [decode(s, self.max_side) for s in batch]
+            return
+        for batch, decoded in zip(batches, _in_thread(self._decode_files(files, ahead))):
+            from_files = iter(decoded)
+            yield [decode(s, self.max_side) if isinstance(s, Image.Image) else next(from_files) for s in batch]
 
     # --- internals -------------------------------------------------------------------------
-    def _submit(self, sources: Sequence[ImageInput]) -> list[tuple[list[int], Future | None]]:
-        """The files split into one slice per worker, each slice one task (few round trips to
-        the workers, whose results reach this process only between its own Python steps);
-        in-memory images and ``workers=0`` make a slice that the caller decodes itself."""
-        if self.workers == 0:
-            return [(list(range(len(sources))), None)] if sources else []
-        files = [n for n, source in enumerate(sources) if not isinstance(source, Image.Image)]
-        local = [n for n, source in enumerate(sources) if isinstance(source, Image.Image)]
-        tasks: list[tuple[list[int], Future | None]] = [(local, None)] if local else []
-        if not files:
-            return tasks
-        size = -(-len(files) // self.workers)
-        for start in range(0, len(files), size):
-            part = files[start : start + size]
+    def _decode_files(self, batches: list[list], ahead: int) -> Iterator[list]:
+        """The file batches decoded by worker processes; where a worker dies, the batch it was
+        on is decoded one file at a time and a fresh loader takes the rest."""
+        done = 0
+        while done < len(batches):
             try:
-                future = self._executor().submit(_decode_all, [sources[n] for n in part], self.max_side)
-            except BrokenProcessPool:  # a worker died since the last batch: start over
-                self._discard_pool()
-                future = self._executor().submit(_decode_all, [sources[n] for n in part], self.max_side)
-            self._outstanding.add(future)
-            tasks.append((part, future))
-        return tasks
+                for decoded in self._stream(batches[done:], ahead):
+                    done += 1
+                    yield decoded
+            except RuntimeError as exc:
+                if "DataLoader worker" not in str(exc):
+                    raise
+                yield [self._decode_alone(source) for source in batches[done]]
+                done += 1
 
-    def _collect(self, sources: Sequence[ImageInput], tasks) -> list[LoadedImage | InputError]:
-        results: list = [None] * len(sources)
-        for part, future in tasks:
-            if future is None:
-                decoded = [_decode(sources[n], self.max_side) for n in part]
-            else:
-                self._outstanding.discard(future)
-                try:
-                    decoded = _receive(future.result())
-                except BrokenProcessPool:
-                    self._discard_pool()  # the next submission starts a fresh pool
-                    decoded = [self._decode_alone(sources[n]) for n in part]
-            for n, item in zip(part, decoded):
-                results[n] = item
-        return results
+    def _stream(self, batches: list[list], ahead: int) -> Iterator[list]:
+        spans, start = [], 0
+        for batch in batches:
+            spans.append(list(range(start, start + len(batch))))
+            start += len(batch)
+        loader = DataLoader(_Files([s for b in batches for s in b], self.max_side), batch_sampler=spans,
+                            num_workers=self.workers, collate_fn=_as_list, pin_memory=self.pin_memory,
+                            prefetch_factor=max(1, ahead), multiprocessing_context="spawn")
+        for decoded in loader:
+            yield [received(item) for item in decoded]
 
     def _decode_alone(self, source: ImageInput) -> LoadedImage | InputError:
-        """Retry one image whose pool broke, in a process of its own: a dead worker takes every
-        task in its pool down with it, but only the file that killed it fails again."""
-        solo = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+        """One image in a worker of its own: only the file that kills a worker fails again."""
         try:
-            return solo.submit(_decode, source, self.max_side).result()
-        except BrokenProcessPool:
+            return next(self._stream([[source]], ahead=1))[0]
+        except RuntimeError as exc:
+            if "DataLoader worker" not in str(exc):
+                raise
             return InputError(f"the decoding worker died while reading {source} "
                               "(a decoder crash or the memory limit); the image was not scored")
+
+
+_END = object()
+
+
+def _in_thread(items: Iterator) -> Iterator:
+    """``items`` produced by a thread of their own, one ahead of the caller.
+
+    The DataLoader is iterated off the main thread on purpose: from the main thread, PyTorch
+    installs a SIGCHLD handler that raises a worker's death wherever the main thread happens
+    to be (in the middle of encoding), where nothing can recover. Off it, the death surfaces
+    in the loader's own status check, inside :meth:`ImageLoader._decode_files`.
+    """
+    handoff: queue.Queue = queue.Queue(maxsize=1)
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for item in items:
+                while not stop.is_set():
+                    try:
+                        handoff.put(item, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    break
+        except BaseException as exc:  # handed to the caller, raised there
+            handoff.put(exc)
         finally:
-            solo.shutdown(wait=True)
+            items.close()  # ends the loader's workers
+            handoff.put(_END)
 
-    def _discard_pool(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
-            self._pool = None
-
-    def _executor(self) -> ProcessPoolExecutor:
-        if self._pool is None:
-            # spawn, not fork: the calling process holds a model and OpenMP threads.
-            self._pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"))
-        return self._pool
+    thread = threading.Thread(target=produce, name="comclip-image-loader", daemon=True)
+    thread.start()
+    try:
+        while (item := handoff.get()) is not _END:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        while thread.is_alive():
+            try:
+                handoff.get(timeout=0.1)
+            except queue.Empty:
+                pass
+        thread.join()

@@ -111,7 +111,8 @@ def evaluate(dataset, backbone: Backbone, methods: Methods, out_dir, *, resume: 
     else:
         pipelines = build_pipelines(backbone, methods, dataset)
         scorers = {name: clip_scorer(backbone) if p is None else comclip_scorer(p) for name, p in pipelines.items()}
-        results = runner.run(dataset, scorers, out, resume=resume, limit=limit, workers=workers, progress=progress)
+        results = runner.run(dataset, scorers, out, resume=resume, limit=limit, workers=workers, progress=progress,
+                             pin_memory=backbone.device.type == "cuda")
     extra = {"backbone": backbone.describe(), **(extra or {})}
     if has_boxes(dataset) and "grounding" not in extra:
         extra["grounding"] = grounding_report(_report_grounders(pipelines, dataset, backbone), dataset,

@@ -13,18 +13,20 @@ the reason and leaves the gallery; the report counts them.
 
 from __future__ import annotations
 
+import sys
 from functools import lru_cache
 from typing import Sequence
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from ..errors import ComclipError
 from ..images import LoadedImage, load_image
 from ..loading import ImageLoader
 from ..text import validate_captions
 from .datasets.retrieval import RetrievalDataset
-from .runner import Progress, ResultLog, traced_batch
+from .runner import ResultLog, quiet, traced_batch
 
 KS = (1, 5, 10)
 T2I, I2T = "retrieval_t2i", "retrieval_i2t"
@@ -122,7 +124,7 @@ def run_retrieval(dataset: RetrievalDataset, backbone, out_dir, *, reranker=None
                     results.add({**_query_record(query_id, method), "status": "failed", "error": error})
             queries = [("t2i", col) for col in range(len(caption_ids))] + [("i2t", row) for row in range(len(image_ids))]
             todo = [(d, q) for d, q in queries if not results.has(method, _query_id(d, q, image_ids, caption_ids))]
-            with Progress(method, len(todo), progress) as bar:
+            with tqdm(total=len(todo), desc=method, unit="query", disable=quiet(progress), file=sys.stderr) as bar:
                 for start in range(0, len(todo), chunk):
                     part = todo[start : start + chunk]
                     for (direction, q), outcome in zip(part, context.rank(method, part)):
@@ -131,7 +133,7 @@ def run_retrieval(dataset: RetrievalDataset, backbone, out_dir, *, reranker=None
                             results.add({**record, "status": "failed", "error": str(outcome)})
                         else:
                             results.add({**record, "status": "ok", **outcome, "correct": _hits(outcome["rank"], direction)})
-                        bar.step()
+                        bar.update()
         return dict(results.done)
 
 

@@ -12,12 +12,12 @@ import json
 import logging
 import platform
 import sys
-import time
 from importlib import metadata
 from pathlib import Path
 from typing import Callable, Iterator
 
 import numpy as np
+from tqdm import tqdm
 
 from ..errors import ComclipError, InputError
 from ..boxes import Box
@@ -97,32 +97,50 @@ def run(
     progress: bool | None = None,
     chunk: int = 32,
     workers: int = 0,
+    pin_memory: bool = False,
 ) -> dict[tuple[str, str], dict]:
     """Score every example with every scorer, appending to ``per_example.jsonl``.
 
-    Examples are scored ``chunk`` at a time (see :func:`score_examples`); with ``workers``
-    > 0, the next chunk's image files are decoded in that many worker processes meanwhile.
+    Examples are decoded and scored ``chunk`` at a time, each chunk by every scorer in turn
+    (see :func:`score_chunks`); with ``workers`` > 0, the next chunk's image files are decoded
+    in that many worker processes meanwhile. ``progress``: a bar on a terminal by default.
     """
     examples = dataset.examples[:limit] if limit else dataset.examples
-    with ResultLog(out_dir, resume) as results, ImageLoader(workers) as loader:
-        for method, scorer in scorers.items():
-            todo = [ex for ex in examples if not results.has(method, ex.id)]
-            with Progress(method, len(todo), progress) as bar:
-                for record in score_examples(method, scorer, todo, chunk=chunk, loader=loader):
+    with ResultLog(out_dir, resume) as results:
+        todo = {method: {ex.id for ex in examples if not results.has(method, ex.id)} for method in scorers}
+        pending = [ex for ex in examples if any(ex.id in ids for ids in todo.values())]
+        loader = ImageLoader(workers, pin_memory=pin_memory)
+        with tqdm(total=len(pending), desc="scoring", unit="ex", disable=quiet(progress), file=sys.stderr) as bar:
+            for records in score_chunks(scorers, pending, chunk=chunk, loader=loader, todo=todo):
+                for record in records:
                     results.add(record)
-                    bar.step()
+                bar.update(len({r["id"] for r in records}))
         done = results.done
-    return {key: done[key] for key in done if key[1] in {ex.id for ex in examples}}
+    ids = {ex.id for ex in examples}
+    return {key: done[key] for key in done if key[1] in ids}
+
+
+def quiet(progress: bool | None) -> bool | None:
+    """tqdm's ``disable``: None (quiet where stderr is not a terminal) unless forced."""
+    return None if progress is None else not progress
 
 
 def score_examples(method: str, scorer: Scorer, examples: list[Example], *, chunk: int = 32,
                    loader: ImageLoader | None = None) -> Iterator[dict]:
-    """One record per example, in order: its score matrix, or why it failed.
+    """One record per example, in order: its score matrix, or why it failed."""
+    for records in score_chunks({method: scorer}, examples, chunk=chunk, loader=loader):
+        yield from records
 
-    Examples go to the scorer's ``batch`` method ``chunk`` at a time where it has one, so
-    encodings are batched across examples; an error in a chunk is traced back to its example
-    by scoring that chunk one example at a time. ``loader`` decodes the image files (by
-    default in this process), one chunk ahead of the scoring.
+
+def score_chunks(scorers: dict[str, Scorer], examples: list[Example], *, chunk: int = 32,
+                 loader: ImageLoader | None = None, todo: dict[str, set] | None = None) -> Iterator[list[dict]]:
+    """The records of each chunk of ``examples``, every scorer's in turn (only the example ids
+    in ``todo[method]`` where given): the score matrix, or why the example failed.
+
+    Each chunk's images are decoded once for all scorers, by ``loader`` (by default in this
+    process), one chunk ahead of the scoring. Examples go to a scorer's ``batch`` method a
+    chunk at a time where it has one, so encodings are batched across examples; an error in
+    a chunk is traced back to its example by scoring that chunk one example at a time.
     """
     chunks = [examples[start : start + chunk] for start in range(0, len(examples), chunk)]
     loader = loader or ImageLoader()
@@ -132,7 +150,11 @@ def score_examples(method: str, scorer: Scorer, examples: list[Example], *, chun
         for ex in part:
             per_example[ex.id] = images[start : start + len(ex.images)]
             start += len(ex.images)
-        yield from _score_chunk(method, scorer, part, per_example)
+        records = []
+        for method, scorer in scorers.items():
+            wanted = [ex for ex in part if todo is None or ex.id in todo[method]]
+            records += _score_chunk(method, scorer, wanted, per_example)
+        yield records
 
 
 def _score_chunk(method: str, scorer: Scorer, examples: list[Example], decoded: dict[str, list]) -> list[dict]:
@@ -194,36 +216,6 @@ class ResultLog:
         self._handle.write(json.dumps(record) + "\n")
         self._handle.flush()
         self.done[(record["method"], record["id"])] = record
-
-
-class Progress:
-    """A progress bar with examples per second on a terminal; plain log lines otherwise."""
-
-    WIDTH = 30
-
-    def __init__(self, label: str, total: int, show_bar: bool | None = None, every: int | None = None):
-        self.label, self.total = label, total
-        self.every = every or max(50, total // 10)
-        self.show_bar = sys.stderr.isatty() if show_bar is None else show_bar
-        self.n = 0
-        self.started = time.perf_counter()
-
-    def __enter__(self) -> "Progress":
-        return self
-
-    def step(self, count: int = 1) -> None:
-        self.n += count
-        rate = self.n / max(time.perf_counter() - self.started, 1e-9)
-        if self.show_bar:
-            filled = int(self.WIDTH * self.n / max(self.total, 1))
-            bar = "#" * filled + "." * (self.WIDTH - filled)
-            print(f"\r{self.label} [{bar}] {self.n}/{self.total} {rate:.1f} ex/s", end="", file=sys.stderr, flush=True)
-        elif self.n % self.every == 0 or self.n == self.total:
-            log.info("%s: %d/%d examples (%.1f ex/s)", self.label, self.n, self.total, rate)
-
-    def __exit__(self, *exc) -> None:
-        if self.show_bar and self.n:
-            print(file=sys.stderr)
 
 
 def load_example_images(example: Example, decoded: list | None = None) -> list[LoadedImage]:
