@@ -26,9 +26,10 @@ def main() -> int:
     args = parser.parse_args()
 
     from comclip.backbones import create_backbone
+    from comclip.config import PipelineConfig
     from comclip.eval.datasets import load_dataset
+    from comclip.eval.grounding_accuracy import grounding_report, oracle_grounder
     from comclip.grounding import create_grounder
-    from comclip.sandbox.evaluate import OracleGrounder, grounding_report
 
     backbone = create_backbone(args.model, batch_size=256)
     dataset = load_dataset("sandbox", seed=args.seed, n=args.n)
@@ -40,13 +41,14 @@ def main() -> int:
     for proposals, region in CHOICES:
         if region == "patches" and not backbone.supports_patches:
             continue
-        grounder = create_grounder("clip", backbone, proposals=proposals, region=region)
+        config = PipelineConfig.layered(backbone.defaults, proposals=proposals, region=region)  # the model's prompt
+        grounder = create_grounder("clip", backbone, **config.grounder_options())
         start = time.perf_counter()
         result = grounding_report({"g": grounder}, dataset, seed=args.seed)["g"]
         ms = 1000 * (time.perf_counter() - start) / images
         rows[f"{proposals}/{region}"] = {**result, "ms_per_image": round(ms, 2)}
         print(f"| {proposals} | {region} | {result['value']:.1f} | [{result['ci95'][0]:.1f}, {result['ci95'][1]:.1f}] | {ms:.1f} |")
-    oracle = grounding_report({"oracle": OracleGrounder([s for ex in dataset.examples for s in ex.scenes])}, dataset)["oracle"]
+    oracle = grounding_report({"oracle": oracle_grounder(dataset)}, dataset)["oracle"]
     print(f"| oracle | - | {oracle['value']:.1f} | | |")
     print(json.dumps({"seed": args.seed, "model": backbone.name, "choices": rows}))
     return 0
