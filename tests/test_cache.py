@@ -4,6 +4,8 @@ encoded twice, damaged or foreign files rebuilt with a warning, concurrent write
 from __future__ import annotations
 
 import multiprocessing
+import hashlib
+from pathlib import Path
 import sqlite3
 
 import numpy as np
@@ -13,6 +15,7 @@ from PIL import Image
 
 from comclip.backbones import create_backbone
 from comclip.cache import CacheWarning, MemoryCache, SQLiteCache
+from comclip.errors import InputError
 from comclip.pipeline import ComCLIP
 
 from .conftest import load_json_lines  # noqa: F401  (shared helpers live there)
@@ -86,31 +89,112 @@ def test_keys_change_with_the_weights(tmp_path):
     assert create_backbone(str(tmp_path / "m")).fingerprint != fingerprint
 
 
-def test_garbage_file_is_rebuilt_with_a_warning(tmp_path):
+def _digest(path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def test_garbage_file_is_an_error_and_left_as_it_is(tmp_path):
     path = tmp_path / "cache.sqlite"
     path.write_bytes(b"this is not a database" * 100)
-    with pytest.warns(CacheWarning, match="unusable"):
-        cache = SQLiteCache(path)
-    cache.put_many([("k", np.ones(3, np.float32))])
-    assert cache.get_many(["k"])["k"].tolist() == [1, 1, 1]
-    assert list(tmp_path.glob("cache.sqlite.broken-*"))
+    before = _digest(path)
+    with pytest.raises(InputError, match="not an SQLite database.*left as it is"):
+        SQLiteCache(path)
+    assert _digest(path) == before and sorted(p.name for p in tmp_path.iterdir()) == ["cache.sqlite"]
 
 
-def test_foreign_database_and_bad_rows(tmp_path):
+@pytest.mark.parametrize("schema", [
+    ["CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT)", "INSERT INTO meta VALUES ('format', 'someone-else')"],
+    ["CREATE TABLE photos (id INTEGER, path TEXT)", "INSERT INTO photos VALUES (1, 'a.jpg')"],
+    ["CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT)", "CREATE TABLE embeddings (key TEXT)", "CREATE TABLE notes (t TEXT)"],
+])
+def test_another_programs_database_is_an_error_and_left_byte_identical(tmp_path, schema):
     path = tmp_path / "other.sqlite"
     db = sqlite3.connect(path)
-    db.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT)")
-    db.execute("INSERT INTO meta VALUES ('format', 'someone-else')")
+    for statement in schema:
+        db.execute(statement)
     db.commit()
     db.close()
-    with pytest.warns(CacheWarning, match="not a comclip embedding cache"):
-        cache = SQLiteCache(path)
+    before = _digest(path)
+    with pytest.raises(InputError, match=f"{path}.*not a comclip embedding cache"):
+        SQLiteCache(path)
+    assert _digest(path) == before and sorted(p.name for p in tmp_path.iterdir()) == ["other.sqlite"]
+
+
+def test_a_folder_given_as_the_cache_holds_embeddings_sqlite(tmp_path):
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("keep me")
+    cache = SQLiteCache(folder)
+    cache.put_many([("k", np.ones(2, np.float32))])
+    assert cache.path == folder / "embeddings.sqlite" and folder.is_dir()
+    assert (folder / "notes.txt").read_text() == "keep me" and not list(tmp_path.glob("mine.broken-*"))
+
+
+def test_damaged_rows_are_dropped_and_recomputed(tmp_path):
+    cache = SQLiteCache(tmp_path / "c.sqlite")
     cache.put_many([("good", np.arange(4, dtype=np.float32))])
     cache._db.execute("INSERT INTO embeddings VALUES ('bad', 4, ?)", (b"\x00" * 7,))
     found = cache.get_many(["good", "bad", "missing"])
     assert set(found) == {"good"}  # a damaged row is never returned...
     assert cache.get_many(["bad"]) == {}  # ...and is deleted, so it will be recomputed
     assert cache._db.execute("SELECT COUNT(*) FROM embeddings WHERE key='bad'").fetchone()[0] == 0
+
+
+def test_a_damaged_comclip_cache_is_moved_aside_saying_where(tmp_path):
+    path = tmp_path / "c.sqlite"
+    cache = SQLiteCache(path)
+    cache.put_many([(f"k{i}", np.ones(64, np.float32)) for i in range(200)])
+    cache._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    cache.close()
+    data = bytearray(path.read_bytes())
+    data[4096 : 3 * 4096] = b"\xff" * (2 * 4096)  # scribble over the second and third pages
+    path.write_bytes(bytes(data))
+    with pytest.warns(CacheWarning, match="moved it to .*c.sqlite.broken-"):
+        fresh = SQLiteCache(path)
+    assert fresh.get_many(["k1"]) == {} and list(tmp_path.glob("c.sqlite.broken-*"))
+
+
+def test_a_read_only_cache_is_read_and_never_written(tmp_path):
+    path = tmp_path / "c.sqlite"
+    cache = SQLiteCache(path)
+    cache.put_many([("k", np.ones(3, np.float32))])
+    cache._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    cache.close()
+    path.chmod(0o444)
+    before = _digest(path)
+    try:
+        with pytest.warns(CacheWarning, match="read-only"):
+            ro = SQLiteCache(path)
+        assert ro.get_many(["k"])["k"].tolist() == [1, 1, 1]
+        ro.put_many([("new", np.ones(3, np.float32))])
+        assert ro.get_many(["new"]) == {}
+        ro.close()
+        assert _digest(path) == before
+    finally:
+        path.chmod(0o644)
+
+
+def test_a_busy_cache_is_waited_for_then_not_used_never_moved(tmp_path):
+    path = tmp_path / "c.sqlite"
+    SQLiteCache(path).close()
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")  # another process holds the write lock
+    try:
+        with pytest.warns(CacheWarning, match="not used for the rest of this run.*locked") as caught:
+            cache = SQLiteCache(path, timeout=0.2)
+            cache.put_many([("k", np.ones(3, np.float32))])
+            cache.put_many([("k2", np.ones(3, np.float32))])  # one warning only: the cache is off now
+        assert len([w for w in caught if w.category is CacheWarning]) == 1
+        assert cache.get_many(["k"]) == {} and cache.disabled
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert path.exists() and not list(tmp_path.glob("*.broken-*"))
+
+
+def test_an_impossible_cache_place_is_an_error(tmp_path):
+    with pytest.raises(InputError, match="cannot create the embedding cache"):
+        SQLiteCache("/proc/nope/c.sqlite")
 
 
 def _writer(path: str, worker: int) -> None:

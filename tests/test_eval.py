@@ -70,6 +70,7 @@ def test_killed_run_resumes_to_the_same_report(cli, tiny_model_dir, jsonl_data, 
     lines = (full / "per_example.jsonl").read_text().splitlines()
     # As if killed after three examples, in the middle of writing the fourth line.
     (partial / "per_example.jsonl").write_text("\n".join(lines[:3]) + "\n" + lines[3][:25])
+    (partial / "run.json").write_text((full / "run.json").read_text())  # written when the run started
     code, _, err = cli("eval", "jsonl", "--data", jsonl_data, "--model", tiny_model_dir, "--out", partial)
     assert code == 2 and "--resume" in err  # never overwrites silently
     assert cli("eval", "jsonl", "--data", jsonl_data, "--model", tiny_model_dir, "--out", partial, "--resume")[0] == 0

@@ -136,6 +136,7 @@ def test_retrieval_cli_resumes_to_the_same_report(cli, tiny_model_dir, gallery, 
     assert len(lines) == 2 * 15
     partial.mkdir()
     (partial / "per_example.jsonl").write_text("\n".join(lines[:20]) + "\n" + lines[20][:10])
+    (partial / "run.json").write_text((full / "run.json").read_text())  # written when the run started
     assert cli(*args, "--out", partial, "--resume")[0] == 0
     a, b = (json.loads((d / "report.json").read_text()) for d in (full, partial))
     assert a["runs"] == b["runs"]

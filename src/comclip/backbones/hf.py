@@ -61,6 +61,7 @@ class HFBackbone(Backbone):
         self.image_processor = self.processor.image_processor
         self._model_type = getattr(self.model.config, "model_type", "")
         self.defaults = _comclip_defaults(source)
+        _check_tokenizer(self.tokenizer, self.name, source)
 
     @property
     def fingerprint(self) -> str:
@@ -162,6 +163,15 @@ def _comclip_defaults(source: str) -> dict:
     return read_json_object(path, "model defaults file", "pipeline stage -> options")
 
 
+def _check_tokenizer(tokenizer, name: str, source: str) -> None:
+    """A model folder without (or with broken) tokenizer files can load a tokenizer that
+    gives every caption the same ids, and so the same score: refuse it."""
+    first, second = (tokenizer(text)["input_ids"] for text in ("a red circle on grass", "two dogs under a blue table"))
+    if first == second:
+        raise ModelNotFoundError(f"the tokenizer of model {name!r} ({source}) gives the same tokens to different captions: "
+                                 "its vocabulary files (vocab.json, merges.txt or tokenizer.json) are missing or broken")
+
+
 def _load(source: str, name: str):
     """Load model and processor, turning the hub's errors into ones that say what to do."""
     from transformers import AutoModel, AutoProcessor
@@ -171,10 +181,12 @@ def _load(source: str, name: str):
         with quiet_transformers():
             model = AutoModel.from_pretrained(source)
             processor = AutoProcessor.from_pretrained(source)
-    except (OSError, ValueError) as exc:
+    except Exception as exc:  # a local folder's files are the user's: any failure to read them is theirs
+        if not is_local and not isinstance(exc, (OSError, ValueError)):
+            raise
         if is_local:
             raise ModelNotFoundError(
-                f"cannot load model {name!r} from local directory {source}: {exc}. A local model "
+                f"cannot load model {name!r} from local directory {source}: {type(exc).__name__}: {str(exc)[:300]}. A local model "
                 "directory must hold config.json, the weights (model.safetensors) and the "
                 "tokenizer/processor files written by save_pretrained()."
             ) from None

@@ -18,6 +18,17 @@ from ..errors import ComclipError, InputError
 from . import ablate, cache, demo, eval, explain, models, parse, report, sandbox, score
 
 PROG = "comclip"
+
+
+class UsageError(InputError):
+    """A command line argparse refuses; raised instead of argparse printing its usage and exiting."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a bad command line is one line naming the option and the problem."""
+
+    def error(self, message):
+        raise UsageError(f"{self.prog}: error: {message} (see {self.prog} --help)")
 #: In the order ``comclip --help`` lists them.
 COMMANDS = (models, score, parse, explain, cache, report, eval, ablate, sandbox, demo)
 
@@ -25,7 +36,7 @@ COMMANDS = (models, score, parse, explain, cache, report, eval, ablate, sandbox,
 def build_parser() -> argparse.ArgumentParser:
     from .. import __version__
 
-    parser = argparse.ArgumentParser(prog=PROG, description="Training-free compositional image-text matching (ComCLIP).")
+    parser = _Parser(prog=PROG, description="Training-free compositional image-text matching (ComCLIP).")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
@@ -41,7 +52,11 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``comclip`` console script."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except UsageError as exc:
+        print(exc, file=sys.stderr)
+        return 2
     previous = warnings.showwarning
     warnings.showwarning = _show_warning
     try:
@@ -54,5 +69,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except BrokenPipeError:  # e.g. `comclip score ... | head`
         return 0
+    except KeyboardInterrupt:
+        hint = getattr(args, "interrupted_hint", None)
+        print(f"{PROG}: interrupted" + (f"; {hint}" if hint else ""), file=sys.stderr)
+        return 130
     finally:
         warnings.showwarning = previous

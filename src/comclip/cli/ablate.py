@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from ..errors import InputError
-from .options import add_cache_options, add_model_options, create_model
+from .options import add_cache_options, add_model_options, count, create_model
 
 
 def _splits(args: argparse.Namespace):
@@ -53,7 +53,7 @@ def register(sub) -> None:
     p.add_argument("--test-data", default=None, help="test split file (datasets read from files)")
     p.add_argument("--image-dir", default=None)
     p.add_argument("--task", default=None, help="sandbox tasks (comma-separated; default all)")
-    p.add_argument("--n", type=int, default=100, help="sandbox: pairs per task (default: 100)")
+    p.add_argument("--n", type=count(1), default=100, help="sandbox: pairs per task (default: 100)")
     p.add_argument("--dev-seed", type=int, default=100, help="sandbox seed the choice is made on (default: 100)")
     p.add_argument("--test-seed", type=int, default=200, help="sandbox seed the result is reported on (default: 200)")
     p.add_argument("--grid", default="full", choices=["full", "small"], help="configurations to try (default: full)")

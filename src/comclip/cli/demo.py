@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .options import print_json
+from .options import count, print_json
 
 
 def run(args: argparse.Namespace) -> int:
@@ -31,7 +31,7 @@ def register(sub) -> None:
                    help=f"backbones, comma-separated (default: {models}, both shipped with comclip)")
     p.add_argument("--device", default=None)
     p.add_argument("--seed", type=int, default=1, help="seed of the pairs and the bootstrap (default: 1)")
-    p.add_argument("--n", type=int, default=50, help="pairs per task (default: 50)")
+    p.add_argument("--n", type=count(1), default=50, help="pairs per task (default: 50)")
     p.add_argument("--out", default="demo", help="output folder (default: ./demo)")
     p.add_argument("--json", action="store_true", help="print report.json instead of the table")
     p.set_defaults(func=run)

@@ -7,25 +7,29 @@ import logging
 import sys
 from pathlib import Path
 
-from .options import (DEFAULT_WORKERS, add_cache_options, add_model_options, add_pipeline_options, create_model,
+from .options import (DEFAULT_WORKERS, add_cache_options, add_model_options, add_pipeline_options, count, create_model,
                       parse_methods, pipeline_config)
 
 
 def run(args: argparse.Namespace) -> int:
     from ..eval.evaluate import default_out_dir, evaluate, open_dataset
+    from ..eval.runner import RunFinished, make_folder
 
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     methods = parse_methods(args.method)
     dataset = open_dataset(args.dataset, args.data, args.image_dir, split=args.split, task=args.task, seed=args.seed, n=args.n)
-    out = Path(args.out) if args.out else default_out_dir(dataset, args.model)
-    if args.resume and (out / "report.json").exists() and not args.force:
-        print(f"{out / 'report.json'} exists: run already finished (use --force to rebuild the report)", file=sys.stderr)
-        return 0
+    out = make_folder(Path(args.out) if args.out else default_out_dir(dataset, args.model))
+    pipeline_config(args)  # every option checked before the model loads
     backbone = create_model(args)
     config = pipeline_config(args, backbone)
-    report = evaluate(dataset, backbone, {m: None if m == "clip" else config for m in methods}, out, resume=args.resume,
-                      limit=args.limit, workers=args.workers, rerank_top=args.rerank_top, seed=args.seed,
-                      n_bootstrap=args.bootstrap)
+    args.interrupted_hint = f"what was scored is kept in {out}: run the same command with --resume to continue"
+    try:
+        report = evaluate(dataset, backbone, {m: None if m == "clip" else config for m in methods}, out,
+                          resume=args.resume, force=args.force, limit=args.limit, workers=args.workers,
+                          rerank_top=args.rerank_top, seed=args.bootstrap_seed, n_bootstrap=args.bootstrap)
+    except RunFinished as done:
+        print(done, file=sys.stderr)
+        return 0
     print((out / "report.md").read_text(encoding="utf-8"))
     for method in report["runs"]:
         print(f"{method['method']}: {method['n_scored']} scored, {method['n_failed']} failed", file=sys.stderr)
@@ -42,20 +46,23 @@ def register(sub) -> None:
     p.add_argument("--data", default=None, help="the dataset file (JSON, CSV, JSONL) or folder")
     p.add_argument("--image-dir", default=None, help="folder of the dataset's images, where the format needs one")
     p.add_argument("--split", default=None, help="split to take from a file holding several (Karpathy: default test)")
-    p.add_argument("--rerank-top", type=int, default=10,
+    p.add_argument("--rerank-top", type=count(1), default=10,
                    help="retrieval: ComCLIP re-scores CLIP's top K candidates of each query (default: 10)")
     add_model_options(p)
     add_cache_options(p)
     add_pipeline_options(p)
     p.add_argument("--method", default="clip,comclip", help="clip, comclip or clip,comclip (default: both)")
-    p.add_argument("--limit", type=int, default=None, help="only the first N examples")
-    p.add_argument("--workers", type=int, default=DEFAULT_WORKERS,
+    p.add_argument("--limit", type=count(1), default=None, help="only the first N examples")
+    p.add_argument("--workers", type=count(0), default=DEFAULT_WORKERS,
                    help=f"processes decoding image files ahead of the model; 0 decodes in the main process (default: {DEFAULT_WORKERS})")
     p.add_argument("--out", default=None, help=f"output folder (default: {OUT_TEMPLATE})")
     p.add_argument("--resume", action="store_true", help="continue a killed run; skip a finished one")
     p.add_argument("--force", action="store_true", help="with --resume, rebuild the report of a finished run")
     p.add_argument("--task", default=None, help="sandbox: binding, object-swap, order-swap, substitution (comma-separated; default all)")
-    p.add_argument("--n", type=int, default=100, help="sandbox: items per task (default: 100)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap and of generated data (default: 0)")
-    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples (default: 1000)")
+    p.add_argument("--n", type=count(1), default=100, help="sandbox: items per task (default: 100)")
+    p.add_argument("--seed", type=int, default=0, help="seed of generated data (default: 0)")
+    p.add_argument("--bootstrap-seed", type=int, default=0, help="seed of the bootstrap resampling (default: 0)")
+    p.add_argument("--bootstrap", type=count(0), default=1000,
+                   help="bootstrap resamples for the intervals of non-binary metrics and of the paired differences; "
+                        "0: no bootstrap intervals (default: 1000)")
     p.set_defaults(func=run)

@@ -6,23 +6,27 @@ import argparse
 import sys
 
 from ..errors import InputError
-from .options import add_model_options, add_pipeline_options, create_model, pipeline_config, print_json
+from .options import add_model_options, add_pipeline_options, create_model, output_file, pipeline_config, print_json
 
 
 def run(args: argparse.Namespace) -> int:
     from ..images import load_image
     from ..pipeline import ComCLIP
+    from ..text import validate_captions
 
     if not args.out and not args.json:
         raise InputError("explain needs --out FIG.png, --json, or both")
+    out = output_file(args.out) if args.out else None  # every input checked before the model loads
+    (text,) = validate_captions([args.text])
     image = load_image(args.image)
+    pipeline_config(args)
     backbone = create_model(args)
     model = ComCLIP(backbone, pipeline_config(args, backbone))
-    result = model.explain(image, args.text)
-    if args.out:
+    result = model.explain(image, text)
+    if out is not None:
         from ..explain import draw_explanation
 
-        print(f"wrote {draw_explanation(result, image.image, args.out)}", file=sys.stderr)
+        print(f"wrote {draw_explanation(result, image.image, out)}", file=sys.stderr)
     if args.json:
         print_json({"model": backbone.name, "config": model.describe(), **result.to_dict()})
     else:

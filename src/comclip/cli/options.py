@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
+from pathlib import Path
 
 from ..errors import InputError
 
@@ -26,6 +28,47 @@ PIPELINE_FIELDS = {
 }
 
 
+def count(minimum: int):
+    """An argparse type: an integer of at least ``minimum``."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
+        return value
+
+    return parse
+
+
+def finite(text: str) -> float:
+    """An argparse type: a finite number (no nan or inf)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
+    return value
+
+
+def output_file(path) -> Path:
+    """A file the command will write: not a folder, in a folder that exists or can be made and
+    that this process may write; checked before any work is done."""
+    path = Path(path)
+    if path.is_dir():
+        raise InputError(f"{path} is a folder; give the file to write")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"cannot create the folder of {path}: {exc.strerror or exc}") from None
+    if not os.access(path.parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise InputError(f"cannot write {path}: permission denied")
+    return path
+
+
 def print_json(obj) -> None:
     json.dump(obj, sys.stdout, ensure_ascii=False)
     sys.stdout.write("\n")
@@ -37,7 +80,7 @@ def add_model_options(parser: argparse.ArgumentParser, default_model: str | None
     model = default_model or DEFAULT_MODEL
     parser.add_argument("--model", "-m", default=model,
                         help=f"registered name, hf-hub:ORG/NAME, open_clip:ARCH/PRETRAINED or a local model directory (default: {model})")
-    parser.add_argument("--batch-size", type=int, default=32, help="images or texts encoded per forward pass (default: 32)")
+    parser.add_argument("--batch-size", type=count(1), default=32, help="images or texts encoded per forward pass (default: 32)")
     parser.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda:0 (default: cuda when available, else cpu)")
     parser.add_argument("--precision", default="fp32",
                         help="fp32, or amp_bf16 / amp_fp16 (CUDA) to encode under autocast, faster where the "
@@ -45,14 +88,17 @@ def add_model_options(parser: argparse.ArgumentParser, default_model: str | None
 
 
 def create_model(args: argparse.Namespace):
-    """The backbone the model options name, with the persistent cache where the command has one."""
+    """The backbone the model options name, with the persistent cache where the command has one
+    (opened first: a bad cache path is found before the model loads)."""
     from ..backbones import create_backbone
 
-    backbone = create_backbone(args.model, device=args.device, batch_size=args.batch_size, precision=args.precision)
+    cache = None
     if hasattr(args, "no_cache") and not args.no_cache:
         from ..cache import SQLiteCache, default_cache_path
 
-        backbone.cache = SQLiteCache(args.cache or default_cache_path())
+        cache = SQLiteCache(args.cache or default_cache_path())
+    backbone = create_backbone(args.model, device=args.device, batch_size=args.batch_size, precision=args.precision)
+    backbone.cache = cache
     return backbone
 
 
@@ -85,16 +131,16 @@ def add_pipeline_options(parser: argparse.ArgumentParser) -> None:
     add("--grounder", choices=list(GROUNDERS), help=f"entity grounder (default: {d.grounder})")
     add("--weighting", choices=list(WEIGHTINGS),
         help=f"sub-image weights: sum (the authors' code, s_i / sum s_j) or softmax (the paper) (default: {d.weighting})")
-    add("--temperature", type=float, help="softmax temperature on cosines (default: 1 / the model's logit scale)")
+    add("--temperature", type=finite, help="softmax temperature on cosines (default: 1 / the model's logit scale)")
     add("--fill", choices=list(FILLS), help=f"what replaces pixels outside an entity's box (default: {d.fill}, as in the paper)")
     add("--regions", help="for --grounder regions: a JSON file or a folder of <image stem>.json")
     add("--score", choices=list(SCORE_MODES), help=f"score mode: comclip (the paper), evidence (+ lambda * mean entity "
         f"cosine), evidence-min (+ lambda * weakest entity cosine) (default: {d.score_mode})")
-    add("--evidence-weight", type=float, help=f"lambda of the evidence modes (default: {d.evidence_weight:g})")
+    add("--evidence-weight", type=finite, help=f"lambda of the evidence modes (default: {d.evidence_weight:g})")
     add("--evidence-relations", action="store_true", help="evidence modes also pool the relations' cosines")
     add("--ground-by", choices=list(GROUND_BY),
         help=f"ground each entity by its head noun (as the paper) or its whole phrase (default: {d.ground_by})")
-    add("--union-margin", type=float,
+    add("--union-margin", type=finite,
         help="ground an entity to the union of all boxes scoring within this margin of the top (default: top box only)")
     add("--proposals", choices=list(PROPOSALS), help=f"clip grounder's candidate regions (default: the model's, else {d.proposals})")
     add("--region", choices=list(REGION_MODES), help="clip grounder scores candidates from patch tokens, crops or masks "
@@ -106,8 +152,11 @@ def pipeline_options(args: argparse.Namespace) -> dict:
     return {field: getattr(args, dest) for dest, field in PIPELINE_FIELDS.items() if hasattr(args, dest)}
 
 
-def pipeline_config(args: argparse.Namespace, backbone):
-    """The options given over the model's defaults over the library's."""
+def pipeline_config(args: argparse.Namespace, backbone=None):
+    """The options given over the model's defaults over the library's; without a backbone, the
+    options alone over the library's (to check them before a model loads)."""
     from ..config import PipelineConfig
 
+    if backbone is None:
+        return PipelineConfig.layered({}, **pipeline_options(args), precision=args.precision)
     return PipelineConfig.layered(backbone.defaults, **pipeline_options(args), precision=backbone.precision)

@@ -31,6 +31,8 @@ def run(args: argparse.Namespace) -> int:
     image_paths, texts = _split_inputs(args)
     texts = validate_captions(texts)
     images = [load_image(p) for p in image_paths]  # fail fast on a bad file, before loading a model
+    if "comclip" in methods:
+        pipeline_config(args)  # bad options are found before the model loads too
     backbone = create_model(args)
     clip = backbone.encode_images([im.image for im in images]) @ backbone.encode_texts(texts).T
     details = None

@@ -95,46 +95,51 @@ def method_configs(backbone: Backbone, pipelines: Mapping[str, ComCLIP | None]) 
     return {name: {"model": backbone.name} if p is None else p.describe() for name, p in pipelines.items()}
 
 
-def evaluate(dataset, backbone: Backbone, methods: Methods, out_dir, *, resume: bool = False, limit: int | None = None,
-             workers: int = 0, rerank_top: int = 10, seed: int = 0, n_bootstrap: int = 1000,
+def evaluate(dataset, backbone: Backbone, methods: Methods, out_dir, *, resume: bool = False, force: bool = False,
+             limit: int | None = None, workers: int = 0, rerank_top: int = 10, seed: int = 0, n_bootstrap: int = 1000,
              progress: bool | None = None, extra: dict | None = None, notes: Mapping[str, dict] | None = None) -> dict:
     """Score ``dataset`` with every method into ``out_dir`` and write the report; returns it.
 
-    Data with true boxes also gets the grounding accuracy of each method's grounder and of
-    the oracle, unless ``extra`` already gives a ``grounding`` section. ``extra`` adds
-    top-level report sections, ``notes`` fields to a method's recorded config.
+    The folder's ``run.json`` records what makes the run (see
+    :func:`~comclip.eval.runner.run_manifest`): ``resume`` continues only that same run, and
+    raises :class:`~comclip.eval.runner.RunFinished` where it is complete (unless ``force``,
+    which rebuilds the report). Data with true boxes also gets the grounding accuracy of each
+    method's grounder and of the oracle, unless ``extra`` already gives a ``grounding``
+    section. ``extra`` adds top-level report sections, ``notes`` fields to a method's config.
     """
     out = Path(out_dir)
-    if isinstance(dataset, RetrievalDataset):
-        pipelines, results = _retrieval(dataset, backbone, methods, out, resume=resume, limit=limit, workers=workers,
-                                        rerank_top=rerank_top)
+    retrieval = isinstance(dataset, RetrievalDataset)
+    if retrieval:
+        _check_retrieval_methods(methods, rerank_top)
+    pipelines = build_pipelines(backbone, methods, dataset)
+    notes = dict(notes or {})
+    if retrieval and pipelines.get("comclip") is not None:
+        notes["comclip"] = {**notes.get("comclip", {}), "rerank_top": rerank_top}
+    configs = {name: {**c, **notes.get(name, {})} for name, c in method_configs(backbone, pipelines).items()}
+    manifest = runner.run_manifest(dataset, backbone, configs, limit)
+    if resume and not force and runner.finished(out, manifest):
+        raise runner.RunFinished(f"{out / 'report.json'} exists: run already finished (use --force to rebuild the report)")
+    options = dict(resume=resume, limit=limit, workers=workers, progress=progress, manifest=manifest)
+    if retrieval:
+        results = run_retrieval(dataset, backbone, out, reranker=pipelines.get("comclip"), rerank_top=rerank_top, **options)
+        results = {key: value for key, value in results.items() if key[0] in methods}
     else:
-        pipelines = build_pipelines(backbone, methods, dataset)
         scorers = {name: clip_scorer(backbone) if p is None else comclip_scorer(p) for name, p in pipelines.items()}
-        results = runner.run(dataset, scorers, out, resume=resume, limit=limit, workers=workers, progress=progress,
-                             pin_memory=backbone.device.type == "cuda")
+        results = runner.run(dataset, scorers, out, pin_memory=backbone.device.type == "cuda", **options)
     extra = {"backbone": backbone.describe(), **(extra or {})}
     if has_boxes(dataset) and "grounding" not in extra:
         extra["grounding"] = grounding_report(_report_grounders(pipelines, dataset, backbone), dataset,
                                               seed=seed, n_bootstrap=n_bootstrap)
-    notes = dict(notes or {})
-    if isinstance(dataset, RetrievalDataset) and pipelines.get("comclip") is not None:
-        notes["comclip"] = {**notes.get("comclip", {}), "rerank_top": rerank_top}
-    configs = {name: {**c, **notes.get(name, {})} for name, c in method_configs(backbone, pipelines).items()}
     return runner.write_report(dataset, backbone.name, configs, results, out, seed=seed, n_bootstrap=n_bootstrap, extra=extra)
 
 
-def _retrieval(dataset: RetrievalDataset, backbone: Backbone, methods: Methods, out: Path, *, rerank_top: int,
-               **options) -> tuple[dict, dict]:
+def _check_retrieval_methods(methods: Methods, rerank_top: int) -> None:
     """Retrieval ranks with CLIP and re-ranks CLIP's top ``rerank_top`` with the ComCLIP method."""
     unknown = [name for name in methods if name not in ("clip", "comclip")]
     if unknown or ("clip" in methods and methods["clip"] is not None) or ("comclip" in methods and methods["comclip"] is None):
         raise InputError("retrieval evaluates the methods clip (CLIP ranking) and comclip (re-ranking), nothing else")
     if rerank_top < 1:
         raise InputError(f"--rerank-top must be at least 1, got {rerank_top}")
-    pipelines = build_pipelines(backbone, methods, dataset)
-    results = run_retrieval(dataset, backbone, out, reranker=pipelines.get("comclip"), rerank_top=rerank_top, **options)
-    return pipelines, {key: value for key, value in results.items() if key[0] in methods}
 
 
 def _report_grounders(pipelines: Mapping[str, ComCLIP | None], dataset, backbone: Backbone) -> dict[str, Grounder]:

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from ..errors import ComclipError
+from ..errors import ComclipError, InputError
 from ..images import LoadedImage, load_image
 from ..loading import ImageLoader
 from ..text import validate_captions
@@ -92,49 +92,57 @@ def _valid_captions(dataset: RetrievalDataset, image_errors: dict[int, str]) -> 
 
 def run_retrieval(dataset: RetrievalDataset, backbone, out_dir, *, reranker=None, rerank_top: int = 10,
                   resume: bool = False, limit: int | None = None, progress: bool | None = None, workers: int = 0,
-                  chunk: int = 32) -> dict:
+                  chunk: int = 32, manifest: dict | None = None) -> dict:
     """Score all queries with ``clip`` (and ``comclip`` re-ranking when ``reranker`` is given).
 
     ``workers`` processes decode the gallery's files. Re-ranking scores ``chunk`` queries at a
     time through the reranker's ``score_groups`` where it has one, so their encodings share
     batches; a failure in a chunk is traced to its query by scoring that chunk one by one.
+    The results folder is checked (``manifest``, see :class:`~comclip.eval.runner.ResultLog`)
+    before any image is encoded.
     """
+    if limit is not None and limit < 1:
+        raise InputError(f"--limit must be at least 1, got {limit}")
     if limit:
         dataset = RetrievalDataset(dataset.name, dataset.split, dataset.images[:limit],
                                    [c for c, i in zip(dataset.captions, dataset.caption_image) if i < limit],
                                    [i for i in dataset.caption_image if i < limit], dataset.source, dataset.licence)
-    gallery = Gallery(dataset.images, workers)
-    image_ids, image_emb = gallery.encode(backbone)
-    captions, caption_errors = _valid_captions(dataset, gallery.errors)
-    caption_ids = sorted(captions)
-    row_of = {n: row for row, n in enumerate(image_ids)}
-    owner = np.array([row_of[dataset.caption_image[t]] for t in caption_ids], dtype=int)
-    similarity = np.zeros((len(image_ids), len(caption_ids)))
-    if image_ids and caption_ids:
-        text_emb = backbone.encode_texts([captions[t] for t in caption_ids])
-        similarity = (image_emb @ text_emb.T).double().numpy()
-    context = _Context(similarity, owner, reranker, rerank_top, _Indexed(gallery, image_ids), [captions[t] for t in caption_ids])
-
-    methods = ["clip"] + (["comclip"] if reranker is not None else [])
-    with ResultLog(out_dir, resume) as results:
-        for method in methods:
-            for query_id, error in [*((f"i2t/{n}", e) for n, e in gallery.errors.items()),
-                                    *((f"t2i/{t}", e) for t, e in caption_errors.items())]:
+    with ResultLog(out_dir, resume, manifest) as results:
+        gallery = Gallery(dataset.images, workers)
+        image_ids, image_emb = gallery.encode(backbone)
+        captions, caption_errors = _valid_captions(dataset, gallery.errors)
+        caption_ids = sorted(captions)
+        row_of = {n: row for row, n in enumerate(image_ids)}
+        owner = np.array([row_of[dataset.caption_image[t]] for t in caption_ids], dtype=int)
+        similarity = np.zeros((len(image_ids), len(caption_ids)))
+        if image_ids and caption_ids:
+            text_emb = backbone.encode_texts([captions[t] for t in caption_ids])
+            similarity = (image_emb @ text_emb.T).double().numpy()
+        context = _Context(similarity, owner, reranker, rerank_top, _Indexed(gallery, image_ids),
+                           [captions[t] for t in caption_ids])
+        failures = [*((f"i2t/{n}", e) for n, e in gallery.errors.items()), *((f"t2i/{t}", e) for t, e in caption_errors.items())]
+        for method in ["clip"] + (["comclip"] if reranker is not None else []):
+            for query_id, error in failures:
                 if not results.has(method, query_id):
                     results.add({**_query_record(query_id, method), "status": "failed", "error": error})
-            queries = [("t2i", col) for col in range(len(caption_ids))] + [("i2t", row) for row in range(len(image_ids))]
-            todo = [(d, q) for d, q in queries if not results.has(method, _query_id(d, q, image_ids, caption_ids))]
-            with tqdm(total=len(todo), desc=method, unit="query", disable=quiet(progress), file=sys.stderr) as bar:
-                for start in range(0, len(todo), chunk):
-                    part = todo[start : start + chunk]
-                    for (direction, q), outcome in zip(part, context.rank(method, part)):
-                        record = _query_record(_query_id(direction, q, image_ids, caption_ids), method)
-                        if isinstance(outcome, ComclipError):
-                            results.add({**record, "status": "failed", "error": str(outcome)})
-                        else:
-                            results.add({**record, "status": "ok", **outcome, "correct": _hits(outcome["rank"], direction)})
-                        bar.update()
+            _rank_queries(method, context, results, image_ids, caption_ids, chunk, progress)
         return dict(results.done)
+
+
+def _rank_queries(method: str, context: "_Context", results: ResultLog, image_ids, caption_ids, chunk: int, progress) -> None:
+    """Every query not yet in ``results``, ranked ``chunk`` at a time, each written as it is."""
+    queries = [("t2i", col) for col in range(len(caption_ids))] + [("i2t", row) for row in range(len(image_ids))]
+    todo = [(d, q) for d, q in queries if not results.has(method, _query_id(d, q, image_ids, caption_ids))]
+    with tqdm(total=len(todo), desc=method, unit="query", disable=quiet(progress), file=sys.stderr) as bar:
+        for start in range(0, len(todo), chunk):
+            part = todo[start : start + chunk]
+            for (direction, q), outcome in zip(part, context.rank(method, part)):
+                record = _query_record(_query_id(direction, q, image_ids, caption_ids), method)
+                if isinstance(outcome, ComclipError):
+                    results.add({**record, "status": "failed", "error": str(outcome)})
+                else:
+                    results.add({**record, "status": "ok", **outcome, "correct": _hits(outcome["rank"], direction)})
+                bar.update()
 
 
 class _Indexed:

@@ -8,6 +8,7 @@ texts) or the reason it failed. A run killed half way resumes from that file wit
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import platform
@@ -19,8 +20,11 @@ from typing import Callable, Iterator
 import numpy as np
 from tqdm import tqdm
 
-from ..errors import ComclipError, InputError
+from PIL import Image
+
 from ..boxes import Box
+from ..cache import image_digest
+from ..errors import ComclipError, InputError
 from ..images import LoadedImage
 from ..loading import ImageLoader
 from . import metrics
@@ -28,6 +32,8 @@ from .datasets import CAPTION_CHOICE, IMAGE_CHOICE, WINOGROUND, Dataset, Example
 
 log = logging.getLogger("comclip.eval")
 PER_EXAMPLE = "per_example.jsonl"
+#: What made the run (see :func:`run_manifest`), written when it starts.
+RUN_FILE = "run.json"
 
 Scorer = Callable[[list, list[str]], "np.ndarray"]
 
@@ -56,6 +62,18 @@ def correct(kind: str, scores: np.ndarray) -> dict[str, float]:
         out["pairwise"] = (float(scores[0, 0] > scores[0, 1]) + float(scores[1, 1] > scores[1, 0])) / 2
         return out
     raise ValueError(f"unknown example kind {kind!r}")
+
+
+def _check_same_run(out: Path, manifest: dict) -> None:
+    try:
+        stored = json.loads((out / RUN_FILE).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        raise InputError(f"cannot resume {out}: it has no readable {RUN_FILE}, so nothing proves its results come from "
+                         "the same run; choose another --out") from None
+    differences = _differences({**stored, "limit": None}, {**manifest, "limit": None})
+    if differences:
+        raise InputError(f"cannot resume {out}: it holds another run ({'; '.join(differences[:6])}"
+                         f"{'; ...' if len(differences) > 6 else ''}); choose another --out")
 
 
 def _read_done(path: Path) -> dict[tuple[str, str], dict]:
@@ -98,6 +116,7 @@ def run(
     chunk: int = 32,
     workers: int = 0,
     pin_memory: bool = False,
+    manifest: dict | None = None,
 ) -> dict[tuple[str, str], dict]:
     """Score every example with every scorer, appending to ``per_example.jsonl``.
 
@@ -105,8 +124,10 @@ def run(
     (see :func:`score_chunks`); with ``workers`` > 0, the next chunk's image files are decoded
     in that many worker processes meanwhile. ``progress``: a bar on a terminal by default.
     """
+    if limit is not None and limit < 1:
+        raise InputError(f"--limit must be at least 1, got {limit}")
     examples = dataset.examples[:limit] if limit else dataset.examples
-    with ResultLog(out_dir, resume) as results:
+    with ResultLog(out_dir, resume, manifest) as results:
         todo = {method: {ex.id for ex in examples if not results.has(method, ex.id)} for method in scorers}
         pending = [ex for ex in examples if any(ex.id in ids for ids in todo.values())]
         loader = ImageLoader(workers, pin_memory=pin_memory)
@@ -186,19 +207,84 @@ def traced_batch(batch: Callable[[list], list], items: list) -> list:
         return results
 
 
+class RunFinished(ComclipError):
+    """``--resume`` on a run that is complete with the same configuration: nothing to do."""
+
+
+def make_folder(out: Path) -> Path:
+    """``out`` as a folder that exists, or the error saying why it cannot be one."""
+    if out.exists() and not out.is_dir():
+        raise InputError(f"output folder {out} is a file; choose another --out")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"cannot create the output folder {out}: {exc.strerror or exc}") from None
+    return out
+
+
+def dataset_digest(dataset) -> str:
+    """A hash of what a dataset holds (ids, images, captions, subsets, tags, crops, given
+    graphs; generated images by their pixels), whatever file format it came from."""
+    digest = hashlib.sha256()
+    if hasattr(dataset, "captions"):  # retrieval
+        digest.update(json.dumps([list(map(str, dataset.images)), dataset.captions, dataset.caption_image]).encode())
+    for ex in dataset.examples:
+        images = [image_digest(im) if isinstance(im, Image.Image) else str(im) for im in ex.images]
+        row = [ex.id, ex.kind, images, ex.texts, ex.subset, ex.tags, ex.crop, ex.given]
+        digest.update(json.dumps(row, default=str, sort_keys=True).encode())
+    return digest.hexdigest()
+
+
+def run_manifest(dataset, backbone, configs: dict, limit: int | None) -> dict:
+    """What makes a run what it is; ``--resume`` continues only a run whose manifest matches
+    (``limit`` may grow or shrink: the scores of an example do not depend on it)."""
+    return {
+        "dataset": {"name": dataset.name, "split": dataset.split, "origin": getattr(dataset, "origin", ""),
+                    "content_sha256": dataset_digest(dataset)},
+        "model": {"name": backbone.name, "fingerprint": backbone.fingerprint, "precision": backbone.precision},
+        "methods": configs,
+        "limit": limit,
+    }
+
+
+def _differences(old, new, prefix: str = "") -> list[str]:
+    if isinstance(old, dict) and isinstance(new, dict):
+        return [d for key in sorted(set(old) | set(new), key=str)
+                for d in _differences(old.get(key), new.get(key), f"{prefix}{key}.")]
+    if old == new:
+        return []
+    return [f"{prefix.rstrip('.')}: {json.dumps(old)[:80]} -> {json.dumps(new)[:80]}"]
+
+
+def finished(out_dir, manifest: dict) -> bool:
+    """Whether ``out_dir`` holds the report of a complete run with exactly this manifest."""
+    out = Path(out_dir)
+    try:
+        stored = json.loads((out / RUN_FILE).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return False
+    return (out / "report.json").exists() and stored == manifest
+
+
 class ResultLog:
     """``per_example.jsonl``: records appended and flushed one by one, read back on resume.
 
     An existing non-empty log is never appended to without ``resume`` (so two runs are never
-    mixed by accident); a line cut short by a kill is ignored and its example scored again.
+    mixed by accident), nor with ``resume`` unless the folder's ``run.json`` shows the same
+    run (dataset content, model weights, every method's configuration); a line cut short by
+    a kill is ignored and its example scored again.
     """
 
-    def __init__(self, out_dir: str | Path, resume: bool):
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
+    def __init__(self, out_dir: str | Path, resume: bool, manifest: dict | None = None):
+        out = make_folder(Path(out_dir))
         self.path = out / PER_EXAMPLE
-        if self.path.exists() and self.path.stat().st_size and not resume:
+        has_results = self.path.exists() and self.path.stat().st_size > 0
+        if has_results and not resume:
             raise InputError(f"{self.path} already holds results: pass --resume to continue that run, or choose another --out")
+        if manifest is not None:
+            if has_results:
+                _check_same_run(out, manifest)
+            (out / RUN_FILE).write_text(json.dumps(manifest, indent=2), encoding="utf-8")
         self.done = _read_done(self.path) if resume else {}
         self._handle = None
 

@@ -35,11 +35,13 @@ def load_dataset(name: str, path=None, image_dir=None, **options) -> Dataset:
     load = DATASETS[name]
     options = {k: v for k, v in options.items() if v is not None}
     try:
-        return load(path, image_dir, **options)
+        dataset = load(path, image_dir, **options)
     except TypeError as exc:
         if options and "unexpected keyword" in str(exc):
             raise InputError(f"dataset {name!r} takes no option {', '.join(options)}") from None
         raise
+    dataset.origin = str(path) if path is not None else ", ".join(f"{k}={v}" for k, v in sorted(options.items()))
+    return dataset
 
 
 __all__ = ["CAPTION_CHOICE", "DATASETS", "GENERATED", "Dataset", "Example", "IMAGE_CHOICE", "WINOGROUND",

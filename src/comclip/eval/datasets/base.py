@@ -38,13 +38,43 @@ class Example:
 
 @dataclass
 class Dataset:
-    """A loaded benchmark split."""
+    """A loaded benchmark split.
+
+    Example ids are unique: a loader that meets an id again keeps every example and names the
+    repeats ``ID#2``, ``ID#3``, ... in file order (stable across runs), counted in
+    ``renamed_ids``; no example is ever merged away.
+    """
 
     name: str
     split: str
     examples: list[Example]
     source: str = ""
     licence: str = ""
+    #: Where it was read from (a file or folder), or what generated it.
+    origin: str = ""
+    renamed_ids: int = 0
+
+    def __post_init__(self) -> None:
+        self.renamed_ids = unique_ids(self.examples)
+
+
+def unique_ids(examples: list[Example]) -> int:
+    """Rename repeated ids in place (``ID#2``, ``ID#3``, ... in order); the number renamed."""
+    seen: dict[str, int] = {}
+    taken = {ex.id for ex in examples}
+    renamed = 0
+    for ex in examples:
+        if ex.id not in seen:
+            seen[ex.id] = 2  # the suffix the next repeat gets
+            continue
+        n = seen[ex.id]
+        while f"{ex.id}#{n}" in taken:
+            n += 1
+        seen[ex.id] = n + 1
+        ex.id = f"{ex.id}#{n}"
+        taken.add(ex.id)
+        renamed += 1
+    return renamed
 
 
 def read_csv_rows(path, what: str, columns) -> list[tuple[int, dict]]:

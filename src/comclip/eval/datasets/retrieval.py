@@ -38,6 +38,7 @@ class RetrievalDataset:
     source: str = SOURCE
     licence: str = LICENCE
     examples: list = field(default_factory=list)  # no per-example units; see eval.retrieval
+    origin: str = ""
 
 
 def load(path: str | Path, image_dir: str | Path | None = None, split: str | None = None) -> RetrievalDataset:
