@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from comclip.composition import comclip_score, compose_embedding, make_subimage, region_mask, subimage_weights
+from comclip.composition import comclip_score, compose_embedding, make_subimage, region_mask, subimage_weights, weigh
 from comclip.errors import InputError
 from comclip.grounding import Box
 
@@ -40,19 +40,45 @@ def test_golden_composition_matches_numpy(weighting, temperature, seed):
     phrases = subs + 0.3 * _unit(rng, k, d)
     phrases /= np.linalg.norm(phrases, axis=1, keepdims=True)
     expected, s_ref, w_ref = _reference(v_global, caption, subs, phrases, weighting, temperature)
-    score, s, w = comclip_score(*(torch.tensor(a, dtype=torch.float32) for a in (v_global, caption, subs, phrases)),
-                                weighting=weighting, temperature=temperature)
+    score, s, w, flags = comclip_score(*(torch.tensor(a, dtype=torch.float32) for a in (v_global, caption, subs, phrases)),
+                                       weighting=weighting, temperature=temperature)
+    assert flags == ()
     assert score == pytest.approx(expected, abs=1e-6)
     np.testing.assert_allclose(s.numpy(), s_ref, atol=1e-6)
     np.testing.assert_allclose(w.numpy(), w_ref, atol=1e-6)
     assert w.sum().item() == pytest.approx(1.0, abs=1e-9)
 
 
-def test_sum_weighting_is_the_authors_ratio():
+def _sum_reference(s):
+    """The documented rule in NumPy: negative cosines count as 0; no positive total: uniform."""
+    s = np.asarray(s, dtype=np.float64)
+    positive = np.maximum(s, 0.0)
+    return np.full_like(s, 1.0 / s.size) if positive.sum() <= 1e-6 else positive / positive.sum()
+
+
+def test_sum_weighting_is_the_authors_ratio_where_cosines_are_positive():
     w = subimage_weights(torch.tensor([0.2, 0.3, 0.5]), "sum")
     assert w.tolist() == pytest.approx([0.2, 0.3, 0.5])
-    # A non-positive total would give meaningless weights: uniform instead.
-    assert subimage_weights(torch.tensor([0.1, -0.3]), "sum").tolist() == pytest.approx([0.5, 0.5])
+    assert weigh(torch.tensor([0.2, 0.3, 0.5]), "sum").flags == ()
+
+
+@pytest.mark.parametrize("s, flags", [
+    ([0.30, -0.29], ("weights_clamped",)),  # the authors' formula gives w = [30, -29]
+    ([0.1, -0.3], ("weights_clamped",)),  # ...and here a negative total
+    ([-0.1, -0.2, -0.05], ("uniform_weights",)),
+    ([1e-9, -1e-9], ("uniform_weights",)),  # near zero: the ratio would be noise
+    ([0.0, 0.0], ("uniform_weights",)),
+])
+def test_sum_weighting_is_well_defined_for_negative_and_tiny_cosines(s, flags):
+    weights, taken = weigh(torch.tensor(s, dtype=torch.float64), "sum")
+    np.testing.assert_allclose(weights.numpy(), _sum_reference(s), atol=1e-12)
+    assert taken == flags and weights.sum().item() == pytest.approx(1.0) and weights.abs().max() <= 1.0
+
+
+def test_raw_sum_keeps_the_authors_formula_when_asked():
+    weights, taken = weigh(torch.tensor([0.30, -0.29], dtype=torch.float64), "sum-raw")
+    np.testing.assert_allclose(weights.numpy(), [30.0, -29.0], rtol=1e-9)
+    assert taken == ()
 
 
 def test_softmax_weighting_and_temperature():

@@ -143,7 +143,7 @@ def test_sugarcrepe_end_to_end(cli, tiny_model_dir, tmp_path):
 def test_comvg_rows_without_images_are_failed_with_reason(cli, tiny_model_dir, tmp_path):
     data = shared_data("comvg", "comvg-dev.csv")
     code, _, err = cli("eval", "comvg", "--data", data, "--model", tiny_model_dir, "--out", tmp_path / "cv", "--parser", "given")
-    assert code == 0, err
+    assert code == 1 and "scored none of its 2695 examples" in err and "image not found" in err  # report written, run failed
     report = json.loads((tmp_path / "cv" / "report.json").read_text())
     for run in report["runs"]:
         assert run["n_scored"] + run["n_failed"] == 2695
@@ -186,3 +186,10 @@ def test_batched_scoring_equals_one_at_a_time(tiny_backbone, jsonl_data, tmp_pat
                 assert np.allclose(one[key]["scores"], other[key]["scores"], atol=1e-5)
             else:
                 assert one[key]["error"] == other[key]["error"]
+
+
+@pytest.mark.parametrize("n", [1, 12, 20, 31])
+def test_every_run_in_a_chart_has_its_own_colour(n):
+    from comclip.eval.compare import run_colours
+
+    assert len(set(run_colours(n))) == n

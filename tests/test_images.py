@@ -141,3 +141,23 @@ def test_huge_image_is_scored(huge_jpeg, tiny_model_dir, cli):
     code, out, err = cli("score", "--model", tiny_model_dir, "--json", huge_jpeg, "a yellow square")
     assert code == 0, err
     assert "huge.jpg" in out
+
+
+def test_a_jpeg_past_the_decompression_bomb_limit_is_decoded_at_reduced_scale(tmp_path, monkeypatch):
+    """A 16000x12000 photo is over PIL's limit; the README promises it is decoded at reduced
+    scale. The limit is lowered here so a small file stands for a huge one."""
+    from PIL import Image as PILImage
+
+    jpeg, png = tmp_path / "big.jpg", tmp_path / "big.png"
+    picture = PILImage.new("RGB", (800, 600), (200, 30, 30))
+    picture.save(jpeg, quality=90)
+    picture.save(png)
+    monkeypatch.setattr(PILImage, "MAX_IMAGE_PIXELS", 800 * 600 // 4)  # the file is twice the bomb limit
+    loaded = load_image(jpeg, max_side=200)
+    assert loaded.original_size == (800, 600) and max(loaded.image.size) == 200
+    assert np.asarray(loaded.image)[100, 100].tolist() == pytest.approx([200, 30, 30], abs=6)
+    with pytest.raises(InputError, match="too large"):
+        load_image(png, max_side=200)  # only JPEG can be decoded at reduced scale
+    monkeypatch.setattr(PILImage, "MAX_IMAGE_PIXELS", 200)  # even 1/8 scale is over the limit
+    with pytest.raises(InputError, match="too large"):
+        load_image(jpeg, max_side=50)

@@ -82,3 +82,60 @@ def test_bootstrap_interval_fixed_seed():
     assert bootstrap_ci(np.ones(10)) == (100.0, 100.0)
     summary = summarise(correct)
     assert summary["value"] == pytest.approx(30.0) and len(summary["ci95"]) == 2
+
+
+def _wilson_reference(k: int, n: int, z: float = 1.959963984540054) -> tuple[float, float]:
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return 100 * (centre - half), 100 * (centre + half)
+
+
+@pytest.mark.parametrize("k, n", [(0, 20), (20, 20), (7, 20), (1, 3), (50, 100)])
+def test_wilson_interval_against_the_formula_and_never_a_point(k, n):
+    from comclip.eval.metrics import wilson_ci
+
+    lo, hi = wilson_ci(k, n)
+    assert (lo, hi) == pytest.approx(_wilson_reference(k, n), abs=1e-9)
+    assert lo < hi and lo <= 100 * k / n <= hi
+    summary = summarise([1.0] * k + [0.0] * (n - k))
+    assert summary["interval"] == "wilson" and summary["ci95"] == pytest.approx([lo, hi])
+
+
+def test_summarise_without_resamples_gives_no_interval_and_shares_get_the_bootstrap():
+    assert summarise([1, 0, 1], n_resamples=0)["ci95"] is None
+    shares = summarise([0.5, 1.0, 0.0, 0.5], n_resamples=500, seed=1)
+    assert shares["interval"] == "bootstrap" and shares["ci95"] == list(bootstrap_ci([0.5, 1.0, 0.0, 0.5], 500, 1))
+
+
+def test_paired_comparison_mcnemar_and_difference():
+    from scipy.stats import binomtest
+
+    from comclip.eval.metrics import paired_comparison
+
+    clip = [1, 0, 0, 1, 0, 1, 0, 0, 1, 0]
+    method = [1, 1, 1, 0, 1, 1, 1, 0, 1, 1]
+    result = paired_comparison(clip, method, n_resamples=2000, seed=0)
+    assert (result["improved"], result["worsened"], result["n"]) == (5, 1, 10)
+    assert result["difference"] == pytest.approx(40.0)
+    assert result["p_mcnemar"] == pytest.approx(binomtest(5, 6, 0.5).pvalue)
+    lo, hi = result["ci95"]
+    assert lo <= 40.0 <= hi
+    assert paired_comparison([1, 0], [1, 0])["p_mcnemar"] == 1.0  # no discordant pair
+
+
+def test_failures_count_as_wrong_and_methods_are_compared_on_shared_examples():
+    from comclip.eval.runner import compare_with, summarise_run
+
+    def record(id_, ok, value=None):
+        base = {"id": id_, "kind": "caption_choice", "subset": "", "tags": []}
+        return {**base, "status": "ok", "correct": {"accuracy": value}} if ok else {**base, "status": "failed", "error": "x"}
+
+    clip = [record("a", True, True), record("b", True, False), record("c", True, True)]
+    comclip = [record("a", True, True), record("b", True, True), record("c", False)]
+    summary = summarise_run(comclip, n_bootstrap=100)
+    assert summary["metrics"]["accuracy"]["value"] == pytest.approx(200 / 3)  # c failed: wrong, not left out
+    assert (summary["n_scored"], summary["n_failed"]) == (2, 1)
+    (comparison,) = compare_with("clip", {"clip": clip, "comclip": comclip}, n_bootstrap=100)
+    assert comparison["n"] == 2 and comparison["difference"] == pytest.approx(50.0)  # on a and b only
+    assert (comparison["improved"], comparison["worsened"]) == (1, 0)

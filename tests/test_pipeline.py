@@ -113,11 +113,36 @@ def test_each_image_is_grounded_once_for_all_captions(tiny_backbone, scenes):
     assert grounder.queries[0] == ["circle", "square"]  # distinct heads across captions
 
 
-def test_caption_without_entities_falls_back_to_clip(tiny_backbone, scenes):
+def test_caption_without_entities_is_its_own_entity_on_the_whole_image(tiny_backbone, scenes):
     result = ComCLIP(tiny_backbone).explain(scenes[0], "it is")
-    assert result.parts == []
-    assert result.score == result.clip
-    assert "plain CLIP" in result.fallback
+    assert result.parts == [] and result.flags == ("no_entities",)
+    assert result.score == result.clip  # the faithful mode: cos(normalize(2 v), c) = cos(v, c)
+    assert "its own entity" in result.fallback
+
+
+class _NowhereGrounder(Grounder):
+    name = "nowhere"
+
+    def ground(self, image, queries, source=None):
+        return [[] for _ in queries]
+
+
+@pytest.mark.parametrize("mode", ["comclip", "evidence", "evidence-min"])
+def test_a_caption_that_does_not_parse_is_scored_on_the_same_scale(tiny_backbone, scenes, mode):
+    """A parse-less caption scores exactly as a caption parsed into one entity (its own text)
+    grounded to the whole image would, so falling back can neither win nor lose a comparison
+    by changing scale (before, evidence gave it the plain CLIP cosine, parsed captions ~1 more)."""
+    from comclip.parsing.given import GivenParser
+
+    text = "it is"
+    as_entity = GivenParser({text: {"entities": [{"id": 0, "head": text, "phrase": text}], "relations": []}})
+    options = dict(score_mode=mode, evidence_weight=0.7, grounder=_NowhereGrounder())
+    unparsed = ComCLIP(tiny_backbone, **options).explain(scenes[0], text)
+    parsed = ComCLIP(tiny_backbone, parser=as_entity, **options).explain(scenes[0], text)
+    assert parsed.parts and parsed.flags[0] == NOT_GROUNDED
+    assert unparsed.score == pytest.approx(parsed.score, abs=1e-5)
+    expected = unparsed.clip * (1.7 if mode != "comclip" else 1.0)
+    assert unparsed.score == pytest.approx(expected, abs=1e-6)
 
 
 def test_regions_grounder_and_not_grounded_flag(tiny_backbone, scenes, regions_file):

@@ -92,10 +92,14 @@ def load_image(source: ImageInput, max_side: int | None = DEFAULT_MAX_SIDE) -> L
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            img = Image.open(path)
+            try:
+                img = Image.open(path)
+            except Image.DecompressionBombError:
+                img = _large_jpeg(path, max_side)  # the bomb check fires before draft can reduce it
             original_size = img.size
             if max_side is not None and img.format == "JPEG" and max(img.size) > max_side:
                 img.draft("RGB", (max_side, max_side))
+                _check_pixels(img.size, name)
             img.load()
     except UnidentifiedImageError:
         raise InputError(f"not an image file (format not recognised): {name}") from None
@@ -105,6 +109,25 @@ def load_image(source: ImageInput, max_side: int | None = DEFAULT_MAX_SIDE) -> L
         raise InputError(f"corrupt or truncated image: {name} ({exc})") from None
     img = ImageOps.exif_transpose(img) or img
     return _finish(img, name, _upright_size(img, original_size), max_side)
+
+
+def _large_jpeg(path: Path, max_side: int | None) -> Image.Image:
+    """A JPEG too large for PIL's decompression-bomb check, opened so that :meth:`draft` can
+    decode it at reduced scale (1/2 to 1/8 in the decoder itself); anything else stays refused."""
+    from PIL import JpegImagePlugin
+
+    with open(path, "rb") as handle:
+        is_jpeg = handle.read(3) == b"\xff\xd8\xff"
+    if max_side is None or not is_jpeg:
+        raise Image.DecompressionBombError(f"{path} has more pixels than PIL decodes safely")
+    return JpegImagePlugin.JpegImageFile(str(path))
+
+
+def _check_pixels(size: tuple[int, int], name: str) -> None:
+    """The decompression-bomb limit, applied to what will actually be decoded."""
+    limit = Image.MAX_IMAGE_PIXELS
+    if limit is not None and size[0] * size[1] > 2 * limit:
+        raise Image.DecompressionBombError(f"{name} is {size[0]}x{size[1]} even decoded at 1/8 scale")
 
 
 def _upright_size(img: Image.Image, original_size: tuple[int, int]) -> tuple[int, int]:

@@ -8,6 +8,7 @@ distinct sub-image is encoded once, all in batches.
 from __future__ import annotations
 
 import math
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Sequence
 
@@ -25,6 +26,9 @@ from .subimages import make_subimage
 from .text import validate_captions
 
 NOT_GROUNDED = "not_grounded"
+#: Fallbacks a result can take, counted per example in reports (with the weightings' own:
+#: ``weights_clamped``, ``uniform_weights``).
+NO_ENTITIES, SHARED_BOX = "no_entities", "shared_box"
 
 
 @dataclass
@@ -66,6 +70,8 @@ class ComCLIPResult:
     composed: float | None = None  # the faithful ComCLIP score, where a score mode adds to it
     #: The configuration that made this result (its fill draws the sub-images of a figure).
     config: PipelineConfig = field(default_factory=PipelineConfig)
+    #: The fallbacks this pair took: no_entities, not_grounded, shared_box, weights_clamped, uniform_weights.
+    flags: tuple[str, ...] = ()
 
     def to_dict(self) -> dict:
         return {
@@ -75,6 +81,7 @@ class ComCLIPResult:
             "comclip": self.score,
             "composed": self.composed,
             "fallback": self.fallback,
+            "flags": list(self.flags),
             "graph": self.graph.to_dict(),
             "parts": [p.to_dict() for p in self.parts],
         }
@@ -154,9 +161,11 @@ class ComCLIP:
         scored = self._score_pairs(loaded, texts, pairs)
         return [[scored[(i, j)] for j in range(len(texts))] for i in range(len(loaded))]
 
-    def score_groups(self, groups: Sequence[tuple[Sequence[ImageInput], Sequence[str]]]) -> list[torch.Tensor]:
+    def score_groups(self, groups: Sequence[tuple[Sequence[ImageInput], Sequence[str]]],
+                     with_flags: bool = False) -> list:
         """One ``[images, texts]`` score matrix per group (a benchmark example), with all the
-        groups' images, captions, regions, sub-images and phrases encoded in shared batches."""
+        groups' images, captions, regions, sub-images and phrases encoded in shared batches.
+        ``with_flags``: ``(matrix, {flag: pairs that took it})`` per group."""
         images, texts, pairs, spans = [], [], [], []
         for group_images, group_texts in groups:
             i0, j0 = len(images), len(texts)
@@ -165,8 +174,12 @@ class ComCLIP:
             pairs += [(i, j) for i in range(i0, len(images)) for j in range(j0, len(texts))]
             spans.append((i0, len(images), j0, len(texts)))
         scored = self._score_pairs(images, texts, pairs)
-        return [torch.tensor([[scored[(i, j)].score for j in range(j0, j1)] for i in range(i0, i1)], dtype=torch.float64)
-                for i0, i1, j0, j1 in spans]
+        out = []
+        for i0, i1, j0, j1 in spans:
+            matrix = torch.tensor([[scored[(i, j)].score for j in range(j0, j1)] for i in range(i0, i1)], dtype=torch.float64)
+            flags = Counter(f for i in range(i0, i1) for j in range(j0, j1) for f in scored[(i, j)].flags)
+            out.append((matrix, dict(sorted(flags.items()))) if with_flags else matrix)
+        return out
 
     @staticmethod
     def _load(images: Sequence[ImageInput]) -> list[LoadedImage]:
@@ -213,6 +226,8 @@ class ComCLIP:
         """Each distinct entity name of the captions paired with ``image``, grounded once."""
         names = list(dict.fromkeys(names))
         ranked = self.grounder.ground(image.image, names, source=image.source) if names else []
+        if self.grounder.original_pixels and image.scale != 1.0:  # boxes read from a file, for the full-size image
+            ranked = [[Detection(tuple(b.scaled(image.scale) for b in d.boxes), d.score, d.label) for d in ds] for ds in ranked]
         return {name: self._pick(detections) for name, detections in zip(names, ranked)}
 
     def _encode_parts(self, loaded: list[LoadedImage], owner: list[int], layouts: dict) -> dict:
@@ -227,21 +242,31 @@ class ComCLIP:
 
     def _result(self, image: LoadedImage, text: str, graph: SceneGraph, parts: list[Part], image_embedding: torch.Tensor,
                 caption_embedding: torch.Tensor, encoded: dict, index: int) -> ComCLIPResult:
-        """One pair's score from its encoded parts, by the configured weighting and score mode."""
+        """One pair's score from its encoded parts, by the configured weighting and score mode.
+
+        A caption without entities is scored as its own single entity grounded to the whole
+        image: its one part is the global image against the caption itself (s = w = the CLIP
+        cosine's part), so every score mode puts it on the same scale as a parsed caption
+        (``evidence`` adds lambda x its CLIP cosine) instead of falling back to plain CLIP."""
         clip_score = float(image_embedding @ caption_embedding)
         if not parts:
-            return ComCLIPResult(image.source, text, clip_score, clip_score, [], graph,
-                                 fallback="no entities parsed: plain CLIP score", config=self.config)
+            evidence = Evidence(clip_score, clip_score, [clip_score], [])
+            return ComCLIPResult(image.source, text, clip_score, self._mode(evidence), [], graph, composed=clip_score,
+                                 fallback="no entities parsed: the caption is its own entity on the whole image",
+                                 config=self.config, flags=(NO_ENTITIES,))
         subs = torch.stack([encoded["sub"][(index, tuple(p.boxes))] for p in parts])
         phrase_vecs = torch.stack([encoded["phrase"][p.phrase] for p in parts])
-        composed, s, w = comclip_score(image_embedding, caption_embedding, subs, phrase_vecs,
-                                       self.config.weighting, self.temperature)
+        composed, s, w, weight_flags = comclip_score(image_embedding, caption_embedding, subs, phrase_vecs,
+                                                     self.config.weighting, self.temperature)
         for part, s_i, w_i in zip(parts, s.tolist(), w.tolist()):
             part.similarity, part.weight = s_i, w_i
         evidence = Evidence(composed, clip_score, [p.similarity for p in parts if p.kind == "entity"],
                             [p.similarity for p in parts if p.kind == "relation"])
-        score = SCORE_MODES[self.config.score_mode](evidence, self.config.evidence_weight, self.config.evidence_relations)
-        return ComCLIPResult(image.source, text, clip_score, score, parts, graph, composed=composed, config=self.config)
+        return ComCLIPResult(image.source, text, clip_score, self._mode(evidence), parts, graph, composed=composed,
+                             config=self.config, flags=_part_flags(parts) + weight_flags)
+
+    def _mode(self, evidence: Evidence) -> float:
+        return SCORE_MODES[self.config.score_mode](evidence, self.config.evidence_weight, self.config.evidence_relations)
 
     # --- internals -----------------------------------------------------------------------
     def _pick(self, detections: list[Detection]) -> Detection | None:
@@ -282,3 +307,11 @@ class ComCLIP:
                                   (relation.subject, relation.object)))
         return parts
 
+
+
+def _part_flags(parts: list[Part]) -> tuple[str, ...]:
+    """not_grounded: some entity fell back to the whole image; shared_box: two entities were
+    grounded to the same region (their sub-images are one)."""
+    entities = [tuple(p.boxes) for p in parts if p.kind == "entity" and NOT_GROUNDED not in p.flags]
+    flags = (NOT_GROUNDED,) if any(NOT_GROUNDED in p.flags for p in parts) else ()
+    return flags + ((SHARED_BOX,) if len(set(entities)) < len(entities) else ())

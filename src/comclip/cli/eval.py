@@ -13,7 +13,7 @@ from .options import (DEFAULT_WORKERS, add_cache_options, add_model_options, add
 
 def run(args: argparse.Namespace) -> int:
     from ..eval.evaluate import default_out_dir, evaluate, open_dataset
-    from ..eval.runner import RunFinished, make_folder
+    from ..eval.runner import RunFinished, make_folder, unscored
 
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     methods = parse_methods(args.method)
@@ -33,7 +33,9 @@ def run(args: argparse.Namespace) -> int:
     print((out / "report.md").read_text(encoding="utf-8"))
     for method in report["runs"]:
         print(f"{method['method']}: {method['n_scored']} scored, {method['n_failed']} failed", file=sys.stderr)
-    return 0
+    for line in unscored(report):  # the report is written; the run still failed
+        print(f"comclip: error: {line}", file=sys.stderr)
+    return 1 if unscored(report) else 0
 
 
 def register(sub) -> None:

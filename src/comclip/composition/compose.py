@@ -3,49 +3,80 @@
 Given the global image embedding ``v_global``, sub-image embeddings ``v_i`` and their
 cosines ``s_i`` with their phrases:
 
-* ``sum`` weighting (the authors' code): ``w_i = s_i / sum_j s_j``;
+* ``sum`` weighting (the authors' code): ``w_i = s_i / sum_j s_j``, with negative cosines
+  counted as 0 (``sum-raw`` keeps the formula as it is);
 * ``softmax`` weighting (the paper): ``w = softmax(s / T)``, ``T`` = 1 / logit scale by default;
 * ``v = normalize(v_global + sum_i w_i v_i)`` and the score is ``cos(v, caption)``.
 """
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import torch
 
 from ..registry import Registry
 
-#: ``weighting(s, temperature) -> w``: sub-image weights from their phrase cosines ``s`` ([K], float64).
-WEIGHTINGS: Registry[Callable[[torch.Tensor, float], torch.Tensor]] = Registry("weighting")
+#: Fallback flags a weighting reports (counted per example in reports).
+WEIGHTS_CLAMPED, UNIFORM_WEIGHTS = "weights_clamped", "uniform_weights"
+#: Below this total of positive cosines, ``sum`` weights would be noise: they are uniform.
+MIN_TOTAL = 1e-6
+
+
+class Weights(NamedTuple):
+    weights: torch.Tensor
+    flags: tuple[str, ...] = ()
+
+
+#: ``weighting(s, temperature) -> Weights``: sub-image weights from their phrase cosines ``s`` ([K], float64).
+WEIGHTINGS: Registry[Callable[[torch.Tensor, float], Weights]] = Registry("weighting")
 
 
 @WEIGHTINGS.register("sum")
-def sum_weights(s: torch.Tensor, temperature: float) -> torch.Tensor:
-    """``s_i / sum_j s_j``, as the authors' code does; where the total is not positive (only
-    possible with negative cosines) the weights would be meaningless, so they are uniform."""
+def sum_weights(s: torch.Tensor, temperature: float) -> Weights:
+    """``max(s_i, 0) / sum_j max(s_j, 0)``: the authors' ``s_i / sum_j s_j`` wherever every cosine
+    is positive. A sub-image that matches its phrase worse than an orthogonal one (a negative
+    cosine) gets weight 0 rather than a negative weight that would subtract its embedding
+    (flag ``weights_clamped``); where no cosine is positive the weights are uniform (flag
+    ``uniform_weights``). So the weights lie in [0, 1] and sum to 1."""
+    positive = s.clamp(min=0.0)
+    total = positive.sum()
+    if total <= MIN_TOTAL:
+        return Weights(torch.full_like(s, 1.0 / s.numel()), (UNIFORM_WEIGHTS,))
+    return Weights(positive / total, (WEIGHTS_CLAMPED,) if bool((s < 0).any()) else ())
+
+
+@WEIGHTINGS.register("sum-raw")
+def raw_sum_weights(s: torch.Tensor, temperature: float) -> Weights:
+    """The authors' ``s_i / sum_j s_j`` as it is, whatever the signs (weights may leave [0, 1]);
+    uniform only where the total is exactly zero."""
     total = s.sum()
-    if total <= 0:
-        return torch.full_like(s, 1.0 / s.numel())
-    return s / total
+    if total == 0:
+        return Weights(torch.full_like(s, 1.0 / s.numel()), (UNIFORM_WEIGHTS,))
+    return Weights(s / total)
 
 
 @WEIGHTINGS.register("softmax")
-def softmax_weights(s: torch.Tensor, temperature: float) -> torch.Tensor:
+def softmax_weights(s: torch.Tensor, temperature: float) -> Weights:
     """``softmax(s / T)``, as the paper says."""
     if temperature <= 0:
         raise ValueError(f"softmax temperature must be positive, got {temperature}")
-    return torch.softmax(s / temperature, dim=0)
+    return Weights(torch.softmax(s / temperature, dim=0))
+
+
+def weigh(similarities: torch.Tensor, weighting: str = "sum", temperature: float = 0.01) -> Weights:
+    """Weights of the sub-images from their phrase cosines ``s`` (shape ``[K]``), by the
+    registered ``weighting``, with the fallback flags it took."""
+    weighting_function = WEIGHTINGS[weighting]
+    s = similarities.double()
+    if s.numel() == 0:
+        return Weights(s)
+    return weighting_function(s, temperature)
 
 
 def subimage_weights(similarities: torch.Tensor, weighting: str = "sum", temperature: float = 0.01) -> torch.Tensor:
-    """Weights of the sub-images from their phrase cosines ``s`` (shape ``[K]``), by the
-    registered ``weighting``."""
-    weigh = WEIGHTINGS[weighting]
-    s = similarities.double()
-    if s.numel() == 0:
-        return s
-    return weigh(s, temperature)
+    """The weights alone (see :func:`weigh`)."""
+    return weigh(similarities, weighting, temperature).weights
 
 
 def compose_embedding(global_embedding: torch.Tensor, sub_embeddings: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
@@ -56,6 +87,15 @@ def compose_embedding(global_embedding: torch.Tensor, sub_embeddings: torch.Tens
     return v / v.norm()
 
 
+class Composition(NamedTuple):
+    """A ComCLIP score with its parts."""
+
+    score: float
+    similarities: torch.Tensor
+    weights: torch.Tensor
+    flags: tuple[str, ...] = ()
+
+
 def comclip_score(
     global_embedding: torch.Tensor,
     caption_embedding: torch.Tensor,
@@ -63,10 +103,10 @@ def comclip_score(
     phrase_embeddings: torch.Tensor,
     weighting: str = "sum",
     temperature: float = 0.01,
-) -> tuple[float, torch.Tensor, torch.Tensor]:
-    """The ComCLIP score with its parts: ``(score, s, w)``."""
+) -> Composition:
+    """The ComCLIP score with its parts: ``(score, s, w, flags)``."""
     s = (sub_embeddings.double() * phrase_embeddings.double()).sum(dim=-1)
-    w = subimage_weights(s, weighting, temperature)
+    w, flags = weigh(s, weighting, temperature)
     v = compose_embedding(global_embedding, sub_embeddings, w)
     c = caption_embedding.double()
-    return float(v @ (c / c.norm())), s, w
+    return Composition(float(v @ (c / c.norm())), s, w, flags)

@@ -21,6 +21,7 @@ from .datasets import Dataset
 from .evaluate import GrounderPool, build_pipelines, evaluate
 from .grounding_accuracy import grounding_report, has_boxes
 from .runner import PER_EXAMPLE, score_examples, summarise_run
+from .runner import headline_metric as runner_headline
 from .scorers import clip_scorer, comclip_scorer
 
 log = logging.getLogger("comclip.ablate")
@@ -87,12 +88,8 @@ def usable_groundings(backbone) -> list[str]:
 
 
 def headline_metric(summary: dict) -> str:
-    """The metric a dataset is judged by: group (Winoground kind), else accuracy, else the first."""
-    names = list(summary["metrics"])
-    for preferred in ("group", "accuracy", "r@1_t2i"):
-        if preferred in names:
-            return preferred
-    return names[0]
+    """The metric a dataset is judged by (see :func:`comclip.eval.runner.headline_metric`)."""
+    return runner_headline(summary["metrics"])
 
 
 def criterion(summary: dict) -> tuple[float, float]:

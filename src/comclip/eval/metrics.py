@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Sequence
 
 import numpy as np
+from scipy import stats
 
 
 def _as_winoground_array(scores) -> np.ndarray:
@@ -105,8 +106,42 @@ def bootstrap_ci(correct, n_resamples: int = 1000, seed: int = 0, level: float =
     return (100.0 * float(low), 100.0 * float(high))
 
 
+def wilson_ci(successes: int, n: int, level: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval (in percent) of a proportion: unlike the bootstrap or the normal
+    approximation it does not collapse to a point at 0% or 100%."""
+    if n == 0:
+        return (float("nan"), float("nan"))
+    interval = stats.binomtest(int(successes), int(n)).proportion_ci(confidence_level=level, method="wilson")
+    return (100.0 * float(interval.low), 100.0 * float(interval.high))
+
+
 def summarise(correct, n_resamples: int = 1000, seed: int = 0) -> dict:
-    """``{"value": percent, "ci95": [lo, hi]}`` for per-example successes."""
+    """``{"value": percent, "ci95": [lo, hi], "interval": method}`` for per-example successes.
+
+    0/1 successes get the Wilson interval; shares (pairwise accuracy) a percentile bootstrap
+    of ``n_resamples``. ``n_resamples=0`` asks for no intervals (``ci95`` None).
+    """
     values = np.asarray(correct, dtype=np.float64)
     value = 100.0 * float(values.mean()) if values.size else float("nan")
-    return {"value": value, "ci95": list(bootstrap_ci(values, n_resamples, seed))}
+    if n_resamples == 0:
+        return {"value": value, "ci95": None, "interval": None}
+    if np.isin(values, (0.0, 1.0)).all():
+        return {"value": value, "ci95": list(wilson_ci(int(values.sum()), values.size)), "interval": "wilson"}
+    return {"value": value, "ci95": list(bootstrap_ci(values, n_resamples, seed)), "interval": "bootstrap"}
+
+
+def paired_comparison(baseline, method, n_resamples: int = 1000, seed: int = 0) -> dict:
+    """How ``method`` differs from ``baseline`` on the same examples (0/1 successes, paired):
+    the difference in percentage points with a paired percentile-bootstrap 95% interval, the
+    discordant pairs, and the exact McNemar p-value (a two-sided binomial test on them)."""
+    a = np.asarray(baseline, dtype=np.float64)
+    b = np.asarray(method, dtype=np.float64)
+    improved, worsened = int(((b == 1) & (a == 0)).sum()), int(((b == 0) & (a == 1)).sum())
+    discordant = improved + worsened
+    out = {"n": int(a.size), "difference": 100.0 * float((b - a).mean()) if a.size else float("nan"),
+           "ci95": list(bootstrap_ci(b - a, n_resamples, seed)) if n_resamples and a.size else None,
+           "improved": improved, "worsened": worsened,
+           "p_mcnemar": float(stats.binomtest(improved, discordant, 0.5).pvalue) if discordant else 1.0}
+    if out["ci95"] is not None:  # bootstrap_ci gives percent of a mean in [-1, 1]: points, as the difference
+        out["ci95"] = [float(v) for v in out["ci95"]]
+    return out

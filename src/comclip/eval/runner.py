@@ -12,7 +12,9 @@ import hashlib
 import json
 import logging
 import platform
+import re
 import sys
+from collections import Counter
 from importlib import metadata
 from pathlib import Path
 from typing import Callable, Iterator
@@ -327,51 +329,117 @@ def _record(method: str, example: Example, error: str | None = None) -> dict:
 
 
 def _checked(method: str, example: Example, scores) -> dict:
-    """The record of a score matrix, or a failure if it has the wrong shape or non-finite values."""
+    """The record of a score matrix (with the fallbacks its pairs took, where the scorer
+    reports them), or a failure if it has the wrong shape or non-finite values."""
+    scores, flags = scores if isinstance(scores, tuple) else (scores, None)
     scores = np.asarray(scores, dtype=np.float64)
     if scores.shape != (len(example.images), len(example.texts)):
         return _record(method, example, f"scorer returned shape {scores.shape} for {len(example.images)} images x {len(example.texts)} texts")
     if not np.isfinite(scores).all():
         return _record(method, example, "scorer returned a non-finite score")
-    return {**_record(method, example), "status": "ok", "scores": scores.tolist(), "correct": correct(example.kind, scores)}
+    record = {**_record(method, example), "status": "ok", "scores": scores.tolist(), "correct": correct(example.kind, scores)}
+    return record if flags is None else {**record, "flags": flags}
+
+
+#: The metrics of each example kind (retrieval's are those its scored queries carry).
+KIND_METRICS = {CAPTION_CHOICE: ("accuracy",), IMAGE_CHOICE: ("accuracy",), WINOGROUND: ("text", "image", "group", "pairwise")}
+#: The flags a record may carry (see :mod:`comclip.pipeline`); reports count each per method.
+FLAGS = ("no_entities", "not_grounded", "shared_box", "weights_clamped", "uniform_weights")
+
+
+def outcomes(records: list[dict]) -> dict[str, list[tuple[str, float]]]:
+    """Per metric, ``(example id, success)`` for every example the metric applies to; a
+    failed example counts as a failure (0) in each metric of its kind."""
+    by_kind: dict[str, set] = {}
+    for r in records:
+        if r["status"] == "ok":
+            by_kind.setdefault(r["kind"], set()).update(r["correct"])
+    out: dict[str, list] = {}
+    for r in records:
+        names = by_kind.get(r["kind"]) or KIND_METRICS.get(r["kind"], ())
+        for name in sorted(names):
+            if r["status"] != "ok":
+                out.setdefault(name, []).append((r["id"], 0.0))
+            elif name in r["correct"]:
+                out.setdefault(name, []).append((r["id"], float(r["correct"][name])))
+    return out
 
 
 def summarise_run(records: list[dict], n_bootstrap: int = 1000, seed: int = 0) -> dict:
-    """Counts, metrics with intervals, and per-subset / per-tag breakdowns of one method."""
-    ok = [r for r in records if r["status"] == "ok"]
+    """Counts, metrics with intervals (failed examples count as wrong), per-subset / per-tag
+    breakdowns, and how many examples took each fallback, of one method."""
     failed = [r for r in records if r["status"] != "ok"]
-    names = sorted({name for r in ok for name in r["correct"]})
 
     def block(rows):
-        out = {}
-        for name in names:  # retrieval mixes text and image queries: each metric has its own
-            values = [r["correct"][name] for r in rows if name in r["correct"]]
-            if values:
-                out[name] = metrics.summarise(values, n_bootstrap, seed)
-        return out
+        return {name: metrics.summarise([v for _, v in values], n_bootstrap, seed) for name, values in outcomes(rows).items()}
 
-    subsets = sorted({r["subset"] for r in ok if r["subset"]})
-    tags = sorted({t for r in ok for t in r["tags"]})
+    subsets = sorted({r["subset"] for r in records if r["subset"]})
+    tags = sorted({t for r in records for t in r["tags"]})
+    flagged = {flag: sum(1 for r in records if r.get("flags", {}).get(flag)) for flag in FLAGS}
     return {
         "n_examples": len(records),
-        "n_scored": len(ok),
+        "n_scored": len(records) - len(failed),
         "n_failed": len(failed),
         "failures": [{"id": r["id"], "error": r["error"]} for r in failed],
-        "metrics": block(ok) if ok else {},
-        "subsets": {s: block([r for r in ok if r["subset"] == s]) for s in subsets},
-        "tags": {t: block([r for r in ok if t in r["tags"]]) for t in tags},
+        "flags": {flag: n for flag, n in flagged.items() if n},
+        "metrics": block(records),
+        "subsets": {s: block([r for r in records if r["subset"] == s]) for s in subsets},
+        "tags": {t: block([r for r in records if t in r["tags"]]) for t in tags},
     }
+
+
+def headline_metric(names) -> str:
+    """The metric a dataset is judged by: group (Winoground kind), else accuracy, else R@1."""
+    names = list(names)
+    for preferred in ("group", "accuracy", "r@1_t2i"):
+        if preferred in names:
+            return preferred
+    return names[0]
+
+
+def compare_with(baseline: str, by_method: dict[str, list[dict]], n_bootstrap: int = 1000, seed: int = 0) -> list[dict]:
+    """Every other method against ``baseline`` on the examples both scored, in the headline
+    metric: the paired difference, its bootstrap interval and the exact McNemar p-value."""
+    out = []
+    base = {r["id"]: r for r in by_method.get(baseline, []) if r["status"] == "ok"}
+    for method, records in by_method.items():
+        scored = [r for r in records if r["status"] == "ok" and r["id"] in base]
+        if method == baseline or not scored:
+            continue
+        metric = headline_metric(outcomes(scored))
+        pairs = [(base[r["id"]]["correct"][metric], r["correct"][metric]) for r in scored
+                 if metric in r["correct"] and metric in base[r["id"]]["correct"]]
+        result = metrics.paired_comparison([float(a) for a, _ in pairs], [float(b) for _, b in pairs], n_bootstrap, seed)
+        out.append({"method": method, "baseline": baseline, "metric": metric, **result})
+    return out
+
+
+#: What makes two error messages "the same error": everything but quoted text, paths and numbers.
+_ERROR_DETAILS = re.compile(r"'[^']*'|\"[^\"]*\"|\S*/\S*|\d+")
+
+
+def unscored(report: dict) -> list[str]:
+    """A line for each method that scored none of its examples, naming the most common error."""
+    lines = []
+    for run in report["runs"]:
+        if run["n_examples"] and not run["n_scored"]:
+            kinds = Counter(_ERROR_DETAILS.sub("...", f["error"]) for f in run["failures"])
+            kind, times = kinds.most_common(1)[0]
+            example = next(f["error"] for f in run["failures"] if _ERROR_DETAILS.sub("...", f["error"]) == kind)
+            lines.append(f"method {run['method']} scored none of its {run['n_examples']} examples; "
+                         f"the most common error ({times} of them): {example}")
+    return lines
 
 
 def write_report(dataset: Dataset, model: str, configs: dict[str, dict], results: dict, out_dir: str | Path,
                  seed: int = 0, n_bootstrap: int = 1000, extra: dict | None = None) -> dict:
     """Write ``report.json`` and ``report.md`` for the results of :func:`run`; ``extra`` adds
-    top-level sections (the sandbox's ``grounding`` accuracy)."""
+    top-level sections (the sandbox's ``grounding`` accuracy). With a ``clip`` method, every
+    other method is compared with it, paired, on the examples both scored."""
     out = Path(out_dir)
-    runs = []
-    for method, config in configs.items():
-        records = [results[(method, ex_id)] for (m, ex_id) in results if m == method]
-        runs.append({"method": method, "config": config, **summarise_run(records, n_bootstrap, seed)})
+    by_method = {method: [results[key] for key in results if key[0] == method] for method in configs}
+    runs = [{"method": method, "config": config, **summarise_run(by_method[method], n_bootstrap, seed)}
+            for method, config in configs.items()]
     report = {
         "dataset": dataset.name,
         "split": dataset.split,
@@ -380,8 +448,11 @@ def write_report(dataset: Dataset, model: str, configs: dict[str, dict], results
         "licence": dataset.licence,
         "seed": seed,
         "bootstrap_resamples": n_bootstrap,
+        "intervals": "Wilson score intervals for proportions; percentile bootstrap for shares and paired differences",
+        "renamed_ids": getattr(dataset, "renamed_ids", 0),
         "versions": package_versions(),
         "runs": runs,
+        "comparisons": compare_with("clip", by_method, n_bootstrap, seed) if "clip" in by_method else [],
         **(extra or {}),
     }
     (out / "report.json").write_text(json.dumps(report, indent=2), encoding="utf-8")
@@ -394,38 +465,77 @@ def _row(cells: list) -> str:
 
 
 def _cell(metric: dict) -> str:
+    if not metric.get("ci95"):
+        return f"{metric['value']:.2f}"
     lo, hi = metric["ci95"]
     return f"{metric['value']:.2f} [{lo:.1f}, {hi:.1f}]"
 
 
 def markdown_report(report: dict) -> str:
-    lines = [f"# {report['dataset']} ({report['split']}), model `{report['model']}`", ""]
-    lines += [f"Seed {report['seed']}, {report['bootstrap_resamples']} bootstrap resamples for the 95% intervals. "
-              f"Versions: {', '.join(f'{k} {v}' for k, v in report['versions'].items())}.", ""]
     names = sorted({n for run in report["runs"] for n in run["metrics"]})
+    lines = [f"# {report['dataset']} ({report['split']}), model `{report['model']}`", "",
+             f"Every example counts: a failed one is wrong in every metric (failures beside each method). "
+             f"95% intervals: {report.get('intervals', 'bootstrap')}; bootstrap seed {report['seed']}, "
+             f"{report['bootstrap_resamples']} resamples. Versions: {', '.join(f'{k} {v}' for k, v in report['versions'].items())}.", ""]
+    if report.get("renamed_ids"):
+        lines += [f"{report['renamed_ids']} repeated example ids were renamed ID#2, ID#3, ... (none was dropped).", ""]
     lines += [_row(["method", "scored", "failed", *names]), "|---" * (3 + len(names)) + "|"]
     for run in report["runs"]:
         cells = [_cell(run["metrics"][n]) if n in run["metrics"] else "-" for n in names]
         lines.append(_row([run["method"], run["n_scored"], run["n_failed"], *cells]))
     for section in ("subsets", "tags"):
-        keys = sorted({k for run in report["runs"] for k in run[section]})
-        if not keys:
-            continue
-        headers = [f"{run['method']} {n}" for run in report["runs"] for n in names]
-        lines += ["", f"## Per {section[:-1]}", "", _row([section[:-1], *headers]), "|---" * (1 + len(headers)) + "|"]
-        for key in keys:
-            cells = [_cell(run[section][key][n]) if key in run[section] and n in run[section][key] else "-"
-                     for run in report["runs"] for n in names]
-            lines.append(_row([key, *cells]))
-    if report.get("grounding"):
-        lines += ["", "## Grounding accuracy (top box IoU >= 0.5 with the true object)", "",
-                  _row(["grounder", "objects", "accuracy"]), "|---|---|---|"]
-        for name, metric in report["grounding"].items():
-            lines.append(_row([name, metric["n"], _cell(metric)]))
-    failures = [(run["method"], f) for run in report["runs"] for f in run["failures"]]
-    if failures:
-        lines += ["", "## Failed examples", ""]
-        lines += [f"- {method} {f['id']}: {f['error']}" for method, f in failures[:50]]
-        if len(failures) > 50:
-            lines.append(f"- ... and {len(failures) - 50} more (see report.json)")
+        lines += _breakdown(report, section, names)
+    lines += _comparisons(report) + _flags(report) + _grounding(report) + _failures(report)
     return "\n".join(lines) + "\n"
+
+
+def _breakdown(report: dict, section: str, names: list[str]) -> list[str]:
+    keys = sorted({k for run in report["runs"] for k in run[section]})
+    if not keys:
+        return []
+    headers = [f"{run['method']} {n}" for run in report["runs"] for n in names]
+    lines = ["", f"## Per {section[:-1]}", "", _row([section[:-1], *headers]), "|---" * (1 + len(headers)) + "|"]
+    for key in keys:
+        cells = [_cell(run[section][key][n]) if key in run[section] and n in run[section][key] else "-"
+                 for run in report["runs"] for n in names]
+        lines.append(_row([key, *cells]))
+    return lines
+
+
+def _comparisons(report: dict) -> list[str]:
+    if not report.get("comparisons"):
+        return []
+    lines = ["", "## Paired comparison with CLIP (examples both scored)", "",
+             _row(["method", "metric", "examples", "difference (points)", "95% interval", "better / worse", "McNemar p"]),
+             "|---" * 7 + "|"]
+    for c in report["comparisons"]:
+        interval = f"[{c['ci95'][0]:.1f}, {c['ci95'][1]:.1f}]" if c["ci95"] else "-"
+        lines.append(_row([c["method"], c["metric"], c["n"], f"{c['difference']:+.2f}", interval,
+                           f"{c['improved']} / {c['worsened']}", f"{c['p_mcnemar']:.3g}"]))
+    return lines
+
+
+def _flags(report: dict) -> list[str]:
+    if not any(run.get("flags") for run in report["runs"]):
+        return []
+    lines = ["", "## Fallbacks (examples with at least one pair that took it)", "",
+             _row(["method", *FLAGS]), "|---" * (1 + len(FLAGS)) + "|"]
+    for run in report["runs"]:
+        lines.append(_row([run["method"], *(run.get("flags", {}).get(flag, 0) for flag in FLAGS)]))
+    return lines
+
+
+def _grounding(report: dict) -> list[str]:
+    if not report.get("grounding"):
+        return []
+    lines = ["", "## Grounding accuracy (top box IoU >= 0.5 with the true object)", "",
+             _row(["grounder", "objects", "accuracy"]), "|---|---|---|"]
+    return lines + [_row([name, metric["n"], _cell(metric)]) for name, metric in report["grounding"].items()]
+
+
+def _failures(report: dict) -> list[str]:
+    failures = [(run["method"], f) for run in report["runs"] for f in run["failures"]]
+    if not failures:
+        return []
+    lines = ["", "## Failed examples", ""] + [f"- {method} {f['id']}: {f['error']}" for method, f in failures[:50]]
+    return lines + ([f"- ... and {len(failures) - 50} more (see report.json)"] if len(failures) > 50 else [])

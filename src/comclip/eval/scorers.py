@@ -32,6 +32,10 @@ def clip_scorer(backbone) -> PairScorer:
 
 
 def comclip_scorer(model) -> PairScorer:
-    """A :class:`comclip.pipeline.ComCLIP`'s scores (its score mode, weighting, fill, grounder)."""
-    return PairScorer(lambda images, texts: model.score(images, texts).numpy(),
-                      lambda groups: [np.asarray(m) for m in model.score_groups(groups)])
+    """A :class:`comclip.pipeline.ComCLIP`'s scores (its score mode, weighting, fill, grounder),
+    each with the fallbacks its pairs took (``{flag: pairs}``), which the runner records."""
+
+    def many(groups):
+        return [(np.asarray(matrix), flags) for matrix, flags in model.score_groups(groups, with_flags=True)]
+
+    return PairScorer(lambda images, texts: many([(images, texts)])[0], many)

@@ -29,6 +29,10 @@ class Grounder(ABC):
     """Finds image regions for text queries (entity head nouns)."""
 
     name: str = "grounder"
+    #: Whether the boxes it returns are in the original image's pixels (read from a file made
+    #: for the full-size image) rather than those of the image it was given, which may have
+    #: been decoded at reduced scale; the pipeline then rescales them.
+    original_pixels: bool = False
 
     def prepare(self, images: Sequence[Image.Image]) -> list["torch.Tensor | None"]:
         """Do per-image work for many images at once (batched), before :meth:`ground` is

@@ -56,6 +56,7 @@ class RegionsGrounder(Grounder):
     """Matches each query to the most similar region label; that label's boxes are its region."""
 
     name = "regions"
+    original_pixels = True
 
     def __init__(self, backbone: Backbone, regions: str | Path | None = None, min_similarity: float = -1.0):
         if regions is None:
