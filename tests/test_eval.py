@@ -193,3 +193,28 @@ def test_every_run_in_a_chart_has_its_own_colour(n):
     from comclip.eval.compare import run_colours
 
     assert len(set(run_colours(n))) == n
+
+
+def test_fallbacks_are_flagged_per_example_and_counted_per_method(cli, tiny_model_dir, tmp_path):
+    Image.new("RGB", (40, 30), (200, 20, 20)).save(tmp_path / "red.png")
+    rows = [{"id": "parsed", "image": "red.png", "positive": "a red square", "negatives": ["a blue square"]},
+            {"id": "unparsed", "image": "red.png", "positive": "a red square", "negatives": ["it is"]}]
+    (tmp_path / "d.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (tmp_path / "none.json").write_text(json.dumps({"red.png": {}}))  # no regions for the image
+    out = tmp_path / "out"
+    code, _, err = cli("eval", "jsonl", "--data", tmp_path / "d.jsonl", "--model", tiny_model_dir, "--out", out,
+                       "--grounder", "regions", "--regions", tmp_path / "none.json")
+    assert code == 0, err
+    records = {(r["method"], r["id"]): r for r in map(json.loads, (out / "per_example.jsonl").read_text().splitlines())}
+    assert records[("comclip", "unparsed")]["flags"]["no_entities"] == 1
+    assert "no_entities" not in records[("comclip", "parsed")]["flags"]
+    assert records[("comclip", "parsed")]["flags"]["not_grounded"] == 2  # the regions file has no labels at all
+    assert "flags" not in records[("clip", "parsed")]
+    report = json.loads((out / "report.json").read_text())
+    comclip = next(run for run in report["runs"] if run["method"] == "comclip")
+    assert comclip["flags"]["no_entities"] == 1 and comclip["flags"]["not_grounded"] == 2
+    for flag, count in comclip["flags"].items():  # each count: the examples whose records carry the flag
+        assert count == sum(1 for (m, _), r in records.items() if m == "comclip" and r["flags"].get(flag))
+    assert "## Fallbacks" in (out / "report.md").read_text()
+    (comparison,) = report["comparisons"]
+    assert comparison["method"] == "comclip" and comparison["n"] == 2 and comparison["metric"] == "accuracy"

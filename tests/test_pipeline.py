@@ -251,3 +251,19 @@ def test_demo_runs_offline_and_reproducibly(cli, tmp_path):
     assert data[0]["model"] == "comclip/sandbox-bow" and data[0]["grounding"]["clip"]["n"] == 4 * 3 * 2 * 2
     assert [r["metrics"] for r in data[0]["runs"]] == [r["metrics"] for r in data[1]["runs"]]
     assert outputs[0] == outputs[1]
+
+
+def test_region_boxes_follow_an_image_decoded_at_reduced_scale(tiny_backbone, tmp_path):
+    """A regions file gives boxes for the full-size photo; the pipeline sees it at reduced
+    scale, so the boxes are scaled with it."""
+    from comclip.images import load_image
+
+    big = tmp_path / "big.png"
+    _scene(big)  # 96 x 64
+    regions = tmp_path / "regions.json"
+    regions.write_text(json.dumps({"circle": [[16, 32, 82, 98]]}))  # in the 192 x 128 original's pixels
+    Image.open(big).resize((192, 128)).save(big)
+    small = load_image(big, max_side=96)
+    assert small.scale == pytest.approx(0.5)
+    result = ComCLIP(tiny_backbone, grounder="regions", grounder_options={"regions": str(regions)}).explain(small, "a circle")
+    assert result.parts[0].boxes == [Box(8.0, 16.0, 41.0, 49.0)]

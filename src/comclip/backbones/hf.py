@@ -166,7 +166,9 @@ def _comclip_defaults(source: str) -> dict:
 def _check_tokenizer(tokenizer, name: str, source: str) -> None:
     """A model folder without (or with broken) tokenizer files can load a tokenizer that
     gives every caption the same ids, and so the same score: refuse it."""
-    first, second = (tokenizer(text)["input_ids"] for text in ("a red circle on grass", "two dogs under a blue table"))
+    # Two captions of the same length: a tokenizer without its vocabulary (each character an
+    # unknown token) gives them the same ids, where a real one does not.
+    first, second = (tokenizer(text)["input_ids"] for text in ("a red cat", "a big dog"))
     if first == second:
         raise ModelNotFoundError(f"the tokenizer of model {name!r} ({source}) gives the same tokens to different captions: "
                                  "its vocabulary files (vocab.json, merges.txt or tokenizer.json) are missing or broken")

@@ -96,10 +96,22 @@ def create_model(args: argparse.Namespace):
     if hasattr(args, "no_cache") and not args.no_cache:
         from ..cache import SQLiteCache, default_cache_path
 
-        cache = SQLiteCache(args.cache or default_cache_path())
+        cache = SQLiteCache(args.cache or default_cache_path(), timeout=cache_timeout())
     backbone = create_backbone(args.model, device=args.device, batch_size=args.batch_size, precision=args.precision)
     backbone.cache = cache
     return backbone
+
+
+def cache_timeout() -> float:
+    """Seconds a cache write waits for another process's lock: ``COMCLIP_CACHE_TIMEOUT`` (default 60)."""
+    value = os.environ.get("COMCLIP_CACHE_TIMEOUT", "60")
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise InputError(f"COMCLIP_CACHE_TIMEOUT must be a number of seconds, got {value!r}") from None
+    if not math.isfinite(seconds) or seconds < 0:
+        raise InputError(f"COMCLIP_CACHE_TIMEOUT must be 0 or more seconds, got {value!r}")
+    return seconds
 
 
 def add_cache_options(parser: argparse.ArgumentParser) -> None:

@@ -474,7 +474,8 @@ def _cell(metric: dict) -> str:
 def markdown_report(report: dict) -> str:
     names = sorted({n for run in report["runs"] for n in run["metrics"]})
     lines = [f"# {report['dataset']} ({report['split']}), model `{report['model']}`", "",
-             f"Every example counts: a failed one is wrong in every metric (failures beside each method). "
+             f"Every example counts: a failed one is wrong in every metric (failures beside each method). The first "
+             f"table is over all examples, so it averages across subsets weighted by their sizes (per subset below). "
              f"95% intervals: {report.get('intervals', 'bootstrap')}; bootstrap seed {report['seed']}, "
              f"{report['bootstrap_resamples']} resamples. Versions: {', '.join(f'{k} {v}' for k, v in report['versions'].items())}.", ""]
     if report.get("renamed_ids"):

@@ -61,6 +61,8 @@ class RegionsGrounder(Grounder):
     def __init__(self, backbone: Backbone, regions: str | Path | None = None, min_similarity: float = -1.0):
         if regions is None:
             raise InputError("the regions grounder needs --regions FILE_OR_FOLDER")
+        if not Path(regions).exists():  # found before any work, not once per image
+            raise InputError(f"regions file or folder not found: {regions}")
         self.backbone = backbone
         self.path = Path(regions)
         self.min_similarity = min_similarity

@@ -39,9 +39,18 @@ def load_dataset(name: str, path=None, image_dir=None, **options) -> Dataset:
     except TypeError as exc:
         if options and "unexpected keyword" in str(exc):
             raise InputError(f"dataset {name!r} takes no option {', '.join(options)}") from None
-        raise
+        raise _malformed(name, path, exc) from None
+    except (KeyError, AttributeError, ValueError, IndexError) as exc:
+        if isinstance(exc, InputError):
+            raise
+        raise _malformed(name, path, exc) from None
     dataset.origin = str(path) if path is not None else ", ".join(f"{k}={v}" for k, v in sorted(options.items()))
     return dataset
+
+
+def _malformed(name: str, path, exc: Exception) -> InputError:
+    """A loader tripped over the structure of a user's file: the file's fault, said in one line."""
+    return InputError(f"{path}: not a valid {name} dataset ({type(exc).__name__}: {str(exc)[:120]})")
 
 
 __all__ = ["CAPTION_CHOICE", "DATASETS", "GENERATED", "Dataset", "Example", "IMAGE_CHOICE", "WINOGROUND",

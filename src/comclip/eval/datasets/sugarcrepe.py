@@ -8,6 +8,7 @@ caption scores higher than the hard negative, per task.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from ...errors import InputError
@@ -25,6 +26,8 @@ def load(path: str | Path, image_dir: str | Path | None = None) -> Dataset:
     data = read_json_object(path, "SugarCrepe file", "task -> items")
     examples = []
     for task, items in data.items():
+        if not isinstance(items, (dict, list)):
+            raise InputError(f"{path}: task {task!r} must hold a list or an object of items, got {json.dumps(items)[:40]}")
         rows = items.values() if isinstance(items, dict) else items
         for n, item in enumerate(rows):
             where = f"{path} task {task!r} item {n}"
