@@ -45,7 +45,7 @@ def run_demo(models=DEMO_MODELS, out_dir="demo", seed: int = 1, n: int = 50, dev
         "# comclip demo: CLIP vs ComCLIP on the sandbox's minimal pairs",
         "",
         f"Seed {seed}, {n} pairs per task, the model's default `clip` grounder. Winoground-style group "
-        "score in % (both captions and both images right) with its 95% bootstrap interval. Tasks: "
+        "score in % (both captions and both images right) with its 95% Wilson interval. Tasks: "
         + ", ".join(TASKS) + ".",
         "",
         *sections,
