@@ -127,8 +127,8 @@ def main() -> int:
     backbone = create_backbone(str(model_dir), device="cpu", batch_size=args.batch_size, precision=args.precision)
     figures = {}
 
-    def in_chunks(scorer, items, size: int = 16):  # as the evaluation runner feeds a scorer
-        return [m for k in range(0, len(items), size) for m in scorer.batch(items[k : k + size])]
+    def in_chunks(scorer, items, size: int = 16):  # as the evaluation runner feeds a scorer; matrices without flags
+        return [m[0] if isinstance(m, tuple) else m for k in range(0, len(items), size) for m in scorer.batch(items[k : k + size])]
 
     def fresh_pipeline() -> ComCLIP:  # new grounder and parser memory, as in a new process
         return ComCLIP(backbone, parser=create_parser("spacy"), grounder=create_grounder("clip", backbone, region=args.region))
