@@ -126,3 +126,10 @@ def test_a_fill_registered_once_is_a_choice_everywhere(monkeypatch, tiny_backbon
     assert result.parts and result.parts[0].similarity != black.parts[0].similarity
     args = build_parser().parse_args(["score", str(rgb_image_path), "x", "--fill", "grey"])
     assert args.fill == "grey"
+
+
+def test_from_pretrained_builds_the_backbone_at_the_configured_precision(tiny_model_dir):
+    model = ComCLIP.from_pretrained(str(tiny_model_dir), precision="amp_bf16", weighting="softmax")
+    assert model.backbone.precision == model.config.precision == "amp_bf16" and model.config.weighting == "softmax"
+    configured = ComCLIP.from_pretrained(str(tiny_model_dir), config=PipelineConfig(precision="amp_bf16", fill="mean"))
+    assert configured.backbone.precision == "amp_bf16" and configured.config.fill == "mean"

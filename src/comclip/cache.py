@@ -217,8 +217,10 @@ class SQLiteCache:
                 "read_only": self.read_only}
 
     def clear(self) -> int:
-        if self.read_only or self.disabled:
-            raise InputError(f"cannot clear {self.path}: it is {'read-only' if self.read_only else 'in use'} ({self.disabled or ''})".rstrip(" ()"))
+        if self.read_only:
+            raise InputError(f"cannot clear {self.path}: it is read-only")
+        if self.disabled:
+            raise InputError(f"cannot clear {self.path}: {self.disabled}")
         count = self._db.execute("SELECT COUNT(*) FROM embeddings").fetchone()[0]
         self._db.execute("DELETE FROM embeddings")
         self._db.execute("VACUUM")

@@ -109,6 +109,7 @@ class ComCLIP:
                  grounder: Grounder | str | None = None, grounder_options: dict | None = None,
                  parser_options: dict | None = None, **options):
         explicit, extra = dict(options), {}
+        explicit.pop("precision", None)  # the backbone's (from_pretrained builds it at the one asked for)
         for key, value in (grounder_options or {}).items():
             if key in _TYPED_GROUNDER_OPTIONS:
                 explicit[_TYPED_GROUNDER_OPTIONS[key]] = value
