@@ -230,3 +230,65 @@ def test_cache_cli(cli, tiny_model_dir, tmp_path):
     assert code == 0 and json.loads(out)["entries"] == 3
     code, _, err = cli("cache", "clear", "--cache", path)
     assert code == 0 and "removed 3" in err
+
+
+def test_a_warm_run_makes_no_subimage_grounds_parses_and_encodes_nothing(tiny_model_dir, tmp_path, monkeypatch):
+    """Keys come without pixels: a second run (a fresh backbone and pipeline, as a new process)
+    reads every embedding, ranking and parse back, and gives the same scores."""
+    import comclip.pipeline
+
+    texts = ["a red circle and a blue square", "two dogs on a mat", "it is"]
+    cold_backbone = create_backbone(str(tiny_model_dir))
+    cold_backbone.cache = SQLiteCache(tmp_path / "c.sqlite")
+    cold = ComCLIP(cold_backbone).score(IMAGES[:3], texts)
+
+    warm_backbone = create_backbone(str(tiny_model_dir))
+    warm_backbone.cache = SQLiteCache(tmp_path / "c.sqlite")
+    warm_model = ComCLIP(warm_backbone)
+
+    def never(*args, **kwargs):
+        raise AssertionError("a warm run did work it had done before")
+
+    monkeypatch.setattr(comclip.pipeline, "make_subimage", never)
+    for obj, name in ((warm_model.grounder, "prepare"), (warm_model.grounder, "ground"), (warm_model.parser, "parse_many"),
+                      (warm_backbone, "_encode_image_batch"), (warm_backbone, "_encode_text_batch"),
+                      (warm_backbone, "_encode_with_patches")):
+        monkeypatch.setattr(obj, name, never)
+    warm = warm_model.score(IMAGES[:3], texts)
+    assert torch.equal(cold, warm)
+
+
+def test_stored_rankings_are_exact(tmp_path):
+    from comclip.grounding import Box, Detection
+    from comclip.stored import pack_detections, unpack_detections
+
+    detections = [Detection((Box(13 / 0.2, 1 / 3, 100.000001, 64.5),), 0.123456789),
+                  Detection((Box(0, 0, 1, 1), Box(2, 2, 3, 3)), -0.5), Detection((Box(5, 6, 7, 8),), 1e-12)]
+    cache = SQLiteCache(tmp_path / "c.sqlite")
+    cache.put_many([("k", pack_detections(detections))])
+    assert unpack_detections(cache.get_many(["k"])["k"]) == [Detection(d.boxes, d.score) for d in detections]
+    assert unpack_detections(pack_detections([])) == []
+
+
+def test_an_llm_parser_is_asked_once_per_caption_across_runs(tiny_model_dir, tmp_path):
+    import json
+
+    import httpx
+
+    from comclip.parsing.llm import LLMParser
+
+    calls = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(1)
+        caption = json.loads(request.content)["messages"][-1]["content"].removeprefix("Caption: ").strip()
+        reply = {"entities": [{"id": 0, "head": caption.split()[-1], "phrase": caption}], "relations": []}
+        return httpx.Response(200, json={"choices": [{"message": {"content": json.dumps(reply)}}]})
+
+    scores = []
+    for _ in range(2):  # two runs, as two processes: a fresh backbone and parser on the same cache file
+        backbone = create_backbone(str(tiny_model_dir))
+        backbone.cache = SQLiteCache(tmp_path / "c.sqlite")
+        parser = LLMParser(base_url="http://llm.test/v1", model="m", transport=httpx.MockTransport(handler))
+        scores.append(ComCLIP(backbone, parser=parser).score(IMAGES[:2], ["a red circle", "two dogs", "a red circle"]))
+    assert len(calls) == 2 and torch.equal(scores[0], scores[1])

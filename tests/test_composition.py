@@ -155,3 +155,19 @@ def test_other_fills(noise_image):
     assert crop.size == (20, 13)  # bounding box of both boxes
     with pytest.raises(InputError, match="unknown fill"):
         make_subimage(noise_image, [box], "pink")
+
+
+@pytest.mark.parametrize("fill", ["black", "blur", "mean", "crop"])
+def test_a_subimage_key_names_exactly_what_the_subimage_holds(fill):
+    """Keys are derived without pixels; equal keys must mean equal pixels, and a region that
+    covers the whole image is the image itself (it shares the parent's key)."""
+    from comclip.subimages import subimage_key
+
+    image = Image.fromarray(np.random.default_rng(0).integers(0, 255, (30, 40, 3), dtype=np.uint8))
+    whole, part, same_pixels = [Box(0, 0, 40, 30)], [Box(5.2, 3, 20, 17.5)], [Box(5.9, 3.0, 19.1, 17.01)]
+    assert subimage_key("parent", whole, fill, 40, 30) == "parent"
+    assert np.array_equal(np.asarray(make_subimage(image, whole, fill)), np.asarray(image))
+    assert subimage_key("parent", part, fill, 40, 30) == subimage_key("parent", same_pixels, fill, 40, 30)
+    assert np.array_equal(np.asarray(make_subimage(image, part, fill)), np.asarray(make_subimage(image, same_pixels, fill)))
+    assert subimage_key("parent", part, fill, 40, 30) != subimage_key("other", part, fill, 40, 30)
+    assert len({subimage_key("parent", part, f, 40, 30) for f in ("black", "blur", "mean", "crop")}) == 4

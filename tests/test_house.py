@@ -22,7 +22,7 @@ FLOORS = [
     ["parsing"],
     ["grounding"],
     ["composition"],
-    ["config"],
+    ["config", "stored"],
     ["pipeline"],
     ["explain"],
     ["eval"],

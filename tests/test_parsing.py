@@ -110,7 +110,7 @@ def _llm_with_reply(status: int, content):
         assert request.headers["authorization"] == "Bearer k"
         return httpx.Response(status, json={"choices": [{"message": {"content": content}}]})
 
-    return LLMParser(base_url="http://llm.test/v1", model="m", api_key="k", transport=httpx.MockTransport(handler))
+    return LLMParser(base_url="http://llm.test/v1", model="m", api_key="k", transport=httpx.MockTransport(handler), backoff=0)
 
 
 def test_llm_parser_valid_reply():
@@ -132,6 +132,50 @@ def test_llm_parser_valid_reply():
 def test_llm_parser_failures_are_reported_not_empty(status, content, message):
     with pytest.raises(ParseError, match=message):
         _llm_with_reply(status, content).parse("a dog")
+
+
+def test_llm_parser_retries_rate_limits_and_server_errors_a_bounded_number_of_times():
+    calls = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(1)
+        if len(calls) <= 2:
+            return httpx.Response(429 if len(calls) == 1 else 503, headers={"retry-after": "0"})
+        return httpx.Response(200, json={"choices": [{"message": {"content": json.dumps(EXAMPLE_REPLY)}}]})
+
+    parser = LLMParser(base_url="http://llm.test/v1", model="m", transport=httpx.MockTransport(handler), backoff=0)
+    assert parser.parse("a young man sitting at a wooden table holds a red cup").entities and len(calls) == 3
+    calls.clear()
+    always = LLMParser(base_url="http://llm.test/v1", model="m", retries=2, backoff=0,
+                       transport=httpx.MockTransport(lambda request: calls.append(1) or httpx.Response(429)))
+    with pytest.raises(ParseError, match="429"):
+        always.parse("a dog")
+    assert len(calls) == 3  # the first try and two retries, then the error
+
+
+def test_llm_parser_sends_requests_concurrently_and_keeps_caption_order():
+    import threading
+    import time
+
+    in_flight, most = [0], [0]
+    lock = threading.Lock()
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        caption = json.loads(request.content)["messages"][-1]["content"].removeprefix("Caption: ").strip()
+        with lock:
+            in_flight[0] += 1
+            most[0] = max(most[0], in_flight[0])
+        time.sleep(0.05)
+        with lock:
+            in_flight[0] -= 1
+        reply = {"entities": [{"id": 0, "head": caption.split()[-1], "phrase": caption}], "relations": []}
+        return httpx.Response(200, json={"choices": [{"message": {"content": json.dumps(reply)}}]})
+
+    parser = LLMParser(base_url="http://llm.test/v1", model="m", transport=httpx.MockTransport(handler), concurrency=4)
+    captions = [f"a thing{n}" for n in range(12)]
+    graphs = parser.parse_many(captions)
+    assert [g.entities[0].head for g in graphs] == [f"thing{n}" for n in range(12)]
+    assert 1 < most[0] <= 4
 
 
 def test_llm_prompt_has_a_worked_example():

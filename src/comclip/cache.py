@@ -37,6 +37,12 @@ FORMAT = "comclip-embedding-cache"
 SCHEMA_VERSION = "1"
 #: The file a folder given as the cache holds.
 CACHE_FILE = "embeddings.sqlite"
+#: comclip's tables: its marker, the embeddings (vectors) and records (text: parses).
+TABLES = {
+    "meta": "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    "embeddings": "CREATE TABLE IF NOT EXISTS embeddings (key TEXT PRIMARY KEY, dim INTEGER NOT NULL, vector BLOB NOT NULL)",
+    "records": "CREATE TABLE IF NOT EXISTS records (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+}
 
 
 class CacheWarning(UserWarning):
@@ -73,6 +79,7 @@ class MemoryCache:
     def __init__(self, max_items: int = 100_000):
         self.max_items = max_items
         self._items: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._records: dict[str, str] = {}
 
     def get_many(self, keys: list[str]) -> dict[str, np.ndarray]:
         found = {}
@@ -91,6 +98,12 @@ class MemoryCache:
 
     def __len__(self) -> int:
         return len(self._items)
+
+    def get_records(self, keys: list[str]) -> dict[str, str]:
+        return {key: self._records[key] for key in keys if key in self._records}
+
+    def put_records(self, items: Iterable[tuple[str, str]]) -> None:
+        self._records.update(items)
 
 
 class SQLiteCache:
@@ -202,6 +215,37 @@ class SQLiteCache:
                 pass
             self._failed(exc)
 
+    def get_records(self, keys: list[str]) -> dict[str, str]:
+        """Text values stored besides the embeddings (parses, as JSON)."""
+        if self.disabled or not keys:
+            return {}
+        unique = list(dict.fromkeys(keys))
+        try:
+            found = {}
+            for start in range(0, len(unique), 500):
+                chunk = unique[start : start + 500]
+                found.update(self._db.execute(f"SELECT key, value FROM records WHERE key IN ({','.join('?' * len(chunk))})", chunk))
+            return found
+        except sqlite3.DatabaseError as exc:
+            if "no such table" not in str(exc):  # a read-only cache from before records were kept
+                self._failed(exc)
+            return {}
+
+    def put_records(self, items: Iterable[tuple[str, str]]) -> None:
+        rows = list(items)
+        if not rows or self.disabled or self.read_only:
+            return
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+            self._db.executemany("INSERT OR IGNORE INTO records VALUES (?, ?)", rows)
+            self._db.execute("COMMIT")
+        except sqlite3.DatabaseError as exc:
+            try:
+                self._db.execute("ROLLBACK")
+            except sqlite3.DatabaseError:
+                pass
+            self._failed(exc)
+
     def _failed(self, exc: sqlite3.DatabaseError) -> None:
         """A lock held past the timeout, or damage found mid-run: go on without the cache
         (a damaged file is moved aside the next time a run opens it)."""
@@ -261,7 +305,7 @@ def _foreign(path: Path) -> str | None:
         tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         if not tables:
             return None  # an empty database: nothing to lose
-        if not tables <= {"meta", "embeddings"} or "meta" not in tables:
+        if not tables <= set(TABLES) or "meta" not in tables:
             return f"an SQLite database with other tables ({', '.join(sorted(tables))})"
         marker = dict(db.execute("SELECT key, value FROM meta WHERE key IN ('format', 'schema')"))
         if marker.get("format") != FORMAT:
@@ -276,9 +320,10 @@ def _foreign(path: Path) -> str | None:
 
 
 def _initialise(db: sqlite3.Connection) -> None:
-    """The tables and the marker of a new (or empty) cache; an existing one is left as it is."""
-    if {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")} == {"meta", "embeddings"}:
+    """The tables and the marker of a new (or empty) cache, and any table a newer comclip added
+    to its own cache; a complete cache is left as it is."""
+    if {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")} == set(TABLES):
         return
-    db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+    for statement in TABLES.values():
+        db.execute(statement)
     db.execute("INSERT OR IGNORE INTO meta VALUES ('format', ?), ('schema', ?)", (FORMAT, SCHEMA_VERSION))
-    db.execute("CREATE TABLE IF NOT EXISTS embeddings (key TEXT PRIMARY KEY, dim INTEGER NOT NULL, vector BLOB NOT NULL)")

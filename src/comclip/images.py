@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import warnings
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Iterable, Union
 
@@ -43,6 +44,14 @@ class LoadedImage:
     def scale(self) -> float:
         """Factor from original pixel coordinates to this image's coordinates."""
         return self.image.width / self.original_size[0]
+
+    @cached_property
+    def key(self) -> str:
+        """The content key of the pixels, computed once per decoded image: every cache entry
+        derived from the image (its embedding, its sub-images', its grounding) starts from it."""
+        from .cache import image_digest
+
+        return image_digest(self.image)
 
 
 def _to_rgb(img: Image.Image) -> Image.Image:

@@ -22,7 +22,8 @@ from .errors import InputError
 from .grounding import GROUND_BY, GROUNDERS, Detection, Grounder, create_grounder
 from .images import ImageInput, LoadedImage, load_image
 from .parsing import PARSERS, Parser, SceneGraph, create_parser
-from .subimages import make_subimage
+from .stored import Stored
+from .subimages import make_subimage, subimage_key
 from .text import validate_captions
 
 NOT_GROUNDED = "not_grounded"
@@ -197,47 +198,61 @@ class ComCLIP:
         grounded and encoded once: every index is mapped to its first occurrence."""
         first = {}
         owner = [first.setdefault(id(im.image), i) for i, im in enumerate(loaded)]
+        stored = Stored(self.backbone, self.grounder, self.parser)
         distinct_texts = list(dict.fromkeys(texts))
-        graph_of = dict(zip(distinct_texts, self.parser.parse_many(distinct_texts)))
+        graph_of = stored.parse(self.parser, distinct_texts)
         caption_of = dict(zip(distinct_texts, self.backbone.encode_texts(distinct_texts)))
         queries: dict[int, list[str]] = {}
         for i, j in pairs:
             queries.setdefault(owner[i], []).extend(self._query(e) for e in graph_of[texts[j]].entities)
-        image_embeddings = self._ground_and_encode(loaded, queries)
-        groundings = {i: self._grounding(loaded[i], names) for i, names in queries.items()}
+        groundings, image_embeddings = self._ground_and_encode(loaded, queries, stored)
         layouts = {(i, j): self._layout(graph_of[texts[j]], groundings[owner[i]], loaded[owner[i]]) for i, j in pairs}
         encoded = self._encode_parts(loaded, owner, layouts)
         return {(i, j): self._result(loaded[i], texts[j], graph_of[texts[j]], parts, image_embeddings[owner[i]],
                                      caption_of[texts[j]], encoded, owner[i])
                 for (i, j), parts in layouts.items()}
 
-    def _ground_and_encode(self, loaded: list[LoadedImage], queries: dict[int, list[str]]) -> dict:
-        """Global embeddings of the distinct images, by index. The grounder prepares the images
-        it will ground first; where that computed their global embeddings (patch tokens), they
-        are taken from it, and only the rest are encoded."""
-        grounded = [i for i, names in queries.items() if names]
-        prepared = self.grounder.prepare([loaded[i].image for i in grounded])
-        embeddings = {i: e for i, e in zip(grounded, prepared) if e is not None}
+    def _ground_and_encode(self, loaded: list[LoadedImage], queries: dict[int, list[str]], stored: Stored) -> tuple[dict, dict]:
+        """Each image's grounding per distinct entity name (the picked detection), and the
+        global embeddings of the distinct images, by index. Groundings stored in the cache are
+        read back; the grounder prepares only the images it still has to ground, and where that
+        computed their global embeddings (patch tokens) they are taken from it; only the rest
+        are encoded."""
+        margin = self.config.union_margin
+        groundings = {i: stored.groundings(loaded[i].key, list(dict.fromkeys(names)), margin) for i, names in queries.items()}
+        todo = {i: [n for n in dict.fromkeys(names) if n not in groundings[i]] for i, names in queries.items()}
+        todo = {i: names for i, names in todo.items() if names}
+        prepared = self.grounder.prepare([loaded[i].image for i in todo]) if todo else []
+        embeddings = {i: e for i, e in zip(todo, prepared) if e is not None}
+        for i, names in todo.items():
+            ranked = self.grounder.ground(loaded[i].image, names, source=loaded[i].source)
+            fresh = {name: self._pick(detections) for name, detections in zip(names, ranked)}
+            stored.keep_groundings(loaded[i].key, margin, fresh)
+            groundings[i].update(fresh)
+        for i in groundings:
+            if self.grounder.original_pixels and loaded[i].scale != 1.0:  # boxes from a file, for the full-size image
+                groundings[i] = {name: d and Detection(tuple(b.scaled(loaded[i].scale) for b in d.boxes), d.score, d.label)
+                                 for name, d in groundings[i].items()}
         missing = [i for i in queries if i not in embeddings]
         if missing:
-            embeddings.update(zip(missing, self.backbone.encode_images([loaded[i].image for i in missing])))
-        return embeddings
-
-    def _grounding(self, image: LoadedImage, names: list[str]) -> dict[str, Detection | None]:
-        """Each distinct entity name of the captions paired with ``image``, grounded once."""
-        names = list(dict.fromkeys(names))
-        ranked = self.grounder.ground(image.image, names, source=image.source) if names else []
-        if self.grounder.original_pixels and image.scale != 1.0:  # boxes read from a file, for the full-size image
-            ranked = [[Detection(tuple(b.scaled(image.scale) for b in d.boxes), d.score, d.label) for d in ds] for ds in ranked]
-        return {name: self._pick(detections) for name, detections in zip(names, ranked)}
+            embeddings.update(zip(missing, self.backbone.encode_keyed([loaded[i].key for i in missing],
+                                                                      lambda n: loaded[missing[n]].image)))
+        return groundings, embeddings
 
     def _encode_parts(self, loaded: list[LoadedImage], owner: list[int], layouts: dict) -> dict:
-        """Every distinct sub-image (image, boxes) and phrase of all pairs, encoded once each."""
+        """Every distinct sub-image (image, boxes) and phrase of all pairs, encoded once each; a
+        sub-image is made only where its embedding is not in the cache (keys need no pixels)."""
         sub_keys = list(dict.fromkeys((owner[i], tuple(p.boxes)) for (i, _), parts in layouts.items() for p in parts))
         phrases = list(dict.fromkeys(p.phrase for parts in layouts.values() for p in parts))
-        subimages = [make_subimage(loaded[i].image, list(boxes), self.config.fill) for i, boxes in sub_keys]
+        fill = self.config.fill
+        keys = [subimage_key(loaded[i].key, boxes, fill, loaded[i].image.width, loaded[i].image.height) for i, boxes in sub_keys]
+
+        def make(n: int):
+            i, boxes = sub_keys[n]
+            return make_subimage(loaded[i].image, list(boxes), fill)
+
         return {
-            "sub": dict(zip(sub_keys, self.backbone.encode_images(subimages))) if sub_keys else {},
+            "sub": dict(zip(sub_keys, self.backbone.encode_keyed(keys, make))) if sub_keys else {},
             "phrase": dict(zip(phrases, self.backbone.encode_texts(phrases))) if phrases else {},
         }
 

@@ -43,6 +43,17 @@ def make_subimage(image: Image.Image, boxes: Sequence[Box], fill: str = "black")
     return make(image, [b.clipped(image.width, image.height) for b in boxes])
 
 
+def subimage_key(parent_key: str, boxes: Sequence[Box], fill: str, width: int, height: int) -> str:
+    """The content key of a sub-image without making it: the parent image's key, the pixel
+    bounds of its clipped boxes (all that decides the mask and the crop) and the fill; a region
+    that covers the whole image makes the image itself, with every fill, so it has its key."""
+    pixels = [b.clipped(width, height).pixels() for b in boxes]
+    if (0, 0, width, height) in pixels:  # the region is the whole image: the sub-image is the image itself
+        return parent_key
+    bounds = ";".join(",".join(map(str, p)) for p in pixels)
+    return f"sub:{parent_key}|{FILLS.check(fill)}|{bounds}"
+
+
 def _outside_replaced(image: Image.Image, boxes: Sequence[Box], background: np.ndarray) -> Image.Image:
     """``image`` with the pixels outside ``boxes`` taken from ``background`` (same shape)."""
     pixels = np.asarray(image)

@@ -14,14 +14,14 @@ import contextlib
 import warnings
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
 from PIL import Image
 
 from ..errors import InputError
-from ..cache import image_digest
+from ..cache import MemoryCache, image_digest
 from ..images import DEFAULT_MAX_SIDE, ImageInput, load_image
 from ..text import validate_captions
 
@@ -150,8 +150,17 @@ class Backbone(ABC):
             raise InputError("no images given")
         if self.cache is None:
             return self._batched(loaded, self._encode_image_batch)
-        keys = [self._cache_key("img", image_digest(im)) for im in loaded]
+        keys = [self.cache_key("img", image_digest(im)) for im in loaded]
         return self._cached(keys, loaded, self._encode_image_batch)
+
+    def encode_keyed(self, keys: Sequence[str], make: Callable[[int], Image.Image]) -> torch.Tensor:
+        """Embeddings of images known by content key (``[N, D]``, unit-norm rows); ``make(n)``
+        renders image ``n`` and is called only for keys not in the cache, each distinct key
+        once, so a warm run renders nothing."""
+        if not keys:
+            raise InputError("no images given")
+        cache = self.cache if self.cache is not None else MemoryCache()  # this call: each key encoded once
+        return self._cached([self.cache_key("img", k) for k in keys], _Rendered(make), self._encode_image_batch, cache=cache)
 
     def encode_texts(self, texts: Sequence[str]) -> torch.Tensor:
         """Embed captions; returns ``[M, D]`` unit-norm rows. Over-long captions are cut with a warning."""
@@ -159,7 +168,7 @@ class Backbone(ABC):
         if self.cache is None:
             self._warn_truncated(texts)
             return self._batched(texts, self._encode_text_batch)
-        keys = [self._cache_key("txt", text) for text in texts]
+        keys = [self.cache_key("txt", text) for text in texts]
         return self._cached(keys, texts, self._encode_text_batch, before=self._warn_truncated)
 
     def _warn_truncated(self, texts: Sequence[str]) -> None:
@@ -173,7 +182,7 @@ class Backbone(ABC):
                     stacklevel=3,
                 )
 
-    def _cache_key(self, kind: str, content: str) -> str:
+    def cache_key(self, kind: str, content: str) -> str:
         """``model fingerprint | kind | content``: the model part is what `comclip cache info` lists.
         Reduced precision gives other vectors, so it is part of the model's identity."""
         model = self.fingerprint if self.precision == "fp32" else f"{self.fingerprint}+{self.precision}"
@@ -185,9 +194,10 @@ class Backbone(ABC):
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=AUTOCAST_DTYPES[self.precision])
 
-    def _cached(self, keys: list[str], items: list, encode, before=None) -> torch.Tensor:
+    def _cached(self, keys: list[str], items, encode, before=None, cache=None) -> torch.Tensor:
         """Rows from the cache where present; the rest encoded (each distinct key once) and stored."""
-        found = self.cache.get_many(keys)
+        cache = cache if cache is not None else self.cache
+        found = cache.get_many(keys)
         missing = list(dict.fromkeys(k for k in keys if k not in found))
         if missing:
             first = {k: n for n, k in reversed(list(enumerate(keys)))}
@@ -196,7 +206,7 @@ class Backbone(ABC):
                 before(todo)
             vectors = self._batched(todo, encode).numpy()
             fresh = dict(zip(missing, vectors))
-            self.cache.put_many(fresh.items())
+            cache.put_many(fresh.items())
             found.update(fresh)
         return torch.from_numpy(np.stack([found[k] for k in keys]).astype(np.float32))
 
@@ -211,8 +221,8 @@ class Backbone(ABC):
         if self.cache is None:
             return self._encode_with_patches(list(images))
         digests = [image_digest(im) for im in images]
-        global_keys = [self._cache_key("img", d) for d in digests]  # the same rows encode_images reads
-        patch_keys = [self._cache_key("patches", d) for d in digests]
+        global_keys = [self.cache_key("img", d) for d in digests]  # the same rows encode_images reads
+        patch_keys = [self.cache_key("patches", d) for d in digests]
         found = self.cache.get_many(global_keys + patch_keys)
         todo = [n for n in range(len(images)) if global_keys[n] not in found or patch_keys[n] not in found]
         if todo:
@@ -259,3 +269,13 @@ class Backbone(ABC):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r}, device={str(self.device)!r})"
+
+
+class _Rendered:
+    """A sequence whose items are made when asked for (sub-images, for cache misses only)."""
+
+    def __init__(self, make: Callable[[int], Image.Image]):
+        self.make = make
+
+    def __getitem__(self, n: int) -> Image.Image:
+        return self.make(n)

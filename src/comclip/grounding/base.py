@@ -33,6 +33,8 @@ class Grounder(ABC):
     #: for the full-size image) rather than those of the image it was given, which may have
     #: been decoded at reduced scale; the pipeline then rescales them.
     original_pixels: bool = False
+    #: Whether its rankings may be kept in the persistent cache (see :mod:`comclip.stored`).
+    cacheable: bool = False
 
     def prepare(self, images: Sequence[Image.Image]) -> list["torch.Tensor | None"]:
         """Do per-image work for many images at once (batched), before :meth:`ground` is

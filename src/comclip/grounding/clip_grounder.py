@@ -43,6 +43,7 @@ class CLIPGrounder(Grounder):
     """
 
     name = "clip"
+    cacheable = True  # rankings depend only on the image, the query, the backbone and describe()
 
     def __init__(self, backbone: Backbone, prompt: str = DEFAULT_PROMPT, scales=DEFAULT_SCALES,
                  proposals: str = DEFAULT_PROPOSALS, region: str | None = None, fill: str = DEFAULT_FILL,

@@ -31,7 +31,7 @@ PARSERS: Registry[Callable[..., Parser]] = Registry("parser")
 PARSERS.add("spacy", _spacy)
 PARSERS.add("llm", _llm)
 PARSERS.add("given", _given)  # graphs supplied with the data
-_CACHE: dict[tuple, Parser] = {}
+_CACHE: dict[str, Parser] = {}
 
 
 def create_parser(name: str | Parser = "spacy", **options) -> Parser:
@@ -45,8 +45,8 @@ def create_parser(name: str | Parser = "spacy", **options) -> Parser:
     if options or name == "given":
         return PARSERS[name](**options)
     if name not in _CACHE:
-        _CACHE[(name,)] = PARSERS[name]()
-    return _CACHE[(name,)]
+        _CACHE[name] = PARSERS[name]()
+    return _CACHE[name]
 
 
 __all__ = ["Entity", "PARSERS", "ParseError", "Parser", "Relation", "SceneGraph", "create_parser"]

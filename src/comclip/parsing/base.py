@@ -107,6 +107,8 @@ class Parser(ABC):
     """Turns captions into scene graphs."""
 
     name: str = "parser"
+    #: Whether its graphs may be kept in the persistent cache (see :mod:`comclip.stored`).
+    cacheable: bool = False
 
     @abstractmethod
     def parse(self, text: str) -> SceneGraph:

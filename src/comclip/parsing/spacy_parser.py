@@ -61,6 +61,7 @@ class SpacyParser(Parser):
     """Dependency-based scene-graph parser over any installed English spaCy pipeline."""
 
     name = "spacy"
+    cacheable = True  # a pure function of the caption and the spaCy model (its version is in describe())
 
     MEMORY = 50_000  # parsed captions kept
 

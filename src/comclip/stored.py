@@ -1,0 +1,84 @@
+"""Results the persistent cache keeps besides embeddings, so a warm run repeats no work: the
+groundings of a grounder whose output depends only on the image, the query and its
+configuration (the clip grounder), as the pipeline picked them from the ranking, and the
+scene graphs of a parser whose output depends only on the caption and its model (spaCy, an
+LLM).
+
+Keys name what made the result: the backbone's fingerprint, the grounder's description and
+the union margin for groundings; the parser's description (its model and version) for parses. Grounders and
+parsers that read data of their own (a regions file, a dataset's graphs) are never cached.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Sequence
+
+import numpy as np
+
+from .boxes import Box
+from .grounding import Detection
+from .parsing import SceneGraph
+
+
+def _digest(description: dict) -> str:
+    return hashlib.blake2b(json.dumps(description, sort_keys=True).encode(), digest_size=10).hexdigest()
+
+
+def pack_detections(detections: Sequence[Detection]) -> np.ndarray:
+    """Ranked detections as a float32 vector the embedding cache stores exactly: per detection
+    ``[boxes, score, x1, y1, x2, y2, ...]`` in float64, its bytes viewed as float32."""
+    values = [v for d in detections for v in (len(d.boxes), d.score, *(c for b in d.boxes for c in (b.x1, b.y1, b.x2, b.y2)))]
+    return np.frombuffer(np.asarray(values, dtype=np.float64).tobytes(), dtype=np.float32)
+
+
+def unpack_detections(vector: np.ndarray) -> list[Detection]:
+    values = np.frombuffer(np.ascontiguousarray(vector, dtype=np.float32).tobytes(), dtype=np.float64).tolist()
+    detections, n = [], 0
+    while n < len(values):
+        count, score = int(values[n]), values[n + 1]
+        coordinates = values[n + 2 : n + 2 + 4 * count]
+        boxes = tuple(Box(*coordinates[4 * k : 4 * k + 4]) for k in range(count))
+        detections.append(Detection(boxes=boxes, score=score))
+        n += 2 + 4 * count
+    return detections
+
+
+class Stored:
+    """The rankings and parses of one pipeline, read from and written to its backbone's cache."""
+
+    def __init__(self, backbone, grounder, parser):
+        self.cache = backbone.cache
+        self._ground = (backbone.cache_key("ground", _digest(grounder.describe()))
+                        if self.cache is not None and getattr(grounder, "cacheable", False) else None)
+        self._parse = (f"parse|{_digest(parser.describe())}"
+                       if hasattr(self.cache, "get_records") and getattr(parser, "cacheable", False) else None)
+
+    def groundings(self, image_key: str, names: list[str], margin: float | None) -> dict[str, Detection | None]:
+        """The stored grounding of each of ``names`` on the image (those found): the detection the
+        pipeline picked from the ranking with this union margin, or None (nothing found)."""
+        if self._ground is None:
+            return {}
+        keys = {name: f"{self._ground}|{margin}|{image_key}|{name}" for name in names}
+        found = self.cache.get_many(list(keys.values()))
+        return {name: next(iter(unpack_detections(found[key])), None) for name, key in keys.items() if key in found}
+
+    def keep_groundings(self, image_key: str, margin: float | None, picked: dict[str, Detection | None]) -> None:
+        if self._ground is not None and picked:
+            self.cache.put_many((f"{self._ground}|{margin}|{image_key}|{name}", pack_detections([d] if d else []))
+                                for name, d in picked.items())
+
+    def parse(self, parser, texts: list[str]) -> dict[str, SceneGraph]:
+        """Each caption's scene graph: stored ones read back, the rest parsed (in one batch) and stored."""
+        if self._parse is None:
+            return dict(zip(texts, parser.parse_many(texts)))
+        keys = {text: f"{self._parse}|{text}" for text in texts}
+        found = self.cache.get_records(list(keys.values()))
+        graphs = {text: SceneGraph.from_dict(json.loads(found[key]), text=text) for text, key in keys.items() if key in found}
+        missing = [text for text in texts if text not in graphs]
+        if missing:
+            fresh = dict(zip(missing, parser.parse_many(missing)))
+            self.cache.put_records((keys[text], json.dumps(graph.to_dict())) for text, graph in fresh.items())
+            graphs.update(fresh)
+        return {text: graphs[text] for text in texts}
