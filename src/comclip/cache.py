@@ -202,11 +202,15 @@ class SQLiteCache:
 
     def put_many(self, items: Iterable[tuple[str, np.ndarray]]) -> None:
         rows = [(key, int(v.size), np.ascontiguousarray(v, dtype=np.float32).tobytes()) for key, v in items]
+        self._insert("INSERT OR IGNORE INTO embeddings VALUES (?, ?, ?)", rows)
+
+    def _insert(self, statement: str, rows: list) -> None:
+        """One transaction of inserts; a lock held too long or damage turns the cache off for the run."""
         if not rows or self.disabled or self.read_only:
             return
         try:
             self._db.execute("BEGIN IMMEDIATE")
-            self._db.executemany("INSERT OR IGNORE INTO embeddings VALUES (?, ?, ?)", rows)
+            self._db.executemany(statement, rows)
             self._db.execute("COMMIT")
         except sqlite3.DatabaseError as exc:
             try:
@@ -232,19 +236,7 @@ class SQLiteCache:
             return {}
 
     def put_records(self, items: Iterable[tuple[str, str]]) -> None:
-        rows = list(items)
-        if not rows or self.disabled or self.read_only:
-            return
-        try:
-            self._db.execute("BEGIN IMMEDIATE")
-            self._db.executemany("INSERT OR IGNORE INTO records VALUES (?, ?)", rows)
-            self._db.execute("COMMIT")
-        except sqlite3.DatabaseError as exc:
-            try:
-                self._db.execute("ROLLBACK")
-            except sqlite3.DatabaseError:
-                pass
-            self._failed(exc)
+        self._insert("INSERT OR IGNORE INTO records VALUES (?, ?)", list(items))
 
     def _failed(self, exc: sqlite3.DatabaseError) -> None:
         """A lock held past the timeout, or damage found mid-run: go on without the cache
