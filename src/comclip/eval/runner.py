@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import platform
 import re
 import sys
@@ -20,9 +19,8 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 import numpy as np
-from tqdm import tqdm
-
 from PIL import Image
+from tqdm import tqdm
 
 from ..boxes import Box
 from ..cache import image_digest
@@ -32,7 +30,6 @@ from ..loading import ImageLoader
 from . import metrics
 from .datasets import CAPTION_CHOICE, IMAGE_CHOICE, WINOGROUND, Dataset, Example
 
-log = logging.getLogger("comclip.eval")
 PER_EXAMPLE = "per_example.jsonl"
 #: What made the run (see :func:`run_manifest`), written when it starts.
 RUN_FILE = "run.json"
@@ -347,9 +344,9 @@ KIND_METRICS = {CAPTION_CHOICE: ("accuracy",), IMAGE_CHOICE: ("accuracy",), WINO
 FLAGS = ("no_entities", "not_grounded", "shared_box", "weights_clamped", "uniform_weights")
 
 
-def outcomes(records: list[dict]) -> dict[str, list[tuple[str, float]]]:
-    """Per metric, ``(example id, success)`` for every example the metric applies to; a
-    failed example counts as a failure (0) in each metric of its kind."""
+def outcomes(records: list[dict]) -> dict[str, list[float]]:
+    """Per metric, the success of every example the metric applies to; a failed example
+    counts as a failure (0) in each metric of its kind."""
     by_kind: dict[str, set] = {}
     for r in records:
         if r["status"] == "ok":
@@ -359,9 +356,9 @@ def outcomes(records: list[dict]) -> dict[str, list[tuple[str, float]]]:
         names = by_kind.get(r["kind"]) or KIND_METRICS.get(r["kind"], ())
         for name in sorted(names):
             if r["status"] != "ok":
-                out.setdefault(name, []).append((r["id"], 0.0))
+                out.setdefault(name, []).append(0.0)
             elif name in r["correct"]:
-                out.setdefault(name, []).append((r["id"], float(r["correct"][name])))
+                out.setdefault(name, []).append(float(r["correct"][name]))
     return out
 
 
@@ -371,7 +368,7 @@ def summarise_run(records: list[dict], n_bootstrap: int = 1000, seed: int = 0) -
     failed = [r for r in records if r["status"] != "ok"]
 
     def block(rows):
-        return {name: metrics.summarise([v for _, v in values], n_bootstrap, seed) for name, values in outcomes(rows).items()}
+        return {name: metrics.summarise(values, n_bootstrap, seed) for name, values in outcomes(rows).items()}
 
     subsets = sorted({r["subset"] for r in records if r["subset"]})
     tags = sorted({t for r in records for t in r["tags"]})
@@ -406,7 +403,7 @@ def compare_with(baseline: str, by_method: dict[str, list[dict]], n_bootstrap: i
         scored = [r for r in records if r["status"] == "ok" and r["id"] in base]
         if method == baseline or not scored:
             continue
-        metric = headline_metric(outcomes(scored))
+        metric = headline_metric(sorted({name for r in scored for name in r["correct"]}))
         pairs = [(base[r["id"]]["correct"][metric], r["correct"][metric]) for r in scored
                  if metric in r["correct"] and metric in base[r["id"]]["correct"]]
         result = metrics.paired_comparison([float(a) for a, _ in pairs], [float(b) for _, b in pairs], n_bootstrap, seed)
@@ -423,9 +420,9 @@ def unscored(report: dict) -> list[str]:
     lines = []
     for run in report["runs"]:
         if run["n_examples"] and not run["n_scored"]:
-            kinds = Counter(_ERROR_DETAILS.sub("...", f["error"]) for f in run["failures"])
-            kind, times = kinds.most_common(1)[0]
-            example = next(f["error"] for f in run["failures"] if _ERROR_DETAILS.sub("...", f["error"]) == kind)
+            kinds = [(_ERROR_DETAILS.sub("...", f["error"]), f["error"]) for f in run["failures"]]
+            kind, times = Counter(k for k, _ in kinds).most_common(1)[0]
+            example = next(error for k, error in kinds if k == kind)
             lines.append(f"method {run['method']} scored none of its {run['n_examples']} examples; "
                          f"the most common error ({times} of them): {example}")
     return lines
