@@ -19,7 +19,7 @@ import numpy as np
 from ..config import PipelineConfig
 from .datasets import Dataset
 from .evaluate import GrounderPool, build_pipelines, evaluate
-from .grounding_accuracy import grounding_report, has_boxes
+from .grounding_accuracy import grounding_report, has_boxes, oracle_grounder
 from .runner import PER_EXAMPLE, score_examples, summarise_run
 from .runner import headline_metric as runner_headline
 from .scorers import clip_scorer, comclip_scorer
@@ -167,7 +167,7 @@ def _test_run(test: Dataset, backbone, best: Config, out: Path, seed: int, usabl
             if name in usable:
                 by_grounder.setdefault(pool.get(Config(grounding=name).pipeline_config(backbone.defaults)), name)
         rows = {name: grounder for grounder, name in by_grounder.items()}
-        rows["oracle"] = pool.get(PipelineConfig(grounder="oracle"))
+        rows["oracle"] = oracle_grounder(test)
         extra["grounding"] = grounding_report(rows, test, seed=seed)
     (out / PER_EXAMPLE).unlink(missing_ok=True)  # the test run is recomputed with the chosen config
     notes = {label: {"grounding": c.grounding} for label, c in chosen.items() if c is not None}

@@ -25,7 +25,7 @@ from ..pipeline import ComCLIP
 from . import runner
 from .datasets import GENERATED, Dataset, load_dataset
 from .datasets.retrieval import RetrievalDataset
-from .grounding_accuracy import grounding_report, has_boxes, known_boxes
+from .grounding_accuracy import grounding_report, has_boxes, oracle_grounder
 from .retrieval import run_retrieval
 from .scorers import clip_scorer, comclip_scorer
 
@@ -64,12 +64,12 @@ class GrounderPool:
     def get(self, config: PipelineConfig) -> Grounder:
         key = json.dumps([config.grounder, config.grounder_options()], sort_keys=True)
         if key not in self._grounders:
-            options = config.grounder_options()
             if config.grounder == "oracle":
                 if not has_boxes(self.dataset):
                     raise InputError("--grounder oracle needs data with known boxes (comclip eval sandbox)")
-                options["known"] = known_boxes(self.dataset)
-            self._grounders[key] = create_grounder(config.grounder, self.backbone, **options)
+                self._grounders[key] = oracle_grounder(self.dataset)
+            else:
+                self._grounders[key] = create_grounder(config.grounder, self.backbone, **config.grounder_options())
         return self._grounders[key]
 
 
@@ -128,7 +128,7 @@ def evaluate(dataset, backbone: Backbone, methods: Methods, out_dir, *, resume: 
         results = runner.run(dataset, scorers, out, pin_memory=backbone.device.type == "cuda", **options)
     extra = {"backbone": backbone.describe(), **(extra or {})}
     if has_boxes(dataset) and "grounding" not in extra:
-        extra["grounding"] = grounding_report(_report_grounders(pipelines, dataset, backbone), dataset,
+        extra["grounding"] = grounding_report(_report_grounders(pipelines, dataset), dataset,
                                               seed=seed, n_bootstrap=n_bootstrap)
     return runner.write_report(dataset, backbone.name, configs, results, out, seed=seed, n_bootstrap=n_bootstrap, extra=extra)
 
@@ -142,7 +142,7 @@ def _check_retrieval_methods(methods: Methods, rerank_top: int) -> None:
         raise InputError(f"--rerank-top must be at least 1, got {rerank_top}")
 
 
-def _report_grounders(pipelines: Mapping[str, ComCLIP | None], dataset, backbone: Backbone) -> dict[str, Grounder]:
+def _report_grounders(pipelines: Mapping[str, ComCLIP | None], dataset) -> dict[str, Grounder]:
     """The distinct grounders of the methods, by name, then the oracle."""
     grounders: dict[str, Grounder] = {}
     for method, pipeline in pipelines.items():
@@ -150,5 +150,6 @@ def _report_grounders(pipelines: Mapping[str, ComCLIP | None], dataset, backbone
             continue
         name = pipeline.grounder.name
         grounders[name if name not in grounders else f"{name} ({method})"] = pipeline.grounder
-    grounders.setdefault("oracle", GrounderPool(backbone, dataset).get(PipelineConfig(grounder="oracle")))
+    if "oracle" not in grounders:  # a method may ground with the oracle already
+        grounders["oracle"] = oracle_grounder(dataset)
     return grounders
