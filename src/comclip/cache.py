@@ -70,6 +70,15 @@ class EmbeddingCache(Protocol):
 
     def get_many(self, keys: list[str]) -> dict[str, np.ndarray]: ...
 
+    def _select(self, query: str, keys: list[str]) -> list[tuple]:
+        """The rows of ``query`` whose key is one of ``keys``, asked 500 keys at a time (SQLite
+        bounds the number of parameters of one statement)."""
+        rows = []
+        for start in range(0, len(keys), 500):
+            chunk = keys[start : start + 500]
+            rows += self._db.execute(f"{query} WHERE key IN ({','.join('?' * len(chunk))})", chunk).fetchall()
+        return rows
+
     def put_many(self, items: Iterable[tuple[str, np.ndarray]]) -> None: ...
 
 
@@ -88,6 +97,15 @@ class MemoryCache:
                 self._items.move_to_end(key)
                 found[key] = self._items[key]
         return found
+
+    def _select(self, query: str, keys: list[str]) -> list[tuple]:
+        """The rows of ``query`` whose key is one of ``keys``, asked 500 keys at a time (SQLite
+        bounds the number of parameters of one statement)."""
+        rows = []
+        for start in range(0, len(keys), 500):
+            chunk = keys[start : start + 500]
+            rows += self._db.execute(f"{query} WHERE key IN ({','.join('?' * len(chunk))})", chunk).fetchall()
+        return rows
 
     def put_many(self, items: Iterable[tuple[str, np.ndarray]]) -> None:
         for key, vector in items:
@@ -183,22 +201,26 @@ class SQLiteCache:
         bad: list[str] = []
         unique = list(dict.fromkeys(keys))
         try:
-            for start in range(0, len(unique), 500):
-                chunk = unique[start : start + 500]
-                rows = self._db.execute(
-                    f"SELECT key, dim, vector FROM embeddings WHERE key IN ({','.join('?' * len(chunk))})", chunk
-                ).fetchall()
-                for key, dim, blob in rows:
-                    if not isinstance(blob, bytes) or len(blob) != 4 * dim:
-                        bad.append(key)
-                        continue
-                    found[key] = np.frombuffer(blob, dtype=np.float32).copy()
+            for key, dim, blob in self._select("SELECT key, dim, vector FROM embeddings", unique):
+                if not isinstance(blob, bytes) or len(blob) != 4 * dim:
+                    bad.append(key)
+                    continue
+                found[key] = np.frombuffer(blob, dtype=np.float32).copy()
             if bad and not self.read_only:
                 self._db.execute(f"DELETE FROM embeddings WHERE key IN ({','.join('?' * len(bad))})", bad)
         except sqlite3.DatabaseError as exc:
             self._failed(exc)
             return {key: found[key] for key in found if key not in bad}
         return found
+
+    def _select(self, query: str, keys: list[str]) -> list[tuple]:
+        """The rows of ``query`` whose key is one of ``keys``, asked 500 keys at a time (SQLite
+        bounds the number of parameters of one statement)."""
+        rows = []
+        for start in range(0, len(keys), 500):
+            chunk = keys[start : start + 500]
+            rows += self._db.execute(f"{query} WHERE key IN ({','.join('?' * len(chunk))})", chunk).fetchall()
+        return rows
 
     def put_many(self, items: Iterable[tuple[str, np.ndarray]]) -> None:
         rows = [(key, int(v.size), np.ascontiguousarray(v, dtype=np.float32).tobytes()) for key, v in items]
@@ -223,13 +245,8 @@ class SQLiteCache:
         """Text values stored besides the embeddings (parses, as JSON)."""
         if self.disabled or not keys:
             return {}
-        unique = list(dict.fromkeys(keys))
         try:
-            found = {}
-            for start in range(0, len(unique), 500):
-                chunk = unique[start : start + 500]
-                found.update(self._db.execute(f"SELECT key, value FROM records WHERE key IN ({','.join('?' * len(chunk))})", chunk))
-            return found
+            return dict(self._select("SELECT key, value FROM records", list(dict.fromkeys(keys))))
         except sqlite3.DatabaseError as exc:
             if "no such table" not in str(exc):  # a read-only cache from before records were kept
                 self._failed(exc)
