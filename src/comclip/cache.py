@@ -70,15 +70,6 @@ class EmbeddingCache(Protocol):
 
     def get_many(self, keys: list[str]) -> dict[str, np.ndarray]: ...
 
-    def _select(self, query: str, keys: list[str]) -> list[tuple]:
-        """The rows of ``query`` whose key is one of ``keys``, asked 500 keys at a time (SQLite
-        bounds the number of parameters of one statement)."""
-        rows = []
-        for start in range(0, len(keys), 500):
-            chunk = keys[start : start + 500]
-            rows += self._db.execute(f"{query} WHERE key IN ({','.join('?' * len(chunk))})", chunk).fetchall()
-        return rows
-
     def put_many(self, items: Iterable[tuple[str, np.ndarray]]) -> None: ...
 
 
@@ -97,15 +88,6 @@ class MemoryCache:
                 self._items.move_to_end(key)
                 found[key] = self._items[key]
         return found
-
-    def _select(self, query: str, keys: list[str]) -> list[tuple]:
-        """The rows of ``query`` whose key is one of ``keys``, asked 500 keys at a time (SQLite
-        bounds the number of parameters of one statement)."""
-        rows = []
-        for start in range(0, len(keys), 500):
-            chunk = keys[start : start + 500]
-            rows += self._db.execute(f"{query} WHERE key IN ({','.join('?' * len(chunk))})", chunk).fetchall()
-        return rows
 
     def put_many(self, items: Iterable[tuple[str, np.ndarray]]) -> None:
         for key, vector in items:
