@@ -232,24 +232,27 @@ def test_cache_cli(cli, tiny_model_dir, tmp_path):
     assert code == 0 and "removed 3" in err
 
 
-def test_a_warm_run_makes_no_subimage_grounds_parses_and_encodes_nothing(tiny_model_dir, tmp_path, monkeypatch):
+@pytest.mark.parametrize("pixels", ["torch", "pil"])
+def test_a_warm_run_makes_no_subimage_grounds_parses_and_encodes_nothing(tiny_model_dir, tmp_path, monkeypatch, pixels):
     """Keys come without pixels: a second run (a fresh backbone and pipeline, as a new process)
-    reads every embedding, ranking and parse back, and gives the same scores."""
-    import comclip.pipeline
+    reads every embedding, ranking and parse back, uploads and renders nothing, and gives the
+    same scores, on either pixel path."""
+    from comclip.subimages import SubimageMaker
 
     texts = ["a red circle and a blue square", "two dogs on a mat", "it is"]
-    cold_backbone = create_backbone(str(tiny_model_dir))
+    cold_backbone = create_backbone(str(tiny_model_dir), pixels=pixels)
     cold_backbone.cache = SQLiteCache(tmp_path / "c.sqlite")
     cold = ComCLIP(cold_backbone).score(IMAGES[:3], texts)
 
-    warm_backbone = create_backbone(str(tiny_model_dir))
+    warm_backbone = create_backbone(str(tiny_model_dir), pixels=pixels)
     warm_backbone.cache = SQLiteCache(tmp_path / "c.sqlite")
     warm_model = ComCLIP(warm_backbone)
 
     def never(*args, **kwargs):
         raise AssertionError("a warm run did work it had done before")
 
-    monkeypatch.setattr(comclip.pipeline, "make_subimage", never)
+    for name in ("canvas", "whole", "sub"):
+        monkeypatch.setattr(SubimageMaker, name, never)
     for obj, name in ((warm_model.grounder, "prepare"), (warm_model.grounder, "ground"), (warm_model.parser, "parse_many"),
                       (warm_backbone, "_encode_image_batch"), (warm_backbone, "_encode_text_batch"),
                       (warm_backbone, "_encode_with_patches")):

@@ -130,3 +130,15 @@ def test_every_image_mode_is_scored(cli, tiny_model_dir, tmp_path):
     data = json.loads(out)
     assert [Path(p).name for p in data["images"]] == ["cmyk.jpg", "gray.png", "palette.png", "rgba.png", "sixteen.png"]
     assert all(-1 <= r["results"][0]["clip"] <= 1 for r in data["results"])
+
+
+def test_both_pixel_paths_score_alike_and_a_bad_one_exits_2(cli, tiny_model_dir, rgb_image_path):
+    scores = {}
+    for pixels in ("torch", "pil"):
+        code, out, err = cli("score", "--model", tiny_model_dir, "--method", "clip,comclip", "--pixels", pixels, "--json",
+                             rgb_image_path, "a red square beside a blue square", "a dog")
+        assert code == 0, err
+        scores[pixels] = [r[key] for r in json.loads(out)["results"] for key in ("clip", "comclip")]
+    assert scores["torch"] == pytest.approx(scores["pil"], abs=0.01)
+    code, out, err = cli("score", "--model", tiny_model_dir, "--pixels", "gpu", rgb_image_path, "a dog")
+    assert code == 2 and "--pixels" in err and len(err.strip().splitlines()) == 1 and out == ""

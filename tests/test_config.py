@@ -25,7 +25,7 @@ CHOICES = {
     "union_margin": (0.1, 0.2), "use_relations": (False, True), "entity_prompt": ("a {}", "the {}"),
     "grounder_prompt": ("a {}", "an image of {}"), "proposals": ("segments", "grid+segments"),
     "region": ("mask", "crop"), "grounder_fill": ("black", "blur"), "regions": ("r.json", "s.json"),
-    "precision": ("amp_bf16", "fp32"),
+    "precision": ("amp_bf16", "fp32"), "pixels": ("pil", "torch"),
 }
 
 
@@ -56,7 +56,7 @@ def test_nested_grounder_defaults_of_comclip_json_are_fields():
     ({"temperature": math.nan}, "finite"), ({"temperature": 0.0}, "positive"), ({"evidence_weight": math.inf}, "finite"),
     ({"union_margin": -0.1}, "0 or more"), ({"weighting": "max"}, "unknown weighting"), ({"fill": "pink"}, "unknown fill"),
     ({"region": "everywhere"}, "unknown region"), ({"entity_prompt": "no slot"}, "needs a {}"),
-    ({"precision": "half"}, "unknown precision"),
+    ({"precision": "half"}, "unknown precision"), ({"pixels": "gpu"}, "unknown pixels"),
 ])
 def test_bad_values_are_refused_naming_the_option(values, message):
     with pytest.raises(InputError, match=message):

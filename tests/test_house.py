@@ -16,7 +16,7 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 #: own floor or below, never above.
 FLOORS = [
     ["errors", "bpe", "_hf_utils"],
-    ["registry", "text", "jsonfile", "boxes", "images", "cache"],
+    ["registry", "text", "jsonfile", "boxes", "images", "cache", "pixels"],
     ["subimages", "loading", "testing"],
     ["backbones"],
     ["parsing"],

@@ -28,6 +28,7 @@ from .grounding import GROUND_BY, GROUNDERS
 from .grounding.clip_grounder import DEFAULT_FILL, DEFAULT_PROMPT, DEFAULT_PROPOSALS, REGION_MODES
 from .grounding.proposals import PROPOSALS
 from .parsing import PARSERS
+from .pixels import PIXEL_PATHS
 from .subimages import FILLS
 
 #: A model's ``comclip.json`` names the clip grounder's options under "grounder"; their fields here.
@@ -66,6 +67,9 @@ class PipelineConfig:
     #: The regions grounder's JSON file or folder.
     regions: str | None = None
     precision: str = "fp32"
+    #: How images reach the model: built and preprocessed as tensors on its device ("torch"),
+    #: or with PIL and the backbone's own processor ("pil", the reference).
+    pixels: str = "torch"
 
     def __post_init__(self) -> None:
         for name, registry in (("parser", PARSERS), ("grounder", GROUNDERS), ("weighting", WEIGHTINGS), ("fill", FILLS),
@@ -73,6 +77,7 @@ class PipelineConfig:
             registry.check(getattr(self, name))
         _check_choice("proposals", self.proposals, PROPOSALS)
         _check_choice("precision", self.precision, PRECISIONS)
+        _check_choice("pixels", self.pixels, PIXEL_PATHS)
         if self.region is not None:
             _check_choice("region", self.region, REGION_MODES)
         _check_number("temperature", self.temperature, positive=True)

@@ -23,7 +23,7 @@ from .grounding import GROUND_BY, GROUNDERS, Detection, Grounder, create_grounde
 from .images import ImageInput, LoadedImage, load_image
 from .parsing import PARSERS, Parser, SceneGraph, create_parser
 from .stored import Stored
-from .subimages import make_subimage, subimage_key
+from .subimages import SubimageMaker, subimage_key
 from .text import validate_captions
 
 NOT_GROUNDED = "not_grounded"
@@ -110,7 +110,8 @@ class ComCLIP:
                  grounder: Grounder | str | None = None, grounder_options: dict | None = None,
                  parser_options: dict | None = None, **options):
         explicit, extra = dict(options), {}
-        explicit.pop("precision", None)  # the backbone's (from_pretrained builds it at the one asked for)
+        for backbone_option in ("precision", "pixels"):  # the backbone's (from_pretrained builds it as asked)
+            explicit.pop(backbone_option, None)
         for key, value in (grounder_options or {}).items():
             if key in _TYPED_GROUNDER_OPTIONS:
                 explicit[_TYPED_GROUNDER_OPTIONS[key]] = value
@@ -121,7 +122,7 @@ class ComCLIP:
             if name is not None and (isinstance(given, str) or name in (PARSERS if key == "parser" else GROUNDERS)):
                 explicit[key] = name
         base = config if config is not None else PipelineConfig.layered(backbone.defaults)
-        self.config = base.replace(**explicit, precision=backbone.precision)
+        self.config = base.replace(**explicit, precision=backbone.precision, pixels=backbone.pixels)
         self.backbone = backbone
         self.parser = parser if isinstance(parser, Parser) else create_parser(self.config.parser, **(parser_options or {}))
         self.grounder = grounder if isinstance(grounder, Grounder) else create_grounder(
@@ -131,9 +132,12 @@ class ComCLIP:
     @classmethod
     def from_pretrained(cls, model: str = DEFAULT_MODEL, *, device=None, batch_size: int = 32,
                         config: PipelineConfig | None = None, **options) -> "ComCLIP":
-        """Load a backbone by name (see ``comclip models``) at the configured precision and wrap it."""
-        precision = options.get("precision", config.precision if config is not None else "fp32")
-        return cls(create_backbone(model, device=device, batch_size=batch_size, precision=precision), config, **options)
+        """Load a backbone by name (see ``comclip models``) at the configured precision and pixel
+        path, and wrap it."""
+        base = config if config is not None else PipelineConfig()
+        precision, pixels = options.get("precision", base.precision), options.get("pixels", base.pixels)
+        backbone = create_backbone(model, device=device, batch_size=batch_size, precision=precision, pixels=pixels)
+        return cls(backbone, config, **options)
 
     @classmethod
     def from_backbone(cls, backbone: Backbone, config: PipelineConfig | None = None, **options) -> "ComCLIP":
@@ -205,14 +209,16 @@ class ComCLIP:
         queries: dict[int, list[str]] = {}
         for i, j in pairs:
             queries.setdefault(owner[i], []).extend(self._query(e) for e in graph_of[texts[j]].entities)
-        groundings, image_embeddings = self._ground_and_encode(loaded, queries, stored)
+        maker = SubimageMaker([im.image for im in loaded], self.backbone.pixel_device)
+        groundings, image_embeddings = self._ground_and_encode(loaded, queries, stored, maker)
         layouts = {(i, j): self._layout(graph_of[texts[j]], groundings[owner[i]], loaded[owner[i]]) for i, j in pairs}
-        encoded = self._encode_parts(loaded, owner, layouts)
+        encoded = self._encode_parts(loaded, owner, layouts, maker)
         return {(i, j): self._result(loaded[i], texts[j], graph_of[texts[j]], parts, image_embeddings[owner[i]],
                                      caption_of[texts[j]], encoded, owner[i])
                 for (i, j), parts in layouts.items()}
 
-    def _ground_and_encode(self, loaded: list[LoadedImage], queries: dict[int, list[str]], stored: Stored) -> tuple[dict, dict]:
+    def _ground_and_encode(self, loaded: list[LoadedImage], queries: dict[int, list[str]], stored: Stored,
+                           maker: SubimageMaker) -> tuple[dict, dict]:
         """Each image's grounding per distinct entity name (the picked detection), and the
         global embeddings of the distinct images, by index. Groundings stored in the cache are
         read back; the grounder prepares only the images it still has to ground, and where that
@@ -236,10 +242,10 @@ class ComCLIP:
         missing = [i for i in queries if i not in embeddings]
         if missing:
             embeddings.update(zip(missing, self.backbone.encode_keyed([loaded[i].key for i in missing],
-                                                                      lambda n: loaded[missing[n]].image)))
+                                                                      lambda n: maker.whole(missing[n]))))
         return groundings, embeddings
 
-    def _encode_parts(self, loaded: list[LoadedImage], owner: list[int], layouts: dict) -> dict:
+    def _encode_parts(self, loaded: list[LoadedImage], owner: list[int], layouts: dict, maker: SubimageMaker) -> dict:
         """Every distinct sub-image (image, boxes) and phrase of all pairs, encoded once each; a
         sub-image is made only where its embedding is not in the cache (keys need no pixels)."""
         sub_keys = list(dict.fromkeys((owner[i], tuple(p.boxes)) for (i, _), parts in layouts.items() for p in parts))
@@ -249,7 +255,7 @@ class ComCLIP:
 
         def make(n: int):
             i, boxes = sub_keys[n]
-            return make_subimage(loaded[i].image, list(boxes), fill)
+            return maker.sub(i, list(boxes), fill)
 
         return {
             "sub": dict(zip(sub_keys, self.backbone.encode_keyed(keys, make))) if sub_keys else {},

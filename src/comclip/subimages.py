@@ -6,6 +6,11 @@ regions. Other fills exist because black masks are out of distribution for some 
 ``blur``, ``mean`` (the image's mean colour) and ``crop`` (the region's bounding box, cut
 out). Each fill is one function in :data:`FILLS`; the grounder's masked candidate views and
 the pipeline's sub-images are both made here.
+
+Each fill also has a tensor form in :data:`TENSOR_FILLS` that builds the sub-image on the
+model's device from a :class:`Canvas` (the image uploaded once as uint8, with the background
+its fill needs computed once for all its sub-images). The PIL form is the reference; a fill
+registered only in PIL form still works on the tensor path, made with PIL and uploaded.
 """
 
 from __future__ import annotations
@@ -13,10 +18,12 @@ from __future__ import annotations
 from typing import Callable, Sequence
 
 import numpy as np
+import torch
 from PIL import Image, ImageFilter
 
 from .boxes import Box, bounding_box
 from .errors import InputError
+from .pixels import gaussian_blur, to_tensor
 from .registry import Registry
 
 #: ``fill(image, boxes) -> sub-image``; ``image`` is RGB and ``boxes`` lie inside it.
@@ -54,6 +61,11 @@ def subimage_key(parent_key: str, boxes: Sequence[Box], fill: str, width: int, h
     return f"sub:{parent_key}|{FILLS.check(fill)}|{bounds}"
 
 
+def blur_radius(width: int, height: int) -> float:
+    """The blur fill's radius: strong enough that no object outside the region stays recognisable."""
+    return max(2.0, max(width, height) / 16)
+
+
 def _outside_replaced(image: Image.Image, boxes: Sequence[Box], background: np.ndarray) -> Image.Image:
     """``image`` with the pixels outside ``boxes`` taken from ``background`` (same shape)."""
     pixels = np.asarray(image)
@@ -71,8 +83,8 @@ def black_fill(image: Image.Image, boxes: Sequence[Box]) -> Image.Image:
 @FILLS.register("blur")
 def blur_fill(image: Image.Image, boxes: Sequence[Box]) -> Image.Image:
     """A blur outside the region, strong enough that no object there stays recognisable."""
-    radius = max(2.0, max(image.size) / 16)
-    return _outside_replaced(image, boxes, np.asarray(image.filter(ImageFilter.GaussianBlur(radius))))
+    blurred = image.filter(ImageFilter.GaussianBlur(blur_radius(image.width, image.height)))
+    return _outside_replaced(image, boxes, np.asarray(blurred))
 
 
 @FILLS.register("mean")
@@ -87,3 +99,100 @@ def mean_fill(image: Image.Image, boxes: Sequence[Box]) -> Image.Image:
 def crop_fill(image: Image.Image, boxes: Sequence[Box]) -> Image.Image:
     """The region's bounding box, cut out (the image size is not kept)."""
     return image.crop(bounding_box(boxes).pixels())
+
+
+# --- the same fills as tensor operations on the model's device ------------------------------
+class Canvas:
+    """One decoded image on the model's device: ``pixels`` (uint8 ``[3, H, W]``, uploaded once)
+    and the backgrounds its fills need, each computed once for all its sub-images."""
+
+    def __init__(self, image: Image.Image, device: torch.device | str):
+        self.image = image  # kept for fills that only have a PIL form
+        self.pixels = to_tensor(image, device)
+        self._backgrounds: dict[str, torch.Tensor] = {}
+
+    @property
+    def height(self) -> int:
+        return self.pixels.shape[-2]
+
+    @property
+    def width(self) -> int:
+        return self.pixels.shape[-1]
+
+    def background(self, name: str, compute: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+        if name not in self._backgrounds:
+            self._backgrounds[name] = compute(self.pixels)
+        return self._backgrounds[name]
+
+
+#: ``fill(canvas, boxes) -> uint8 [3, h, w]`` on the canvas's device; ``boxes`` lie inside it.
+TENSOR_FILLS: Registry[Callable[[Canvas, Sequence[Box]], torch.Tensor]] = Registry("fill")
+
+
+def render(canvas: Canvas, boxes: Sequence[Box], fill: str = "black") -> torch.Tensor:
+    """:func:`make_subimage` as a uint8 ``[3, h, w]`` tensor on the canvas's device."""
+    FILLS.check(fill)
+    if not boxes:
+        raise InputError("a sub-image needs at least one box")
+    boxes = [b.clipped(canvas.width, canvas.height) for b in boxes]
+    if fill not in TENSOR_FILLS:
+        return to_tensor(FILLS[fill](canvas.image, boxes), canvas.pixels.device)
+    return TENSOR_FILLS[fill](canvas, boxes)
+
+
+def _tensor_outside_replaced(canvas: Canvas, boxes: Sequence[Box], background: torch.Tensor) -> torch.Tensor:
+    """The canvas with the pixels outside ``boxes`` taken from ``background`` (broadcastable)."""
+    out = background.expand_as(canvas.pixels).clone()
+    for box in boxes:
+        x1, y1, x2, y2 = box.pixels()
+        out[:, y1:y2, x1:x2] = canvas.pixels[:, y1:y2, x1:x2]
+    return out
+
+
+@TENSOR_FILLS.register("black")
+def black_fill_tensor(canvas: Canvas, boxes: Sequence[Box]) -> torch.Tensor:
+    return _tensor_outside_replaced(canvas, boxes, torch.zeros((3, 1, 1), dtype=torch.uint8, device=canvas.pixels.device))
+
+
+@TENSOR_FILLS.register("blur")
+def blur_fill_tensor(canvas: Canvas, boxes: Sequence[Box]) -> torch.Tensor:
+    blurred = canvas.background("blur", lambda px: gaussian_blur(px, blur_radius(canvas.width, canvas.height)))
+    return _tensor_outside_replaced(canvas, boxes, blurred)
+
+
+@TENSOR_FILLS.register("mean")
+def mean_fill_tensor(canvas: Canvas, boxes: Sequence[Box]) -> torch.Tensor:
+    mean = canvas.background("mean", lambda px: px.double().mean(dim=(1, 2)).round().to(torch.uint8)[:, None, None])
+    return _tensor_outside_replaced(canvas, boxes, mean)
+
+
+@TENSOR_FILLS.register("crop")
+def crop_fill_tensor(canvas: Canvas, boxes: Sequence[Box]) -> torch.Tensor:
+    x1, y1, x2, y2 = bounding_box(boxes).pixels()
+    return canvas.pixels[:, y1:y2, x1:x2]
+
+
+class SubimageMaker:
+    """Makes the images and sub-images of a list of images for encoding: with PIL
+    (``device`` None, the reference), or as tensors on ``device``, each image uploaded once
+    (its :class:`Canvas`, made on first use) however many sub-images it gives."""
+
+    def __init__(self, images: Sequence[Image.Image], device: torch.device | str | None):
+        self.images = images
+        self.device = device
+        self._canvases: dict[int, Canvas] = {}
+
+    def canvas(self, index: int) -> Canvas:
+        if index not in self._canvases:
+            self._canvases[index] = Canvas(self.images[index], self.device)
+        return self._canvases[index]
+
+    def whole(self, index: int) -> Image.Image | torch.Tensor:
+        """Image ``index`` itself."""
+        return self.images[index] if self.device is None else self.canvas(index).pixels
+
+    def sub(self, index: int, boxes: Sequence[Box], fill: str) -> Image.Image | torch.Tensor:
+        """The sub-image of image ``index`` for the union of ``boxes`` with ``fill``."""
+        if self.device is None:
+            return make_subimage(self.images[index], boxes, fill)
+        return render(self.canvas(index), boxes, fill)

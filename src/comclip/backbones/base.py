@@ -2,9 +2,11 @@
 
 ComCLIP is plug-and-play over CLIP-like models: everything downstream (grounding,
 composition, evaluation) only needs L2-normalised image and text embeddings in one space
-and the model's logit scale. A new backbone subclasses :class:`Backbone`, implements the
-two ``_encode_*_batch`` methods and ``_token_count``, and registers a constructor in
-:mod:`comclip.backbones.registry`.
+and the model's logit scale. A new backbone subclasses :class:`Backbone`, implements
+``_processor_pixels`` (its own preprocessing of PIL images), ``_encode_pixels``,
+``_encode_text_batch`` and ``_token_count``, and registers a constructor in
+:mod:`comclip.backbones.registry`. One that also gives a :class:`~comclip.pixels.PixelSpec`
+(``pixel_spec``) gets its images preprocessed as tensors on its device (``pixels="torch"``).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from PIL import Image
 from ..errors import InputError
 from ..cache import MemoryCache, image_digest
 from ..images import DEFAULT_MAX_SIDE, ImageInput, load_image
+from ..pixels import PIXEL_PATHS, PixelSpec, preprocess, to_tensor
 from ..text import validate_captions
 
 
@@ -101,13 +104,16 @@ class Backbone(ABC):
     """
 
     def __init__(self, name: str, device: str | torch.device | None = None, batch_size: int = 32,
-                 precision: str = "fp32"):
+                 precision: str = "fp32", pixels: str = "torch"):
         if int(batch_size) < 1:
             raise InputError(f"batch size must be at least 1, got {batch_size}")
+        if pixels not in PIXEL_PATHS:
+            raise InputError(f"unknown pixel path {pixels!r}: choose one of {', '.join(PIXEL_PATHS)}")
         self.name = name
         self.device = resolve_device(device)
         self.batch_size = int(batch_size)
         self.precision = check_precision(precision, self.device)
+        self._pixels = pixels
         #: Model-specific defaults for the pipeline's stages, e.g. ``{"grounder": {"prompt": "a {}"}}``
         #: for a model trained on captions without "a photo of". Empty for hub models.
         self.defaults: dict = {}
@@ -131,8 +137,12 @@ class Backbone(ABC):
         """Maximum number of text tokens, start and end tokens included."""
 
     @abstractmethod
-    def _encode_image_batch(self, images: list[Image.Image]) -> torch.Tensor:
-        """Unnormalised embeddings of one batch of RGB images."""
+    def _processor_pixels(self, images: list[Image.Image]) -> torch.Tensor:
+        """The model's inputs for a batch of RGB PIL images, made by its own processor."""
+
+    @abstractmethod
+    def _encode_pixels(self, pixels: torch.Tensor) -> torch.Tensor:
+        """Unnormalised embeddings of a batch of model inputs (on the device)."""
 
     @abstractmethod
     def _encode_text_batch(self, texts: list[str]) -> torch.Tensor:
@@ -141,6 +151,45 @@ class Backbone(ABC):
     @abstractmethod
     def _token_count(self, text: str) -> int:
         """Number of tokens ``text`` takes before truncation, special tokens included."""
+
+    # --- pixels: PIL and the processor, or tensors on the device ------------------------
+    @property
+    def pixel_spec(self) -> PixelSpec | None:
+        """What the processor does, for the tensor path; None: this backbone keeps the PIL path."""
+        return None
+
+    @property
+    def pixels(self) -> str:
+        """The path images take: ``torch`` (built and preprocessed on the device) where asked for
+        and the backbone has a :attr:`pixel_spec`, else ``pil`` (its own processor)."""
+        return self._pixels if self.pixel_spec is not None else "pil"
+
+    @pixels.setter
+    def pixels(self, value: str) -> None:
+        if value not in PIXEL_PATHS:
+            raise InputError(f"unknown pixel path {value!r}: choose one of {', '.join(PIXEL_PATHS)}")
+        self._pixels = value
+
+    @property
+    def pixel_device(self) -> torch.device | None:
+        """Where sub-images are built (see :class:`comclip.subimages.Canvas`); None: with PIL."""
+        return self.device if self.pixels == "torch" else None
+
+    def pixel_values(self, images: Sequence[Image.Image | torch.Tensor]) -> torch.Tensor:
+        """Model inputs on the device for PIL images, or on the tensor path also for uint8
+        ``[3, H, W]`` tensors (sub-images built on the device)."""
+        if self.pixels == "torch":
+            return preprocess([im if isinstance(im, torch.Tensor) else to_tensor(im, self.device) for im in images],
+                              self.pixel_spec)
+        return self._processor_pixels(list(images)).to(self.device)
+
+    def _encode_image_batch(self, images: list) -> torch.Tensor:
+        return self._encode_pixels(self.pixel_values(images))
+
+    def encode_views(self, views: Sequence[Image.Image | torch.Tensor]) -> torch.Tensor:
+        """Embeddings (``[N, D]``, unit-norm rows) of images made on the fly and used once, such
+        as a grounder's candidate regions: batched, never looked up in or written to the cache."""
+        return self._batched(list(views), self._encode_image_batch)
 
     # --- shared behaviour -------------------------------------------------------------
     def encode_images(self, images: Sequence[ImageInput], max_side: int | None = DEFAULT_MAX_SIDE) -> torch.Tensor:
@@ -153,10 +202,11 @@ class Backbone(ABC):
         keys = [self.cache_key("img", image_digest(im)) for im in loaded]
         return self._cached(keys, loaded, self._encode_image_batch)
 
-    def encode_keyed(self, keys: Sequence[str], make: Callable[[int], Image.Image]) -> torch.Tensor:
+    def encode_keyed(self, keys: Sequence[str], make: Callable[[int], Image.Image | torch.Tensor]) -> torch.Tensor:
         """Embeddings of images known by content key (``[N, D]``, unit-norm rows); ``make(n)``
-        renders image ``n`` and is called only for keys not in the cache, each distinct key
-        once, so a warm run renders nothing."""
+        renders image ``n`` (a PIL image, or on the tensor path a uint8 ``[3, H, W]`` tensor)
+        and is called only for keys not in the cache, each distinct key once, so a warm run
+        renders nothing."""
         if not keys:
             raise InputError("no images given")
         cache = self.cache if self.cache is not None else MemoryCache()  # this call: each key encoded once
@@ -184,8 +234,10 @@ class Backbone(ABC):
 
     def cache_key(self, kind: str, content: str) -> str:
         """``model fingerprint | kind | content``: the model part is what `comclip cache info` lists.
-        Reduced precision gives other vectors, so it is part of the model's identity."""
+        Reduced precision and the tensor pixel path give other vectors, so they are part of the
+        model's identity (the PIL path at fp32 keeps the plain fingerprint)."""
         model = self.fingerprint if self.precision == "fp32" else f"{self.fingerprint}+{self.precision}"
+        model = model if self.pixels == "pil" else f"{model}+torch-pixels"
         return f"{model}|{kind}|{content}"
 
     def autocast(self):
@@ -213,14 +265,16 @@ class Backbone(ABC):
     # --- patch tokens (optional capability) -------------------------------------------
     supports_patches = False
 
-    def encode_with_patches(self, images: Sequence[Image.Image]) -> tuple[torch.Tensor, list["PatchGrid"]]:
+    def encode_with_patches(self, images: Sequence[Image.Image],
+                            keys: Sequence[str] | None = None) -> tuple[torch.Tensor, list["PatchGrid"]]:
         """Global embeddings plus each image's patch tokens projected into the joint space, from
-        one forward pass. Backbones that cannot (``supports_patches`` False) raise."""
+        one forward pass. ``keys``: the images' content keys where known (else their pixels are
+        hashed). Backbones that cannot (``supports_patches`` False) raise."""
         if not self.supports_patches:
             raise InputError(f"{self.name} ({type(self).__name__}) does not expose patch tokens")
         if self.cache is None:
             return self._encode_with_patches(list(images))
-        digests = [image_digest(im) for im in images]
+        digests = list(keys) if keys is not None else [image_digest(im) for im in images]
         global_keys = [self.cache_key("img", d) for d in digests]  # the same rows encode_images reads
         patch_keys = [self.cache_key("patches", d) for d in digests]
         found = self.cache.get_many(global_keys + patch_keys)
@@ -262,6 +316,7 @@ class Backbone(ABC):
             "backend": type(self).__name__,
             "device": str(self.device),
             "precision": self.precision,
+            "pixels": self.pixels,
             "image_size": self.image_size,
             "context_length": self.context_length,
             "logit_scale": self.logit_scale,

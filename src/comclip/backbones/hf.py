@@ -11,6 +11,7 @@ from PIL import Image
 
 from .._hf_utils import quiet_transformers
 from ..errors import ModelNotFoundError
+from ..pixels import PixelSpec, spec_from_hf_processor
 from .base import Backbone, PatchGrid
 
 #: Model types whose text tower was trained on inputs padded to the full context.
@@ -46,8 +47,9 @@ def _features(output) -> torch.Tensor:
 class HFBackbone(Backbone):
     """A ``transformers`` dual encoder loaded with ``AutoModel`` and ``AutoProcessor``."""
 
-    def __init__(self, source: str, name: str | None = None, device=None, batch_size: int = 32, precision: str = "fp32"):
-        super().__init__(name or source, device=device, batch_size=batch_size, precision=precision)
+    def __init__(self, source: str, name: str | None = None, device=None, batch_size: int = 32, precision: str = "fp32",
+                 pixels: str = "torch"):
+        super().__init__(name or source, device=device, batch_size=batch_size, precision=precision, pixels=pixels)
         self.source = source
         self.model, self.processor = _load(source, self.name)
         self.model.eval().to(self.device)
@@ -61,6 +63,7 @@ class HFBackbone(Backbone):
         self.image_processor = self.processor.image_processor
         self._model_type = getattr(self.model.config, "model_type", "")
         self.defaults = _comclip_defaults(source)
+        self._pixel_spec = spec_from_hf_processor(self.image_processor)
         _check_tokenizer(self.tokenizer, self.name, source)
 
     @property
@@ -84,9 +87,15 @@ class HFBackbone(Backbone):
     def context_length(self) -> int:
         return int(self.model.config.text_config.max_position_embeddings)
 
-    def _encode_image_batch(self, images: list[Image.Image]) -> torch.Tensor:
-        pixels = self.image_processor(images=images, return_tensors="pt")["pixel_values"]
-        return _features(self.model.get_image_features(pixel_values=pixels.to(self.device)))
+    @property
+    def pixel_spec(self) -> PixelSpec | None:
+        return self._pixel_spec
+
+    def _processor_pixels(self, images: list[Image.Image]) -> torch.Tensor:
+        return self.image_processor(images=images, return_tensors="pt")["pixel_values"]
+
+    def _encode_pixels(self, pixels: torch.Tensor) -> torch.Tensor:
+        return _features(self.model.get_image_features(pixel_values=pixels))
 
     def _encode_text_batch(self, texts: list[str]) -> torch.Tensor:
         padding = "max_length" if self._model_type in _PAD_TO_MAX_LENGTH else True
@@ -116,13 +125,14 @@ class HFBackbone(Backbone):
         with torch.inference_mode(), self.autocast():
             for start in range(0, len(images), self.batch_size):
                 batch = images[start : start + self.batch_size]
-                pixels = self.image_processor(images=batch, return_tensors="pt")["pixel_values"].to(self.device)
+                pixels = self.pixel_values(batch)
                 hidden = vision(pixel_values=pixels).last_hidden_state
                 tokens = torch.nn.functional.normalize(projection(vision.post_layernorm(hidden)).float(), dim=-1).cpu()
                 globals_.append(tokens[:, 0])
                 side = pixels.shape[-1] // patch
                 for image, row in zip(batch, tokens[:, 1:]):
-                    x0, y0, scale = _view_geometry(image.size, pixels.shape[-1])
+                    size = (image.shape[-1], image.shape[-2]) if isinstance(image, torch.Tensor) else image.size
+                    x0, y0, scale = _view_geometry(size, pixels.shape[-1])
                     grids.append(PatchGrid(row.reshape(side, side, -1), x0, y0, patch / scale, patch / scale))
         return torch.cat(globals_), grids
 

@@ -40,8 +40,9 @@ def split_open_clip_name(name: str) -> tuple[str, str]:
 class OpenCLIPBackbone(Backbone):
     """An ``open_clip`` model created by ``create_model_and_transforms``."""
 
-    def __init__(self, source: str, name: str | None = None, device=None, batch_size: int = 32, precision: str = "fp32"):
-        super().__init__(name or source, device=device, batch_size=batch_size, precision=precision)
+    def __init__(self, source: str, name: str | None = None, device=None, batch_size: int = 32, precision: str = "fp32",
+                 pixels: str = "torch"):
+        super().__init__(name or source, device=device, batch_size=batch_size, precision=precision, pixels=pixels)
         open_clip = _import_open_clip()
         arch, pretrained = split_open_clip_name(source)
         if arch not in open_clip.list_models():
@@ -70,8 +71,12 @@ class OpenCLIPBackbone(Backbone):
     def context_length(self) -> int:
         return int(getattr(self.tokenizer, "context_length", None) or self.model.context_length)
 
-    def _encode_image_batch(self, images: list[Image.Image]) -> torch.Tensor:
-        pixels = torch.stack([self.preprocess(image) for image in images]).to(self.device)
+    # open_clip's transforms (resize modes, torchvision filters) are not described as a
+    # PixelSpec yet, so its models keep the PIL path: ``pixel_spec`` stays None.
+    def _processor_pixels(self, images: list[Image.Image]) -> torch.Tensor:
+        return torch.stack([self.preprocess(image) for image in images])
+
+    def _encode_pixels(self, pixels: torch.Tensor) -> torch.Tensor:
         return self.model.encode_image(pixels)
 
     def _encode_text_batch(self, texts: list[str]) -> torch.Tensor:

@@ -151,8 +151,11 @@ def resolve_model(name: str) -> tuple[str, str]:
     )
 
 
-def create_backbone(name: str = DEFAULT_MODEL, device=None, batch_size: int = 32, precision: str = "fp32") -> Backbone:
+def create_backbone(name: str = DEFAULT_MODEL, device=None, batch_size: int = 32, precision: str = "fp32",
+                    pixels: str = "torch") -> Backbone:
     """Build the backbone a model name refers to (see :func:`resolve_model`); ``precision`` is
-    one of :data:`~comclip.backbones.base.PRECISIONS`."""
+    one of :data:`~comclip.backbones.base.PRECISIONS`, ``pixels`` one of
+    :data:`~comclip.pixels.PIXEL_PATHS`."""
     backend, source = resolve_model(name)
-    return BACKENDS[backend].factory(source, name=name, device=device, batch_size=batch_size, precision=precision)
+    return BACKENDS[backend].factory(source, name=name, device=device, batch_size=batch_size, precision=precision,
+                                     pixels=pixels)

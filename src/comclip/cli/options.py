@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 from ..errors import InputError
+from ..pixels import PIXEL_PATHS
 
 #: Decoding workers: one core or more is left to the model (clip_benchmark's default is 4).
 DEFAULT_WORKERS = min(4, max(0, (os.cpu_count() or 1) - 1))
@@ -85,6 +86,10 @@ def add_model_options(parser: argparse.ArgumentParser, default_model: str | None
     parser.add_argument("--precision", default="fp32",
                         help="fp32, or amp_bf16 / amp_fp16 (CUDA) to encode under autocast, faster where the "
                              "hardware has it; cosines move by about 1e-3 (default: fp32)")
+    parser.add_argument("--pixels", default="torch", choices=PIXEL_PATHS,
+                        help="torch: build sub-images and preprocess images as tensors on the model's device; "
+                             "pil: with PIL and the model's own processor, the reference (cosines within 0.01 of "
+                             "each other) (default: torch; models without a known processor use pil)")
 
 
 def create_model(args: argparse.Namespace):
@@ -97,7 +102,8 @@ def create_model(args: argparse.Namespace):
         from ..cache import SQLiteCache, default_cache_path
 
         cache = SQLiteCache(args.cache or default_cache_path(), timeout=cache_timeout())
-    backbone = create_backbone(args.model, device=args.device, batch_size=args.batch_size, precision=args.precision)
+    backbone = create_backbone(args.model, device=args.device, batch_size=args.batch_size, precision=args.precision,
+                               pixels=args.pixels)
     backbone.cache = cache
     return backbone
 
@@ -170,5 +176,6 @@ def pipeline_config(args: argparse.Namespace, backbone=None):
     from ..config import PipelineConfig
 
     if backbone is None:
-        return PipelineConfig.layered({}, **pipeline_options(args), precision=args.precision)
-    return PipelineConfig.layered(backbone.defaults, **pipeline_options(args), precision=backbone.precision)
+        return PipelineConfig.layered({}, **pipeline_options(args), precision=args.precision, pixels=args.pixels)
+    return PipelineConfig.layered(backbone.defaults, **pipeline_options(args), precision=backbone.precision,
+                                  pixels=backbone.pixels)

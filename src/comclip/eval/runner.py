@@ -240,7 +240,8 @@ def run_manifest(dataset, backbone, configs: dict, limit: int | None) -> dict:
     return {
         "dataset": {"name": dataset.name, "split": dataset.split, "origin": getattr(dataset, "origin", ""),
                     "content_sha256": dataset_digest(dataset)},
-        "model": {"name": backbone.name, "fingerprint": backbone.fingerprint, "precision": backbone.precision},
+        "model": {"name": backbone.name, "fingerprint": backbone.fingerprint, "precision": backbone.precision,
+                  "pixels": backbone.pixels},
         "methods": configs,
         "limit": limit,
     }

@@ -7,6 +7,7 @@ are kept per image content, so every phrase and caption of an image reuses them.
 
 from __future__ import annotations
 
+import weakref
 from collections import OrderedDict
 from typing import Sequence
 
@@ -17,7 +18,7 @@ from ..backbones import Backbone
 from ..boxes import Box
 from ..cache import image_digest as image_key
 from ..errors import InputError
-from ..subimages import make_subimage
+from ..subimages import SubimageMaker
 from .base import Detection, Grounder
 from .proposals import DEFAULT_SCALES, PROPOSALS, propose
 
@@ -64,6 +65,7 @@ class CLIPGrounder(Grounder):
             raise InputError(f"grounding prompt {self.prompt!r} needs a {{}} where the entity goes")
         self._cache: OrderedDict[str, tuple[list[Box], torch.Tensor]] = OrderedDict()
         self._cache_images = cache_images
+        self._keys: dict[int, tuple[weakref.ref, str]] = {}
 
     def describe(self) -> dict:
         described = {"name": self.name, "prompt": self.prompt, "proposals": self.proposals, "region": self.region}
@@ -75,7 +77,7 @@ class CLIPGrounder(Grounder):
 
     def candidates(self, image: Image.Image) -> tuple[list[Box], torch.Tensor]:
         """Candidate boxes and their region embeddings, computed once per image content."""
-        key = image_key(image)
+        key = self._key(image)
         if key not in self._cache:
             self.prepare([image])
         self._cache.move_to_end(key)
@@ -96,7 +98,7 @@ class CLIPGrounder(Grounder):
         return out
 
     def _prepare_some(self, images: list[Image.Image]) -> list[torch.Tensor | None]:
-        keys = [image_key(image) for image in images]
+        keys = [self._key(image) for image in images]
         todo = {key: image for key, image in zip(keys, images) if key not in self._cache}
         if not todo:
             return [None] * len(images)
@@ -107,7 +109,7 @@ class CLIPGrounder(Grounder):
 
     def _encode_patches(self, todo: dict[str, Image.Image], boxes: dict[str, list[Box]]) -> dict[str, torch.Tensor]:
         """Candidates pooled from patch tokens; returns the global embeddings of ``todo``."""
-        global_embeddings, grids = self.backbone.encode_with_patches(list(todo.values()))
+        global_embeddings, grids = self.backbone.encode_with_patches(list(todo.values()), keys=list(todo))
         for key, grid in zip(todo, grids):
             weights = grid.overlap_weights(boxes[key]).float() if boxes[key] else torch.zeros(0, grid.embeddings[..., 0].numel())
             pooled = weights @ grid.embeddings.reshape(-1, grid.embeddings.shape[-1])
@@ -115,20 +117,30 @@ class CLIPGrounder(Grounder):
         return dict(zip(todo, global_embeddings))
 
     def _encode_views(self, todo: dict[str, Image.Image], boxes: dict[str, list[Box]]) -> dict:
-        """Candidates encoded as crops or masked sub-images (one forward pass each)."""
-        views = []
-        for key, image in todo.items():
-            if self.region == "crop":
-                views += [image.crop(b.pixels()) for b in boxes[key]]
-            else:
-                views += [make_subimage(image, [b], self.fill) for b in boxes[key]]
-        embeddings = self.backbone.encode_images(views) if views else torch.zeros(0)
+        """Candidates encoded as crops or masked sub-images (one forward pass each, not cached:
+        the groundings they give are)."""
+        maker = SubimageMaker(list(todo.values()), self.backbone.pixel_device)
+        fill = "crop" if self.region == "crop" else self.fill
+        views = [maker.sub(n, [b], fill) for n, key in enumerate(todo) for b in boxes[key]]
+        embeddings = self.backbone.encode_views(views) if views else torch.zeros(0)
         start = 0
         for key in todo:
             count = len(boxes[key])
             self._cache[key] = (boxes[key], embeddings[start : start + count])
             start += count
         return {}
+
+    def _key(self, image: Image.Image) -> str:
+        """The image's content key, hashed once per image object while it lives (``prepare``
+        and each ``ground`` see the same object); like the candidate memory, it assumes an
+        image is not changed in place between calls."""
+        known = self._keys.get(id(image))
+        if known is not None and known[0]() is image:
+            return known[1]
+        key = image_key(image)
+        forget = self._keys.pop
+        self._keys[id(image)] = (weakref.ref(image, lambda _, n=id(image): forget(n, None)), key)
+        return key
 
     def _evict(self) -> None:
         while len(self._cache) > self._cache_images:
