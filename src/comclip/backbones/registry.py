@@ -2,8 +2,8 @@
 
 Known models are data (``models.json``: name, backend, source, description), backends are
 code (one class per file). A name resolves, in order, as: a registered name; an
-``open_clip:ARCH/PRETRAINED`` spec; an ``hf-hub:ORG/NAME`` hub id; a local directory
-holding a ``transformers`` model. Anything else is an error that suggests close names.
+``open_clip:ARCH/PRETRAINED`` spec; a ``slip:PATH`` SLIP checkpoint; an ``hf-hub:ORG/NAME``
+hub id; a local directory holding a ``transformers`` model. Anything else is an error that suggests close names.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from .base import Backbone
 DEFAULT_MODEL = "openai/clip-vit-base-patch32"
 HF_HUB_PREFIX = "hf-hub:"
 OPEN_CLIP_PREFIX = "open_clip:"
+SLIP_PREFIX = "slip:"
 
 
 @dataclass(frozen=True)
@@ -47,9 +48,16 @@ def _open_clip_factory(source, **kwargs):
     return OpenCLIPBackbone(source, **kwargs)
 
 
+def _slip_factory(source, **kwargs):
+    from .slip import SLIPBackbone
+
+    return SLIPBackbone(source, **kwargs)
+
+
 BACKENDS: dict[str, BackendInfo] = {
     "hf": BackendInfo("hf", _hf_factory, None, "transformers"),
     "open_clip": BackendInfo("open_clip", _open_clip_factory, "openclip", "open_clip"),
+    "slip": BackendInfo("slip", _slip_factory, None, "transformers"),
 }
 
 
@@ -126,6 +134,8 @@ def resolve_model(name: str) -> tuple[str, str]:
         return entries[name].backend, packaged_path(entries[name].source)
     if name.startswith(OPEN_CLIP_PREFIX):
         return "open_clip", name[len(OPEN_CLIP_PREFIX) :]
+    if name.startswith(SLIP_PREFIX):
+        return "slip", name[len(SLIP_PREFIX) :]
     if name.startswith(HF_HUB_PREFIX):
         return "hf", name[len(HF_HUB_PREFIX) :]
     path = Path(name).expanduser()
@@ -137,16 +147,17 @@ def resolve_model(name: str) -> tuple[str, str]:
             "written by transformers' save_pretrained() (or comclip.testing.make_tiny_clip)."
         )
     if _looks_like_path(name):
+        problem = "is a file, not a model directory" if path.is_file() else "does not exist"
         raise ModelNotFoundError(
-            f"model path {name!r} does not exist. Local models are directories written by "
-            "save_pretrained(); open_clip checkpoints are passed as open_clip:ARCH/path/to/file.pt"
+            f"model path {name!r} {problem}. Local models are directories written by save_pretrained(); "
+            f"checkpoint files are passed as {OPEN_CLIP_PREFIX}ARCH/path/to/file.pt (open_clip) or {SLIP_PREFIX}path/to/file.pt (SLIP)"
         )
     close = difflib.get_close_matches(name, list(entries), n=3, cutoff=0.5)
     hint = f" Did you mean: {', '.join(close)}?" if close else ""
     raise ModelNotFoundError(
         f"unknown model name {name!r}.{hint} Run `comclip models` for the registered names. "
         f"Other Hugging Face hub models are named {HF_HUB_PREFIX}ORG/NAME, open_clip models "
-        f"{OPEN_CLIP_PREFIX}ARCH/PRETRAINED, and a local directory written by save_pretrained() "
+        f"{OPEN_CLIP_PREFIX}ARCH/PRETRAINED, SLIP checkpoints {SLIP_PREFIX}PATH, and a local directory written by save_pretrained() "
         "is passed by its path."
     )
 

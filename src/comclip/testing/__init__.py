@@ -4,11 +4,14 @@
 initialised, a few hundred kilobytes of weights besides the token embedding) with CLIP's
 real BPE vocabulary, so every code path that loads and runs a hub model can be exercised
 offline: ``--model /that/dir`` works wherever ``--model openai/clip-vit-base-patch32`` would.
+:func:`make_tiny_slip` writes a tiny random checkpoint in SLIP's own file layout
+(``--model slip:/that/file.pt``).
 """
 
 from __future__ import annotations
 
 from ..bpe import clip_bpe_files
 from .tiny_clip import make_tiny_clip
+from .tiny_slip import make_tiny_slip
 
-__all__ = ["clip_bpe_files", "make_tiny_clip"]
+__all__ = ["clip_bpe_files", "make_tiny_clip", "make_tiny_slip"]

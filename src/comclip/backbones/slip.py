@@ -1,0 +1,260 @@
+"""SLIP checkpoints (Mu, Kirillov, Wagner, Xie, ECCV 2022; facebookresearch/SLIP), by path:
+``slip:PATH``, e.g. ``slip:~/models/slip_base_100ep.pt``.
+
+A SLIP release file is a pickle holding ``state_dict`` (every key prefixed ``module.``) and
+``args`` (an ``argparse.Namespace`` whose ``model`` names the architecture, e.g.
+``SLIP_VITB16``). The model, from that repository's ``models.py``: a timm VisionTransformer
+(``vit_small_mocov3_patch16_224`` for ViT-S, ``vit_base_patch16_224``, ``vit_large_patch16_224``,
+no classifier: the class token after the final norm) under ``visual.``; OpenAI CLIP's text
+transformer (causal mask, QuickGELU, the end-of-text token's state after ``ln_final``);
+``image_projection`` and ``text_projection`` (multiplied on the right), ``logit_scale``;
+``image_mlp`` (SLIP's self-supervised head) is not used for matching. Its tokenizer is CLIP's
+BPE with 77 tokens; its images are resized (bilinear) to 224 on the short side, centre-cropped
+and normalised with ImageNet's mean and std (``eval_zeroshot.py``).
+
+The weights are mapped onto ``transformers``' ``ViTModel`` and ``CLIPTextModel``, which
+compute exactly these functions (pre-norm blocks, fused qkv split into query, key and value,
+exact GELU and LayerNorm eps 1e-6 on the vision side), so no timm is needed: timm imports
+torchvision, which many CPU or custom torch builds lack. The file is read with
+``torch.load(weights_only=True)``, allowing only ``argparse.Namespace`` besides tensors, so
+a crafted file cannot run code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import pickle
+import tempfile
+from pathlib import Path
+from typing import Sequence
+
+import torch
+from PIL import Image
+
+from .._hf_utils import quiet_transformers
+from ..bpe import clip_bpe_files
+from ..errors import ModelNotFoundError
+from ..pixels import PixelSpec, spec_from_hf_processor
+from .base import Backbone
+
+PREFIX = "slip:"
+#: Attention heads of each released architecture (widths and depths are read from the weights).
+HEADS = {"VITS16": (12, 8), "VITB16": (12, 8), "VITL16": (16, 8)}  # (vision, text)
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
+
+def read_checkpoint(path: Path) -> tuple[dict, str]:
+    """The state dict (``module.`` removed) and the stored model name of a SLIP release file."""
+    if not path.is_file():
+        raise ModelNotFoundError(f"SLIP checkpoint not found: {path}")
+    safe_globals = getattr(torch.serialization, "safe_globals", None)
+    if safe_globals is None:
+        raise ModelNotFoundError("loading SLIP checkpoints safely needs torch >= 2.4 (torch.serialization.safe_globals)")
+    try:
+        with safe_globals([argparse.Namespace]):
+            checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise ModelNotFoundError(f"refusing to load {path}: it holds more than tensors and SLIP's stored arguments, and "
+                                 f"loading it could run code ({str(exc).splitlines()[0][:200]})") from None
+    except (RuntimeError, OSError, EOFError) as exc:
+        raise ModelNotFoundError(f"cannot read SLIP checkpoint {path}: {exc}") from None
+    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint or "args" not in checkpoint:
+        raise ModelNotFoundError(f"{path} is not a SLIP checkpoint: it needs 'state_dict' and 'args' entries")
+    model = str(getattr(checkpoint["args"], "model", ""))
+    state = {key.removeprefix("module."): value for key, value in checkpoint["state_dict"].items()}
+    return state, model
+
+
+def architecture(model: str, state: dict, path: Path) -> dict:
+    """Sizes of the vision and text towers: heads from the model name, the rest from the weights."""
+    family, _, arch = model.partition("_")
+    if family == "SIMCLR":
+        raise ModelNotFoundError(f"{path} is a SIMCLR checkpoint ({model}): it has no text tower to match captions with")
+    if family not in ("SLIP", "CLIP") or arch not in HEADS:
+        raise ModelNotFoundError(f"{path}: unknown SLIP model {model!r}; known: "
+                                 + ", ".join(f"{f}_{a}" for f in ("SLIP", "CLIP") for a in HEADS))
+    vision_heads, text_heads = HEADS[arch]
+    patch = state["visual.patch_embed.proj.weight"]
+    grid = int(round((state["visual.pos_embed"].shape[1] - 1) ** 0.5))
+    return {
+        "vision": {"hidden_size": patch.shape[0], "patch_size": patch.shape[-1], "image_size": grid * patch.shape[-1],
+                   "num_hidden_layers": _count_blocks(state, "visual.blocks."), "num_attention_heads": vision_heads,
+                   "intermediate_size": state["visual.blocks.0.mlp.fc1.weight"].shape[0]},
+        "text": {"hidden_size": state["token_embedding.weight"].shape[1], "vocab_size": state["token_embedding.weight"].shape[0],
+                 "max_position_embeddings": state["positional_embedding"].shape[0], "num_attention_heads": text_heads,
+                 "num_hidden_layers": _count_blocks(state, "transformer.resblocks."),
+                 "intermediate_size": state["transformer.resblocks.0.mlp.c_fc.weight"].shape[0]},
+    }
+
+
+def _count_blocks(state: dict, prefix: str) -> int:
+    return len({key[len(prefix):].split(".")[0] for key in state if key.startswith(prefix)})
+
+
+#: A weight's place in a transformers module, as the names its versions give it (4.x, 5.x).
+Target = tuple[str, ...]
+
+
+def vision_weights(state: dict, layers: int) -> dict[Target, torch.Tensor]:
+    """timm ViT weights (``visual.``) -> their places in ``ViTModel``."""
+    out: dict[Target, torch.Tensor] = {
+        ("embeddings.cls_token",): state["visual.cls_token"],
+        ("embeddings.position_embeddings",): state["visual.pos_embed"],
+        ("embeddings.patch_embeddings.projection.weight",): state["visual.patch_embed.proj.weight"],
+        ("embeddings.patch_embeddings.projection.bias",): state["visual.patch_embed.proj.bias"],
+        ("layernorm.weight",): state["visual.norm.weight"], ("layernorm.bias",): state["visual.norm.bias"]}
+    renamed = {"norm1": ("layernorm_before",), "norm2": ("layernorm_after",),
+               "attn.proj": ("attention.output.dense", "attention.o_proj"),
+               "mlp.fc1": ("intermediate.dense", "mlp.fc1"), "mlp.fc2": ("output.dense", "mlp.fc2")}
+    split = (("attention.attention.query", "attention.q_proj"), ("attention.attention.key", "attention.k_proj"),
+             ("attention.attention.value", "attention.v_proj"))
+    for n in range(layers):
+        block, layers_at = f"visual.blocks.{n}.", (f"encoder.layer.{n}.", f"layers.{n}.")
+        for kind in ("weight", "bias"):
+            for old, names in renamed.items():
+                out[_places(layers_at, names, kind)] = state[f"{block}{old}.{kind}"]
+            for names, part in zip(split, state[f"{block}attn.qkv.{kind}"].chunk(3)):
+                out[_places(layers_at, names, kind)] = part
+    return out
+
+
+def text_weights(state: dict, layers: int) -> dict[Target, torch.Tensor]:
+    """OpenAI-CLIP text weights -> their places in ``CLIPTextModel``."""
+    roots = ("text_model.", "")
+    out: dict[Target, torch.Tensor] = {
+        _places(roots, ("embeddings.token_embedding",), "weight"): state["token_embedding.weight"],
+        _places(roots, ("embeddings.position_embedding",), "weight"): state["positional_embedding"],
+        _places(roots, ("final_layer_norm",), "weight"): state["ln_final.weight"],
+        _places(roots, ("final_layer_norm",), "bias"): state["ln_final.bias"]}
+    renamed = {"ln_1": "layer_norm1", "ln_2": "layer_norm2", "mlp.c_fc": "mlp.fc1", "mlp.c_proj": "mlp.fc2",
+               "attn.out_proj": "self_attn.out_proj"}
+    for n in range(layers):
+        block, layers_at = f"transformer.resblocks.{n}.", tuple(f"{r}encoder.layers.{n}." for r in roots)
+        for kind, key in (("weight", "in_proj_weight"), ("bias", "in_proj_bias")):
+            for old, new in renamed.items():
+                out[_places(layers_at, (new,), kind)] = state[f"{block}{old}.{kind}"]
+            for name, part in zip(("q_proj", "k_proj", "v_proj"), state[f"{block}attn.{key}"].chunk(3)):
+                out[_places(layers_at, (f"self_attn.{name}",), kind)] = part
+    return out
+
+
+def _places(prefixes: Sequence[str], names: Sequence[str], kind: str) -> Target:
+    return tuple(f"{prefix}{name}.{kind}" for prefix in prefixes for name in names)
+
+
+def _load_weights(model: torch.nn.Module, weights: dict[Target, torch.Tensor], what: str, path: Path) -> None:
+    """Copy each weight to the first of its places the module has; every parameter must get one."""
+    parameters = dict(model.named_parameters())
+    filled = set()
+    for places, value in weights.items():
+        place = next((p for p in places if p in parameters), None)
+        if place is None or parameters[place].shape != value.shape:
+            found = "no such parameter" if place is None else f"shape {tuple(parameters[place].shape)}"
+            raise ModelNotFoundError(f"{path}: the {what} weight for {places[0]} does not fit ({found}, "
+                                     f"checkpoint {tuple(value.shape)})")
+        with torch.no_grad():
+            parameters[place].copy_(value)
+        filled.add(place)
+    left = sorted(set(parameters) - filled)
+    if left:
+        raise ModelNotFoundError(f"{path}: the checkpoint gives no {what} weights for {', '.join(left[:3])}")
+
+
+class SLIPBackbone(Backbone):
+    """A SLIP (or SLIP-release CLIP) checkpoint, on transformers' ViT and CLIP text modules."""
+
+    def __init__(self, source: str, name: str | None = None, device=None, batch_size: int = 32, precision: str = "fp32",
+                 pixels: str = "torch"):
+        super().__init__(name or f"{PREFIX}{source}", device=device, batch_size=batch_size, precision=precision, pixels=pixels)
+        self.path = Path(source.removeprefix(PREFIX)).expanduser()
+        state, self.model_name = read_checkpoint(self.path)
+        try:
+            sizes = architecture(self.model_name, state, self.path)
+            self.visual, self.text = _build_towers(state, sizes, self.path)
+            self.image_projection = state["image_projection"].float().to(self.device)
+            self.text_projection = state["text_projection"].float().to(self.device)
+            self._logit_scale = float(state["logit_scale"].exp())
+        except KeyError as exc:
+            raise ModelNotFoundError(f"{self.path} is not a SLIP checkpoint: its state dict lacks {exc}") from None
+        self.visual.eval().to(self.device)
+        self.text.eval().to(self.device)
+        self.tokenizer, self.image_processor = _tokenizer(), _processor(sizes["vision"]["image_size"])
+        self._context = sizes["text"]["max_position_embeddings"]
+
+    @property
+    def fingerprint(self) -> str:
+        """The name plus a hash of the checkpoint file."""
+        if getattr(self, "_fingerprint", None) is None:
+            digest = hashlib.blake2b(digest_size=12)
+            with open(self.path, "rb") as handle:
+                while chunk := handle.read(1 << 22):
+                    digest.update(chunk)
+            self._fingerprint = f"{self.name}@{digest.hexdigest()}"
+        return self._fingerprint
+
+    @property
+    def logit_scale(self) -> float:
+        return self._logit_scale
+
+    @property
+    def image_size(self) -> int:
+        return int(self.visual.config.image_size)
+
+    @property
+    def context_length(self) -> int:
+        return self._context
+
+    @property
+    def pixel_spec(self) -> PixelSpec | None:
+        return spec_from_hf_processor(self.image_processor)
+
+    def _processor_pixels(self, images: list[Image.Image]) -> torch.Tensor:
+        return self.image_processor(images=images, return_tensors="pt")["pixel_values"]
+
+    def _encode_pixels(self, pixels: torch.Tensor) -> torch.Tensor:
+        return self.visual(pixel_values=pixels).last_hidden_state[:, 0] @ self.image_projection
+
+    def _encode_text_batch(self, texts: list[str]) -> torch.Tensor:
+        tokens = self.tokenizer(texts, padding=True, truncation=True, max_length=self._context, return_tensors="pt")
+        hidden = self.text(input_ids=tokens["input_ids"].to(self.device)).pooler_output
+        return hidden @ self.text_projection
+
+    def _token_count(self, text: str) -> int:
+        return len(self.tokenizer(text, truncation=False)["input_ids"])
+
+    def describe(self) -> dict:
+        return {**super().describe(), "checkpoint": str(self.path), "architecture": self.model_name}
+
+
+def _build_towers(state: dict, sizes: dict, path: Path):
+    from transformers import CLIPTextConfig, CLIPTextModel, ViTConfig, ViTModel
+
+    vision_config = ViTConfig(**sizes["vision"], hidden_act="gelu", layer_norm_eps=1e-6, qkv_bias=True)
+    text_config = CLIPTextConfig(**sizes["text"], hidden_act="quick_gelu", layer_norm_eps=1e-5,
+                                 bos_token_id=49406, eos_token_id=49407, pad_token_id=0)
+    with quiet_transformers():
+        visual = ViTModel(vision_config, add_pooling_layer=False)
+        text = CLIPTextModel(text_config)
+    _load_weights(visual, vision_weights(state, sizes["vision"]["num_hidden_layers"]), "vision", path)
+    _load_weights(text, text_weights(state, sizes["text"]["num_hidden_layers"]), "text", path)
+    return visual, text
+
+
+def _tokenizer():
+    """CLIP's BPE tokenizer (SLIP's SimpleTokenizer is CLIP's): start and end tokens, 77 at most."""
+    from transformers import CLIPTokenizer
+
+    with tempfile.TemporaryDirectory() as directory, quiet_transformers():
+        vocab, merges = clip_bpe_files(directory)
+        return CLIPTokenizer(str(vocab), str(merges))
+
+
+def _processor(size: int):
+    """SLIP's evaluation transform: resize the short side (bilinear), centre-crop, ImageNet mean and std."""
+    from transformers import CLIPImageProcessor
+
+    with quiet_transformers():
+        return CLIPImageProcessor(size={"shortest_edge": size}, crop_size={"height": size, "width": size},
+                                  resample=Image.Resampling.BILINEAR, image_mean=list(IMAGENET_MEAN),
+                                  image_std=list(IMAGENET_STD))
