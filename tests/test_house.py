@@ -16,7 +16,7 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 #: own floor or below, never above.
 FLOORS = [
     ["errors", "bpe", "_hf_utils"],
-    ["registry", "text", "jsonfile", "boxes", "images", "cache", "pixels"],
+    ["registry", "text", "jsonfile", "boxes", "images", "cache", "pixels", "similarity"],
     ["subimages", "loading", "testing"],
     ["backbones"],
     ["parsing"],

@@ -18,6 +18,7 @@ from .backbones import DEFAULT_MODEL, Backbone, create_backbone
 from .boxes import Box
 from .composition import SCORE_MODES, Evidence, comclip_score
 from .config import PipelineConfig
+from .similarity import paired_cosines
 from .errors import InputError
 from .grounding import GROUND_BY, GROUNDERS, Detection, Grounder, create_grounder
 from .images import ImageInput, LoadedImage, load_image
@@ -270,7 +271,7 @@ class ComCLIP:
         image: its one part is the global image against the caption itself (s = w = the CLIP
         cosine's part), so every score mode puts it on the same scale as a parsed caption
         (``evidence`` adds lambda x its CLIP cosine) instead of falling back to plain CLIP."""
-        clip_score = float(image_embedding @ caption_embedding)
+        clip_score = float(paired_cosines(image_embedding[None], caption_embedding[None])[0])
         if not parts:
             evidence = Evidence(clip_score, clip_score, [clip_score], [])
             return ComCLIPResult(image.source, text, clip_score, self._mode(evidence), [], graph, composed=clip_score,

@@ -26,6 +26,7 @@ from ..errors import InputError
 from ..cache import MemoryCache, image_digest
 from ..images import DEFAULT_MAX_SIDE, ImageInput, load_image
 from ..pixels import PIXEL_PATHS, PixelSpec, preprocess, to_tensor
+from ..similarity import cosines
 from ..text import validate_captions
 
 
@@ -120,6 +121,10 @@ class Backbone(ABC):
         #: Where embeddings are looked up before encoding (see :mod:`comclip.cache`); None: no cache.
         self.cache = None
 
+    #: Vectors per image: None for one (``[N, D]`` embeddings), Q for a multi-vector backbone
+    #: (``[N, Q, D]``, each row unit norm: BLIP-2's query tokens); see :mod:`comclip.similarity`.
+    image_tokens: int | None = None
+
     # --- what a backbone must provide -------------------------------------------------
     @property
     @abstractmethod
@@ -200,7 +205,7 @@ class Backbone(ABC):
         if self.cache is None:
             return self._batched(loaded, self._encode_image_batch)
         keys = [self.cache_key("img", image_digest(im)) for im in loaded]
-        return self._cached(keys, loaded, self._encode_image_batch)
+        return self._image_rows(self._cached(keys, loaded, self._encode_image_batch))
 
     def encode_keyed(self, keys: Sequence[str], make: Callable[[int], Image.Image | torch.Tensor]) -> torch.Tensor:
         """Embeddings of images known by content key (``[N, D]``, unit-norm rows); ``make(n)``
@@ -210,7 +215,12 @@ class Backbone(ABC):
         if not keys:
             raise InputError("no images given")
         cache = self.cache if self.cache is not None else MemoryCache()  # this call: each key encoded once
-        return self._cached([self.cache_key("img", k) for k in keys], _Rendered(make), self._encode_image_batch, cache=cache)
+        keys = [self.cache_key("img", k) for k in keys]
+        return self._image_rows(self._cached(keys, _Rendered(make), self._encode_image_batch, cache=cache))
+
+    def _image_rows(self, embeddings: torch.Tensor) -> torch.Tensor:
+        """Cached rows come back flat: a multi-vector backbone's get their ``[Q, D]`` shape back."""
+        return embeddings if self.image_tokens is None else embeddings.reshape(len(embeddings), self.image_tokens, -1)
 
     def encode_texts(self, texts: Sequence[str]) -> torch.Tensor:
         """Embed captions; returns ``[M, D]`` unit-norm rows. Over-long captions are cut with a warning."""
@@ -298,8 +308,8 @@ class Backbone(ABC):
         return self.name
 
     def similarity(self, images: Sequence[ImageInput], texts: Sequence[str]) -> torch.Tensor:
-        """Cosine similarity matrix ``[N images, M texts]``."""
-        return self.encode_images(images) @ self.encode_texts(texts).T
+        """Cosine similarity matrix ``[N images, M texts]`` (see :func:`comclip.similarity.cosines`)."""
+        return cosines(self.encode_images(images), self.encode_texts(texts))
 
     def _batched(self, items: list, encode) -> torch.Tensor:
         chunks = []

@@ -44,24 +44,19 @@ def _features(output) -> torch.Tensor:
     raise TypeError(f"cannot find embeddings in model output of type {type(output).__name__}")
 
 
-class HFBackbone(Backbone):
-    """A ``transformers`` dual encoder loaded with ``AutoModel`` and ``AutoProcessor``."""
+class TransformersBackbone(Backbone):
+    """What every backbone loaded from a hub id or a ``save_pretrained`` folder shares: the
+    model (``model_class``, default ``AutoModel``) and its processor, the folder's
+    ``comclip.json`` defaults, the fingerprint, the image processor's pixel path."""
 
     def __init__(self, source: str, name: str | None = None, device=None, batch_size: int = 32, precision: str = "fp32",
-                 pixels: str = "torch"):
+                 pixels: str = "torch", model_class=None):
         super().__init__(name or source, device=device, batch_size=batch_size, precision=precision, pixels=pixels)
         self.source = source
-        self.model, self.processor = _load(source, self.name)
+        self.model, self.processor = _load(source, self.name, model_class)
         self.model.eval().to(self.device)
-        missing = [m for m in ("get_image_features", "get_text_features") if not hasattr(self.model, m)]
-        if missing:
-            raise ModelNotFoundError(
-                f"model {self.name!r} ({type(self.model).__name__}) is not a dual image-text encoder: "
-                f"it lacks {', '.join(missing)}"
-            )
         self.tokenizer = self.processor.tokenizer
         self.image_processor = self.processor.image_processor
-        self._model_type = getattr(self.model.config, "model_type", "")
         self.defaults = _comclip_defaults(source)
         self._pixel_spec = spec_from_hf_processor(self.image_processor)
         _check_tokenizer(self.tokenizer, self.name, source)
@@ -75,17 +70,8 @@ class HFBackbone(Backbone):
         return self._fingerprint
 
     @property
-    def logit_scale(self) -> float:
-        scale = getattr(self.model, "logit_scale", None)
-        return float(scale.detach().exp()) if scale is not None else 100.0
-
-    @property
     def image_size(self) -> int:
         return int(self.model.config.vision_config.image_size)
-
-    @property
-    def context_length(self) -> int:
-        return int(self.model.config.text_config.max_position_embeddings)
 
     @property
     def pixel_spec(self) -> PixelSpec | None:
@@ -93,6 +79,33 @@ class HFBackbone(Backbone):
 
     def _processor_pixels(self, images: list[Image.Image]) -> torch.Tensor:
         return self.image_processor(images=images, return_tensors="pt")["pixel_values"]
+
+    def _token_count(self, text: str) -> int:
+        return len(self.tokenizer(text, truncation=False)["input_ids"])
+
+
+class HFBackbone(TransformersBackbone):
+    """A ``transformers`` dual encoder loaded with ``AutoModel`` and ``AutoProcessor``."""
+
+    def __init__(self, source: str, name: str | None = None, device=None, batch_size: int = 32, precision: str = "fp32",
+                 pixels: str = "torch"):
+        super().__init__(source, name, device=device, batch_size=batch_size, precision=precision, pixels=pixels)
+        missing = [m for m in ("get_image_features", "get_text_features") if not hasattr(self.model, m)]
+        if missing:
+            raise ModelNotFoundError(
+                f"model {self.name!r} ({type(self.model).__name__}) is not a dual image-text encoder: "
+                f"it lacks {', '.join(missing)}"
+            )
+        self._model_type = getattr(self.model.config, "model_type", "")
+
+    @property
+    def logit_scale(self) -> float:
+        scale = getattr(self.model, "logit_scale", None)
+        return float(scale.detach().exp()) if scale is not None else 100.0
+
+    @property
+    def context_length(self) -> int:
+        return int(self.model.config.text_config.max_position_embeddings)
 
     def _encode_pixels(self, pixels: torch.Tensor) -> torch.Tensor:
         return _features(self.model.get_image_features(pixel_values=pixels))
@@ -106,9 +119,6 @@ class HFBackbone(Backbone):
         if self._model_type in _PAD_TO_MAX_LENGTH:
             inputs.pop("attention_mask", None)
         return _features(self.model.get_text_features(**inputs))
-
-    def _token_count(self, text: str) -> int:
-        return len(self.tokenizer(text, truncation=False)["input_ids"])
 
     @property
     def supports_patches(self) -> bool:  # CLIP's ViT: a class token, then a square grid of patches
@@ -184,15 +194,27 @@ def _check_tokenizer(tokenizer, name: str, source: str) -> None:
                                  "its vocabulary files (vocab.json, merges.txt or tokenizer.json) are missing or broken")
 
 
-def _load(source: str, name: str):
-    """Load model and processor, turning the hub's errors into ones that say what to do."""
+def _load(source: str, name: str, model_class=None):
+    """Load model (with ``model_class``, default ``AutoModel``) and processor."""
     from transformers import AutoModel, AutoProcessor
 
+    return _reading(source, name, lambda: ((model_class or AutoModel).from_pretrained(source),
+                                           AutoProcessor.from_pretrained(source)))
+
+
+def architectures(source: str, name: str) -> list[str]:
+    """The model classes a hub id or local folder's ``config.json`` names."""
+    from transformers import AutoConfig
+
+    return list(_reading(source, name, lambda: AutoConfig.from_pretrained(source)).architectures or [])
+
+
+def _reading(source: str, name: str, read):
+    """``read()``, turning the hub's errors into ones that say what to do."""
     is_local = Path(source).is_dir()
     try:
         with quiet_transformers():
-            model = AutoModel.from_pretrained(source)
-            processor = AutoProcessor.from_pretrained(source)
+            return read()
     except Exception as exc:  # a local folder's files are the user's: any failure to read them is theirs
         if not is_local and not isinstance(exc, (OSError, ValueError)):
             raise
@@ -215,4 +237,3 @@ def _load(source: str, name: str):
             "local directory written by save_pretrained() as --model /path/to/dir. Set HF_HUB_OFFLINE=1 "
             f"to use the cache without network access. ({type(exc).__name__}: {str(exc)[:200]})"
         ) from None
-    return model, processor

@@ -37,9 +37,19 @@ class BackendInfo:
 
 
 def _hf_factory(source, **kwargs):
-    from .hf import HFBackbone
+    """A transformers model; a BLIP-2 retrieval model (by its config) gets its own backend."""
+    from .blip2 import ARCHITECTURE
+    from .hf import HFBackbone, architectures
 
+    if ARCHITECTURE in architectures(source, kwargs.get("name") or source):
+        return _blip2_factory(source, **kwargs)
     return HFBackbone(source, **kwargs)
+
+
+def _blip2_factory(source, **kwargs):
+    from .blip2 import Blip2Backbone
+
+    return Blip2Backbone(source, **kwargs)
 
 
 def _open_clip_factory(source, **kwargs):
@@ -58,6 +68,7 @@ BACKENDS: dict[str, BackendInfo] = {
     "hf": BackendInfo("hf", _hf_factory, None, "transformers"),
     "open_clip": BackendInfo("open_clip", _open_clip_factory, "openclip", "open_clip"),
     "slip": BackendInfo("slip", _slip_factory, None, "transformers"),
+    "blip2": BackendInfo("blip2", _blip2_factory, None, "transformers"),
 }
 
 

@@ -34,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
     if "comclip" in methods:
         pipeline_config(args)  # bad options are found before the model loads too
     backbone = create_model(args)
-    clip = backbone.encode_images([im.image for im in images]) @ backbone.encode_texts(texts).T
+    clip = backbone.similarity([im.image for im in images], texts)
     details = None
     if "comclip" in methods:
         details = ComCLIP(backbone, pipeline_config(args, backbone)).score_details(images, texts)

@@ -16,6 +16,7 @@ from typing import Callable, NamedTuple
 import torch
 
 from ..registry import Registry
+from ..similarity import paired_cosines
 
 #: Fallback flags a weighting reports (counted per example in reports).
 WEIGHTS_CLAMPED, UNIFORM_WEIGHTS = "weights_clamped", "uniform_weights"
@@ -80,11 +81,13 @@ def subimage_weights(similarities: torch.Tensor, weighting: str = "sum", tempera
 
 
 def compose_embedding(global_embedding: torch.Tensor, sub_embeddings: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-    """``normalize(v_global + sum_i w_i v_i)`` in float64."""
+    """``normalize(v_global + sum_i w_i v_i)`` in float64; for multi-vector embeddings
+    (``[Q, D]`` per image, BLIP-2's query tokens) per query token: ``v_q = normalize(v_global_q
+    + sum_i w_i v_i_q)``."""
     v = global_embedding.double()
     if sub_embeddings.numel():
-        v = v + (weights.double()[:, None] * sub_embeddings.double()).sum(dim=0)
-    return v / v.norm()
+        v = v + torch.tensordot(weights.double(), sub_embeddings.double(), dims=1)
+    return torch.nn.functional.normalize(v, dim=-1)
 
 
 class Composition(NamedTuple):
@@ -104,9 +107,10 @@ def comclip_score(
     weighting: str = "sum",
     temperature: float = 0.01,
 ) -> Composition:
-    """The ComCLIP score with its parts: ``(score, s, w, flags)``."""
-    s = (sub_embeddings.double() * phrase_embeddings.double()).sum(dim=-1)
+    """The ComCLIP score with its parts: ``(score, s, w, flags)``. With multi-vector image
+    embeddings, ``s_i = max_q cos(v_i_q, phrase_i)`` and the score is ``max_q cos(v_q, caption)``."""
+    s = paired_cosines(sub_embeddings.double(), phrase_embeddings.double())
     w, flags = weigh(s, weighting, temperature)
     v = compose_embedding(global_embedding, sub_embeddings, w)
     c = caption_embedding.double()
-    return Composition(float(v @ (c / c.norm())), s, w, flags)
+    return Composition(float(paired_cosines(v[None], (c / c.norm())[None])[0]), s, w, flags)

@@ -24,6 +24,7 @@ from tqdm import tqdm
 from ..errors import ComclipError, InputError
 from ..images import LoadedImage, load_image
 from ..loading import ImageLoader
+from ..similarity import cosines
 from ..text import validate_captions
 from .datasets.retrieval import RetrievalDataset
 from .runner import ResultLog, quiet, traced_batch
@@ -117,7 +118,7 @@ def run_retrieval(dataset: RetrievalDataset, backbone, out_dir, *, reranker=None
         similarity = np.zeros((len(image_ids), len(caption_ids)))
         if image_ids and caption_ids:
             text_emb = backbone.encode_texts([captions[t] for t in caption_ids])
-            similarity = (image_emb @ text_emb.T).double().numpy()
+            similarity = cosines(image_emb, text_emb).double().numpy()
         context = _Context(similarity, owner, reranker, rerank_top, _Indexed(gallery, image_ids),
                            [captions[t] for t in caption_ids])
         failures = [*((f"i2t/{n}", e) for n, e in gallery.errors.items()), *((f"t2i/{t}", e) for t, e in caption_errors.items())]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..similarity import cosines
 from .runner import PairScorer
 
 
@@ -21,7 +22,7 @@ def clip_scorer(backbone) -> PairScorer:
     def many(groups):
         images = [im for group, _ in groups for im in _images(group)]
         texts = [t for _, group_texts in groups for t in group_texts]
-        similarity = (backbone.encode_images(images) @ backbone.encode_texts(texts).T).numpy()
+        similarity = cosines(backbone.encode_images(images), backbone.encode_texts(texts)).numpy()
         out, i, j = [], 0, 0
         for group_images, group_texts in groups:
             out.append(similarity[i : i + len(group_images), j : j + len(group_texts)])

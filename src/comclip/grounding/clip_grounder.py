@@ -18,6 +18,7 @@ from ..backbones import Backbone
 from ..boxes import Box
 from ..cache import image_digest as image_key
 from ..errors import InputError
+from ..similarity import cosines
 from ..subimages import SubimageMaker
 from .base import Detection, Grounder
 from .proposals import DEFAULT_SCALES, PROPOSALS, propose
@@ -153,7 +154,7 @@ class CLIPGrounder(Grounder):
         if not boxes:  # e.g. segment proposals on a featureless image: nothing to rank
             return [[] for _ in queries]
         text_embeddings = self.backbone.encode_texts([self.prompt.format(q) for q in queries])
-        similarity = text_embeddings @ region_embeddings.T  # [queries, regions]
+        similarity = cosines(region_embeddings, text_embeddings).T  # [queries, regions]
         results = []
         for row in similarity:
             # Scores equal to float noise (batch size changes the last bits) rank in candidate

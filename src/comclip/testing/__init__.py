@@ -5,13 +5,14 @@ initialised, a few hundred kilobytes of weights besides the token embedding) wit
 real BPE vocabulary, so every code path that loads and runs a hub model can be exercised
 offline: ``--model /that/dir`` works wherever ``--model openai/clip-vit-base-patch32`` would.
 :func:`make_tiny_slip` writes a tiny random checkpoint in SLIP's own file layout
-(``--model slip:/that/file.pt``).
+(``--model slip:/that/file.pt``), :func:`make_tiny_blip2` a BLIP-2 retrieval model folder.
 """
 
 from __future__ import annotations
 
 from ..bpe import clip_bpe_files
+from .tiny_blip2 import make_tiny_blip2
 from .tiny_clip import make_tiny_clip
 from .tiny_slip import make_tiny_slip
 
-__all__ = ["clip_bpe_files", "make_tiny_clip", "make_tiny_slip"]
+__all__ = ["clip_bpe_files", "make_tiny_blip2", "make_tiny_clip", "make_tiny_slip"]

@@ -30,8 +30,19 @@ def make_tiny_clip(
         return _write_tiny_clip(Path(path), seed, image_size, patch_size, width, layers, projection_dim)
 
 
-def _write_tiny_clip(path: Path, seed: int, image_size: int, patch_size: int, width: int, layers: int, projection_dim: int) -> Path:
+def seeded(model_class, config, seed: int):
+    """``model_class(config)`` initialised from ``seed``, leaving the global generator as it was."""
     import torch
+
+    state = torch.random.get_rng_state()
+    try:
+        torch.manual_seed(seed)
+        return model_class(config)
+    finally:
+        torch.random.set_rng_state(state)
+
+
+def _write_tiny_clip(path: Path, seed: int, image_size: int, patch_size: int, width: int, layers: int, projection_dim: int) -> Path:
     from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor, CLIPTokenizer
 
     path.mkdir(parents=True, exist_ok=True)
@@ -63,12 +74,6 @@ def _write_tiny_clip(path: Path, seed: int, image_size: int, patch_size: int, wi
         ),
         projection_dim=projection_dim,
     )
-    generator_state = torch.random.get_rng_state()
-    try:
-        torch.manual_seed(seed)
-        model = CLIPModel(config)
-    finally:
-        torch.random.set_rng_state(generator_state)
-    model.save_pretrained(path, safe_serialization=True)
+    seeded(CLIPModel, config, seed).save_pretrained(path, safe_serialization=True)
     CLIPProcessor(image_processor=image_processor, tokenizer=tokenizer).save_pretrained(path)
     return path

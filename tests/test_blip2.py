@@ -1,0 +1,117 @@
+"""BLIP-2's contrastive head as a multi-vector backbone: loading by every name form, embeddings
+against the retrieval model's own forward pass, the per-query-token composition against a
+NumPy reference, the cache, and the command line end to end."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from comclip.backbones import create_backbone, register_model
+from comclip.cache import SQLiteCache
+from comclip.composition import comclip_score
+from comclip.composition.compose import WEIGHTINGS
+from comclip.similarity import cosines, paired_cosines
+from comclip.testing import make_tiny_blip2
+
+from .conftest import run_cli
+
+IMAGES = [Image.effect_mandelbrot((60, 40), (-2, -1.5, 1, 1.5), 40).convert("RGB"), Image.new("RGB", (30, 50), (20, 160, 40))]
+TEXTS = ["a red circle left of a blue square", "two dogs", "a green field"]
+
+
+@pytest.fixture(scope="module")
+def blip2_dir(tmp_path_factory):
+    return make_tiny_blip2(tmp_path_factory.mktemp("blip2"), seed=2)
+
+
+def test_every_name_form_gives_the_blip2_backend(blip2_dir):
+    register_model("test/tiny-blip2", "blip2", str(blip2_dir), "a tiny random BLIP-2")
+    for name in (str(blip2_dir), "test/tiny-blip2"):
+        backbone = create_backbone(name)
+        assert type(backbone).__name__ == "Blip2Backbone" and backbone.image_tokens == 4
+        assert backbone.describe()["image_tokens"] == 4
+
+
+def test_scores_equal_the_retrieval_models_contrastive_forward(blip2_dir):
+    backbone = create_backbone(str(blip2_dir), pixels="pil")
+    inputs = backbone.processor(images=IMAGES, text=TEXTS, return_tensors="pt", padding=True)
+    with torch.no_grad():
+        expected = backbone.model(**inputs, use_image_text_matching_head=False).logits_per_image
+    assert torch.allclose(backbone.similarity(IMAGES, TEXTS), expected, atol=1e-5)
+    embeddings = backbone.encode_images(IMAGES)
+    assert embeddings.shape == (2, 4, 16) and torch.allclose(embeddings.norm(dim=-1), torch.ones(2, 4), atol=1e-5)
+    torch_path = create_backbone(str(blip2_dir)).similarity(IMAGES, TEXTS)
+    assert torch.allclose(torch_path, expected, atol=0.01)
+
+
+def unit(array: np.ndarray) -> np.ndarray:
+    return array / np.linalg.norm(array, axis=-1, keepdims=True)
+
+
+@pytest.mark.parametrize("weighting", list(WEIGHTINGS))
+def test_multi_vector_composition_matches_a_numpy_reference(weighting):
+    rng = np.random.default_rng(7)
+    queries, dim, parts = 5, 8, 3
+    global_q, subs = unit(rng.normal(size=(queries, dim))), unit(rng.normal(size=(parts, queries, dim)))
+    phrases, caption = unit(rng.normal(size=(parts, dim))), unit(rng.normal(size=dim))
+    composition = comclip_score(*(torch.from_numpy(a) for a in (global_q, caption, subs, phrases)), weighting, 0.05)
+
+    s = np.array([max(subs[i, q] @ phrases[i] for q in range(queries)) for i in range(parts)])
+    w = WEIGHTINGS[weighting](torch.from_numpy(s), 0.05).weights.numpy()  # the weightings have their own tests
+    v = unit(np.stack([global_q[q] + sum(w[i] * subs[i, q] for i in range(parts)) for q in range(queries)]))
+    assert np.allclose(composition.similarities.numpy(), s)
+    assert composition.score == pytest.approx(max(v[q] @ caption for q in range(queries)))
+
+
+def test_single_vector_similarity_is_the_plain_product():
+    images, texts = torch.randn(3, 6), torch.randn(4, 6)
+    assert torch.equal(cosines(images, texts), images @ texts.T)
+    assert torch.equal(paired_cosines(images, texts[:3]), (images * texts[:3]).sum(-1))
+
+
+def test_multi_vector_embeddings_come_back_from_the_cache_in_shape(blip2_dir, tmp_path):
+    cold = create_backbone(str(blip2_dir))
+    cold.cache = SQLiteCache(tmp_path / "c.sqlite")
+    first = cold.encode_images(IMAGES)
+    warm = create_backbone(str(blip2_dir))
+    warm.cache = SQLiteCache(tmp_path / "c.sqlite")
+    warm._encode_pixels = None  # a warm read encodes nothing
+    assert torch.equal(warm.encode_images(IMAGES), first)
+
+
+def test_cli_scores_explains_and_evaluates_with_blip2(blip2_dir, tmp_path):
+    image = tmp_path / "scene.png"
+    IMAGES[0].save(image)
+    score = run_cli(["score", "--model", str(blip2_dir), "--method", "clip,comclip", "--details", "--json", str(image), *TEXTS[:2]])
+    assert score.returncode == 0, score.stderr
+    results = json.loads(score.stdout)["results"]
+    direct = create_backbone(str(blip2_dir)).similarity([image], TEXTS[:2])[0]
+    assert [r["clip"] for r in results] == pytest.approx(direct.tolist(), abs=1e-5)
+    assert all(p["similarity"] <= 1 for r in results for p in r["details"]["parts"])
+    explain = run_cli(["explain", "--model", str(blip2_dir), str(image), TEXTS[0], "--out", str(tmp_path / "fig.png")])
+    assert explain.returncode == 0, explain.stderr
+    run = run_cli(["eval", "sandbox", "--model", str(blip2_dir), "--task", "binding", "--n", "4", "--seed", "3",
+                   "--out", str(tmp_path / "run"), "--cache", str(tmp_path / "cache")])
+    assert run.returncode == 0, run.stderr
+    report = json.loads((tmp_path / "run" / "report.json").read_text())
+    assert [(r["method"], r["n_scored"]) for r in report["runs"]] == [("clip", 4), ("comclip", 4)]
+    assert report["backbone"]["image_tokens"] == 4
+
+
+def test_retrieval_with_blip2_ranks_by_the_best_query_token(blip2_dir, tmp_path):
+    rows = []
+    for n, colour in enumerate([(200, 30, 30), (30, 200, 30), (30, 30, 200)]):
+        Image.new("RGB", (40, 40), colour).save(tmp_path / f"im{n}.png")
+        rows.append({"image": f"im{n}.png", "captions": [f"colour number {n}"]})
+    (tmp_path / "captions.json").write_text(json.dumps(rows))
+    out = tmp_path / "retrieval"
+    run = run_cli(["eval", "retrieval", "--data", str(tmp_path / "captions.json"), "--model", str(blip2_dir),
+                   "--rerank-top", "2", "--out", str(out)])
+    assert run.returncode == 0, run.stderr
+    report = json.loads((out / "report.json").read_text())
+    assert [r["n_scored"] for r in report["runs"]] == [6, 6]
