@@ -115,3 +115,22 @@ def test_retrieval_with_blip2_ranks_by_the_best_query_token(blip2_dir, tmp_path)
     assert run.returncode == 0, run.stderr
     report = json.loads((out / "report.json").read_text())
     assert [r["n_scored"] for r in report["runs"]] == [6, 6]
+
+
+def test_the_hub_names_load_from_the_hub_cache_offline(blip2_dir, tmp_path):
+    """``Salesforce/blip2-itm-vit-g`` (registered) and ``hf-hub:`` + that id, read from a Hub
+    cache laid out as huggingface_hub writes it, with the network off."""
+    import shutil
+
+    commit = "0" * 40
+    repo = tmp_path / "hub" / "models--Salesforce--blip2-itm-vit-g"
+    shutil.copytree(blip2_dir, repo / "snapshots" / commit)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+    image = tmp_path / "scene.png"
+    IMAGES[1].save(image)
+    expected = create_backbone(str(blip2_dir)).similarity([image], ["two dogs"])[0, 0].item()
+    for name in ("Salesforce/blip2-itm-vit-g", "hf-hub:Salesforce/blip2-itm-vit-g"):
+        run = run_cli(["score", "--model", name, "--json", str(image), "two dogs"], env={"HF_HUB_CACHE": str(tmp_path / "hub")})
+        assert run.returncode == 0, run.stderr
+        assert json.loads(run.stdout)["results"][0]["clip"] == pytest.approx(expected, abs=1e-5)
