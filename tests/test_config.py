@@ -26,6 +26,7 @@ CHOICES = {
     "grounder_prompt": ("a {}", "an image of {}"), "proposals": ("segments", "grid+segments"),
     "region": ("mask", "crop"), "grounder_fill": ("black", "blur"), "regions": ("r.json", "s.json"),
     "precision": ("amp_bf16", "fp32"), "pixels": ("pil", "torch"),
+    "relations": ("geometry", "off"), "relation_weight": (2.0, 0.5),
 }
 
 
@@ -57,6 +58,7 @@ def test_nested_grounder_defaults_of_comclip_json_are_fields():
     ({"union_margin": -0.1}, "0 or more"), ({"weighting": "max"}, "unknown weighting"), ({"fill": "pink"}, "unknown fill"),
     ({"region": "everywhere"}, "unknown region"), ({"entity_prompt": "no slot"}, "needs a {}"),
     ({"precision": "half"}, "unknown precision"), ({"pixels": "gpu"}, "unknown pixels"),
+    ({"relations": "depth"}, "unknown relations"), ({"relation_weight": math.nan}, "finite"),
 ])
 def test_bad_values_are_refused_naming_the_option(values, message):
     with pytest.raises(InputError, match=message):

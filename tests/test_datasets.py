@@ -77,7 +77,7 @@ def test_aro_crops_to_the_box(tmp_path):
     path = tmp_path / "visual_genome_relation.json"
     path.write_text(json.dumps(rows))
     data = load_dataset("aro", path)
-    assert data.name == "aro_vg_relation" and data.examples[0].subset == "on"
+    assert data.name == "aro_vg_relation" and data.examples[0].subset == "on" and data.examples[0].tags == ["spatial"]
     (loaded,) = load_example_images(data.examples[0])
     assert loaded.image.size == (30, 40)
     with pytest.raises(InputError, match="zero area"):
@@ -127,3 +127,54 @@ def test_shared_readers_name_the_bad_file(tmp_path):
         load_dataset("valse", empty)
     with pytest.raises(InputError, match="no VL-CheckList JSON files under"):
         load_dataset("vl_checklist", empty)
+
+
+def test_vg_relation_marks_spatial_predicates(tmp_path):
+    rows = [{"image_path": "2.jpg", "bbox_x": 0, "bbox_y": 0, "bbox_w": 5, "bbox_h": 5, "relation_name": name,
+             "true_caption": "a", "false_caption": "b"} for name in ("to the left of", "eating", "sitting on", "wearing")]
+    path = tmp_path / "visual_genome_relation.json"
+    path.write_text(json.dumps(rows))
+    assert [e.tags for e in load_dataset("aro", path).examples] == [["spatial"], ["other"], ["spatial"], ["other"]]
+
+
+def _whatsup_files(root):
+    """What'sUp's four layouts, as whatsup_vlms' dataset_zoo reads them, with their images."""
+    controlled = [{"image_path": f"data/controlled_images/mug_{p}_plate.jpeg",
+                   "caption_options": [f"A mug {p.replace('_', ' ')} a plate", "A mug on a plate", "A mug under a plate",
+                                       "A mug left of a plate"]} for p in ("left_of", "right_of", "on", "under")]
+    (root / "controlled_images_dataset.json").write_text(json.dumps(controlled))
+    for item in controlled:
+        _image(root / "controlled_images" / item["image_path"].rsplit("/", 1)[1])
+    (root / "coco_qa_two_obj.json").write_text(json.dumps([[139, "A dog to the left of a cat", "A cat to the left of a dog"],
+                                                           [285, "A cup above a table", "A table above a cup"]]))
+    for image_id in (139, 285):
+        _image(root / "val2017" / f"{image_id:012d}.jpg")
+    (root / "vg_qa_one_obj.json").write_text(json.dumps([[2375, "A photo of a lamp on the left", "A photo of a lamp on the right"]]))
+    _image(root / "vg_images" / "2375.jpg")
+
+
+def test_whatsup_reads_its_four_layouts(tmp_path):
+    _whatsup_files(tmp_path)
+    controlled = load_dataset("whatsup", tmp_path / "controlled_images_dataset.json")
+    assert controlled.name == "whatsup" and controlled.split == "controlled_images_dataset"
+    assert [e.subset for e in controlled.examples] == ["left_of", "right_of", "on", "under"]
+    assert controlled.examples[0].texts[0] == "A mug left of a plate" and len(controlled.examples[0].texts) == 4
+    assert controlled.examples[0].images == [str(tmp_path / "controlled_images" / "mug_left_of_plate.jpeg")]
+    coco = load_dataset("whatsup", tmp_path / "coco_qa_two_obj.json")
+    assert [e.subset for e in coco.examples] == ["left", "above"]
+    assert coco.examples[0].images == [str(tmp_path / "val2017" / "000000000139.jpg")]
+    gqa = load_dataset("whatsup", tmp_path / "vg_qa_one_obj.json")
+    assert gqa.examples[0].subset == "left" and gqa.examples[0].images == [str(tmp_path / "vg_images" / "2375.jpg")]
+    (tmp_path / "other.json").write_text("[]")
+    with pytest.raises(InputError, match="not a What'sUp file"):
+        load_dataset("whatsup", tmp_path / "other.json")
+
+
+def test_whatsup_end_to_end_with_the_geometric_check(cli, tiny_model_dir, tmp_path):
+    _whatsup_files(tmp_path)
+    code, _, err = cli("eval", "whatsup", "--data", tmp_path / "controlled_images_dataset.json", "--model", tiny_model_dir,
+                       "--relations", "geometry", "--out", tmp_path / "out")
+    assert code == 0, err
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert [(r["method"], r["n_scored"]) for r in report["runs"]] == [("clip", 4), ("comclip", 4)]
+    assert set(report["runs"][1]["subsets"]) == {"left_of", "right_of", "on", "under"}

@@ -4,7 +4,6 @@ to the same report, and reports have the documented shape."""
 from __future__ import annotations
 
 import json
-import shutil
 
 import numpy as np
 import pytest

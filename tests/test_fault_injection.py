@@ -211,9 +211,13 @@ def test_a_model_without_its_tokenizer_files_is_refused(tiny_model_dir, rgb_imag
 
 
 # --- a run that scored nothing, and an interrupted one -----------------------------------------
-def test_a_method_that_scored_nothing_exits_1_after_writing_its_report(tmp_path):
+def test_a_method_that_scored_nothing_exits_1_after_writing_its_report(tiny_model_dir, tmp_path):
     out = tmp_path / "given"
-    result = run_cli(["eval", "sandbox", "--task", "binding", "--n", "3", "--parser", "given", "--model", "comclip/sandbox",
+    Image.new("RGB", (40, 30), (200, 30, 30)).save(tmp_path / "red.png")
+    rows = [{"image": str(tmp_path / "red.png"), "positive": f"a red square number {n}", "negatives": ["a blue square"]}
+            for n in range(3)]
+    (tmp_path / "data.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    result = run_cli(["eval", "jsonl", "--data", tmp_path / "data.jsonl", "--parser", "given", "--model", tiny_model_dir,
                       "--out", out, "--no-cache", "--workers", "0"])
     assert_user_error(result, "method comclip", "scored none", "no given scene graph", code=1)
     report = json.loads((out / "report.json").read_text())

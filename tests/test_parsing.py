@@ -222,3 +222,33 @@ def test_comvg_parsing_goal():
     assert result["subject_pct"] >= 95.0, result
     assert result["predicate_pct"] >= 93.0, result
     assert result["object_pct"] >= 95.0, result
+
+
+@pytest.mark.parametrize("caption, expected", [
+    ("a small red circle to the left of a large blue square", ("circle", "to the left of", "square")),
+    ("a square with a circle to its left", ("circle", "to the left of", "square")),
+    ("a square with a circle on its right", ("circle", "to the right of", "square")),
+    ("a square has a circle to its left", ("circle", "to the left of", "square")),
+    ("a square with a circle above it", ("circle", "above", "square")),
+    ("to the left of the square is a circle", ("circle", "to the left of", "square")),
+    ("above the circle is a square", ("square", "above", "circle")),
+    ("a cat below a table", ("cat", "below", "table")),
+])
+def test_spatial_relations_keep_the_captions_direction(spacy_parser, caption, expected):
+    assert expected in _triples(spacy_parser.parse(caption))
+
+
+def test_letter_case_never_changes_a_parse(spacy_parser):
+    caption = "A BOY WITH A BLUE SHIRT AND JEAN PANTS DOING A TRICK WITH HIS SKATEBOARD"
+    assert _triples(spacy_parser.parse(caption)) == _triples(spacy_parser.parse(caption.lower()))
+    assert spacy_parser.parse(caption).text == caption  # the graph keeps the caption as written
+
+
+def test_comvg_sentences_parse_alike_in_any_case(spacy_parser):
+    import csv
+
+    with open(shared_data("comvg", "comvg-dev.csv"), newline="", encoding="utf-8") as handle:
+        sentences = sorted({row["sentence"] for row in csv.DictReader(handle)})
+    assert len(sentences) == 136
+    for forms in zip(sentences, (s.upper() for s in sentences), (s.title() for s in sentences)):
+        assert len({tuple(_triples(spacy_parser.parse(f))) for f in forms}) == 1, forms

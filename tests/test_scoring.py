@@ -59,7 +59,7 @@ def test_ablate_chooses_on_dev_and_reports_on_test(cli, tiny_model_dir, tmp_path
     assert code == 0, err
     summary = json.loads((out / "ablation.json").read_text())
     dev = [json.loads(line) for line in (out / "dev.jsonl").read_text().splitlines()]
-    assert summary["n_configs"] == len(dev) == 4 and summary["dev_split"] == "seed100" and summary["test_split"] == "seed200"
+    assert summary["n_configs"] == len(dev) == 8 and summary["dev_split"] == "seed100" and summary["test_split"] == "seed200"
     assert summary["best"]["criterion"] == max(d["criterion"] for d in dev)
     test = json.loads((out / "test" / "report.json").read_text())
     assert len(test["runs"]) == 3 and test["runs"][0]["method"] == "clip"

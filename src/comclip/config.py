@@ -23,6 +23,7 @@ from typing import Any, Mapping
 
 from .backbones.base import PRECISIONS
 from .composition import SCORE_MODES, WEIGHTINGS
+from .composition.geometry import RELATION_MODES
 from .errors import InputError
 from .grounding import GROUND_BY, GROUNDERS
 from .grounding.clip_grounder import DEFAULT_FILL, DEFAULT_PROMPT, DEFAULT_PROPOSALS, REGION_MODES
@@ -57,6 +58,10 @@ class PipelineConfig:
     #: Ground an entity to every box scoring within this margin of the top; None: the top box only.
     union_margin: float | None = None
     use_relations: bool = True
+    #: Spatial relations checked on the grounded boxes: off (the paper) or geometry.
+    relations: str = "off"
+    #: How much the geometric check moves a score: ``+ weight * mean(g - 1/2)``.
+    relation_weight: float = 1.0
     #: How an entity's phrase is worded for its sub-image ("{}": as parsed).
     entity_prompt: str = "{}"
     grounder_prompt: str = DEFAULT_PROMPT
@@ -78,6 +83,8 @@ class PipelineConfig:
         _check_choice("proposals", self.proposals, PROPOSALS)
         _check_choice("precision", self.precision, PRECISIONS)
         _check_choice("pixels", self.pixels, PIXEL_PATHS)
+        _check_choice("relations", self.relations, RELATION_MODES)
+        _check_number("relation_weight", self.relation_weight)
         if self.region is not None:
             _check_choice("region", self.region, REGION_MODES)
         _check_number("temperature", self.temperature, positive=True)

@@ -17,6 +17,7 @@ import torch
 from .backbones import DEFAULT_MODEL, Backbone, create_backbone
 from .boxes import Box
 from .composition import SCORE_MODES, Evidence, comclip_score
+from .composition.geometry import RELATION_UNVERIFIED, geometry_bonus, relation_score, spatial_rule
 from .config import PipelineConfig
 from .similarity import paired_cosines
 from .errors import InputError
@@ -72,8 +73,11 @@ class ComCLIPResult:
     composed: float | None = None  # the faithful ComCLIP score, where a score mode adds to it
     #: The configuration that made this result (its fill draws the sub-images of a figure).
     config: PipelineConfig = field(default_factory=PipelineConfig)
-    #: The fallbacks this pair took: no_entities, not_grounded, shared_box, weights_clamped, uniform_weights.
+    #: The fallbacks this pair took: no_entities, not_grounded, shared_box, weights_clamped,
+    #: uniform_weights, relation_unverified.
     flags: tuple[str, ...] = ()
+    #: With ``relations="geometry"``: each spatial relation's check, ``(subject, predicate, object, g or None)``.
+    spatial: tuple[tuple[int, str, int, float | None], ...] = ()
 
     def to_dict(self) -> dict:
         return {
@@ -86,6 +90,7 @@ class ComCLIPResult:
             "flags": list(self.flags),
             "graph": self.graph.to_dict(),
             "parts": [p.to_dict() for p in self.parts],
+            "spatial": [{"subject": s, "predicate": p, "object": o, "score": g} for s, p, o, g in self.spatial],
         }
 
 
@@ -285,8 +290,26 @@ class ComCLIP:
             part.similarity, part.weight = s_i, w_i
         evidence = Evidence(composed, clip_score, [p.similarity for p in parts if p.kind == "entity"],
                             [p.similarity for p in parts if p.kind == "relation"])
-        return ComCLIPResult(image.source, text, clip_score, self._mode(evidence), parts, graph, composed=composed,
-                             config=self.config, flags=_part_flags(parts) + weight_flags)
+        spatial = self._spatial(graph, parts, image) if self.config.relations == "geometry" else ()
+        verified = [g for *_, g in spatial if g is not None]
+        score = self._mode(evidence) + geometry_bonus(verified, self.config.relation_weight)
+        unverified = (RELATION_UNVERIFIED,) if len(verified) < len(spatial) else ()
+        return ComCLIPResult(image.source, text, clip_score, score, parts, graph, composed=composed, config=self.config,
+                             flags=_part_flags(parts) + weight_flags + unverified, spatial=spatial)
+
+    @staticmethod
+    def _spatial(graph: SceneGraph, parts: list[Part], image: LoadedImage) -> tuple:
+        """Each spatial relation checked on its entities' grounded boxes (None: no evidence)."""
+        grounded = {p.entities[0]: p.boxes for p in parts if p.kind == "entity" and NOT_GROUNDED not in p.flags}
+        width, height = image.image.size
+        checks = []
+        for relation in graph.relations:
+            if spatial_rule(relation.predicate) is None:
+                continue
+            subject, obj = grounded.get(relation.subject), grounded.get(relation.object)
+            score = relation_score(relation.predicate, subject, obj, width, height) if subject and obj else None
+            checks.append((relation.subject, relation.predicate, relation.object, score))
+        return tuple(checks)
 
     def _mode(self, evidence: Evidence) -> float:
         return SCORE_MODES[self.config.score_mode](evidence, self.config.evidence_weight, self.config.evidence_relations)

@@ -1,4 +1,4 @@
-"""``comclip ablate``: a grid of (score mode, weighting, fill, grounding) chosen on a dev split
+"""``comclip ablate``: a grid of (score mode, weighting, fill, grounding, relations) chosen on a dev split
 or seed, then evaluated on a different one next to CLIP and the paper's ComCLIP."""
 
 from __future__ import annotations
@@ -56,7 +56,9 @@ def register(sub) -> None:
     p.add_argument("--n", type=count(1), default=100, help="sandbox: pairs per task (default: 100)")
     p.add_argument("--dev-seed", type=int, default=100, help="sandbox seed the choice is made on (default: 100)")
     p.add_argument("--test-seed", type=int, default=200, help="sandbox seed the result is reported on (default: 200)")
-    p.add_argument("--grid", default="full", choices=["full", "small"], help="configurations to try (default: full)")
+    p.add_argument("--grid", default="full", choices=["full", "small", "spatial"],
+                   help="configurations to try: full (240), spatial (24: score mode x fill x segment grounding x --relations), "
+                        "small (8) (default: full)")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default: 0)")
     p.add_argument("--out", default=None, help="output folder (default: results/ablate_DATASET)")
     p.add_argument("--force", action="store_true", help="overwrite an earlier ablation in --out")

@@ -25,7 +25,7 @@ PIPELINE_FIELDS = {
     "parser": "parser", "grounder": "grounder", "weighting": "weighting", "temperature": "temperature",
     "fill": "fill", "regions": "regions", "score": "score_mode", "evidence_weight": "evidence_weight",
     "evidence_relations": "evidence_relations", "ground_by": "ground_by", "union_margin": "union_margin",
-    "proposals": "proposals", "region": "region",
+    "proposals": "proposals", "region": "region", "relations": "relations", "relation_weight": "relation_weight",
 }
 
 
@@ -136,6 +136,7 @@ def parse_methods(value: str) -> list[str]:
 
 def add_pipeline_options(parser: argparse.ArgumentParser) -> None:
     from ..composition import SCORE_MODES, WEIGHTINGS
+    from ..composition.geometry import RELATION_MODES
     from ..config import PipelineConfig
     from ..grounding import GROUND_BY, GROUNDERS
     from ..grounding.clip_grounder import REGION_MODES
@@ -163,6 +164,9 @@ def add_pipeline_options(parser: argparse.ArgumentParser) -> None:
     add("--proposals", choices=list(PROPOSALS), help=f"clip grounder's candidate regions (default: the model's, else {d.proposals})")
     add("--region", choices=list(REGION_MODES), help="clip grounder scores candidates from patch tokens, crops or masks "
         "(default: the model's, else patches for CLIP ViTs, else crop)")
+    add("--relations", choices=list(RELATION_MODES), help="geometry: check spatial predicates (left of, above, on, "
+        f"under, next to, in, ...) on the grounded boxes and add weight * mean(g - 1/2) (default: {d.relations}, the paper)")
+    add("--relation-weight", type=finite, help=f"weight of the geometric check (default: {d.relation_weight:g})")
 
 
 def pipeline_options(args: argparse.Namespace) -> dict:

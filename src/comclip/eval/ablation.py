@@ -41,9 +41,14 @@ GROUNDINGS = {
 }
 SCORES = (("comclip", 0.0), ("evidence", 0.5), ("evidence", 1.0), ("evidence", 2.0), ("evidence-min", 1.0))
 GRIDS = {
-    "full": {"score": SCORES, "weighting": ("sum", "softmax"), "fill": ("black", "mean"), "grounding": tuple(g for g in GROUNDINGS if g != "default")},
+    "full": {"score": SCORES, "weighting": ("sum", "softmax"), "fill": ("black", "mean"),
+             "grounding": tuple(g for g in GROUNDINGS if g != "default"), "relations": ("off", "geometry")},
     "small": {"score": (("comclip", 0.0), ("evidence", 1.0)), "weighting": ("sum",), "fill": ("black", "mean"),
-              "grounding": ("default",)},
+              "grounding": ("default",), "relations": ("off", "geometry")},
+    # The factors that mattered in the full grid on the sandbox (score mode, fill, segment
+    # grounding), crossed with the geometric relation check: 24 configurations.
+    "spatial": {"score": (("comclip", 0.0), ("evidence", 1.0), ("evidence", 2.0)), "weighting": ("sum",),
+                "fill": ("black", "mean"), "grounding": ("default", "segments-mask"), "relations": ("off", "geometry")},
 }
 
 
@@ -56,16 +61,17 @@ class Config:
     weighting: str = "sum"
     fill: str = "black"
     grounding: str = "default"
+    relations: str = "off"
 
     @property
     def name(self) -> str:
         score = self.score_mode if self.score_mode == "comclip" else f"{self.score_mode}({self.evidence_weight:g})"
-        return f"{score} {self.weighting} {self.fill} {self.grounding}"
+        return f"{score} {self.weighting} {self.fill} {self.grounding}" + ("" if self.relations == "off" else f" +{self.relations}")
 
     def pipeline_options(self) -> dict:
         grounding = GROUNDINGS[self.grounding]
         options = {"score_mode": self.score_mode, "weighting": self.weighting, "fill": self.fill,
-                   "ground_by": grounding[1], "union_margin": grounding[2]}
+                   "ground_by": grounding[1], "union_margin": grounding[2], "relations": self.relations}
         if self.score_mode != "comclip":
             options["evidence_weight"] = self.evidence_weight
         return options
@@ -78,8 +84,9 @@ class Config:
 
 def grid(name: str = "full") -> list[Config]:
     spec = GRIDS[name]
-    return [Config(score, weight, weighting, fill, grounding)
-            for (score, weight), weighting, fill, grounding in itertools.product(spec["score"], spec["weighting"], spec["fill"], spec["grounding"])]
+    factors = itertools.product(spec["score"], spec["weighting"], spec["fill"], spec["grounding"], spec["relations"])
+    return [Config(score, weight, weighting, fill, grounding, relations)
+            for (score, weight), weighting, fill, grounding, relations in factors]
 
 
 def usable_groundings(backbone) -> list[str]:

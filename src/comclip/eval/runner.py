@@ -341,8 +341,15 @@ def _checked(method: str, example: Example, scores) -> dict:
 
 #: The metrics of each example kind (retrieval's are those its scored queries carry).
 KIND_METRICS = {CAPTION_CHOICE: ("accuracy",), IMAGE_CHOICE: ("accuracy",), WINOGROUND: ("text", "image", "group", "pairwise")}
-#: The flags a record may carry (see :mod:`comclip.pipeline`); reports count each per method.
-FLAGS = ("no_entities", "not_grounded", "shared_box", "weights_clamped", "uniform_weights")
+#: The flags a record may carry (see :mod:`comclip.pipeline`); reports count each per method,
+#: these first and any other a pipeline raises after them.
+FLAGS = ("no_entities", "not_grounded", "shared_box", "weights_clamped", "uniform_weights", "relation_unverified")
+
+
+def flag_names(records: list[dict]) -> list[str]:
+    """:data:`FLAGS`, then any other flag the records carry (so none goes uncounted)."""
+    others = sorted({f for r in records for f in r.get("flags", {})} - set(FLAGS))
+    return [*FLAGS, *others]
 
 
 def outcomes(records: list[dict]) -> dict[str, list[float]]:
@@ -373,7 +380,7 @@ def summarise_run(records: list[dict], n_bootstrap: int = 1000, seed: int = 0) -
 
     subsets = sorted({r["subset"] for r in records if r["subset"]})
     tags = sorted({t for r in records for t in r["tags"]})
-    flagged = {flag: sum(1 for r in records if r.get("flags", {}).get(flag)) for flag in FLAGS}
+    flagged = {flag: sum(1 for r in records if r.get("flags", {}).get(flag)) for flag in flag_names(records)}
     return {
         "n_examples": len(records),
         "n_scored": len(records) - len(failed),
@@ -517,10 +524,11 @@ def _comparisons(report: dict) -> list[str]:
 def _flags(report: dict) -> list[str]:
     if not any(run.get("flags") for run in report["runs"]):
         return []
+    names = flag_names(report["runs"])  # a run's flag counts have the records' shape: {"flags": {...}}
     lines = ["", "## Fallbacks (examples with at least one pair that took it)", "",
-             _row(["method", *FLAGS]), "|---" * (1 + len(FLAGS)) + "|"]
+             _row(["method", *names]), "|---" * (1 + len(names)) + "|"]
     for run in report["runs"]:
-        lines.append(_row([run["method"], *(run.get("flags", {}).get(flag, 0) for flag in FLAGS)]))
+        lines.append(_row([run["method"], *(run.get("flags", {}).get(flag, 0) for flag in names)]))
     return lines
 
 

@@ -5,6 +5,11 @@ Entities are noun phrases (head lemma, modifiers as attributes); relations come 
 to"), and prepositions attached to nouns ("a man on a horse"). Captions written by people
 are often ungrammatical ("a cat is drinks the water"), so any token that takes an object
 is treated as a predicate, whatever part of speech the tagger gave it.
+
+Spatial relations keep the caption's direction also in inverted and possessive forms: "to
+the left of the square is a circle" and "a square with a circle to its left" both give
+(circle, to the left of, square). Captions are parsed in lower case, so letter case never
+changes a parse (COCO has all-caps captions, which the tagger reads as proper nouns).
 """
 
 from __future__ import annotations
@@ -25,6 +30,12 @@ NOUN_POS = {"NOUN", "PROPN", "NUM"}
 #: Nouns that are part of a complex preposition ("in front of", "on top of", "to the left of").
 PREPOSITION_NOUNS = {"front", "top", "side", "middle", "back", "bottom", "left", "right"}
 SKIP_HEADS = {"it", "there", "this", "that", "which", "who", "what", "something", "one"}
+#: "a circle to its left" (of the entity it belongs to): the side noun -> the relation's words.
+POSSESSIVE_SIDES = {"left": "to the left of", "right": "to the right of", "front": "in front of", "back": "behind"}
+#: "a square with a circle above it": pronouns that stand for the owning entity.
+OWNER_PRONOUNS = {"it", "them"}
+#: Revision of the parsing rules, part of :meth:`SpacyParser.describe` (and so of cached parses' keys).
+RULES_VERSION = 2
 
 
 def load_english_pipeline(name: str | None = None):
@@ -72,7 +83,8 @@ class SpacyParser(Parser):
         self._parsed: dict[str, SceneGraph] = {}
 
     def describe(self) -> dict:
-        return {"name": self.name, "pipeline": self.pipeline, "spacy_model_version": self.nlp.meta.get("version")}
+        return {"name": self.name, "pipeline": self.pipeline, "spacy_model_version": self.nlp.meta.get("version"),
+                "rules": RULES_VERSION}
 
     def parse(self, text: str) -> SceneGraph:
         return self.parse_many([text])[0]
@@ -80,7 +92,7 @@ class SpacyParser(Parser):
     def parse_many(self, texts: Sequence[str]) -> list[SceneGraph]:
         """Graphs of many captions; each distinct caption is parsed once per parser (remembered)."""
         todo = [t for t in dict.fromkeys(texts) if t not in self._parsed]
-        for text, doc in zip(todo, self.nlp.pipe(todo, batch_size=self.batch_size)):
+        for text, doc in zip(todo, self.nlp.pipe([t.lower() for t in todo], batch_size=self.batch_size)):
             self._parsed[text] = self._graph(text, doc)
         while len(self._parsed) > self.MEMORY:
             self._parsed.pop(next(iter(self._parsed)))
@@ -165,11 +177,14 @@ class SpacyParser(Parser):
                 if child.dep_ == "conj":
                     yield from with_conjuncts(child)
 
+        yield from self._owned_relations(doc, entity_of)
         for token in doc:
             subject, passive = self._subject(token, entity_of)
             if token.pos_ in NOUN_POS and entity(token) is not None:
                 # Prepositions on nouns: "a man on a horse", "a dog with a frisbee".
                 for prep, obj, words in self._prepositional_objects(token):
+                    if self._owner_reference(obj):
+                        continue  # "to its left", "above it": see _owned_relations
                     for target in with_conjuncts(obj):
                         if entity(target) is not None:
                             yield prep.i, Relation(entity(token).id, words, entity(target).id)
@@ -195,6 +210,36 @@ class SpacyParser(Parser):
                     if entity(target) is not None:
                         yield token.i, Relation(subject.id, predicate, entity(target).id)
 
+    def _owned_relations(self, doc, entity_of: dict[int, Entity]) -> Iterable[tuple[int, Relation]]:
+        """"a square with a circle to its left", "a square has a circle above it": the circle
+        relates to the square (its owner) by the side or preposition."""
+        for token in doc:
+            owner = self._owner(token, entity_of)
+            if token.i not in entity_of or owner is None:
+                continue
+            for prep in (c for c in token.children if c.dep_ == "prep"):
+                for obj in (g for g in prep.children if g.dep_ == "pobj" and self._owner_reference(g)):
+                    words = POSSESSIVE_SIDES.get(obj.lower_, prep.lower_) if obj.lower_ not in OWNER_PRONOUNS else prep.lower_
+                    yield prep.i, Relation(entity_of[token.i].id, words, owner.id)
+
+    @staticmethod
+    def _owner_reference(token) -> bool:
+        """A pronoun or a possessed side noun standing for the entity a phrase belongs to."""
+        if token.lower_ in OWNER_PRONOUNS:
+            return True
+        return token.lower_ in POSSESSIVE_SIDES and any(c.dep_ == "poss" for c in token.children)
+
+    @staticmethod
+    def _owner(token, entity_of: dict[int, Entity]) -> Entity | None:
+        """The entity ``token`` belongs to: X in "X with <token>" or "X has <token>"."""
+        head = token.head
+        if token.dep_ == "pobj" and head.lower_ == "with" and head.head.i in entity_of:
+            return entity_of[head.head.i]
+        if token.dep_ in ("dobj", "obj") and head.lemma_ == "have":
+            subject = next((c for c in head.children if c.dep_ in SUBJECT_DEPS and c.i in entity_of), None)
+            return entity_of[subject.i] if subject is not None else None
+        return None
+
     def _subject(self, token, entity_of):
         """The entity acting as subject of ``token`` (own, inherited from a copula/auxiliary head,
         or the noun a participial/relative clause modifies), and whether the voice is passive."""
@@ -213,6 +258,11 @@ class SpacyParser(Parser):
             if token.dep_ == "attr" and token.i in entity_of:
                 return None, False
             return self._subject(token.head, entity_of)
+        if token.lemma_ == "be" and any(c.dep_ == "prep" and c.i < token.i for c in token.children):
+            # Inverted: "to the left of the square is a circle": the complement is the subject.
+            attr = next((c for c in token.children if c.dep_ == "attr" and c.i in entity_of), None)
+            if attr is not None:
+                return entity_of[attr.i], False
         return None, False
 
     @staticmethod

@@ -36,7 +36,7 @@ def load(path=None, image_dir=None, task: str | None = None, seed: int = 0, n: i
 def pairs_dataset(pairs: list[MinimalPair], split: str) -> Dataset:
     examples = [
         Example(id=p.id, kind=WINOGROUND, images=[s.render() for s in p.scenes], texts=list(p.captions),
-                subset=p.task, tags=[f"{p.task}/{p.subset}"],
+                subset=p.task, tags=[f"{p.task}/{p.subset}"], given=dict(zip(p.captions, p.graphs)),
                 boxes=tuple(tuple((o.shape, o.box) for o in s.objects) for s in p.scenes))
         for p in pairs
     ]

@@ -22,7 +22,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .scenes import COLOURS, SHAPES, SIZES, Scene, SceneObject, conjunction, place_boxes, random_background, relation_between, relation_caption
+from .scenes import (COLOURS, SHAPES, SIZES, Scene, SceneObject, conjunction, place_boxes, random_background, relation_between,
+                     relation_caption, scene_graph)
 
 TASKS = ("binding", "object-swap", "order-swap", "substitution")
 _VALUES = {"shape": SHAPES, "colour": tuple(COLOURS), "size": tuple(SIZES)}
@@ -30,13 +31,15 @@ _VALUES = {"shape": SHAPES, "colour": tuple(COLOURS), "size": tuple(SIZES)}
 
 @dataclass(frozen=True)
 class MinimalPair:
-    """Caption c describes scene c; ``subset`` names the attribute or relation varied."""
+    """Caption c describes scene c; ``subset`` names the attribute or relation varied;
+    ``graphs`` are the captions' true scene graphs (for ``--parser given``)."""
 
     id: str
     task: str
     subset: str
     scenes: tuple[Scene, Scene]
     captions: tuple[str, str]
+    graphs: tuple[dict, dict] = ()
 
 
 def _two_objects(rng: np.random.Generator, require_relation: bool = False) -> tuple[Scene, SceneObject, SceneObject]:
@@ -86,15 +89,13 @@ def _binding(rng, item_id):
     scene, a, b = _two_objects(rng)
     attribute = "colour" if rng.uniform() < 0.5 else "size"
     a2, b2 = a.with_attribute(attribute, getattr(b, attribute)), b.with_attribute(attribute, getattr(a, attribute))
-    other = scene.with_objects((a2, b2))
-    return MinimalPair(item_id, "binding", attribute, (scene, other), (conjunction([a, b]), conjunction([a2, b2])))
+    return _conjunctions(item_id, "binding", attribute, scene, (a, b), (a2, b2))
 
 
 def _object_swap(rng, item_id):
     scene, a, b = _two_objects(rng)
     a2, b2 = a.with_attribute("shape", b.shape), b.with_attribute("shape", a.shape)
-    other = scene.with_objects((a2, b2))
-    return MinimalPair(item_id, "object-swap", "shape", (scene, other), (conjunction([a, b]), conjunction([a2, b2])))
+    return _conjunctions(item_id, "object-swap", "shape", scene, (a, b), (a2, b2))
 
 
 def _order_swap(rng, item_id):
@@ -104,7 +105,9 @@ def _order_swap(rng, item_id):
     a2, b2 = other.objects
     if relation_between(b2, a2) != relation:
         return None
-    return MinimalPair(item_id, "order-swap", relation, (scene, other), (relation_caption(a, relation, b), relation_caption(b2, relation, a2)))
+    captions = (relation_caption(a, relation, b), relation_caption(b2, relation, a2))
+    graphs = (scene_graph(captions[0], (a, b), relation), scene_graph(captions[1], (b2, a2), relation))
+    return MinimalPair(item_id, "order-swap", relation, (scene, other), captions, graphs)
 
 
 def _substitution(rng, item_id):
@@ -113,8 +116,14 @@ def _substitution(rng, item_id):
     taken = {getattr(a, attribute), getattr(b, attribute)} if attribute != "size" else {a.size}
     choices = [v for v in _VALUES[attribute] if v not in taken]
     a2 = a.with_attribute(attribute, choices[rng.integers(len(choices))])
-    other = scene.with_objects((a2, b))
-    return MinimalPair(item_id, "substitution", attribute, (scene, other), (conjunction([a, b]), conjunction([a2, b])))
+    return _conjunctions(item_id, "substitution", attribute, scene, (a, b), (a2, b))
+
+
+def _conjunctions(item_id: str, task: str, subset: str, scene: Scene, objects, other_objects) -> MinimalPair:
+    """A pair whose captions are conjunctions of each scene's objects, in the same order."""
+    captions = (conjunction(objects), conjunction(other_objects))
+    graphs = (scene_graph(captions[0], objects), scene_graph(captions[1], other_objects))
+    return MinimalPair(item_id, task, subset, (scene, scene.with_objects(other_objects)), captions, graphs)
 
 
 _BUILDERS = {"binding": _binding, "object-swap": _object_swap, "order-swap": _order_swap, "substitution": _substitution}

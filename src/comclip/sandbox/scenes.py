@@ -209,6 +209,15 @@ def relation_caption(a: SceneObject, relation: str, b: SceneObject, phrases=None
     return f"{first} {relation} {second}"
 
 
+def scene_graph(caption: str, objects, relation: str | None = None) -> dict:
+    """The true scene graph of a caption the grammar wrote about ``objects`` (a conjunction, or
+    with ``relation`` "objects[0] <relation> objects[1]"), as ``comclip parse --json`` prints one."""
+    entities = [{"id": n, "head": o.shape, "phrase": f"{o.size} {o.colour} {o.shape}", "attributes": [o.size, o.colour]}
+                for n, o in enumerate(objects)]
+    relations = [{"subject": 0, "predicate": relation, "object": 1}] if relation else []
+    return {"text": caption, "entities": entities, "relations": relations}
+
+
 def training_example(rng: np.random.Generator, partial_rate: float = PARTIAL_RATE) -> tuple[Scene, str]:
     """One (scene, true caption) pair from the training distribution.
 

@@ -10,7 +10,7 @@ from typing import Callable
 
 from ...errors import InputError
 from ...registry import Registry
-from . import aro, comvg, jsonl, retrieval, sugarcrepe, svo_probes, valse, vl_checklist, winoground
+from . import aro, comvg, jsonl, retrieval, sugarcrepe, svo_probes, valse, vl_checklist, whatsup, winoground
 from .base import CAPTION_CHOICE, IMAGE_CHOICE, WINOGROUND, Dataset, Example
 
 #: ``load(path=None, image_dir=None, **options) -> Dataset``.
@@ -18,7 +18,7 @@ DATASETS: Registry[Callable[..., Dataset]] = Registry("dataset")
 #: Datasets that are generated, not read: ``--data`` is not needed.
 GENERATED: set[str] = set()
 
-for _module in (sugarcrepe, comvg, winoground, svo_probes, valse, vl_checklist, aro, retrieval, jsonl):
+for _module in (sugarcrepe, comvg, winoground, svo_probes, valse, vl_checklist, aro, whatsup, retrieval, jsonl):
     DATASETS.add(_module.__name__.rsplit(".", 1)[-1], _module.load)
 
 

@@ -6,6 +6,8 @@ Visual Genome Relation and Visual Genome Attribution.
 plus ``relation_name`` (VG-Relation) or ``attributes`` (VG-Attribution). As in ARO's own
 code, each image is cropped to the box before scoring. Accuracy: the true caption scores
 higher than the false one; per relation (VG-Relation) or attribute pair (VG-Attribution).
+VG-Relation items are tagged ``spatial`` where their predicate is one the geometric check
+reads from boxes (``--relations geometry``: left of, above, on, under, ...), else ``other``.
 Image paths are taken relative to ``--image-dir`` (the Visual Genome image folder) by their
 file name.
 """
@@ -15,6 +17,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ...errors import InputError
+from ...composition.geometry import spatial_rule
 from ...jsonfile import read_json
 from .base import CAPTION_CHOICE, Dataset, Example
 
@@ -37,14 +40,16 @@ def load(path: str | Path, image_dir: str | Path | None = None) -> Dataset:
             image = folder / Path(item["image_path"]).name
         except (KeyError, TypeError, ValueError):
             raise InputError(f"{path} item {n}: needs image_path, bbox_x/y/w/h, true_caption and false_caption") from None
+        tags = []
         if "relation_name" in item:
             subset = str(item["relation_name"])
+            tags = ["spatial" if spatial_rule(subset) else "other"]
         elif "attributes" in item:
             subset = "-".join(str(a) for a in item["attributes"])
         else:
             subset = ""
         examples.append(Example(
-            id=str(n), kind=CAPTION_CHOICE, images=[str(image)], texts=texts, subset=subset,
+            id=str(n), kind=CAPTION_CHOICE, images=[str(image)], texts=texts, subset=subset, tags=tags,
             crop=(x, y, x + w, y + h),
         ))
     name = "aro_vg_relation" if relation else "aro_vg_attribution"

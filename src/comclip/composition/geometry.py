@@ -1,0 +1,133 @@
+"""Spatial relations checked on the grounded boxes (``--relations geometry``; beyond the paper).
+
+Sub-images cannot tell "a circle left of a square" from "a square left of a circle": both
+images hold the same objects, a relation's sub-image is the union of both boxes, and a
+bag-of-words text tower gives both captions one embedding. But the pipeline knows where it
+grounded each entity, so a spatial predicate can be checked on the subject's and object's
+boxes, training-free.
+
+Each spatial predicate maps to one rule of :data:`RULES`, possibly with subject and object
+swapped ("right of" is "left of" reversed). A rule gives a soft score in [0, 1] from the two
+boxes, normalised by the image's size, or None where boxes cannot say (depth without
+overlap). The pair's score gains ``weight * mean(g - 1/2)`` over its verified relations, so
+a relation the boxes confirm raises it, one they contradict lowers it, and no evidence
+leaves it as it was. Predicates that are not spatial (actions, "with") are untouched; a
+predicate ending in a spatial phrase ("sit on", "stand next to") is checked by that phrase.
+Entities grounded to the same box, or not grounded, give no evidence (flag
+``relation_unverified``). "In" is containment either way ("a man in a shirt"). Depth ("in front of", "behind") is read only from overlapping boxes
+(the lower bottom edge is nearer), and actions are beyond boxes.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable, Sequence
+
+from ..boxes import Box, bounding_box
+
+#: ``--relations`` values: off (the paper's method) or geometry.
+RELATION_MODES = ("off", "geometry")
+#: How far (as a share of the image side) a centre offset makes a direction clear: sigmoid slope.
+SOFTNESS = 0.05
+RELATION_UNVERIFIED = "relation_unverified"
+Rule = Callable[[Box, Box, float, float], "float | None"]
+
+
+def _centre(box: Box) -> tuple[float, float]:
+    return (box.x1 + box.x2) / 2, (box.y1 + box.y2) / 2
+
+
+def _sigmoid(x: float) -> float:
+    return 1 / (1 + math.exp(-max(-60.0, min(60.0, x))))
+
+
+def left_of(a: Box, b: Box, width: float, height: float) -> float:
+    """a's centre left of b's."""
+    return _sigmoid((_centre(b)[0] - _centre(a)[0]) / width / SOFTNESS)
+
+
+def above(a: Box, b: Box, width: float, height: float) -> float:
+    """a's centre above b's (image y grows downwards)."""
+    return _sigmoid((_centre(b)[1] - _centre(a)[1]) / height / SOFTNESS)
+
+
+def _horizontal_overlap(a: Box, b: Box) -> float:
+    """The shared x-range as a share of the narrower box."""
+    shared = min(a.x2, b.x2) - max(a.x1, b.x1)
+    return max(0.0, shared) / max(min(a.width, b.width), 1e-9)
+
+
+def on_top_of(a: Box, b: Box, width: float, height: float) -> float:
+    """a above b and over it (sharing its x-range)."""
+    return above(a, b, width, height) * _horizontal_overlap(a, b)
+
+
+def near(a: Box, b: Box, width: float, height: float) -> float:
+    """1 when the boxes touch or overlap, falling to 0 at a gap of a third of the image diagonal."""
+    gap_x = max(0.0, max(a.x1, b.x1) - min(a.x2, b.x2))
+    gap_y = max(0.0, max(a.y1, b.y1) - min(a.y2, b.y2))
+    return max(0.0, 1 - math.hypot(gap_x, gap_y) / (math.hypot(width, height) / 3))
+
+
+def inside(a: Box, b: Box, width: float, height: float) -> float:
+    """The share of a that lies within b."""
+    shared = Box(max(a.x1, b.x1), max(a.y1, b.y1), min(a.x2, b.x2), min(a.y2, b.y2)).area
+    return shared / max(a.area, 1e-9)
+
+
+def contained(a: Box, b: Box, width: float, height: float) -> float:
+    """Either box within the other: "in" is said both ways ("a dog in a car", "a man in a shirt")."""
+    return max(inside(a, b, width, height), inside(b, a, width, height))
+
+
+def in_front_of(a: Box, b: Box, width: float, height: float) -> float | None:
+    """Only for overlapping boxes: the one whose bottom edge is lower stands nearer."""
+    if inside(a, b, width, height) == 0:
+        return None
+    return _sigmoid((a.y2 - b.y2) / height / SOFTNESS)
+
+
+#: Predicate -> (rule, whether subject and object swap places). Lower case, single spaces.
+RULES: dict[str, tuple[Rule, bool]] = {
+    **{p: (left_of, False) for p in ("left of", "to the left of", "on the left of", "at the left of")},
+    **{p: (left_of, True) for p in ("right of", "to the right of", "on the right of", "at the right of")},
+    **{p: (above, False) for p in ("above", "over")},
+    **{p: (above, True) for p in ("below",)},
+    **{p: (on_top_of, False) for p in ("on", "on top of", "atop", "onto", "upon")},
+    **{p: (on_top_of, True) for p in ("under", "underneath", "beneath")},
+    **{p: (near, False) for p in ("next to", "beside", "near", "close to", "by", "alongside")},
+    **{p: (inside, False) for p in ("inside", "inside of", "within")},
+    **{p: (contained, False) for p in ("in",)},
+    **{p: (in_front_of, False) for p in ("in front of",)},
+    **{p: (in_front_of, True) for p in ("behind", "in back of")},
+}
+
+
+def spatial_rule(predicate: str) -> tuple[Rule, bool] | None:
+    """The rule of a predicate, or of the longest spatial phrase it ends with ("sit on" -> on);
+    None for predicates that are not spatial."""
+    words = " ".join(predicate.lower().split()).split(" ")
+    for start in range(len(words)):
+        rule = RULES.get(" ".join(words[start:]))
+        if rule is not None:
+            return rule
+    return None
+
+
+def relation_score(predicate: str, subject: Sequence[Box], obj: Sequence[Box], width: float, height: float) -> float | None:
+    """The soft truth of "subject <predicate> object" from their boxes (an entity grounded to
+    several boxes is their bounding box); None where the predicate is not spatial or the
+    boxes cannot say."""
+    rule = spatial_rule(predicate)
+    if rule is None:
+        return None
+    function, swapped = rule
+    a, b = bounding_box(subject), bounding_box(obj)
+    if a == b:
+        return None
+    return function(b, a, width, height) if swapped else function(a, b, width, height)
+
+
+def geometry_bonus(scores: Sequence[float], weight: float) -> float:
+    """``weight * mean(g - 1/2)`` over the verified relations' scores (0 without any)."""
+    return weight * sum(g - 0.5 for g in scores) / len(scores) if scores else 0.0
