@@ -244,6 +244,7 @@ def test_demo_runs_offline_and_reproducibly(cli, tmp_path):
         outputs.append(out)
         report = (tmp_path / run / "report.md").read_text()
         assert "| clip |" in report and "| comclip softmax mean |" in report and "| evidence(1) sum mean |" in report
+        assert "| evidence(1) sum mean +geometry |" in report
         assert report.count("Grounding:") == 2  # one section per shipped model
         for model in ("comclip_sandbox", "comclip_sandbox-bow"):
             assert (tmp_path / run / model / "explain.png").stat().st_size > 1000
