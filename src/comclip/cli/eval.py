@@ -12,6 +12,18 @@ from .options import (DEFAULT_WORKERS, add_cache_options, add_model_options, add
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..eval.distributed import leave, world_from_env
+
+    world = world_from_env()  # torchrun / srun: several processes share the run
+    args.device = world.device(args.device)
+    try:
+        return _evaluate(args, world)
+    finally:
+        leave(world)
+
+
+def _evaluate(args: argparse.Namespace, world) -> int:
+    from ..eval.distributed import join
     from ..eval.evaluate import default_out_dir, evaluate, open_dataset
     from ..eval.runner import RunFinished, make_folder, unscored
 
@@ -21,14 +33,17 @@ def run(args: argparse.Namespace) -> int:
     out = make_folder(Path(args.out) if args.out else default_out_dir(dataset, args.model))
     pipeline_config(args)  # every option checked before the model loads
     backbone = create_model(args)
+    join(world, backbone.device.type)
     config = pipeline_config(args, backbone)
     args.interrupted_hint = f"what was scored is kept in {out}: run the same command with --resume to continue"
     try:
         report = evaluate(dataset, backbone, {m: None if m == "clip" else config for m in methods}, out,
                           resume=args.resume, force=args.force, limit=args.limit, workers=args.workers,
-                          rerank_top=args.rerank_top, seed=args.bootstrap_seed, n_bootstrap=args.bootstrap)
+                          rerank_top=args.rerank_top, seed=args.bootstrap_seed, n_bootstrap=args.bootstrap, world=world)
     except RunFinished as done:
         print(done, file=sys.stderr)
+        return 0
+    if report is None:  # another process writes the report
         return 0
     print((out / "report.md").read_text(encoding="utf-8"))
     for method in report["runs"]:
@@ -61,7 +76,8 @@ def register(sub) -> None:
     p.add_argument("--resume", action="store_true", help="continue a killed run; skip a finished one")
     p.add_argument("--force", action="store_true", help="with --resume, rebuild the report of a finished run")
     p.add_argument("--task", default=None, help="sandbox: binding, object-swap, order-swap, substitution (comma-separated; default all)")
-    p.add_argument("--n", type=count(1), default=100, help="sandbox: items per task (default: 100)")
+    p.add_argument("--n", "--items", dest="n", type=count(1), default=100,
+                   help="sandbox: items per task (default: 100); under torchrun write --items (torchrun takes --n as its own)")
     p.add_argument("--seed", type=int, default=0, help="seed of generated data (default: 0)")
     p.add_argument("--bootstrap-seed", type=int, default=0, help="seed of the bootstrap resampling (default: 0)")
     p.add_argument("--bootstrap", type=count(0), default=1000,

@@ -101,7 +101,9 @@ def create_model(args: argparse.Namespace):
     if hasattr(args, "no_cache") and not args.no_cache:
         from ..cache import SQLiteCache, default_cache_path
 
-        cache = SQLiteCache(args.cache or default_cache_path(), timeout=cache_timeout())
+        from ..eval.distributed import world_from_env
+
+        cache = SQLiteCache(args.cache or world_from_env().cache_path(default_cache_path()), timeout=cache_timeout())
     backbone = create_backbone(args.model, device=args.device, batch_size=args.batch_size, precision=args.precision,
                                pixels=args.pixels)
     backbone.cache = cache

@@ -25,6 +25,7 @@ from ..pipeline import ComCLIP
 from . import runner
 from .datasets import GENERATED, Dataset, load_dataset
 from .datasets.retrieval import RetrievalDataset
+from .distributed import World
 from .grounding_accuracy import grounding_report, has_boxes, oracle_grounder
 from .retrieval import run_retrieval
 from .scorers import clip_scorer, comclip_scorer
@@ -97,8 +98,13 @@ def method_configs(backbone: Backbone, pipelines: Mapping[str, ComCLIP | None]) 
 
 def evaluate(dataset, backbone: Backbone, methods: Methods, out_dir, *, resume: bool = False, force: bool = False,
              limit: int | None = None, workers: int = 0, rerank_top: int = 10, seed: int = 0, n_bootstrap: int = 1000,
-             progress: bool | None = None, extra: dict | None = None, notes: Mapping[str, dict] | None = None) -> dict:
+             progress: bool | None = None, extra: dict | None = None, notes: Mapping[str, dict] | None = None,
+             world: World = World()) -> dict | None:
     """Score ``dataset`` with every method into ``out_dir`` and write the report; returns it.
+
+    With several processes (``world``, see :mod:`comclip.eval.distributed`), each scores its
+    share and the main one writes the report (with ``world_size``) and returns it; the others
+    return None.
 
     The folder's ``run.json`` records what makes the run (see
     :func:`~comclip.eval.runner.run_manifest`): ``resume`` continues only that same run, and
@@ -111,6 +117,8 @@ def evaluate(dataset, backbone: Backbone, methods: Methods, out_dir, *, resume: 
     retrieval = isinstance(dataset, RetrievalDataset)
     if retrieval:
         _check_retrieval_methods(methods, rerank_top)
+        if world.size > 1:
+            raise InputError("retrieval is not split across processes yet: run comclip eval retrieval as one process")
     pipelines = build_pipelines(backbone, methods, dataset)
     notes = dict(notes or {})
     if retrieval and pipelines.get("comclip") is not None:
@@ -125,8 +133,10 @@ def evaluate(dataset, backbone: Backbone, methods: Methods, out_dir, *, resume: 
         results = {key: value for key, value in results.items() if key[0] in methods}
     else:
         scorers = {name: clip_scorer(backbone) if p is None else comclip_scorer(p) for name, p in pipelines.items()}
-        results = runner.run(dataset, scorers, out, pin_memory=backbone.device.type == "cuda", **options)
-    extra = {"backbone": backbone.describe(), **(extra or {})}
+        results = runner.run(dataset, scorers, out, pin_memory=backbone.device.type == "cuda", world=world, **options)
+        if not world.main:
+            return None
+    extra = {"backbone": backbone.describe(), "world_size": world.size, **(extra or {})}
     if has_boxes(dataset) and "grounding" not in extra:
         extra["grounding"] = grounding_report(_report_grounders(pipelines, dataset), dataset,
                                               seed=seed, n_bootstrap=n_bootstrap)

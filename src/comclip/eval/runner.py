@@ -24,6 +24,7 @@ from tqdm import tqdm
 
 from ..boxes import Box
 from ..cache import image_digest
+from .distributed import World, barrier
 from ..errors import ComclipError, InputError
 from ..images import LoadedImage
 from ..loading import ImageLoader
@@ -31,6 +32,8 @@ from . import metrics
 from .datasets import CAPTION_CHOICE, IMAGE_CHOICE, WINOGROUND, Dataset, Example
 
 PER_EXAMPLE = "per_example.jsonl"
+#: One process's records when several score one run (see :mod:`comclip.eval.distributed`).
+SHARD_NAME, SHARD_GLOB = "per_example.rank{rank}.jsonl", "per_example.rank*.jsonl"
 #: What made the run (see :func:`run_manifest`), written when it starts.
 RUN_FILE = "run.json"
 
@@ -75,6 +78,43 @@ def _check_same_run(out: Path, manifest: dict) -> None:
                          f"{'; ...' if len(differences) > 6 else ''}); choose another --out")
 
 
+def record_files(out: Path) -> list[Path]:
+    """The folder's record files: ``per_example.jsonl``, then the shards of several processes."""
+    return [out / PER_EXAMPLE, *sorted(out.glob(SHARD_GLOB))]
+
+
+def _read_all_done(out: Path) -> dict[tuple[str, str], dict]:
+    """Every record of the folder's record files, by (method, example id): shards of a run with
+    any number of processes are merged by id."""
+    done: dict[tuple[str, str], dict] = {}
+    for path in record_files(out):
+        done.update(_read_done(path))
+    return done
+
+
+def merge_shards(out: Path, order: list[tuple[str, str]]) -> dict[tuple[str, str], dict]:
+    """Fold the shards into ``per_example.jsonl`` (``order`` first, then any other record), as
+    one file written whole and renamed into place; the shards are removed after."""
+    shards = sorted(out.glob(SHARD_GLOB))
+    done = _read_all_done(out)
+    if shards:
+        keys = [k for k in order if k in done] + [k for k in done if k not in set(order)]
+        temporary = out / f"{PER_EXAMPLE}.merging"
+        temporary.write_text("".join(json.dumps(done[k]) + "\n" for k in keys), encoding="utf-8")
+        temporary.replace(out / PER_EXAMPLE)
+        for shard in shards:
+            shard.unlink()
+    return done
+
+
+def _ends_mid_line(path: Path) -> bool:
+    if not path.exists() or path.stat().st_size == 0:
+        return False
+    with open(path, "rb") as handle:
+        handle.seek(-1, 2)
+        return handle.read(1) != b"\n"
+
+
 def _read_done(path: Path) -> dict[tuple[str, str], dict]:
     done = {}
     if path.exists():
@@ -116,28 +156,38 @@ def run(
     workers: int = 0,
     pin_memory: bool = False,
     manifest: dict | None = None,
+    world: World = World(),
 ) -> dict[tuple[str, str], dict]:
-    """Score every example with every scorer, appending to ``per_example.jsonl``.
+    """Score every example with every scorer, appending to ``per_example.jsonl``; returns the
+    records in the dataset's order.
 
     Examples are decoded and scored ``chunk`` at a time, each chunk by every scorer in turn
     (see :func:`score_chunks`); with ``workers`` > 0, the next chunk's image files are decoded
     in that many worker processes meanwhile. ``progress``: a bar on a terminal by default.
+    With several processes (``world``), each scores its share of the examples into its own
+    shard; the main one waits for all, merges the shards and returns every record, the others
+    return nothing.
     """
     if limit is not None and limit < 1:
         raise InputError(f"--limit must be at least 1, got {limit}")
     examples = dataset.examples[:limit] if limit else dataset.examples
-    with ResultLog(out_dir, resume, manifest) as results:
-        todo = {method: {ex.id for ex in examples if not results.has(method, ex.id)} for method in scorers}
-        pending = [ex for ex in examples if any(ex.id in ids for ids in todo.values())]
+    with ResultLog(out_dir, resume, manifest, world) as results:
+        mine = world.shard(examples)
+        todo = {method: {ex.id for ex in mine if not results.has(method, ex.id)} for method in scorers}
+        pending = [ex for ex in mine if any(ex.id in ids for ids in todo.values())]
         loader = ImageLoader(workers, pin_memory=pin_memory)
-        with tqdm(total=len(pending), desc="scoring", unit="ex", disable=quiet(progress), file=sys.stderr) as bar:
+        bar_off = quiet(progress) if world.main else True
+        with tqdm(total=len(pending), desc="scoring", unit="ex", disable=bar_off, file=sys.stderr) as bar:
             for records in score_chunks(scorers, pending, chunk=chunk, loader=loader, todo=todo):
                 for record in records:
                     results.add(record)
                 bar.update(len({r["id"] for r in records}))
-        done = results.done
-    ids = {ex.id for ex in examples}
-    return {key: done[key] for key in done if key[1] in ids}
+    barrier(world)  # every shard is complete
+    if not world.main:
+        return {}
+    order = [(method, ex.id) for ex in examples for method in scorers]
+    done = merge_shards(Path(out_dir), order)
+    return {key: done[key] for key in order if key in done}
 
 
 def quiet(progress: bool | None) -> bool | None:
@@ -272,24 +322,29 @@ class ResultLog:
     An existing non-empty log is never appended to without ``resume`` (so two runs are never
     mixed by accident), nor with ``resume`` unless the folder's ``run.json`` shows the same
     run (dataset content, model weights, every method's configuration); a line cut short by
-    a kill is ignored and its example scored again.
+    a kill is ignored and its example scored again. With several processes (``world``), each
+    appends to its own shard and reads what every file of the folder holds; the checks are
+    made by all before any writes.
     """
 
-    def __init__(self, out_dir: str | Path, resume: bool, manifest: dict | None = None):
+    def __init__(self, out_dir: str | Path, resume: bool, manifest: dict | None = None, world: World = World()):
         out = make_folder(Path(out_dir))
-        self.path = out / PER_EXAMPLE
-        has_results = self.path.exists() and self.path.stat().st_size > 0
+        self.path = out / (PER_EXAMPLE if world.size == 1 else SHARD_NAME.format(rank=world.rank))
+        has_results = any(p.exists() and p.stat().st_size > 0 for p in record_files(out))
         if has_results and not resume:
-            raise InputError(f"{self.path} already holds results: pass --resume to continue that run, or choose another --out")
-        if manifest is not None:
-            if has_results:
-                _check_same_run(out, manifest)
+            raise InputError(f"{out / PER_EXAMPLE} already holds results: pass --resume to continue that run, or choose another --out")
+        if manifest is not None and has_results:
+            _check_same_run(out, manifest)
+        self.done = _read_all_done(out) if resume else {}
+        barrier(world)  # every process has checked the folder before any writes to it
+        if manifest is not None and world.main:
             (out / RUN_FILE).write_text(json.dumps(manifest, indent=2), encoding="utf-8")
-        self.done = _read_done(self.path) if resume else {}
         self._handle = None
 
     def __enter__(self) -> "ResultLog":
         self._handle = open(self.path, "a", encoding="utf-8")
+        if _ends_mid_line(self.path):  # a line cut by a kill: the next record starts on a line of its own
+            self._handle.write("\n")
         return self
 
     def __exit__(self, *exc) -> None:
