@@ -75,3 +75,24 @@ def test_a_killed_two_process_run_is_resumed_by_one(tiny_model_dir, tmp_path):
     a, b = (json.loads((tmp_path / d / "report.json").read_text()) for d in ("whole", "killed"))
     assert json.dumps(a["runs"], indent=1) == json.dumps(b["runs"], indent=1) and b["world_size"] == 1
     assert not list((tmp_path / "killed").glob("per_example.rank*"))
+
+
+def test_retrieval_across_two_processes_gives_the_report_of_one(tiny_model_dir, tmp_path):
+    from PIL import Image
+
+    rows = []
+    for n, colour in enumerate([(200, 30, 30), (30, 200, 30), (30, 30, 200), (220, 220, 30), (200, 30, 200)]):
+        Image.new("RGB", (48, 40), colour).save(tmp_path / f"im{n}.png")
+        rows.append({"image": f"im{n}.png", "captions": [f"a flat colour number {n}", f"colour {n} everywhere"]})
+    rows.append({"image": "missing.png", "captions": ["a lost photo"]})
+    (tmp_path / "captions.json").write_text(json.dumps(rows))
+    args = ["eval", "retrieval", "--data", tmp_path / "captions.json", "--model", tiny_model_dir, "--rerank-top", "3",
+            "--no-cache", "--workers", "0"]
+    one = run_cli([*args, "--out", tmp_path / "one"])
+    assert one.returncode == 0, one.stderr
+    command, env = torchrun([*args, "--out", tmp_path / "two"])
+    two = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert two.returncode == 0, two.stderr[-2000:]
+    a, b = (json.loads((tmp_path / d / "report.json").read_text()) for d in ("one", "two"))
+    assert a["runs"] == b["runs"] and a["comparisons"] == b["comparisons"] and b["world_size"] == 2
+    assert a["runs"][0]["n_failed"] == 2  # the missing image's query and its caption's, counted once each

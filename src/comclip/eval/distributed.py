@@ -89,6 +89,17 @@ def barrier(world: World) -> None:
         dist.barrier()
 
 
+def gathered(world: World, part: dict) -> dict:
+    """Every process's ``part`` (a picklable dict) merged into one, the same in each process."""
+    if world.size == 1:
+        return dict(part)
+    import torch.distributed as dist
+
+    parts: list = [None] * world.size
+    dist.all_gather_object(parts, part)
+    return {key: value for one in parts for key, value in one.items()}
+
+
 def leave(world: World) -> None:
     if world.size > 1:
         import torch.distributed as dist

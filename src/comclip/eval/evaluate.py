@@ -117,8 +117,6 @@ def evaluate(dataset, backbone: Backbone, methods: Methods, out_dir, *, resume: 
     retrieval = isinstance(dataset, RetrievalDataset)
     if retrieval:
         _check_retrieval_methods(methods, rerank_top)
-        if world.size > 1:
-            raise InputError("retrieval is not split across processes yet: run comclip eval retrieval as one process")
     pipelines = build_pipelines(backbone, methods, dataset)
     notes = dict(notes or {})
     if retrieval and pipelines.get("comclip") is not None:
@@ -129,13 +127,14 @@ def evaluate(dataset, backbone: Backbone, methods: Methods, out_dir, *, resume: 
         raise runner.RunFinished(f"{out / 'report.json'} exists: run already finished (use --force to rebuild the report)")
     options = dict(resume=resume, limit=limit, workers=workers, progress=progress, manifest=manifest)
     if retrieval:
-        results = run_retrieval(dataset, backbone, out, reranker=pipelines.get("comclip"), rerank_top=rerank_top, **options)
+        results = run_retrieval(dataset, backbone, out, reranker=pipelines.get("comclip"), rerank_top=rerank_top,
+                                world=world, **options)
         results = {key: value for key, value in results.items() if key[0] in methods}
     else:
         scorers = {name: clip_scorer(backbone) if p is None else comclip_scorer(p) for name, p in pipelines.items()}
         results = runner.run(dataset, scorers, out, pin_memory=backbone.device.type == "cuda", world=world, **options)
-        if not world.main:
-            return None
+    if not world.main:
+        return None
     extra = {"backbone": backbone.describe(), "world_size": world.size, **(extra or {})}
     if has_boxes(dataset) and "grounding" not in extra:
         extra["grounding"] = grounding_report(_report_grounders(pipelines, dataset), dataset,

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import sys
 from functools import lru_cache
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -27,7 +28,8 @@ from ..loading import ImageLoader
 from ..similarity import cosines
 from ..text import validate_captions
 from .datasets.retrieval import RetrievalDataset
-from .runner import ResultLog, quiet, traced_batch
+from .distributed import World, barrier, gathered
+from .runner import ResultLog, merge_shards, quiet, traced_batch
 
 KS = (1, 5, 10)
 T2I, I2T = "retrieval_t2i", "retrieval_i2t"
@@ -56,10 +58,12 @@ class Gallery:
         self.errors: dict[int, str] = {}
         self._get = lru_cache(maxsize=keep)(self._decode)
 
-    def encode(self, backbone, chunk: int = 256) -> tuple[list[int], "torch.Tensor | None"]:
-        """The indices of the images that decode, and their embeddings; the rest go to ``errors``."""
+    def encode(self, backbone, chunk: int = 256, world: World = World()) -> tuple[list[int], "torch.Tensor | None"]:
+        """The indices of the images that decode, and their embeddings; the rest go to ``errors``.
+        With several processes each encodes every N-th image and all get the whole gallery."""
+        mine = world.shard(range(len(self.paths)))
         ok, embeddings = [], []
-        parts = [list(range(start, min(start + chunk, len(self.paths)))) for start in range(0, len(self.paths), chunk)]
+        parts = [mine[start : start + chunk] for start in range(0, len(mine), chunk)]
         with ImageLoader(self.workers) as loader:
             for part, decoded in zip(parts, loader.prefetch([[self.paths[n] for n in p] for p in parts])):
                 good = [(n, item) for n, item in zip(part, decoded) if not isinstance(item, Exception)]
@@ -67,7 +71,12 @@ class Gallery:
                 if good:
                     ok += [n for n, _ in good]
                     embeddings.append(backbone.encode_images([item.image for _, item in good]))
-        return ok, (torch.cat(embeddings) if embeddings else None)
+        rows = dict(zip(ok, torch.cat(embeddings))) if embeddings else {}
+        if world.size > 1:
+            rows = gathered(world, rows)
+            self.errors = gathered(world, self.errors)
+        ok = sorted(rows)
+        return ok, (torch.stack([rows[n] for n in ok]) if ok else None)
 
     def __getitem__(self, n: int) -> LoadedImage:
         return self._get(n)
@@ -93,14 +102,17 @@ def _valid_captions(dataset: RetrievalDataset, image_errors: dict[int, str]) -> 
 
 def run_retrieval(dataset: RetrievalDataset, backbone, out_dir, *, reranker=None, rerank_top: int = 10,
                   resume: bool = False, limit: int | None = None, progress: bool | None = None, workers: int = 0,
-                  chunk: int = 32, manifest: dict | None = None) -> dict:
+                  chunk: int = 32, manifest: dict | None = None, world: World = World()) -> dict:
     """Score all queries with ``clip`` (and ``comclip`` re-ranking when ``reranker`` is given).
 
     ``workers`` processes decode the gallery's files. Re-ranking scores ``chunk`` queries at a
     time through the reranker's ``score_groups`` where it has one, so their encodings share
     batches; a failure in a chunk is traced to its query by scoring that chunk one by one.
     The results folder is checked (``manifest``, see :class:`~comclip.eval.runner.ResultLog`)
-    before any image is encoded.
+    before any image is encoded. With several processes (``world``) the gallery and the
+    captions are encoded in shares and gathered, and each process ranks its share of the
+    queries into its own shard; the main one merges them and returns every record, the
+    others nothing.
     """
     if limit is not None and limit < 1:
         raise InputError(f"--limit must be at least 1, got {limit}")
@@ -108,33 +120,57 @@ def run_retrieval(dataset: RetrievalDataset, backbone, out_dir, *, reranker=None
         dataset = RetrievalDataset(dataset.name, dataset.split, dataset.images[:limit],
                                    [c for c, i in zip(dataset.captions, dataset.caption_image) if i < limit],
                                    [i for i in dataset.caption_image if i < limit], dataset.source, dataset.licence)
-    with ResultLog(out_dir, resume, manifest) as results:
+    with ResultLog(out_dir, resume, manifest, world) as results:
         gallery = Gallery(dataset.images, workers)
-        image_ids, image_emb = gallery.encode(backbone)
+        image_ids, image_emb = gallery.encode(backbone, world=world)
         captions, caption_errors = _valid_captions(dataset, gallery.errors)
         caption_ids = sorted(captions)
         row_of = {n: row for row, n in enumerate(image_ids)}
         owner = np.array([row_of[dataset.caption_image[t]] for t in caption_ids], dtype=int)
         similarity = np.zeros((len(image_ids), len(caption_ids)))
         if image_ids and caption_ids:
-            text_emb = backbone.encode_texts([captions[t] for t in caption_ids])
+            text_emb = _encode_captions(backbone, [captions[t] for t in caption_ids], world)
             similarity = cosines(image_emb, text_emb).double().numpy()
         context = _Context(similarity, owner, reranker, rerank_top, _Indexed(gallery, image_ids),
                            [captions[t] for t in caption_ids])
         failures = [*((f"i2t/{n}", e) for n, e in gallery.errors.items()), *((f"t2i/{t}", e) for t, e in caption_errors.items())]
-        for method in ["clip"] + (["comclip"] if reranker is not None else []):
-            for query_id, error in failures:
+        methods = ["clip"] + (["comclip"] if reranker is not None else [])
+        for method in methods:
+            for query_id, error in world.shard(failures):
                 if not results.has(method, query_id):
                     results.add({**_query_record(query_id, method), "status": "failed", "error": error})
-            _rank_queries(method, context, results, image_ids, caption_ids, chunk, progress)
-        return dict(results.done)
+            _rank_queries(method, context, results, image_ids, caption_ids, chunk, progress, world)
+    barrier(world)  # every shard is complete
+    if not world.main:
+        return {}
+    queries = [_query_id(*q, image_ids, caption_ids) for q in _queries(image_ids, caption_ids)]
+    order = [(method, query_id) for method in methods for query_id in [f for f, _ in failures] + queries]
+    return merge_shards(Path(out_dir), order)
 
 
-def _rank_queries(method: str, context: "_Context", results: ResultLog, image_ids, caption_ids, chunk: int, progress) -> None:
-    """Every query not yet in ``results``, ranked ``chunk`` at a time, each written as it is."""
-    queries = [("t2i", col) for col in range(len(caption_ids))] + [("i2t", row) for row in range(len(image_ids))]
+def _queries(image_ids, caption_ids) -> list[tuple[str, int]]:
+    """Every query: each caption against the images, then each image against the captions."""
+    return [("t2i", col) for col in range(len(caption_ids))] + [("i2t", row) for row in range(len(image_ids))]
+
+
+def _encode_captions(backbone, texts: list[str], world: World) -> "torch.Tensor":
+    """The captions' embeddings; with several processes each encodes every N-th and all get all."""
+    if world.size == 1:
+        return backbone.encode_texts(texts)
+    mine = world.shard(range(len(texts)))
+    rows = dict(zip(mine, backbone.encode_texts([texts[n] for n in mine]))) if mine else {}
+    rows = gathered(world, rows)
+    return torch.stack([rows[n] for n in range(len(texts))])
+
+
+def _rank_queries(method: str, context: "_Context", results: ResultLog, image_ids, caption_ids, chunk: int, progress,
+                  world: World = World()) -> None:
+    """Every query not yet in ``results`` (this process's share of them), ranked ``chunk`` at a
+    time, each written as it is."""
+    queries = world.shard(_queries(image_ids, caption_ids))
     todo = [(d, q) for d, q in queries if not results.has(method, _query_id(d, q, image_ids, caption_ids))]
-    with tqdm(total=len(todo), desc=method, unit="query", disable=quiet(progress), file=sys.stderr) as bar:
+    off = quiet(progress) if world.main else True
+    with tqdm(total=len(todo), desc=method, unit="query", disable=off, file=sys.stderr) as bar:
         for start in range(0, len(todo), chunk):
             part = todo[start : start + chunk]
             for (direction, q), outcome in zip(part, context.rank(method, part)):

@@ -93,18 +93,20 @@ def _read_all_done(out: Path) -> dict[tuple[str, str], dict]:
 
 
 def merge_shards(out: Path, order: list[tuple[str, str]]) -> dict[tuple[str, str], dict]:
-    """Fold the shards into ``per_example.jsonl`` (``order`` first, then any other record), as
-    one file written whole and renamed into place; the shards are removed after."""
+    """Every record of the folder, ``order`` first, then any other; the shards are folded into
+    ``per_example.jsonl`` in that order (one file written whole and renamed into place) and
+    removed after."""
     shards = sorted(out.glob(SHARD_GLOB))
     done = _read_all_done(out)
+    ordered = set(order)
+    keys = [k for k in order if k in done] + [k for k in done if k not in ordered]
     if shards:
-        keys = [k for k in order if k in done] + [k for k in done if k not in set(order)]
         temporary = out / f"{PER_EXAMPLE}.merging"
         temporary.write_text("".join(json.dumps(done[k]) + "\n" for k in keys), encoding="utf-8")
         temporary.replace(out / PER_EXAMPLE)
         for shard in shards:
             shard.unlink()
-    return done
+    return {k: done[k] for k in keys}
 
 
 def _ends_mid_line(path: Path) -> bool:
