@@ -28,6 +28,10 @@ class Box:
         return max(0.0, self.y2 - self.y1)
 
     @property
+    def centre(self) -> tuple[float, float]:
+        return (self.x1 + self.x2) / 2, (self.y1 + self.y2) / 2
+
+    @property
     def area(self) -> float:
         return self.width * self.height
 

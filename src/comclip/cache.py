@@ -56,6 +56,13 @@ def image_digest(image: Image.Image) -> str:
     return digest.hexdigest()
 
 
+def hash_file(digest, path) -> None:
+    """Stream a file's bytes into ``digest``, 4 MiB at a time (weight files are large)."""
+    with open(path, "rb") as handle:
+        while chunk := handle.read(1 << 22):
+            digest.update(chunk)
+
+
 def text_digest(text: str) -> str:
     return hashlib.blake2b(text.encode("utf-8"), digest_size=16).hexdigest()
 

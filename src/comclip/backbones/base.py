@@ -25,7 +25,7 @@ from PIL import Image
 from ..errors import InputError
 from ..cache import MemoryCache, image_digest
 from ..images import DEFAULT_MAX_SIDE, ImageInput, load_image
-from ..pixels import PIXEL_PATHS, PixelSpec, preprocess, to_tensor
+from ..pixels import PIXEL_PATHS, PixelSpec, preprocess, spec_from_hf_processor, to_tensor
 from ..similarity import cosines
 from ..text import validate_captions
 
@@ -108,13 +108,11 @@ class Backbone(ABC):
                  precision: str = "fp32", pixels: str = "torch"):
         if int(batch_size) < 1:
             raise InputError(f"batch size must be at least 1, got {batch_size}")
-        if pixels not in PIXEL_PATHS:
-            raise InputError(f"unknown pixel path {pixels!r}: choose one of {', '.join(PIXEL_PATHS)}")
         self.name = name
         self.device = resolve_device(device)
         self.batch_size = int(batch_size)
         self.precision = check_precision(precision, self.device)
-        self._pixels = pixels
+        self.pixels = pixels  # checked by the setter
         #: Model-specific defaults for the pipeline's stages, e.g. ``{"grounder": {"prompt": "a {}"}}``
         #: for a model trained on captions without "a photo of". Empty for hub models.
         self.defaults: dict = {}
@@ -334,6 +332,30 @@ class Backbone(ABC):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r}, device={str(self.device)!r})"
+
+
+class ProcessorBackbone(Backbone):
+    """A backbone whose images go through a ``transformers``-style image processor and whose
+    captions through a tokenizer (set by :meth:`_use`): its PIL path, its tensor path's
+    :class:`~comclip.pixels.PixelSpec` (read once) and its token counts come from them."""
+
+    image_processor = None
+    tokenizer = None
+    _pixel_spec: PixelSpec | None = None
+
+    def _use(self, image_processor, tokenizer) -> None:
+        self.image_processor, self.tokenizer = image_processor, tokenizer
+        self._pixel_spec = spec_from_hf_processor(image_processor)
+
+    @property
+    def pixel_spec(self) -> PixelSpec | None:
+        return self._pixel_spec
+
+    def _processor_pixels(self, images: list[Image.Image]) -> torch.Tensor:
+        return self.image_processor(images=images, return_tensors="pt")["pixel_values"]
+
+    def _token_count(self, text: str) -> int:
+        return len(self.tokenizer(text, truncation=False)["input_ids"])
 
 
 class _Rendered:

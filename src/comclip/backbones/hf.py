@@ -10,9 +10,9 @@ import torch
 from PIL import Image
 
 from .._hf_utils import quiet_transformers
+from ..cache import hash_file
 from ..errors import ModelNotFoundError
-from ..pixels import PixelSpec, spec_from_hf_processor
-from .base import Backbone, PatchGrid
+from .base import PatchGrid, ProcessorBackbone
 
 #: Model types whose text tower was trained on inputs padded to the full context.
 _PAD_TO_MAX_LENGTH = {"siglip", "siglip2"}
@@ -44,7 +44,7 @@ def _features(output) -> torch.Tensor:
     raise TypeError(f"cannot find embeddings in model output of type {type(output).__name__}")
 
 
-class TransformersBackbone(Backbone):
+class TransformersBackbone(ProcessorBackbone):
     """What every backbone loaded from a hub id or a ``save_pretrained`` folder shares: the
     model (``model_class``, default ``AutoModel``) and its processor, the folder's
     ``comclip.json`` defaults, the fingerprint, the image processor's pixel path."""
@@ -55,10 +55,8 @@ class TransformersBackbone(Backbone):
         self.source = source
         self.model, self.processor = _load(source, self.name, model_class)
         self.model.eval().to(self.device)
-        self.tokenizer = self.processor.tokenizer
-        self.image_processor = self.processor.image_processor
+        self._use(self.processor.image_processor, self.processor.tokenizer)
         self.defaults = _comclip_defaults(source)
-        self._pixel_spec = spec_from_hf_processor(self.image_processor)
         _check_tokenizer(self.tokenizer, self.name, source)
 
     @property
@@ -72,16 +70,6 @@ class TransformersBackbone(Backbone):
     @property
     def image_size(self) -> int:
         return int(self.model.config.vision_config.image_size)
-
-    @property
-    def pixel_spec(self) -> PixelSpec | None:
-        return self._pixel_spec
-
-    def _processor_pixels(self, images: list[Image.Image]) -> torch.Tensor:
-        return self.image_processor(images=images, return_tensors="pt")["pixel_values"]
-
-    def _token_count(self, text: str) -> int:
-        return len(self.tokenizer(text, truncation=False)["input_ids"])
 
 
 class HFBackbone(TransformersBackbone):
@@ -163,9 +151,7 @@ def weights_fingerprint(source: str, model) -> str:
         digest = hashlib.blake2b(digest_size=12)
         for path in sorted(directory.glob("*.safetensors")) + sorted(directory.glob("*.bin")):
             digest.update(path.name.encode())
-            with open(path, "rb") as handle:
-                while chunk := handle.read(1 << 22):
-                    digest.update(chunk)
+            hash_file(digest, path)
         return digest.hexdigest()
     return str(getattr(model.config, "_commit_hash", None) or "unknown-revision")
 

@@ -34,9 +34,9 @@ from PIL import Image
 
 from .._hf_utils import quiet_transformers
 from ..bpe import clip_bpe_files
+from ..cache import hash_file
 from ..errors import ModelNotFoundError
-from ..pixels import PixelSpec, spec_from_hf_processor
-from .base import Backbone
+from .base import ProcessorBackbone
 
 PREFIX = "slip:"
 #: Attention heads of each released architecture (widths and depths are read from the weights).
@@ -161,7 +161,7 @@ def _load_weights(model: torch.nn.Module, weights: dict[Target, torch.Tensor], w
         raise ModelNotFoundError(f"{path}: the checkpoint gives no {what} weights for {', '.join(left[:3])}")
 
 
-class SLIPBackbone(Backbone):
+class SLIPBackbone(ProcessorBackbone):
     """A SLIP (or SLIP-release CLIP) checkpoint, on transformers' ViT and CLIP text modules."""
 
     def __init__(self, source: str, name: str | None = None, device=None, batch_size: int = 32, precision: str = "fp32",
@@ -179,7 +179,7 @@ class SLIPBackbone(Backbone):
             raise ModelNotFoundError(f"{self.path} is not a SLIP checkpoint: its state dict lacks {exc}") from None
         self.visual.eval().to(self.device)
         self.text.eval().to(self.device)
-        self.tokenizer, self.image_processor = _tokenizer(), _processor(sizes["vision"]["image_size"])
+        self._use(_processor(sizes["vision"]["image_size"]), _tokenizer())
         self._context = sizes["text"]["max_position_embeddings"]
 
     @property
@@ -187,9 +187,7 @@ class SLIPBackbone(Backbone):
         """The name plus a hash of the checkpoint file."""
         if getattr(self, "_fingerprint", None) is None:
             digest = hashlib.blake2b(digest_size=12)
-            with open(self.path, "rb") as handle:
-                while chunk := handle.read(1 << 22):
-                    digest.update(chunk)
+            hash_file(digest, self.path)
             self._fingerprint = f"{self.name}@{digest.hexdigest()}"
         return self._fingerprint
 
@@ -205,13 +203,6 @@ class SLIPBackbone(Backbone):
     def context_length(self) -> int:
         return self._context
 
-    @property
-    def pixel_spec(self) -> PixelSpec | None:
-        return spec_from_hf_processor(self.image_processor)
-
-    def _processor_pixels(self, images: list[Image.Image]) -> torch.Tensor:
-        return self.image_processor(images=images, return_tensors="pt")["pixel_values"]
-
     def _encode_pixels(self, pixels: torch.Tensor) -> torch.Tensor:
         return self.visual(pixel_values=pixels).last_hidden_state[:, 0] @ self.image_projection
 
@@ -219,9 +210,6 @@ class SLIPBackbone(Backbone):
         tokens = self.tokenizer(texts, padding=True, truncation=True, max_length=self._context, return_tensors="pt")
         hidden = self.text(input_ids=tokens["input_ids"].to(self.device)).pooler_output
         return hidden @ self.text_projection
-
-    def _token_count(self, text: str) -> int:
-        return len(self.tokenizer(text, truncation=False)["input_ids"])
 
     def describe(self) -> dict:
         return {**super().describe(), "checkpoint": str(self.path), "architecture": self.model_name}

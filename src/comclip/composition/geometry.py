@@ -33,22 +33,18 @@ RELATION_UNVERIFIED = "relation_unverified"
 Rule = Callable[[Box, Box, float, float], "float | None"]
 
 
-def _centre(box: Box) -> tuple[float, float]:
-    return (box.x1 + box.x2) / 2, (box.y1 + box.y2) / 2
-
-
 def _sigmoid(x: float) -> float:
     return 1 / (1 + math.exp(-max(-60.0, min(60.0, x))))
 
 
 def left_of(a: Box, b: Box, width: float, height: float) -> float:
     """a's centre left of b's."""
-    return _sigmoid((_centre(b)[0] - _centre(a)[0]) / width / SOFTNESS)
+    return _sigmoid((b.centre[0] - a.centre[0]) / width / SOFTNESS)
 
 
 def above(a: Box, b: Box, width: float, height: float) -> float:
     """a's centre above b's (image y grows downwards)."""
-    return _sigmoid((_centre(b)[1] - _centre(a)[1]) / height / SOFTNESS)
+    return _sigmoid((b.centre[1] - a.centre[1]) / height / SOFTNESS)
 
 
 def _horizontal_overlap(a: Box, b: Box) -> float:

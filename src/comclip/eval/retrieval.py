@@ -74,7 +74,7 @@ class Gallery:
         rows = dict(zip(ok, torch.cat(embeddings))) if embeddings else {}
         if world.size > 1:
             rows = gathered(world, rows)
-            self.errors = gathered(world, self.errors)
+            self.errors = dict(sorted(gathered(world, self.errors).items()))  # in gallery order, as one process has them
         ok = sorted(rows)
         return ok, (torch.stack([rows[n] for n in ok]) if ok else None)
 
@@ -145,7 +145,7 @@ def run_retrieval(dataset: RetrievalDataset, backbone, out_dir, *, reranker=None
         return {}
     queries = [_query_id(*q, image_ids, caption_ids) for q in _queries(image_ids, caption_ids)]
     order = [(method, query_id) for method in methods for query_id in [f for f, _ in failures] + queries]
-    return merge_shards(Path(out_dir), order)
+    return merge_shards(Path(out_dir), order, results.done)
 
 
 def _queries(image_ids, caption_ids) -> list[tuple[str, int]]:

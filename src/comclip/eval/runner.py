@@ -92,12 +92,13 @@ def _read_all_done(out: Path) -> dict[tuple[str, str], dict]:
     return done
 
 
-def merge_shards(out: Path, order: list[tuple[str, str]]) -> dict[tuple[str, str], dict]:
-    """Every record of the folder, ``order`` first, then any other; the shards are folded into
-    ``per_example.jsonl`` in that order (one file written whole and renamed into place) and
-    removed after."""
+def merge_shards(out: Path, order: list[tuple[str, str]], known: dict) -> dict[tuple[str, str], dict]:
+    """Every record of the folder, ``order`` first, then any other. ``known`` are this process's
+    records (all of them when there are no shards, so nothing is read again); shards, written
+    by other processes, are read, folded into ``per_example.jsonl`` in that order (one file
+    written whole and renamed into place) and removed."""
     shards = sorted(out.glob(SHARD_GLOB))
-    done = _read_all_done(out)
+    done = _read_all_done(out) if shards else known
     ordered = set(order)
     keys = [k for k in order if k in done] + [k for k in done if k not in ordered]
     if shards:
@@ -188,7 +189,7 @@ def run(
     if not world.main:
         return {}
     order = [(method, ex.id) for ex in examples for method in scorers]
-    done = merge_shards(Path(out_dir), order)
+    done = merge_shards(Path(out_dir), order, results.done)
     return {key: done[key] for key in order if key in done}
 
 

@@ -60,7 +60,7 @@ def _two_objects(rng: np.random.Generator, require_relation: bool = False) -> tu
 
 def _same_place(obj: SceneObject, like: SceneObject) -> SceneObject:
     """``obj`` moved to ``like``'s centre (keeping its own size)."""
-    (cx, cy), (ox, oy) = ((like.box.x1 + like.box.x2) / 2, (like.box.y1 + like.box.y2) / 2), ((obj.box.x1 + obj.box.x2) / 2, (obj.box.y1 + obj.box.y2) / 2)
+    (cx, cy), (ox, oy) = like.box.centre, obj.box.centre
     from ..boxes import Box
 
     return SceneObject(obj.shape, obj.colour, obj.size, Box(obj.box.x1 + cx - ox, obj.box.y1 + cy - oy, obj.box.x2 + cx - ox, obj.box.y2 + cy - oy))

@@ -54,7 +54,7 @@ class SceneObject:
     def with_attribute(self, attribute: str, value: str) -> "SceneObject":
         """The same object with one attribute changed; a new size keeps the box's centre."""
         if attribute == "size":
-            cx, cy = (self.box.x1 + self.box.x2) / 2, (self.box.y1 + self.box.y2) / 2
+            cx, cy = self.box.centre
             side = sum(SIZES[value]) / 2
             return replace(self, size=value, box=Box(cx - side / 2, cy - side / 2, cx + side / 2, cy + side / 2))
         return replace(self, **{attribute: value})
@@ -169,17 +169,13 @@ def random_scene(rng: np.random.Generator, n_objects: int, distinct: bool = True
 
 def relation_between(a: SceneObject, b: SceneObject, min_offset: float = 6.0, dominance: float = 1.5) -> str | None:
     """The relation word that is unambiguously true of "a ... b", or None if none clearly is."""
-    (ax, ay), (bx, by) = _centre(a.box), _centre(b.box)
+    (ax, ay), (bx, by) = a.box.centre, b.box.centre
     dx, dy = bx - ax, by - ay
     if abs(dx) >= min_offset and abs(dx) >= dominance * abs(dy):
         return "to the left of" if dx > 0 else "to the right of"
     if abs(dy) >= min_offset and abs(dy) >= dominance * abs(dx):
         return "above" if dy > 0 else "below"
     return None
-
-
-def _centre(box: Box) -> tuple[float, float]:
-    return (box.x1 + box.x2) / 2, (box.y1 + box.y2) / 2
 
 
 PARTIAL_RATE = 0.25
