@@ -27,6 +27,7 @@ FLOORS = [
     ["explain"],
     ["eval"],
     ["sandbox"],
+    ["app"],
     ["__init__"],
     ["cli", "__main__"],
 ]

@@ -1,0 +1,122 @@
+"""The web page (Gradio): inputs on the left, options on the right, then the message, the
+scores table, each caption's parse and sub-image weights, and the explanation figures.
+
+Every error a request meets is shown as a message on the page; the server keeps serving.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+from ..errors import ComclipError, InputError
+from ..images import load_image
+from .session import PAGE_OPTIONS, AppSession, option_choices, parses_html, scores_html, summary, weights_html
+
+log = logging.getLogger("comclip.app")
+LABELS = {"weighting": "Weighting", "fill": "Fill outside the box", "score_mode": "Score mode", "grounder": "Grounder"}
+CSS = """
+.comclip-scores td, .comclip-scores th, .comclip-weights td, .comclip-weights th { padding: 2px 8px; }
+.comclip-scores td[data-winner] { font-weight: bold; }
+"""
+
+
+def import_gradio():
+    """Gradio, without its usage analytics (the app is meant to run offline)."""
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    try:
+        import gradio
+    except ImportError:
+        raise ComclipError("the web app needs Gradio: pip install 'comclip[app]'") from None
+    return gradio
+
+
+def _error(message: str, image_path=None) -> tuple:
+    """An error as the page shows it: the upload named by its file name, not the server's copy."""
+    if image_path:
+        message = message.replace(str(image_path), Path(image_path).name)
+    return (f"**Error:** {message}", None, "", "", "", [])
+
+
+def score_request(session: AppSession, image_path, captions, *choices) -> tuple:
+    """The Score button: (message, preview, scores, parses, weights, figures); never raises."""
+    try:
+        scored = session.score(image_path, captions, **dict(zip(PAGE_OPTIONS, choices)))
+    except ComclipError as exc:
+        return _error(str(exc), image_path)
+    except Exception as exc:  # a bug: the page says so in one line, the log keeps the traceback
+        log.exception("scoring failed")
+        return _error(f"internal error ({type(exc).__name__}: {exc}); the server log has the details")
+    figures = [(str(path), f"{n + 1}. {text}") for n, (path, text) in enumerate(zip(scored.figures, scored.texts))]
+    return (summary(scored, session.backbone.name), scored.image.image, scores_html(scored), parses_html(scored),
+            weights_html(scored), figures)
+
+
+def preview_request(image_path) -> tuple:
+    """A new upload: show the image as it will be scored, or say why it cannot be."""
+    if not image_path:
+        return "", None
+    try:
+        return "", load_image(image_path).image
+    except InputError as exc:
+        return _error(str(exc), image_path)[:2]
+
+
+def build_page(session: AppSession, examples: list[list[str]]):
+    """The Gradio Blocks of the app over ``session``, with ``examples`` ([image, captions] rows)."""
+    gr = import_gradio()
+    defaults, choices = session.defaults(), option_choices()
+    with gr.Blocks(title="comclip") as page:
+        gr.Markdown(f"# ComCLIP at work\nModel `{session.backbone.name}`. Upload an image or pick an example, "
+                    "type two or more captions (one per line) and press **Score**.")
+        with gr.Row():
+            with gr.Column():
+                image = gr.File(label="Image", file_types=["image"], type="filepath", elem_id="comclip-image")
+                preview = gr.Image(label="Image as scored", interactive=False, height=260, elem_id="comclip-preview")
+            with gr.Column():
+                captions = gr.Textbox(label="Captions, one per line", lines=4, elem_id="comclip-captions")
+                options = [gr.Radio(choices[name], value=defaults[name], label=LABELS[name], elem_id=f"comclip-{name}")
+                           for name in PAGE_OPTIONS]
+                button = gr.Button("Score", variant="primary", elem_id="comclip-score")
+        if examples:
+            gr.Examples(examples, inputs=[image, captions], label="Examples")
+        message = gr.Markdown(elem_id="comclip-message")
+        scores = gr.HTML(elem_id="comclip-scores")
+        with gr.Row():
+            parses = gr.HTML(label="Parses", elem_id="comclip-parses")
+            weights = gr.HTML(label="Sub-images: similarity s_i and weight w_i", elem_id="comclip-weights")
+        figures = gr.Gallery(label="Explanation figures", columns=2, height="auto", object_fit="contain",
+                             elem_id="comclip-figures")
+        image.change(preview_request, inputs=image, outputs=[message, preview])
+        button.click(lambda *args: score_request(session, *args), inputs=[image, captions, *options],
+                     outputs=[message, preview, scores, parses, weights, figures], concurrency_limit=1)
+    return page
+
+
+def check_port(host: str, port: int) -> None:
+    """Refuse a port another program holds, before the model loads."""
+    import socket
+
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise InputError(f"cannot serve on {host}:{port}: {exc.strerror or exc}") from None
+
+
+def serve(page, host: str = "127.0.0.1", port: int = 7860) -> str:
+    """Start serving ``page`` on ``host:port`` in the background; returns its address."""
+    gr = import_gradio()
+    theme = gr.themes.Default(font=["ui-sans-serif", "system-ui", "sans-serif"],
+                              font_mono=["ui-monospace", "monospace"])  # no web fonts: works offline
+    try:
+        page.launch(server_name=host, server_port=port, share=False, show_error=False, quiet=True,
+                    prevent_thread_lock=True, theme=theme, css=CSS, footer_links=[])
+    except OSError as exc:
+        raise InputError(f"cannot serve on {host}:{port}: {exc}") from None
+    return page.local_url
+
+
+def examples_folder(session: AppSession) -> Path:
+    return session.figures_dir / "examples"

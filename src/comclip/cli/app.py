@@ -1,0 +1,38 @@
+"""``comclip app``: the web app (Gradio) over one backbone loaded at start."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+
+from .options import add_cache_options, add_model_options, add_pipeline_options, count, create_model, pipeline_options
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..app import AppSession, bundled_examples
+    from ..app.page import build_page, check_port, examples_folder, import_gradio, serve
+
+    import_gradio()  # a missing extra or a port in use is found before the model loads
+    check_port(args.host, args.port)
+    with tempfile.TemporaryDirectory(prefix="comclip-app-") as work:  # figures and examples, removed at exit
+        session = AppSession(create_model(args), pipeline_options(args), figures_dir=work)
+        examples = bundled_examples(examples_folder(session), args.shared_data)
+        page = build_page(session, examples)
+        url = serve(page, host=args.host, port=args.port)
+        print(f"comclip app: model {session.backbone.name}, {len(examples)} examples; serving on {url} "
+              "(Ctrl-C stops)", file=sys.stderr, flush=True)
+        page.block_thread()
+    return 0
+
+
+def register(sub) -> None:
+    p = sub.add_parser("app", help="a web page that scores captions with CLIP and ComCLIP and shows why (Gradio)")
+    add_model_options(p)
+    add_cache_options(p)
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1, this machine only)")
+    p.add_argument("--port", type=count(1), default=7860, help="port (default: 7860)")
+    p.add_argument("--shared-data", default="../shared/data", metavar="DIR",
+                   help="where SugarCrepe's COCO examples are found, if there (default: ../shared/data)")
+    add_pipeline_options(p)
+    p.set_defaults(func=run)
