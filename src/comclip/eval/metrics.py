@@ -36,6 +36,19 @@ def winoground(scores) -> dict[str, float]:
     return {name: 100.0 * float(ok.mean()) if ok.size else float("nan") for name, ok in winoground_correct(scores).items()}
 
 
+def two_positives_correct(scores, text_scores=None) -> dict[str, bool]:
+    """SugarCrepe++ (Dumpala et al., NeurIPS 2024), one item: ``scores`` are the image's
+    cosines with [P1, P2, N]. ``itt``: both positives above the negative; ``tot`` (text only,
+    from ``text_scores[i, j]`` between the three captions): the positives closer to each other
+    than either is to the negative."""
+    p1, p2, negative = (float(v) for v in scores[:3])
+    out = {"itt": p1 > negative and p2 > negative}
+    if text_scores is not None:
+        t = text_scores
+        out["tot"] = bool(t[0, 1] > t[0, 2] and t[0, 1] > t[1, 2])
+    return out
+
+
 def pairwise_correct(positive, negatives) -> np.ndarray:
     """Per-example success: the positive scores strictly above every negative.
 

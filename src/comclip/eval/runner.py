@@ -29,7 +29,10 @@ from ..errors import ComclipError, InputError
 from ..images import LoadedImage
 from ..loading import ImageLoader
 from . import metrics
-from .datasets import CAPTION_CHOICE, IMAGE_CHOICE, WINOGROUND, Dataset, Example
+from .datasets import CAPTION_CHOICE, IMAGE_CHOICE, PAIR_MATCH, TWO_POSITIVES, WINOGROUND, Dataset, Example
+from .datasets.base import word_order_class
+from .tables import cell, row
+from .word_order import summarise_word_order, word_order_section
 
 PER_EXAMPLE = "per_example.jsonl"
 #: One process's records when several score one run (see :mod:`comclip.eval.distributed`).
@@ -50,9 +53,10 @@ def package_versions() -> dict:
     return versions
 
 
-def correct(kind: str, scores: np.ndarray) -> dict[str, float]:
+def correct(kind: str, scores: np.ndarray, text_scores: np.ndarray | None = None) -> dict[str, float]:
     """Per-example successes from a score matrix ``[images, texts]`` (strict: ties fail); each
-    value is 0/1 (or the share of an example's comparisons that succeed, for ``pairwise``)."""
+    value is 0/1 (or the share of an example's comparisons that succeed, for ``pairwise``).
+    ``text_scores`` (``[texts, texts]`` cosines) feed the text-only metric of SugarCrepe++."""
     if kind == CAPTION_CHOICE:
         return {"accuracy": bool(scores[0, 0] > scores[0, 1:].max())}
     if kind == IMAGE_CHOICE:
@@ -63,6 +67,10 @@ def correct(kind: str, scores: np.ndarray) -> dict[str, float]:
         # pairwise: each image prefers its own caption (the caption-choice accuracy, per image)
         out["pairwise"] = (float(scores[0, 0] > scores[0, 1]) + float(scores[1, 1] > scores[1, 0])) / 2
         return out
+    if kind == PAIR_MATCH:  # each caption prefers its own image (MMVP-VLM, COLA)
+        return {"pair": bool(scores[0, 0] > scores[1, 0] and scores[1, 1] > scores[0, 1])}
+    if kind == TWO_POSITIVES:
+        return metrics.two_positives_correct(scores[0], text_scores)
     raise ValueError(f"unknown example kind {kind!r}")
 
 
@@ -137,14 +145,18 @@ class PairScorer:
     texts]`` matrix; :meth:`batch` scores many groups at once (batched encodings). The
     default :meth:`batch` just loops, so any callable can be wrapped."""
 
-    def __init__(self, one, many=None):
-        self._one, self._many = one, many
+    def __init__(self, one, many=None, texts=None):
+        self._one, self._many, self._texts = one, many, texts
 
     def __call__(self, images, texts):
         return self._one(images, texts)
 
     def batch(self, groups):
         return self._many(groups) if self._many is not None else [self._one(im, tx) for im, tx in groups]
+
+    def text_similarity(self, texts):
+        """``[texts, texts]`` cosines of the text side, for text-only metrics; None without one."""
+        return None if self._texts is None else self._texts(texts)
 
 
 def run(
@@ -240,7 +252,10 @@ def _score_chunk(method: str, scorer: Scorer, examples: list[Example], decoded: 
     ready = [ex for ex in examples if ex.id in loaded]
     batch = getattr(scorer, "batch", None) or (lambda groups: [scorer(images, texts) for images, texts in groups])
     for ex, scores in zip(ready, traced_batch(batch, [(loaded[ex.id], ex.texts) for ex in ready])):
-        records[ex.id] = _record(method, ex, str(scores)) if isinstance(scores, ComclipError) else _checked(method, ex, scores)
+        if isinstance(scores, ComclipError):
+            records[ex.id] = _record(method, ex, str(scores))
+        else:
+            records[ex.id] = _checked(method, ex, scores, _text_scores(scorer, ex))
     return [records[ex.id] for ex in examples]
 
 
@@ -381,10 +396,21 @@ def load_example_images(example: Example, decoded: list | None = None) -> list[L
 
 def _record(method: str, example: Example, error: str | None = None) -> dict:
     record = {"id": example.id, "method": method, "kind": example.kind, "subset": example.subset, "tags": example.tags}
+    words = word_order_class(example.kind, example.texts)
+    if words is not None:
+        record["word_order"] = words
     return record if error is None else {**record, "status": "failed", "error": error}
 
 
-def _checked(method: str, example: Example, scores) -> dict:
+def _text_scores(scorer, example: Example):
+    """The text-only cosines an example's kind needs (SugarCrepe++'s), where the scorer has them."""
+    if example.kind != TWO_POSITIVES:
+        return None
+    similarity = getattr(scorer, "text_similarity", None)
+    return None if similarity is None else similarity(example.texts)
+
+
+def _checked(method: str, example: Example, scores, text_scores=None) -> dict:
     """The record of a score matrix (with the fallbacks its pairs took, where the scorer
     reports them), or a failure if it has the wrong shape or non-finite values."""
     scores, flags = scores if isinstance(scores, tuple) else (scores, None)
@@ -393,12 +419,17 @@ def _checked(method: str, example: Example, scores) -> dict:
         return _record(method, example, f"scorer returned shape {scores.shape} for {len(example.images)} images x {len(example.texts)} texts")
     if not np.isfinite(scores).all():
         return _record(method, example, "scorer returned a non-finite score")
-    record = {**_record(method, example), "status": "ok", "scores": scores.tolist(), "correct": correct(example.kind, scores)}
+    text_scores = None if text_scores is None else np.asarray(text_scores, dtype=np.float64)
+    record = {**_record(method, example), "status": "ok", "scores": scores.tolist(),
+              "correct": correct(example.kind, scores, text_scores)}
+    if text_scores is not None:
+        record["text_scores"] = text_scores.tolist()
     return record if flags is None else {**record, "flags": flags}
 
 
 #: The metrics of each example kind (retrieval's are those its scored queries carry).
-KIND_METRICS = {CAPTION_CHOICE: ("accuracy",), IMAGE_CHOICE: ("accuracy",), WINOGROUND: ("text", "image", "group", "pairwise")}
+KIND_METRICS = {CAPTION_CHOICE: ("accuracy",), IMAGE_CHOICE: ("accuracy",), WINOGROUND: ("text", "image", "group", "pairwise"),
+                PAIR_MATCH: ("pair",), TWO_POSITIVES: ("itt", "tot")}
 #: The flags a record may carry (see :mod:`comclip.pipeline`); reports count each per method,
 #: these first and any other a pipeline raises after them.
 FLAGS = ("no_entities", "not_grounded", "shared_box", "weights_clamped", "uniform_weights", "relation_unverified")
@@ -448,13 +479,14 @@ def summarise_run(records: list[dict], n_bootstrap: int = 1000, seed: int = 0) -
         "metrics": block(records),
         "subsets": {s: block([r for r in records if r["subset"] == s]) for s in subsets},
         "tags": {t: block([r for r in records if t in r["tags"]]) for t in tags},
+        **summarise_word_order(records, block),
     }
 
 
 def headline_metric(names) -> str:
     """The metric a dataset is judged by: group (Winoground kind), else accuracy, else R@1."""
     names = list(names)
-    for preferred in ("group", "accuracy", "r@1_t2i"):
+    for preferred in ("group", "pair", "itt", "accuracy", "r@1_t2i"):
         if preferred in names:
             return preferred
     return names[0]
@@ -523,17 +555,6 @@ def write_report(dataset: Dataset, model: str, configs: dict[str, dict], results
     return report
 
 
-def _row(cells: list) -> str:
-    return "| " + " | ".join(str(c) for c in cells) + " |"
-
-
-def _cell(metric: dict) -> str:
-    if not metric.get("ci95"):
-        return f"{metric['value']:.2f}"
-    lo, hi = metric["ci95"]
-    return f"{metric['value']:.2f} [{lo:.1f}, {hi:.1f}]"
-
-
 def markdown_report(report: dict) -> str:
     names = sorted({n for run in report["runs"] for n in run["metrics"]})
     lines = [f"# {report['dataset']} ({report['split']}), model `{report['model']}`", "",
@@ -543,13 +564,14 @@ def markdown_report(report: dict) -> str:
              f"{report['bootstrap_resamples']} resamples. Versions: {', '.join(f'{k} {v}' for k, v in report['versions'].items())}.", ""]
     if report.get("renamed_ids"):
         lines += [f"{report['renamed_ids']} repeated example ids were renamed ID#2, ID#3, ... (none was dropped).", ""]
-    lines += [_row(["method", "scored", "failed", *names]), "|---" * (3 + len(names)) + "|"]
+    lines += [row(["method", "scored", "failed", *names]), "|---" * (3 + len(names)) + "|"]
     for run in report["runs"]:
-        cells = [_cell(run["metrics"][n]) if n in run["metrics"] else "-" for n in names]
-        lines.append(_row([run["method"], run["n_scored"], run["n_failed"], *cells]))
+        cells = [cell(run["metrics"][n]) if n in run["metrics"] else "-" for n in names]
+        lines.append(row([run["method"], run["n_scored"], run["n_failed"], *cells]))
     for section in ("subsets", "tags"):
         lines += _breakdown(report, section, names)
-    lines += _comparisons(report) + _flags(report) + _grounding(report) + _failures(report)
+    lines += word_order_section(report, names) + _comparisons(report) + _flags(report) + _grounding(report)
+    lines += _failures(report)
     return "\n".join(lines) + "\n"
 
 
@@ -558,11 +580,11 @@ def _breakdown(report: dict, section: str, names: list[str]) -> list[str]:
     if not keys:
         return []
     headers = [f"{run['method']} {n}" for run in report["runs"] for n in names]
-    lines = ["", f"## Per {section[:-1]}", "", _row([section[:-1], *headers]), "|---" * (1 + len(headers)) + "|"]
+    lines = ["", f"## Per {section[:-1]}", "", row([section[:-1], *headers]), "|---" * (1 + len(headers)) + "|"]
     for key in keys:
-        cells = [_cell(run[section][key][n]) if key in run[section] and n in run[section][key] else "-"
+        cells = [cell(run[section][key][n]) if key in run[section] and n in run[section][key] else "-"
                  for run in report["runs"] for n in names]
-        lines.append(_row([key, *cells]))
+        lines.append(row([key, *cells]))
     return lines
 
 
@@ -570,11 +592,11 @@ def _comparisons(report: dict) -> list[str]:
     if not report.get("comparisons"):
         return []
     lines = ["", "## Paired comparison with CLIP (examples both scored)", "",
-             _row(["method", "metric", "examples", "difference (points)", "95% interval", "better / worse", "McNemar p"]),
+             row(["method", "metric", "examples", "difference (points)", "95% interval", "better / worse", "McNemar p"]),
              "|---" * 7 + "|"]
     for c in report["comparisons"]:
         interval = f"[{c['ci95'][0]:.1f}, {c['ci95'][1]:.1f}]" if c["ci95"] else "-"
-        lines.append(_row([c["method"], c["metric"], c["n"], f"{c['difference']:+.2f}", interval,
+        lines.append(row([c["method"], c["metric"], c["n"], f"{c['difference']:+.2f}", interval,
                            f"{c['improved']} / {c['worsened']}", f"{c['p_mcnemar']:.3g}"]))
     return lines
 
@@ -584,9 +606,9 @@ def _flags(report: dict) -> list[str]:
         return []
     names = flag_names(report["runs"])  # a run's flag counts have the records' shape: {"flags": {...}}
     lines = ["", "## Fallbacks (examples with at least one pair that took it)", "",
-             _row(["method", *names]), "|---" * (1 + len(names)) + "|"]
+             row(["method", *names]), "|---" * (1 + len(names)) + "|"]
     for run in report["runs"]:
-        lines.append(_row([run["method"], *(run.get("flags", {}).get(flag, 0) for flag in names)]))
+        lines.append(row([run["method"], *(run.get("flags", {}).get(flag, 0) for flag in names)]))
     return lines
 
 
@@ -594,8 +616,8 @@ def _grounding(report: dict) -> list[str]:
     if not report.get("grounding"):
         return []
     lines = ["", "## Grounding accuracy (top box IoU >= 0.5 with the true object)", "",
-             _row(["grounder", "objects", "accuracy"]), "|---|---|---|"]
-    return lines + [_row([name, metric["n"], _cell(metric)]) for name, metric in report["grounding"].items()]
+             row(["grounder", "objects", "accuracy"]), "|---|---|---|"]
+    return lines + [row([name, metric["n"], cell(metric)]) for name, metric in report["grounding"].items()]
 
 
 def _failures(report: dict) -> list[str]:

@@ -29,7 +29,7 @@ def clip_scorer(backbone) -> PairScorer:
             i, j = i + len(group_images), j + len(group_texts)
         return out
 
-    return PairScorer(one, many)
+    return PairScorer(one, many, texts=text_similarity(backbone))
 
 
 def comclip_scorer(model) -> PairScorer:
@@ -39,4 +39,15 @@ def comclip_scorer(model) -> PairScorer:
     def many(groups):
         return [(np.asarray(matrix), flags) for matrix, flags in model.score_groups(groups, with_flags=True)]
 
-    return PairScorer(lambda images, texts: many([(images, texts)])[0], many)
+    return PairScorer(lambda images, texts: many([(images, texts)])[0], many, texts=text_similarity(model.backbone))
+
+
+def text_similarity(backbone):
+    """Cosines between captions by the backbone's text side, which ComCLIP leaves as CLIP's:
+    SugarCrepe++'s text-only metric is the same for both methods by construction."""
+
+    def texts(captions):
+        embeddings = backbone.encode_texts(list(captions))
+        return cosines(embeddings, embeddings).numpy()
+
+    return texts

@@ -10,15 +10,17 @@ from typing import Callable
 
 from ...errors import InputError
 from ...registry import Registry
-from . import aro, comvg, jsonl, retrieval, sugarcrepe, svo_probes, valse, vl_checklist, whatsup, winoground
-from .base import CAPTION_CHOICE, IMAGE_CHOICE, WINOGROUND, Dataset, Example
+from . import (aro, cola, colorswap, comvg, jsonl, minimal_pairs, mmvp, retrieval, sugarcrepe, sugarcrepe_pp, svo_probes,
+               valse, vl_checklist, whatsup, winoground)
+from .base import CAPTION_CHOICE, IMAGE_CHOICE, PAIR_MATCH, TWO_POSITIVES, WINOGROUND, Dataset, Example
 
 #: ``load(path=None, image_dir=None, **options) -> Dataset``.
 DATASETS: Registry[Callable[..., Dataset]] = Registry("dataset")
 #: Datasets that are generated, not read: ``--data`` is not needed.
 GENERATED: set[str] = set()
 
-for _module in (sugarcrepe, comvg, winoground, svo_probes, valse, vl_checklist, aro, whatsup, retrieval, jsonl):
+for _module in (sugarcrepe, comvg, winoground, svo_probes, valse, vl_checklist, aro, whatsup, retrieval, jsonl,
+                sugarcrepe_pp, mmvp, colorswap, cola, minimal_pairs):
     DATASETS.add(_module.__name__.rsplit(".", 1)[-1], _module.load)
 
 
@@ -53,5 +55,6 @@ def _malformed(name: str, path, exc: Exception) -> InputError:
     return InputError(f"{path}: not a valid {name} dataset ({type(exc).__name__}: {str(exc)[:120]})")
 
 
-__all__ = ["CAPTION_CHOICE", "DATASETS", "GENERATED", "Dataset", "Example", "IMAGE_CHOICE", "WINOGROUND",
+__all__ = ["CAPTION_CHOICE", "DATASETS", "GENERATED", "Dataset", "Example", "IMAGE_CHOICE", "PAIR_MATCH",
+           "TWO_POSITIVES", "WINOGROUND",
            "load_dataset", "register_dataset"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -13,6 +15,14 @@ CAPTION_CHOICE = "caption_choice"
 IMAGE_CHOICE = "image_choice"
 #: Two images and two captions, caption c belongs to image c (Winoground).
 WINOGROUND = "winoground"
+#: Two images and two captions, caption c belongs to image c, judged as MMVP-VLM and COLA
+#: judge them: each caption must prefer its own image.
+PAIR_MATCH = "pair_match"
+#: One image, two true captions (paraphrases) and one false one (SugarCrepe++).
+TWO_POSITIVES = "two_positives"
+
+#: The word-order classes of an example whose captions are compared with each other.
+SAME_WORDS, DIFFERENT_WORDS = "same words, other order", "different words"
 
 
 @dataclass
@@ -96,6 +106,38 @@ def read_csv_rows(path, what: str, columns) -> list[tuple[int, dict]]:
         raise InputError(f"cannot read {what} file {path}: {exc}") from None
 
 
+def one_table(path, what: str):
+    """``path`` itself, or the one CSV or JSONL file in the folder ``path``."""
+    from pathlib import Path
+
+    from ...errors import InputError
+
+    path = Path(path)
+    if not path.is_dir():
+        return path
+    files = sorted(path.glob("*.csv")) + sorted(path.glob("*.jsonl"))
+    if len(files) != 1:
+        raise InputError(f"{path}: expected one CSV or JSONL file of {what}, found {len(files)}")
+    return files[0]
+
+
+def read_table(path, what: str, columns) -> list[tuple[int, dict]]:
+    """``(row or line number, row)`` pairs of a CSV file or a JSONL file of objects, each of
+    which must have ``columns``."""
+    from ...errors import InputError
+    from ...jsonfile import read_json_lines
+
+    if str(path).lower().endswith(".csv"):
+        return read_csv_rows(path, what, columns)
+    rows = []
+    for number, row in read_json_lines(path, what):
+        missing = [c for c in columns if not isinstance(row, dict) or c not in row]
+        if missing:
+            raise InputError(f"{path} line {number}: needs {', '.join(missing)}")
+        rows.append((number, row))
+    return rows
+
+
 def find_image(folder, stem: str, suffixes=(".jpg", ".png", ".jpeg")):
     """``folder/stem.<suffix>`` for the first suffix that exists (else the first suffix's path,
     which then fails its example with 'image not found')."""
@@ -122,3 +164,27 @@ def json_files(path, what: str, recursive: bool = False):
     if not files:
         raise InputError(f"no {what} JSON files {'under' if recursive else 'in'} {path}")
     return files, path
+
+
+def bag_of_words(text: str) -> Counter:
+    """The words of a caption as a multiset: lower-cased, punctuation dropped, and "an" read
+    as "a" (the article follows the next word: "a light under an umbrella" / "an umbrella
+    under a light" are the same words)."""
+    return Counter("a" if word == "an" else word for word in re.findall(r"[\w']+", text.lower()))
+
+
+def word_order_class(kind: str, texts: list[str]) -> str | None:
+    """:data:`SAME_WORDS` when the example's false captions are its true captions' words in
+    another order (a model that ignores word order is at chance there), else
+    :data:`DIFFERENT_WORDS`; None for kinds with one caption."""
+    if kind == CAPTION_CHOICE or kind in (WINOGROUND, PAIR_MATCH):
+        true, false = texts[:1], texts[1:]
+    elif kind == TWO_POSITIVES:
+        true, false = texts[:2], texts[2:]
+    else:
+        return None
+    if not false:
+        return None
+    bags = [bag_of_words(t) for t in true]
+    same = all(any(bag_of_words(f) == bag for bag in bags) for f in false)
+    return SAME_WORDS if same else DIFFERENT_WORDS

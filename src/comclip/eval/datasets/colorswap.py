@@ -1,0 +1,85 @@
+"""ColorSwap (Burapacheep et al., 2024; huggingface.co/datasets/stanfordnlp/colorswap, MIT).
+
+1,000 Winoground-style examples: two images and two captions with the same words, the
+colour words swapped between objects; caption 1 describes image 1.
+
+- ``--data hf:stanfordnlp/colorswap`` (gated: accept its terms, set ``HF_TOKEN``) fetches the
+  Parquet files once; their images are written once to ``$COMCLIP_CACHE/datasets/``;
+- ``--data FOLDER`` reads a local copy: those Parquet files (columns ``id, image_1, image_2,
+  caption_1, caption_2``; the ``pyarrow`` package reads them), or a CSV / JSONL file with the
+  same columns and image paths relative to it (or to ``--image-dir``).
+
+``--split test`` (default where the files name splits) or ``train``. Text, image and group
+scores (Thrush et al., CVPR 2022), and pairwise accuracy.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from ...errors import ComclipError, InputError
+from .base import WINOGROUND, Dataset, Example, one_table, read_table
+from .hub import local_or_hub
+
+SOURCE = "https://huggingface.co/datasets/stanfordnlp/colorswap"
+LICENCE = "MIT"
+HF_REPO = "stanfordnlp/colorswap"
+COLUMNS = ("id", "image_1", "image_2", "caption_1", "caption_2")
+
+
+def load(path: str | Path, image_dir: str | Path | None = None, split: str | None = None) -> Dataset:
+    source, _ = local_or_hub(path, HF_REPO, ["*.parquet", "**/*.parquet"])
+    tables = sorted(source.rglob("*.parquet")) if source.is_dir() else ([source] if source.suffix == ".parquet" else [])
+    if tables:
+        split = split or ("test" if any(p.name.startswith("test") for p in tables) else None)
+        chosen = [p for p in tables if split is None or p.name.startswith(split)]
+        if not chosen:
+            raise InputError(f"{source}: no Parquet file of split {split!r}")
+        rows, base = _parquet_rows(chosen), None
+    else:
+        table = one_table(source, "ColorSwap examples")
+        rows = [row for _, row in read_table(table, "ColorSwap", COLUMNS)]
+        base = Path(image_dir) if image_dir else table.parent
+    examples = [Example(id=str(row["id"]), kind=WINOGROUND, texts=[row["caption_1"], row["caption_2"]],
+                        images=[str(row[f"image_{k}"] if base is None else base / row[f"image_{k}"]) for k in (1, 2)])
+                for row in rows]
+    return Dataset("colorswap", split or "all", examples, SOURCE, LICENCE)
+
+
+def _parquet_rows(files: list[Path]) -> list[dict]:
+    """The rows of the Hub's Parquet files, each image written once to the comclip cache folder
+    (the user's folder is only read) and replaced by its path."""
+    try:
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise ComclipError("reading ColorSwap's Parquet files needs pyarrow: pip install pyarrow") from None
+    rows = []
+    for file in files:
+        folder = _image_folder(file)
+        for row in pq.read_table(file, columns=list(COLUMNS)).to_pylist():
+            for k in (1, 2):
+                row[f"image_{k}"] = _written(row[f"image_{k}"], folder / f"{row['id']}_{k}", file)
+            rows.append(row)
+    return rows
+
+
+def _image_folder(file: Path) -> Path:
+    from ...cache import default_cache_path
+
+    digest = hashlib.sha256(f"{file.resolve()}:{file.stat().st_size}:{file.stat().st_mtime_ns}".encode()).hexdigest()[:16]
+    folder = default_cache_path().parent / "datasets" / f"colorswap-{digest}"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def _written(image: dict | None, stem: Path, file: Path) -> Path:
+    """An image cell (``{"bytes", "path"}``) as a file; a cell without bytes fails its example."""
+    data = image.get("bytes") if isinstance(image, dict) else None
+    suffix = Path((image or {}).get("path") or "x.png").suffix or ".png"
+    target = stem.with_suffix(suffix)
+    if data and not target.exists():
+        partial = target.with_suffix(target.suffix + ".partial")
+        partial.write_bytes(data)
+        partial.replace(target)
+    return target if data else stem.with_suffix(".missing")
