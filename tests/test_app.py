@@ -64,6 +64,13 @@ def test_session_defaults_are_the_models(session):
     assert session.defaults() == {name: getattr(expected, name) for name in ("weighting", "fill", "score_mode", "grounder")}
 
 
+def test_pipelines_are_built_once_and_share_their_grounder(session):
+    first = session.pipeline(session.configure(weighting="sum", fill="black"))
+    assert session.pipeline(session.configure(weighting="sum", fill="black")) is first
+    other = session.pipeline(session.configure(weighting="softmax", fill="mean"))
+    assert other is not first and other.grounder is first.grounder
+
+
 @pytest.mark.parametrize("image, captions, choices, message", [
     (None, "a dog", {}, "no image"),
     ("SCENE", "  \n\n ", {}, "no caption"),

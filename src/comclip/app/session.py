@@ -13,6 +13,7 @@ from pathlib import Path
 from ..backbones import Backbone
 from ..config import PipelineConfig
 from ..errors import InputError
+from ..eval.evaluate import GrounderPool
 from ..images import LoadedImage, load_image
 from ..pipeline import ComCLIP, ComCLIPResult
 from ..text import validate_captions
@@ -72,6 +73,7 @@ class AppSession:
         self.base = dict(base or {})
         self.figures_dir = Path(figures_dir or tempfile.mkdtemp(prefix="comclip-app-"))
         self._pipelines: dict[str, ComCLIP] = {}
+        self._grounders = GrounderPool(backbone)  # one detector per grounder setting, whatever the other choices
         self.config = self.configure()  # bad command-line options are found at start
 
     def configure(self, **choices) -> PipelineConfig:
@@ -84,9 +86,10 @@ class AppSession:
         return {name: getattr(self.config, name) for name in PAGE_OPTIONS}
 
     def pipeline(self, config: PipelineConfig) -> ComCLIP:
+        """The pipeline of a configuration, built once; pipelines share their grounders."""
         key = json.dumps(config.to_dict(), sort_keys=True, default=str)
         if key not in self._pipelines:
-            self._pipelines[key] = ComCLIP(self.backbone, config)
+            self._pipelines[key] = ComCLIP(self.backbone, config, grounder=self._grounders.get(config))
         return self._pipelines[key]
 
     def score(self, image_path: str | None, captions: str | None, draw: bool = True, **choices) -> Scored:
