@@ -22,12 +22,16 @@ from .conftest import run_cli, shared_data
 COLOURS = [(220, 30, 30), (30, 30, 220), (30, 200, 30), (230, 230, 40), (240, 240, 240), (20, 20, 20)]
 
 
-def _image(path: Path, n: int) -> Path:
+def _picture(n: int) -> Image.Image:
     """A small two-colour picture (left half, right half), different for each n."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     image = Image.new("RGB", (48, 32), COLOURS[n % len(COLOURS)])
     image.paste(COLOURS[(n + 1) % len(COLOURS)], (24, 0, 48, 32))
-    image.save(path)
+    return image
+
+
+def _image(path: Path, n: int) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _picture(n).save(path)
     return path
 
 
@@ -93,7 +97,7 @@ def _png_bytes(n: int) -> bytes:
     import io
 
     buffer = io.BytesIO()
-    Image.open(_image(Path(f"/tmp/comclip-colorswap-{n}.png"), n)).save(buffer, format="PNG")
+    _picture(n).save(buffer, format="PNG")
     return buffer.getvalue()
 
 

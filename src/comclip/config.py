@@ -99,6 +99,11 @@ class PipelineConfig:
         """Explicit options over the model's defaults (``comclip.json``) over the library's."""
         return cls(**{**model_options(model_defaults or {}), **explicit})
 
+    @classmethod
+    def for_backbone(cls, backbone, **explicit) -> "PipelineConfig":
+        """:meth:`layered` over ``backbone``'s defaults, with the precision and pixel path it runs at."""
+        return cls.layered(backbone.defaults, **explicit, precision=backbone.precision, pixels=backbone.pixels)
+
     def replace(self, **changes) -> "PipelineConfig":
         return dataclasses.replace(self, **changes)
 

@@ -60,14 +60,17 @@ class Stored:
         pipeline picked from the ranking with this union margin, or None (nothing found)."""
         if self._ground is None:
             return {}
-        keys = {name: f"{self._ground}|{margin}|{image_key}|{name}" for name in names}
+        keys = {name: self._ground_key(image_key, margin, name) for name in names}
         found = self.cache.get_many(list(keys.values()))
         return {name: next(iter(unpack_detections(found[key])), None) for name, key in keys.items() if key in found}
 
     def keep_groundings(self, image_key: str, margin: float | None, picked: dict[str, Detection | None]) -> None:
         if self._ground is not None and picked:
-            self.cache.put_many((f"{self._ground}|{margin}|{image_key}|{name}", pack_detections([d] if d else []))
+            self.cache.put_many((self._ground_key(image_key, margin, name), pack_detections([d] if d else []))
                                 for name, d in picked.items())
+
+    def _ground_key(self, image_key: str, margin: float | None, name: str) -> str:
+        return f"{self._ground}|{margin}|{image_key}|{name}"
 
     def parse(self, parser, texts: list[str]) -> dict[str, SceneGraph]:
         """Each caption's scene graph: stored ones read back, the rest parsed (in one batch) and stored."""

@@ -37,9 +37,9 @@ def shared_examples(shared_data: Path, folder: Path) -> list[list[str]]:
     path = Path(shared_data) / SUGARCREPE_FILE
     if not path.is_file():
         return []
-    rows = []
+    examples, rows = load(path).examples, []
     for task in SUGARCREPE_TASKS:
-        example = next((e for e in load(path).examples if e.subset == task), None)
+        example = next((e for e in examples if e.subset == task), None)
         if example is not None and Path(example.images[0]).is_file():
             copy = folder / f"sugarcrepe-{task}-{Path(example.images[0]).name}"
             shutil.copyfile(example.images[0], copy)

@@ -78,8 +78,7 @@ class AppSession:
 
     def configure(self, **choices) -> PipelineConfig:
         """The configuration of a request: its choices over the command line's over the model's."""
-        return PipelineConfig.layered(self.backbone.defaults, **{**self.base, **choices},
-                                      precision=self.backbone.precision, pixels=self.backbone.pixels)
+        return PipelineConfig.for_backbone(self.backbone, **{**self.base, **choices})
 
     def defaults(self) -> dict[str, str]:
         """The page's initial choices: the configuration a request without choices gets."""
@@ -101,9 +100,8 @@ class AppSession:
         texts = split_captions(captions)
         image = load_image(image_path)
         config = self.configure(**{k: v for k, v in choices.items() if v is not None})
-        clip = self.backbone.similarity([image.image], texts)[0]
         results = self.pipeline(config).score_details([image], texts)[0]
-        scored = Scored(image, texts, [float(c) for c in clip], results)
+        scored = Scored(image, texts, [r.clip for r in results], results)  # the pipeline's CLIP cosines: no second pass
         if draw:
             scored.figures = self._draw(image.image, results)
         scored.seconds = time.perf_counter() - started

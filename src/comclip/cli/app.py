@@ -6,15 +6,17 @@ import argparse
 import sys
 import tempfile
 
-from .options import add_cache_options, add_model_options, add_pipeline_options, count, create_model, pipeline_options
+from .options import (add_cache_options, add_model_options, add_pipeline_options, count, create_model, pipeline_config,
+                      pipeline_options)
 
 
 def run(args: argparse.Namespace) -> int:
     from ..app import AppSession, bundled_examples
     from ..app.page import build_page, check_port, examples_folder, import_gradio, serve
 
-    import_gradio()  # a missing extra or a port in use is found before the model loads
+    import_gradio()  # a missing extra, a port in use or a bad option is found before the model loads
     check_port(args.host, args.port)
+    pipeline_config(args)
     with tempfile.TemporaryDirectory(prefix="comclip-app-") as work:  # figures and examples, removed at exit
         session = AppSession(create_model(args), pipeline_options(args), figures_dir=work)
         examples = bundled_examples(examples_folder(session), args.shared_data)

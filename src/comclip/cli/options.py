@@ -183,5 +183,4 @@ def pipeline_config(args: argparse.Namespace, backbone=None):
 
     if backbone is None:
         return PipelineConfig.layered({}, **pipeline_options(args), precision=args.precision, pixels=args.pixels)
-    return PipelineConfig.layered(backbone.defaults, **pipeline_options(args), precision=backbone.precision,
-                                  pixels=backbone.pixels)
+    return PipelineConfig.for_backbone(backbone, **pipeline_options(args))

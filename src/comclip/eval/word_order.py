@@ -18,8 +18,12 @@ CLASSES = (SAME_WORDS, DIFFERENT_WORDS)
 
 
 def _split(records: list[dict], block: Callable[[list[dict]], dict]) -> dict:
-    return {name: {"n": len(rows), "metrics": block(rows) if rows else {}}
-            for name in CLASSES for rows in [[r for r in records if r.get("word_order") == name]]}
+    """Each class's count and metrics (none where it has no example)."""
+    out = {}
+    for name in CLASSES:
+        rows = [r for r in records if r.get("word_order") == name]
+        out[name] = {"n": len(rows), "metrics": block(rows) if rows else {}}
+    return out
 
 
 def summarise_word_order(records: list[dict], block: Callable[[list[dict]], dict]) -> dict:

@@ -29,7 +29,7 @@ COLUMNS = ("id", "image_1", "image_2", "caption_1", "caption_2")
 
 
 def load(path: str | Path, image_dir: str | Path | None = None, split: str | None = None) -> Dataset:
-    source, _ = local_or_hub(path, HF_REPO, ["*.parquet", "**/*.parquet"])
+    source, _ = local_or_hub(path, HF_REPO, ["*.parquet", "**/*.parquet"], gated=True)
     tables = sorted(source.rglob("*.parquet")) if source.is_dir() else ([source] if source.suffix == ".parquet" else [])
     if tables:
         split = split or ("test" if any(p.name.startswith("test") for p in tables) else None)

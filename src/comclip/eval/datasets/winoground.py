@@ -12,23 +12,23 @@ Text, image and group scores per ``collapsed_tag`` (subsets) and per ``tag`` (ta
 
 from __future__ import annotations
 
-import os
 import zipfile
 from pathlib import Path
 
 from ...errors import InputError
 from ...jsonfile import read_json_lines
 from .base import WINOGROUND, Dataset, Example, find_image, read_csv_rows
+from .hub import hub_error, hub_repo, hub_token
 
 SOURCE = "https://huggingface.co/datasets/facebook/winoground"
 LICENCE = "Winoground licence: non-commercial research only"
-HF_PREFIX = "hf:"
 HF_REPO = "facebook/winoground"
 
 
 def load(metadata: str | Path, image_dir: str | Path | None = None) -> Dataset:
-    if str(metadata).startswith(HF_PREFIX):
-        metadata, image_dir = download(str(metadata)[len(HF_PREFIX):] or HF_REPO)
+    repo = hub_repo(metadata, HF_REPO)
+    if repo:
+        metadata, image_dir = download(repo)
     metadata = Path(metadata)
     if metadata.is_dir():
         candidates = sorted(metadata.glob("*.csv")) or sorted(metadata.glob("*.jsonl"))
@@ -66,16 +66,11 @@ def download(repo: str = HF_REPO) -> tuple[Path, Path]:
     """Fetch the gated dataset's metadata and images (once) and return their local paths."""
     from huggingface_hub import hf_hub_download
 
-    token = os.environ.get("HF_TOKEN") or os.environ.get("HUGGING_FACE_HUB_TOKEN")
     try:
-        examples = Path(hf_hub_download(repo, "data/examples.jsonl", repo_type="dataset", token=token))
-        archive = Path(hf_hub_download(repo, "data/images.zip", repo_type="dataset", token=token))
+        examples = Path(hf_hub_download(repo, "data/examples.jsonl", repo_type="dataset", token=hub_token()))
+        archive = Path(hf_hub_download(repo, "data/images.zip", repo_type="dataset", token=hub_token()))
     except Exception as exc:  # network, auth and gating errors all end here
-        raise InputError(
-            f"cannot download the gated dataset {repo} from the Hugging Face Hub ({type(exc).__name__}: "
-            f"{str(exc).splitlines()[0] if str(exc) else ''}). Accept its terms on huggingface.co and set "
-            "HF_TOKEN, or pass a local copy with --data FOLDER."
-        ) from None
+        raise hub_error(repo, exc, gated=True) from None
     images = archive.parent / "images"
     if not (images / ".complete").exists():
         with zipfile.ZipFile(archive) as zipped:
