@@ -26,6 +26,7 @@ from .composition import SCORE_MODES, WEIGHTINGS
 from .composition.geometry import RELATION_MODES
 from .errors import InputError
 from .grounding import GROUND_BY, GROUNDERS
+from .grounding.assignment import ASSIGNMENTS
 from .grounding.clip_grounder import DEFAULT_FILL, DEFAULT_PROMPT, DEFAULT_PROPOSALS, REGION_MODES
 from .grounding.proposals import PROPOSALS
 from .parsing import PARSERS
@@ -57,6 +58,9 @@ class PipelineConfig:
     ground_by: str = "head"
     #: Ground an entity to every box scoring within this margin of the top; None: the top box only.
     union_margin: float | None = None
+    #: argmax: each entity's top region on its own (the paper); joint: a caption's entities
+    #: grounded together, each to a different region (:mod:`comclip.grounding.assignment`).
+    assignment: str = "argmax"
     use_relations: bool = True
     #: Spatial relations checked on the grounded boxes: off (the paper) or geometry.
     relations: str = "off"
@@ -78,7 +82,8 @@ class PipelineConfig:
 
     def __post_init__(self) -> None:
         for name, registry in (("parser", PARSERS), ("grounder", GROUNDERS), ("weighting", WEIGHTINGS), ("fill", FILLS),
-                               ("score_mode", SCORE_MODES), ("ground_by", GROUND_BY), ("grounder_fill", FILLS)):
+                               ("score_mode", SCORE_MODES), ("ground_by", GROUND_BY), ("grounder_fill", FILLS),
+                               ("assignment", ASSIGNMENTS)):
             registry.check(getattr(self, name))
         _check_choice("proposals", self.proposals, PROPOSALS)
         _check_choice("precision", self.precision, PRECISIONS)

@@ -22,6 +22,7 @@ from .config import PipelineConfig
 from .similarity import paired_cosines
 from .errors import InputError
 from .grounding import GROUND_BY, GROUNDERS, Detection, Grounder, create_grounder
+from .grounding.assignment import assign
 from .images import ImageInput, LoadedImage, load_image
 from .parsing import PARSERS, Parser, SceneGraph, create_parser
 from .stored import Stored
@@ -46,6 +47,8 @@ class Part:
     weight: float
     flags: list[str] = field(default_factory=list)
     entities: tuple[int, ...] = ()
+    #: An entity's grounding margin: its grounder's best candidate score minus the second's.
+    margin: float | None = None
 
     def to_dict(self) -> dict:
         return {
@@ -56,6 +59,7 @@ class Part:
             "weight": self.weight,
             "flags": list(self.flags),
             "entities": list(self.entities),
+            "margin": self.margin,
         }
 
 
@@ -174,10 +178,11 @@ class ComCLIP:
         return [[scored[(i, j)] for j in range(len(texts))] for i in range(len(loaded))]
 
     def score_groups(self, groups: Sequence[tuple[Sequence[ImageInput], Sequence[str]]],
-                     with_flags: bool = False) -> list:
+                     with_flags: bool = False, with_results: bool = False) -> list:
         """One ``[images, texts]`` score matrix per group (a benchmark example), with all the
         groups' images, captions, regions, sub-images and phrases encoded in shared batches.
-        ``with_flags``: ``(matrix, {flag: pairs that took it})`` per group."""
+        ``with_flags``: ``(matrix, {flag: pairs that took it})`` per group; ``with_results``
+        adds the group's ``[images][texts]`` :class:`ComCLIPResult` grid as a last element."""
         images, texts, pairs, spans = [], [], [], []
         for group_images, group_texts in groups:
             i0, j0 = len(images), len(texts)
@@ -188,9 +193,11 @@ class ComCLIP:
         scored = self._score_pairs(images, texts, pairs)
         out = []
         for i0, i1, j0, j1 in spans:
-            matrix = torch.tensor([[scored[(i, j)].score for j in range(j0, j1)] for i in range(i0, i1)], dtype=torch.float64)
-            flags = Counter(f for i in range(i0, i1) for j in range(j0, j1) for f in scored[(i, j)].flags)
-            out.append((matrix, dict(sorted(flags.items()))) if with_flags else matrix)
+            grid = [[scored[(i, j)] for j in range(j0, j1)] for i in range(i0, i1)]
+            matrix = torch.tensor([[r.score for r in row] for row in grid], dtype=torch.float64)
+            flags = dict(sorted(Counter(f for row in grid for r in row for f in r.flags).items()))
+            parts = (matrix,) + ((flags,) if with_flags else ()) + ((grid,) if with_results else ())
+            out.append(parts if len(parts) > 1 else matrix)
         return out
 
     @staticmethod
@@ -216,8 +223,8 @@ class ComCLIP:
         for i, j in pairs:
             queries.setdefault(owner[i], []).extend(self._query(e) for e in graph_of[texts[j]].entities)
         maker = SubimageMaker([im.image for im in loaded], self.backbone.pixel_device)
-        groundings, image_embeddings = self._ground_and_encode(loaded, queries, stored, maker)
-        layouts = {(i, j): self._layout(graph_of[texts[j]], groundings[owner[i]], loaded[owner[i]]) for i, j in pairs}
+        rankings, image_embeddings = self._ground_and_encode(loaded, queries, stored, maker)
+        layouts = {(i, j): self._layout(graph_of[texts[j]], rankings[owner[i]], loaded[owner[i]]) for i, j in pairs}
         encoded = self._encode_parts(loaded, owner, layouts, maker)
         return {(i, j): self._result(loaded[i], texts[j], graph_of[texts[j]], parts, image_embeddings[owner[i]],
                                      caption_of[texts[j]], encoded, owner[i])
@@ -225,31 +232,28 @@ class ComCLIP:
 
     def _ground_and_encode(self, loaded: list[LoadedImage], queries: dict[int, list[str]], stored: Stored,
                            maker: SubimageMaker) -> tuple[dict, dict]:
-        """Each image's grounding per distinct entity name (the picked detection), and the
-        global embeddings of the distinct images, by index. Groundings stored in the cache are
-        read back; the grounder prepares only the images it still has to ground, and where that
-        computed their global embeddings (patch tokens) they are taken from it; only the rest
-        are encoded."""
-        margin = self.config.union_margin
-        groundings = {i: stored.groundings(loaded[i].key, list(dict.fromkeys(names)), margin) for i, names in queries.items()}
-        todo = {i: [n for n in dict.fromkeys(names) if n not in groundings[i]] for i, names in queries.items()}
+        """Each image's ranked detections per distinct entity name, and the global embeddings of
+        the distinct images, by index. Rankings stored in the cache are read back; the grounder
+        prepares only the images it still has to ground, and where that computed their global
+        embeddings (patch tokens) they are taken from it; only the rest are encoded."""
+        rankings = {i: stored.rankings(loaded[i].key, list(dict.fromkeys(names))) for i, names in queries.items()}
+        todo = {i: [n for n in dict.fromkeys(names) if n not in rankings[i]] for i, names in queries.items()}
         todo = {i: names for i, names in todo.items() if names}
         prepared = self.grounder.prepare([loaded[i].image for i in todo]) if todo else []
         embeddings = {i: e for i, e in zip(todo, prepared) if e is not None}
         for i, names in todo.items():
-            ranked = self.grounder.ground(loaded[i].image, names, source=loaded[i].source)
-            fresh = {name: self._pick(detections) for name, detections in zip(names, ranked)}
-            stored.keep_groundings(loaded[i].key, margin, fresh)
-            groundings[i].update(fresh)
-        for i in groundings:
+            fresh = dict(zip(names, self.grounder.ground(loaded[i].image, names, source=loaded[i].source)))
+            stored.keep_rankings(loaded[i].key, fresh)
+            rankings[i].update(fresh)
+        for i in rankings:
             if self.grounder.original_pixels and loaded[i].scale != 1.0:  # boxes from a file, for the full-size image
-                groundings[i] = {name: d and Detection(tuple(b.scaled(loaded[i].scale) for b in d.boxes), d.score, d.label)
-                                 for name, d in groundings[i].items()}
+                rankings[i] = {name: [Detection(tuple(b.scaled(loaded[i].scale) for b in d.boxes), d.score, d.label)
+                                      for d in ranked] for name, ranked in rankings[i].items()}
         missing = [i for i in queries if i not in embeddings]
         if missing:
             embeddings.update(zip(missing, self.backbone.encode_keyed([loaded[i].key for i in missing],
                                                                       lambda n: maker.whole(missing[n]))))
-        return groundings, embeddings
+        return rankings, embeddings
 
     def _encode_parts(self, loaded: list[LoadedImage], owner: list[int], layouts: dict, maker: SubimageMaker) -> dict:
         """Every distinct sub-image (image, boxes) and phrase of all pairs, encoded once each; a
@@ -315,34 +319,26 @@ class ComCLIP:
         return SCORE_MODES[self.config.score_mode](evidence, self.config.evidence_weight, self.config.evidence_relations)
 
     # --- internals -----------------------------------------------------------------------
-    def _pick(self, detections: list[Detection]) -> Detection | None:
-        """The top detection, or with ``union_margin`` the union of every detection scoring
-        within that margin of the top (an entity seen in several places, or split boxes)."""
-        if not detections:
-            return None
-        if self.config.union_margin is None:
-            return detections[0]
-        top = detections[0].score
-        close = [d for d in detections if d.score >= top - self.config.union_margin]
-        boxes = tuple(dict.fromkeys(b for d in close for b in d.boxes))
-        return Detection(boxes=boxes, score=top, label=detections[0].label)
-
     def _query(self, entity) -> str:
         """What the grounder is asked to find for an entity: its head noun or its whole phrase."""
         return GROUND_BY[self.config.ground_by](entity)
 
-    def _layout(self, graph: SceneGraph, grounding: dict, image: LoadedImage) -> list[Part]:
-        """Parts (with boxes, not yet scored) of one caption on one image."""
+    def _layout(self, graph: SceneGraph, rankings: dict, image: LoadedImage) -> list[Part]:
+        """Parts (with boxes, not yet scored) of one caption on one image: its entities grounded
+        together (see :mod:`comclip.grounding.assignment`), then its relations."""
         whole = Box(0.0, 0.0, float(image.image.width), float(image.image.height))
+        grounded = assign([rankings.get(self._query(e), []) for e in graph.entities],
+                          [(self._query(e), tuple(sorted(e.attributes))) for e in graph.entities],
+                          joint=self.config.assignment == "joint", union_margin=self.config.union_margin)
         regions: dict[int, tuple[list[Box], list[str]]] = {}
         parts = []
-        for entity in graph.entities:
-            detection = grounding.get(self._query(entity))
+        for entity, found in zip(graph.entities, grounded):
+            detection = found.detection
             boxes, flags = (list(detection.boxes), []) if detection is not None else ([whole], [NOT_GROUNDED])
             boxes = [b.clipped(image.image.width, image.image.height) for b in boxes]
             regions[entity.id] = (boxes, flags)
             phrase = self.config.entity_prompt.format(entity.phrase)
-            parts.append(Part("entity", phrase, boxes, math.nan, math.nan, list(flags), (entity.id,)))
+            parts.append(Part("entity", phrase, boxes, math.nan, math.nan, list(flags), (entity.id,), found.margin))
         if self.config.use_relations:
             for relation in graph.relations:
                 subject_boxes, subject_flags = regions[relation.subject]
@@ -352,7 +348,6 @@ class ComCLIP:
                 parts.append(Part("relation", relation.predicate, boxes, math.nan, math.nan, flags,
                                   (relation.subject, relation.object)))
         return parts
-
 
 
 def _part_flags(parts: list[Part]) -> tuple[str, ...]:

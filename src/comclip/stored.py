@@ -1,12 +1,12 @@
 """Results the persistent cache keeps besides embeddings, so a warm run repeats no work: the
-groundings of a grounder whose output depends only on the image, the query and its
-configuration (the clip grounder), as the pipeline picked them from the ranking, and the
+rankings of a grounder whose output depends only on the image, the query and its
+configuration (the clip grounder): every candidate, best first, so any way of picking from
+them (argmax, a union margin, the joint assignment of a caption's entities) reads them; and the
 scene graphs of a parser whose output depends only on the caption and its model (spaCy, an
 LLM).
 
-Keys name what made the result: the backbone's fingerprint, the grounder's description and
-the union margin for groundings; the parser's description (its model and version) for parses. Grounders and
-parsers that read data of their own (a regions file, a dataset's graphs) are never cached.
+Keys name what made the result: the backbone's fingerprint and the grounder's description for
+rankings; the parser's description (its model and version) for parses. Grounders and parsers that read data of their own (a regions file, a dataset's graphs) are never cached.
 """
 
 from __future__ import annotations
@@ -46,31 +46,30 @@ def unpack_detections(vector: np.ndarray) -> list[Detection]:
 
 
 class Stored:
-    """The rankings and parses of one pipeline, read from and written to its backbone's cache."""
+    """The grounders' rankings and the parses of one pipeline, read from and written to its backbone's cache."""
 
     def __init__(self, backbone, grounder, parser):
         self.cache = backbone.cache
-        self._ground = (backbone.cache_key("ground", _digest(grounder.describe()))
+        self._ground = (backbone.cache_key("ranking", _digest(grounder.describe()))
                         if self.cache is not None and getattr(grounder, "cacheable", False) else None)
         self._parse = (f"parse|{_digest(parser.describe())}"
                        if hasattr(self.cache, "get_records") and getattr(parser, "cacheable", False) else None)
 
-    def groundings(self, image_key: str, names: list[str], margin: float | None) -> dict[str, Detection | None]:
-        """The stored grounding of each of ``names`` on the image (those found): the detection the
-        pipeline picked from the ranking with this union margin, or None (nothing found)."""
+    def rankings(self, image_key: str, names: list[str]) -> dict[str, list[Detection]]:
+        """The stored ranking of each of ``names`` on the image (those found), best first; an
+        empty list: nothing found."""
         if self._ground is None:
             return {}
-        keys = {name: self._ground_key(image_key, margin, name) for name in names}
+        keys = {name: self._ground_key(image_key, name) for name in names}
         found = self.cache.get_many(list(keys.values()))
-        return {name: next(iter(unpack_detections(found[key])), None) for name, key in keys.items() if key in found}
+        return {name: unpack_detections(found[key]) for name, key in keys.items() if key in found}
 
-    def keep_groundings(self, image_key: str, margin: float | None, picked: dict[str, Detection | None]) -> None:
-        if self._ground is not None and picked:
-            self.cache.put_many((self._ground_key(image_key, margin, name), pack_detections([d] if d else []))
-                                for name, d in picked.items())
+    def keep_rankings(self, image_key: str, ranked: dict[str, list[Detection]]) -> None:
+        if self._ground is not None and ranked:
+            self.cache.put_many((self._ground_key(image_key, name), pack_detections(d)) for name, d in ranked.items())
 
-    def _ground_key(self, image_key: str, margin: float | None, name: str) -> str:
-        return f"{self._ground}|{margin}|{image_key}|{name}"
+    def _ground_key(self, image_key: str, name: str) -> str:
+        return f"{self._ground}|{image_key}|{name}"
 
     def parse(self, parser, texts: list[str]) -> dict[str, SceneGraph]:
         """Each caption's scene graph: stored ones read back, the rest parsed (in one batch) and stored."""

@@ -196,3 +196,27 @@ class SubimageMaker:
         if self.device is None:
             return make_subimage(self.images[index], boxes, fill)
         return render(self.canvas(index), boxes, fill)
+
+    def zoomed(self, index: int, box: Box, fill: str, factor: float) -> Image.Image | torch.Tensor:
+        """The sub-image of ``box`` cut to a square ``factor`` times the box's longer side,
+        centred on it (see :func:`zoom_window`); beyond the image its edge is repeated."""
+        masked = self.sub(index, [box], fill)
+        image = self.images[index]
+        x1, y1, x2, y2 = zoom_window(box, factor)
+        pad = (max(0, -x1), max(0, -y1), max(0, x2 - image.width), max(0, y2 - image.height))  # left, top, right, bottom
+        if self.device is None:
+            pixels = np.pad(np.asarray(masked), ((pad[1], pad[3]), (pad[0], pad[2]), (0, 0)), mode="edge")
+            window = pixels[y1 + pad[1] : y2 + pad[1], x1 + pad[0] : x2 + pad[0]]
+            return Image.fromarray(np.ascontiguousarray(window), mode="RGB")
+        padded = torch.nn.functional.pad(masked[None].float(), pad, mode="replicate")[0]
+        return padded[:, y1 + pad[1] : y2 + pad[1], x1 + pad[0] : x2 + pad[0]].round().to(torch.uint8)
+
+
+def zoom_window(box: Box, factor: float) -> tuple[int, int, int, int]:
+    """Integer bounds of the square of side ``factor`` x the box's longer side centred on it
+    (it may reach beyond the image): shown at the encoder's input size, a small object appears
+    at the size a large one has in the whole image."""
+    side = max(1, round(max(box.width, box.height) * factor))
+    cx, cy = box.centre
+    x1, y1 = round(cx - side / 2), round(cy - side / 2)
+    return x1, y1, x1 + side, y1 + side

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from .options import (DEFAULT_WORKERS, add_cache_options, add_model_options, add_pipeline_options, count, create_model,
-                      parse_methods, pipeline_config)
+                      method_help, method_pipelines, parse_methods)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -31,13 +31,13 @@ def _evaluate(args: argparse.Namespace, world) -> int:
     methods = parse_methods(args.method)
     dataset = open_dataset(args.dataset, args.data, args.image_dir, split=args.split, task=args.task, seed=args.seed, n=args.n)
     out = make_folder(Path(args.out) if args.out else default_out_dir(dataset, args.model))
-    pipeline_config(args)  # every option checked before the model loads
+    method_pipelines(args, methods)  # every option checked before the model loads
     backbone = create_model(args)
     join(world, backbone.device.type)
-    config = pipeline_config(args, backbone)
+    configs = method_pipelines(args, methods, backbone)
     args.interrupted_hint = f"what was scored is kept in {out}: run the same command with --resume to continue"
     try:
-        report = evaluate(dataset, backbone, {m: None if m == "clip" else config for m in methods}, out,
+        report = evaluate(dataset, backbone, configs, out,
                           resume=args.resume, force=args.force, limit=args.limit, workers=args.workers,
                           rerank_top=args.rerank_top, seed=args.bootstrap_seed, n_bootstrap=args.bootstrap, world=world)
     except RunFinished as done:
@@ -68,7 +68,7 @@ def register(sub) -> None:
     add_model_options(p)
     add_cache_options(p)
     add_pipeline_options(p)
-    p.add_argument("--method", default="clip,comclip", help="clip, comclip or clip,comclip (default: both)")
+    p.add_argument("--method", default="clip,comclip", help=method_help("clip,comclip"))
     p.add_argument("--limit", type=count(1), default=None, help="only the first N examples")
     p.add_argument("--workers", type=count(0), default=DEFAULT_WORKERS,
                    help=f"processes decoding image files ahead of the model; 0 decodes in the main process (default: {DEFAULT_WORKERS})")

@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from ..errors import InputError
-from .options import add_model_options, add_pipeline_options, create_model, output_file, pipeline_config, print_json
+from .options import add_model_options, add_pipeline_options, create_model, method_help, method_pipelines, output_file, print_json
 
 
 def run(args: argparse.Namespace) -> int:
@@ -19,19 +19,30 @@ def run(args: argparse.Namespace) -> int:
     out = output_file(args.out) if args.out else None  # every input checked before the model loads
     (text,) = validate_captions([args.text])
     image = load_image(args.image)
-    pipeline_config(args)
+    method = _composed_method(args.method)
+    method_pipelines(args, [method])
     backbone = create_model(args)
-    model = ComCLIP(backbone, pipeline_config(args, backbone))
+    model = ComCLIP(backbone, method_pipelines(args, [method], backbone)[method])
     result = model.explain(image, text)
     if out is not None:
         from ..explain import draw_explanation
 
         print(f"wrote {draw_explanation(result, image.image, out)}", file=sys.stderr)
     if args.json:
-        print_json({"model": backbone.name, "config": model.describe(), **result.to_dict()})
+        print_json({"model": backbone.name, "method": method, "config": model.describe(), **result.to_dict()})
     else:
-        print(f"CLIP {result.clip:.4f}  ComCLIP {result.score:.4f}  {args.text}")
+        print(f"CLIP {result.clip:.4f}  {method} {result.score:.4f}  {args.text}")
     return 0
+
+
+def _composed_method(value: str) -> str:
+    """The one method explain shows: a composed one (not plain CLIP, which has no parts)."""
+    from ..methods import METHODS, parse_methods
+
+    names = parse_methods(value)
+    if len(names) != 1 or not METHODS[names[0]].composed:
+        raise InputError(f"explain shows one composed method ({', '.join(m for m in METHODS if METHODS[m].composed)}); got {value!r}")
+    return names[0]
 
 
 def register(sub) -> None:
@@ -40,6 +51,7 @@ def register(sub) -> None:
     p.add_argument("text", metavar="TEXT")
     add_model_options(p)
     add_pipeline_options(p)
+    p.add_argument("--method", default="comclip", help=method_help("comclip") + "; one composed method")
     p.add_argument("--out", "-o", default=None, help="write the figure to this PNG file")
     p.add_argument("--json", action="store_true", help="print the parts as JSON")
     p.set_defaults(func=run)

@@ -26,6 +26,7 @@ PIPELINE_FIELDS = {
     "fill": "fill", "regions": "regions", "score": "score_mode", "evidence_weight": "evidence_weight",
     "evidence_relations": "evidence_relations", "ground_by": "ground_by", "union_margin": "union_margin",
     "proposals": "proposals", "region": "region", "relations": "relations", "relation_weight": "relation_weight",
+    "assignment": "assignment",
 }
 
 
@@ -129,11 +130,15 @@ def add_cache_options(parser: argparse.ArgumentParser) -> None:
 
 
 def parse_methods(value: str) -> list[str]:
-    methods = [m.strip() for m in value.split(",") if m.strip()]
-    unknown = [m for m in methods if m not in ("clip", "comclip")]
-    if unknown or not methods:
-        raise InputError(f"--method takes clip, comclip or clip,comclip; got {value!r}")
-    return methods
+    from ..methods import parse_methods as parse
+
+    return parse(value)
+
+
+def method_help(default: str) -> str:
+    from ..methods import METHODS
+
+    return f"comma-separated named methods: {', '.join(METHODS)} (comclip methods lists them) (default: {default})"
 
 
 def add_pipeline_options(parser: argparse.ArgumentParser) -> None:
@@ -141,6 +146,7 @@ def add_pipeline_options(parser: argparse.ArgumentParser) -> None:
     from ..composition.geometry import RELATION_MODES
     from ..config import PipelineConfig
     from ..grounding import GROUND_BY, GROUNDERS
+    from ..grounding.assignment import ASSIGNMENTS
     from ..grounding.clip_grounder import REGION_MODES
     from ..grounding.proposals import PROPOSALS
     from ..parsing import PARSERS
@@ -163,6 +169,8 @@ def add_pipeline_options(parser: argparse.ArgumentParser) -> None:
         help=f"ground each entity by its head noun (as the paper) or its whole phrase (default: {d.ground_by})")
     add("--union-margin", type=finite,
         help="ground an entity to the union of all boxes scoring within this margin of the top (default: top box only)")
+    add("--assignment", choices=list(ASSIGNMENTS), help="argmax: each entity's top region on its own (the paper); "
+        f"joint: a caption's entities grounded together, each to a different region (default: {d.assignment})")
     add("--proposals", choices=list(PROPOSALS), help=f"clip grounder's candidate regions (default: the model's, else {d.proposals})")
     add("--region", choices=list(REGION_MODES), help="clip grounder scores candidates from patch tokens, crops or masks "
         "(default: the model's, else patches for CLIP ViTs, else crop)")
@@ -174,6 +182,18 @@ def add_pipeline_options(parser: argparse.ArgumentParser) -> None:
 def pipeline_options(args: argparse.Namespace) -> dict:
     """The pipeline options the user gave, as PipelineConfig fields."""
     return {field: getattr(args, dest) for dest, field in PIPELINE_FIELDS.items() if hasattr(args, dest)}
+
+
+def method_pipelines(args: argparse.Namespace, names: list[str], backbone=None) -> dict:
+    """``{method: PipelineConfig or None (plain CLIP)}``: each named method over the model's
+    defaults (without a backbone, the library's: to check options before a model loads), under
+    the options the user gave."""
+    from ..config import PipelineConfig
+    from ..methods import method_configs
+
+    base = (PipelineConfig.for_backbone(backbone) if backbone is not None
+            else PipelineConfig.layered({}, precision=args.precision, pixels=args.pixels))
+    return method_configs(names, base, pipeline_options(args))
 
 
 def pipeline_config(args: argparse.Namespace, backbone=None):

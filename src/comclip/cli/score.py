@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ..errors import InputError
-from .options import add_model_options, add_pipeline_options, create_model, parse_methods, pipeline_config, print_json
+from .options import add_model_options, add_pipeline_options, create_model, method_help, method_pipelines, parse_methods, print_json
 
 
 def _split_inputs(args: argparse.Namespace) -> tuple[list, list[str]]:
@@ -31,15 +31,13 @@ def run(args: argparse.Namespace) -> int:
     image_paths, texts = _split_inputs(args)
     texts = validate_captions(texts)
     images = [load_image(p) for p in image_paths]  # fail fast on a bad file, before loading a model
-    if "comclip" in methods:
-        pipeline_config(args)  # bad options are found before the model loads too
+    method_pipelines(args, methods)  # bad options are found before the model loads too
     backbone = create_model(args)
     clip = backbone.similarity([im.image for im in images], texts)
-    details = None
-    if "comclip" in methods:
-        details = ComCLIP(backbone, pipeline_config(args, backbone)).score_details(images, texts)
-    rows = [[_row(texts[j], float(clip[i, j]), backbone.logit_scale, methods, details and details[i][j], args.details)
-             for j in range(len(texts))] for i in range(len(images))]
+    details = {name: ComCLIP(backbone, config).score_details(images, texts)
+               for name, config in method_pipelines(args, methods, backbone).items() if config is not None}
+    rows = [[_row(texts[j], float(clip[i, j]), backbone.logit_scale, methods, {m: d[i][j] for m, d in details.items()},
+                  args.details) for j in range(len(texts))] for i in range(len(images))]
     names = [im.source for im in images]
     if args.json:
         if len(images) == 1:
@@ -51,20 +49,23 @@ def run(args: argparse.Namespace) -> int:
     for name, row in zip(names, rows):
         print(f"{name}  (model {backbone.name})")
         for result in row:
-            cells = [f"{key} {result[key]:8.4f}" for key in ("clip", "clip_logit", "comclip") if key in result]
+            cells = [f"{key} {result[key]:8.4f}" for key in ("clip", "clip_logit", *details) if key in result]
             print(f"  {'  '.join(cells)}  {result['text']}")
     return 0
 
 
-def _row(text: str, clip: float, scale: float, methods: list[str], parts, with_details: bool) -> dict:
-    """One (image, caption) result: the CLIP cosine and logit, the ComCLIP score and its parts."""
+def _row(text: str, clip: float, scale: float, methods: list[str], parts: dict, with_details: bool) -> dict:
+    """One (image, caption) result: the CLIP cosine and logit, each composed method's score and
+    (``with_details``) its parts: under ``details`` for one composed method, else under
+    ``details`` by method."""
     row: dict = {"text": text}
     if "clip" in methods:
         row["clip"], row["clip_logit"] = clip, clip * scale
-    if parts is not None:
-        row["comclip"] = parts.score
-        if with_details:
-            row["details"] = parts.to_dict()
+    for method, result in parts.items():
+        row[method] = result.score
+    if with_details and parts:
+        described = {method: result.to_dict() for method, result in parts.items()}
+        row["details"] = next(iter(described.values())) if len(described) == 1 else described
     return row
 
 
@@ -73,8 +74,8 @@ def register(sub) -> None:
     p.add_argument("inputs", nargs="*", metavar="IMAGE TEXT", help="an image (file or folder) then captions; with --image, only captions")
     p.add_argument("--image", "-i", action="append", help="an image file or folder; repeat for several (gives a matrix)")
     add_model_options(p)
-    p.add_argument("--method", default="clip", help="clip, comclip or clip,comclip (default: clip)")
-    p.add_argument("--details", action="store_true", help="with comclip, include the parts of each score")
+    p.add_argument("--method", default="clip", help=method_help("clip"))
+    p.add_argument("--details", action="store_true", help="with a composed method (comclip, comclip-plus), include the parts of each score")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     add_pipeline_options(p)
     p.set_defaults(func=run)

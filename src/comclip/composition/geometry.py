@@ -85,10 +85,12 @@ def in_front_of(a: Box, b: Box, width: float, height: float) -> float | None:
 
 #: Predicate -> (rule, whether subject and object swap places). Lower case, single spaces.
 RULES: dict[str, tuple[Rule, bool]] = {
-    **{p: (left_of, False) for p in ("left of", "to the left of", "on the left of", "at the left of")},
-    **{p: (left_of, True) for p in ("right of", "to the right of", "on the right of", "at the right of")},
-    **{p: (above, False) for p in ("above", "over")},
-    **{p: (above, True) for p in ("below",)},
+    **{p: (left_of, False) for p in ("left of", "to the left of", "on the left of", "at the left of",
+                                     "on the left side of", "to the left side of", "at the left side of")},
+    **{p: (left_of, True) for p in ("right of", "to the right of", "on the right of", "at the right of",
+                                    "on the right side of", "to the right side of", "at the right side of")},
+    **{p: (above, False) for p in ("above", "over", "at the top of")},
+    **{p: (above, True) for p in ("below", "at the bottom of")},
     **{p: (on_top_of, False) for p in ("on", "on top of", "atop", "onto", "upon")},
     **{p: (on_top_of, True) for p in ("under", "underneath", "beneath")},
     **{p: (near, False) for p in ("next to", "beside", "near", "close to", "by", "alongside")},

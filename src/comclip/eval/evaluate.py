@@ -119,16 +119,17 @@ def evaluate(dataset, backbone: Backbone, methods: Methods, out_dir, *, resume: 
         _check_retrieval_methods(methods, rerank_top)
     pipelines = build_pipelines(backbone, methods, dataset)
     notes = dict(notes or {})
-    if retrieval and pipelines.get("comclip") is not None:
-        notes["comclip"] = {**notes.get("comclip", {}), "rerank_top": rerank_top}
+    reranker = next((name for name, p in pipelines.items() if p is not None), None)
+    if retrieval and reranker is not None:
+        notes[reranker] = {**notes.get(reranker, {}), "rerank_top": rerank_top}
     configs = {name: {**c, **notes.get(name, {})} for name, c in method_configs(backbone, pipelines).items()}
     manifest = runner.run_manifest(dataset, backbone, configs, limit)
     if resume and not force and runner.finished(out, manifest):
         raise runner.RunFinished(f"{out / 'report.json'} exists: run already finished (use --force to rebuild the report)")
     options = dict(resume=resume, limit=limit, workers=workers, progress=progress, manifest=manifest)
     if retrieval:
-        results = run_retrieval(dataset, backbone, out, reranker=pipelines.get("comclip"), rerank_top=rerank_top,
-                                world=world, **options)
+        results = run_retrieval(dataset, backbone, out, reranker=pipelines.get(reranker) if reranker else None,
+                                reranker_name=reranker or "comclip", rerank_top=rerank_top, world=world, **options)
         results = {key: value for key, value in results.items() if key[0] in methods}
     else:
         scorers = {name: clip_scorer(backbone) if p is None else comclip_scorer(p) for name, p in pipelines.items()}
@@ -143,22 +144,27 @@ def evaluate(dataset, backbone: Backbone, methods: Methods, out_dir, *, resume: 
 
 
 def _check_retrieval_methods(methods: Methods, rerank_top: int) -> None:
-    """Retrieval ranks with CLIP and re-ranks CLIP's top ``rerank_top`` with the ComCLIP method."""
-    unknown = [name for name in methods if name not in ("clip", "comclip")]
-    if unknown or ("clip" in methods and methods["clip"] is not None) or ("comclip" in methods and methods["comclip"] is None):
-        raise InputError("retrieval evaluates the methods clip (CLIP ranking) and comclip (re-ranking), nothing else")
+    """Retrieval ranks with CLIP and re-ranks CLIP's top ``rerank_top`` with one composed method."""
+    composed = [name for name, config in methods.items() if config is not None]
+    plain = [name for name, config in methods.items() if config is None]
+    if len(composed) > 1 or plain not in ([], ["clip"]):
+        raise InputError("retrieval evaluates clip (CLIP ranking) and one composed method (re-ranking), nothing else")
     if rerank_top < 1:
         raise InputError(f"--rerank-top must be at least 1, got {rerank_top}")
 
 
-def _report_grounders(pipelines: Mapping[str, ComCLIP | None], dataset) -> dict[str, Grounder]:
-    """The distinct grounders of the methods, by name, then the oracle."""
-    grounders: dict[str, Grounder] = {}
+def _report_grounders(pipelines: Mapping[str, ComCLIP | None], dataset) -> dict[str, tuple[Grounder, bool]]:
+    """The distinct (grounder, assignment) pairs of the methods, by name (the grounder's, with
+    ``joint`` or the method where needed to tell them apart), then the oracle."""
+    grounders: dict[str, tuple[Grounder, bool]] = {}
     for method, pipeline in pipelines.items():
-        if pipeline is None or pipeline.grounder in grounders.values():
+        if pipeline is None:
             continue
-        name = pipeline.grounder.name
-        grounders[name if name not in grounders else f"{name} ({method})"] = pipeline.grounder
-    if "oracle" not in grounders:  # a method may ground with the oracle already
-        grounders["oracle"] = oracle_grounder(dataset)
+        entry = (pipeline.grounder, pipeline.config.assignment == "joint")
+        if entry in grounders.values():
+            continue
+        name = pipeline.grounder.name + (" joint" if entry[1] else "")
+        grounders[name if name not in grounders else f"{name} ({method})"] = entry
+    if not any(g.name == "oracle" for g, _ in grounders.values()):  # a method may ground with the oracle already
+        grounders["oracle"] = (oracle_grounder(dataset), False)
     return grounders

@@ -1,13 +1,16 @@
 """Grounding accuracy on data whose true boxes are known (the sandbox's generator).
 
-The share of objects whose top-ranked box for its label (the head noun: the query the
-pipeline issues for that entity) has IoU >= 0.5 with the object's true box, with a bootstrap
-interval; the oracle grounder, built from the same boxes, is the upper bound.
+The share of objects whose box for its label (the head noun: the query the pipeline issues for
+that entity) has IoU >= 0.5 with the object's true box, with an interval; the oracle grounder,
+built from the same boxes, is the upper bound. Each image's labels are grounded as the
+pipeline grounds a caption naming them all: with ``joint`` assignment together (each to a
+different region), else each by its top box.
 """
 
 from __future__ import annotations
 
 from ..grounding import Grounder, create_grounder
+from ..grounding.assignment import assign
 from . import metrics
 from .datasets import Dataset
 
@@ -29,21 +32,25 @@ def oracle_grounder(dataset: Dataset) -> Grounder:
     return create_grounder("oracle", None, known=known_boxes(dataset))
 
 
-def grounding_hits(grounder: Grounder, dataset: Dataset) -> list[bool]:
-    """Per known object of every image: does the grounder's top box for its label reach IoU >= 0.5?"""
+def grounding_hits(grounder: Grounder, dataset: Dataset, joint: bool = False) -> list[bool]:
+    """Per known object of every image: does its label's box reach IoU >= 0.5 with the truth?"""
     hits = []
     for image, objects in known_boxes(dataset):
-        ranked = grounder.ground(image, [label for label, _ in objects])
-        for (_, truth), detections in zip(objects, ranked):
-            top = detections[0].boxes if detections else ()
+        labels = [label for label, _ in objects]
+        grounded = assign(grounder.ground(image, labels), labels, joint=joint)
+        for (_, truth), found in zip(objects, grounded):
+            top = found.detection.boxes if found.detection is not None else ()
             hits.append(bool(top) and max(b.iou(truth) for b in top) >= IOU_THRESHOLD)
     return hits
 
 
-def grounding_report(grounders: dict[str, Grounder], dataset: Dataset, seed: int = 0, n_bootstrap: int = 1000) -> dict:
-    """``{grounder: {"value": %, "ci95": [lo, hi], "n": objects}}``."""
+def grounding_report(grounders: dict[str, Grounder | tuple[Grounder, bool]], dataset: Dataset, seed: int = 0,
+                     n_bootstrap: int = 1000) -> dict:
+    """``{name: {"value": %, "ci95": [lo, hi], "n": objects}}``; a grounder may be given as
+    ``(grounder, joint)`` to ground each image's labels jointly."""
     out = {}
-    for name, grounder in grounders.items():
-        hits = grounding_hits(grounder, dataset)
+    for name, entry in grounders.items():
+        grounder, joint = entry if isinstance(entry, tuple) else (entry, False)
+        hits = grounding_hits(grounder, dataset, joint)
         out[name] = {**metrics.summarise(hits, n_bootstrap, seed), "n": len(hits)}
     return out

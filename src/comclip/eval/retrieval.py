@@ -100,10 +100,10 @@ def _valid_captions(dataset: RetrievalDataset, image_errors: dict[int, str]) -> 
     return captions, caption_errors
 
 
-def run_retrieval(dataset: RetrievalDataset, backbone, out_dir, *, reranker=None, rerank_top: int = 10,
-                  resume: bool = False, limit: int | None = None, progress: bool | None = None, workers: int = 0,
+def run_retrieval(dataset: RetrievalDataset, backbone, out_dir, *, reranker=None, reranker_name: str = "comclip",
+                  rerank_top: int = 10, resume: bool = False, limit: int | None = None, progress: bool | None = None, workers: int = 0,
                   chunk: int = 32, manifest: dict | None = None, world: World = World()) -> dict:
-    """Score all queries with ``clip`` (and ``comclip`` re-ranking when ``reranker`` is given).
+    """Score all queries with ``clip`` (and re-ranking, recorded as ``reranker_name``, when ``reranker`` is given).
 
     ``workers`` processes decode the gallery's files. Re-ranking scores ``chunk`` queries at a
     time through the reranker's ``score_groups`` where it has one, so their encodings share
@@ -134,7 +134,7 @@ def run_retrieval(dataset: RetrievalDataset, backbone, out_dir, *, reranker=None
         context = _Context(similarity, owner, reranker, rerank_top, _Indexed(gallery, image_ids),
                            [captions[t] for t in caption_ids])
         failures = [*((f"i2t/{n}", e) for n, e in gallery.errors.items()), *((f"t2i/{t}", e) for t, e in caption_errors.items())]
-        methods = ["clip"] + (["comclip"] if reranker is not None else [])
+        methods = ["clip"] + ([reranker_name] if reranker is not None else [])
         for method in methods:
             for query_id, error in world.shard(failures):
                 if not results.has(method, query_id):

@@ -32,6 +32,7 @@ from . import metrics
 from .datasets import CAPTION_CHOICE, IMAGE_CHOICE, PAIR_MATCH, TWO_POSITIVES, WINOGROUND, Dataset, Example
 from .datasets.base import word_order_class
 from .tables import cell, row
+from .diagnosis import attribution, diagnose, signals
 from .word_order import summarise_word_order, word_order_section
 
 PER_EXAMPLE = "per_example.jsonl"
@@ -413,7 +414,7 @@ def _text_scores(scorer, example: Example):
 def _checked(method: str, example: Example, scores, text_scores=None) -> dict:
     """The record of a score matrix (with the fallbacks its pairs took, where the scorer
     reports them), or a failure if it has the wrong shape or non-finite values."""
-    scores, flags = scores if isinstance(scores, tuple) else (scores, None)
+    scores, flags, results = (tuple(scores) + (None,))[:3] if isinstance(scores, tuple) else (scores, None, None)
     scores = np.asarray(scores, dtype=np.float64)
     if scores.shape != (len(example.images), len(example.texts)):
         return _record(method, example, f"scorer returned shape {scores.shape} for {len(example.images)} images x {len(example.texts)} texts")
@@ -424,6 +425,8 @@ def _checked(method: str, example: Example, scores, text_scores=None) -> dict:
               "correct": correct(example.kind, scores, text_scores)}
     if text_scores is not None:
         record["text_scores"] = text_scores.tolist()
+    if results is not None:
+        record["diagnosis"] = diagnose(example, results)
     return record if flags is None else {**record, "flags": flags}
 
 
@@ -476,11 +479,23 @@ def summarise_run(records: list[dict], n_bootstrap: int = 1000, seed: int = 0) -
         "n_failed": len(failed),
         "failures": [{"id": r["id"], "error": r["error"]} for r in failed],
         "flags": {flag: n for flag, n in flagged.items() if n},
+        **_error_sources(records),
         "metrics": block(records),
         "subsets": {s: block([r for r in records if r["subset"] == s]) for s in subsets},
         "tags": {t: block([r for r in records if t in r["tags"]]) for t in tags},
         **summarise_word_order(records, block),
     }
+
+
+def _error_sources(records: list[dict]) -> dict:
+    """``errors``: the stages of the wrong examples where gold is known, else ``signals``
+    (see :mod:`comclip.eval.diagnosis`); nothing for plain CLIP."""
+    metric = headline_metric(sorted({n for r in records if r["status"] == "ok" for n in r["correct"]}) or ["accuracy"])
+    found = attribution(records, metric)
+    if found is not None:
+        return {"errors": found}
+    found = signals(records, metric)
+    return {"signals": found} if found is not None else {}
 
 
 def headline_metric(names) -> str:
@@ -570,7 +585,8 @@ def markdown_report(report: dict) -> str:
         lines.append(row([run["method"], run["n_scored"], run["n_failed"], *cells]))
     for section in ("subsets", "tags"):
         lines += _breakdown(report, section, names)
-    lines += word_order_section(report, names) + _comparisons(report) + _flags(report) + _grounding(report)
+    lines += word_order_section(report, names) + _comparisons(report) + _flags(report) + _error_table(report)
+    lines += _grounding(report)
     lines += _failures(report)
     return "\n".join(lines) + "\n"
 
@@ -609,6 +625,34 @@ def _flags(report: dict) -> list[str]:
              row(["method", *names]), "|---" * (1 + len(names)) + "|"]
     for run in report["runs"]:
         lines.append(row([run["method"], *(run.get("flags", {}).get(flag, 0) for flag in names)]))
+    return lines
+
+
+def _error_table(report: dict) -> list[str]:
+    """Where errors come from: per method, its wrong examples by stage (gold known), else the
+    signals of its wrong and right examples."""
+    staged = [run for run in report["runs"] if run.get("errors")]
+    lines = []
+    if staged:
+        lines += ["", "## Where errors come from (wrong examples by stage: parse differs from the true graph, an "
+                  "entity's box IoU < 0.5 with its true box, or neither: the scoring)", "",
+                  row(["method", "metric", "wrong / examples", "parse", "grounding", "parse and grounding", "neither (scoring)"]),
+                  "|---" * 7 + "|"]
+        for run in staged:
+            e = run["errors"]
+            known = lambda n, flag: n if e.get(flag) else "-"  # noqa: E731
+            lines.append(row([run["method"], e["metric"], f"{e['wrong']} / {e['examples']}", known(e["parse"], "parse_known"),
+                              known(e["grounding"], "grounding_known"), e["parse_and_grounding"], e["neither"]]))
+    plain = [run for run in report["runs"] if run.get("signals")]
+    if plain:
+        lines += ["", "## Signals of wrong and right examples (no true parses or boxes in this data)", "",
+                  row(["method", "examples", "n", "fallbacks (% of them)", "median smallest grounding margin"]), "|---" * 5 + "|"]
+        for run in plain:
+            for name in ("wrong", "right"):
+                s = run["signals"][name]
+                flags = ", ".join(f"{f} {v:g}" for f, v in s["flags"].items()) or "none"
+                margin = "-" if s["median_margin"] is None else f"{s['median_margin']:.4f}"
+                lines.append(row([run["method"], name, s["n"], flags, margin]))
     return lines
 
 

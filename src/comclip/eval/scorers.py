@@ -34,10 +34,11 @@ def clip_scorer(backbone) -> PairScorer:
 
 def comclip_scorer(model) -> PairScorer:
     """A :class:`comclip.pipeline.ComCLIP`'s scores (its score mode, weighting, fill, grounder),
-    each with the fallbacks its pairs took (``{flag: pairs}``), which the runner records."""
+    each with the fallbacks its pairs took (``{flag: pairs}``) and its results, from which the
+    runner records the flags and a diagnosis (see :mod:`comclip.eval.diagnosis`)."""
 
     def many(groups):
-        return [(np.asarray(matrix), flags) for matrix, flags in model.score_groups(groups, with_flags=True)]
+        return [(np.asarray(matrix), flags, grid) for matrix, flags, grid in model.score_groups(groups, with_flags=True, with_results=True)]
 
     return PairScorer(lambda images, texts: many([(images, texts)])[0], many, texts=text_similarity(model.backbone))
 

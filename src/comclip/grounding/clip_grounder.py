@@ -33,7 +33,12 @@ RANK_DECIMALS = 5
 #: full image size with everything else filled ("mask", the sub-image form ComCLIP scores).
 #: "patches" scores candidates from the patch tokens of one forward pass per image, without
 #: encoding any crop (needs a backbone with ``supports_patches``: transformers CLIP).
-REGION_MODES = ("crop", "mask", "patches")
+#: "multiscale" scores each candidate by its mean cosine over the mask view and zoomed views
+#: (the masked candidate cut to a square :data:`ZOOMS` times its size, centred on it), so a
+#: small object is also seen at the size large ones have.
+REGION_MODES = ("crop", "mask", "patches", "multiscale")
+#: The zoomed views of the multiscale mode, as factors of the candidate's longer side.
+ZOOMS = (2.0, 2.5, 3.0)
 
 
 class CLIPGrounder(Grounder):
@@ -72,8 +77,10 @@ class CLIPGrounder(Grounder):
         described = {"name": self.name, "prompt": self.prompt, "proposals": self.proposals, "region": self.region}
         if "grid" in self.proposals:
             described["scales"] = [list(s) for s in self.scales]
-        if self.region == "mask":
+        if self.region in ("mask", "multiscale"):
             described["fill"] = self.fill
+        if self.region == "multiscale":
+            described["zooms"] = list(ZOOMS)
         return described
 
     def candidates(self, image: Image.Image) -> tuple[list[Box], torch.Tensor]:
@@ -118,12 +125,17 @@ class CLIPGrounder(Grounder):
         return dict(zip(todo, global_embeddings))
 
     def _encode_views(self, todo: dict[str, Image.Image], boxes: dict[str, list[Box]]) -> dict:
-        """Candidates encoded as crops or masked sub-images (one forward pass each, not cached:
-        the groundings they give are)."""
+        """Candidates encoded as crops, masked sub-images or (multiscale) the mean of a masked
+        sub-image's and its zoomed views' embeddings, whose dot product with a text is the mean
+        cosine. One forward pass per view, not cached: the rankings they give are."""
         maker = SubimageMaker(list(todo.values()), self.backbone.pixel_device)
         fill = "crop" if self.region == "crop" else self.fill
-        views = [maker.sub(n, [b], fill) for n, key in enumerate(todo) for b in boxes[key]]
+        zooms = ZOOMS if self.region == "multiscale" else ()
+        views = [view for n, key in enumerate(todo) for b in boxes[key]
+                 for view in [maker.sub(n, [b], fill), *(maker.zoomed(n, b, fill, z) for z in zooms)]]
         embeddings = self.backbone.encode_views(views) if views else torch.zeros(0)
+        if zooms and views:
+            embeddings = embeddings.reshape(-1, 1 + len(zooms), *embeddings.shape[1:]).mean(dim=1)
         start = 0
         for key in todo:
             count = len(boxes[key])

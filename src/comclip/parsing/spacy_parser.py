@@ -27,6 +27,8 @@ MODIFIER_DEPS = {"amod", "compound", "nummod", "nmod", "npadvmod", "quantmod"}
 PREDICATE_COMPLEMENT_DEPS = {"acomp", "attr", "xcomp", "advcl", "ccomp", "oprd"}
 CLAUSE_ON_NOUN_DEPS = {"acl", "relcl"}
 NOUN_POS = {"NOUN", "PROPN", "NUM"}
+#: Where a noun phrase's head stands.
+NOMINAL_DEPS = {"ROOT", "nsubj", "nsubjpass", "dobj", "obj", "pobj", "conj", "attr", "appos"}
 #: Nouns that are part of a complex preposition ("in front of", "on top of", "to the left of").
 PREPOSITION_NOUNS = {"front", "top", "side", "middle", "back", "bottom", "left", "right"}
 SKIP_HEADS = {"it", "there", "this", "that", "which", "who", "what", "something", "one"}
@@ -34,8 +36,14 @@ SKIP_HEADS = {"it", "there", "this", "that", "which", "who", "what", "something"
 POSSESSIVE_SIDES = {"left": "to the left of", "right": "to the right of", "front": "in front of", "back": "behind"}
 #: "a square with a circle above it": pronouns that stand for the owning entity.
 OWNER_PRONOUNS = {"it", "them"}
+#: Words that describe (colours, sizes, materials) and that the tagger reads as nouns before a
+#: noun ("a large purple cross": "purple" the subject, "cross" a verb): before another noun
+#: they are that noun's attributes.
+DESCRIPTIVE_WORDS = frozenset("""red orange yellow green blue purple pink brown black white gray grey silver gold golden
+    violet beige tan turquoise cyan magenta maroon navy small large big little tiny huge giant wooden metal plastic
+    glass stone""".split())
 #: Revision of the parsing rules, part of :meth:`SpacyParser.describe` (and so of cached parses' keys).
-RULES_VERSION = 2
+RULES_VERSION = 3
 
 
 def load_english_pipeline(name: str | None = None):
@@ -100,13 +108,18 @@ class SpacyParser(Parser):
 
     # --- entities ----------------------------------------------------------------------
     def _graph(self, text: str, doc) -> SceneGraph:
-        predicate_like = {t.i for t in doc if self._is_predicate_like(t)}
+        described = self._descriptive_nouns(doc)  # "purple" in "purple cross" -> the cross
+        predicate_like = {t.i for t in doc if self._is_predicate_like(t)} - set(described.values())
         entity_of: dict[int, Entity] = {}
         for token in doc:
-            if token.i in predicate_like or token.i in entity_of:
+            if token.i in predicate_like or token.i in entity_of or token.i in described:
                 continue
-            if self._is_entity_head(token):
-                entity_of[token.i] = self._entity(token, len(entity_of))
+            if self._is_entity_head(token) or token.i in described.values():
+                extra = [doc[i] for i, noun in described.items() if noun == token.i]
+                entity_of[token.i] = self._entity(token, len(entity_of), extra)
+        for word, noun in described.items():
+            if noun in entity_of:
+                entity_of[word] = entity_of[noun]  # relations attached to the word reach its noun
         relations = list(self._relations(doc, entity_of))
         seen, unique = set(), []
         for position, relation in sorted(relations, key=lambda item: item[0]):
@@ -114,7 +127,24 @@ class SpacyParser(Parser):
             if key not in seen and relation.subject != relation.object:
                 seen.add(key)
                 unique.append(relation)
-        return SceneGraph(text=text, entities=[e for _, e in sorted(entity_of.items())], relations=unique)
+        entities = list({e.id: e for _, e in sorted(entity_of.items())}.values())
+        return SceneGraph(text=text, entities=entities, relations=unique)
+
+    @staticmethod
+    def _descriptive_nouns(doc) -> dict[int, int]:
+        """``{word: noun}`` for descriptive words the tagger read as nouns right before a noun of
+        the same phrase ("a large purple cross", "a white cross below ..."): the word describes it."""
+        found = {}
+        for token in doc[:-1]:
+            following = doc[token.i + 1]
+            after = doc[token.i + 2] if token.i + 2 < len(doc) else None
+            takes_object = after is not None and after.pos_ in ("DET", "PRON")  # "in white crosses the street"
+            phrase_final = after is None or after.pos_ in ("ADP", "CCONJ", "PUNCT")
+            noun_like = following.tag_ in ("NN", "NNS") or (phrase_final and following.pos_ in ("ADJ", "VERB"))
+            if (token.lower_ in DESCRIPTIVE_WORDS and token.pos_ in ("NOUN", "PROPN") and token.dep_ != "compound"
+                    and noun_like and following.lower_ not in PREPOSITION_NOUNS and not takes_object):
+                found[token.i] = following.i
+        return found
 
     @staticmethod
     def _is_predicate_like(token) -> bool:
@@ -137,6 +167,8 @@ class SpacyParser(Parser):
 
     @staticmethod
     def _is_entity_head(token) -> bool:
+        if SpacyParser._noun_read_as_adjective(token):
+            return True
         if token.pos_ not in NOUN_POS or token.lower_ in SKIP_HEADS:
             return False
         if token.dep_ == "compound" and token.head.pos_ in NOUN_POS:
@@ -150,7 +182,18 @@ class SpacyParser(Parser):
         return token.is_alpha or token.pos_ == "NUM"
 
     @staticmethod
-    def _entity(token, entity_id: int) -> Entity:
+    def _noun_read_as_adjective(token) -> bool:
+        """An "adjective" in a noun's place with an article and adjectives of its own is a noun:
+        "a small purple square to the left of ..." (not "the other", "each other", "a man open")."""
+        children = list(token.children)
+        return (token.pos_ == "ADJ" and token.dep_ in NOMINAL_DEPS and token.lower_ not in ("other", "next")
+                and any(c.dep_ == "det" and c.lower_ in ("a", "an") for c in children)
+                and any(c.dep_ == "amod" and c.pos_ == "ADJ" for c in children))
+
+    @staticmethod
+    def _entity(token, entity_id: int, described_by=()) -> Entity:
+        """The entity headed by ``token``; ``described_by``: descriptive words read as nouns that
+        belong to it, taken as attributes with their own modifiers."""
         modifiers = []
 
         def collect(node):
@@ -160,6 +203,10 @@ class SpacyParser(Parser):
                     modifiers.append(child)
 
         collect(token)
+        for word in described_by:
+            collect(word)
+            modifiers.append(word)
+        modifiers = list({t.i: t for t in modifiers}.values())
         modifiers.sort(key=lambda t: t.i)
         attributes = tuple(t.lower_ for t in modifiers)
         head = _lemma(token) if token.pos_ != "PROPN" else token.lower_
@@ -180,7 +227,7 @@ class SpacyParser(Parser):
         yield from self._owned_relations(doc, entity_of)
         for token in doc:
             subject, passive = self._subject(token, entity_of)
-            if token.pos_ in NOUN_POS and entity(token) is not None:
+            if entity(token) is not None:
                 # Prepositions on nouns: "a man on a horse", "a dog with a frisbee".
                 for prep, obj, words in self._prepositional_objects(token):
                     if self._owner_reference(obj):
@@ -188,8 +235,8 @@ class SpacyParser(Parser):
                     for target in with_conjuncts(obj):
                         if entity(target) is not None:
                             yield prep.i, Relation(entity(token).id, words, entity(target).id)
-            if subject is None:
-                continue
+            if subject is None or subject is entity(token):
+                continue  # no subject, or a noun whose "subject" is its own descriptive word
             verb = self._verb_phrase(token)
             if not verb:  # a copula whose complement is really the verb: "a man is sits on a bench"
                 misused = [c for c in token.children if c.i != token.i and self._misused_verb_after_copula(c)]
@@ -200,7 +247,7 @@ class SpacyParser(Parser):
                         if entity(target) is not None and verb:
                             yield token.i, Relation(subject.id, verb, entity(target).id)
             for prep, obj, words in self._prepositional_objects(token):
-                if prep.dep_ == "agent" and passive:
+                if passive and (prep.dep_ == "agent" or (prep.lower_ == "by" and token.tag_ == "VBN")):
                     for target in with_conjuncts(obj):
                         if entity(target) is not None and verb:
                             yield token.i, Relation(entity(target).id, verb, subject.id)
@@ -301,6 +348,8 @@ class SpacyParser(Parser):
                         for inner_obj in inner.children:
                             if inner_obj.dep_ == "pobj":
                                 article = "".join(f"{d.lower_} " for d in obj.children if d.dep_ == "det")
-                                yield child, inner_obj, f"{child.lower_} {article}{obj.lower_} {inner.lower_}"
+                                sides = "".join(f"{d.lower_} " for d in obj.children  # "on the right side of"
+                                                if d.dep_ in ("amod", "compound") and d.lower_ in PREPOSITION_NOUNS)
+                                yield child, inner_obj, f"{child.lower_} {article}{sides}{obj.lower_} {inner.lower_}"
                 else:
                     yield child, obj, child.lower_

@@ -1,0 +1,120 @@
+"""Named methods: one name for each complete way of scoring an image against a caption.
+
+- ``clip``: plain CLIP, the cosine of the global embeddings.
+- ``comclip``: the paper's ComCLIP, exactly: the model's own defaults over the library's.
+- ``comclip-plus``: the best training-free configuration this project knows (see
+  :data:`PLUS_REASONS` for why each choice).
+
+A method is a set of :class:`~comclip.config.PipelineConfig` changes layered between the
+model's defaults and what the user passes: the user's options win over the method's, which
+win over the model's ``comclip.json`` and the library's defaults. The changes may depend on
+that base configuration (a function of it), so a method can say "multiscale views where the
+model's grounder shows masked candidates" without fixing the model's other choices. Named
+methods are open: :func:`register_method` adds one, and every command and report takes it by
+name (``--method clip,comclip,yours``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping, Union
+
+from .config import PipelineConfig
+from .errors import InputError
+from .registry import Registry
+
+#: What a method changes: fixed PipelineConfig fields, or a function of the base configuration.
+Changes = Union[Mapping[str, Any], Callable[[PipelineConfig], Mapping[str, Any]]]
+
+
+@dataclass(frozen=True)
+class Method:
+    """A named way of scoring: ``changes`` over the base configuration, or plain CLIP (None)."""
+
+    name: str
+    description: str
+    changes: Changes | None = None
+    #: Why each changed field has its value (shown by ``comclip methods``).
+    reasons: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def composed(self) -> bool:
+        """Whether this method runs the ComCLIP pipeline (not plain CLIP)."""
+        return self.changes is not None
+
+    def config(self, base: PipelineConfig, explicit: Mapping[str, Any] | None = None) -> PipelineConfig | None:
+        """This method's configuration over ``base`` (the model's defaults over the library's),
+        under the ``explicit`` options the user gave; None for plain CLIP."""
+        if self.changes is None:
+            return None
+        changes = self.changes(base) if callable(self.changes) else self.changes
+        return base.replace(**{**dict(changes), **dict(explicit or {})})
+
+    def describe(self, base: PipelineConfig | None = None) -> dict:
+        """Name, description and (for a base configuration) the fields this method sets."""
+        described: dict = {"name": self.name, "description": self.description, "composed": self.composed}
+        if self.changes is not None:
+            changes = self.changes(base or PipelineConfig()) if callable(self.changes) else self.changes
+            described["changes"] = dict(changes)
+            described["reasons"] = dict(self.reasons)
+        return described
+
+
+METHODS: Registry[Method] = Registry("method")
+
+
+def register_method(name: str, changes: Changes | None, description: str = "",
+                    reasons: Mapping[str, str] | None = None) -> Method:
+    """Add a named method (``changes``: PipelineConfig fields, or a function of the base
+    configuration returning them; None: plain CLIP). Fixed changes are checked at once."""
+    if not name or "," in name or name != name.strip():
+        raise InputError(f"a method name must be a non-empty word without commas, got {name!r}")
+    if changes is not None and not callable(changes):
+        PipelineConfig().replace(**dict(changes))  # unknown fields or bad values fail here, not mid-run
+    method = Method(name, description, changes, dict(reasons or {}))
+    METHODS.add(name, method)
+    return method
+
+
+def parse_methods(value: str) -> list[str]:
+    """``"clip,comclip-plus"`` -> registered method names, in order, each once."""
+    names = list(dict.fromkeys(m.strip() for m in value.split(",") if m.strip()))
+    unknown = [m for m in names if m not in METHODS]
+    if unknown or not names:
+        raise InputError(f"--method takes registered methods separated by commas ({', '.join(METHODS)}); got {value!r}")
+    return names
+
+
+def method_configs(names: list[str], base: PipelineConfig,
+                   explicit: Mapping[str, Any] | None = None) -> dict[str, PipelineConfig | None]:
+    """``{method: its PipelineConfig, or None for plain CLIP}`` over ``base``."""
+    return {name: METHODS[name].config(base, explicit) for name in names}
+
+
+def _plus(base: PipelineConfig) -> dict:
+    """ComCLIP+ over a base configuration: see :data:`PLUS_REASONS`."""
+    changes = dict(PLUS)
+    if base.region == "mask":
+        changes["region"] = "multiscale"
+    return changes
+
+
+#: The fixed part of ComCLIP+ (chosen on sandbox development seeds 100 and 101; see the README).
+PLUS = {"assignment": "joint", "score_mode": "evidence", "evidence_weight": 2.0, "fill": "mean",
+        "relations": "geometry"}
+PLUS_REASONS = {
+    "assignment": "joint: the entities of a caption are grounded to different regions; argmax put two entities "
+                  "on one box in about a quarter of sandbox examples",
+    "region": "multiscale where the model's grounder shows masked candidates (the sandbox models): small objects "
+              "are also seen zoomed; other models keep their region mode (patch tokens for CLIP ViTs)",
+    "score_mode": "evidence: each entity's phrase must match its own sub-image, which a bag-of-words caption "
+                  "embedding cannot check",
+    "evidence_weight": "2: the best lambda on the development seeds",
+    "fill": "mean: the image's mean colour outside the region is closer to what the encoder saw in training than black",
+    "relations": "geometry: spatial predicates checked on the grounded boxes, which sub-images cannot tell apart",
+}
+
+register_method("clip", None, "plain CLIP: the cosine of the global image and caption embeddings")
+register_method("comclip", {}, "the paper's ComCLIP: the model's defaults over the library's, unchanged")
+register_method("comclip-plus", _plus, "ComCLIP+: joint grounding, multiscale candidate views, entity evidence "
+                "and spatial relations checked on the boxes", PLUS_REASONS)

@@ -1,0 +1,31 @@
+"""The paper's ComCLIP gives exactly the scores it gave before ComCLIP+ (joint grounding, new
+region modes, parser rules) was added: its configuration is unchanged, so must its scores be.
+The pinned values were written by the code before those changes (tests/data/paper_scores.json:
+sandbox seed 7, 3 items per task, both shipped sandbox models, three configurations)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+PINNED = json.loads((Path(__file__).parent / "data" / "paper_scores.json").read_text(encoding="utf-8"))
+
+
+@pytest.mark.parametrize("run", sorted(PINNED["runs"]))
+def test_paper_method_scores_are_pinned(run):
+    from comclip.backbones import create_backbone
+    from comclip.config import PipelineConfig
+    from comclip.pipeline import ComCLIP
+    from comclip.sandbox.pairs import TASKS, minimal_pairs
+
+    model, _ = run.split("|")
+    pinned = PINNED["runs"][run]
+    backbone = create_backbone(model, device="cpu")
+    pipeline = ComCLIP(backbone, PipelineConfig.for_backbone(backbone, **pinned["options"]))
+    groups = [([s.render() for s in p.scenes], list(p.captions))
+              for task in TASKS for p in minimal_pairs(task, PINNED["seed"], PINNED["n"])]
+    scores = [m.numpy() for m in pipeline.score_groups(groups)]
+    np.testing.assert_allclose(np.stack(scores), np.asarray(pinned["scores"]), rtol=0, atol=1e-9)
