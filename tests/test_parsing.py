@@ -252,3 +252,72 @@ def test_comvg_sentences_parse_alike_in_any_case(spacy_parser):
     assert len(sentences) == 136
     for forms in zip(sentences, (s.upper() for s in sentences), (s.title() for s in sentences)):
         assert len({tuple(_triples(spacy_parser.parse(f))) for f in forms}) == 1, forms
+
+
+#: Short descriptive captions (#24): each row is a caption and its whole expected graph,
+#: entities as (head, attributes) and relations as (subject head, predicate, object head).
+DESCRIPTIVE = [
+    # descriptive words the tagger reads as nouns ("purple" the subject, "cross" a verb)
+    ("a large purple cross", [("cross", ("large", "purple"))], []),
+    ("a small white cross below a large green star", [("cross", ("small", "white")), ("star", ("large", "green"))],
+     [("cross", "below", "star")]),
+    ("a small green star above a large purple cross", [("star", ("small", "green")), ("cross", ("large", "purple"))],
+     [("star", "above", "cross")]),
+    ("a large purple cross below a small blue square", [("cross", ("large", "purple")), ("square", ("small", "blue"))],
+     [("cross", "below", "square")]),
+    ("a large red star to the left of a small purple cross", [("star", ("large", "red")), ("cross", ("small", "purple"))],
+     [("star", "to the left of", "cross")]),
+    ("a large orange triangle and a small purple cross", [("triangle", ("large", "orange")), ("cross", ("small", "purple"))], []),
+    # a noun the tagger reads as an adjective ("square" after "purple")
+    ("a small purple square to the left of a large white cross", [("square", ("small", "purple")), ("cross", ("large", "white"))],
+     [("square", "to the left of", "cross")]),
+    # spatial phrases
+    ("a red circle on the right side of a blue square", [("circle", ("red",)), ("square", ("blue",))],
+     [("circle", "on the right side of", "square")]),
+    ("a small red circle at the top of a large blue square", [("circle", ("small", "red")), ("square", ("large", "blue"))],
+     [("circle", "at the top of", "square")]),
+    ("a red circle on the left of a blue square", [("circle", ("red",)), ("square", ("blue",))],
+     [("circle", "on the left of", "square")]),
+    ("a small red circle to the right of a large blue square", [("circle", ("small", "red")), ("square", ("large", "blue"))],
+     [("circle", "to the right of", "square")]),
+    # "by" in passives is the agent; with an active verb it stays spatial
+    ("a dog chased by a cat", [("dog", ()), ("cat", ())], [("cat", "chase", "dog")]),
+    ("a ball held by a child", [("ball", ()), ("child", ())], [("child", "held", "ball")]),
+    ("a cat sitting by a window", [("cat", ()), ("window", ())], [("cat", "sit by", "window")]),
+    # words that must stay as they were
+    ("an orange and a banana", [("orange", ()), ("banana", ())], []),
+    ("a man in a white shirt", [("man", ()), ("shirt", ("white",))], [("man", "in", "shirt")]),
+]
+
+
+@pytest.mark.parametrize("caption, entities, relations", DESCRIPTIVE)
+def test_short_descriptive_captions(spacy_parser, caption, entities, relations):
+    graph = spacy_parser.parse(caption)
+    assert [(e.head, tuple(e.attributes)) for e in graph.entities] == entities
+    assert _triples(graph) == relations
+
+
+@pytest.mark.parametrize("predicate, same_as", [
+    ("on the right side of", "to the right of"), ("on the left side of", "to the left of"),
+    ("at the top of", "above"), ("at the bottom of", "below"),
+])
+def test_side_and_top_phrases_are_checked_like_their_plain_forms(predicate, same_as):
+    from comclip.composition.geometry import spatial_rule
+
+    assert spatial_rule(predicate) == spatial_rule(same_as) is not None
+
+
+def test_sandbox_captions_parse_to_their_true_graphs(spacy_parser):
+    """Every caption of a development seed's minimal pairs parses to the generator's graph."""
+    from comclip.sandbox.pairs import TASKS, minimal_pairs
+
+    wrong = []
+    for task in TASKS:
+        for pair in minimal_pairs(task, 100, 60):
+            for caption, truth in zip(pair.captions, pair.graphs):
+                graph = spacy_parser.parse(caption)
+                expected = SceneGraph.from_dict(truth, text=caption)
+                if ([(e.head, sorted(e.attributes)) for e in graph.entities] != [(e.head, sorted(e.attributes)) for e in expected.entities]
+                        or _triples(graph) != _triples(expected)):
+                    wrong.append(caption)
+    assert not wrong, wrong[:5]

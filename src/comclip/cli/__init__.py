@@ -15,7 +15,7 @@ import warnings
 from typing import Sequence
 
 from ..errors import ComclipError, InputError
-from . import ablate, app, cache, demo, eval, explain, models, parse, report, sandbox, score
+from . import ablate, app, cache, demo, eval, explain, methods, models, parse, report, sandbox, score
 
 PROG = "comclip"
 
@@ -30,7 +30,7 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message):
         raise UsageError(f"{self.prog}: error: {message} (see {self.prog} --help)")
 #: In the order ``comclip --help`` lists them.
-COMMANDS = (models, score, parse, explain, cache, report, eval, ablate, sandbox, demo, app)
+COMMANDS = (models, methods, score, parse, explain, cache, report, eval, ablate, sandbox, demo, app)
 
 
 def build_parser() -> argparse.ArgumentParser:

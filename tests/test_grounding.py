@@ -1,0 +1,126 @@
+"""Grounding: the joint assignment of a caption's entities to regions (against a brute-force
+reference), the argmax pick as it always was, multiscale candidate views, and the grounding
+accuracy measure with either assignment."""
+
+from __future__ import annotations
+
+import itertools
+import random
+
+import numpy as np
+import pytest
+
+from comclip.boxes import Box
+from comclip.grounding import Detection
+from comclip.grounding.assignment import assign, ranking_margin
+
+REGIONS = [Box(0, 0, 10, 10), Box(20, 0, 30, 10), Box(0, 20, 10, 30), Box(20, 20, 30, 30)]
+
+
+def _rankings(scores: np.ndarray) -> list[list[Detection]]:
+    """Each row's detections over the same candidate regions (as the clip grounder ranks), best first."""
+    return [[Detection((REGIONS[c],), float(row[c])) for c in np.argsort(-row, kind="stable")] for row in scores]
+
+
+def _brute_force_total(scores: np.ndarray) -> float:
+    rows, columns = scores.shape
+    return max(sum(scores[r, c] for r, c in enumerate(perm)) for perm in itertools.permutations(range(columns), rows))
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_joint_assignment_maximises_the_total_with_distinct_regions(seed):
+    rng = np.random.default_rng(seed)
+    scores = rng.uniform(-1, 1, size=(int(rng.integers(1, 4)), 4))
+    grounded = assign(_rankings(scores), list(range(len(scores))), joint=True)
+    picked = [REGIONS.index(g.detection.boxes[0]) for g in grounded]
+    assert len(set(picked)) == len(picked)
+    assert sum(scores[r, c] for r, c in enumerate(picked)) == pytest.approx(_brute_force_total(scores))
+
+
+def test_argmax_takes_each_entity_top_detection_and_may_share():
+    scores = np.array([[0.9, 0.1, 0.0, 0.0], [0.8, 0.2, 0.0, 0.0]])
+    argmax = assign(_rankings(scores), [0, 1], joint=False)
+    joint = assign(_rankings(scores), [0, 1], joint=True)
+    assert [g.detection.boxes[0] for g in argmax] == [REGIONS[0], REGIONS[0]]
+    assert [g.detection.boxes[0] for g in joint] == [REGIONS[0], REGIONS[1]]  # 0.9 + 0.2 beats 0.1 + 0.8
+    assert argmax[0].margin == pytest.approx(0.8) and joint[1].margin == pytest.approx(0.6)
+
+
+def test_entities_that_cannot_be_told_apart_share_a_region():
+    scores = np.array([[0.9, 0.1, 0.0, 0.0], [0.9, 0.1, 0.0, 0.0]])
+    grounded = assign(_rankings(scores), [("dog", ()), ("dog", ())], joint=True)
+    assert grounded[0].detection == grounded[1].detection and not grounded[1].forced_share
+
+
+def test_more_entities_than_regions_fall_back_to_their_top_detection():
+    rankings = [[Detection((REGIONS[0],), 0.9)], [Detection((REGIONS[0],), 0.8)]]
+    grounded = assign(rankings, [0, 1], joint=True)
+    assert grounded[0].detection.boxes == (REGIONS[0],) and grounded[1].detection.boxes == (REGIONS[0],)
+    assert grounded[1].forced_share and not grounded[0].forced_share
+
+
+def test_detector_boxes_overlapping_strongly_are_one_region():
+    """A detector finds boxes per query: two near-identical boxes are one region, so the second
+    entity goes to its next, different box."""
+    a, a2, b = Box(0, 0, 10, 10), Box(0.5, 0, 10, 10), Box(20, 20, 30, 30)
+    rankings = [[Detection((a,), 0.9), Detection((b,), 0.1)], [Detection((a2,), 0.8), Detection((b,), 0.6)]]
+    grounded = assign(rankings, [0, 1], joint=True)
+    assert grounded[0].detection.boxes == (a,) and grounded[1].detection.boxes == (b,)
+
+
+def _old_pick(detections, margin):
+    """The pick of the pipeline before joint grounding, as it was written."""
+    if not detections:
+        return None
+    if margin is None:
+        return detections[0]
+    top = detections[0].score
+    close = [d for d in detections if d.score >= top - margin]
+    boxes = tuple(dict.fromkeys(b for d in close for b in d.boxes))
+    return Detection(boxes=boxes, score=top, label=detections[0].label)
+
+
+@pytest.mark.parametrize("margin", [None, 0.0, 0.05, 0.3])
+def test_argmax_with_a_union_margin_is_the_old_pick(margin):
+    rng = random.Random(3)
+    for _ in range(30):
+        scores = np.array([[round(rng.uniform(0, 1), 2) for _ in REGIONS] for _ in range(3)])
+        rankings = _rankings(scores)
+        assert [g.detection for g in assign(rankings, [0, 1, 2], joint=False, union_margin=margin)] == \
+            [_old_pick(d, margin) for d in rankings]
+
+
+def test_no_detection_is_none_and_margin_needs_two():
+    grounded = assign([[], [Detection((REGIONS[0],), 0.5)]], [0, 1], joint=True)
+    assert grounded[0].detection is None and grounded[1].detection.boxes == (REGIONS[0],)
+    assert ranking_margin([Detection((REGIONS[0],), 0.5)]) is None
+
+
+def test_multiscale_views_are_the_same_on_the_torch_and_pil_paths():
+    from comclip.sandbox.pairs import make_pair
+    from comclip.subimages import SubimageMaker, zoom_window
+
+    image = make_pair("binding", 0, 0).scenes[0].render()
+    box = Box(50.0, 2.0, 63.0, 15.0)  # near a corner: the window reaches beyond the image
+    pil = SubimageMaker([image], None).zoomed(0, box, "mean", 2.5)
+    tensor = SubimageMaker([image], "cpu").zoomed(0, box, "mean", 2.5)
+    x1, y1, x2, y2 = zoom_window(box, 2.5)
+    assert pil.size == (x2 - x1, y2 - y1) == (tensor.shape[2], tensor.shape[1])
+    assert np.array_equal(np.asarray(pil).transpose(2, 0, 1), tensor.numpy())
+
+
+def test_joint_grounding_is_at_least_as_accurate_on_sandbox_scenes():
+    """The clip grounder of the shipped model, multiscale views, each image's objects grounded
+    jointly vs each by its top box (grounding_hits), on a few sandbox items."""
+    from comclip.backbones import create_backbone
+    from comclip.config import PipelineConfig
+    from comclip.eval.datasets import load_dataset
+    from comclip.eval.grounding_accuracy import grounding_hits
+    from comclip.grounding import create_grounder
+
+    backbone = create_backbone("comclip/sandbox-bow", device="cpu")
+    dataset = load_dataset("sandbox", seed=5, n=6)
+    grounder = create_grounder("clip", backbone, **PipelineConfig.layered(backbone.defaults, region="multiscale").grounder_options())
+    joint, argmax = grounding_hits(grounder, dataset, joint=True), grounding_hits(grounder, dataset, joint=False)
+    assert len(joint) == len(argmax) == sum(len(b) for ex in dataset.examples for b in ex.boxes)
+    assert sum(joint) >= sum(argmax)
