@@ -26,7 +26,7 @@ CHOICES = {
     "grounder_prompt": ("a {}", "an image of {}"), "proposals": ("segments", "grid+segments"),
     "region": ("mask", "crop"), "grounder_fill": ("black", "blur"), "regions": ("r.json", "s.json"),
     "precision": ("amp_bf16", "fp32"), "pixels": ("pil", "torch"),
-    "relations": ("geometry", "off"), "relation_weight": (2.0, 0.5), "assignment": ("joint", "argmax"),
+    "relations": ("geometry", "off"), "relation_weight": (2.0, 0.5), "assignment": ("joint", "argmax"), "attribute_weight": (0.5, 1.0),
 }
 
 

@@ -96,17 +96,30 @@ def test_no_detection_is_none_and_margin_needs_two():
     assert ranking_margin([Detection((REGIONS[0],), 0.5)]) is None
 
 
-def test_multiscale_views_are_the_same_on_the_torch_and_pil_paths():
+@pytest.mark.parametrize("box", [Box(50.0, 2.0, 63.0, 15.0), Box(5, 5, 30, 30), Box(20, 40, 33, 62), Box(25, 25, 37, 37)])
+@pytest.mark.parametrize("fill", ["mean", "background", "black"])
+def test_multiscale_views_are_the_same_on_the_torch_and_pil_paths(box, fill):
+    """Zoomed views, also where the window reaches beyond the image on any side."""
     from comclip.sandbox.pairs import make_pair
     from comclip.subimages import SubimageMaker, zoom_window
 
     image = make_pair("binding", 0, 0).scenes[0].render()
-    box = Box(50.0, 2.0, 63.0, 15.0)  # near a corner: the window reaches beyond the image
-    pil = SubimageMaker([image], None).zoomed(0, box, "mean", 2.5)
-    tensor = SubimageMaker([image], "cpu").zoomed(0, box, "mean", 2.5)
+    pil = SubimageMaker([image], None).zoomed(0, box, fill, 2.5)
+    tensor = SubimageMaker([image], "cpu").zoomed(0, box, fill, 2.5)
     x1, y1, x2, y2 = zoom_window(box, 2.5)
     assert pil.size == (x2 - x1, y2 - y1) == (tensor.shape[2], tensor.shape[1])
     assert np.array_equal(np.asarray(pil).transpose(2, 0, 1), tensor.numpy())
+
+
+def test_background_fill_is_the_border_median():
+    from PIL import Image
+
+    from comclip.subimages import make_subimage
+
+    image = Image.new("RGB", (20, 20), (10, 200, 30))
+    image.paste((250, 0, 0), (8, 8, 12, 12))
+    out = np.asarray(make_subimage(image, [Box(0, 0, 5, 5)], "background"))
+    assert (out[10, 10] == (10, 200, 30)).all() and (out[2, 2] == (10, 200, 30)).all()
 
 
 def test_joint_grounding_is_at_least_as_accurate_on_sandbox_scenes():
@@ -124,3 +137,14 @@ def test_joint_grounding_is_at_least_as_accurate_on_sandbox_scenes():
     joint, argmax = grounding_hits(grounder, dataset, joint=True), grounding_hits(grounder, dataset, joint=False)
     assert len(joint) == len(argmax) == sum(len(b) for ex in dataset.examples for b in ex.boxes)
     assert sum(joint) >= sum(argmax)
+
+
+def test_attributes_break_near_ties_between_candidates_of_the_head():
+    from comclip.grounding.assignment import with_attributes
+
+    head = [Detection((REGIONS[0],), 0.50), Detection((REGIONS[1],), 0.49), Detection((REGIONS[2],), 0.10)]
+    phrase = [Detection((REGIONS[1],), 0.40), Detection((REGIONS[0],), 0.20)]  # REGIONS[2]: no phrase score
+    ranked = with_attributes(head, phrase, 0.5)
+    assert [d.boxes[0] for d in ranked] == [REGIONS[1], REGIONS[0], REGIONS[2]]
+    assert [d.score for d in ranked] == pytest.approx([0.69, 0.60, 0.20])  # the floor of the phrase's scores
+    assert with_attributes(head, [], 0.5) == head

@@ -22,7 +22,7 @@ FLOORS = [
     ["parsing"],
     ["grounding"],
     ["composition"],
-    ["config", "stored"],
+    ["config", "stored", "methods"],
     ["pipeline"],
     ["explain"],
     ["eval"],

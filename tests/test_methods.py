@@ -93,3 +93,24 @@ def test_eval_reports_comclip_plus_and_where_errors_come_from(cli, tmp_path):
     assert "errors" not in runs["clip"]
     assert "clip joint" in report["grounding"]
     assert "Where errors come from" in (out / "report.md").read_text()
+
+
+def test_the_app_session_scores_a_named_method_as_score_does():
+    from comclip.app import AppSession
+    from comclip.app.session import method_choices
+    from comclip.backbones import create_backbone
+    from comclip.pipeline import ComCLIP
+    from comclip.sandbox.pairs import make_pair
+
+    backbone = create_backbone("comclip/sandbox-bow", device="cpu")
+    pair = make_pair("binding", 4, 0)
+    session = AppSession(backbone)
+    assert method_choices() == [m for m in METHODS if METHODS[m].composed]
+    assert session.defaults("comclip-plus")["fill"] == "mean" and session.defaults()["fill"] == session.config.fill
+    image = pair.scenes[0].render()
+    import tempfile, os
+    path = os.path.join(tempfile.mkdtemp(), "scene.png")
+    image.save(path)
+    scored = session.score(path, "\n".join(pair.captions), draw=False, method="comclip-plus")
+    expected = ComCLIP(backbone, METHODS["comclip-plus"].config(PipelineConfig.for_backbone(backbone))).score([path], list(pair.captions))
+    assert [r.score for r in scored.results] == pytest.approx(expected[0].tolist())

@@ -61,6 +61,9 @@ class PipelineConfig:
     #: argmax: each entity's top region on its own (the paper); joint: a caption's entities
     #: grounded together, each to a different region (:mod:`comclip.grounding.assignment`).
     assignment: str = "argmax"
+    #: Ground an entity with attributes also by its phrase, adding this weight times the phrase's
+    #: score on each region to the head's (0: the head alone, as the paper).
+    attribute_weight: float = 0.0
     use_relations: bool = True
     #: Spatial relations checked on the grounded boxes: off (the paper) or geometry.
     relations: str = "off"
@@ -95,6 +98,7 @@ class PipelineConfig:
         _check_number("temperature", self.temperature, positive=True)
         _check_number("evidence_weight", self.evidence_weight)
         _check_number("union_margin", self.union_margin, at_least_zero=True)
+        _check_number("attribute_weight", self.attribute_weight, at_least_zero=True)
         for name in ("entity_prompt", "grounder_prompt"):
             if "{}" not in getattr(self, name):
                 raise InputError(f"{name} {getattr(self, name)!r} needs a {{}} where the entity goes")

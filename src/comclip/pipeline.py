@@ -22,7 +22,7 @@ from .config import PipelineConfig
 from .similarity import paired_cosines
 from .errors import InputError
 from .grounding import GROUND_BY, GROUNDERS, Detection, Grounder, create_grounder
-from .grounding.assignment import assign
+from .grounding.assignment import assign, with_attributes
 from .images import ImageInput, LoadedImage, load_image
 from .parsing import PARSERS, Parser, SceneGraph, create_parser
 from .stored import Stored
@@ -221,7 +221,7 @@ class ComCLIP:
         caption_of = dict(zip(distinct_texts, self.backbone.encode_texts(distinct_texts)))
         queries: dict[int, list[str]] = {}
         for i, j in pairs:
-            queries.setdefault(owner[i], []).extend(self._query(e) for e in graph_of[texts[j]].entities)
+            queries.setdefault(owner[i], []).extend(q for e in graph_of[texts[j]].entities for q in self._queries(e))
         maker = SubimageMaker([im.image for im in loaded], self.backbone.pixel_device)
         rankings, image_embeddings = self._ground_and_encode(loaded, queries, stored, maker)
         layouts = {(i, j): self._layout(graph_of[texts[j]], rankings[owner[i]], loaded[owner[i]]) for i, j in pairs}
@@ -319,6 +319,21 @@ class ComCLIP:
         return SCORE_MODES[self.config.score_mode](evidence, self.config.evidence_weight, self.config.evidence_relations)
 
     # --- internals -----------------------------------------------------------------------
+    def _queries(self, entity) -> list[str]:
+        """Every query an entity is grounded by: its own, and its phrase where attributes break ties."""
+        return [self._query(entity)] + ([entity.phrase] if self._tie_query(entity) else [])
+
+    def _tie_query(self, entity) -> bool:
+        return bool(self.config.attribute_weight and entity.attributes and entity.phrase != self._query(entity))
+
+    def _ranking(self, entity, rankings: dict) -> list[Detection]:
+        """The entity's ranked detections; with ``attribute_weight``, re-ranked by adding that
+        weight times its phrase's score on the same region (attributes break near-ties)."""
+        ranked = rankings.get(self._query(entity), [])
+        if not self._tie_query(entity):
+            return ranked
+        return with_attributes(ranked, rankings.get(entity.phrase, []), self.config.attribute_weight)
+
     def _query(self, entity) -> str:
         """What the grounder is asked to find for an entity: its head noun or its whole phrase."""
         return GROUND_BY[self.config.ground_by](entity)
@@ -327,7 +342,7 @@ class ComCLIP:
         """Parts (with boxes, not yet scored) of one caption on one image: its entities grounded
         together (see :mod:`comclip.grounding.assignment`), then its relations."""
         whole = Box(0.0, 0.0, float(image.image.width), float(image.image.height))
-        grounded = assign([rankings.get(self._query(e), []) for e in graph.entities],
+        grounded = assign([self._ranking(e, rankings) for e in graph.entities],
                           [(self._query(e), tuple(sorted(e.attributes))) for e in graph.entities],
                           joint=self.config.assignment == "joint", union_margin=self.config.union_margin)
         regions: dict[int, tuple[list[Box], list[str]]] = {}

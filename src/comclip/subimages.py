@@ -3,7 +3,7 @@
 As in the paper's code, a sub-image keeps the full image size and blacks out the pixels
 outside the region; a relation's sub-image is the union of its subject's and object's
 regions. Other fills exist because black masks are out of distribution for some backbones:
-``blur``, ``mean`` (the image's mean colour) and ``crop`` (the region's bounding box, cut
+``blur``, ``mean`` (the image's mean colour), ``background`` (the median colour of its border) and ``crop`` (the region's bounding box, cut
 out). Each fill is one function in :data:`FILLS`; the grounder's masked candidate views and
 the pipeline's sub-images are both made here.
 
@@ -95,6 +95,22 @@ def mean_fill(image: Image.Image, boxes: Sequence[Box]) -> Image.Image:
     return _outside_replaced(image, boxes, np.broadcast_to(mean, pixels.shape))
 
 
+def border_colour(pixels: np.ndarray) -> np.ndarray:
+    """The median colour of an image's border pixels (``[H, W, 3]`` uint8), channel by channel
+    (the lower median, so the tensor form gives the same value): its background, where the
+    objects stand free of the edges (a product photo, a diagram, a sandbox scene)."""
+    border = np.concatenate([pixels[0], pixels[-1], pixels[:, 0], pixels[:, -1]])
+    return np.sort(border, axis=0)[(len(border) - 1) // 2].astype(np.uint8)
+
+
+@FILLS.register("background")
+def background_fill(image: Image.Image, boxes: Sequence[Box]) -> Image.Image:
+    """The image's background colour (the median of its border) outside the region: unlike
+    the mean, it matches the region's own surroundings, so the box's edge does not show."""
+    pixels = np.asarray(image)
+    return _outside_replaced(image, boxes, np.broadcast_to(border_colour(pixels), pixels.shape))
+
+
 @FILLS.register("crop")
 def crop_fill(image: Image.Image, boxes: Sequence[Box]) -> Image.Image:
     """The region's bounding box, cut out (the image size is not kept)."""
@@ -166,6 +182,16 @@ def mean_fill_tensor(canvas: Canvas, boxes: Sequence[Box]) -> torch.Tensor:
     return _tensor_outside_replaced(canvas, boxes, mean)
 
 
+def _border_colour_tensor(pixels: torch.Tensor) -> torch.Tensor:
+    border = torch.cat([pixels[:, 0], pixels[:, -1], pixels[:, :, 0], pixels[:, :, -1]], dim=1)  # [3, n]
+    return border.sort(dim=1).values[:, (border.shape[1] - 1) // 2][:, None, None]
+
+
+@TENSOR_FILLS.register("background")
+def background_fill_tensor(canvas: Canvas, boxes: Sequence[Box]) -> torch.Tensor:
+    return _tensor_outside_replaced(canvas, boxes, canvas.background("background", _border_colour_tensor))
+
+
 @TENSOR_FILLS.register("crop")
 def crop_fill_tensor(canvas: Canvas, boxes: Sequence[Box]) -> torch.Tensor:
     x1, y1, x2, y2 = bounding_box(boxes).pixels()
@@ -208,7 +234,7 @@ class SubimageMaker:
             pixels = np.pad(np.asarray(masked), ((pad[1], pad[3]), (pad[0], pad[2]), (0, 0)), mode="edge")
             window = pixels[y1 + pad[1] : y2 + pad[1], x1 + pad[0] : x2 + pad[0]]
             return Image.fromarray(np.ascontiguousarray(window), mode="RGB")
-        padded = torch.nn.functional.pad(masked[None].float(), pad, mode="replicate")[0]
+        padded = torch.nn.functional.pad(masked[None].float(), (pad[0], pad[2], pad[1], pad[3]), mode="replicate")[0]
         return padded[:, y1 + pad[1] : y2 + pad[1], x1 + pad[0] : x2 + pad[0]].round().to(torch.uint8)
 
 

@@ -12,7 +12,8 @@ from pathlib import Path
 
 from ..errors import ComclipError, InputError
 from ..images import load_image
-from .session import PAGE_OPTIONS, AppSession, option_choices, parses_html, scores_html, summary, weights_html
+from .session import (DEFAULT_METHOD, PAGE_OPTIONS, AppSession, method_choices, option_choices, parses_html, scores_html,
+                      summary, weights_html)
 
 log = logging.getLogger("comclip.app")
 LABELS = {"weighting": "Weighting", "fill": "Fill outside the box", "score_mode": "Score mode", "grounder": "Grounder"}
@@ -41,8 +42,9 @@ def _error(message: str, image_path=None) -> tuple:
 
 def score_request(session: AppSession, image_path, captions, *choices) -> tuple:
     """The Score button: (message, preview, scores, parses, weights, figures); never raises."""
+    method = choices[len(PAGE_OPTIONS)] if len(choices) > len(PAGE_OPTIONS) else None  # the method radio, last
     try:
-        scored = session.score(image_path, captions, **dict(zip(PAGE_OPTIONS, choices)))
+        scored = session.score(image_path, captions, method=method, **dict(zip(PAGE_OPTIONS, choices)))
     except ComclipError as exc:
         return _error(str(exc), image_path)
     except Exception as exc:  # a bug: the page says so in one line, the log keeps the traceback
@@ -76,6 +78,8 @@ def build_page(session: AppSession, examples: list[list[str]]):
                 preview = gr.Image(label="Image as scored", interactive=False, height=260, elem_id="comclip-preview")
             with gr.Column():
                 captions = gr.Textbox(label="Captions, one per line", lines=4, elem_id="comclip-captions")
+                method = gr.Radio(method_choices(), value=DEFAULT_METHOD, label="Method (comclip methods says what each sets)",
+                                  elem_id="comclip-method")
                 options = [gr.Radio(choices[name], value=defaults[name], label=LABELS[name], elem_id=f"comclip-{name}")
                            for name in PAGE_OPTIONS]
                 button = gr.Button("Score", variant="primary", elem_id="comclip-score")
@@ -89,7 +93,8 @@ def build_page(session: AppSession, examples: list[list[str]]):
         figures = gr.Gallery(label="Explanation figures", columns=2, height="auto", object_fit="contain",
                              elem_id="comclip-figures")
         image.change(preview_request, inputs=image, outputs=[message, preview])
-        button.click(lambda *args: score_request(session, *args), inputs=[image, captions, *options],
+        method.change(lambda name: [session.defaults(name)[n] for n in PAGE_OPTIONS], inputs=method, outputs=options)
+        button.click(lambda *args: score_request(session, *args), inputs=[image, captions, *options, method],
                      outputs=[message, preview, scores, parses, weights, figures], concurrency_limit=1)
     return page
 

@@ -15,15 +15,23 @@ from ..config import PipelineConfig
 from ..errors import InputError
 from ..eval.evaluate import GrounderPool
 from ..images import LoadedImage, load_image
+from ..methods import METHODS
 from ..pipeline import ComCLIP, ComCLIPResult
 from ..text import validate_captions
 
 #: The pipeline options the page offers, each a PipelineConfig field with its registry's choices.
 PAGE_OPTIONS = ("weighting", "fill", "score_mode", "grounder")
+#: The method a request gets unless it names one: the paper's.
+DEFAULT_METHOD = "comclip"
 #: Grounders that need more than an image (a regions file, a detector's weights): not offered on the page.
 _NEEDS_INPUT = {"regions", "oracle"}
 #: Requests whose figure files are kept on disk (a long-running server does not fill its temp folder).
 KEEP_REQUESTS = 8
+
+
+def method_choices() -> list[str]:
+    """The composed named methods the page offers (plain CLIP is always shown beside them)."""
+    return [name for name, method in METHODS.items() if method.composed]
 
 
 def option_choices() -> dict[str, list[str]]:
@@ -76,13 +84,15 @@ class AppSession:
         self._grounders = GrounderPool(backbone)  # one detector per grounder setting, whatever the other choices
         self.config = self.configure()  # bad command-line options are found at start
 
-    def configure(self, **choices) -> PipelineConfig:
-        """The configuration of a request: its choices over the command line's over the model's."""
-        return PipelineConfig.for_backbone(self.backbone, **{**self.base, **choices})
+    def configure(self, method: str | None = None, **choices) -> PipelineConfig:
+        """The configuration of a request: its choices over the command line's over the named
+        method's (``comclip`` by default) over the model's."""
+        return METHODS[method or DEFAULT_METHOD].config(PipelineConfig.for_backbone(self.backbone), {**self.base, **choices})
 
-    def defaults(self) -> dict[str, str]:
-        """The page's initial choices: the configuration a request without choices gets."""
-        return {name: getattr(self.config, name) for name in PAGE_OPTIONS}
+    def defaults(self, method: str | None = None) -> dict[str, str]:
+        """The page's choices for a method (the initial ones: the default method's)."""
+        config = self.config if method in (None, DEFAULT_METHOD) else self.configure(method)
+        return {name: getattr(config, name) for name in PAGE_OPTIONS}
 
     def pipeline(self, config: PipelineConfig) -> ComCLIP:
         """The pipeline of a configuration, built once; pipelines share their grounders."""
@@ -91,7 +101,8 @@ class AppSession:
             self._pipelines[key] = ComCLIP(self.backbone, config, grounder=self._grounders.get(config))
         return self._pipelines[key]
 
-    def score(self, image_path: str | None, captions: str | None, draw: bool = True, **choices) -> Scored:
+    def score(self, image_path: str | None, captions: str | None, draw: bool = True, method: str | None = None,
+              **choices) -> Scored:
         """Score every caption against the image; raise :class:`InputError` on a missing or
         undecodable image, no caption, or options that do not go together."""
         started = time.perf_counter()
@@ -99,7 +110,7 @@ class AppSession:
             raise InputError("no image: upload one or pick an example")
         texts = split_captions(captions)
         image = load_image(image_path)
-        config = self.configure(**{k: v for k, v in choices.items() if v is not None})
+        config = self.configure(method, **{k: v for k, v in choices.items() if v is not None})
         results = self.pipeline(config).score_details([image], texts)[0]
         scored = Scored(image, texts, [r.clip for r in results], results)  # the pipeline's CLIP cosines: no second pass
         if draw:

@@ -44,6 +44,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def register(sub) -> None:
+    from ..eval.ablation import GRIDS
     from .. import sandbox  # noqa: F401  (registers the generated "sandbox" dataset)
     from ..eval.datasets import DATASETS
 
@@ -56,9 +57,9 @@ def register(sub) -> None:
     p.add_argument("--n", type=count(1), default=100, help="sandbox: pairs per task (default: 100)")
     p.add_argument("--dev-seed", type=int, default=100, help="sandbox seed the choice is made on (default: 100)")
     p.add_argument("--test-seed", type=int, default=200, help="sandbox seed the result is reported on (default: 200)")
-    p.add_argument("--grid", default="full", choices=["full", "small", "spatial"],
+    p.add_argument("--grid", default="full", choices=list(GRIDS),
                    help="configurations to try: full (240), spatial (24: score mode x fill x segment grounding x --relations), "
-                        "small (8) (default: full)")
+                        "small (8), plus (10: ComCLIP+'s grounding additions one at a time) (default: full)")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default: 0)")
     p.add_argument("--out", default=None, help="output folder (default: results/ablate_DATASET)")
     p.add_argument("--force", action="store_true", help="overwrite an earlier ablation in --out")

@@ -26,7 +26,7 @@ PIPELINE_FIELDS = {
     "fill": "fill", "regions": "regions", "score": "score_mode", "evidence_weight": "evidence_weight",
     "evidence_relations": "evidence_relations", "ground_by": "ground_by", "union_margin": "union_margin",
     "proposals": "proposals", "region": "region", "relations": "relations", "relation_weight": "relation_weight",
-    "assignment": "assignment",
+    "assignment": "assignment", "attribute_weight": "attribute_weight",
 }
 
 
@@ -171,6 +171,8 @@ def add_pipeline_options(parser: argparse.ArgumentParser) -> None:
         help="ground an entity to the union of all boxes scoring within this margin of the top (default: top box only)")
     add("--assignment", choices=list(ASSIGNMENTS), help="argmax: each entity's top region on its own (the paper); "
         f"joint: a caption's entities grounded together, each to a different region (default: {d.assignment})")
+    add("--attribute-weight", type=finite, help="also ground an entity with attributes by its phrase, adding this "
+        f"weight x the phrase's score on each region to its head's: attributes break ties (default: {d.attribute_weight:g})")
     add("--proposals", choices=list(PROPOSALS), help=f"clip grounder's candidate regions (default: the model's, else {d.proposals})")
     add("--region", choices=list(REGION_MODES), help="clip grounder scores candidates from patch tokens, crops or masks "
         "(default: the model's, else patches for CLIP ViTs, else crop)")

@@ -38,17 +38,31 @@ GROUNDINGS = {
     "segments+grid-crop": ({"proposals": "grid+segments", "region": "crop"}, "head", None),
     "segments-mask": ({"proposals": "segments", "region": "mask"}, "head", None),
     "segments+grid-patches": ({"proposals": "grid+segments", "region": "patches"}, "head", None),
+    # ComCLIP+'s grounding, one addition at a time (#24): joint assignment, then multiscale
+    # views, then the background fill of the candidates' views.
+    "default-joint": ({"assignment": "joint"}, "head", None),
+    "multiscale-joint": ({"region": "multiscale", "assignment": "joint"}, "head", None),
+    "multiscale-background-joint": ({"region": "multiscale", "grounder_fill": "background", "assignment": "joint"}, "head", None),
+    "multiscale-background-joint-attributes": ({"region": "multiscale", "grounder_fill": "background", "assignment": "joint",
+                                                "attribute_weight": 0.1}, "head", None),
 }
 SCORES = (("comclip", 0.0), ("evidence", 0.5), ("evidence", 1.0), ("evidence", 2.0), ("evidence-min", 1.0))
 GRIDS = {
     "full": {"score": SCORES, "weighting": ("sum", "softmax"), "fill": ("black", "mean"),
-             "grounding": tuple(g for g in GROUNDINGS if g != "default"), "relations": ("off", "geometry")},
+             "grounding": ("grid-crop", "grid-crop-union", "grid-crop-phrase", "segments+grid-crop", "segments-mask",
+                           "segments+grid-patches"), "relations": ("off", "geometry")},
     "small": {"score": (("comclip", 0.0), ("evidence", 1.0)), "weighting": ("sum",), "fill": ("black", "mean"),
               "grounding": ("default",), "relations": ("off", "geometry")},
     # The factors that mattered in the full grid on the sandbox (score mode, fill, segment
     # grounding), crossed with the geometric relation check: 24 configurations.
     "spatial": {"score": (("comclip", 0.0), ("evidence", 1.0), ("evidence", 2.0)), "weighting": ("sum",),
                 "fill": ("black", "mean"), "grounding": ("default", "segments-mask"), "relations": ("off", "geometry")},
+    # ComCLIP+'s grounding additions (for models whose grounder masks candidates, as the sandbox's),
+    # each on top of the last, under the evidence scores with the geometric check: 10 configurations.
+    "plus": {"score": (("evidence", 1.0), ("evidence", 2.0)), "weighting": ("sum",), "fill": ("mean",),
+             "grounding": ("default", "default-joint", "multiscale-joint", "multiscale-background-joint",
+                           "multiscale-background-joint-attributes"),
+             "relations": ("geometry",)},
 }
 
 
@@ -169,11 +183,12 @@ def _test_run(test: Dataset, backbone, best: Config, out: Path, seed: int, usabl
     extra = {"chosen_on": {"split": dev_split, "criterion": CRITERION, "config": best.name}}
     if has_boxes(test):
         pool = GrounderPool(backbone, test)
-        by_grounder: dict = {}  # the measure queries shapes and takes the top box: one row per distinct grounder
+        by_grounder: dict = {}  # the measure queries shapes: one row per distinct (grounder, assignment)
         for name in GROUNDINGS:
             if name in usable:
-                by_grounder.setdefault(pool.get(Config(grounding=name).pipeline_config(backbone.defaults)), name)
-        rows = {name: grounder for grounder, name in by_grounder.items()}
+                config = Config(grounding=name).pipeline_config(backbone.defaults)
+                by_grounder.setdefault((pool.get(config), config.assignment == "joint"), name)
+        rows: dict = {name: entry for entry, name in by_grounder.items()}
         rows["oracle"] = oracle_grounder(test)
         extra["grounding"] = grounding_report(rows, test, seed=seed)
     (out / PER_EXAMPLE).unlink(missing_ok=True)  # the test run is recomputed with the chosen config

@@ -24,6 +24,7 @@ from typing import Sequence
 from ..boxes import bounding_box
 from ..parsing import SceneGraph
 from .datasets import Example
+from .tables import row
 
 IOU_THRESHOLD = 0.5
 
@@ -99,3 +100,49 @@ def signals(records: list[dict], metric: str) -> dict | None:
         out[name] = {"n": len(group), "flags": {f: round(100 * n / len(group), 1) for f, n in sorted(flags.items())} if group else {},
                      "median_margin": statistics.median(margins) if margins else None}
     return {"metric": metric, **out}
+
+
+def error_sources(records: list[dict], metric: str) -> dict:
+    """A method's report section: ``errors`` (stages of its wrong examples) where gold is
+    known, else ``signals``; nothing for plain CLIP, whose records carry no diagnosis."""
+    found = attribution(records, metric)
+    if found is not None:
+        return {"errors": found}
+    found = signals(records, metric)
+    return {"signals": found} if found is not None else {}
+
+
+def error_section(report: dict) -> list[str]:
+    """The markdown of :func:`error_sources` for every method of a report."""
+    return _stage_table([run for run in report["runs"] if run.get("errors")]) + \
+        _signal_table([run for run in report["runs"] if run.get("signals")])
+
+
+def _stage_table(runs: list[dict]) -> list[str]:
+    if not runs:
+        return []
+    lines = ["", "## Where errors come from (wrong examples by stage: parse differs from the true graph, an "
+             "entity's box IoU < 0.5 with its true box, or neither: the scoring)", "",
+             row(["method", "metric", "wrong / examples", "parse", "grounding", "parse and grounding", "neither (scoring)"]),
+             "|---" * 7 + "|"]
+    for run in runs:
+        e = run["errors"]
+        parse = e["parse"] if e.get("parse_known") else "-"
+        grounding = e["grounding"] if e.get("grounding_known") else "-"
+        lines.append(row([run["method"], e["metric"], f"{e['wrong']} / {e['examples']}", parse, grounding,
+                          e["parse_and_grounding"], e["neither"]]))
+    return lines
+
+
+def _signal_table(runs: list[dict]) -> list[str]:
+    if not runs:
+        return []
+    lines = ["", "## Signals of wrong and right examples (no true parses or boxes in this data)", "",
+             row(["method", "examples", "n", "fallbacks (% of them)", "median smallest grounding margin"]), "|---" * 5 + "|"]
+    for run in runs:
+        for name in ("wrong", "right"):
+            found = run["signals"][name]
+            flags = ", ".join(f"{f} {v:g}" for f, v in found["flags"].items()) or "none"
+            margin = "-" if found["median_margin"] is None else f"{found['median_margin']:.4f}"
+            lines.append(row([run["method"], name, found["n"], flags, margin]))
+    return lines

@@ -32,7 +32,7 @@ from . import metrics
 from .datasets import CAPTION_CHOICE, IMAGE_CHOICE, PAIR_MATCH, TWO_POSITIVES, WINOGROUND, Dataset, Example
 from .datasets.base import word_order_class
 from .tables import cell, row
-from .diagnosis import attribution, diagnose, signals
+from .diagnosis import diagnose, error_section, error_sources
 from .word_order import summarise_word_order, word_order_section
 
 PER_EXAMPLE = "per_example.jsonl"
@@ -479,23 +479,13 @@ def summarise_run(records: list[dict], n_bootstrap: int = 1000, seed: int = 0) -
         "n_failed": len(failed),
         "failures": [{"id": r["id"], "error": r["error"]} for r in failed],
         "flags": {flag: n for flag, n in flagged.items() if n},
-        **_error_sources(records),
+        **error_sources(records, headline_metric(sorted({n for r in records if r["status"] == "ok" for n in r["correct"]})
+                                                 or ["accuracy"])),
         "metrics": block(records),
         "subsets": {s: block([r for r in records if r["subset"] == s]) for s in subsets},
         "tags": {t: block([r for r in records if t in r["tags"]]) for t in tags},
         **summarise_word_order(records, block),
     }
-
-
-def _error_sources(records: list[dict]) -> dict:
-    """``errors``: the stages of the wrong examples where gold is known, else ``signals``
-    (see :mod:`comclip.eval.diagnosis`); nothing for plain CLIP."""
-    metric = headline_metric(sorted({n for r in records if r["status"] == "ok" for n in r["correct"]}) or ["accuracy"])
-    found = attribution(records, metric)
-    if found is not None:
-        return {"errors": found}
-    found = signals(records, metric)
-    return {"signals": found} if found is not None else {}
 
 
 def headline_metric(names) -> str:
@@ -585,7 +575,7 @@ def markdown_report(report: dict) -> str:
         lines.append(row([run["method"], run["n_scored"], run["n_failed"], *cells]))
     for section in ("subsets", "tags"):
         lines += _breakdown(report, section, names)
-    lines += word_order_section(report, names) + _comparisons(report) + _flags(report) + _error_table(report)
+    lines += word_order_section(report, names) + _comparisons(report) + _flags(report) + error_section(report)
     lines += _grounding(report)
     lines += _failures(report)
     return "\n".join(lines) + "\n"
@@ -625,34 +615,6 @@ def _flags(report: dict) -> list[str]:
              row(["method", *names]), "|---" * (1 + len(names)) + "|"]
     for run in report["runs"]:
         lines.append(row([run["method"], *(run.get("flags", {}).get(flag, 0) for flag in names)]))
-    return lines
-
-
-def _error_table(report: dict) -> list[str]:
-    """Where errors come from: per method, its wrong examples by stage (gold known), else the
-    signals of its wrong and right examples."""
-    staged = [run for run in report["runs"] if run.get("errors")]
-    lines = []
-    if staged:
-        lines += ["", "## Where errors come from (wrong examples by stage: parse differs from the true graph, an "
-                  "entity's box IoU < 0.5 with its true box, or neither: the scoring)", "",
-                  row(["method", "metric", "wrong / examples", "parse", "grounding", "parse and grounding", "neither (scoring)"]),
-                  "|---" * 7 + "|"]
-        for run in staged:
-            e = run["errors"]
-            known = lambda n, flag: n if e.get(flag) else "-"  # noqa: E731
-            lines.append(row([run["method"], e["metric"], f"{e['wrong']} / {e['examples']}", known(e["parse"], "parse_known"),
-                              known(e["grounding"], "grounding_known"), e["parse_and_grounding"], e["neither"]]))
-    plain = [run for run in report["runs"] if run.get("signals")]
-    if plain:
-        lines += ["", "## Signals of wrong and right examples (no true parses or boxes in this data)", "",
-                  row(["method", "examples", "n", "fallbacks (% of them)", "median smallest grounding margin"]), "|---" * 5 + "|"]
-        for run in plain:
-            for name in ("wrong", "right"):
-                s = run["signals"][name]
-                flags = ", ".join(f"{f} {v:g}" for f, v in s["flags"].items()) or "none"
-                margin = "-" if s["median_margin"] is None else f"{s['median_margin']:.4f}"
-                lines.append(row([run["method"], name, s["n"], flags, margin]))
     return lines
 
 

@@ -133,3 +133,20 @@ def _union(detections: Sequence[Detection], chosen: Detection | None, margin: fl
         close = [d for d in detections if d in close]
     boxes = tuple(dict.fromkeys(b for d in close for b in d.boxes))
     return Detection(boxes=boxes, score=chosen.score, label=chosen.label)
+
+
+def with_attributes(ranked: Sequence[Detection], by_phrase: Sequence[Detection], weight: float) -> list[Detection]:
+    """``ranked`` (an entity's detections by its head noun) re-ranked by ``score + weight x``
+    its phrase's score on the same region (the phrase's lowest score where it has none there):
+    the attributes ("red" in "red circle") break near-ties between candidates of the head."""
+    if not by_phrase:
+        return list(ranked)
+    floor = min(d.score for d in by_phrase)
+    phrase_boxes = [(bounding_box(d.boxes), d.score) for d in by_phrase]
+
+    def phrase_score(detection: Detection) -> float:
+        box = bounding_box(detection.boxes)
+        return next((score for other, score in phrase_boxes if other == box or other.iou(box) >= SAME_REGION_IOU), floor)
+
+    combined = [Detection(d.boxes, d.score + weight * phrase_score(d), d.label) for d in ranked]
+    return sorted(combined, key=lambda d: -d.score)

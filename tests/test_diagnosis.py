@@ -1,0 +1,86 @@
+"""Where errors come from: the per-example diagnosis (parse and grounding against gold, the
+grounding margin) and the report sections built from it, against hand-made cases."""
+
+from __future__ import annotations
+
+from comclip.boxes import Box
+from comclip.eval.datasets import WINOGROUND, Example
+from comclip.eval.diagnosis import attribution, diagnose, error_section, signals
+from comclip.parsing import Entity, SceneGraph
+from comclip.pipeline import ComCLIPResult, Part
+
+CIRCLE, SQUARE = Box(0, 0, 10, 10), Box(20, 20, 30, 30)
+TRUTH = {"text": "a red circle and a blue square",
+         "entities": [{"id": 0, "head": "circle", "attributes": ["red"]}, {"id": 1, "head": "square", "attributes": ["blue"]}],
+         "relations": []}
+
+
+def _result(entities, boxes, margins=(0.2, 0.3)) -> ComCLIPResult:
+    graph = SceneGraph(TRUTH["text"], [Entity(n, head, head, tuple(attrs)) for n, (head, attrs) in enumerate(entities)])
+    parts = [Part("entity", e[0], [b], 0.5, 0.5, [], (n,), m) for n, (e, b, m) in enumerate(zip(entities, boxes, margins))]
+    return ComCLIPResult("img", TRUTH["text"], 0.3, 0.4, parts, graph)
+
+
+def _example():
+    return Example("x", WINOGROUND, ["img"], [TRUTH["text"]], given={TRUTH["text"]: TRUTH},
+                   boxes=((("circle", CIRCLE), ("square", SQUARE)),))
+
+
+def test_right_parse_and_grounding():
+    result = _result([("circle", ["red"]), ("square", ["blue"])], [CIRCLE, SQUARE])
+    assert diagnose(_example(), [[result]]) == {"parse_wrong": False, "grounding_wrong": False, "margin": 0.2}
+
+
+def test_wrong_parse_and_wrong_grounding_are_told_apart():
+    wrong_parse = _result([("purple", []), ("square", ["blue"])], [CIRCLE, SQUARE])
+    wrong_boxes = _result([("circle", ["red"]), ("square", ["blue"])], [SQUARE, SQUARE])
+    assert diagnose(_example(), [[wrong_parse]])["parse_wrong"] is True
+    assert diagnose(_example(), [[wrong_parse]])["grounding_wrong"] is False  # "purple" names no true object
+    assert diagnose(_example(), [[wrong_boxes]]) == {"parse_wrong": False, "grounding_wrong": True, "margin": 0.2}
+
+
+def test_no_gold_gives_only_the_margin():
+    bare = Example("x", WINOGROUND, ["img"], [TRUTH["text"]])
+    assert diagnose(bare, [[_result([("circle", []), ("square", [])], [CIRCLE, SQUARE], (0.5, None))]]) == {"margin": 0.5}
+
+
+def _record(correct, **diagnosis):
+    return {"status": "ok", "correct": {"group": correct}, "diagnosis": diagnosis, "flags": {"shared_box": 1} if not correct else {}}
+
+
+def test_attribution_counts_each_wrong_example_once():
+    records = [_record(False, parse_wrong=True, grounding_wrong=False), _record(False, parse_wrong=False, grounding_wrong=True),
+               _record(False, parse_wrong=True, grounding_wrong=True), _record(False, parse_wrong=False, grounding_wrong=False),
+               _record(True, parse_wrong=True, grounding_wrong=True)]
+    found = attribution(records, "group")
+    assert (found["wrong"], found["examples"]) == (4, 5)
+    assert (found["parse"], found["grounding"], found["parse_and_grounding"], found["neither"]) == (1, 1, 1, 1)
+    lines = error_section({"runs": [{"method": "m", "errors": found}]})
+    assert any("| m | group | 4 / 5 | 1 | 1 | 1 | 1 |" in line for line in lines)
+
+
+def test_signals_without_gold():
+    records = [_record(False, margin=0.1), _record(False, margin=0.3), _record(True, margin=0.5)]
+    assert attribution(records, "group") is None
+    found = signals(records, "group")
+    assert found["wrong"] == {"n": 2, "flags": {"shared_box": 100.0}, "median_margin": 0.2}
+    assert found["right"]["median_margin"] == 0.5 and found["right"]["flags"] == {}
+    assert "Signals of wrong and right examples" in "\n".join(error_section({"runs": [{"method": "m", "signals": found}]}))
+
+
+def test_eval_without_gold_reports_signals(cli, tmp_path, tiny_model_dir, rgb_image_path):
+    import json
+
+    data = tmp_path / "data.jsonl"
+    rows = [{"image": str(rgb_image_path), "positive": "a red square left of a blue square", "negatives": ["a blue square left of a red square"]},
+            {"image": str(rgb_image_path), "positive": "a red dog", "negatives": ["a blue cat"]}]
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "run"
+    code, _, err = cli("eval", "jsonl", "--data", data, "--model", tiny_model_dir, "--out", out, "--workers", "0",
+                       "--no-cache", "--bootstrap", "0", "--method", "clip,comclip")
+    assert code == 0, err
+    runs = {r["method"]: r for r in json.loads((out / "report.json").read_text())["runs"]}
+    found = runs["comclip"]["signals"]
+    assert found["wrong"]["n"] + found["right"]["n"] == 2 and "errors" not in runs["comclip"] and "signals" not in runs["clip"]
+    records = [json.loads(line) for line in (out / "per_example.jsonl").read_text().splitlines()]
+    assert all("margin" in r["diagnosis"] for r in records if r["method"] == "comclip")
