@@ -335,3 +335,23 @@ def test_cli_app_without_gradio_says_which_extra(cli, monkeypatch):
     monkeypatch.setitem(sys.modules, "gradio", None)  # as if the extra were not installed
     code, out, err = cli("app", "--model", SANDBOX)
     assert code == 1 and "pip install 'comclip[app]'" in err and "Traceback" not in err
+
+
+def test_browser_method_choice_sets_the_options_and_scores_as_the_cli(app_server, browser, scene):
+    """Choosing comclip-plus moves the page's options to its settings; Score then gives what
+    `comclip score --method comclip-plus` gives."""
+    url, _ = app_server
+    path, captions = scene
+    page = Page(browser, url)
+    page.upload(path)
+    page.type_captions(captions)
+    page.choose("method", "comclip-plus")
+    page.wait.until(lambda b: page.find('#comclip-fill input[value="mean"]')[0].is_selected())
+    page.wait.until(lambda b: page.find('#comclip-score_mode input[value="evidence"]')[0].is_selected())
+    page.score(expect="prefer")
+    shown = page.scores()
+    cli = run_cli(["score", path, *captions, "--method", "clip,comclip-plus", "--model", SANDBOX, "--json"])
+    assert cli.returncode == 0, cli.stderr
+    expected = json.loads(cli.stdout)["results"]
+    for got, want in zip(shown, expected):
+        assert got["comclip"] == pytest.approx(want["comclip-plus"], abs=1e-5)

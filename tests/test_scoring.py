@@ -104,12 +104,12 @@ def test_patch_grounder_reads_one_forward_pass(tiny_model_dir, rgb_image_path):
     assert torch.allclose(plain.score([rgb_image_path], ["a dog on a mat"]), fused.score([rgb_image_path], ["a dog on a mat"]), atol=1e-5)
 
 
-def test_union_margin_grounds_to_every_close_box(tiny_backbone):
+def test_union_margin_grounds_to_every_close_box():
     from comclip.grounding import Box, Detection
-    from comclip.pipeline import ComCLIP
+    from comclip.grounding.assignment import assign
 
     detections = [Detection((Box(0, 0, 5, 5),), 0.50), Detection((Box(5, 5, 9, 9),), 0.49), Detection((Box(1, 1, 2, 2),), 0.40)]
-    assert ComCLIP(tiny_backbone)._pick(detections).boxes == (Box(0, 0, 5, 5),)
-    union = ComCLIP(tiny_backbone, union_margin=0.02)._pick(detections)
+    assert assign([detections], [0], joint=False)[0].detection.boxes == (Box(0, 0, 5, 5),)
+    union = assign([detections], [0], joint=False, union_margin=0.02)[0].detection
     assert union.boxes == (Box(0, 0, 5, 5), Box(5, 5, 9, 9)) and union.score == 0.50
-    assert ComCLIP(tiny_backbone, union_margin=0.02)._pick([]) is None
+    assert assign([[]], [0], joint=False, union_margin=0.02)[0].detection is None

@@ -62,6 +62,7 @@ class Scored:
     results: list[ComCLIPResult]
     figures: list[Path] = field(default_factory=list)
     seconds: float = 0.0
+    method: str = DEFAULT_METHOD
 
     def winners(self) -> tuple[int, int]:
         """The caption CLIP prefers and the one ComCLIP prefers (first on a tie)."""
@@ -112,7 +113,8 @@ class AppSession:
         image = load_image(image_path)
         config = self.configure(method, **{k: v for k, v in choices.items() if v is not None})
         results = self.pipeline(config).score_details([image], texts)[0]
-        scored = Scored(image, texts, [r.clip for r in results], results)  # the pipeline's CLIP cosines: no second pass
+        scored = Scored(image, texts, [r.clip for r in results], results,  # the pipeline's CLIP cosines: no second pass
+                        method=method or DEFAULT_METHOD)
         if draw:
             scored.figures = self._draw(image.image, results)
         scored.seconds = time.perf_counter() - started
@@ -146,7 +148,7 @@ def scores_html(scored: Scored) -> str:
             f'<tr data-caption="{n}"><td class="caption">{escape(text)}</td>'
             f'{_score_cell("clip", clip, n == clip_best)}{_score_cell("comclip", result.score, n == comclip_best)}'
             f'<td class="flags">{fallback}</td></tr>')
-    head = "<tr><th>caption</th><th>CLIP</th><th>ComCLIP</th><th>fallbacks</th></tr>"
+    head = f"<tr><th>caption</th><th>CLIP</th><th>{escape(scored.method)}</th><th>fallbacks</th></tr>"
     return f'<table class="comclip-scores"><thead>{head}</thead><tbody>{"".join(rows)}</tbody></table>'
 
 
