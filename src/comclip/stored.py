@@ -49,7 +49,7 @@ class Stored:
     """The grounders' rankings and the parses of one pipeline, read from and written to its backbone's cache."""
 
     def __init__(self, backbone, grounder, parser):
-        self.cache = backbone.cache
+        self.cache = getattr(backbone, "cache", None)
         self._ground = (backbone.cache_key("ranking", _digest(grounder.describe()))
                         if self.cache is not None and getattr(grounder, "cacheable", False) else None)
         self._parse = (f"parse|{_digest(parser.describe())}"

@@ -9,8 +9,10 @@ different region), else each by its top box.
 
 from __future__ import annotations
 
+from ..cache import image_digest
 from ..grounding import Grounder, create_grounder
 from ..grounding.assignment import assign
+from ..stored import Stored
 from . import metrics
 from .datasets import Dataset
 
@@ -33,15 +35,28 @@ def oracle_grounder(dataset: Dataset) -> Grounder:
 
 
 def grounding_hits(grounder: Grounder, dataset: Dataset, joint: bool = False) -> list[bool]:
-    """Per known object of every image: does its label's box reach IoU >= 0.5 with the truth?"""
+    """Per known object of every image: does its label's box reach IoU >= 0.5 with the truth?
+    Rankings the pipeline stored in its backbone's cache are read back, not computed again."""
+    stored = Stored(getattr(grounder, "backbone", None), grounder, None)
     hits = []
     for image, objects in known_boxes(dataset):
         labels = [label for label, _ in objects]
-        grounded = assign(grounder.ground(image, labels), labels, joint=joint)
+        grounded = assign(_rankings(grounder, stored, image, labels), labels, joint=joint)
         for (_, truth), found in zip(objects, grounded):
             top = found.detection.boxes if found.detection is not None else ()
             hits.append(bool(top) and max(b.iou(truth) for b in top) >= IOU_THRESHOLD)
     return hits
+
+
+def _rankings(grounder: Grounder, stored: Stored, image, labels: list[str]) -> list:
+    key = image_digest(image)
+    ranked = stored.rankings(key, list(dict.fromkeys(labels)))
+    missing = [label for label in dict.fromkeys(labels) if label not in ranked]
+    if missing:
+        fresh = dict(zip(missing, grounder.ground(image, missing)))
+        stored.keep_rankings(key, fresh)
+        ranked.update(fresh)
+    return [ranked[label] for label in labels]
 
 
 def grounding_report(grounders: dict[str, Grounder | tuple[Grounder, bool]], dataset: Dataset, seed: int = 0,
