@@ -242,9 +242,7 @@ class ComCLIP:
         prepared = self.grounder.prepare([loaded[i].image for i in todo]) if todo else []
         embeddings = {i: e for i, e in zip(todo, prepared) if e is not None}
         for i, names in todo.items():
-            fresh = dict(zip(names, self.grounder.ground(loaded[i].image, names, source=loaded[i].source)))
-            stored.keep_rankings(loaded[i].key, fresh)
-            rankings[i].update(fresh)
+            rankings[i].update(stored.ground(self.grounder, loaded[i].image, loaded[i].key, names, loaded[i].source))
         for i in rankings:
             if self.grounder.original_pixels and loaded[i].scale != 1.0:  # boxes from a file, for the full-size image
                 rankings[i] = {name: [Detection(tuple(b.scaled(loaded[i].scale) for b in d.boxes), d.score, d.label)

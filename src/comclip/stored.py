@@ -64,6 +64,12 @@ class Stored:
         found = self.cache.get_many(list(keys.values()))
         return {name: unpack_detections(found[key]) for name, key in keys.items() if key in found}
 
+    def ground(self, grounder, image, image_key: str, names: list[str], source: str | None = None) -> dict[str, list[Detection]]:
+        """``grounder``'s rankings of ``names`` on the image, computed now and kept."""
+        fresh = dict(zip(names, grounder.ground(image, names, source=source)))
+        self.keep_rankings(image_key, fresh)
+        return fresh
+
     def keep_rankings(self, image_key: str, ranked: dict[str, list[Detection]]) -> None:
         if self._ground is not None and ranked:
             self.cache.put_many((self._ground_key(image_key, name), pack_detections(d)) for name, d in ranked.items())

@@ -23,10 +23,10 @@ from typing import Sequence
 
 from ..boxes import bounding_box
 from ..parsing import SceneGraph
+from ..pipeline import NOT_GROUNDED
 from .datasets import Example
+from .grounding_accuracy import IOU_THRESHOLD
 from .tables import row
-
-IOU_THRESHOLD = 0.5
 
 
 def diagnose(example: Example, results: Sequence[Sequence]) -> dict:
@@ -61,7 +61,7 @@ def _misgrounded(result, truth) -> bool:
     by_label = Counter(label for label, _ in truth)
     boxes = {label: box for label, box in truth}
     for part in result.parts:
-        if part.kind != "entity" or "not_grounded" in part.flags:
+        if part.kind != "entity" or NOT_GROUNDED in part.flags:
             continue
         head = result.graph.entity(part.entities[0]).head
         if by_label.get(head) == 1 and bounding_box(part.boxes).iou(boxes[head]) < IOU_THRESHOLD:

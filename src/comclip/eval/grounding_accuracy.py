@@ -53,9 +53,7 @@ def _rankings(grounder: Grounder, stored: Stored, image, labels: list[str]) -> l
     ranked = stored.rankings(key, list(dict.fromkeys(labels)))
     missing = [label for label in dict.fromkeys(labels) if label not in ranked]
     if missing:
-        fresh = dict(zip(missing, grounder.ground(image, missing)))
-        stored.keep_rankings(key, fresh)
-        ranked.update(fresh)
+        ranked.update(stored.ground(grounder, image, key, missing))
     return [ranked[label] for label in labels]
 
 

@@ -55,17 +55,18 @@ def assign(rankings: Sequence[Sequence[Detection]], groups: Sequence[Hashable], 
     (regions picked for other entities excepted)."""
     if not joint:
         return [Grounded(_union(d, d[0] if d else None, union_margin, set()), ranking_margin(d)) for d in rankings]
-    order = list(dict.fromkeys(groups))
-    first = {g: groups.index(g) for g in order}
-    rows = [rankings[first[g]] for g in order]
+    first: dict = {}
+    for k, group in enumerate(groups):
+        first.setdefault(group, k)  # each group's row: its first entity's ranking
+    order = {group: r for r, group in enumerate(first)}
+    rows = [rankings[k] for k in first.values()]
     regions, scores = _region_matrix(rows)
     picked = _solve(scores)
     taken = {picked[r] for r in range(len(rows)) if picked[r] is not None}
     out = []
     for k, group in enumerate(groups):
-        r = order.index(group)
         detections = rankings[k]
-        column = picked[r]
+        column = picked[order[group]]
         if column is None:  # more entities than regions: the top detection, shared
             chosen, forced = (detections[0] if detections else None), bool(detections)
         else:
@@ -89,9 +90,14 @@ def _region_matrix(rows: Sequence[Sequence[Detection]]) -> tuple[list[Box], np.n
     return regions, scores
 
 
+def same_region(a: Box, b: Box) -> bool:
+    """Whether two boxes are one region for the assignment (equal, or IoU >= :data:`SAME_REGION_IOU`)."""
+    return a == b or a.iou(b) >= SAME_REGION_IOU
+
+
 def _region_of(box: Box, regions: list[Box]) -> int:
     for column, region in enumerate(regions):
-        if region == box or region.iou(box) >= SAME_REGION_IOU:
+        if same_region(region, box):
             return column
     regions.append(box)
     return len(regions) - 1
@@ -114,11 +120,7 @@ def _solve(scores: np.ndarray) -> list[int | None]:
 
 
 def _best_in_region(detections: Sequence[Detection], region: Box) -> Detection | None:
-    for detection in detections:
-        box = bounding_box(detection.boxes)
-        if box == region or box.iou(region) >= SAME_REGION_IOU:
-            return detection
-    return None
+    return next((d for d in detections if same_region(bounding_box(d.boxes), region)), None)
 
 
 def _union(detections: Sequence[Detection], chosen: Detection | None, margin: float | None,
@@ -128,7 +130,7 @@ def _union(detections: Sequence[Detection], chosen: Detection | None, margin: fl
     if chosen is None or margin is None:
         return chosen
     close = [chosen] + [d for d in detections if d is not chosen and d.score >= chosen.score - margin
-                        and not any(bounding_box(d.boxes).iou(r) >= SAME_REGION_IOU for r in excluded)]
+                        and not any(same_region(bounding_box(d.boxes), r) for r in excluded)]
     if chosen is detections[0]:  # the argmax pick: the ranking's order, as before
         close = [d for d in detections if d in close]
     boxes = tuple(dict.fromkeys(b for d in close for b in d.boxes))
@@ -146,7 +148,7 @@ def with_attributes(ranked: Sequence[Detection], by_phrase: Sequence[Detection],
 
     def phrase_score(detection: Detection) -> float:
         box = bounding_box(detection.boxes)
-        return next((score for other, score in phrase_boxes if other == box or other.iou(box) >= SAME_REGION_IOU), floor)
+        return next((score for other, score in phrase_boxes if same_region(other, box)), floor)
 
     combined = [Detection(d.boxes, d.score + weight * phrase_score(d), d.label) for d in ranked]
     return sorted(combined, key=lambda d: -d.score)
