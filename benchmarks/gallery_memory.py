@@ -35,13 +35,30 @@ def main() -> int:
     data = Path(args.data).resolve()
     rows = json.loads((data / "captions.json").read_text())
     work = Path(tempfile.mkdtemp(prefix="comclip-gallery-"))
-    gallery = [{"image": str(data / rows[n % len(rows)]["image"]), "captions": [f"{rows[n % len(rows)]['captions'][0]} #{n}"]}
-               for n in range(args.images)]
+    gallery = [
+        {"image": str(data / rows[n % len(rows)]["image"]), "captions": [f"{rows[n % len(rows)]['captions'][0]} #{n}"]}
+        for n in range(args.images)
+    ]
     (work / "gallery.json").write_text(json.dumps(gallery))
     make_tiny_clip(work / "model", seed=0)
-    command = [sys.executable, "-m", "comclip", "eval", "retrieval", "--data", str(work / "gallery.json"),
-               "--model", str(work / "model"), "--method", "clip", "--no-cache", "--workers", str(args.workers),
-               "--out", str(work / "out")]
+    command = [
+        sys.executable,
+        "-m",
+        "comclip",
+        "eval",
+        "retrieval",
+        "--data",
+        str(work / "gallery.json"),
+        "--model",
+        str(work / "model"),
+        "--method",
+        "clip",
+        "--no-cache",
+        "--workers",
+        str(args.workers),
+        "--out",
+        str(work / "out"),
+    ]
     start = time.perf_counter()
     subprocess.run(command, check=True, capture_output=True)
     seconds = time.perf_counter() - start

@@ -34,7 +34,12 @@ def measure(csv_path: Path, parser_name: str = "spacy") -> dict:
     agreements = [first_relation_agreement(g, gold[g.text]) for g in graphs]
     n = len(agreements)
     misses = [
-        {"sentence": g.text, "gold": gold[g.text], "parse": g.to_dict()["relations"][:1], "entities": [e.phrase for e in g.entities]}
+        {
+            "sentence": g.text,
+            "gold": gold[g.text],
+            "parse": g.to_dict()["relations"][:1],
+            "entities": [e.phrase for e in g.entities],
+        }
         for g, a in zip(graphs, agreements)
         if not (a.subject and a.predicate and a.object)
     ]
@@ -58,8 +63,10 @@ def main() -> None:
     if args.show_misses:
         for miss in result["misses"]:
             print(json.dumps(miss))
-    print(f"{result['sentences']} sentences: subject {result['subject_pct']:.1f}%  "
-          f"predicate {result['predicate_pct']:.1f}%  object {result['object_pct']:.1f}%")
+    print(
+        f"{result['sentences']} sentences: subject {result['subject_pct']:.1f}%  "
+        f"predicate {result['predicate_pct']:.1f}%  object {result['object_pct']:.1f}%"
+    )
     print(json.dumps({k: v for k, v in result.items() if k != "misses"}))
 
 

@@ -14,8 +14,17 @@ import argparse
 import json
 import time
 
-CHOICES = [("grid", "crop"), ("grid", "mask"), ("grid", "patches"), ("segments", "crop"), ("segments", "mask"),
-           ("segments", "patches"), ("grid+segments", "crop"), ("grid+segments", "mask"), ("grid+segments", "patches")]
+CHOICES = [
+    ("grid", "crop"),
+    ("grid", "mask"),
+    ("grid", "patches"),
+    ("segments", "crop"),
+    ("segments", "mask"),
+    ("segments", "patches"),
+    ("grid+segments", "crop"),
+    ("grid+segments", "mask"),
+    ("grid+segments", "patches"),
+]
 
 
 def main() -> int:
@@ -47,7 +56,9 @@ def main() -> int:
         result = grounding_report({"g": grounder}, dataset, seed=args.seed)["g"]
         ms = 1000 * (time.perf_counter() - start) / images
         rows[f"{proposals}/{region}"] = {**result, "ms_per_image": round(ms, 2)}
-        print(f"| {proposals} | {region} | {result['value']:.1f} | [{result['ci95'][0]:.1f}, {result['ci95'][1]:.1f}] | {ms:.1f} |")
+        print(
+            f"| {proposals} | {region} | {result['value']:.1f} | [{result['ci95'][0]:.1f}, {result['ci95'][1]:.1f}] | {ms:.1f} |"
+        )
     oracle = grounding_report({"oracle": oracle_grounder(dataset)}, dataset)["oracle"]
     print(f"| oracle | - | {oracle['value']:.1f} | | |")
     print(json.dumps({"seed": args.seed, "model": backbone.name, "choices": rows}))

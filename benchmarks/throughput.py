@@ -49,8 +49,13 @@ def vit_b32_model(directory: Path, seed: int = 0) -> Path:
         vocab, merges = clip_bpe_files(directory)
         tokenizer = CLIPTokenizer(str(vocab), str(merges))
         torch.manual_seed(seed)
-        config = CLIPConfig(text_config={"bos_token_id": tokenizer.bos_token_id, "eos_token_id": tokenizer.eos_token_id,
-                                         "pad_token_id": tokenizer.pad_token_id})
+        config = CLIPConfig(
+            text_config={
+                "bos_token_id": tokenizer.bos_token_id,
+                "eos_token_id": tokenizer.eos_token_id,
+                "pad_token_id": tokenizer.pad_token_id,
+            }
+        )
         CLIPModel(config).save_pretrained(directory, safe_serialization=True)
         CLIPProcessor(image_processor=CLIPImageProcessor(), tokenizer=tokenizer).save_pretrained(directory)
     return directory
@@ -80,8 +85,12 @@ def forward_ceiling(backbone, image, seconds_per_image: float) -> dict:
     a @ b
     seconds, _ = timed(lambda: [a @ b for _ in range(5)])
     peak = 5 * 2 * 2048**3 / seconds
-    return {"gflop_per_image": flop / 1e9, "gflops_one_at_a_time": flop / seconds_per_image / 1e9,
-            "gflops_peak": peak / 1e9, "bound": peak * seconds_per_image / flop}
+    return {
+        "gflop_per_image": flop / 1e9,
+        "gflops_one_at_a_time": flop / seconds_per_image / 1e9,
+        "gflops_peak": peak / 1e9,
+        "bound": peak * seconds_per_image / flop,
+    }
 
 
 def arguments() -> argparse.Namespace:
@@ -96,8 +105,12 @@ def arguments() -> argparse.Namespace:
     parser.add_argument("--precision", default="fp32", help="of the workloads: fp32 (default), amp_bf16 or amp_fp16 (CUDA)")
     parser.add_argument("--device", default="cpu", help="torch device of the workloads: cpu (default) or cuda")
     parser.add_argument("--pixels", default="torch", choices=["torch", "pil"], help="pixel path of the workloads")
-    parser.add_argument("--region", default=None, choices=["crop", "mask", "patches"],
-                        help="how the clip grounder scores candidates (default: the pipeline's default)")
+    parser.add_argument(
+        "--region",
+        default=None,
+        choices=["crop", "mask", "patches"],
+        help="how the clip grounder scores candidates (default: the pipeline's default)",
+    )
     return parser.parse_args()
 
 
@@ -114,8 +127,9 @@ class Workloads:
         from comclip.parsing import create_parser
         from comclip.pipeline import ComCLIP
 
-        return ComCLIP(self.backbone, parser=create_parser("spacy"),
-                       grounder=create_grounder("clip", self.backbone, region=self.args.region))
+        return ComCLIP(
+            self.backbone, parser=create_parser("spacy"), grounder=create_grounder("clip", self.backbone, region=self.args.region)
+        )
 
     def parse_first(self, captions) -> None:  # parses are stored in the cache before the timed part
         from comclip.stored import Stored
@@ -125,7 +139,9 @@ class Workloads:
 
     @staticmethod
     def in_chunks(scorer, items, size: int = 16):  # as the evaluation runner feeds a scorer
-        return [m[0] if isinstance(m, tuple) else m for k in range(0, len(items), size) for m in scorer.batch(items[k : k + size])]
+        return [
+            m[0] if isinstance(m, tuple) else m for k in range(0, len(items), size) for m in scorer.batch(items[k : k + size])
+        ]
 
     def synchronized(self, function):
         import torch
@@ -151,20 +167,25 @@ class Workloads:
     def groups(self) -> dict:
         """Workload (a): Winoground-style groups of 2 photos x their first captions."""
         import numpy as np
+
         from comclip.eval.scorers import clip_scorer, comclip_scorer
 
-        groups = [([self.images[2 * g], self.images[2 * g + 1]], [self.rows[2 * g]["captions"][0], self.rows[2 * g + 1]["captions"][0]])
-                  for g in range(self.args.groups)]
+        groups = [
+            ([self.images[2 * g], self.images[2 * g + 1]], [self.rows[2 * g]["captions"][0], self.rows[2 * g + 1]["captions"][0]])
+            for g in range(self.args.groups)
+        ]
         self.backbone.cache = None
         clip, _ = timed(self.synchronized(lambda: clip_scorer(self.backbone).batch(groups)))
         cold, warm, cold_scores, warm_scores = self.cold_and_warm(
-            "a", [t for _, texts in groups for t in texts], lambda pipeline: self.in_chunks(comclip_scorer(pipeline), groups))
+            "a", [t for _, texts in groups for t in texts], lambda pipeline: self.in_chunks(comclip_scorer(pipeline), groups)
+        )
         assert all(np.allclose(a, b, atol=1e-5) for a, b in zip(cold_scores, warm_scores)), "warm scores differ from cold"
         return {"clip": clip, "cold": cold, "warm": warm, "pairs": 4 * len(groups), "items": groups}
 
     def rerank(self, name: str, queries: list[str]) -> dict:
         """Workloads (b) and (c): CLIP ranks the gallery for each caption, ComCLIP re-scores its top K."""
         import torch
+
         from comclip.eval.scorers import comclip_scorer
 
         def clip_rank():
@@ -175,7 +196,8 @@ class Workloads:
         clip, top = timed(self.synchronized(clip_rank))
         groups = [([self.gallery[i] for i in top[q].tolist()], [queries[q]]) for q in range(len(queries))]
         cold, warm, _, _ = self.cold_and_warm(
-            name, queries, lambda pipeline: (clip_rank(), self.in_chunks(comclip_scorer(pipeline), groups)))
+            name, queries, lambda pipeline: (clip_rank(), self.in_chunks(comclip_scorer(pipeline), groups))
+        )
         return {"clip": clip, "cold": cold, "warm": warm, "pairs": len(queries) * self.args.top}
 
 
@@ -183,6 +205,7 @@ def subimage_cos_diff(workloads: Workloads, groups) -> tuple[float, int]:
     """The largest ``|1 - cos|`` between a sub-image's embedding on the tensor path and on the
     PIL reference, over every distinct sub-image the pipeline scores in ``groups``."""
     import torch
+
     from comclip.subimages import SubimageMaker
 
     backbone, pipeline = workloads.backbone, workloads.fresh_pipeline()
@@ -197,7 +220,7 @@ def subimage_cos_diff(workloads: Workloads, groups) -> tuple[float, int]:
     for path in ("torch", "pil"):
         before, backbone.pixels = backbone.pixels, path
         makers = {key: SubimageMaker([image], backbone.pixel_device) for key, image in by_id.items()}
-        views = [makers[key].sub(0, list(boxes), pipeline.config.fill) for key, boxes in distinct]
+        views = [makers[key].sub(0, list(boxes), pipeline.config.subimage_fill) for key, boxes in distinct]
         embeddings[path] = torch.cat([backbone.encode_views(views[k : k + 256]) for k in range(0, len(views), 256)])
         backbone.pixels = before
     cosines = (embeddings["torch"] * embeddings["pil"]).sum(dim=1)
@@ -228,10 +251,12 @@ def encoding_figures(backbone, images, rows, need: int, batch_size: int, precisi
         backbone.batch_size = size
         texts[size], _ = timed(lambda: backbone.encode_texts(captions))
     backbone.batch_size = batch_size
-    figures = {"encode": {f"{p} batch {n}": round(t, 3) for (p, n), (t, _) in encode.items()},
-               "batched_speedup": round(single / batched, 3),
-               "batched_speedup_amp_bf16": round(single / encode["amp_bf16", batch_size][0], 3),
-               "text_batched_speedup": round(texts[1] / texts[batch_size], 3)}
+    figures = {
+        "encode": {f"{p} batch {n}": round(t, 3) for (p, n), (t, _) in encode.items()},
+        "batched_speedup": round(single / batched, 3),
+        "batched_speedup_amp_bf16": round(single / encode["amp_bf16", batch_size][0], 3),
+        "text_batched_speedup": round(texts[1] / texts[batch_size], 3),
+    }
     if backbone.device.type == "cpu":
         figures["batched_speedup_bound_fp32"] = round(forward_ceiling(backbone, sample[0], single / len(sample))["bound"], 3)
     return figures
@@ -244,7 +269,7 @@ def decode_figures(data: Path, rows, need: int) -> dict:
 
     paths = [data / r["image"] for r in rows[:need]]
     chunks = [paths[start : start + 32] for start in range(0, len(paths), 32)]
-    return {str(workers): round(timed(lambda: list(ImageLoader(workers).prefetch(chunks)))[0], 3) for workers in (0, 1, 2)}
+    return {str(workers): round(timed(lambda: list(ImageLoader(workers).prefetch(chunks)))[0], 3) for workers in (0, 1, 2)}  # noqa: B023 (called at once)
 
 
 def build_model(work: Path) -> Path:
@@ -283,8 +308,9 @@ def main() -> int:
     images = [load_image(data / r["image"]) for r in rows[:need]]
     work = Path(tempfile.mkdtemp(prefix="comclip-throughput-"))
     print(f"writing a random ViT-B/32 CLIP to {work / 'model'} ...", file=sys.stderr)
-    backbone = create_backbone(str(build_model(work)), device=args.device, batch_size=args.batch_size,
-                               precision=args.precision, pixels=args.pixels)
+    backbone = create_backbone(
+        str(build_model(work)), device=args.device, batch_size=args.batch_size, precision=args.precision, pixels=args.pixels
+    )
     workloads = Workloads(args, backbone, work, rows, images)
     captions = [c for r in rows for c in r["captions"]]
     results = {"a": workloads.groups(), "b": workloads.rerank("b", [rows[q]["captions"][1] for q in range(args.queries)])}
@@ -294,31 +320,47 @@ def main() -> int:
     cuda_peak = torch.cuda.max_memory_allocated() / 2**20 if backbone.device.type == "cuda" else None
     cos_diff, compared = subimage_cos_diff(workloads, results["a"].pop("items"))
 
-    print(f"\nworkloads: (a) {args.groups} groups of 2 images x 2 captions; (b) top {args.top} of {args.gallery} images "
-          f"re-ranked for {args.queries} captions; (c) the same for {args.large_queries} captions; pixels {backbone.pixels}\n")
+    print(
+        f"\nworkloads: (a) {args.groups} groups of 2 images x 2 captions; (b) top {args.top} of {args.gallery} images "
+        f"re-ranked for {args.queries} captions; (c) the same for {args.large_queries} captions; pixels {backbone.pixels}\n"
+    )
     print_table(results)
     print(f"\nsub-images of (a) on the tensor path against PIL: largest |1 - cos| {cos_diff:.2e} over {compared}")
     figures = {
-        "clip_s": round(results["a"]["clip"], 3), "comclip_cold_s": round(results["a"]["cold"], 3),
+        "clip_s": round(results["a"]["clip"], 3),
+        "comclip_cold_s": round(results["a"]["cold"], 3),
         "comclip_warm_s": round(results["a"]["warm"], 3),
         "cold_ratio": round(results["a"]["cold"] / results["a"]["clip"], 3),
         "warm_ratio": round(results["a"]["warm"] / results["a"]["clip"], 3),
-        "rerank_clip_s": round(results["b"]["clip"], 3), "rerank_cold_s": round(results["b"]["cold"], 3),
+        "rerank_clip_s": round(results["b"]["clip"], 3),
+        "rerank_cold_s": round(results["b"]["cold"], 3),
         "rerank_warm_s": round(results["b"]["warm"], 3),
         "rerank_cold_ratio": round(results["b"]["cold"] / results["b"]["clip"], 3),
         "rerank_warm_ratio": round(results["b"]["warm"] / results["b"]["clip"], 3),
         "seconds": {name: {m: round(r[m], 3) for m in ("clip", "cold", "warm")} for name, r in results.items()},
-        "pairs_per_s": {name: {"clip": round(r["pairs"] / r["clip"], 1), "comclip_cold": round(r["pairs"] / r["cold"], 1),
-                               "comclip_warm": round(r["pairs"] / r["warm"], 1)} for name, r in results.items()},
-        "device": str(backbone.device), "pixels": backbone.pixels, "precision": args.precision,
-        "peak_rss_mib": round(workload_peak, 1), "cuda_peak_mib": cuda_peak and round(cuda_peak, 1),
-        "subimage_max_abs_cos_diff": cos_diff, "subimages_compared": compared,
+        "pairs_per_s": {
+            name: {
+                "clip": round(r["pairs"] / r["clip"], 1),
+                "comclip_cold": round(r["pairs"] / r["cold"], 1),
+                "comclip_warm": round(r["pairs"] / r["warm"], 1),
+            }
+            for name, r in results.items()
+        },
+        "device": str(backbone.device),
+        "pixels": backbone.pixels,
+        "precision": args.precision,
+        "peak_rss_mib": round(workload_peak, 1),
+        "cuda_peak_mib": cuda_peak and round(cuda_peak, 1),
+        "subimage_max_abs_cos_diff": cos_diff,
+        "subimages_compared": compared,
         **encoding_figures(backbone, images, rows, need, args.batch_size, args.precision),
         "decode_s": decode_figures(data, rows, need),
         "grounder": workloads.fresh_pipeline().grounder.describe(),
     }
-    print(f"peak resident memory during the workloads: {workload_peak:.0f} MiB" +
-          (f"; CUDA peak allocated {cuda_peak:.0f} MiB" if cuda_peak else ""))
+    print(
+        f"peak resident memory during the workloads: {workload_peak:.0f} MiB"
+        + (f"; CUDA peak allocated {cuda_peak:.0f} MiB" if cuda_peak else "")
+    )
     print(json.dumps(figures))
     return 0
 

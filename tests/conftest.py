@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import tempfile
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -71,7 +71,11 @@ def run_cli(args: list[str], timeout: int = 300, **kwargs) -> subprocess.Complet
     env.update(kwargs.pop("env", {}))
     return subprocess.run(
         [sys.executable, "-m", "comclip", *map(str, args)],
-        capture_output=True, text=True, timeout=timeout, env=env, **kwargs,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+        **kwargs,
     )
 
 

@@ -43,17 +43,19 @@ def test_session_scores_are_the_pipelines(session, scene):
     from comclip.pipeline import ComCLIP
 
     path, captions = scene
-    scored = session.score(str(path), f"\n {captions[0]}\n\n{captions[1]} \n", weighting="softmax", fill="mean")
+    scored = session.score(str(path), f"\n {captions[0]}\n\n{captions[1]} \n", weighting="softmax", subimage_fill="mean")
     assert scored.texts == list(captions)  # blank lines and edges dropped
-    config = session.configure(weighting="softmax", fill="mean")
-    assert (config.weighting, config.fill) == ("softmax", "mean")
+    config = session.configure(weighting="softmax", subimage_fill="mean")
+    assert (config.weighting, config.subimage_fill) == ("softmax", "mean")
     expected = ComCLIP(session.backbone, config).score_details([str(path)], list(captions))[0]
     assert [r.score for r in scored.results] == pytest.approx([r.score for r in expected], abs=1e-6)
     clip = session.backbone.similarity([str(path)], list(captions))[0]
     assert scored.clip == pytest.approx(clip.tolist(), abs=1e-6)
     assert len(scored.figures) == 2 and all(f.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for f in scored.figures)
-    assert scored.winners() == (scored.clip.index(max(scored.clip)), [r.score for r in scored.results].index(
-        max(r.score for r in scored.results)))
+    assert scored.winners() == (
+        scored.clip.index(max(scored.clip)),
+        [r.score for r in scored.results].index(max(r.score for r in scored.results)),
+    )
 
 
 def test_session_defaults_are_the_models(session):
@@ -61,22 +63,27 @@ def test_session_defaults_are_the_models(session):
     from comclip.config import PipelineConfig
 
     expected = PipelineConfig.layered(session.backbone.defaults)
-    assert session.defaults() == {name: getattr(expected, name) for name in ("weighting", "fill", "score_mode", "grounder")}
+    assert session.defaults() == {
+        name: getattr(expected, name) for name in ("weighting", "subimage_fill", "score_mode", "grounder")
+    }
 
 
 def test_pipelines_are_built_once_and_share_their_grounder(session):
-    first = session.pipeline(session.configure(weighting="sum", fill="black"))
-    assert session.pipeline(session.configure(weighting="sum", fill="black")) is first
-    other = session.pipeline(session.configure(weighting="softmax", fill="mean"))
+    first = session.pipeline(session.configure(weighting="sum", subimage_fill="black"))
+    assert session.pipeline(session.configure(weighting="sum", subimage_fill="black")) is first
+    other = session.pipeline(session.configure(weighting="softmax", subimage_fill="mean"))
     assert other is not first and other.grounder is first.grounder
 
 
-@pytest.mark.parametrize("image, captions, choices, message", [
-    (None, "a dog", {}, "no image"),
-    ("SCENE", "  \n\n ", {}, "no caption"),
-    ("BAD", "a dog", {}, "not an image file"),
-    ("SCENE", "a dog", {"weighting": "nope"}, "unknown weighting"),
-])
+@pytest.mark.parametrize(
+    "image, captions, choices, message",
+    [
+        (None, "a dog", {}, "no image"),
+        ("SCENE", "  \n\n ", {}, "no caption"),
+        ("BAD", "a dog", {}, "not an image file"),
+        ("SCENE", "a dog", {"weighting": "nope"}, "unknown weighting"),
+    ],
+)
 def test_session_refuses_bad_input(session, scene, tmp_path, image, captions, choices, message):
     bad = tmp_path / "bad.png"
     bad.write_bytes(b"not an image")
@@ -146,10 +153,12 @@ def test_build_page_offers_the_registries(session):
     from comclip.app.session import option_choices
 
     page = build_page(session, [])
-    radios = {c.elem_id: c for c in page.blocks.values() if getattr(c, "elem_id", None) in
-              {f"comclip-{name}" for name in option_choices()}}
-    assert {k: list(v for v, _ in c.choices) for k, c in radios.items()} == \
-        {f"comclip-{k}": v for k, v in option_choices().items()}
+    radios = {
+        c.elem_id: c
+        for c in page.blocks.values()
+        if getattr(c, "elem_id", None) in {f"comclip-{name}" for name in option_choices()}
+    }
+    assert {k: [v for v, _ in c.choices] for k, c in radios.items()} == {f"comclip-{k}": v for k, v in option_choices().items()}
 
 
 def test_cli_app_refuses_a_port_in_use():
@@ -169,8 +178,10 @@ def _browser() -> tuple[str, str]:
     binary = next(filter(None, map(shutil.which, ("chromium", "chromium-browser", "google-chrome"))), None)
     driver = shutil.which("chromedriver")
     if not binary or not driver:
-        pytest.skip("no browser: install Debian's chromium and chromium-driver (apt-get install chromium "
-                    "chromium-driver); .ci/run does so where it can")
+        pytest.skip(
+            "no browser: install Debian's chromium and chromium-driver (apt-get install chromium "
+            "chromium-driver); .ci/run does so where it can"
+        )
     return binary, driver
 
 
@@ -186,8 +197,12 @@ def app_server(tmp_path_factory):
     port = _free_port()
     cache = tmp_path_factory.mktemp("app-cache") / "embeddings.sqlite"
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    process = subprocess.Popen([sys.executable, "-m", "comclip", "app", "--model", SANDBOX, "--port", str(port),
-                                "--cache", str(cache)], stderr=subprocess.PIPE, text=True, env=env)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "comclip", "app", "--model", SANDBOX, "--port", str(port), "--cache", str(cache)],
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
     started = time.monotonic()
     for line in process.stderr:
         if "serving on" in line:
@@ -255,9 +270,14 @@ class Page:
         rows = []
         for row in self.find("#comclip-scores tbody tr"):
             cells = {cell.get_attribute("class"): cell for cell in row.find_elements("css selector", "td")}
-            rows.append({"text": cells["caption"].text, "clip": float(cells["clip"].get_attribute("data-value")),
-                         "comclip": float(cells["comclip"].get_attribute("data-value")),
-                         "winners": [m for m in ("clip", "comclip") if cells[m].get_attribute("data-winner")]})
+            rows.append(
+                {
+                    "text": cells["caption"].text,
+                    "clip": float(cells["clip"].get_attribute("data-value")),
+                    "comclip": float(cells["comclip"].get_attribute("data-value")),
+                    "winners": [m for m in ("clip", "comclip") if cells[m].get_attribute("data-winner")],
+                }
+            )
         return rows
 
 
@@ -285,8 +305,7 @@ def test_browser_scores_match_the_cli(app_server, browser, scene, tmp_path):
     message = page.score(expect="prefer")
     shown = page.scores()
 
-    cli = run_cli(["score", path, *captions, "--method", "clip,comclip", "--model", SANDBOX, "--weighting", "softmax",
-                   "--json"])
+    cli = run_cli(["score", path, *captions, "--method", "clip,comclip", "--model", SANDBOX, "--weighting", "softmax", "--json"])
     assert cli.returncode == 0, cli.stderr
     expected = json.loads(cli.stdout)["results"]
     assert [row["text"] for row in shown] == [row["text"] for row in expected] == list(captions)
@@ -346,7 +365,7 @@ def test_browser_method_choice_sets_the_options_and_scores_as_the_cli(app_server
     page.upload(path)
     page.type_captions(captions)
     page.choose("method", "comclip-plus")
-    page.wait.until(lambda b: page.find('#comclip-fill input[value="mean"]')[0].is_selected())
+    page.wait.until(lambda b: page.find('#comclip-subimage_fill input[value="mean"]')[0].is_selected())
     page.wait.until(lambda b: page.find('#comclip-score_mode input[value="evidence"]')[0].is_selected())
     page.score(expect="prefer")
     shown = page.scores()

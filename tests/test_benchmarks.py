@@ -14,8 +14,8 @@ from PIL import Image
 
 from comclip.errors import InputError
 from comclip.eval.datasets import PAIR_MATCH, TWO_POSITIVES, WINOGROUND, load_dataset
-from comclip.eval.datasets.base import DIFFERENT_WORDS, SAME_WORDS, bag_of_words, word_order_class
-from comclip.eval.runner import correct
+from comclip.eval.datasets.base import DIFFERENT_WORDS, SAME_WORDS, bag_of_words
+from comclip.eval.kinds import correct, word_order_class
 
 from .conftest import run_cli, shared_data
 
@@ -49,14 +49,29 @@ def _hub(tmp_path: Path, repo: str, files: Path) -> dict:
 # --- fixtures in each dataset's own layout ---------------------------------------------------
 SCPP = {
     "swap_att": [
-        {"id": 0, "filename": "000000000139.jpg", "caption": "a red cup on a blue table",
-         "caption2": "a table that is blue holding a cup that is red", "negative_caption": "a blue cup on a red table"},
-        {"id": 1, "filename": "000000000285.jpg", "caption": "a white dog next to a black cat",
-         "caption2": "a black cat sits beside a dog that is white", "negative_caption": "a black dog next to a white cat"},
+        {
+            "id": 0,
+            "filename": "000000000139.jpg",
+            "caption": "a red cup on a blue table",
+            "caption2": "a table that is blue holding a cup that is red",
+            "negative_caption": "a blue cup on a red table",
+        },
+        {
+            "id": 1,
+            "filename": "000000000285.jpg",
+            "caption": "a white dog next to a black cat",
+            "caption2": "a black cat sits beside a dog that is white",
+            "negative_caption": "a black dog next to a white cat",
+        },
     ],
     "replace_rel": [
-        {"id": 7, "filename": "000000000139.jpg", "caption": "a man riding a horse",
-         "caption2": "a horse carrying a man on its back", "negative_caption": "a man feeding a horse"},
+        {
+            "id": 7,
+            "filename": "000000000139.jpg",
+            "caption": "a man riding a horse",
+            "caption2": "a horse carrying a man on its back",
+            "negative_caption": "a man feeding a horse",
+        },
     ],
 }
 
@@ -77,20 +92,26 @@ def scpp_dir(tmp_path) -> Path:
 def mmvp_dir(tmp_path) -> Path:
     """MMVP-VLM's layout: Questions.csv and MLLM_VLM Images/<Type>/<Question ID>.jpg."""
     folder = tmp_path / "MMVP_VLM"
-    rows = [(1, "Orientation and Direction", "The school bus is parked facing the camera"),
-            (2, "Orientation and Direction", "The school bus is parked facing away from the camera"),
-            (3, "Color and Appearance", "The flower is red"), (4, "Color and Appearance", "The flower is yellow")]
+    rows = [
+        (1, "Orientation and Direction", "The school bus is parked facing the camera"),
+        (2, "Orientation and Direction", "The school bus is parked facing away from the camera"),
+        (3, "Color and Appearance", "The flower is red"),
+        (4, "Color and Appearance", "The flower is yellow"),
+    ]
     folder.mkdir()
-    (folder / "Questions.csv").write_text("Question ID,Type,Statement\n" + "".join(
-        f'{qid},{kind},"{text}"\n' for qid, kind, text in reversed(rows)))  # any order: pairs follow the ids
+    (folder / "Questions.csv").write_text(
+        "Question ID,Type,Statement\n" + "".join(f'{qid},{kind},"{text}"\n' for qid, kind, text in reversed(rows))
+    )  # any order: pairs follow the ids
     for qid, kind, _ in rows:
         _image(folder / "MLLM_VLM Images" / kind / f"{qid}.jpg", qid)
     return folder
 
 
-COLORSWAP = [(0, "a red chair and a blue table", "a blue chair and a red table"),
-             (1, "a yellow ball on green grass", "a green ball on yellow grass"),
-             (2, "a white cat under a black umbrella", "a black cat under a white umbrella")]
+COLORSWAP = [
+    (0, "a red chair and a blue table", "a blue chair and a red table"),
+    (1, "a yellow ball on green grass", "a green ball on yellow grass"),
+    (2, "a white cat under a black umbrella", "a black cat under a white umbrella"),
+]
 
 
 def _png_bytes(n: int) -> bytes:
@@ -111,10 +132,15 @@ def colorswap_dir(tmp_path) -> Path:
     folder.mkdir(parents=True)
     splits = {"test-00000-of-00001.parquet": COLORSWAP[:2], "train-00000-of-00001.parquet": COLORSWAP[2:]}
     for name, rows in splits.items():
-        table = {"id": [r[0] for r in rows], "caption_1": [r[1] for r in rows], "caption_2": [r[2] for r in rows],
-                 "image_1": [{"bytes": _png_bytes(2 * r[0]), "path": f"{r[0]}_1.png"} for r in rows],
-                 "image_2": [{"bytes": _png_bytes(2 * r[0] + 1), "path": f"{r[0]}_2.png"} for r in rows],
-                 "image_source": ["midjourney"] * len(rows), "caption_source": ["human"] * len(rows)}
+        table = {
+            "id": [r[0] for r in rows],
+            "caption_1": [r[1] for r in rows],
+            "caption_2": [r[2] for r in rows],
+            "image_1": [{"bytes": _png_bytes(2 * r[0]), "path": f"{r[0]}_1.png"} for r in rows],
+            "image_2": [{"bytes": _png_bytes(2 * r[0] + 1), "path": f"{r[0]}_2.png"} for r in rows],
+            "image_source": ["midjourney"] * len(rows),
+            "caption_source": ["human"] * len(rows),
+        }
         pq.write_table(pa.table(table), folder / name)
     return folder.parent
 
@@ -123,10 +149,20 @@ def colorswap_dir(tmp_path) -> Path:
 def cola_file(tmp_path) -> Path:
     """COLA's multi-object JSON: [image 1 link, caption 1, image 2 link, caption 2]."""
     folder = tmp_path / "COLA" / "data"
-    rows = [["https://cs-people.bu.edu/array/data/vg_gqa_images/2414605.jpg", "square white plate and round blue bowl",
-             "https://cs-people.bu.edu/array/data/vg_gqa_images/2390538.jpg", "square blue plate and round white bowl"],
-            ["https://cs-people.bu.edu/array/data/vg_gqa_images/2352710.jpg", "wooden table and metal chair",
-             "https://cs-people.bu.edu/array/data/vg_gqa_images/2406212.jpg", "metal table and wooden chair"]]
+    rows = [
+        [
+            "https://cs-people.bu.edu/array/data/vg_gqa_images/2414605.jpg",
+            "square white plate and round blue bowl",
+            "https://cs-people.bu.edu/array/data/vg_gqa_images/2390538.jpg",
+            "square blue plate and round white bowl",
+        ],
+        [
+            "https://cs-people.bu.edu/array/data/vg_gqa_images/2352710.jpg",
+            "wooden table and metal chair",
+            "https://cs-people.bu.edu/array/data/vg_gqa_images/2406212.jpg",
+            "metal table and wooden chair",
+        ],
+    ]
     folder.mkdir(parents=True)
     (folder / "COLA_multiobjects_matching_benchmark.json").write_text(json.dumps(rows))
     for n, stem in enumerate(("2414605", "2390538", "2352710", "2406212")):
@@ -142,22 +178,26 @@ def minimal_pairs_csv(tmp_path) -> Path:
     (folder / "pairs.csv").write_text(
         "image_0,image_1,caption_0,caption_1,tag\n"
         "img/0.png,img/1.png,a red square left of a blue square,a blue square left of a red square,order\n"
-        "img/2.png,img/3.png,a green field,a yellow field,colour\n")
+        "img/2.png,img/3.png,a green field,a yellow field,colour\n"
+    )
     return folder / "pairs.csv"
 
 
 # --- the word-order split --------------------------------------------------------------------
-@pytest.mark.parametrize("kind, texts, expected", [
-    ("caption_choice", ["a dog chasing a cat", "a cat chasing a dog"], SAME_WORDS),
-    ("caption_choice", ["A light under a umbrella.", "an umbrella under a light"], SAME_WORDS),  # a / an, case, punctuation
-    ("caption_choice", ["a dog chasing a cat", "a dog chasing a mouse"], DIFFERENT_WORDS),
-    ("caption_choice", ["a dog chasing a cat", "a cat chasing a dog", "a dog"], DIFFERENT_WORDS),  # every foil counts
-    (WINOGROUND, ["the plant is in the cup", "the cup is in the plant"], SAME_WORDS),
-    (PAIR_MATCH, ["wooden table and metal chair", "metal table and wooden chair"], SAME_WORDS),
-    (TWO_POSITIVES, ["a red cup", "a cup that is red", "a cup red"], SAME_WORDS),  # the negative permutes P1
-    (TWO_POSITIVES, ["a red cup", "a cup that is red", "a blue cup"], DIFFERENT_WORDS),
-    ("image_choice", ["a dog"], None),
-])
+@pytest.mark.parametrize(
+    "kind, texts, expected",
+    [
+        ("caption_choice", ["a dog chasing a cat", "a cat chasing a dog"], SAME_WORDS),
+        ("caption_choice", ["A light under a umbrella.", "an umbrella under a light"], SAME_WORDS),  # a / an, case, punctuation
+        ("caption_choice", ["a dog chasing a cat", "a dog chasing a mouse"], DIFFERENT_WORDS),
+        ("caption_choice", ["a dog chasing a cat", "a cat chasing a dog", "a dog"], DIFFERENT_WORDS),  # every foil counts
+        (WINOGROUND, ["the plant is in the cup", "the cup is in the plant"], SAME_WORDS),
+        (PAIR_MATCH, ["wooden table and metal chair", "metal table and wooden chair"], SAME_WORDS),
+        (TWO_POSITIVES, ["a red cup", "a cup that is red", "a cup red"], SAME_WORDS),  # the negative permutes P1
+        (TWO_POSITIVES, ["a red cup", "a cup that is red", "a blue cup"], DIFFERENT_WORDS),
+        ("image_choice", ["a dog"], None),
+    ],
+)
 def test_word_order_class(kind, texts, expected):
     assert word_order_class(kind, texts) == expected
 
@@ -235,8 +275,9 @@ def test_colorswap_from_parquet_leaves_the_folder_alone(colorswap_dir, tmp_path,
 def test_colorswap_from_a_table(tmp_path):
     for n in range(2):
         _image(tmp_path / "cs" / f"{n}.png", n)
-    (tmp_path / "cs" / "colorswap.jsonl").write_text(json.dumps(
-        {"id": 5, "image_1": "0.png", "image_2": "1.png", "caption_1": "a red car", "caption_2": "a car red"}) + "\n")
+    (tmp_path / "cs" / "colorswap.jsonl").write_text(
+        json.dumps({"id": 5, "image_1": "0.png", "image_2": "1.png", "caption_1": "a red car", "caption_2": "a car red"}) + "\n"
+    )
     (example,) = load_dataset("colorswap", tmp_path / "cs").examples
     assert example.images == [str(tmp_path / "cs" / "0.png"), str(tmp_path / "cs" / "1.png")] and example.id == "5"
 
@@ -256,25 +297,53 @@ def test_minimal_pairs_csv_and_jsonl(minimal_pairs_csv, tmp_path):
     assert [(e.id, e.subset, e.tags) for e in dataset.examples] == [("2", "order", ["order"]), ("3", "colour", ["colour"])]
     assert dataset.examples[0].images == [str(minimal_pairs_csv.parent / "img" / f"{n}.png") for n in (0, 1)]
     jsonl = tmp_path / "mine.jsonl"
-    jsonl.write_text(json.dumps({"id": "x", "image_0": "a.png", "image_1": "b.png", "caption_0": "one",
-                                 "caption_1": "two"}) + "\n" + json.dumps({"image_0": "a.png"}) + "\n")
+    jsonl.write_text(
+        json.dumps({"id": "x", "image_0": "a.png", "image_1": "b.png", "caption_0": "one", "caption_1": "two"})
+        + "\n"
+        + json.dumps({"image_0": "a.png"})
+        + "\n"
+    )
     with pytest.raises(InputError, match="line 2: needs image_1, caption_0, caption_1"):
         load_dataset("minimal_pairs", jsonl)
 
 
 # --- end to end ------------------------------------------------------------------------------
-EXPECTED_METRICS = {"sugarcrepe_pp": {"itt", "tot"}, "mmvp": {"pair"}, "colorswap": {"text", "image", "group", "pairwise"},
-                    "cola": {"pair"}, "minimal_pairs": {"text", "image", "group", "pairwise"}}
+EXPECTED_METRICS = {
+    "sugarcrepe_pp": {"itt", "tot"},
+    "mmvp": {"pair"},
+    "colorswap": {"text", "image", "group", "pairwise"},
+    "cola": {"pair"},
+    "minimal_pairs": {"text", "image", "group", "pairwise"},
+}
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(EXPECTED_METRICS))
 def test_eval_end_to_end_with_clip_and_comclip(name, request, tiny_model_dir, tmp_path):
-    data = {"sugarcrepe_pp": "scpp_dir", "mmvp": "mmvp_dir", "colorswap": "colorswap_dir", "cola": "cola_file",
-            "minimal_pairs": "minimal_pairs_csv"}[name]
+    data = {
+        "sugarcrepe_pp": "scpp_dir",
+        "mmvp": "mmvp_dir",
+        "colorswap": "colorswap_dir",
+        "cola": "cola_file",
+        "minimal_pairs": "minimal_pairs_csv",
+    }[name]
     out = tmp_path / "run"
-    result = run_cli(["eval", name, "--data", request.getfixturevalue(data), "--model", tiny_model_dir,
-                      "--method", "clip,comclip", "--out", out, "--no-cache"], env={"COMCLIP_CACHE": str(tmp_path / "c")})
+    result = run_cli(
+        [
+            "eval",
+            name,
+            "--data",
+            request.getfixturevalue(data),
+            "--model",
+            tiny_model_dir,
+            "--method",
+            "clip,comclip",
+            "--out",
+            out,
+            "--no-cache",
+        ],
+        env={"COMCLIP_CACHE": str(tmp_path / "c")},
+    )
     assert result.returncode == 0, result.stderr
     report = json.loads((out / "report.json").read_text())
     expected_n = len(load_dataset(name, request.getfixturevalue(data)).examples)
@@ -291,15 +360,35 @@ def test_eval_end_to_end_with_clip_and_comclip(name, request, tiny_model_dir, tm
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name, fixture, repo", [("sugarcrepe_pp", "scpp_dir", "Aman-J/SugarCrepe_pp"),
-                                                 ("mmvp", "mmvp_dir", "MMVP/MMVP_VLM"),
-                                                 ("colorswap", "colorswap_dir", "stanfordnlp/colorswap")])
+@pytest.mark.parametrize(
+    "name, fixture, repo",
+    [
+        ("sugarcrepe_pp", "scpp_dir", "Aman-J/SugarCrepe_pp"),
+        ("mmvp", "mmvp_dir", "MMVP/MMVP_VLM"),
+        ("colorswap", "colorswap_dir", "stanfordnlp/colorswap"),
+    ],
+)
 def test_hub_names_read_the_hub_cache(name, fixture, repo, request, tiny_model_dir, tmp_path):
     folder = request.getfixturevalue(fixture)
     env = {**_hub(tmp_path, repo, folder), "COMCLIP_CACHE": str(tmp_path / "c")}
     extra = ["--image-dir", folder.parent / "images"] if name == "sugarcrepe_pp" else []
-    result = run_cli(["eval", name, "--data", f"hf:{repo}", *extra, "--model", tiny_model_dir, "--method", "clip",
-                      "--out", tmp_path / "run", "--no-cache"], env=env)
+    result = run_cli(
+        [
+            "eval",
+            name,
+            "--data",
+            f"hf:{repo}",
+            *extra,
+            "--model",
+            tiny_model_dir,
+            "--method",
+            "clip",
+            "--out",
+            tmp_path / "run",
+            "--no-cache",
+        ],
+        env=env,
+    )
     assert result.returncode == 0, result.stderr
     report = json.loads((tmp_path / "run" / "report.json").read_text())
     local = load_dataset(name, folder, image_dir=folder.parent / "images" if name == "sugarcrepe_pp" else None)
@@ -307,8 +396,10 @@ def test_hub_names_read_the_hub_cache(name, fixture, repo, request, tiny_model_d
 
 
 def test_a_hub_name_without_its_cache_is_one_line(tmp_path):
-    result = run_cli(["eval", "mmvp", "--data", "hf:MMVP/MMVP_VLM", "--model", "comclip/sandbox", "--out", tmp_path / "r"],
-                     env={"HF_HUB_CACHE": str(tmp_path / "empty"), "HF_HUB_OFFLINE": "1"})
+    result = run_cli(
+        ["eval", "mmvp", "--data", "hf:MMVP/MMVP_VLM", "--model", "comclip/sandbox", "--out", tmp_path / "r"],
+        env={"HF_HUB_CACHE": str(tmp_path / "empty"), "HF_HUB_OFFLINE": "1"},
+    )
     assert result.returncode == 2 and "MMVP/MMVP_VLM" in result.stderr and "Traceback" not in result.stderr
 
 
@@ -316,8 +407,9 @@ def test_a_hub_name_without_its_cache_is_one_line(tmp_path):
 def test_the_shared_sugarcrepe_report_splits_word_order(tmp_path):
     data = shared_data("sugarcrepe", "sugarcrepe-coco-mini-dev.json")
     out = tmp_path / "sc"
-    result = run_cli(["eval", "sugarcrepe", "--data", data, "--model", "comclip/sandbox", "--method", "clip",
-                      "--out", out, "--no-cache"])
+    result = run_cli(
+        ["eval", "sugarcrepe", "--data", data, "--model", "comclip/sandbox", "--method", "clip", "--out", out, "--no-cache"]
+    )
     assert result.returncode == 0, result.stderr
     run = json.loads((out / "report.json").read_text())["runs"][0]
     for subset in ("swap_obj", "swap_att"):

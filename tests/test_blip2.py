@@ -87,7 +87,9 @@ def test_multi_vector_embeddings_come_back_from_the_cache_in_shape(blip2_dir, tm
 def test_cli_scores_explains_and_evaluates_with_blip2(blip2_dir, tmp_path):
     image = tmp_path / "scene.png"
     IMAGES[0].save(image)
-    score = run_cli(["score", "--model", str(blip2_dir), "--method", "clip,comclip", "--details", "--json", str(image), *TEXTS[:2]])
+    score = run_cli(
+        ["score", "--model", str(blip2_dir), "--method", "clip,comclip", "--details", "--json", str(image), *TEXTS[:2]]
+    )
     assert score.returncode == 0, score.stderr
     results = json.loads(score.stdout)["results"]
     direct = create_backbone(str(blip2_dir)).similarity([image], TEXTS[:2])[0]
@@ -95,8 +97,24 @@ def test_cli_scores_explains_and_evaluates_with_blip2(blip2_dir, tmp_path):
     assert all(p["similarity"] <= 1 for r in results for p in r["details"]["parts"])
     explain = run_cli(["explain", "--model", str(blip2_dir), str(image), TEXTS[0], "--out", str(tmp_path / "fig.png")])
     assert explain.returncode == 0, explain.stderr
-    run = run_cli(["eval", "sandbox", "--model", str(blip2_dir), "--task", "binding", "--n", "4", "--seed", "3",
-                   "--out", str(tmp_path / "run"), "--cache", str(tmp_path / "cache")])
+    run = run_cli(
+        [
+            "eval",
+            "sandbox",
+            "--model",
+            str(blip2_dir),
+            "--task",
+            "binding",
+            "--n",
+            "4",
+            "--seed",
+            "3",
+            "--out",
+            str(tmp_path / "run"),
+            "--cache",
+            str(tmp_path / "cache"),
+        ]
+    )
     assert run.returncode == 0, run.stderr
     report = json.loads((tmp_path / "run" / "report.json").read_text())
     assert [(r["method"], r["n_scored"]) for r in report["runs"]] == [("clip", 4), ("comclip", 4)]
@@ -110,8 +128,20 @@ def test_retrieval_with_blip2_ranks_by_the_best_query_token(blip2_dir, tmp_path)
         rows.append({"image": f"im{n}.png", "captions": [f"colour number {n}"]})
     (tmp_path / "captions.json").write_text(json.dumps(rows))
     out = tmp_path / "retrieval"
-    run = run_cli(["eval", "retrieval", "--data", str(tmp_path / "captions.json"), "--model", str(blip2_dir),
-                   "--rerank-top", "2", "--out", str(out)])
+    run = run_cli(
+        [
+            "eval",
+            "retrieval",
+            "--data",
+            str(tmp_path / "captions.json"),
+            "--model",
+            str(blip2_dir),
+            "--rerank-top",
+            "2",
+            "--out",
+            str(out),
+        ]
+    )
     assert run.returncode == 0, run.stderr
     report = json.loads((out / "report.json").read_text())
     assert [r["n_scored"] for r in report["runs"]] == [6, 6]

@@ -3,10 +3,10 @@ encoded twice, damaged or foreign files rebuilt with a warning, concurrent write
 
 from __future__ import annotations
 
-import multiprocessing
 import hashlib
-from pathlib import Path
+import multiprocessing
 import sqlite3
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -75,9 +75,11 @@ def test_without_a_cache_one_call_still_encodes_each_image_once(tiny_model_dir, 
     assert backbone.cache is None
     with_cache = create_backbone(str(tiny_model_dir))
     with_cache.cache = MemoryCache()
-    assert torch.allclose(model.score(IMAGES[:2], ["a red circle", "two dogs"]),
-                          ComCLIP(with_cache, grounder_options={"region": "patches"}).score(IMAGES[:2], ["a red circle", "two dogs"]),
-                          atol=1e-5)
+    assert torch.allclose(
+        model.score(IMAGES[:2], ["a red circle", "two dogs"]),
+        ComCLIP(with_cache, grounder_options={"region": "patches"}).score(IMAGES[:2], ["a red circle", "two dogs"]),
+        atol=1e-5,
+    )
 
 
 def test_keys_change_with_the_weights(tmp_path):
@@ -102,11 +104,18 @@ def test_garbage_file_is_an_error_and_left_as_it_is(tmp_path):
     assert _digest(path) == before and sorted(p.name for p in tmp_path.iterdir()) == ["cache.sqlite"]
 
 
-@pytest.mark.parametrize("schema", [
-    ["CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT)", "INSERT INTO meta VALUES ('format', 'someone-else')"],
-    ["CREATE TABLE photos (id INTEGER, path TEXT)", "INSERT INTO photos VALUES (1, 'a.jpg')"],
-    ["CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT)", "CREATE TABLE embeddings (key TEXT)", "CREATE TABLE notes (t TEXT)"],
-])
+@pytest.mark.parametrize(
+    "schema",
+    [
+        ["CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT)", "INSERT INTO meta VALUES ('format', 'someone-else')"],
+        ["CREATE TABLE photos (id INTEGER, path TEXT)", "INSERT INTO photos VALUES (1, 'a.jpg')"],
+        [
+            "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT)",
+            "CREATE TABLE embeddings (key TEXT)",
+            "CREATE TABLE notes (t TEXT)",
+        ],
+    ],
+)
 def test_another_programs_database_is_an_error_and_left_byte_identical(tmp_path, schema):
     path = tmp_path / "other.sqlite"
     db = sqlite3.connect(path)
@@ -223,7 +232,23 @@ def test_cache_cli(cli, tiny_model_dir, tmp_path):
     data = tmp_path / "d.jsonl"
     IMAGES[0].save(tmp_path / "a.png")
     data.write_text('{"image": "a.png", "positive": "a red circle", "negatives": ["a blue square"]}\n')
-    assert cli("eval", "jsonl", "--data", data, "--model", tiny_model_dir, "--cache", path, "--out", tmp_path / "o", "--method", "clip")[0] == 0
+    assert (
+        cli(
+            "eval",
+            "jsonl",
+            "--data",
+            data,
+            "--model",
+            tiny_model_dir,
+            "--cache",
+            path,
+            "--out",
+            tmp_path / "o",
+            "--method",
+            "clip",
+        )[0]
+        == 0
+    )
     import json
 
     code, out, _ = cli("cache", "info", "--cache", path)
@@ -253,9 +278,14 @@ def test_a_warm_run_makes_no_subimage_grounds_parses_and_encodes_nothing(tiny_mo
 
     for name in ("canvas", "whole", "sub"):
         monkeypatch.setattr(SubimageMaker, name, never)
-    for obj, name in ((warm_model.grounder, "prepare"), (warm_model.grounder, "ground"), (warm_model.parser, "parse_many"),
-                      (warm_backbone, "_encode_image_batch"), (warm_backbone, "_encode_text_batch"),
-                      (warm_backbone, "_encode_with_patches")):
+    for obj, name in (
+        (warm_model.grounder, "prepare"),
+        (warm_model.grounder, "ground"),
+        (warm_model.parser, "parse_many"),
+        (warm_backbone, "_encode_image_batch"),
+        (warm_backbone, "_encode_text_batch"),
+        (warm_backbone, "_encode_with_patches"),
+    ):
         monkeypatch.setattr(obj, name, never)
     warm = warm_model.score(IMAGES[:3], texts)
     assert torch.equal(cold, warm)
@@ -265,8 +295,11 @@ def test_stored_rankings_are_exact(tmp_path):
     from comclip.grounding import Box, Detection
     from comclip.stored import pack_detections, unpack_detections
 
-    detections = [Detection((Box(13 / 0.2, 1 / 3, 100.000001, 64.5),), 0.123456789),
-                  Detection((Box(0, 0, 1, 1), Box(2, 2, 3, 3)), -0.5), Detection((Box(5, 6, 7, 8),), 1e-12)]
+    detections = [
+        Detection((Box(13 / 0.2, 1 / 3, 100.000001, 64.5),), 0.123456789),
+        Detection((Box(0, 0, 1, 1), Box(2, 2, 3, 3)), -0.5),
+        Detection((Box(5, 6, 7, 8),), 1e-12),
+    ]
     cache = SQLiteCache(tmp_path / "c.sqlite")
     cache.put_many([("k", pack_detections(detections))])
     assert unpack_detections(cache.get_many(["k"])["k"]) == [Detection(d.boxes, d.score) for d in detections]

@@ -35,7 +35,9 @@ def test_score_several_images_gives_matrix(cli, tiny_model_dir, rgb_image_path, 
     folder.mkdir()
     for i, colour in enumerate([(0, 255, 0), (9, 9, 9)]):
         Image.new("RGB", (20, 20), colour).save(folder / f"{i}.png")
-    code, out, err = cli("score", "--model", tiny_model_dir, "--json", "--image", rgb_image_path, "--image", folder, "a dog", "a cat", "a tree")
+    code, out, err = cli(
+        "score", "--model", tiny_model_dir, "--json", "--image", rgb_image_path, "--image", folder, "a dog", "a cat", "a tree"
+    )
     assert code == 0, err
     data = json.loads(out)
     assert len(data["images"]) == 3 and data["texts"] == ["a dog", "a cat", "a tree"]
@@ -135,8 +137,19 @@ def test_every_image_mode_is_scored(cli, tiny_model_dir, tmp_path):
 def test_both_pixel_paths_score_alike_and_a_bad_one_exits_2(cli, tiny_model_dir, rgb_image_path):
     scores = {}
     for pixels in ("torch", "pil"):
-        code, out, err = cli("score", "--model", tiny_model_dir, "--method", "clip,comclip", "--pixels", pixels, "--json",
-                             rgb_image_path, "a red square beside a blue square", "a dog")
+        code, out, err = cli(
+            "score",
+            "--model",
+            tiny_model_dir,
+            "--method",
+            "clip,comclip",
+            "--pixels",
+            pixels,
+            "--json",
+            rgb_image_path,
+            "a red square beside a blue square",
+            "a dog",
+        )
         assert code == 0, err
         scores[pixels] = [r[key] for r in json.loads(out)["results"] for key in ("clip", "comclip")]
     assert scores["torch"] == pytest.approx(scores["pil"], abs=0.01)

@@ -8,6 +8,7 @@ import torch
 from PIL import Image
 
 from comclip.composition import comclip_score, compose_embedding, make_subimage, region_mask, subimage_weights, weigh
+from comclip.composition.scoring import SCORE_MODES, Evidence
 from comclip.errors import InputError
 from comclip.grounding import Box
 
@@ -40,8 +41,11 @@ def test_golden_composition_matches_numpy(weighting, temperature, seed):
     phrases = subs + 0.3 * _unit(rng, k, d)
     phrases /= np.linalg.norm(phrases, axis=1, keepdims=True)
     expected, s_ref, w_ref = _reference(v_global, caption, subs, phrases, weighting, temperature)
-    score, s, w, flags = comclip_score(*(torch.tensor(a, dtype=torch.float32) for a in (v_global, caption, subs, phrases)),
-                                       weighting=weighting, temperature=temperature)
+    score, s, w, flags = comclip_score(
+        *(torch.tensor(a, dtype=torch.float32) for a in (v_global, caption, subs, phrases)),
+        weighting=weighting,
+        temperature=temperature,
+    )
     assert flags == ()
     assert score == pytest.approx(expected, abs=1e-6)
     np.testing.assert_allclose(s.numpy(), s_ref, atol=1e-6)
@@ -62,13 +66,16 @@ def test_sum_weighting_is_the_authors_ratio_where_cosines_are_positive():
     assert weigh(torch.tensor([0.2, 0.3, 0.5]), "sum").flags == ()
 
 
-@pytest.mark.parametrize("s, flags", [
-    ([0.30, -0.29], ("weights_clamped",)),  # the authors' formula gives w = [30, -29]
-    ([0.1, -0.3], ("weights_clamped",)),  # ...and here a negative total
-    ([-0.1, -0.2, -0.05], ("uniform_weights",)),
-    ([1e-9, -1e-9], ("uniform_weights",)),  # near zero: the ratio would be noise
-    ([0.0, 0.0], ("uniform_weights",)),
-])
+@pytest.mark.parametrize(
+    "s, flags",
+    [
+        ([0.30, -0.29], ("weights_clamped",)),  # the authors' formula gives w = [30, -29]
+        ([0.1, -0.3], ("weights_clamped",)),  # ...and here a negative total
+        ([-0.1, -0.2, -0.05], ("uniform_weights",)),
+        ([1e-9, -1e-9], ("uniform_weights",)),  # near zero: the ratio would be noise
+        ([0.0, 0.0], ("uniform_weights",)),
+    ],
+)
 def test_sum_weighting_is_well_defined_for_negative_and_tiny_cosines(s, flags):
     weights, taken = weigh(torch.tensor(s, dtype=torch.float64), "sum")
     np.testing.assert_allclose(weights.numpy(), _sum_reference(s), atol=1e-12)
@@ -88,7 +95,7 @@ def test_softmax_weighting_and_temperature():
     assert sharp[0] > 0.99 and abs(flat[0] - 0.5) < 0.01
     with pytest.raises(ValueError):
         subimage_weights(s, "softmax", temperature=0)
-    with pytest.raises(ValueError, match="unknown weighting"):
+    with pytest.raises(InputError, match="unknown weighting"):
         subimage_weights(s, "max")
 
 
@@ -171,3 +178,27 @@ def test_a_subimage_key_names_exactly_what_the_subimage_holds(fill):
     assert np.array_equal(np.asarray(make_subimage(image, part, fill)), np.asarray(make_subimage(image, same_pixels, fill)))
     assert subimage_key("parent", part, fill, 40, 30) != subimage_key("other", part, fill, 40, 30)
     assert len({subimage_key("parent", part, f, 40, 30) for f in ("black", "blur", "mean", "crop")}) == 4
+
+
+def test_score_modes_by_hand():
+    e = Evidence(composed=0.30, clip=0.28, entity_similarities=[0.2, 0.4], relation_similarities=[0.1])
+    assert SCORE_MODES["comclip"](e, 2.0) == 0.30
+    assert SCORE_MODES["evidence"](e, 2.0) == pytest.approx(0.30 + 2.0 * 0.3)
+    assert SCORE_MODES["evidence"](e, 1.0, relations=True) == pytest.approx(0.30 + (0.2 + 0.4 + 0.1) / 3)
+    assert SCORE_MODES["evidence-min"](e, 0.5) == pytest.approx(0.30 + 0.5 * 0.2)
+    assert SCORE_MODES["evidence-min"](e, 1.0, relations=True) == pytest.approx(0.40)
+    empty = Evidence(0.3, 0.3, [], [])
+    assert all(mode(empty, 1.0) == 0.3 for mode in SCORE_MODES.values())
+
+
+def test_pipeline_evidence_adds_the_entity_cosines(tiny_backbone, rgb_image_path):
+    from comclip.pipeline import ComCLIP
+
+    text = "a red ball next to a blue cube"
+    faithful = ComCLIP(tiny_backbone).explain(rgb_image_path, text)
+    evidence = ComCLIP(tiny_backbone, score_mode="evidence", evidence_weight=0.7).explain(rgb_image_path, text)
+    entities = [p.similarity for p in evidence.parts if p.kind == "entity"]
+    assert evidence.composed == pytest.approx(faithful.score)
+    assert evidence.score == pytest.approx(faithful.score + 0.7 * sum(entities) / len(entities))
+    with pytest.raises(Exception, match="unknown score mode"):
+        ComCLIP(tiny_backbone, score_mode="magic")

@@ -23,8 +23,8 @@ def test_svo_probes(tmp_path):
     csv = tmp_path / "svo_probes.csv"
     csv.write_text(
         ",sentence,pos_triplet,neg_triplet,subj_neg,verb_neg,obj_neg,pos_url,neg_url,pos_image_id,neg_image_id\n"
-        "0,a man rides a horse,\"man,ride,horse\",\"man,feed,horse\",False,True,False,http://x/a.jpg,http://y/n9.jpg,p1,n1\n"
-        "1,a dog chases a cat,\"dog,chase,cat\",\"girl,chase,cat\",True,False,False,http://x/b.jpg,http://y/c.jpg,,\n"
+        '0,a man rides a horse,"man,ride,horse","man,feed,horse",False,True,False,http://x/a.jpg,http://y/n9.jpg,p1,n1\n'
+        '1,a dog chases a cat,"dog,chase,cat","girl,chase,cat",True,False,False,http://x/b.jpg,http://y/c.jpg,,\n'
     )
     data = load_dataset("svo_probes", csv)
     first, second = data.examples
@@ -40,11 +40,31 @@ def test_svo_probes(tmp_path):
 
 
 def test_valse_folder_of_pieces(tmp_path):
-    (tmp_path / "existence.json").write_text(json.dumps({
-        "7": {"image_file": "v7w_1.jpg", "caption": "There are no animals.", "foil": "There are animals.",
-              "linguistic_phenomena": "existence", "mturk": {"caption": 3}}}))
-    (tmp_path / "relations.json").write_text(json.dumps({
-        "1": {"image_file": "coco_2.jpg", "caption": "a cat on a mat", "foil": "a cat under a mat", "linguistic_phenomena": "relations"}}))
+    (tmp_path / "existence.json").write_text(
+        json.dumps(
+            {
+                "7": {
+                    "image_file": "v7w_1.jpg",
+                    "caption": "There are no animals.",
+                    "foil": "There are animals.",
+                    "linguistic_phenomena": "existence",
+                    "mturk": {"caption": 3},
+                }
+            }
+        )
+    )
+    (tmp_path / "relations.json").write_text(
+        json.dumps(
+            {
+                "1": {
+                    "image_file": "coco_2.jpg",
+                    "caption": "a cat on a mat",
+                    "foil": "a cat under a mat",
+                    "linguistic_phenomena": "relations",
+                }
+            }
+        )
+    )
     data = load_dataset("valse", tmp_path, tmp_path / "imgs")
     assert [e.id for e in data.examples] == ["existence/7", "relations/1"]
     assert data.examples[0].kind == CAPTION_CHOICE and data.examples[0].texts[1] == "There are animals."
@@ -57,8 +77,9 @@ def test_valse_folder_of_pieces(tmp_path):
 def test_vl_checklist_pairs_and_phenomena(tmp_path):
     folder = tmp_path / "Attribute" / "vaw"
     folder.mkdir(parents=True)
-    (folder / "color.json").write_text(json.dumps([
-        ["vg/1.jpg", {"POS": ["a red car", "a blue sky"], "NEG": ["a green car", "a pink sky"]}]]))
+    (folder / "color.json").write_text(
+        json.dumps([["vg/1.jpg", {"POS": ["a red car", "a blue sky"], "NEG": ["a green car", "a pink sky"]}]])
+    )
     data = load_dataset("vl_checklist", tmp_path)
     assert [e.texts for e in data.examples] == [["a red car", "a green car"], ["a blue sky", "a pink sky"]]
     assert data.examples[0].subset == "Attribute/vaw/color" and data.examples[0].tags == ["Attribute"]
@@ -70,10 +91,28 @@ def test_vl_checklist_pairs_and_phenomena(tmp_path):
 def test_aro_crops_to_the_box(tmp_path):
     image = tmp_path / "images" / "2.jpg"
     _image(image, size=(100, 80))
-    rows = [{"image_path": "/data/vg/2.jpg", "bbox_x": 10, "bbox_y": 20, "bbox_w": 30, "bbox_h": 40,
-             "relation_name": "on", "true_caption": "the cup is on the table", "false_caption": "the table is on the cup"},
-            {"image_path": "/data/vg/2.jpg", "bbox_x": 500, "bbox_y": 500, "bbox_w": 30, "bbox_h": 40,
-             "relation_name": "on", "true_caption": "a", "false_caption": "b"}]
+    rows = [
+        {
+            "image_path": "/data/vg/2.jpg",
+            "bbox_x": 10,
+            "bbox_y": 20,
+            "bbox_w": 30,
+            "bbox_h": 40,
+            "relation_name": "on",
+            "true_caption": "the cup is on the table",
+            "false_caption": "the table is on the cup",
+        },
+        {
+            "image_path": "/data/vg/2.jpg",
+            "bbox_x": 500,
+            "bbox_y": 500,
+            "bbox_w": 30,
+            "bbox_h": 40,
+            "relation_name": "on",
+            "true_caption": "a",
+            "false_caption": "b",
+        },
+    ]
     path = tmp_path / "visual_genome_relation.json"
     path.write_text(json.dumps(rows))
     data = load_dataset("aro", path)
@@ -86,10 +125,28 @@ def test_aro_crops_to_the_box(tmp_path):
 
 def test_aro_end_to_end_counts_bad_crop_as_failed(cli, tiny_model_dir, tmp_path):
     _image(tmp_path / "images" / "2.jpg", size=(100, 80))
-    rows = [{"image_path": "2.jpg", "bbox_x": 0, "bbox_y": 0, "bbox_w": 50, "bbox_h": 50, "attributes": ["red", "blue"],
-             "true_caption": "the red cup and the blue plate", "false_caption": "the blue cup and the red plate"},
-            {"image_path": "2.jpg", "bbox_x": 900, "bbox_y": 0, "bbox_w": 5, "bbox_h": 5, "attributes": ["red", "blue"],
-             "true_caption": "a red cup", "false_caption": "a blue cup"}]
+    rows = [
+        {
+            "image_path": "2.jpg",
+            "bbox_x": 0,
+            "bbox_y": 0,
+            "bbox_w": 50,
+            "bbox_h": 50,
+            "attributes": ["red", "blue"],
+            "true_caption": "the red cup and the blue plate",
+            "false_caption": "the blue cup and the red plate",
+        },
+        {
+            "image_path": "2.jpg",
+            "bbox_x": 900,
+            "bbox_y": 0,
+            "bbox_w": 5,
+            "bbox_h": 5,
+            "attributes": ["red", "blue"],
+            "true_caption": "a red cup",
+            "false_caption": "a blue cup",
+        },
+    ]
     path = tmp_path / "visual_genome_attribution.json"
     path.write_text(json.dumps(rows))
     code, _, err = cli("eval", "aro", "--data", path, "--model", tiny_model_dir, "--out", tmp_path / "out")
@@ -108,8 +165,10 @@ def test_winoground_from_the_hub_fails_clearly_offline(monkeypatch):
 
 
 def test_winoground_examples_jsonl(tmp_path):
-    (tmp_path / "examples.jsonl").write_text(json.dumps(
-        {"id": 0, "caption_0": "a", "caption_1": "b", "tag": "Object", "secondary_tag": "", "collapsed_tag": "Object"}) + "\n")
+    (tmp_path / "examples.jsonl").write_text(
+        json.dumps({"id": 0, "caption_0": "a", "caption_1": "b", "tag": "Object", "secondary_tag": "", "collapsed_tag": "Object"})
+        + "\n"
+    )
     data = load_dataset("winoground", tmp_path)
     assert data.examples[0].images[1].endswith("images/ex_0_img_1.png") and data.examples[0].subset == "Object"
 
@@ -130,8 +189,19 @@ def test_shared_readers_name_the_bad_file(tmp_path):
 
 
 def test_vg_relation_marks_spatial_predicates(tmp_path):
-    rows = [{"image_path": "2.jpg", "bbox_x": 0, "bbox_y": 0, "bbox_w": 5, "bbox_h": 5, "relation_name": name,
-             "true_caption": "a", "false_caption": "b"} for name in ("to the left of", "eating", "sitting on", "wearing")]
+    rows = [
+        {
+            "image_path": "2.jpg",
+            "bbox_x": 0,
+            "bbox_y": 0,
+            "bbox_w": 5,
+            "bbox_h": 5,
+            "relation_name": name,
+            "true_caption": "a",
+            "false_caption": "b",
+        }
+        for name in ("to the left of", "eating", "sitting on", "wearing")
+    ]
     path = tmp_path / "visual_genome_relation.json"
     path.write_text(json.dumps(rows))
     assert [e.tags for e in load_dataset("aro", path).examples] == [["spatial"], ["other"], ["spatial"], ["other"]]
@@ -139,17 +209,34 @@ def test_vg_relation_marks_spatial_predicates(tmp_path):
 
 def _whatsup_files(root):
     """What'sUp's four layouts, as whatsup_vlms' dataset_zoo reads them, with their images."""
-    controlled = [{"image_path": f"data/controlled_images/mug_{p}_plate.jpeg",
-                   "caption_options": [f"A mug {p.replace('_', ' ')} a plate", "A mug on a plate", "A mug under a plate",
-                                       "A mug left of a plate"]} for p in ("left_of", "right_of", "on", "under")]
+    controlled = [
+        {
+            "image_path": f"data/controlled_images/mug_{p}_plate.jpeg",
+            "caption_options": [
+                f"A mug {p.replace('_', ' ')} a plate",
+                "A mug on a plate",
+                "A mug under a plate",
+                "A mug left of a plate",
+            ],
+        }
+        for p in ("left_of", "right_of", "on", "under")
+    ]
     (root / "controlled_images_dataset.json").write_text(json.dumps(controlled))
     for item in controlled:
         _image(root / "controlled_images" / item["image_path"].rsplit("/", 1)[1])
-    (root / "coco_qa_two_obj.json").write_text(json.dumps([[139, "A dog to the left of a cat", "A cat to the left of a dog"],
-                                                           [285, "A cup above a table", "A table above a cup"]]))
+    (root / "coco_qa_two_obj.json").write_text(
+        json.dumps(
+            [
+                [139, "A dog to the left of a cat", "A cat to the left of a dog"],
+                [285, "A cup above a table", "A table above a cup"],
+            ]
+        )
+    )
     for image_id in (139, 285):
         _image(root / "val2017" / f"{image_id:012d}.jpg")
-    (root / "vg_qa_one_obj.json").write_text(json.dumps([[2375, "A photo of a lamp on the left", "A photo of a lamp on the right"]]))
+    (root / "vg_qa_one_obj.json").write_text(
+        json.dumps([[2375, "A photo of a lamp on the left", "A photo of a lamp on the right"]])
+    )
     _image(root / "vg_images" / "2375.jpg")
 
 
@@ -172,9 +259,39 @@ def test_whatsup_reads_its_four_layouts(tmp_path):
 
 def test_whatsup_end_to_end_with_the_geometric_check(cli, tiny_model_dir, tmp_path):
     _whatsup_files(tmp_path)
-    code, _, err = cli("eval", "whatsup", "--data", tmp_path / "controlled_images_dataset.json", "--model", tiny_model_dir,
-                       "--relations", "geometry", "--out", tmp_path / "out")
+    code, _, err = cli(
+        "eval",
+        "whatsup",
+        "--data",
+        tmp_path / "controlled_images_dataset.json",
+        "--model",
+        tiny_model_dir,
+        "--relation-check",
+        "geometry",
+        "--out",
+        tmp_path / "out",
+    )
     assert code == 0, err
     report = json.loads((tmp_path / "out" / "report.json").read_text())
     assert [(r["method"], r["n_scored"]) for r in report["runs"]] == [("clip", 4), ("comclip", 4)]
     assert set(report["runs"][1]["subsets"]) == {"left_of", "right_of", "on", "under"}
+
+
+def test_a_loader_bug_is_not_reported_as_the_users_file(monkeypatch, cli, tmp_path):
+    """A loader raises InputError for the user's file; any other exception is the loader's bug:
+    it propagates (a traceback, exit 1 from the CLI), never 'not a valid dataset' (exit 2)."""
+    from comclip.eval.datasets import DATASETS
+
+    def buggy(path, image_dir=None):
+        return {}["no such key"]  # a bug, whatever the file holds
+
+    monkeypatch.setitem(DATASETS._items, "buggy", buggy)
+    data = tmp_path / "fine.jsonl"
+    data.write_text("{}\n")
+    with pytest.raises(KeyError):
+        load_dataset("buggy", data)
+    with pytest.raises(KeyError):  # the CLI does not turn it into a user's error either
+        cli("eval", "buggy", "--data", data, "--out", tmp_path / "out")
+    assert not issubclass(InputError, ValueError)
+    with pytest.raises(InputError, match="takes no option split"):
+        load_dataset("sugarcrepe", data, split="test")

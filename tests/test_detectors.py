@@ -35,7 +35,9 @@ def tiny_owlv2_dir(tmp_path_factory):
             model.box_head.dense2.weight.zero_()
             model.box_head.dense2.bias.copy_(torch.tensor([0.0, 0.0, 1.0, 1.0]))
         model.save_pretrained(path)
-        Owlv2Processor(image_processor=Owlv2ImageProcessor(size={"height": 64, "width": 64}), tokenizer=tokenizer).save_pretrained(path)
+        Owlv2Processor(
+            image_processor=Owlv2ImageProcessor(size={"height": 64, "width": 64}), tokenizer=tokenizer
+        ).save_pretrained(path)
     return path
 
 

@@ -10,9 +10,11 @@ from comclip.parsing import Entity, SceneGraph
 from comclip.pipeline import ComCLIPResult, Part
 
 CIRCLE, SQUARE = Box(0, 0, 10, 10), Box(20, 20, 30, 30)
-TRUTH = {"text": "a red circle and a blue square",
-         "entities": [{"id": 0, "head": "circle", "attributes": ["red"]}, {"id": 1, "head": "square", "attributes": ["blue"]}],
-         "relations": []}
+TRUTH = {
+    "text": "a red circle and a blue square",
+    "entities": [{"id": 0, "head": "circle", "attributes": ["red"]}, {"id": 1, "head": "square", "attributes": ["blue"]}],
+    "relations": [],
+}
 
 
 def _result(entities, boxes, margins=(0.2, 0.3)) -> ComCLIPResult:
@@ -22,8 +24,9 @@ def _result(entities, boxes, margins=(0.2, 0.3)) -> ComCLIPResult:
 
 
 def _example():
-    return Example("x", WINOGROUND, ["img"], [TRUTH["text"]], given={TRUTH["text"]: TRUTH},
-                   boxes=((("circle", CIRCLE), ("square", SQUARE)),))
+    return Example(
+        "x", WINOGROUND, ["img"], [TRUTH["text"]], given={TRUTH["text"]: TRUTH}, boxes=((("circle", CIRCLE), ("square", SQUARE)),)
+    )
 
 
 def test_right_parse_and_grounding():
@@ -45,13 +48,22 @@ def test_no_gold_gives_only_the_margin():
 
 
 def _record(correct, **diagnosis):
-    return {"status": "ok", "correct": {"group": correct}, "diagnosis": diagnosis, "flags": {"shared_box": 1} if not correct else {}}
+    return {
+        "status": "ok",
+        "correct": {"group": correct},
+        "diagnosis": diagnosis,
+        "flags": {"shared_box": 1} if not correct else {},
+    }
 
 
 def test_attribution_counts_each_wrong_example_once():
-    records = [_record(False, parse_wrong=True, grounding_wrong=False), _record(False, parse_wrong=False, grounding_wrong=True),
-               _record(False, parse_wrong=True, grounding_wrong=True), _record(False, parse_wrong=False, grounding_wrong=False),
-               _record(True, parse_wrong=True, grounding_wrong=True)]
+    records = [
+        _record(False, parse_wrong=True, grounding_wrong=False),
+        _record(False, parse_wrong=False, grounding_wrong=True),
+        _record(False, parse_wrong=True, grounding_wrong=True),
+        _record(False, parse_wrong=False, grounding_wrong=False),
+        _record(True, parse_wrong=True, grounding_wrong=True),
+    ]
     found = attribution(records, "group")
     assert (found["wrong"], found["examples"]) == (4, 5)
     assert (found["parse"], found["grounding"], found["parse_and_grounding"], found["neither"]) == (1, 1, 1, 1)
@@ -72,12 +84,33 @@ def test_eval_without_gold_reports_signals(cli, tmp_path, tiny_model_dir, rgb_im
     import json
 
     data = tmp_path / "data.jsonl"
-    rows = [{"image": str(rgb_image_path), "positive": "a red square left of a blue square", "negatives": ["a blue square left of a red square"]},
-            {"image": str(rgb_image_path), "positive": "a red dog", "negatives": ["a blue cat"]}]
+    rows = [
+        {
+            "image": str(rgb_image_path),
+            "positive": "a red square left of a blue square",
+            "negatives": ["a blue square left of a red square"],
+        },
+        {"image": str(rgb_image_path), "positive": "a red dog", "negatives": ["a blue cat"]},
+    ]
     data.write_text("".join(json.dumps(r) + "\n" for r in rows))
     out = tmp_path / "run"
-    code, _, err = cli("eval", "jsonl", "--data", data, "--model", tiny_model_dir, "--out", out, "--workers", "0",
-                       "--no-cache", "--bootstrap", "0", "--method", "clip,comclip")
+    code, _, err = cli(
+        "eval",
+        "jsonl",
+        "--data",
+        data,
+        "--model",
+        tiny_model_dir,
+        "--out",
+        out,
+        "--workers",
+        "0",
+        "--no-cache",
+        "--bootstrap",
+        "0",
+        "--method",
+        "clip,comclip",
+    )
     assert code == 0, err
     runs = {r["method"]: r for r in json.loads((out / "report.json").read_text())["runs"]}
     found = runs["comclip"]["signals"]

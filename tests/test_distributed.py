@@ -21,8 +21,17 @@ ARGS = ["eval", "sandbox", "--task", "binding,order-swap", "--seed", "3", "--no-
 
 
 def torchrun(args: list[str], processes: int = 2, **kwargs):
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(processes),
-               "-m", "comclip", *map(str, args)]
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        str(processes),
+        "-m",
+        "comclip",
+        *map(str, args),
+    ]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
     return command, env
 
@@ -49,9 +58,16 @@ def test_two_processes_give_the_report_of_one(tiny_model_dir, tmp_path):
     assert a["runs"] == b["runs"] and a["comparisons"] == b["comparisons"] and a["grounding"] == b["grounding"]
     assert (a["world_size"], b["world_size"]) == (1, 2)
     assert sorted(p.name for p in (tmp_path / "two").iterdir()) == ["per_example.jsonl", "report.json", "report.md", "run.json"]
-    records = [sorted((json.loads(line) for line in (tmp_path / d / "per_example.jsonl").read_text().splitlines()),
-                      key=lambda r: (r["method"], r["id"])) for d in ("one", "two")]
-    assert [(r["method"], r["id"], r["correct"]) for r in records[0]] == [(r["method"], r["id"], r["correct"]) for r in records[1]]
+    records = [
+        sorted(
+            (json.loads(line) for line in (tmp_path / d / "per_example.jsonl").read_text().splitlines()),
+            key=lambda r: (r["method"], r["id"]),
+        )
+        for d in ("one", "two")
+    ]
+    assert [(r["method"], r["id"], r["correct"]) for r in records[0]] == [
+        (r["method"], r["id"], r["correct"]) for r in records[1]
+    ]
     assert all(np.allclose(r["scores"], q["scores"], atol=1e-6) for r, q in zip(*records))
 
 
@@ -86,8 +102,19 @@ def test_retrieval_across_two_processes_gives_the_report_of_one(tiny_model_dir, 
         rows.append({"image": f"im{n}.png", "captions": [f"a flat colour number {n}", f"colour {n} everywhere"]})
     rows.append({"image": "missing.png", "captions": ["a lost photo"]})
     (tmp_path / "captions.json").write_text(json.dumps(rows))
-    args = ["eval", "retrieval", "--data", tmp_path / "captions.json", "--model", tiny_model_dir, "--rerank-top", "3",
-            "--no-cache", "--workers", "0"]
+    args = [
+        "eval",
+        "retrieval",
+        "--data",
+        tmp_path / "captions.json",
+        "--model",
+        tiny_model_dir,
+        "--rerank-top",
+        "3",
+        "--no-cache",
+        "--workers",
+        "0",
+    ]
     one = run_cli([*args, "--out", tmp_path / "one"])
     assert one.returncode == 0, one.stderr
     command, env = torchrun([*args, "--out", tmp_path / "two"])

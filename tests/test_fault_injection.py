@@ -48,18 +48,21 @@ def data(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("faults")
     for n, colour in enumerate([(200, 30, 30), (30, 30, 200), (30, 200, 30)]):
         Image.new("RGB", (48, 40), colour).save(folder / f"{n}.png")
-    rows = [{"id": "dup", "image": "0.png", "positive": "a red square", "negatives": ["a blue square"]},
-            {"id": "dup", "image": "1.png", "positive": "a blue square", "negatives": ["a red square"]},
-            {"id": "c", "image": "2.png", "positive": "a green square", "negatives": ["a red circle"]},
-            {"id": "d", "image": "0.png", "positive": "a red thing", "negatives": ["a green thing"]}]
+    rows = [
+        {"id": "dup", "image": "0.png", "positive": "a red square", "negatives": ["a blue square"]},
+        {"id": "dup", "image": "1.png", "positive": "a blue square", "negatives": ["a red square"]},
+        {"id": "c", "image": "2.png", "positive": "a green square", "negatives": ["a red circle"]},
+        {"id": "d", "image": "0.png", "positive": "a red thing", "negatives": ["a green thing"]},
+    ]
     (folder / "data.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     return folder / "data.jsonl"
 
 
 def _eval(model, data, out, *extra, cache=None, env=None):
     cache_args = ["--cache", cache] if cache is not None else ["--no-cache"]
-    return run_cli(["eval", "jsonl", "--data", data, "--model", model, "--out", out, "--workers", "0", *cache_args, *extra],
-                   env=env or {})
+    return run_cli(
+        ["eval", "jsonl", "--data", data, "--model", model, "--out", out, "--workers", "0", *cache_args, *extra], env=env or {}
+    )
 
 
 # --- the cache never touches what is not its own -------------------------------------------
@@ -127,8 +130,9 @@ def test_resume_with_anything_different_is_refused_listing_it(tiny_model_dir, da
     out = tmp_path / "run"
     assert _eval(tiny_model_dir, data, out, "--limit", "2").returncode == 0
     before = _hash(out / "per_example.jsonl")
-    assert_user_error(_eval(tiny_model_dir, data, out, "--limit", "2", "--resume", "--weighting", "softmax"),
-                      "cannot resume", "weighting")
+    assert_user_error(
+        _eval(tiny_model_dir, data, out, "--limit", "2", "--resume", "--weighting", "softmax"), "cannot resume", "weighting"
+    )
     other_model = Path(shutil.copytree(tiny_model_dir, tmp_path / "other-model"))
     from comclip.testing import make_tiny_clip
 
@@ -152,11 +156,18 @@ def test_resume_to_a_larger_limit_continues_and_duplicate_ids_are_kept(tiny_mode
     assert again.returncode == 0 and "already finished" in again.stderr
 
 
-@pytest.mark.parametrize("option, value, words", [
-    ("--limit", "0", ["--limit", "at least 1"]), ("--limit", "-1", ["--limit"]), ("--bootstrap", "-1", ["--bootstrap"]),
-    ("--temperature", "nan", ["--temperature", "finite"]), ("--evidence-weight", "nan", ["--evidence-weight"]),
-    ("--union-margin", "-0.5", ["union_margin"]), ("--precision", "half", ["precision"]),
-])
+@pytest.mark.parametrize(
+    "option, value, words",
+    [
+        ("--limit", "0", ["--limit", "at least 1"]),
+        ("--limit", "-1", ["--limit"]),
+        ("--bootstrap", "-1", ["--bootstrap"]),
+        ("--temperature", "nan", ["--temperature", "finite"]),
+        ("--evidence-weight", "nan", ["--evidence-weight"]),
+        ("--union-margin", "-0.5", ["union_margin"]),
+        ("--precision", "half", ["precision"]),
+    ],
+)
 def test_bad_options_are_one_line_before_any_work(tiny_model_dir, data, tmp_path, option, value, words):
     assert_user_error(_eval(tiny_model_dir, data, tmp_path / "out", option, value), *words)
     assert not (tmp_path / "out" / "per_example.jsonl").exists()
@@ -214,11 +225,28 @@ def test_a_model_without_its_tokenizer_files_is_refused(tiny_model_dir, rgb_imag
 def test_a_method_that_scored_nothing_exits_1_after_writing_its_report(tiny_model_dir, tmp_path):
     out = tmp_path / "given"
     Image.new("RGB", (40, 30), (200, 30, 30)).save(tmp_path / "red.png")
-    rows = [{"image": str(tmp_path / "red.png"), "positive": f"a red square number {n}", "negatives": ["a blue square"]}
-            for n in range(3)]
+    rows = [
+        {"image": str(tmp_path / "red.png"), "positive": f"a red square number {n}", "negatives": ["a blue square"]}
+        for n in range(3)
+    ]
     (tmp_path / "data.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    result = run_cli(["eval", "jsonl", "--data", tmp_path / "data.jsonl", "--parser", "given", "--model", tiny_model_dir,
-                      "--out", out, "--no-cache", "--workers", "0"])
+    result = run_cli(
+        [
+            "eval",
+            "jsonl",
+            "--data",
+            tmp_path / "data.jsonl",
+            "--parser",
+            "given",
+            "--model",
+            tiny_model_dir,
+            "--out",
+            out,
+            "--no-cache",
+            "--workers",
+            "0",
+        ]
+    )
     assert_user_error(result, "method comclip", "scored none", "no given scene graph", code=1)
     report = json.loads((out / "report.json").read_text())
     assert [run["n_scored"] for run in report["runs"]] == [3, 0]
@@ -226,10 +254,25 @@ def test_a_method_that_scored_nothing_exits_1_after_writing_its_report(tiny_mode
 
 def test_ctrl_c_exits_130_and_says_how_to_resume(tiny_model_dir, tmp_path):
     out = tmp_path / "long"
-    args = [sys.executable, "-m", "comclip", "eval", "sandbox", "--n", "100", "--model", tiny_model_dir, "--out", out,
-            "--no-cache", "--workers", "0"]
-    process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    args = [
+        sys.executable,
+        "-m",
+        "comclip",
+        "eval",
+        "sandbox",
+        "--n",
+        "100",
+        "--model",
+        tiny_model_dir,
+        "--out",
+        out,
+        "--no-cache",
+        "--workers",
+        "0",
+    ]
+    process = subprocess.Popen(
+        args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"}
+    )
     deadline = time.monotonic() + 120
     log = out / "per_example.jsonl"
     while time.monotonic() < deadline and not (log.exists() and log.stat().st_size):

@@ -18,17 +18,36 @@ CUP, TABLE = Box(40, 30, 60, 50), Box(20, 50, 80, 70)  # the cup stands on the t
 DOG, CAR = Box(45, 55, 60, 90), Box(20, 40, 80, 80)  # overlapping; the dog's bottom edge is lower
 
 
-@pytest.mark.parametrize("predicate, subject, obj, truth", [
-    ("to the left of", LEFT, RIGHT, True), ("to the left of", RIGHT, LEFT, False),
-    ("left of", LEFT, RIGHT, True), ("to the right of", RIGHT, LEFT, True), ("to the right of", LEFT, RIGHT, False),
-    ("above", TOP, BOTTOM, True), ("above", BOTTOM, TOP, False), ("below", BOTTOM, TOP, True), ("below", TOP, BOTTOM, False),
-    ("on", CUP, TABLE, True), ("on top of", TABLE, CUP, False), ("sit on", CUP, TABLE, True),
-    ("under", TABLE, CUP, True), ("beneath", CUP, TABLE, False), ("on", LEFT, RIGHT, False),
-    ("next to", CUP, TABLE, True), ("next to", LEFT, RIGHT, False), ("beside", Box(10, 10, 20, 20), Box(21, 10, 30, 20), True),
-    ("inside", Box(42, 42, 48, 48), CAR, True), ("inside", CAR, Box(42, 42, 48, 48), False),
-    ("in", CAR, Box(42, 42, 48, 48), True), ("in", LEFT, RIGHT, False),
-    ("in front of", DOG, CAR, True), ("behind", DOG, CAR, False), ("behind", CAR, DOG, True),
-])
+@pytest.mark.parametrize(
+    "predicate, subject, obj, truth",
+    [
+        ("to the left of", LEFT, RIGHT, True),
+        ("to the left of", RIGHT, LEFT, False),
+        ("left of", LEFT, RIGHT, True),
+        ("to the right of", RIGHT, LEFT, True),
+        ("to the right of", LEFT, RIGHT, False),
+        ("above", TOP, BOTTOM, True),
+        ("above", BOTTOM, TOP, False),
+        ("below", BOTTOM, TOP, True),
+        ("below", TOP, BOTTOM, False),
+        ("on", CUP, TABLE, True),
+        ("on top of", TABLE, CUP, False),
+        ("sit on", CUP, TABLE, True),
+        ("under", TABLE, CUP, True),
+        ("beneath", CUP, TABLE, False),
+        ("on", LEFT, RIGHT, False),
+        ("next to", CUP, TABLE, True),
+        ("next to", LEFT, RIGHT, False),
+        ("beside", Box(10, 10, 20, 20), Box(21, 10, 30, 20), True),
+        ("inside", Box(42, 42, 48, 48), CAR, True),
+        ("inside", CAR, Box(42, 42, 48, 48), False),
+        ("in", CAR, Box(42, 42, 48, 48), True),
+        ("in", LEFT, RIGHT, False),
+        ("in front of", DOG, CAR, True),
+        ("behind", DOG, CAR, False),
+        ("behind", CAR, DOG, True),
+    ],
+)
 def test_each_rule_tells_true_from_false(predicate, subject, obj, truth):
     score = relation_score(predicate, [subject], [obj], W, H)
     assert 0.0 <= score <= 1.0
@@ -78,7 +97,9 @@ def oracle_pipeline(backbone, pair, **options):
 def test_geometry_penalises_the_swapped_caption_and_leaves_the_paper_alone(tiny_backbone, order_swap_pair):
     images = [s.render() for s in order_swap_pair.scenes]
     off = oracle_pipeline(tiny_backbone, order_swap_pair).score_details(images, list(order_swap_pair.captions))
-    on = oracle_pipeline(tiny_backbone, order_swap_pair, relations="geometry").score_details(images, list(order_swap_pair.captions))
+    on = oracle_pipeline(tiny_backbone, order_swap_pair, relation_check="geometry").score_details(
+        images, list(order_swap_pair.captions)
+    )
     for i in range(2):
         for j in range(2):
             (g,) = [check[3] for check in on[i][j].spatial]
@@ -96,19 +117,36 @@ def test_an_unverifiable_relation_is_flagged_and_adds_nothing(tiny_backbone, ord
     image = order_swap_pair.scenes[0].render()
     caption = order_swap_pair.captions[0]
     blind = dict(parser=GivenParser({caption: order_swap_pair.graphs[0]}), grounder=OracleGrounder())  # grounds nothing
-    on = ComCLIP(tiny_backbone, relations="geometry", **blind).explain(image, caption)
+    on = ComCLIP(tiny_backbone, relation_check="geometry", **blind).explain(image, caption)
     off = ComCLIP(tiny_backbone, **blind).explain(image, caption)
     assert "relation_unverified" in on.flags and "not_grounded" in on.flags
     assert on.score == off.score and on.spatial[0][3] is None
 
 
 def test_sandbox_examples_carry_their_true_graphs_for_the_given_parser(cli, tiny_model_dir, tmp_path):
-    code, _, err = cli("eval", "sandbox", "--task", "order-swap,binding", "--n", "3", "--seed", "5", "--model", tiny_model_dir,
-                       "--parser", "given", "--relations", "geometry", "--out", tmp_path / "run", "--no-cache")
+    code, _, err = cli(
+        "eval",
+        "sandbox",
+        "--task",
+        "order-swap,binding",
+        "--n",
+        "3",
+        "--seed",
+        "5",
+        "--model",
+        tiny_model_dir,
+        "--parser",
+        "given",
+        "--relation-check",
+        "geometry",
+        "--out",
+        tmp_path / "run",
+        "--no-cache",
+    )
     assert code == 0, err
     report = json.loads((tmp_path / "run" / "report.json").read_text())
     assert [(r["n_scored"], r["n_failed"]) for r in report["runs"]] == [(6, 0), (6, 0)]
-    assert report["runs"][1]["config"]["relations"] == "geometry"
+    assert report["runs"][1]["config"]["relation_check"] == "geometry"
 
 
 @pytest.mark.parametrize("model", ["comclip/sandbox", "comclip/sandbox-bow"])
@@ -120,6 +158,8 @@ def test_order_swaps_are_solved_with_oracle_boxes_and_parses(model):
     backbone, correct = create_backbone(model), 0
     pairs = minimal_pairs("order-swap", 200, 100)
     for pair in pairs:
-        s = oracle_pipeline(backbone, pair, relations="geometry").score([sc.render() for sc in pair.scenes], list(pair.captions))
+        s = oracle_pipeline(backbone, pair, relation_check="geometry").score(
+            [sc.render() for sc in pair.scenes], list(pair.captions)
+        )
         correct += bool(s[0, 0] > s[0, 1] and s[1, 1] > s[1, 0] and s[0, 0] > s[1, 0] and s[1, 1] > s[0, 1])
     assert correct >= 98

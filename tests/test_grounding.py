@@ -9,10 +9,12 @@ import random
 
 import numpy as np
 import pytest
+import torch
 
 from comclip.boxes import Box
 from comclip.grounding import Detection
 from comclip.grounding.assignment import assign, ranking_margin
+from comclip.grounding.proposals import segment_proposals
 
 REGIONS = [Box(0, 0, 10, 10), Box(20, 0, 30, 10), Box(0, 20, 10, 30), Box(20, 20, 30, 30)]
 
@@ -86,8 +88,9 @@ def test_argmax_with_a_union_margin_is_the_old_pick(margin):
     for _ in range(30):
         scores = np.array([[round(rng.uniform(0, 1), 2) for _ in REGIONS] for _ in range(3)])
         rankings = _rankings(scores)
-        assert [g.detection for g in assign(rankings, [0, 1, 2], joint=False, union_margin=margin)] == \
-            [_old_pick(d, margin) for d in rankings]
+        assert [g.detection for g in assign(rankings, [0, 1, 2], joint=False, union_margin=margin)] == [
+            _old_pick(d, margin) for d in rankings
+        ]
 
 
 def test_no_detection_is_none_and_margin_needs_two():
@@ -133,7 +136,9 @@ def test_joint_grounding_is_at_least_as_accurate_on_sandbox_scenes():
 
     backbone = create_backbone("comclip/sandbox-bow", device="cpu")
     dataset = load_dataset("sandbox", seed=5, n=6)
-    grounder = create_grounder("clip", backbone, **PipelineConfig.layered(backbone.defaults, region="multiscale").grounder_options())
+    grounder = create_grounder(
+        "clip", backbone, **PipelineConfig.layered(backbone.defaults, region="multiscale").grounder_options()
+    )
     joint, argmax = grounding_hits(grounder, dataset, joint=True), grounding_hits(grounder, dataset, joint=False)
     assert len(joint) == len(argmax) == sum(len(b) for ex in dataset.examples for b in ex.boxes)
     assert sum(joint) >= sum(argmax)
@@ -148,3 +153,65 @@ def test_attributes_break_near_ties_between_candidates_of_the_head():
     assert [d.boxes[0] for d in ranked] == [REGIONS[1], REGIONS[0], REGIONS[2]]
     assert [d.score for d in ranked] == pytest.approx([0.69, 0.60, 0.20])  # the floor of the phrase's scores
     assert with_attributes(head, [], 0.5) == head
+
+
+def test_segment_proposals_find_objects():
+    from PIL import Image, ImageDraw
+
+    from comclip.grounding import Box
+
+    image = Image.new("RGB", (120, 90), (90, 90, 90))
+    draw = ImageDraw.Draw(image)
+    draw.rectangle((10, 20, 29, 39), fill=(230, 20, 20))
+    draw.ellipse((70, 40, 99, 69), fill=(20, 20, 230))
+    boxes = segment_proposals(image)
+    for truth in (Box(10, 20, 30, 40), Box(70, 40, 100, 70)):
+        assert max(b.iou(truth) for b in boxes) > 0.8
+    assert segment_proposals(Image.new("RGB", (50, 50), (10, 10, 10))) == []
+
+
+def test_patch_grid_geometry():
+    from comclip.backbones.base import PatchGrid
+    from comclip.backbones.hf import _view_geometry
+    from comclip.grounding import Box
+
+    grid = PatchGrid(torch.zeros(2, 3, 4), x0=10.0, y0=0.0, step_x=10.0, step_y=5.0)
+    w = grid.overlap_weights([Box(10, 0, 20, 5), Box(15, 2.5, 40, 10), Box(0, 0, 5, 5)])
+    assert w[0].tolist() == [50.0, 0, 0, 0, 0, 0]
+    assert w[1].tolist() == [12.5, 25.0, 25.0, 25.0, 50.0, 50.0]  # x overlaps 5, 10, 10; y 2.5, 5
+    assert w[2].sum() == 0  # left of the encoder's view
+    assert PatchGrid.unpack(grid.pack()).x0 == 10.0
+    assert _view_geometry((448, 224), 224) == (112.0, 0.0, 1.0)
+    assert _view_geometry((100, 200), 50) == (0.0, 50.0, 0.5)  # resized to 50x100, 25 px cropped top = 50 original
+
+
+def test_patch_grounder_reads_one_forward_pass(tiny_model_dir, rgb_image_path):
+    from PIL import Image
+
+    from comclip.backbones import create_backbone
+    from comclip.cache import MemoryCache
+    from comclip.grounding import create_grounder
+    from comclip.pipeline import ComCLIP
+
+    backbone = create_backbone(str(tiny_model_dir))
+    backbone.cache = MemoryCache()
+    grounder = create_grounder("clip", backbone, region="patches")
+    ranked = grounder.ground(Image.open(rgb_image_path).convert("RGB"), ["dog", "cat"])
+    assert len(ranked) == 2 and len(ranked[0]) == len(grounder.candidates(Image.open(rgb_image_path).convert("RGB"))[0])
+    assert len(backbone.cache) == 2 + 2  # global + patch tokens of the image, two prompts; no crops
+    plain = ComCLIP(create_backbone(str(tiny_model_dir)), grounder=create_grounder("clip", backbone, region="patches"))
+    fused = ComCLIP(backbone, grounder=grounder)
+    assert torch.allclose(
+        plain.score([rgb_image_path], ["a dog on a mat"]), fused.score([rgb_image_path], ["a dog on a mat"]), atol=1e-5
+    )
+
+
+def test_union_margin_grounds_to_every_close_box():
+    from comclip.grounding import Box, Detection
+    from comclip.grounding.assignment import assign
+
+    detections = [Detection((Box(0, 0, 5, 5),), 0.50), Detection((Box(5, 5, 9, 9),), 0.49), Detection((Box(1, 1, 2, 2),), 0.40)]
+    assert assign([detections], [0], joint=False)[0].detection.boxes == (Box(0, 0, 5, 5),)
+    union = assign([detections], [0], joint=False, union_margin=0.02)[0].detection
+    assert union.boxes == (Box(0, 0, 5, 5), Box(5, 5, 9, 9)) and union.score == 0.50
+    assert assign([[]], [0], joint=False, union_margin=0.02)[0].detection is None

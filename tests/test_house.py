@@ -15,14 +15,14 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 #: Lowest first. A room (top-level module or sub-package of comclip) may import rooms on its
 #: own floor or below, never above.
 FLOORS = [
-    ["errors", "bpe", "_hf_utils"],
+    ["errors", "bpe", "_hf_utils", "world"],
     ["registry", "text", "jsonfile", "boxes", "images", "cache", "pixels", "similarity"],
     ["subimages", "loading", "testing"],
     ["backbones"],
     ["parsing"],
     ["grounding"],
     ["composition"],
-    ["config", "stored", "methods"],
+    ["config", "stored", "methods", "results"],
     ["pipeline"],
     ["explain"],
     ["eval"],
@@ -51,8 +51,11 @@ def _imports(name: str, path: Path, modules: set[str]) -> set[str]:
         if isinstance(node, ast.Import):
             targets = [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom):
-            base = ".".join(package[: len(package) - node.level + 1] + ([node.module] if node.module else [])) \
-                if node.level else (node.module or "")
+            base = (
+                ".".join(package[: len(package) - node.level + 1] + ([node.module] if node.module else []))
+                if node.level
+                else (node.module or "")
+            )
             targets = [base] + [f"{base}.{alias.name}" for alias in node.names]
         else:
             continue
@@ -72,8 +75,12 @@ def test_every_room_has_a_floor():
 
 def test_no_import_runs_up_a_floor():
     modules = _modules()
-    upward = [f"{name} -> {target}" for name, path in modules.items() for target in _imports(name, path, set(modules))
-              if FLOOR[_room(target)] > FLOOR[_room(name)]]
+    upward = [
+        f"{name} -> {target}"
+        for name, path in modules.items()
+        for target in _imports(name, path, set(modules))
+        if FLOOR[_room(target)] > FLOOR[_room(name)]
+    ]
     assert not upward, "imports from a lower floor to a higher one:\n" + "\n".join(sorted(upward))
 
 
@@ -104,7 +111,10 @@ def test_no_function_is_longer_than_60_lines():
     long = []
     for path in (SRC / "comclip").rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno + 1 > MAX_FUNCTION_LINES:
+            if (
+                isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+                and node.end_lineno - node.lineno + 1 > MAX_FUNCTION_LINES
+            ):
                 long.append(f"{path.relative_to(SRC)}:{node.lineno} {node.name}")
     assert not long, long
 

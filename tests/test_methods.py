@@ -20,7 +20,7 @@ def test_the_three_methods_and_their_layering():
     plus = configs["comclip-plus"]
     assert all(getattr(plus, name) == value for name, value in PLUS.items())
     assert plus.region == "multiscale" and plus.entity_prompt == "a {}" and plus.weighting == "softmax"
-    assert method_configs(["comclip-plus"], PipelineConfig(), {"fill": "black"})["comclip-plus"].fill == "black"
+    assert method_configs(["comclip-plus"], PipelineConfig(), {"subimage_fill": "black"})["comclip-plus"].subimage_fill == "black"
 
 
 def test_plus_keeps_a_region_mode_other_than_mask():
@@ -28,14 +28,14 @@ def test_plus_keeps_a_region_mode_other_than_mask():
 
 
 def test_users_register_their_own_method():
-    register_method("test-softmax", {"weighting": "softmax", "fill": "blur"}, "a test method")
+    register_method("test-softmax", {"weighting": "softmax", "subimage_fill": "blur"}, "a test method")
     try:
         assert parse_methods("clip, test-softmax") == ["clip", "test-softmax"]
-        assert METHODS["test-softmax"].config(PipelineConfig()).fill == "blur"
+        assert METHODS["test-softmax"].config(PipelineConfig()).subimage_fill == "blur"
     finally:
         METHODS._items.pop("test-softmax")
     with pytest.raises(InputError, match="unknown pipeline|unexpected|fill"):
-        register_method("bad", {"fill": "pink"})
+        register_method("bad", {"subimage_fill": "pink"})
     assert "bad" not in METHODS
 
 
@@ -60,14 +60,25 @@ def test_score_and_explain_take_comclip_plus(cli, tmp_path):
     pair = make_pair("object-swap", 3, 0)
     image = tmp_path / "scene.png"
     pair.scenes[0].render().save(image)
-    code, out, err = cli("score", image, *pair.captions, "--model", "comclip/sandbox-bow", "--method", "clip,comclip,comclip-plus",
-                         "--details", "--json")
+    code, out, err = cli(
+        "score",
+        image,
+        *pair.captions,
+        "--model",
+        "comclip/sandbox-bow",
+        "--method",
+        "clip,comclip,comclip-plus",
+        "--details",
+        "--json",
+    )
     assert code == 0, err
     results = json.loads(out)["results"]
     assert all({"clip", "comclip", "comclip-plus"} <= set(r) for r in results)
     assert set(results[0]["details"]) == {"comclip", "comclip-plus"}
     assert results[0]["details"]["comclip-plus"]["parts"][0]["margin"] is not None
-    code, out, err = cli("explain", image, pair.captions[0], "--model", "comclip/sandbox-bow", "--method", "comclip-plus", "--json")
+    code, out, err = cli(
+        "explain", image, pair.captions[0], "--model", "comclip/sandbox-bow", "--method", "comclip-plus", "--json"
+    )
     assert code == 0, err
     shown = json.loads(out)
     assert shown["method"] == "comclip-plus" and shown["config"]["assignment"] == "joint"
@@ -78,8 +89,27 @@ def test_score_and_explain_take_comclip_plus(cli, tmp_path):
 
 def test_eval_reports_comclip_plus_and_where_errors_come_from(cli, tmp_path):
     out = tmp_path / "run"
-    code, _, err = cli("eval", "sandbox", "--model", "comclip/sandbox-bow", "--task", "binding,order-swap", "--n", "6", "--seed", "3",
-                       "--method", "clip,comclip,comclip-plus", "--out", out, "--workers", "0", "--no-cache", "--bootstrap", "0")
+    code, _, err = cli(
+        "eval",
+        "sandbox",
+        "--model",
+        "comclip/sandbox-bow",
+        "--task",
+        "binding,order-swap",
+        "--n",
+        "6",
+        "--seed",
+        "3",
+        "--method",
+        "clip,comclip,comclip-plus",
+        "--out",
+        out,
+        "--workers",
+        "0",
+        "--no-cache",
+        "--bootstrap",
+        "0",
+    )
     assert code == 0, err
     report = json.loads((out / "report.json").read_text())
     runs = {r["method"]: r for r in report["runs"]}
@@ -106,11 +136,18 @@ def test_the_app_session_scores_a_named_method_as_score_does():
     pair = make_pair("binding", 4, 0)
     session = AppSession(backbone)
     assert method_choices() == [m for m in METHODS if METHODS[m].composed]
-    assert session.defaults("comclip-plus")["fill"] == "mean" and session.defaults()["fill"] == session.config.fill
+    assert (
+        session.defaults("comclip-plus")["subimage_fill"] == "mean"
+        and session.defaults()["subimage_fill"] == session.config.subimage_fill
+    )
     image = pair.scenes[0].render()
-    import tempfile, os
+    import os
+    import tempfile
+
     path = os.path.join(tempfile.mkdtemp(), "scene.png")
     image.save(path)
     scored = session.score(path, "\n".join(pair.captions), draw=False, method="comclip-plus")
-    expected = ComCLIP(backbone, METHODS["comclip-plus"].config(PipelineConfig.for_backbone(backbone))).score([path], list(pair.captions))
+    expected = ComCLIP(backbone, METHODS["comclip-plus"].config(PipelineConfig.for_backbone(backbone))).score(
+        [path], list(pair.captions)
+    )
     assert [r.score for r in scored.results] == pytest.approx(expected[0].tolist())

@@ -57,11 +57,13 @@ def test_pairwise_accuracy_strict():
 
 def test_recall_at_k_small_matrix():
     # 3 images, 4 texts; texts 0,1 belong to image 0, text 2 to image 1, text 3 to image 2.
-    sim = np.array([
-        [0.9, 0.1, 0.8, 0.0],
-        [0.2, 0.7, 0.5, 0.1],
-        [0.3, 0.6, 0.4, 0.2],
-    ])
+    sim = np.array(
+        [
+            [0.9, 0.1, 0.8, 0.0],
+            [0.2, 0.7, 0.5, 0.1],
+            [0.3, 0.6, 0.4, 0.2],
+        ]
+    )
     r = recall_at_k(sim, [0, 0, 1, 2], ks=(1, 2))
     # t2i ranks of the right image: text0 -> 0, text1 -> 2, text2 -> 1, text3 -> 0
     assert r["r@1_t2i"] == pytest.approx(50.0)
@@ -125,7 +127,7 @@ def test_paired_comparison_mcnemar_and_difference():
 
 
 def test_failures_count_as_wrong_and_methods_are_compared_on_shared_examples():
-    from comclip.eval.runner import compare_with, summarise_run
+    from comclip.eval.report import compare_with, summarise_run
 
     def record(id_, ok, value=None):
         base = {"id": id_, "kind": "caption_choice", "subset": "", "tags": []}

@@ -25,7 +25,10 @@ def test_paper_method_scores_are_pinned(run):
     pinned = PINNED["runs"][run]
     backbone = create_backbone(model, device="cpu")
     pipeline = ComCLIP(backbone, PipelineConfig.for_backbone(backbone, **pinned["options"]))
-    groups = [([s.render() for s in p.scenes], list(p.captions))
-              for task in TASKS for p in minimal_pairs(task, PINNED["seed"], PINNED["n"])]
+    groups = [
+        ([s.render() for s in p.scenes], list(p.captions))
+        for task in TASKS
+        for p in minimal_pairs(task, PINNED["seed"], PINNED["n"])
+    ]
     scores = [m.numpy() for m in pipeline.score_groups(groups)]
     np.testing.assert_allclose(np.stack(scores), np.asarray(pinned["scores"]), rtol=0, atol=1e-9)

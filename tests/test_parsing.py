@@ -75,8 +75,10 @@ def test_unknown_parser_and_missing_pipeline():
 
 
 def test_scene_graph_schema_validation():
-    good = {"entities": [{"id": 0, "head": "man", "phrase": "young man", "attributes": ["young"]}, {"id": 1, "head": "table"}],
-            "relations": [{"subject": 0, "predicate": "sit at", "object": 1}]}
+    good = {
+        "entities": [{"id": 0, "head": "man", "phrase": "young man", "attributes": ["young"]}, {"id": 1, "head": "table"}],
+        "relations": [{"subject": 0, "predicate": "sit at", "object": 1}],
+    }
     graph = SceneGraph.from_dict(good, text="t")
     assert graph.entity(1).phrase == "table"
     assert SceneGraph.from_dict(graph.to_dict()).to_dict() == graph.to_dict()
@@ -125,7 +127,11 @@ def test_llm_parser_valid_reply():
         (200, "I cannot do that.", "no JSON"),
         (200, "{not json}", "not valid JSON"),
         (200, json.dumps({"relations": []}), "entities"),
-        (200, json.dumps({"entities": [{"id": 0, "head": "a"}], "relations": [{"subject": 0, "predicate": "x", "object": 3}]}), "unknown entity"),
+        (
+            200,
+            json.dumps({"entities": [{"id": 0, "head": "a"}], "relations": [{"subject": 0, "predicate": "x", "object": 3}]}),
+            "unknown entity",
+        ),
         (500, "", "request .* failed"),
     ],
 )
@@ -146,8 +152,13 @@ def test_llm_parser_retries_rate_limits_and_server_errors_a_bounded_number_of_ti
     parser = LLMParser(base_url="http://llm.test/v1", model="m", transport=httpx.MockTransport(handler), backoff=0)
     assert parser.parse("a young man sitting at a wooden table holds a red cup").entities and len(calls) == 3
     calls.clear()
-    always = LLMParser(base_url="http://llm.test/v1", model="m", retries=2, backoff=0,
-                       transport=httpx.MockTransport(lambda request: calls.append(1) or httpx.Response(429)))
+    always = LLMParser(
+        base_url="http://llm.test/v1",
+        model="m",
+        retries=2,
+        backoff=0,
+        transport=httpx.MockTransport(lambda request: calls.append(1) or httpx.Response(429)),
+    )
     with pytest.raises(ParseError, match="429"):
         always.parse("a dog")
     assert len(calls) == 3  # the first try and two retries, then the error
@@ -214,7 +225,9 @@ def test_comvg_parsing_goal():
     from pathlib import Path
 
     csv_path = shared_data("comvg", "comvg-dev.csv")
-    spec = importlib.util.spec_from_file_location("parse_comvg", Path(__file__).resolve().parents[1] / "benchmarks" / "parse_comvg.py")
+    spec = importlib.util.spec_from_file_location(
+        "parse_comvg", Path(__file__).resolve().parents[1] / "benchmarks" / "parse_comvg.py"
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     result = module.measure(csv_path)
@@ -224,16 +237,19 @@ def test_comvg_parsing_goal():
     assert result["object_pct"] >= 95.0, result
 
 
-@pytest.mark.parametrize("caption, expected", [
-    ("a small red circle to the left of a large blue square", ("circle", "to the left of", "square")),
-    ("a square with a circle to its left", ("circle", "to the left of", "square")),
-    ("a square with a circle on its right", ("circle", "to the right of", "square")),
-    ("a square has a circle to its left", ("circle", "to the left of", "square")),
-    ("a square with a circle above it", ("circle", "above", "square")),
-    ("to the left of the square is a circle", ("circle", "to the left of", "square")),
-    ("above the circle is a square", ("square", "above", "circle")),
-    ("a cat below a table", ("cat", "below", "table")),
-])
+@pytest.mark.parametrize(
+    "caption, expected",
+    [
+        ("a small red circle to the left of a large blue square", ("circle", "to the left of", "square")),
+        ("a square with a circle to its left", ("circle", "to the left of", "square")),
+        ("a square with a circle on its right", ("circle", "to the right of", "square")),
+        ("a square has a circle to its left", ("circle", "to the left of", "square")),
+        ("a square with a circle above it", ("circle", "above", "square")),
+        ("to the left of the square is a circle", ("circle", "to the left of", "square")),
+        ("above the circle is a square", ("square", "above", "circle")),
+        ("a cat below a table", ("cat", "below", "table")),
+    ],
+)
 def test_spatial_relations_keep_the_captions_direction(spacy_parser, caption, expected):
     assert expected in _triples(spacy_parser.parse(caption))
 
@@ -259,27 +275,54 @@ def test_comvg_sentences_parse_alike_in_any_case(spacy_parser):
 DESCRIPTIVE = [
     # descriptive words the tagger reads as nouns ("purple" the subject, "cross" a verb)
     ("a large purple cross", [("cross", ("large", "purple"))], []),
-    ("a small white cross below a large green star", [("cross", ("small", "white")), ("star", ("large", "green"))],
-     [("cross", "below", "star")]),
-    ("a small green star above a large purple cross", [("star", ("small", "green")), ("cross", ("large", "purple"))],
-     [("star", "above", "cross")]),
-    ("a large purple cross below a small blue square", [("cross", ("large", "purple")), ("square", ("small", "blue"))],
-     [("cross", "below", "square")]),
-    ("a large red star to the left of a small purple cross", [("star", ("large", "red")), ("cross", ("small", "purple"))],
-     [("star", "to the left of", "cross")]),
+    (
+        "a small white cross below a large green star",
+        [("cross", ("small", "white")), ("star", ("large", "green"))],
+        [("cross", "below", "star")],
+    ),
+    (
+        "a small green star above a large purple cross",
+        [("star", ("small", "green")), ("cross", ("large", "purple"))],
+        [("star", "above", "cross")],
+    ),
+    (
+        "a large purple cross below a small blue square",
+        [("cross", ("large", "purple")), ("square", ("small", "blue"))],
+        [("cross", "below", "square")],
+    ),
+    (
+        "a large red star to the left of a small purple cross",
+        [("star", ("large", "red")), ("cross", ("small", "purple"))],
+        [("star", "to the left of", "cross")],
+    ),
     ("a large orange triangle and a small purple cross", [("triangle", ("large", "orange")), ("cross", ("small", "purple"))], []),
     # a noun the tagger reads as an adjective ("square" after "purple")
-    ("a small purple square to the left of a large white cross", [("square", ("small", "purple")), ("cross", ("large", "white"))],
-     [("square", "to the left of", "cross")]),
+    (
+        "a small purple square to the left of a large white cross",
+        [("square", ("small", "purple")), ("cross", ("large", "white"))],
+        [("square", "to the left of", "cross")],
+    ),
     # spatial phrases
-    ("a red circle on the right side of a blue square", [("circle", ("red",)), ("square", ("blue",))],
-     [("circle", "on the right side of", "square")]),
-    ("a small red circle at the top of a large blue square", [("circle", ("small", "red")), ("square", ("large", "blue"))],
-     [("circle", "at the top of", "square")]),
-    ("a red circle on the left of a blue square", [("circle", ("red",)), ("square", ("blue",))],
-     [("circle", "on the left of", "square")]),
-    ("a small red circle to the right of a large blue square", [("circle", ("small", "red")), ("square", ("large", "blue"))],
-     [("circle", "to the right of", "square")]),
+    (
+        "a red circle on the right side of a blue square",
+        [("circle", ("red",)), ("square", ("blue",))],
+        [("circle", "on the right side of", "square")],
+    ),
+    (
+        "a small red circle at the top of a large blue square",
+        [("circle", ("small", "red")), ("square", ("large", "blue"))],
+        [("circle", "at the top of", "square")],
+    ),
+    (
+        "a red circle on the left of a blue square",
+        [("circle", ("red",)), ("square", ("blue",))],
+        [("circle", "on the left of", "square")],
+    ),
+    (
+        "a small red circle to the right of a large blue square",
+        [("circle", ("small", "red")), ("square", ("large", "blue"))],
+        [("circle", "to the right of", "square")],
+    ),
     # "by" in passives is the agent; with an active verb it stays spatial
     ("a dog chased by a cat", [("dog", ()), ("cat", ())], [("cat", "chase", "dog")]),
     ("a ball held by a child", [("ball", ()), ("child", ())], [("child", "held", "ball")]),
@@ -297,10 +340,15 @@ def test_short_descriptive_captions(spacy_parser, caption, entities, relations):
     assert _triples(graph) == relations
 
 
-@pytest.mark.parametrize("predicate, same_as", [
-    ("on the right side of", "to the right of"), ("on the left side of", "to the left of"),
-    ("at the top of", "above"), ("at the bottom of", "below"),
-])
+@pytest.mark.parametrize(
+    "predicate, same_as",
+    [
+        ("on the right side of", "to the right of"),
+        ("on the left side of", "to the left of"),
+        ("at the top of", "above"),
+        ("at the bottom of", "below"),
+    ],
+)
 def test_side_and_top_phrases_are_checked_like_their_plain_forms(predicate, same_as):
     from comclip.composition.geometry import spatial_rule
 
@@ -317,7 +365,8 @@ def test_sandbox_captions_parse_to_their_true_graphs(spacy_parser):
             for caption, truth in zip(pair.captions, pair.graphs):
                 graph = spacy_parser.parse(caption)
                 expected = SceneGraph.from_dict(truth, text=caption)
-                if ([(e.head, sorted(e.attributes)) for e in graph.entities] != [(e.head, sorted(e.attributes)) for e in expected.entities]
-                        or _triples(graph) != _triples(expected)):
+                if [(e.head, sorted(e.attributes)) for e in graph.entities] != [
+                    (e.head, sorted(e.attributes)) for e in expected.entities
+                ] or _triples(graph) != _triples(expected):
                     wrong.append(caption)
     assert not wrong, wrong[:5]

@@ -177,9 +177,11 @@ def test_batch_size_does_not_change_scores(tiny_model_dir, scenes):
 
 def test_groups_scored_together_equal_each_group_alone(tiny_backbone, scenes):
     """Batching across examples (one call for many groups) changes no score."""
-    groups = [(scenes, ["a red circle and a blue square", "a blue circle and a red square"]),
-              (scenes[:1], ["a red circle", "a square left of a circle", "it is"]),
-              (scenes[::-1], ["a blue square"])]
+    groups = [
+        (scenes, ["a red circle and a blue square", "a blue circle and a red square"]),
+        (scenes[:1], ["a red circle", "a square left of a circle", "it is"]),
+        (scenes[::-1], ["a blue square"]),
+    ]
     for region in ("crop", "patches"):
         scorer = ComCLIP(tiny_backbone, grounder_options={"region": region})
         together = scorer.score_groups(groups)
@@ -192,7 +194,7 @@ def test_bad_options(tiny_backbone):
     with pytest.raises(InputError, match="weighting"):
         ComCLIP(tiny_backbone, weighting="max")
     with pytest.raises(InputError, match="fill"):
-        ComCLIP(tiny_backbone, fill="pink")
+        ComCLIP(tiny_backbone, subimage_fill="pink")
     with pytest.raises(InputError, match="unknown grounder"):
         ComCLIP(tiny_backbone, grounder="yolo")
     with pytest.raises(InputError, match="regions"):
@@ -206,8 +208,18 @@ def coco_photo():
 
 
 def test_score_cli_with_comclip_on_real_photo(cli, tiny_model_dir, coco_photo):
-    code, out, err = cli("score", "--model", tiny_model_dir, "--method", "clip,comclip", "--details", "--json",
-                         coco_photo, "a man sitting at a table", "it is")
+    code, out, err = cli(
+        "score",
+        "--model",
+        tiny_model_dir,
+        "--method",
+        "clip,comclip",
+        "--details",
+        "--json",
+        coco_photo,
+        "a man sitting at a table",
+        "it is",
+    )
     assert code == 0, err
     data = json.loads(out)
     first, second = data["results"]
@@ -219,13 +231,25 @@ def test_score_cli_with_comclip_on_real_photo(cli, tiny_model_dir, coco_photo):
 
 def test_explain_cli_writes_figure_and_json(cli, tiny_model_dir, coco_photo, tmp_path):
     figure = tmp_path / "fig.png"
-    code, out, err = cli("explain", "--model", tiny_model_dir, coco_photo, "a young man sitting at a wooden table",
-                         "--out", figure, "--json", "--weighting", "softmax", "--fill", "blur")
+    code, out, err = cli(
+        "explain",
+        "--model",
+        tiny_model_dir,
+        coco_photo,
+        "a young man sitting at a wooden table",
+        "--out",
+        figure,
+        "--json",
+        "--weighting",
+        "softmax",
+        "--subimage-fill",
+        "blur",
+    )
     assert code == 0, err
     with Image.open(figure) as fig:
         assert fig.format == "PNG" and fig.width >= 600
     data = json.loads(out)
-    assert data["config"]["weighting"] == "softmax" and data["config"]["fill"] == "blur"
+    assert data["config"]["weighting"] == "softmax" and data["config"]["subimage_fill"] == "blur"
     assert sum(p["weight"] for p in data["parts"]) == pytest.approx(1.0)
     assert all(len(p["boxes"]) >= 1 for p in data["parts"])
 

@@ -39,10 +39,12 @@ def test_strict_rank_counts_ties_against_the_target():
 def test_caption_and_karpathy_formats(tmp_path, gallery):
     data = load_dataset("retrieval", gallery)
     assert len(data.images) == 5 and len(data.captions) == 10 and data.caption_image[:4] == [0, 0, 1, 1]
-    karpathy = {"images": [
-        {"filepath": "val", "filename": "a.jpg", "split": "test", "sentences": [{"raw": "a cat"}, {"tokens": ["a", "dog"]}]},
-        {"filepath": "val", "filename": "b.jpg", "split": "train", "sentences": [{"raw": "a bird"}]},
-    ]}
+    karpathy = {
+        "images": [
+            {"filepath": "val", "filename": "a.jpg", "split": "test", "sentences": [{"raw": "a cat"}, {"tokens": ["a", "dog"]}]},
+            {"filepath": "val", "filename": "b.jpg", "split": "train", "sentences": [{"raw": "a bird"}]},
+        ]
+    }
     path = tmp_path / "dataset_flickr30k.json"
     path.write_text(json.dumps(karpathy))
     test = load_dataset("retrieval", path)
@@ -110,8 +112,9 @@ def test_reranking_is_batched_across_queries_and_failures_traced(tiny_backbone, 
 
     data = load_dataset("retrieval", gallery)
     one = run_retrieval(data, tiny_backbone, tmp_path / "one", reranker=ComCLIP(tiny_backbone), rerank_top=3, chunk=1)
-    many = run_retrieval(data, tiny_backbone, tmp_path / "many", reranker=ComCLIP(tiny_backbone), rerank_top=3, chunk=32,
-                         workers=1)
+    many = run_retrieval(
+        data, tiny_backbone, tmp_path / "many", reranker=ComCLIP(tiny_backbone), rerank_top=3, chunk=32, workers=1
+    )
     assert one == many
     refusing = _Refuses(tiny_backbone, data.captions[3])
     results = run_retrieval(data, tiny_backbone, tmp_path / "refused", reranker=refusing, rerank_top=5)

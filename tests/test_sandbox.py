@@ -20,7 +20,7 @@ def test_scenes_are_deterministic_with_boxes_inside_and_apart():
     for scene in (random_scene(np.random.default_rng(s), 3) for s in range(30)):
         boxes = scene.boxes()
         assert all(0 <= x.x1 < x.x2 <= IMAGE_SIZE and 0 <= x.y1 < x.y2 <= IMAGE_SIZE for x in boxes)
-        assert all(p.iou(q) == 0 for i, p in enumerate(boxes) for q in boxes[i + 1:])
+        assert all(p.iou(q) == 0 for i, p in enumerate(boxes) for q in boxes[i + 1 :])
 
 
 def test_objects_are_drawn_inside_their_boxes():
@@ -99,8 +99,8 @@ def test_sandbox_tokenizer_matches_clip(tmp_path):
 
 def test_training_writes_a_loadable_model(tmp_path):
     from comclip.backbones import create_backbone
-    from comclip.sandbox.training import TrainingConfig, train_sandbox_model
     from comclip.sandbox.quality import model_quality
+    from comclip.sandbox.training import TrainingConfig, train_sandbox_model
 
     out = train_sandbox_model(tmp_path / "m", TrainingConfig(steps=3, batch_size=8, warmup_steps=1), log=lambda _: None)
     record = json.loads((out / "training.json").read_text())
@@ -124,8 +124,9 @@ def test_oracle_grounder_is_exact():
 
 def test_eval_sandbox_cli(cli, tiny_model_dir, tmp_path):
     out = tmp_path / "sb"
-    code, stdout, err = cli("eval", "sandbox", "--task", "binding,order-swap", "--n", "4", "--seed", "3",
-                            "--model", tiny_model_dir, "--out", out)
+    code, stdout, err = cli(
+        "eval", "sandbox", "--task", "binding,order-swap", "--n", "4", "--seed", "3", "--model", tiny_model_dir, "--out", out
+    )
     assert code == 0, err
     report = json.loads((out / "report.json").read_text())
     assert report["dataset"] == "sandbox" and report["split"] == "seed3"
@@ -136,8 +137,20 @@ def test_eval_sandbox_cli(cli, tiny_model_dir, tmp_path):
     assert "Grounding accuracy" in (out / "report.md").read_text()
     code, _, err = cli("eval", "sandbox", "--task", "colour", "--model", tiny_model_dir, "--out", tmp_path / "x")
     assert code == 2 and "unknown sandbox task" in err
-    code, _, err = cli("eval", "sandbox", "--task", "binding", "--n", "2", "--grounder", "oracle",
-                       "--model", tiny_model_dir, "--out", tmp_path / "o")
+    code, _, err = cli(
+        "eval",
+        "sandbox",
+        "--task",
+        "binding",
+        "--n",
+        "2",
+        "--grounder",
+        "oracle",
+        "--model",
+        tiny_model_dir,
+        "--out",
+        tmp_path / "o",
+    )
     assert code == 0, err
 
 

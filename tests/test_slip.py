@@ -69,8 +69,14 @@ def reference_text_embedding(state: dict, tokens: torch.Tensor, heads: int) -> t
     for n in range(blocks):
         p = f"transformer.resblocks.{n}"
         attention = torch.nn.MultiheadAttention(width, heads, batch_first=True)
-        attention.load_state_dict({"in_proj_weight": state[f"{p}.attn.in_proj_weight"], "in_proj_bias": state[f"{p}.attn.in_proj_bias"],
-                                   "out_proj.weight": state[f"{p}.attn.out_proj.weight"], "out_proj.bias": state[f"{p}.attn.out_proj.bias"]})
+        attention.load_state_dict(
+            {
+                "in_proj_weight": state[f"{p}.attn.in_proj_weight"],
+                "in_proj_bias": state[f"{p}.attn.in_proj_bias"],
+                "out_proj.weight": state[f"{p}.attn.out_proj.weight"],
+                "out_proj.bias": state[f"{p}.attn.out_proj.bias"],
+            }
+        )
         h = layer_norm(x, state, f"{p}.ln_1", 1e-5)
         x = x + attention(h, h, h, need_weights=False, attn_mask=mask)[0]
         h = linear(layer_norm(x, state, f"{p}.ln_2", 1e-5), state, f"{p}.mlp.c_fc")
@@ -95,12 +101,17 @@ def test_embeddings_equal_slips_own_forward_pass(model, tmp_path):
     vision_heads, text_heads = HEADS[model]
     for name in (f"slip:{path}", f"slip:{tmp_path}/./m.pt"):
         backbone = create_backbone(name, pixels="pil")
-        images = [Image.effect_mandelbrot((50, 40), (-2, -1.5, 1, 1.5), 50).convert("RGB"), Image.new("RGB", (30, 60), (200, 40, 9))]
+        images = [
+            Image.effect_mandelbrot((50, 40), (-2, -1.5, 1, 1.5), 50).convert("RGB"),
+            Image.new("RGB", (30, 60), (200, 40, 9)),
+        ]
         pixels = backbone.image_processor(images=images, return_tensors="pt")["pixel_values"]
         with torch.no_grad():
             expected_images = torch.nn.functional.normalize(reference_image_embedding(state, pixels, vision_heads), dim=-1)
             texts = ["a dog chasing a cat", "a cat"]
-            expected_texts = torch.nn.functional.normalize(reference_text_embedding(state, slip_tokens(backbone, texts), text_heads), dim=-1)
+            expected_texts = torch.nn.functional.normalize(
+                reference_text_embedding(state, slip_tokens(backbone, texts), text_heads), dim=-1
+            )
         assert torch.allclose(backbone.encode_images(images), expected_images, atol=1e-5)
         assert torch.allclose(backbone.encode_texts(texts), expected_texts, atol=1e-5)
         assert backbone.logit_scale == pytest.approx(math.exp(float(state["logit_scale"])))
@@ -119,12 +130,15 @@ class RunsCode:
         return os.system, ("touch ran-code",)
 
 
-@pytest.mark.parametrize("content, message", [
-    ({"state_dict": {}, "args": RunsCode()}, "refusing to load"),
-    ({"weights": {}}, "needs 'state_dict' and 'args'"),
-    ({"state_dict": {}, "args": argparse.Namespace(model="SIMCLR_VITB16")}, "no text tower"),
-    ({"state_dict": {}, "args": argparse.Namespace(model="SLIP_VITH14")}, "unknown SLIP model"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ({"state_dict": {}, "args": RunsCode()}, "refusing to load"),
+        ({"weights": {}}, "needs 'state_dict' and 'args'"),
+        ({"state_dict": {}, "args": argparse.Namespace(model="SIMCLR_VITB16")}, "no text tower"),
+        ({"state_dict": {}, "args": argparse.Namespace(model="SLIP_VITH14")}, "unknown SLIP model"),
+    ],
+)
 def test_bad_or_unsafe_files_are_refused_with_one_clear_line(tmp_path, monkeypatch, content, message):
     monkeypatch.chdir(tmp_path)
     torch.save(content, tmp_path / "bad.pt")
@@ -135,17 +149,54 @@ def test_bad_or_unsafe_files_are_refused_with_one_clear_line(tmp_path, monkeypat
 
 def test_cli_scores_explains_and_evaluates_with_slip(slip_file, rgb_image_path, tmp_path):
     model = f"slip:{slip_file}"
-    score = run_cli(["score", "--model", model, "--method", "clip,comclip", "--json", str(rgb_image_path),
-                     "a red square beside a blue square", "a dog"])
+    score = run_cli(
+        [
+            "score",
+            "--model",
+            model,
+            "--method",
+            "clip,comclip",
+            "--json",
+            str(rgb_image_path),
+            "a red square beside a blue square",
+            "a dog",
+        ]
+    )
     assert score.returncode == 0, score.stderr
     results = json.loads(score.stdout)["results"]
     assert len(results) == 2 and all(-1 <= r["clip"] <= 1 and math.isfinite(r["comclip"]) for r in results)
-    explain = run_cli(["explain", "--model", model, str(rgb_image_path), "a red square and a blue square",
-                       "--out", str(tmp_path / "fig.png"), "--json"])
+    explain = run_cli(
+        [
+            "explain",
+            "--model",
+            model,
+            str(rgb_image_path),
+            "a red square and a blue square",
+            "--out",
+            str(tmp_path / "fig.png"),
+            "--json",
+        ]
+    )
     assert explain.returncode == 0, explain.stderr
     assert (tmp_path / "fig.png").stat().st_size > 0
-    run = run_cli(["eval", "sandbox", "--model", model, "--task", "binding", "--n", "4", "--seed", "3",
-                   "--out", str(tmp_path / "run"), "--cache", str(tmp_path / "cache")])
+    run = run_cli(
+        [
+            "eval",
+            "sandbox",
+            "--model",
+            model,
+            "--task",
+            "binding",
+            "--n",
+            "4",
+            "--seed",
+            "3",
+            "--out",
+            str(tmp_path / "run"),
+            "--cache",
+            str(tmp_path / "cache"),
+        ]
+    )
     assert run.returncode == 0, run.stderr
     report = json.loads((tmp_path / "run" / "report.json").read_text())
     assert report["backbone"]["backend"] == "SLIPBackbone"

@@ -13,7 +13,7 @@ __version__ = "0.1.0"
 __all__ = ["ComCLIP", "__version__", "create_backbone", "list_models"]
 
 
-def __getattr__(name):
+def __getattr__(name: str) -> object:
     # Lazy so that `import comclip` (and `comclip --help`) does not import torch.
     if name == "ComCLIP":
         from .pipeline import ComCLIP

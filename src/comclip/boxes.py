@@ -4,8 +4,8 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Iterable, Sequence
 
 from .errors import InputError
 
@@ -35,7 +35,7 @@ class Box:
     def area(self) -> float:
         return self.width * self.height
 
-    def clipped(self, width: int, height: int) -> "Box":
+    def clipped(self, width: int, height: int) -> Box:
         """This box cut to an image of ``width`` x ``height``; an error if nothing is left."""
         box = Box(max(0.0, self.x1), max(0.0, self.y1), min(float(width), self.x2), min(float(height), self.y2))
         if box.area <= 0:
@@ -46,19 +46,19 @@ class Box:
         """Integer pixel bounds covering the box (floor of the start, ceiling of the end)."""
         return math.floor(self.x1), math.floor(self.y1), math.ceil(self.x2), math.ceil(self.y2)
 
-    def iou(self, other: "Box") -> float:
+    def iou(self, other: Box) -> float:
         inter = Box(max(self.x1, other.x1), max(self.y1, other.y1), min(self.x2, other.x2), min(self.y2, other.y2)).area
         union = self.area + other.area - inter
         return inter / union if union > 0 else 0.0
 
-    def scaled(self, factor: float) -> "Box":
+    def scaled(self, factor: float) -> Box:
         return Box(self.x1 * factor, self.y1 * factor, self.x2 * factor, self.y2 * factor)
 
     def as_list(self) -> list[float]:
         return [round(v, 2) for v in (self.x1, self.y1, self.x2, self.y2)]
 
     @classmethod
-    def from_sequence(cls, values: Sequence[float], source: str = "box") -> "Box":
+    def from_sequence(cls, values: Sequence[float], source: str = "box") -> Box:
         try:
             x1, y1, x2, y2 = (float(v) for v in values)
         except (TypeError, ValueError):

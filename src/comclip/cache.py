@@ -25,8 +25,9 @@ import stat
 import time
 import warnings
 from collections import OrderedDict
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable, Protocol
+from typing import Protocol
 
 import numpy as np
 from PIL import Image
@@ -136,8 +137,10 @@ class SQLiteCache:
             if problem == "damaged":
                 self._move_aside("it failed SQLite's integrity check")
             elif problem:
-                raise InputError(f"{self.path} is {problem}, not a comclip embedding cache; it was left as it is. "
-                                 "Pass --cache a folder or a new file name (or --no-cache)")
+                raise InputError(
+                    f"{self.path} is {problem}, not a comclip embedding cache; it was left as it is. "
+                    "Pass --cache a folder or a new file name (or --no-cache)"
+                )
         if not _writable(self.path.parent) or (self.path.exists() and not _writable(self.path)):
             return self._open_read_only()
         try:
@@ -160,8 +163,11 @@ class SQLiteCache:
     def _open_read_only(self) -> sqlite3.Connection:
         """A cache file (or folder) this process may not write: embeddings are read, never stored."""
         self.read_only = True
-        warnings.warn(f"embedding cache {self.path} is read-only: cached embeddings are used, new ones are not stored",
-                      CacheWarning, stacklevel=4)
+        warnings.warn(
+            f"embedding cache {self.path} is read-only: cached embeddings are used, new ones are not stored",
+            CacheWarning,
+            stacklevel=4,
+        )
         if not self.path.exists():
             return sqlite3.connect(":memory:")
         return sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True, check_same_thread=False)
@@ -173,14 +179,18 @@ class SQLiteCache:
             source = Path(f"{self.path}{suffix}")
             if source.exists():
                 source.replace(Path(f"{aside}{suffix}"))
-        warnings.warn(f"embedding cache {self.path} is damaged ({reason}): moved it to {aside} and started a new one",
-                      CacheWarning, stacklevel=4)
+        warnings.warn(
+            f"embedding cache {self.path} is damaged ({reason}): moved it to {aside} and started a new one",
+            CacheWarning,
+            stacklevel=4,
+        )
 
     def _disable(self, reason: str) -> None:
         if self.disabled is None:
             self.disabled = reason
-            warnings.warn(f"embedding cache {self.path} is not used for the rest of this run: {reason}",
-                          CacheWarning, stacklevel=4)
+            warnings.warn(
+                f"embedding cache {self.path} is not used for the rest of this run: {reason}", CacheWarning, stacklevel=4
+            )
 
     # --- the cache interface ----------------------------------------------------------
     def get_many(self, keys: list[str]) -> dict[str, np.ndarray]:
@@ -252,11 +262,17 @@ class SQLiteCache:
     # --- maintenance ------------------------------------------------------------------
     def info(self) -> dict:
         count, size = self._db.execute("SELECT COUNT(*), COALESCE(SUM(LENGTH(vector)), 0) FROM embeddings").fetchone()
-        models = [row[0] for row in self._db.execute(
-            "SELECT DISTINCT substr(key, 1, instr(key, '|') - 1) FROM embeddings ORDER BY 1")]
-        return {"path": str(self.path), "entries": count, "vector_bytes": size,
-                "file_bytes": self.path.stat().st_size if self.path.exists() else 0, "models": models,
-                "read_only": self.read_only}
+        models = [
+            row[0] for row in self._db.execute("SELECT DISTINCT substr(key, 1, instr(key, '|') - 1) FROM embeddings ORDER BY 1")
+        ]
+        return {
+            "path": str(self.path),
+            "entries": count,
+            "vector_bytes": size,
+            "file_bytes": self.path.stat().st_size if self.path.exists() else 0,
+            "models": models,
+            "read_only": self.read_only,
+        }
 
     def clear(self) -> int:
         if self.read_only:

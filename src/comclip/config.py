@@ -18,10 +18,11 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
-from typing import Any, Mapping
+from typing import Any
 
-from .backbones.base import PRECISIONS
 from .composition import SCORE_MODES, WEIGHTINGS
 from .composition.geometry import RELATION_MODES
 from .errors import InputError
@@ -30,137 +31,311 @@ from .grounding.assignment import ASSIGNMENTS
 from .grounding.clip_grounder import DEFAULT_FILL, DEFAULT_PROMPT, DEFAULT_PROPOSALS, REGION_MODES
 from .grounding.proposals import PROPOSALS
 from .parsing import PARSERS
-from .pixels import PIXEL_PATHS
+from .registry import Registry
 from .subimages import FILLS
 
-#: A model's ``comclip.json`` names the clip grounder's options under "grounder"; their fields here.
-MODEL_GROUNDER_KEYS = {"prompt": "grounder_prompt", "proposals": "proposals", "region": "region", "fill": "grounder_fill"}
-#: Each grounder's constructor options, from the fields that feed them.
-GROUNDER_OPTIONS = {
-    "clip": {"grounder_prompt": "prompt", "proposals": "proposals", "region": "region", "grounder_fill": "fill"},
-    "regions": {"regions": "regions"},
-}
+
+@dataclass(frozen=True)
+class Option:
+    """What the tools need to know of one :class:`PipelineConfig` field, declared with it.
+
+    The command line's flags, the web app's option table, validation and the reading of a
+    model's ``comclip.json`` are all derived from these, so a new field is one declaration.
+    """
+
+    help: str
+    #: The command-line flag; ``--`` plus the field name with dashes by default.
+    flag: str | None = None
+    #: Older spellings of the flag, still accepted.
+    aliases: tuple[str, ...] = ()
+    #: The allowed values: a registry or a sequence (checked), or None (any value of ``kind``).
+    choices: Any = None
+    #: str, number or bool.
+    kind: str = "str"
+    #: For numbers: None, "positive" or "at_least_zero".
+    bound: str | None = None
+    #: How the default reads in help where it is not the field's default value.
+    default_text: str | None = None
+    #: The grounder options this field feeds: ``{grounder: constructor option}``.
+    grounder: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    #: Where a model's ``comclip.json`` may also give it as ``{"grounder": {KEY: ...}}``.
+    model_grounder_key: str | None = None
+    #: A template that must hold ``{}``, where the entity goes.
+    template: bool = False
+    #: The field's former name, still accepted (with a DeprecationWarning) as a keyword, a
+    #: ``comclip.json`` key, a method's change and an attribute.
+    renamed_from: str | None = None
+
+
+def option(help: str, default: Any = None, **meta: Any) -> Any:
+    """A :class:`PipelineConfig` field with its :class:`Option` declaration."""
+    return dataclasses.field(default=default, metadata={"option": Option(help, **meta)})
 
 
 @dataclass(frozen=True)
 class PipelineConfig:
     """Everything besides the backbone that decides a ComCLIP score (see the module docstring)."""
 
-    parser: str = "spacy"
-    grounder: str = "clip"
-    weighting: str = "sum"
-    #: Softmax temperature on cosines; None: 1 / the model's logit scale.
-    temperature: float | None = None
-    fill: str = "black"
-    score_mode: str = "comclip"
-    evidence_weight: float = 1.0
-    evidence_relations: bool = False
-    ground_by: str = "head"
-    #: Ground an entity to every box scoring within this margin of the top; None: the top box only.
-    union_margin: float | None = None
-    #: argmax: each entity's top region on its own (the paper); joint: a caption's entities
-    #: grounded together, each to a different region (:mod:`comclip.grounding.assignment`).
-    assignment: str = "argmax"
-    #: Ground an entity with attributes also by its phrase, adding this weight times the phrase's
-    #: score on each region to the head's (0: the head alone, as the paper).
-    attribute_weight: float = 0.0
-    use_relations: bool = True
-    #: Spatial relations checked on the grounded boxes: off (the paper) or geometry.
-    relations: str = "off"
-    #: How much the geometric check moves a score: ``+ weight * mean(g - 1/2)``.
-    relation_weight: float = 1.0
-    #: How an entity's phrase is worded for its sub-image ("{}": as parsed).
-    entity_prompt: str = "{}"
-    grounder_prompt: str = DEFAULT_PROMPT
-    proposals: str = DEFAULT_PROPOSALS
-    #: crop, mask or patches; None: patches where the backbone exposes them, else crop.
-    region: str | None = None
-    grounder_fill: str = DEFAULT_FILL
-    #: The regions grounder's JSON file or folder.
-    regions: str | None = None
-    precision: str = "fp32"
-    #: How images reach the model: built and preprocessed as tensors on its device ("torch"),
-    #: or with PIL and the backbone's own processor ("pil", the reference).
-    pixels: str = "torch"
+    parser: str = option("caption parser", "spacy", choices=PARSERS)
+    grounder: str = option("entity grounder", "clip", choices=GROUNDERS)
+    weighting: str = option(
+        "sub-image weights: sum (the authors' code, s_i / sum s_j) or softmax (the paper)", "sum", choices=WEIGHTINGS
+    )
+    temperature: float | None = option(
+        "softmax temperature on cosines", None, kind="number", bound="positive", default_text="1 / the model's logit scale"
+    )
+    subimage_fill: str = option(
+        "what replaces pixels outside an entity's box in its sub-image",
+        "black",
+        choices=FILLS,
+        default_text="black, as in the paper",
+        aliases=("--fill",),
+        renamed_from="fill",
+    )
+    score_mode: str = option(
+        "score mode: comclip (the paper), evidence (+ lambda * mean entity cosine), evidence-min "
+        "(+ lambda * weakest entity cosine)",
+        "comclip",
+        flag="--score",
+        choices=SCORE_MODES,
+    )
+    evidence_weight: float = option("lambda of the evidence modes", 1.0, kind="number")
+    evidence_relations: bool = option("evidence modes also pool the relations' cosines", False, kind="bool")
+    ground_by: str = option("ground each entity by its head noun (as the paper) or its whole phrase", "head", choices=GROUND_BY)
+    union_margin: float | None = option(
+        "ground an entity to the union of all boxes scoring within this margin of the top",
+        None,
+        kind="number",
+        bound="at_least_zero",
+        default_text="top box only",
+    )
+    assignment: str = option(
+        "argmax: each entity's top region on its own (the paper); joint: a caption's entities "
+        "grounded together, each to a different region",
+        "argmax",
+        choices=ASSIGNMENTS,
+    )
+    attribute_weight: float = option(
+        "also ground an entity with attributes by its phrase, adding this weight x the "
+        "phrase's score on each region to its head's: attributes break ties",
+        0.0,
+        kind="number",
+        bound="at_least_zero",
+    )
+    relation_subimages: bool = option(
+        "score each relation's sub-image (subject and object together) against its predicate",
+        True,
+        kind="bool",
+        renamed_from="use_relations",
+    )
+    relation_check: str = option(
+        "geometry: check spatial predicates (left of, above, on, under, next to, in, ...) on the "
+        "grounded boxes and add weight * mean(g - 1/2); off: the paper",
+        "off",
+        choices=RELATION_MODES,
+        aliases=("--relations",),
+        renamed_from="relations",
+    )
+    relation_weight: float = option("weight of the geometric check", 1.0, kind="number")
+    entity_prompt: str = option("how an entity's phrase is worded for its sub-image ({} is the phrase)", "{}", template=True)
+    grounder_prompt: str = option(
+        "clip grounder: how an entity is worded to score candidate regions ({} is the entity)",
+        DEFAULT_PROMPT,
+        template=True,
+        grounder={"clip": "prompt"},
+        model_grounder_key="prompt",
+        default_text=f"the model's, else {DEFAULT_PROMPT!r}",
+    )
+    proposals: str = option(
+        "clip grounder's candidate regions",
+        DEFAULT_PROPOSALS,
+        choices=PROPOSALS,
+        grounder={"clip": "proposals"},
+        model_grounder_key="proposals",
+        default_text=f"the model's, else {DEFAULT_PROPOSALS}",
+    )
+    region: str | None = option(
+        "clip grounder scores candidates from patch tokens, crops, masks or masks with zoomed views",
+        None,
+        choices=REGION_MODES,
+        grounder={"clip": "region"},
+        model_grounder_key="region",
+        default_text="the model's, else patches for CLIP ViTs, else crop",
+    )
+    grounder_fill: str = option(
+        "clip grounder: what replaces pixels outside a masked candidate",
+        DEFAULT_FILL,
+        choices=FILLS,
+        grounder={"clip": "fill"},
+        model_grounder_key="fill",
+    )
+    regions_file: str | None = option(
+        "for --grounder regions: a JSON file or a folder of <image stem>.json",
+        None,
+        grounder={"regions": "regions"},
+        default_text="none",
+        aliases=("--regions",),
+        renamed_from="regions",
+    )
 
     def __post_init__(self) -> None:
-        for name, registry in (("parser", PARSERS), ("grounder", GROUNDERS), ("weighting", WEIGHTINGS), ("fill", FILLS),
-                               ("score_mode", SCORE_MODES), ("ground_by", GROUND_BY), ("grounder_fill", FILLS),
-                               ("assignment", ASSIGNMENTS)):
-            registry.check(getattr(self, name))
-        _check_choice("proposals", self.proposals, PROPOSALS)
-        _check_choice("precision", self.precision, PRECISIONS)
-        _check_choice("pixels", self.pixels, PIXEL_PATHS)
-        _check_choice("relations", self.relations, RELATION_MODES)
-        _check_number("relation_weight", self.relation_weight)
-        if self.region is not None:
-            _check_choice("region", self.region, REGION_MODES)
-        _check_number("temperature", self.temperature, positive=True)
-        _check_number("evidence_weight", self.evidence_weight)
-        _check_number("union_margin", self.union_margin, at_least_zero=True)
-        _check_number("attribute_weight", self.attribute_weight, at_least_zero=True)
-        for name in ("entity_prompt", "grounder_prompt"):
-            if "{}" not in getattr(self, name):
-                raise InputError(f"{name} {getattr(self, name)!r} needs a {{}} where the entity goes")
+        for name, declared in options().items():
+            _check(name, getattr(self, name), declared)
 
     @classmethod
-    def layered(cls, model_defaults: Mapping[str, Any] | None = None, **explicit) -> "PipelineConfig":
+    def layered(cls, model_defaults: Mapping[str, Any] | None = None, **explicit: Any) -> PipelineConfig:
         """Explicit options over the model's defaults (``comclip.json``) over the library's."""
-        return cls(**{**model_options(model_defaults or {}), **explicit})
+        return cls(**{**model_options(model_defaults or {}), **current_names(explicit, "option")})
 
     @classmethod
-    def for_backbone(cls, backbone, **explicit) -> "PipelineConfig":
-        """:meth:`layered` over ``backbone``'s defaults, with the precision and pixel path it runs at."""
-        return cls.layered(backbone.defaults, **explicit, precision=backbone.precision, pixels=backbone.pixels)
+    def for_backbone(cls, backbone: Any, **explicit: Any) -> PipelineConfig:
+        """:meth:`layered` over ``backbone``'s defaults."""
+        return cls.layered(backbone.defaults, **explicit)
 
-    def replace(self, **changes) -> "PipelineConfig":
-        return dataclasses.replace(self, **changes)
+    def replace(self, **changes: Any) -> PipelineConfig:
+        return dataclasses.replace(self, **current_names(changes, "option"))
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, values: Mapping[str, Any]) -> "PipelineConfig":
-        unknown = set(values) - field_names()
+    def from_dict(cls, values: Mapping[str, Any]) -> PipelineConfig:
+        unknown = set(values) - field_names() - set(renamed())
         if unknown:
             raise InputError(f"unknown pipeline option(s) {', '.join(sorted(unknown))}")
         return cls(**values)
 
     def grounder_options(self) -> dict:
         """The constructor options of the configured grounder, from the fields that feed it."""
-        mapping = GROUNDER_OPTIONS.get(self.grounder, {})
-        return {option: getattr(self, name) for name, option in mapping.items() if getattr(self, name) is not None}
+        return {
+            declared.grounder[self.grounder]: getattr(self, name)
+            for name, declared in options().items()
+            if self.grounder in declared.grounder and getattr(self, name) is not None
+        }
+
+
+def resolve_config(
+    model_defaults: Mapping[str, Any],
+    config: PipelineConfig | None,
+    parser: object,
+    grounder: object,
+    grounder_options: dict,
+    options: dict,
+) -> tuple[PipelineConfig, dict]:
+    """A pipeline's configuration and the grounder options that are not configuration fields.
+
+    Keywords win over ``config``; without a ``config`` they are layered over the model's
+    defaults (``model_defaults``) and the library's. ``parser`` and ``grounder`` are names or
+    instances. Grounder options that are typed fields (``prompt``,
+    ``proposals``, ...) become those fields; a parser or grounder instance of a registered
+    kind sets its name."""
+    unknown = sorted(set(options) - field_names())
+    if unknown:
+        raise InputError(
+            f"unknown pipeline option(s) {', '.join(unknown)} (precision and pixels belong to the "
+            "backbone: create_backbone or ComCLIP.from_pretrained)"
+        )
+    explicit, extra = dict(options), {}
+    typed = grounder_option_fields()
+    for key, value in grounder_options.items():
+        if key in typed:
+            explicit[typed[key]] = value
+        else:
+            extra[key] = value
+    for key, given in (("parser", parser), ("grounder", grounder)):
+        name = given if isinstance(given, str) else getattr(given, "name", None)
+        if name is not None and (isinstance(given, str) or name in (PARSERS if key == "parser" else GROUNDERS)):
+            explicit[key] = name
+    base = config if config is not None else PipelineConfig.layered(model_defaults)
+    return base.replace(**explicit), extra
+
+
+def renamed() -> dict[str, str]:
+    """Former field names and the fields they now are."""
+    return {d.renamed_from: name for name, d in options().items() if d.renamed_from}
+
+
+def current_names(values: Mapping[str, Any], where: str) -> dict[str, Any]:
+    """``values`` with former field names replaced by the current ones (a DeprecationWarning
+    for each); a value given under both names is an error."""
+    out = dict(values)
+    for old, new in renamed().items():
+        if old in out:
+            if new in out:
+                raise InputError(f"{where} {old!r} and {new!r} are the same option (it was renamed {new!r}); give one")
+            warnings.warn(f"{where} {old!r} is now called {new!r}", DeprecationWarning, stacklevel=3)
+            out[new] = out.pop(old)
+    return out
+
+
+def options() -> dict[str, Option]:
+    """Every field's :class:`Option`, in field order."""
+    return {f.name: f.metadata["option"] for f in fields(PipelineConfig)}
+
+
+def defaults() -> dict[str, Any]:
+    """Every field's library default."""
+    return {f.name: f.default for f in fields(PipelineConfig)}
 
 
 def field_names() -> set[str]:
     return {f.name for f in fields(PipelineConfig)}
 
 
+def grounder_option_fields() -> dict[str, str]:
+    """Grounder constructor options that are typed fields: ``{option: field}`` over every grounder."""
+    return {option: name for name, declared in options().items() for option in declared.grounder.values()}
+
+
+def model_grounder_keys() -> dict[str, str]:
+    """The keys a model's ``comclip.json`` may give under "grounder", and their fields."""
+    return {d.model_grounder_key: name for name, d in options().items() if d.model_grounder_key}
+
+
 def model_options(defaults: Mapping[str, Any]) -> dict:
     """A model's ``comclip.json`` as config fields: ``{"grounder": {"prompt": ...}, "entity_prompt": ...}``
     (keys starting with ``_`` are notes). Any other field may be given at the top level too."""
-    options = {}
+    found = {}
     for key, value in defaults.items():
         if key.startswith("_"):
             continue
         if key == "grounder" and isinstance(value, Mapping):
-            unknown = set(value) - set(MODEL_GROUNDER_KEYS)
+            keys = model_grounder_keys()
+            unknown = set(value) - set(keys)
             if unknown:
                 raise InputError(f"model defaults: unknown grounder option(s) {', '.join(sorted(unknown))}")
-            options.update({MODEL_GROUNDER_KEYS[k]: v for k, v in value.items()})
-        elif key in field_names():
-            options[key] = value
+            found.update({keys[k]: v for k, v in value.items()})
+        elif key in field_names() or key in renamed():
+            found[key] = value
         else:
             raise InputError(f"model defaults: unknown option {key!r}")
-    return options
+    return current_names(found, "model defaults")
 
 
-def _check_choice(name: str, value, choices) -> None:
+def _check(name: str, value: Any, declared: Option) -> None:
+    """One field's value against its declaration."""
+    if value is None and declared.kind != "bool":
+        return
+    if isinstance(declared.choices, Registry):
+        declared.choices.check(value)
+    elif declared.choices is not None:
+        _check_choice(name, value, declared.choices)
+    if declared.kind == "number":
+        _check_number(name, value, positive=declared.bound == "positive", at_least_zero=declared.bound == "at_least_zero")
+    elif declared.kind == "bool" and not isinstance(value, bool):
+        raise InputError(f"{name} must be true or false, got {value!r}")
+    elif declared.kind == "str" and not isinstance(value, str):
+        raise InputError(f"{name} must be a string, got {value!r}")
+    if declared.template and "{}" not in value:
+        raise InputError(f"{name} {value!r} needs a {{}} where the entity goes")
+
+
+def _check_choice(name: str, value: Any, choices: Any) -> None:
     if value not in choices:
         raise InputError(f"unknown {name} {value!r}; choose one of {', '.join(choices)}")
 
 
-def _check_number(name: str, value, positive: bool = False, at_least_zero: bool = False) -> None:
+def _check_number(name: str, value: Any, positive: bool = False, at_least_zero: bool = False) -> None:
     if value is None:
         return
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
@@ -169,3 +344,29 @@ def _check_number(name: str, value, positive: bool = False, at_least_zero: bool 
         raise InputError(f"{name} must be positive, got {value}")
     if at_least_zero and value < 0:
         raise InputError(f"{name} must be 0 or more, got {value}")
+
+
+def _accept_former_names() -> None:
+    """Former field names keep working as keywords of :class:`PipelineConfig` and as
+    read-only attributes, with a DeprecationWarning."""
+    generated = PipelineConfig.__init__
+
+    def __init__(self: PipelineConfig, *args: Any, **values: Any) -> None:
+        generated(self, *args, **current_names(values, "PipelineConfig option"))
+
+    PipelineConfig.__init__ = __init__  # type: ignore[method-assign]
+    for old, new in renamed().items():
+        setattr(PipelineConfig, old, _former(new))
+
+
+def _former(new: str) -> property:
+    """A read-only attribute under a field's former name."""
+
+    def read(config: PipelineConfig) -> Any:
+        warnings.warn(f"PipelineConfig attribute is now called {new!r}", DeprecationWarning, stacklevel=2)
+        return getattr(config, new)
+
+    return property(read, doc=f"Deprecated: {new}.")
+
+
+_accept_former_names()

@@ -12,8 +12,12 @@ class ComclipError(Exception):
     """Base class for errors whose message is written for the person running comclip."""
 
 
-class InputError(ComclipError, ValueError):
-    """Something the user supplied (an image, a caption, a model name, a data row) is unusable."""
+class InputError(ComclipError):
+    """Something the user supplied (an image, a caption, a model name, a data row) is unusable.
+
+    Its own branch, not a :class:`ValueError`: code that catches ``ValueError`` (a library's
+    parsing error) never swallows a user's mistake, and a bug's ``ValueError`` is never read
+    as one."""
 
 
 class ModelNotFoundError(InputError):

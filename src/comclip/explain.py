@@ -43,16 +43,23 @@ def draw_explanation(result: ComCLIPResult, image: Image.Image, out: str | Path)
         label = part.phrase + (" (not grounded)" if part.flags else "")
         stacked = labelled.count(first)  # entities grounded to the same box: labels one under another
         labelled.append(first)
-        top.text(first.x1 + 3, first.y1 + 3 + stacked * 0.06 * image.height, label, color="white", fontsize=10, va="top",
-                 bbox={"facecolor": colour, "alpha": 0.85, "pad": 2, "edgecolor": "none"})
+        top.text(
+            first.x1 + 3,
+            first.y1 + 3 + stacked * 0.06 * image.height,
+            label,
+            color="white",
+            fontsize=10,
+            va="top",
+            bbox={"facecolor": colour, "alpha": 0.85, "pad": 2, "edgecolor": "none"},
+        )
     headline = f"CLIP cosine {result.clip:.4f}   ComCLIP score {result.score:.4f}"
     if result.fallback:
         headline += f"   ({result.fallback})"
     headline += "\nflags: " + (", ".join(result.flags) if result.flags else "none")
-    top.set_title(f"\"{result.text}\"\n{headline}", fontsize=11)
+    top.set_title(f'"{result.text}"\n{headline}', fontsize=11)
     for n, part in enumerate(parts):
         ax = fig.add_subplot(grid[1, n])
-        ax.imshow(make_subimage(image, part.boxes, result.config.fill))
+        ax.imshow(make_subimage(image, part.boxes, result.config.subimage_fill))
         ax.set_axis_off()
         margin = "" if part.margin is None else f"  margin={part.margin:.3f}"
         ax.set_title(f"{part.kind}: {part.phrase}\ns={part.similarity:.3f}  w={part.weight:.3f}{margin}", fontsize=9)

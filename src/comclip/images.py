@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import os
 import warnings
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Iterable, Union
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -29,7 +29,7 @@ EXIF_ORIENTATION = 0x0112
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 
-ImageInput = Union[str, os.PathLike, Image.Image]
+ImageInput = str | os.PathLike | Image.Image
 
 
 @dataclass(frozen=True)
@@ -46,9 +46,10 @@ class LoadedImage:
         return self.image.width / self.original_size[0]
 
     @cached_property
-    def key(self) -> str:
-        """The content key of the pixels, computed once per decoded image: every cache entry
-        derived from the image (its embedding, its sub-images', its grounding) starts from it."""
+    def digest(self) -> str:
+        """The pixels' digest (:func:`comclip.cache.image_digest`), computed once per decoded
+        image: every cache entry derived from the image (its embedding, its sub-images', its
+        grounding) starts from it."""
         from .cache import image_digest
 
         return image_digest(self.image)

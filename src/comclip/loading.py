@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import queue
 import threading
-from typing import Iterable, Iterator, NamedTuple, Sequence
+from collections.abc import Generator, Iterable, Iterator, Sequence
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -29,11 +30,12 @@ from torch.utils.data import DataLoader, Dataset
 from .errors import ComclipError, InputError
 from .images import DEFAULT_MAX_SIDE, ImageInput, LoadedImage, load_image
 
+
 class _Pixels(NamedTuple):
     """A decoded image as it crosses from a worker: uint8 ``[H, W, 3]`` pixels and their origin.
     ``pixels`` is a tensor in shared memory, or a NumPy array sent through the pipe."""
 
-    pixels: "torch.Tensor | np.ndarray"
+    pixels: torch.Tensor | np.ndarray
     source: str
     original_size: tuple[int, int]
 
@@ -85,7 +87,8 @@ def received(item: _Pixels | InputError) -> LoadedImage | InputError:
         return item
     pixels = item.pixels.numpy() if isinstance(item.pixels, torch.Tensor) else item.pixels
     # fromarray copies the pixels into Pillow's own storage: the shared block can then go
-    return LoadedImage(Image.fromarray(pixels), item.source, tuple(item.original_size))
+    width, height = item.original_size
+    return LoadedImage(Image.fromarray(pixels), item.source, (int(width), int(height)))
 
 
 class ImageLoader:
@@ -102,7 +105,7 @@ class ImageLoader:
             raise InputError(f"the number of decoding workers must be 0 or more, got {workers}")
         self.workers, self.max_side, self.pin_memory = int(workers), max_side, pin_memory
 
-    def __enter__(self) -> "ImageLoader":
+    def __enter__(self) -> ImageLoader:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -125,7 +128,7 @@ class ImageLoader:
             yield [decode(s, self.max_side) if isinstance(s, Image.Image) else next(from_files) for s in batch]
 
     # --- internals -------------------------------------------------------------------------
-    def _decode_files(self, batches: list[list], ahead: int) -> Iterator[list]:
+    def _decode_files(self, batches: list[list], ahead: int) -> Generator[list, None, None]:
         """The file batches decoded by worker processes; where a worker dies, the batch it was
         on is decoded one file at a time and a fresh loader takes the rest."""
         done = 0
@@ -145,9 +148,15 @@ class ImageLoader:
         for batch in batches:
             spans.append(list(range(start, start + len(batch))))
             start += len(batch)
-        loader = DataLoader(_Files([s for b in batches for s in b], self.max_side), batch_sampler=spans,
-                            num_workers=self.workers, collate_fn=_as_list, pin_memory=self.pin_memory,
-                            prefetch_factor=max(1, ahead), multiprocessing_context="spawn")
+        loader = DataLoader(
+            _Files([s for b in batches for s in b], self.max_side),
+            batch_sampler=spans,
+            num_workers=self.workers,
+            collate_fn=_as_list,
+            pin_memory=self.pin_memory,
+            prefetch_factor=max(1, ahead),
+            multiprocessing_context="spawn",
+        )
         for decoded in loader:
             yield [received(item) for item in decoded]
 
@@ -158,14 +167,15 @@ class ImageLoader:
         except RuntimeError as exc:
             if "DataLoader worker" not in str(exc):
                 raise
-            return InputError(f"the decoding worker died while reading {source} "
-                              "(a decoder crash or the memory limit); the image was not scored")
+            return InputError(
+                f"the decoding worker died while reading {source} (a decoder crash or the memory limit); the image was not scored"
+            )
 
 
 _END = object()
 
 
-def _in_thread(items: Iterator) -> Iterator:
+def _in_thread(items: Generator) -> Iterator:
     """``items`` produced by a thread of their own, one ahead of the caller.
 
     The DataLoader is iterated off the main thread on purpose: from the main thread, PyTorch

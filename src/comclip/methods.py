@@ -16,15 +16,16 @@ name (``--method clip,comclip,yours``).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Union
+from typing import Any
 
 from .config import PipelineConfig
 from .errors import InputError
 from .registry import Registry
 
 #: What a method changes: fixed PipelineConfig fields, or a function of the base configuration.
-Changes = Union[Mapping[str, Any], Callable[[PipelineConfig], Mapping[str, Any]]]
+Changes = Mapping[str, Any] | Callable[[PipelineConfig], Mapping[str, Any]]
 
 
 @dataclass(frozen=True)
@@ -63,8 +64,9 @@ class Method:
 METHODS: Registry[Method] = Registry("method")
 
 
-def register_method(name: str, changes: Changes | None, description: str = "",
-                    reasons: Mapping[str, str] | None = None) -> Method:
+def register_method(
+    name: str, changes: Changes | None, description: str = "", reasons: Mapping[str, str] | None = None
+) -> Method:
     """Add a named method (``changes``: PipelineConfig fields, or a function of the base
     configuration returning them; None: plain CLIP). Fixed changes are checked at once."""
     if not name or "," in name or name != name.strip():
@@ -85,8 +87,9 @@ def parse_methods(value: str) -> list[str]:
     return names
 
 
-def method_configs(names: list[str], base: PipelineConfig,
-                   explicit: Mapping[str, Any] | None = None) -> dict[str, PipelineConfig | None]:
+def method_configs(
+    names: list[str], base: PipelineConfig, explicit: Mapping[str, Any] | None = None
+) -> dict[str, PipelineConfig | None]:
     """``{method: its PipelineConfig, or None for plain CLIP}`` over ``base``."""
     return {name: METHODS[name].config(base, explicit) for name in names}
 
@@ -101,26 +104,37 @@ def _plus(base: PipelineConfig) -> dict:
 
 #: The fixed part of ComCLIP+ (chosen on sandbox development seeds 100 and 101, both shipped
 #: models, 200 items per task; see the README).
-PLUS = {"assignment": "joint", "attribute_weight": 0.1, "score_mode": "evidence", "evidence_weight": 2.0,
-        "fill": "mean", "relations": "geometry"}
+PLUS = {
+    "assignment": "joint",
+    "attribute_weight": 0.1,
+    "score_mode": "evidence",
+    "evidence_weight": 2.0,
+    "subimage_fill": "mean",
+    "relation_check": "geometry",
+}
 PLUS_REASONS = {
     "assignment": "joint: the entities of a caption are grounded to different regions; argmax put two entities "
-                  "on one box in about a quarter of sandbox examples",
+    "on one box in about a quarter of sandbox examples",
     "attribute_weight": "0.1: an entity is also grounded by its phrase, which breaks near-ties between candidates of "
-                        "its head; on the development seeds it had the best macro mean (binding, order swaps and "
-                        "substitutions up, object swaps of the bag-of-words model 2.5-3 points down)",
+    "its head; on the development seeds it had the best macro mean (binding, order swaps and "
+    "substitutions up, object swaps of the bag-of-words model 2.5-3 points down)",
     "region": "multiscale where the model's grounder shows masked candidates (the sandbox models): small objects "
-              "are also seen zoomed; other models keep their region mode (patch tokens for CLIP ViTs)",
+    "are also seen zoomed; other models keep their region mode (patch tokens for CLIP ViTs)",
     "grounder_fill": "background with multiscale views: the median border colour outside a candidate matches its "
-                     "surroundings (grounding 98.75 -> 98.81% over the mean colour on development seed 100)",
+    "surroundings (grounding 98.75 -> 98.81% over the mean colour on development seed 100)",
     "score_mode": "evidence: each entity's phrase must match its own sub-image, which a bag-of-words caption "
-                  "embedding cannot check",
+    "embedding cannot check",
     "evidence_weight": "2: beat 1 on the development seeds (substitutions)",
-    "fill": "mean: the image's mean colour outside the region is closer to what the encoder saw in training than black",
-    "relations": "geometry: spatial predicates checked on the grounded boxes, which sub-images cannot tell apart",
+    "subimage_fill": "mean: the image's mean colour outside the region is closer to what the encoder saw in training than black",
+    "relation_check": "geometry: spatial predicates checked on the grounded boxes, which sub-images cannot tell apart",
 }
 
 register_method("clip", None, "plain CLIP: the cosine of the global image and caption embeddings")
 register_method("comclip", {}, "the paper's ComCLIP: the model's defaults over the library's, unchanged")
-register_method("comclip-plus", _plus, "ComCLIP+: joint grounding with attributes breaking ties, multiscale "
-                "candidate views, entity evidence and spatial relations checked on the boxes", PLUS_REASONS)
+register_method(
+    "comclip-plus",
+    _plus,
+    "ComCLIP+: joint grounding with attributes breaking ties, multiscale "
+    "candidate views, entity evidence and spatial relations checked on the boxes",
+    PLUS_REASONS,
+)

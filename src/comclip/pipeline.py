@@ -9,98 +9,28 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from dataclasses import dataclass, field
-from typing import Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
+from PIL import Image
 
 from .backbones import DEFAULT_MODEL, Backbone, create_backbone
 from .boxes import Box
 from .composition import SCORE_MODES, Evidence, comclip_score
 from .composition.geometry import RELATION_UNVERIFIED, geometry_bonus, relation_score, spatial_rule
-from .config import PipelineConfig
-from .similarity import paired_cosines
+from .config import PipelineConfig, resolve_config
 from .errors import InputError
-from .grounding import GROUND_BY, GROUNDERS, Detection, Grounder, create_grounder
+from .grounding import GROUND_BY, Detection, Grounder, create_grounder
 from .grounding.assignment import assign, with_attributes
 from .images import ImageInput, LoadedImage, load_image
-from .parsing import PARSERS, Parser, SceneGraph, create_parser
+from .parsing import Parser, SceneGraph, create_parser
+from .parsing.base import Entity
+from .results import NO_ENTITIES, NOT_GROUNDED, SHARED_BOX, ComCLIPResult, Part
+from .similarity import paired_cosines
 from .stored import Stored
 from .subimages import SubimageMaker, subimage_key
 from .text import validate_captions
-
-NOT_GROUNDED = "not_grounded"
-#: Fallbacks a result can take, counted per example in reports (with the weightings' own:
-#: ``weights_clamped``, ``uniform_weights``).
-NO_ENTITIES, SHARED_BOX = "no_entities", "shared_box"
-
-
-@dataclass
-class Part:
-    """One sub-image's contribution: an entity (scored against its phrase) or a relation
-    (the union of its subject's and object's regions, scored against the predicate)."""
-
-    kind: str
-    phrase: str
-    boxes: list[Box]
-    similarity: float
-    weight: float
-    flags: list[str] = field(default_factory=list)
-    entities: tuple[int, ...] = ()
-    #: An entity's grounding margin: its grounder's best candidate score minus the second's.
-    margin: float | None = None
-
-    def to_dict(self) -> dict:
-        return {
-            "kind": self.kind,
-            "phrase": self.phrase,
-            "boxes": [b.as_list() for b in self.boxes],
-            "similarity": self.similarity,
-            "weight": self.weight,
-            "flags": list(self.flags),
-            "entities": list(self.entities),
-            "margin": self.margin,
-        }
-
-
-@dataclass
-class ComCLIPResult:
-    """A ComCLIP score with everything that produced it."""
-
-    image: str
-    text: str
-    clip: float
-    score: float
-    parts: list[Part]
-    graph: SceneGraph
-    fallback: str | None = None
-    composed: float | None = None  # the faithful ComCLIP score, where a score mode adds to it
-    #: The configuration that made this result (its fill draws the sub-images of a figure).
-    config: PipelineConfig = field(default_factory=PipelineConfig)
-    #: The fallbacks this pair took: no_entities, not_grounded, shared_box, weights_clamped,
-    #: uniform_weights, relation_unverified.
-    flags: tuple[str, ...] = ()
-    #: With ``relations="geometry"``: each spatial relation's check, ``(subject, predicate, object, g or None)``.
-    spatial: tuple[tuple[int, str, int, float | None], ...] = ()
-
-    def to_dict(self) -> dict:
-        return {
-            "image": self.image,
-            "text": self.text,
-            "clip": self.clip,
-            "comclip": self.score,
-            "composed": self.composed,
-            "fallback": self.fallback,
-            "flags": list(self.flags),
-            "graph": self.graph.to_dict(),
-            "parts": [p.to_dict() for p in self.parts],
-            "spatial": [{"subject": s, "predicate": p, "object": o, "score": g} for s, p, o, g in self.spatial],
-        }
-
-
-#: ``grounder_options`` keys that are typed configuration fields; others go to the grounder as they are.
-_TYPED_GROUNDER_OPTIONS = {"prompt": "grounder_prompt", "proposals": "proposals", "region": "region",
-                           "fill": "grounder_fill", "regions": "regions"}
 
 
 class ComCLIP:
@@ -116,60 +46,72 @@ class ComCLIP:
     pipelines so that each image's candidates are encoded once).
     """
 
-    def __init__(self, backbone: Backbone, config: PipelineConfig | None = None, *, parser: Parser | str | None = None,
-                 grounder: Grounder | str | None = None, grounder_options: dict | None = None,
-                 parser_options: dict | None = None, **options):
-        explicit, extra = dict(options), {}
-        for backbone_option in ("precision", "pixels"):  # the backbone's (from_pretrained builds it as asked)
-            explicit.pop(backbone_option, None)
-        for key, value in (grounder_options or {}).items():
-            if key in _TYPED_GROUNDER_OPTIONS:
-                explicit[_TYPED_GROUNDER_OPTIONS[key]] = value
-            else:
-                extra[key] = value
-        for key, given in (("parser", parser), ("grounder", grounder)):
-            name = given if isinstance(given, str) else getattr(given, "name", None)
-            if name is not None and (isinstance(given, str) or name in (PARSERS if key == "parser" else GROUNDERS)):
-                explicit[key] = name
-        base = config if config is not None else PipelineConfig.layered(backbone.defaults)
-        self.config = base.replace(**explicit, precision=backbone.precision, pixels=backbone.pixels)
+    def __init__(
+        self,
+        backbone: Backbone,
+        config: PipelineConfig | None = None,
+        *,
+        parser: Parser | str | None = None,
+        grounder: Grounder | str | None = None,
+        grounder_options: dict | None = None,
+        parser_options: dict | None = None,
+        **options: Any,
+    ) -> None:
+        self.config, extra = resolve_config(backbone.defaults, config, parser, grounder, grounder_options or {}, options)
         self.backbone = backbone
         self.parser = parser if isinstance(parser, Parser) else create_parser(self.config.parser, **(parser_options or {}))
-        self.grounder = grounder if isinstance(grounder, Grounder) else create_grounder(
-            self.config.grounder, backbone, **self.config.grounder_options(), **extra)
+        self.grounder = (
+            grounder
+            if isinstance(grounder, Grounder)
+            else create_grounder(self.config.grounder, backbone, **self.config.grounder_options(), **extra)
+        )
         self.temperature = self.config.temperature if self.config.temperature is not None else 1.0 / backbone.logit_scale
 
     @classmethod
-    def from_pretrained(cls, model: str = DEFAULT_MODEL, *, device=None, batch_size: int = 32,
-                        config: PipelineConfig | None = None, **options) -> "ComCLIP":
-        """Load a backbone by name (see ``comclip models``) at the configured precision and pixel
-        path, and wrap it."""
-        base = config if config is not None else PipelineConfig()
-        precision, pixels = options.get("precision", base.precision), options.get("pixels", base.pixels)
+    def from_pretrained(
+        cls,
+        model: str = DEFAULT_MODEL,
+        *,
+        device: str | None = None,
+        batch_size: int = 32,
+        precision: str = "fp32",
+        pixels: str = "torch",
+        config: PipelineConfig | None = None,
+        **options: Any,
+    ) -> ComCLIP:
+        """Load a backbone by name (see ``comclip models``) at ``precision`` and with its pixel
+        path (the backbone's state, see :func:`~comclip.backbones.create_backbone`), and wrap it."""
         backbone = create_backbone(model, device=device, batch_size=batch_size, precision=precision, pixels=pixels)
         return cls(backbone, config, **options)
 
     @classmethod
-    def from_backbone(cls, backbone: Backbone, config: PipelineConfig | None = None, **options) -> "ComCLIP":
+    def from_backbone(cls, backbone: Backbone, config: PipelineConfig | None = None, **options: Any) -> ComCLIP:
         return cls(backbone, config, **options)
 
     def describe(self) -> dict:
         """Everything that determines the scores, for reports: the configuration, with the
         parser and grounder as they describe themselves and the temperature resolved."""
-        return {"model": self.backbone.name, **self.config.to_dict(), "parser": self.parser.describe(),
-                "grounder": self.grounder.describe(), "temperature": self.temperature}
+        return {
+            "model": self.backbone.name,
+            **self.config.to_dict(),
+            "precision": self.backbone.precision,
+            "pixels": self.backbone.pixels,
+            "parser": self.parser.describe(),
+            "grounder": self.grounder.describe(),
+            "temperature": self.temperature,
+        }
 
     # --- public API ----------------------------------------------------------------------
-    def score(self, images: Sequence[ImageInput], texts: Sequence[str]) -> torch.Tensor:
+    def score(self, images: Sequence[ImageInput | LoadedImage], texts: Sequence[str]) -> torch.Tensor:
         """ComCLIP scores, an ``[images, texts]`` matrix (as t2v_metrics' scorers return)."""
         details = self.score_details(images, texts)
         return torch.tensor([[r.score for r in row] for row in details], dtype=torch.float64)
 
-    def explain(self, image: ImageInput, text: str) -> ComCLIPResult:
+    def explain(self, image: ImageInput | LoadedImage, text: str) -> ComCLIPResult:
         """The score of one pair with its parts: phrases, boxes, s_i, w_i and flags."""
         return self.score_details([image], [text])[0][0]
 
-    def score_details(self, images: Sequence[ImageInput], texts: Sequence[str]) -> list[list[ComCLIPResult]]:
+    def score_details(self, images: Sequence[ImageInput | LoadedImage], texts: Sequence[str]) -> list[list[ComCLIPResult]]:
         """Every image against every text, with parts, computed in shared batches."""
         loaded = self._load(images)
         texts = validate_captions(texts)
@@ -177,13 +119,20 @@ class ComCLIP:
         scored = self._score_pairs(loaded, texts, pairs)
         return [[scored[(i, j)] for j in range(len(texts))] for i in range(len(loaded))]
 
-    def score_groups(self, groups: Sequence[tuple[Sequence[ImageInput], Sequence[str]]],
-                     with_flags: bool = False, with_results: bool = False) -> list:
+    def score_groups(
+        self,
+        groups: Sequence[tuple[Sequence[ImageInput | LoadedImage], Sequence[str]]],
+        with_flags: bool = False,
+        with_results: bool = False,
+    ) -> list:
         """One ``[images, texts]`` score matrix per group (a benchmark example), with all the
         groups' images, captions, regions, sub-images and phrases encoded in shared batches.
         ``with_flags``: ``(matrix, {flag: pairs that took it})`` per group; ``with_results``
         adds the group's ``[images][texts]`` :class:`ComCLIPResult` grid as a last element."""
-        images, texts, pairs, spans = [], [], [], []
+        images: list[LoadedImage] = []
+        texts: list[str] = []
+        pairs: list[tuple[int, int]] = []
+        spans: list[tuple[int, int, int, int]] = []
         for group_images, group_texts in groups:
             i0, j0 = len(images), len(texts)
             images += self._load(group_images)
@@ -201,7 +150,7 @@ class ComCLIP:
         return out
 
     @staticmethod
-    def _load(images: Sequence[ImageInput]) -> list[LoadedImage]:
+    def _load(images: Sequence[ImageInput | LoadedImage]) -> list[LoadedImage]:
         loaded = [im if isinstance(im, LoadedImage) else load_image(im) for im in images]
         if not loaded:
             raise InputError("no images given")
@@ -213,7 +162,7 @@ class ComCLIP:
 
         The same image object given several times (a gallery image in several queries) is
         grounded and encoded once: every index is mapped to its first occurrence."""
-        first = {}
+        first: dict[int, int] = {}
         owner = [first.setdefault(id(im.image), i) for i, im in enumerate(loaded)]
         stored = Stored(self.backbone, self.grounder, self.parser)
         distinct_texts = list(dict.fromkeys(texts))
@@ -226,31 +175,45 @@ class ComCLIP:
         rankings, image_embeddings = self._ground_and_encode(loaded, queries, stored, maker)
         layouts = {(i, j): self._layout(graph_of[texts[j]], rankings[owner[i]], loaded[owner[i]]) for i, j in pairs}
         encoded = self._encode_parts(loaded, owner, layouts, maker)
-        return {(i, j): self._result(loaded[i], texts[j], graph_of[texts[j]], parts, image_embeddings[owner[i]],
-                                     caption_of[texts[j]], encoded, owner[i])
-                for (i, j), parts in layouts.items()}
+        return {
+            (i, j): self._result(
+                loaded[i],
+                texts[j],
+                graph_of[texts[j]],
+                parts,
+                image_embeddings[owner[i]],
+                caption_of[texts[j]],
+                encoded,
+                owner[i],
+            )
+            for (i, j), parts in layouts.items()
+        }
 
-    def _ground_and_encode(self, loaded: list[LoadedImage], queries: dict[int, list[str]], stored: Stored,
-                           maker: SubimageMaker) -> tuple[dict, dict]:
+    def _ground_and_encode(
+        self, loaded: list[LoadedImage], queries: dict[int, list[str]], stored: Stored, maker: SubimageMaker
+    ) -> tuple[dict, dict]:
         """Each image's ranked detections per distinct entity name, and the global embeddings of
         the distinct images, by index. Rankings stored in the cache are read back; the grounder
         prepares only the images it still has to ground, and where that computed their global
         embeddings (patch tokens) they are taken from it; only the rest are encoded."""
-        rankings = {i: stored.rankings(loaded[i].key, list(dict.fromkeys(names))) for i, names in queries.items()}
+        rankings = {i: stored.rankings(loaded[i].digest, list(dict.fromkeys(names))) for i, names in queries.items()}
         todo = {i: [n for n in dict.fromkeys(names) if n not in rankings[i]] for i, names in queries.items()}
         todo = {i: names for i, names in todo.items() if names}
         prepared = self.grounder.prepare([loaded[i].image for i in todo]) if todo else []
         embeddings = {i: e for i, e in zip(todo, prepared) if e is not None}
         for i, names in todo.items():
-            rankings[i].update(stored.ground(self.grounder, loaded[i].image, loaded[i].key, names, loaded[i].source))
+            rankings[i].update(stored.ground(self.grounder, loaded[i].image, loaded[i].digest, names, loaded[i].source))
         for i in rankings:
             if self.grounder.original_pixels and loaded[i].scale != 1.0:  # boxes from a file, for the full-size image
-                rankings[i] = {name: [Detection(tuple(b.scaled(loaded[i].scale) for b in d.boxes), d.score, d.label)
-                                      for d in ranked] for name, ranked in rankings[i].items()}
+                rankings[i] = {
+                    name: [Detection(tuple(b.scaled(loaded[i].scale) for b in d.boxes), d.score, d.label) for d in ranked]
+                    for name, ranked in rankings[i].items()
+                }
         missing = [i for i in queries if i not in embeddings]
         if missing:
-            embeddings.update(zip(missing, self.backbone.encode_keyed([loaded[i].key for i in missing],
-                                                                      lambda n: maker.whole(missing[n]))))
+            embeddings.update(
+                zip(missing, self.backbone.encode_keyed([loaded[i].digest for i in missing], lambda n: maker.whole(missing[n])))
+            )
         return rankings, embeddings
 
     def _encode_parts(self, loaded: list[LoadedImage], owner: list[int], layouts: dict, maker: SubimageMaker) -> dict:
@@ -258,10 +221,12 @@ class ComCLIP:
         sub-image is made only where its embedding is not in the cache (keys need no pixels)."""
         sub_keys = list(dict.fromkeys((owner[i], tuple(p.boxes)) for (i, _), parts in layouts.items() for p in parts))
         phrases = list(dict.fromkeys(p.phrase for parts in layouts.values() for p in parts))
-        fill = self.config.fill
-        keys = [subimage_key(loaded[i].key, boxes, fill, loaded[i].image.width, loaded[i].image.height) for i, boxes in sub_keys]
+        fill = self.config.subimage_fill
+        keys = [
+            subimage_key(loaded[i].digest, boxes, fill, loaded[i].image.width, loaded[i].image.height) for i, boxes in sub_keys
+        ]
 
-        def make(n: int):
+        def make(n: int) -> Image.Image | torch.Tensor:
             i, boxes = sub_keys[n]
             return maker.sub(i, list(boxes), fill)
 
@@ -270,8 +235,17 @@ class ComCLIP:
             "phrase": dict(zip(phrases, self.backbone.encode_texts(phrases))) if phrases else {},
         }
 
-    def _result(self, image: LoadedImage, text: str, graph: SceneGraph, parts: list[Part], image_embedding: torch.Tensor,
-                caption_embedding: torch.Tensor, encoded: dict, index: int) -> ComCLIPResult:
+    def _result(
+        self,
+        image: LoadedImage,
+        text: str,
+        graph: SceneGraph,
+        parts: list[Part],
+        image_embedding: torch.Tensor,
+        caption_embedding: torch.Tensor,
+        encoded: dict,
+        index: int,
+    ) -> ComCLIPResult:
         """One pair's score from its encoded parts, by the configured weighting and score mode.
 
         A caption without entities is scored as its own single entity grounded to the whole
@@ -280,24 +254,52 @@ class ComCLIP:
         (``evidence`` adds lambda x its CLIP cosine) instead of falling back to plain CLIP."""
         clip_score = float(paired_cosines(image_embedding[None], caption_embedding[None])[0])
         if not parts:
-            evidence = Evidence(clip_score, clip_score, [clip_score], [])
-            return ComCLIPResult(image.source, text, clip_score, self._mode(evidence), [], graph, composed=clip_score,
-                                 fallback="no entities parsed: the caption is its own entity on the whole image",
-                                 config=self.config, flags=(NO_ENTITIES,))
+            return self._unparsed(image, text, graph, clip_score)
         subs = torch.stack([encoded["sub"][(index, tuple(p.boxes))] for p in parts])
         phrase_vecs = torch.stack([encoded["phrase"][p.phrase] for p in parts])
-        composed, s, w, weight_flags = comclip_score(image_embedding, caption_embedding, subs, phrase_vecs,
-                                                     self.config.weighting, self.temperature)
+        composed, s, w, weight_flags = comclip_score(
+            image_embedding, caption_embedding, subs, phrase_vecs, self.config.weighting, self.temperature
+        )
         for part, s_i, w_i in zip(parts, s.tolist(), w.tolist()):
             part.similarity, part.weight = s_i, w_i
-        evidence = Evidence(composed, clip_score, [p.similarity for p in parts if p.kind == "entity"],
-                            [p.similarity for p in parts if p.kind == "relation"])
-        spatial = self._spatial(graph, parts, image) if self.config.relations == "geometry" else ()
+        evidence = Evidence(
+            composed,
+            clip_score,
+            [p.similarity for p in parts if p.kind == "entity"],
+            [p.similarity for p in parts if p.kind == "relation"],
+        )
+        spatial = self._spatial(graph, parts, image) if self.config.relation_check == "geometry" else ()
         verified = [g for *_, g in spatial if g is not None]
         score = self._mode(evidence) + geometry_bonus(verified, self.config.relation_weight)
         unverified = (RELATION_UNVERIFIED,) if len(verified) < len(spatial) else ()
-        return ComCLIPResult(image.source, text, clip_score, score, parts, graph, composed=composed, config=self.config,
-                             flags=_part_flags(parts) + weight_flags + unverified, spatial=spatial)
+        return ComCLIPResult(
+            image.source,
+            text,
+            clip_score,
+            score,
+            parts,
+            graph,
+            composed=composed,
+            config=self.config,
+            flags=_part_flags(parts) + weight_flags + unverified,
+            spatial=spatial,
+        )
+
+    def _unparsed(self, image: LoadedImage, text: str, graph: SceneGraph, clip_score: float) -> ComCLIPResult:
+        """A caption without entities: its own single entity on the whole image."""
+        evidence = Evidence(clip_score, clip_score, [clip_score], [])
+        return ComCLIPResult(
+            image.source,
+            text,
+            clip_score,
+            self._mode(evidence),
+            [],
+            graph,
+            composed=clip_score,
+            fallback="no entities parsed: the caption is its own entity on the whole image",
+            config=self.config,
+            flags=(NO_ENTITIES,),
+        )
 
     @staticmethod
     def _spatial(graph: SceneGraph, parts: list[Part], image: LoadedImage) -> tuple:
@@ -317,14 +319,14 @@ class ComCLIP:
         return SCORE_MODES[self.config.score_mode](evidence, self.config.evidence_weight, self.config.evidence_relations)
 
     # --- internals -----------------------------------------------------------------------
-    def _queries(self, entity) -> list[str]:
+    def _queries(self, entity: Entity) -> list[str]:
         """Every query an entity is grounded by: its own, and its phrase where attributes break ties."""
         return [self._query(entity)] + ([entity.phrase] if self._tie_query(entity) else [])
 
-    def _tie_query(self, entity) -> bool:
+    def _tie_query(self, entity: Entity) -> bool:
         return bool(self.config.attribute_weight and entity.attributes and entity.phrase != self._query(entity))
 
-    def _ranking(self, entity, rankings: dict) -> list[Detection]:
+    def _ranking(self, entity: Entity, rankings: dict) -> list[Detection]:
         """The entity's ranked detections; with ``attribute_weight``, re-ranked by adding that
         weight times its phrase's score on the same region (attributes break near-ties)."""
         ranked = rankings.get(self._query(entity), [])
@@ -332,7 +334,7 @@ class ComCLIP:
             return ranked
         return with_attributes(ranked, rankings.get(entity.phrase, []), self.config.attribute_weight)
 
-    def _query(self, entity) -> str:
+    def _query(self, entity: Entity) -> str:
         """What the grounder is asked to find for an entity: its head noun or its whole phrase."""
         return GROUND_BY[self.config.ground_by](entity)
 
@@ -340,9 +342,12 @@ class ComCLIP:
         """Parts (with boxes, not yet scored) of one caption on one image: its entities grounded
         together (see :mod:`comclip.grounding.assignment`), then its relations."""
         whole = Box(0.0, 0.0, float(image.image.width), float(image.image.height))
-        grounded = assign([self._ranking(e, rankings) for e in graph.entities],
-                          [(self._query(e), tuple(sorted(e.attributes))) for e in graph.entities],
-                          joint=self.config.assignment == "joint", union_margin=self.config.union_margin)
+        grounded = assign(
+            [self._ranking(e, rankings) for e in graph.entities],
+            [(self._query(e), tuple(sorted(e.attributes))) for e in graph.entities],
+            joint=self.config.assignment == "joint",
+            union_margin=self.config.union_margin,
+        )
         regions: dict[int, tuple[list[Box], list[str]]] = {}
         parts = []
         for entity, found in zip(graph.entities, grounded):
@@ -352,14 +357,15 @@ class ComCLIP:
             regions[entity.id] = (boxes, flags)
             phrase = self.config.entity_prompt.format(entity.phrase)
             parts.append(Part("entity", phrase, boxes, math.nan, math.nan, list(flags), (entity.id,), found.margin))
-        if self.config.use_relations:
+        if self.config.relation_subimages:
             for relation in graph.relations:
                 subject_boxes, subject_flags = regions[relation.subject]
                 object_boxes, object_flags = regions[relation.object]
                 boxes = list(dict.fromkeys(subject_boxes + object_boxes))
                 flags = sorted(set(subject_flags) | set(object_flags))
-                parts.append(Part("relation", relation.predicate, boxes, math.nan, math.nan, flags,
-                                  (relation.subject, relation.object)))
+                parts.append(
+                    Part("relation", relation.predicate, boxes, math.nan, math.nan, flags, (relation.subject, relation.object))
+                )
         return parts
 
 

@@ -15,8 +15,8 @@ processor this way (``pixel_spec`` None) keeps the PIL path.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -51,7 +51,8 @@ def spec_from_hf_processor(processor) -> PixelSpec | None:
     """The spec of a transformers image processor (CLIP's, SigLIP's and those like them), or
     None where it does something this module does not (padding, other filters, no resize)."""
     size, crop = getattr(processor, "size", None), getattr(processor, "crop_size", None)
-    mode = _MODES.get(_filter_number(getattr(processor, "resample", None)))
+    number = _filter_number(getattr(processor, "resample", None))
+    mode = _MODES.get(number) if number is not None else None
     if size is None or mode is None or not getattr(processor, "do_resize", True) or getattr(processor, "do_pad", False):
         return None
     if size.get("shortest_edge"):
@@ -60,16 +61,16 @@ def spec_from_hf_processor(processor) -> PixelSpec | None:
         resize, resize_mode = int(size.get("height")), "squash"
     else:
         return None
-    cropped = getattr(processor, "do_center_crop", False) and crop is not None
+    cropped = bool(getattr(processor, "do_center_crop", False)) and crop is not None
     normalise = getattr(processor, "do_normalize", True)
     return PixelSpec(
         resize=resize,
-        crop=(int(crop.get("height")), int(crop.get("width"))) if cropped else None,
+        crop=(int(crop.get("height")), int(crop.get("width"))) if cropped and crop is not None else None,
         resize_mode=resize_mode,
         interpolation=mode,
         rescale=float(processor.rescale_factor) if getattr(processor, "do_rescale", True) else 1.0,
-        mean=tuple(float(m) for m in processor.image_mean) if normalise else (0.0, 0.0, 0.0),
-        std=tuple(float(s) for s in processor.image_std) if normalise else (1.0, 1.0, 1.0),
+        mean=_triple(processor.image_mean) if normalise else (0.0, 0.0, 0.0),
+        std=_triple(processor.image_std) if normalise else (1.0, 1.0, 1.0),
     )
 
 
@@ -98,13 +99,18 @@ def resized_size(height: int, width: int, spec: PixelSpec) -> tuple[int, int]:
     return int(spec.resize * height / width), spec.resize
 
 
+def _triple(values) -> tuple[float, float, float]:
+    first, second, third = (float(v) for v in values)
+    return first, second, third
+
+
 def preprocess(images: Sequence[torch.Tensor], spec: PixelSpec) -> torch.Tensor:
     """``[N, 3, S, S]`` model inputs from uint8 ``[3, H, W]`` images (any sizes, on one device):
     images of one size are resized together in one call."""
     by_size: dict[tuple[int, int], list[int]] = {}
     for n, image in enumerate(images):
-        by_size.setdefault(tuple(image.shape[-2:]), []).append(n)
-    out: list[torch.Tensor | None] = [None] * len(images)
+        by_size.setdefault((int(image.shape[-2]), int(image.shape[-1])), []).append(n)
+    out: list[torch.Tensor] = list(images)  # each replaced by its model input below
     for (height, width), members in by_size.items():
         batch = torch.stack([images[n] for n in members]).float()
         for n, row in zip(members, _resize_crop(batch, height, width, spec)):
@@ -120,8 +126,11 @@ def _resize_crop(batch: torch.Tensor, height: int, width: int, spec: PixelSpec) 
     transformers' processors do (the crop's offset rounded down)."""
     size = resized_size(height, width, spec)
     if size != (height, width):
-        batch = torch.nn.functional.interpolate(batch, size=size, mode=spec.interpolation, antialias=True,
-                                                align_corners=False).round_().clamp_(0, 255)
+        batch = (
+            torch.nn.functional.interpolate(batch, size=size, mode=spec.interpolation, antialias=True, align_corners=False)
+            .round_()
+            .clamp_(0, 255)
+        )
     if spec.crop is None:
         return batch
     crop_h, crop_w = spec.crop

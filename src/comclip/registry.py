@@ -8,7 +8,8 @@ validates against it, so nothing else needs to change.
 
 from __future__ import annotations
 
-from typing import Callable, Generic, Iterator, Mapping, TypeVar
+from collections.abc import Callable, Iterator, Mapping
+from typing import Generic, TypeVar
 
 from .errors import InputError
 

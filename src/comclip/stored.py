@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -50,32 +50,38 @@ class Stored:
 
     def __init__(self, backbone, grounder, parser):
         self.cache = getattr(backbone, "cache", None)
-        self._ground = (backbone.cache_key("ranking", _digest(grounder.describe()))
-                        if self.cache is not None and getattr(grounder, "cacheable", False) else None)
-        self._parse = (f"parse|{_digest(parser.describe())}"
-                       if hasattr(self.cache, "get_records") and getattr(parser, "cacheable", False) else None)
+        self._ground = (
+            backbone.cache_key("ranking", _digest(grounder.describe()))
+            if self.cache is not None and getattr(grounder, "cacheable", False)
+            else None
+        )
+        self._parse = (
+            f"parse|{_digest(parser.describe())}"
+            if hasattr(self.cache, "get_records") and getattr(parser, "cacheable", False)
+            else None
+        )
 
-    def rankings(self, image_key: str, names: list[str]) -> dict[str, list[Detection]]:
+    def rankings(self, digest: str, names: list[str]) -> dict[str, list[Detection]]:
         """The stored ranking of each of ``names`` on the image (those found), best first; an
         empty list: nothing found."""
         if self._ground is None:
             return {}
-        keys = {name: self._ground_key(image_key, name) for name in names}
+        keys = {name: self._ground_key(digest, name) for name in names}
         found = self.cache.get_many(list(keys.values()))
         return {name: unpack_detections(found[key]) for name, key in keys.items() if key in found}
 
-    def ground(self, grounder, image, image_key: str, names: list[str], source: str | None = None) -> dict[str, list[Detection]]:
+    def ground(self, grounder, image, digest: str, names: list[str], source: str | None = None) -> dict[str, list[Detection]]:
         """``grounder``'s rankings of ``names`` on the image, computed now and kept."""
         fresh = dict(zip(names, grounder.ground(image, names, source=source)))
-        self.keep_rankings(image_key, fresh)
+        self.keep_rankings(digest, fresh)
         return fresh
 
-    def keep_rankings(self, image_key: str, ranked: dict[str, list[Detection]]) -> None:
+    def keep_rankings(self, digest: str, ranked: dict[str, list[Detection]]) -> None:
         if self._ground is not None and ranked:
-            self.cache.put_many((self._ground_key(image_key, name), pack_detections(d)) for name, d in ranked.items())
+            self.cache.put_many((self._ground_key(digest, name), pack_detections(d)) for name, d in ranked.items())
 
-    def _ground_key(self, image_key: str, name: str) -> str:
-        return f"{self._ground}|{image_key}|{name}"
+    def _ground_key(self, digest: str, name: str) -> str:
+        return f"{self._ground}|{digest}|{name}"
 
     def parse(self, parser, texts: list[str]) -> dict[str, SceneGraph]:
         """Each caption's scene graph: stored ones read back, the rest parsed (in one batch) and stored."""

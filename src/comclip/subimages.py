@@ -15,7 +15,7 @@ registered only in PIL form still works on the tensor path, made with PIL and up
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -50,15 +50,15 @@ def make_subimage(image: Image.Image, boxes: Sequence[Box], fill: str = "black")
     return make(image, [b.clipped(image.width, image.height) for b in boxes])
 
 
-def subimage_key(parent_key: str, boxes: Sequence[Box], fill: str, width: int, height: int) -> str:
+def subimage_key(parent_digest: str, boxes: Sequence[Box], fill: str, width: int, height: int) -> str:
     """The content key of a sub-image without making it: the parent image's key, the pixel
     bounds of its clipped boxes (all that decides the mask and the crop) and the fill; a region
     that covers the whole image makes the image itself, with every fill, so it has its key."""
     pixels = [b.clipped(width, height).pixels() for b in boxes]
     if (0, 0, width, height) in pixels:  # the region is the whole image: the sub-image is the image itself
-        return parent_key
+        return parent_digest
     bounds = ";".join(",".join(map(str, p)) for p in pixels)
-    return f"sub:{parent_key}|{FILLS.check(fill)}|{bounds}"
+    return f"sub:{parent_digest}|{FILLS.check(fill)}|{bounds}"
 
 
 def blur_radius(width: int, height: int) -> float:
@@ -210,7 +210,7 @@ class SubimageMaker:
 
     def canvas(self, index: int) -> Canvas:
         if index not in self._canvases:
-            self._canvases[index] = Canvas(self.images[index], self.device)
+            self._canvases[index] = Canvas(self.images[index], self.device or "cpu")
         return self._canvases[index]
 
     def whole(self, index: int) -> Image.Image | torch.Tensor:
@@ -230,7 +230,7 @@ class SubimageMaker:
         image = self.images[index]
         x1, y1, x2, y2 = zoom_window(box, factor)
         pad = (max(0, -x1), max(0, -y1), max(0, x2 - image.width), max(0, y2 - image.height))  # left, top, right, bottom
-        if self.device is None:
+        if not isinstance(masked, torch.Tensor):
             pixels = np.pad(np.asarray(masked), ((pad[1], pad[3]), (pad[0], pad[2]), (0, 0)), mode="edge")
             window = pixels[y1 + pad[1] : y2 + pad[1], x1 + pad[0] : x2 + pad[0]]
             return Image.fromarray(np.ascontiguousarray(window), mode="RGB")

@@ -12,11 +12,21 @@ from pathlib import Path
 
 from ..errors import ComclipError, InputError
 from ..images import load_image
-from .session import (DEFAULT_METHOD, PAGE_OPTIONS, AppSession, method_choices, option_choices, parses_html, scores_html,
-                      summary, weights_html)
+from .session import (
+    DEFAULT_METHOD,
+    PAGE_OPTIONS,
+    AppSession,
+    config_html,
+    method_choices,
+    option_choices,
+    parses_html,
+    scores_html,
+    summary,
+    weights_html,
+)
 
 log = logging.getLogger("comclip.app")
-LABELS = {"weighting": "Weighting", "fill": "Fill outside the box", "score_mode": "Score mode", "grounder": "Grounder"}
+LABELS = {"weighting": "Weighting", "subimage_fill": "Fill outside the box", "score_mode": "Score mode", "grounder": "Grounder"}
 CSS = """
 .comclip-scores td, .comclip-scores th, .comclip-weights td, .comclip-weights th { padding: 2px 8px; }
 .comclip-scores td[data-winner] { font-weight: bold; }
@@ -37,11 +47,11 @@ def _error(message: str, image_path=None) -> tuple:
     """An error as the page shows it: the upload named by its file name, not the server's copy."""
     if image_path:
         message = message.replace(str(image_path), Path(image_path).name)
-    return (f"**Error:** {message}", None, "", "", "", [])
+    return (f"**Error:** {message}", None, "", "", "", [], "")
 
 
 def score_request(session: AppSession, image_path, captions, *choices) -> tuple:
-    """The Score button: (message, preview, scores, parses, weights, figures); never raises."""
+    """The Score button: (message, preview, scores, parses, weights, figures, configuration); never raises."""
     method = choices[len(PAGE_OPTIONS)] if len(choices) > len(PAGE_OPTIONS) else None  # the method radio, last
     try:
         scored = session.score(image_path, captions, method=method, **dict(zip(PAGE_OPTIONS, choices)))
@@ -51,8 +61,15 @@ def score_request(session: AppSession, image_path, captions, *choices) -> tuple:
         log.exception("scoring failed")
         return _error(f"internal error ({type(exc).__name__}: {exc}); the server log has the details")
     figures = [(str(path), f"{n + 1}. {text}") for n, (path, text) in enumerate(zip(scored.figures, scored.texts))]
-    return (summary(scored, session.backbone.name), scored.image.image, scores_html(scored), parses_html(scored),
-            weights_html(scored), figures)
+    return (
+        summary(scored, session.backbone.name),
+        scored.image.image,
+        scores_html(scored),
+        parses_html(scored),
+        weights_html(scored),
+        figures,
+        config_html(scored),
+    )
 
 
 def preview_request(image_path) -> tuple:
@@ -70,18 +87,26 @@ def build_page(session: AppSession, examples: list[list[str]]):
     gr = import_gradio()
     defaults, choices = session.defaults(), option_choices()
     with gr.Blocks(title="comclip") as page:
-        gr.Markdown(f"# ComCLIP at work\nModel `{session.backbone.name}`. Upload an image or pick an example, "
-                    "type two or more captions (one per line) and press **Score**.")
+        gr.Markdown(
+            f"# ComCLIP at work\nModel `{session.backbone.name}`. Upload an image or pick an example, "
+            "type two or more captions (one per line) and press **Score**."
+        )
         with gr.Row():
             with gr.Column():
                 image = gr.File(label="Image", file_types=["image"], type="filepath", elem_id="comclip-image")
                 preview = gr.Image(label="Image as scored", interactive=False, height=260, elem_id="comclip-preview")
             with gr.Column():
                 captions = gr.Textbox(label="Captions, one per line", lines=4, elem_id="comclip-captions")
-                method = gr.Radio(method_choices(), value=DEFAULT_METHOD, label="Method (comclip methods says what each sets)",
-                                  elem_id="comclip-method")
-                options = [gr.Radio(choices[name], value=defaults[name], label=LABELS[name], elem_id=f"comclip-{name}")
-                           for name in PAGE_OPTIONS]
+                method = gr.Radio(
+                    method_choices(),
+                    value=DEFAULT_METHOD,
+                    label="Method (comclip methods says what each sets)",
+                    elem_id="comclip-method",
+                )
+                options = [
+                    gr.Radio(choices[name], value=defaults[name], label=LABELS[name], elem_id=f"comclip-{name}")
+                    for name in PAGE_OPTIONS
+                ]
                 button = gr.Button("Score", variant="primary", elem_id="comclip-score")
         if examples:
             gr.Examples(examples, inputs=[image, captions], label="Examples")
@@ -90,12 +115,19 @@ def build_page(session: AppSession, examples: list[list[str]]):
         with gr.Row():
             parses = gr.HTML(label="Parses", elem_id="comclip-parses")
             weights = gr.HTML(label="Sub-images: similarity s_i and weight w_i", elem_id="comclip-weights")
-        figures = gr.Gallery(label="Explanation figures", columns=2, height="auto", object_fit="contain",
-                             elem_id="comclip-figures")
+        figures = gr.Gallery(
+            label="Explanation figures", columns=2, height="auto", object_fit="contain", elem_id="comclip-figures"
+        )
+        with gr.Accordion("Configuration: every pipeline option of the last request", open=False):
+            config = gr.HTML(elem_id="comclip-config")
         image.change(preview_request, inputs=image, outputs=[message, preview])
         method.change(lambda name: [session.defaults(name)[n] for n in PAGE_OPTIONS], inputs=method, outputs=options)
-        button.click(lambda *args: score_request(session, *args), inputs=[image, captions, *options, method],
-                     outputs=[message, preview, scores, parses, weights, figures], concurrency_limit=1)
+        button.click(
+            lambda *args: score_request(session, *args),
+            inputs=[image, captions, *options, method],
+            outputs=[message, preview, scores, parses, weights, figures, config],
+            concurrency_limit=1,
+        )
     return page
 
 
@@ -113,11 +145,21 @@ def check_port(host: str, port: int) -> None:
 def serve(page, host: str = "127.0.0.1", port: int = 7860) -> str:
     """Start serving ``page`` on ``host:port`` in the background; returns its address."""
     gr = import_gradio()
-    theme = gr.themes.Default(font=["ui-sans-serif", "system-ui", "sans-serif"],
-                              font_mono=["ui-monospace", "monospace"])  # no web fonts: works offline
+    theme = gr.themes.Default(
+        font=["ui-sans-serif", "system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"]
+    )  # no web fonts: works offline
     try:
-        page.launch(server_name=host, server_port=port, share=False, show_error=False, quiet=True,
-                    prevent_thread_lock=True, theme=theme, css=CSS, footer_links=[])
+        page.launch(
+            server_name=host,
+            server_port=port,
+            share=False,
+            show_error=False,
+            quiet=True,
+            prevent_thread_lock=True,
+            theme=theme,
+            css=CSS,
+            footer_links=[],
+        )
     except OSError as exc:
         raise InputError(f"cannot serve on {host}:{port}: {exc}") from None
     return page.local_url

@@ -13,14 +13,14 @@ from pathlib import Path
 from ..backbones import Backbone
 from ..config import PipelineConfig
 from ..errors import InputError
-from ..eval.evaluate import GrounderPool
+from ..grounding.pool import GrounderPool
 from ..images import LoadedImage, load_image
 from ..methods import METHODS
 from ..pipeline import ComCLIP, ComCLIPResult
 from ..text import validate_captions
 
 #: The pipeline options the page offers, each a PipelineConfig field with its registry's choices.
-PAGE_OPTIONS = ("weighting", "fill", "score_mode", "grounder")
+PAGE_OPTIONS = ("weighting", "subimage_fill", "score_mode", "grounder")
 #: The method a request gets unless it names one: the paper's.
 DEFAULT_METHOD = "comclip"
 #: Grounders that need more than an image (a regions file, a detector's weights): not offered on the page.
@@ -35,13 +35,12 @@ def method_choices() -> list[str]:
 
 
 def option_choices() -> dict[str, list[str]]:
-    """The page's choices for each option, read from the registries."""
-    from ..composition import SCORE_MODES, WEIGHTINGS
-    from ..grounding import GROUNDERS
-    from ..subimages import FILLS
+    """The page's choices for each of its options, from the options' declarations (grounders
+    that need more than an image left out)."""
+    from ..config import options
 
-    return {"weighting": list(WEIGHTINGS), "fill": list(FILLS), "score_mode": list(SCORE_MODES),
-            "grounder": [name for name in GROUNDERS if name not in _NEEDS_INPUT]}
+    declared = options()
+    return {name: [c for c in declared[name].choices if name != "grounder" or c not in _NEEDS_INPUT] for name in PAGE_OPTIONS}
 
 
 def split_captions(text: str | None) -> list[str]:
@@ -88,7 +87,10 @@ class AppSession:
     def configure(self, method: str | None = None, **choices) -> PipelineConfig:
         """The configuration of a request: its choices over the command line's over the named
         method's (``comclip`` by default) over the model's."""
-        return METHODS[method or DEFAULT_METHOD].config(PipelineConfig.for_backbone(self.backbone), {**self.base, **choices})
+        config = METHODS[method or DEFAULT_METHOD].config(PipelineConfig.for_backbone(self.backbone), {**self.base, **choices})
+        if config is None:
+            raise InputError(f"method {method!r} is plain CLIP; the page composes with a ComCLIP method")
+        return config
 
     def defaults(self, method: str | None = None) -> dict[str, str]:
         """The page's choices for a method (the initial ones: the default method's)."""
@@ -99,11 +101,12 @@ class AppSession:
         """The pipeline of a configuration, built once; pipelines share their grounders."""
         key = json.dumps(config.to_dict(), sort_keys=True, default=str)
         if key not in self._pipelines:
-            self._pipelines[key] = ComCLIP(self.backbone, config, grounder=self._grounders.get(config))
+            self._pipelines[key] = ComCLIP(self.backbone, config, grounder=self._grounders.for_config(config))
         return self._pipelines[key]
 
-    def score(self, image_path: str | None, captions: str | None, draw: bool = True, method: str | None = None,
-              **choices) -> Scored:
+    def score(
+        self, image_path: str | None, captions: str | None, draw: bool = True, method: str | None = None, **choices
+    ) -> Scored:
         """Score every caption against the image; raise :class:`InputError` on a missing or
         undecodable image, no caption, or options that do not go together."""
         started = time.perf_counter()
@@ -113,8 +116,13 @@ class AppSession:
         image = load_image(image_path)
         config = self.configure(method, **{k: v for k, v in choices.items() if v is not None})
         results = self.pipeline(config).score_details([image], texts)[0]
-        scored = Scored(image, texts, [r.clip for r in results], results,  # the pipeline's CLIP cosines: no second pass
-                        method=method or DEFAULT_METHOD)
+        scored = Scored(
+            image,
+            texts,
+            [r.clip for r in results],
+            results,  # the pipeline's CLIP cosines: no second pass
+            method=method or DEFAULT_METHOD,
+        )
         if draw:
             scored.figures = self._draw(image.image, results)
         scored.seconds = time.perf_counter() - started
@@ -146,8 +154,9 @@ def scores_html(scored: Scored) -> str:
         fallback = escape(result.fallback or ", ".join(result.flags) or "")
         rows.append(
             f'<tr data-caption="{n}"><td class="caption">{escape(text)}</td>'
-            f'{_score_cell("clip", clip, n == clip_best)}{_score_cell("comclip", result.score, n == comclip_best)}'
-            f'<td class="flags">{fallback}</td></tr>')
+            f"{_score_cell('clip', clip, n == clip_best)}{_score_cell('comclip', result.score, n == comclip_best)}"
+            f'<td class="flags">{fallback}</td></tr>'
+        )
     head = f"<tr><th>caption</th><th>CLIP</th><th>{escape(scored.method)}</th><th>fallbacks</th></tr>"
     return f'<table class="comclip-scores"><thead>{head}</thead><tbody>{"".join(rows)}</tbody></table>'
 
@@ -163,12 +172,19 @@ def parses_html(scored: Scored) -> str:
     blocks = []
     for n, result in enumerate(scored.results):
         graph = result.graph
-        entities = "".join(f"<li>[{e.id}] <b>{escape(e.phrase)}</b> (head <i>{escape(e.head)}</i>"
-                           f"{', attributes ' + escape(', '.join(e.attributes)) if e.attributes else ''})</li>"
-                           for e in graph.entities) or "<li>no entities</li>"
+        entities = (
+            "".join(
+                f"<li>[{e.id}] <b>{escape(e.phrase)}</b> (head <i>{escape(e.head)}</i>"
+                f"{', attributes ' + escape(', '.join(e.attributes)) if e.attributes else ''})</li>"
+                for e in graph.entities
+            )
+            or "<li>no entities</li>"
+        )
         relations = "".join(f"<li>[{r.subject}] {escape(r.predicate)} [{r.object}]</li>" for r in graph.relations)
-        blocks.append(f'<div class="comclip-parse" data-caption="{n}"><p><b>{n + 1}. {escape(scored.texts[n])}</b></p>'
-                      f"<ul>{entities}{relations}</ul></div>")
+        blocks.append(
+            f'<div class="comclip-parse" data-caption="{n}"><p><b>{n + 1}. {escape(scored.texts[n])}</b></p>'
+            f"<ul>{entities}{relations}</ul></div>"
+        )
     return "".join(blocks)
 
 
@@ -177,13 +193,30 @@ def weights_html(scored: Scored) -> str:
     rows = []
     for n, result in enumerate(scored.results):
         for part in result.parts:
-            rows.append(f'<tr data-caption="{n}"><td>{n + 1}</td><td>{part.kind}</td><td>{escape(part.phrase)}</td>'
-                        f'<td data-value="{part.similarity!r}">{part.similarity:.4f}</td>'
-                        f'<td data-value="{part.weight!r}">{part.weight:.4f}</td>'
-                        f'<td>{escape(", ".join(part.flags))}</td></tr>')
+            rows.append(
+                f'<tr data-caption="{n}"><td>{n + 1}</td><td>{part.kind}</td><td>{escape(part.phrase)}</td>'
+                f'<td data-value="{part.similarity!r}">{part.similarity:.4f}</td>'
+                f'<td data-value="{part.weight!r}">{part.weight:.4f}</td>'
+                f"<td>{escape(', '.join(part.flags))}</td></tr>"
+            )
     head = "<tr><th>caption</th><th>kind</th><th>phrase</th><th>s_i</th><th>w_i</th><th>flags</th></tr>"
     body = "".join(rows) or '<tr><td colspan="6">no sub-images: the global image alone was scored</td></tr>'
     return f'<table class="comclip-weights"><thead>{head}</thead><tbody>{body}</tbody></table>'
+
+
+def config_html(scored: Scored) -> str:
+    """Every pipeline option of the request (each :class:`~comclip.config.PipelineConfig` field,
+    from its declaration): its value and what it does."""
+    from ..config import defaults, options
+
+    values = scored.results[0].config.to_dict() if scored.results else defaults()
+    rows = "".join(
+        f'<tr data-option="{name}"><td><code>{name}</code></td><td>{escape(str(values[name]))}</td>'
+        f"<td>{escape(declared.help)}</td></tr>"
+        for name, declared in options().items()
+    )
+    head = "<tr><th>option</th><th>value</th><th>what it does</th></tr>"
+    return f'<table class="comclip-config"><thead>{head}</thead><tbody>{rows}</tbody></table>'
 
 
 def summary(scored: Scored, model: str) -> str:

@@ -12,18 +12,18 @@ and the model's logit scale. A new backbone subclasses :class:`Backbone`, implem
 from __future__ import annotations
 
 import contextlib
-
 import warnings
 from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 from PIL import Image
 
-from ..errors import InputError
 from ..cache import MemoryCache, image_digest
+from ..errors import InputError
 from ..images import DEFAULT_MAX_SIDE, ImageInput, load_image
 from ..pixels import PIXEL_PATHS, PixelSpec, preprocess, spec_from_hf_processor, to_tensor
 from ..similarity import cosines
@@ -90,7 +90,7 @@ class PatchGrid:
         return np.concatenate([header, self.embeddings.reshape(-1).numpy().astype(np.float32)])
 
     @classmethod
-    def unpack(cls, vector: np.ndarray) -> "PatchGrid":
+    def unpack(cls, vector: np.ndarray) -> PatchGrid:
         rows, cols, dim = (int(v) for v in vector[:3])
         x0, y0, sx, sy = (float(v) for v in vector[3:7])
         return cls(torch.from_numpy(np.array(vector[7:], dtype=np.float32).reshape(rows, cols, dim)), x0, y0, sx, sy)
@@ -104,8 +104,14 @@ class Backbone(ABC):
     changes the numbers beyond float rounding.
     """
 
-    def __init__(self, name: str, device: str | torch.device | None = None, batch_size: int = 32,
-                 precision: str = "fp32", pixels: str = "torch"):
+    def __init__(
+        self,
+        name: str,
+        device: str | torch.device | None = None,
+        batch_size: int = 32,
+        precision: str = "fp32",
+        pixels: str = "torch",
+    ):
         if int(batch_size) < 1:
             raise InputError(f"batch size must be at least 1, got {batch_size}")
         self.name = name
@@ -181,10 +187,13 @@ class Backbone(ABC):
     def pixel_values(self, images: Sequence[Image.Image | torch.Tensor]) -> torch.Tensor:
         """Model inputs on the device for PIL images, or on the tensor path also for uint8
         ``[3, H, W]`` tensors (sub-images built on the device)."""
-        if self.pixels == "torch":
-            return preprocess([im if isinstance(im, torch.Tensor) else to_tensor(im, self.device) for im in images],
-                              self.pixel_spec)
-        return self._processor_pixels(list(images)).to(self.device)
+        spec = self.pixel_spec
+        if self.pixels == "torch" and spec is not None:  # the torch path is chosen only where there is a spec
+            return preprocess([im if isinstance(im, torch.Tensor) else to_tensor(im, self.device) for im in images], spec)
+        pil = [im for im in images if isinstance(im, Image.Image)]
+        if len(pil) != len(images):
+            raise TypeError("tensor images need the torch pixel path")
+        return self._processor_pixels(pil).to(self.device)
 
     def _encode_image_batch(self, images: list) -> torch.Tensor:
         return self._encode_pixels(self.pixel_values(images))
@@ -271,10 +280,14 @@ class Backbone(ABC):
         return torch.from_numpy(np.stack([found[k] for k in keys]).astype(np.float32))
 
     # --- patch tokens (optional capability) -------------------------------------------
-    supports_patches = False
+    @property
+    def supports_patches(self) -> bool:
+        """Whether :meth:`encode_with_patches` works (a CLIP ViT's patch tokens)."""
+        return False
 
-    def encode_with_patches(self, images: Sequence[Image.Image],
-                            keys: Sequence[str] | None = None) -> tuple[torch.Tensor, list["PatchGrid"]]:
+    def encode_with_patches(
+        self, images: Sequence[Image.Image], keys: Sequence[str] | None = None
+    ) -> tuple[torch.Tensor, list[PatchGrid]]:
         """Global embeddings plus each image's patch tokens projected into the joint space, from
         one forward pass. ``keys``: the images' content keys where known (else their pixels are
         hashed). Backbones that cannot (``supports_patches`` False) raise."""
@@ -297,7 +310,7 @@ class Backbone(ABC):
         grids = [PatchGrid.unpack(found[patch_keys[n]]) for n in range(len(images))]
         return torch.from_numpy(np.stack([found[k] for k in global_keys]).astype(np.float32)), grids
 
-    def _encode_with_patches(self, images: list[Image.Image]) -> tuple[torch.Tensor, list["PatchGrid"]]:
+    def _encode_with_patches(self, images: list[Image.Image]) -> tuple[torch.Tensor, list[PatchGrid]]:
         raise NotImplementedError
 
     @property
@@ -339,8 +352,8 @@ class ProcessorBackbone(Backbone):
     captions through a tokenizer (set by :meth:`_use`): its PIL path, its tensor path's
     :class:`~comclip.pixels.PixelSpec` (read once) and its token counts come from them."""
 
-    image_processor = None
-    tokenizer = None
+    image_processor: Any = None
+    tokenizer: Any = None
     _pixel_spec: PixelSpec | None = None
 
     def _use(self, image_processor, tokenizer) -> None:
@@ -361,8 +374,8 @@ class ProcessorBackbone(Backbone):
 class _Rendered:
     """A sequence whose items are made when asked for (sub-images, for cache misses only)."""
 
-    def __init__(self, make: Callable[[int], Image.Image]):
+    def __init__(self, make: Callable[[int], Image.Image | torch.Tensor]):
         self.make = make
 
-    def __getitem__(self, n: int) -> Image.Image:
+    def __getitem__(self, n: int) -> Image.Image | torch.Tensor:
         return self.make(n)

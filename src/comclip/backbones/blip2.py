@@ -29,12 +29,26 @@ ITC_LOGIT_SCALE = 1 / 0.07
 class Blip2Backbone(TransformersBackbone):
     """The ITC embeddings of a ``Blip2ForImageTextRetrieval`` model: ``[N, Q, D]`` per image."""
 
-    def __init__(self, source: str, name: str | None = None, device=None, batch_size: int = 32, precision: str = "fp32",
-                 pixels: str = "torch"):
+    def __init__(
+        self,
+        source: str,
+        name: str | None = None,
+        device=None,
+        batch_size: int = 32,
+        precision: str = "fp32",
+        pixels: str = "torch",
+    ):
         from transformers import Blip2ForImageTextRetrieval
 
-        super().__init__(source, name, device=device, batch_size=batch_size, precision=precision, pixels=pixels,
-                         model_class=Blip2ForImageTextRetrieval)
+        super().__init__(
+            source,
+            name,
+            device=device,
+            batch_size=batch_size,
+            precision=precision,
+            pixels=pixels,
+            model_class=Blip2ForImageTextRetrieval,
+        )
         self.image_tokens = int(self.model.config.num_query_tokens)
 
     @property
@@ -51,15 +65,18 @@ class Blip2Backbone(TransformersBackbone):
         image_states = model.vision_model(pixel_values=pixels).last_hidden_state
         queries = model.query_tokens.expand(image_states.shape[0], -1, -1)
         mask = torch.ones(image_states.shape[:-1], dtype=torch.long, device=image_states.device)
-        states = model.qformer(query_embeds=queries, encoder_hidden_states=image_states, encoder_attention_mask=mask).last_hidden_state
+        states = model.qformer(
+            query_embeds=queries, encoder_hidden_states=image_states, encoder_attention_mask=mask
+        ).last_hidden_state
         return model.vision_projection(states.to(model.vision_projection.weight.dtype))
 
     def _encode_text_batch(self, texts: list[str]) -> torch.Tensor:
         """The [CLS] state of the Q-Former's text pass, projected, as the ITC branch computes it."""
         tokens = self.tokenizer(texts, padding=True, truncation=True, max_length=self.context_length, return_tensors="pt")
         ids, mask = tokens["input_ids"].to(self.device), tokens["attention_mask"].to(self.device)
-        states = self.model.qformer(query_embeds=self.model.embeddings(input_ids=ids), query_length=0,
-                                    attention_mask=mask).last_hidden_state
+        states = self.model.qformer(
+            query_embeds=self.model.embeddings(input_ids=ids), query_length=0, attention_mask=mask
+        ).last_hidden_state
         return self.model.text_projection(states[:, 0, :].to(self.model.text_projection.weight.dtype))
 
     def describe(self) -> dict:

@@ -49,8 +49,16 @@ class TransformersBackbone(ProcessorBackbone):
     model (``model_class``, default ``AutoModel``) and its processor, the folder's
     ``comclip.json`` defaults, the fingerprint, the image processor's pixel path."""
 
-    def __init__(self, source: str, name: str | None = None, device=None, batch_size: int = 32, precision: str = "fp32",
-                 pixels: str = "torch", model_class=None):
+    def __init__(
+        self,
+        source: str,
+        name: str | None = None,
+        device=None,
+        batch_size: int = 32,
+        precision: str = "fp32",
+        pixels: str = "torch",
+        model_class=None,
+    ):
         super().__init__(name or source, device=device, batch_size=batch_size, precision=precision, pixels=pixels)
         self.source = source
         self.model, self.processor = _load(source, self.name, model_class)
@@ -75,8 +83,15 @@ class TransformersBackbone(ProcessorBackbone):
 class HFBackbone(TransformersBackbone):
     """A ``transformers`` dual encoder loaded with ``AutoModel`` and ``AutoProcessor``."""
 
-    def __init__(self, source: str, name: str | None = None, device=None, batch_size: int = 32, precision: str = "fp32",
-                 pixels: str = "torch"):
+    def __init__(
+        self,
+        source: str,
+        name: str | None = None,
+        device=None,
+        batch_size: int = 32,
+        precision: str = "fp32",
+        pixels: str = "torch",
+    ):
         super().__init__(source, name, device=device, batch_size=batch_size, precision=precision, pixels=pixels)
         missing = [m for m in ("get_image_features", "get_text_features") if not hasattr(self.model, m)]
         if missing:
@@ -100,9 +115,7 @@ class HFBackbone(TransformersBackbone):
 
     def _encode_text_batch(self, texts: list[str]) -> torch.Tensor:
         padding = "max_length" if self._model_type in _PAD_TO_MAX_LENGTH else True
-        tokens = self.tokenizer(
-            texts, padding=padding, truncation=True, max_length=self.context_length, return_tensors="pt"
-        )
+        tokens = self.tokenizer(texts, padding=padding, truncation=True, max_length=self.context_length, return_tensors="pt")
         inputs = {k: v.to(self.device) for k, v in tokens.items() if k in ("input_ids", "attention_mask")}
         if self._model_type in _PAD_TO_MAX_LENGTH:
             inputs.pop("attention_mask", None)
@@ -176,16 +189,19 @@ def _check_tokenizer(tokenizer, name: str, source: str) -> None:
     # unknown token) gives them the same ids, where a real one does not.
     first, second = (tokenizer(text)["input_ids"] for text in ("a red cat", "a big dog"))
     if first == second:
-        raise ModelNotFoundError(f"the tokenizer of model {name!r} ({source}) gives the same tokens to different captions: "
-                                 "its vocabulary files (vocab.json, merges.txt or tokenizer.json) are missing or broken")
+        raise ModelNotFoundError(
+            f"the tokenizer of model {name!r} ({source}) gives the same tokens to different captions: "
+            "its vocabulary files (vocab.json, merges.txt or tokenizer.json) are missing or broken"
+        )
 
 
 def _load(source: str, name: str, model_class=None):
     """Load model (with ``model_class``, default ``AutoModel``) and processor."""
     from transformers import AutoModel, AutoProcessor
 
-    return _reading(source, name, lambda: ((model_class or AutoModel).from_pretrained(source),
-                                           AutoProcessor.from_pretrained(source)))
+    return _reading(
+        source, name, lambda: ((model_class or AutoModel).from_pretrained(source), AutoProcessor.from_pretrained(source))
+    )
 
 
 def architectures(source: str, name: str) -> list[str]:
@@ -211,10 +227,7 @@ def _reading(source: str, name: str, read):
                 "tokenizer/processor files written by save_pretrained()."
             ) from None
         if hub_offline():
-            reason = (
-                f"it is not in the local cache ({hf_cache_dir()}) and HF_HUB_OFFLINE=1 forbids "
-                "downloading it"
-            )
+            reason = f"it is not in the local cache ({hf_cache_dir()}) and HF_HUB_OFFLINE=1 forbids downloading it"
         else:
             reason = "it could not be downloaded from the Hugging Face Hub (no network, or no such repository)"
         raise ModelNotFoundError(

@@ -20,8 +20,7 @@ def _import_open_clip():
         import open_clip
     except ImportError as exc:
         raise ComclipError(
-            "open_clip backbones need the optional dependency open_clip_torch: "
-            f"pip install 'comclip[openclip]' ({exc})"
+            f"open_clip backbones need the optional dependency open_clip_torch: pip install 'comclip[openclip]' ({exc})"
         ) from None
     return open_clip
 
@@ -40,15 +39,20 @@ def split_open_clip_name(name: str) -> tuple[str, str]:
 class OpenCLIPBackbone(Backbone):
     """An ``open_clip`` model created by ``create_model_and_transforms``."""
 
-    def __init__(self, source: str, name: str | None = None, device=None, batch_size: int = 32, precision: str = "fp32",
-                 pixels: str = "torch"):
+    def __init__(
+        self,
+        source: str,
+        name: str | None = None,
+        device=None,
+        batch_size: int = 32,
+        precision: str = "fp32",
+        pixels: str = "torch",
+    ):
         super().__init__(name or source, device=device, batch_size=batch_size, precision=precision, pixels=pixels)
         open_clip = _import_open_clip()
         arch, pretrained = split_open_clip_name(source)
         if arch not in open_clip.list_models():
-            raise ModelNotFoundError(
-                f"unknown open_clip architecture {arch!r} in {self.name!r}; see open_clip.list_models()"
-            )
+            raise ModelNotFoundError(f"unknown open_clip architecture {arch!r} in {self.name!r}; see open_clip.list_models()")
         try:
             self.model, _, self.preprocess = open_clip.create_model_and_transforms(
                 arch, pretrained=pretrained, device=self.device

@@ -11,11 +11,11 @@ from __future__ import annotations
 import difflib
 import importlib.util
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
-from typing import Callable
 
 from ..errors import ModelNotFoundError
 from .base import Backbone
@@ -124,7 +124,7 @@ def packaged_path(source: str) -> str:
     """``package:PKG/sub/dir`` (model files shipped inside a Python package) as a filesystem path."""
     if not source.startswith(PACKAGE_PREFIX):
         return source
-    package, _, relative = source[len(PACKAGE_PREFIX):].partition("/")
+    package, _, relative = source[len(PACKAGE_PREFIX) :].partition("/")
     path = Path(str(resources.files(package))) / relative
     if not (path / "config.json").is_file():
         raise ModelNotFoundError(f"the packaged model files {source!r} are missing from this installation ({path})")
@@ -173,11 +173,11 @@ def resolve_model(name: str) -> tuple[str, str]:
     )
 
 
-def create_backbone(name: str = DEFAULT_MODEL, device=None, batch_size: int = 32, precision: str = "fp32",
-                    pixels: str = "torch") -> Backbone:
+def create_backbone(
+    name: str = DEFAULT_MODEL, device=None, batch_size: int = 32, precision: str = "fp32", pixels: str = "torch"
+) -> Backbone:
     """Build the backbone a model name refers to (see :func:`resolve_model`); ``precision`` is
     one of :data:`~comclip.backbones.base.PRECISIONS`, ``pixels`` one of
     :data:`~comclip.pixels.PIXEL_PATHS`."""
     backend, source = resolve_model(name)
-    return BACKENDS[backend].factory(source, name=name, device=device, batch_size=batch_size, precision=precision,
-                                     pixels=pixels)
+    return BACKENDS[backend].factory(source, name=name, device=device, batch_size=batch_size, precision=precision, pixels=pixels)

@@ -26,8 +26,8 @@ import argparse
 import hashlib
 import pickle
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import torch
 from PIL import Image
@@ -55,8 +55,10 @@ def read_checkpoint(path: Path) -> tuple[dict, str]:
         with safe_globals([argparse.Namespace]):
             checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        raise ModelNotFoundError(f"refusing to load {path}: it holds more than tensors and SLIP's stored arguments, and "
-                                 f"loading it could run code ({str(exc).splitlines()[0][:200]})") from None
+        raise ModelNotFoundError(
+            f"refusing to load {path}: it holds more than tensors and SLIP's stored arguments, and "
+            f"loading it could run code ({str(exc).splitlines()[0][:200]})"
+        ) from None
     except (RuntimeError, OSError, EOFError) as exc:
         raise ModelNotFoundError(f"cannot read SLIP checkpoint {path}: {exc}") from None
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint or "args" not in checkpoint:
@@ -72,24 +74,34 @@ def architecture(model: str, state: dict, path: Path) -> dict:
     if family == "SIMCLR":
         raise ModelNotFoundError(f"{path} is a SIMCLR checkpoint ({model}): it has no text tower to match captions with")
     if family not in ("SLIP", "CLIP") or arch not in HEADS:
-        raise ModelNotFoundError(f"{path}: unknown SLIP model {model!r}; known: "
-                                 + ", ".join(f"{f}_{a}" for f in ("SLIP", "CLIP") for a in HEADS))
+        raise ModelNotFoundError(
+            f"{path}: unknown SLIP model {model!r}; known: " + ", ".join(f"{f}_{a}" for f in ("SLIP", "CLIP") for a in HEADS)
+        )
     vision_heads, text_heads = HEADS[arch]
     patch = state["visual.patch_embed.proj.weight"]
     grid = int(round((state["visual.pos_embed"].shape[1] - 1) ** 0.5))
     return {
-        "vision": {"hidden_size": patch.shape[0], "patch_size": patch.shape[-1], "image_size": grid * patch.shape[-1],
-                   "num_hidden_layers": _count_blocks(state, "visual.blocks."), "num_attention_heads": vision_heads,
-                   "intermediate_size": state["visual.blocks.0.mlp.fc1.weight"].shape[0]},
-        "text": {"hidden_size": state["token_embedding.weight"].shape[1], "vocab_size": state["token_embedding.weight"].shape[0],
-                 "max_position_embeddings": state["positional_embedding"].shape[0], "num_attention_heads": text_heads,
-                 "num_hidden_layers": _count_blocks(state, "transformer.resblocks."),
-                 "intermediate_size": state["transformer.resblocks.0.mlp.c_fc.weight"].shape[0]},
+        "vision": {
+            "hidden_size": patch.shape[0],
+            "patch_size": patch.shape[-1],
+            "image_size": grid * patch.shape[-1],
+            "num_hidden_layers": _count_blocks(state, "visual.blocks."),
+            "num_attention_heads": vision_heads,
+            "intermediate_size": state["visual.blocks.0.mlp.fc1.weight"].shape[0],
+        },
+        "text": {
+            "hidden_size": state["token_embedding.weight"].shape[1],
+            "vocab_size": state["token_embedding.weight"].shape[0],
+            "max_position_embeddings": state["positional_embedding"].shape[0],
+            "num_attention_heads": text_heads,
+            "num_hidden_layers": _count_blocks(state, "transformer.resblocks."),
+            "intermediate_size": state["transformer.resblocks.0.mlp.c_fc.weight"].shape[0],
+        },
     }
 
 
 def _count_blocks(state: dict, prefix: str) -> int:
-    return len({key[len(prefix):].split(".")[0] for key in state if key.startswith(prefix)})
+    return len({key[len(prefix) :].split(".")[0] for key in state if key.startswith(prefix)})
 
 
 #: A weight's place in a transformers module, as the names its versions give it (4.x, 5.x).
@@ -103,12 +115,21 @@ def vision_weights(state: dict, layers: int) -> dict[Target, torch.Tensor]:
         ("embeddings.position_embeddings",): state["visual.pos_embed"],
         ("embeddings.patch_embeddings.projection.weight",): state["visual.patch_embed.proj.weight"],
         ("embeddings.patch_embeddings.projection.bias",): state["visual.patch_embed.proj.bias"],
-        ("layernorm.weight",): state["visual.norm.weight"], ("layernorm.bias",): state["visual.norm.bias"]}
-    renamed = {"norm1": ("layernorm_before",), "norm2": ("layernorm_after",),
-               "attn.proj": ("attention.output.dense", "attention.o_proj"),
-               "mlp.fc1": ("intermediate.dense", "mlp.fc1"), "mlp.fc2": ("output.dense", "mlp.fc2")}
-    split = (("attention.attention.query", "attention.q_proj"), ("attention.attention.key", "attention.k_proj"),
-             ("attention.attention.value", "attention.v_proj"))
+        ("layernorm.weight",): state["visual.norm.weight"],
+        ("layernorm.bias",): state["visual.norm.bias"],
+    }
+    renamed = {
+        "norm1": ("layernorm_before",),
+        "norm2": ("layernorm_after",),
+        "attn.proj": ("attention.output.dense", "attention.o_proj"),
+        "mlp.fc1": ("intermediate.dense", "mlp.fc1"),
+        "mlp.fc2": ("output.dense", "mlp.fc2"),
+    }
+    split = (
+        ("attention.attention.query", "attention.q_proj"),
+        ("attention.attention.key", "attention.k_proj"),
+        ("attention.attention.value", "attention.v_proj"),
+    )
     for n in range(layers):
         block, layers_at = f"visual.blocks.{n}.", (f"encoder.layer.{n}.", f"layers.{n}.")
         for kind in ("weight", "bias"):
@@ -126,9 +147,15 @@ def text_weights(state: dict, layers: int) -> dict[Target, torch.Tensor]:
         _places(roots, ("embeddings.token_embedding",), "weight"): state["token_embedding.weight"],
         _places(roots, ("embeddings.position_embedding",), "weight"): state["positional_embedding"],
         _places(roots, ("final_layer_norm",), "weight"): state["ln_final.weight"],
-        _places(roots, ("final_layer_norm",), "bias"): state["ln_final.bias"]}
-    renamed = {"ln_1": "layer_norm1", "ln_2": "layer_norm2", "mlp.c_fc": "mlp.fc1", "mlp.c_proj": "mlp.fc2",
-               "attn.out_proj": "self_attn.out_proj"}
+        _places(roots, ("final_layer_norm",), "bias"): state["ln_final.bias"],
+    }
+    renamed = {
+        "ln_1": "layer_norm1",
+        "ln_2": "layer_norm2",
+        "mlp.c_fc": "mlp.fc1",
+        "mlp.c_proj": "mlp.fc2",
+        "attn.out_proj": "self_attn.out_proj",
+    }
     for n in range(layers):
         block, layers_at = f"transformer.resblocks.{n}.", tuple(f"{r}encoder.layers.{n}." for r in roots)
         for kind, key in (("weight", "in_proj_weight"), ("bias", "in_proj_bias")):
@@ -151,8 +178,9 @@ def _load_weights(model: torch.nn.Module, weights: dict[Target, torch.Tensor], w
         place = next((p for p in places if p in parameters), None)
         if place is None or parameters[place].shape != value.shape:
             found = "no such parameter" if place is None else f"shape {tuple(parameters[place].shape)}"
-            raise ModelNotFoundError(f"{path}: the {what} weight for {places[0]} does not fit ({found}, "
-                                     f"checkpoint {tuple(value.shape)})")
+            raise ModelNotFoundError(
+                f"{path}: the {what} weight for {places[0]} does not fit ({found}, checkpoint {tuple(value.shape)})"
+            )
         with torch.no_grad():
             parameters[place].copy_(value)
         filled.add(place)
@@ -164,8 +192,15 @@ def _load_weights(model: torch.nn.Module, weights: dict[Target, torch.Tensor], w
 class SLIPBackbone(ProcessorBackbone):
     """A SLIP (or SLIP-release CLIP) checkpoint, on transformers' ViT and CLIP text modules."""
 
-    def __init__(self, source: str, name: str | None = None, device=None, batch_size: int = 32, precision: str = "fp32",
-                 pixels: str = "torch"):
+    def __init__(
+        self,
+        source: str,
+        name: str | None = None,
+        device=None,
+        batch_size: int = 32,
+        precision: str = "fp32",
+        pixels: str = "torch",
+    ):
         super().__init__(name or f"{PREFIX}{source}", device=device, batch_size=batch_size, precision=precision, pixels=pixels)
         self.path = Path(source.removeprefix(PREFIX)).expanduser()
         state, self.model_name = read_checkpoint(self.path)
@@ -219,8 +254,9 @@ def _build_towers(state: dict, sizes: dict, path: Path):
     from transformers import CLIPTextConfig, CLIPTextModel, ViTConfig, ViTModel
 
     vision_config = ViTConfig(**sizes["vision"], hidden_act="gelu", layer_norm_eps=1e-6, qkv_bias=True)
-    text_config = CLIPTextConfig(**sizes["text"], hidden_act="quick_gelu", layer_norm_eps=1e-5,
-                                 bos_token_id=49406, eos_token_id=49407, pad_token_id=0)
+    text_config = CLIPTextConfig(
+        **sizes["text"], hidden_act="quick_gelu", layer_norm_eps=1e-5, bos_token_id=49406, eos_token_id=49407, pad_token_id=0
+    )
     with quiet_transformers():
         visual = ViTModel(vision_config, add_pooling_layer=False)
         text = CLIPTextModel(text_config)
@@ -243,6 +279,10 @@ def _processor(size: int):
     from transformers import CLIPImageProcessor
 
     with quiet_transformers():
-        return CLIPImageProcessor(size={"shortest_edge": size}, crop_size={"height": size, "width": size},
-                                  resample=Image.Resampling.BILINEAR, image_mean=list(IMAGENET_MEAN),
-                                  image_std=list(IMAGENET_STD))
+        return CLIPImageProcessor(
+            size={"shortest_edge": size},
+            crop_size={"height": size, "width": size},
+            resample=Image.Resampling.BILINEAR,
+            image_mean=list(IMAGENET_MEAN),
+            image_std=list(IMAGENET_STD),
+        )

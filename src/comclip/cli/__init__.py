@@ -12,7 +12,7 @@ import argparse
 import os
 import sys
 import warnings
-from typing import Sequence
+from collections.abc import Sequence
 
 from ..errors import ComclipError, InputError
 from . import ablate, app, cache, demo, eval, explain, methods, models, parse, report, sandbox, score
@@ -29,6 +29,8 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message):
         raise UsageError(f"{self.prog}: error: {message} (see {self.prog} --help)")
+
+
 #: In the order ``comclip --help`` lists them.
 COMMANDS = (models, methods, score, parse, explain, cache, report, eval, ablate, sandbox, demo, app)
 

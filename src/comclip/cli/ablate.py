@@ -18,8 +18,10 @@ def _splits(args: argparse.Namespace):
     if args.dataset in GENERATED:
         if args.dev_seed == args.test_seed:
             raise InputError("--dev-seed and --test-seed must differ: the choice is made on one and reported on the other")
-        return (load_dataset(args.dataset, task=args.task, seed=args.dev_seed, n=args.n),
-                load_dataset(args.dataset, task=args.task, seed=args.test_seed, n=args.n))
+        return (
+            load_dataset(args.dataset, task=args.task, seed=args.dev_seed, n=args.n),
+            load_dataset(args.dataset, task=args.task, seed=args.test_seed, n=args.n),
+        )
     if not args.data or not args.test_data:
         raise InputError(f"comclip ablate {args.dataset} needs --data DEV and --test-data TEST (two different splits)")
     if Path(args.data).resolve() == Path(args.test_data).resolve():
@@ -36,16 +38,18 @@ def run(args: argparse.Namespace) -> int:
     if (out / "ablation.json").exists() and not args.force:
         raise InputError(f"{out / 'ablation.json'} exists: choose another --out or pass --force")
     summary = run_ablation(dev, test, create_model(args), out, args.grid, seed=args.seed)
-    print(f"Best on {dev.split}: {summary['best']['config']} (criterion {summary['best_score'][0]:.2f}; "
-          f"CLIP {summary['clip_criterion'][0]:.2f})\n")
+    print(
+        f"Best on {dev.split}: {summary['best']['config']} (criterion {summary['best_score'][0]:.2f}; "
+        f"CLIP {summary['clip_criterion'][0]:.2f})\n"
+    )
     print((out / "test" / "report.md").read_text(encoding="utf-8"))
     print(f"wrote {out / 'dev.md'}, {out / 'ablation.json'} and {out / 'test' / 'report.md'}", file=sys.stderr)
     return 0
 
 
 def register(sub) -> None:
-    from ..eval.ablation import GRIDS
     from .. import sandbox  # noqa: F401  (registers the generated "sandbox" dataset)
+    from ..eval.ablation import GRIDS
     from ..eval.datasets import DATASETS
 
     p = sub.add_parser("ablate", help="choose a ComCLIP configuration on a dev split/seed, report it on another")
@@ -57,9 +61,13 @@ def register(sub) -> None:
     p.add_argument("--n", type=count(1), default=100, help="sandbox: pairs per task (default: 100)")
     p.add_argument("--dev-seed", type=int, default=100, help="sandbox seed the choice is made on (default: 100)")
     p.add_argument("--test-seed", type=int, default=200, help="sandbox seed the result is reported on (default: 200)")
-    p.add_argument("--grid", default="full", choices=list(GRIDS),
-                   help="configurations to try: full (240), spatial (24: score mode x fill x segment grounding x --relations), "
-                        "small (8), plus (10: ComCLIP+'s grounding additions one at a time) (default: full)")
+    p.add_argument(
+        "--grid",
+        default="full",
+        choices=list(GRIDS),
+        help="configurations to try: full (240), spatial (24: score mode x fill x segment grounding x --relations), "
+        "small (8), plus (10: ComCLIP+'s grounding additions one at a time) (default: full)",
+    )
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default: 0)")
     p.add_argument("--out", default=None, help="output folder (default: results/ablate_DATASET)")
     p.add_argument("--force", action="store_true", help="overwrite an earlier ablation in --out")

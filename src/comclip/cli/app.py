@@ -6,8 +6,15 @@ import argparse
 import sys
 import tempfile
 
-from .options import (add_cache_options, add_model_options, add_pipeline_options, count, create_model, pipeline_config,
-                      pipeline_options)
+from .options import (
+    add_cache_options,
+    add_model_options,
+    add_pipeline_options,
+    count,
+    create_model,
+    pipeline_config,
+    pipeline_options,
+)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -22,8 +29,11 @@ def run(args: argparse.Namespace) -> int:
         examples = bundled_examples(examples_folder(session), args.shared_data)
         page = build_page(session, examples)
         url = serve(page, host=args.host, port=args.port)
-        print(f"comclip app: model {session.backbone.name}, {len(examples)} examples; serving on {url} "
-              "(Ctrl-C stops)", file=sys.stderr, flush=True)
+        print(
+            f"comclip app: model {session.backbone.name}, {len(examples)} examples; serving on {url} (Ctrl-C stops)",
+            file=sys.stderr,
+            flush=True,
+        )
         page.block_thread()
     return 0
 
@@ -34,7 +44,11 @@ def register(sub) -> None:
     add_cache_options(p)
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1, this machine only)")
     p.add_argument("--port", type=count(1), default=7860, help="port (default: 7860)")
-    p.add_argument("--shared-data", default="../shared/data", metavar="DIR",
-                   help="where SugarCrepe's COCO examples are found, if there (default: ../shared/data)")
+    p.add_argument(
+        "--shared-data",
+        default="../shared/data",
+        metavar="DIR",
+        help="where SugarCrepe's COCO examples are found, if there (default: ../shared/data)",
+    )
     add_pipeline_options(p)
     p.set_defaults(func=run)

@@ -17,8 +17,10 @@ def run(args: argparse.Namespace) -> int:
         print_json(reports)
     else:
         print(text)
-        print(f"wrote {args.out}/report.md and one folder per model with report.json, per_example.jsonl, explain.png",
-              file=sys.stderr)
+        print(
+            f"wrote {args.out}/report.md and one folder per model with report.json, per_example.jsonl, explain.png",
+            file=sys.stderr,
+        )
     return 0
 
 
@@ -27,8 +29,9 @@ def register(sub) -> None:
 
     models = ",".join(DEMO_MODELS)
     p = sub.add_parser("demo", help="CLIP vs ComCLIP on the sandbox's minimal pairs, offline, with the shipped model")
-    p.add_argument("--model", "-m", default=models,
-                   help=f"backbones, comma-separated (default: {models}, both shipped with comclip)")
+    p.add_argument(
+        "--model", "-m", default=models, help=f"backbones, comma-separated (default: {models}, both shipped with comclip)"
+    )
     p.add_argument("--device", default=None)
     p.add_argument("--seed", type=int, default=1, help="seed of the pairs and the bootstrap (default: 1)")
     p.add_argument("--n", type=count(1), default=50, help="pairs per task (default: 50)")

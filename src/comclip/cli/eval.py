@@ -7,8 +7,17 @@ import logging
 import sys
 from pathlib import Path
 
-from .options import (DEFAULT_WORKERS, add_cache_options, add_model_options, add_pipeline_options, count, create_model,
-                      method_help, method_pipelines, parse_methods)
+from .options import (
+    DEFAULT_WORKERS,
+    add_cache_options,
+    add_model_options,
+    add_pipeline_options,
+    count,
+    create_model,
+    method_help,
+    method_pipelines,
+    parse_methods,
+)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -25,7 +34,8 @@ def run(args: argparse.Namespace) -> int:
 def _evaluate(args: argparse.Namespace, world) -> int:
     from ..eval.distributed import join
     from ..eval.evaluate import default_out_dir, evaluate, open_dataset
-    from ..eval.runner import RunFinished, make_folder, unscored
+    from ..eval.report import unscored
+    from ..eval.store import RunFinished, make_folder
 
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     methods = parse_methods(args.method)
@@ -37,9 +47,20 @@ def _evaluate(args: argparse.Namespace, world) -> int:
     configs = method_pipelines(args, methods, backbone)
     args.interrupted_hint = f"what was scored is kept in {out}: run the same command with --resume to continue"
     try:
-        report = evaluate(dataset, backbone, configs, out,
-                          resume=args.resume, force=args.force, limit=args.limit, workers=args.workers,
-                          rerank_top=args.rerank_top, seed=args.bootstrap_seed, n_bootstrap=args.bootstrap, world=world)
+        report = evaluate(
+            dataset,
+            backbone,
+            configs,
+            out,
+            resume=args.resume,
+            force=args.force,
+            limit=args.limit,
+            workers=args.workers,
+            rerank_top=args.rerank_top,
+            seed=args.bootstrap_seed,
+            n_bootstrap=args.bootstrap,
+            world=world,
+        )
     except RunFinished as done:
         print(done, file=sys.stderr)
         return 0
@@ -63,24 +84,44 @@ def register(sub) -> None:
     p.add_argument("--data", default=None, help="the dataset file (JSON, CSV, JSONL) or folder")
     p.add_argument("--image-dir", default=None, help="folder of the dataset's images, where the format needs one")
     p.add_argument("--split", default=None, help="split to take from a file holding several (Karpathy: default test)")
-    p.add_argument("--rerank-top", type=count(1), default=10,
-                   help="retrieval: ComCLIP re-scores CLIP's top K candidates of each query (default: 10)")
+    p.add_argument(
+        "--rerank-top",
+        type=count(1),
+        default=10,
+        help="retrieval: ComCLIP re-scores CLIP's top K candidates of each query (default: 10)",
+    )
     add_model_options(p)
     add_cache_options(p)
     add_pipeline_options(p)
     p.add_argument("--method", default="clip,comclip", help=method_help("clip,comclip"))
     p.add_argument("--limit", type=count(1), default=None, help="only the first N examples")
-    p.add_argument("--workers", type=count(0), default=DEFAULT_WORKERS,
-                   help=f"processes decoding image files ahead of the model; 0 decodes in the main process (default: {DEFAULT_WORKERS})")
+    p.add_argument(
+        "--workers",
+        type=count(0),
+        default=DEFAULT_WORKERS,
+        help=f"processes decoding image files ahead of the model; 0 decodes in the main process (default: {DEFAULT_WORKERS})",
+    )
     p.add_argument("--out", default=None, help=f"output folder (default: {OUT_TEMPLATE})")
     p.add_argument("--resume", action="store_true", help="continue a killed run; skip a finished one")
     p.add_argument("--force", action="store_true", help="with --resume, rebuild the report of a finished run")
-    p.add_argument("--task", default=None, help="sandbox: binding, object-swap, order-swap, substitution (comma-separated; default all)")
-    p.add_argument("--n", "--items", dest="n", type=count(1), default=100,
-                   help="sandbox: items per task (default: 100); under torchrun write --items (torchrun takes --n as its own)")
+    p.add_argument(
+        "--task", default=None, help="sandbox: binding, object-swap, order-swap, substitution (comma-separated; default all)"
+    )
+    p.add_argument(
+        "--n",
+        "--items",
+        dest="n",
+        type=count(1),
+        default=100,
+        help="sandbox: items per task (default: 100); under torchrun write --items (torchrun takes --n as its own)",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of generated data (default: 0)")
     p.add_argument("--bootstrap-seed", type=int, default=0, help="seed of the bootstrap resampling (default: 0)")
-    p.add_argument("--bootstrap", type=count(0), default=1000,
-                   help="bootstrap resamples for the intervals of non-binary metrics and of the paired differences; "
-                        "0: no bootstrap intervals (default: 1000)")
+    p.add_argument(
+        "--bootstrap",
+        type=count(0),
+        default=1000,
+        help="bootstrap resamples for the intervals of non-binary metrics and of the paired differences; "
+        "0: no bootstrap intervals (default: 1000)",
+    )
     p.set_defaults(func=run)

@@ -41,7 +41,9 @@ def _composed_method(value: str) -> str:
 
     names = parse_methods(value)
     if len(names) != 1 or not METHODS[names[0]].composed:
-        raise InputError(f"explain shows one composed method ({', '.join(m for m in METHODS if METHODS[m].composed)}); got {value!r}")
+        raise InputError(
+            f"explain shows one composed method ({', '.join(m for m in METHODS if METHODS[m].composed)}); got {value!r}"
+        )
     return names[0]
 
 

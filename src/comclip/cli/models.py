@@ -12,8 +12,19 @@ def run(args: argparse.Namespace) -> int:
 
     entries = registered_models().values()
     if args.json:
-        print_json([{"name": e.name, "backend": e.backend, "source": e.source, "extra": e.extra,
-                     "available": e.available, "description": e.description} for e in entries])
+        print_json(
+            [
+                {
+                    "name": e.name,
+                    "backend": e.backend,
+                    "source": e.source,
+                    "extra": e.extra,
+                    "available": e.available,
+                    "description": e.description,
+                }
+                for e in entries
+            ]
+        )
         return 0
     width = max(len(e.name) for e in entries)
     print(f"{'name':<{width}}  {'backend':<9}  {'needs':<33}  description")
@@ -22,8 +33,10 @@ def run(args: argparse.Namespace) -> int:
         if e.extra is not None and e.available:
             needs = f"[{e.extra}] (installed)"
         print(f"{e.name:<{width}}  {e.backend:<9}  {needs:<33}  {e.description}")
-    print("\nAlso accepted: hf-hub:ORG/NAME (any transformers dual encoder), open_clip:ARCH/PRETRAINED "
-          "(PRETRAINED may be a checkpoint path), or the path of a local model directory.")
+    print(
+        "\nAlso accepted: hf-hub:ORG/NAME (any transformers dual encoder), open_clip:ARCH/PRETRAINED "
+        "(PRETRAINED may be a checkpoint path), or the path of a local model directory."
+    )
     return 0
 
 

@@ -14,20 +14,13 @@ import math
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 from ..errors import InputError
 from ..pixels import PIXEL_PATHS
 
 #: Decoding workers: one core or more is left to the model (clip_benchmark's default is 4).
 DEFAULT_WORKERS = min(4, max(0, (os.cpu_count() or 1) - 1))
-#: Command-line destinations of the pipeline options -> PipelineConfig fields.
-PIPELINE_FIELDS = {
-    "parser": "parser", "grounder": "grounder", "weighting": "weighting", "temperature": "temperature",
-    "fill": "fill", "regions": "regions", "score": "score_mode", "evidence_weight": "evidence_weight",
-    "evidence_relations": "evidence_relations", "ground_by": "ground_by", "union_margin": "union_margin",
-    "proposals": "proposals", "region": "region", "relations": "relations", "relation_weight": "relation_weight",
-    "assignment": "assignment", "attribute_weight": "attribute_weight",
-}
 
 
 def count(minimum: int):
@@ -80,17 +73,30 @@ def add_model_options(parser: argparse.ArgumentParser, default_model: str | None
     from ..backbones import DEFAULT_MODEL
 
     model = default_model or DEFAULT_MODEL
-    parser.add_argument("--model", "-m", default=model,
-                        help=f"registered name, hf-hub:ORG/NAME, open_clip:ARCH/PRETRAINED or a local model directory (default: {model})")
+    parser.add_argument(
+        "--model",
+        "-m",
+        default=model,
+        help=f"registered name, hf-hub:ORG/NAME, open_clip:ARCH/PRETRAINED or a local model directory (default: {model})",
+    )
     parser.add_argument("--batch-size", type=count(1), default=32, help="images or texts encoded per forward pass (default: 32)")
-    parser.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda:0 (default: cuda when available, else cpu)")
-    parser.add_argument("--precision", default="fp32",
-                        help="fp32, or amp_bf16 / amp_fp16 (CUDA) to encode under autocast, faster where the "
-                             "hardware has it; cosines move by about 1e-3 (default: fp32)")
-    parser.add_argument("--pixels", default="torch", choices=PIXEL_PATHS,
-                        help="torch: build sub-images and preprocess images as tensors on the model's device; "
-                             "pil: with PIL and the model's own processor, the reference (cosines within 0.01 of "
-                             "each other) (default: torch; models without a known processor use pil)")
+    parser.add_argument(
+        "--device", default=None, help="torch device, e.g. cpu or cuda:0 (default: cuda when available, else cpu)"
+    )
+    parser.add_argument(
+        "--precision",
+        default="fp32",
+        help="fp32, or amp_bf16 / amp_fp16 (CUDA) to encode under autocast, faster where the "
+        "hardware has it; cosines move by about 1e-3 (default: fp32)",
+    )
+    parser.add_argument(
+        "--pixels",
+        default="torch",
+        choices=PIXEL_PATHS,
+        help="torch: build sub-images and preprocess images as tensors on the model's device; "
+        "pil: with PIL and the model's own processor, the reference (cosines within 0.01 of "
+        "each other) (default: torch; models without a known processor use pil)",
+    )
 
 
 def create_model(args: argparse.Namespace):
@@ -98,15 +104,15 @@ def create_model(args: argparse.Namespace):
     (opened first: a bad cache path is found before the model loads)."""
     from ..backbones import create_backbone
 
-    cache = None
+    cache: Any = None
     if hasattr(args, "no_cache") and not args.no_cache:
         from ..cache import SQLiteCache, default_cache_path
-
-        from ..eval.distributed import world_from_env
+        from ..world import world_from_env
 
         cache = SQLiteCache(args.cache or world_from_env().cache_path(default_cache_path()), timeout=cache_timeout())
-    backbone = create_backbone(args.model, device=args.device, batch_size=args.batch_size, precision=args.precision,
-                               pixels=args.pixels)
+    backbone = create_backbone(
+        args.model, device=args.device, batch_size=args.batch_size, precision=args.precision, pixels=args.pixels
+    )
     backbone.cache = cache
     return backbone
 
@@ -124,8 +130,12 @@ def cache_timeout() -> float:
 
 
 def add_cache_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--cache", default=None, metavar="PATH",
-                        help="embedding cache file (default: $COMCLIP_CACHE/embeddings.sqlite, ~/.cache/comclip)")
+    parser.add_argument(
+        "--cache",
+        default=None,
+        metavar="PATH",
+        help="embedding cache file (default: $COMCLIP_CACHE/embeddings.sqlite, ~/.cache/comclip)",
+    )
     parser.add_argument("--no-cache", action="store_true", help="encode everything afresh and store nothing")
 
 
@@ -142,48 +152,53 @@ def method_help(default: str) -> str:
 
 
 def add_pipeline_options(parser: argparse.ArgumentParser) -> None:
-    from ..composition import SCORE_MODES, WEIGHTINGS
-    from ..composition.geometry import RELATION_MODES
-    from ..config import PipelineConfig
-    from ..grounding import GROUND_BY, GROUNDERS
-    from ..grounding.assignment import ASSIGNMENTS
-    from ..grounding.clip_grounder import REGION_MODES
-    from ..grounding.proposals import PROPOSALS
-    from ..parsing import PARSERS
-    from ..subimages import FILLS
+    """One flag per :class:`~comclip.config.PipelineConfig` field, from its declaration (flag,
+    help, choices, kind, default); not given, a flag is absent from the parsed arguments."""
+    from ..config import PipelineConfig, options
 
-    d = PipelineConfig()
-    add = lambda *names, **kw: parser.add_argument(*names, default=argparse.SUPPRESS, **kw)  # noqa: E731
-    add("--parser", choices=list(PARSERS), help=f"caption parser (default: {d.parser})")
-    add("--grounder", choices=list(GROUNDERS), help=f"entity grounder (default: {d.grounder})")
-    add("--weighting", choices=list(WEIGHTINGS),
-        help=f"sub-image weights: sum (the authors' code, s_i / sum s_j) or softmax (the paper) (default: {d.weighting})")
-    add("--temperature", type=finite, help="softmax temperature on cosines (default: 1 / the model's logit scale)")
-    add("--fill", choices=list(FILLS), help=f"what replaces pixels outside an entity's box (default: {d.fill}, as in the paper)")
-    add("--regions", help="for --grounder regions: a JSON file or a folder of <image stem>.json")
-    add("--score", choices=list(SCORE_MODES), help=f"score mode: comclip (the paper), evidence (+ lambda * mean entity "
-        f"cosine), evidence-min (+ lambda * weakest entity cosine) (default: {d.score_mode})")
-    add("--evidence-weight", type=finite, help=f"lambda of the evidence modes (default: {d.evidence_weight:g})")
-    add("--evidence-relations", action="store_true", help="evidence modes also pool the relations' cosines")
-    add("--ground-by", choices=list(GROUND_BY),
-        help=f"ground each entity by its head noun (as the paper) or its whole phrase (default: {d.ground_by})")
-    add("--union-margin", type=finite,
-        help="ground an entity to the union of all boxes scoring within this margin of the top (default: top box only)")
-    add("--assignment", choices=list(ASSIGNMENTS), help="argmax: each entity's top region on its own (the paper); "
-        f"joint: a caption's entities grounded together, each to a different region (default: {d.assignment})")
-    add("--attribute-weight", type=finite, help="also ground an entity with attributes by its phrase, adding this "
-        f"weight x the phrase's score on each region to its head's: attributes break ties (default: {d.attribute_weight:g})")
-    add("--proposals", choices=list(PROPOSALS), help=f"clip grounder's candidate regions (default: the model's, else {d.proposals})")
-    add("--region", choices=list(REGION_MODES), help="clip grounder scores candidates from patch tokens, crops or masks "
-        "(default: the model's, else patches for CLIP ViTs, else crop)")
-    add("--relations", choices=list(RELATION_MODES), help="geometry: check spatial predicates (left of, above, on, "
-        f"under, next to, in, ...) on the grounded boxes and add weight * mean(g - 1/2) (default: {d.relations}, the paper)")
-    add("--relation-weight", type=finite, help=f"weight of the geometric check (default: {d.relation_weight:g})")
+    defaults = PipelineConfig()
+    for name, declared in options().items():
+        default = declared.default_text or _shown(getattr(defaults, name))
+        extra: dict = {"dest": name, "default": argparse.SUPPRESS, "help": f"{declared.help} (default: {default})"}
+        if declared.kind == "bool":
+            extra["action"] = argparse.BooleanOptionalAction
+        elif declared.kind == "number":
+            extra["type"] = finite
+        if declared.choices is not None:
+            extra["choices"] = list(declared.choices)
+        if declared.aliases:
+            extra["action"] = FormerSpelling
+            extra["help"] += f" (formerly {', '.join(declared.aliases)}, still accepted)"
+        parser.add_argument(*pipeline_flags(name), **extra)
+
+
+class FormerSpelling(argparse._StoreAction):
+    """Stores the value like any option; given by a former spelling of its flag, it also says
+    the current one (once per use, on stderr)."""
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        if option_string is not None and option_string != self.option_strings[0]:
+            print(f"comclip: warning: {option_string} is deprecated; use {self.option_strings[0]}", file=sys.stderr)
+        super().__call__(parser, namespace, values, option_string)
+
+
+def pipeline_flags(name: str) -> list[str]:
+    """A field's flag, then its older spellings."""
+    from ..config import options
+
+    declared = options()[name]
+    return [declared.flag or "--" + name.replace("_", "-"), *declared.aliases]
+
+
+def _shown(value) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value).lower() if isinstance(value, bool) else str(value)
 
 
 def pipeline_options(args: argparse.Namespace) -> dict:
     """The pipeline options the user gave, as PipelineConfig fields."""
-    return {field: getattr(args, dest) for dest, field in PIPELINE_FIELDS.items() if hasattr(args, dest)}
+    from ..config import field_names
+
+    return {name: getattr(args, name) for name in field_names() if hasattr(args, name)}
 
 
 def method_pipelines(args: argparse.Namespace, names: list[str], backbone=None) -> dict:
@@ -193,8 +208,7 @@ def method_pipelines(args: argparse.Namespace, names: list[str], backbone=None) 
     from ..config import PipelineConfig
     from ..methods import method_configs
 
-    base = (PipelineConfig.for_backbone(backbone) if backbone is not None
-            else PipelineConfig.layered({}, precision=args.precision, pixels=args.pixels))
+    base = PipelineConfig.for_backbone(backbone) if backbone is not None else PipelineConfig()
     return method_configs(names, base, pipeline_options(args))
 
 
@@ -204,5 +218,5 @@ def pipeline_config(args: argparse.Namespace, backbone=None):
     from ..config import PipelineConfig
 
     if backbone is None:
-        return PipelineConfig.layered({}, **pipeline_options(args), precision=args.precision, pixels=args.pixels)
+        return PipelineConfig.layered({}, **pipeline_options(args))
     return PipelineConfig.for_backbone(backbone, **pipeline_options(args))

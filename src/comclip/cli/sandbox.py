@@ -16,9 +16,14 @@ def train(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if (out / "model.safetensors").exists() and not args.overwrite:
         raise InputError(f"{out} already holds a model: pass --overwrite or choose another --out")
-    training = TrainingConfig(steps=args.steps, batch_size=args.batch_size, learning_rate=args.lr, seed=args.seed,
-                              warmup_steps=min(TrainingConfig.warmup_steps, max(1, args.steps // 10)),
-                              shuffle_words=args.shuffle_words)
+    training = TrainingConfig(
+        steps=args.steps,
+        batch_size=args.batch_size,
+        learning_rate=args.lr,
+        seed=args.seed,
+        warmup_steps=min(TrainingConfig.warmup_steps, max(1, args.steps // 10)),
+        shuffle_words=args.shuffle_words,
+    )
     train_sandbox_model(out, training, log=lambda line: print(line, file=sys.stderr, flush=True))
     if args.evaluate:
         from ..sandbox.quality import model_quality
@@ -57,8 +62,11 @@ def register(sub) -> None:
     t.add_argument("--batch-size", type=int, default=256)
     t.add_argument("--lr", type=float, default=2e-3)
     t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--shuffle-words", action="store_true",
-                   help="train on captions with their words shuffled: a bag-of-words CLIP (comclip/sandbox-bow)")
+    t.add_argument(
+        "--shuffle-words",
+        action="store_true",
+        help="train on captions with their words shuffled: a bag-of-words CLIP (comclip/sandbox-bow)",
+    )
     t.add_argument("--evaluate", action="store_true", help="measure held-out recall and substitution accuracy after training")
     t.add_argument("--overwrite", action="store_true")
     t.set_defaults(func=train)

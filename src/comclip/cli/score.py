@@ -5,7 +5,15 @@ from __future__ import annotations
 import argparse
 
 from ..errors import InputError
-from .options import add_model_options, add_pipeline_options, create_model, method_help, method_pipelines, parse_methods, print_json
+from .options import (
+    add_model_options,
+    add_pipeline_options,
+    create_model,
+    method_help,
+    method_pipelines,
+    parse_methods,
+    print_json,
+)
 
 
 def _split_inputs(args: argparse.Namespace) -> tuple[list, list[str]]:
@@ -34,17 +42,33 @@ def run(args: argparse.Namespace) -> int:
     method_pipelines(args, methods)  # bad options are found before the model loads too
     backbone = create_model(args)
     clip = backbone.similarity([im.image for im in images], texts)
-    details = {name: ComCLIP(backbone, config).score_details(images, texts)
-               for name, config in method_pipelines(args, methods, backbone).items() if config is not None}
-    rows = [[_row(texts[j], float(clip[i, j]), backbone.logit_scale, methods, {m: d[i][j] for m, d in details.items()},
-                  args.details) for j in range(len(texts))] for i in range(len(images))]
+    details = {
+        name: ComCLIP(backbone, config).score_details(images, texts)
+        for name, config in method_pipelines(args, methods, backbone).items()
+        if config is not None
+    }
+    rows = [
+        [
+            _row(
+                texts[j], float(clip[i, j]), backbone.logit_scale, methods, {m: d[i][j] for m, d in details.items()}, args.details
+            )
+            for j in range(len(texts))
+        ]
+        for i in range(len(images))
+    ]
     names = [im.source for im in images]
     if args.json:
         if len(images) == 1:
             print_json({"model": backbone.name, "image": names[0], "results": rows[0]})
         else:
-            print_json({"model": backbone.name, "images": names, "texts": texts,
-                        "results": [{"image": name, "results": row} for name, row in zip(names, rows)]})
+            print_json(
+                {
+                    "model": backbone.name,
+                    "images": names,
+                    "texts": texts,
+                    "results": [{"image": name, "results": row} for name, row in zip(names, rows)],
+                }
+            )
         return 0
     for name, row in zip(names, rows):
         print(f"{name}  (model {backbone.name})")
@@ -71,11 +95,15 @@ def _row(text: str, clip: float, scale: float, methods: list[str], parts: dict, 
 
 def register(sub) -> None:
     p = sub.add_parser("score", help="score captions against images with CLIP (and ComCLIP)")
-    p.add_argument("inputs", nargs="*", metavar="IMAGE TEXT", help="an image (file or folder) then captions; with --image, only captions")
+    p.add_argument(
+        "inputs", nargs="*", metavar="IMAGE TEXT", help="an image (file or folder) then captions; with --image, only captions"
+    )
     p.add_argument("--image", "-i", action="append", help="an image file or folder; repeat for several (gives a matrix)")
     add_model_options(p)
     p.add_argument("--method", default="clip", help=method_help("clip"))
-    p.add_argument("--details", action="store_true", help="with a composed method (comclip, comclip-plus), include the parts of each score")
+    p.add_argument(
+        "--details", action="store_true", help="with a composed method (comclip, comclip-plus), include the parts of each score"
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object")
     add_pipeline_options(p)
     p.set_defaults(func=run)

@@ -4,7 +4,32 @@
 """
 
 from ..subimages import FILLS, make_subimage, region_mask
-from .compose import UNIFORM_WEIGHTS, WEIGHTINGS, WEIGHTS_CLAMPED, Composition, Weights, comclip_score, compose_embedding, subimage_weights, weigh
+from .compose import (
+    UNIFORM_WEIGHTS,
+    WEIGHTINGS,
+    WEIGHTS_CLAMPED,
+    Composition,
+    Weights,
+    comclip_score,
+    compose_embedding,
+    subimage_weights,
+    weigh,
+)
 from .scoring import SCORE_MODES, Evidence
 
-__all__ = ["Composition", "Evidence", "FILLS", "UNIFORM_WEIGHTS", "WEIGHTS_CLAMPED", "Weights", "weigh", "SCORE_MODES", "WEIGHTINGS", "comclip_score", "compose_embedding", "make_subimage", "region_mask", "subimage_weights"]
+__all__ = [
+    "Composition",
+    "Evidence",
+    "FILLS",
+    "UNIFORM_WEIGHTS",
+    "WEIGHTS_CLAMPED",
+    "Weights",
+    "weigh",
+    "SCORE_MODES",
+    "WEIGHTINGS",
+    "comclip_score",
+    "compose_embedding",
+    "make_subimage",
+    "region_mask",
+    "subimage_weights",
+]

@@ -11,7 +11,8 @@ cosines ``s_i`` with their phrases:
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import torch
 

@@ -21,7 +21,7 @@ Entities grounded to the same box, or not grounded, give no evidence (flag
 from __future__ import annotations
 
 import math
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 from ..boxes import Box, bounding_box
 
@@ -85,19 +85,39 @@ def in_front_of(a: Box, b: Box, width: float, height: float) -> float | None:
 
 #: Predicate -> (rule, whether subject and object swap places). Lower case, single spaces.
 RULES: dict[str, tuple[Rule, bool]] = {
-    **{p: (left_of, False) for p in ("left of", "to the left of", "on the left of", "at the left of",
-                                     "on the left side of", "to the left side of", "at the left side of")},
-    **{p: (left_of, True) for p in ("right of", "to the right of", "on the right of", "at the right of",
-                                    "on the right side of", "to the right side of", "at the right side of")},
-    **{p: (above, False) for p in ("above", "over", "at the top of")},
-    **{p: (above, True) for p in ("below", "at the bottom of")},
-    **{p: (on_top_of, False) for p in ("on", "on top of", "atop", "onto", "upon")},
-    **{p: (on_top_of, True) for p in ("under", "underneath", "beneath")},
-    **{p: (near, False) for p in ("next to", "beside", "near", "close to", "by", "alongside")},
-    **{p: (inside, False) for p in ("inside", "inside of", "within")},
-    **{p: (contained, False) for p in ("in",)},
-    **{p: (in_front_of, False) for p in ("in front of",)},
-    **{p: (in_front_of, True) for p in ("behind", "in back of")},
+    **dict.fromkeys(
+        (
+            "left of",
+            "to the left of",
+            "on the left of",
+            "at the left of",
+            "on the left side of",
+            "to the left side of",
+            "at the left side of",
+        ),
+        (left_of, False),
+    ),
+    **dict.fromkeys(
+        (
+            "right of",
+            "to the right of",
+            "on the right of",
+            "at the right of",
+            "on the right side of",
+            "to the right side of",
+            "at the right side of",
+        ),
+        (left_of, True),
+    ),
+    **dict.fromkeys(("above", "over", "at the top of"), (above, False)),
+    **dict.fromkeys(("below", "at the bottom of"), (above, True)),
+    **dict.fromkeys(("on", "on top of", "atop", "onto", "upon"), (on_top_of, False)),
+    **dict.fromkeys(("under", "underneath", "beneath"), (on_top_of, True)),
+    **dict.fromkeys(("next to", "beside", "near", "close to", "by", "alongside"), (near, False)),
+    **dict.fromkeys(("inside", "inside of", "within"), (inside, False)),
+    **dict.fromkeys(("in",), (contained, False)),
+    **dict.fromkeys(("in front of",), (in_front_of, False)),
+    **dict.fromkeys(("behind", "in back of"), (in_front_of, True)),
 }
 
 

@@ -19,8 +19,8 @@ Entities that could not be grounded are scored on the whole image (flagged
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 import torch
 

@@ -13,24 +13,28 @@ import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from ..config import PipelineConfig
 from .datasets import Dataset
-from .evaluate import GrounderPool, build_pipelines, evaluate
+from .evaluate import build_pipelines, evaluate, grounder_pool
 from .grounding_accuracy import grounding_report, has_boxes, oracle_grounder
-from .runner import PER_EXAMPLE, score_examples, summarise_run
-from .runner import headline_metric as runner_headline
+from .kinds import headline_metric as kinds_headline
+from .report import summarise_run
+from .runner import score_examples
 from .scorers import clip_scorer, comclip_scorer
+from .store import PER_EXAMPLE
 
 log = logging.getLogger("comclip.ablate")
-CRITERION = ("macro mean over subsets of the headline metric (group for Winoground-kind data, else accuracy); "
-             "ties: pairwise accuracy")
+CRITERION = (
+    "macro mean over subsets of the headline metric (group for Winoground-kind data, else accuracy); ties: pairwise accuracy"
+)
 
 
 #: Grounding choices: name -> (grounder options, what an entity is grounded by, union margin).
-GROUNDINGS = {
+GROUNDINGS: dict[str, tuple[dict[str, Any], str, float | None]] = {
     "default": ({}, "head", None),  # the clip grounder with the model's own defaults (comclip.json)
     "grid-crop": ({"proposals": "grid", "region": "crop"}, "head", None),
     "grid-crop-union": ({"proposals": "grid", "region": "crop"}, "head", 0.02),
@@ -43,26 +47,59 @@ GROUNDINGS = {
     "default-joint": ({"assignment": "joint"}, "head", None),
     "multiscale-joint": ({"region": "multiscale", "assignment": "joint"}, "head", None),
     "multiscale-background-joint": ({"region": "multiscale", "grounder_fill": "background", "assignment": "joint"}, "head", None),
-    "multiscale-background-joint-attributes": ({"region": "multiscale", "grounder_fill": "background", "assignment": "joint",
-                                                "attribute_weight": 0.1}, "head", None),
+    "multiscale-background-joint-attributes": (
+        {"region": "multiscale", "grounder_fill": "background", "assignment": "joint", "attribute_weight": 0.1},
+        "head",
+        None,
+    ),
 }
 SCORES = (("comclip", 0.0), ("evidence", 0.5), ("evidence", 1.0), ("evidence", 2.0), ("evidence-min", 1.0))
-GRIDS = {
-    "full": {"score": SCORES, "weighting": ("sum", "softmax"), "fill": ("black", "mean"),
-             "grounding": ("grid-crop", "grid-crop-union", "grid-crop-phrase", "segments+grid-crop", "segments-mask",
-                           "segments+grid-patches"), "relations": ("off", "geometry")},
-    "small": {"score": (("comclip", 0.0), ("evidence", 1.0)), "weighting": ("sum",), "fill": ("black", "mean"),
-              "grounding": ("default",), "relations": ("off", "geometry")},
+GRIDS: dict[str, dict[str, Any]] = {
+    "full": {
+        "score": SCORES,
+        "weighting": ("sum", "softmax"),
+        "fill": ("black", "mean"),
+        "grounding": (
+            "grid-crop",
+            "grid-crop-union",
+            "grid-crop-phrase",
+            "segments+grid-crop",
+            "segments-mask",
+            "segments+grid-patches",
+        ),
+        "relations": ("off", "geometry"),
+    },
+    "small": {
+        "score": (("comclip", 0.0), ("evidence", 1.0)),
+        "weighting": ("sum",),
+        "fill": ("black", "mean"),
+        "grounding": ("default",),
+        "relations": ("off", "geometry"),
+    },
     # The factors that mattered in the full grid on the sandbox (score mode, fill, segment
     # grounding), crossed with the geometric relation check: 24 configurations.
-    "spatial": {"score": (("comclip", 0.0), ("evidence", 1.0), ("evidence", 2.0)), "weighting": ("sum",),
-                "fill": ("black", "mean"), "grounding": ("default", "segments-mask"), "relations": ("off", "geometry")},
+    "spatial": {
+        "score": (("comclip", 0.0), ("evidence", 1.0), ("evidence", 2.0)),
+        "weighting": ("sum",),
+        "fill": ("black", "mean"),
+        "grounding": ("default", "segments-mask"),
+        "relations": ("off", "geometry"),
+    },
     # ComCLIP+'s grounding additions (for models whose grounder masks candidates, as the sandbox's),
     # each on top of the last, under the evidence scores with the geometric check: 10 configurations.
-    "plus": {"score": (("evidence", 1.0), ("evidence", 2.0)), "weighting": ("sum",), "fill": ("mean",),
-             "grounding": ("default", "default-joint", "multiscale-joint", "multiscale-background-joint",
-                           "multiscale-background-joint-attributes"),
-             "relations": ("geometry",)},
+    "plus": {
+        "score": (("evidence", 1.0), ("evidence", 2.0)),
+        "weighting": ("sum",),
+        "fill": ("mean",),
+        "grounding": (
+            "default",
+            "default-joint",
+            "multiscale-joint",
+            "multiscale-background-joint",
+            "multiscale-background-joint-attributes",
+        ),
+        "relations": ("geometry",),
+    },
 }
 
 
@@ -80,12 +117,20 @@ class Config:
     @property
     def name(self) -> str:
         score = self.score_mode if self.score_mode == "comclip" else f"{self.score_mode}({self.evidence_weight:g})"
-        return f"{score} {self.weighting} {self.fill} {self.grounding}" + ("" if self.relations == "off" else f" +{self.relations}")
+        return f"{score} {self.weighting} {self.fill} {self.grounding}" + (
+            "" if self.relations == "off" else f" +{self.relations}"
+        )
 
     def pipeline_options(self) -> dict:
         grounding = GROUNDINGS[self.grounding]
-        options = {"score_mode": self.score_mode, "weighting": self.weighting, "fill": self.fill,
-                   "ground_by": grounding[1], "union_margin": grounding[2], "relations": self.relations}
+        options: dict[str, Any] = {
+            "score_mode": self.score_mode,
+            "weighting": self.weighting,
+            "subimage_fill": self.fill,
+            "ground_by": grounding[1],
+            "union_margin": grounding[2],
+            "relation_check": self.relations,
+        }
         if self.score_mode != "comclip":
             options["evidence_weight"] = self.evidence_weight
         return options
@@ -99,18 +144,22 @@ class Config:
 def grid(name: str = "full") -> list[Config]:
     spec = GRIDS[name]
     factors = itertools.product(spec["score"], spec["weighting"], spec["fill"], spec["grounding"], spec["relations"])
-    return [Config(score, weight, weighting, fill, grounding, relations)
-            for (score, weight), weighting, fill, grounding, relations in factors]
+    return [
+        Config(score, weight, weighting, fill, grounding, relations)
+        for (score, weight), weighting, fill, grounding, relations in factors
+    ]
 
 
 def usable_groundings(backbone) -> list[str]:
     """The grounding choices this backbone supports (patch tokens need a CLIP ViT)."""
-    return [name for name, (options, _, _) in GROUNDINGS.items() if options.get("region") != "patches" or backbone.supports_patches]
+    return [
+        name for name, (options, _, _) in GROUNDINGS.items() if options.get("region") != "patches" or backbone.supports_patches
+    ]
 
 
 def headline_metric(summary: dict) -> str:
-    """The metric a dataset is judged by (see :func:`comclip.eval.runner.headline_metric`)."""
-    return runner_headline(summary["metrics"])
+    """The metric a summary is judged by (see :func:`comclip.eval.kinds.headline_metric`)."""
+    return kinds_headline(summary["metrics"])
 
 
 def criterion(summary: dict) -> tuple[float, float]:
@@ -124,8 +173,10 @@ def criterion(summary: dict) -> tuple[float, float]:
     main = headline_metric(summary)
     second = "pairwise" if "pairwise" in summary["metrics"] else main
     blocks = list(summary["subsets"].values()) or [summary["metrics"]]
-    return (float(np.mean([b[main]["value"] for b in blocks if main in b])),
-            float(np.mean([b[second]["value"] for b in blocks if second in b])))
+    return (
+        float(np.mean([b[main]["value"] for b in blocks if main in b])),
+        float(np.mean([b[second]["value"] for b in blocks if second in b])),
+    )
 
 
 @dataclass
@@ -135,9 +186,16 @@ class DevResult:
     score: tuple[float, float] = field(default=(0.0, 0.0))
 
     def to_dict(self) -> dict:
-        return {"config": self.config.name, "options": self.config.pipeline_options(), "grounding": self.config.grounding,
-                "criterion": list(self.score), "n_scored": self.summary["n_scored"], "n_failed": self.summary["n_failed"],
-                "metrics": self.summary["metrics"], "subsets": self.summary["subsets"]}
+        return {
+            "config": self.config.name,
+            "options": self.config.pipeline_options(),
+            "grounding": self.config.grounding,
+            "criterion": list(self.score),
+            "n_scored": self.summary["n_scored"],
+            "n_failed": self.summary["n_failed"],
+            "metrics": self.summary["metrics"],
+            "subsets": self.summary["subsets"],
+        }
 
 
 def evaluate_in_memory(dataset: Dataset, method: str, scorer, n_bootstrap: int = 200, seed: int = 0, chunk: int = 64) -> dict:
@@ -164,13 +222,23 @@ def run_ablation(dev: Dataset, test: Dataset, backbone, out_dir, grid_name: str 
         log.info("[%d/%d] %s: %.2f (%.2f)", n, len(configs), config.name, *results[-1].score)
     best = max(results, key=lambda r: r.score)  # first of equals: grid order is the tie-break
     (out / "dev.jsonl").write_text("".join(json.dumps(r.to_dict()) + "\n" for r in results), encoding="utf-8")
-    (out / "dev.md").write_text(f"# Ablation on {dev.name} ({dev.split}), model `{backbone.name}`\n\n"
-                                f"Criterion: {CRITERION}.\n\n{dev_table(clip_dev, results)}\n", encoding="utf-8")
+    (out / "dev.md").write_text(
+        f"# Ablation on {dev.name} ({dev.split}), model `{backbone.name}`\n\n"
+        f"Criterion: {CRITERION}.\n\n{dev_table(clip_dev, results)}\n",
+        encoding="utf-8",
+    )
     test_report = _test_run(test, backbone, best.config, out / "test", seed, usable, dev.split)
-    summary = {"dataset": dev.name, "dev_split": dev.split, "test_split": test.split, "model": backbone.name,
-               "grid": grid_name, "n_configs": len(configs), "best": best.to_dict(),
-               "clip_dev": {"criterion": list(criterion(clip_dev)), "metrics": clip_dev["metrics"]},
-               "test_report": str(out / "test" / "report.json")}
+    summary = {
+        "dataset": dev.name,
+        "dev_split": dev.split,
+        "test_split": test.split,
+        "model": backbone.name,
+        "grid": grid_name,
+        "n_configs": len(configs),
+        "best": best.to_dict(),
+        "clip_dev": {"criterion": list(criterion(clip_dev)), "metrics": clip_dev["metrics"]},
+        "test_report": str(out / "test" / "report.json"),
+    }
     (out / "ablation.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
     return {**summary, "best_score": best.score, "clip_criterion": criterion(clip_dev), "test": test_report}
 
@@ -182,18 +250,20 @@ def _test_run(test: Dataset, backbone, best: Config, out: Path, seed: int, usabl
     methods = {label: None if c is None else c.pipeline_config(backbone.defaults) for label, c in chosen.items()}
     extra = {"chosen_on": {"split": dev_split, "criterion": CRITERION, "config": best.name}}
     if has_boxes(test):
-        pool = GrounderPool(backbone, test)
+        pool = grounder_pool(backbone, test)
         by_grounder: dict = {}  # the measure queries shapes: one row per distinct (grounder, assignment)
         for name in GROUNDINGS:
             if name in usable:
                 config = Config(grounding=name).pipeline_config(backbone.defaults)
-                by_grounder.setdefault((pool.get(config), config.assignment == "joint"), name)
+                by_grounder.setdefault((pool.for_config(config), config.assignment == "joint"), name)
         rows: dict = {name: entry for entry, name in by_grounder.items()}
         rows["oracle"] = oracle_grounder(test)
         extra["grounding"] = grounding_report(rows, test, seed=seed)
     (out / PER_EXAMPLE).unlink(missing_ok=True)  # the test run is recomputed with the chosen config
     notes = {label: {"grounding": c.grounding} for label, c in chosen.items() if c is not None}
-    return evaluate(test, backbone, methods, out, seed=seed, progress=False, extra=extra, notes=notes)
+    report = evaluate(test, backbone, methods, out, seed=seed, progress=False, extra=extra, notes=notes)
+    assert report is not None  # one process: the report is this one's
+    return report
 
 
 def dev_table(clip_dev: dict, results: list[DevResult]) -> str:

@@ -24,11 +24,14 @@ def load_reports(folders) -> list[dict]:
 def comparison_table(reports: list[dict]) -> str:
     """Markdown: one row per (run, method) with every metric and its 95% interval."""
     names = sorted({n for r in reports for run in r["runs"] for n in run["metrics"]})
-    lines = ["Each value is over all examples of its run: an average across the run's tasks or subsets, "
-             "weighted by their sizes (see each report's per-subset tables), with failed examples counted "
-             "as wrong (the failed column).", "",
-             "| dataset | split | model | method | scored | failed | " + " | ".join(names) + " |",
-             "|---" * (6 + len(names)) + "|"]
+    lines = [
+        "Each value is over all examples of its run: an average across the run's tasks or subsets, "
+        "weighted by their sizes (see each report's per-subset tables), with failed examples counted "
+        "as wrong (the failed column).",
+        "",
+        "| dataset | split | model | method | scored | failed | " + " | ".join(names) + " |",
+        "|---" * (6 + len(names)) + "|",
+    ]
     for report in reports:
         for run in report["runs"]:
             cells = []
@@ -36,8 +39,10 @@ def comparison_table(reports: list[dict]) -> str:
                 metric = run["metrics"].get(name)
                 interval = f" [{metric['ci95'][0]:.1f}, {metric['ci95'][1]:.1f}]" if metric and metric.get("ci95") else ""
                 cells.append(f"{metric['value']:.2f}{interval}" if metric else "-")
-            lines.append(f"| {report['dataset']} | {report['split']} | {report['model']} | {run['method']} | "
-                         f"{run['n_scored']} | {run['n_failed']} | " + " | ".join(cells) + " |")
+            lines.append(
+                f"| {report['dataset']} | {report['split']} | {report['model']} | {run['method']} | "
+                f"{run['n_scored']} | {run['n_failed']} | " + " | ".join(cells) + " |"
+            )
     return "\n".join(lines) + "\n"
 
 
@@ -77,10 +82,21 @@ def _chart(plt, dataset: str, runs: list, path: Path) -> Path:
     for n, (report, run) in enumerate(runs):
         blocks = [run["metrics"] if s == "all" else run["subsets"].get(s, {}) for s in subsets]
         values = [b.get(metric, {}).get("value", 0.0) for b in blocks]
-        errors = np.array([[v - (b[metric]["ci95"] or [v, v])[0], (b[metric]["ci95"] or [v, v])[1] - v] if metric in b else [0, 0]
-                           for v, b in zip(values, blocks)]).T
-        ax.bar([i + n * width for i in range(len(subsets))], values, width, yerr=errors, capsize=2, color=colours[n],
-               label=f"{run['method']} ({Path(report['model']).name})")
+        errors = np.array(
+            [
+                [v - (b[metric]["ci95"] or [v, v])[0], (b[metric]["ci95"] or [v, v])[1] - v] if metric in b else [0, 0]
+                for v, b in zip(values, blocks)
+            ]
+        ).T
+        ax.bar(
+            [i + n * width for i in range(len(subsets))],
+            values,
+            width,
+            yerr=errors,
+            capsize=2,
+            color=colours[n],
+            label=f"{run['method']} ({Path(report['model']).name})",
+        )
     ax.set_xticks([i + width * (len(runs) - 1) / 2 for i in range(len(subsets))], subsets, rotation=30, ha="right")
     ax.set_ylabel(f"{metric} (%), 95% interval")
     ax.set_title(dataset)

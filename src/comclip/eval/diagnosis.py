@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import statistics
 from collections import Counter
-from typing import Sequence
+from collections.abc import Sequence
 
 from ..boxes import bounding_box
 from ..parsing import SceneGraph
@@ -59,7 +59,7 @@ def _misgrounded(result, truth) -> bool:
     """Whether an entity of this pair, whose head names exactly one true object of the image,
     was grounded to a box that misses that object (IoU < 0.5)."""
     by_label = Counter(label for label, _ in truth)
-    boxes = {label: box for label, box in truth}
+    boxes = dict(truth)
     for part in result.parts:
         if part.kind != "entity" or NOT_GROUNDED in part.flags:
             continue
@@ -72,19 +72,29 @@ def _misgrounded(result, truth) -> bool:
 def attribution(records: list[dict], metric: str) -> dict | None:
     """Of a method's wrong examples (in ``metric``), how many had a wrong parse, a wrong
     grounding, both, or neither (the scoring itself); None where no record carries gold."""
-    diagnosed = [r for r in records if r.get("status") == "ok" and metric in r.get("correct", {})
-                 and ("parse_wrong" in r.get("diagnosis", {}) or "grounding_wrong" in r.get("diagnosis", {}))]
+    diagnosed = [
+        r
+        for r in records
+        if r.get("status") == "ok"
+        and metric in r.get("correct", {})
+        and ("parse_wrong" in r.get("diagnosis", {}) or "grounding_wrong" in r.get("diagnosis", {}))
+    ]
     if not diagnosed:
         return None
     wrong = [r["diagnosis"] for r in diagnosed if not r["correct"][metric]]
     parse = [bool(d.get("parse_wrong")) for d in wrong]
     ground = [bool(d.get("grounding_wrong")) for d in wrong]
-    return {"metric": metric, "examples": len(diagnosed), "wrong": len(wrong),
-            "parse": sum(p and not g for p, g in zip(parse, ground)),
-            "grounding": sum(g and not p for p, g in zip(parse, ground)),
-            "parse_and_grounding": sum(p and g for p, g in zip(parse, ground)),
-            "neither": sum(not p and not g for p, g in zip(parse, ground)),
-            "parse_known": any("parse_wrong" in d for d in wrong), "grounding_known": any("grounding_wrong" in d for d in wrong)}
+    return {
+        "metric": metric,
+        "examples": len(diagnosed),
+        "wrong": len(wrong),
+        "parse": sum(p and not g for p, g in zip(parse, ground)),
+        "grounding": sum(g and not p for p, g in zip(parse, ground)),
+        "parse_and_grounding": sum(p and g for p, g in zip(parse, ground)),
+        "neither": sum(not p and not g for p, g in zip(parse, ground)),
+        "parse_known": any("parse_wrong" in d for d in wrong),
+        "grounding_known": any("grounding_wrong" in d for d in wrong),
+    }
 
 
 def signals(records: list[dict], metric: str) -> dict | None:
@@ -94,11 +104,17 @@ def signals(records: list[dict], metric: str) -> dict | None:
     if not scored:
         return None
     out = {}
-    for name, group in (("wrong", [r for r in scored if not r["correct"][metric]]), ("right", [r for r in scored if r["correct"][metric]])):
+    for name, group in (
+        ("wrong", [r for r in scored if not r["correct"][metric]]),
+        ("right", [r for r in scored if r["correct"][metric]]),
+    ):
         flags = Counter(f for r in group for f, n in r.get("flags", {}).items() if n)
         margins = [r["diagnosis"]["margin"] for r in group if "margin" in r["diagnosis"]]
-        out[name] = {"n": len(group), "flags": {f: round(100 * n / len(group), 1) for f, n in sorted(flags.items())} if group else {},
-                     "median_margin": statistics.median(margins) if margins else None}
+        out[name] = {
+            "n": len(group),
+            "flags": {f: round(100 * n / len(group), 1) for f, n in sorted(flags.items())} if group else {},
+            "median_margin": statistics.median(margins) if margins else None,
+        }
     return {"metric": metric, **out}
 
 
@@ -114,31 +130,52 @@ def error_sources(records: list[dict], metric: str) -> dict:
 
 def error_section(report: dict) -> list[str]:
     """The markdown of :func:`error_sources` for every method of a report."""
-    return _stage_table([run for run in report["runs"] if run.get("errors")]) + \
-        _signal_table([run for run in report["runs"] if run.get("signals")])
+    return _stage_table([run for run in report["runs"] if run.get("errors")]) + _signal_table(
+        [run for run in report["runs"] if run.get("signals")]
+    )
 
 
 def _stage_table(runs: list[dict]) -> list[str]:
     if not runs:
         return []
-    lines = ["", "## Where errors come from (wrong examples by stage: parse differs from the true graph, an "
-             "entity's box IoU < 0.5 with its true box, or neither: the scoring)", "",
-             row(["method", "metric", "wrong / examples", "parse", "grounding", "parse and grounding", "neither (scoring)"]),
-             "|---" * 7 + "|"]
+    lines = [
+        "",
+        "## Where errors come from (wrong examples by stage: parse differs from the true graph, an "
+        "entity's box IoU < 0.5 with its true box, or neither: the scoring)",
+        "",
+        row(["method", "metric", "wrong / examples", "parse", "grounding", "parse and grounding", "neither (scoring)"]),
+        "|---" * 7 + "|",
+    ]
     for run in runs:
         e = run["errors"]
         parse = e["parse"] if e.get("parse_known") else "-"
         grounding = e["grounding"] if e.get("grounding_known") else "-"
-        lines.append(row([run["method"], e["metric"], f"{e['wrong']} / {e['examples']}", parse, grounding,
-                          e["parse_and_grounding"], e["neither"]]))
+        lines.append(
+            row(
+                [
+                    run["method"],
+                    e["metric"],
+                    f"{e['wrong']} / {e['examples']}",
+                    parse,
+                    grounding,
+                    e["parse_and_grounding"],
+                    e["neither"],
+                ]
+            )
+        )
     return lines
 
 
 def _signal_table(runs: list[dict]) -> list[str]:
     if not runs:
         return []
-    lines = ["", "## Signals of wrong and right examples (no true parses or boxes in this data)", "",
-             row(["method", "examples", "n", "fallbacks (% of them)", "median smallest grounding margin"]), "|---" * 5 + "|"]
+    lines = [
+        "",
+        "## Signals of wrong and right examples (no true parses or boxes in this data)",
+        "",
+        row(["method", "examples", "n", "fallbacks (% of them)", "median smallest grounding margin"]),
+        "|---" * 5 + "|",
+    ]
     for run in runs:
         for name in ("wrong", "right"):
             found = run["signals"][name]

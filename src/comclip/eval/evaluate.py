@@ -11,24 +11,24 @@ by every method that uses it; then it scores, resumably, and writes ``report.jso
 
 from __future__ import annotations
 
-import json
 import re
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 from ..backbones import Backbone
 from ..config import PipelineConfig
 from ..errors import InputError
-from ..grounding import Grounder, create_grounder
+from ..grounding import Grounder
+from ..grounding.pool import GrounderPool
 from ..parsing.given import GivenParser
 from ..pipeline import ComCLIP
-from . import runner
+from . import retrieval, store  # noqa: F401 (retrieval registers its task)
 from .datasets import GENERATED, Dataset, load_dataset
 from .datasets.retrieval import RetrievalDataset
 from .distributed import World
-from .grounding_accuracy import grounding_report, has_boxes, oracle_grounder
-from .retrieval import run_retrieval
-from .scorers import clip_scorer, comclip_scorer
+from .grounding_accuracy import grounding_report, has_boxes, known_boxes, oracle_grounder
+from .report import write_report
+from .runner import TASKS, run_task
 
 #: Plain CLIP, as a method.
 CLIP = None
@@ -37,14 +37,22 @@ Methods = Mapping[str, "PipelineConfig | None"]
 OUT_TEMPLATE = "results/{dataset}_{split}_{model}"
 
 
-def default_out_dir(dataset, model: str) -> Path:
+def default_out_dir(dataset: Dataset | RetrievalDataset, model: str) -> Path:
     """``OUT_TEMPLATE`` filled in; the model name is cut to a safe file name."""
     slug = re.sub(r"[^A-Za-z0-9._-]+", "-", model).strip("-")[-60:]
     return Path(OUT_TEMPLATE.format(dataset=dataset.name, split=dataset.split, model=slug))
 
 
-def open_dataset(name: str, data=None, image_dir=None, *, split: str | None = None, task: str | None = None,
-                 seed: int = 0, n: int | None = None) -> Dataset | RetrievalDataset:
+def open_dataset(
+    name: str,
+    data: str | Path | None = None,
+    image_dir: str | Path | None = None,
+    *,
+    split: str | None = None,
+    task: str | None = None,
+    seed: int = 0,
+    n: int | None = None,
+) -> Dataset | RetrievalDataset:
     """A dataset by name: read from ``data`` (and ``image_dir``), or generated from ``task``,
     ``seed`` and ``n`` for generated ones (the sandbox)."""
     if name in GENERATED:
@@ -54,29 +62,16 @@ def open_dataset(name: str, data=None, image_dir=None, *, split: str | None = No
     return load_dataset(name, data, image_dir, split=split)
 
 
-class GrounderPool:
-    """One grounder per distinct grounder configuration, shared by every pipeline that uses it,
-    so each image's candidate regions are encoded once for all of them."""
-
-    def __init__(self, backbone: Backbone, dataset=None):
-        self.backbone, self.dataset = backbone, dataset
-        self._grounders: dict[str, Grounder] = {}
-
-    def get(self, config: PipelineConfig) -> Grounder:
-        key = json.dumps([config.grounder, config.grounder_options()], sort_keys=True)
-        if key not in self._grounders:
-            if config.grounder == "oracle":
-                if not has_boxes(self.dataset):
-                    raise InputError("--grounder oracle needs data with known boxes (comclip eval sandbox)")
-                self._grounders[key] = oracle_grounder(self.dataset)
-            else:
-                self._grounders[key] = create_grounder(config.grounder, self.backbone, **config.grounder_options())
-        return self._grounders[key]
+def grounder_pool(backbone: Backbone, dataset: Dataset | RetrievalDataset | None = None) -> GrounderPool:
+    """A pool of grounders for ``dataset``'s pipelines: with its true boxes, where it has them, for the oracle."""
+    return GrounderPool(backbone, known_boxes(dataset) if has_boxes(dataset) else None)
 
 
-def build_pipelines(backbone: Backbone, methods: Methods, dataset=None, pool: GrounderPool | None = None) -> dict:
+def build_pipelines(
+    backbone: Backbone, methods: Methods, dataset: Dataset | RetrievalDataset | None = None, pool: GrounderPool | None = None
+) -> dict[str, ComCLIP | None]:
     """``{method: ComCLIP, or None for plain CLIP}``; ``parser="given"`` takes the dataset's graphs."""
-    pool = pool or GrounderPool(backbone, dataset)
+    pool = pool or grounder_pool(backbone, dataset)
     given = None
     pipelines: dict[str, ComCLIP | None] = {}
     for name, config in methods.items():
@@ -87,7 +82,7 @@ def build_pipelines(backbone: Backbone, methods: Methods, dataset=None, pool: Gr
         if config.parser == "given":
             given = given or GivenParser({t: g for ex in getattr(dataset, "examples", ()) for t, g in ex.given.items()})
             parser = given
-        pipelines[name] = ComCLIP(backbone, config, parser=parser, grounder=pool.get(config))
+        pipelines[name] = ComCLIP(backbone, config, parser=parser, grounder=pool.for_config(config))
     return pipelines
 
 
@@ -96,64 +91,60 @@ def method_configs(backbone: Backbone, pipelines: Mapping[str, ComCLIP | None]) 
     return {name: {"model": backbone.name} if p is None else p.describe() for name, p in pipelines.items()}
 
 
-def evaluate(dataset, backbone: Backbone, methods: Methods, out_dir, *, resume: bool = False, force: bool = False,
-             limit: int | None = None, workers: int = 0, rerank_top: int = 10, seed: int = 0, n_bootstrap: int = 1000,
-             progress: bool | None = None, extra: dict | None = None, notes: Mapping[str, dict] | None = None,
-             world: World = World()) -> dict | None:
+def evaluate(
+    dataset: Dataset | RetrievalDataset,
+    backbone: Backbone,
+    methods: Methods,
+    out_dir: str | Path,
+    *,
+    resume: bool = False,
+    force: bool = False,
+    limit: int | None = None,
+    workers: int = 0,
+    rerank_top: int = 10,
+    seed: int = 0,
+    n_bootstrap: int = 1000,
+    progress: bool | None = None,
+    extra: dict | None = None,
+    notes: Mapping[str, dict] | None = None,
+    world: World = World(),
+) -> dict | None:
     """Score ``dataset`` with every method into ``out_dir`` and write the report; returns it.
 
-    With several processes (``world``, see :mod:`comclip.eval.distributed`), each scores its
-    share and the main one writes the report (with ``world_size``) and returns it; the others
-    return None.
+    The dataset's ``task`` picks how it is scored (:data:`~comclip.eval.runner.TASKS`: example by
+    example, or retrieval's ranking and re-ranking). With several processes (``world``, see
+    :mod:`comclip.eval.distributed`), each scores its share and the main one writes the
+    report (with ``world_size``) and returns it; the others return None.
 
     The folder's ``run.json`` records what makes the run (see
-    :func:`~comclip.eval.runner.run_manifest`): ``resume`` continues only that same run, and
-    raises :class:`~comclip.eval.runner.RunFinished` where it is complete (unless ``force``,
+    :func:`~comclip.eval.store.run_manifest`): ``resume`` continues only that same run, and
+    raises :class:`~comclip.eval.store.RunFinished` where it is complete (unless ``force``,
     which rebuilds the report). Data with true boxes also gets the grounding accuracy of each
     method's grounder and of the oracle, unless ``extra`` already gives a ``grounding``
     section. ``extra`` adds top-level report sections, ``notes`` fields to a method's config.
     """
     out = Path(out_dir)
-    retrieval = isinstance(dataset, RetrievalDataset)
-    if retrieval:
-        _check_retrieval_methods(methods, rerank_top)
     pipelines = build_pipelines(backbone, methods, dataset)
-    notes = dict(notes or {})
-    reranker = next((name for name, p in pipelines.items() if p is not None), None)
-    if retrieval and reranker is not None:
-        notes[reranker] = {**notes.get(reranker, {}), "rerank_top": rerank_top}
-    configs = {name: {**c, **notes.get(name, {})} for name, c in method_configs(backbone, pipelines).items()}
-    manifest = runner.run_manifest(dataset, backbone, configs, limit)
-    if resume and not force and runner.finished(out, manifest):
-        raise runner.RunFinished(f"{out / 'report.json'} exists: run already finished (use --force to rebuild the report)")
-    options = dict(resume=resume, limit=limit, workers=workers, progress=progress, manifest=manifest)
-    if retrieval:
-        results = run_retrieval(dataset, backbone, out, reranker=pipelines.get(reranker) if reranker else None,
-                                reranker_name=reranker or "comclip", rerank_top=rerank_top, world=world, **options)
-        results = {key: value for key, value in results.items() if key[0] in methods}
-    else:
-        scorers = {name: clip_scorer(backbone) if p is None else comclip_scorer(p) for name, p in pipelines.items()}
-        results = runner.run(dataset, scorers, out, pin_memory=backbone.device.type == "cuda", world=world, **options)
+    task = TASKS[dataset.task](dataset, backbone, pipelines, limit=limit, workers=workers, rerank_top=rerank_top)
+    notes = notes or {}
+    configs = {
+        name: {**config, **notes.get(name, {}), **task.notes.get(name, {})}
+        for name, config in method_configs(backbone, pipelines).items()
+    }
+    manifest = store.run_manifest(dataset, backbone, configs, limit)
+    if resume and not force and store.finished(out, manifest):
+        raise store.RunFinished(f"{out / 'report.json'} exists: run already finished (use --force to rebuild the report)")
+    results = run_task(task, out, resume=resume, manifest=manifest, progress=progress, world=world)
     if not world.main:
         return None
+    results = {key: value for key, value in results.items() if key[0] in methods}
     extra = {"backbone": backbone.describe(), "world_size": world.size, **(extra or {})}
-    if has_boxes(dataset) and "grounding" not in extra:
-        extra["grounding"] = grounding_report(_report_grounders(pipelines, dataset), dataset,
-                                              seed=seed, n_bootstrap=n_bootstrap)
-    return runner.write_report(dataset, backbone.name, configs, results, out, seed=seed, n_bootstrap=n_bootstrap, extra=extra)
+    if "grounding" not in extra and has_boxes(dataset):
+        extra["grounding"] = grounding_report(_report_grounders(pipelines, dataset), dataset, seed=seed, n_bootstrap=n_bootstrap)
+    return write_report(dataset, backbone.name, configs, results, out, seed=seed, n_bootstrap=n_bootstrap, extra=extra)
 
 
-def _check_retrieval_methods(methods: Methods, rerank_top: int) -> None:
-    """Retrieval ranks with CLIP and re-ranks CLIP's top ``rerank_top`` with one composed method."""
-    composed = [name for name, config in methods.items() if config is not None]
-    plain = [name for name, config in methods.items() if config is None]
-    if len(composed) > 1 or plain not in ([], ["clip"]):
-        raise InputError("retrieval evaluates clip (CLIP ranking) and one composed method (re-ranking), nothing else")
-    if rerank_top < 1:
-        raise InputError(f"--rerank-top must be at least 1, got {rerank_top}")
-
-
-def _report_grounders(pipelines: Mapping[str, ComCLIP | None], dataset) -> dict[str, tuple[Grounder, bool]]:
+def _report_grounders(pipelines: Mapping[str, ComCLIP | None], dataset: Dataset) -> dict[str, tuple[Grounder, bool]]:
     """The distinct (grounder, assignment) pairs of the methods, by name (the grounder's, with
     ``joint`` or the method where needed to tell them apart), then the oracle."""
     grounders: dict[str, tuple[Grounder, bool]] = {}

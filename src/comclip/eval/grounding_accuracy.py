@@ -9,6 +9,9 @@ different region), else each by its top box.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import TypeGuard
+
 from ..cache import image_digest
 from ..grounding import Grounder, create_grounder
 from ..grounding.assignment import assign
@@ -19,7 +22,7 @@ from .datasets import Dataset
 IOU_THRESHOLD = 0.5
 
 
-def has_boxes(dataset) -> bool:
+def has_boxes(dataset: object) -> TypeGuard[Dataset]:
     """Whether any example of ``dataset`` carries the true boxes of its images."""
     return any(getattr(ex, "boxes", ()) for ex in getattr(dataset, "examples", ()))
 
@@ -57,8 +60,9 @@ def _rankings(grounder: Grounder, stored: Stored, image, labels: list[str]) -> l
     return [ranked[label] for label in labels]
 
 
-def grounding_report(grounders: dict[str, Grounder | tuple[Grounder, bool]], dataset: Dataset, seed: int = 0,
-                     n_bootstrap: int = 1000) -> dict:
+def grounding_report(
+    grounders: Mapping[str, Grounder | tuple[Grounder, bool]], dataset: Dataset, seed: int = 0, n_bootstrap: int = 1000
+) -> dict:
     """``{name: {"value": %, "ci95": [lo, hi], "n": objects}}``; a grounder may be given as
     ``(grounder, joint)`` to ground each image's labels jointly."""
     out = {}

@@ -6,7 +6,8 @@ the mean, so that :func:`bootstrap_ci` can resample examples for a 95% interval.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from scipy import stats
@@ -151,10 +152,14 @@ def paired_comparison(baseline, method, n_resamples: int = 1000, seed: int = 0) 
     b = np.asarray(method, dtype=np.float64)
     improved, worsened = int(((b == 1) & (a == 0)).sum()), int(((b == 0) & (a == 1)).sum())
     discordant = improved + worsened
-    out = {"n": int(a.size), "difference": 100.0 * float((b - a).mean()) if a.size else float("nan"),
-           "ci95": list(bootstrap_ci(b - a, n_resamples, seed)) if n_resamples and a.size else None,
-           "improved": improved, "worsened": worsened,
-           "p_mcnemar": float(stats.binomtest(improved, discordant, 0.5).pvalue) if discordant else 1.0}
+    out: dict[str, Any] = {
+        "n": int(a.size),
+        "difference": 100.0 * float((b - a).mean()) if a.size else float("nan"),
+        "ci95": list(bootstrap_ci(b - a, n_resamples, seed)) if n_resamples and a.size else None,
+        "improved": improved,
+        "worsened": worsened,
+        "p_mcnemar": float(stats.binomtest(improved, discordant, 0.5).pvalue) if discordant else 1.0,
+    }
     if out["ci95"] is not None:  # bootstrap_ci gives percent of a mean in [-1, 1]: points, as the difference
         out["ci95"] = [float(v) for v in out["ci95"]]
     return out

@@ -13,14 +13,11 @@ the reason and leaves the gallery; the report counts them.
 
 from __future__ import annotations
 
-import sys
+from collections.abc import Iterator, Sequence
 from functools import lru_cache
-from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from ..errors import ComclipError, InputError
 from ..images import LoadedImage, load_image
@@ -28,11 +25,10 @@ from ..loading import ImageLoader
 from ..similarity import cosines
 from ..text import validate_captions
 from .datasets.retrieval import RetrievalDataset
-from .distributed import World, barrier, gathered
-from .runner import ResultLog, merge_shards, quiet, traced_batch
-
-KS = (1, 5, 10)
-T2I, I2T = "retrieval_t2i", "retrieval_i2t"
+from .distributed import World, gathered
+from .kinds import I2T, T2I, correct
+from .runner import TASKS, check_limit, run_task, traced_batch
+from .store import Key, ResultLog
 
 
 def strict_rank(scores: np.ndarray, target: int | Sequence[int]) -> int:
@@ -40,10 +36,6 @@ def strict_rank(scores: np.ndarray, target: int | Sequence[int]) -> int:
     against the target, as in :func:`comclip.eval.metrics.retrieval_hits`)."""
     targets = np.atleast_1d(target)
     return int(min((scores >= scores[t]).sum() - 1 for t in targets))
-
-
-def _hits(rank: int, direction: str, ks=KS) -> dict[str, bool]:
-    return {f"r@{k}_{direction}": rank < k for k in ks}
 
 
 class Gallery:
@@ -58,7 +50,7 @@ class Gallery:
         self.errors: dict[int, str] = {}
         self._get = lru_cache(maxsize=keep)(self._decode)
 
-    def encode(self, backbone, chunk: int = 256, world: World = World()) -> tuple[list[int], "torch.Tensor | None"]:
+    def encode(self, backbone, chunk: int = 256, world: World = World()) -> tuple[list[int], torch.Tensor | None]:
         """The indices of the images that decode, and their embeddings; the rest go to ``errors``.
         With several processes each encodes every N-th image and all get the whole gallery."""
         mine = world.shard(range(len(self.paths)))
@@ -100,52 +92,155 @@ def _valid_captions(dataset: RetrievalDataset, image_errors: dict[int, str]) -> 
     return captions, caption_errors
 
 
-def run_retrieval(dataset: RetrievalDataset, backbone, out_dir, *, reranker=None, reranker_name: str = "comclip",
-                  rerank_top: int = 10, resume: bool = False, limit: int | None = None, progress: bool | None = None, workers: int = 0,
-                  chunk: int = 32, manifest: dict | None = None, world: World = World()) -> dict:
-    """Score all queries with ``clip`` (and re-ranking, recorded as ``reranker_name``, when ``reranker`` is given).
+class RetrievalTask:
+    """Every query ranked by ``clip`` (and re-ranked, recorded as ``reranker_name``, when a
+    ``reranker`` is given).
 
     ``workers`` processes decode the gallery's files. Re-ranking scores ``chunk`` queries at a
     time through the reranker's ``score_groups`` where it has one, so their encodings share
     batches; a failure in a chunk is traced to its query by scoring that chunk one by one.
-    The results folder is checked (``manifest``, see :class:`~comclip.eval.runner.ResultLog`)
-    before any image is encoded. With several processes (``world``) the gallery and the
-    captions are encoded in shares and gathered, and each process ranks its share of the
-    queries into its own shard; the main one merges them and returns every record, the
-    others nothing.
+    The gallery is encoded in :meth:`plan`, after the results folder is checked. With several
+    processes the gallery and the captions are encoded in shares and gathered, and each
+    process ranks its share of the queries.
     """
-    if limit is not None and limit < 1:
-        raise InputError(f"--limit must be at least 1, got {limit}")
-    if limit:
-        dataset = RetrievalDataset(dataset.name, dataset.split, dataset.images[:limit],
-                                   [c for c, i in zip(dataset.captions, dataset.caption_image) if i < limit],
-                                   [i for i in dataset.caption_image if i < limit], dataset.source, dataset.licence)
-    with ResultLog(out_dir, resume, manifest, world) as results:
-        gallery = Gallery(dataset.images, workers)
-        image_ids, image_emb = gallery.encode(backbone, world=world)
-        captions, caption_errors = _valid_captions(dataset, gallery.errors)
-        caption_ids = sorted(captions)
-        row_of = {n: row for row, n in enumerate(image_ids)}
-        owner = np.array([row_of[dataset.caption_image[t]] for t in caption_ids], dtype=int)
-        similarity = np.zeros((len(image_ids), len(caption_ids)))
-        if image_ids and caption_ids:
-            text_emb = _encode_captions(backbone, [captions[t] for t in caption_ids], world)
+
+    unit = "query"
+
+    def __init__(
+        self,
+        dataset: RetrievalDataset,
+        backbone,
+        *,
+        reranker=None,
+        reranker_name: str = "comclip",
+        rerank_top: int = 10,
+        limit: int | None = None,
+        workers: int = 0,
+        chunk: int = 32,
+    ):
+        check_limit(limit)
+        self.dataset = dataset.first(limit) if limit else dataset
+        self.backbone, self.reranker, self.rerank_top = backbone, reranker, rerank_top
+        self.workers, self.chunk = workers, chunk
+        self.methods = ["clip"] + ([reranker_name] if reranker is not None else [])
+        self.notes = {reranker_name: {"rerank_top": rerank_top}} if reranker is not None else {}
+        self._work: list[tuple[str, list[tuple[str, str]], list[tuple[str, int]]]] = []
+
+    def plan(self, results: ResultLog, world: World) -> int:
+        gallery = Gallery(self.dataset.images, self.workers)
+        self.image_ids, image_emb = gallery.encode(self.backbone, world=world)
+        captions, caption_errors = _valid_captions(self.dataset, gallery.errors)
+        self.caption_ids = sorted(captions)
+        row_of = {n: row for row, n in enumerate(self.image_ids)}
+        owner = np.array([row_of[self.dataset.caption_image[t]] for t in self.caption_ids], dtype=int)
+        similarity = np.zeros((len(self.image_ids), len(self.caption_ids)))
+        if image_emb is not None and self.caption_ids:
+            text_emb = _encode_captions(self.backbone, [captions[t] for t in self.caption_ids], world)
             similarity = cosines(image_emb, text_emb).double().numpy()
-        context = _Context(similarity, owner, reranker, rerank_top, _Indexed(gallery, image_ids),
-                           [captions[t] for t in caption_ids])
-        failures = [*((f"i2t/{n}", e) for n, e in gallery.errors.items()), *((f"t2i/{t}", e) for t, e in caption_errors.items())]
-        methods = ["clip"] + ([reranker_name] if reranker is not None else [])
-        for method in methods:
-            for query_id, error in world.shard(failures):
-                if not results.has(method, query_id):
-                    results.add({**_query_record(query_id, method), "status": "failed", "error": error})
-            _rank_queries(method, context, results, image_ids, caption_ids, chunk, progress, world)
-    barrier(world)  # every shard is complete
-    if not world.main:
-        return {}
-    queries = [_query_id(*q, image_ids, caption_ids) for q in _queries(image_ids, caption_ids)]
-    order = [(method, query_id) for method in methods for query_id in [f for f, _ in failures] + queries]
-    return merge_shards(Path(out_dir), order, results.done)
+        self.context = _Context(
+            similarity,
+            owner,
+            self.reranker,
+            self.rerank_top,
+            _Indexed(gallery, self.image_ids),
+            [captions[t] for t in self.caption_ids],
+        )
+        self.failures = [
+            *((f"i2t/{n}", e) for n, e in gallery.errors.items()),
+            *((f"t2i/{t}", e) for t, e in caption_errors.items()),
+        ]
+        queries = world.shard(_queries(self.image_ids, self.caption_ids))
+        failed = world.shard(self.failures)
+        self._work = [
+            (
+                method,
+                [f for f in failed if not results.has(method, f[0])],
+                [q for q in queries if not results.has(method, self._id(*q))],
+            )
+            for method in self.methods
+        ]
+        return sum(len(f) + len(q) for _, f, q in self._work)
+
+    def records(self) -> Iterator[tuple[list[dict], int]]:
+        for method, failed, todo in self._work:
+            if failed:
+                yield (
+                    [{**_query_record(query_id, method), "status": "failed", "error": error} for query_id, error in failed],
+                    len(failed),
+                )
+            for start in range(0, len(todo), self.chunk):
+                part = todo[start : start + self.chunk]
+                yield (
+                    [self._record(method, query, outcome) for query, outcome in zip(part, self.context.rank(method, part))],
+                    len(part),
+                )
+
+    def order(self) -> list[Key]:
+        queries = [self._id(*q) for q in _queries(self.image_ids, self.caption_ids)]
+        return [(method, query_id) for method in self.methods for query_id in [f for f, _ in self.failures] + queries]
+
+    def _id(self, direction: str, q: int) -> str:
+        return f"t2i/{self.caption_ids[q]}" if direction == "t2i" else f"i2t/{self.image_ids[q]}"
+
+    def _record(self, method: str, query: tuple[str, int], outcome) -> dict:
+        record = _query_record(self._id(*query), method)
+        if isinstance(outcome, ComclipError):
+            return {**record, "status": "failed", "error": str(outcome)}
+        return {**record, "status": "ok", **outcome, "correct": correct(record["kind"], np.asarray(outcome["rank"]))}
+
+
+@TASKS.register("retrieval")
+def retrieval_task(
+    dataset: RetrievalDataset, backbone, pipelines: dict, *, limit: int | None = None, workers: int = 0, rerank_top: int = 10
+) -> RetrievalTask:
+    """CLIP ranks the gallery (method ``clip``); one composed method re-ranks CLIP's top ``rerank_top``."""
+    composed = [name for name, pipeline in pipelines.items() if pipeline is not None]
+    plain = [name for name, pipeline in pipelines.items() if pipeline is None]
+    if len(composed) > 1 or plain not in ([], ["clip"]):
+        raise InputError("retrieval evaluates clip (CLIP ranking) and one composed method (re-ranking), nothing else")
+    if rerank_top < 1:
+        raise InputError(f"--rerank-top must be at least 1, got {rerank_top}")
+    reranker = composed[0] if composed else None
+    return RetrievalTask(
+        dataset,
+        backbone,
+        reranker=pipelines[reranker] if reranker else None,
+        reranker_name=reranker or "comclip",
+        rerank_top=rerank_top,
+        limit=limit,
+        workers=workers,
+    )
+
+
+def run_retrieval(
+    dataset: RetrievalDataset,
+    backbone,
+    out_dir,
+    *,
+    reranker=None,
+    reranker_name: str = "comclip",
+    rerank_top: int = 10,
+    resume: bool = False,
+    limit: int | None = None,
+    progress: bool | None = None,
+    workers: int = 0,
+    chunk: int = 32,
+    manifest: dict | None = None,
+    world: World = World(),
+) -> dict:
+    """Rank every query into ``out_dir`` (:class:`RetrievalTask` through :func:`~comclip.eval.runner.run_task`);
+    returns every record, the main process only."""
+    task = RetrievalTask(
+        dataset,
+        backbone,
+        reranker=reranker,
+        reranker_name=reranker_name,
+        rerank_top=rerank_top,
+        limit=limit,
+        workers=workers,
+        chunk=chunk,
+    )
+    return run_task(task, out_dir, resume=resume, manifest=manifest, progress=progress, world=world)
 
 
 def _queries(image_ids, caption_ids) -> list[tuple[str, int]]:
@@ -153,7 +248,7 @@ def _queries(image_ids, caption_ids) -> list[tuple[str, int]]:
     return [("t2i", col) for col in range(len(caption_ids))] + [("i2t", row) for row in range(len(image_ids))]
 
 
-def _encode_captions(backbone, texts: list[str], world: World) -> "torch.Tensor":
+def _encode_captions(backbone, texts: list[str], world: World) -> torch.Tensor:
     """The captions' embeddings; with several processes each encodes every N-th and all get all."""
     if world.size == 1:
         return backbone.encode_texts(texts)
@@ -161,25 +256,6 @@ def _encode_captions(backbone, texts: list[str], world: World) -> "torch.Tensor"
     rows = dict(zip(mine, backbone.encode_texts([texts[n] for n in mine]))) if mine else {}
     rows = gathered(world, rows)
     return torch.stack([rows[n] for n in range(len(texts))])
-
-
-def _rank_queries(method: str, context: "_Context", results: ResultLog, image_ids, caption_ids, chunk: int, progress,
-                  world: World = World()) -> None:
-    """Every query not yet in ``results`` (this process's share of them), ranked ``chunk`` at a
-    time, each written as it is."""
-    queries = world.shard(_queries(image_ids, caption_ids))
-    todo = [(d, q) for d, q in queries if not results.has(method, _query_id(d, q, image_ids, caption_ids))]
-    off = quiet(progress) if world.main else True
-    with tqdm(total=len(todo), desc=method, unit="query", disable=off, file=sys.stderr) as bar:
-        for start in range(0, len(todo), chunk):
-            part = todo[start : start + chunk]
-            for (direction, q), outcome in zip(part, context.rank(method, part)):
-                record = _query_record(_query_id(direction, q, image_ids, caption_ids), method)
-                if isinstance(outcome, ComclipError):
-                    results.add({**record, "status": "failed", "error": str(outcome)})
-                else:
-                    results.add({**record, "status": "ok", **outcome, "correct": _hits(outcome["rank"], direction)})
-                bar.update()
 
 
 class _Indexed:
@@ -197,10 +273,6 @@ def _query_record(query_id: str, method: str) -> dict:
     return {"id": query_id, "method": method, "kind": T2I if query_id.startswith("t2i/") else I2T, "subset": "", "tags": []}
 
 
-def _query_id(direction: str, q: int, image_ids, caption_ids) -> str:
-    return f"t2i/{caption_ids[q]}" if direction == "t2i" else f"i2t/{image_ids[q]}"
-
-
 class _Context:
     """What ranking a query needs: CLIP's similarities, the reranker and the gallery."""
 
@@ -214,8 +286,8 @@ class _Context:
         if method == "clip":
             return [{"rank": clip_rank} for clip_rank, _, _ in ranked]
         outcomes: list = [{"rank": clip_rank, "clip_rank": clip_rank} for clip_rank, _, _ in ranked]
-        plans = [self._candidates(scores, targets) for _, scores, targets in ranked]
-        todo = [n for n, plan in enumerate(plans) if plan is not None]
+        plans = {n: plan for n, (_, scores, targets) in enumerate(ranked) if (plan := self._candidates(scores, targets))}
+        todo = list(plans)
         groups = [self._group(*queries[n], plans[n][0]) for n in todo]
         for n, matrix in zip(todo, traced_batch(self._rescore, groups)):
             if isinstance(matrix, ComclipError):

@@ -1,12 +1,30 @@
 """The two scorers every evaluation compares: plain CLIP and a ComCLIP pipeline, both able to
-score many examples in one batched pass (see :class:`comclip.eval.runner.PairScorer`)."""
+score many examples in one batched pass (see :class:`PairScorer`)."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from ..similarity import cosines
-from .runner import PairScorer
+
+
+class PairScorer:
+    """A scorer of (images, texts) groups: ``scorer(images, texts)`` gives one ``[images,
+    texts]`` matrix; :meth:`batch` scores many groups at once (batched encodings). The
+    default :meth:`batch` just loops, so any callable can be wrapped."""
+
+    def __init__(self, one, many=None, texts=None):
+        self._one, self._many, self._texts = one, many, texts
+
+    def __call__(self, images, texts):
+        return self._one(images, texts)
+
+    def batch(self, groups):
+        return self._many(groups) if self._many is not None else [self._one(im, tx) for im, tx in groups]
+
+    def text_similarity(self, texts):
+        """``[texts, texts]`` cosines of the text side, for text-only metrics; None without one."""
+        return None if self._texts is None else self._texts(texts)
 
 
 def _images(group) -> list:
@@ -38,7 +56,10 @@ def comclip_scorer(model) -> PairScorer:
     runner records the flags and a diagnosis (see :mod:`comclip.eval.diagnosis`)."""
 
     def many(groups):
-        return [(np.asarray(matrix), flags, grid) for matrix, flags, grid in model.score_groups(groups, with_flags=True, with_results=True)]
+        return [
+            (np.asarray(matrix), flags, grid)
+            for matrix, flags, grid in model.score_groups(groups, with_flags=True, with_results=True)
+        ]
 
     return PairScorer(lambda images, texts: many([(images, texts)])[0], many, texts=text_similarity(model.backbone))
 

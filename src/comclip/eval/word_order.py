@@ -9,7 +9,7 @@ overall and per subset: this is where ComCLIP's claim can be read directly.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from .datasets.base import DIFFERENT_WORDS, SAME_WORDS
 from .tables import cell, row
@@ -33,8 +33,10 @@ def summarise_word_order(records: list[dict], block: Callable[[list[dict]], dict
     if not marked:
         return {}
     subsets = sorted({r["subset"] for r in marked if r["subset"]})
-    return {"word_order": _split(marked, block),
-            "word_order_subsets": {s: _split([r for r in marked if r["subset"] == s], block) for s in subsets}}
+    return {
+        "word_order": _split(marked, block),
+        "word_order_subsets": {s: _split([r for r in marked if r["subset"] == s], block) for s in subsets},
+    }
 
 
 def word_order_section(report: dict, names: list[str]) -> list[str]:
@@ -43,14 +45,20 @@ def word_order_section(report: dict, names: list[str]) -> list[str]:
     if not runs:
         return []
     headers = [f"{run['method']} {n}" for run in runs for n in names]
-    lines = ["", "## Word order", "",
-             "Examples whose false captions are the true ones' words in another order, apart from the rest: a model "
-             "that matches bags of words is at chance on the first row.", "",
-             row(["examples", "n", *headers]), "|---" * (2 + len(headers)) + "|"]
+    lines = [
+        "",
+        "## Word order",
+        "",
+        "Examples whose false captions are the true ones' words in another order, apart from the rest: a model "
+        "that matches bags of words is at chance on the first row.",
+        "",
+        row(["examples", "n", *headers]),
+        "|---" * (2 + len(headers)) + "|",
+    ]
     lines += _rows(runs, names, "", lambda run: run["word_order"])
     subsets = sorted({s for run in runs for s in run.get("word_order_subsets", {})})
     for subset in subsets:
-        lines += _rows(runs, names, f"{subset}: ", lambda run: run["word_order_subsets"].get(subset, {}))
+        lines += _rows(runs, names, f"{subset}: ", lambda run: run["word_order_subsets"].get(subset, {}))  # noqa: B023 (called at once)
     return lines
 
 
@@ -58,7 +66,10 @@ def _rows(runs: list[dict], names: list[str], prefix: str, split: Callable[[dict
     lines = []
     for name in CLASSES:
         first = split(runs[0]).get(name, {"n": 0})
-        cells = [cell(split(run)[name]["metrics"][n]) if n in split(run).get(name, {}).get("metrics", {}) else "-"
-                 for run in runs for n in names]
+        cells = [
+            cell(split(run)[name]["metrics"][n]) if n in split(run).get(name, {}).get("metrics", {}) else "-"
+            for run in runs
+            for n in names
+        ]
         lines.append(row([f"{prefix}{name}", first["n"], *cells]))
     return lines

@@ -14,8 +14,8 @@ query, and two of its boxes overlapping by IoU >= :data:`SAME_REGION_IOU` count 
 
 from __future__ import annotations
 
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
-from typing import Hashable, Sequence
 
 import numpy as np
 
@@ -47,8 +47,9 @@ def ranking_margin(detections: Sequence[Detection]) -> float | None:
     return float(detections[0].score - detections[1].score) if len(detections) >= 2 else None
 
 
-def assign(rankings: Sequence[Sequence[Detection]], groups: Sequence[Hashable], joint: bool = True,
-           union_margin: float | None = None) -> list[Grounded]:
+def assign(
+    rankings: Sequence[Sequence[Detection]], groups: Sequence[Hashable], joint: bool = True, union_margin: float | None = None
+) -> list[Grounded]:
     """Each entity's grounding from its ranked detections (best first). ``groups[k]`` names what
     tells entity ``k`` apart (its query and attributes): entities of one group share a region.
     ``union_margin``: also take the entity's detections scoring within it of the picked one
@@ -62,7 +63,7 @@ def assign(rankings: Sequence[Sequence[Detection]], groups: Sequence[Hashable], 
     rows = [rankings[k] for k in first.values()]
     regions, scores = _region_matrix(rows)
     picked = _solve(scores)
-    taken = {picked[r] for r in range(len(rows)) if picked[r] is not None}
+    taken = {column for column in picked[: len(rows)] if column is not None}
     out = []
     for k, group in enumerate(groups):
         detections = rankings[k]
@@ -123,14 +124,20 @@ def _best_in_region(detections: Sequence[Detection], region: Box) -> Detection |
     return next((d for d in detections if same_region(bounding_box(d.boxes), region)), None)
 
 
-def _union(detections: Sequence[Detection], chosen: Detection | None, margin: float | None,
-           excluded: set[Box]) -> Detection | None:
+def _union(
+    detections: Sequence[Detection], chosen: Detection | None, margin: float | None, excluded: set[Box]
+) -> Detection | None:
     """``chosen``, or with a margin the union of it and every detection scoring within the margin
     of it, as the argmax pick has always done (regions picked for other entities left out)."""
     if chosen is None or margin is None:
         return chosen
-    close = [chosen] + [d for d in detections if d is not chosen and d.score >= chosen.score - margin
-                        and not any(same_region(bounding_box(d.boxes), r) for r in excluded)]
+    close = [chosen] + [
+        d
+        for d in detections
+        if d is not chosen
+        and d.score >= chosen.score - margin
+        and not any(same_region(bounding_box(d.boxes), r) for r in excluded)
+    ]
     if chosen is detections[0]:  # the argmax pick: the ranking's order, as before
         close = [d for d in detections if d in close]
     boxes = tuple(dict.fromkeys(b for d in close for b in d.boxes))

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING
 
 from PIL import Image
 
@@ -36,7 +37,7 @@ class Grounder(ABC):
     #: Whether its rankings may be kept in the persistent cache (see :mod:`comclip.stored`).
     cacheable: bool = False
 
-    def prepare(self, images: Sequence[Image.Image]) -> list["torch.Tensor | None"]:
+    def prepare(self, images: Sequence[Image.Image]) -> list[torch.Tensor | None]:
         """Do per-image work for many images at once (batched), before :meth:`ground` is
         called on each. Returns, per image, its global embedding where that work computed it
         as a by-product (a patch-token grounder does), else None, so the caller encodes only

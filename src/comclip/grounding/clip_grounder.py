@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import weakref
 from collections import OrderedDict
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from PIL import Image
 
 from ..backbones import Backbone
 from ..boxes import Box
-from ..cache import image_digest as image_key
+from ..cache import image_digest
 from ..errors import InputError
 from ..similarity import cosines
 from ..subimages import SubimageMaker
@@ -52,9 +52,16 @@ class CLIPGrounder(Grounder):
     name = "clip"
     cacheable = True  # rankings depend only on the image, the query, the backbone and describe()
 
-    def __init__(self, backbone: Backbone, prompt: str = DEFAULT_PROMPT, scales=DEFAULT_SCALES,
-                 proposals: str = DEFAULT_PROPOSALS, region: str | None = None, fill: str = DEFAULT_FILL,
-                 cache_images: int = 512):
+    def __init__(
+        self,
+        backbone: Backbone,
+        prompt: str = DEFAULT_PROMPT,
+        scales=DEFAULT_SCALES,
+        proposals: str = DEFAULT_PROPOSALS,
+        region: str | None = None,
+        fill: str = DEFAULT_FILL,
+        cache_images: int = 512,
+    ):
         self.backbone = backbone
         self.prompt = prompt
         self.scales = tuple(tuple(s) for s in scales)
@@ -74,7 +81,12 @@ class CLIPGrounder(Grounder):
         self._keys: dict[int, tuple[weakref.ref, str]] = {}
 
     def describe(self) -> dict:
-        described = {"name": self.name, "prompt": self.prompt, "proposals": self.proposals, "region": self.region}
+        described: dict[str, object] = {
+            "name": self.name,
+            "prompt": self.prompt,
+            "proposals": self.proposals,
+            "region": self.region,
+        }
         if "grid" in self.proposals:
             described["scales"] = [list(s) for s in self.scales]
         if self.region in ("mask", "multiscale"):
@@ -131,8 +143,12 @@ class CLIPGrounder(Grounder):
         maker = SubimageMaker(list(todo.values()), self.backbone.pixel_device)
         fill = "crop" if self.region == "crop" else self.fill
         zooms = ZOOMS if self.region == "multiscale" else ()
-        views = [view for n, key in enumerate(todo) for b in boxes[key]
-                 for view in [maker.sub(n, [b], fill), *(maker.zoomed(n, b, fill, z) for z in zooms)]]
+        views = [
+            view
+            for n, key in enumerate(todo)
+            for b in boxes[key]
+            for view in [maker.sub(n, [b], fill), *(maker.zoomed(n, b, fill, z) for z in zooms)]
+        ]
         embeddings = self.backbone.encode_views(views) if views else torch.zeros(0)
         if zooms and views:
             embeddings = embeddings.reshape(-1, 1 + len(zooms), *embeddings.shape[1:]).mean(dim=1)
@@ -150,9 +166,10 @@ class CLIPGrounder(Grounder):
         known = self._keys.get(id(image))
         if known is not None and known[0]() is image:
             return known[1]
-        key = image_key(image)
+        key = image_digest(image)
         forget = self._keys.pop
-        self._keys[id(image)] = (weakref.ref(image, lambda _, n=id(image): forget(n, None)), key)
+        number = id(image)
+        self._keys[number] = (weakref.ref(image, lambda _: forget(number, None)), key)
         return key
 
     def _evict(self) -> None:

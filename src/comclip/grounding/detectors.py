@@ -5,7 +5,7 @@ For users who can download their weights (hub ids) or have them in a local direc
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from PIL import Image
@@ -63,8 +63,9 @@ class OWLv2Grounder(_DetectorGrounder):
             outputs = self.model(**inputs)
         # OWLv2 pads images to a square: post-process against the padded size.
         side = max(image.size)
-        post_process = getattr(self.processor, "post_process_grounded_object_detection", None) or getattr(
-            self.processor, "post_process_object_detection"
+        post_process = (
+            getattr(self.processor, "post_process_grounded_object_detection", None)
+            or self.processor.post_process_object_detection
         )  # transformers 5 renamed it
         result = post_process(outputs, threshold=self.threshold, target_sizes=torch.tensor([[side, side]]))[0]
         return _ranked(result["boxes"], result["scores"], query, image.size)
@@ -82,7 +83,10 @@ class GroundingDINOGrounder(_DetectorGrounder):
         with torch.inference_mode():
             outputs = self.model(**inputs)
         result = self.processor.post_process_grounded_object_detection(
-            outputs, inputs["input_ids"], threshold=self.threshold, text_threshold=self.threshold,
+            outputs,
+            inputs["input_ids"],
+            threshold=self.threshold,
+            text_threshold=self.threshold,
             target_sizes=[image.size[::-1]],
         )[0]
         return _ranked(result["boxes"], result["scores"], query, image.size)

@@ -7,7 +7,7 @@ head noun) it names.
 
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 from PIL import Image
 
@@ -34,5 +34,7 @@ class OracleGrounder(Grounder):
 
     def ground(self, image: Image.Image, queries: Sequence[str], source: str | None = None) -> list[list[Detection]]:
         objects = self._objects.get(image_digest(image), ())
-        return [[Detection(boxes=(box,), score=1.0, label=label) for label, box in objects if label == q.strip().lower()]
-                for q in queries]
+        return [
+            [Detection(boxes=(box,), score=1.0, label=label) for label, box in objects if label == q.strip().lower()]
+            for q in queries
+        ]

@@ -33,8 +33,9 @@ def grid_windows(width: int, height: int, scales=DEFAULT_SCALES) -> list[Box]:
     return list(dict.fromkeys(Box(*(round(v, 3) for v in (b.x1, b.y1, b.x2, b.y2))) for b in boxes))
 
 
-def segment_proposals(image: Image.Image, max_side: int = 128, threshold: float = 40.0,
-                      min_area: float = 0.002, max_area: float = 0.5) -> list[Box]:
+def segment_proposals(
+    image: Image.Image, max_side: int = 128, threshold: float = 40.0, min_area: float = 0.002, max_area: float = 0.5
+) -> list[Box]:
     """Boxes (in ``image`` pixels) of connected regions whose colour differs from the background.
 
     The background colour is the median of the border pixels; a pixel is foreground when its
@@ -44,7 +45,11 @@ def segment_proposals(image: Image.Image, max_side: int = 128, threshold: float 
     from scipy import ndimage
 
     scale = min(1.0, max_side / max(image.size))
-    small = image if scale == 1.0 else image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))), Image.Resampling.BILINEAR)
+    small = (
+        image
+        if scale == 1.0
+        else image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))), Image.Resampling.BILINEAR)
+    )
     pixels = ndimage.uniform_filter(np.asarray(small, dtype=np.float32), size=(3, 3, 1), mode="nearest")
     border = np.concatenate([pixels[0], pixels[-1], pixels[:, 0], pixels[:, -1]])
     background = np.median(border, axis=0)
@@ -59,7 +64,9 @@ def segment_proposals(image: Image.Image, max_side: int = 128, threshold: float 
         if not (min_area * total <= area <= max_area * total):
             continue
         ys, xs = region
-        boxes.append(Box(xs.start / scale, ys.start / scale, min(image.width, xs.stop / scale), min(image.height, ys.stop / scale)))
+        boxes.append(
+            Box(xs.start / scale, ys.start / scale, min(image.width, xs.stop / scale), min(image.height, ys.stop / scale))
+        )
     return boxes
 
 

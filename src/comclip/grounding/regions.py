@@ -7,8 +7,8 @@ such objects. Entities are matched to labels by the backbone's text-embedding si
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from PIL import Image
 
@@ -81,9 +81,11 @@ class RegionsGrounder(Grounder):
         results = []
         for row in similarity:
             ranked = sorted(range(len(labels)), key=lambda j: -float(row[j]))
-            results.append([
-                Detection(boxes=tuple(regions[labels[j]]), score=float(row[j]), label=labels[j])
-                for j in ranked
-                if float(row[j]) >= self.min_similarity
-            ])
+            results.append(
+                [
+                    Detection(boxes=tuple(regions[labels[j]]), score=float(row[j]), label=labels[j])
+                    for j in ranked
+                    if float(row[j]) >= self.min_similarity
+                ]
+            )
         return results

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from ..registry import Registry
 from .base import Entity, ParseError, Parser, Relation, SceneGraph

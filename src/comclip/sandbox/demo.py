@@ -16,7 +16,7 @@ from pathlib import Path
 from ..backbones import create_backbone
 from ..config import PipelineConfig
 from ..eval.evaluate import CLIP, build_pipelines, evaluate
-from ..eval.runner import PER_EXAMPLE
+from ..eval.store import PER_EXAMPLE
 from ..explain import draw_explanation
 from ..methods import METHODS
 from .dataset import load
@@ -29,13 +29,21 @@ PLUS = "comclip-plus"
 #: The last rows are the variants chosen by `comclip ablate sandbox` on seed 100 (the demo uses seed 1),
 #: without and with the geometric relation check (`--grid spatial`).
 DEMO_METHODS = (
-    ("comclip sum black", {"weighting": "sum", "fill": "black"}),
-    ("comclip softmax black", {"weighting": "softmax", "fill": "black"}),
-    ("comclip sum mean", {"weighting": "sum", "fill": "mean"}),
-    ("comclip softmax mean", {"weighting": "softmax", "fill": "mean"}),
-    ("evidence(1) sum mean", {"weighting": "sum", "fill": "mean", "score_mode": "evidence", "evidence_weight": 1.0}),
-    ("evidence(1) sum mean +geometry", {"weighting": "sum", "fill": "mean", "score_mode": "evidence", "evidence_weight": 1.0,
-                                        "relations": "geometry"}),
+    ("comclip sum black", {"weighting": "sum", "subimage_fill": "black"}),
+    ("comclip softmax black", {"weighting": "softmax", "subimage_fill": "black"}),
+    ("comclip sum mean", {"weighting": "sum", "subimage_fill": "mean"}),
+    ("comclip softmax mean", {"weighting": "softmax", "subimage_fill": "mean"}),
+    ("evidence(1) sum mean", {"weighting": "sum", "subimage_fill": "mean", "score_mode": "evidence", "evidence_weight": 1.0}),
+    (
+        "evidence(1) sum mean +geometry",
+        {
+            "weighting": "sum",
+            "subimage_fill": "mean",
+            "score_mode": "evidence",
+            "evidence_weight": 1.0,
+            "relation_check": "geometry",
+        },
+    ),
 )
 
 
@@ -48,15 +56,19 @@ def run_demo(models=DEMO_MODELS, out_dir="demo", seed: int = 1, n: int = 50, dev
     for model in models:
         reports[model], section = demo_model(model, out / model_folder(model), seed=seed, n=n, device=device)
         sections.append(section)
-    text = "\n".join([
-        "# comclip demo: CLIP vs ComCLIP on the sandbox's minimal pairs",
-        "",
-        f"Seed {seed}, {n} pairs per task, the model's default `clip` grounder. Winoground-style group "
-        "score in % (both captions and both images right) with its 95% Wilson interval. Tasks: "
-        + ", ".join(TASKS) + ".",
-        "",
-        *sections,
-    ]) + "\n"
+    text = (
+        "\n".join(
+            [
+                "# comclip demo: CLIP vs ComCLIP on the sandbox's minimal pairs",
+                "",
+                f"Seed {seed}, {n} pairs per task, the model's default `clip` grounder. Winoground-style group "
+                "score in % (both captions and both images right) with its 95% Wilson interval. Tasks: " + ", ".join(TASKS) + ".",
+                "",
+                *sections,
+            ]
+        )
+        + "\n"
+    )
     (out / "report.md").write_text(text, encoding="utf-8")
     return text, reports
 
@@ -71,26 +83,33 @@ def demo_model(model: str, out: Path, seed: int = 1, n: int = 50, device=None) -
     (out / PER_EXAMPLE).unlink(missing_ok=True)  # the demo recomputes from scratch
     backbone = create_backbone(model, device=device, batch_size=256)
     dataset = load(seed=seed, n=n)
-    methods = {"clip": CLIP, **{name: PipelineConfig.layered(backbone.defaults, **options) for name, options in DEMO_METHODS},
-               PLUS: METHODS[PLUS].config(PipelineConfig.for_backbone(backbone))}
+    methods = {
+        "clip": CLIP,
+        **{name: PipelineConfig.layered(backbone.defaults, **options) for name, options in DEMO_METHODS},
+        PLUS: METHODS[PLUS].config(PipelineConfig.for_backbone(backbone)),
+    }
     report = evaluate(dataset, backbone, methods, out, seed=seed, progress=False)
+    assert report is not None  # one process: the report is this one's
     binding = next(ex for ex in dataset.examples if ex.subset == "binding")
     explained = build_pipelines(backbone, {"explained": methods[PLUS]})["explained"]
+    assert explained is not None  # comclip-plus composes
     draw_explanation(explained.explain(binding.images[0], binding.texts[0]), binding.images[0], out / "explain.png")
     for k, image in enumerate(binding.images):
         image.save(out / f"binding_img_{k}.png")
     grounding, joint = report["grounding"]["clip"], report["grounding"]["clip joint"]
-    section = "\n".join([
-        f"## `{backbone.name}`",
-        "",
-        demo_table(report, TASKS),
-        "",
-        f"Grounding: {grounding['value']:.1f}% [{grounding['ci95'][0]:.1f}, {grounding['ci95'][1]:.1f}] of "
-        f"{grounding['n']} objects have IoU >= 0.5 with the paper's grounding, {joint['value']:.1f}% "
-        f"[{joint['ci95'][0]:.1f}, {joint['ci95'][1]:.1f}] with {PLUS}'s (oracle boxes: 100%). Figure: "
-        f"`{out.name}/explain.png` ({PLUS}, {binding.texts[0]!r}). All metrics: `{out.name}/report.md`.",
-        "",
-    ])
+    section = "\n".join(
+        [
+            f"## `{backbone.name}`",
+            "",
+            demo_table(report, TASKS),
+            "",
+            f"Grounding: {grounding['value']:.1f}% [{grounding['ci95'][0]:.1f}, {grounding['ci95'][1]:.1f}] of "
+            f"{grounding['n']} objects have IoU >= 0.5 with the paper's grounding, {joint['value']:.1f}% "
+            f"[{joint['ci95'][0]:.1f}, {joint['ci95'][1]:.1f}] with {PLUS}'s (oracle boxes: 100%). Figure: "
+            f"`{out.name}/explain.png` ({PLUS}, {binding.texts[0]!r}). All metrics: `{out.name}/report.md`.",
+            "",
+        ]
+    )
     return report, section
 
 

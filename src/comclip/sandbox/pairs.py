@@ -22,8 +22,19 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .scenes import (COLOURS, SHAPES, SIZES, Scene, SceneObject, conjunction, place_boxes, random_background, relation_between,
-                     relation_caption, scene_graph)
+from .scenes import (
+    COLOURS,
+    SHAPES,
+    SIZES,
+    Scene,
+    SceneObject,
+    conjunction,
+    place_boxes,
+    random_background,
+    relation_between,
+    relation_caption,
+    scene_graph,
+)
 
 TASKS = ("binding", "object-swap", "order-swap", "substitution")
 _VALUES = {"shape": SHAPES, "colour": tuple(COLOURS), "size": tuple(SIZES)}
@@ -39,7 +50,7 @@ class MinimalPair:
     subset: str
     scenes: tuple[Scene, Scene]
     captions: tuple[str, str]
-    graphs: tuple[dict, dict] = ()
+    graphs: tuple[dict, dict] | tuple[()] = ()
 
 
 def _two_objects(rng: np.random.Generator, require_relation: bool = False) -> tuple[Scene, SceneObject, SceneObject]:
@@ -63,7 +74,12 @@ def _same_place(obj: SceneObject, like: SceneObject) -> SceneObject:
     (cx, cy), (ox, oy) = like.box.centre, obj.box.centre
     from ..boxes import Box
 
-    return SceneObject(obj.shape, obj.colour, obj.size, Box(obj.box.x1 + cx - ox, obj.box.y1 + cy - oy, obj.box.x2 + cx - ox, obj.box.y2 + cy - oy))
+    return SceneObject(
+        obj.shape,
+        obj.colour,
+        obj.size,
+        Box(obj.box.x1 + cx - ox, obj.box.y1 + cy - oy, obj.box.x2 + cx - ox, obj.box.y2 + cy - oy),
+    )
 
 
 def _fits(scene: Scene) -> bool:
@@ -148,8 +164,15 @@ def export_pairs(tasks, seed: int, n: int, out_dir) -> int:
             stem = pair.id.replace("/", "_")
             for k, scene in enumerate(pair.scenes):
                 scene.render().save(out / f"{stem}_img_{k}.png")
-            rows.append({"id": pair.id, "task": pair.task, "subset": pair.subset, "captions": list(pair.captions),
-                         "images": [f"{stem}_img_{k}.png" for k in range(2)],
-                         "boxes": [[[o.phrase, o.box.as_list()] for o in s.objects] for s in pair.scenes]})
+            rows.append(
+                {
+                    "id": pair.id,
+                    "task": pair.task,
+                    "subset": pair.subset,
+                    "captions": list(pair.captions),
+                    "images": [f"{stem}_img_{k}.png" for k in range(2)],
+                    "boxes": [[[o.phrase, o.box.as_list()] for o in s.objects] for s in pair.scenes],
+                }
+            )
     (out / "pairs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     return len(rows)

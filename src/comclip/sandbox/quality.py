@@ -27,7 +27,7 @@ def model_quality(model: str, seed: int = 1000, n: int = 1000, backbone=None) ->
 
     backbone = backbone or create_backbone(model, batch_size=256)
     rng = np.random.default_rng(seed)
-    hits = {"t2i": [], "i2t": []}
+    hits: dict[str, list] = {"t2i": [], "i2t": []}
     for _ in range(max(1, n // GALLERY)):
         pairs = [training_example(rng, partial_rate=0.0) for _ in range(GALLERY)]
         similarity = backbone.similarity([scene.render() for scene, _ in pairs], [caption for _, caption in pairs]).numpy()

@@ -51,13 +51,13 @@ class SceneObject:
         """The noun phrase naming this object, e.g. ``"a small red circle"``."""
         return f"a {self.size} {self.colour} {self.shape}"
 
-    def with_attribute(self, attribute: str, value: str) -> "SceneObject":
+    def with_attribute(self, attribute: str, value: str) -> SceneObject:
         """The same object with one attribute changed; a new size keeps the box's centre."""
         if attribute == "size":
             cx, cy = self.box.centre
             side = sum(SIZES[value]) / 2
             return replace(self, size=value, box=Box(cx - side / 2, cy - side / 2, cx + side / 2, cy + side / 2))
-        return replace(self, **{attribute: value})
+        return replace(self, **{attribute: value})  # type: ignore[arg-type]  # a str field (colour, shape)
 
 
 @dataclass(frozen=True)
@@ -80,7 +80,7 @@ class Scene:
         noise = np.random.default_rng(self.noise_seed).normal(0.0, 6.0, small.shape)
         return Image.fromarray(np.clip(small + noise, 0, 255).astype(np.uint8), "RGB")
 
-    def with_objects(self, objects) -> "Scene":
+    def with_objects(self, objects) -> Scene:
         return replace(self, objects=tuple(objects))
 
     def boxes(self) -> list[Box]:
@@ -120,7 +120,8 @@ def _draw_shape(draw: ImageDraw.ImageDraw, shape: str, box: Box, colour) -> None
 def random_background(rng: np.random.Generator) -> tuple[int, int, int]:
     """A grey of any brightness (near black to light), slightly tinted."""
     grey = rng.uniform(20, 190)
-    return tuple(int(np.clip(grey + rng.uniform(-18, 18), 0, 255)) for _ in range(3))
+    red, green, blue = (int(np.clip(grey + rng.uniform(-18, 18), 0, 255)) for _ in range(3))
+    return red, green, blue
 
 
 def _overlaps(box: Box, others) -> bool:
@@ -195,7 +196,7 @@ def partial_phrase(obj: SceneObject, rng: np.random.Generator, rate: float = PAR
 
 
 def conjunction(objects, phrases=None) -> str:
-    """"a small red circle and a large blue square" (commas before the last "and")."""
+    """ "a small red circle and a large blue square" (commas before the last "and")."""
     phrases = list(phrases) if phrases is not None else [obj.phrase for obj in objects]
     return phrases[0] if len(phrases) == 1 else ", ".join(phrases[:-1]) + " and " + phrases[-1]
 
@@ -208,8 +209,10 @@ def relation_caption(a: SceneObject, relation: str, b: SceneObject, phrases=None
 def scene_graph(caption: str, objects, relation: str | None = None) -> dict:
     """The true scene graph of a caption the grammar wrote about ``objects`` (a conjunction, or
     with ``relation`` "objects[0] <relation> objects[1]"), as ``comclip parse --json`` prints one."""
-    entities = [{"id": n, "head": o.shape, "phrase": f"{o.size} {o.colour} {o.shape}", "attributes": [o.size, o.colour]}
-                for n, o in enumerate(objects)]
+    entities = [
+        {"id": n, "head": o.shape, "phrase": f"{o.size} {o.colour} {o.shape}", "attributes": [o.size, o.colour]}
+        for n, o in enumerate(objects)
+    ]
     relations = [{"subject": 0, "predicate": relation, "object": 1}] if relation else []
     return {"text": caption, "entities": entities, "relations": relations}
 
@@ -232,7 +235,9 @@ def training_example(rng: np.random.Generator, partial_rate: float = PARTIAL_RAT
         ordered = [objects[i] for i in rng.permutation(len(objects))]
         return scene, conjunction(ordered, [partial_phrase(o, rng, partial_rate) for o in ordered])
     a, b = pairs[rng.integers(len(pairs))]
-    return scene, relation_caption(a, relation_between(a, b), b, (partial_phrase(a, rng, partial_rate), partial_phrase(b, rng, partial_rate)))
+    predicate = relation_between(a, b)
+    assert predicate is not None  # the pairs were chosen for having one
+    return scene, relation_caption(a, predicate, b, (partial_phrase(a, rng, partial_rate), partial_phrase(b, rng, partial_rate)))
 
 
 def vocabulary() -> list[str]:

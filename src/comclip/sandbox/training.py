@@ -11,13 +11,18 @@ a 600-token vocabulary (words outside the grammar fall back to characters).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import torch
+
 import json
 import math
 import platform
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -65,7 +70,7 @@ def write_sandbox_tokenizer(directory: Path):
     from transformers import CLIPTokenizer
 
     merges = clip_merges()
-    ranks = {tuple(m.split()): i for i, m in enumerate(merges)}
+    ranks = {(m.split()[0], m.split()[1]): i for i, m in enumerate(merges)}
     needed = {pair for word in vocabulary() for pair in word_merges(word, ranks)}
     kept = [m for m in merges if tuple(m.split()) in needed]
     vocab_file, merges_file = write_bpe_files(directory, kept)
@@ -112,12 +117,12 @@ def new_sandbox_model(directory: Path, arch: SandboxModelConfig, seed: int):
     return model, CLIPProcessor(image_processor=image_processor, tokenizer=tokenizer)
 
 
-def pixel_tensor(images) -> "torch.Tensor":
+def pixel_tensor(images) -> "torch.Tensor":  # noqa: UP037 (torch is imported lazily)
     """Images (already ``image_size`` square) as the CLIP image processor would normalise them."""
     import torch
 
-    array = np.stack([np.asarray(im, dtype=np.float32) for im in images]) / 255.0
-    array = (array - np.array(CLIP_MEAN, dtype=np.float32)) / np.array(CLIP_STD, dtype=np.float32)
+    scaled = np.stack([np.asarray(im, dtype=np.float32) for im in images]) / 255.0
+    array = (scaled - np.array(CLIP_MEAN, dtype=np.float32)) / np.array(CLIP_STD, dtype=np.float32)
     return torch.from_numpy(array).permute(0, 3, 1, 2).contiguous()
 
 

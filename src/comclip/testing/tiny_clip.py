@@ -42,7 +42,9 @@ def seeded(model_class, config, seed: int):
         torch.random.set_rng_state(state)
 
 
-def _write_tiny_clip(path: Path, seed: int, image_size: int, patch_size: int, width: int, layers: int, projection_dim: int) -> Path:
+def _write_tiny_clip(
+    path: Path, seed: int, image_size: int, patch_size: int, width: int, layers: int, projection_dim: int
+) -> Path:
     from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor, CLIPTokenizer
 
     path.mkdir(parents=True, exist_ok=True)

@@ -6,12 +6,28 @@ Data made elsewhere registers itself with :func:`register_dataset` (the sandbox 
 
 from __future__ import annotations
 
-from typing import Callable
+import inspect
+from collections.abc import Callable
 
 from ...errors import InputError
 from ...registry import Registry
-from . import (aro, cola, colorswap, comvg, jsonl, minimal_pairs, mmvp, retrieval, sugarcrepe, sugarcrepe_pp, svo_probes,
-               valse, vl_checklist, whatsup, winoground)
+from . import (
+    aro,
+    cola,
+    colorswap,
+    comvg,
+    jsonl,
+    minimal_pairs,
+    mmvp,
+    retrieval,
+    sugarcrepe,
+    sugarcrepe_pp,
+    svo_probes,
+    valse,
+    vl_checklist,
+    whatsup,
+    winoground,
+)
 from .base import CAPTION_CHOICE, IMAGE_CHOICE, PAIR_MATCH, TWO_POSITIVES, WINOGROUND, Dataset, Example
 
 #: ``load(path=None, image_dir=None, **options) -> Dataset``.
@@ -19,8 +35,23 @@ DATASETS: Registry[Callable[..., Dataset]] = Registry("dataset")
 #: Datasets that are generated, not read: ``--data`` is not needed.
 GENERATED: set[str] = set()
 
-for _module in (sugarcrepe, comvg, winoground, svo_probes, valse, vl_checklist, aro, whatsup, retrieval, jsonl,
-                sugarcrepe_pp, mmvp, colorswap, cola, minimal_pairs):
+for _module in (
+    sugarcrepe,
+    comvg,
+    winoground,
+    svo_probes,
+    valse,
+    vl_checklist,
+    aro,
+    whatsup,
+    retrieval,
+    jsonl,
+    sugarcrepe_pp,
+    mmvp,
+    colorswap,
+    cola,
+    minimal_pairs,
+):
     DATASETS.add(_module.__name__.rsplit(".", 1)[-1], _module.load)
 
 
@@ -33,28 +64,37 @@ def register_dataset(name: str, load: Callable[..., Dataset], generated: bool = 
 
 def load_dataset(name: str, path=None, image_dir=None, **options) -> Dataset:
     """Load a benchmark by its module name; ``options`` are passed on where the module takes
-    them (``split`` for Karpathy files) and are an error where it does not."""
+    them (``split`` for Karpathy files) and are an error where it does not.
+
+    A loader raises :class:`~comclip.errors.InputError` for whatever is wrong with the user's
+    file; any other exception is a bug in the loader and is not dressed up as the file's fault.
+    """
     load = DATASETS[name]
     options = {k: v for k, v in options.items() if v is not None}
-    try:
-        dataset = load(path, image_dir, **options)
-    except TypeError as exc:
-        if options and "unexpected keyword" in str(exc):
-            raise InputError(f"dataset {name!r} takes no option {', '.join(options)}") from None
-        raise _malformed(name, path, exc) from None
-    except (KeyError, AttributeError, ValueError, IndexError) as exc:
-        if isinstance(exc, InputError):
-            raise
-        raise _malformed(name, path, exc) from None
+    refused = [k for k in options if not _takes(load, k)]
+    if refused:
+        raise InputError(f"dataset {name!r} takes no option {', '.join(refused)}")
+    dataset = load(path, image_dir, **options)
     dataset.origin = str(path) if path is not None else ", ".join(f"{k}={v}" for k, v in sorted(options.items()))
     return dataset
 
 
-def _malformed(name: str, path, exc: Exception) -> InputError:
-    """A loader tripped over the structure of a user's file: the file's fault, said in one line."""
-    return InputError(f"{path}: not a valid {name} dataset ({type(exc).__name__}: {str(exc)[:120]})")
+def _takes(load: Callable, option: str) -> bool:
+    """Whether ``load`` accepts the keyword ``option``."""
+    parameters = inspect.signature(load).parameters.values()
+    return any(p.name == option or p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters)
 
 
-__all__ = ["CAPTION_CHOICE", "DATASETS", "GENERATED", "Dataset", "Example", "IMAGE_CHOICE", "PAIR_MATCH",
-           "TWO_POSITIVES", "WINOGROUND",
-           "load_dataset", "register_dataset"]
+__all__ = [
+    "CAPTION_CHOICE",
+    "DATASETS",
+    "GENERATED",
+    "Dataset",
+    "Example",
+    "IMAGE_CHOICE",
+    "PAIR_MATCH",
+    "TWO_POSITIVES",
+    "WINOGROUND",
+    "load_dataset",
+    "register_dataset",
+]

@@ -16,8 +16,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ...errors import InputError
 from ...composition.geometry import spatial_rule
+from ...errors import InputError
 from ...jsonfile import read_json
 from .base import CAPTION_CHOICE, Dataset, Example
 
@@ -48,9 +48,16 @@ def load(path: str | Path, image_dir: str | Path | None = None) -> Dataset:
             subset = "-".join(str(a) for a in item["attributes"])
         else:
             subset = ""
-        examples.append(Example(
-            id=str(n), kind=CAPTION_CHOICE, images=[str(image)], texts=texts, subset=subset, tags=tags,
-            crop=(x, y, x + w, y + h),
-        ))
+        examples.append(
+            Example(
+                id=str(n),
+                kind=CAPTION_CHOICE,
+                images=[str(image)],
+                texts=texts,
+                subset=subset,
+                tags=tags,
+                crop=(x, y, x + w, y + h),
+            )
+        )
     name = "aro_vg_relation" if relation else "aro_vg_attribution"
     return Dataset(name, path.stem, examples, SOURCE, LICENCE)

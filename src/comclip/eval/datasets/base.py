@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from ...boxes import Box
 
@@ -34,7 +36,8 @@ class Example:
 
     id: str
     kind: str
-    images: list[str]
+    #: Paths, or images already decoded (generated data).
+    images: list[Any]
     texts: list[str]
     subset: str = ""
     tags: list[str] = field(default_factory=list)
@@ -63,9 +66,23 @@ class Dataset:
     #: Where it was read from (a file or folder), or what generated it.
     origin: str = ""
     renamed_ids: int = 0
+    #: Evaluated example by example (see :class:`comclip.eval.runner.ExampleTask`).
+    task: ClassVar[str] = "examples"
 
     def __post_init__(self) -> None:
         self.renamed_ids = unique_ids(self.examples)
+
+    def content_rows(self) -> Iterator[bytes]:
+        """What each example holds (ids, images, captions, subsets, tags, crops, given graphs;
+        generated images by their pixels), for the run's content hash."""
+        from PIL import Image
+
+        from ...cache import image_digest
+
+        for ex in self.examples:
+            images = [image_digest(im) if isinstance(im, Image.Image) else str(im) for im in ex.images]
+            row = [ex.id, ex.kind, images, ex.texts, ex.subset, ex.tags, ex.crop, ex.given]
+            yield json.dumps(row, default=str, sort_keys=True).encode()
 
 
 def unique_ids(examples: list[Example]) -> int:
@@ -129,12 +146,12 @@ def read_table(path, what: str, columns) -> list[tuple[int, dict]]:
 
     if str(path).lower().endswith(".csv"):
         return read_csv_rows(path, what, columns)
-    rows = []
+    rows: list[tuple[int, dict]] = []
     for number, row in read_json_lines(path, what):
         missing = [c for c in columns if not isinstance(row, dict) or c not in row]
         if missing:
             raise InputError(f"{path} line {number}: needs {', '.join(missing)}")
-        rows.append((number, row))
+        rows.append((number, row))  # type: ignore[arg-type]  # a dict: checked above
     return rows
 
 
@@ -171,20 +188,3 @@ def bag_of_words(text: str) -> Counter:
     as "a" (the article follows the next word: "a light under an umbrella" / "an umbrella
     under a light" are the same words)."""
     return Counter("a" if word == "an" else word for word in re.findall(r"[\w']+", text.lower()))
-
-
-def word_order_class(kind: str, texts: list[str]) -> str | None:
-    """:data:`SAME_WORDS` when the example's false captions are its true captions' words in
-    another order (a model that ignores word order is at chance there), else
-    :data:`DIFFERENT_WORDS`; None for kinds with one caption."""
-    if kind == CAPTION_CHOICE or kind in (WINOGROUND, PAIR_MATCH):
-        true, false = texts[:1], texts[1:]
-    elif kind == TWO_POSITIVES:
-        true, false = texts[:2], texts[2:]
-    else:
-        return None
-    if not false:
-        return None
-    bags = [bag_of_words(t) for t in true]
-    same = all(any(bag_of_words(f) == bag for bag in bags) for f in false)
-    return SAME_WORDS if same else DIFFERENT_WORDS

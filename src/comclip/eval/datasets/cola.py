@@ -35,12 +35,18 @@ def load(path: str | Path, image_dir: str | Path | None = None) -> Dataset:
     examples = []
     for number, row in enumerate(rows):
         if not (isinstance(row, list) and len(row) == 4 and all(isinstance(v, str) and v for v in row)):
-            raise InputError(f"{path} item {number}: expected [image 1, caption 1, image 2, caption 2], "
-                             f"got {json.dumps(row)[:60]}")
+            raise InputError(
+                f"{path} item {number}: expected [image 1, caption 1, image 2, caption 2], got {json.dumps(row)[:60]}"
+            )
         first, caption_1, second, caption_2 = row
-        examples.append(Example(id=str(number), kind=PAIR_MATCH,
-                                images=[str(images / _file_name(first)), str(images / _file_name(second))],
-                                texts=[caption_1, caption_2]))
+        examples.append(
+            Example(
+                id=str(number),
+                kind=PAIR_MATCH,
+                images=[str(images / _file_name(first)), str(images / _file_name(second))],
+                texts=[caption_1, caption_2],
+            )
+        )
     return Dataset("cola", "multiobjects", examples, SOURCE, LICENCE)
 
 

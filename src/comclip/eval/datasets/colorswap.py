@@ -41,9 +41,15 @@ def load(path: str | Path, image_dir: str | Path | None = None, split: str | Non
         table = one_table(source, "ColorSwap examples")
         rows = [row for _, row in read_table(table, "ColorSwap", COLUMNS)]
         base = Path(image_dir) if image_dir else table.parent
-    examples = [Example(id=str(row["id"]), kind=WINOGROUND, texts=[row["caption_1"], row["caption_2"]],
-                        images=[str(row[f"image_{k}"] if base is None else base / row[f"image_{k}"]) for k in (1, 2)])
-                for row in rows]
+    examples = [
+        Example(
+            id=str(row["id"]),
+            kind=WINOGROUND,
+            texts=[row["caption_1"], row["caption_2"]],
+            images=[str(row[f"image_{k}"] if base is None else base / row[f"image_{k}"]) for k in (1, 2)],
+        )
+        for row in rows
+    ]
     return Dataset("colorswap", split or "all", examples, SOURCE, LICENCE)
 
 

@@ -26,12 +26,14 @@ def load(path: str | Path, image_dir: str | Path | None = None) -> Dataset:
     for line, row in read_csv_rows(path, "ComVG", COLUMNS):
         if not row["sentence"] or not row["pos_image_id"] or not row["neg_image_id"]:
             raise InputError(f"{path} line {line}: empty sentence or image id")
-        examples.append(Example(
-            id=row["id"],
-            kind=IMAGE_CHOICE,
-            images=[str(image_dir / f"{row['pos_image_id']}.jpg"), str(image_dir / f"{row['neg_image_id']}.jpg")],
-            texts=[row["sentence"]],
-            subset=row["neg_value"],
-            given={row["sentence"]: row["pos_triplet"]},
-        ))
+        examples.append(
+            Example(
+                id=row["id"],
+                kind=IMAGE_CHOICE,
+                images=[str(image_dir / f"{row['pos_image_id']}.jpg"), str(image_dir / f"{row['neg_image_id']}.jpg")],
+                texts=[row["sentence"]],
+                subset=row["neg_value"],
+                given={row["sentence"]: row["pos_triplet"]},
+            )
+        )
     return Dataset("comvg", path.stem, examples, SOURCE, LICENCE)

@@ -16,7 +16,7 @@ def hub_repo(path, default: str) -> str | None:
     text = str(path)
     if not text.startswith(HF_PREFIX):
         return None
-    return text[len(HF_PREFIX):] or default
+    return text[len(HF_PREFIX) :] or default
 
 
 def local_or_hub(path, default: str, patterns: list[str] | None = None, gated: bool = False) -> tuple[Path, str | None]:
@@ -44,7 +44,12 @@ def hub_error(repo: str, exc: Exception, gated: bool = False) -> InputError:
     """One line saying why a dataset could not be fetched and what to do instead."""
     first = str(exc).splitlines()[0] if str(exc) else ""
     what = "the gated dataset" if gated else "the dataset"
-    advice = ("Accept its terms on huggingface.co and set HF_TOKEN, or pass" if gated
-              else "Where it is gated, accept its terms on huggingface.co and set HF_TOKEN; or pass")
-    return InputError(f"cannot download {what} {repo} from the Hugging Face Hub ({type(exc).__name__}: {first}). "
-                      f"{advice} a local copy with --data FOLDER.")
+    advice = (
+        "Accept its terms on huggingface.co and set HF_TOKEN, or pass"
+        if gated
+        else "Where it is gated, accept its terms on huggingface.co and set HF_TOKEN; or pass"
+    )
+    return InputError(
+        f"cannot download {what} {repo} from the Hugging Face Hub ({type(exc).__name__}: {first}). "
+        f"{advice} a local copy with --data FOLDER."
+    )

@@ -24,8 +24,13 @@ def load(path: str | Path, image_dir: str | Path | None = None) -> Dataset:
         negatives = row.get("negatives")
         if not isinstance(negatives, list) or not negatives or not all(isinstance(n, str) for n in negatives):
             raise InputError(f"{where}: 'negatives' must be a non-empty list of captions")
-        examples.append(Example(
-            id=str(row.get("id", number)), kind=CAPTION_CHOICE, images=[str(base / row["image"])],
-            texts=[row["positive"], *negatives], subset=str(row.get("subset", "")),
-        ))
+        examples.append(
+            Example(
+                id=str(row.get("id", number)),
+                kind=CAPTION_CHOICE,
+                images=[str(base / row["image"])],
+                texts=[row["positive"], *negatives],
+                subset=str(row.get("subset", "")),
+            )
+        )
     return Dataset("jsonl", path.stem, examples, "user data", "user data")

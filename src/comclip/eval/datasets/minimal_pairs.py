@@ -17,7 +17,7 @@ COLUMNS = ("image_0", "image_1", "caption_0", "caption_1")
 
 
 def load(path: str | Path, image_dir: str | Path | None = None) -> Dataset:
-    path = one_table(path, "minimal pairs")
+    path = Path(one_table(path, "minimal pairs"))
     base = Path(image_dir) if image_dir else path.parent
     examples = []
     for number, row in read_table(path, "minimal pairs", COLUMNS):
@@ -26,9 +26,14 @@ def load(path: str | Path, image_dir: str | Path | None = None) -> Dataset:
         if missing:
             raise InputError(f"{where}: needs {', '.join(missing)}")
         tag = str(row.get("tag") or "")
-        examples.append(Example(
-            id=str(row.get("id") or number), kind=WINOGROUND,
-            images=[str(base / row["image_0"]), str(base / row["image_1"])],
-            texts=[row["caption_0"], row["caption_1"]], subset=tag, tags=[tag] if tag else [],
-        ))
+        examples.append(
+            Example(
+                id=str(row.get("id") or number),
+                kind=WINOGROUND,
+                images=[str(base / row["image_0"]), str(base / row["image_1"])],
+                texts=[row["caption_0"], row["caption_1"]],
+                subset=tag,
+                tags=[tag] if tag else [],
+            )
+        )
     return Dataset("minimal_pairs", path.stem, examples, "user data", "user data")

@@ -37,11 +37,15 @@ def load(path: str | Path, image_dir: str | Path | None = None) -> Dataset:
     for (_, first), (_, second) in zip(rows[0::2], rows[1::2]):
         category = first["Type"].strip()
         ids = [first["Question ID"].strip(), second["Question ID"].strip()]
-        examples.append(Example(
-            id=f"{ids[0]}-{ids[1]}", kind=PAIR_MATCH, subset=category,
-            images=[str(find_image(images / category, qid, (".jpg", ".jpeg", ".png"))) for qid in ids],
-            texts=[PROMPT.format(first["Statement"].strip()), PROMPT.format(second["Statement"].strip())],
-        ))
+        examples.append(
+            Example(
+                id=f"{ids[0]}-{ids[1]}",
+                kind=PAIR_MATCH,
+                subset=category,
+                images=[str(find_image(images / category, qid, (".jpg", ".jpeg", ".png"))) for qid in ids],
+                texts=[PROMPT.format(first["Statement"].strip()), PROMPT.format(second["Statement"].strip())],
+            )
+        )
     return Dataset("mmvp", "test", examples, SOURCE, LICENCE)
 
 

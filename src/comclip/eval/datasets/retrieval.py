@@ -16,8 +16,11 @@ Karpathy splits (cs.stanford.edu/people/karpathy/deepimagesent, BSD).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 from ...errors import InputError
 from ...jsonfile import read_json
@@ -37,8 +40,27 @@ class RetrievalDataset:
     caption_image: list[int]
     source: str = SOURCE
     licence: str = LICENCE
-    examples: list = field(default_factory=list)  # no per-example units; see eval.retrieval
     origin: str = ""
+    #: Evaluated by ranking (see :mod:`comclip.eval.retrieval`), not example by example.
+    task: ClassVar[str] = "retrieval"
+
+    def first(self, n: int) -> RetrievalDataset:
+        """The first ``n`` images of the gallery with their captions."""
+        kept = [(c, i) for c, i in zip(self.captions, self.caption_image) if i < n]
+        return RetrievalDataset(
+            self.name,
+            self.split,
+            self.images[:n],
+            [c for c, _ in kept],
+            [i for _, i in kept],
+            self.source,
+            self.licence,
+            self.origin,
+        )
+
+    def content_rows(self) -> Iterator[bytes]:
+        """What the gallery holds, for the run's content hash (see :func:`comclip.eval.store.dataset_digest`)."""
+        yield json.dumps([list(map(str, self.images)), self.captions, self.caption_image]).encode()
 
 
 def load(path: str | Path, image_dir: str | Path | None = None, split: str | None = None) -> RetrievalDataset:

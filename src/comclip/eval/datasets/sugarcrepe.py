@@ -35,13 +35,15 @@ def load(path: str | Path, image_dir: str | Path | None = None) -> Dataset:
                 caption, negative = item["caption"], item["negative_caption"]
             except (KeyError, TypeError):
                 raise InputError(f"{where}: needs 'caption' and 'negative_caption'") from None
-            examples.append(Example(
-                id=f"{task}/{item.get('id', n)}",
-                kind=CAPTION_CHOICE,
-                images=[str(_image_path(item, path, image_dir, where))],
-                texts=[caption, negative],
-                subset=task,
-            ))
+            examples.append(
+                Example(
+                    id=f"{task}/{item.get('id', n)}",
+                    kind=CAPTION_CHOICE,
+                    images=[str(_image_path(item, path, image_dir, where))],
+                    texts=[caption, negative],
+                    subset=task,
+                )
+            )
     return Dataset("sugarcrepe", path.stem, examples, SOURCE, LICENCE)
 
 

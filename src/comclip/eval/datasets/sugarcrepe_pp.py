@@ -59,6 +59,13 @@ def _examples(file: Path, images: Path) -> list[Example]:
         where = f"{file} item {key}"
         if not isinstance(item, dict) or not all(isinstance(item.get(f), str) for f in (*FIELDS, "filename")):
             raise InputError(f"{where}: needs filename, {', '.join(FIELDS)}; got {json.dumps(item)[:60]}")
-        examples.append(Example(id=f"{file.stem}/{item.get('id', key)}", kind=TWO_POSITIVES, subset=file.stem,
-                                images=[str(images / item["filename"])], texts=[item[f] for f in FIELDS]))
+        examples.append(
+            Example(
+                id=f"{file.stem}/{item.get('id', key)}",
+                kind=TWO_POSITIVES,
+                subset=file.stem,
+                images=[str(images / item["filename"])],
+                texts=[item[f] for f in FIELDS],
+            )
+        )
     return examples

@@ -40,16 +40,22 @@ def load(path: str | Path, image_dir: str | Path | None = None) -> Dataset:
     folder = Path(image_dir) if image_dir else path.parent / "images"
     examples = []
     for line, row in read_csv_rows(path, "SVO-Probes", COLUMNS):
-        negated = [part for part, col in (("subject", "subj_neg"), ("verb", "verb_neg"), ("object", "obj_neg")) if _truthy(row[col])]
+        negated = [
+            part for part, col in (("subject", "subj_neg"), ("verb", "verb_neg"), ("object", "obj_neg")) if _truthy(row[col])
+        ]
         if not row["sentence"] or len(negated) != 1:
             raise InputError(f"{path} line {line}: needs a sentence and exactly one of subj_neg, verb_neg, obj_neg true")
-        examples.append(Example(
-            id=str(row.get("") or row.get("index") or row.get("id") or line - 2),
-            kind=IMAGE_CHOICE,
-            images=[_image(folder, row.get("pos_image_id", ""), row["pos_url"]),
-                    _image(folder, row.get("neg_image_id", ""), row["neg_url"])],
-            texts=[row["sentence"]],
-            subset=negated[0],
-            given={row["sentence"]: row["pos_triplet"]},
-        ))
+        examples.append(
+            Example(
+                id=str(row.get("") or row.get("index") or row.get("id") or line - 2),
+                kind=IMAGE_CHOICE,
+                images=[
+                    _image(folder, row.get("pos_image_id", ""), row["pos_url"]),
+                    _image(folder, row.get("neg_image_id", ""), row["neg_url"]),
+                ],
+                texts=[row["sentence"]],
+                subset=negated[0],
+                given={row["sentence"]: row["pos_triplet"]},
+            )
+        )
     return Dataset("svo_probes", path.stem, examples, SOURCE, LICENCE)

@@ -30,12 +30,14 @@ def load(path: str | Path, image_dir: str | Path | None = None) -> Dataset:
         for key, item in read_json_object(file, "VALSE file", "id -> item").items():
             if not isinstance(item, dict) or not all(isinstance(item.get(k), str) for k in ("image_file", "caption", "foil")):
                 raise InputError(f"{file} item {key!r}: needs 'image_file', 'caption' and 'foil' strings")
-            examples.append(Example(
-                id=f"{piece}/{key}",
-                kind=CAPTION_CHOICE,
-                images=[str(folder / item["image_file"])],
-                texts=[item["caption"], item["foil"]],
-                subset=str(item.get("linguistic_phenomena") or piece),
-                tags=[piece],
-            ))
+            examples.append(
+                Example(
+                    id=f"{piece}/{key}",
+                    kind=CAPTION_CHOICE,
+                    images=[str(folder / item["image_file"])],
+                    texts=[item["caption"], item["foil"]],
+                    subset=str(item.get("linguistic_phenomena") or piece),
+                    tags=[piece],
+                )
+            )
     return Dataset("valse", path.stem, examples, SOURCE, LICENCE)

@@ -39,12 +39,14 @@ def load(path: str | Path, image_dir: str | Path | None = None) -> Dataset:
             if not positives or len(positives) != len(negatives):
                 raise InputError(f"{file} item {n}: POS and NEG must be non-empty lists of equal length")
             for k, (positive, negative) in enumerate(zip(positives, negatives)):
-                examples.append(Example(
-                    id=f"{phenomenon}/{n}/{k}",
-                    kind=CAPTION_CHOICE,
-                    images=[str(folder / image)],
-                    texts=[positive, negative],
-                    subset=phenomenon,
-                    tags=[phenomenon.split("/")[0]],
-                ))
+                examples.append(
+                    Example(
+                        id=f"{phenomenon}/{n}/{k}",
+                        kind=CAPTION_CHOICE,
+                        images=[str(folder / image)],
+                        texts=[positive, negative],
+                        subset=phenomenon,
+                        tags=[phenomenon.split("/")[0]],
+                    )
+                )
     return Dataset("vl_checklist", path.stem, examples, SOURCE, LICENCE)

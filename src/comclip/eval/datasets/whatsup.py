@@ -33,8 +33,10 @@ LICENCE = "MIT (annotations, controlled images); COCO / Visual Genome images CC 
 FILES = {
     "controlled_images_dataset": ("controlled_images", "controlled"),
     "controlled_clevr_dataset": ("controlled_clevr", "controlled"),
-    "coco_qa_one_obj": ("val2017", "coco"), "coco_qa_two_obj": ("val2017", "coco"),
-    "vg_qa_one_obj": ("vg_images", "gqa"), "vg_qa_two_obj": ("vg_images", "gqa"),
+    "coco_qa_one_obj": ("val2017", "coco"),
+    "coco_qa_two_obj": ("val2017", "coco"),
+    "vg_qa_one_obj": ("vg_images", "gqa"),
+    "vg_qa_two_obj": ("vg_images", "gqa"),
 }
 #: The prepositions of the controlled images' file names, in the order they are tested.
 CONTROLLED_PREPOSITIONS = ("left_of", "right_of", "in-front_of", "behind", "on", "under")
@@ -77,5 +79,7 @@ def _question(item, n: int, folder: Path, kind: str, one_object: bool) -> Exampl
     if one_object:
         subset = words[-1] if words else ""
     else:
-        subset = next((w for w in TWO_OBJECT_WORDS[kind] if w in words), TWO_OBJECT_WORDS[kind][-1])  # as theirs: the last by default
+        subset = next(
+            (w for w in TWO_OBJECT_WORDS[kind] if w in words), TWO_OBJECT_WORDS[kind][-1]
+        )  # as theirs: the last by default
     return Example(id=f"{n}", kind=CAPTION_CHOICE, images=[str(folder / image)], texts=[str(true), str(false)], subset=subset)

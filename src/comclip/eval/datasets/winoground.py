@@ -37,19 +37,24 @@ def load(metadata: str | Path, image_dir: str | Path | None = None) -> Dataset:
         image_dir = image_dir or metadata / "images"
         metadata = candidates[0]
     image_dir = Path(image_dir) if image_dir else metadata.parent / "images"
-    rows = _jsonl_rows(metadata) if metadata.suffix == ".jsonl" else [
-        row for _, row in read_csv_rows(metadata, "Winoground metadata", ("id", "caption_0", "caption_1"))
-    ]
+    rows = (
+        _jsonl_rows(metadata)
+        if metadata.suffix == ".jsonl"
+        else [row for _, row in read_csv_rows(metadata, "Winoground metadata", ("id", "caption_0", "caption_1"))]
+    )
     examples = []
     for row in rows:
         ex_id = str(row["id"])
-        examples.append(Example(
-            id=ex_id, kind=WINOGROUND,
-            images=[str(find_image(image_dir, f"ex_{ex_id}_img_{i}", (".png", ".jpg", ".jpeg"))) for i in (0, 1)],
-            texts=[row["caption_0"], row["caption_1"]],
-            subset=row.get("collapsed_tag", "") or "",
-            tags=[t for t in (row.get("tag", ""), row.get("secondary_tag", "")) if t],
-        ))
+        examples.append(
+            Example(
+                id=ex_id,
+                kind=WINOGROUND,
+                images=[str(find_image(image_dir, f"ex_{ex_id}_img_{i}", (".png", ".jpg", ".jpeg"))) for i in (0, 1)],
+                texts=[row["caption_0"], row["caption_1"]],
+                subset=row.get("collapsed_tag", "") or "",
+                tags=[t for t in (row.get("tag", ""), row.get("secondary_tag", "")) if t],
+            )
+        )
     return Dataset("winoground", "test", examples, SOURCE, LICENCE)
 
 

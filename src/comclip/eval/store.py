@@ -1,0 +1,210 @@
+"""The result store of a run: its folder, ``run.json`` (what made the run), the record log
+``per_example.jsonl`` with resume, and the shards of several processes merged into it.
+
+``per_example.jsonl`` holds one line per (method, example): the score matrix (images x
+texts) or the reason it failed. A run killed half way resumes from that file with
+``resume=True`` and produces the same report as an uninterrupted one; a folder is resumed
+only when its ``run.json`` proves the same run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, TextIO
+
+from ..errors import ComclipError, InputError
+from .distributed import World, barrier
+
+PER_EXAMPLE = "per_example.jsonl"
+#: One process's records when several score one run (see :mod:`comclip.eval.distributed`).
+SHARD_NAME, SHARD_GLOB = "per_example.rank{rank}.jsonl", "per_example.rank*.jsonl"
+#: What made the run (see :func:`run_manifest`), written when it starts.
+RUN_FILE = "run.json"
+#: A record's key: (method, example or query id).
+Key = tuple[str, str]
+
+
+class RunFinished(ComclipError):
+    """``--resume`` on a run that is complete with the same configuration: nothing to do."""
+
+
+def make_folder(out: Path) -> Path:
+    """``out`` as a folder that exists, or the error saying why it cannot be one."""
+    if out.exists() and not out.is_dir():
+        raise InputError(f"output folder {out} is a file; choose another --out")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"cannot create the output folder {out}: {exc.strerror or exc}") from None
+    return out
+
+
+def dataset_digest(dataset: Any) -> str:
+    """A hash of what a dataset holds (see each dataset's ``content_rows``), whatever file
+    format it came from."""
+    digest = hashlib.sha256()
+    for row in dataset.content_rows():
+        digest.update(row)
+    return digest.hexdigest()
+
+
+def run_manifest(dataset: Any, backbone: Any, configs: dict, limit: int | None) -> dict:
+    """What makes a run what it is; ``--resume`` continues only a run whose manifest matches
+    (``limit`` may grow or shrink: the scores of an example do not depend on it)."""
+    return {
+        "dataset": {
+            "name": dataset.name,
+            "split": dataset.split,
+            "origin": getattr(dataset, "origin", ""),
+            "content_sha256": dataset_digest(dataset),
+        },
+        "model": {
+            "name": backbone.name,
+            "fingerprint": backbone.fingerprint,
+            "precision": backbone.precision,
+            "pixels": backbone.pixels,
+        },
+        "methods": configs,
+        "limit": limit,
+    }
+
+
+def differences(old: Any, new: Any, prefix: str = "") -> list[str]:
+    """``path: old -> new`` for every leaf where two manifests differ."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        return [
+            d for key in sorted(set(old) | set(new), key=str) for d in differences(old.get(key), new.get(key), f"{prefix}{key}.")
+        ]
+    if old == new:
+        return []
+    return [f"{prefix.rstrip('.')}: {json.dumps(old)[:80]} -> {json.dumps(new)[:80]}"]
+
+
+def _check_same_run(out: Path, manifest: dict) -> None:
+    try:
+        stored = json.loads((out / RUN_FILE).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        raise InputError(
+            f"cannot resume {out}: it has no readable {RUN_FILE}, so nothing proves its results come from "
+            "the same run; choose another --out"
+        ) from None
+    found = differences({**stored, "limit": None}, {**manifest, "limit": None})
+    if found:
+        raise InputError(
+            f"cannot resume {out}: it holds another run ({'; '.join(found[:6])}"
+            f"{'; ...' if len(found) > 6 else ''}); choose another --out"
+        )
+
+
+def finished(out_dir: str | Path, manifest: dict) -> bool:
+    """Whether ``out_dir`` holds the report of a complete run with exactly this manifest."""
+    out = Path(out_dir)
+    try:
+        stored = json.loads((out / RUN_FILE).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return False
+    return (out / "report.json").exists() and stored == manifest
+
+
+def record_files(out: Path) -> list[Path]:
+    """The folder's record files: ``per_example.jsonl``, then the shards of several processes."""
+    return [out / PER_EXAMPLE, *sorted(out.glob(SHARD_GLOB))]
+
+
+def read_records(path: Path) -> dict[Key, dict]:
+    """The records of one file by key; a line cut by a kill is skipped (scored again)."""
+    done = {}
+    if path.exists():
+        for line in path.read_text(encoding="utf-8").splitlines():
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            done[(record["method"], record["id"])] = record
+    return done
+
+
+def read_all(out: Path) -> dict[Key, dict]:
+    """Every record of the folder's record files: shards of a run with any number of processes
+    are merged by key."""
+    done: dict[Key, dict] = {}
+    for path in record_files(out):
+        done.update(read_records(path))
+    return done
+
+
+def merge_shards(out: Path, order: list[Key], known: dict) -> dict[Key, dict]:
+    """Every record of the folder, ``order`` first, then any other. ``known`` are this process's
+    records (all of them when there are no shards, so nothing is read again); shards, written
+    by other processes, are read, folded into ``per_example.jsonl`` in that order (one file
+    written whole and renamed into place) and removed."""
+    shards = sorted(out.glob(SHARD_GLOB))
+    done = read_all(out) if shards else known
+    ordered = set(order)
+    keys = [k for k in order if k in done] + [k for k in done if k not in ordered]
+    if shards:
+        temporary = out / f"{PER_EXAMPLE}.merging"
+        temporary.write_text("".join(json.dumps(done[k]) + "\n" for k in keys), encoding="utf-8")
+        temporary.replace(out / PER_EXAMPLE)
+        for shard in shards:
+            shard.unlink()
+    return {k: done[k] for k in keys}
+
+
+def _ends_mid_line(path: Path) -> bool:
+    if not path.exists() or path.stat().st_size == 0:
+        return False
+    with open(path, "rb") as handle:
+        handle.seek(-1, 2)
+        return handle.read(1) != b"\n"
+
+
+class ResultLog:
+    """``per_example.jsonl``: records appended and flushed one by one, read back on resume.
+
+    An existing non-empty log is never appended to without ``resume`` (so two runs are never
+    mixed by accident), nor with ``resume`` unless the folder's ``run.json`` shows the same
+    run (dataset content, model weights, every method's configuration); a line cut short by
+    a kill is ignored and its example scored again. With several processes (``world``), each
+    appends to its own shard and reads what every file of the folder holds; the checks are
+    made by all before any writes.
+    """
+
+    def __init__(self, out_dir: str | Path, resume: bool, manifest: dict | None = None, world: World = World()):
+        out = make_folder(Path(out_dir))
+        self.path = out / (PER_EXAMPLE if world.size == 1 else SHARD_NAME.format(rank=world.rank))
+        has_results = any(p.exists() and p.stat().st_size > 0 for p in record_files(out))
+        if has_results and not resume:
+            raise InputError(
+                f"{out / PER_EXAMPLE} already holds results: pass --resume to continue that run, or choose another --out"
+            )
+        if manifest is not None and has_results:
+            _check_same_run(out, manifest)
+        self.done = read_all(out) if resume else {}
+        barrier(world)  # every process has checked the folder before any writes to it
+        if manifest is not None and world.main:
+            (out / RUN_FILE).write_text(json.dumps(manifest, indent=2), encoding="utf-8")
+        self._handle: TextIO | None = None
+
+    def __enter__(self) -> ResultLog:
+        handle = self._handle = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 (closed in __exit__)
+        if _ends_mid_line(self.path):  # a line cut by a kill: the next record starts on a line of its own
+            handle.write("\n")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._handle is not None:
+            self._handle.close()
+
+    def has(self, method: str, example_id: str) -> bool:
+        return (method, example_id) in self.done
+
+    def add(self, record: dict) -> None:
+        assert self._handle is not None, "ResultLog.add outside its with-block"
+        self._handle.write(json.dumps(record) + "\n")
+        self._handle.flush()
+        self.done[(record["method"], record["id"])] = record

@@ -1,0 +1,78 @@
+"""What a ComCLIP score is made of: each sub-image's part (phrase, boxes, s_i, w_i, flags)
+and the result of one (image, caption) pair with the configuration that produced it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .boxes import Box
+from .config import PipelineConfig
+from .parsing import SceneGraph
+
+NOT_GROUNDED = "not_grounded"
+#: Fallbacks a result can take, counted per example in reports (with the weightings' own:
+#: ``weights_clamped``, ``uniform_weights``).
+NO_ENTITIES, SHARED_BOX = "no_entities", "shared_box"
+
+
+@dataclass
+class Part:
+    """One sub-image's contribution: an entity (scored against its phrase) or a relation
+    (the union of its subject's and object's regions, scored against the predicate)."""
+
+    kind: str
+    phrase: str
+    boxes: list[Box]
+    similarity: float
+    weight: float
+    flags: list[str] = field(default_factory=list)
+    entities: tuple[int, ...] = ()
+    #: An entity's grounding margin: its grounder's best candidate score minus the second's.
+    margin: float | None = None
+
+    def to_dict(self) -> dict:
+        return {
+            "kind": self.kind,
+            "phrase": self.phrase,
+            "boxes": [b.as_list() for b in self.boxes],
+            "similarity": self.similarity,
+            "weight": self.weight,
+            "flags": list(self.flags),
+            "entities": list(self.entities),
+            "margin": self.margin,
+        }
+
+
+@dataclass
+class ComCLIPResult:
+    """A ComCLIP score with everything that produced it."""
+
+    image: str
+    text: str
+    clip: float
+    score: float
+    parts: list[Part]
+    graph: SceneGraph
+    fallback: str | None = None
+    composed: float | None = None  # the faithful ComCLIP score, where a score mode adds to it
+    #: The configuration that made this result (its fill draws the sub-images of a figure).
+    config: PipelineConfig = field(default_factory=PipelineConfig)
+    #: The fallbacks this pair took: no_entities, not_grounded, shared_box, weights_clamped,
+    #: uniform_weights, relation_unverified.
+    flags: tuple[str, ...] = ()
+    #: With ``relation_check="geometry"``: each spatial relation's check, ``(subject, predicate, object, g or None)``.
+    spatial: tuple[tuple[int, str, int, float | None], ...] = ()
+
+    def to_dict(self) -> dict:
+        return {
+            "image": self.image,
+            "text": self.text,
+            "clip": self.clip,
+            "comclip": self.score,
+            "composed": self.composed,
+            "fallback": self.fallback,
+            "flags": list(self.flags),
+            "graph": self.graph.to_dict(),
+            "parts": [p.to_dict() for p in self.parts],
+            "spatial": [{"subject": s, "predicate": p, "object": o, "score": g} for s, p, o, g in self.spatial],
+        }

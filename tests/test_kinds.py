@@ -1,0 +1,75 @@
+"""Example kinds (comclip.eval.kinds): each kind's correctness rule, strict on ties; headline metrics; the word-order rule."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from comclip.eval.kinds import correct
+
+
+def test_correctness_rules_are_strict():
+
+    assert correct("caption_choice", np.array([[0.5, 0.4, 0.49]])) == {"accuracy": True}
+    assert correct("caption_choice", np.array([[0.5, 0.5]])) == {"accuracy": False}
+    assert correct("image_choice", np.array([[0.3], [0.2]])) == {"accuracy": True}
+    # images x texts; Winoground wants caption c to prefer image c and vice versa
+    assert correct("winoground", np.array([[0.9, 0.1], [0.2, 0.8]])) == {
+        "text": True,
+        "image": True,
+        "group": True,
+        "pairwise": 1.0,
+    }
+    mixed = correct("winoground", np.array([[0.9, 0.95], [0.2, 0.99]]))
+    assert mixed["group"] is False and mixed["pairwise"] == 0.5  # image 1 right, image 0 wrong
+
+
+def test_headline_metric_prefers_the_kinds_headlines_in_registration_order():
+    from comclip.eval.kinds import headline_metric
+
+    assert headline_metric(["text", "image", "group", "pairwise"]) == "group"
+    assert headline_metric(["accuracy", "pair"]) == "pair"
+    assert headline_metric(["r@10_t2i", "r@1_i2t", "r@1_t2i"]) == "r@1_t2i"
+    assert headline_metric(["r@10_i2t", "r@1_i2t"]) == "r@1_i2t"  # all text queries failed: still R@1
+    assert headline_metric(["something"]) == "something"
+
+
+def test_retrieval_rule_is_a_rank_below_k():
+    assert correct("retrieval_t2i", np.asarray(4)) == {"r@1_t2i": False, "r@5_t2i": True, "r@10_t2i": True}
+    assert correct("retrieval_i2t", np.asarray(0))["r@1_i2t"] is True
+
+
+def test_word_order_rule_reads_each_kinds_true_captions():
+    from comclip.eval.datasets.base import DIFFERENT_WORDS, SAME_WORDS
+    from comclip.eval.kinds import word_order_class
+
+    assert word_order_class("winoground", ["a dog chasing a cat", "a cat chasing a dog"]) == SAME_WORDS
+    assert word_order_class("two_positives", ["a dog on a mat", "on a mat a dog", "a mat on a dog"]) == SAME_WORDS
+    assert word_order_class("caption_choice", ["a red cube", "a blue cube"]) == DIFFERENT_WORDS
+    assert word_order_class("image_choice", ["a red cube"]) is None
+    assert word_order_class("no such kind", ["a", "b"]) is None
+
+
+def test_a_registered_kind_is_scored_and_reported_with_no_other_edit(monkeypatch, tmp_path):
+    """A new kind is one registration: the runner records its rule's successes, the report its
+    metrics (failed examples count against them) and its headline."""
+    from comclip.eval import kinds
+    from comclip.eval.datasets import Dataset, Example
+    from comclip.eval.report import summarise_run
+    from comclip.eval.runner import run
+
+    def top_two(scores, text_scores=None):
+        return {"top2": bool((scores[0, 0] > scores[0, 1:]).sum() >= len(scores[0]) - 2)}
+
+    monkeypatch.setitem(kinds.KINDS._items, "top_two", kinds.ExampleKind("top_two", top_two, ("top2",), "top2", 1))
+    from PIL import Image
+
+    image = Image.new("RGB", (8, 8))
+    examples = [Example(f"e{n}", "top_two", [image], ["a", "b", "c"]) for n in range(3)]
+    examples.append(Example("broken", "top_two", ["missing.png"], ["a", "b", "c"]))
+    scores = {"a": 0.5, "b": 0.6, "c": 0.1}
+    records = run(Dataset("toy", "test", examples), {"m": lambda images, texts: [[scores[t] for t in texts]]}, tmp_path)
+    summary = summarise_run(list(records.values()))
+    assert [r["correct"] for r in records.values() if r["status"] == "ok"] == [{"top2": True}] * 3
+    assert summary["metrics"]["top2"]["value"] == 75.0 and summary["n_failed"] == 1
+    assert kinds.headline_metric(summary["metrics"]) == "top2"
+    assert records[("m", "e0")]["word_order"] == "different words"

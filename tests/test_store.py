@@ -1,0 +1,85 @@
+"""The result store (comclip.eval.store): the record log and its resume rules, the run
+manifest, and the merge of several processes' shards, as units without a model."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from comclip.errors import InputError
+from comclip.eval.store import PER_EXAMPLE, RUN_FILE, ResultLog, differences, finished, merge_shards, read_all
+from comclip.world import World
+
+
+def _record(method: str, key: str, value: int = 0) -> dict:
+    return {"id": key, "method": method, "status": "ok", "value": value}
+
+
+def test_records_are_written_as_they_come_and_read_back_on_resume(tmp_path):
+    manifest = {"dataset": {"content_sha256": "abc"}, "limit": None}
+    with ResultLog(tmp_path, resume=False, manifest=manifest) as log:
+        log.add(_record("clip", "a"))
+        assert (tmp_path / PER_EXAMPLE).read_text().count("\n") == 1  # flushed at once
+    assert json.loads((tmp_path / RUN_FILE).read_text()) == manifest
+    with ResultLog(tmp_path, resume=True, manifest={**manifest, "limit": 5}) as log:  # the limit may change
+        assert log.has("clip", "a") and not log.has("clip", "b")
+
+
+def test_a_folder_with_results_is_never_appended_to_without_resume_or_by_another_run(tmp_path):
+    with ResultLog(tmp_path, resume=False, manifest={"model": "one"}) as log:
+        log.add(_record("clip", "a"))
+    with pytest.raises(InputError, match="already holds results"):
+        ResultLog(tmp_path, resume=False, manifest={"model": "one"})
+    with pytest.raises(InputError, match=r"another run \(model: \"one\" -> \"two\"\)"):
+        ResultLog(tmp_path, resume=True, manifest={"model": "two"})
+    (tmp_path / RUN_FILE).unlink()
+    with pytest.raises(InputError, match="no readable run.json"):
+        ResultLog(tmp_path, resume=True, manifest={"model": "one"})
+
+
+def test_a_line_cut_by_a_kill_is_skipped_and_the_next_record_starts_a_line(tmp_path):
+    (tmp_path / PER_EXAMPLE).write_text(json.dumps(_record("clip", "a")) + "\n" + '{"id": "b", "meth')
+    (tmp_path / RUN_FILE).write_text("{}")
+    with ResultLog(tmp_path, resume=True, manifest={}) as log:
+        assert set(log.done) == {("clip", "a")}
+        log.add(_record("clip", "b"))
+    assert set(read_all(tmp_path)) == {("clip", "a"), ("clip", "b")}
+
+
+def test_shards_merge_in_order_into_one_file_and_are_removed(tmp_path, monkeypatch):
+    import comclip.eval.store as store
+
+    monkeypatch.setattr(store, "barrier", lambda world: None)  # the two processes are played here in turn
+    logs = [ResultLog(tmp_path, resume=False, world=World(rank=rank, size=2)) for rank in (0, 1)]  # all check first
+    for rank, log in enumerate(logs):
+        with log:
+            for n in range(rank, 5, 2):  # each process takes every second example
+                log.add(_record("clip", f"e{n}", n))
+    assert not (tmp_path / PER_EXAMPLE).exists()
+    order = [("clip", f"e{n}") for n in range(5)]
+    merged = merge_shards(tmp_path, order, known={})
+    assert list(merged) == order and [r["value"] for r in merged.values()] == [0, 1, 2, 3, 4]
+    assert not list(tmp_path.glob("per_example.rank*.jsonl"))
+    lines = (tmp_path / PER_EXAMPLE).read_text().splitlines()
+    assert [json.loads(line)["id"] for line in lines] == [f"e{n}" for n in range(5)]
+
+
+def test_without_shards_the_known_records_are_returned_in_order_and_nothing_is_rewritten(tmp_path):
+    known = {("clip", "b"): _record("clip", "b"), ("clip", "a"): _record("clip", "a"), ("x", "z"): _record("x", "z")}
+    merged = merge_shards(tmp_path, [("clip", "a"), ("clip", "b")], known)
+    assert list(merged) == [("clip", "a"), ("clip", "b"), ("x", "z")]  # records beyond the order come last
+    assert not (tmp_path / PER_EXAMPLE).exists()
+
+
+def test_finished_needs_the_report_and_exactly_the_same_manifest(tmp_path):
+    (tmp_path / RUN_FILE).write_text(json.dumps({"limit": 3}))
+    assert not finished(tmp_path, {"limit": 3})
+    (tmp_path / "report.json").write_text("{}")
+    assert finished(tmp_path, {"limit": 3}) and not finished(tmp_path, {"limit": 4})
+
+
+def test_differences_name_each_changed_leaf():
+    old = {"model": {"name": "a", "fingerprint": "1"}, "methods": {"comclip": {"fill": "black"}}}
+    new = {"model": {"name": "a", "fingerprint": "2"}, "methods": {"comclip": {"fill": "mean"}}}
+    assert differences(old, new) == ['methods.comclip.fill: "black" -> "mean"', 'model.fingerprint: "1" -> "2"']
