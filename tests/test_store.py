@@ -83,3 +83,18 @@ def test_differences_name_each_changed_leaf():
     old = {"model": {"name": "a", "fingerprint": "1"}, "methods": {"comclip": {"fill": "black"}}}
     new = {"model": {"name": "a", "fingerprint": "2"}, "methods": {"comclip": {"fill": "mean"}}}
     assert differences(old, new) == ['methods.comclip.fill: "black" -> "mean"', 'model.fingerprint: "1" -> "2"']
+
+
+def test_a_run_recorded_before_a_rename_is_the_same_run(tmp_path):
+    """run.json written under a field's former name (``fill``) resumes under its current one."""
+    old = {"methods": {"comclip": {"weighting": "sum", "fill": "black", "relations": "off"}}, "limit": None}
+    new = {"methods": {"comclip": {"weighting": "sum", "subimage_fill": "black", "relation_check": "off"}}, "limit": None}
+    (tmp_path / RUN_FILE).write_text(json.dumps(old))
+    (tmp_path / PER_EXAMPLE).write_text(json.dumps(_record("comclip", "a")) + "\n")
+    with ResultLog(tmp_path, resume=True, manifest=new) as log:
+        assert log.has("comclip", "a")
+    assert json.loads((tmp_path / RUN_FILE).read_text()) == new  # rewritten under the current names
+    changed = {"methods": {"comclip": {**new["methods"]["comclip"], "subimage_fill": "mean"}}, "limit": None}
+    (tmp_path / RUN_FILE).write_text(json.dumps(old))
+    with pytest.raises(InputError, match="another run"):
+        ResultLog(tmp_path, resume=True, manifest=changed)

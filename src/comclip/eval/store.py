@@ -14,6 +14,7 @@ import json
 from pathlib import Path
 from typing import Any, TextIO
 
+from ..config import renamed
 from ..errors import ComclipError, InputError
 from .distributed import World, barrier
 
@@ -82,9 +83,23 @@ def differences(old: Any, new: Any, prefix: str = "") -> list[str]:
     return [f"{prefix.rstrip('.')}: {json.dumps(old)[:80]} -> {json.dumps(new)[:80]}"]
 
 
+def read_manifest(out: Path) -> dict:
+    """The folder's ``run.json``, with configuration fields recorded under a former name
+    (before a rename, see :func:`comclip.config.renamed`) under their current one: a rename
+    does not make another run. Raises OSError or JSONDecodeError where it cannot be read."""
+    stored = json.loads((out / RUN_FILE).read_text(encoding="utf-8"))
+    if isinstance(stored, dict) and isinstance(stored.get("methods"), dict):
+        former = renamed()
+        stored["methods"] = {
+            method: {former.get(k, k): v for k, v in config.items()} if isinstance(config, dict) else config
+            for method, config in stored["methods"].items()
+        }
+    return stored
+
+
 def _check_same_run(out: Path, manifest: dict) -> None:
     try:
-        stored = json.loads((out / RUN_FILE).read_text(encoding="utf-8"))
+        stored = read_manifest(out)
     except (OSError, json.JSONDecodeError):
         raise InputError(
             f"cannot resume {out}: it has no readable {RUN_FILE}, so nothing proves its results come from "
@@ -102,7 +117,7 @@ def finished(out_dir: str | Path, manifest: dict) -> bool:
     """Whether ``out_dir`` holds the report of a complete run with exactly this manifest."""
     out = Path(out_dir)
     try:
-        stored = json.loads((out / RUN_FILE).read_text(encoding="utf-8"))
+        stored = read_manifest(out)
     except (OSError, json.JSONDecodeError):
         return False
     return (out / "report.json").exists() and stored == manifest
