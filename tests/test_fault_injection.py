@@ -270,8 +270,16 @@ def test_ctrl_c_exits_130_and_says_how_to_resume(tiny_model_dir, tmp_path):
         "--workers",
         "0",
     ]
+    # A foreground process at a terminal: Ctrl-C's default action, even where this test runs
+    # in a background job (which starts its children with SIGINT ignored, and Python then
+    # installs no KeyboardInterrupt handler: the run would finish and exit 0).
     process = subprocess.Popen(
-        args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"}
+        args,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     deadline = time.monotonic() + 120
     log = out / "per_example.jsonl"

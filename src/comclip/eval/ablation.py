@@ -21,7 +21,7 @@ from ..config import PipelineConfig
 from .datasets import Dataset
 from .evaluate import build_pipelines, evaluate, grounder_pool
 from .grounding_accuracy import grounding_report, has_boxes, oracle_grounder
-from .kinds import headline_metric as kinds_headline
+from .kinds import headline_metric
 from .report import summarise_run
 from .runner import score_examples
 from .scorers import clip_scorer, comclip_scorer
@@ -157,11 +157,6 @@ def usable_groundings(backbone) -> list[str]:
     ]
 
 
-def headline_metric(summary: dict) -> str:
-    """The metric a summary is judged by (see :func:`comclip.eval.kinds.headline_metric`)."""
-    return kinds_headline(summary["metrics"])
-
-
 def criterion(summary: dict) -> tuple[float, float]:
     """(macro mean of the headline metric over subsets, macro mean of the second metric): higher is better.
 
@@ -170,7 +165,7 @@ def criterion(summary: dict) -> tuple[float, float]:
     """
     if not summary["metrics"]:
         return (float("-inf"), float("-inf"))
-    main = headline_metric(summary)
+    main = headline_metric(summary["metrics"])
     second = "pairwise" if "pairwise" in summary["metrics"] else main
     blocks = list(summary["subsets"].values()) or [summary["metrics"]]
     return (
@@ -272,7 +267,7 @@ def dev_table(clip_dev: dict, results: list[DevResult]) -> str:
     lines = ["| rank | configuration | criterion | " + " | ".join(subsets) + " |", "|---" * (3 + len(subsets)) + "|"]
 
     def cells(summary):
-        main = headline_metric(summary) if summary["metrics"] else None
+        main = headline_metric(summary["metrics"]) if summary["metrics"] else None
         return [f"{summary['subsets'][s][main]['value']:.1f}" if main and s in summary["subsets"] else "-" for s in subsets]
 
     lines.append(f"| - | clip | {criterion(clip_dev)[0]:.2f} | " + " | ".join(cells(clip_dev)) + " |")
