@@ -1,10 +1,16 @@
-"""Example kinds (comclip.eval.kinds): each kind's correctness rule, strict on ties; headline metrics; the word-order rule."""
+"""Example kinds (comclip.eval.kinds): each kind's correctness rule, strict on ties, checked
+against the benchmarks' own comparisons; headline metrics; the word-order rule; a kind
+registered once is scored and reported."""
 
 from __future__ import annotations
 
 import numpy as np
+import pytest
+from PIL import Image
 
-from comclip.eval.kinds import correct
+from comclip.eval.datasets import PAIR_MATCH, TWO_POSITIVES, WINOGROUND
+from comclip.eval.datasets.base import DIFFERENT_WORDS, SAME_WORDS, bag_of_words
+from comclip.eval.kinds import correct, word_order_class
 
 
 def test_correctness_rules_are_strict():
@@ -61,7 +67,6 @@ def test_a_registered_kind_is_scored_and_reported_with_no_other_edit(monkeypatch
         return {"top2": bool((scores[0, 0] > scores[0, 1:]).sum() >= len(scores[0]) - 2)}
 
     monkeypatch.setitem(kinds.KINDS._items, "top_two", kinds.ExampleKind("top_two", top_two, ("top2",), "top2", 1))
-    from PIL import Image
 
     image = Image.new("RGB", (8, 8))
     examples = [Example(f"e{n}", "top_two", [image], ["a", "b", "c"]) for n in range(3)]
@@ -73,3 +78,50 @@ def test_a_registered_kind_is_scored_and_reported_with_no_other_edit(monkeypatch
     assert summary["metrics"]["top2"]["value"] == 75.0 and summary["n_failed"] == 1
     assert kinds.headline_metric(summary["metrics"]) == "top2"
     assert records[("m", "e0")]["word_order"] == "different words"
+
+
+@pytest.mark.parametrize(
+    "kind, texts, expected",
+    [
+        ("caption_choice", ["a dog chasing a cat", "a cat chasing a dog"], SAME_WORDS),
+        ("caption_choice", ["A light under a umbrella.", "an umbrella under a light"], SAME_WORDS),  # a / an, case, punctuation
+        ("caption_choice", ["a dog chasing a cat", "a dog chasing a mouse"], DIFFERENT_WORDS),
+        ("caption_choice", ["a dog chasing a cat", "a cat chasing a dog", "a dog"], DIFFERENT_WORDS),  # every foil counts
+        (WINOGROUND, ["the plant is in the cup", "the cup is in the plant"], SAME_WORDS),
+        (PAIR_MATCH, ["wooden table and metal chair", "metal table and wooden chair"], SAME_WORDS),
+        (TWO_POSITIVES, ["a red cup", "a cup that is red", "a cup red"], SAME_WORDS),  # the negative permutes P1
+        (TWO_POSITIVES, ["a red cup", "a cup that is red", "a blue cup"], DIFFERENT_WORDS),
+        ("image_choice", ["a dog"], None),
+    ],
+)
+def test_word_order_class(kind, texts, expected):
+    assert word_order_class(kind, texts) == expected
+
+
+def test_bag_of_words_is_a_multiset():
+    assert bag_of_words("a dog and a dog") != bag_of_words("a dog")
+    assert bag_of_words("Dogs, cats!") == bag_of_words("cats dogs")
+
+
+def test_two_positives_against_the_benchmarks_own_comparisons():
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        image = rng.normal(size=(1, 3))
+        texts = rng.normal(size=(3, 3))
+        texts = (texts + texts.T) / 2  # cosines are symmetric
+        cos_p1, cos_p2, cos_neg = image[0]
+        got = correct(TWO_POSITIVES, image, texts)
+        assert got["itt"] == bool(cos_p1 > cos_neg and cos_p2 > cos_neg)
+        assert got["tot"] == bool(texts[0, 1] > texts[0, 2] and texts[0, 1] > texts[1, 2])
+    assert set(correct(TWO_POSITIVES, image)) == {"itt"}  # no text side: no text-only metric
+
+
+def test_pair_match_is_colas_multi_object_accuracy():
+    def cola(preds):  # rows images, columns captions, as COLA's ColaMultiObjAcc documents
+        return preds[0, 0] > preds[1, 0] and preds[1, 1] > preds[0, 1]
+
+    rng = np.random.default_rng(1)
+    for _ in range(200):
+        scores = rng.normal(size=(2, 2))
+        assert correct(PAIR_MATCH, scores)["pair"] == bool(cola(scores))
+    assert not correct(PAIR_MATCH, np.ones((2, 2)))["pair"]  # a tie fails
