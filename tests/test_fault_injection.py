@@ -294,3 +294,279 @@ def test_ctrl_c_exits_130_and_says_how_to_resume(tiny_model_dir, tmp_path):
     resumed = run_cli([*map(str, args[3:]), "--resume"])
     assert resumed.returncode == 0, resumed.stderr
     assert all(run["n_scored"] == 400 for run in json.loads((out / "report.json").read_text())["runs"])
+
+
+# --- files written whole, runs finished only when their report is whole (#26) ---------------
+def test_a_full_disk_at_the_report_leaves_no_half_file_and_resume_rebuilds_it(cli, tiny_model_dir, data, tmp_path, monkeypatch):
+    """ENOSPC at the report's write (simulated at the rename): one line, exit 1, no report.json
+    and no partial file; ``--resume`` then writes the report; a report cut short or a missing
+    report.md is rebuilt by ``--resume``, never taken for a finished run."""
+    import errno
+
+    out = tmp_path / "run"
+    args = ["eval", "jsonl", "--data", data, "--model", tiny_model_dir, "--out", out, "--workers", "0", "--no-cache"]
+    rename = os.replace
+
+    def disk_full(source, target):
+        if str(target).endswith("report.json"):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return rename(source, target)
+
+    monkeypatch.setattr(os, "replace", disk_full)
+    code, _, err = cli(*args)
+    assert code == 1 and "cannot write" in err and "report.json: No space left on device" in err, err
+    assert not (out / "report.json").exists() and not list(out.glob(".*.partial"))
+    monkeypatch.setattr(os, "replace", rename)
+    code, _, err = cli(*args, "--resume")
+    assert code == 0, err
+    whole = json.loads((out / "report.json").read_text())
+    (out / "report.json").write_text((out / "report.json").read_text()[:100])  # a report cut short
+    code, _, err = cli(*args, "--resume")
+    assert code == 0 and "already finished" not in err and json.loads((out / "report.json").read_text()) == whole
+    (out / "report.md").unlink()
+    code, _, err = cli(*args, "--resume")
+    assert code == 0 and (out / "report.md").exists()
+    code, _, err = cli(*args, "--resume")
+    assert code == 0 and "already finished" in err
+
+
+def test_a_folder_holding_a_report_without_records_is_not_overwritten(cli, tiny_model_dir, data, tmp_path):
+    out = tmp_path / "run"
+    args = ["eval", "jsonl", "--data", data, "--model", tiny_model_dir, "--out", out, "--workers", "0", "--no-cache"]
+    assert cli(*args)[0] == 0
+    (out / "per_example.jsonl").unlink()
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    code, _, err = cli(*args)
+    assert code == 2 and "already holds results" in err and "--resume" in err
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+def test_files_with_a_utf8_byte_order_mark_load(tmp_path, data):
+    """JSON, JSONL and CSV written by tools that add a BOM read as without one."""
+    from comclip.eval.datasets import load_dataset
+
+    rows = data.read_text()
+    bom = tmp_path / "bom.jsonl"
+    bom.write_bytes(b"\xef\xbb\xbf" + rows.encode())
+    for n in range(3):
+        shutil.copy(data.parent / f"{n}.png", tmp_path / f"{n}.png")
+    assert len(load_dataset("jsonl", bom).examples) == 4
+    csv = tmp_path / "pairs.csv"
+    csv.write_bytes(b"\xef\xbb\xbfimage_0,image_1,caption_0,caption_1\n0.png,1.png,a red square,a blue square\n")
+    assert load_dataset("minimal_pairs", csv).examples[0].texts == ["a red square", "a blue square"]
+    captions = tmp_path / "captions.json"
+    captions.write_bytes(b"\xef\xbb\xbf" + json.dumps([{"image": "0.png", "captions": ["a red square"]}]).encode())
+    assert load_dataset("retrieval", captions).captions == ["a red square"]
+
+
+def test_every_transformers_load_refuses_a_model_folders_own_code(cli, tiny_model_dir, rgb_image_path, monkeypatch):
+    """A model folder never runs its Python: every load passes ``trust_remote_code=False``, so
+    transformers' remote-code prompt cannot be answered "y" on a terminal."""
+    import transformers
+
+    seen: list[tuple[str, object]] = []
+
+    def recording(owner, name):
+        original = owner.from_pretrained.__func__
+
+        def load(cls, *args, **kwargs):
+            seen.append((name, kwargs.get("trust_remote_code", "not passed")))
+            return original(cls, *args, **kwargs)
+
+        monkeypatch.setattr(owner, "from_pretrained", classmethod(load))
+
+    for name in ("AutoConfig", "AutoProcessor", "AutoModel", "CLIPModel"):
+        recording(getattr(transformers, name), name)
+    code, _, err = cli("score", rgb_image_path, "a red square", "--model", tiny_model_dir)
+    assert code == 0, err
+    assert seen and all(value is False for _, value in seen), seen
+
+
+def test_a_model_folder_cannot_switch_on_the_llm_parser(tiny_model_dir, rgb_image_path, tmp_path):
+    """A comclip.json with {"parser": "llm"} would send the captions, with the user's key, to
+    their endpoint: refused in one line before any caption is parsed (the endpoint here is a
+    port nothing listens on; a request would fail differently)."""
+    folder = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, folder)
+    (folder / "comclip.json").write_text(json.dumps({"parser": "llm"}))
+    env = {"COMCLIP_LLM_BASE_URL": "http://127.0.0.1:9/v1", "COMCLIP_LLM_API_KEY": "secret", "COMCLIP_LLM_MODEL": "m"}
+    result = run_cli(["score", rgb_image_path, "a red square", "--model", folder], env=env)
+    assert_user_error(result, "parser", "cannot be set by a model folder")
+    result = run_cli(["score", rgb_image_path, "a red square", "--model", tiny_model_dir], env=env)
+    assert result.returncode == 0, result.stderr  # the same model without the file scores, parsing locally
+
+
+@pytest.mark.parametrize(
+    "name, content",
+    [("sugarcrepe", "{}"), ("jsonl", ""), ("minimal_pairs", "image_0,image_1,caption_0,caption_1\n"), ("valse", "{}")],
+)
+def test_an_empty_dataset_is_one_line_before_the_model_loads(name, content, tmp_path):
+    """No examples is the user's file's problem, found before any model loads (the model named
+    here does not exist: a later check would name it instead)."""
+    data = tmp_path / ("data.csv" if name == "minimal_pairs" else "data.jsonl" if name == "jsonl" else "data.json")
+    data.write_text(content)
+    result = run_cli(["eval", name, "--data", data, "--model", tmp_path / "no-such-model", "--out", tmp_path / "out"])
+    assert_user_error(result, str(data), "no examples")
+    assert not (tmp_path / "out" / "run.json").exists()
+
+
+def test_a_reports_dataset_name_never_writes_outside_the_output_folder(tmp_path):
+    """``comclip report`` names each chart after the report's dataset field: made safe first."""
+    run = tmp_path / "runs" / "a"
+    run.mkdir(parents=True)
+    metric = {"value": 50.0, "ci95": [40.0, 60.0], "n": 10}
+    report = {
+        "dataset": "../../../escaped",
+        "split": "test",
+        "model": "m",
+        "seed": 0,
+        "runs": [{"method": "clip", "n_scored": 10, "n_failed": 0, "metrics": {"accuracy": metric}, "subsets": {}}],
+    }
+    (run / "report.json").write_text(json.dumps(report))
+    out = tmp_path / "deep" / "er" / "charts"
+    result = run_cli(["report", run, "--out", out])
+    assert result.returncode == 0, result.stderr
+    assert (out / "escaped.png").exists()
+    assert not list(tmp_path.rglob("escaped.png"))[1:] and not (tmp_path / "escaped.png").exists()
+
+
+@pytest.mark.parametrize("bad", ["NaN", "Infinity", "-Infinity"])
+def test_a_regions_file_with_a_non_finite_box_is_one_line_naming_it(bad, tiny_model_dir, rgb_image_path, tmp_path):
+    """JSON allows NaN and Infinity; a box holding one is refused naming the file, never used
+    (NaN read as 0, infinity as the whole image)."""
+    regions = tmp_path / "regions.json"
+    regions.write_text('{"square": [[0, 0, ' + bad + ", 10]]}")
+    result = run_cli(
+        [
+            "score",
+            rgb_image_path,
+            "a red square",
+            "--model",
+            tiny_model_dir,
+            "--grounder",
+            "regions",
+            "--regions-file",
+            regions,
+            "--method",
+            "comclip",
+        ]
+    )
+    assert_user_error(result, str(regions), "not a finite number")
+
+
+def test_two_runs_on_one_folder_the_second_is_refused_naming_the_holder(tiny_model_dir, tmp_path):
+    """One run per output folder: while a run holds it, a second (the same command with
+    --resume, or another configuration) is one line naming the folder and the holder's process
+    id, before its model loads; the first finishes with its records alone."""
+    out = tmp_path / "long"
+    args = [
+        sys.executable,
+        "-m",
+        "comclip",
+        "eval",
+        "sandbox",
+        "--n",
+        "100",
+        "--model",
+        tiny_model_dir,
+        "--out",
+        out,
+        "--no-cache",
+        "--workers",
+        "0",
+    ]
+    first = subprocess.Popen(
+        args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"}
+    )
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not (
+        (out / "per_example.jsonl").exists() and (out / "per_example.jsonl").stat().st_size
+    ):
+        time.sleep(0.1)
+    second = run_cli(["eval", "sandbox", "--n", "100", "--model", tiny_model_dir, "--out", out, "--no-cache", "--resume"])
+    other = run_cli(
+        [
+            "eval",
+            "sandbox",
+            "--n",
+            "100",
+            "--model",
+            tiny_model_dir,
+            "--out",
+            out,
+            "--no-cache",
+            "--resume",
+            "--weighting",
+            "softmax",
+        ]
+    )
+    _, stderr = first.communicate(timeout=300)
+    assert first.returncode == 0, stderr
+    for result in (second, other):
+        assert_user_error(result, str(out), "in use by another comclip run", f"process {first.pid}")
+    records = [json.loads(line) for line in (out / "per_example.jsonl").read_text().splitlines()]
+    assert len(records) == len({(r["method"], r["id"]) for r in records}) == 800
+
+
+def test_explain_never_overwrites_and_writes_only_png(tiny_model_dir, rgb_image_path, tmp_path):
+    """``explain --out`` refuses an existing file (the input photo here) without --force, a
+    path that is not .png, and a path ending in a separator; nothing is written."""
+    photo = tmp_path / "photo.png"
+    shutil.copy(rgb_image_path, photo)
+    before = _hash(photo)
+    explain = ["explain", photo, "a red square", "--model", tiny_model_dir]
+    assert_user_error(run_cli([*explain, "--out", photo]), str(photo), "exists", "--force")
+    assert_user_error(run_cli([*explain, "--out", tmp_path / "fig.jpg"]), "fig.jpg", ".png")
+    assert_user_error(run_cli([*explain, "--out", f"{tmp_path / 'newdir'}/"]), "newdir", "folder")
+    assert _hash(photo) == before and not (tmp_path / "newdir").exists() and not (tmp_path / "fig.jpg").exists()
+    figure = tmp_path / "fig.png"
+    assert run_cli([*explain, "--out", figure]).returncode == 0
+    assert run_cli([*explain, "--out", figure]).returncode == 2
+    assert run_cli([*explain, "--out", figure, "--force"]).returncode == 0
+
+
+def test_a_fifo_given_as_an_image_is_one_line_not_a_hang(tmp_path):
+    fifo = tmp_path / "pipe.png"
+    os.mkfifo(fifo)
+    result = run_cli(["explain", fifo, "a red square", "--model", tmp_path / "no-such-model", "--json"], timeout=60)
+    assert_user_error(result, str(fifo), "not a regular file")
+
+
+def test_a_newline_in_a_path_stays_on_the_error_line(tmp_path):
+    odd = tmp_path / "two\nlines.png"
+    result = run_cli(["explain", odd, "a red square", "--model", tmp_path / "no-such-model", "--json"])
+    assert_user_error(result, "two\\nlines.png", "image not found")
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_a_caption_too_long_to_parse_fails_its_example_only(tiny_model_dir, tmp_path):
+    """1,000 x "a red dog and" once ran spaCy out of recursion and ended the run: now that
+    example fails for the composed method, with the reason, and CLIP scores it; the others are
+    scored by both."""
+    Image.new("RGB", (40, 40), (200, 30, 30)).save(tmp_path / "red.png")
+    rows = [
+        {"id": "long", "image": "red.png", "positive": "a red dog and " * 1000 + "a cat", "negatives": ["a cat"]},
+        {"id": "ok", "image": "red.png", "positive": "a red square", "negatives": ["a blue circle"]},
+    ]
+    (tmp_path / "data.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "out"
+    result = run_cli(
+        [
+            "eval",
+            "jsonl",
+            "--data",
+            tmp_path / "data.jsonl",
+            "--model",
+            tiny_model_dir,
+            "--out",
+            out,
+            "--no-cache",
+            "--workers",
+            "0",
+        ]
+    )
+    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
+    report = json.loads((out / "report.json").read_text())
+    runs = {run["method"]: run for run in report["runs"]}
+    assert runs["clip"]["n_scored"] == 2
+    assert runs["comclip"]["n_scored"] == 1 and "too long to parse" in runs["comclip"]["failures"][0]["error"]

@@ -72,11 +72,21 @@ def test_without_shards_the_known_records_are_returned_in_order_and_nothing_is_r
     assert not (tmp_path / PER_EXAMPLE).exists()
 
 
-def test_finished_needs_the_report_and_exactly_the_same_manifest(tmp_path):
+def test_finished_needs_both_reports_whole_and_agreeing_with_the_records(tmp_path):
+    """A run is finished only when report.json parses and counts the log's records, and
+    report.md exists; a report cut short or a missing file is not finished (resume rebuilds)."""
     (tmp_path / RUN_FILE).write_text(json.dumps({"limit": 3}))
+    (tmp_path / PER_EXAMPLE).write_text("".join(json.dumps(_record("clip", k)) + "\n" for k in "ab"))
     assert not finished(tmp_path, {"limit": 3})
-    (tmp_path / "report.json").write_text("{}")
+    report = json.dumps({"runs": [{"method": "clip", "n_examples": 2}]})
+    (tmp_path / "report.json").write_text(report)
+    assert not finished(tmp_path, {"limit": 3})  # no report.md
+    (tmp_path / "report.md").write_text("# report")
     assert finished(tmp_path, {"limit": 3}) and not finished(tmp_path, {"limit": 4})
+    (tmp_path / "report.json").write_text(report[:20])  # cut short
+    assert not finished(tmp_path, {"limit": 3})
+    (tmp_path / "report.json").write_text(json.dumps({"runs": [{"method": "clip", "n_examples": 1}]}))
+    assert not finished(tmp_path, {"limit": 3})  # counts fewer records than the log holds
 
 
 def test_differences_name_each_changed_leaf():

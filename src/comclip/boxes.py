@@ -63,6 +63,8 @@ class Box:
             x1, y1, x2, y2 = (float(v) for v in values)
         except (TypeError, ValueError):
             raise InputError(f"{source}: a box must be [x1, y1, x2, y2], got {values!r}") from None
+        if not all(math.isfinite(v) for v in (x1, y1, x2, y2)):  # NaN read as 0, infinity as the whole image
+            raise InputError(f"{source}: box {list(values)} holds a value that is not a finite number")
         if x2 <= x1 or y2 <= y1:
             raise InputError(f"{source}: box {list(values)} has zero area (needs x2 > x1 and y2 > y1)")
         return cls(x1, y1, x2, y2)

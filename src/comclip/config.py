@@ -62,6 +62,9 @@ class Option:
     model_grounder_key: str | None = None
     #: A template that must hold ``{}``, where the entity goes.
     template: bool = False
+    #: Whether a model folder's ``comclip.json`` may set it: not what could reach the network,
+    #: run code or read other files (the parser, the grounder, a regions file).
+    from_model: bool = True
     #: The field's former name, still accepted (with a DeprecationWarning) as a keyword, a
     #: ``comclip.json`` key, a method's change and an attribute.
     renamed_from: str | None = None
@@ -76,8 +79,8 @@ def option(help: str, default: Any = None, **meta: Any) -> Any:
 class PipelineConfig:
     """Everything besides the backbone that decides a ComCLIP score (see the module docstring)."""
 
-    parser: str = option("caption parser", "spacy", choices=PARSERS)
-    grounder: str = option("entity grounder", "clip", choices=GROUNDERS)
+    parser: str = option("caption parser", "spacy", choices=PARSERS, from_model=False)
+    grounder: str = option("entity grounder", "clip", choices=GROUNDERS, from_model=False)
     weighting: str = option(
         "sub-image weights: sum (the authors' code, s_i / sum s_j) or softmax (the paper)", "sum", choices=WEIGHTINGS
     )
@@ -174,6 +177,7 @@ class PipelineConfig:
         None,
         grounder={"regions": "regions"},
         default_text="none",
+        from_model=False,
         aliases=("--regions",),
         renamed_from="regions",
     )
@@ -309,7 +313,14 @@ def model_options(defaults: Mapping[str, Any]) -> dict:
             found[key] = value
         else:
             raise InputError(f"model defaults: unknown option {key!r}")
-    return current_names(found, "model defaults")
+    found = current_names(found, "model defaults")
+    refused = [key for key in found if not options()[key].from_model]
+    if refused:
+        raise InputError(
+            f"model defaults (comclip.json): {', '.join(map(repr, refused))} cannot be set by a model folder, which may "
+            "not turn on anything that reaches the network or runs code; give it as an option yourself"
+        )
+    return found
 
 
 def _check(name: str, value: Any, declared: Option) -> None:

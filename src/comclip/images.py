@@ -99,6 +99,8 @@ def load_image(source: ImageInput, max_side: int | None = DEFAULT_MAX_SIDE) -> L
         raise InputError(f"image not found: {name}")
     if path.is_dir():
         raise InputError(f"expected an image file but got a directory: {name}")
+    if not path.is_file():  # a FIFO, socket or device would block or stream for ever
+        raise InputError(f"not a regular file: {name}")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)

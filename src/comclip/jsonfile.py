@@ -1,18 +1,38 @@
-"""Reading user-supplied JSON files with errors that name the file and what it should hold."""
+"""Reading user-supplied JSON files with errors that name the file and what it should hold
+(a UTF-8 byte-order mark is read as nothing), and writing files whole or not at all."""
 
 from __future__ import annotations
 
 import json
+import os
+import tempfile
 from pathlib import Path
 
-from .errors import InputError
+from .errors import ComclipError, InputError
+
+
+def write_whole(path: str | Path, text: str) -> None:
+    """Write ``text`` to ``path`` whole or not at all: a temporary file beside it, flushed to
+    disk (fsync) and renamed over it. A failure (a full disk) leaves the old file, or none,
+    never a truncated one, and is one line naming the file."""
+    path = Path(path)
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as out:
+            out.write(text)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(temporary, path)
+    except OSError as exc:
+        Path(temporary).unlink(missing_ok=True)
+        raise ComclipError(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
 def read_json(path: str | Path, what: str):
     """The JSON value in ``path``; ``what`` names the file's role in the error message."""
     path = Path(path)
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return json.loads(path.read_text(encoding="utf-8-sig"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise InputError(f"cannot read {what} {path}: {exc}") from None
 
@@ -30,7 +50,7 @@ def read_json_lines(path: str | Path, what: str) -> list[tuple[int, object]]:
     or a line that is not JSON is an error naming the file, the line and the problem."""
     path = Path(path)
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        lines = path.read_text(encoding="utf-8-sig").splitlines()
     except (OSError, UnicodeDecodeError) as exc:
         raise InputError(f"cannot read {what} {path}: {exc}") from None
     rows = []

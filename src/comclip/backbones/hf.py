@@ -200,7 +200,12 @@ def _load(source: str, name: str, model_class=None):
     from transformers import AutoModel, AutoProcessor
 
     return _reading(
-        source, name, lambda: ((model_class or AutoModel).from_pretrained(source), AutoProcessor.from_pretrained(source))
+        source,
+        name,
+        lambda: (
+            (model_class or AutoModel).from_pretrained(source, trust_remote_code=False),
+            AutoProcessor.from_pretrained(source, trust_remote_code=False),
+        ),
     )
 
 
@@ -208,7 +213,7 @@ def architectures(source: str, name: str) -> list[str]:
     """The model classes a hub id or local folder's ``config.json`` names."""
     from transformers import AutoConfig
 
-    return list(_reading(source, name, lambda: AutoConfig.from_pretrained(source)).architectures or [])
+    return list(_reading(source, name, lambda: AutoConfig.from_pretrained(source, trust_remote_code=False)).architectures or [])
 
 
 def _reading(source: str, name: str, read):

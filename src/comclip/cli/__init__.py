@@ -51,6 +51,11 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
     print(f"{PROG}: warning: {message}", file=sys.stderr)
 
 
+def one_line(message: str) -> str:
+    """``message`` on one line: control characters (a newline in a file name) escaped."""
+    return "".join(ch if ch.isprintable() or ch == " " else ch.encode("unicode_escape").decode() for ch in message)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``comclip`` console script."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -64,10 +69,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except InputError as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        print(f"{PROG}: error: {one_line(str(exc))}", file=sys.stderr)
         return 2
     except ComclipError as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        print(f"{PROG}: error: {one_line(str(exc))}", file=sys.stderr)
         return 1
     except BrokenPipeError:  # e.g. `comclip score ... | head`
         return 0

@@ -35,12 +35,14 @@ def _evaluate(args: argparse.Namespace, world) -> int:
     from ..eval.distributed import join
     from ..eval.evaluate import default_out_dir, evaluate, open_dataset
     from ..eval.report import unscored
-    from ..eval.store import RunFinished, make_folder
+    from ..eval.store import RunFinished, check_folder, make_folder
 
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     methods = parse_methods(args.method)
     dataset = open_dataset(args.dataset, args.data, args.image_dir, split=args.split, task=args.task, seed=args.seed, n=args.n)
     out = make_folder(Path(args.out) if args.out else default_out_dir(dataset, args.model))
+    if world.main:
+        check_folder(out, args.resume)  # another run, or results without --resume: found before the model loads
     method_pipelines(args, methods)  # every option checked before the model loads
     backbone = create_model(args)
     join(world, backbone.device.type)

@@ -16,7 +16,7 @@ def run(args: argparse.Namespace) -> int:
 
     if not args.out and not args.json:
         raise InputError("explain needs --out FIG.png, --json, or both")
-    out = output_file(args.out) if args.out else None  # every input checked before the model loads
+    out = output_file(args.out, ".png", force=args.force) if args.out else None  # every input checked before the model loads
     (text,) = validate_captions([args.text])
     image = load_image(args.image)
     method = _composed_method(args.method)
@@ -56,4 +56,5 @@ def register(sub) -> None:
     p.add_argument("--method", default="comclip", help=method_help("comclip") + "; one composed method")
     p.add_argument("--out", "-o", default=None, help="write the figure to this PNG file")
     p.add_argument("--json", action="store_true", help="print the parts as JSON")
+    p.add_argument("--force", action="store_true", help="overwrite the --out file if it exists")
     p.set_defaults(func=run)

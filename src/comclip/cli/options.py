@@ -49,12 +49,18 @@ def finite(text: str) -> float:
     return value
 
 
-def output_file(path) -> Path:
-    """A file the command will write: not a folder, in a folder that exists or can be made and
+def output_file(path, suffix: str | None = None, force: bool = False) -> Path:
+    """A file the command will write: not a folder, with the format's ``suffix`` where one is
+    required, not an existing file unless ``force``, in a folder that exists or can be made and
     that this process may write; checked before any work is done."""
+    text = str(path)
     path = Path(path)
-    if path.is_dir():
-        raise InputError(f"{path} is a folder; give the file to write")
+    if path.is_dir() or text.endswith(("/", os.sep)):
+        raise InputError(f"{text} is a folder; give the file to write")
+    if suffix is not None and path.suffix.lower() != suffix:
+        raise InputError(f"{path}: the output is a {suffix[1:].upper()} file; give a path ending in {suffix}")
+    if path.exists() and not force:
+        raise InputError(f"{path} exists; pass --force to overwrite it, or give another path")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

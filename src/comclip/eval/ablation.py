@@ -25,7 +25,7 @@ from .kinds import headline_metric
 from .report import summarise_run
 from .runner import score_examples
 from .scorers import clip_scorer, comclip_scorer
-from .store import PER_EXAMPLE
+from .store import clear_run
 
 log = logging.getLogger("comclip.ablate")
 CRITERION = (
@@ -254,7 +254,7 @@ def _test_run(test: Dataset, backbone, best: Config, out: Path, seed: int, usabl
         rows: dict = {name: entry for entry, name in by_grounder.items()}
         rows["oracle"] = oracle_grounder(test)
         extra["grounding"] = grounding_report(rows, test, seed=seed)
-    (out / PER_EXAMPLE).unlink(missing_ok=True)  # the test run is recomputed with the chosen config
+    clear_run(out)  # the test run is recomputed with the chosen config
     notes = {label: {"grounding": c.grounding} for label, c in chosen.items() if c is not None}
     report = evaluate(test, backbone, methods, out, seed=seed, progress=False, extra=extra, notes=notes)
     assert report is not None  # one process: the report is this one's

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -60,8 +61,16 @@ def bar_charts(reports: list[dict], out_dir: str | Path) -> list[Path]:
     for dataset in sorted({r["dataset"] for r in reports}):
         runs = [(r, run) for r in reports if r["dataset"] == dataset for run in r["runs"] if run["metrics"]]
         if runs:
-            written.append(_chart(plt, dataset, runs, out_dir / f"{dataset}.png"))
+            written.append(_chart(plt, dataset, runs, out_dir / f"{safe_name(dataset)}.png"))
     return written
+
+
+def safe_name(text: str) -> str:
+    """A name taken from data made safe as one file name: no folder separators, no leading
+    dots, nothing but letters, digits, ``-``, ``_`` and ``.`` (a report's dataset field
+    ``../../x`` names ``x``, inside the output folder)."""
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "-", str(text)).strip(".-")[:100]
+    return safe or "dataset"
 
 
 def run_colours(n: int) -> list[tuple]:

@@ -12,15 +12,15 @@ from collections import Counter
 from importlib import metadata
 from pathlib import Path
 
+from ..jsonfile import write_whole
 from . import metrics
 from .datasets import Dataset
 from .datasets.retrieval import RetrievalDataset
 from .diagnosis import error_section, error_sources
 from .kinds import KINDS, headline_metric
+from .store import REPORT_JSON, REPORT_MD
 from .tables import cell, row
 from .word_order import summarise_word_order, word_order_section
-
-REPORT_JSON, REPORT_MD = "report.json", "report.md"
 
 
 def package_versions() -> dict:
@@ -162,8 +162,8 @@ def write_report(
         "comparisons": compare_with("clip", by_method, n_bootstrap, seed) if "clip" in by_method else [],
         **(extra or {}),
     }
-    (out / REPORT_JSON).write_text(json.dumps(report, indent=2), encoding="utf-8")
-    (out / REPORT_MD).write_text(markdown_report(report), encoding="utf-8")
+    write_whole(out / REPORT_JSON, json.dumps(report, indent=2))
+    write_whole(out / REPORT_MD, markdown_report(report))
     return report
 
 

@@ -11,11 +11,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TextIO
 
 from ..config import renamed
 from ..errors import ComclipError, InputError
+from ..jsonfile import write_whole
 from .distributed import World, barrier
 
 PER_EXAMPLE = "per_example.jsonl"
@@ -23,6 +27,10 @@ PER_EXAMPLE = "per_example.jsonl"
 SHARD_NAME, SHARD_GLOB = "per_example.rank{rank}.jsonl", "per_example.rank*.jsonl"
 #: What made the run (see :func:`run_manifest`), written when it starts.
 RUN_FILE = "run.json"
+#: The report of a finished run (see :mod:`comclip.eval.report`).
+REPORT_JSON, REPORT_MD = "report.json", "report.md"
+#: Held by the run that writes the folder (see :func:`folder_lock`).
+LOCK_FILE = ".comclip.lock"
 #: A record's key: (method, example or query id).
 Key = tuple[str, str]
 
@@ -40,6 +48,67 @@ def make_folder(out: Path) -> Path:
     except OSError as exc:
         raise InputError(f"cannot create the output folder {out}: {exc.strerror or exc}") from None
     return out
+
+
+@contextmanager
+def folder_lock(out: Path) -> Iterator[None]:
+    """Hold the folder's exclusive lock (``.comclip.lock``, with this process's id in it) for
+    a run's life: a second run on the same folder is refused, naming the holder, instead of
+    mixing its records and reports with this one's. The file is removed when the run ends; the
+    lock is released when the process ends, however it ends."""
+    make_folder(out)
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no advisory locks
+        yield
+        return
+    handle = open(out / LOCK_FILE, "a+", encoding="utf-8")  # noqa: SIM115 (closed below)
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.seek(0)
+            holder = handle.read().strip() or "unknown"
+            raise InputError(
+                f"{out} is in use by another comclip run (process {holder}); wait for it to end or choose another --out"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(str(os.getpid()))
+        handle.flush()
+        try:
+            yield
+        finally:
+            (out / LOCK_FILE).unlink(missing_ok=True)  # still held: no other run took it meanwhile
+    finally:
+        handle.close()
+
+
+def clear_run(out: Path) -> None:
+    """Remove a run's own files from ``out`` (records, shards, ``run.json``, the reports), for
+    commands that recompute their folder from scratch (the demo, the ablation's test run);
+    nothing else in the folder is touched."""
+    for path in [*record_files(out), out / RUN_FILE, out / REPORT_JSON, out / REPORT_MD]:
+        path.unlink(missing_ok=True)
+
+
+def check_folder(out: Path, resume: bool) -> None:
+    """What can be known of ``out`` before a model loads: no other run holds it, and without
+    ``resume`` it holds no results."""
+    with folder_lock(out):
+        pass
+    if not resume:
+        _refuse_results(out)
+
+
+def _refuse_results(out: Path) -> bool:
+    """Whether ``out`` holds a run's records; an error, naming what it holds, if it holds a run
+    (records, ``run.json`` or a report) and the caller does not resume."""
+    has_records = any(p.exists() and p.stat().st_size > 0 for p in record_files(out))
+    held = PER_EXAMPLE if has_records else next((n for n in (RUN_FILE, REPORT_JSON) if (out / n).exists()), None)
+    if held is not None:
+        raise InputError(f"{out / held} already holds results: pass --resume to continue that run, or choose another --out")
+    return has_records
 
 
 def dataset_digest(dataset: Any) -> str:
@@ -114,13 +183,20 @@ def _check_same_run(out: Path, manifest: dict) -> None:
 
 
 def finished(out_dir: str | Path, manifest: dict) -> bool:
-    """Whether ``out_dir`` holds the report of a complete run with exactly this manifest."""
+    """Whether ``out_dir`` holds the report of a complete run with exactly this manifest: both
+    report files exist, ``report.json`` parses and counts as many records as the log holds.
+    Anything less (a report cut short, one file missing) is rebuilt by ``--resume``."""
     out = Path(out_dir)
     try:
         stored = read_manifest(out)
-    except (OSError, json.JSONDecodeError):
+        report = json.loads((out / REPORT_JSON).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
         return False
-    return (out / "report.json").exists() and stored == manifest
+    if stored != manifest or not (out / REPORT_MD).is_file() or not isinstance(report, dict):
+        return False
+    runs = report.get("runs")
+    counted = sum(run.get("n_examples", 0) for run in runs if isinstance(run, dict)) if isinstance(runs, list) else -1
+    return counted == len(read_all(out))
 
 
 def record_files(out: Path) -> list[Path]:
@@ -162,9 +238,7 @@ def merge_shards(out: Path, order: list[Key], known: dict) -> dict[Key, dict]:
     ordered = set(order)
     keys = [k for k in order if k in done] + [k for k in done if k not in ordered]
     if shards:
-        temporary = out / f"{PER_EXAMPLE}.merging"
-        temporary.write_text("".join(json.dumps(done[k]) + "\n" for k in keys), encoding="utf-8")
-        temporary.replace(out / PER_EXAMPLE)
+        write_whole(out / PER_EXAMPLE, "".join(json.dumps(done[k]) + "\n" for k in keys))
         for shard in shards:
             shard.unlink()
     return {k: done[k] for k in keys}
@@ -192,17 +266,15 @@ class ResultLog:
     def __init__(self, out_dir: str | Path, resume: bool, manifest: dict | None = None, world: World = World()):
         out = make_folder(Path(out_dir))
         self.path = out / (PER_EXAMPLE if world.size == 1 else SHARD_NAME.format(rank=world.rank))
-        has_results = any(p.exists() and p.stat().st_size > 0 for p in record_files(out))
-        if has_results and not resume:
-            raise InputError(
-                f"{out / PER_EXAMPLE} already holds results: pass --resume to continue that run, or choose another --out"
-            )
-        if manifest is not None and has_results:
+        if not resume:
+            _refuse_results(out)
+        has_records = any(p.exists() and p.stat().st_size > 0 for p in record_files(out))
+        if manifest is not None and (has_records or (out / RUN_FILE).exists()):
             _check_same_run(out, manifest)
         self.done = read_all(out) if resume else {}
         barrier(world)  # every process has checked the folder before any writes to it
         if manifest is not None and world.main:
-            (out / RUN_FILE).write_text(json.dumps(manifest, indent=2), encoding="utf-8")
+            write_whole(out / RUN_FILE, json.dumps(manifest, indent=2))
         self._handle: TextIO | None = None
 
     def __enter__(self) -> ResultLog:
@@ -213,13 +285,21 @@ class ResultLog:
 
     def __exit__(self, *exc: object) -> None:
         if self._handle is not None:
-            self._handle.close()
+            try:
+                self._handle.close()
+            except OSError:  # a full disk: the error that stopped the run has been raised already
+                pass
 
     def has(self, method: str, example_id: str) -> bool:
         return (method, example_id) in self.done
 
     def add(self, record: dict) -> None:
         assert self._handle is not None, "ResultLog.add outside its with-block"
-        self._handle.write(json.dumps(record) + "\n")
-        self._handle.flush()
+        try:
+            self._handle.write(json.dumps(record) + "\n")
+            self._handle.flush()
+        except OSError as exc:  # a full disk: what was written stays, a cut line is scored again on resume
+            raise ComclipError(
+                f"cannot write {self.path}: {exc.strerror or exc}; run again with --resume when there is room"
+            ) from None
         self.done[(record["method"], record["id"])] = record

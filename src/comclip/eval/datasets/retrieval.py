@@ -44,6 +44,9 @@ class RetrievalDataset:
     #: Evaluated by ranking (see :mod:`comclip.eval.retrieval`), not example by example.
     task: ClassVar[str] = "retrieval"
 
+    def __len__(self) -> int:
+        return len(self.images)
+
     def first(self, n: int) -> RetrievalDataset:
         """The first ``n`` images of the gallery with their captions."""
         kept = [(c, i) for c, i in zip(self.captions, self.caption_image) if i < n]
