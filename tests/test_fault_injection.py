@@ -570,3 +570,28 @@ def test_a_caption_too_long_to_parse_fails_its_example_only(tiny_model_dir, tmp_
     runs = {run["method"]: run for run in report["runs"]}
     assert runs["clip"]["n_scored"] == 2
     assert runs["comclip"]["n_scored"] == 1 and "too long to parse" in runs["comclip"]["failures"][0]["error"]
+
+
+def test_a_model_is_all_of_its_files(tiny_model_dir, data, rgb_image_path, tmp_path):
+    """Editing a model folder's processor (its normalisation) in place makes another model: the
+    cache does not return the old embeddings, and ``--resume`` refuses to add its records to
+    the old run's, naming the fingerprint."""
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, model)
+    cache = tmp_path / "cache"
+    score = ["score", rgb_image_path, "a red square", "--model", model, "--json"]
+    out = tmp_path / "run"
+    assert _eval(model, data, out, cache=cache).returncode == 0
+
+    def clip_cosine(folder):
+        result = run_cli(score, env={"COMCLIP_CACHE": str(folder)})
+        assert result.returncode == 0, result.stderr
+        return json.loads(result.stdout)["results"][0]["clip"]
+
+    before = clip_cosine(cache)
+    config = json.loads((model / "processor_config.json").read_text())
+    config["image_processor"]["image_mean"] = [0.1, 0.2, 0.3]
+    (model / "processor_config.json").write_text(json.dumps(config))
+    after, fresh = clip_cosine(cache), clip_cosine(tmp_path / "fresh")
+    assert after == fresh != before
+    assert_user_error(_eval(model, data, out, "--resume", cache=cache), str(out), "another run", "fingerprint")

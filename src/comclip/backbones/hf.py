@@ -156,13 +156,36 @@ def _view_geometry(size: tuple[int, int], crop: int) -> tuple[float, float, floa
     return (width * scale - crop) / 2 / scale, (height * scale - crop) / 2 / scale, scale
 
 
+#: The files of a model folder that decide its outputs: weights, the model's configuration
+#: (``hidden_act``...), the processor's (normalisation, size), the tokenizer's, comclip's defaults.
+IDENTITY_FILES = (
+    "*.safetensors",
+    "*.bin",
+    "config.json",
+    "preprocessor_config.json",
+    "processor_config.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "vocab.json",
+    "merges.txt",
+    "special_tokens_map.json",
+    "added_tokens.json",
+    "*.model",
+    "comclip.json",
+)
+
+
 def weights_fingerprint(source: str, model) -> str:
+    """A model's identity: for a local folder, the hash of every file that decides its outputs
+    (:data:`IDENTITY_FILES`), so a processor or config edited in place is another model (its
+    cached embeddings are not reused, its runs not resumed); for a hub model, its commit."""
     import hashlib
 
     directory = Path(source)
     if directory.is_dir():
         digest = hashlib.blake2b(digest_size=12)
-        for path in sorted(directory.glob("*.safetensors")) + sorted(directory.glob("*.bin")):
+        files = sorted({path for pattern in IDENTITY_FILES for path in directory.glob(pattern) if path.is_file()})
+        for path in files:
             digest.update(path.name.encode())
             hash_file(digest, path)
         return digest.hexdigest()
