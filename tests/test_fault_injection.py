@@ -595,3 +595,27 @@ def test_a_model_is_all_of_its_files(tiny_model_dir, data, rgb_image_path, tmp_p
     after, fresh = clip_cosine(cache), clip_cosine(tmp_path / "fresh")
     assert after == fresh != before
     assert_user_error(_eval(model, data, out, "--resume", cache=cache), str(out), "another run", "fingerprint")
+
+
+@pytest.mark.parametrize("caption", [5, None, ["a dog"]])
+def test_a_caption_of_the_wrong_type_is_one_line_before_the_model_loads(caption, tmp_path):
+    """A Winoground row whose caption is a number, null or a list: one line naming the file and
+    the example, before any model loads (the model named here does not exist)."""
+    Image.new("RGB", (20, 20)).save(tmp_path / "a.png")
+    row = {"id": 7, "caption_0": caption, "caption_1": "a cat", "image_0": "a", "image_1": "a"}
+    (tmp_path / "rows.jsonl").write_text(json.dumps(row) + "\n")
+    result = run_cli(
+        [
+            "eval",
+            "winoground",
+            "--data",
+            tmp_path / "rows.jsonl",
+            "--image-dir",
+            tmp_path,
+            "--model",
+            tmp_path / "no-such-model",
+            "--out",
+            tmp_path / "out",
+        ]
+    )
+    assert_user_error(result, "rows.jsonl", "example '7'", "not text")

@@ -77,6 +77,9 @@ def load_dataset(name: str, path=None, image_dir=None, **options) -> Dataset:
     dataset = load(path, image_dir, **options)
     if not len(dataset):
         raise InputError(f"{path if path is not None else name}: no examples in this {name} dataset; nothing to evaluate")
+    problem = dataset.first_problem()
+    if problem is not None:
+        raise InputError(f"{path}: {problem}")
     dataset.origin = str(path) if path is not None else ", ".join(f"{k}={v}" for k, v in sorted(options.items()))
     return dataset
 

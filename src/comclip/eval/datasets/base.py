@@ -75,6 +75,15 @@ class Dataset:
     def __len__(self) -> int:
         return len(self.examples)
 
+    def first_problem(self) -> str | None:
+        """The first field of the wrong type a loader let through (a caption that is a number,
+        null or a list): found before any model loads, not at scoring."""
+        for ex in self.examples:
+            for k, text in enumerate(ex.texts):
+                if not isinstance(text, str):
+                    return f"example {ex.id!r}: caption {k + 1} is {json.dumps(text)[:40]}, not text"
+        return None
+
     def content_rows(self) -> Iterator[bytes]:
         """What each example holds (ids, images, captions, subsets, tags, crops, given graphs;
         generated images by their pixels), for the run's content hash."""

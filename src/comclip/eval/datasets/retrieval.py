@@ -47,6 +47,11 @@ class RetrievalDataset:
     def __len__(self) -> int:
         return len(self.images)
 
+    def first_problem(self) -> str | None:
+        """The first caption that is not text (see :meth:`Dataset.first_problem`)."""
+        bad = next((t for t, text in enumerate(self.captions) if not isinstance(text, str)), None)
+        return None if bad is None else f"caption {bad + 1} is {json.dumps(self.captions[bad])[:40]}, not text"
+
     def first(self, n: int) -> RetrievalDataset:
         """The first ``n`` images of the gallery with their captions."""
         kept = [(c, i) for c, i in zip(self.captions, self.caption_image) if i < n]
