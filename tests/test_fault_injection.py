@@ -252,27 +252,13 @@ def test_a_method_that_scored_nothing_exits_1_after_writing_its_report(tiny_mode
     assert [run["n_scored"] for run in report["runs"]] == [3, 0]
 
 
-def test_ctrl_c_exits_130_and_says_how_to_resume(tiny_model_dir, tmp_path):
-    out = tmp_path / "long"
-    args = [
-        sys.executable,
-        "-m",
-        "comclip",
-        "eval",
-        "sandbox",
-        "--n",
-        "100",
-        "--model",
-        tiny_model_dir,
-        "--out",
-        out,
-        "--no-cache",
-        "--workers",
-        "0",
-    ]
-    # A foreground process at a terminal: Ctrl-C's default action, even where this test runs
-    # in a background job (which starts its children with SIGINT ignored, and Python then
-    # installs no KeyboardInterrupt handler: the run would finish and exit 0).
+def _long_run_scoring(model, out: Path) -> subprocess.Popen:
+    """``comclip eval sandbox`` of 800 records into ``out``, as its own process, returned once it
+    has written its first record. It starts as a foreground process at a terminal would, with
+    Ctrl-C's default action, even where the tests run in a background job (which starts its
+    children with SIGINT ignored, and Python then installs no KeyboardInterrupt handler)."""
+    args = [sys.executable, "-m", "comclip", "eval", "sandbox", "--n", "100", "--model", model, "--out", out,
+            "--no-cache", "--workers", "0"]  # fmt: skip
     process = subprocess.Popen(
         args,
         stdout=subprocess.PIPE,
@@ -285,13 +271,20 @@ def test_ctrl_c_exits_130_and_says_how_to_resume(tiny_model_dir, tmp_path):
     log = out / "per_example.jsonl"
     while time.monotonic() < deadline and not (log.exists() and log.stat().st_size):
         time.sleep(0.2)
+    return process
+
+
+def test_ctrl_c_exits_130_and_says_how_to_resume(tiny_model_dir, tmp_path):
+    out = tmp_path / "long"
+    log = out / "per_example.jsonl"
+    process = _long_run_scoring(tiny_model_dir, out)
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=120)
     assert process.returncode == 130, stderr
     assert "Traceback" not in stderr and "--resume" in stderr.splitlines()[-1]
     scored = len(log.read_text().splitlines())
     assert 0 < scored < 2 * 400
-    resumed = run_cli([*map(str, args[3:]), "--resume"])
+    resumed = run_cli([*map(str, process.args[3:]), "--resume"])  # the same command, resumed
     assert resumed.returncode == 0, resumed.stderr
     assert all(run["n_scored"] == 400 for run in json.loads((out / "report.json").read_text())["runs"])
 
@@ -459,47 +452,9 @@ def test_two_runs_on_one_folder_the_second_is_refused_naming_the_holder(tiny_mod
     --resume, or another configuration) is one line naming the folder and the holder's process
     id, before its model loads; the first finishes with its records alone."""
     out = tmp_path / "long"
-    args = [
-        sys.executable,
-        "-m",
-        "comclip",
-        "eval",
-        "sandbox",
-        "--n",
-        "100",
-        "--model",
-        tiny_model_dir,
-        "--out",
-        out,
-        "--no-cache",
-        "--workers",
-        "0",
-    ]
-    first = subprocess.Popen(
-        args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"}
-    )
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and not (
-        (out / "per_example.jsonl").exists() and (out / "per_example.jsonl").stat().st_size
-    ):
-        time.sleep(0.1)
-    second = run_cli(["eval", "sandbox", "--n", "100", "--model", tiny_model_dir, "--out", out, "--no-cache", "--resume"])
-    other = run_cli(
-        [
-            "eval",
-            "sandbox",
-            "--n",
-            "100",
-            "--model",
-            tiny_model_dir,
-            "--out",
-            out,
-            "--no-cache",
-            "--resume",
-            "--weighting",
-            "softmax",
-        ]
-    )
+    first = _long_run_scoring(tiny_model_dir, out)
+    same = [*map(str, first.args[3:]), "--resume"]
+    second, other = run_cli(same), run_cli([*same, "--weighting", "softmax"])
     _, stderr = first.communicate(timeout=300)
     assert first.returncode == 0, stderr
     for result in (second, other):

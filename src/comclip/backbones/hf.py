@@ -69,8 +69,9 @@ class TransformersBackbone(ProcessorBackbone):
 
     @property
     def fingerprint(self) -> str:
-        """The name plus the hub commit, or a hash of the weight files of a local directory,
-        so a retrained model in the same folder never reuses its predecessor's embeddings."""
+        """The name plus the hub commit, or a hash of every file of a local directory that
+        decides the outputs (:data:`IDENTITY_FILES`), so a retrained or edited model in the same
+        folder never reuses its predecessor's embeddings."""
         if getattr(self, "_fingerprint", None) is None:
             self._fingerprint = f"{self.name}@{weights_fingerprint(self.source, self.model)}"
         return self._fingerprint

@@ -29,7 +29,7 @@ from .datasets.retrieval import RetrievalDataset
 from .distributed import World
 from .grounding_accuracy import grounding_report, has_boxes, known_boxes, oracle_grounder
 from .report import write_report
-from .runner import TASKS, Task, run_task
+from .runner import TASKS, run_task
 
 #: Plain CLIP, as a method.
 CLIP = None
@@ -133,53 +133,33 @@ def evaluate(
         for name, config in method_configs(backbone, pipelines).items()
     }
     manifest = store.run_manifest(dataset, backbone, configs, limit)
-    with store.folder_lock(out) if world.main else nullcontext():
-        return _run_and_report(
-            dataset,
-            backbone,
-            pipelines,
-            task,
-            configs,
-            manifest,
-            out,
-            resume=resume,
-            force=force,
-            seed=seed,
-            n_bootstrap=n_bootstrap,
-            progress=progress,
-            extra=extra,
-            world=world,
-        )
+    with store.folder_lock(out) if world.main else nullcontext():  # one run per folder, held to the report
+        if resume and not force and store.finished(out, manifest):
+            raise store.RunFinished(f"{out / 'report.json'} exists: run already finished (use --force to rebuild the report)")
+        results = run_task(task, out, resume=resume, manifest=manifest, progress=progress, world=world)
+        if not world.main:
+            return None
+        results = {key: value for key, value in results.items() if key[0] in pipelines}
+        extra = _report_extra(dataset, backbone, pipelines, extra, world, seed=seed, n_bootstrap=n_bootstrap)
+        return write_report(dataset, backbone.name, configs, results, out, seed=seed, n_bootstrap=n_bootstrap, extra=extra)
 
 
-def _run_and_report(
+def _report_extra(
     dataset: Dataset | RetrievalDataset,
     backbone: Backbone,
-    pipelines: dict,
-    task: Task,
-    configs: dict,
-    manifest: dict,
-    out: Path,
-    *,
-    resume: bool,
-    force: bool,
-    seed: int,
-    n_bootstrap: int,
-    progress: bool | None,
+    pipelines: Mapping[str, ComCLIP | None],
     extra: dict | None,
     world: World,
-) -> dict | None:
-    """The run of :func:`evaluate` in its locked folder, and its report."""
-    if resume and not force and store.finished(out, manifest):
-        raise store.RunFinished(f"{out / 'report.json'} exists: run already finished (use --force to rebuild the report)")
-    results = run_task(task, out, resume=resume, manifest=manifest, progress=progress, world=world)
-    if not world.main:
-        return None
-    results = {key: value for key, value in results.items() if key[0] in pipelines}
+    *,
+    seed: int,
+    n_bootstrap: int,
+) -> dict:
+    """The report's sections beyond the runs: the backbone, the world size, ``extra``, and on
+    data with true boxes the grounding accuracy (unless ``extra`` gives one)."""
     extra = {"backbone": backbone.describe(), "world_size": world.size, **(extra or {})}
     if "grounding" not in extra and has_boxes(dataset):
         extra["grounding"] = grounding_report(_report_grounders(pipelines, dataset), dataset, seed=seed, n_bootstrap=n_bootstrap)
-    return write_report(dataset, backbone.name, configs, results, out, seed=seed, n_bootstrap=n_bootstrap, extra=extra)
+    return extra
 
 
 def _report_grounders(pipelines: Mapping[str, ComCLIP | None], dataset: Dataset) -> dict[str, tuple[Grounder, bool]]:

@@ -101,14 +101,15 @@ def check_folder(out: Path, resume: bool) -> None:
         _refuse_results(out)
 
 
-def _refuse_results(out: Path) -> bool:
-    """Whether ``out`` holds a run's records; an error, naming what it holds, if it holds a run
-    (records, ``run.json`` or a report) and the caller does not resume."""
-    has_records = any(p.exists() and p.stat().st_size > 0 for p in record_files(out))
-    held = PER_EXAMPLE if has_records else next((n for n in (RUN_FILE, REPORT_JSON) if (out / n).exists()), None)
+def _has_records(out: Path) -> bool:
+    return any(p.exists() and p.stat().st_size > 0 for p in record_files(out))
+
+
+def _refuse_results(out: Path) -> None:
+    """An error, naming what it holds, if ``out`` holds a run (records, ``run.json`` or a report)."""
+    held = PER_EXAMPLE if _has_records(out) else next((n for n in (RUN_FILE, REPORT_JSON) if (out / n).exists()), None)
     if held is not None:
         raise InputError(f"{out / held} already holds results: pass --resume to continue that run, or choose another --out")
-    return has_records
 
 
 def dataset_digest(dataset: Any) -> str:
@@ -268,8 +269,7 @@ class ResultLog:
         self.path = out / (PER_EXAMPLE if world.size == 1 else SHARD_NAME.format(rank=world.rank))
         if not resume:
             _refuse_results(out)
-        has_records = any(p.exists() and p.stat().st_size > 0 for p in record_files(out))
-        if manifest is not None and (has_records or (out / RUN_FILE).exists()):
+        if manifest is not None and (_has_records(out) or (out / RUN_FILE).exists()):
             _check_same_run(out, manifest)
         self.done = read_all(out) if resume else {}
         barrier(world)  # every process has checked the folder before any writes to it
