@@ -172,6 +172,32 @@ def test_cli_app_refuses_a_port_in_use():
     assert "Traceback" not in result.stderr
 
 
+def test_cli_app_stopped_by_sigterm_removes_its_temporary_folder(tmp_path):
+    """``kill`` (SIGTERM, as systemd or docker stop send) stops the app as Ctrl-C does: the
+    server closes, the process exits 0 and its temporary folder of figures is gone."""
+    import signal
+
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "comclip", "app", "--model", SANDBOX, "--port", str(_free_port()), "--no-cache"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "HF_HUB_OFFLINE": "1", "TMPDIR": str(temporary)},
+    )
+    assert process.stderr is not None
+    for line in process.stderr:
+        if "serving on" in line:
+            break
+    else:
+        pytest.fail(f"comclip app exited with {process.wait()} before serving")
+    assert list(temporary.glob("comclip-app-*"))  # the folder the app works in, while it serves
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=60) == 0, process.stderr.read()
+    assert not list(temporary.glob("comclip-app-*"))
+
+
 # --- the real app in a real browser ----------------------------------------------------------
 def _browser() -> tuple[str, str]:
     """Debian's chromium and chromedriver, or a skip saying how to install them."""
@@ -374,3 +400,23 @@ def test_browser_method_choice_sets_the_options_and_scores_as_the_cli(app_server
     expected = json.loads(cli.stdout)["results"]
     for got, want in zip(shown, expected):
         assert got["comclip"] == pytest.approx(want["comclip-plus"], abs=1e-5)
+
+
+def test_the_api_endpoint_score_returns_what_comclip_score_json_prints(app_server, scene):
+    """``gradio_client`` calls ``/score`` with an image and captions: the same JSON as
+    ``comclip score --method clip,comclip --json`` (the image named by the server's copy); a
+    user's error comes back as the client's exception with the message."""
+    from gradio_client import Client, handle_file
+
+    url, _ = app_server
+    path, captions = scene
+    client = Client(url, verbose=False)
+    got = client.predict(handle_file(str(path)), "\n".join(captions), "comclip", api_name="/score")
+    cli = run_cli(["score", path, *captions, "--method", "clip,comclip", "--model", SANDBOX, "--json"])
+    expected = json.loads(cli.stdout)
+    assert got["model"] == expected["model"] and [r["text"] for r in got["results"]] == list(captions)
+    for mine, theirs in zip(got["results"], expected["results"]):
+        assert set(mine) == set(theirs) == {"text", "clip", "clip_logit", "comclip"}
+        assert all(mine[k] == pytest.approx(theirs[k], abs=1e-5) for k in ("clip", "clip_logit", "comclip"))
+    with pytest.raises(Exception, match="caption"):
+        client.predict(handle_file(str(path)), "   ", "comclip", api_name="/score")

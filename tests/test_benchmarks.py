@@ -239,6 +239,31 @@ def test_colorswap_from_a_table(tmp_path):
     assert example.images == [str(tmp_path / "cs" / "0.png"), str(tmp_path / "cs" / "1.png")] and example.id == "5"
 
 
+def test_colorswap_from_its_official_release(tmp_path, cli, tiny_model_dir):
+    """The GitHub release: data/test.json and data/train.json (JSON arrays), images.zip
+    extracted beside them as images/img_<id>_<k>.png, paths relative to the JSON's folder."""
+    data = tmp_path / "colorswap" / "data"
+    for split, rows in (("test", COLORSWAP[:2]), ("train", COLORSWAP[2:])):
+        entries = []
+        for number, first, second in rows:
+            for k in (1, 2):
+                _image(data / "images" / f"img_{number}_{k}.png", 2 * number + k - 1)
+            entries.append({"id": number, "caption_1": first, "caption_2": second, "image_1": f"images/img_{number}_1.png",
+                            "image_2": f"images/img_{number}_2.png", "image_source": "midjourney", "caption_source": "human"})  # fmt: skip
+        (data / f"{split}.json").write_text(json.dumps(entries))
+    by_file = load_dataset("colorswap", data / "test.json")
+    assert by_file.split == "test" and [e.id for e in by_file.examples] == ["0", "1"]
+    assert by_file.examples[1].images == [str(data / "images" / f"img_1_{k}.png") for k in (1, 2)]
+    assert by_file.examples[1].texts == list(COLORSWAP[1][1:]) and by_file.examples[1].kind == WINOGROUND
+    assert [e.id for e in load_dataset("colorswap", data).examples] == ["0", "1"]  # the folder: test by default
+    assert [e.id for e in load_dataset("colorswap", data, split="train").examples] == ["2"]
+    with pytest.raises(InputError, match="no dev.json .*test.json, train.json.*--split"):
+        load_dataset("colorswap", data, split="dev")
+    code, _, err = cli("eval", "colorswap", "--data", data / "test.json", "--model", tiny_model_dir, "--out", tmp_path / "o",
+                       "--no-cache", "--bootstrap", "0", "--method", "clip")  # fmt: skip
+    assert code == 0 and "clip: 2 scored, 0 failed" in err, err
+
+
 def test_cola_loader_finds_images_by_link_name(cola_file):
     dataset = load_dataset("cola", cola_file.parent)
     assert len(dataset.examples) == 2 and dataset.examples[0].kind == PAIR_MATCH

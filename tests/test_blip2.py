@@ -49,6 +49,26 @@ def test_scores_equal_the_retrieval_models_contrastive_forward(blip2_dir):
     assert torch.allclose(torch_path, expected, atol=0.01)
 
 
+def test_the_qformer_stays_in_float32_under_amp_bf16(blip2_dir):
+    """transformers keeps BLIP-2's Q-Former and query tokens in float32 (``_keep_in_fp32_modules``);
+    under ``amp_bf16`` autocast it still computes in float32, while the vision tower runs in
+    bfloat16: seen by what each module's forward pass returns."""
+    backbone = create_backbone(str(blip2_dir), precision="amp_bf16")
+    assert set(type(backbone.model)._keep_in_fp32_modules) >= {"qformer", "query_tokens"}
+    seen: dict[str, set] = {"qformer": set(), "vision": set()}
+    qformer_linears = [m for m in backbone.model.qformer.modules() if isinstance(m, torch.nn.Linear)]
+    vision_linears = [m for m in backbone.model.vision_model.modules() if isinstance(m, torch.nn.Linear)]
+    for where, modules in (("qformer", qformer_linears), ("vision", vision_linears)):
+        for module in modules:
+            module.register_forward_hook(lambda _m, _i, out, where=where: seen[where].add(out.dtype))
+    backbone.encode_images(IMAGES)
+    backbone.encode_texts(TEXTS)
+    assert seen["qformer"] == {torch.float32} and seen["vision"] == {torch.bfloat16}
+    assert all(p.dtype == torch.float32 for p in backbone.model.qformer.parameters())
+    reference = create_backbone(str(blip2_dir)).similarity(IMAGES, TEXTS)
+    assert torch.allclose(backbone.similarity(IMAGES, TEXTS), reference, atol=0.05)
+
+
 def unit(array: np.ndarray) -> np.ndarray:
     return array / np.linalg.norm(array, axis=-1, keepdims=True)
 

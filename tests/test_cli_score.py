@@ -89,6 +89,10 @@ def test_models_lists_backbones(cli):
     entries = {e["name"]: e for e in json.loads(out)}
     assert entries["open_clip:ViT-B-32/openai"]["extra"] == "openclip"
     assert entries["openai/clip-vit-base-patch32"]["extra"] is None
+    families = {e["backend"]: e for e in entries.values() if e["pattern"]}
+    assert set(families) == {"hf", "open_clip", "slip", "blip2"}  # every family the registry loads
+    assert families["slip"]["name"] == "slip:PATH" and families["slip"]["extra"] == "slip"
+    assert families["open_clip"]["extra"] == "openclip" and "slip:PATH" in cli("models")[1]
 
 
 def test_console_script_end_to_end(tiny_model_dir, rgb_image_path):

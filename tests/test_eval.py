@@ -167,8 +167,15 @@ def test_report_puts_runs_side_by_side(cli, tiny_model_dir, jsonl_data, tmp_path
         )
     code, out, err = cli("report", tmp_path / "sum", tmp_path / "softmax", "--out", tmp_path / "cmp")
     assert code == 0, err
-    rows = [line for line in out.splitlines() if line.startswith("| jsonl")]
-    assert len(rows) == 4 and all("| 3 | 1 |" in row for row in rows)
+    rows = {tuple(cell.strip() for cell in line.split("|")[1:7:4]): line for line in out.splitlines() if "| jsonl |" in line}
+    assert set(rows) == {(run, method) for run in ("sum", "softmax") for method in ("clip", "comclip")}
+    assert all("| 3 | 1 |" in row for row in rows.values())
+    assert "| clip | - |" in rows["sum", "clip"]  # the same model, data and configuration
+    assert "weighting=softmax" in rows["softmax", "comclip"] and "weighting=sum" in rows["sum", "comclip"]
+    code, renamed, err = cli("report", tmp_path / "sum", tmp_path / "softmax", "--label", "paper", "--label", "mine")
+    assert code == 0 and "| paper | jsonl |" in renamed and "| mine | jsonl |" in renamed, err
+    code, _, err = cli("report", tmp_path / "sum", tmp_path / "softmax", "--label", "one")
+    assert code == 2 and "--label given 1 times for 2 runs" in err
     assert (tmp_path / "cmp" / "comparison.md").read_text() == out.rstrip("\n") + "\n"
     with Image.open(tmp_path / "cmp" / "jsonl.png") as chart:
         assert chart.format == "PNG"
@@ -242,3 +249,53 @@ def test_fallbacks_are_flagged_per_example_and_counted_per_method(cli, tiny_mode
     assert "## Fallbacks" in (out / "report.md").read_text()
     (comparison,) = report["comparisons"]
     assert comparison["method"] == "comclip" and comparison["n"] == 2 and comparison["metric"] == "accuracy"
+
+
+def test_the_python_api_raises_when_a_method_scored_nothing(tiny_backbone, tmp_path):
+    """``evaluate()`` on data whose every image is missing writes its report, then raises with
+    the most common reason, as the command line exits 1; it never returns a run of nothing."""
+    from comclip.eval.evaluate import CLIP, evaluate, open_dataset
+    from comclip.eval.report import NothingScored
+
+    rows = [{"id": str(k), "image": f"gone{k}.png", "positive": "a red square", "negatives": ["a blue square"]} for k in range(3)]
+    data = tmp_path / "data.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    with pytest.raises(NothingScored, match="method clip scored none of its 3 examples.*image not found") as raised:
+        evaluate(open_dataset("jsonl", data), tiny_backbone, {"clip": CLIP}, tmp_path / "out", n_bootstrap=0)
+    assert raised.value.report["runs"][0]["n_failed"] == 3
+    assert json.loads((tmp_path / "out" / "report.json").read_text())["runs"][0]["n_scored"] == 0
+
+
+def test_ties_are_counted_and_the_rule_is_the_users(cli, tiny_model_dir, tmp_path):
+    """A false caption identical to the true one ties exactly: wrong under the default strict
+    rule, right under ``--ties first``; each report counts the examples a tie decided, and a
+    run is not resumed under the other rule."""
+    Image.new("RGB", (40, 30), (200, 20, 20)).save(tmp_path / "red.png")
+    rows = [
+        {"id": "tie", "image": "red.png", "positive": "a red square", "negatives": ["a red square"]},
+        {"id": "clear", "image": "red.png", "positive": "a red square", "negatives": ["a square red"]},
+    ]
+    data = tmp_path / "data.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    args = ["eval", "jsonl", "--data", data, "--model", tiny_model_dir, "--method", "clip", "--bootstrap", "0", "--no-cache"]
+    reports = {}
+    for rule in ("strict", "first"):
+        code, _, err = cli(*args, "--out", tmp_path / rule, "--ties", rule)
+        assert code == 0, err
+        reports[rule] = json.loads((tmp_path / rule / "report.json").read_text())
+        assert reports[rule]["ties"]["rule"] == rule and reports[rule]["runs"][0]["ties"] == {"accuracy": 1}
+        assert "Examples where a tie decided a metric: clip 1 (accuracy 1)" in (tmp_path / rule / "report.md").read_text()
+    clear = json.loads((tmp_path / "strict" / "per_example.jsonl").read_text().splitlines()[1])["correct"]["accuracy"]
+    strict, first = (reports[rule]["runs"][0]["metrics"]["accuracy"]["value"] for rule in ("strict", "first"))
+    assert strict == 50.0 * clear and first == strict + 50.0
+    code, _, err = cli(*args, "--out", tmp_path / "strict", "--ties", "first", "--resume")
+    assert code == 2 and "ties" in err and "another run" in err, err
+
+
+def test_a_dataset_whose_own_code_counts_ties_otherwise_says_so():
+    from comclip.eval.legend import tie_line
+
+    report = {"ties": {"rule": "strict", "official": "first"}, "runs": [{"method": "clip", "ties": {}}]}
+    lines = tie_line(report)
+    assert "counts as wrong" in lines[0] and "none" in lines[0] and "`--ties first` reproduces" in lines[1]
+    assert len(tie_line({**report, "ties": {"rule": "first", "official": "first"}})) == 1

@@ -42,6 +42,14 @@ def assert_user_error(result: subprocess.CompletedProcess, *words: str, code: in
         assert str(word) in lines[0], lines[0]
 
 
+def assert_inprocess_error(result: tuple[int, str, str], *words: str) -> None:
+    """:func:`assert_user_error` for a command run in this process (``cli``)."""
+    code, _, err = result
+    assert code == 2 and "Traceback" not in err, err
+    lines = [line for line in err.splitlines() if "error:" in line]
+    assert len(lines) == 1 and all(str(word) in lines[0] for word in words), err
+
+
 @pytest.fixture(scope="module")
 def data(tmp_path_factory) -> Path:
     """A JSONL dataset of four examples, two of them sharing the id 'dup'."""
@@ -58,11 +66,13 @@ def data(tmp_path_factory) -> Path:
     return folder / "data.jsonl"
 
 
-def _eval(model, data, out, *extra, cache=None, env=None):
+def _eval_args(model, data, out, *extra, cache=None) -> list:
     cache_args = ["--cache", cache] if cache is not None else ["--no-cache"]
-    return run_cli(
-        ["eval", "jsonl", "--data", data, "--model", model, "--out", out, "--workers", "0", *cache_args, *extra], env=env or {}
-    )
+    return ["eval", "jsonl", "--data", data, "--model", model, "--out", out, "--workers", "0", *cache_args, *extra]
+
+
+def _eval(model, data, out, *extra, cache=None, env=None):
+    return run_cli(_eval_args(model, data, out, *extra, cache=cache), env=env or {})
 
 
 # --- the cache never touches what is not its own -------------------------------------------
@@ -88,7 +98,8 @@ def test_another_programs_database_is_refused_and_left_byte_identical(tiny_model
     assert_user_error(run_cli(["cache", "info", "--cache", other]), str(other), "not a comclip embedding cache")
     assert_user_error(_eval(tiny_model_dir, data, tmp_path / "out", cache=other), str(other))
     assert _hash(other) == before and not (tmp_path / "out" / "per_example.jsonl").exists()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "photos.db"]  # no -wal, no -shm, nothing moved
+    # no -wal, no -shm, nothing moved; the output folder made for the run is gone with it (#27)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["photos.db"]
 
 
 def test_a_read_only_cache_is_used_and_not_written(tiny_model_dir, data, tmp_path):
@@ -126,34 +137,33 @@ def test_an_impossible_cache_path_is_one_line(tiny_model_dir):
 
 
 # --- runs are never mixed, examples never dropped ------------------------------------------
-def test_resume_with_anything_different_is_refused_listing_it(tiny_model_dir, data, tmp_path):
+def test_resume_with_anything_different_is_refused_listing_it(cli, tiny_model_dir, data, tmp_path):
     out = tmp_path / "run"
-    assert _eval(tiny_model_dir, data, out, "--limit", "2").returncode == 0
+    assert cli(*_eval_args(tiny_model_dir, data, out, "--limit", "2"))[0] == 0
     before = _hash(out / "per_example.jsonl")
-    assert_user_error(
-        _eval(tiny_model_dir, data, out, "--limit", "2", "--resume", "--weighting", "softmax"), "cannot resume", "weighting"
-    )
+    changed = cli(*_eval_args(tiny_model_dir, data, out, "--limit", "2", "--resume", "--weighting", "softmax"))
+    assert_inprocess_error(changed, "cannot resume", "weighting")
     other_model = Path(shutil.copytree(tiny_model_dir, tmp_path / "other-model"))
     from comclip.testing import make_tiny_clip
 
     make_tiny_clip(other_model, seed=5)  # other weights in a folder of the same kind
-    assert_user_error(_eval(other_model, data, out, "--limit", "2", "--resume"), "cannot resume", "model")
+    assert_inprocess_error(cli(*_eval_args(other_model, data, out, "--limit", "2", "--resume")), "cannot resume", "model")
     assert _hash(out / "per_example.jsonl") == before
 
 
-def test_resume_to_a_larger_limit_continues_and_duplicate_ids_are_kept(tiny_model_dir, data, tmp_path):
+def test_resume_to_a_larger_limit_continues_and_duplicate_ids_are_kept(cli, tiny_model_dir, data, tmp_path):
     out = tmp_path / "run"
-    assert _eval(tiny_model_dir, data, out, "--limit", "2").returncode == 0
-    result = _eval(tiny_model_dir, data, out, "--resume", "--limit", "4")
-    assert result.returncode == 0, result.stderr
+    assert cli(*_eval_args(tiny_model_dir, data, out, "--limit", "2"))[0] == 0
+    code, _, err = cli(*_eval_args(tiny_model_dir, data, out, "--resume", "--limit", "4"))
+    assert code == 0, err
     report = json.loads((out / "report.json").read_text())
     for run in report["runs"]:
         assert run["n_examples"] == 4 and run["n_scored"] == 4  # 4 examples in, 4 scored: the repeated id is kept
     assert report["renamed_ids"] == 1
     ids = {json.loads(line)["id"] for line in (out / "per_example.jsonl").read_text().splitlines()}
     assert ids == {"dup", "dup#2", "c", "d"}
-    again = _eval(tiny_model_dir, data, out, "--resume", "--limit", "4")
-    assert again.returncode == 0 and "already finished" in again.stderr
+    code, _, err = cli(*_eval_args(tiny_model_dir, data, out, "--resume", "--limit", "4"))
+    assert code == 0 and "already finished" in err
 
 
 @pytest.mark.parametrize(
@@ -252,14 +262,12 @@ def test_a_method_that_scored_nothing_exits_1_after_writing_its_report(tiny_mode
     assert [run["n_scored"] for run in report["runs"]] == [3, 0]
 
 
-def _long_run_scoring(model, out: Path) -> subprocess.Popen:
-    """``comclip eval sandbox`` of 800 records into ``out``, as its own process, returned once it
-    has written its first record. It starts as a foreground process at a terminal would, with
-    Ctrl-C's default action, even where the tests run in a background job (which starts its
-    children with SIGINT ignored, and Python then installs no KeyboardInterrupt handler)."""
-    args = [sys.executable, "-m", "comclip", "eval", "sandbox", "--n", "100", "--model", model, "--out", out,
+def _sandbox_eval_process(model, out: Path, n: int) -> subprocess.Popen:
+    """``comclip eval sandbox --n N`` as its own process, with Ctrl-C's default action (see
+    :func:`_long_run_scoring`)."""
+    args = [sys.executable, "-m", "comclip", "eval", "sandbox", "--n", str(n), "--model", model, "--out", out,
             "--no-cache", "--workers", "0"]  # fmt: skip
-    process = subprocess.Popen(
+    return subprocess.Popen(
         args,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -267,6 +275,14 @@ def _long_run_scoring(model, out: Path) -> subprocess.Popen:
         env={**os.environ, "HF_HUB_OFFLINE": "1"},
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
+
+
+def _long_run_scoring(model, out: Path) -> subprocess.Popen:
+    """``comclip eval sandbox`` of 800 records into ``out``, as its own process, returned once it
+    has written its first record. It starts as a foreground process at a terminal would, with
+    Ctrl-C's default action, even where the tests run in a background job (which starts its
+    children with SIGINT ignored, and Python then installs no KeyboardInterrupt handler)."""
+    process = _sandbox_eval_process(model, out, 100)
     deadline = time.monotonic() + 120
     log = out / "per_example.jsonl"
     while time.monotonic() < deadline and not (log.exists() and log.stat().st_size):
@@ -423,14 +439,24 @@ def test_a_reports_dataset_name_never_writes_outside_the_output_folder(tmp_path)
     assert not list(tmp_path.rglob("escaped.png"))[1:] and not (tmp_path / "escaped.png").exists()
 
 
-@pytest.mark.parametrize("bad", ["NaN", "Infinity", "-Infinity"])
-def test_a_regions_file_with_a_non_finite_box_is_one_line_naming_it(bad, tiny_model_dir, rgb_image_path, tmp_path):
+@pytest.mark.parametrize(
+    "box, problem",
+    [
+        ("[0, 0, NaN, 10]", "not a finite number"),
+        ("[0, 0, Infinity, 10]", "not a finite number"),
+        ("[-Infinity, 0, 5, 10]", "not a finite number"),
+        ("[5000, 5000, 6000, 6000]", "zero area inside"),
+    ],
+)
+def test_a_regions_file_with_a_non_finite_or_outside_box_is_one_line_naming_it(
+    box, problem, cli, tiny_model_dir, rgb_image_path, tmp_path
+):
     """JSON allows NaN and Infinity; a box holding one is refused naming the file, never used
-    (NaN read as 0, infinity as the whole image)."""
+    (NaN read as 0, infinity as the whole image); so is a box outside the image, found later."""
     regions = tmp_path / "regions.json"
-    regions.write_text('{"square": [[0, 0, ' + bad + ", 10]]}")
-    result = run_cli(
-        [
+    regions.write_text('{"square": [' + box + "]}")
+    result = cli(
+        *[
             "score",
             rgb_image_path,
             "a red square",
@@ -444,7 +470,7 @@ def test_a_regions_file_with_a_non_finite_box_is_one_line_naming_it(bad, tiny_mo
             "comclip",
         ]
     )
-    assert_user_error(result, str(regions), "not a finite number")
+    assert_inprocess_error(result, str(regions), problem)
 
 
 def test_two_runs_on_one_folder_the_second_is_refused_naming_the_holder(tiny_model_dir, tmp_path):
@@ -463,21 +489,21 @@ def test_two_runs_on_one_folder_the_second_is_refused_naming_the_holder(tiny_mod
     assert len(records) == len({(r["method"], r["id"]) for r in records}) == 800
 
 
-def test_explain_never_overwrites_and_writes_only_png(tiny_model_dir, rgb_image_path, tmp_path):
+def test_explain_never_overwrites_and_writes_only_png(cli, tiny_model_dir, rgb_image_path, tmp_path):
     """``explain --out`` refuses an existing file (the input photo here) without --force, a
     path that is not .png, and a path ending in a separator; nothing is written."""
     photo = tmp_path / "photo.png"
     shutil.copy(rgb_image_path, photo)
     before = _hash(photo)
     explain = ["explain", photo, "a red square", "--model", tiny_model_dir]
-    assert_user_error(run_cli([*explain, "--out", photo]), str(photo), "exists", "--force")
-    assert_user_error(run_cli([*explain, "--out", tmp_path / "fig.jpg"]), "fig.jpg", ".png")
-    assert_user_error(run_cli([*explain, "--out", f"{tmp_path / 'newdir'}/"]), "newdir", "folder")
+    assert_inprocess_error(cli(*explain, "--out", photo), str(photo), "exists", "--force")
+    assert_inprocess_error(cli(*explain, "--out", tmp_path / "fig.jpg"), "fig.jpg", ".png")
+    assert_inprocess_error(cli(*explain, "--out", f"{tmp_path / 'newdir'}/"), "newdir", "folder")
     assert _hash(photo) == before and not (tmp_path / "newdir").exists() and not (tmp_path / "fig.jpg").exists()
     figure = tmp_path / "fig.png"
-    assert run_cli([*explain, "--out", figure]).returncode == 0
-    assert run_cli([*explain, "--out", figure]).returncode == 2
-    assert run_cli([*explain, "--out", figure, "--force"]).returncode == 0
+    assert cli(*explain, "--out", figure)[0] == 0
+    assert cli(*explain, "--out", figure)[0] == 2
+    assert cli(*explain, "--out", figure, "--force")[0] == 0
 
 
 def test_a_fifo_given_as_an_image_is_one_line_not_a_hang(tmp_path):
@@ -527,7 +553,7 @@ def test_a_caption_too_long_to_parse_fails_its_example_only(tiny_model_dir, tmp_
     assert runs["comclip"]["n_scored"] == 1 and "too long to parse" in runs["comclip"]["failures"][0]["error"]
 
 
-def test_a_model_is_all_of_its_files(tiny_model_dir, data, rgb_image_path, tmp_path):
+def test_a_model_is_all_of_its_files(cli, tiny_model_dir, data, rgb_image_path, tmp_path, monkeypatch):
     """Editing a model folder's processor (its normalisation) in place makes another model: the
     cache does not return the old embeddings, and ``--resume`` refuses to add its records to
     the old run's, naming the fingerprint."""
@@ -536,12 +562,13 @@ def test_a_model_is_all_of_its_files(tiny_model_dir, data, rgb_image_path, tmp_p
     cache = tmp_path / "cache"
     score = ["score", rgb_image_path, "a red square", "--model", model, "--json"]
     out = tmp_path / "run"
-    assert _eval(model, data, out, cache=cache).returncode == 0
+    assert cli(*_eval_args(model, data, out, cache=cache))[0] == 0
 
     def clip_cosine(folder):
-        result = run_cli(score, env={"COMCLIP_CACHE": str(folder)})
-        assert result.returncode == 0, result.stderr
-        return json.loads(result.stdout)["results"][0]["clip"]
+        monkeypatch.setenv("COMCLIP_CACHE", str(folder))
+        code, stdout, err = cli(*score)
+        assert code == 0, err
+        return json.loads(stdout)["results"][0]["clip"]
 
     before = clip_cosine(cache)
     config = json.loads((model / "processor_config.json").read_text())
@@ -549,7 +576,7 @@ def test_a_model_is_all_of_its_files(tiny_model_dir, data, rgb_image_path, tmp_p
     (model / "processor_config.json").write_text(json.dumps(config))
     after, fresh = clip_cosine(cache), clip_cosine(tmp_path / "fresh")
     assert after == fresh != before
-    assert_user_error(_eval(model, data, out, "--resume", cache=cache), str(out), "another run", "fingerprint")
+    assert_inprocess_error(cli(*_eval_args(model, data, out, "--resume", cache=cache)), str(out), "another run", "fingerprint")
 
 
 @pytest.mark.parametrize("caption", [5, None, ["a dog"]])
@@ -574,3 +601,184 @@ def test_a_caption_of_the_wrong_type_is_one_line_before_the_model_loads(caption,
         ]
     )
     assert_user_error(result, "rows.jsonl", "example '7'", "not text")
+
+
+# --- odd inputs are one line (#26, item 9) ---------------------------------------------------
+def test_json_nested_too_deeply_is_one_line(tmp_path):
+    """Python's JSON reader runs out of recursion on ``[[[[...]]]]``: one line naming the file."""
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 100_000 + "]" * 100_000)
+    result = run_cli(["eval", "sugarcrepe", "--data", deep, "--model", tmp_path / "no-such-model", "--out", tmp_path / "o"])
+    assert_user_error(result, str(deep), "nested too deeply")
+
+
+def test_a_device_that_cannot_run_a_model_is_one_line(cli, tiny_model_dir, data, tmp_path):
+    for device, words in [("meta", ["'meta'", "cannot run a model"]), ("mps", ["'mps'", "not available"])]:
+        assert_inprocess_error(cli(*_eval_args(tiny_model_dir, data, tmp_path / device, "--device", device)), *words)
+
+
+def test_resume_force_on_a_folder_that_cannot_be_written_is_one_line_before_the_model_loads(cli, data, tmp_path, monkeypatch):
+    """A finished run's folder made read-only (simulated where the tests run as root, whom
+    permissions do not stop), then ``--resume --force``: one line naming the folder, exit 2,
+    before the model loads (the model named does not exist), the folder byte-identical."""
+    from comclip.eval import store
+
+    out = tmp_path / "done"
+    out.mkdir()
+    (out / "report.json").write_text("{}")
+    before = _hash(out)
+    real_open = open
+
+    def read_only(path, mode="r", *args, **kwargs):
+        if Path(path).parent == out and set(mode) & set("wa+"):
+            raise PermissionError(13, "Permission denied")
+        return real_open(path, mode, *args, **kwargs)
+
+    monkeypatch.setattr(store, "open", read_only, raising=False)
+    code, _, err = cli(
+        *["eval", "jsonl", "--data", data, "--model", tmp_path / "no-such-model", "--out", out], "--resume", "--force"
+    )
+    assert code == 2 and "cannot write in the output folder" in err and str(out) in err and "Permission denied" in err, err
+    assert len(err.strip().splitlines()) == 1 and _hash(out) == before
+
+
+def test_a_record_line_that_is_not_a_record_is_one_line_on_resume(cli, tiny_model_dir, data, tmp_path):
+    """A log line without ``method`` and ``id`` was not written by comclip: nothing proves the
+    folder is one run, so ``--resume`` refuses naming the file and line, and changes nothing."""
+    out = tmp_path / "run"
+    assert cli(*_eval_args(tiny_model_dir, data, out, "--limit", "1"))[0] == 0
+    log = out / "per_example.jsonl"
+    log.write_text(log.read_text() + '{"status": "ok"}\n')
+    before = _hash(out)
+    assert_inprocess_error(cli(*_eval_args(tiny_model_dir, data, out, "--resume")), str(log), "line 3", "not a record")
+    assert _hash(out) == before
+
+
+_METRIC = {"value": 50.0, "ci95": [40.0, 60.0]}
+_RUN = {"method": "clip", "n_scored": 10, "n_failed": 0, "metrics": {"accuracy": _METRIC}, "subsets": {}}
+_REPORT = {"dataset": "d", "split": "test", "model": "m", "runs": [_RUN]}
+
+
+@pytest.mark.parametrize(
+    "content, words",
+    [
+        ("", ["Expecting value"]),
+        ("\x00\xff binary", ["cannot read"]),
+        ("[1, 2]", ["no JSON object"]),
+        ("[" * 50_000 + "]" * 50_000, ["nested too deeply"]),
+        (json.dumps({**_REPORT, "runs": None}), ["'runs' is not a list"]),
+        (json.dumps({**_REPORT, "dataset": 7}), ["'dataset' is not text"]),
+        (json.dumps({**_REPORT, "runs": ["clip"]}), ["run 1", "not an object"]),
+        (json.dumps({**_REPORT, "runs": [{**_RUN, "n_scored": "ten"}]}), ["run 1", "'n_scored'"]),
+        (json.dumps({**_REPORT, "runs": [{**_RUN, "metrics": []}]}), ["metrics", "not an object of metrics"]),
+        (json.dumps({**_REPORT, "runs": [{**_RUN, "metrics": {"accuracy": {"value": "high"}}}]}), ["'accuracy'", "numeric"]),
+        (json.dumps({**_REPORT, "runs": [{**_RUN, "metrics": {"accuracy": {"value": 1, "ci95": [1]}}}]}), ["'ci95'"]),
+        (json.dumps({**_REPORT, "runs": [{**_RUN, "subsets": {"a": {"accuracy": None}}}]}), ["subset 'a'"]),
+    ],
+)
+def test_a_malformed_report_given_to_comclip_report_is_one_line(content, words, cli, tmp_path):
+    """``comclip report`` reads files anyone may have edited: each way a report can be wrong
+    is one line naming the file and the field, exit 2, and nothing is written."""
+    path = tmp_path / "report.json"
+    path.write_bytes(content.encode("latin-1") if "\x00" in content else content.encode())
+    code, out, err = cli("report", tmp_path, "--out", tmp_path / "charts")
+    assert code == 2 and str(path) in err and len(err.strip().splitlines()) == 1, err
+    assert all(word in err for word in words), err
+    assert out == "" and not (tmp_path / "charts").exists()
+
+
+@pytest.mark.parametrize("after", [0.4, 1.5, 3.0])
+def test_ctrl_c_in_the_first_seconds_exits_130_in_one_line(after, tiny_model_dir, tmp_path):
+    """Ctrl-C while torch imports, the parser builds or the model loads: exit 130, one line,
+    never a traceback and never exit 0."""
+    process = _sandbox_eval_process(tiny_model_dir, tmp_path / "o", 50)
+    time.sleep(after)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130 and "Traceback" not in stderr, stderr
+    assert stderr.strip().splitlines()[-1].startswith("comclip: interrupted"), stderr
+
+
+def test_a_20000_pixel_png_is_scored_at_reduced_scale_and_a_larger_header_refused(cli, tiny_model_dir, tmp_path):
+    """The README says very large images are decoded at reduced scale: a real 20000 x 20000
+    PNG (past PIL's bomb limit) is scored; a PNG whose header claims 30000 x 30000 (past
+    comclip's ceiling) is one line naming it, before anything is decoded."""
+    import struct
+    import zlib
+
+    from PIL import Image as PILImage
+
+    huge = tmp_path / "scan.png"
+    picture = PILImage.new("RGB", (20000, 20000), (10, 120, 200))
+    picture.paste((250, 0, 0), (1000, 1000, 9000, 9000))
+    picture.save(huge, compress_level=1)
+    del picture
+    code, out, err = cli("score", "--model", tiny_model_dir, "--json", huge, "a red square")
+    assert code == 0 and "scan.png" in out, err
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    claimed = tmp_path / "claims.png"
+    header = struct.pack(">IIBBBBB", 30000, 30000, 8, 2, 0, 0, 0)
+    claimed.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b""))
+    code, _, err = cli("score", "--model", tiny_model_dir, "--json", claimed, "a red square")
+    assert code == 2 and str(claimed) in err and "too large" in err and "30000x30000" in err, err
+
+
+def test_libtiffs_own_messages_stay_inside_the_one_error_line(tmp_path):
+    """A damaged compressed TIFF makes libtiff print to the process's stderr itself, and PIL
+    warn about its EXIF: stderr holds one line, comclip's, with libtiff's words in it."""
+    from PIL import Image as PILImage
+
+    whole = tmp_path / "whole.tif"
+    PILImage.new("RGB", (300, 200), (200, 10, 10)).save(whole, compression="tiff_deflate")
+    data = bytearray(whole.read_bytes())
+    for i in range(8, 60):
+        data[i] ^= 0x5A
+    mangled, cut = tmp_path / "mangled.tif", tmp_path / "cut.tif"
+    mangled.write_bytes(bytes(data))
+    cut.write_bytes(whole.read_bytes()[: len(data) // 2])
+    for path, words in [(mangled, ["corrupt", "ZIPDecode"]), (cut, ["not an image file"])]:
+        result = run_cli(["explain", path, "a red square", "--model", tmp_path / "no-such-model", "--json"])
+        assert_user_error(result, str(path), *words)
+        assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+def test_a_sandbox_of_ten_million_items_under_limit_2_makes_only_what_it_reads(cli, tmp_path, monkeypatch):
+    """``eval sandbox --n 10000000 --limit 2`` once generated every item before scoring two:
+    now the items scored and the few of each task the run's content hash covers are made, no
+    more; ``--resume`` with a larger limit continues the same run."""
+    from comclip.sandbox import dataset as sandbox
+
+    made = []
+
+    def counted(task, seed, index):
+        made.append((task, index))
+        return make(task, seed, index)
+
+    make = sandbox.make_pair
+    monkeypatch.setattr(sandbox, "make_pair", counted)
+    args = ["eval", "sandbox", "--n", "10000000", "--limit", "2", "--model", "comclip/sandbox", "--out", tmp_path / "o",
+            "--no-cache", "--bootstrap", "0", "--method", "clip,comclip", "--workers", "0"]  # fmt: skip
+    code, _, err = cli(*args)
+    assert code == 0, err
+    assert len(made) <= 2 + 4 * sandbox.PROBES, len(made)
+    code, _, err = cli(*args[:5], "3", *args[6:], "--resume")
+    assert code == 0 and "clip: 3 scored" in err, err
+
+
+def test_a_folder_in_use_or_holding_results_is_refused_before_the_model_loads(cli, data, tmp_path):
+    """Both refusals come before any model loads: the model named here does not exist, and
+    the folder's error is the one given."""
+    from comclip.eval.store import folder_lock
+
+    held, used = tmp_path / "held", tmp_path / "used"
+    used.mkdir()
+    (used / "run.json").write_text("{}")
+    missing_model = tmp_path / "no-such-model"
+    code, _, err = cli(*_eval_args(missing_model, data, used))
+    assert code == 2 and "already holds results" in err and "no-such-model" not in err, err
+    with folder_lock(held):
+        code, _, err = cli(*_eval_args(missing_model, data, held, "--resume"))
+    assert code == 2 and "in use by another comclip run" in err and f"process {os.getpid()}" in err, err

@@ -143,9 +143,10 @@ def test_huge_image_is_scored(huge_jpeg, tiny_model_dir, cli):
     assert "huge.jpg" in out
 
 
-def test_a_jpeg_past_the_decompression_bomb_limit_is_decoded_at_reduced_scale(tmp_path, monkeypatch):
+def test_an_image_past_the_decompression_bomb_limit_is_decoded_at_reduced_scale(tmp_path, monkeypatch):
     """A 16000x12000 photo is over PIL's limit; the README promises it is decoded at reduced
-    scale. The limit is lowered here so a small file stands for a huge one."""
+    scale (a JPEG in its decoder, a PNG whole and then shrunk, up to comclip's own ceiling).
+    The limits are lowered here so a small file stands for a huge one."""
     from PIL import Image as PILImage
 
     jpeg, png = tmp_path / "big.jpg", tmp_path / "big.png"
@@ -156,8 +157,14 @@ def test_a_jpeg_past_the_decompression_bomb_limit_is_decoded_at_reduced_scale(tm
     loaded = load_image(jpeg, max_side=200)
     assert loaded.original_size == (800, 600) and max(loaded.image.size) == 200
     assert np.asarray(loaded.image)[100, 100].tolist() == pytest.approx([200, 30, 30], abs=6)
+    whole = load_image(png, max_side=200)  # other formats: decoded whole, then shrunk
+    assert whole.original_size == (800, 600) and whole.image.size == (200, 150)
+    assert np.asarray(whole.image)[100, 100].tolist() == [200, 30, 30]
+    monkeypatch.setattr("comclip.images.MAX_DECODE_PIXELS", 800 * 600 - 1)  # past comclip's own ceiling
     with pytest.raises(InputError, match="too large"):
-        load_image(png, max_side=200)  # only JPEG can be decoded at reduced scale
+        load_image(png, max_side=200)
+    with pytest.raises(InputError, match="too large"):
+        load_image(png, max_side=None)  # full size wanted: nothing can shrink it
     monkeypatch.setattr(PILImage, "MAX_IMAGE_PIXELS", 200)  # even 1/8 scale is over the limit
     with pytest.raises(InputError, match="too large"):
         load_image(jpeg, max_side=50)

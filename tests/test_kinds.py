@@ -125,3 +125,28 @@ def test_pair_match_is_colas_multi_object_accuracy():
         scores = rng.normal(size=(2, 2))
         assert correct(PAIR_MATCH, scores)["pair"] == bool(cola(scores))
     assert not correct(PAIR_MATCH, np.ones((2, 2)))["pair"]  # a tie fails
+
+
+def test_a_tie_is_wrong_by_default_and_the_metrics_it_decided_are_recorded():
+    """``tie_decided``: the metrics whose value changes when ties go to the true option, for
+    each kind of example; nothing where no true option is tied."""
+    import numpy as np
+
+    from comclip.eval.datasets import CAPTION_CHOICE, IMAGE_CHOICE, WINOGROUND
+    from comclip.eval.kinds import correct, tie_decided, under_tie_rule
+
+    tied = np.array([[0.5, 0.5, 0.1]])
+    strict = correct(CAPTION_CHOICE, tied)
+    assert strict == {"accuracy": False} and tie_decided(CAPTION_CHOICE, tied, strict) == {"accuracy": True}
+    clear = np.array([[0.6, 0.5, 0.1]])
+    assert tie_decided(CAPTION_CHOICE, clear, correct(CAPTION_CHOICE, clear)) == {}
+    among_false = np.array([[0.6, 0.5, 0.5]])  # a tie between two false options decides nothing
+    assert tie_decided(CAPTION_CHOICE, among_false, correct(CAPTION_CHOICE, among_false)) == {}
+    column = np.array([[0.3], [0.3]])
+    assert tie_decided(IMAGE_CHOICE, column, correct(IMAGE_CHOICE, column)) == {"accuracy": True}
+    group = np.array([[0.7, 0.7], [0.1, 0.9]])  # image 0 ties its two captions
+    strict = correct(WINOGROUND, group)
+    decided = tie_decided(WINOGROUND, group, strict)
+    assert strict["text"] is False and decided == {"text": True, "group": True, "pairwise": 1.0}
+    record = {"correct": strict, "tie_correct": decided}
+    assert under_tie_rule(record, "strict") is record and under_tie_rule(record, "first")["correct"]["group"] is True

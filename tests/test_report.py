@@ -47,3 +47,45 @@ def test_a_method_that_scored_nothing_gets_one_line_naming_its_most_common_error
     ]
     assert (tmp_path / "report.json").exists() and "## Failed examples" in (tmp_path / "report.md").read_text()
     assert report["runs"][0]["metrics"]["accuracy"]["value"] == 0.0  # every failure counts as wrong
+
+
+def _metric(value, low, high):
+    return {"value": value, "ci95": [low, high]}
+
+
+def _legend_report(difference, interval):
+    clip = {"method": "clip", "config": {"model": "m"}, "metrics": {"group": _metric(40.0, 30.0, 50.0)},
+            "subsets": {"a": {"group": _metric(20.0, 10, 30)}, "b": {"group": _metric(60.0, 50, 70)}}}  # fmt: skip
+    composed = {"method": "mine", "config": {"model": "m", "weighting": "softmax", "subimage_fill": "mean",
+                "score_mode": "evidence", "evidence_weight": 2.0, "parser": {"name": "spacy"}, "grounder": {"name": "clip"}},
+                "metrics": {"group": _metric(40.0 + difference, 30.0 + difference, 50.0 + difference)},
+                "subsets": {"a": {"group": _metric(50.0, 40, 60)}, "b": {"group": _metric(55.0, 45, 65)}}}  # fmt: skip
+    comparison = {"method": "mine", "metric": "group", "n": 100, "difference": difference, "ci95": interval,
+                  "improved": 30, "worsened": 10, "p_mcnemar": 0.002}  # fmt: skip
+    return {"runs": [clip, composed], "comparisons": [comparison]}
+
+
+def test_the_takeaway_is_computed_from_the_numbers():
+    from comclip.eval.legend import takeaway
+
+    ahead = "\n".join(takeaway(_legend_report(25.0, [15.0, 35.0])))
+    assert (
+        "Best on group: **mine**, 65.0% [55.0, 75.0], against CLIP's 40.0% [30.0, 50.0]; the two intervals do not overlap"
+        in ahead
+    )
+    assert "mine: +25.0 points against CLIP on the 100 examples both scored (paired 95% interval [15.0, 35.0]): ahead." in ahead
+    assert "ahead of CLIP on a (+30.0) and behind on b (-5.0)" in ahead
+    level = "\n".join(takeaway(_legend_report(4.0, [-2.0, 10.0])))
+    assert "the two intervals overlap" in level and "not told apart from CLIP here (the interval holds 0)" in level
+    behind = "\n".join(takeaway(_legend_report(-8.0, [-12.0, -4.0])))
+    assert "Best on group: **clip**" in behind and ": behind." in behind
+
+
+def test_the_legend_says_what_each_part_of_a_label_means():
+    from comclip.eval.legend import legend
+
+    lines = legend(_legend_report(25.0, [15.0, 35.0]))
+    assert lines[3].startswith("- **clip**: plain CLIP")
+    mine = lines[4]
+    assert "softmax of the s_i" in mine and "image's mean colour" in mine and "plus 2.0 x how well" in mine
+    assert "parsed by spacy, entities grounded by clip" in mine and "+geometry" not in mine

@@ -85,13 +85,101 @@ def reference_text_embedding(state: dict, tokens: torch.Tensor, heads: int) -> t
     return x[torch.arange(len(x)), tokens.argmax(dim=-1)] @ state["text_projection"]
 
 
+class SimpleTokenizer:
+    """SLIP's ``tokenizer.py`` (CLIP's SimpleTokenizer), as that repository writes it: the
+    byte-to-unicode table, a vocabulary built from the merge file, ftfy + double HTML
+    unescaping + whitespace cleaning, CLIP's split pattern, greedy lowest-rank BPE merges, and
+    ``__call__`` cutting each token list to the context (the end token lost past it)."""
+
+    def __init__(self):
+        import regex
+
+        from comclip.bpe import clip_merges
+
+        printable = (
+            list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+        )
+        codes, n = printable[:], 0
+        for b in range(256):
+            if b not in printable:
+                printable.append(b)
+                codes.append(256 + n)
+                n += 1
+        self.byte_encoder = dict(zip(printable, map(chr, codes)))
+        merges = [tuple(m.split()) for m in clip_merges()]
+        vocab = list(self.byte_encoder.values())
+        vocab = vocab + [v + "</w>" for v in vocab] + ["".join(m) for m in merges] + ["<|startoftext|>", "<|endoftext|>"]
+        self.encoder = {token: i for i, token in enumerate(vocab)}
+        self.ranks = {m: i for i, m in enumerate(merges)}
+        self.pattern = regex.compile(
+            r"""<\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+""", regex.IGNORECASE
+        )
+
+    def bpe(self, token: str) -> list[str]:
+        word = list(token[:-1]) + [token[-1] + "</w>"]
+        while len(word) > 1:
+            pairs = {(a, b) for a, b in zip(word, word[1:])}
+            best = min(pairs, key=lambda pair: self.ranks.get(pair, float("inf")))
+            if best not in self.ranks:
+                break
+            merged, i = [], 0
+            while i < len(word):
+                if i < len(word) - 1 and (word[i], word[i + 1]) == best:
+                    merged.append(word[i] + word[i + 1])
+                    i += 2
+                else:
+                    merged.append(word[i])
+                    i += 1
+            word = merged
+        return word
+
+    def encode(self, text: str) -> list[int]:
+        import html
+        import re
+
+        import ftfy
+
+        text = html.unescape(html.unescape(ftfy.fix_text(text))).strip()
+        text = re.sub(r"\s+", " ", text).strip().lower()
+        ids = []
+        for token in self.pattern.findall(text):
+            token = "".join(self.byte_encoder[b] for b in token.encode("utf-8"))
+            ids.extend(self.encoder[piece] for piece in self.bpe(token))
+        return ids
+
+    def __call__(self, texts, context_length: int = 77) -> torch.Tensor:
+        result = torch.zeros(len(texts), context_length, dtype=torch.long)
+        for row, text in zip(result, texts):
+            tokens = ([self.encoder["<|startoftext|>"]] + self.encode(text) + [self.encoder["<|endoftext|>"]])[:context_length]
+            row[: len(tokens)] = torch.tensor(tokens)
+        return result
+
+
+def slip_transform(images, size: int = 224) -> torch.Tensor:
+    """SLIP's evaluation transform as torchvision computes it on PIL images: Resize(size)
+    (short side to size, long side int(size * long / short), PIL bilinear; unchanged where the
+    short side is already size), CenterCrop(size) at int(round((h - size) / 2.0)), ToTensor
+    (divide by 255), Normalize with ImageNet's mean and std."""
+    import numpy as np
+
+    out = []
+    for image in images:
+        w, h = image.size
+        if min(w, h) != size:
+            if w <= h:
+                image = image.resize((size, int(size * h / w)), Image.BILINEAR)
+            else:
+                image = image.resize((int(size * w / h), size), Image.BILINEAR)
+        top, left = int(round((image.height - size) / 2.0)), int(round((image.width - size) / 2.0))
+        tensor = torch.from_numpy(np.array(image.crop((left, top, left + size, top + size)))).permute(2, 0, 1).float().div(255)
+        mean, std = torch.tensor([0.485, 0.456, 0.406]), torch.tensor([0.229, 0.224, 0.225])
+        out.append((tensor - mean[:, None, None]) / std[:, None, None])
+    return torch.stack(out)
+
+
 def slip_tokens(backbone, texts) -> torch.Tensor:
-    """SLIP's SimpleTokenizer output: start, BPE, end, zeros up to 77."""
-    out = torch.zeros(len(texts), 77, dtype=torch.long)
-    for row, text in zip(out, texts):
-        ids = backbone.tokenizer(text)["input_ids"]
-        row[: len(ids)] = torch.tensor(ids)
-    return out
+    """SLIP's SimpleTokenizer output for the backbone's context."""
+    return SimpleTokenizer()(texts, backbone.context_length)
 
 
 @pytest.mark.parametrize("model", sorted(HEADS))
@@ -105,7 +193,7 @@ def test_embeddings_equal_slips_own_forward_pass(model, tmp_path):
             Image.effect_mandelbrot((50, 40), (-2, -1.5, 1, 1.5), 50).convert("RGB"),
             Image.new("RGB", (30, 60), (200, 40, 9)),
         ]
-        pixels = backbone.image_processor(images=images, return_tensors="pt")["pixel_values"]
+        pixels = slip_transform(images, backbone.image_size)
         with torch.no_grad():
             expected_images = torch.nn.functional.normalize(reference_image_embedding(state, pixels, vision_heads), dim=-1)
             texts = ["a dog chasing a cat", "a cat"]
@@ -117,10 +205,44 @@ def test_embeddings_equal_slips_own_forward_pass(model, tmp_path):
         assert backbone.logit_scale == pytest.approx(math.exp(float(state["logit_scale"])))
 
 
-def test_preprocessing_is_slips_evaluation_transform(slip_file):
-    spec = create_backbone(f"slip:{slip_file}").pixel_spec
-    assert (spec.interpolation, spec.resize_mode, spec.crop) == ("bilinear", "shortest", (32, 32))
-    assert spec.mean == pytest.approx((0.485, 0.456, 0.406)) and spec.std == pytest.approx((0.229, 0.224, 0.225))
+CAPTIONS = [
+    "tom &amp; jerry",  # HTML entities: unescaped twice by SLIP's cleaning
+    "Tom &amp;amp; Jerry &lt;3",
+    "A  dog\tchasing\n a CAT",
+    "cafÃ© au lait",  # mojibake ftfy repairs
+    "naïve 2 dogs, 10 cats; don't they're",
+    "a very small red dog sitting next to a big blue square " * 9,  # past 77 tokens: cut, end token lost
+]
+
+
+def test_tokens_are_slips_own_tokenizers(slip_file):
+    """Token ids from comclip against SLIP's ``tokenizer.py`` logic (written out above) on
+    captions where cleaning, unescaping and truncation matter."""
+    from comclip.backbones.slip import slip_tokens as comclip_tokens
+
+    backbone = create_backbone(f"slip:{slip_file}")
+    expected = SimpleTokenizer()(CAPTIONS, backbone.context_length)
+    assert torch.equal(comclip_tokens(backbone.tokenizer, CAPTIONS, backbone.context_length), expected)
+    reference = SimpleTokenizer()
+    assert torch.equal(expected[:2], reference(["tom & jerry", "tom & jerry <3"], backbone.context_length))  # unescaped
+    plain = backbone.tokenizer(CAPTIONS[0])["input_ids"]  # CLIP's tokenizer alone keeps "&amp;" as text
+    assert plain != expected[0, : len(plain)].tolist()
+    assert expected[-1, -1] != 49407 and 49407 not in expected[-1].tolist()  # cut, no end token
+    assert backbone.too_long(CAPTIONS) == [False] * 5 + [True]
+
+
+def test_pixels_are_slips_evaluation_transform(slip_file):
+    """Pixels against torchvision's Resize / CenterCrop / ToTensor / Normalize (written out
+    above), on sizes where the crop's rounding and the truncated long side matter."""
+    backbone = create_backbone(f"slip:{slip_file}")
+    size = backbone.image_size
+    images = [
+        Image.effect_mandelbrot((size + 75, size), (-2, -1.5, 1, 1.5), 60).convert("RGB"),  # offset 37.5: rounds to 38
+        Image.effect_mandelbrot((47, 90), (-2, -1.5, 1, 1.5), 60).convert("RGB"),
+        Image.effect_mandelbrot((301, 227), (-2, -1.5, 1, 1.5), 60).convert("RGB"),
+    ]
+    assert backbone.pixels == "pil" and backbone.pixel_spec is None
+    assert torch.equal(backbone._processor_pixels(images), slip_transform(images, size))
 
 
 class RunsCode:

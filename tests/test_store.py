@@ -108,3 +108,16 @@ def test_a_run_recorded_before_a_rename_is_the_same_run(tmp_path):
     (tmp_path / RUN_FILE).write_text(json.dumps(old))
     with pytest.raises(InputError, match="another run"):
         ResultLog(tmp_path, resume=True, manifest=changed)
+
+
+def test_a_run_recorded_before_ties_could_be_chosen_was_strict(tmp_path):
+    """run.json without ``ties`` (written before ``--ties``) is the same run as ``strict``, and
+    another run than ``first``."""
+    old = {"methods": {"clip": {"model": "m"}}, "limit": None}
+    (tmp_path / RUN_FILE).write_text(json.dumps(old))
+    (tmp_path / PER_EXAMPLE).write_text(json.dumps(_record("clip", "a")) + "\n")
+    with ResultLog(tmp_path, resume=True, manifest={**old, "ties": "strict"}) as log:
+        assert log.has("clip", "a")
+    (tmp_path / RUN_FILE).write_text(json.dumps(old))
+    with pytest.raises(InputError, match='ties: "strict" -> "first"'):
+        ResultLog(tmp_path, resume=True, manifest={**old, "ties": "first"})

@@ -1,5 +1,3 @@
-import sys
+from .cli import module_main
 
-from .cli import main
-
-sys.exit(main())
+module_main()

@@ -5,19 +5,22 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .errors import InputError
 
 
 @dataclass(frozen=True)
 class Box:
-    """An axis-aligned box in pixel coordinates, ``x2``/``y2`` exclusive."""
+    """An axis-aligned box in pixel coordinates, ``x2``/``y2`` exclusive. ``source`` names where
+    a box read from a user's file came from, for errors found later (a box outside its image);
+    it takes no part in comparisons."""
 
     x1: float
     y1: float
     x2: float
     y2: float
+    source: str = field(default="", compare=False, repr=False)
 
     @property
     def width(self) -> float:
@@ -39,7 +42,8 @@ class Box:
         """This box cut to an image of ``width`` x ``height``; an error if nothing is left."""
         box = Box(max(0.0, self.x1), max(0.0, self.y1), min(float(width), self.x2), min(float(height), self.y2))
         if box.area <= 0:
-            raise InputError(f"box {self.as_list()} has zero area inside the {width}x{height} image")
+            where = f"{self.source}: " if self.source else ""
+            raise InputError(f"{where}box {self.as_list()} has zero area inside the {width}x{height} image")
         return box
 
     def pixels(self) -> tuple[int, int, int, int]:
@@ -52,7 +56,7 @@ class Box:
         return inter / union if union > 0 else 0.0
 
     def scaled(self, factor: float) -> Box:
-        return Box(self.x1 * factor, self.y1 * factor, self.x2 * factor, self.y2 * factor)
+        return Box(self.x1 * factor, self.y1 * factor, self.x2 * factor, self.y2 * factor, self.source)
 
     def as_list(self) -> list[float]:
         return [round(v, 2) for v in (self.x1, self.y1, self.x2, self.y2)]
@@ -67,7 +71,7 @@ class Box:
             raise InputError(f"{source}: box {list(values)} holds a value that is not a finite number")
         if x2 <= x1 or y2 <= y1:
             raise InputError(f"{source}: box {list(values)} has zero area (needs x2 > x1 and y2 > y1)")
-        return cls(x1, y1, x2, y2)
+        return cls(x1, y1, x2, y2, "" if source == "box" else source)
 
 
 def bounding_box(boxes: Iterable[Box]) -> Box:

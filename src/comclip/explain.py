@@ -17,15 +17,7 @@ COLOURS = ["#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f
 def draw_explanation(result: ComCLIPResult, image: Image.Image, out: str | Path) -> Path:
     """Write the explanation figure of ``result`` (computed on ``image``) to ``out`` (PNG); the
     sub-images are drawn with the fill of the configuration that made the result."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-        from matplotlib.patches import Rectangle
-    except ImportError:
-        raise ComclipError("explain figures need matplotlib: pip install 'comclip[plot]'") from None
-
+    plt, Rectangle = _pyplot()  # noqa: N806 (a class)
     parts = result.parts
     columns = max(1, len(parts))
     fig = plt.figure(figsize=(max(6.0, 2.6 * columns), 6.4), dpi=100)
@@ -52,7 +44,7 @@ def draw_explanation(result: ComCLIPResult, image: Image.Image, out: str | Path)
             va="top",
             bbox={"facecolor": colour, "alpha": 0.85, "pad": 2, "edgecolor": "none"},
         )
-    headline = f"CLIP cosine {result.clip:.4f}   ComCLIP score {result.score:.4f}"
+    headline = f"CLIP cosine {result.clip:.4f}   {score_label(result, 'ComCLIP')}"
     if result.fallback:
         headline += f"   ({result.fallback})"
     headline += "\nflags: " + (", ".join(result.flags) if result.flags else "none")
@@ -63,6 +55,79 @@ def draw_explanation(result: ComCLIPResult, image: Image.Image, out: str | Path)
         ax.set_axis_off()
         margin = "" if part.margin is None else f"  margin={part.margin:.3f}"
         ax.set_title(f"{part.kind}: {part.phrase}\ns={part.similarity:.3f}  w={part.weight:.3f}{margin}", fontsize=9)
+    return _save(fig, plt, out)
+
+
+def score_label(result: ComCLIPResult, method: str) -> str:
+    """What a composed score is, in words: the composed cosine alone, or it plus the evidence
+    term the score mode adds; never one word for two scales."""
+    if result.composed is None or abs(result.score - result.composed) < 1e-12:
+        return f"{method} score {result.score:.3f} (composed cosine)"
+    return f"{method} score {result.score:.3f} = composed cosine {result.composed:.3f} + evidence {result.score - result.composed:.3f}"
+
+
+def draw_contrast(results: list[ComCLIPResult], image: Image.Image, out: str | Path, method: str, true: int = 0) -> Path:
+    """One image against its captions side by side (``results``, one per caption; ``true`` is
+    the right one): per caption, CLIP's cosine and the method's score, each method's choice
+    starred, the grounded boxes, every sub-image with its ``s_i`` / ``w_i``, and the flags."""
+    plt, rectangle = _pyplot()
+    widths = [max(1, len(r.parts)) for r in results]
+    fig = plt.figure(figsize=(max(9.0, 2.9 * sum(widths)), 7.6), dpi=100)
+    grid = fig.add_gridspec(2, sum(widths), height_ratios=[1.7, 1.0])
+    clip_pick = max(range(len(results)), key=lambda k: results[k].clip)
+    method_pick = max(range(len(results)), key=lambda k: results[k].score)
+    start = 0
+    for k, (result, width) in enumerate(zip(results, widths)):
+        top = fig.add_subplot(grid[0, start : start + width])
+        _boxes(top, result, image, rectangle)
+        marks = [f"* chosen by {name}" for name, pick in (("CLIP", clip_pick), (method, method_pick)) if pick == k]
+        top.set_title(
+            f'{"TRUE" if k == true else "FALSE"} caption: "{result.text}"\n'
+            f"CLIP cosine {result.clip:.3f}\n{score_label(result, method)}\n"
+            f"flags: {', '.join(result.flags) or 'none'}   {'   '.join(marks)}",
+            fontsize=9,
+            color="#1a7f37" if k == true else "#b42318",
+        )
+        for n, part in enumerate(result.parts):
+            ax = fig.add_subplot(grid[1, start + n])
+            ax.imshow(make_subimage(image, part.boxes, result.config.subimage_fill))
+            ax.set_axis_off()
+            ax.set_title(f"{part.kind}: {part.phrase}\ns_i={part.similarity:.3f}  w_i={part.weight:.3f}", fontsize=8)
+        start += width
+    verdict = {True: "the true one", False: "the false one"}
+    fig.suptitle(
+        f"CLIP prefers {verdict[clip_pick == true]}; {method} prefers {verdict[method_pick == true]}.\n"
+        "s_i: a sub-image's cosine with its phrase; w_i: its weight in the composed embedding",
+        fontsize=10,
+    )
+    return _save(fig, plt, out)
+
+
+def _pyplot():
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        from matplotlib.patches import Rectangle
+    except ImportError:
+        raise ComclipError("explain figures need matplotlib: pip install 'comclip[plot]'") from None
+    return plt, Rectangle
+
+
+def _boxes(ax, result: ComCLIPResult, image: Image.Image, rectangle) -> None:
+    """The image with each entity's boxes, labelled by its phrase."""
+    ax.imshow(image)
+    ax.set_axis_off()
+    for n, part in enumerate(p for p in result.parts if p.kind == "entity"):
+        colour = COLOURS[n % len(COLOURS)]
+        for box in part.boxes:
+            ax.add_patch(rectangle((box.x1, box.y1), box.width, box.height, fill=False, edgecolor=colour, linewidth=2.5))
+        ax.text(part.boxes[0].x1 + 3, part.boxes[0].y1 + 3 + n * 0.06 * image.height, part.phrase, color="white",
+                fontsize=9, va="top", bbox={"facecolor": colour, "alpha": 0.85, "pad": 2, "edgecolor": "none"})  # fmt: skip
+
+
+def _save(fig, plt, out: str | Path) -> Path:
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()

@@ -10,8 +10,11 @@ score.
 from __future__ import annotations
 
 import os
+import sys
+import tempfile
 import warnings
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -25,6 +28,11 @@ from .errors import InputError
 #: backbones see 224-448 px; keeping a bounded copy keeps memory bounded for 10k x 10k
 #: scans while leaving ample resolution for grounding small objects.
 DEFAULT_MAX_SIDE = 2048
+#: Files PIL's decompression-bomb check refuses (over about 179 million pixels) are still read:
+#: JPEGs at reduced scale in the decoder, other formats whole and then shrunk at once, up to
+#: this many pixels (a 24,000 x 24,000 scan, about 1.7 GB as RGB while it decodes); beyond it
+#: a file is refused as a possible decompression bomb.
+MAX_DECODE_PIXELS = 24_000 * 24_000
 EXIF_ORIENTATION = 0x0112
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
@@ -101,38 +109,90 @@ def load_image(source: ImageInput, max_side: int | None = DEFAULT_MAX_SIDE) -> L
         raise InputError(f"expected an image file but got a directory: {name}")
     if not path.is_file():  # a FIFO, socket or device would block or stream for ever
         raise InputError(f"not a regular file: {name}")
+    native: list[str] = []  # what libtiff printed while decoding, for the error
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            warnings.simplefilter("ignore", UserWarning)  # PIL's "Corrupt EXIF data": the error, if any, says it
             try:
                 img = Image.open(path)
             except Image.DecompressionBombError:
-                img = _large_jpeg(path, max_side)  # the bomb check fires before draft can reduce it
+                img = _large_image(path, max_side)  # the bomb check fires before draft can reduce it
             original_size = img.size
             if max_side is not None and img.format == "JPEG" and max(img.size) > max_side:
                 img.draft("RGB", (max_side, max_side))
                 _check_pixels(img.size, name)
-            img.load()
+            with _native_stderr(native) if img.format == "TIFF" else nullcontext():
+                img.load()
+            img = _shrink_large(img, max_side)
     except UnidentifiedImageError:
         raise InputError(f"not an image file (format not recognised): {name}") from None
     except Image.DecompressionBombError as exc:
         raise InputError(f"image too large to decode safely: {name} ({exc})") from None
     except (OSError, SyntaxError, ValueError) as exc:
-        raise InputError(f"corrupt or truncated image: {name} ({exc})") from None
+        said = f": {' '.join(native)}" if native else ""
+        raise InputError(f"corrupt or truncated image: {name} ({exc}{said})") from None
     img = ImageOps.exif_transpose(img) or img
     return _finish(img, name, _upright_size(img, original_size), max_side)
 
 
-def _large_jpeg(path: Path, max_side: int | None) -> Image.Image:
-    """A JPEG too large for PIL's decompression-bomb check, opened so that :meth:`draft` can
-    decode it at reduced scale (1/2 to 1/8 in the decoder itself); anything else stays refused."""
+@contextmanager
+def _native_stderr(said: list[str]) -> Iterator[None]:
+    """File descriptor 2 sent to a temporary file while C code runs (libtiff prints its own
+    messages there, before comclip's one-line error); what it wrote is put in ``said``."""
+    sys.stderr.flush()
+    try:
+        saved = os.dup(2)
+    except OSError:  # no stderr at all: nothing to keep clean
+        yield
+        return
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
+            said.extend(line.strip() for line in sink.read().decode("utf-8", "replace").splitlines() if line.strip())
+
+
+def _large_image(path: Path, max_side: int | None) -> Image.Image:
+    """A file too large for PIL's decompression-bomb check, opened without it: a JPEG so that
+    :meth:`draft` decodes it at reduced scale (1/2 to 1/8 in the decoder itself), any other
+    format if it holds at most :data:`MAX_DECODE_PIXELS`. Without ``max_side`` (full size
+    wanted) or beyond that, it stays refused."""
     from PIL import JpegImagePlugin
 
     with open(path, "rb") as handle:
         is_jpeg = handle.read(3) == b"\xff\xd8\xff"
-    if max_side is None or not is_jpeg:
-        raise Image.DecompressionBombError(f"{path} has more pixels than PIL decodes safely")
-    return JpegImagePlugin.JpegImageFile(str(path))
+    if max_side is not None and is_jpeg:
+        return JpegImagePlugin.JpegImageFile(str(path))
+    limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+    try:
+        img = Image.open(path)  # reads the header only
+    finally:
+        Image.MAX_IMAGE_PIXELS = limit
+    if max_side is None or img.width * img.height > MAX_DECODE_PIXELS:
+        img.close()
+        raise Image.DecompressionBombError(
+            f"{img.width}x{img.height} is more than the {MAX_DECODE_PIXELS:,} pixels comclip decodes"
+        )
+    return img
+
+
+def _shrink_large(img: Image.Image, max_side: int | None) -> Image.Image:
+    """An image decoded whole past PIL's bomb limit, reduced at once by an integer factor (a
+    box filter) so that the copies made next (RGB conversion, resizing) stay small."""
+    limit = Image.MAX_IMAGE_PIXELS
+    if max_side is None or limit is None or img.width * img.height <= 2 * limit:
+        return img
+    factor = max(img.size) // max_side
+    if factor < 2:
+        return img
+    if img.mode not in ("1", "L", "LA", "RGB", "RGBA", "RGBX", "CMYK", "YCbCr", "I", "F"):
+        img = _to_rgb(img)
+    return img.reduce(factor)
 
 
 def _check_pixels(size: tuple[int, int], name: str) -> None:

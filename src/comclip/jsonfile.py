@@ -10,6 +10,9 @@ from pathlib import Path
 
 from .errors import ComclipError, InputError
 
+#: What a JSON value nested deeper than Python's recursion limit is called in an error.
+TOO_DEEP = "JSON nested too deeply to read"
+
 
 def write_whole(path: str | Path, text: str) -> None:
     """Write ``text`` to ``path`` whole or not at all: a temporary file beside it, flushed to
@@ -35,6 +38,8 @@ def read_json(path: str | Path, what: str):
         return json.loads(path.read_text(encoding="utf-8-sig"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise InputError(f"cannot read {what} {path}: {exc}") from None
+    except RecursionError:
+        raise InputError(f"cannot read {what} {path}: {TOO_DEEP}") from None
 
 
 def read_json_object(path: str | Path, what: str, expected: str) -> dict:
@@ -61,4 +66,6 @@ def read_json_lines(path: str | Path, what: str) -> list[tuple[int, object]]:
             rows.append((number, json.loads(line)))
         except json.JSONDecodeError as exc:
             raise InputError(f"{path} line {number}: not valid JSON ({exc})") from None
+        except RecursionError:
+            raise InputError(f"{path} line {number}: {TOO_DEEP}") from None
     return rows

@@ -76,3 +76,18 @@ class ComCLIPResult:
             "parts": [p.to_dict() for p in self.parts],
             "spatial": [{"subject": s, "predicate": p, "object": o, "score": g} for s, p, o, g in self.spatial],
         }
+
+
+def score_row(text: str, clip: float, scale: float, methods: list[str], parts: dict, with_details: bool) -> dict:
+    """One (image, caption) result as ``comclip score --json`` and the app's API give it: the
+    CLIP cosine and logit, each composed method's score and (``with_details``) its parts:
+    under ``details`` for one composed method, else under ``details`` by method."""
+    row: dict = {"text": text}
+    if "clip" in methods:
+        row["clip"], row["clip_logit"] = clip, clip * scale
+    for method, result in parts.items():
+        row[method] = result.score
+    if with_details and parts:
+        described = {method: result.to_dict() for method, result in parts.items()}
+        row["details"] = next(iter(described.values())) if len(described) == 1 else described
+    return row

@@ -72,6 +72,16 @@ def score_request(session: AppSession, image_path, captions, *choices) -> tuple:
     )
 
 
+def api_request(session: AppSession, image_path, captions, method) -> dict:
+    """The ``/score`` API endpoint (``gradio_client``): ``comclip score --json``'s object; a
+    user's error is Gradio's error, which the client raises with the message."""
+    try:
+        return session.score_json(image_path, captions, method or None)
+    except ComclipError as exc:
+        gr = import_gradio()
+        raise gr.Error(_error(str(exc), image_path)[0].removeprefix("**Error:** ")) from None
+
+
 def preview_request(image_path) -> tuple:
     """A new upload: show the image as it will be scored, or say why it cannot be."""
     if not image_path:
@@ -128,7 +138,24 @@ def build_page(session: AppSession, examples: list[list[str]]):
             outputs=[message, preview, scores, parses, weights, figures, config],
             concurrency_limit=1,
         )
+        _api(gr, session)
     return page
+
+
+def _api(gr, session: AppSession) -> None:
+    """The named endpoint ``/score`` (image, captions one per line, method) for ``gradio_client``,
+    on components of its own that the page does not show."""
+    with gr.Group(visible=False):
+        image = gr.Image(type="filepath")
+        captions, method = gr.Textbox(), gr.Textbox(value=DEFAULT_METHOD)
+        result, trigger = gr.JSON(), gr.Button()
+    trigger.click(
+        lambda *args: api_request(session, *args),
+        inputs=[image, captions, method],
+        outputs=result,
+        api_name="score",
+        concurrency_limit=1,
+    )
 
 
 def check_port(host: str, port: int) -> None:

@@ -128,6 +128,19 @@ class AppSession:
         scored.seconds = time.perf_counter() - started
         return scored
 
+    def score_json(self, image_path: str | None, captions: str | None, method: str | None = None) -> dict:
+        """What ``comclip score IMAGE CAPTIONS --method clip,METHOD --json`` prints: the app's
+        API endpoint ``/score`` returns it."""
+        from ..results import score_row
+
+        scored = self.score(image_path, captions, draw=False, method=method)
+        scale = self.backbone.logit_scale
+        rows = [
+            score_row(text, clip, scale, ["clip", scored.method], {scored.method: result}, False)
+            for text, clip, result in zip(scored.texts, scored.clip, scored.results)
+        ]
+        return {"model": self.backbone.name, "image": scored.image.source, "results": rows}
+
     def _draw(self, image, results: list[ComCLIPResult]) -> list[Path]:
         from ..explain import draw_explanation
 

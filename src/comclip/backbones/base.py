@@ -49,6 +49,10 @@ def check_precision(precision: str, device: torch.device) -> str:
     return precision
 
 
+#: Device types that run a model (``meta`` holds shapes only, others need a build of their own).
+COMPUTE_DEVICES = ("cpu", "cuda", "mps", "xpu")
+
+
 def resolve_device(device: str | torch.device | None) -> torch.device:
     """``None`` means CUDA when available, else CPU; anything else must be a valid torch device."""
     if device is None:
@@ -57,9 +61,18 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
         resolved = torch.device(device)
     except (RuntimeError, TypeError) as exc:
         raise InputError(f"unknown device {device!r}: {exc}") from None
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise InputError(f"device {device!r} requested but CUDA is not available on this machine")
+    if resolved.type not in COMPUTE_DEVICES:
+        raise InputError(f"device {device!r} cannot run a model: choose one of {', '.join(COMPUTE_DEVICES)}")
+    if not _available(resolved.type):
+        raise InputError(f"device {device!r} requested but {resolved.type.upper()} is not available on this machine")
     return resolved
+
+
+def _available(device_type: str) -> bool:
+    if device_type == "mps":
+        return torch.backends.mps.is_available()
+    backend = getattr(torch, device_type, None)  # torch.cuda, torch.xpu
+    return device_type == "cpu" or (backend is not None and backend.is_available())
 
 
 @dataclass
@@ -237,6 +250,10 @@ class Backbone(ABC):
             return self._batched(texts, self._encode_text_batch)
         keys = [self.cache_key("txt", text) for text in texts]
         return self._cached(keys, texts, self._encode_text_batch, before=self._warn_truncated)
+
+    def too_long(self, texts: Sequence[str]) -> list[bool]:
+        """Whether each caption has more tokens than the context, and so is cut when encoded."""
+        return [self._token_count(text) > self.context_length for text in texts]
 
     def _warn_truncated(self, texts: Sequence[str]) -> None:
         for index, text in enumerate(texts):

@@ -17,6 +17,8 @@ ComCLIP's composition and is not offered. transformers' port has no learned ITC 
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 
 from .hf import TransformersBackbone
@@ -59,24 +61,32 @@ class Blip2Backbone(TransformersBackbone):
     def context_length(self) -> int:
         return int(self.model.config.qformer_config.max_position_embeddings)
 
+    def qformer_precision(self):
+        """The Q-Former (and its query tokens and text embeddings) in float32 whatever the
+        precision, as transformers keeps them (``_keep_in_fp32_modules``): autocast is turned off
+        around it; the vision tower and the projections run at ``precision``."""
+        return torch.autocast(self.device.type, enabled=False) if self.precision != "fp32" else contextlib.nullcontext()
+
     def _encode_pixels(self, pixels: torch.Tensor) -> torch.Tensor:
         """The query tokens' projections, ``[B, Q, D]``, as the retrieval model's ITC branch."""
         model = self.model
         image_states = model.vision_model(pixel_values=pixels).last_hidden_state
         queries = model.query_tokens.expand(image_states.shape[0], -1, -1)
         mask = torch.ones(image_states.shape[:-1], dtype=torch.long, device=image_states.device)
-        states = model.qformer(
-            query_embeds=queries, encoder_hidden_states=image_states, encoder_attention_mask=mask
-        ).last_hidden_state
+        with self.qformer_precision():
+            states = model.qformer(
+                query_embeds=queries.float(), encoder_hidden_states=image_states.float(), encoder_attention_mask=mask
+            ).last_hidden_state
         return model.vision_projection(states.to(model.vision_projection.weight.dtype))
 
     def _encode_text_batch(self, texts: list[str]) -> torch.Tensor:
         """The [CLS] state of the Q-Former's text pass, projected, as the ITC branch computes it."""
         tokens = self.tokenizer(texts, padding=True, truncation=True, max_length=self.context_length, return_tensors="pt")
         ids, mask = tokens["input_ids"].to(self.device), tokens["attention_mask"].to(self.device)
-        states = self.model.qformer(
-            query_embeds=self.model.embeddings(input_ids=ids), query_length=0, attention_mask=mask
-        ).last_hidden_state
+        with self.qformer_precision():
+            states = self.model.qformer(
+                query_embeds=self.model.embeddings(input_ids=ids), query_length=0, attention_mask=mask
+            ).last_hidden_state
         return self.model.text_projection(states[:, 0, :].to(self.model.text_projection.weight.dtype))
 
     def describe(self) -> dict:

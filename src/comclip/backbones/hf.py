@@ -240,6 +240,12 @@ def architectures(source: str, name: str) -> list[str]:
     return list(_reading(source, name, lambda: AutoConfig.from_pretrained(source, trust_remote_code=False)).architectures or [])
 
 
+def first_line(exc: BaseException, limit: int = 160) -> str:
+    """An exception's first line, cut at a word (never mid-URL) to ``limit`` characters."""
+    line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return line if len(line) <= limit else line[:limit].rsplit(" ", 1)[0] + " ..."
+
+
 def _reading(source: str, name: str, read):
     """``read()``, turning the hub's errors into ones that say what to do."""
     is_local = Path(source).is_dir()
@@ -256,12 +262,13 @@ def _reading(source: str, name: str, read):
                 "tokenizer/processor files written by save_pretrained()."
             ) from None
         if hub_offline():
-            reason = f"it is not in the local cache ({hf_cache_dir()}) and HF_HUB_OFFLINE=1 forbids downloading it"
+            reason = f"it is not in the Hugging Face cache ({hf_cache_dir()}) and HF_HUB_OFFLINE=1 forbids downloading it"
+            after = ""
         else:
-            reason = "it could not be downloaded from the Hugging Face Hub (no network, or no such repository)"
+            reason = "the Hugging Face Hub could not be reached (no network) or has no such repository"
+            after = " (then HF_HUB_OFFLINE=1 reads the cache without trying the network)"
         raise ModelNotFoundError(
-            f"cannot load model {name!r} (hub id {source!r}): {reason}. Either download it once on a "
-            f"machine with internet (`huggingface-cli download {source}`) into the cache, or pass a "
-            "local directory written by save_pretrained() as --model /path/to/dir. Set HF_HUB_OFFLINE=1 "
-            f"to use the cache without network access. ({type(exc).__name__}: {str(exc)[:200]})"
+            f"cannot load model {name!r} (hub id {source!r}): {reason}. Download it once where the Hub is "
+            f"reachable (`hf download {source}`){after}, or pass a local directory written by save_pretrained() "
+            f"as --model; --model comclip/sandbox works offline. ({type(exc).__name__}: {first_line(exc)})"
         ) from None

@@ -34,6 +34,9 @@ class BackendInfo:
     factory: Callable[..., Backbone]
     extra: str | None  # the pip extra that installs its dependencies
     module: str  # the import that must succeed
+    #: How a model of this family is named on the command line, and what it is.
+    pattern: str = ""
+    description: str = ""
 
 
 def _hf_factory(source, **kwargs):
@@ -65,11 +68,44 @@ def _slip_factory(source, **kwargs):
 
 
 BACKENDS: dict[str, BackendInfo] = {
-    "hf": BackendInfo("hf", _hf_factory, None, "transformers"),
-    "open_clip": BackendInfo("open_clip", _open_clip_factory, "openclip", "open_clip"),
-    "slip": BackendInfo("slip", _slip_factory, None, "transformers"),
-    "blip2": BackendInfo("blip2", _blip2_factory, None, "transformers"),
+    "hf": BackendInfo(
+        "hf",
+        _hf_factory,
+        None,
+        "transformers",
+        "hf-hub:ORG/NAME, ORG/NAME or DIR",
+        "transformers dual encoders (CLIP, SigLIP, ...): a Hub id or a save_pretrained() folder",
+    ),
+    "open_clip": BackendInfo(
+        "open_clip",
+        _open_clip_factory,
+        "openclip",
+        "open_clip",
+        "open_clip:ARCH/PRETRAINED",
+        "open_clip models; PRETRAINED is a tag of open_clip's or the path of a checkpoint",
+    ),
+    "slip": BackendInfo(
+        "slip",
+        _slip_factory,
+        "slip",
+        "ftfy",
+        "slip:PATH",
+        "SLIP (Mu et al., ECCV 2022): a release checkpoint such as slip_base_100ep.pt, read without its code",
+    ),
+    "blip2": BackendInfo(
+        "blip2",
+        _blip2_factory,
+        None,
+        "transformers",
+        "ORG/NAME or DIR of a Blip2ForImageTextRetrieval",
+        "BLIP-2's image-text contrastive head, chosen by the model's config (Salesforce/blip2-itm-vit-g)",
+    ),
 }
+
+
+def backend_available(backend: str) -> bool:
+    """Whether the package a backend family needs is importable."""
+    return importlib.util.find_spec(BACKENDS[backend].module) is not None
 
 
 @dataclass(frozen=True)
@@ -88,7 +124,7 @@ class ModelEntry:
     @property
     def available(self) -> bool:
         """Whether the backend's package is importable (weights may still need downloading)."""
-        return importlib.util.find_spec(BACKENDS[self.backend].module) is not None
+        return backend_available(self.backend)
 
 
 _EXTRA_ENTRIES: dict[str, ModelEntry] = {}

@@ -8,9 +8,17 @@ A SLIP release file is a pickle holding ``state_dict`` (every key prefixed ``mod
 no classifier: the class token after the final norm) under ``visual.``; OpenAI CLIP's text
 transformer (causal mask, QuickGELU, the end-of-text token's state after ``ln_final``);
 ``image_projection`` and ``text_projection`` (multiplied on the right), ``logit_scale``;
-``image_mlp`` (SLIP's self-supervised head) is not used for matching. Its tokenizer is CLIP's
-BPE with 77 tokens; its images are resized (bilinear) to 224 on the short side, centre-cropped
-and normalised with ImageNet's mean and std (``eval_zeroshot.py``).
+``image_mlp`` (SLIP's self-supervised head) is not used for matching.
+
+Captions and images are prepared exactly as SLIP's own code prepares them, without its
+dependencies (torchvision): its ``tokenizer.py`` cleans text with ftfy, unescapes HTML
+entities twice, collapses whitespace and lower-cases, then applies CLIP's BPE between start
+and end tokens; a caption past 77 tokens is cut there, its end token lost, and the text
+feature is the state at the highest token id (``encode_text``'s argmax), zeros padding the
+rest. Images (``eval_zeroshot.py``) go through torchvision's ``Resize(224)`` (bilinear, the
+short side to 224, the long side truncated to an integer), ``CenterCrop(224)`` (its offset
+rounded, not floored) and ImageNet's mean and std; so SLIP uses the PIL pixel path. ftfy is
+the ``slip`` extra.
 
 The weights are mapped onto ``transformers``' ``ViTModel`` and ``CLIPTextModel``, which
 compute exactly these functions (pre-norm blocks, fused qkv split into query, key and value,
@@ -24,11 +32,15 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import html
+import importlib.util
 import pickle
+import re
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import torch
 from PIL import Image
 
@@ -214,7 +226,9 @@ class SLIPBackbone(ProcessorBackbone):
             raise ModelNotFoundError(f"{self.path} is not a SLIP checkpoint: its state dict lacks {exc}") from None
         self.visual.eval().to(self.device)
         self.text.eval().to(self.device)
+        _needs_ftfy()
         self._use(_processor(sizes["vision"]["image_size"]), _tokenizer())
+        self._pixel_spec = None  # SLIP's own transform (slip_pixels), on the PIL path
         self._context = sizes["text"]["max_position_embeddings"]
 
     @property
@@ -242,9 +256,15 @@ class SLIPBackbone(ProcessorBackbone):
         return self.visual(pixel_values=pixels).last_hidden_state[:, 0] @ self.image_projection
 
     def _encode_text_batch(self, texts: list[str]) -> torch.Tensor:
-        tokens = self.tokenizer(texts, padding=True, truncation=True, max_length=self._context, return_tensors="pt")
-        hidden = self.text(input_ids=tokens["input_ids"].to(self.device)).pooler_output
-        return hidden @ self.text_projection
+        ids = slip_tokens(self.tokenizer, texts, self._context).to(self.device)
+        hidden = self.text(input_ids=ids).last_hidden_state  # after ln_final; the causal mask alone, as SLIP
+        return hidden[torch.arange(len(ids), device=ids.device), ids.argmax(dim=-1)] @ self.text_projection
+
+    def _token_count(self, text: str) -> int:
+        return len(slip_ids(self.tokenizer, text))
+
+    def _processor_pixels(self, images: list[Image.Image]) -> torch.Tensor:
+        return slip_pixels(images, self.image_size)
 
     def describe(self) -> dict:
         return {**super().describe(), "checkpoint": str(self.path), "architecture": self.model_name}
@@ -286,3 +306,51 @@ def _processor(size: int):
             image_mean=list(IMAGENET_MEAN),
             image_std=list(IMAGENET_STD),
         )
+
+
+def _needs_ftfy() -> None:
+    if importlib.util.find_spec("ftfy") is None:
+        raise ModelNotFoundError("SLIP's tokenizer cleans captions with ftfy: pip install 'comclip[slip]'")
+
+
+def slip_clean(text: str) -> str:
+    """SLIP's ``basic_clean`` then ``whitespace_clean``, lower-cased: ftfy's fixes, HTML
+    entities unescaped twice (``"tom &amp;amp; jerry"`` is ``"tom & jerry"``), runs of
+    whitespace made one space."""
+    import ftfy
+
+    text = html.unescape(html.unescape(ftfy.fix_text(text))).strip()
+    return re.sub(r"\s+", " ", text).strip().lower()
+
+
+def slip_ids(tokenizer, text: str) -> list[int]:
+    """Start token, CLIP's BPE of the cleaned caption, end token (not yet cut to the context)."""
+    bpe = tokenizer(slip_clean(text), add_special_tokens=False)["input_ids"]
+    return [tokenizer.bos_token_id, *bpe, tokenizer.eos_token_id]
+
+
+def slip_tokens(tokenizer, texts: Sequence[str], context: int) -> torch.Tensor:
+    """``[len(texts), context]`` as SLIP's tokenizer returns them: cut to ``context`` (the end
+    token is lost past it), zeros after."""
+    out = torch.zeros(len(texts), context, dtype=torch.long)
+    for row, text in zip(out, texts):
+        ids = slip_ids(tokenizer, text)[:context]
+        row[: len(ids)] = torch.tensor(ids)
+    return out
+
+
+def slip_pixels(images: Sequence[Image.Image], size: int) -> torch.Tensor:
+    """torchvision's ``Resize(size)``, ``CenterCrop(size)``, ``ToTensor()`` and ImageNet's
+    ``Normalize`` on PIL images, as SLIP evaluates (``[N, 3, size, size]``)."""
+    mean, std = torch.tensor(IMAGENET_MEAN).view(3, 1, 1), torch.tensor(IMAGENET_STD).view(3, 1, 1)
+    out = []
+    for image in images:
+        width, height = image.size
+        short, long = min(width, height), max(width, height)
+        if short != size:  # torchvision returns the image as it is when its short side is the size already
+            resized = (size, int(size * long / short))
+            image = image.resize(resized if width <= height else resized[::-1], Image.Resampling.BILINEAR)
+        left, top = int(round((image.width - size) / 2.0)), int(round((image.height - size) / 2.0))
+        array = np.asarray(image.convert("RGB").crop((left, top, left + size, top + size)), dtype=np.float32)
+        out.append((torch.from_numpy(array / np.float32(255.0)).permute(2, 0, 1) - mean) / std)
+    return torch.stack(out)

@@ -15,7 +15,7 @@ import warnings
 from collections.abc import Sequence
 
 from ..errors import ComclipError, InputError
-from . import ablate, app, cache, demo, eval, explain, methods, models, parse, report, sandbox, score
+from . import ablate, app, cache, demo, eval, explain, methods, models, parse, report, sandbox, score, suite
 
 PROG = "comclip"
 
@@ -32,7 +32,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 #: In the order ``comclip --help`` lists them.
-COMMANDS = (models, methods, score, parse, explain, cache, report, eval, ablate, sandbox, demo, app)
+COMMANDS = (models, methods, score, parse, explain, cache, report, eval, suite, ablate, sandbox, demo, app)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -57,17 +57,18 @@ def one_line(message: str) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``comclip`` console script."""
+    """Entry point of the ``comclip`` console script. Ctrl-C at any moment (torch's first
+    import happens in here) is one line and exit 130."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    try:
-        args = build_parser().parse_args(argv)
-    except UsageError as exc:
-        print(exc, file=sys.stderr)
-        return 2
+    args = argparse.Namespace()
     previous = warnings.showwarning
     warnings.showwarning = _show_warning
     try:
+        args = build_parser().parse_args(argv)
         return int(args.func(args) or 0)
+    except UsageError as exc:
+        print(exc, file=sys.stderr)
+        return 2
     except InputError as exc:
         print(f"{PROG}: error: {one_line(str(exc))}", file=sys.stderr)
         return 2
@@ -82,3 +83,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     finally:
         warnings.showwarning = previous
+
+
+def module_main() -> None:
+    """``python -m comclip``: :func:`main`, then exit with its code. A KeyboardInterrupt met
+    inside ``exec`` of a string (dataclasses do it while torch imports) makes ``python -m``
+    end by SIGINT whatever the code (CPython's ``Py_RunMain``); 130 is what was promised."""
+    code = main()
+    if code == 130:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(130)
+    sys.exit(code)

@@ -1,5 +1,3 @@
-import sys
+from . import module_main
 
-from . import main
-
-sys.exit(main())
+module_main()

@@ -4,12 +4,11 @@ or seed, then evaluated on a different one next to CLIP and the paper's ComCLIP.
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from pathlib import Path
 
 from ..errors import InputError
-from .options import add_cache_options, add_model_options, count, create_model
+from .options import add_cache_options, add_model_options, count, create_model, log_to_stderr
 
 
 def _splits(args: argparse.Namespace):
@@ -32,7 +31,7 @@ def _splits(args: argparse.Namespace):
 def run(args: argparse.Namespace) -> int:
     from ..eval.ablation import run_ablation
 
-    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    log_to_stderr()
     dev, test = _splits(args)
     out = Path(args.out or f"results/ablate_{dev.name}")
     if (out / "ablation.json").exists() and not args.force:

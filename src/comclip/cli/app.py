@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 import tempfile
 
@@ -24,6 +25,7 @@ def run(args: argparse.Namespace) -> int:
     import_gradio()  # a missing extra, a port in use or a bad option is found before the model loads
     check_port(args.host, args.port)
     pipeline_config(args)
+    signal.signal(signal.SIGTERM, _stop)  # `kill`, systemd, docker stop: the same clean stop as Ctrl-C
     with tempfile.TemporaryDirectory(prefix="comclip-app-") as work:  # figures and examples, removed at exit
         session = AppSession(create_model(args), pipeline_options(args), figures_dir=work)
         examples = bundled_examples(examples_folder(session), args.shared_data)
@@ -36,6 +38,11 @@ def run(args: argparse.Namespace) -> int:
         )
         page.block_thread()
     return 0
+
+
+def _stop(signum, frame) -> None:
+    """SIGTERM as Ctrl-C: Gradio closes its server, and the temporary folder is removed."""
+    raise KeyboardInterrupt
 
 
 def register(sub) -> None:

@@ -9,16 +9,17 @@ from .options import count, print_json
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..sandbox.demo import run_demo
+    from ..sandbox.demo import FIGURE, model_folder, run_demo
 
     models = [m.strip() for m in args.model.split(",") if m.strip()]
-    text, reports = run_demo(models, args.out, seed=args.seed, n=args.n, device=args.device)
+    text, reports = run_demo(models, args.out, seed=args.seed, n=args.n, device=args.device, full=args.full)
     if args.json:
         print_json(reports)
     else:
         print(text)
         print(
-            f"wrote {args.out}/report.md and one folder per model with report.json, per_example.jsonl, explain.png",
+            f"wrote {args.out}/report.md and one folder per model with report.json, per_example.jsonl and "
+            f"{FIGURE} (e.g. {args.out}/{model_folder(models[0])}/{FIGURE})",
             file=sys.stderr,
         )
     return 0
@@ -34,7 +35,10 @@ def register(sub) -> None:
     )
     p.add_argument("--device", default=None)
     p.add_argument("--seed", type=int, default=1, help="seed of the pairs and the bootstrap (default: 1)")
-    p.add_argument("--n", type=count(1), default=50, help="pairs per task (default: 50)")
+    p.add_argument("--n", type=count(1), default=25, help="pairs per task (default: 25)")
+    p.add_argument(
+        "--full", action="store_true", help="also the wider grid: both fills, entity evidence with and without +geometry"
+    )
     p.add_argument("--out", default="demo", help="output folder (default: ./demo)")
     p.add_argument("--json", action="store_true", help="print report.json instead of the table")
     p.set_defaults(func=run)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from pathlib import Path
 
@@ -14,40 +13,49 @@ from .options import (
     add_pipeline_options,
     count,
     create_model,
+    log_to_stderr,
     method_help,
     method_pipelines,
     parse_methods,
+    run_in_world,
 )
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..eval.distributed import leave, world_from_env
-
-    world = world_from_env()  # torchrun / srun: several processes share the run
-    args.device = world.device(args.device)
-    try:
-        return _evaluate(args, world)
-    finally:
-        leave(world)
+    return run_in_world(args, _evaluate)
 
 
 def _evaluate(args: argparse.Namespace, world) -> int:
+    from ..backbones import DEFAULT_MODEL
+    from ..eval.datasets import GENERATED
     from ..eval.distributed import join
-    from ..eval.evaluate import default_out_dir, evaluate, open_dataset
-    from ..eval.report import unscored
-    from ..eval.store import RunFinished, check_folder, make_folder
+    from ..eval.evaluate import default_out_dir, open_dataset
+    from ..eval.store import check_folder, run_folder
+    from ..sandbox.dataset import SANDBOX_MODEL
 
-    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    log_to_stderr()
     methods = parse_methods(args.method)
+    if args.model is None:
+        args.model = SANDBOX_MODEL if args.dataset in GENERATED else DEFAULT_MODEL
     dataset = open_dataset(args.dataset, args.data, args.image_dir, split=args.split, task=args.task, seed=args.seed, n=args.n)
-    out = make_folder(Path(args.out) if args.out else default_out_dir(dataset, args.model))
-    if world.main:
-        check_folder(out, args.resume)  # another run, or results without --resume: found before the model loads
-    method_pipelines(args, methods)  # every option checked before the model loads
-    backbone = create_model(args)
-    join(world, backbone.device.type)
-    configs = method_pipelines(args, methods, backbone)
-    args.interrupted_hint = f"what was scored is kept in {out}: run the same command with --resume to continue"
+    with run_folder(Path(args.out) if args.out else default_out_dir(dataset, args.model)) as out:
+        if world.main:
+            check_folder(out, args.resume)  # another run, or results without --resume: found before the model loads
+        method_pipelines(args, methods)  # every option checked before the model loads
+        backbone = create_model(args)
+        join(world, backbone.device.type)
+        configs = method_pipelines(args, methods, backbone)
+        args.interrupted_hint = f"what was scored is kept in {out}: run the same command with --resume to continue"
+        return _score(args, world, dataset, backbone, configs, out)
+
+
+def _score(args: argparse.Namespace, world, dataset, backbone, configs: dict, out: Path) -> int:
+    """``evaluate`` as the command line shows it: the report on stdout, the counts and any
+    method that scored nothing on stderr, and where it all went."""
+    from ..eval.evaluate import evaluate
+    from ..eval.report import NothingScored, unscored
+    from ..eval.store import RunFinished
+
     try:
         report = evaluate(
             dataset,
@@ -62,24 +70,30 @@ def _evaluate(args: argparse.Namespace, world) -> int:
             seed=args.bootstrap_seed,
             n_bootstrap=args.bootstrap,
             world=world,
+            ties=args.ties,
         )
     except RunFinished as done:
         print(done, file=sys.stderr)
         return 0
+    except NothingScored as failed:  # the report is written; the run still failed
+        report = failed.report
     if report is None:  # another process writes the report
         return 0
     print((out / "report.md").read_text(encoding="utf-8"))
     for method in report["runs"]:
         print(f"{method['method']}: {method['n_scored']} scored, {method['n_failed']} failed", file=sys.stderr)
-    for line in unscored(report):  # the report is written; the run still failed
+    print(f"wrote {out / 'report.md'}, report.json and per_example.jsonl (one record per method and example)", file=sys.stderr)
+    for line in unscored(report):
         print(f"comclip: error: {line}", file=sys.stderr)
     return 1 if unscored(report) else 0
 
 
 def register(sub) -> None:
-    from .. import sandbox  # noqa: F401  (registers the generated "sandbox" dataset)
+    from ..backbones import DEFAULT_MODEL
     from ..eval.datasets import DATASETS
     from ..eval.evaluate import OUT_TEMPLATE
+    from ..eval.kinds import TIE_RULES
+    from ..sandbox.dataset import SANDBOX_MODEL  # and registers the generated "sandbox" dataset
 
     p = sub.add_parser("eval", help="evaluate CLIP and ComCLIP on a benchmark, resumably")
     p.add_argument("dataset", choices=sorted(DATASETS))
@@ -92,7 +106,9 @@ def register(sub) -> None:
         default=10,
         help="retrieval: ComCLIP re-scores CLIP's top K candidates of each query (default: 10)",
     )
-    add_model_options(p)
+    add_model_options(
+        p, default_text=f"{SANDBOX_MODEL} for the sandbox, the only model that knows its shapes; else {DEFAULT_MODEL}"
+    )
     add_cache_options(p)
     add_pipeline_options(p)
     p.add_argument("--method", default="clip,comclip", help=method_help("clip,comclip"))
@@ -106,6 +122,27 @@ def register(sub) -> None:
     p.add_argument("--out", default=None, help=f"output folder (default: {OUT_TEMPLATE})")
     p.add_argument("--resume", action="store_true", help="continue a killed run; skip a finished one")
     p.add_argument("--force", action="store_true", help="with --resume, rebuild the report of a finished run")
+    _add_generated_options(p)
+    p.add_argument(
+        "--ties",
+        choices=TIE_RULES,
+        default="strict",
+        help="a tie between a true and a false option: strict counts it wrong; first counts it right, as an argmax "
+        "meeting the true option first does (What'sUp's own code) (default: strict)",
+    )
+    p.add_argument("--bootstrap-seed", type=int, default=0, help="seed of the bootstrap resampling (default: 0)")
+    p.add_argument(
+        "--bootstrap",
+        type=count(0),
+        default=1000,
+        help="bootstrap resamples for the intervals of non-binary metrics and of the paired differences; "
+        "0: no bootstrap intervals (default: 1000)",
+    )
+    p.set_defaults(func=run)
+
+
+def _add_generated_options(p) -> None:
+    """Options of generated data (the sandbox): which tasks, how many items, which seed."""
     p.add_argument(
         "--task", default=None, help="sandbox: binding, object-swap, order-swap, substitution (comma-separated; default all)"
     )
@@ -118,12 +155,3 @@ def register(sub) -> None:
         help="sandbox: items per task (default: 100); under torchrun write --items (torchrun takes --n as its own)",
     )
     p.add_argument("--seed", type=int, default=0, help="seed of generated data (default: 0)")
-    p.add_argument("--bootstrap-seed", type=int, default=0, help="seed of the bootstrap resampling (default: 0)")
-    p.add_argument(
-        "--bootstrap",
-        type=count(0),
-        default=1000,
-        help="bootstrap resamples for the intervals of non-binary metrics and of the paired differences; "
-        "0: no bootstrap intervals (default: 1000)",
-    )
-    p.set_defaults(func=run)

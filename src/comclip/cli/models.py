@@ -21,23 +21,45 @@ def run(args: argparse.Namespace) -> int:
                     "extra": e.extra,
                     "available": e.available,
                     "description": e.description,
+                    "pattern": False,
                 }
                 for e in entries
             ]
+            + [{**family, "pattern": True} for family in families()]
         )
         return 0
     width = max(len(e.name) for e in entries)
     print(f"{'name':<{width}}  {'backend':<9}  {'needs':<33}  description")
     for e in entries:
-        needs = "-" if e.extra is None else f"pip install 'comclip[{e.extra}]'"
-        if e.extra is not None and e.available:
-            needs = f"[{e.extra}] (installed)"
-        print(f"{e.name:<{width}}  {e.backend:<9}  {needs:<33}  {e.description}")
-    print(
-        "\nAlso accepted: hf-hub:ORG/NAME (any transformers dual encoder), open_clip:ARCH/PRETRAINED "
-        "(PRETRAINED may be a checkpoint path), or the path of a local model directory."
-    )
+        print(f"{e.name:<{width}}  {e.backend:<9}  {_needs({'extra': e.extra, 'available': e.available}):<33}  {e.description}")
+    print("\nEvery family comclip loads, by how a model of it is named:")
+    width = max(len(f["name"]) for f in families())
+    for family in families():
+        print(f"{family['name']:<{width}}  {family['backend']:<9}  {_needs(family):<33}  {family['description']}")
     return 0
+
+
+def families() -> list[dict]:
+    """Each backbone family as a listing entry: the name pattern, what it needs, what it is."""
+    from ..backbones.registry import BACKENDS, backend_available
+
+    return [
+        {
+            "name": b.pattern,
+            "backend": b.name,
+            "source": b.pattern,
+            "extra": b.extra,
+            "available": backend_available(b.name),
+            "description": b.description,
+        }
+        for b in BACKENDS.values()
+    ]
+
+
+def _needs(entry: dict) -> str:
+    if entry["extra"] is None:
+        return "-"
+    return f"[{entry['extra']}] (installed)" if entry["available"] else f"pip install 'comclip[{entry['extra']}]'"
 
 
 def register(sub) -> None:

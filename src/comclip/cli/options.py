@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InputError
-from ..pixels import PIXEL_PATHS
 
 #: Decoding workers: one core or more is left to the model (clip_benchmark's default is 4).
 DEFAULT_WORKERS = min(4, max(0, (os.cpu_count() or 1) - 1))
@@ -75,15 +74,19 @@ def print_json(obj) -> None:
     sys.stdout.write("\n")
 
 
-def add_model_options(parser: argparse.ArgumentParser, default_model: str | None = None) -> None:
+def add_model_options(parser: argparse.ArgumentParser, default_model: str | None = None, default_text: str | None = None) -> None:
+    """``--model`` and how it runs. ``default_text`` describes a default the command chooses
+    itself (``--model`` is then None when not given)."""
     from ..backbones import DEFAULT_MODEL
+    from ..pixels import PIXEL_PATHS
 
-    model = default_model or DEFAULT_MODEL
+    model = None if default_text else default_model or DEFAULT_MODEL
     parser.add_argument(
         "--model",
         "-m",
         default=model,
-        help=f"registered name, hf-hub:ORG/NAME, open_clip:ARCH/PRETRAINED or a local model directory (default: {model})",
+        help="registered name, hf-hub:ORG/NAME, open_clip:ARCH/PRETRAINED or a local model directory "
+        f"(default: {default_text or model})",
     )
     parser.add_argument("--batch-size", type=count(1), default=32, help="images or texts encoded per forward pass (default: 32)")
     parser.add_argument(
@@ -226,3 +229,31 @@ def pipeline_config(args: argparse.Namespace, backbone=None):
     if backbone is None:
         return PipelineConfig.layered({}, **pipeline_options(args))
     return PipelineConfig.for_backbone(backbone, **pipeline_options(args))
+
+
+def log_to_stderr() -> None:
+    """comclip's own log lines (``comclip.*`` loggers, INFO and up) on stderr, once. Only its
+    own: no handler goes on the root logger, so another library's lines (a hub client's
+    retries) are printed once, by its own handler, not a second time by a root one."""
+    import logging
+
+    log = logging.getLogger("comclip")
+    if not any(getattr(h, "comclip", False) for h in log.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        handler.comclip = True  # type: ignore[attr-defined]
+        log.addHandler(handler)
+    log.setLevel(logging.INFO)
+
+
+def run_in_world(args: argparse.Namespace, body) -> int:
+    """``body(args, world)`` in the world torchrun (or srun) describes, one process without it:
+    each process on its own device, and the group left however the command ends."""
+    from ..eval.distributed import leave, world_from_env
+
+    world = world_from_env()
+    args.device = world.device(args.device)
+    try:
+        return body(args, world)
+    finally:
+        leave(world)

@@ -9,14 +9,15 @@ from pathlib import Path
 
 def run(args: argparse.Namespace) -> int:
     from ..eval.compare import bar_charts, comparison_table, load_reports
+    from ..jsonfile import write_whole
 
-    reports = load_reports(args.dirs)
+    reports = load_reports(args.dirs, args.label)
     table = comparison_table(reports)
     print(table)
     if args.out:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
-        (out / "comparison.md").write_text(table, encoding="utf-8")
+        write_whole(out / "comparison.md", table)
         for path in bar_charts(reports, out):
             print(f"wrote {path}", file=sys.stderr)
     return 0
@@ -26,4 +27,10 @@ def register(sub) -> None:
     p = sub.add_parser("report", help="put several evaluation runs side by side (markdown table, bar charts)")
     p.add_argument("dirs", nargs="+", metavar="DIR", help="output folders of comclip eval (or report.json files)")
     p.add_argument("--out", default=None, help="folder for comparison.md and one PNG chart per dataset")
+    p.add_argument(
+        "--label",
+        action="append",
+        default=None,
+        help="a run's name in the table and charts, once per DIR in order (default: each folder's name)",
+    )
     p.set_defaults(func=run)

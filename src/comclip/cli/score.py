@@ -33,6 +33,7 @@ def _split_inputs(args: argparse.Namespace) -> tuple[list, list[str]]:
 def run(args: argparse.Namespace) -> int:
     from ..images import load_image
     from ..pipeline import ComCLIP
+    from ..results import score_row
     from ..text import validate_captions
 
     methods = parse_methods(args.method)
@@ -49,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
     }
     rows = [
         [
-            _row(
+            score_row(
                 texts[j], float(clip[i, j]), backbone.logit_scale, methods, {m: d[i][j] for m, d in details.items()}, args.details
             )
             for j in range(len(texts))
@@ -76,21 +77,6 @@ def run(args: argparse.Namespace) -> int:
             cells = [f"{key} {result[key]:8.4f}" for key in ("clip", "clip_logit", *details) if key in result]
             print(f"  {'  '.join(cells)}  {result['text']}")
     return 0
-
-
-def _row(text: str, clip: float, scale: float, methods: list[str], parts: dict, with_details: bool) -> dict:
-    """One (image, caption) result: the CLIP cosine and logit, each composed method's score and
-    (``with_details``) its parts: under ``details`` for one composed method, else under
-    ``details`` by method."""
-    row: dict = {"text": text}
-    if "clip" in methods:
-        row["clip"], row["clip_logit"] = clip, clip * scale
-    for method, result in parts.items():
-        row[method] = result.score
-    if with_details and parts:
-        described = {method: result.to_dict() for method, result in parts.items()}
-        row["details"] = next(iter(described.values())) if len(described) == 1 else described
-    return row
 
 
 def register(sub) -> None:

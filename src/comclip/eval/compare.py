@@ -9,29 +9,101 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
+from ..jsonfile import read_json
 
 
-def load_reports(folders) -> list[dict]:
+def load_reports(folders, labels: list[str] | None = None) -> list[dict]:
+    """The ``report.json`` of each folder (or file), each checked to hold what a table and a
+    chart read (anything else is one error naming the file and the first field that is
+    wrong), with its run's ``label``: ``labels`` in order, else the folder's name (with its
+    parents' where two would read the same)."""
+    paths = [Path(folder) / "report.json" if Path(folder).is_dir() else Path(folder) for folder in folders]
+    if labels is not None and len(labels) != len(paths):
+        raise InputError(f"--label given {len(labels)} times for {len(paths)} runs: give one per run, in order")
     reports = []
-    for folder in folders:
-        path = Path(folder) / "report.json" if Path(folder).is_dir() else Path(folder)
-        try:
-            reports.append(json.loads(path.read_text(encoding="utf-8")))
-        except (OSError, json.JSONDecodeError) as exc:
-            raise InputError(f"cannot read evaluation report {path}: {exc}") from None
+    for path, label in zip(paths, labels or run_labels(paths)):
+        report = read_json(path, "evaluation report")
+        problem = report_problem(report)
+        if problem:
+            raise InputError(f"{path} is not a report of comclip eval: {problem}")
+        reports.append({**report, "label": label})
     return reports
 
 
+def run_labels(paths: list[Path]) -> list[str]:
+    """Each report's folder name, with as many parent folders as it takes to tell them apart."""
+    folders = [path.resolve().parent for path in paths]
+    for depth in range(1, max(len(f.parts) for f in folders) + 1):
+        labels = ["/".join(f.parts[-depth:]) for f in folders]
+        if len(set(labels)) == len(labels):
+            return labels
+    return [f"{label} ({n})" for n, label in enumerate(labels, start=1)]  # one folder given twice
+
+
+def report_problem(report: object) -> str | None:
+    """The first thing in ``report`` that a comparison cannot read, or None."""
+    if not isinstance(report, dict):
+        return "it holds no JSON object"
+    for field in ("dataset", "split", "model"):
+        if not isinstance(report.get(field), str):
+            return f"{field!r} is not text"
+    runs = report.get("runs")
+    if not isinstance(runs, list):
+        return "'runs' is not a list"
+    for n, run in enumerate(runs, start=1):
+        problem = _run_problem(run)
+        if problem:
+            return f"run {n}: {problem}"
+    return None
+
+
+def _run_problem(run: object) -> str | None:
+    if not isinstance(run, dict):
+        return "not an object"
+    if not isinstance(run.get("method"), str):
+        return "'method' is not text"
+    for field in ("n_scored", "n_failed"):
+        if not isinstance(run.get(field), int) or isinstance(run.get(field), bool):
+            return f"{field!r} is not a whole number"
+    subsets = run.get("subsets", {})
+    if not isinstance(subsets, dict):
+        return "'subsets' is not an object"
+    for where, block in [("metrics", run.get("metrics")), *((f"subset {s!r}", b) for s, b in subsets.items())]:
+        problem = _metrics_problem(block)
+        if problem:
+            return f"{where}: {problem}"
+    return None
+
+
+def _metrics_problem(block: object) -> str | None:
+    if not isinstance(block, dict):
+        return "not an object of metrics"
+    for name, metric in block.items():
+        if not isinstance(metric, dict) or not _is_number(metric.get("value")):
+            return f"{name!r} has no numeric 'value'"
+        interval = metric.get("ci95")
+        if interval is not None and not (isinstance(interval, list) and len(interval) == 2 and all(map(_is_number, interval))):
+            return f"{name!r}: 'ci95' is not null or two numbers"
+    return None
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def comparison_table(reports: list[dict]) -> str:
-    """Markdown: one row per (run, method) with every metric and its 95% interval."""
+    """Markdown: one row per (run, method) with every metric and its 95% interval, and what
+    sets the row apart from the same method in the other runs (configuration, model, data)."""
     names = sorted({n for r in reports for run in r["runs"] for n in run["metrics"]})
+    differs = differences_by_row(reports)
     lines = [
         "Each value is over all examples of its run: an average across the run's tasks or subsets, "
         "weighted by their sizes (see each report's per-subset tables), with failed examples counted "
-        "as wrong (the failed column).",
+        "as wrong (the failed column). *differs* lists what sets a row apart from the same method in "
+        "the other runs.",
         "",
-        "| dataset | split | model | method | scored | failed | " + " | ".join(names) + " |",
-        "|---" * (6 + len(names)) + "|",
+        "| run | dataset | split | model | method | differs | scored | failed | " + " | ".join(names) + " |",
+        "|---" * (8 + len(names)) + "|",
     ]
     for report in reports:
         for run in report["runs"]:
@@ -41,10 +113,35 @@ def comparison_table(reports: list[dict]) -> str:
                 interval = f" [{metric['ci95'][0]:.1f}, {metric['ci95'][1]:.1f}]" if metric and metric.get("ci95") else ""
                 cells.append(f"{metric['value']:.2f}{interval}" if metric else "-")
             lines.append(
-                f"| {report['dataset']} | {report['split']} | {report['model']} | {run['method']} | "
-                f"{run['n_scored']} | {run['n_failed']} | " + " | ".join(cells) + " |"
+                f"| {report['label']} | {report['dataset']} | {report['split']} | {report['model']} | {run['method']} | "
+                f"{differs[report['label'], run['method']] or '-'} | {run['n_scored']} | {run['n_failed']} | "
+                + " | ".join(cells)
+                + " |"
             )
     return "\n".join(lines) + "\n"
+
+
+def differences_by_row(reports: list[dict]) -> dict[tuple[str, str], str]:
+    """``{(run label, method): "field=value, ..."}``: the fields (model, dataset content, each
+    configuration field) whose value differs between the runs of the same method."""
+    rows = {(r["label"], run["method"]): _described(r, run) for r in reports for run in r["runs"]}
+    differs = {}
+    for (label, method), fields in rows.items():
+        others = [f for (other, m), f in rows.items() if m == method and other != label]
+        keys = [k for k in fields if any(o.get(k) != fields[k] for o in others)]
+        differs[label, method] = ", ".join(f"{k}={fields[k]}" for k in keys)
+    return differs
+
+
+def _described(report: dict, run: dict) -> dict[str, str]:
+    """A run's model, data and configuration as flat ``field: text``."""
+    fields = {"model": str(report["model"]), "data": str(report.get("dataset_content_sha256", "?"))[:10]}
+    config = run.get("config")
+    config = config if isinstance(config, dict) else {}
+    for key, value in config.items():
+        if key != "model":
+            fields[key] = value.get("name", json.dumps(value, sort_keys=True)) if isinstance(value, dict) else str(value)
+    return fields
 
 
 def bar_charts(reports: list[dict], out_dir: str | Path) -> list[Path]:
@@ -104,7 +201,7 @@ def _chart(plt, dataset: str, runs: list, path: Path) -> Path:
             yerr=errors,
             capsize=2,
             color=colours[n],
-            label=f"{run['method']} ({Path(report['model']).name})",
+            label=f"{report['label']}: {run['method']}",
         )
     ax.set_xticks([i + width * (len(runs) - 1) / 2 for i in range(len(subsets))], subsets, rotation=30, ha="right")
     ax.set_ylabel(f"{metric} (%), 95% interval")

@@ -15,6 +15,7 @@ import re
 from collections.abc import Mapping
 from contextlib import nullcontext
 from pathlib import Path
+from typing import Any
 
 from ..backbones import Backbone
 from ..config import PipelineConfig
@@ -28,8 +29,9 @@ from .datasets import GENERATED, Dataset, load_dataset
 from .datasets.retrieval import RetrievalDataset
 from .distributed import World
 from .grounding_accuracy import grounding_report, has_boxes, known_boxes, oracle_grounder
-from .report import write_report
+from .report import NothingScored, unscored, write_report
 from .runner import TASKS, run_task
+from .truncation import counted_already, truncated_captions, warn_once
 
 #: Plain CLIP, as a method.
 CLIP = None
@@ -109,6 +111,7 @@ def evaluate(
     extra: dict | None = None,
     notes: Mapping[str, dict] | None = None,
     world: World = World(),
+    ties: str = "strict",
 ) -> dict | None:
     """Score ``dataset`` with every method into ``out_dir`` and write the report; returns it.
 
@@ -120,28 +123,46 @@ def evaluate(
     The folder's ``run.json`` records what makes the run (see
     :func:`~comclip.eval.store.run_manifest`): ``resume`` continues only that same run, and
     raises :class:`~comclip.eval.store.RunFinished` where it is complete (unless ``force``,
-    which rebuilds the report). Data with true boxes also gets the grounding accuracy of each
-    method's grounder and of the oracle, unless ``extra`` already gives a ``grounding``
-    section. ``extra`` adds top-level report sections, ``notes`` fields to a method's config.
-    """
+    which rebuilds the report). A method that scored none of its examples raises
+    :class:`~comclip.eval.report.NothingScored` once the report is written. Data with true
+    boxes also gets each grounder's accuracy (unless ``extra`` gives a ``grounding`` section).
+    ``extra`` adds top-level report sections, ``notes`` fields to a method's config; ``ties``
+    judges a tie between a true and a false option: ``strict`` (wrong) or ``first``."""
     out = Path(out_dir)
-    pipelines = build_pipelines(backbone, methods, dataset)
-    task = TASKS[dataset.task](dataset, backbone, pipelines, limit=limit, workers=workers, rerank_top=rerank_top)
-    notes = notes or {}
+    scored = dataset.first(limit) if limit else dataset  # a generated dataset makes no more than these
+    pipelines = build_pipelines(backbone, methods, scored)
+    task = TASKS[dataset.task](scored, backbone, pipelines, limit=limit, workers=workers, rerank_top=rerank_top)
     configs = {
-        name: {**config, **notes.get(name, {}), **task.notes.get(name, {})}
+        name: {**config, **(notes or {}).get(name, {}), **task.notes.get(name, {})}
         for name, config in method_configs(backbone, pipelines).items()
     }
-    manifest = store.run_manifest(dataset, backbone, configs, limit)
+    manifest = store.run_manifest(dataset, backbone, configs, limit, ties)
     with store.folder_lock(out) if world.main else nullcontext():  # one run per folder, held to the report
         if resume and not force and store.finished(out, manifest):
             raise store.RunFinished(f"{out / 'report.json'} exists: run already finished (use --force to rebuild the report)")
-        results = run_task(task, out, resume=resume, manifest=manifest, progress=progress, world=world)
+        results, cut = _score(task, scored, backbone, out, resume, manifest, progress, world)
         if not world.main:
             return None
         results = {key: value for key, value in results.items() if key[0] in pipelines}
-        extra = _report_extra(dataset, backbone, pipelines, extra, world, seed=seed, n_bootstrap=n_bootstrap)
-        return write_report(dataset, backbone.name, configs, results, out, seed=seed, n_bootstrap=n_bootstrap, extra=extra)
+        sections = {"dataset_content_sha256": manifest["dataset"]["content_sha256"], "truncated_captions": cut, **(extra or {})}
+        extra = _report_extra(scored, backbone, pipelines, sections, world, seed=seed, n_bootstrap=n_bootstrap)
+        report = write_report(
+            dataset, backbone.name, configs, results, out, seed=seed, n_bootstrap=n_bootstrap, extra=extra, ties=ties
+        )
+    if unscored(report):  # written, and still a failure: never a silent run of nothing
+        raise NothingScored(unscored(report), report)
+    return report
+
+
+def _score(
+    task: Any, scored: Any, backbone: Backbone, out: Path, resume: bool, manifest: dict, progress: bool | None, world: World
+) -> tuple[dict, dict]:
+    """The task's records, with over-long captions said once for the run (not per encoding)."""
+    cut = truncated_captions(scored, backbone)
+    if world.main:
+        warn_once(cut, backbone.name)
+    with counted_already():
+        return run_task(task, out, resume=resume, manifest=manifest, progress=progress, world=world), cut
 
 
 def _report_extra(

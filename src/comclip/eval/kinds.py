@@ -47,6 +47,9 @@ class ExampleKind:
     #: How many leading captions are true (the rest false), for the word-order split; None:
     #: the kind's captions are not compared with each other.
     true_captions: int | None = None
+    #: Which entries of a ``[images, texts]`` matrix are true pairs (for :func:`tie_decided`);
+    #: None where ties cannot be told (retrieval's ranks).
+    truths: Callable[[tuple[int, ...]], np.ndarray] | None = None
 
 
 KINDS: Registry[ExampleKind] = Registry("example kind")
@@ -90,12 +93,28 @@ def _retrieval(direction: str) -> Rule:
     return hits
 
 
+def _diagonal(shape: tuple[int, ...]) -> np.ndarray:
+    return np.eye(shape[0], shape[1], dtype=bool)
+
+
+def _first_pair(shape: tuple[int, ...]) -> np.ndarray:
+    truths = np.zeros(shape, dtype=bool)
+    truths[0, 0] = True
+    return truths
+
+
+def _two_first_captions(shape: tuple[int, ...]) -> np.ndarray:
+    truths = np.zeros(shape, dtype=bool)
+    truths[0, :2] = True
+    return truths
+
+
 for _kind in (
-    ExampleKind(WINOGROUND, _winoground, ("text", "image", "group", "pairwise"), "group", 1),
-    ExampleKind(PAIR_MATCH, _pair_match, ("pair",), "pair", 1),
-    ExampleKind(TWO_POSITIVES, _two_positives, ("itt", "tot"), "itt", 2),
-    ExampleKind(CAPTION_CHOICE, _caption_choice, ("accuracy",), "accuracy", 1),
-    ExampleKind(IMAGE_CHOICE, _image_choice, ("accuracy",), "accuracy"),
+    ExampleKind(WINOGROUND, _winoground, ("text", "image", "group", "pairwise"), "group", 1, _diagonal),
+    ExampleKind(PAIR_MATCH, _pair_match, ("pair",), "pair", 1, _diagonal),
+    ExampleKind(TWO_POSITIVES, _two_positives, ("itt", "tot"), "itt", 2, _two_first_captions),
+    ExampleKind(CAPTION_CHOICE, _caption_choice, ("accuracy",), "accuracy", 1, _first_pair),
+    ExampleKind(IMAGE_CHOICE, _image_choice, ("accuracy",), "accuracy", None, _first_pair),
     ExampleKind(T2I, _retrieval("t2i"), tuple(f"r@{k}_t2i" for k in KS), "r@1_t2i"),
     ExampleKind(I2T, _retrieval("i2t"), tuple(f"r@{k}_i2t" for k in KS), "r@1_i2t"),
 ):
@@ -108,6 +127,31 @@ def correct(kind: str, scores: np.ndarray, text_scores: np.ndarray | None = None
     succeed (``pairwise``). ``text_scores`` (``[texts, texts]`` cosines) feed SugarCrepe++'s
     text-only metric."""
     return KINDS[kind].correct(scores, text_scores)
+
+
+#: How a tie between a true and a false option counts: ``strict`` (wrong, comclip's default)
+#: or ``first`` (right, as an argmax that meets the true option first counts it: What'sUp's code).
+TIE_RULES = ("strict", "first")
+
+
+def tie_decided(kind: str, scores: np.ndarray, strict: dict, text_scores: np.ndarray | None = None) -> dict:
+    """``{metric: value}`` of the metrics a tie decided: their value when every tie goes to the
+    true option (each true entry raised by one unit in the last place, which turns exact ties
+    into wins and changes no other order), where it differs from ``strict``. Ties among the
+    text-only cosines (SugarCrepe++'s ``tot``) are not counted."""
+    truths = KINDS[kind].truths
+    if truths is None:
+        return {}
+    first = KINDS[kind].correct(np.where(truths(scores.shape), np.nextafter(scores, np.inf), scores), text_scores)
+    return {metric: value for metric, value in first.items() if value != strict.get(metric)}
+
+
+def under_tie_rule(record: dict, rule: str) -> dict:
+    """``record`` as ``rule`` judges it: with ``first``, the values its ties decided replace the
+    strict ones (records keep both, so either rule can be reported from the same run)."""
+    if rule == "strict" or not record.get("tie_correct"):
+        return record
+    return {**record, "correct": {**record["correct"], **record["tie_correct"]}}
 
 
 def headline_metric(names: Iterable[str]) -> str:

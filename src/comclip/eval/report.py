@@ -12,12 +12,14 @@ from collections import Counter
 from importlib import metadata
 from pathlib import Path
 
+from ..errors import ComclipError
 from ..jsonfile import write_whole
 from . import metrics
 from .datasets import Dataset
 from .datasets.retrieval import RetrievalDataset
 from .diagnosis import error_section, error_sources
-from .kinds import KINDS, headline_metric
+from .kinds import KINDS, headline_metric, under_tie_rule
+from .legend import legend, takeaway, tie_line
 from .store import REPORT_JSON, REPORT_MD
 from .tables import cell, row
 from .word_order import summarise_word_order, word_order_section
@@ -79,6 +81,7 @@ def summarise_run(records: list[dict], n_bootstrap: int = 1000, seed: int = 0) -
         "n_failed": len(failed),
         "failures": [{"id": r["id"], "error": r["error"]} for r in failed],
         "flags": {flag: n for flag, n in flagged.items() if n},
+        "ties": dict(sorted(Counter(m for r in records for m in r.get("tie_correct", {})).items())),
         **error_sources(
             records, headline_metric(sorted({n for r in records if r["status"] == "ok" for n in r["correct"]}) or ["accuracy"])
         ),
@@ -113,6 +116,15 @@ def compare_with(baseline: str, by_method: dict[str, list[dict]], n_bootstrap: i
 _ERROR_DETAILS = re.compile(r"'[^']*'|\"[^\"]*\"|\S*/\S*|\d+")
 
 
+class NothingScored(ComclipError):
+    """A method scored none of its examples: raised by :func:`~comclip.eval.evaluate.evaluate`
+    after the report is written (``report``), as the command line exits 1."""
+
+    def __init__(self, lines: list[str], report: dict):
+        super().__init__("; ".join(lines))
+        self.lines, self.report = lines, report
+
+
 def unscored(report: dict) -> list[str]:
     """A line for each method that scored none of its examples, naming the most common error."""
     lines = []
@@ -137,12 +149,14 @@ def write_report(
     seed: int = 0,
     n_bootstrap: int = 1000,
     extra: dict | None = None,
+    ties: str = "strict",
 ) -> dict:
     """Write ``report.json`` and ``report.md`` for the results of :func:`run`; ``extra`` adds
     top-level sections (the sandbox's ``grounding`` accuracy). With a ``clip`` method, every
-    other method is compared with it, paired, on the examples both scored."""
+    other method is compared with it, paired, on the examples both scored. ``ties`` is the
+    rule a tie between a true and a false option is judged by (:data:`~.kinds.TIE_RULES`)."""
     out = Path(out_dir)
-    by_method = {method: [results[key] for key in results if key[0] == method] for method in configs}
+    by_method = {method: [under_tie_rule(results[key], ties) for key in results if key[0] == method] for method in configs}
     runs = [
         {"method": method, "config": config, **summarise_run(by_method[method], n_bootstrap, seed)}
         for method, config in configs.items()
@@ -157,6 +171,7 @@ def write_report(
         "bootstrap_resamples": n_bootstrap,
         "intervals": "Wilson score intervals for proportions; percentile bootstrap for shares and paired differences",
         "renamed_ids": getattr(dataset, "renamed_ids", 0),
+        "ties": {"rule": ties, "official": getattr(dataset, "official_ties", "strict")},
         "versions": package_versions(),
         "runs": runs,
         "comparisons": compare_with("clip", by_method, n_bootstrap, seed) if "clip" in by_method else [],
@@ -180,6 +195,7 @@ def markdown_report(report: dict) -> str:
     ]
     if report.get("renamed_ids"):
         lines += [f"{report['renamed_ids']} repeated example ids were renamed ID#2, ID#3, ... (none was dropped).", ""]
+    lines += takeaway(report) + legend(report) + ["", "## Results", "", *tie_line(report), ""]
     lines += [row(["method", "scored", "failed", *names]), "|---" * (3 + len(names)) + "|"]
     for run in report["runs"]:
         cells = [cell(run["metrics"][n]) if n in run["metrics"] else "-" for n in names]

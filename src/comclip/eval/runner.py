@@ -10,13 +10,11 @@ A task is chosen from the dataset (:data:`TASKS`, by its ``task`` attribute).
 
 from __future__ import annotations
 
-import sys
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
-from tqdm import tqdm
 
 from ..boxes import Box
 from ..errors import ComclipError, InputError
@@ -26,7 +24,8 @@ from ..registry import Registry
 from .datasets import TWO_POSITIVES, Dataset, Example
 from .diagnosis import diagnose
 from .distributed import World, barrier
-from .kinds import correct, word_order_class
+from .kinds import correct, tie_decided, word_order_class
+from .progress import progress as show_progress
 from .scorers import PairScorer, clip_scorer, comclip_scorer
 from .store import Key, ResultLog, merge_shards
 
@@ -66,8 +65,7 @@ def run_task(
     main one waits for all, merges the shards and returns every record, the others nothing."""
     with ResultLog(out_dir, resume, manifest, world) as results:
         total = task.plan(results, world)
-        bar_off = quiet(progress) if world.main else True
-        with tqdm(total=total, desc="scoring", unit=task.unit, disable=bar_off, file=sys.stderr) as bar:
+        with show_progress(total, "scoring", task.unit, progress if world.main else False) as bar:
             for records, units in task.records():
                 for record in records:
                     results.add(record)
@@ -76,11 +74,6 @@ def run_task(
     if not world.main:
         return {}
     return merge_shards(Path(out_dir), task.order(), results.done)
-
-
-def quiet(progress: bool | None) -> bool | None:
-    """tqdm's ``disable``: None (quiet where stderr is not a terminal) unless forced."""
-    return None if progress is None else not progress
 
 
 def check_limit(limit: int | None) -> None:
@@ -93,7 +86,7 @@ class ExampleTask:
     ``workers`` > 0, the next chunk's image files are decoded in that many worker processes
     meanwhile."""
 
-    unit = "ex"
+    unit = "example"
     notes: dict[str, dict] = {}
 
     def __init__(
@@ -148,7 +141,7 @@ def run(
 
 
 def score_examples(
-    method: str, scorer: Scorer, examples: list[Example], *, chunk: int = 32, loader: ImageLoader | None = None
+    method: str, scorer: Scorer, examples: Sequence[Example], *, chunk: int = 32, loader: ImageLoader | None = None
 ) -> Iterator[dict]:
     """One record per example, in order: its score matrix, or why it failed."""
     for records in score_chunks({method: scorer}, examples, chunk=chunk, loader=loader):
@@ -157,7 +150,7 @@ def score_examples(
 
 def score_chunks(
     scorers: Mapping[str, Scorer],
-    examples: list[Example],
+    examples: Sequence[Example],
     *,
     chunk: int = 32,
     loader: ImageLoader | None = None,
@@ -186,7 +179,7 @@ def score_chunks(
         yield records
 
 
-def _score_chunk(method: str, scorer: Scorer, examples: list[Example], decoded: dict[str, list]) -> list[dict]:
+def _score_chunk(method: str, scorer: Scorer, examples: Sequence[Example], decoded: dict[str, list]) -> list[dict]:
     loaded, records = {}, {}
     for ex in examples:
         try:
@@ -265,12 +258,11 @@ def _checked(method: str, example: Example, scores: Any, text_scores: Any = None
     if not np.isfinite(scores).all():
         return _record(method, example, "scorer returned a non-finite score")
     text_scores = None if text_scores is None else np.asarray(text_scores, dtype=np.float64)
-    record = {
-        **_record(method, example),
-        "status": "ok",
-        "scores": scores.tolist(),
-        "correct": correct(example.kind, scores, text_scores),
-    }
+    strict = correct(example.kind, scores, text_scores)
+    record = {**_record(method, example), "status": "ok", "scores": scores.tolist(), "correct": strict}
+    ties = tie_decided(example.kind, scores, strict, text_scores)
+    if ties:
+        record["tie_correct"] = ties
     if text_scores is not None:
         record["text_scores"] = text_scores.tolist()
     if results is not None:

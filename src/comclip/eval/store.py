@@ -51,6 +51,23 @@ def make_folder(out: Path) -> Path:
 
 
 @contextmanager
+def run_folder(out: Path) -> Iterator[Path]:
+    """``out`` as a folder for the run inside the block. If the block made it and ends by an
+    error while it is still empty (a model that does not load), it is removed again: a run
+    that fails before writing anything leaves no folder behind."""
+    made = [folder for folder in (out, *out.parents) if not folder.exists()]  # innermost first
+    make_folder(out)
+    try:
+        yield out
+    except BaseException:
+        for folder in made:
+            if not folder.is_dir() or any(folder.iterdir()):
+                break
+            folder.rmdir()
+        raise
+
+
+@contextmanager
 def folder_lock(out: Path) -> Iterator[None]:
     """Hold the folder's exclusive lock (``.comclip.lock``, with this process's id in it) for
     a run's life: a second run on the same folder is refused, naming the holder, instead of
@@ -62,7 +79,10 @@ def folder_lock(out: Path) -> Iterator[None]:
     except ImportError:  # not POSIX: no advisory locks
         yield
         return
-    handle = open(out / LOCK_FILE, "a+", encoding="utf-8")  # noqa: SIM115 (closed below)
+    try:
+        handle = open(out / LOCK_FILE, "a+", encoding="utf-8")  # noqa: SIM115 (closed below)
+    except OSError as exc:  # a read-only folder or file system: found before the model loads
+        raise InputError(f"cannot write in the output folder {out}: {exc.strerror or exc}; choose another --out") from None
     try:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -121,7 +141,7 @@ def dataset_digest(dataset: Any) -> str:
     return digest.hexdigest()
 
 
-def run_manifest(dataset: Any, backbone: Any, configs: dict, limit: int | None) -> dict:
+def run_manifest(dataset: Any, backbone: Any, configs: dict, limit: int | None, ties: str = "strict") -> dict:
     """What makes a run what it is; ``--resume`` continues only a run whose manifest matches
     (``limit`` may grow or shrink: the scores of an example do not depend on it)."""
     return {
@@ -138,6 +158,7 @@ def run_manifest(dataset: Any, backbone: Any, configs: dict, limit: int | None) 
             "pixels": backbone.pixels,
         },
         "methods": configs,
+        "ties": ties,
         "limit": limit,
     }
 
@@ -167,15 +188,23 @@ def read_manifest(out: Path) -> dict:
     return stored
 
 
+def _as_current(stored: Any, manifest: dict) -> Any:
+    """A ``run.json`` written before a field existed, with the value the field then had: a run
+    from before ties could be judged otherwise was judged strictly."""
+    if isinstance(stored, dict) and "ties" in manifest and "ties" not in stored:
+        return {**stored, "ties": "strict"}
+    return stored
+
+
 def _check_same_run(out: Path, manifest: dict) -> None:
     try:
         stored = read_manifest(out)
-    except (OSError, json.JSONDecodeError):
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError):
         raise InputError(
             f"cannot resume {out}: it has no readable {RUN_FILE}, so nothing proves its results come from "
             "the same run; choose another --out"
         ) from None
-    found = differences({**stored, "limit": None}, {**manifest, "limit": None})
+    found = differences({**_as_current(stored, manifest), "limit": None}, {**manifest, "limit": None})
     if found:
         raise InputError(
             f"cannot resume {out}: it holds another run ({'; '.join(found[:6])}"
@@ -191,9 +220,9 @@ def finished(out_dir: str | Path, manifest: dict) -> bool:
     try:
         stored = read_manifest(out)
         report = json.loads((out / REPORT_JSON).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+    except (OSError, ValueError, RecursionError):  # UnicodeDecodeError and JSONDecodeError are ValueErrors
         return False
-    if stored != manifest or not (out / REPORT_MD).is_file() or not isinstance(report, dict):
+    if _as_current(stored, manifest) != manifest or not (out / REPORT_MD).is_file() or not isinstance(report, dict):
         return False
     runs = report.get("runs")
     counted = sum(run.get("n_examples", 0) for run in runs if isinstance(run, dict)) if isinstance(runs, list) else -1
@@ -206,16 +235,20 @@ def record_files(out: Path) -> list[Path]:
 
 
 def read_records(path: Path) -> dict[Key, dict]:
-    """The records of one file by key; a line cut by a kill is skipped (scored again)."""
+    """The records of one file by key; a line cut by a kill is skipped (scored again). A line
+    that parses but is not a record (no text ``method`` and ``id``) is not this program's: one
+    error naming the file and the line, since nothing proves the rest is."""
     done = {}
     if path.exists():
-        for line in path.read_text(encoding="utf-8").splitlines():
+        for number, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), start=1):
             if not line.strip():
                 continue
             try:
                 record = json.loads(line)
-            except json.JSONDecodeError:
+            except (json.JSONDecodeError, RecursionError):
                 continue
+            if not (isinstance(record, dict) and isinstance(record.get("method"), str) and isinstance(record.get("id"), str)):
+                raise InputError(f"{path} line {number}: not a record of comclip eval (no method and id); choose another --out")
             done[(record["method"], record["id"])] = record
     return done
 

@@ -30,7 +30,7 @@ def grid_windows(width: int, height: int, scales=DEFAULT_SCALES) -> list[Box]:
                 x1 = 0.0 if steps == 1 else (width - w) * ix / (steps - 1)
                 y1 = 0.0 if steps == 1 else (height - h) * iy / (steps - 1)
                 boxes.append(Box(x1, y1, x1 + w, y1 + h))
-    return list(dict.fromkeys(Box(*(round(v, 3) for v in (b.x1, b.y1, b.x2, b.y2))) for b in boxes))
+    return list(dict.fromkeys(Box(round(b.x1, 3), round(b.y1, 3), round(b.x2, 3), round(b.y2, 3)) for b in boxes))
 
 
 def segment_proposals(

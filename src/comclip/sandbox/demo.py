@@ -1,23 +1,27 @@
-"""The demo: the whole pipeline end to end, offline, in a few minutes on a laptop CPU.
+"""The demo: the whole pipeline end to end, offline, in about half a minute on a laptop CPU.
 
-It evaluates plain CLIP, ComCLIP (both weightings, black and mean fill), the evidence
-variant, the evidence variant with spatial relations checked on the grounded boxes
-(``--relations geometry``) and ComCLIP+ (``comclip-plus``: joint grounding and multiscale views on top) with the two shipped sandbox models (``comclip/sandbox``, and ``comclip/sandbox-bow``
-whose text tower was trained on shuffled words: a bag of words like real CLIP) on the
-sandbox's four minimal-pair sets, and writes ``report.md`` plus, per model, the full
-``report.json`` / ``per_example.jsonl`` and an ``explain`` figure of a colour-binding pair.
-The same seed gives the same numbers.
+It evaluates plain CLIP, the paper's ComCLIP with both weightings and the project's best
+method (``comclip-plus``: joint grounding, multiscale views, entity evidence, spatial relations
+checked on the boxes) with the two shipped sandbox models (``comclip/sandbox``, and
+``comclip/sandbox-bow`` whose text tower was trained on shuffled words: a bag of words like
+real CLIP) on the sandbox's four minimal-pair sets. ``--full`` adds the wider grid (both fills,
+the evidence variant with and without the geometric relation check). It writes ``report.md``
+(with a legend and a takeaway), per model the full ``report.json`` / ``per_example.jsonl``,
+and a figure of a pair CLIP gets wrong: both captions side by side, each method's choice
+marked. The same seed gives the same numbers.
 """
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from ..backbones import create_backbone
 from ..config import PipelineConfig
 from ..eval.evaluate import CLIP, build_pipelines, evaluate
+from ..eval.legend import legend, takeaway
 from ..eval.store import clear_run
-from ..explain import draw_explanation
+from ..explain import draw_contrast
 from ..methods import METHODS
 from .dataset import load
 from .pairs import TASKS
@@ -25,12 +29,15 @@ from .pairs import TASKS
 DEMO_MODELS = ("comclip/sandbox", "comclip/sandbox-bow")
 #: The project's best method, shown beside the paper's and CLIP.
 PLUS = "comclip-plus"
-#: (method name, pipeline options) of the demo's grid; the model's default grounder throughout.
-#: The last rows are the variants chosen by `comclip ablate sandbox` on seed 100 (the demo uses seed 1),
-#: without and with the geometric relation check (`--grid spatial`).
-DEMO_METHODS = (
-    ("comclip sum black", {"weighting": "sum", "subimage_fill": "black"}),
-    ("comclip softmax black", {"weighting": "softmax", "subimage_fill": "black"}),
+#: The paper's ComCLIP with each of its weightings (the model's defaults otherwise).
+PAPER_METHODS: tuple[tuple[str, dict], ...] = (
+    ("comclip sum", {"weighting": "sum"}),
+    ("comclip softmax", {"weighting": "softmax"}),
+)
+#: (method name, pipeline options) of the wider grid ``--full`` adds; the model's default grounder
+#: throughout. The last rows are the variants chosen by `comclip ablate sandbox` on seed 100 (the
+#: demo uses seed 1), without and with the geometric relation check (`--grid spatial`).
+FULL_METHODS: tuple[tuple[str, dict], ...] = (
     ("comclip sum mean", {"weighting": "sum", "subimage_fill": "mean"}),
     ("comclip softmax mean", {"weighting": "softmax", "subimage_fill": "mean"}),
     ("evidence(1) sum mean", {"weighting": "sum", "subimage_fill": "mean", "score_mode": "evidence", "evidence_weight": 1.0}),
@@ -45,16 +52,19 @@ DEMO_METHODS = (
         },
     ),
 )
+#: The figure's file in each model's folder.
+FIGURE = "explain.png"
 
 
-def run_demo(models=DEMO_MODELS, out_dir="demo", seed: int = 1, n: int = 50, device=None) -> tuple[str, dict]:
+def run_demo(models=DEMO_MODELS, out_dir="demo", seed: int = 1, n: int = 25, device=None, full: bool = False) -> tuple[str, dict]:
     """Evaluate each model; write ``report.md`` and one folder per model. Returns the markdown
     and ``{model: report}``."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     sections, reports = [], {}
-    for model in models:
-        reports[model], section = demo_model(model, out / model_folder(model), seed=seed, n=n, device=device)
+    for k, model in enumerate(models, start=1):
+        print(f"demo: model {k} of {len(models)}, {model}", file=sys.stderr, flush=True)
+        reports[model], section = demo_model(model, out / model_folder(model), seed=seed, n=n, device=device, full=full)
         sections.append(section)
     text = (
         "\n".join(
@@ -63,6 +73,7 @@ def run_demo(models=DEMO_MODELS, out_dir="demo", seed: int = 1, n: int = 50, dev
                 "",
                 f"Seed {seed}, {n} pairs per task, the model's default `clip` grounder. Winoground-style group "
                 "score in % (both captions and both images right) with its 95% Wilson interval. Tasks: " + ", ".join(TASKS) + ".",
+                *legend(next(iter(reports.values()))),
                 "",
                 *sections,
             ]
@@ -77,40 +88,69 @@ def model_folder(model: str) -> str:
     return model.replace("/", "_").strip("._") or "model"
 
 
-def demo_model(model: str, out: Path, seed: int = 1, n: int = 50, device=None) -> tuple[dict, str]:
-    """Evaluate one model on the four sets; write its full report and explain figure."""
+def demo_methods(backbone, full: bool = False) -> dict:
+    """CLIP, the paper's ComCLIP with both weightings, (``full``: the wider grid,) then ComCLIP+."""
+    grid = PAPER_METHODS + (FULL_METHODS if full else ())
+    return {
+        "clip": CLIP,
+        **{name: PipelineConfig.layered(backbone.defaults, **options) for name, options in grid},
+        PLUS: METHODS[PLUS].config(PipelineConfig.for_backbone(backbone)),
+    }
+
+
+def demo_model(model: str, out: Path, seed: int = 1, n: int = 25, device=None, full: bool = False) -> tuple[dict, str]:
+    """Evaluate one model on the four sets; write its full report and the figure."""
     out.mkdir(parents=True, exist_ok=True)
     clear_run(out)  # the demo recomputes from scratch
     backbone = create_backbone(model, device=device, batch_size=256)
     dataset = load(seed=seed, n=n)
-    methods = {
-        "clip": CLIP,
-        **{name: PipelineConfig.layered(backbone.defaults, **options) for name, options in DEMO_METHODS},
-        PLUS: METHODS[PLUS].config(PipelineConfig.for_backbone(backbone)),
-    }
-    report = evaluate(dataset, backbone, methods, out, seed=seed, progress=False)
+    methods = demo_methods(backbone, full)
+    report = evaluate(dataset, backbone, methods, out, seed=seed)
     assert report is not None  # one process: the report is this one's
-    binding = next(ex for ex in dataset.examples if ex.subset == "binding")
+    example, image = contrast_example(out, dataset)
     explained = build_pipelines(backbone, {"explained": methods[PLUS]})["explained"]
     assert explained is not None  # comclip-plus composes
-    draw_explanation(explained.explain(binding.images[0], binding.texts[0]), binding.images[0], out / "explain.png")
-    for k, image in enumerate(binding.images):
-        image.save(out / f"binding_img_{k}.png")
+    results = [explained.explain(example.images[image], text) for text in example.texts]
+    draw_contrast(results, example.images[image], out / FIGURE, PLUS, true=image)
     grounding, joint = report["grounding"]["clip"], report["grounding"]["clip joint"]
     section = "\n".join(
         [
             f"## `{backbone.name}`",
             "",
             demo_table(report, TASKS),
+            *takeaway(report),
             "",
             f"Grounding: {grounding['value']:.1f}% [{grounding['ci95'][0]:.1f}, {grounding['ci95'][1]:.1f}] of "
             f"{grounding['n']} objects have IoU >= 0.5 with the paper's grounding, {joint['value']:.1f}% "
             f"[{joint['ci95'][0]:.1f}, {joint['ci95'][1]:.1f}] with {PLUS}'s (oracle boxes: 100%). Figure: "
-            f"`{out.name}/explain.png` ({PLUS}, {binding.texts[0]!r}). All metrics: `{out.name}/report.md`.",
+            f"`{out.name}/{FIGURE}` (example {example.id}: CLIP's and {PLUS}'s choice between its captions). "
+            f"All metrics: `{out.name}/report.md`.",
             "",
         ]
     )
     return report, section
+
+
+def contrast_example(out: Path, dataset) -> tuple:
+    """``(example, image index)`` for the figure: the first image whose own caption CLIP ranks
+    below the other while ComCLIP+ ranks it first; else the first CLIP gets wrong; else the
+    first example."""
+    import json
+
+    records = [json.loads(line) for line in (out / "per_example.jsonl").read_text(encoding="utf-8").splitlines()]
+    scores = {(r["method"], r["id"]): r.get("scores") for r in records if r["status"] == "ok"}
+
+    def prefers_own(method: str, example_id: str, i: int) -> bool | None:
+        matrix = scores.get((method, example_id))
+        return None if matrix is None else matrix[i][i] > matrix[i][1 - i]
+
+    candidates = [(ex, i) for ex in dataset.examples for i in range(2)]
+    for wanted in ((False, True), (False, None)):
+        for ex, i in candidates:
+            clip, plus = prefers_own("clip", ex.id, i), prefers_own(PLUS, ex.id, i)
+            if clip is wanted[0] and (wanted[1] is None or plus is wanted[1]):
+                return ex, i
+    return dataset.examples[0], 0
 
 
 def demo_table(report: dict, tasks, metric: str = "group") -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -60,12 +60,15 @@ class Dataset:
 
     name: str
     split: str
-    examples: list[Example]
+    examples: Sequence[Example]
     source: str = ""
     licence: str = ""
     #: Where it was read from (a file or folder), or what generated it.
     origin: str = ""
     renamed_ids: int = 0
+    #: How the dataset's own code counts a tie between a true and a false option
+    #: (:data:`comclip.eval.kinds.TIE_RULES`); reports say so where it is not comclip's strict rule.
+    official_ties: str = "strict"
     #: Evaluated example by example (see :class:`comclip.eval.runner.ExampleTask`).
     task: ClassVar[str] = "examples"
 
@@ -74,6 +77,13 @@ class Dataset:
 
     def __len__(self) -> int:
         return len(self.examples)
+
+    def first(self, n: int) -> Dataset:
+        """The first ``n`` examples as a dataset of their own (what ``--limit`` scores); only
+        those are read from a dataset that makes its examples when asked (the sandbox)."""
+        part = Dataset(self.name, self.split, list(self.examples[:n]), self.source, self.licence, self.origin)
+        part.renamed_ids, part.official_ties = self.renamed_ids, self.official_ties
+        return part
 
     def first_problem(self) -> str | None:
         """The first field of the wrong type a loader let through (a caption that is a number,
@@ -97,7 +107,7 @@ class Dataset:
             yield json.dumps(row, default=str, sort_keys=True).encode()
 
 
-def unique_ids(examples: list[Example]) -> int:
+def unique_ids(examples: Sequence[Example]) -> int:
     """Rename repeated ids in place (``ID#2``, ``ID#3``, ... in order); the number renamed."""
     seen: dict[str, int] = {}
     taken = {ex.id for ex in examples}

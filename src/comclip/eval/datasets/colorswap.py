@@ -7,7 +7,11 @@ colour words swapped between objects; caption 1 describes image 1.
   Parquet files once; their images are written once to ``$COMCLIP_CACHE/datasets/``;
 - ``--data FOLDER`` reads a local copy: those Parquet files (columns ``id, image_1, image_2,
   caption_1, caption_2``; the ``pyarrow`` package reads them), or a CSV / JSONL file with the
-  same columns and image paths relative to it (or to ``--image-dir``).
+  same columns and image paths relative to it (or to ``--image-dir``);
+- the official release (github.com/Top34051/colorswap): ``--data data/test.json`` (or the
+  folder ``data`` with ``--split``), a JSON array of ``{"id", "caption_1", "caption_2",
+  "image_1": "images/img_0_1.png", "image_2", ...}`` with ``images.zip`` extracted beside it,
+  so image paths are relative to the JSON file's folder (or to ``--image-dir``).
 
 ``--split test`` (default where the files name splits) or ``train``. Text, image and group
 scores (Thrush et al., CVPR 2022), and pairwise accuracy.
@@ -19,6 +23,7 @@ import hashlib
 from pathlib import Path
 
 from ...errors import ComclipError, InputError
+from ...jsonfile import read_json
 from .base import WINOGROUND, Dataset, Example, one_table, read_table
 from .hub import local_or_hub
 
@@ -31,7 +36,11 @@ COLUMNS = ("id", "image_1", "image_2", "caption_1", "caption_2")
 def load(path: str | Path, image_dir: str | Path | None = None, split: str | None = None) -> Dataset:
     source, _ = local_or_hub(path, HF_REPO, ["*.parquet", "**/*.parquet"], gated=True)
     tables = sorted(source.rglob("*.parquet")) if source.is_dir() else ([source] if source.suffix == ".parquet" else [])
-    if tables:
+    release = None if tables else _release_file(source, split)
+    if release is not None:
+        rows, base = _release_rows(release), Path(image_dir) if image_dir else release.parent
+        split = split or release.stem
+    elif tables:
         split = split or ("test" if any(p.name.startswith("test") for p in tables) else None)
         chosen = [p for p in tables if split is None or p.name.startswith(split)]
         if not chosen:
@@ -51,6 +60,32 @@ def load(path: str | Path, image_dir: str | Path | None = None, split: str | Non
         for row in rows
     ]
     return Dataset("colorswap", split or "all", examples, SOURCE, LICENCE)
+
+
+def _release_file(source: Path, split: str | None) -> Path | None:
+    """The official release's JSON file: ``source`` itself, or ``SPLIT.json`` (default
+    ``test.json``) in the folder ``source``; None where the data is in another form."""
+    if source.is_file():
+        return source if source.suffix.lower() == ".json" else None
+    found = sorted(source.glob("*.json")) if source.is_dir() else []
+    if not found:
+        return None
+    chosen = source / f"{split or 'test'}.json"
+    if not chosen.is_file():
+        raise InputError(f"{source}: no {chosen.name} (found {', '.join(p.name for p in found)}); choose one with --split")
+    return chosen
+
+
+def _release_rows(file: Path) -> list[dict]:
+    """The examples of a release file: a JSON array of objects with :data:`COLUMNS`."""
+    data = read_json(file, "ColorSwap file")
+    if not isinstance(data, list):
+        raise InputError(f"{file}: a ColorSwap release file holds a JSON array of examples")
+    for n, row in enumerate(data):
+        missing = [c for c in COLUMNS if not isinstance(row, dict) or c not in row]
+        if missing:
+            raise InputError(f"{file} example {n + 1}: needs {', '.join(missing)}")
+    return data
 
 
 def _parquet_rows(files: list[Path]) -> list[dict]:

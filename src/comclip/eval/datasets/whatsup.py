@@ -17,6 +17,10 @@ is one image with its true caption first and foils after (caption choice, accura
 
 ``--image-dir`` overrides the image folder. Licence: MIT (annotations and controlled
 images); COCO and Visual Genome images CC BY 4.0.
+
+Ties: What'sUp's own code takes the argmax over the caption options, which meets the true
+caption first, so a tie counts as correct there; comclip's default counts it wrong. Reports
+say how many examples a tie decided, and ``--ties first`` reproduces the published rule.
 """
 
 from __future__ import annotations
@@ -54,7 +58,7 @@ def load(path: str | Path, image_dir: str | Path | None = None) -> Dataset:
         raise InputError(f"{path}: expected a list of What'sUp items")
     read = _controlled if kind == "controlled" else _question
     examples = [read(item, n, folder, kind, path.stem.endswith("one_obj")) for n, item in enumerate(items)]
-    return Dataset("whatsup", path.stem, examples, SOURCE, LICENCE)
+    return Dataset("whatsup", path.stem, examples, SOURCE, LICENCE, official_ties="first")
 
 
 def _controlled(item, n: int, folder: Path, kind: str, one_object: bool) -> Example:

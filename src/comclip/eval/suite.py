@@ -1,0 +1,191 @@
+"""Evaluation suites: several datasets and models in one command, and one table from them.
+
+A suite is a TOML file, as clip_benchmark users run several datasets and models at once::
+
+    models = ["openai/clip-vit-base-patch32"]
+    methods = ["clip", "comclip", "comclip-plus"]
+
+    [[datasets]]
+    name = "sugarcrepe"
+    data = "data/sugarcrepe.json"
+    image_dir = "data/val2017"
+
+    [[datasets]]
+    name = "sandbox"          # generated data: task, n, seed
+    task = "binding"
+    n = 50
+    models = ["comclip/sandbox"]   # a dataset's own models / methods override the top level
+
+Each cell (dataset x model) is an ordinary ``comclip eval`` run in a folder of its own under
+the suite's ``--out``, with the same run identity and resume rules, so a killed suite
+continues where it stopped. The combined report (``suite.json``, ``suite.csv``,
+``suite.md``, one chart per dataset) gives per dataset and model every method's headline
+metric with its interval and the paired difference to CLIP.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import InputError
+
+#: Keys a ``[[datasets]]`` table may hold: ``comclip eval``'s options under their flag names.
+DATASET_KEYS = {
+    "name": str,
+    "label": str,
+    "data": str,
+    "image_dir": str,
+    "split": str,
+    "limit": int,
+    "task": str,
+    "n": int,
+    "seed": int,
+    "models": list,
+    "methods": list,
+}
+#: Methods of a suite that names none.
+DEFAULT_METHODS = ("clip", "comclip")
+
+
+@dataclass(frozen=True)
+class DatasetEntry:
+    """One ``[[datasets]]`` table: which dataset, read how, scored by which models and methods."""
+
+    name: str
+    label: str
+    models: tuple[str, ...]
+    methods: tuple[str, ...]
+    options: dict = field(default_factory=dict, hash=False)
+
+    def open(self):
+        """The dataset, read (or generated) as ``comclip eval`` would."""
+        from .evaluate import open_dataset
+
+        o = self.options
+        n = o.get("n", 100)
+        return open_dataset(
+            self.name, o.get("data"), o.get("image_dir"), split=o.get("split"), task=o.get("task"), seed=o.get("seed", 0), n=n
+        )
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One ordinary evaluation run of a suite: a dataset entry under one model."""
+
+    entry: DatasetEntry
+    model: str
+
+    @property
+    def name(self) -> str:
+        return f"{self.entry.label}/{self.model}"
+
+    def folder(self, out: Path) -> Path:
+        slug = re.sub(r"[^A-Za-z0-9._-]+", "-", self.model).strip("-.")[-60:] or "model"
+        return out / f"{re.sub(r'[^A-Za-z0-9._-]+', '-', self.entry.label).strip('-.') or 'dataset'}__{slug}"
+
+
+def read_suite(path: str | Path, only: str | None = None) -> list[Cell]:
+    """The cells of the suite file ``path`` (those whose ``dataset/model`` name matches the
+    shell pattern ``only``); every mistake in the file is one error naming it and the key."""
+    path = Path(path)
+    spec = _read_toml(path)
+    unknown = sorted(set(spec) - {"models", "methods", "datasets"})
+    if unknown:
+        raise InputError(f"{path}: unknown top-level key {unknown[0]!r} (a suite has models, methods and [[datasets]])")
+    tables = spec.get("datasets")
+    if not isinstance(tables, list) or not tables:
+        raise InputError(f"{path}: no [[datasets]] tables: a suite needs at least one")
+    models = _names(spec.get("models", []), path, "models")
+    methods = _names(spec.get("methods", list(DEFAULT_METHODS)), path, "methods")
+    entries = [_entry(table, n, path, models, methods) for n, table in enumerate(tables, start=1)]
+    labels = [e.label for e in entries]
+    repeated = next((label for label in labels if labels.count(label) > 1), None)
+    if repeated:
+        raise InputError(f'{path}: two datasets are labelled {repeated!r}; give each a label = "..." of its own')
+    cells = [Cell(entry, model) for entry in entries for model in entry.models]
+    chosen = [c for c in cells if only is None or fnmatch.fnmatch(c.name, only)]
+    if not chosen:
+        raise InputError(f"{path}: no cell matches --only {only!r}; cells: {', '.join(c.name for c in cells)}")
+    return chosen
+
+
+def _read_toml(path: Path) -> dict:
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover (Python 3.10)
+        import tomli as tomllib
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8-sig"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"cannot read suite file {path}: {exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise InputError(f"{path}: not valid TOML ({exc})") from None
+
+
+def _names(value: Any, path: Path, key: str) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
+        raise InputError(f"{path}: {key} must be a list of names, got {value!r}")
+    return tuple(dict.fromkeys(v.strip() for v in value))
+
+
+def _entry(table: Any, n: int, path: Path, models: tuple[str, ...], methods: tuple[str, ...]) -> DatasetEntry:
+    from ..methods import METHODS
+    from .datasets import DATASETS
+
+    where = f"{path}: [[datasets]] {n}"
+    if not isinstance(table, dict):
+        raise InputError(f"{where} is not a table")
+    for key, value in table.items():
+        expected = DATASET_KEYS.get(key)
+        if expected is None:
+            raise InputError(f"{where}: unknown key {key!r}; a dataset takes {', '.join(sorted(DATASET_KEYS))}")
+        if not isinstance(value, expected) or isinstance(value, bool):
+            raise InputError(f"{where}: {key} must be {expected.__name__}, got {value!r}")
+    name = table.get("name")
+    if name not in DATASETS:
+        raise InputError(f"{where}: name {name!r} is not a dataset; choose from {', '.join(sorted(DATASETS))}")
+    entry_models = _names(table["models"], path, f"[[datasets]] {n} models") if "models" in table else models
+    entry_methods = _names(table["methods"], path, f"[[datasets]] {n} methods") if "methods" in table else methods
+    if not entry_models:
+        raise InputError(f"{where}: no models (give models = [...] at the top or in the table)")
+    unknown = [m for m in entry_methods if m not in METHODS]
+    if unknown:
+        raise InputError(f"{where}: unknown method {unknown[0]!r}; registered: {', '.join(METHODS)}")
+    for key in ("limit", "n"):
+        if key in table and table[key] < 1:
+            raise InputError(f"{where}: {key} must be at least 1, got {table[key]}")
+    options = {k: v for k, v in table.items() if k not in ("name", "label", "models", "methods")}
+    return DatasetEntry(str(name), str(table.get("label", name)), entry_models, entry_methods, options)
+
+
+def check_cells(cells: list[Cell]) -> list[str]:
+    """Every dataset of ``cells`` read before any model loads: one line per dataset (examples,
+    images missing among those a run scores) or per problem."""
+    lines, seen = [], set()
+    for cell in cells:
+        if cell.entry.label in seen:
+            continue
+        seen.add(cell.entry.label)
+        try:
+            dataset = cell.entry.open()
+        except InputError as exc:
+            lines.append(f"problem: {cell.entry.label}: {exc}")
+            continue
+        scored = dataset.first(cell.entry.options["limit"]) if "limit" in cell.entry.options else dataset
+        missing = _missing_images(scored)
+        said = f"{len(scored)} {'queries' if dataset.task == 'retrieval' else 'examples'}"
+        if missing:
+            lines.append(f"problem: {cell.entry.label}: {said}, {len(missing)} image files missing (first: {missing[0]})")
+        else:
+            lines.append(f"ok: {cell.entry.label}: {said}, every image file found")
+    return lines
+
+
+def _missing_images(dataset) -> list[str]:
+    paths = dataset.images if dataset.task == "retrieval" else [im for ex in dataset.examples for im in ex.images]
+    return list(dict.fromkeys(str(p) for p in paths if isinstance(p, (str, Path)) and not Path(p).is_file()))

@@ -1,0 +1,119 @@
+"""A newcomer's first minutes (#27): the right model by default, messages that fit the
+situation, one warning where there were fifty, and a Python API that fails as loudly as the
+command line."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from PIL import Image
+
+from .conftest import run_cli
+
+
+def test_the_sandbox_is_evaluated_with_the_sandbox_model_when_none_is_named(cli, tmp_path):
+    out = tmp_path / "sandbox"
+    args = ["eval", "sandbox", "--task", "binding", "--n", "3", "--method", "clip", "--no-cache", "--bootstrap", "0"]
+    code, _, err = cli(*args, "--out", out)
+    assert code == 0, err
+    assert json.loads((out / "report.json").read_text())["model"] == "comclip/sandbox"
+    assert f"wrote {out / 'report.md'}" in err  # eval ends by saying where it wrote
+    # comclip's lines have a handler of their own: none on the root logger, where a hub client's
+    # retry warnings would be printed a second time beside its own handler's copy
+    assert not [h for h in logging.getLogger().handlers if type(h) is logging.StreamHandler]
+
+
+def test_a_model_that_cannot_load_is_one_fitting_line_and_leaves_no_folder(tmp_path, rgb_image_path):
+    """Offline, a hub id not in the cache: the advice is the hub client's real command, it does
+    not ask to set what is set, the line is whole, and the output folder made for the run (and
+    its new parents) is gone."""
+    data = tmp_path / "data.jsonl"
+    data.write_text(json.dumps({"id": "a", "image": str(rgb_image_path), "positive": "a dog", "negatives": ["a cat"]}) + "\n")
+    out = tmp_path / "new" / "run"
+    result = run_cli(["eval", "jsonl", "--data", data, "--model", "openai/clip-vit-base-patch32", "--out", out])
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert "hf download openai/clip-vit-base-patch32" in line and "huggingface-cli" not in line
+    assert "HF_HUB_OFFLINE=1 forbids" in line and "Set HF_HUB_OFFLINE" not in line
+    assert not (tmp_path / "new").exists()
+
+
+def test_over_long_captions_are_one_warning_per_run_the_same_cold_and_warm(cli, tiny_model_dir, tmp_path):
+    """Three examples with captions past the 77-token context: one warning naming how many and
+    the first example ids, on a first run and on a repeat that reads every embedding from the
+    cache; the report counts them."""
+    Image.new("RGB", (40, 30), (200, 20, 20)).save(tmp_path / "red.png")
+    long = "a very small red dog sitting next to a big blue square " * 9
+    rows = [{"id": f"long{k}", "image": "red.png", "positive": long + str(k), "negatives": ["a blue square"]} for k in range(3)]
+    rows.append({"id": "short", "image": "red.png", "positive": "a red square", "negatives": ["a blue square"]})
+    data = tmp_path / "data.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    cache = tmp_path / "cache.sqlite"
+    for run in ("cold", "warm"):
+        out = tmp_path / run
+        code, _, err = cli("eval", "jsonl", "--data", data, "--model", tiny_model_dir, "--out", out, "--cache", cache,
+                           "--method", "clip", "--bootstrap", "0")  # fmt: skip
+        assert code == 0, err
+        warned = [line for line in err.splitlines() if "truncated" in line]
+        assert len(warned) == 1, err
+        assert "3 captions in 3 examples (long0, long1, long2)" in warned[0] and "context of 77" in warned[0]
+        counted = json.loads((out / "report.json").read_text())["truncated_captions"]
+        assert counted["n_captions"] == 3 and counted["examples"] == ["long0", "long1", "long2"]
+
+
+def test_progress_in_a_log_is_a_line_at_the_start_each_tenth_and_the_end():
+    """stderr not a terminal (a batch job's log): plain lines, never a bar's redraws."""
+    import io
+
+    from comclip.eval.progress import LogLines, Silent, progress
+
+    log = io.StringIO()
+    with progress(25, "scoring", "example", file=log) as shown:
+        assert isinstance(shown, LogLines)
+        for _ in range(25):
+            shown.update(1)
+    lines = log.getvalue().splitlines()
+    assert lines[0] == "scoring: 25 examples to do"
+    assert [line.split("(")[1] for line in lines[1:-1]] == [f"{p}%)" for p in (12, 20, 32, 40, 52, 60, 72, 80, 92)]
+    assert lines[-1].startswith("scoring: 25/25 examples in ") and lines[-1].endswith("examples/s)")
+    assert isinstance(progress(25, "scoring", "example", show=False, file=log), Silent)
+
+
+def test_eval_in_a_log_says_it_started_how_far_it_is_and_how_fast_it_was(cli, tmp_path):
+    code, _, err = cli("eval", "sandbox", "--task", "binding", "--n", "10", "--method", "clip", "--no-cache",
+                       "--bootstrap", "0", "--out", tmp_path / "o")  # fmt: skip
+    assert code == 0, err
+    lines = [line for line in err.splitlines() if line.startswith("scoring:")]
+    assert lines[0] == "scoring: 10 examples to do" and "examples/s" in lines[-1], err
+
+
+def test_the_demo_figure_shows_a_pair_clip_gets_wrong_and_comclip_plus_right(tmp_path):
+    from types import SimpleNamespace
+
+    from comclip.sandbox.demo import PLUS, contrast_example
+
+    def record(method, example_id, scores):
+        return json.dumps({"method": method, "id": example_id, "status": "ok", "scores": scores}) + "\n"
+
+    right, wrong_on_image_1 = [[0.9, 0.1], [0.1, 0.9]], [[0.9, 0.1], [0.8, 0.2]]
+    (tmp_path / "per_example.jsonl").write_text(
+        record("clip", "a", right) + record(PLUS, "a", right)
+        + record("clip", "b", wrong_on_image_1) + record(PLUS, "b", wrong_on_image_1)  # both wrong: not the one
+        + record("clip", "c", wrong_on_image_1) + record(PLUS, "c", right)
+    )  # fmt: skip
+    dataset = SimpleNamespace(examples=[SimpleNamespace(id=i) for i in "abc"])
+    example, image = contrast_example(tmp_path, dataset)
+    assert (example.id, image) == ("c", 1)
+    (tmp_path / "per_example.jsonl").write_text(record("clip", "b", wrong_on_image_1) + record(PLUS, "b", wrong_on_image_1))
+    assert [(e.id, i) for e, i in [contrast_example(tmp_path, dataset)]] == [("b", 1)]  # no win to show: CLIP's miss
+
+
+def test_a_composed_score_is_labelled_with_what_it_adds():
+    from comclip.explain import score_label
+    from comclip.results import ComCLIPResult
+
+    plain = ComCLIPResult("i", "t", clip=0.7, score=0.65, parts=[], graph=None, composed=0.65)  # type: ignore[arg-type]
+    evidence = ComCLIPResult("i", "t", clip=0.7, score=1.29, parts=[], graph=None, composed=0.66)  # type: ignore[arg-type]
+    assert score_label(plain, "comclip") == "comclip score 0.650 (composed cosine)"
+    assert score_label(evidence, "comclip-plus") == "comclip-plus score 1.290 = composed cosine 0.660 + evidence 0.630"

@@ -1,0 +1,155 @@
+"""``comclip suite``: a TOML file of models, methods and datasets, each cell an ordinary
+resumable run, one combined report; mistakes in the file are one line before any model loads."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from .conftest import SHARED_DATA, run_cli
+
+
+@pytest.fixture
+def suite_file(tmp_path, tiny_model_dir) -> Path:
+    """Generated data (two sandbox tasks) with the shipped sandbox model, and a JSONL file
+    with the tiny CLIP; the shared SugarCrepe file too where it is there."""
+    Image.new("RGB", (40, 30), (200, 20, 20)).save(tmp_path / "red.png")
+    rows = [{"id": str(k), "image": "red.png", "positive": "a red square", "negatives": ["a blue circle"]} for k in range(3)]
+    (tmp_path / "data.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    text = f"""models = ["comclip/sandbox"]
+methods = ["clip", "comclip"]
+
+[[datasets]]
+name = "sandbox"
+label = "binding"
+task = "binding"
+n = 12
+
+[[datasets]]
+name = "sandbox"
+label = "order"
+task = "order-swap"
+n = 12
+
+[[datasets]]
+name = "jsonl"
+data = "{tmp_path / "data.jsonl"}"
+models = ["{tiny_model_dir}"]
+methods = ["clip"]
+"""
+    shared = SHARED_DATA / "sugarcrepe" / "sugarcrepe-coco-mini-dev.json"
+    if shared.exists():
+        text += f'\n[[datasets]]\nname = "sugarcrepe"\ndata = "{shared}"\nimage_dir = "{SHARED_DATA / "coco-mini"}"\nlimit = 4\n'
+    path = tmp_path / "suite.toml"
+    path.write_text(text)
+    return path
+
+
+def _suite(path, out, *extra, **kwargs):
+    return run_cli(["suite", path, "--out", out, "--bootstrap", "100", "--no-cache", "--workers", "0", *extra], **kwargs)
+
+
+def test_a_killed_suite_resumes_to_the_report_of_an_uninterrupted_one(suite_file, tmp_path):
+    whole = _suite(suite_file, tmp_path / "whole")
+    assert whole.returncode == 0, whole.stderr
+    combined = json.loads((tmp_path / "whole" / "suite.json").read_text())
+    cells = {c["name"] for c in combined["cells"]}
+    assert {"binding/comclip/sandbox", "order/comclip/sandbox"} <= cells and all(c["scored"] for c in combined["cells"])
+    rows = list(csv.DictReader((tmp_path / "whole" / "suite.csv").open()))
+    order = {(r["dataset"], r["method"]): r for r in rows}
+    assert order["order", "comclip"]["metric"] == "group" and order["order", "comclip"]["vs_clip"] != ""
+    assert "## binding" in (tmp_path / "whole" / "suite.md").read_text() and (tmp_path / "whole" / "binding.png").exists()
+
+    out = tmp_path / "killed"
+    args = [
+        sys.executable,
+        "-m",
+        "comclip",
+        "suite",
+        suite_file,
+        "--out",
+        out,
+        "--bootstrap",
+        "100",
+        "--no-cache",
+        "--workers",
+        "0",
+    ]
+    process = subprocess.Popen(list(map(str, args)), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                               env={**os.environ, "HF_HUB_OFFLINE": "1"})  # fmt: skip
+    first = out / "binding__comclip-sandbox" / "report.json"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not first.exists():
+        time.sleep(0.1)
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=60)
+    assert first.exists() and not (out / "suite.json").exists()
+    refused = _suite(suite_file, out)
+    assert refused.returncode == 2 and "already holds results" in refused.stderr and "--resume" in refused.stderr
+    resumed = _suite(suite_file, out, "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    assert json.loads((out / "suite.json").read_text())["rows"] == combined["rows"]
+
+
+def test_dry_run_lists_the_cells_and_checks_the_files_before_any_model_loads(tmp_path):
+    Image.new("RGB", (40, 30), (200, 20, 20)).save(tmp_path / "red.png")
+    rows = [{"id": "a", "image": "red.png", "positive": "a dog", "negatives": ["a cat"]},
+            {"id": "b", "image": "gone.png", "positive": "a dog", "negatives": ["a cat"]}]  # fmt: skip
+    (tmp_path / "data.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    suite = tmp_path / "suite.toml"
+    suite.write_text(
+        f'models = ["{tmp_path / "no-such-model"}", "m2"]\n\n[[datasets]]\nname = "jsonl"\ndata = "{tmp_path / "data.jsonl"}"\n'
+    )
+    result = _suite(suite, tmp_path / "o", "--dry-run")
+    assert result.returncode == 2, result.stderr
+    assert result.stdout.count("cell: jsonl/") == 2 and "problem: jsonl: 2 examples, 1 image files missing" in result.stdout
+    assert str(tmp_path / "gone.png") in result.stdout and not (tmp_path / "o").exists()
+    only = _suite(suite, tmp_path / "o", "--dry-run", "--only", "*/m2")
+    assert only.stdout.count("cell: ") == 1
+
+
+@pytest.mark.parametrize(
+    "text, words",
+    [
+        ('models = ["m"]\n', ["no [[datasets]]"]),
+        ('models = ["m"]\n[[datasets]]\nname = "nope"\n', ["'nope' is not a dataset"]),
+        ('models = ["m"]\n[[datasets]]\nname = "jsonl"\nlimt = 3\n', ["unknown key 'limt'"]),
+        ('models = ["m"]\n[[datasets]]\nname = "jsonl"\nlimit = "3"\n', ["limit must be int"]),
+        ('models = ["m"]\nmethods = ["clip", "mine"]\n[[datasets]]\nname = "jsonl"\n', ["unknown method 'mine'"]),
+        ('[[datasets]]\nname = "jsonl"\n', ["no models"]),
+        ('models = ["m"]\n[[datasets]]\nname = "jsonl"\n[[datasets]]\nname = "jsonl"\n', ["two datasets are labelled 'jsonl'"]),
+        ('models = ["m"\n', ["not valid TOML"]),
+        ('models = ["m"]\nseed = 3\n[[datasets]]\nname = "jsonl"\n', ["unknown top-level key 'seed'"]),
+    ],
+)
+def test_a_mistake_in_the_suite_file_is_one_line(text, words, cli, tmp_path):
+    suite = tmp_path / "suite.toml"
+    suite.write_text(text)
+    code, _, err = cli("suite", suite, "--out", tmp_path / "o", "--dry-run")
+    assert code == 2 and len(err.strip().splitlines()) == 1 and str(suite) in err, err
+    assert all(word in err for word in words), err
+
+
+@pytest.mark.parametrize("name", ["paper.toml", "compositional.toml"])
+def test_the_shipped_suites_are_valid(name):
+    """suites/paper.toml (the paper's benchmarks and backbones) and suites/compositional.toml
+    name real datasets, methods and keys (their data is the user's to fetch)."""
+    from comclip.eval.suite import read_suite
+
+    cells = read_suite(Path(__file__).resolve().parents[1] / "suites" / name)
+    datasets = {cell.entry.name for cell in cells}
+    expected = (
+        {"winoground", "vl_checklist", "svo_probes", "comvg", "retrieval"}
+        if name == "paper.toml"
+        else {"sugarcrepe", "sugarcrepe_pp", "valse", "aro", "whatsup", "mmvp", "colorswap", "cola"}
+    )
+    assert datasets == expected
