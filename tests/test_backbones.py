@@ -193,3 +193,22 @@ def test_shipped_sandbox_models_resolve_to_package_files():
         assert (Path(source) / "comclip.json").is_file()
     with pytest.raises(ModelNotFoundError, match="missing from this installation"):
         packaged_path("package:comclip.sandbox/no-such-model")
+
+
+def test_inside_truncation_said_the_encoder_neither_counts_nor_warns(tiny_backbone, monkeypatch):
+    """An evaluation counts over-long captions once for the run; while it scores, the encoder
+    does not tokenize each caption a second time to count it, nor warn of it."""
+    from comclip.backbones.base import truncation_said
+
+    counted = []
+    count = tiny_backbone._token_count
+    monkeypatch.setattr(tiny_backbone, "_token_count", lambda text: counted.append(text) or count(text))
+    long = "a very small dog " * 40
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with truncation_said():
+            tiny_backbone.encode_texts([long + "inside"])
+    assert counted == []
+    with pytest.warns(CaptionTruncatedWarning):
+        tiny_backbone.encode_texts([long + "outside"])
+    assert counted == [long + "outside"]

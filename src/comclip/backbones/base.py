@@ -14,7 +14,8 @@ from __future__ import annotations
 import contextlib
 import warnings
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,6 +33,21 @@ from ..text import validate_captions
 
 class CaptionTruncatedWarning(UserWarning):
     """A caption was longer than the backbone's text context and was cut."""
+
+
+#: True while a caller has counted the over-long captions itself (an evaluation says it once per
+#: run): the encoder then neither counts nor warns caption by caption.
+_TRUNCATION_SAID: ContextVar[bool] = ContextVar("truncation_said", default=False)
+
+
+@contextlib.contextmanager
+def truncation_said() -> Iterator[None]:
+    """Encoding inside the block does not count over-long captions again, nor warn of each."""
+    token = _TRUNCATION_SAID.set(True)
+    try:
+        yield
+    finally:
+        _TRUNCATION_SAID.reset(token)
 
 
 #: ``--precision`` values, as open_clip names them: ``amp_bf16`` runs the forward passes under
@@ -256,6 +272,8 @@ class Backbone(ABC):
         return [self._token_count(text) > self.context_length for text in texts]
 
     def _warn_truncated(self, texts: Sequence[str]) -> None:
+        if _TRUNCATION_SAID.get():  # the caller counted them for the whole run (see truncation_said)
+            return
         for index, text in enumerate(texts):
             count = self._token_count(text)
             if count > self.context_length:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ..backbones import Backbone
+from ..backbones.base import truncation_said
 from ..config import PipelineConfig
 from ..errors import InputError
 from ..grounding import Grounder
@@ -31,7 +32,7 @@ from .distributed import World
 from .grounding_accuracy import grounding_report, has_boxes, known_boxes, oracle_grounder
 from .report import NothingScored, unscored, write_report
 from .runner import TASKS, run_task
-from .truncation import counted_already, truncated_captions, warn_once
+from .truncation import truncated_captions, warn_once
 
 #: Plain CLIP, as a method.
 CLIP = None
@@ -161,7 +162,7 @@ def _score(
     cut = truncated_captions(scored, backbone)
     if world.main:
         warn_once(cut, backbone.name)
-    with counted_already():
+    with truncation_said():
         return run_task(task, out, resume=resume, manifest=manifest, progress=progress, world=world), cut
 
 

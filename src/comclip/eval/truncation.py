@@ -3,14 +3,13 @@
 The encoder cuts such captions and would warn each time it encodes one (not at all when its
 embedding comes from the cache, and by its place in a batch rather than by example). An
 evaluation says it once instead: how many captions, and the first examples holding one, the
-same on a first run and a repeat; the report keeps the count.
+same on a first run and a repeat; the report keeps the count. While it scores, the encoder
+neither counts nor warns again (:func:`comclip.backbones.base.truncation_said`).
 """
 
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 from ..backbones.base import CaptionTruncatedWarning
@@ -39,20 +38,16 @@ def truncated_captions(dataset: Any, backbone: Any) -> dict:
 
 
 def warn_once(found: dict, model: str) -> None:
-    """One warning for the whole run, naming how many captions and the first examples."""
+    """One warning for the whole run, naming how many captions and the first examples: for
+    every run, also a second one in the same process with the same message (Python shows a
+    warning once per place unless its filters changed since; ``catch_warnings`` marks them
+    changed and keeps the user's own)."""
     if found["n_captions"]:
         shown = ", ".join(found["examples"][:SHOWN]) + (", ..." if found["n_examples"] > SHOWN else "")
-        warnings.warn(
-            f"{found['n_captions']} captions in {found['n_examples']} examples ({shown}) are longer than {model}'s "
-            f"context of {found['context_length']} tokens and are truncated",
-            CaptionTruncatedWarning,
-            stacklevel=2,
-        )
-
-
-@contextmanager
-def counted_already() -> Iterator[None]:
-    """The encoder's own caption-by-caption warnings kept quiet: :func:`warn_once` said it."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", CaptionTruncatedWarning)
-        yield
+        with warnings.catch_warnings():
+            warnings.warn(
+                f"{found['n_captions']} captions in {found['n_examples']} examples ({shown}) are longer than {model}'s "
+                f"context of {found['context_length']} tokens and are truncated",
+                CaptionTruncatedWarning,
+                stacklevel=2,
+            )
