@@ -48,7 +48,7 @@ from .._hf_utils import quiet_transformers
 from ..bpe import clip_bpe_files
 from ..cache import hash_file
 from ..errors import ModelNotFoundError
-from .base import ProcessorBackbone
+from .base import Backbone
 
 PREFIX = "slip:"
 #: Attention heads of each released architecture (widths and depths are read from the weights).
@@ -201,8 +201,9 @@ def _load_weights(model: torch.nn.Module, weights: dict[Target, torch.Tensor], w
         raise ModelNotFoundError(f"{path}: the checkpoint gives no {what} weights for {', '.join(left[:3])}")
 
 
-class SLIPBackbone(ProcessorBackbone):
-    """A SLIP (or SLIP-release CLIP) checkpoint, on transformers' ViT and CLIP text modules."""
+class SLIPBackbone(Backbone):
+    """A SLIP (or SLIP-release CLIP) checkpoint, on transformers' ViT and CLIP text modules;
+    captions and pixels prepared by SLIP's own rules (no ``pixel_spec``: the PIL path)."""
 
     def __init__(
         self,
@@ -227,8 +228,7 @@ class SLIPBackbone(ProcessorBackbone):
         self.visual.eval().to(self.device)
         self.text.eval().to(self.device)
         _needs_ftfy()
-        self._use(_processor(sizes["vision"]["image_size"]), _tokenizer())
-        self._pixel_spec = None  # SLIP's own transform (slip_pixels), on the PIL path
+        self.tokenizer = _tokenizer()  # its BPE; SLIP's cleaning and cut are slip_ids / slip_tokens
         self._context = sizes["text"]["max_position_embeddings"]
 
     @property
@@ -292,20 +292,6 @@ def _tokenizer():
     with tempfile.TemporaryDirectory() as directory, quiet_transformers():
         vocab, merges = clip_bpe_files(directory)
         return CLIPTokenizer(str(vocab), str(merges))
-
-
-def _processor(size: int):
-    """SLIP's evaluation transform: resize the short side (bilinear), centre-crop, ImageNet mean and std."""
-    from transformers import CLIPImageProcessor
-
-    with quiet_transformers():
-        return CLIPImageProcessor(
-            size={"shortest_edge": size},
-            crop_size={"height": size, "width": size},
-            resample=Image.Resampling.BILINEAR,
-            image_mean=list(IMAGENET_MEAN),
-            image_std=list(IMAGENET_STD),
-        )
 
 
 def _needs_ftfy() -> None:
