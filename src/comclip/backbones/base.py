@@ -16,7 +16,6 @@ import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from contextvars import ContextVar
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -29,6 +28,7 @@ from ..images import DEFAULT_MAX_SIDE, ImageInput, load_image
 from ..pixels import PIXEL_PATHS, PixelSpec, preprocess, spec_from_hf_processor, to_tensor
 from ..similarity import cosines
 from ..text import validate_captions
+from .patches import PatchGrid
 
 
 class CaptionTruncatedWarning(UserWarning):
@@ -89,40 +89,6 @@ def _available(device_type: str) -> bool:
         return torch.backends.mps.is_available()
     backend = getattr(torch, device_type, None)  # torch.cuda, torch.xpu
     return device_type == "cpu" or (backend is not None and backend.is_available())
-
-
-@dataclass
-class PatchGrid:
-    """An image's patch embeddings (``[rows, cols, D]``, unit norm) and where each patch lies
-    in the original image: patch (r, c) covers x in ``[x0 + c * step_x, x0 + (c+1) * step_x)``
-    and likewise for y (the encoder saw a resized, centre-cropped view)."""
-
-    embeddings: torch.Tensor
-    x0: float
-    y0: float
-    step_x: float
-    step_y: float
-
-    def overlap_weights(self, boxes) -> torch.Tensor:
-        """``[len(boxes), rows * cols]``: the area of each patch inside each box."""
-        rows, cols = self.embeddings.shape[:2]
-        xs = self.x0 + self.step_x * torch.arange(cols + 1, dtype=torch.float64)
-        ys = self.y0 + self.step_y * torch.arange(rows + 1, dtype=torch.float64)
-        b = torch.tensor([[x.x1, x.y1, x.x2, x.y2] for x in boxes], dtype=torch.float64)
-        wx = (torch.minimum(b[:, 2:3], xs[None, 1:]) - torch.maximum(b[:, 0:1], xs[None, :-1])).clamp(min=0)
-        wy = (torch.minimum(b[:, 3:4], ys[None, 1:]) - torch.maximum(b[:, 1:2], ys[None, :-1])).clamp(min=0)
-        return (wy[:, :, None] * wx[:, None, :]).reshape(len(boxes), rows * cols)
-
-    def pack(self) -> np.ndarray:
-        rows, cols, dim = self.embeddings.shape
-        header = np.array([rows, cols, dim, self.x0, self.y0, self.step_x, self.step_y], dtype=np.float32)
-        return np.concatenate([header, self.embeddings.reshape(-1).numpy().astype(np.float32)])
-
-    @classmethod
-    def unpack(cls, vector: np.ndarray) -> PatchGrid:
-        rows, cols, dim = (int(v) for v in vector[:3])
-        x0, y0, sx, sy = (float(v) for v in vector[3:7])
-        return cls(torch.from_numpy(np.array(vector[7:], dtype=np.float32).reshape(rows, cols, dim)), x0, y0, sx, sy)
 
 
 class Backbone(ABC):
