@@ -14,7 +14,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _suite(args: argparse.Namespace, world) -> int:
-    from ..eval.suite import read_suite
+    from ..eval.suite import open_datasets, read_suite
     from ..eval.suite_run import SUITE_MD, run_suite
     from ..sandbox import dataset as _sandbox  # noqa: F401  (registers the generated "sandbox" dataset)
 
@@ -23,10 +23,12 @@ def _suite(args: argparse.Namespace, world) -> int:
     if args.dry_run:
         return _dry_run(cells, Path(args.out))
     out = Path(args.out)
+    datasets = open_datasets(cells)  # each read once, before any model loads
     _check_folders(cells, out, args.resume, world)
     args.interrupted_hint = f"each finished cell is kept in {out}: run the same command with --resume to continue"
     combined = run_suite(
         cells,
+        datasets,
         out,
         lambda model: _backbone(args, model, world),
         resume=args.resume,
@@ -53,11 +55,9 @@ def _dry_run(cells, out: Path) -> int:
 
 def _check_folders(cells, out: Path, resume: bool, world) -> None:
     """Every cell's folder checked before any model loads: no other run holds it, and without
-    ``--resume`` it holds no results; every dataset is read too."""
+    ``--resume`` it holds no results."""
     from ..eval.store import check_folder, make_folder
 
-    for entry in {cell.entry.label: cell.entry for cell in cells}.values():
-        entry.open()
     if world.main:
         make_folder(out)
         for cell in cells:

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InputError
+from .compare import safe_name
 
 #: Keys a ``[[datasets]]`` table may hold: ``comclip eval``'s options under their flag names.
 DATASET_KEYS = {
@@ -66,11 +67,8 @@ class DatasetEntry:
         """The dataset, read (or generated) as ``comclip eval`` would."""
         from .evaluate import open_dataset
 
-        o = self.options
-        n = o.get("n", 100)
-        return open_dataset(
-            self.name, o.get("data"), o.get("image_dir"), split=o.get("split"), task=o.get("task"), seed=o.get("seed", 0), n=n
-        )
+        given = {key: self.options[key] for key in ("split", "task", "seed", "n") if key in self.options}
+        return open_dataset(self.name, self.options.get("data"), self.options.get("image_dir"), **given)
 
 
 @dataclass(frozen=True)
@@ -86,7 +84,7 @@ class Cell:
 
     def folder(self, out: Path) -> Path:
         slug = re.sub(r"[^A-Za-z0-9._-]+", "-", self.model).strip("-.")[-60:] or "model"
-        return out / f"{re.sub(r'[^A-Za-z0-9._-]+', '-', self.entry.label).strip('-.') or 'dataset'}__{slug}"
+        return out / f"{safe_name(self.entry.label)}__{slug}"
 
 
 def read_suite(path: str | Path, only: str | None = None) -> list[Cell]:
@@ -163,26 +161,34 @@ def _entry(table: Any, n: int, path: Path, models: tuple[str, ...], methods: tup
     return DatasetEntry(str(name), str(table.get("label", name)), entry_models, entry_methods, options)
 
 
+def entries(cells: list[Cell]) -> list[DatasetEntry]:
+    """The dataset entries of ``cells``, each once, in the suite's order."""
+    return list({cell.entry.label: cell.entry for cell in cells}.values())
+
+
+def open_datasets(cells: list[Cell]) -> dict[str, Any]:
+    """Each dataset of ``cells`` read once, by label, before any model loads (a file that is
+    not there is its error, naming it)."""
+    return {entry.label: entry.open() for entry in entries(cells)}
+
+
 def check_cells(cells: list[Cell]) -> list[str]:
     """Every dataset of ``cells`` read before any model loads: one line per dataset (examples,
     images missing among those a run scores) or per problem."""
-    lines, seen = [], set()
-    for cell in cells:
-        if cell.entry.label in seen:
-            continue
-        seen.add(cell.entry.label)
+    lines = []
+    for entry in entries(cells):
         try:
-            dataset = cell.entry.open()
+            dataset = entry.open()
         except InputError as exc:
-            lines.append(f"problem: {cell.entry.label}: {exc}")
+            lines.append(f"problem: {entry.label}: {exc}")
             continue
-        scored = dataset.first(cell.entry.options["limit"]) if "limit" in cell.entry.options else dataset
+        scored = dataset.first(entry.options["limit"]) if "limit" in entry.options else dataset
         missing = _missing_images(scored)
         said = f"{len(scored)} {'queries' if dataset.task == 'retrieval' else 'examples'}"
         if missing:
-            lines.append(f"problem: {cell.entry.label}: {said}, {len(missing)} image files missing (first: {missing[0]})")
+            lines.append(f"problem: {entry.label}: {said}, {len(missing)} image files missing (first: {missing[0]})")
         else:
-            lines.append(f"ok: {cell.entry.label}: {said}, every image file found")
+            lines.append(f"ok: {entry.label}: {said}, every image file found")
     return lines
 
 

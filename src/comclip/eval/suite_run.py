@@ -15,6 +15,7 @@ import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from ..config import PipelineConfig
 from ..jsonfile import write_whole
@@ -35,6 +36,7 @@ CSV_COLUMNS = ("dataset", "model", "method", "metric", "value", "ci_low", "ci_hi
 
 def run_suite(
     cells: list[Cell],
+    datasets: dict[str, Any],
     out: Path,
     make_backbone: Callable[[str], object],
     *,
@@ -43,8 +45,9 @@ def run_suite(
     workers: int = 0,
     world: World = World(),
 ) -> dict | None:
-    """Score every cell (each model loaded once, by ``make_backbone``) and write the combined
-    report; returns it (None in processes other than the main one)."""
+    """Score every cell (each model loaded once, by ``make_backbone``; each dataset read once,
+    ``datasets`` by label) and write the combined report; returns it (None in processes other
+    than the main one)."""
     reports: dict[str, dict] = {}
     done = 0
     for model in dict.fromkeys(cell.model for cell in cells):
@@ -53,19 +56,23 @@ def run_suite(
             done += 1
             if world.main:
                 print(f"suite: cell {done} of {len(cells)}, {cell.name}", file=sys.stderr, flush=True)
-            report = run_cell(cell, backbone, out, resume=resume, n_bootstrap=n_bootstrap, workers=workers, world=world)
+            dataset = datasets[cell.entry.label]
+            report = run_cell(cell, dataset, backbone, out, resume=resume, n_bootstrap=n_bootstrap, workers=workers, world=world)
             if report is not None:
                 reports[cell.name] = report
     return write_suite(cells, reports, out) if world.main else None
 
 
-def run_cell(cell: Cell, backbone, out: Path, *, resume: bool, n_bootstrap: int, workers: int, world: World) -> dict | None:
-    """One cell as ``comclip eval`` runs it; a finished cell's report is read back."""
+def run_cell(
+    cell: Cell, dataset: Any, backbone, out: Path, *, resume: bool, n_bootstrap: int, workers: int, world: World
+) -> dict | None:
+    """One cell (its ``dataset`` already read) as ``comclip eval`` runs it; a finished cell's
+    report is read back."""
     folder = cell.folder(out)
     configs = method_configs(list(cell.entry.methods), PipelineConfig.for_backbone(backbone))
     try:
         return evaluate(
-            cell.entry.open(),
+            dataset,
             backbone,
             configs,
             folder,
