@@ -20,7 +20,7 @@ from ..backbones import create_backbone
 from ..config import PipelineConfig
 from ..eval.evaluate import CLIP, build_pipelines, evaluate
 from ..eval.legend import legend, takeaway
-from ..eval.store import clear_run
+from ..eval.store import PER_EXAMPLE, clear_run, read_records
 from ..explain import draw_contrast
 from ..methods import METHODS
 from .dataset import load
@@ -135,10 +135,7 @@ def contrast_example(out: Path, dataset) -> tuple:
     """``(example, image index)`` for the figure: the first image whose own caption CLIP ranks
     below the other while ComCLIP+ ranks it first; else the first CLIP gets wrong; else the
     first example."""
-    import json
-
-    records = [json.loads(line) for line in (out / "per_example.jsonl").read_text(encoding="utf-8").splitlines()]
-    scores = {(r["method"], r["id"]): r.get("scores") for r in records if r["status"] == "ok"}
+    scores = {key: r.get("scores") for key, r in read_records(out / PER_EXAMPLE).items() if r["status"] == "ok"}
 
     def prefers_own(method: str, example_id: str, i: int) -> bool | None:
         matrix = scores.get((method, example_id))
