@@ -199,7 +199,7 @@ def _as_current(stored: Any, manifest: dict) -> Any:
 def _check_same_run(out: Path, manifest: dict) -> None:
     try:
         stored = read_manifest(out)
-    except (OSError, UnicodeDecodeError, ValueError, RecursionError):
+    except (OSError, ValueError, RecursionError):  # UnicodeDecodeError and JSONDecodeError are ValueErrors
         raise InputError(
             f"cannot resume {out}: it has no readable {RUN_FILE}, so nothing proves its results come from "
             "the same run; choose another --out"
