@@ -66,7 +66,7 @@ def test_progress_in_a_log_is_a_line_at_the_start_each_tenth_and_the_end():
     """stderr not a terminal (a batch job's log): plain lines, never a bar's redraws."""
     import io
 
-    from comclip.eval.progress import LogLines, Silent, progress
+    from comclip.eval.progress import LogLines, progress
 
     log = io.StringIO()
     with progress(25, "scoring", "example", file=log) as shown:
@@ -77,7 +77,10 @@ def test_progress_in_a_log_is_a_line_at_the_start_each_tenth_and_the_end():
     assert lines[0] == "scoring: 25 examples to do"
     assert [line.split("(")[1] for line in lines[1:-1]] == [f"{p}%)" for p in (12, 20, 32, 40, 52, 60, 72, 80, 92)]
     assert lines[-1].startswith("scoring: 25/25 examples in ") and lines[-1].endswith("examples/s)")
-    assert isinstance(progress(25, "scoring", "example", show=False, file=log), Silent)
+    silent = io.StringIO()
+    with progress(25, "scoring", "example", show=False, file=silent) as shown:
+        shown.update(25)
+    assert silent.getvalue() == ""  # progress=False: nothing at all
 
 
 def test_eval_in_a_log_says_it_started_how_far_it_is_and_how_fast_it_was(cli, tmp_path):

@@ -47,25 +47,11 @@ class LogLines:
         print(text, file=self.file, flush=True)
 
 
-class Silent:
-    """No progress at all (``progress=False``, or a process other than the main one)."""
-
-    def update(self, n: int = 1) -> None:
-        pass
-
-    def __enter__(self) -> Silent:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        pass
-
-
-def progress(total: int, desc: str, unit: str, show: bool | None = None, file: TextIO | None = None) -> tqdm | LogLines | Silent:
+def progress(total: int, desc: str, unit: str, show: bool | None = None, file: TextIO | None = None) -> tqdm | LogLines:
     """What shows ``total`` units of work: ``show`` None chooses by ``file`` (stderr): a bar on a
-    terminal, lines in a log; True a bar, False nothing."""
+    terminal, lines in a log; True a bar, False nothing (a disabled bar: ``progress=False``,
+    or a process other than the main one)."""
     file = file or sys.stderr
-    if show is False:
-        return Silent()
-    if show or file.isatty():
-        return tqdm(total=total, desc=desc, unit=unit, file=file)
+    if show is not None or file.isatty():
+        return tqdm(total=total, desc=desc, unit=unit, file=file, disable=show is False)
     return LogLines(total, desc, unit, file)
