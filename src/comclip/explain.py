@@ -17,33 +17,13 @@ COLOURS = ["#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f
 def draw_explanation(result: ComCLIPResult, image: Image.Image, out: str | Path) -> Path:
     """Write the explanation figure of ``result`` (computed on ``image``) to ``out`` (PNG); the
     sub-images are drawn with the fill of the configuration that made the result."""
-    plt, Rectangle = _pyplot()  # noqa: N806 (a class)
+    plt, rectangle = _pyplot()
     parts = result.parts
     columns = max(1, len(parts))
     fig = plt.figure(figsize=(max(6.0, 2.6 * columns), 6.4), dpi=100)
     grid = fig.add_gridspec(2, columns, height_ratios=[1.6, 1.0])
     top = fig.add_subplot(grid[0, :])
-    top.imshow(image)
-    top.set_axis_off()
-    entity_parts = [p for p in parts if p.kind == "entity"]
-    labelled: list = []
-    for n, part in enumerate(entity_parts):
-        colour = COLOURS[n % len(COLOURS)]
-        for box in part.boxes:
-            top.add_patch(Rectangle((box.x1, box.y1), box.width, box.height, fill=False, edgecolor=colour, linewidth=2.5))
-        first = part.boxes[0]
-        label = part.phrase + (" (not grounded)" if part.flags else "")
-        stacked = labelled.count(first)  # entities grounded to the same box: labels one under another
-        labelled.append(first)
-        top.text(
-            first.x1 + 3,
-            first.y1 + 3 + stacked * 0.06 * image.height,
-            label,
-            color="white",
-            fontsize=10,
-            va="top",
-            bbox={"facecolor": colour, "alpha": 0.85, "pad": 2, "edgecolor": "none"},
-        )
+    _boxes(top, result, image, rectangle, fontsize=10)
     headline = f"CLIP cosine {result.clip:.4f}   {score_label(result, 'ComCLIP')}"
     if result.fallback:
         headline += f"   ({result.fallback})"
@@ -115,16 +95,28 @@ def _pyplot():
     return plt, Rectangle
 
 
-def _boxes(ax, result: ComCLIPResult, image: Image.Image, rectangle) -> None:
-    """The image with each entity's boxes, labelled by its phrase."""
+def _boxes(ax, result: ComCLIPResult, image: Image.Image, rectangle, fontsize: int = 9) -> None:
+    """The image with each entity's boxes, labelled by its phrase (``(not grounded)`` where it
+    took a fallback); entities grounded to one box get their labels one under another."""
     ax.imshow(image)
     ax.set_axis_off()
+    labelled: list = []
     for n, part in enumerate(p for p in result.parts if p.kind == "entity"):
         colour = COLOURS[n % len(COLOURS)]
         for box in part.boxes:
             ax.add_patch(rectangle((box.x1, box.y1), box.width, box.height, fill=False, edgecolor=colour, linewidth=2.5))
-        ax.text(part.boxes[0].x1 + 3, part.boxes[0].y1 + 3 + n * 0.06 * image.height, part.phrase, color="white",
-                fontsize=9, va="top", bbox={"facecolor": colour, "alpha": 0.85, "pad": 2, "edgecolor": "none"})  # fmt: skip
+        first = part.boxes[0]
+        stacked = labelled.count(first)
+        labelled.append(first)
+        ax.text(
+            first.x1 + 3,
+            first.y1 + 3 + stacked * 0.06 * image.height,
+            part.phrase + (" (not grounded)" if part.flags else ""),
+            color="white",
+            fontsize=fontsize,
+            va="top",
+            bbox={"facecolor": colour, "alpha": 0.85, "pad": 2, "edgecolor": "none"},
+        )
 
 
 def _save(fig, plt, out: str | Path) -> Path:
