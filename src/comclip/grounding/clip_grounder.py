@@ -103,6 +103,17 @@ class CLIPGrounder(Grounder):
         self._cache.move_to_end(key)
         return self._cache[key]
 
+    def adopt(self, image: Image.Image, digest: str, boxes: list[Box], embeddings: torch.Tensor) -> None:
+        """Take an image's candidates computed earlier (a search index stores them), so that
+        :meth:`ground` ranks them without a forward pass and without reading the pixels:
+        ``digest`` is the image's content key, known to whoever stored them."""
+        number = id(image)
+        forget = self._keys.pop
+        self._keys[number] = (weakref.ref(image, lambda _: forget(number, None)), digest)
+        self._cache[digest] = (list(boxes), embeddings)
+        self._cache.move_to_end(digest)
+        self._evict()
+
     #: Images whose candidates are encoded together: large enough for full batches, small
     #: enough that their crops (about 45 an image) never pile up in memory.
     IMAGES_PER_CALL = 8

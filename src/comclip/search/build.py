@@ -1,0 +1,176 @@
+"""Building an index: the queue of source paths in parts, each part's stored side computed
+and written whole, then the FAISS index over every part's global embeddings.
+
+A build is identified by what shapes the stored side (:func:`identity`): resuming or adding
+with another model or configuration is refused, naming the fields that differ. Parts are
+fixed ranges of the queue, so a build killed at any moment and resumed writes the same parts
+as one that ran through. Under torchrun each process computes every ``size``-th pending part
+and the first process writes the FAISS index once all are done.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from ..backbones import Backbone
+from ..cache import hash_file
+from ..config import PipelineConfig
+from ..errors import InputError
+from ..images import LoadedImage, load_image
+from ..world import World
+from . import layout
+from .side import StoredSide, compute
+
+#: Images per part: the unit a killed build loses and a torchrun process takes.
+DEFAULT_PART_SIZE = 256
+DTYPES = ("float32", "float16")
+
+
+def identity(backbone: Backbone, configs: dict[str, PipelineConfig | None], side: StoredSide, **settings: Any) -> dict:
+    """Everything that decides the stored arrays: the model, each method's configuration, the
+    stored side (grounders, fills, union cap) and the storage settings."""
+    if backbone.image_tokens is not None:
+        raise InputError(f"{backbone.name} gives several vectors per image (BLIP-2's query tokens); an index holds one")
+    return {
+        "model": backbone.name,
+        "fingerprint": backbone.fingerprint,
+        "precision": backbone.precision,
+        "pixels": backbone.pixels,
+        "methods": list(configs),
+        "configs": {name: None if c is None else c.to_dict() for name, c in configs.items()},
+        "side": side.describe(),
+        **settings,
+    }
+
+
+def differences(old: dict, new: dict) -> list[str]:
+    """The identity fields in which two builds differ, as ``field: old -> new``."""
+    return [f"{key}: {old.get(key)!r} -> {new.get(key)!r}" for key in sorted(set(old) | set(new)) if old.get(key) != new.get(key)]
+
+
+def pending(folder: Path, segments: list[list[int]], part_size: int) -> list[tuple[int, int]]:
+    """The parts of each segment of the queue that are not written yet."""
+    done = set(layout.finished_parts(folder))
+    planned = [(s, min(s + part_size, b)) for a, b in segments for s in range(a, b, part_size)]
+    return [p for p in planned if p not in done]
+
+
+def fill(
+    folder: Path, backbone: Backbone, side: StoredSide, manifest: dict, world: World = World(), progress: bool = True
+) -> None:
+    """Compute and write every pending part (this process's share of them), then, in the first
+    process once all are written, the FAISS index and the counts."""
+    from ..eval.distributed import barrier
+
+    queue = layout.read_queue(folder)
+    ident = manifest["identity"]
+    todo = world.shard(pending(folder, manifest["segments"], ident["part_size"]))
+    bar = tqdm(total=sum(b - a for a, b in todo), unit="image", desc="index", disable=not progress or not world.main)
+    for start, stop in todo:
+        records, loaded = _load(queue[start:stop])
+        arrays = compute(backbone, side, loaded, ident["dtype"]) if loaded else {}
+        layout.write_part(folder, start, stop, records, arrays)
+        bar.update(stop - start)
+    bar.close()
+    barrier(world)
+    if world.main:
+        finish(folder, manifest)
+
+
+def _load(paths: list[str]) -> tuple[list[dict], list[LoadedImage]]:
+    """Each path's record, and the images that decoded; a file that does not is recorded as
+    skipped with its reason, never dropped."""
+    records, loaded = [], []
+    for path in paths:
+        try:
+            image = load_image(path)
+        except InputError as exc:
+            records.append({"path": path, "skipped": str(exc)})
+            continue
+        digest = hashlib.blake2b(digest_size=16)
+        hash_file(digest, path)
+        records.append(
+            {
+                "path": path,
+                "file": str(Path(path).resolve()),
+                "size": list(image.original_size),
+                "decoded": list(image.image.size),
+                "digest": image.digest,
+                "file_digest": digest.hexdigest(),
+            }
+        )
+        loaded.append(image)
+    return records, loaded
+
+
+def finish(folder: Path, manifest: dict) -> None:
+    """The FAISS index over every part's global embeddings, and the manifest's counts."""
+    import faiss
+
+    parts = layout.open_parts(folder)
+    dim = manifest["identity"]["dim"]
+    vectors = [np.asarray(p.array("global"), dtype=np.float32) for p in parts if p.indexed]
+    matrix = np.ascontiguousarray(np.concatenate(vectors) if vectors else np.zeros((0, dim), np.float32))
+    spec = manifest["identity"]["faiss"]
+    index = faiss.index_factory(dim, spec, faiss.METRIC_INNER_PRODUCT)
+    if not index.is_trained:
+        try:
+            index.train(matrix)
+        except RuntimeError as exc:
+            raise InputError(f"FAISS index {spec!r} cannot be trained on {len(matrix)} images: {str(exc).splitlines()[0]}") from None
+    index.add(matrix)
+    temporary = folder / f".{layout.FAISS_FILE}.partial"
+    faiss.write_index(index, str(temporary))
+    temporary.replace(folder / layout.FAISS_FILE)
+    skipped = [r for p in parts for r in p.records if "skipped" in r]
+    manifest["counts"] = {"queued": sum(p.stop - p.start for p in parts), "indexed": len(matrix), "skipped": len(skipped)}
+    manifest["complete"] = True
+    layout.write_manifest(folder, _without_format(manifest))
+
+
+def _without_format(manifest: dict) -> dict:
+    return {k: v for k, v in manifest.items() if k not in ("format", "version")}
+
+
+def start(folder: Path, paths: list[str], ident: dict, resume: bool) -> dict:
+    """The manifest of a new build in ``folder`` (refusing a folder that holds anything else),
+    or of the build being resumed (refusing another model, configuration or set of sources)."""
+    if layout.is_index(folder):
+        manifest = layout.read_manifest(folder)
+        if not resume:
+            raise InputError(
+                f"{folder} already holds an index; --resume continues its build, comclip index add adds images to it"
+            )
+        changed = differences(manifest["identity"], ident)
+        if changed:
+            raise InputError(f"{folder} holds an index built another way ({'; '.join(changed)}); choose another --out")
+        if layout.read_queue(folder)[: manifest["segments"][0][1]] != paths:
+            raise InputError(f"{folder}: the sources differ from those of the build being resumed; give the same sources")
+        layout.clear_partials(folder)
+        return manifest
+    if folder.exists() and any(folder.iterdir()):
+        raise InputError(f"{folder} is not empty and holds no comclip index; choose a new or empty folder for --out")
+    folder.mkdir(parents=True, exist_ok=True)
+    layout.write_queue(folder, paths)
+    manifest = {"identity": ident, "segments": [[0, len(paths)]], "complete": False}
+    layout.write_manifest(folder, manifest)
+    return manifest
+
+
+def extend(folder: Path, manifest: dict, paths: list[str]) -> tuple[dict, int]:
+    """Append the paths not yet queued (by resolved path) as a new segment; returns the
+    manifest and how many were already there."""
+    queue = layout.read_queue(folder)
+    known = {str(Path(p).resolve()) for p in queue}
+    new = [p for p in paths if str(Path(p).resolve()) not in known]
+    if new:
+        layout.write_queue(folder, queue + new)
+        manifest["segments"].append([len(queue), len(queue) + len(new)])
+        manifest["complete"] = False
+        layout.write_manifest(folder, _without_format(manifest))
+    return manifest, len(paths) - len(new)

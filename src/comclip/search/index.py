@@ -1,0 +1,264 @@
+"""``Index``: build, open, extend and search an image collection (see :mod:`comclip.search`)."""
+
+from __future__ import annotations
+
+import os
+from collections import OrderedDict
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..backbones import DEFAULT_MODEL, Backbone, create_backbone
+from ..boxes import Box
+from ..config import PipelineConfig
+from ..errors import InputError
+from ..grounding.pool import GrounderPool
+from ..methods import METHODS, method_configs
+from ..world import World
+from . import build, layout
+from .results import SearchResult
+from .side import DEFAULT_UNION_CAP, StoredSide, grounder_key
+from .sources import expand_sources
+from .stored_images import DeferredImage, IndexedImage, parse_sub_key
+
+#: The methods an index serves unless told otherwise.
+DEFAULT_METHODS = ("clip", "comclip", "comclip-plus")
+#: Indexed images kept ready (their records, candidates and sub-image tables) between queries.
+MEMORY = 8192
+
+
+class Index:
+    """An image collection's index: one FAISS index of global embeddings and, per image, the
+    stored side every method it serves reads (see :mod:`comclip.search.side`).
+
+    >>> index = Index.build(["photos/"], "photos.index", model="openai/clip-vit-base-patch32")
+    >>> index = Index.open("photos.index")
+    >>> index.search(["a red car next to a blue bike"], top=5, candidates=100, method="comclip-plus")
+    """
+
+    def __init__(self, folder: str | os.PathLike, backbone: Backbone) -> None:
+        self.folder = Path(folder)
+        self.manifest = layout.read_manifest(self.folder)
+        if not self.manifest.get("complete"):
+            raise InputError(f"{self.folder}: the index's build did not finish; run comclip index build --resume (or index add) first")
+        ident = self.manifest["identity"]
+        if backbone.fingerprint != ident["fingerprint"]:
+            raise InputError(f"{self.folder} was built with {ident['model']} ({ident['fingerprint']}); {backbone.name} is another model")
+        self.backbone = backbone
+        self.parts = layout.open_parts(self.folder)
+        self._rows = [(part, local) for part in self.parts for local in range(len(part.indexed))]
+        self._by_digest = {part.indexed[local]["digest"]: row for row, (part, local) in enumerate(self._rows)}
+        self._memory: OrderedDict[Any, Any] = OrderedDict()
+        self._faiss: Any = None
+        self.decoded = 0
+
+    # --- making one ---------------------------------------------------------------------
+    @classmethod
+    def build(
+        cls,
+        sources: Sequence[str | os.PathLike],
+        out: str | os.PathLike,
+        model: str | Backbone = DEFAULT_MODEL,
+        *,
+        methods: Sequence[str] = DEFAULT_METHODS,
+        options: dict | None = None,
+        union_cap: int = DEFAULT_UNION_CAP,
+        dtype: str = "float32",
+        faiss: str = "Flat",
+        part_size: int = build.DEFAULT_PART_SIZE,
+        resume: bool = False,
+        progress: bool = False,
+        world: World = World(),
+        **backbone_options: Any,
+    ) -> Index:
+        """Index the images ``sources`` name (folders, globs, files, lists of paths) into the
+        folder ``out`` for ``methods`` (their configurations over the model's defaults, under
+        ``options``). ``resume`` continues a build of the same sources, model and settings."""
+        paths = expand_sources(sources)
+        if dtype not in build.DTYPES:
+            raise InputError(f"unknown storage type {dtype!r}; choose one of {', '.join(build.DTYPES)}")
+        if union_cap < 0 or part_size < 1:
+            raise InputError("the union cap must be 0 or more and the part size at least 1")
+        names = [METHODS.check(m) for m in methods]
+        backbone = model if isinstance(model, Backbone) else create_backbone(model, **backbone_options)
+        configs = method_configs(names, PipelineConfig.for_backbone(backbone), options or {})
+        side = StoredSide.for_methods(GrounderPool(backbone), configs, union_cap)
+        dim = int(backbone.encode_texts(["a"]).shape[-1])
+        ident = build.identity(backbone, configs, side, dim=dim, dtype=dtype, faiss=faiss, part_size=part_size)
+        folder = Path(out)
+        _join(world, backbone)
+        manifest = build.start(folder, paths, ident, resume) if world.main else layout.read_manifest(folder)
+        build.fill(folder, backbone, side, manifest, world, progress)
+        return cls(folder, backbone)
+
+    def add(self, sources: Sequence[str | os.PathLike], progress: bool = False, world: World = World()) -> int:
+        """Index the images ``sources`` name that the index does not hold yet (and finish any
+        part an interrupted build or add left); returns how many were already indexed."""
+        paths = expand_sources(sources)
+        manifest, known = build.extend(self.folder, layout.read_manifest(self.folder), paths)
+        side = self._side()
+        build.fill(self.folder, self.backbone, side, manifest, world, progress)
+        self.__init__(self.folder, self.backbone)  # type: ignore[misc]
+        return known
+
+    @classmethod
+    def open(cls, folder: str | os.PathLike, backbone: Backbone | None = None, **backbone_options: Any) -> Index:
+        """An existing index with its own model (``backbone`` or ``model=`` only to override
+        where the same weights live elsewhere: another model is refused)."""
+        folder = Path(folder)
+        if not layout.is_index(folder):
+            raise InputError(f"{folder} is not a comclip index (no {layout.MANIFEST}); build one with comclip index build")
+        ident = layout.read_manifest(folder)["identity"]
+        if backbone is None:
+            model = backbone_options.pop("model", None) or ident["model"]
+            backbone_options = {"precision": ident["precision"], "pixels": ident["pixels"], **backbone_options}
+            backbone = create_backbone(model, **backbone_options)
+        return cls(folder, backbone)
+
+    # --- searching ----------------------------------------------------------------------
+    def search(
+        self, queries: Sequence[str] | str, top: int = 10, candidates: int = 100, method: Sequence[str] | str = "comclip-plus",
+        keep: Any = None,
+    ) -> list[SearchResult]:
+        """Each query's ``top`` images by each method, re-ranking the ``candidates`` nearest by
+        CLIP's cosine; one :class:`SearchResult` per query and method, in that order."""
+        from .query import Searcher
+
+        if top < 1 or candidates < 1:
+            raise InputError(f"--top and --candidates must be at least 1, got {top} and {candidates}")
+        names = [method] if isinstance(method, str) else list(method)
+        searcher = Searcher(self, {name: self.method_config(name) for name in names}, keep)
+        return searcher.search([queries] if isinstance(queries, str) else list(queries), top, max(top, candidates))
+
+    def method_config(self, name: str) -> PipelineConfig | None:
+        """A method's configuration as the index was built for it; another registered method
+        over the model's defaults, if the index stores what it reads."""
+        configs = self.manifest["identity"]["configs"]
+        if name in configs:
+            return None if configs[name] is None else PipelineConfig.from_dict(configs[name])
+        config = METHODS[METHODS.check(name)].config(PipelineConfig.for_backbone(self.backbone))
+        if config is not None:
+            grounder = GrounderPool(self.backbone).for_config(config)
+            side = self.manifest["identity"]["side"]
+            if grounder_key(grounder.describe()) not in side["grounders"] or config.subimage_fill not in side["fills"]:
+                raise InputError(
+                    f"method {name} grounds or fills sub-images in a way this index does not store (it was built for "
+                    f"{', '.join(configs)}); rebuild it with --method including {name}"
+                )
+        return config
+
+    def info(self) -> dict:
+        """The manifest, with sizes: bytes on disk in all and per indexed image."""
+        size = layout.folder_bytes(self.folder)
+        indexed = len(self._rows)
+        return {**self.manifest, "folder": str(self.folder), "bytes": size, "bytes_per_image": size / indexed if indexed else None}
+
+    def skipped(self) -> list[dict]:
+        return [r for part in self.parts for r in part.records if "skipped" in r]
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    # --- what the query side reads ------------------------------------------------------
+    def shortlist(self, vectors: np.ndarray, k: int) -> list[list[int]]:
+        """The rows of the ``k`` nearest images by inner product, per query vector."""
+        if self._faiss is None:
+            import faiss
+
+            self._faiss = faiss.read_index(str(self.folder / layout.FAISS_FILE))
+        if not len(self._rows):
+            return [[] for _ in vectors]
+        _, rows = self._faiss.search(np.ascontiguousarray(vectors, dtype=np.float32), min(k, len(self._rows)))
+        return [[int(r) for r in found if r >= 0] for found in rows]
+
+    def global_vectors(self, rows: list[int]) -> np.ndarray:
+        if not rows:
+            return np.zeros((0, self.manifest["identity"]["dim"]), np.float32)
+        return np.stack([np.asarray(part.array("global")[local], dtype=np.float32) for part, local in map(self._rows.__getitem__, rows)])
+
+    def record(self, row: int) -> dict:
+        part, local = self._rows[row]
+        return part.indexed[local]
+
+    def path(self, row: int) -> str:
+        return self.record(row)["path"]
+
+    def image(self, row: int) -> IndexedImage:
+        """The indexed image of ``row``, its pixels decoded only if read (and counted)."""
+
+        def make() -> IndexedImage:
+            record = self.record(row)
+            picture = DeferredImage(record["file"], tuple(record["decoded"]), record["digest"], self._count_decoded)
+            return IndexedImage(picture, record["path"], tuple(record["size"]), record["digest"])
+
+        return self._remembered(("image", row), make)
+
+    def _count_decoded(self) -> None:
+        self.decoded += 1
+
+    def grounder_key(self, grounder: Any) -> str:
+        key = grounder_key(grounder.describe())
+        if key not in self.manifest["identity"]["side"]["grounders"]:
+            raise InputError(f"the index stores no candidates of the grounder {grounder.describe()}")
+        return key
+
+    def candidates(self, row: int, key: str) -> tuple[list[Box], torch.Tensor]:
+        """Grounder ``key``'s candidate boxes and region embeddings on image ``row``."""
+
+        def make() -> tuple[list[Box], torch.Tensor]:
+            part, local = self._rows[row]
+            vectors, boxes = part.rows(f"cand.{key}", local)
+            return [Box(*map(float, b)) for b in boxes], torch.from_numpy(np.array(vectors, dtype=np.float32))
+
+        return self._remembered(("cand", row, key), make)
+
+    def lookup(self, content: str) -> np.ndarray | None:
+        """The stored embedding of an image key's content (see :meth:`Backbone.cache_key`): an
+        indexed image's digest, or a sub-image of one of its candidates or candidate pairs."""
+        row = self._by_digest.get(content)
+        if row is not None:
+            part, local = self._rows[row]
+            return np.asarray(part.array("global")[local], dtype=np.float32)
+        parsed = parse_sub_key(content)
+        if parsed is None or parsed[0] not in self._by_digest:
+            return None
+        digest, fill, bounds = parsed
+        table = "sub" if len(bounds) == 1 else "union" if len(bounds) == 2 else None
+        if table is None or fill not in self.manifest["identity"]["side"]["fills"]:
+            return None
+        found = self._regions(self._by_digest[digest], f"{table}.{fill}").get(bounds)
+        return None if found is None else np.asarray(found, dtype=np.float32)
+
+    def _regions(self, row: int, table: str) -> dict:
+        """``{set of pixel bounds: embedding}`` of one image's stored sub-images."""
+
+        def make() -> dict:
+            part, local = self._rows[row]
+            vectors, boxes = part.rows(table, local)
+            return {frozenset(tuple(int(v) for v in b[k : k + 4]) for k in range(0, len(b), 4)): vec for vec, b in zip(vectors, boxes)}
+
+        return self._remembered(("regions", row, table), make)
+
+    def _remembered(self, key: Any, make: Any) -> Any:
+        if key in self._memory:
+            self._memory.move_to_end(key)
+            return self._memory[key]
+        value = self._memory[key] = make()
+        while len(self._memory) > MEMORY:
+            self._memory.popitem(last=False)
+        return value
+
+    def _side(self) -> StoredSide:
+        ident = self.manifest["identity"]
+        configs = {name: None if c is None else PipelineConfig.from_dict(c) for name, c in ident["configs"].items()}
+        return StoredSide.for_methods(GrounderPool(self.backbone), configs, ident["side"]["union_cap"])
+
+
+def _join(world: World, backbone: Backbone) -> None:
+    if world.size > 1:
+        from ..eval.distributed import join
+
+        join(world, backbone.device.type)

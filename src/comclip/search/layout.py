@@ -1,0 +1,161 @@
+"""An index on disk: a folder a user can copy, open read-only and memory-map.
+
+::
+
+    DIR/manifest.json        format, version, identity (model, methods, what shapes the stored
+                             side), the build's segments of the queue, counts once complete
+    DIR/queue.jsonl          every source path, in the order it was given, each once
+    DIR/global.faiss         the global embeddings (normalised, inner product), row = image
+    DIR/parts/START-STOP/    the images queue[START:STOP], written whole (a temporary folder
+                             renamed into place), so a killed build loses at most the part
+                             it was writing:
+        records.jsonl        per queued path: path, size, digests, or the reason it was skipped
+        global.npy           [images, D]
+        cand.G.{vec,box,off}.npy   grounder G's candidate regions: embeddings, boxes, offsets
+        sub.F.{vec,box,off}.npy    each candidate's sub-image with fill F (pixel bounds)
+        union.F.{vec,box,off}.npy  union sub-images of candidate pairs (two pixel bounds)
+
+``off`` arrays hold ``images + 1`` offsets into the rows of their ``vec`` and ``box`` arrays.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InputError
+from ..jsonfile import read_json_object, write_whole
+
+FORMAT = "comclip-index"
+VERSION = 1
+MANIFEST = "manifest.json"
+QUEUE = "queue.jsonl"
+FAISS_FILE = "global.faiss"
+PARTS = "parts"
+
+
+def is_index(folder: Path) -> bool:
+    return (Path(folder) / MANIFEST).is_file()
+
+
+def read_manifest(folder: Path) -> dict:
+    manifest = read_json_object(Path(folder) / MANIFEST, "index manifest", "an index's identity")
+    if manifest.get("format") != FORMAT:
+        raise InputError(f"{folder} is not a comclip index (its manifest.json has no format {FORMAT!r})")
+    if manifest.get("version") != VERSION:
+        raise InputError(f"{folder}: index format version {manifest.get('version')!r}; this comclip reads version {VERSION}")
+    return manifest
+
+
+def write_manifest(folder: Path, manifest: dict) -> None:
+    write_whole(Path(folder) / MANIFEST, json.dumps({"format": FORMAT, "version": VERSION, **manifest}, indent=1) + "\n")
+
+
+def read_queue(folder: Path) -> list[str]:
+    path = Path(folder) / QUEUE
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
+
+
+def write_queue(folder: Path, paths: list[str]) -> None:
+    write_whole(Path(folder) / QUEUE, "".join(json.dumps(p) + "\n" for p in paths))
+
+
+def part_name(start: int, stop: int) -> str:
+    return f"{start:09d}-{stop:09d}"
+
+
+def finished_parts(folder: Path) -> list[tuple[int, int]]:
+    """The ranges of the queue whose parts are complete, in order (temporary folders ignored)."""
+    root = Path(folder) / PARTS
+    if not root.is_dir():
+        return []
+    found = []
+    for entry in root.iterdir():
+        start, _, stop = entry.name.partition("-")
+        if entry.is_dir() and start.isdigit() and stop.isdigit():
+            found.append((int(start), int(stop)))
+    return sorted(found)
+
+
+def write_part(folder: Path, start: int, stop: int, records: list[dict], arrays: dict[str, np.ndarray]) -> None:
+    """Write one part whole: into a temporary folder, flushed, then renamed into place."""
+    root = Path(folder) / PARTS
+    root.mkdir(parents=True, exist_ok=True)
+    temporary = root / f".partial-{part_name(start, stop)}-{os.getpid()}"
+    shutil.rmtree(temporary, ignore_errors=True)
+    temporary.mkdir()
+    try:
+        _write_file(temporary / "records.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records).encode())
+        for name, array in arrays.items():
+            with open(temporary / f"{name}.npy", "wb") as handle:
+                np.save(handle, np.ascontiguousarray(array))
+                handle.flush()
+                os.fsync(handle.fileno())
+        os.rename(temporary, root / part_name(start, stop))
+    except OSError as exc:
+        shutil.rmtree(temporary, ignore_errors=True)
+        raise InputError(f"cannot write the index part {part_name(start, stop)} in {folder}: {exc.strerror or exc}") from None
+
+
+def _write_file(path: Path, data: bytes) -> None:
+    with open(path, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def clear_partials(folder: Path) -> None:
+    """Remove the temporary folders a killed build left (its own files only)."""
+    root = Path(folder) / PARTS
+    if root.is_dir():
+        for entry in root.iterdir():
+            if entry.name.startswith(".partial-") and entry.is_dir():
+                shutil.rmtree(entry, ignore_errors=True)
+
+
+@dataclass
+class Part:
+    """One finished part, its arrays memory-mapped on first use."""
+
+    folder: Path
+    start: int
+    stop: int
+    _arrays: dict = field(default_factory=dict, repr=False)
+
+    @cached_property
+    def records(self) -> list[dict]:
+        text = (self.folder / "records.jsonl").read_text(encoding="utf-8")
+        return [json.loads(line) for line in text.splitlines() if line]
+
+    @cached_property
+    def indexed(self) -> list[dict]:
+        """The records of the images indexed (not skipped), in row order."""
+        return [r for r in self.records if "skipped" not in r]
+
+    def array(self, name: str) -> np.ndarray:
+        if name not in self._arrays:
+            self._arrays[name] = np.load(self.folder / f"{name}.npy", mmap_mode="r")
+        return self._arrays[name]
+
+    def rows(self, name: str, local: int) -> tuple[np.ndarray, np.ndarray]:
+        """Image ``local``'s rows of the ragged table ``name``: (vectors, boxes)."""
+        offsets = self.array(f"{name}.off")
+        a, b = int(offsets[local]), int(offsets[local + 1])
+        return self.array(f"{name}.vec")[a:b], self.array(f"{name}.box")[a:b]
+
+
+def open_parts(folder: Path) -> list[Part]:
+    root = Path(folder) / PARTS
+    return [Part(root / part_name(a, b), a, b) for a, b in finished_parts(folder)]
+
+
+def folder_bytes(folder: Path) -> int:
+    return sum(p.stat().st_size for p in Path(folder).rglob("*") if p.is_file())

@@ -1,0 +1,85 @@
+"""The query side of a search: a FAISS shortlist by CLIP's cosine, re-ranked by each method
+with the pipeline itself, over images whose stored side the index serves (see
+:mod:`comclip.search.stored_images`)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from ..config import PipelineConfig
+from ..grounding.clip_grounder import CLIPGrounder
+from ..grounding.pool import GrounderPool
+from ..pipeline import ComCLIP
+from ..text import validate_captions
+from .results import Hit, SearchResult
+from .stored_images import IndexCache
+
+if TYPE_CHECKING:
+    from .index import Index
+
+#: Candidate sets a query's grounders keep in memory: past this many shortlisted images,
+#: adopted candidates would be evicted before they are ranked.
+GROUNDER_MEMORY = 4096
+
+
+class Searcher:
+    """Scores queries against an open :class:`~comclip.search.index.Index` with its backbone.
+
+    ``configs``: ``{method: PipelineConfig, or None for plain CLIP}``, each covered by what the
+    index stores; ``keep``: where sub-images the index lacks are also kept (a persistent
+    cache), besides memory."""
+
+    def __init__(self, index: Index, configs: dict[str, PipelineConfig | None], keep: Any = None) -> None:
+        self.index = index
+        backbone = index.backbone
+        self.cache = IndexCache(backbone.cache_key("img", ""), index.lookup, keep)
+        backbone.cache = self.cache
+        pool = GrounderPool(backbone)
+        self.pipelines: dict[str, ComCLIP | None] = {}
+        for name, config in configs.items():
+            if config is None:
+                self.pipelines[name] = None
+                continue
+            grounder = pool.get(config.grounder, {**config.grounder_options(), "cache_images": GROUNDER_MEMORY})
+            self.pipelines[name] = ComCLIP(backbone, config, grounder=grounder)
+
+    def search(self, queries: Sequence[str], top: int, candidates: int) -> list[SearchResult]:
+        """For each query, each method's ``top`` hits among the ``candidates`` images whose
+        global embeddings are nearest the query's (the FAISS shortlist)."""
+        queries = validate_captions(list(queries))
+        vectors = self.index.backbone.encode_texts(queries)
+        shortlists = self.index.shortlist(vectors.numpy(), candidates)
+        results = []
+        for query, vector, rows in zip(queries, vectors, shortlists):
+            clip = self.index.global_vectors(rows) @ vector.numpy().astype(np.float32)
+            results += [self._ranked(query, name, rows, clip, top) for name in self.pipelines]
+        return results
+
+    def _ranked(self, query: str, method: str, rows: list[int], clip: np.ndarray, top: int) -> SearchResult:
+        pipeline = self.pipelines[method]
+        computed, decoded = self.cache.computed, self.index.decoded
+        details: list = [None] * len(rows)
+        scores = clip.astype(np.float64)
+        if pipeline is not None and rows:
+            images = [self.index.image(r) for r in rows]
+            if isinstance(pipeline.grounder, CLIPGrounder):
+                key = self.index.grounder_key(pipeline.grounder)
+                for image, row in zip(images, rows):
+                    boxes, embeddings = self.index.candidates(row, key)
+                    pipeline.grounder.adopt(image.image, image.digest, boxes, embeddings)
+            details = [d[0] for d in pipeline.score_details(images, [query])]
+            scores = np.asarray([d.score for d in details], dtype=np.float64)
+        order = sorted(range(len(rows)), key=lambda n: (-scores[n], rows[n]))[:top]
+        hits = [
+            Hit(rank + 1, self.index.path(rows[n]), float(scores[n]), float(clip[n]), rows[n], details[n])
+            for rank, n in enumerate(order)
+        ]
+        return SearchResult(query, method, hits, len(rows), self.cache.computed - computed, self.index.decoded - decoded)
+
+
+def as_tensor(vectors: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.asarray(vectors, dtype=np.float32))
