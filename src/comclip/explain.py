@@ -126,3 +126,23 @@ def _save(fig, plt, out: str | Path) -> Path:
     fig.savefig(out, format="png")
     plt.close(fig)
     return out
+
+
+def draw_sheet(rows: list[tuple[str, list[tuple[Image.Image, str, ComCLIPResult | None]]]], out: str | Path) -> Path:
+    """A contact sheet of search results: one row per (query, method) titled ``rows[k][0]``,
+    its hits left to right, each ``(image, caption, result)`` with the result's grounded boxes
+    (none for plain CLIP)."""
+    plt, rectangle = _pyplot()
+    columns = max(1, max((len(hits) for _, hits in rows), default=1))
+    fig, axes = plt.subplots(len(rows), columns, figsize=(2.4 * columns, 2.7 * len(rows)), dpi=100, squeeze=False)
+    for (title, hits), line in zip(rows, axes):
+        for ax in line:
+            ax.set_axis_off()
+        line[0].set_title(title, loc="left", fontsize=9)
+        for ax, (image, caption, result) in zip(line, hits):
+            if result is None:
+                ax.imshow(image)
+            else:
+                _boxes(ax, result, image, rectangle, fontsize=7)
+            ax.text(0.5, -0.04, caption, transform=ax.transAxes, ha="center", va="top", fontsize=7)
+    return _save(fig, plt, out)

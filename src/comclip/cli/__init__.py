@@ -15,7 +15,7 @@ import warnings
 from collections.abc import Sequence
 
 from ..errors import ComclipError, InputError
-from . import ablate, app, cache, demo, eval, explain, methods, models, parse, report, sandbox, score, suite
+from . import ablate, app, cache, demo, eval, explain, index, methods, models, parse, report, sandbox, score, search, suite
 
 PROG = "comclip"
 
@@ -32,7 +32,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 #: In the order ``comclip --help`` lists them.
-COMMANDS = (models, methods, score, parse, explain, cache, report, eval, suite, ablate, sandbox, demo, app)
+COMMANDS = (models, methods, score, parse, explain, cache, report, eval, suite, ablate, sandbox, demo, app, index, search)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -10,6 +10,7 @@ and the first process writes the FAISS index once all are done.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,8 @@ from ..backbones import Backbone
 from ..cache import hash_file
 from ..config import PipelineConfig
 from ..errors import InputError
+from ..eval.distributed import barrier
+from ..eval.store import LOCK_FILE, folder_lock
 from ..images import LoadedImage, load_image
 from ..world import World
 from . import layout
@@ -65,8 +68,6 @@ def fill(
 ) -> None:
     """Compute and write every pending part (this process's share of them), then, in the first
     process once all are written, the FAISS index and the counts."""
-    from ..eval.distributed import barrier
-
     queue = layout.read_queue(folder)
     ident = manifest["identity"]
     todo = world.shard(pending(folder, manifest["segments"], ident["part_size"]))
@@ -80,6 +81,28 @@ def fill(
     barrier(world)
     if world.main:
         finish(folder, manifest)
+
+
+def locked(folder: Path, world: World):
+    """The index folder's lock, held by the first process (the others write only their parts)."""
+    return folder_lock(folder) if world.main else contextlib.nullcontext()
+
+
+def run(
+    folder: Path,
+    paths: list[str] | None,
+    ident: dict,
+    resume: bool,
+    backbone: Backbone,
+    side: StoredSide,
+    world: World,
+    progress: bool,
+) -> None:
+    """Start (or resume) a build and fill it; ``paths`` None: add nothing, finish what is pending."""
+    with locked(folder, world):
+        manifest = start(folder, paths, ident, resume) if world.main and paths is not None else None
+        barrier(world)
+        fill(folder, backbone, side, manifest or layout.read_manifest(folder), world, progress)
 
 
 def _load(paths: list[str]) -> tuple[list[dict], list[LoadedImage]]:
@@ -122,7 +145,9 @@ def finish(folder: Path, manifest: dict) -> None:
         try:
             index.train(matrix)
         except RuntimeError as exc:
-            raise InputError(f"FAISS index {spec!r} cannot be trained on {len(matrix)} images: {str(exc).splitlines()[0]}") from None
+            raise InputError(
+                f"FAISS index {spec!r} cannot be trained on {len(matrix)} images: {str(exc).splitlines()[0]}"
+            ) from None
     index.add(matrix)
     temporary = folder / f".{layout.FAISS_FILE}.partial"
     faiss.write_index(index, str(temporary))
@@ -137,15 +162,28 @@ def _without_format(manifest: dict) -> dict:
     return {k: v for k, v in manifest.items() if k not in ("format", "version")}
 
 
-def start(folder: Path, paths: list[str], ident: dict, resume: bool) -> dict:
-    """The manifest of a new build in ``folder`` (refusing a folder that holds anything else),
-    or of the build being resumed (refusing another model, configuration or set of sources)."""
+def check_folder(out: str | Path, resume: bool) -> Path:
+    """``out`` as a build's folder: new, empty, or (with ``resume``) an index to continue;
+    anything else is refused before a model loads, and nothing in it is touched."""
+    folder = Path(out)
     if layout.is_index(folder):
-        manifest = layout.read_manifest(folder)
         if not resume:
             raise InputError(
                 f"{folder} already holds an index; --resume continues its build, comclip index add adds images to it"
             )
+        return folder
+    if folder.exists() and not folder.is_dir():
+        raise InputError(f"{folder} is a file; give a folder for the index")
+    if folder.is_dir() and any(p.name != LOCK_FILE for p in folder.iterdir()):
+        raise InputError(f"{folder} is not empty and holds no comclip index; choose a new or empty folder for --out")
+    return folder
+
+
+def start(folder: Path, paths: list[str], ident: dict, resume: bool) -> dict:
+    """The manifest of a new build in ``folder``, or of the build being resumed (refusing
+    another model, configuration or set of sources)."""
+    if check_folder(folder, resume) and layout.is_index(folder):
+        manifest = layout.read_manifest(folder)
         changed = differences(manifest["identity"], ident)
         if changed:
             raise InputError(f"{folder} holds an index built another way ({'; '.join(changed)}); choose another --out")
@@ -153,8 +191,6 @@ def start(folder: Path, paths: list[str], ident: dict, resume: bool) -> dict:
             raise InputError(f"{folder}: the sources differ from those of the build being resumed; give the same sources")
         layout.clear_partials(folder)
         return manifest
-    if folder.exists() and any(folder.iterdir()):
-        raise InputError(f"{folder} is not empty and holds no comclip index; choose a new or empty folder for --out")
     folder.mkdir(parents=True, exist_ok=True)
     layout.write_queue(folder, paths)
     manifest = {"identity": ident, "segments": [[0, len(paths)]], "complete": False}

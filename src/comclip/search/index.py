@@ -15,6 +15,7 @@ from ..backbones import DEFAULT_MODEL, Backbone, create_backbone
 from ..boxes import Box
 from ..config import PipelineConfig
 from ..errors import InputError
+from ..eval.distributed import barrier
 from ..grounding.pool import GrounderPool
 from ..methods import METHODS, method_configs
 from ..world import World
@@ -43,10 +44,14 @@ class Index:
         self.folder = Path(folder)
         self.manifest = layout.read_manifest(self.folder)
         if not self.manifest.get("complete"):
-            raise InputError(f"{self.folder}: the index's build did not finish; run comclip index build --resume (or index add) first")
+            raise InputError(
+                f"{self.folder}: the index's build did not finish; run comclip index build --resume (or index add) first"
+            )
         ident = self.manifest["identity"]
         if backbone.fingerprint != ident["fingerprint"]:
-            raise InputError(f"{self.folder} was built with {ident['model']} ({ident['fingerprint']}); {backbone.name} is another model")
+            raise InputError(
+                f"{self.folder} was built with {ident['model']} ({ident['fingerprint']}); {backbone.name} is another model"
+            )
         self.backbone = backbone
         self.parts = layout.open_parts(self.folder)
         self._rows = [(part, local) for part in self.parts for local in range(len(part.indexed))]
@@ -90,17 +95,18 @@ class Index:
         ident = build.identity(backbone, configs, side, dim=dim, dtype=dtype, faiss=faiss, part_size=part_size)
         folder = Path(out)
         _join(world, backbone)
-        manifest = build.start(folder, paths, ident, resume) if world.main else layout.read_manifest(folder)
-        build.fill(folder, backbone, side, manifest, world, progress)
+        build.run(folder, paths, ident, resume, backbone, side, world, progress)
         return cls(folder, backbone)
 
     def add(self, sources: Sequence[str | os.PathLike], progress: bool = False, world: World = World()) -> int:
         """Index the images ``sources`` name that the index does not hold yet (and finish any
         part an interrupted build or add left); returns how many were already indexed."""
         paths = expand_sources(sources)
-        manifest, known = build.extend(self.folder, layout.read_manifest(self.folder), paths)
-        side = self._side()
-        build.fill(self.folder, self.backbone, side, manifest, world, progress)
+        _join(world, self.backbone)
+        with build.locked(self.folder, world):
+            known = build.extend(self.folder, layout.read_manifest(self.folder), paths)[1] if world.main else 0
+            barrier(world)
+            build.fill(self.folder, self.backbone, self._side(), layout.read_manifest(self.folder), world, progress)
         self.__init__(self.folder, self.backbone)  # type: ignore[misc]
         return known
 
@@ -120,7 +126,11 @@ class Index:
 
     # --- searching ----------------------------------------------------------------------
     def search(
-        self, queries: Sequence[str] | str, top: int = 10, candidates: int = 100, method: Sequence[str] | str = "comclip-plus",
+        self,
+        queries: Sequence[str] | str,
+        top: int = 10,
+        candidates: int = 100,
+        method: Sequence[str] | str = "comclip-plus",
         keep: Any = None,
     ) -> list[SearchResult]:
         """Each query's ``top`` images by each method, re-ranking the ``candidates`` nearest by
@@ -151,10 +161,7 @@ class Index:
         return config
 
     def info(self) -> dict:
-        """The manifest, with sizes: bytes on disk in all and per indexed image."""
-        size = layout.folder_bytes(self.folder)
-        indexed = len(self._rows)
-        return {**self.manifest, "folder": str(self.folder), "bytes": size, "bytes_per_image": size / indexed if indexed else None}
+        return describe(self.folder)
 
     def skipped(self) -> list[dict]:
         return [r for part in self.parts for r in part.records if "skipped" in r]
@@ -177,7 +184,9 @@ class Index:
     def global_vectors(self, rows: list[int]) -> np.ndarray:
         if not rows:
             return np.zeros((0, self.manifest["identity"]["dim"]), np.float32)
-        return np.stack([np.asarray(part.array("global")[local], dtype=np.float32) for part, local in map(self._rows.__getitem__, rows)])
+        return np.stack(
+            [np.asarray(part.array("global")[local], dtype=np.float32) for part, local in map(self._rows.__getitem__, rows)]
+        )
 
     def record(self, row: int) -> dict:
         part, local = self._rows[row]
@@ -238,7 +247,9 @@ class Index:
         def make() -> dict:
             part, local = self._rows[row]
             vectors, boxes = part.rows(table, local)
-            return {frozenset(tuple(int(v) for v in b[k : k + 4]) for k in range(0, len(b), 4)): vec for vec, b in zip(vectors, boxes)}
+            return {
+                frozenset(tuple(int(v) for v in b[k : k + 4]) for k in range(0, len(b), 4)): vec for vec, b in zip(vectors, boxes)
+            }
 
         return self._remembered(("regions", row, table), make)
 
@@ -262,3 +273,22 @@ def _join(world: World, backbone: Backbone) -> None:
         from ..eval.distributed import join
 
         join(world, backbone.device.type)
+
+
+def describe(folder: str | os.PathLike) -> dict:
+    """An index's manifest with its sizes (bytes on disk, in all and per indexed image) and
+    the files it skipped with their reasons; read without loading its model."""
+    folder = Path(folder)
+    manifest = layout.read_manifest(folder)
+    parts = layout.open_parts(folder)
+    indexed = sum(len(p.indexed) for p in parts)
+    size = layout.folder_bytes(folder)
+    skipped = [r for p in parts for r in p.records if "skipped" in r]
+    return {
+        **manifest,
+        "folder": str(folder),
+        "indexed": indexed,
+        "bytes": size,
+        "bytes_per_image": size / indexed if indexed else None,
+        "skipped_files": skipped,
+    }

@@ -45,6 +45,8 @@ def is_index(folder: Path) -> bool:
 
 
 def read_manifest(folder: Path) -> dict:
+    if not is_index(folder):
+        raise InputError(f"{folder} is not a comclip index (no {MANIFEST}); build one with comclip index build")
     manifest = read_json_object(Path(folder) / MANIFEST, "index manifest", "an index's identity")
     if manifest.get("format") != FORMAT:
         raise InputError(f"{folder} is not a comclip index (its manifest.json has no format {FORMAT!r})")

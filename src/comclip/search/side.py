@@ -147,7 +147,9 @@ def _encoded(
     width = 4 * max((len(r) for _, r in todo), default=1)
     counts = np.cumsum([0] + [len(rs) for rs in regions])
     table = np.asarray([p for _, region in todo for p in region], dtype=np.int32).reshape(len(todo), width)
-    return _ragged(name, [vectors[a:b] for a, b in zip(counts, counts[1:])], [table[a:b] for a, b in zip(counts, counts[1:])], dim)
+    return _ragged(
+        name, [vectors[a:b] for a, b in zip(counts, counts[1:])], [table[a:b] for a, b in zip(counts, counts[1:])], dim
+    )
 
 
 def _ragged(name: str, vectors: list, boxes: list[np.ndarray], dim: int) -> dict[str, np.ndarray]:
