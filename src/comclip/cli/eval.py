@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from ..errors import InputError
 from .options import (
     DEFAULT_WORKERS,
     add_cache_options,
@@ -17,12 +18,38 @@ from .options import (
     method_help,
     method_pipelines,
     parse_methods,
+    pipeline_options,
     run_in_world,
 )
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.dataset == SEARCH_BENCHMARK:
+        return _search_benchmark(args)
     return run_in_world(args, _evaluate)
+
+
+#: The sandbox search benchmark (see :mod:`comclip.search.benchmark`): not a dataset of pairs.
+SEARCH_BENCHMARK = "sandbox-search"
+
+
+def _search_benchmark(args: argparse.Namespace) -> int:
+    """Index every image of the sandbox's minimal pairs and search them with every caption."""
+    from ..backbones import create_backbone
+    from ..sandbox.dataset import SANDBOX_MODEL, parse_tasks
+    from ..search.benchmark import SEARCH_TASKS, markdown, sandbox_search
+
+    methods = parse_methods(args.method)
+    tasks = parse_tasks(args.task) if args.task else list(SEARCH_TASKS)
+    out = Path(args.out or f"runs/sandbox-search-seed{args.seed}")
+    if out.exists() and any(out.iterdir()):
+        raise InputError(f"{out} is not empty; choose a new folder for --out")
+    method_pipelines(args, methods)  # bad options found before the model loads
+    backbone = create_backbone(args.model or SANDBOX_MODEL, device=args.device, batch_size=args.batch_size)
+    report = sandbox_search(backbone, out, tasks, args.seed, args.n, methods, args.candidates, pipeline_options(args))
+    print(markdown(report))
+    print(f"wrote {out / 'report.md'} and report.json; the index is in {out / 'index'}", file=sys.stderr)
+    return 0
 
 
 def _evaluate(args: argparse.Namespace, world) -> int:
@@ -96,7 +123,13 @@ def register(sub) -> None:
     from ..sandbox.dataset import SANDBOX_MODEL  # and registers the generated "sandbox" dataset
 
     p = sub.add_parser("eval", help="evaluate CLIP and ComCLIP on a benchmark, resumably")
-    p.add_argument("dataset", choices=sorted(DATASETS))
+    p.add_argument("dataset", choices=[*sorted(DATASETS), SEARCH_BENCHMARK])
+    p.add_argument(
+        "--candidates",
+        type=count(1),
+        default=100,
+        help=f"{SEARCH_BENCHMARK}: CLIP's shortlist each method re-ranks (default: 100)",
+    )
     p.add_argument("--data", default=None, help="the dataset file (JSON, CSV, JSONL) or folder")
     p.add_argument("--image-dir", default=None, help="folder of the dataset's images, where the format needs one")
     p.add_argument("--split", default=None, help="split to take from a file holding several (Karpathy: default test)")

@@ -22,6 +22,8 @@ from ..jsonfile import write_whole
 from .index import Index
 
 RECALL_AT = (1, 5, 10)
+#: The tasks whose twin differs only in what CLIP cannot see (substitution changes a word).
+SEARCH_TASKS = ("binding", "object-swap", "order-swap")
 
 
 def render_gallery(tasks: Sequence[str], seed: int, n: int, folder: Path) -> tuple[list[tuple], dict]:
@@ -65,7 +67,7 @@ def describes(graph: dict, scene: Any) -> bool:
 def sandbox_search(
     backbone: Backbone,
     out: Path,
-    tasks: Sequence[str] = ("binding", "object-swap", "order-swap"),
+    tasks: Sequence[str] = SEARCH_TASKS,
     seed: int = 0,
     n: int = 50,
     methods: Sequence[str] = ("clip", "comclip", "comclip-plus"),
@@ -121,7 +123,9 @@ def markdown(report: dict) -> str:
     ]
     for key, r in report["recall"].items():
         task, method = key.split("/")
-        lines.append(f"| {task} | {method} | {r['queries']} | {r['R@1']:.1f} | {r['R@5']:.1f} | {r['R@10']:.1f} | {r['twin']:.1f} |")
+        lines.append(
+            f"| {task} | {method} | {r['queries']} | {r['R@1']:.1f} | {r['R@5']:.1f} | {r['R@10']:.1f} | {r['twin']:.1f} |"
+        )
     return "\n".join(lines) + "\n"
 
 

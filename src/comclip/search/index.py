@@ -23,7 +23,7 @@ from . import build, layout
 from .results import SearchResult
 from .side import DEFAULT_UNION_CAP, StoredSide, grounder_key
 from .sources import expand_sources
-from .stored_images import DeferredImage, IndexedImage, parse_sub_key
+from .stored_images import DeferredImage, IndexCache, IndexedImage, parse_sub_key
 
 #: The methods an index serves unless told otherwise.
 DEFAULT_METHODS = ("clip", "comclip", "comclip-plus")
@@ -58,6 +58,7 @@ class Index:
         self._by_digest = {part.indexed[local]["digest"]: row for row, (part, local) in enumerate(self._rows)}
         self._memory: OrderedDict[Any, Any] = OrderedDict()
         self._faiss: Any = None
+        self._query_cache: IndexCache | None = None
         self.decoded = 0
 
     # --- making one ---------------------------------------------------------------------
@@ -140,7 +141,9 @@ class Index:
         if top < 1 or candidates < 1:
             raise InputError(f"--top and --candidates must be at least 1, got {top} and {candidates}")
         names = [method] if isinstance(method, str) else list(method)
-        searcher = Searcher(self, {name: self.method_config(name) for name in names}, keep)
+        if self._query_cache is None or self._query_cache.keep is not keep:
+            self._query_cache = IndexCache(self.backbone.cache_key("img", ""), self.lookup, keep)
+        searcher = Searcher(self, {name: self.method_config(name) for name in names}, self._query_cache)
         return searcher.search([queries] if isinstance(queries, str) else list(queries), top, max(top, candidates))
 
     def method_config(self, name: str) -> PipelineConfig | None:

@@ -5,7 +5,7 @@ with the pipeline itself, over images whose stored side the index serves (see
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -30,14 +30,14 @@ class Searcher:
     """Scores queries against an open :class:`~comclip.search.index.Index` with its backbone.
 
     ``configs``: ``{method: PipelineConfig, or None for plain CLIP}``, each covered by what the
-    index stores; ``keep``: where sub-images the index lacks are also kept (a persistent
-    cache), besides memory."""
+    index stores; ``cache``: the index's query-time cache (see :class:`IndexCache`), kept
+    between searches."""
 
-    def __init__(self, index: Index, configs: dict[str, PipelineConfig | None], keep: Any = None) -> None:
+    def __init__(self, index: Index, configs: dict[str, PipelineConfig | None], cache: IndexCache) -> None:
         self.index = index
         backbone = index.backbone
-        self.cache = IndexCache(backbone.cache_key("img", ""), index.lookup, keep)
-        backbone.cache = self.cache
+        self.cache = cache
+        backbone.cache = cache
         pool = GrounderPool(backbone)
         self.pipelines: dict[str, ComCLIP | None] = {}
         for name, config in configs.items():
