@@ -26,7 +26,18 @@ from ..eval.distributed import barrier
 from ..eval.store import LOCK_FILE, folder_lock
 from ..images import LoadedImage, load_image
 from ..world import World
-from . import layout
+from .layout import (
+    FAISS_FILE,
+    clear_partials,
+    finished_parts,
+    is_index,
+    open_parts,
+    read_manifest,
+    read_queue,
+    write_manifest,
+    write_part,
+    write_queue,
+)
 from .side import StoredSide, compute
 
 #: Images per part: the unit a killed build loses and a torchrun process takes.
@@ -58,7 +69,7 @@ def differences(old: dict, new: dict) -> list[str]:
 
 def pending(folder: Path, segments: list[list[int]], part_size: int) -> list[tuple[int, int]]:
     """The parts of each segment of the queue that are not written yet."""
-    done = set(layout.finished_parts(folder))
+    done = set(finished_parts(folder))
     planned = [(s, min(s + part_size, b)) for a, b in segments for s in range(a, b, part_size)]
     return [p for p in planned if p not in done]
 
@@ -68,14 +79,14 @@ def fill(
 ) -> None:
     """Compute and write every pending part (this process's share of them), then, in the first
     process once all are written, the FAISS index and the counts."""
-    queue = layout.read_queue(folder)
+    queue = read_queue(folder)
     ident = manifest["identity"]
     todo = world.shard(pending(folder, manifest["segments"], ident["part_size"]))
     bar = tqdm(total=sum(b - a for a, b in todo), unit="image", desc="index", disable=not progress or not world.main)
     for start, stop in todo:
         records, loaded = _load(queue[start:stop])
         arrays = compute(backbone, side, loaded, ident["dtype"]) if loaded else {}
-        layout.write_part(folder, start, stop, records, arrays)
+        write_part(folder, start, stop, records, arrays)
         bar.update(stop - start)
     bar.close()
     barrier(world)
@@ -102,7 +113,7 @@ def run(
     with locked(folder, world):
         manifest = start(folder, paths, ident, resume) if world.main and paths is not None else None
         barrier(world)
-        fill(folder, backbone, side, manifest or layout.read_manifest(folder), world, progress)
+        fill(folder, backbone, side, manifest or read_manifest(folder), world, progress)
 
 
 def _load(paths: list[str]) -> tuple[list[dict], list[LoadedImage]]:
@@ -117,16 +128,15 @@ def _load(paths: list[str]) -> tuple[list[dict], list[LoadedImage]]:
             continue
         digest = hashlib.blake2b(digest_size=16)
         hash_file(digest, path)
-        records.append(
-            {
-                "path": path,
-                "file": str(Path(path).resolve()),
-                "size": list(image.original_size),
-                "decoded": list(image.image.size),
-                "digest": image.digest,
-                "file_digest": digest.hexdigest(),
-            }
-        )
+        record: dict[str, Any] = {
+            "path": path,
+            "file": str(Path(path).resolve()),
+            "size": list(image.original_size),
+            "decoded": list(image.image.size),
+            "digest": image.digest,
+            "file_digest": digest.hexdigest(),
+        }
+        records.append(record)
         loaded.append(image)
     return records, loaded
 
@@ -135,7 +145,7 @@ def finish(folder: Path, manifest: dict) -> None:
     """The FAISS index over every part's global embeddings, and the manifest's counts."""
     import faiss
 
-    parts = layout.open_parts(folder)
+    parts = open_parts(folder)
     dim = manifest["identity"]["dim"]
     vectors = [np.asarray(p.array("global"), dtype=np.float32) for p in parts if p.indexed]
     matrix = np.ascontiguousarray(np.concatenate(vectors) if vectors else np.zeros((0, dim), np.float32))
@@ -149,13 +159,13 @@ def finish(folder: Path, manifest: dict) -> None:
                 f"FAISS index {spec!r} cannot be trained on {len(matrix)} images: {str(exc).splitlines()[0]}"
             ) from None
     index.add(matrix)
-    temporary = folder / f".{layout.FAISS_FILE}.partial"
+    temporary = folder / f".{FAISS_FILE}.partial"
     faiss.write_index(index, str(temporary))
-    temporary.replace(folder / layout.FAISS_FILE)
+    temporary.replace(folder / FAISS_FILE)
     skipped = [r for p in parts for r in p.records if "skipped" in r]
     manifest["counts"] = {"queued": sum(p.stop - p.start for p in parts), "indexed": len(matrix), "skipped": len(skipped)}
     manifest["complete"] = True
-    layout.write_manifest(folder, _without_format(manifest))
+    write_manifest(folder, _without_format(manifest))
 
 
 def _without_format(manifest: dict) -> dict:
@@ -166,7 +176,7 @@ def check_folder(out: str | Path, resume: bool) -> Path:
     """``out`` as a build's folder: new, empty, or (with ``resume``) an index to continue;
     anything else is refused before a model loads, and nothing in it is touched."""
     folder = Path(out)
-    if layout.is_index(folder):
+    if is_index(folder):
         if not resume:
             raise InputError(
                 f"{folder} already holds an index; --resume continues its build, comclip index add adds images to it"
@@ -182,31 +192,31 @@ def check_folder(out: str | Path, resume: bool) -> Path:
 def start(folder: Path, paths: list[str], ident: dict, resume: bool) -> dict:
     """The manifest of a new build in ``folder``, or of the build being resumed (refusing
     another model, configuration or set of sources)."""
-    if check_folder(folder, resume) and layout.is_index(folder):
-        manifest = layout.read_manifest(folder)
+    if check_folder(folder, resume) and is_index(folder):
+        manifest = read_manifest(folder)
         changed = differences(manifest["identity"], ident)
         if changed:
             raise InputError(f"{folder} holds an index built another way ({'; '.join(changed)}); choose another --out")
-        if layout.read_queue(folder)[: manifest["segments"][0][1]] != paths:
+        if read_queue(folder)[: manifest["segments"][0][1]] != paths:
             raise InputError(f"{folder}: the sources differ from those of the build being resumed; give the same sources")
-        layout.clear_partials(folder)
+        clear_partials(folder)
         return manifest
     folder.mkdir(parents=True, exist_ok=True)
-    layout.write_queue(folder, paths)
+    write_queue(folder, paths)
     manifest = {"identity": ident, "segments": [[0, len(paths)]], "complete": False}
-    layout.write_manifest(folder, manifest)
+    write_manifest(folder, manifest)
     return manifest
 
 
 def extend(folder: Path, manifest: dict, paths: list[str]) -> tuple[dict, int]:
     """Append the paths not yet queued (by resolved path) as a new segment; returns the
     manifest and how many were already there."""
-    queue = layout.read_queue(folder)
+    queue = read_queue(folder)
     known = {str(Path(p).resolve()) for p in queue}
     new = [p for p in paths if str(Path(p).resolve()) not in known]
     if new:
-        layout.write_queue(folder, queue + new)
+        write_queue(folder, queue + new)
         manifest["segments"].append([len(queue), len(queue) + len(new)])
         manifest["complete"] = False
-        layout.write_manifest(folder, _without_format(manifest))
+        write_manifest(folder, _without_format(manifest))
     return manifest, len(paths) - len(new)

@@ -19,7 +19,8 @@ from ..eval.distributed import barrier
 from ..grounding.pool import GrounderPool
 from ..methods import METHODS, method_configs
 from ..world import World
-from . import build, layout
+from .build import DEFAULT_PART_SIZE, DTYPES, extend, fill, identity, locked, run
+from .layout import FAISS_FILE, MANIFEST, folder_bytes, is_index, open_parts, read_manifest
 from .results import SearchResult
 from .side import DEFAULT_UNION_CAP, StoredSide, grounder_key
 from .sources import expand_sources
@@ -42,7 +43,7 @@ class Index:
 
     def __init__(self, folder: str | os.PathLike, backbone: Backbone) -> None:
         self.folder = Path(folder)
-        self.manifest = layout.read_manifest(self.folder)
+        self.manifest = read_manifest(self.folder)
         if not self.manifest.get("complete"):
             raise InputError(
                 f"{self.folder}: the index's build did not finish; run comclip index build --resume (or index add) first"
@@ -53,7 +54,7 @@ class Index:
                 f"{self.folder} was built with {ident['model']} ({ident['fingerprint']}); {backbone.name} is another model"
             )
         self.backbone = backbone
-        self.parts = layout.open_parts(self.folder)
+        self.parts = open_parts(self.folder)
         self._rows = [(part, local) for part in self.parts for local in range(len(part.indexed))]
         self._by_digest = {part.indexed[local]["digest"]: row for row, (part, local) in enumerate(self._rows)}
         self._memory: OrderedDict[Any, Any] = OrderedDict()
@@ -74,7 +75,7 @@ class Index:
         union_cap: int = DEFAULT_UNION_CAP,
         dtype: str = "float32",
         faiss: str = "Flat",
-        part_size: int = build.DEFAULT_PART_SIZE,
+        part_size: int = DEFAULT_PART_SIZE,
         resume: bool = False,
         progress: bool = False,
         world: World = World(),
@@ -84,8 +85,8 @@ class Index:
         folder ``out`` for ``methods`` (their configurations over the model's defaults, under
         ``options``). ``resume`` continues a build of the same sources, model and settings."""
         paths = expand_sources(sources)
-        if dtype not in build.DTYPES:
-            raise InputError(f"unknown storage type {dtype!r}; choose one of {', '.join(build.DTYPES)}")
+        if dtype not in DTYPES:
+            raise InputError(f"unknown storage type {dtype!r}; choose one of {', '.join(DTYPES)}")
         if union_cap < 0 or part_size < 1:
             raise InputError("the union cap must be 0 or more and the part size at least 1")
         names = [METHODS.check(m) for m in methods]
@@ -93,10 +94,10 @@ class Index:
         configs = method_configs(names, PipelineConfig.for_backbone(backbone), options or {})
         side = StoredSide.for_methods(GrounderPool(backbone), configs, union_cap)
         dim = int(backbone.encode_texts(["a"]).shape[-1])
-        ident = build.identity(backbone, configs, side, dim=dim, dtype=dtype, faiss=faiss, part_size=part_size)
+        ident = identity(backbone, configs, side, dim=dim, dtype=dtype, faiss=faiss, part_size=part_size)
         folder = Path(out)
         _join(world, backbone)
-        build.run(folder, paths, ident, resume, backbone, side, world, progress)
+        run(folder, paths, ident, resume, backbone, side, world, progress)
         return cls(folder, backbone)
 
     def add(self, sources: Sequence[str | os.PathLike], progress: bool = False, world: World = World()) -> int:
@@ -104,10 +105,10 @@ class Index:
         part an interrupted build or add left); returns how many were already indexed."""
         paths = expand_sources(sources)
         _join(world, self.backbone)
-        with build.locked(self.folder, world):
-            known = build.extend(self.folder, layout.read_manifest(self.folder), paths)[1] if world.main else 0
+        with locked(self.folder, world):
+            known = extend(self.folder, read_manifest(self.folder), paths)[1] if world.main else 0
             barrier(world)
-            build.fill(self.folder, self.backbone, self._side(), layout.read_manifest(self.folder), world, progress)
+            fill(self.folder, self.backbone, self._side(), read_manifest(self.folder), world, progress)
         self.__init__(self.folder, self.backbone)  # type: ignore[misc]
         return known
 
@@ -116,9 +117,9 @@ class Index:
         """An existing index with its own model (``backbone`` or ``model=`` only to override
         where the same weights live elsewhere: another model is refused)."""
         folder = Path(folder)
-        if not layout.is_index(folder):
-            raise InputError(f"{folder} is not a comclip index (no {layout.MANIFEST}); build one with comclip index build")
-        ident = layout.read_manifest(folder)["identity"]
+        if not is_index(folder):
+            raise InputError(f"{folder} is not a comclip index (no {MANIFEST}); build one with comclip index build")
+        ident = read_manifest(folder)["identity"]
         if backbone is None:
             model = backbone_options.pop("model", None) or ident["model"]
             backbone_options = {"precision": ident["precision"], "pixels": ident["pixels"], **backbone_options}
@@ -178,7 +179,7 @@ class Index:
         if self._faiss is None:
             import faiss
 
-            self._faiss = faiss.read_index(str(self.folder / layout.FAISS_FILE))
+            self._faiss = faiss.read_index(str(self.folder / FAISS_FILE))
         if not len(self._rows):
             return [[] for _ in vectors]
         _, rows = self._faiss.search(np.ascontiguousarray(vectors, dtype=np.float32), min(k, len(self._rows)))
@@ -223,7 +224,9 @@ class Index:
         def make() -> tuple[list[Box], torch.Tensor]:
             part, local = self._rows[row]
             vectors, boxes = part.rows(f"cand.{key}", local)
-            return [Box(*map(float, b)) for b in boxes], torch.from_numpy(np.array(vectors, dtype=np.float32))
+            return [Box(float(b[0]), float(b[1]), float(b[2]), float(b[3])) for b in boxes], torch.from_numpy(
+                np.array(vectors, dtype=np.float32)
+            )
 
         return self._remembered(("cand", row, key), make)
 
@@ -282,10 +285,10 @@ def describe(folder: str | os.PathLike) -> dict:
     """An index's manifest with its sizes (bytes on disk, in all and per indexed image) and
     the files it skipped with their reasons; read without loading its model."""
     folder = Path(folder)
-    manifest = layout.read_manifest(folder)
-    parts = layout.open_parts(folder)
+    manifest = read_manifest(folder)
+    parts = open_parts(folder)
     indexed = sum(len(p.indexed) for p in parts)
-    size = layout.folder_bytes(folder)
+    size = folder_bytes(folder)
     skipped = [r for p in parts for r in p.records if "skipped" in r]
     return {
         **manifest,

@@ -5,7 +5,7 @@ with the pipeline itself, over images whose stored side the index serves (see
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import Any
 
 import numpy as np
 import torch
@@ -18,22 +18,19 @@ from ..text import validate_captions
 from .results import Hit, SearchResult
 from .stored_images import IndexCache
 
-if TYPE_CHECKING:
-    from .index import Index
-
 #: Candidate sets a query's grounders keep in memory: past this many shortlisted images,
 #: adopted candidates would be evicted before they are ranked.
 GROUNDER_MEMORY = 4096
 
 
 class Searcher:
-    """Scores queries against an open :class:`~comclip.search.index.Index` with its backbone.
+    """Scores queries against an open :class:`~comclip.search.index.Index` (``index``) with its backbone.
 
     ``configs``: ``{method: PipelineConfig, or None for plain CLIP}``, each covered by what the
     index stores; ``cache``: the index's query-time cache (see :class:`IndexCache`), kept
     between searches."""
 
-    def __init__(self, index: Index, configs: dict[str, PipelineConfig | None], cache: IndexCache) -> None:
+    def __init__(self, index: Any, configs: dict[str, PipelineConfig | None], cache: IndexCache) -> None:
         self.index = index
         backbone = index.backbone
         self.cache = cache

@@ -23,6 +23,7 @@ import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -84,7 +85,8 @@ def compute(backbone: Backbone, side: StoredSide, images: list[LoadedImage], dty
     """The stored side of ``images``, as the part's arrays (see :mod:`comclip.search.layout`).
     The backbone's cache is a fresh in-memory one for the call (a patch-token grounder's global
     embeddings are read back from it, not encoded twice); nothing is written elsewhere."""
-    saved, backbone.cache = backbone.cache, MemoryCache()
+    fresh: Any = MemoryCache()
+    saved, backbone.cache = backbone.cache, fresh
     try:
         pictures = [im.image for im in images]
         found = {key: _candidates(grounder, pictures) for key, grounder in side.grounders.items()}
@@ -141,7 +143,7 @@ def _encoded(
 ) -> dict[str, np.ndarray]:
     """The sub-images of each image's regions (lists of pixel bounds), encoded in one keyed call."""
     todo = [(n, region) for n, rs in enumerate(regions) for region in rs]
-    boxes = [[Box(*map(float, p)) for p in region] for _, region in todo]
+    boxes = [[Box(float(p[0]), float(p[1]), float(p[2]), float(p[3])) for p in region] for _, region in todo]
     keys = [subimage_key(images[n].digest, bs, fill, *images[n].image.size) for (n, _), bs in zip(todo, boxes)]
     vectors = backbone.encode_keyed(keys, lambda k: maker.sub(todo[k][0], boxes[k], fill)) if todo else torch.zeros(0, dim)
     width = 4 * max((len(r) for _, r in todo), default=1)

@@ -48,7 +48,7 @@ class IndexedImage(LoadedImage):
 
     known_digest: str = ""
 
-    @property  # type: ignore[override]
+    @property
     def digest(self) -> str:
         return self.known_digest
 
