@@ -228,3 +228,25 @@ def test_sandbox_search_benchmark(bow, tmp_path):
     plus, clip = report["recall"]["order-swap/comclip-plus"], report["recall"]["order-swap/clip"]
     assert plus["queries"] == 12 and plus["R@10"] == 100.0
     assert plus["twin"] > clip["twin"]
+
+
+def test_app_search_tab_requests(built):
+    from comclip.app.search_tab import api_search, search_request
+
+    message, clip, plus, table = search_request(built, QUERIES[0], 3)
+    assert "12 images" in message and len(clip) == 3 and len(plus) == 3
+    assert table.count('data-method="comclip-plus"') == 3 and table.count('data-method="clip"') == 3
+    rows = api_search(built, QUERIES[0], 3, "clip,comclip-plus")
+    expected = built.search(QUERIES[0], top=3, candidates=100, method=["clip", "comclip-plus"])
+    assert rows == [r.to_dict() for r in expected]
+    message, *_ = search_request(built, "   ", 3)
+    assert message.startswith("**Error:**")
+
+
+def test_app_page_has_a_search_tab(built):
+    from comclip.app import AppSession
+    from comclip.app.page import build_page
+
+    page = build_page(AppSession(built.backbone), [], built)
+    names = {d.get("api_name") for d in page.config["dependencies"]}
+    assert {"score", "search"} <= names

@@ -92,54 +92,67 @@ def preview_request(image_path) -> tuple:
         return _error(str(exc), image_path)[:2]
 
 
-def build_page(session: AppSession, examples: list[list[str]]):
-    """The Gradio Blocks of the app over ``session``, with ``examples`` ([image, captions] rows)."""
+def build_page(session: AppSession, examples: list[list[str]], index=None):
+    """The Gradio Blocks of the app over ``session``, with ``examples`` ([image, captions] rows);
+    with a search ``index``, a Score tab and a Search tab (see :mod:`comclip.app.search_tab`)."""
     gr = import_gradio()
-    defaults, choices = session.defaults(), option_choices()
     with gr.Blocks(title="comclip") as page:
-        gr.Markdown(
-            f"# ComCLIP at work\nModel `{session.backbone.name}`. Upload an image or pick an example, "
-            "type two or more captions (one per line) and press **Score**."
-        )
-        with gr.Row():
-            with gr.Column():
-                image = gr.File(label="Image", file_types=["image"], type="filepath", elem_id="comclip-image")
-                preview = gr.Image(label="Image as scored", interactive=False, height=260, elem_id="comclip-preview")
-            with gr.Column():
-                captions = gr.Textbox(label="Captions, one per line", lines=4, elem_id="comclip-captions")
-                method = gr.Radio(
-                    method_choices(),
-                    value=DEFAULT_METHOD,
-                    label="Method (comclip methods says what each sets)",
-                    elem_id="comclip-method",
-                )
-                options = [
-                    gr.Radio(choices[name], value=defaults[name], label=LABELS[name], elem_id=f"comclip-{name}")
-                    for name in PAGE_OPTIONS
-                ]
-                button = gr.Button("Score", variant="primary", elem_id="comclip-score")
-        if examples:
-            gr.Examples(examples, inputs=[image, captions], label="Examples")
-        message = gr.Markdown(elem_id="comclip-message")
-        scores = gr.HTML(elem_id="comclip-scores")
-        with gr.Row():
-            parses = gr.HTML(label="Parses", elem_id="comclip-parses")
-            weights = gr.HTML(label="Sub-images: similarity s_i and weight w_i", elem_id="comclip-weights")
-        figures = gr.Gallery(
-            label="Explanation figures", columns=2, height="auto", object_fit="contain", elem_id="comclip-figures"
-        )
-        with gr.Accordion("Configuration: every pipeline option of the last request", open=False):
-            config = gr.HTML(elem_id="comclip-config")
-        image.change(preview_request, inputs=image, outputs=[message, preview])
-        method.change(lambda name: [session.defaults(name)[n] for n in PAGE_OPTIONS], inputs=method, outputs=options)
-        button.click(
-            lambda *args: score_request(session, *args),
-            inputs=[image, captions, *options, method],
-            outputs=[message, preview, scores, parses, weights, figures, config],
-            concurrency_limit=1,
-        )
+        if index is None:
+            _score_tab(gr, session, examples)
+        else:
+            from .search_tab import search_tab
+
+            with gr.Tab("Score", elem_id="comclip-tab-score"):
+                _score_tab(gr, session, examples)
+            with gr.Tab("Search", elem_id="comclip-tab-search"):
+                search_tab(gr, index)
         _api(gr, session)
     return page
+
+
+def _score_tab(gr, session: AppSession, examples: list[list[str]]) -> None:
+    """Upload an image, type captions, press Score: the scores, parses, weights and figures."""
+    defaults, choices = session.defaults(), option_choices()
+    gr.Markdown(
+        f"# ComCLIP at work\nModel `{session.backbone.name}`. Upload an image or pick an example, "
+        "type two or more captions (one per line) and press **Score**."
+    )
+    with gr.Row():
+        with gr.Column():
+            image = gr.File(label="Image", file_types=["image"], type="filepath", elem_id="comclip-image")
+            preview = gr.Image(label="Image as scored", interactive=False, height=260, elem_id="comclip-preview")
+        with gr.Column():
+            captions = gr.Textbox(label="Captions, one per line", lines=4, elem_id="comclip-captions")
+            method = gr.Radio(
+                method_choices(),
+                value=DEFAULT_METHOD,
+                label="Method (comclip methods says what each sets)",
+                elem_id="comclip-method",
+            )
+            options = [
+                gr.Radio(choices[name], value=defaults[name], label=LABELS[name], elem_id=f"comclip-{name}")
+                for name in PAGE_OPTIONS
+            ]
+            button = gr.Button("Score", variant="primary", elem_id="comclip-score")
+    if examples:
+        gr.Examples(examples, inputs=[image, captions], label="Examples")
+    message = gr.Markdown(elem_id="comclip-message")
+    scores = gr.HTML(elem_id="comclip-scores")
+    with gr.Row():
+        parses = gr.HTML(label="Parses", elem_id="comclip-parses")
+        weights = gr.HTML(label="Sub-images: similarity s_i and weight w_i", elem_id="comclip-weights")
+    figures = gr.Gallery(label="Explanation figures", columns=2, height="auto", object_fit="contain", elem_id="comclip-figures")
+    with gr.Accordion("Configuration: every pipeline option of the last request", open=False):
+        config = gr.HTML(elem_id="comclip-config")
+    image.change(preview_request, inputs=image, outputs=[message, preview])
+    method.change(lambda name: [session.defaults(name)[n] for n in PAGE_OPTIONS], inputs=method, outputs=options)
+    button.click(
+        lambda *args: score_request(session, *args),
+        inputs=[image, captions, *options, method],
+        outputs=[message, preview, scores, parses, weights, figures, config],
+        concurrency_id="model",
+        concurrency_limit=1,
+    )
 
 
 def _api(gr, session: AppSession) -> None:
@@ -154,6 +167,7 @@ def _api(gr, session: AppSession) -> None:
         inputs=[image, captions, method],
         outputs=result,
         api_name="score",
+        concurrency_id="model",
         concurrency_limit=1,
     )
 

@@ -13,6 +13,7 @@ from .options import (
     add_pipeline_options,
     count,
     create_model,
+    open_cache,
     pipeline_config,
     pipeline_options,
 )
@@ -21,15 +22,19 @@ from .options import (
 def run(args: argparse.Namespace) -> int:
     from ..app import AppSession, bundled_examples
     from ..app.page import build_page, check_port, examples_folder, import_gradio, serve
+    from ..backbones import DEFAULT_MODEL
 
     import_gradio()  # a missing extra, a port in use or a bad option is found before the model loads
     check_port(args.host, args.port)
     pipeline_config(args)
     signal.signal(signal.SIGTERM, _stop)  # `kill`, systemd, docker stop: the same clean stop as Ctrl-C
+    index = _open_index(args) if args.index else None
+    args.model = args.model or DEFAULT_MODEL
     with tempfile.TemporaryDirectory(prefix="comclip-app-") as work:  # figures and examples, removed at exit
-        session = AppSession(create_model(args), pipeline_options(args), figures_dir=work)
+        backbone = _with_cache(args, index.backbone) if index is not None else create_model(args)
+        session = AppSession(backbone, pipeline_options(args), figures_dir=work)
         examples = bundled_examples(examples_folder(session), args.shared_data)
-        page = build_page(session, examples)
+        page = build_page(session, examples, index)
         url = serve(page, host=args.host, port=args.port)
         print(
             f"comclip app: model {session.backbone.name}, {len(examples)} examples; serving on {url} (Ctrl-C stops)",
@@ -40,15 +45,34 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _open_index(args: argparse.Namespace):
+    """The search index of ``--index``, with its own model unless ``--model`` names it elsewhere."""
+    from ..search import Index
+    from ..search.layout import read_manifest
+
+    read_manifest(args.index)  # not an index: one line before any model loads
+    overrides = {"model": args.model} if args.model else {}
+    return Index.open(args.index, device=args.device, batch_size=args.batch_size, **overrides)
+
+
+def _with_cache(args: argparse.Namespace, backbone):
+    """The index's backbone with the cache the Score tab uses (``--cache``, ``--no-cache``)."""
+    backbone.cache = open_cache(args)
+    return backbone
+
+
 def _stop(signum, frame) -> None:
     """SIGTERM as Ctrl-C: Gradio closes its server, and the temporary folder is removed."""
     raise KeyboardInterrupt
 
 
 def register(sub) -> None:
+    from ..backbones import DEFAULT_MODEL
+
     p = sub.add_parser("app", help="a web page that scores captions with CLIP and ComCLIP and shows why (Gradio)")
-    add_model_options(p)
+    add_model_options(p, default_text="the --index's model, else " + DEFAULT_MODEL)
     add_cache_options(p)
+    p.add_argument("--index", default=None, metavar="DIR", help="a search index (comclip index build): adds a Search tab")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1, this machine only)")
     p.add_argument("--port", type=count(1), default=7860, help="port (default: 7860)")
     p.add_argument(

@@ -113,17 +113,22 @@ def create_model(args: argparse.Namespace):
     (opened first: a bad cache path is found before the model loads)."""
     from ..backbones import create_backbone
 
-    cache: Any = None
-    if hasattr(args, "no_cache") and not args.no_cache:
-        from ..cache import SQLiteCache, default_cache_path
-        from ..world import world_from_env
-
-        cache = SQLiteCache(args.cache or world_from_env().cache_path(default_cache_path()), timeout=cache_timeout())
+    cache = open_cache(args)
     backbone = create_backbone(
         args.model, device=args.device, batch_size=args.batch_size, precision=args.precision, pixels=args.pixels
     )
     backbone.cache = cache
     return backbone
+
+
+def open_cache(args: argparse.Namespace) -> Any:
+    """The persistent cache the command's ``--cache`` / ``--no-cache`` name (None: no cache)."""
+    if not hasattr(args, "no_cache") or args.no_cache:
+        return None
+    from ..cache import SQLiteCache, default_cache_path
+    from ..world import world_from_env
+
+    return SQLiteCache(args.cache or world_from_env().cache_path(default_cache_path()), timeout=cache_timeout())
 
 
 def cache_timeout() -> float:

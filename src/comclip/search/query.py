@@ -8,7 +8,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-import torch
 
 from ..config import PipelineConfig
 from ..grounding.clip_grounder import CLIPGrounder
@@ -34,7 +33,6 @@ class Searcher:
         self.index = index
         backbone = index.backbone
         self.cache = cache
-        backbone.cache = cache
         pool = GrounderPool(backbone)
         self.pipelines: dict[str, ComCLIP | None] = {}
         for name, config in configs.items():
@@ -48,13 +46,18 @@ class Searcher:
         """For each query, each method's ``top`` hits among the ``candidates`` images whose
         global embeddings are nearest the query's (the FAISS shortlist)."""
         queries = validate_captions(list(queries))
-        vectors = self.index.backbone.encode_texts(queries)
-        shortlists = self.index.shortlist(vectors.numpy(), candidates)
-        results = []
-        for query, vector, rows in zip(queries, vectors, shortlists):
-            clip = self.index.global_vectors(rows) @ vector.numpy().astype(np.float32)
-            results += [self._ranked(query, name, rows, clip, top) for name in self.pipelines]
-        return results
+        backbone = self.index.backbone
+        saved, backbone.cache = backbone.cache, self.cache  # the index answers while this search runs
+        try:
+            vectors = backbone.encode_texts(queries)
+            shortlists = self.index.shortlist(vectors.numpy(), candidates)
+            results = []
+            for query, vector, rows in zip(queries, vectors, shortlists):
+                clip = self.index.global_vectors(rows) @ vector.numpy().astype(np.float32)
+                results += [self._ranked(query, name, rows, clip, top) for name in self.pipelines]
+            return results
+        finally:
+            backbone.cache = saved
 
     def _ranked(self, query: str, method: str, rows: list[int], clip: np.ndarray, top: int) -> SearchResult:
         pipeline = self.pipelines[method]
@@ -76,7 +79,3 @@ class Searcher:
             for rank, n in enumerate(order)
         ]
         return SearchResult(query, method, hits, len(rows), self.cache.computed - computed, self.index.decoded - decoded)
-
-
-def as_tensor(vectors: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.asarray(vectors, dtype=np.float32))
