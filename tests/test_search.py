@@ -250,3 +250,35 @@ def test_app_page_has_a_search_tab(built):
     page = build_page(AppSession(built.backbone), [], built)
     names = {d.get("api_name") for d in page.config["dependencies"]}
     assert {"score", "search"} <= names
+
+
+def test_two_processes_build_one_index(gallery, tmp_path):
+    """torchrun: each process computes every other part into one folder; the index searches as
+    one built by a single process."""
+    from .test_distributed import torchrun
+
+    args = [
+        "index",
+        "build",
+        gallery,
+        "--model",
+        "comclip/sandbox-bow",
+        "--part-size",
+        "3",
+        "-q",
+        "--method",
+        "clip,comclip-plus",
+    ]
+    command, env = torchrun([*args, "--out", tmp_path / "two"])
+    two = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert two.returncode == 0, two.stderr[-2000:]
+    from comclip.cli import main
+
+    assert main([*map(str, args), "--out", str(tmp_path / "one")]) == 0
+    one, both = Index.open(tmp_path / "one"), Index.open(tmp_path / "two")
+    assert [p.records for p in one.parts] == [p.records for p in both.parts]
+    for a, b in zip(
+        one.search(QUERIES, top=5, method=["clip", "comclip-plus"]), both.search(QUERIES, top=5, method=["clip", "comclip-plus"])
+    ):
+        assert [h.image for h in a.hits] == [h.image for h in b.hits]
+        assert [h.score for h in a.hits] == pytest.approx([h.score for h in b.hits], abs=1e-5)

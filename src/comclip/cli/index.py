@@ -17,8 +17,11 @@ def _build(args: argparse.Namespace) -> int:
     from ..search import Index
     from ..search.build import check_folder
 
+    from ..world import world_from_env
+
     methods = parse_methods(args.method)
-    check_folder(args.out, args.resume)  # before the model loads
+    if world_from_env().main:
+        check_folder(args.out, args.resume)  # before the model loads
 
     def body(args: argparse.Namespace, world) -> int:
         index = Index.build(

@@ -92,6 +92,7 @@ def fill(
     barrier(world)
     if world.main:
         finish(folder, manifest)
+    barrier(world)  # every process opens the finished index
 
 
 def locked(folder: Path, world: World):
