@@ -27,6 +27,7 @@ FLOORS = [
     ["explain"],
     ["eval"],
     ["sandbox"],
+    ["search"],
     ["app"],
     ["__init__"],
     ["cli", "__main__"],

@@ -282,3 +282,19 @@ def test_two_processes_build_one_index(gallery, tmp_path):
     ):
         assert [h.image for h in a.hits] == [h.image for h in b.hits]
         assert [h.score for h in a.hits] == pytest.approx([h.score for h in b.hits], abs=1e-5)
+
+
+def test_coco_photos_search_as_the_pipeline_scores(tiny_backbone, tmp_path):
+    """Real photos (JPEG, many sizes): text-to-image search over shared COCO photos with a CLIP
+    ViT (patch tokens, grid windows), each hit scored as the pipeline scores it."""
+    from .conftest import shared_data
+
+    captions = json.loads(shared_data("coco-mini", "captions.json").read_text())[:10]
+    photos = [shared_data("coco-mini", row["image"]) for row in captions]
+    index = Index.build(photos, tmp_path / "index", tiny_backbone, methods=["clip", "comclip", "comclip-plus"])
+    assert len(index) == 10 and not index.skipped()
+    query = captions[0]["captions"][0]
+    for result in index.search(query, top=10, candidates=10, method=ALL):
+        expected = reference(tiny_backbone, index, result.method, [h.image for h in result.hits], query)
+        assert [h.score for h in result.hits] == pytest.approx(expected, abs=1e-4)
+        assert result.decoded <= result.computed  # a file is read only for a pair past the union cap

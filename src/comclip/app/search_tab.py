@@ -69,8 +69,9 @@ def hits_html(results: list) -> str:
     return f'<table class="comclip-hits"><thead>{head}</thead><tbody>{"".join(rows)}</tbody></table>'
 
 
-def api_search(index: Any, query: str, top: float | None, method: str | None) -> list[dict]:
-    """The ``/search`` endpoint: ``comclip search --json``'s objects, one per method."""
+def api_search(index: Any, query: str, top: float | None, method: str | None, error: type = Exception) -> list[dict]:
+    """The ``/search`` endpoint: ``comclip search --json``'s objects, one per method; a user's
+    mistake is raised as ``error`` (Gradio's, which the client raises with the message)."""
     from ..methods import parse_methods
 
     try:
@@ -78,9 +79,7 @@ def api_search(index: Any, query: str, top: float | None, method: str | None) ->
         names = parse_methods(method or ",".join(SEARCH_METHODS))
         return [r.to_dict() for r in index.search([query], top=count, candidates=max(CANDIDATES, count), method=names)]
     except ComclipError as exc:
-        from .page import import_gradio
-
-        raise import_gradio().Error(str(exc)) from None
+        raise error(str(exc)) from None
 
 
 def search_tab(gr: Any, index: Any) -> None:
@@ -111,7 +110,7 @@ def search_tab(gr: Any, index: Any) -> None:
             gr.Button(),
         )
     trigger.click(
-        lambda q, k, m: api_search(index, q, k, m),
+        lambda q, k, m: api_search(index, q, k, m, gr.Error),
         inputs=[api_query, api_top, api_method],
         outputs=api_result,
         api_name="search",

@@ -16,7 +16,6 @@ def _build(args: argparse.Namespace) -> int:
     from ..methods import parse_methods
     from ..search import Index
     from ..search.build import check_folder
-
     from ..world import world_from_env
 
     methods = parse_methods(args.method)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import platform
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -130,9 +129,12 @@ def markdown(report: dict) -> str:
 
 
 def _versions() -> dict:
+    from ..eval.report import package_versions
+
+    return {**package_versions(), "faiss": _faiss_version()}
+
+
+def _faiss_version() -> str:
     import faiss
-    import torch
 
-    from .. import __version__
-
-    return {"comclip": __version__, "torch": torch.__version__, "faiss": faiss.__version__, "python": platform.python_version()}
+    return str(faiss.__version__)
