@@ -298,3 +298,19 @@ def test_coco_photos_search_as_the_pipeline_scores(tiny_backbone, tmp_path):
         expected = reference(tiny_backbone, index, result.method, [h.image for h in result.hits], query)
         assert [h.score for h in result.hits] == pytest.approx(expected, abs=1e-4)
         assert result.decoded <= result.computed  # a file is read only for a pair past the union cap
+
+
+def test_float16_and_a_trained_faiss_index(gallery, bow, tmp_path):
+    """Half the bytes, scores within 1e-2 of float32; an IVF index is trained and searched."""
+    small = Index.build([gallery], tmp_path / "half", bow, dtype="float16", faiss="IVF2,Flat", methods=["clip", "comclip-plus"])
+    full = Index.build([gallery], tmp_path / "full", bow, methods=["clip", "comclip-plus"])
+    assert small.info()["bytes"] < 0.75 * full.info()["bytes"]
+    for a, b in zip(
+        small.search(QUERIES, top=12, candidates=12, method="comclip-plus"),
+        full.search(QUERIES, top=12, candidates=12, method="comclip-plus"),
+    ):
+        assert sorted(h.score for h in a.hits) == pytest.approx(sorted(h.score for h in b.hits), abs=1e-2)
+    from comclip.errors import InputError
+
+    with pytest.raises(InputError, match="cannot be trained"):
+        Index.build([gallery], tmp_path / "big", bow, faiss="IVF4096,Flat", methods=["clip"])

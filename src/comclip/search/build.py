@@ -28,6 +28,7 @@ from ..images import LoadedImage, load_image
 from ..world import World
 from .layout import (
     FAISS_FILE,
+    QUEUE,
     clear_partials,
     finished_parts,
     is_index,
@@ -185,7 +186,7 @@ def check_folder(out: str | Path, resume: bool) -> Path:
         return folder
     if folder.exists() and not folder.is_dir():
         raise InputError(f"{folder} is a file; give a folder for the index")
-    if folder.is_dir() and any(p.name != LOCK_FILE for p in folder.iterdir()):
+    if folder.is_dir() and any(p.name not in (LOCK_FILE, QUEUE) for p in folder.iterdir()):  # a build killed at its start
         raise InputError(f"{folder} is not empty and holds no comclip index; choose a new or empty folder for --out")
     return folder
 

@@ -28,6 +28,8 @@ from .stored_images import DeferredImage, IndexCache, IndexedImage, parse_sub_ke
 
 #: The methods an index serves unless told otherwise.
 DEFAULT_METHODS = ("clip", "comclip", "comclip-plus")
+#: Lists an inverted-file FAISS index (IVF...) visits per query.
+NPROBE = 32
 #: Indexed images kept ready (their records, candidates and sub-image tables) between queries.
 MEMORY = 8192
 
@@ -180,6 +182,11 @@ class Index:
             import faiss
 
             self._faiss = faiss.read_index(str(self.folder / FAISS_FILE))
+            try:  # an inverted-file index visits more than its one nearest list
+                ivf = faiss.extract_index_ivf(self._faiss)
+                ivf.nprobe = min(ivf.nlist, NPROBE)
+            except RuntimeError:
+                pass
         if not len(self._rows):
             return [[] for _ in vectors]
         _, rows = self._faiss.search(np.ascontiguousarray(vectors, dtype=np.float32), min(k, len(self._rows)))
