@@ -79,4 +79,6 @@ def bounding_box(boxes: Iterable[Box]) -> Box:
     boxes = list(boxes)
     if not boxes:
         raise InputError("no boxes to bound")
+    if len(boxes) == 1:  # a box bounds itself (the common case: a detection of one box)
+        return boxes[0]
     return Box(min(b.x1 for b in boxes), min(b.y1 for b in boxes), max(b.x2 for b in boxes), max(b.y2 for b in boxes))

@@ -79,6 +79,7 @@ class CLIPGrounder(Grounder):
         self._cache: OrderedDict[str, tuple[list[Box], torch.Tensor]] = OrderedDict()
         self._cache_images = cache_images
         self._keys: dict[int, tuple[weakref.ref, str]] = {}
+        self._prompts: dict[str, torch.Tensor] = {}
 
     def describe(self) -> dict:
         described: dict[str, object] = {
@@ -193,13 +194,26 @@ class CLIPGrounder(Grounder):
         boxes, region_embeddings = self.candidates(image)
         if not boxes:  # e.g. segment proposals on a featureless image: nothing to rank
             return [[] for _ in queries]
-        text_embeddings = self.backbone.encode_texts([self.prompt.format(q) for q in queries])
-        similarity = cosines(region_embeddings, text_embeddings).T  # [queries, regions]
+        similarity = cosines(region_embeddings, self._prompt_embeddings(queries)).T  # [queries, regions]
         results = []
         for row in similarity:
             # Scores equal to float noise (batch size changes the last bits) rank in candidate
             # order, so the chosen box never depends on how the encodings were batched.
             rounded = torch.round(row.double(), decimals=RANK_DECIMALS)
             order = torch.argsort(rounded, descending=True, stable=True).tolist()
-            results.append([Detection(boxes=(boxes[i],), score=float(rounded[i]), label="") for i in order])
+            scores = rounded.tolist()
+            results.append([Detection(boxes=(boxes[i],), score=scores[i], label="") for i in order])
         return results
+
+    #: Prompt embeddings kept by the grounder: every image of a search grounds the same queries.
+    PROMPT_MEMORY = 4096
+
+    def _prompt_embeddings(self, queries: Sequence[str]) -> torch.Tensor:
+        """The prompts' text embeddings, each encoded by the backbone once and then kept."""
+        prompts = [self.prompt.format(q) for q in queries]
+        missing = list(dict.fromkeys(p for p in prompts if p not in self._prompts))
+        if missing:
+            self._prompts.update(zip(missing, self.backbone.encode_texts(missing)))
+            while len(self._prompts) > self.PROMPT_MEMORY:
+                self._prompts.pop(next(iter(self._prompts)))
+        return torch.stack([self._prompts[p] for p in prompts])
