@@ -222,23 +222,26 @@ def app_server(tmp_path_factory):
     """``comclip app`` on a free local port, as a user starts it; its address."""
     port = _free_port()
     cache = tmp_path_factory.mktemp("app-cache") / "embeddings.sqlite"
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    process = start_app(["--model", SANDBOX, "--port", port, "--cache", cache])
+    yield f"http://127.0.0.1:{port}/", process
+    process.terminate()
+    process.wait(timeout=30)
+
+
+def start_app(args: list) -> subprocess.Popen:
+    """``comclip app ARGS`` as a user starts it, once it says it is serving."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "comclip", "app", "--model", SANDBOX, "--port", str(port), "--cache", str(cache)],
+        [sys.executable, "-m", "comclip", "app", *map(str, args)],
         stderr=subprocess.PIPE,
         text=True,
-        env=env,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
     )
     started = time.monotonic()
     for line in process.stderr:
         if "serving on" in line:
-            break
+            return process
         assert time.monotonic() - started < 180, "comclip app did not start in 3 minutes"
-    else:
-        pytest.fail(f"comclip app exited with {process.wait()} before serving")
-    yield f"http://127.0.0.1:{port}/", process
-    process.terminate()
-    process.wait(timeout=30)
+    pytest.fail(f"comclip app exited with {process.wait()} before serving")
 
 
 @pytest.fixture(scope="module")

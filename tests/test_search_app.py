@@ -3,17 +3,12 @@ comclip-plus's, as ``comclip search`` gives them, and ``/search`` answers ``grad
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import time
-
 import pytest
 
 from comclip.search import Index
 from comclip.search.benchmark import render_gallery
 
-from .test_app import _browser, _free_port
+from .test_app import _browser, _free_port, start_app
 
 QUERY = "a red circle to the left of a blue square"
 
@@ -30,19 +25,7 @@ def search_server(index, tmp_path_factory):
     binary, driver = _browser()
     port = _free_port()
     cache = tmp_path_factory.mktemp("app-cache") / "embeddings.sqlite"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "comclip", "app", "--index", str(index.folder), "--port", str(port), "--cache", str(cache)],
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "HF_HUB_OFFLINE": "1"},
-    )
-    started = time.monotonic()
-    for line in process.stderr:
-        if "serving on" in line:
-            break
-        assert time.monotonic() - started < 180, "comclip app did not start in 3 minutes"
-    else:
-        pytest.fail(f"comclip app exited with {process.wait()} before serving")
+    process = start_app(["--index", index.folder, "--port", port, "--cache", cache])
     yield f"http://127.0.0.1:{port}/", (binary, driver)
     process.terminate()
     process.wait(timeout=30)
