@@ -48,9 +48,7 @@ def run(args: argparse.Namespace) -> int:
 def _open_index(args: argparse.Namespace):
     """The search index of ``--index``, with its own model unless ``--model`` names it elsewhere."""
     from ..search import Index
-    from ..search.layout import read_manifest
 
-    read_manifest(args.index)  # not an index: one line before any model loads
     overrides = {"model": args.model} if args.model else {}
     return Index.open(args.index, device=args.device, batch_size=args.batch_size, **overrides)
 

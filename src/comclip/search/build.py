@@ -35,6 +35,7 @@ from .layout import (
     open_parts,
     read_manifest,
     read_queue,
+    skipped_records,
     write_manifest,
     write_part,
     write_queue,
@@ -164,7 +165,7 @@ def finish(folder: Path, manifest: dict) -> None:
     temporary = folder / f".{FAISS_FILE}.partial"
     faiss.write_index(index, str(temporary))
     temporary.replace(folder / FAISS_FILE)
-    skipped = [r for p in parts for r in p.records if "skipped" in r]
+    skipped = skipped_records(parts)
     manifest["counts"] = {"queued": sum(p.stop - p.start for p in parts), "indexed": len(matrix), "skipped": len(skipped)}
     manifest["complete"] = True
     write_manifest(folder, _without_format(manifest))

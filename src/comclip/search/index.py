@@ -15,12 +15,12 @@ from ..backbones import DEFAULT_MODEL, Backbone, create_backbone
 from ..boxes import Box
 from ..config import PipelineConfig
 from ..errors import InputError
-from ..eval.distributed import barrier
+from ..eval.distributed import barrier, join
 from ..grounding.pool import GrounderPool
 from ..methods import METHODS, method_configs
 from ..world import World
 from .build import DEFAULT_PART_SIZE, DTYPES, extend, fill, identity, locked, run
-from .layout import FAISS_FILE, MANIFEST, folder_bytes, is_index, open_parts, read_manifest
+from .layout import FAISS_FILE, folder_bytes, open_parts, read_manifest, skipped_records
 from .results import SearchResult
 from .side import DEFAULT_UNION_CAP, StoredSide, grounder_key
 from .sources import expand_sources
@@ -56,13 +56,17 @@ class Index:
                 f"{self.folder} was built with {ident['model']} ({ident['fingerprint']}); {backbone.name} is another model"
             )
         self.backbone = backbone
+        self._query_cache: IndexCache | None = None
+        self.decoded = 0
+        self._read_parts()
+
+    def _read_parts(self) -> None:
+        """The parts' rows, each image's row by digest, and fresh memories (FAISS read on first search)."""
         self.parts = open_parts(self.folder)
         self._rows = [(part, local) for part in self.parts for local in range(len(part.indexed))]
         self._by_digest = {part.indexed[local]["digest"]: row for row, (part, local) in enumerate(self._rows)}
         self._memory: OrderedDict[Any, Any] = OrderedDict()
         self._faiss: Any = None
-        self._query_cache: IndexCache | None = None
-        self.decoded = 0
 
     # --- making one ---------------------------------------------------------------------
     @classmethod
@@ -98,7 +102,7 @@ class Index:
         dim = int(backbone.encode_texts(["a"]).shape[-1])
         ident = identity(backbone, configs, side, dim=dim, dtype=dtype, faiss=faiss, part_size=part_size)
         folder = Path(out)
-        _join(world, backbone)
+        join(world, backbone.device.type)
         run(folder, paths, ident, resume, backbone, side, world, progress)
         return cls(folder, backbone)
 
@@ -106,12 +110,13 @@ class Index:
         """Index the images ``sources`` name that the index does not hold yet (and finish any
         part an interrupted build or add left); returns how many were already indexed."""
         paths = expand_sources(sources)
-        _join(world, self.backbone)
+        join(world, self.backbone.device.type)
         with locked(self.folder, world):
             known = extend(self.folder, read_manifest(self.folder), paths)[1] if world.main else 0
             barrier(world)
             fill(self.folder, self.backbone, self._side(), read_manifest(self.folder), world, progress)
-        self.__init__(self.folder, self.backbone)  # type: ignore[misc]
+        self.manifest = read_manifest(self.folder)
+        self._read_parts()
         return known
 
     @classmethod
@@ -119,9 +124,7 @@ class Index:
         """An existing index with its own model (``backbone`` or ``model=`` only to override
         where the same weights live elsewhere: another model is refused)."""
         folder = Path(folder)
-        if not is_index(folder):
-            raise InputError(f"{folder} is not a comclip index (no {MANIFEST}); build one with comclip index build")
-        ident = read_manifest(folder)["identity"]
+        ident = read_manifest(folder)["identity"]  # not an index: one line, before any model loads
         if backbone is None:
             model = backbone_options.pop("model", None) or ident["model"]
             backbone_options = {"precision": ident["precision"], "pixels": ident["pixels"], **backbone_options}
@@ -170,7 +173,7 @@ class Index:
         return describe(self.folder)
 
     def skipped(self) -> list[dict]:
-        return [r for part in self.parts for r in part.records if "skipped" in r]
+        return skipped_records(self.parts)
 
     def __len__(self) -> int:
         return len(self._rows)
@@ -281,13 +284,6 @@ class Index:
         return StoredSide.for_methods(GrounderPool(self.backbone), configs, ident["side"]["union_cap"])
 
 
-def _join(world: World, backbone: Backbone) -> None:
-    if world.size > 1:
-        from ..eval.distributed import join
-
-        join(world, backbone.device.type)
-
-
 def describe(folder: str | os.PathLike) -> dict:
     """An index's manifest with its sizes (bytes on disk, in all and per indexed image) and
     the files it skipped with their reasons; read without loading its model."""
@@ -296,7 +292,7 @@ def describe(folder: str | os.PathLike) -> dict:
     parts = open_parts(folder)
     indexed = sum(len(p.indexed) for p in parts)
     size = folder_bytes(folder)
-    skipped = [r for p in parts for r in p.records if "skipped" in r]
+    skipped = skipped_records(parts)
     return {
         **manifest,
         "folder": str(folder),

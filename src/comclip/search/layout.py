@@ -159,5 +159,10 @@ def open_parts(folder: Path) -> list[Part]:
     return [Part(root / part_name(a, b), a, b) for a, b in finished_parts(folder)]
 
 
+def skipped_records(parts: list[Part]) -> list[dict]:
+    """The records of the files the parts could not index, each with its reason."""
+    return [r for part in parts for r in part.records if "skipped" in r]
+
+
 def folder_bytes(folder: Path) -> int:
     return sum(p.stat().st_size for p in Path(folder).rglob("*") if p.is_file())
