@@ -56,7 +56,7 @@ def measure(args: argparse.Namespace, folder: Path) -> dict:
     import torch
 
     from comclip.backbones import create_backbone
-    from comclip.search import Index
+    from comclip.search import Index, settle
     from comclip.search.benchmark import render_gallery
 
     queries, _ = render_gallery(["binding", "object-swap", "order-swap"], args.seed, 1 + args.queries // 6, folder / "queries")
@@ -71,6 +71,7 @@ def measure(args: argparse.Namespace, folder: Path) -> dict:
     if not (folder / "index" / "manifest.json").exists():
         figures.update(build(args, folder, backbone))
     index = Index.open(folder / "index", backbone)
+    settle()  # as comclip search and the app do once the index is open
     latencies, computed = [], []
     for caption in [q[1] for q in queries][: args.queries + 1]:
         start = time.perf_counter()

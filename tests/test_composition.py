@@ -202,3 +202,22 @@ def test_pipeline_evidence_adds_the_entity_cosines(tiny_backbone, rgb_image_path
     assert evidence.score == pytest.approx(faithful.score + 0.7 * sum(entities) / len(entities))
     with pytest.raises(Exception, match="unknown score mode"):
         ComCLIP(tiny_backbone, score_mode="magic")
+
+
+@pytest.mark.parametrize("weighting", ["sum", "sum-raw", "softmax"])
+def test_batched_scores_equal_one_pair_at_a_time(weighting):
+    from comclip.composition import comclip_scores
+
+    rng = np.random.default_rng(7)
+    pairs, k, d = 9, 3, 16
+    v_global, caption = _unit(rng, pairs, d), _unit(rng, pairs, d)
+    subs, phrases = _unit(rng, pairs, k, d), _unit(rng, pairs, k, d)
+    subs[0] = -phrases[0]  # every cosine negative: the sum weighting's uniform fallback
+    tensors = [torch.tensor(a, dtype=torch.float32) for a in (v_global, caption, subs, phrases)]
+    batched = comclip_scores(*tensors, weighting, 0.05)
+    for n, got in enumerate(batched):
+        one = comclip_score(*(t[n] for t in tensors), weighting, 0.05)
+        assert got.score == pytest.approx(one.score, abs=1e-12) and got.flags == one.flags
+        np.testing.assert_allclose(got.weights.numpy(), one.weights.numpy(), atol=1e-12)
+        np.testing.assert_allclose(got.similarities.numpy(), one.similarities.numpy(), atol=1e-12)
+    assert weighting != "sum" or batched[0].flags == ("uniform_weights",)

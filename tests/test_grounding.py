@@ -215,3 +215,93 @@ def test_union_margin_grounds_to_every_close_box():
     union = assign([detections], [0], joint=False, union_margin=0.02)[0].detection
     assert union.boxes == (Box(0, 0, 5, 5), Box(5, 5, 9, 9)) and union.score == 0.50
     assert assign([[]], [0], joint=False, union_margin=0.02)[0].detection is None
+
+
+def _jittered_boxes(rng: random.Random, count: int) -> list[Box]:
+    """Boxes of which many overlap near the same-region threshold, some equal, some lines."""
+    boxes: list[Box] = []
+    for _ in range(count):
+        if boxes and rng.random() < 0.5:
+            base = rng.choice(boxes)
+            shift = rng.choice([0.0, 0.5, 1.0, 1.5, 2.0, 3.0])
+            boxes.append(Box(base.x1 + shift, base.y1, base.x2 + shift, base.y2 + rng.choice([0.0, 1.0])))
+        else:
+            x, y = rng.randrange(0, 40), rng.randrange(0, 40)
+            boxes.append(Box(x, y, x + rng.choice([0, 5, 10, 12]), y + rng.randrange(5, 12)))
+    return boxes
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_same_region_matrix_is_same_region_of_every_pair(seed):
+    from comclip.grounding.assignment import same_region, same_region_matrix
+
+    rng = random.Random(seed)
+    a = _jittered_boxes(rng, 30)
+    b = a[::3] + _jittered_boxes(rng, 10)
+    matrix = same_region_matrix(a, b)
+    assert matrix.tolist() == [[same_region(x, y) for y in b] for x in a]
+    assert matrix.any() and not matrix.all()  # the boxes test both answers
+    exactly, below = Box(0, 0, 7, 10), Box(0, 0, 6.9, 10)  # IoU with the first box: 0.7 and 0.69
+    for copies in (1, 20):  # compared one by one, and as arrays
+        assert same_region_matrix([Box(0, 0, 10, 10)], [exactly, below] * copies).tolist() == [[True, False] * copies]
+    assert same_region_matrix(a[:3], b[:4]).tolist() == [[same_region(x, y) for y in b[:4]] for x in a[:3]]
+
+
+def _reference_assign(rankings, groups):
+    """The joint assignment as it was first written: regions found box by box with
+    ``same_region``, the best detection in a region by scanning (a reference for the vectorised one)."""
+    from comclip.grounding.assignment import _solve, same_region
+
+    first: dict = {}
+    for k, group in enumerate(groups):
+        first.setdefault(group, k)
+    order = {group: r for r, group in enumerate(first)}
+    rows = [rankings[k] for k in first.values()]
+    regions: list[Box] = []
+    best: dict = {}
+    for r, detections in enumerate(rows):
+        for detection in detections:
+            column = next((c for c, region in enumerate(regions) if same_region(region, detection.boxes[0])), None)
+            if column is None:
+                regions.append(detection.boxes[0])
+                column = len(regions) - 1
+            best.setdefault((r, column), detection.score)
+    scores = np.full((len(rows), len(regions)), np.nan)
+    for (r, column), value in best.items():
+        scores[r, column] = value
+    picked = _solve(scores)
+    out = []
+    for k, group in enumerate(groups):
+        column = picked[order[group]]
+        if column is None:
+            out.append(rankings[k][0] if rankings[k] else None)
+        else:
+            out.append(next((d for d in rankings[k] if same_region(d.boxes[0], regions[column])), None))
+    return out
+
+
+def _reference_with_attributes(ranked, by_phrase, weight):
+    from comclip.grounding.assignment import same_region
+
+    floor = min(d.score for d in by_phrase)
+    combined = [
+        Detection(d.boxes, d.score + weight * next((p.score for p in by_phrase if same_region(p.boxes[0], d.boxes[0])), floor))
+        for d in ranked
+    ]
+    return sorted(combined, key=lambda d: -d.score)
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_vectorised_assignment_equals_the_box_by_box_reference(seed):
+    from comclip.grounding.assignment import with_attributes
+
+    rng = random.Random(seed)
+    boxes = _jittered_boxes(rng, rng.randrange(2, 25))
+    rankings = []
+    for _ in range(rng.randrange(1, 4)):
+        chosen = rng.sample(boxes, rng.randrange(1, len(boxes) + 1))  # detector-like: each query its own boxes
+        scored = sorted(((round(rng.random(), 2), b) for b in chosen), key=lambda t: -t[0])
+        rankings.append([Detection((b,), s) for s, b in scored])
+    groups = [rng.choice("abc") for _ in rankings]
+    assert [g.detection for g in assign(rankings, groups, joint=True)] == _reference_assign(rankings, groups)
+    assert with_attributes(rankings[0], rankings[-1], 0.1) == _reference_with_attributes(rankings[0], rankings[-1], 0.1)

@@ -72,6 +72,31 @@ def test_scores_equal_the_pipeline_without_decoding(built, bow):
         assert (result.computed, result.decoded) == (0, 0)
 
 
+def test_a_search_encodes_its_texts_in_one_model_call_and_restores_the_collector(built, bow, monkeypatch):
+    """The query, its part phrases and the grounder's prompts go through the text tower once;
+    the cycle collector is off while re-ranking and back on after (left off if it was off)."""
+    import gc
+
+    from comclip.cache import MemoryCache
+
+    calls: list[list[str]] = []
+    original = bow._encode_text_batch
+    monkeypatch.setattr(bow, "_encode_text_batch", lambda texts: calls.append(list(texts)) or original(texts))
+    query = "a green triangle to the right of a yellow circle"  # words no earlier test searched
+    seen: list[bool] = []
+    monkeypatch.setattr(built, "shortlist", lambda *a, _s=built.shortlist: seen.append(gc.isenabled()) or _s(*a))
+    fresh = MemoryCache()  # another cache to keep: a query cache of its own, no text seen before
+    [result] = built.search(query, top=3, candidates=6, method="comclip-plus", keep=fresh)
+    assert len(calls) == 1 and query in calls[0] and "a triangle" in calls[0] and len(calls[0]) > 3
+    assert seen == [False] and gc.isenabled() and len(result.hits) == 3
+    gc.disable()
+    try:
+        built.search(query, top=3, candidates=6, method="comclip-plus")
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+
+
 def test_skipped_file_listed_with_its_reason(built, gallery):
     assert len(built) == 12
     skipped = built.skipped()

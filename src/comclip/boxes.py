@@ -51,7 +51,10 @@ class Box:
         return math.floor(self.x1), math.floor(self.y1), math.ceil(self.x2), math.ceil(self.y2)
 
     def iou(self, other: Box) -> float:
-        inter = Box(max(self.x1, other.x1), max(self.y1, other.y1), min(self.x2, other.x2), min(self.y2, other.y2)).area
+        # The intersection's area as Box(...).area computes it, without making the box.
+        inter = max(0.0, min(self.x2, other.x2) - max(self.x1, other.x1)) * max(
+            0.0, min(self.y2, other.y2) - max(self.y1, other.y1)
+        )
         union = self.area + other.area - inter
         return inter / union if union > 0 else 0.0
 

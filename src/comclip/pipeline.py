@@ -17,8 +17,8 @@ from PIL import Image
 
 from .backbones import DEFAULT_MODEL, Backbone, create_backbone
 from .boxes import Box
-from .composition import SCORE_MODES, Evidence, comclip_score
-from .composition.geometry import RELATION_UNVERIFIED, geometry_bonus, relation_score, spatial_rule
+from .composition import SCORE_MODES, Composition, Evidence, comclip_scores
+from .composition.geometry import RELATION_UNVERIFIED, geometry_bonus
 from .config import PipelineConfig, resolve_config
 from .errors import InputError
 from .grounding import GROUND_BY, Detection, Grounder, create_grounder
@@ -26,7 +26,7 @@ from .grounding.assignment import assign, with_attributes
 from .images import ImageInput, LoadedImage, load_image
 from .parsing import Parser, SceneGraph, create_parser
 from .parsing.base import Entity
-from .results import NO_ENTITIES, NOT_GROUNDED, SHARED_BOX, ComCLIPResult, Part
+from .results import NO_ENTITIES, NOT_GROUNDED, ComCLIPResult, Part, check_relations, part_flags
 from .similarity import paired_cosines
 from .stored import Stored
 from .subimages import SubimageMaker, subimage_key
@@ -167,14 +167,15 @@ class ComCLIP:
         stored = Stored(self.backbone, self.grounder, self.parser)
         distinct_texts = list(dict.fromkeys(texts))
         graph_of = stored.parse(self.parser, distinct_texts)
-        caption_of = dict(zip(distinct_texts, self.backbone.encode_texts(distinct_texts)))
         queries: dict[int, list[str]] = {}
         for i, j in pairs:
             queries.setdefault(owner[i], []).extend(q for e in graph_of[texts[j]].entities for q in self._queries(e))
+        caption_of = self._encode_captions(distinct_texts, [graph_of[t] for t in distinct_texts])
         maker = SubimageMaker([im.image for im in loaded], self.backbone.pixel_device)
         rankings, image_embeddings = self._ground_and_encode(loaded, queries, stored, maker)
         layouts = {(i, j): self._layout(graph_of[texts[j]], rankings[owner[i]], loaded[owner[i]]) for i, j in pairs}
         encoded = self._encode_parts(loaded, owner, layouts, maker)
+        composed = self._compose(layouts, owner, image_embeddings, {pair: caption_of[texts[pair[1]]] for pair in pairs}, encoded)
         return {
             (i, j): self._result(
                 loaded[i],
@@ -183,11 +184,59 @@ class ComCLIP:
                 parts,
                 image_embeddings[owner[i]],
                 caption_of[texts[j]],
-                encoded,
-                owner[i],
+                composed.get((i, j)),
             )
             for (i, j), parts in layouts.items()
         }
+
+    def _compose(self, layouts: dict, owner: list[int], image_embeddings: dict, captions: dict, encoded: dict) -> dict:
+        """Each pair's :class:`~comclip.composition.compose.Composition`, the pairs with as many
+        parts scored together (pairs without parts have none)."""
+        groups: dict[int, list] = {}
+        for pair, parts in layouts.items():
+            if parts:
+                groups.setdefault(len(parts), []).append(pair)
+        composed: dict[tuple[int, int], Composition] = {}
+        for group in groups.values():
+            subs = [torch.stack([encoded["sub"][(owner[i], tuple(p.boxes))] for p in layouts[(i, j)]]) for i, j in group]
+            phrases = [torch.stack([encoded["phrase"][p.phrase] for p in layouts[pair]]) for pair in group]
+            scores = comclip_scores(
+                torch.stack([image_embeddings[owner[i]] for i, _ in group]),
+                torch.stack([captions[pair] for pair in group]),
+                torch.stack(subs),
+                torch.stack(phrases),
+                self.config.weighting,
+                self.temperature,
+            )
+            composed.update(zip(group, scores))
+        return composed
+
+    def encode_captions(self, texts: Sequence[str]) -> torch.Tensor:
+        """The captions' embeddings (``[M, D]``, as ``backbone.encode_texts``); with a cache,
+        the texts scoring them will encode (part phrases, grounder prompts) go in the same
+        model call and are read back from the cache then: one pass over the text tower's
+        weights instead of three, which on a CPU is most of a text's cost."""
+        texts = validate_captions(list(texts))
+        distinct = list(dict.fromkeys(texts))
+        graphs = Stored(self.backbone, self.grounder, self.parser).parse(self.parser, distinct)
+        encoded = self._encode_captions(distinct, [graphs[t] for t in distinct])
+        return torch.stack([encoded[t] for t in texts])
+
+    def _encode_captions(self, texts: list[str], graphs: list[SceneGraph]) -> dict:
+        """``{text: embedding}`` of the captions, and (with a cache) of their part phrases and
+        grounder prompts, in one call (see :meth:`encode_captions`)."""
+        later: list[str] = []
+        if getattr(self.backbone, "cache", None) is not None:
+            phrases = [phrase for graph in graphs for phrase in self._phrases(graph)]
+            queries = list(dict.fromkeys(q for graph in graphs for e in graph.entities for q in self._queries(e)))
+            later = phrases + self.grounder.texts(queries)
+        batch = list(dict.fromkeys(texts + later))
+        return dict(zip(batch, self.backbone.encode_texts(batch)))
+
+    def _phrases(self, graph: SceneGraph) -> list[str]:
+        """The phrases a caption's parts are scored against: each entity's, then each relation's predicate."""
+        entities = [self.config.entity_prompt.format(entity.phrase) for entity in graph.entities]
+        return entities + ([r.predicate for r in graph.relations] if self.config.relation_subimages else [])
 
     def _ground_and_encode(
         self, loaded: list[LoadedImage], queries: dict[int, list[str]], stored: Stored, maker: SubimageMaker
@@ -243,23 +292,19 @@ class ComCLIP:
         parts: list[Part],
         image_embedding: torch.Tensor,
         caption_embedding: torch.Tensor,
-        encoded: dict,
-        index: int,
+        composition: Composition | None,
     ) -> ComCLIPResult:
-        """One pair's score from its encoded parts, by the configured weighting and score mode.
+        """One pair's score from its composition (see :meth:`_compose`), by the configured
+        score mode.
 
         A caption without entities is scored as its own single entity grounded to the whole
         image: its one part is the global image against the caption itself (s = w = the CLIP
         cosine's part), so every score mode puts it on the same scale as a parsed caption
         (``evidence`` adds lambda x its CLIP cosine) instead of falling back to plain CLIP."""
         clip_score = float(paired_cosines(image_embedding[None], caption_embedding[None])[0])
-        if not parts:
+        if not parts or composition is None:
             return self._unparsed(image, text, graph, clip_score)
-        subs = torch.stack([encoded["sub"][(index, tuple(p.boxes))] for p in parts])
-        phrase_vecs = torch.stack([encoded["phrase"][p.phrase] for p in parts])
-        composed, s, w, weight_flags = comclip_score(
-            image_embedding, caption_embedding, subs, phrase_vecs, self.config.weighting, self.temperature
-        )
+        composed, s, w, weight_flags = composition
         for part, s_i, w_i in zip(parts, s.tolist(), w.tolist()):
             part.similarity, part.weight = s_i, w_i
         evidence = Evidence(
@@ -268,7 +313,7 @@ class ComCLIP:
             [p.similarity for p in parts if p.kind == "entity"],
             [p.similarity for p in parts if p.kind == "relation"],
         )
-        spatial = self._spatial(graph, parts, image) if self.config.relation_check == "geometry" else ()
+        spatial = check_relations(graph, parts, *image.image.size) if self.config.relation_check == "geometry" else ()
         verified = [g for *_, g in spatial if g is not None]
         score = self._mode(evidence) + geometry_bonus(verified, self.config.relation_weight)
         unverified = (RELATION_UNVERIFIED,) if len(verified) < len(spatial) else ()
@@ -281,7 +326,7 @@ class ComCLIP:
             graph,
             composed=composed,
             config=self.config,
-            flags=_part_flags(parts) + weight_flags + unverified,
+            flags=part_flags(parts) + weight_flags + unverified,
             spatial=spatial,
         )
 
@@ -300,20 +345,6 @@ class ComCLIP:
             config=self.config,
             flags=(NO_ENTITIES,),
         )
-
-    @staticmethod
-    def _spatial(graph: SceneGraph, parts: list[Part], image: LoadedImage) -> tuple:
-        """Each spatial relation checked on its entities' grounded boxes (None: no evidence)."""
-        grounded = {p.entities[0]: p.boxes for p in parts if p.kind == "entity" and NOT_GROUNDED not in p.flags}
-        width, height = image.image.size
-        checks = []
-        for relation in graph.relations:
-            if spatial_rule(relation.predicate) is None:
-                continue
-            subject, obj = grounded.get(relation.subject), grounded.get(relation.object)
-            score = relation_score(relation.predicate, subject, obj, width, height) if subject and obj else None
-            checks.append((relation.subject, relation.predicate, relation.object, score))
-        return tuple(checks)
 
     def _mode(self, evidence: Evidence) -> float:
         return SCORE_MODES[self.config.score_mode](evidence, self.config.evidence_weight, self.config.evidence_relations)
@@ -350,12 +381,11 @@ class ComCLIP:
         )
         regions: dict[int, tuple[list[Box], list[str]]] = {}
         parts = []
-        for entity, found in zip(graph.entities, grounded):
+        for entity, found, phrase in zip(graph.entities, grounded, self._phrases(graph)):  # the entities' phrases come first
             detection = found.detection
             boxes, flags = (list(detection.boxes), []) if detection is not None else ([whole], [NOT_GROUNDED])
             boxes = [b.clipped(image.image.width, image.image.height) for b in boxes]
             regions[entity.id] = (boxes, flags)
-            phrase = self.config.entity_prompt.format(entity.phrase)
             parts.append(Part("entity", phrase, boxes, math.nan, math.nan, list(flags), (entity.id,), found.margin))
         if self.config.relation_subimages:
             for relation in graph.relations:
@@ -367,11 +397,3 @@ class ComCLIP:
                     Part("relation", relation.predicate, boxes, math.nan, math.nan, flags, (relation.subject, relation.object))
                 )
         return parts
-
-
-def _part_flags(parts: list[Part]) -> tuple[str, ...]:
-    """not_grounded: some entity fell back to the whole image; shared_box: two entities were
-    grounded to the same region (their sub-images are one)."""
-    entities = [tuple(p.boxes) for p in parts if p.kind == "entity" and NOT_GROUNDED not in p.flags]
-    flags = (NOT_GROUNDED,) if any(NOT_GROUNDED in p.flags for p in parts) else ()
-    return flags + ((SHARED_BOX,) if len(set(entities)) < len(entities) else ())

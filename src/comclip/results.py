@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .boxes import Box
+from .composition.geometry import relation_score, spatial_rule
 from .config import PipelineConfig
 from .parsing import SceneGraph
 
@@ -91,3 +92,25 @@ def score_row(text: str, clip: float, scale: float, methods: list[str], parts: d
         described = {method: result.to_dict() for method, result in parts.items()}
         row["details"] = next(iter(described.values())) if len(described) == 1 else described
     return row
+
+
+def part_flags(parts: list[Part]) -> tuple[str, ...]:
+    """not_grounded: some entity fell back to the whole image; shared_box: two entities were
+    grounded to the same region (their sub-images are one)."""
+    entities = [tuple(p.boxes) for p in parts if p.kind == "entity" and NOT_GROUNDED not in p.flags]
+    flags = (NOT_GROUNDED,) if any(NOT_GROUNDED in p.flags for p in parts) else ()
+    return flags + ((SHARED_BOX,) if len(set(entities)) < len(entities) else ())
+
+
+def check_relations(graph: SceneGraph, parts: list[Part], width: int, height: int) -> tuple:
+    """Each spatial relation of ``graph`` checked on its entities' grounded boxes in a
+    ``width`` x ``height`` image: ``(subject, predicate, object, score)``, None: no evidence."""
+    grounded = {p.entities[0]: p.boxes for p in parts if p.kind == "entity" and NOT_GROUNDED not in p.flags}
+    checks = []
+    for relation in graph.relations:
+        if spatial_rule(relation.predicate) is None:
+            continue
+        subject, obj = grounded.get(relation.subject), grounded.get(relation.object)
+        score = relation_score(relation.predicate, subject, obj, width, height) if subject and obj else None
+        checks.append((relation.subject, relation.predicate, relation.object, score))
+    return tuple(checks)

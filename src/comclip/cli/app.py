@@ -47,10 +47,12 @@ def run(args: argparse.Namespace) -> int:
 
 def _open_index(args: argparse.Namespace):
     """The search index of ``--index``, with its own model unless ``--model`` names it elsewhere."""
-    from ..search import Index
+    from ..search import Index, settle
 
     overrides = {"model": args.model} if args.model else {}
-    return Index.open(args.index, device=args.device, batch_size=args.batch_size, **overrides)
+    index = Index.open(args.index, device=args.device, batch_size=args.batch_size, **overrides)
+    settle()
+    return index
 
 
 def _with_cache(args: argparse.Namespace, backbone):

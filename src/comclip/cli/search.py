@@ -26,7 +26,7 @@ def _queries(args: argparse.Namespace) -> list[str]:
 
 def run(args: argparse.Namespace) -> int:
     from ..methods import parse_methods
-    from ..search import Index
+    from ..search import Index, settle
     from ..search.layout import read_manifest
     from ..text import validate_captions
 
@@ -41,6 +41,7 @@ def run(args: argparse.Namespace) -> int:
         keep = SQLiteCache(args.cache or default_cache_path(), timeout=cache_timeout())
     overrides = {"model": args.model} if args.model else {}
     index = Index.open(args.index, device=args.device, **overrides)
+    settle()
     results = index.search(queries, top=args.top, candidates=args.candidates, method=methods, keep=keep)
     for result in results:
         if args.json:

@@ -110,8 +110,40 @@ def comclip_score(
 ) -> Composition:
     """The ComCLIP score with its parts: ``(score, s, w, flags)``. With multi-vector image
     embeddings, ``s_i = max_q cos(v_i_q, phrase_i)`` and the score is ``max_q cos(v_q, caption)``."""
+    if global_embedding.dim() == 1:  # one vector an image: the batched computation, of one pair
+        return comclip_scores(
+            global_embedding[None], caption_embedding[None], sub_embeddings[None], phrase_embeddings[None], weighting, temperature
+        )[0]
     s = paired_cosines(sub_embeddings.double(), phrase_embeddings.double())
     w, flags = weigh(s, weighting, temperature)
     v = compose_embedding(global_embedding, sub_embeddings, w)
     c = caption_embedding.double()
     return Composition(float(paired_cosines(v[None], (c / c.norm())[None])[0]), s, w, flags)
+
+
+def comclip_scores(
+    global_embeddings: torch.Tensor,
+    caption_embeddings: torch.Tensor,
+    sub_embeddings: torch.Tensor,
+    phrase_embeddings: torch.Tensor,
+    weighting: str = "sum",
+    temperature: float = 0.01,
+) -> list[Composition]:
+    """:func:`comclip_score` of many pairs with as many parts each: ``[P, D]`` global and
+    caption embeddings, ``[P, K, D]`` sub-image and phrase embeddings. The cosines, composed
+    embeddings and scores of all pairs are computed together (a search re-ranks a hundred
+    images against one caption); only the weighting, a registered function of one pair's
+    cosines, runs pair by pair. Multi-vector embeddings are scored pair by pair."""
+    if global_embeddings.dim() != 2:
+        return [
+            comclip_score(*pair, weighting, temperature)
+            for pair in zip(global_embeddings, caption_embeddings, sub_embeddings, phrase_embeddings)
+        ]
+    subs = sub_embeddings.double()
+    s = (subs * phrase_embeddings.double()).sum(dim=-1)
+    weighed = [weigh(row, weighting, temperature) for row in s]
+    w = torch.stack([x.weights for x in weighed]) if weighed else s
+    v = torch.nn.functional.normalize(global_embeddings.double() + torch.einsum("pk,pkd->pd", w, subs), dim=-1)
+    c = caption_embeddings.double()
+    scores = (v * (c / c.norm(dim=-1, keepdim=True))).sum(dim=-1).tolist()
+    return [Composition(score, s_row, x.weights, x.flags) for score, s_row, x in zip(scores, s, weighed)]

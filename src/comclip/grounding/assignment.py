@@ -61,8 +61,8 @@ def assign(
         first.setdefault(group, k)  # each group's row: its first entity's ranking
     order = {group: r for r, group in enumerate(first)}
     rows = [rankings[k] for k in first.values()]
-    regions, scores = _region_matrix(rows)
-    picked = _solve(scores)
+    regions = _Regions.of(rows)
+    picked = _solve(regions.scores)
     taken = {column for column in picked[: len(rows)] if column is not None}
     out = []
     for k, group in enumerate(groups):
@@ -71,24 +71,56 @@ def assign(
         if column is None:  # more entities than regions: the top detection, shared
             chosen, forced = (detections[0] if detections else None), bool(detections)
         else:
-            chosen, forced = _best_in_region(detections, regions[column]), False
-        others = {regions[c] for c in taken if c != column}
+            chosen, forced = regions.best_in(detections, column), False
+        others = {regions.box(c) for c in taken if c != column}
         out.append(Grounded(_union(detections, chosen, union_margin, others), ranking_margin(detections), forced))
     return out
 
 
-def _region_matrix(rows: Sequence[Sequence[Detection]]) -> tuple[list[Box], np.ndarray]:
-    """Distinct regions over all rows' detections, and each row's best score in each (NaN: none)."""
-    regions: list[Box] = []
-    best: dict[tuple[int, int], float] = {}
-    for r, detections in enumerate(rows):
+@dataclass
+class _Regions:
+    """The distinct regions of some rankings: ``boxes`` (each distinct box met, in order),
+    ``same`` (:func:`same_region_matrix` of them), ``firsts`` (each region's first box, an
+    index into ``boxes``: a box joins the first region whose first box it is the same region
+    as) and ``scores`` (each ranking's best score in each region, NaN: none)."""
+
+    boxes: list[Box]
+    same: np.ndarray
+    firsts: list[int]
+    scores: np.ndarray
+
+    @classmethod
+    def of(cls, rows: Sequence[Sequence[Detection]]) -> _Regions:
+        found = [(r, bounding_box(d.boxes), d.score) for r, detections in enumerate(rows) for d in detections]
+        boxes = list(dict.fromkeys(box for _, box, _ in found))
+        same = same_region_matrix(boxes, boxes)
+        rows_of_same = same.tolist()
+        column_of: dict[Box, int] = {}
+        firsts: list[int] = []
+        for n, box in enumerate(boxes):
+            column = next((c for c, first in enumerate(firsts) if rows_of_same[first][n]), None)
+            if column is None:
+                firsts.append(n)
+                column = len(firsts) - 1
+            column_of[box] = column
+        scores = np.full((len(rows), len(firsts)), np.nan)
+        for r, box, score in reversed(found):  # ranked: the first is the best, so it is written last
+            scores[r, column_of[box]] = score
+        return cls(boxes, same, firsts, scores)
+
+    def box(self, column: int) -> Box:
+        return self.boxes[self.firsts[column]]
+
+    def best_in(self, detections: Sequence[Detection], column: int) -> Detection | None:
+        """The first of ``detections`` in region ``column``."""
+        first = self.firsts[column]
+        where = {box: n for n, box in enumerate(self.boxes)}
         for detection in detections:
-            column = _region_of(bounding_box(detection.boxes), regions)
-            best.setdefault((r, column), detection.score)  # ranked: the first is the best
-    scores = np.full((len(rows), len(regions)), np.nan)
-    for (r, column), value in best.items():
-        scores[r, column] = value
-    return regions, scores
+            box = bounding_box(detection.boxes)
+            n = where.get(box)
+            if self.same[first, n] if n is not None else same_region(box, self.boxes[first]):
+                return detection
+        return None
 
 
 def same_region(a: Box, b: Box) -> bool:
@@ -96,12 +128,27 @@ def same_region(a: Box, b: Box) -> bool:
     return a == b or a.iou(b) >= SAME_REGION_IOU
 
 
-def _region_of(box: Box, regions: list[Box]) -> int:
-    for column, region in enumerate(regions):
-        if same_region(region, box):
-            return column
-    regions.append(box)
-    return len(regions) - 1
+#: Box pairs up to which :func:`same_region_matrix` compares them one by one.
+SMALL = 16
+
+
+def same_region_matrix(a: Sequence[Box], b: Sequence[Box]) -> np.ndarray:
+    """``[len(a), len(b)]``: :func:`same_region` of every pair, computed at once (the IoU in the
+    same float64 operations as :meth:`Box.iou`, so the answers are the same)."""
+    if len(a) * len(b) <= SMALL:  # a few boxes (the sandbox's candidates): Python beats array set-up
+        return np.asarray([[same_region(x, y) for y in b] for x in a], dtype=bool).reshape(len(a), len(b))
+    first = np.asarray([[x.x1, x.y1, x.x2, x.y2] for x in a], dtype=np.float64)[:, None, :]
+    second = np.asarray([[x.x1, x.y1, x.x2, x.y2] for x in b], dtype=np.float64)[None, :, :]
+    inter = _areas(np.maximum(first, second)[..., :2], np.minimum(first, second)[..., 2:])
+    union = _areas(first[..., :2], first[..., 2:]) + _areas(second[..., :2], second[..., 2:]) - inter
+    safe = np.where(union > 0, union, 1.0)
+    iou = np.where(union > 0, inter / safe, 0.0)
+    return np.all(first == second, axis=-1) | (iou >= SAME_REGION_IOU)
+
+
+def _areas(low: np.ndarray, high: np.ndarray) -> np.ndarray:
+    sides = np.maximum(0.0, high - low)
+    return sides[..., 0] * sides[..., 1]
 
 
 def _solve(scores: np.ndarray) -> list[int | None]:
@@ -118,10 +165,6 @@ def _solve(scores: np.ndarray) -> list[int | None]:
     for r, c in zip(rows, columns):
         picked[r] = int(c) if known[r, c] else None
     return picked
-
-
-def _best_in_region(detections: Sequence[Detection], region: Box) -> Detection | None:
-    return next((d for d in detections if same_region(bounding_box(d.boxes), region)), None)
 
 
 def _union(
@@ -151,11 +194,9 @@ def with_attributes(ranked: Sequence[Detection], by_phrase: Sequence[Detection],
     if not by_phrase:
         return list(ranked)
     floor = min(d.score for d in by_phrase)
-    phrase_boxes = [(bounding_box(d.boxes), d.score) for d in by_phrase]
-
-    def phrase_score(detection: Detection) -> float:
-        box = bounding_box(detection.boxes)
-        return next((score for other, score in phrase_boxes if same_region(other, box)), floor)
-
-    combined = [Detection(d.boxes, d.score + weight * phrase_score(d), d.label) for d in ranked]
+    same = same_region_matrix([bounding_box(d.boxes) for d in ranked], [bounding_box(d.boxes) for d in by_phrase])
+    first = np.where(same.any(axis=1), same.argmax(axis=1), -1).tolist()  # the first phrase detection there
+    combined = [
+        Detection(d.boxes, d.score + weight * (by_phrase[k].score if k >= 0 else floor), d.label) for d, k in zip(ranked, first)
+    ]
     return sorted(combined, key=lambda d: -d.score)

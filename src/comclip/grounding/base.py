@@ -44,6 +44,12 @@ class Grounder(ABC):
         the rest. Grounders with no such work need not override it."""
         return [None] * len(images)
 
+    def texts(self, queries: Sequence[str]) -> list[str]:
+        """The texts :meth:`ground` will encode with the backbone for ``queries`` (and has not
+        kept already), so a caller can encode them in one call with its own: with a cache,
+        each model call costs a pass over the text tower's weights however few the texts."""
+        return []
+
     @abstractmethod
     def ground(self, image: Image.Image, queries: Sequence[str], source: str | None = None) -> list[list[Detection]]:
         """For each query, detections ranked best first (an empty list: not found).

@@ -195,18 +195,20 @@ class CLIPGrounder(Grounder):
         if not boxes:  # e.g. segment proposals on a featureless image: nothing to rank
             return [[] for _ in queries]
         similarity = cosines(region_embeddings, self._prompt_embeddings(queries)).T  # [queries, regions]
-        results = []
-        for row in similarity:
-            # Scores equal to float noise (batch size changes the last bits) rank in candidate
-            # order, so the chosen box never depends on how the encodings were batched.
-            rounded = torch.round(row.double(), decimals=RANK_DECIMALS)
-            order = torch.argsort(rounded, descending=True, stable=True).tolist()
-            scores = rounded.tolist()
-            results.append([Detection(boxes=(boxes[i],), score=scores[i], label="") for i in order])
-        return results
+        # Scores equal to float noise (batch size changes the last bits) rank in candidate
+        # order, so the chosen box never depends on how the encodings were batched.
+        rounded = torch.round(similarity.double(), decimals=RANK_DECIMALS)
+        orders = torch.argsort(rounded, dim=1, descending=True, stable=True).tolist()
+        return [
+            [Detection(boxes=(boxes[i],), score=scores[i], label="") for i in order]
+            for order, scores in zip(orders, rounded.tolist())
+        ]
 
     #: Prompt embeddings kept by the grounder: every image of a search grounds the same queries.
     PROMPT_MEMORY = 4096
+
+    def texts(self, queries: Sequence[str]) -> list[str]:
+        return list(dict.fromkeys(p for p in (self.prompt.format(q) for q in queries) if p not in self._prompts))
 
     def _prompt_embeddings(self, queries: Sequence[str]) -> torch.Tensor:
         """The prompts' text embeddings, each encoded by the backbone once and then kept."""

@@ -13,6 +13,7 @@ Modules: :mod:`~.sources` (what a build indexes), :mod:`~.side` (what is stored 
 """
 
 from .index import DEFAULT_METHODS, Index
+from .query import settle
 from .results import Hit, SearchResult
 
-__all__ = ["DEFAULT_METHODS", "Hit", "Index", "SearchResult"]
+__all__ = ["DEFAULT_METHODS", "Hit", "Index", "SearchResult", "settle"]

@@ -30,6 +30,8 @@ from .stored_images import DeferredImage, IndexCache, IndexedImage, parse_sub_ke
 DEFAULT_METHODS = ("clip", "comclip", "comclip-plus")
 #: Lists an inverted-file FAISS index (IVF...) visits per query.
 NPROBE = 32
+#: Below this many query vectors, FAISS searches on one thread.
+FEW_QUERIES = 8
 #: Indexed images kept ready (their records, candidates and sub-image tables) between queries.
 MEMORY = 8192
 
@@ -192,7 +194,15 @@ class Index:
                 pass
         if not len(self._rows):
             return [[] for _ in vectors]
-        _, rows = self._faiss.search(np.ascontiguousarray(vectors, dtype=np.float32), min(k, len(self._rows)))
+        import faiss
+
+        threads = faiss.omp_get_max_threads()
+        if len(vectors) < FEW_QUERIES:  # threads split one query's scan and then wait on each other: twice as slow here
+            faiss.omp_set_num_threads(1)
+        try:
+            _, rows = self._faiss.search(np.ascontiguousarray(vectors, dtype=np.float32), min(k, len(self._rows)))
+        finally:
+            faiss.omp_set_num_threads(threads)
         return [[int(r) for r in found if r >= 0] for found in rows]
 
     def global_vectors(self, rows: list[int]) -> np.ndarray:
@@ -254,20 +264,10 @@ class Index:
         table = "sub" if len(bounds) == 1 else "union" if len(bounds) == 2 else None
         if table is None or fill not in self.manifest["identity"]["side"]["fills"]:
             return None
-        found = self._regions(self._by_digest[digest], f"{table}.{fill}").get(bounds)
-        return None if found is None else np.asarray(found, dtype=np.float32)
-
-    def _regions(self, row: int, table: str) -> dict:
-        """``{set of pixel bounds: embedding}`` of one image's stored sub-images."""
-
-        def make() -> dict:
-            part, local = self._rows[row]
-            vectors, boxes = part.rows(table, local)
-            return {
-                frozenset(tuple(int(v) for v in b[k : k + 4]) for k in range(0, len(b), 4)): vec for vec, b in zip(vectors, boxes)
-            }
-
-        return self._remembered(("regions", row, table), make)
+        part, local = self._rows[self._by_digest[digest]]
+        vectors, boxes = part.rows(f"{table}.{fill}", local)
+        found = np.flatnonzero(_holds(boxes, bounds))
+        return np.asarray(vectors[found[0]], dtype=np.float32) if len(found) else None
 
     def _remembered(self, key: Any, make: Any) -> Any:
         if key in self._memory:
@@ -282,6 +282,19 @@ class Index:
         ident = self.manifest["identity"]
         configs = {name: None if c is None else PipelineConfig.from_dict(c) for name, c in ident["configs"].items()}
         return StoredSide.for_methods(GrounderPool(self.backbone), configs, ident["side"]["union_cap"])
+
+
+def _holds(rows: np.ndarray, bounds: frozenset) -> np.ndarray:
+    """Which rows of a sub-image table (each its regions' pixel bounds, 4 integers a region)
+    are the set ``bounds``: every region of the row is one of them (a row's regions are
+    distinct and as many as ``bounds``)."""
+    if not len(rows):
+        return np.zeros(0, dtype=bool)
+    wanted = np.asarray(sorted(bounds), dtype=np.int64)  # [m, 4]
+    regions = np.asarray(rows, dtype=np.int64).reshape(len(rows), -1, 4)  # [n, m, 4]
+    if regions.shape[1] != len(wanted):
+        return np.zeros(len(rows), dtype=bool)
+    return (regions[:, :, None, :] == wanted[None, None]).all(axis=-1).any(axis=-1).all(axis=-1)
 
 
 def describe(folder: str | os.PathLike) -> dict:

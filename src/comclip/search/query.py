@@ -4,6 +4,7 @@ with the pipeline itself, over images whose stored side the index serves (see
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Sequence
 from typing import Any
 
@@ -20,6 +21,16 @@ from .stored_images import IndexCache
 #: Candidate sets a query's grounders keep in memory: past this many shortlisted images,
 #: adopted candidates would be evicted before they are ranked.
 GROUNDER_MEMORY = 4096
+
+
+def settle() -> None:
+    """Move every object alive now to the cycle collector's permanent generation
+    (``gc.freeze``), for a process that has opened an index and its model and now serves
+    searches (``comclip search``, the app): what it keeps for its life (an index's records,
+    the model, the parser) is then never walked again by the collections later work sets off.
+    Process-wide, so the library leaves it to the program; objects frozen are never freed."""
+    gc.collect()
+    gc.freeze()
 
 
 class Searcher:
@@ -40,6 +51,9 @@ class Searcher:
                 self.pipelines[name] = None
                 continue
             grounder = pool.get(config.grounder, {**config.grounder_options(), "cache_images": GROUNDER_MEMORY})
+            # Ranking stored candidates takes microseconds: keeping each (image, query) ranking
+            # in the cache would cost more than it saves, and hardly any pair repeats.
+            grounder.cacheable = False
             self.pipelines[name] = ComCLIP(backbone, config, grounder=grounder)
 
     def search(self, queries: Sequence[str], top: int, candidates: int) -> list[SearchResult]:
@@ -48,8 +62,15 @@ class Searcher:
         queries = validate_captions(list(queries))
         backbone = self.index.backbone
         saved, backbone.cache = backbone.cache, self.cache  # the index answers while this search runs
+        collecting = gc.isenabled()
+        # Re-ranking makes thousands of short-lived objects (a detection per candidate and
+        # query), each freed by its count; the cycle collector they set off would walk every
+        # live object (an index's records, the parser's model) again and again: a third to
+        # three quarters of a query's time. It runs after the search instead.
+        gc.disable()
         try:
-            vectors = backbone.encode_texts(queries)
+            pipeline = next((p for p in self.pipelines.values() if p is not None), None)
+            vectors = pipeline.encode_captions(queries) if pipeline is not None else backbone.encode_texts(queries)
             shortlists = self.index.shortlist(vectors.numpy(), candidates)
             results = []
             for query, vector, rows in zip(queries, vectors, shortlists):
@@ -58,6 +79,8 @@ class Searcher:
             return results
         finally:
             backbone.cache = saved
+            if collecting:
+                gc.enable()
 
     def _ranked(self, query: str, method: str, rows: list[int], clip: np.ndarray, top: int) -> SearchResult:
         pipeline = self.pipelines[method]
