@@ -36,12 +36,15 @@ def run(args: argparse.Namespace) -> int:
         examples = bundled_examples(examples_folder(session), args.shared_data)
         page = build_page(session, examples, index)
         url = serve(page, host=args.host, port=args.port)
-        print(
-            f"comclip app: model {session.backbone.name}, {len(examples)} examples; serving on {url} (Ctrl-C stops)",
-            file=sys.stderr,
-            flush=True,
-        )
-        page.block_thread()
+        try:
+            print(
+                f"comclip app: model {session.backbone.name}, {len(examples)} examples; serving on {url} (Ctrl-C stops)",
+                file=sys.stderr,
+                flush=True,
+            )
+            page.block_thread()  # closes the server on Ctrl-C (and SIGTERM, see _stop) and returns
+        except KeyboardInterrupt:  # a stop that came before the page blocked: the same clean stop
+            page.close()
     return 0
 
 
