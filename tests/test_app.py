@@ -179,19 +179,8 @@ def test_cli_app_stopped_by_sigterm_removes_its_temporary_folder(tmp_path):
 
     temporary = tmp_path / "tmp"
     temporary.mkdir()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "comclip", "app", "--model", SANDBOX, "--port", str(_free_port()), "--no-cache"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "HF_HUB_OFFLINE": "1", "TMPDIR": str(temporary)},
-    )
+    process = start_app(["--model", SANDBOX, "--port", _free_port(), "--no-cache"], TMPDIR=str(temporary))
     assert process.stderr is not None
-    for line in process.stderr:
-        if "serving on" in line:
-            break
-    else:
-        pytest.fail(f"comclip app exited with {process.wait()} before serving")
     assert list(temporary.glob("comclip-app-*"))  # the folder the app works in, while it serves
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=60) == 0, process.stderr.read()
@@ -228,13 +217,15 @@ def app_server(tmp_path_factory):
     process.wait(timeout=30)
 
 
-def start_app(args: list) -> subprocess.Popen:
-    """``comclip app ARGS`` as a user starts it, once it says it is serving."""
+def start_app(args: list, **environment: str) -> subprocess.Popen:
+    """``comclip app ARGS`` as a user starts it (with ``environment`` added to the
+    environment), once it says it is serving."""
     process = subprocess.Popen(
         [sys.executable, "-m", "comclip", "app", *map(str, args)],
+        stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
-        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        env={**os.environ, "HF_HUB_OFFLINE": "1", **environment},
     )
     started = time.monotonic()
     for line in process.stderr:

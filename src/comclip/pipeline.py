@@ -175,7 +175,7 @@ class ComCLIP:
         rankings, image_embeddings = self._ground_and_encode(loaded, queries, stored, maker)
         layouts = {(i, j): self._layout(graph_of[texts[j]], rankings[owner[i]], loaded[owner[i]]) for i, j in pairs}
         encoded = self._encode_parts(loaded, owner, layouts, maker)
-        composed = self._compose(layouts, owner, image_embeddings, {pair: caption_of[texts[pair[1]]] for pair in pairs}, encoded)
+        composed = self._compose(layouts, owner, image_embeddings, [caption_of[text] for text in texts], encoded)
         return {
             (i, j): self._result(
                 loaded[i],
@@ -189,9 +189,10 @@ class ComCLIP:
             for (i, j), parts in layouts.items()
         }
 
-    def _compose(self, layouts: dict, owner: list[int], image_embeddings: dict, captions: dict, encoded: dict) -> dict:
-        """Each pair's :class:`~comclip.composition.compose.Composition`, the pairs with as many
-        parts scored together (pairs without parts have none)."""
+    def _compose(self, layouts: dict, owner: list[int], image_embeddings: dict, captions: list, encoded: dict) -> dict:
+        """Each pair's :class:`~comclip.composition.compose.Composition` (``captions``: the
+        embedding of each text, by index), the pairs with as many parts scored together (pairs
+        without parts have none)."""
         groups: dict[int, list] = {}
         for pair, parts in layouts.items():
             if parts:
@@ -202,7 +203,7 @@ class ComCLIP:
             phrases = [torch.stack([encoded["phrase"][p.phrase] for p in layouts[pair]]) for pair in group]
             scores = comclip_scores(
                 torch.stack([image_embeddings[owner[i]] for i, _ in group]),
-                torch.stack([captions[pair] for pair in group]),
+                torch.stack([captions[j] for _, j in group]),
                 torch.stack(subs),
                 torch.stack(phrases),
                 self.config.weighting,

@@ -72,35 +72,35 @@ def assign(
             chosen, forced = (detections[0] if detections else None), bool(detections)
         else:
             chosen, forced = regions.best_in(detections, column), False
-        others = {regions.box(c) for c in taken if c != column}
+        others = {regions.firsts[c] for c in taken if c != column}
         out.append(Grounded(_union(detections, chosen, union_margin, others), ranking_margin(detections), forced))
     return out
 
 
 @dataclass
 class _Regions:
-    """The distinct regions of some rankings: ``boxes`` (each distinct box met, in order),
-    ``same`` (:func:`same_region_matrix` of them), ``firsts`` (each region's first box, an
-    index into ``boxes``: a box joins the first region whose first box it is the same region
-    as) and ``scores`` (each ranking's best score in each region, NaN: none)."""
+    """The distinct regions of some rankings: ``boxes`` (each distinct box met, by its
+    number in the order met), ``same`` (:func:`same_region_matrix` of them, by number),
+    ``firsts`` (each region's first box: a box joins the first region whose first box it is
+    the same region as) and ``scores`` (each ranking's best score in each region, NaN: none)."""
 
-    boxes: list[Box]
+    boxes: dict[Box, int]
     same: np.ndarray
-    firsts: list[int]
+    firsts: list[Box]
     scores: np.ndarray
 
     @classmethod
     def of(cls, rows: Sequence[Sequence[Detection]]) -> _Regions:
         found = [(r, bounding_box(d.boxes), d.score) for r, detections in enumerate(rows) for d in detections]
-        boxes = list(dict.fromkeys(box for _, box, _ in found))
-        same = same_region_matrix(boxes, boxes)
+        boxes = {box: n for n, box in enumerate(dict.fromkeys(box for _, box, _ in found))}
+        same = same_region_matrix(list(boxes), list(boxes))
         rows_of_same = same.tolist()
         column_of: dict[Box, int] = {}
-        firsts: list[int] = []
-        for n, box in enumerate(boxes):
-            column = next((c for c, first in enumerate(firsts) if rows_of_same[first][n]), None)
+        firsts: list[Box] = []
+        for box, n in boxes.items():
+            column = next((c for c, first in enumerate(firsts) if rows_of_same[boxes[first]][n]), None)
             if column is None:
-                firsts.append(n)
+                firsts.append(box)
                 column = len(firsts) - 1
             column_of[box] = column
         scores = np.full((len(rows), len(firsts)), np.nan)
@@ -108,17 +108,13 @@ class _Regions:
             scores[r, column_of[box]] = score
         return cls(boxes, same, firsts, scores)
 
-    def box(self, column: int) -> Box:
-        return self.boxes[self.firsts[column]]
-
     def best_in(self, detections: Sequence[Detection], column: int) -> Detection | None:
         """The first of ``detections`` in region ``column``."""
         first = self.firsts[column]
-        where = {box: n for n, box in enumerate(self.boxes)}
         for detection in detections:
             box = bounding_box(detection.boxes)
-            n = where.get(box)
-            if self.same[first, n] if n is not None else same_region(box, self.boxes[first]):
+            n = self.boxes.get(box)
+            if self.same[self.boxes[first], n] if n is not None else same_region(box, first):
                 return detection
         return None
 

@@ -213,7 +213,7 @@ class CLIPGrounder(Grounder):
     def _prompt_embeddings(self, queries: Sequence[str]) -> torch.Tensor:
         """The prompts' text embeddings, each encoded by the backbone once and then kept."""
         prompts = [self.prompt.format(q) for q in queries]
-        missing = list(dict.fromkeys(p for p in prompts if p not in self._prompts))
+        missing = self.texts(queries)
         if missing:
             self._prompts.update(zip(missing, self.backbone.encode_texts(missing)))
             while len(self._prompts) > self.PROMPT_MEMORY:

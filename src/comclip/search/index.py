@@ -32,7 +32,7 @@ DEFAULT_METHODS = ("clip", "comclip", "comclip-plus")
 NPROBE = 32
 #: Below this many query vectors, FAISS searches on one thread.
 FEW_QUERIES = 8
-#: Indexed images kept ready (their records, candidates and sub-image tables) between queries.
+#: Indexed images kept ready (their images and candidates) between queries.
 MEMORY = 8192
 
 
@@ -183,9 +183,9 @@ class Index:
     # --- what the query side reads ------------------------------------------------------
     def shortlist(self, vectors: np.ndarray, k: int) -> list[list[int]]:
         """The rows of the ``k`` nearest images by inner product, per query vector."""
-        if self._faiss is None:
-            import faiss
+        import faiss
 
+        if self._faiss is None:
             self._faiss = faiss.read_index(str(self.folder / FAISS_FILE))
             try:  # an inverted-file index visits more than its one nearest list
                 ivf = faiss.extract_index_ivf(self._faiss)
@@ -194,8 +194,6 @@ class Index:
                 pass
         if not len(self._rows):
             return [[] for _ in vectors]
-        import faiss
-
         threads = faiss.omp_get_max_threads()
         if len(vectors) < FEW_QUERIES:  # threads split one query's scan and then wait on each other: twice as slow here
             faiss.omp_set_num_threads(1)
