@@ -305,3 +305,36 @@ def test_vectorised_assignment_equals_the_box_by_box_reference(seed):
     groups = [rng.choice("abc") for _ in rankings]
     assert [g.detection for g in assign(rankings, groups, joint=True)] == _reference_assign(rankings, groups)
     assert with_attributes(rankings[0], rankings[-1], 0.1) == _reference_with_attributes(rankings[0], rankings[-1], 0.1)
+
+
+def test_ground_many_ranks_each_image_as_the_reference_does_alone(tiny_backbone):
+    """Candidates of several images (3, none and 5 boxes) ranked in one similarity: each
+    image's ranking is its own candidates by rounded cosine, ties in candidate order."""
+    from PIL import Image
+
+    from comclip.grounding import create_grounder
+
+    grounder = create_grounder("clip", tiny_backbone)
+    generator = torch.Generator().manual_seed(3)
+    dim = 8
+    prompts = {q: torch.randint(-4, 5, (dim,), generator=generator) / 8 for q in ("cat", "dog")}
+    grounder._prompts.update({grounder.prompt.format(q): v for q, v in prompts.items()})  # exact dyadic vectors
+    images, candidates = [], []
+    for n, count in enumerate((3, 0, 5)):
+        image = Image.new("RGB", (40, 40), (n, 0, 0))
+        embeddings = torch.randint(-2, 3, (count, dim), generator=generator) / 4
+        if count:
+            embeddings[-1] = embeddings[0]  # a tie: the earlier candidate ranks first
+        boxes = [Box(k, k, k + 10.0, k + 10.0) for k in range(count)]
+        grounder.adopt(image, f"image-{n}", boxes, embeddings)
+        images.append(image)
+        candidates.append((boxes, embeddings))
+    queries = [["cat", "dog"], ["dog"], ["dog", "cat"]]
+    ranked = grounder.ground_many(images, queries, [None] * 3)
+    for (boxes, embeddings), asked, found in zip(candidates, queries, ranked):
+        for query, detections in zip(asked, found):
+            scores = [round(float(e @ prompts[query]), 5) for e in embeddings]
+            order = sorted(range(len(boxes)), key=lambda k: (-scores[k], k))
+            assert [(d.boxes[0], d.score) for d in detections] == [(boxes[k], scores[k]) for k in order]
+    assert ranked[1] == [[]]
+    assert grounder.ground(images[2], ["dog"]) == ranked[2][:1]

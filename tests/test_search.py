@@ -72,6 +72,20 @@ def test_scores_equal_the_pipeline_without_decoding(built, bow):
         assert (result.computed, result.decoded) == (0, 0)
 
 
+def test_arrays_opened_up_front_give_the_same_answers(built, bow):
+    """open_arrays (what settle does for a serving process) maps the embedding tables and
+    reads the small rest whole; searches answer as from a lazily opened index."""
+    import numpy as np
+
+    reopened = Index.open(built.folder, bow)
+    reopened.open_arrays()
+    for part in reopened.parts:
+        assert set(part._arrays) == {p.stem for p in part.folder.glob("*.npy")}
+        assert all(isinstance(array, np.memmap) == name.endswith(".vec") for name, array in part._arrays.items())
+    hits = [[(h.image, h.score) for h in r.hits] for r in built.search(QUERIES, top=5, candidates=12, method=ALL)]
+    assert [[(h.image, h.score) for h in r.hits] for r in reopened.search(QUERIES, top=5, candidates=12, method=ALL)] == hits
+
+
 def test_a_search_encodes_its_texts_in_one_model_call_and_restores_the_collector(built, bow, monkeypatch):
     """The query, its part phrases and the grounder's prompts go through the text tower once;
     the cycle collector is off while re-ranking and back on after (left off if it was off)."""

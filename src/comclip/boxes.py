@@ -40,6 +40,8 @@ class Box:
 
     def clipped(self, width: int, height: int) -> Box:
         """This box cut to an image of ``width`` x ``height``; an error if nothing is left."""
+        if 0.0 <= self.x1 < self.x2 <= width and 0.0 <= self.y1 < self.y2 <= height:
+            return self  # already inside (the common case)
         box = Box(max(0.0, self.x1), max(0.0, self.y1), min(float(width), self.x2), min(float(height), self.y2))
         if box.area <= 0:
             where = f"{self.source}: " if self.source else ""
@@ -55,7 +57,7 @@ class Box:
         inter = max(0.0, min(self.x2, other.x2) - max(self.x1, other.x1)) * max(
             0.0, min(self.y2, other.y2) - max(self.y1, other.y1)
         )
-        union = self.area + other.area - inter
+        union = _area(self) + _area(other) - inter
         return inter / union if union > 0 else 0.0
 
     def scaled(self, factor: float) -> Box:
@@ -75,6 +77,12 @@ class Box:
         if x2 <= x1 or y2 <= y1:
             raise InputError(f"{source}: box {list(values)} has zero area (needs x2 > x1 and y2 > y1)")
         return cls(x1, y1, x2, y2, "" if source == "box" else source)
+
+
+def _area(box: Box) -> float:
+    """``box.area`` (the same float operations) without its two property calls: the joint
+    grounding computes it for every pair of a search's candidates."""
+    return max(0.0, box.x2 - box.x1) * max(0.0, box.y2 - box.y1)
 
 
 def bounding_box(boxes: Iterable[Box]) -> Box:

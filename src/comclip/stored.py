@@ -76,6 +76,15 @@ class Stored:
         self.keep_rankings(digest, fresh)
         return fresh
 
+    def ground_many(self, grounder, images: list, names: list[list[str]]) -> list[dict[str, list[Detection]]]:
+        """:meth:`ground` of many loaded images (each with its own ``names``) in one
+        :meth:`~comclip.grounding.base.Grounder.ground_many` call."""
+        found = grounder.ground_many([im.image for im in images], names, [im.source for im in images])
+        fresh = [dict(zip(some, ranked)) for some, ranked in zip(names, found)]
+        for image, ranked in zip(images, fresh):
+            self.keep_rankings(image.digest, ranked)
+        return fresh
+
     def keep_rankings(self, digest: str, ranked: dict[str, list[Detection]]) -> None:
         if self._ground is not None and ranked:
             self.cache.put_many((self._ground_key(digest, name), pack_detections(d)) for name, d in ranked.items())

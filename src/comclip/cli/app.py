@@ -54,7 +54,7 @@ def _open_index(args: argparse.Namespace):
 
     overrides = {"model": args.model} if args.model else {}
     index = Index.open(args.index, device=args.device, batch_size=args.batch_size, **overrides)
-    settle()
+    settle(index)
     return index
 
 

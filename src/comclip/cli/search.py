@@ -41,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
         keep = SQLiteCache(args.cache or default_cache_path(), timeout=cache_timeout())
     overrides = {"model": args.model} if args.model else {}
     index = Index.open(args.index, device=args.device, **overrides)
-    settle()
+    settle(index)
     results = index.search(queries, top=args.top, candidates=args.candidates, method=methods, keep=keep)
     for result in results:
         if args.json:

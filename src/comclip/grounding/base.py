@@ -57,6 +57,13 @@ class Grounder(ABC):
         ``source`` names the image file, for grounders reading per-image data.
         """
 
+    def ground_many(
+        self, images: Sequence[Image.Image], queries: Sequence[Sequence[str]], sources: Sequence[str | None]
+    ) -> list[list[list[Detection]]]:
+        """:meth:`ground` of each image with its own queries; a grounder that can rank many
+        images at once (one similarity for all their candidates) overrides it."""
+        return [self.ground(image, q, source=s) for image, q, s in zip(images, queries, sources)]
+
     def describe(self) -> dict:
         return {"name": self.name}
 

@@ -7,6 +7,7 @@ are kept per image content, so every phrase and caption of an image reuses them.
 
 from __future__ import annotations
 
+import math
 import weakref
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -189,20 +190,33 @@ class CLIPGrounder(Grounder):
             self._cache.popitem(last=False)
 
     def ground(self, image: Image.Image, queries: Sequence[str], source: str | None = None) -> list[list[Detection]]:
-        if not queries:
-            return []
-        boxes, region_embeddings = self.candidates(image)
-        if not boxes:  # e.g. segment proposals on a featureless image: nothing to rank
-            return [[] for _ in queries]
-        similarity = cosines(region_embeddings, self._prompt_embeddings(queries)).T  # [queries, regions]
+        return self.ground_many([image], [queries], [source])[0]
+
+    def ground_many(
+        self, images: Sequence[Image.Image], queries: Sequence[Sequence[str]], sources: Sequence[str | None]
+    ) -> list[list[list[Detection]]]:
+        """Each image's candidates ranked for each of its queries, the similarities of all the
+        images' candidates to all their prompts computed at once (a search ranks a shortlist)."""
+        found = [self.candidates(image) for image in images]
+        distinct = list(dict.fromkeys(q for some in queries for q in some))
+        present = [embeddings for boxes, embeddings in found if boxes]  # segment proposals may find none
+        if not distinct or not present:
+            return [[[] for _ in some] for some in queries]
         # Scores equal to float noise (batch size changes the last bits) rank in candidate
         # order, so the chosen box never depends on how the encodings were batched.
-        rounded = torch.round(similarity.double(), decimals=RANK_DECIMALS)
-        orders = torch.argsort(rounded, dim=1, descending=True, stable=True).tolist()
-        return [
-            [Detection(boxes=(boxes[i],), score=scores[i], label="") for i in order]
-            for order, scores in zip(orders, rounded.tolist())
-        ]
+        rounded = torch.round(cosines(torch.cat(present), self._prompt_embeddings(distinct)).double(), decimals=RANK_DECIMALS)
+        counts = [len(boxes) for boxes, _ in found]
+        padded = rounded.new_full((len(found), max(counts), len(distinct)), -math.inf)  # padding ranks last
+        padded[torch.repeat_interleave(torch.arange(len(counts)), torch.tensor(counts)), _positions(counts)] = rounded
+        padded = padded.transpose(1, 2)  # [images, prompts, candidates]
+        orders = torch.argsort(padded, dim=2, descending=True, stable=True).tolist()
+        scores = padded.tolist()
+        column = {q: k for k, q in enumerate(distinct)}
+        ranked = []
+        for n, (boxes, _) in enumerate(found):
+            columns = [column[q] for q in queries[n]]
+            ranked.append([[Detection((boxes[i],), scores[n][c][i], "") for i in orders[n][c][: len(boxes)]] for c in columns])
+        return ranked
 
     #: Prompt embeddings kept by the grounder: every image of a search grounds the same queries.
     PROMPT_MEMORY = 4096
@@ -219,3 +233,10 @@ class CLIPGrounder(Grounder):
             while len(self._prompts) > self.PROMPT_MEMORY:
                 self._prompts.pop(next(iter(self._prompts)))
         return torch.stack([self._prompts[p] for p in prompts])
+
+
+def _positions(counts: list[int]) -> torch.Tensor:
+    """0, 1, ..., count - 1 for each of ``counts``, concatenated."""
+    sizes = torch.tensor(counts)
+    starts = torch.cumsum(sizes, 0) - sizes
+    return torch.arange(int(sizes.sum())) - torch.repeat_interleave(starts, sizes)

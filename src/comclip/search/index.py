@@ -177,6 +177,12 @@ class Index:
     def skipped(self) -> list[dict]:
         return skipped_records(self.parts)
 
+    def open_arrays(self) -> None:
+        """Open every part's arrays now (embedding tables memory-mapped, the small rest read):
+        a process serving many queries pays it once instead of in its first queries' time."""
+        for part in self.parts:
+            part.open_all()
+
     def __len__(self) -> int:
         return len(self._rows)
 
@@ -206,9 +212,7 @@ class Index:
     def global_vectors(self, rows: list[int]) -> np.ndarray:
         if not rows:
             return np.zeros((0, self.manifest["identity"]["dim"]), np.float32)
-        return np.stack(
-            [np.asarray(part.array("global")[local], dtype=np.float32) for part, local in map(self._rows.__getitem__, rows)]
-        )
+        return np.stack([part.array("global")[local] for part, local in map(self._rows.__getitem__, rows)]).astype(np.float32)
 
     def record(self, row: int) -> dict:
         part, local = self._rows[row]
@@ -242,7 +246,7 @@ class Index:
         def make() -> tuple[list[Box], torch.Tensor]:
             part, local = self._rows[row]
             vectors, boxes = part.rows(f"cand.{key}", local)
-            return [Box(float(b[0]), float(b[1]), float(b[2]), float(b[3])) for b in boxes], torch.from_numpy(
+            return [Box(*b) for b in np.asarray(boxes, dtype=np.float64).tolist()], torch.from_numpy(
                 np.array(vectors, dtype=np.float32)
             )
 
@@ -262,10 +266,24 @@ class Index:
         table = "sub" if len(bounds) == 1 else "union" if len(bounds) == 2 else None
         if table is None or fill not in self.manifest["identity"]["side"]["fills"]:
             return None
-        part, local = self._rows[self._by_digest[digest]]
-        vectors, boxes = part.rows(f"{table}.{fill}", local)
-        found = np.flatnonzero(_holds(boxes, bounds))
-        return np.asarray(vectors[found[0]], dtype=np.float32) if len(found) else None
+        vectors, numbers = self._sub_table(self._by_digest[digest], f"{table}.{fill}")
+        number = numbers.get(bounds)
+        return None if number is None else vectors[number]
+
+    def _sub_table(self, row: int, name: str) -> tuple[np.ndarray, dict[frozenset, int]]:
+        """Image ``row``'s rows of the sub-image table ``name``, read once: their embeddings
+        and each row's number by the set of its regions' pixel bounds (the first row of a set)."""
+
+        def make() -> tuple[np.ndarray, dict[frozenset, int]]:
+            part, local = self._rows[row]
+            vectors, boxes = part.rows(name, local)
+            numbers: dict[frozenset, int] = {}
+            for number, flat in enumerate(np.asarray(boxes, dtype=np.int64).tolist()):
+                regions = [tuple(flat[k : k + 4]) for k in range(0, len(flat), 4)]
+                numbers.setdefault(frozenset(regions), number)
+            return np.array(vectors, dtype=np.float32), numbers
+
+        return self._remembered(("sub", row, name), make)
 
     def _remembered(self, key: Any, make: Any) -> Any:
         if key in self._memory:
@@ -280,19 +298,6 @@ class Index:
         ident = self.manifest["identity"]
         configs = {name: None if c is None else PipelineConfig.from_dict(c) for name, c in ident["configs"].items()}
         return StoredSide.for_methods(GrounderPool(self.backbone), configs, ident["side"]["union_cap"])
-
-
-def _holds(rows: np.ndarray, bounds: frozenset) -> np.ndarray:
-    """Which rows of a sub-image table (each its regions' pixel bounds, 4 integers a region)
-    are the set ``bounds``: every region of the row is one of them (a row's regions are
-    distinct and as many as ``bounds``)."""
-    if not len(rows):
-        return np.zeros(0, dtype=bool)
-    wanted = np.asarray(sorted(bounds), dtype=np.int64)  # [m, 4]
-    regions = np.asarray(rows, dtype=np.int64).reshape(len(rows), -1, 4)  # [n, m, 4]
-    if regions.shape[1] != len(wanted):
-        return np.zeros(len(rows), dtype=bool)
-    return (regions[:, :, None, :] == wanted[None, None]).all(axis=-1).any(axis=-1).all(axis=-1)
 
 
 def describe(folder: str | os.PathLike) -> dict:

@@ -143,14 +143,22 @@ class Part:
         return [r for r in self.records if "skipped" not in r]
 
     def array(self, name: str) -> np.ndarray:
+        """The part's array ``name``: the sub-image and region embeddings memory-mapped, the
+        rest (global embeddings, which FAISS holds in memory too; offsets and boxes, a few
+        bytes an image) read whole, so a query's first touch of an image does not fault in a
+        page of each."""
         if name not in self._arrays:
-            self._arrays[name] = np.load(self.folder / f"{name}.npy", mmap_mode="r")
+            mapped = name.endswith(".vec")
+            self._arrays[name] = np.load(self.folder / f"{name}.npy", mmap_mode="r" if mapped else None)
         return self._arrays[name]
+
+    def open_all(self) -> None:
+        for path in self.folder.glob("*.npy"):
+            self.array(path.name[: -len(".npy")])
 
     def rows(self, name: str, local: int) -> tuple[np.ndarray, np.ndarray]:
         """Image ``local``'s rows of the ragged table ``name``: (vectors, boxes)."""
-        offsets = self.array(f"{name}.off")
-        a, b = int(offsets[local]), int(offsets[local + 1])
+        a, b = self.array(f"{name}.off")[local : local + 2].tolist()
         return self.array(f"{name}.vec")[a:b], self.array(f"{name}.box")[a:b]
 
 

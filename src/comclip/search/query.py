@@ -23,12 +23,16 @@ from .stored_images import IndexCache
 GROUNDER_MEMORY = 4096
 
 
-def settle() -> None:
-    """Move every object alive now to the cycle collector's permanent generation
-    (``gc.freeze``), for a process that has opened an index and its model and now serves
-    searches (``comclip search``, the app): what it keeps for its life (an index's records,
-    the model, the parser) is then never walked again by the collections later work sets off.
-    Process-wide, so the library leaves it to the program; objects frozen are never freed."""
+def settle(*indexes: Any) -> None:
+    """Prepare a process that has opened ``indexes`` and its model and now serves searches
+    (``comclip search``, the app): each index's arrays are opened now (see
+    :meth:`~comclip.search.index.Index.open_arrays`), not by the first queries, and every
+    object alive is moved to the cycle collector's permanent generation (``gc.freeze``), so
+    what the process keeps for its life (an index's records, the model, the parser) is never
+    walked again by the collections later work sets off. Process-wide, so the library leaves
+    it to the program; objects frozen are never freed."""
+    for index in indexes:
+        index.open_arrays()
     gc.collect()
     gc.freeze()
 
