@@ -401,6 +401,7 @@ def test_the_api_endpoint_score_returns_what_comclip_score_json_prints(app_serve
     ``comclip score --method clip,comclip --json`` (the image named by the server's copy); a
     user's error comes back as the client's exception with the message."""
     from gradio_client import Client, handle_file
+    from gradio_client.exceptions import AppError
 
     url, _ = app_server
     path, captions = scene
@@ -412,5 +413,5 @@ def test_the_api_endpoint_score_returns_what_comclip_score_json_prints(app_serve
     for mine, theirs in zip(got["results"], expected["results"]):
         assert set(mine) == set(theirs) == {"text", "clip", "clip_logit", "comclip"}
         assert all(mine[k] == pytest.approx(theirs[k], abs=1e-5) for k in ("clip", "clip_logit", "comclip"))
-    with pytest.raises(Exception, match="caption"):
+    with pytest.raises(AppError, match="caption"):
         client.predict(handle_file(str(path)), "   ", "comclip", api_name="/score")

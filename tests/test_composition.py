@@ -200,7 +200,7 @@ def test_pipeline_evidence_adds_the_entity_cosines(tiny_backbone, rgb_image_path
     entities = [p.similarity for p in evidence.parts if p.kind == "entity"]
     assert evidence.composed == pytest.approx(faithful.score)
     assert evidence.score == pytest.approx(faithful.score + 0.7 * sum(entities) / len(entities))
-    with pytest.raises(Exception, match="unknown score mode"):
+    with pytest.raises(InputError, match="unknown score mode"):
         ComCLIP(tiny_backbone, score_mode="magic")
 
 

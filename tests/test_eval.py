@@ -195,6 +195,8 @@ def test_batched_scoring_equals_one_at_a_time(tiny_backbone, jsonl_data, tmp_pat
     many = runner.run(dataset, scorers, tmp_path / "many", chunk=32)
     # files decoded by two worker processes, one chunk of two examples ahead of the scoring
     prefetched = runner.run(dataset, scorers, tmp_path / "prefetched", chunk=2, workers=2)
+    statuses = {key: record["status"] for key, record in one.items()}
+    assert statuses == {(m, i): "failed" if i == "c" else "ok" for m in scorers for i in "abcd"}  # c's image is missing
     for other in (many, prefetched):
         assert one.keys() == other.keys()
         for key in one:

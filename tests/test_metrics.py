@@ -5,15 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from comclip.eval.metrics import (
-    accuracy,
-    bootstrap_ci,
-    pairwise_correct,
-    recall_at_k,
-    summarise,
-    winoground,
-    winoground_correct,
-)
+from comclip.eval.kinds import correct as kind_correct
+from comclip.eval.metrics import bootstrap_ci, pairwise_correct, retrieval_hits, summarise, winoground_correct
 
 from .conftest import shared_data
 
@@ -29,7 +22,7 @@ def test_winoground_known_answer():
     for c in range(2):
         for i in range(2):
             scores[:, c, i] = (cap[c::2] * img[i::2]).sum(axis=1)  # rows 2k + c and 2k + i
-    result = winoground(scores)
+    result = {name: 100.0 * ok.mean() for name, ok in winoground_correct(scores).items()}
     assert n == 400
     assert result["text"] == pytest.approx(34.75)
     assert result["image"] == pytest.approx(11.00)
@@ -45,14 +38,21 @@ def test_winoground_hand_cases_and_ties():
     assert correct["text"].tolist() == [True, True, False, False]
     assert correct["image"].tolist() == [True, False, True, False]
     assert correct["group"].tolist() == [True, False, False, False]
-    assert winoground([perfect, swapped]) == {"text": 50.0, "image": 50.0, "group": 50.0}
+    # a run's rule: one example's [image, caption] matrix, the transpose of [caption, image]
+    assert (
+        kind_correct("winoground", np.asarray(text_only).T)["text"] and not kind_correct("winoground", np.asarray(tie).T)["text"]
+    )
     with pytest.raises(ValueError, match="shape"):
-        winoground(np.zeros((3, 2)))
+        winoground_correct(np.zeros((3, 2)))
 
 
 def test_pairwise_accuracy_strict():
     assert pairwise_correct([0.5, 0.5, 0.6], [0.4, 0.5, 0.7]).tolist() == [True, False, False]
-    assert accuracy([0.9, 0.2], [[0.1, 0.8], [0.1, 0.3]]) == 50.0  # beats all negatives or fails
+    assert pairwise_correct([0.9, 0.2], [[0.1, 0.8], [0.1, 0.3]]).tolist() == [True, False]  # beats all negatives or fails
+    # the runs' caption-choice and image-choice rules are this one: [image, caption] matrices
+    assert kind_correct("caption_choice", np.array([[0.5, 0.5, 0.1]])) == {"accuracy": False}  # a tie fails
+    assert kind_correct("caption_choice", np.array([[0.6, 0.5, 0.1]])) == {"accuracy": True}
+    assert kind_correct("image_choice", np.array([[0.6], [0.7]])) == {"accuracy": False}
 
 
 def test_recall_at_k_small_matrix():
@@ -64,15 +64,18 @@ def test_recall_at_k_small_matrix():
             [0.3, 0.6, 0.4, 0.2],
         ]
     )
-    r = recall_at_k(sim, [0, 0, 1, 2], ks=(1, 2))
+    owners = [0, 0, 1, 2]
+
+    def recall(k: int, direction: str) -> float:
+        return 100.0 * float(retrieval_hits(sim, owners, k)[direction].mean())
+
     # t2i ranks of the right image: text0 -> 0, text1 -> 2, text2 -> 1, text3 -> 0
-    assert r["r@1_t2i"] == pytest.approx(50.0)
-    assert r["r@2_t2i"] == pytest.approx(75.0)
+    assert recall(1, "t2i") == pytest.approx(50.0)
+    assert recall(2, "t2i") == pytest.approx(75.0)
     # i2t: image0 (text0) ranks 0; image1 (text2) ranks 1, after 0.7; image2 (text3) ranks 3
-    assert r["r@1_i2t"] == pytest.approx(100.0 / 3)
-    assert r["r@2_i2t"] == pytest.approx(200.0 / 3)
-    tied = recall_at_k(np.array([[0.5, 0.5], [0.5, 0.5]]), [0, 1], ks=(1,))
-    assert tied["r@1_t2i"] == 0.0  # a tie is not a hit
+    assert recall(1, "i2t") == pytest.approx(100.0 / 3)
+    assert recall(2, "i2t") == pytest.approx(200.0 / 3)
+    assert not retrieval_hits(np.array([[0.5, 0.5], [0.5, 0.5]]), [0, 1], 1)["t2i"].any()  # a tie is not a hit
 
 
 def test_bootstrap_interval_fixed_seed():

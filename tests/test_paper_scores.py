@@ -30,5 +30,5 @@ def test_paper_method_scores_are_pinned(run):
         for task in TASKS
         for p in minimal_pairs(task, PINNED["seed"], PINNED["n"])
     ]
-    scores = [m.numpy() for m in pipeline.score_groups(groups)]
+    scores = [group.matrix.numpy() for group in pipeline.score_groups(groups)]
     np.testing.assert_allclose(np.stack(scores), np.asarray(pinned["scores"]), rtol=0, atol=1e-9)

@@ -185,8 +185,9 @@ def test_groups_scored_together_equal_each_group_alone(tiny_backbone, scenes):
     for region in ("crop", "patches"):
         scorer = ComCLIP(tiny_backbone, grounder_options={"region": region})
         together = scorer.score_groups(groups)
-        for (images, texts), matrix in zip(groups, together):
-            alone = scorer.score(images, texts)
+        for (images, texts), group in zip(groups, together):
+            alone, matrix = scorer.score(images, texts), group.matrix
+            assert group.results[0][0].score == pytest.approx(float(matrix[0, 0]))
             assert matrix.shape == alone.shape and torch.allclose(matrix.float(), alone.float(), atol=1e-5)
 
 

@@ -13,6 +13,7 @@ from comclip.errors import InputError
 from comclip.eval import metrics
 from comclip.eval.datasets import load_dataset
 from comclip.eval.retrieval import run_retrieval, strict_rank
+from comclip.results import GroupScores
 
 from .conftest import shared_data
 
@@ -103,7 +104,7 @@ class _Refuses(_CLIPAsReranker):
         self.batches.append(len(groups))
         if any(self.refused in texts for _, texts in groups):
             raise InputError(f"refused caption: {self.refused}")
-        return [self.score(images, texts) for images, texts in groups]
+        return [GroupScores(self.score(images, texts), {}, []) for images, texts in groups]
 
 
 def test_reranking_is_batched_across_queries_and_failures_traced(tiny_backbone, gallery, tmp_path):
@@ -128,7 +129,9 @@ def test_reranking_is_batched_across_queries_and_failures_traced(tiny_backbone, 
     ids, embeddings = small.encode(tiny_backbone, chunk=2)
     assert ids == list(range(5)) and embeddings.shape[0] == 5
     assert small._get.cache_info().currsize == 0  # encoding streams; nothing is kept decoded
-    assert small[4].image.size == (48, 40) and [small[n] for n in range(4)] and small._get.cache_info().currsize == 2
+    assert small[4].image.size == (48, 40)
+    sizes = [Image.open(path).size for path in data.images[:4]]
+    assert [small[n].image.size for n in range(4)] == sizes and small._get.cache_info().currsize == 2
 
 
 def test_retrieval_cli_resumes_to_the_same_report(cli, tiny_model_dir, gallery, tmp_path):

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from comclip.errors import InputError
 from comclip.eval.runner import TASKS, ExampleTask, run_task
 from comclip.eval.store import PER_EXAMPLE, ResultLog
 from comclip.world import World
@@ -67,7 +68,7 @@ def test_run_task_resumes_only_what_is_left(tmp_path):
 def test_run_task_refuses_a_folder_holding_results_before_planning(tmp_path):
     run_task(CountingTask(1), tmp_path, progress=False)
     task = CountingTask(1)
-    with pytest.raises(Exception, match="already holds results"):
+    with pytest.raises(InputError, match="already holds results"):
         run_task(task, tmp_path, progress=False)
     assert task.planned == 0  # nothing was encoded for a folder that cannot take the run
 

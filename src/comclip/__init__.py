@@ -10,17 +10,33 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-__all__ = ["ComCLIP", "__version__", "create_backbone", "list_models"]
+#: The public names, each imported from its module when first used, so that
+#: ``import comclip`` (and ``comclip --help``) does not import torch.
+_EXPORTS = {
+    "ComCLIP": "comclip.pipeline",
+    "PipelineConfig": "comclip.config",
+    "create_backbone": "comclip.backbones",
+    "list_models": "comclip.backbones",
+    "register_model": "comclip.backbones",
+    "evaluate": "comclip.eval.evaluate",
+    "load_dataset": "comclip.eval.datasets",
+    "register_dataset": "comclip.eval.datasets",
+    "register_method": "comclip.methods",
+    "register_kind": "comclip.eval.kinds",
+}
+
+__all__ = ["__version__", *_EXPORTS]
 
 
 def __getattr__(name: str) -> object:
-    # Lazy so that `import comclip` (and `comclip --help`) does not import torch.
-    if name == "ComCLIP":
-        from .pipeline import ComCLIP
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'comclip' has no attribute {name!r}")
+    import importlib
 
-        return ComCLIP
-    if name in ("create_backbone", "list_models"):
-        from . import backbones
+    value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    globals()[name] = value
+    return value
 
-        return getattr(backbones, name)
-    raise AttributeError(f"module 'comclip' has no attribute {name!r}")
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

@@ -26,7 +26,7 @@ from .grounding.assignment import assign, with_attributes
 from .images import ImageInput, LoadedImage, load_image
 from .parsing import Parser, SceneGraph, create_parser
 from .parsing.base import Entity
-from .results import NO_ENTITIES, NOT_GROUNDED, ComCLIPResult, Part, check_relations, part_flags
+from .results import NO_ENTITIES, NOT_GROUNDED, ComCLIPResult, GroupScores, Part, check_relations, part_flags
 from .similarity import paired_cosines
 from .stored import Stored
 from .subimages import SubimageMaker, subimage_key
@@ -119,16 +119,9 @@ class ComCLIP:
         scored = self._score_pairs(loaded, texts, pairs)
         return [[scored[(i, j)] for j in range(len(texts))] for i in range(len(loaded))]
 
-    def score_groups(
-        self,
-        groups: Sequence[tuple[Sequence[ImageInput | LoadedImage], Sequence[str]]],
-        with_flags: bool = False,
-        with_results: bool = False,
-    ) -> list:
-        """One ``[images, texts]`` score matrix per group (a benchmark example), with all the
-        groups' images, captions, regions, sub-images and phrases encoded in shared batches.
-        ``with_flags``: ``(matrix, {flag: pairs that took it})`` per group; ``with_results``
-        adds the group's ``[images][texts]`` :class:`ComCLIPResult` grid as a last element."""
+    def score_groups(self, groups: Sequence[tuple[Sequence[ImageInput | LoadedImage], Sequence[str]]]) -> list[GroupScores]:
+        """Each group's (a benchmark example's) :class:`GroupScores`, with all the groups'
+        images, captions, regions, sub-images and phrases encoded in shared batches."""
         images: list[LoadedImage] = []
         texts: list[str] = []
         pairs: list[tuple[int, int]] = []
@@ -140,13 +133,12 @@ class ComCLIP:
             pairs += [(i, j) for i in range(i0, len(images)) for j in range(j0, len(texts))]
             spans.append((i0, len(images), j0, len(texts)))
         scored = self._score_pairs(images, texts, pairs)
-        out = []
+        out: list[GroupScores] = []
         for i0, i1, j0, j1 in spans:
             grid = [[scored[(i, j)] for j in range(j0, j1)] for i in range(i0, i1)]
             matrix = torch.tensor([[r.score for r in row] for row in grid], dtype=torch.float64)
             flags = dict(sorted(Counter(f for row in grid for r in row for f in r.flags).items()))
-            parts = (matrix,) + ((flags,) if with_flags else ()) + ((grid,) if with_results else ())
-            out.append(parts if len(parts) > 1 else matrix)
+            out.append(GroupScores(matrix, flags, grid))
         return out
 
     @staticmethod
@@ -251,8 +243,8 @@ class ComCLIP:
         todo = {i: names for i, names in todo.items() if names}
         prepared = self.grounder.prepare([loaded[i].image for i in todo]) if todo else []
         embeddings = {i: e for i, e in zip(todo, prepared) if e is not None}
-        for i, names in todo.items():
-            rankings[i].update(stored.ground(self.grounder, loaded[i].image, loaded[i].digest, names, loaded[i].source))
+        for i, fresh in zip(todo, stored.ground_many(self.grounder, [loaded[i] for i in todo], list(todo.values()))):
+            rankings[i].update(fresh)
         for i in rankings:
             if self.grounder.original_pixels and loaded[i].scale != 1.0:  # boxes from a file, for the full-size image
                 rankings[i] = {

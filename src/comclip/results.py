@@ -4,11 +4,15 @@ and the result of one (image, caption) pair with the configuration that produced
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from .boxes import Box
 from .composition.geometry import relation_score, spatial_rule
 from .config import PipelineConfig
 from .parsing import SceneGraph
+
+if TYPE_CHECKING:
+    import torch
 
 NOT_GROUNDED = "not_grounded"
 #: Fallbacks a result can take, counted per example in reports (with the weightings' own:
@@ -114,3 +118,14 @@ def check_relations(graph: SceneGraph, parts: list[Part], width: int, height: in
         score = relation_score(relation.predicate, subject, obj, width, height) if subject and obj else None
         checks.append((relation.subject, relation.predicate, relation.object, score))
     return tuple(checks)
+
+
+@dataclass(frozen=True)
+class GroupScores:
+    """One group's scores (a benchmark example's, see :meth:`ComCLIP.score_groups`): the
+    ``[images, texts]`` matrix, the fallbacks its pairs took (``{flag: pairs that took it}``)
+    and the ``[images][texts]`` grid of results they came from."""
+
+    matrix: torch.Tensor
+    flags: dict[str, int]
+    results: list[list[ComCLIPResult]]

@@ -12,9 +12,9 @@ from .options import add_cache_options, add_model_options, count, create_model, 
 
 
 def _splits(args: argparse.Namespace):
-    from ..eval.datasets import GENERATED, load_dataset
+    from ..eval.datasets import is_generated, load_dataset
 
-    if args.dataset in GENERATED:
+    if is_generated(args.dataset):
         if args.dev_seed == args.test_seed:
             raise InputError("--dev-seed and --test-seed must differ: the choice is made on one and reported on the other")
         return (
@@ -47,7 +47,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 def register(sub) -> None:
-    from .. import sandbox  # noqa: F401  (registers the generated "sandbox" dataset)
     from ..eval.ablation import GRIDS
     from ..eval.datasets import DATASETS
 

@@ -54,7 +54,7 @@ def _search_benchmark(args: argparse.Namespace) -> int:
 
 def _evaluate(args: argparse.Namespace, world) -> int:
     from ..backbones import DEFAULT_MODEL
-    from ..eval.datasets import GENERATED
+    from ..eval.datasets import is_generated
     from ..eval.distributed import join
     from ..eval.evaluate import default_out_dir, open_dataset
     from ..eval.store import check_folder, run_folder
@@ -63,7 +63,7 @@ def _evaluate(args: argparse.Namespace, world) -> int:
     log_to_stderr()
     methods = parse_methods(args.method)
     if args.model is None:
-        args.model = SANDBOX_MODEL if args.dataset in GENERATED else DEFAULT_MODEL
+        args.model = SANDBOX_MODEL if is_generated(args.dataset) else DEFAULT_MODEL
     dataset = open_dataset(args.dataset, args.data, args.image_dir, split=args.split, task=args.task, seed=args.seed, n=args.n)
     with run_folder(Path(args.out) if args.out else default_out_dir(dataset, args.model)) as out:
         if world.main:
@@ -120,7 +120,7 @@ def register(sub) -> None:
     from ..eval.datasets import DATASETS
     from ..eval.evaluate import OUT_TEMPLATE
     from ..eval.kinds import TIE_RULES
-    from ..sandbox.dataset import SANDBOX_MODEL  # and registers the generated "sandbox" dataset
+    from ..sandbox.dataset import SANDBOX_MODEL
 
     p = sub.add_parser("eval", help="evaluate CLIP and ComCLIP on a benchmark, resumably")
     p.add_argument("dataset", choices=[*sorted(DATASETS), SEARCH_BENCHMARK])

@@ -16,7 +16,6 @@ def run(args: argparse.Namespace) -> int:
 def _suite(args: argparse.Namespace, world) -> int:
     from ..eval.suite import open_datasets, read_suite
     from ..eval.suite_run import SUITE_MD, run_suite
-    from ..sandbox import dataset as _sandbox  # noqa: F401  (registers the generated "sandbox" dataset)
 
     log_to_stderr()
     cells = read_suite(args.file, args.only)

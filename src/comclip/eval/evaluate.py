@@ -26,7 +26,7 @@ from ..grounding.pool import GrounderPool
 from ..parsing.given import GivenParser
 from ..pipeline import ComCLIP
 from . import retrieval, store  # noqa: F401 (retrieval registers its task)
-from .datasets import GENERATED, Dataset, load_dataset
+from .datasets import Dataset, is_generated, load_dataset
 from .datasets.retrieval import RetrievalDataset
 from .distributed import World
 from .grounding_accuracy import grounding_report, has_boxes, known_boxes, oracle_grounder
@@ -59,7 +59,7 @@ def open_dataset(
 ) -> Dataset | RetrievalDataset:
     """A dataset by name: read from ``data`` (and ``image_dir``), or generated from ``task``,
     ``seed`` and ``n`` for generated ones (the sandbox)."""
-    if name in GENERATED:
+    if is_generated(name):
         return load_dataset(name, task=task, seed=seed, n=n)
     if data is None:
         raise InputError(f"comclip eval {name} needs --data PATH (the dataset file or folder)")

@@ -79,11 +79,11 @@ def _two_positives(scores: np.ndarray, text_scores: np.ndarray | None = None) ->
 
 
 def _caption_choice(scores: np.ndarray, text_scores: np.ndarray | None = None) -> dict:
-    return {"accuracy": bool(scores[0, 0] > scores[0, 1:].max())}
+    return {"accuracy": bool(metrics.pairwise_correct(scores[0, :1], scores[None, 0, 1:])[0])}
 
 
 def _image_choice(scores: np.ndarray, text_scores: np.ndarray | None = None) -> dict:
-    return {"accuracy": bool(scores[0, 0] > scores[1:, 0].max())}
+    return {"accuracy": bool(metrics.pairwise_correct(scores[:1, 0], scores[None, 1:, 0])[0])}
 
 
 def _retrieval(direction: str) -> Rule:

@@ -32,11 +32,6 @@ def winoground_correct(scores) -> dict[str, np.ndarray]:
     return {"text": text, "image": image, "group": text & image}
 
 
-def winoground(scores) -> dict[str, float]:
-    """Winoground text, image and group scores in percent."""
-    return {name: 100.0 * float(ok.mean()) if ok.size else float("nan") for name, ok in winoground_correct(scores).items()}
-
-
 def two_positives_correct(scores, text_scores=None) -> dict[str, bool]:
     """SugarCrepe++ (Dumpala et al., NeurIPS 2024), one item: ``scores`` are the image's
     cosines with [P1, P2, N]. ``itt``: both positives above the negative; ``tot`` (text only,
@@ -62,12 +57,6 @@ def pairwise_correct(positive, negatives) -> np.ndarray:
     if negatives.shape[0] != positive.shape[0]:
         raise ValueError(f"{positive.shape[0]} positives but {negatives.shape[0]} rows of negatives")
     return positive > negatives.max(axis=1)
-
-
-def accuracy(positive, negatives) -> float:
-    """Percent of examples whose positive beats all its negatives (strictly)."""
-    ok = pairwise_correct(positive, negatives)
-    return 100.0 * float(ok.mean()) if ok.size else float("nan")
 
 
 def retrieval_hits(similarity, text_image: Sequence[int], k: int) -> dict[str, np.ndarray]:
@@ -96,16 +85,6 @@ def retrieval_hits(similarity, text_image: Sequence[int], k: int) -> dict[str, n
         i2t[image] = min(ranks) < k
     has_caption = np.isin(np.arange(n_images), owner)
     return {"t2i": t2i, "i2t": i2t[has_caption]}
-
-
-def recall_at_k(similarity, text_image: Sequence[int], ks: Sequence[int] = (1, 5, 10)) -> dict[str, float]:
-    """``r@K_t2i`` and ``r@K_i2t`` in percent for each K."""
-    out = {}
-    for k in ks:
-        hits = retrieval_hits(similarity, text_image, k)
-        out[f"r@{k}_t2i"] = 100.0 * float(hits["t2i"].mean())
-        out[f"r@{k}_i2t"] = 100.0 * float(hits["i2t"].mean())
-    return out
 
 
 def bootstrap_ci(correct, n_resamples: int = 1000, seed: int = 0, level: float = 0.95) -> tuple[float, float]:

@@ -321,5 +321,5 @@ class _Context:
     def _rescore(self, groups: list) -> list[np.ndarray]:
         many = getattr(self.reranker, "score_groups", None)
         if many is not None:
-            return [np.asarray(m) for m in many(groups)]
+            return [np.asarray(group.matrix) for group in many(groups)]
         return [np.asarray(self.reranker.score(images, texts)) for images, texts in groups]

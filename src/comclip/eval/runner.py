@@ -21,6 +21,7 @@ from ..errors import ComclipError, InputError
 from ..images import LoadedImage
 from ..loading import ImageLoader
 from ..registry import Registry
+from ..results import GroupScores
 from .datasets import TWO_POSITIVES, Dataset, Example
 from .diagnosis import diagnose
 from .distributed import World, barrier
@@ -249,7 +250,9 @@ def _text_scores(scorer: Scorer, example: Example) -> Any:
 def _checked(method: str, example: Example, scores: Any, text_scores: Any = None) -> dict:
     """The record of a score matrix (with the fallbacks its pairs took, where the scorer
     reports them), or a failure if it has the wrong shape or non-finite values."""
-    scores, flags, results = (tuple(scores) + (None,))[:3] if isinstance(scores, tuple) else (scores, None, None)
+    scores, flags, results = (
+        (scores.matrix, scores.flags, scores.results) if isinstance(scores, GroupScores) else (scores, None, None)
+    )
     scores = np.asarray(scores, dtype=np.float64)
     if scores.shape != (len(example.images), len(example.texts)):
         return _record(

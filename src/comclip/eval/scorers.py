@@ -3,8 +3,6 @@ score many examples in one batched pass (see :class:`PairScorer`)."""
 
 from __future__ import annotations
 
-import numpy as np
-
 from ..similarity import cosines
 
 
@@ -55,13 +53,11 @@ def comclip_scorer(model) -> PairScorer:
     each with the fallbacks its pairs took (``{flag: pairs}``) and its results, from which the
     runner records the flags and a diagnosis (see :mod:`comclip.eval.diagnosis`)."""
 
-    def many(groups):
-        return [
-            (np.asarray(matrix), flags, grid)
-            for matrix, flags, grid in model.score_groups(groups, with_flags=True, with_results=True)
-        ]
-
-    return PairScorer(lambda images, texts: many([(images, texts)])[0], many, texts=text_similarity(model.backbone))
+    return PairScorer(
+        lambda images, texts: model.score_groups([(images, texts)])[0],
+        model.score_groups,
+        texts=text_similarity(model.backbone),
+    )
 
 
 def text_similarity(backbone):

@@ -14,7 +14,7 @@ from collections.abc import Iterator, Sequence
 from typing import overload
 
 from ..errors import InputError
-from ..eval.datasets import WINOGROUND, Dataset, Example, register_dataset
+from ..eval.datasets import WINOGROUND, Dataset, Example, Generated
 from .pairs import TASKS, MinimalPair, make_pair
 
 SOURCE = "comclip sandbox (procedural scenes, generated from the seed)"
@@ -107,4 +107,5 @@ class GeneratedPairs(Dataset):
         yield from Dataset(self.name, self.split, [made[i] for i in probes]).content_rows()
 
 
-register_dataset("sandbox", load, generated=True)
+#: The generated "sandbox" dataset, named by comclip's ``comclip.datasets`` entry point.
+SANDBOX = Generated(load)

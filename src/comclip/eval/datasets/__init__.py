@@ -1,13 +1,16 @@
 """One module per benchmark; each ``load(path, image_dir=None) -> Dataset``, registered by name.
 
-Data made elsewhere registers itself with :func:`register_dataset` (the sandbox does, in
-:mod:`comclip.sandbox.dataset`), so this package never imports what sits above it.
+Datasets made elsewhere are named by the entry points of the group ``comclip.datasets``
+(the sandbox's is in comclip's own ``pyproject.toml``) and imported when first looked up,
+so this package never imports what sits above it and any dataset loads in a fresh
+interpreter; code can add one with :func:`register_dataset`.
 """
 
 from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from ...errors import InputError
 from ...registry import Registry
@@ -30,10 +33,19 @@ from . import (
 )
 from .base import CAPTION_CHOICE, IMAGE_CHOICE, PAIR_MATCH, TWO_POSITIVES, WINOGROUND, Dataset, Example
 
-#: ``load(path=None, image_dir=None, **options) -> Dataset``.
-DATASETS: Registry[Callable[..., Dataset]] = Registry("dataset")
-#: Datasets that are generated, not read: ``--data`` is not needed.
-GENERATED: set[str] = set()
+#: ``load(path=None, image_dir=None, **options) -> Dataset``, or a :class:`Generated` one.
+DATASETS: Registry[Callable[..., Dataset]] = Registry("dataset", plugins="comclip.datasets")
+
+
+@dataclass(frozen=True)
+class Generated:
+    """A dataset made from options (a seed), not read from a path: ``--data`` is not needed."""
+
+    load: Callable[..., Dataset]
+
+    def __call__(self, path=None, image_dir=None, **options) -> Dataset:
+        return self.load(path, image_dir, **options)
+
 
 for _module in (
     sugarcrepe,
@@ -57,9 +69,12 @@ for _module in (
 
 def register_dataset(name: str, load: Callable[..., Dataset], generated: bool = False) -> None:
     """Add a dataset by name; ``generated`` ones are made from options (a seed), not read from a path."""
-    DATASETS.add(name, load)
-    if generated:
-        GENERATED.add(name)
+    DATASETS.add(name, Generated(load) if generated else load)
+
+
+def is_generated(name: str) -> bool:
+    """Whether the dataset ``name`` is made from options rather than read from a path."""
+    return isinstance(DATASETS[name], Generated)
 
 
 def load_dataset(name: str, path=None, image_dir=None, **options) -> Dataset:
@@ -86,20 +101,21 @@ def load_dataset(name: str, path=None, image_dir=None, **options) -> Dataset:
 
 def _takes(load: Callable, option: str) -> bool:
     """Whether ``load`` accepts the keyword ``option``."""
-    parameters = inspect.signature(load).parameters.values()
+    parameters = inspect.signature(load.load if isinstance(load, Generated) else load).parameters.values()
     return any(p.name == option or p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters)
 
 
 __all__ = [
     "CAPTION_CHOICE",
     "DATASETS",
-    "GENERATED",
+    "Generated",
     "Dataset",
     "Example",
     "IMAGE_CHOICE",
     "PAIR_MATCH",
     "TWO_POSITIVES",
     "WINOGROUND",
+    "is_generated",
     "load_dataset",
     "register_dataset",
 ]
