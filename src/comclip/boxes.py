@@ -36,7 +36,7 @@ class Box:
 
     @property
     def area(self) -> float:
-        return self.width * self.height
+        return _area(self)
 
     def clipped(self, width: int, height: int) -> Box:
         """This box cut to an image of ``width`` x ``height``; an error if nothing is left."""
@@ -80,8 +80,8 @@ class Box:
 
 
 def _area(box: Box) -> float:
-    """``box.area`` (the same float operations) without its two property calls: the joint
-    grounding computes it for every pair of a search's candidates."""
+    """A box's area (zero where it is empty), as a function: the joint grounding computes it
+    for every pair of a search's candidates, where property calls cost."""
     return max(0.0, box.x2 - box.x1) * max(0.0, box.y2 - box.y1)
 
 

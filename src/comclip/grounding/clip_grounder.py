@@ -207,7 +207,7 @@ class CLIPGrounder(Grounder):
         rounded = torch.round(cosines(torch.cat(present), self._prompt_embeddings(distinct)).double(), decimals=RANK_DECIMALS)
         counts = [len(boxes) for boxes, _ in found]
         padded = rounded.new_full((len(found), max(counts), len(distinct)), -math.inf)  # padding ranks last
-        padded[torch.repeat_interleave(torch.arange(len(counts)), torch.tensor(counts)), _positions(counts)] = rounded
+        padded[torch.arange(max(counts)) < torch.tensor(counts)[:, None]] = rounded  # row-major: the concatenated order
         padded = padded.transpose(1, 2)  # [images, prompts, candidates]
         orders = torch.argsort(padded, dim=2, descending=True, stable=True).tolist()
         scores = padded.tolist()
@@ -233,10 +233,3 @@ class CLIPGrounder(Grounder):
             while len(self._prompts) > self.PROMPT_MEMORY:
                 self._prompts.pop(next(iter(self._prompts)))
         return torch.stack([self._prompts[p] for p in prompts])
-
-
-def _positions(counts: list[int]) -> torch.Tensor:
-    """0, 1, ..., count - 1 for each of ``counts``, concatenated."""
-    sizes = torch.tensor(counts)
-    starts = torch.cumsum(sizes, 0) - sizes
-    return torch.arange(int(sizes.sum())) - torch.repeat_interleave(starts, sizes)

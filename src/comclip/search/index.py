@@ -32,7 +32,7 @@ DEFAULT_METHODS = ("clip", "comclip", "comclip-plus")
 NPROBE = 32
 #: Below this many query vectors, FAISS searches on one thread.
 FEW_QUERIES = 8
-#: Indexed images kept ready (their images and candidates) between queries.
+#: Indexed images kept ready (their images, candidates and sub-image tables) between queries.
 MEMORY = 8192
 
 
@@ -266,24 +266,21 @@ class Index:
         table = "sub" if len(bounds) == 1 else "union" if len(bounds) == 2 else None
         if table is None or fill not in self.manifest["identity"]["side"]["fills"]:
             return None
-        vectors, numbers = self._sub_table(self._by_digest[digest], f"{table}.{fill}")
-        number = numbers.get(bounds)
-        return None if number is None else vectors[number]
+        return self._regions(self._by_digest[digest], f"{table}.{fill}").get(bounds)
 
-    def _sub_table(self, row: int, name: str) -> tuple[np.ndarray, dict[frozenset, int]]:
-        """Image ``row``'s rows of the sub-image table ``name``, read once: their embeddings
-        and each row's number by the set of its regions' pixel bounds (the first row of a set)."""
+    def _regions(self, row: int, table: str) -> dict[frozenset, np.ndarray]:
+        """``{set of pixel bounds: embedding}`` of one image's stored sub-images (the first
+        row of a set), read once."""
 
-        def make() -> tuple[np.ndarray, dict[frozenset, int]]:
+        def make() -> dict[frozenset, np.ndarray]:
             part, local = self._rows[row]
-            vectors, boxes = part.rows(name, local)
-            numbers: dict[frozenset, int] = {}
-            for number, flat in enumerate(np.asarray(boxes, dtype=np.int64).tolist()):
-                regions = [tuple(flat[k : k + 4]) for k in range(0, len(flat), 4)]
-                numbers.setdefault(frozenset(regions), number)
-            return np.array(vectors, dtype=np.float32), numbers
+            vectors, boxes = part.rows(table, local)
+            found: dict[frozenset, np.ndarray] = {}
+            for vector, flat in zip(np.array(vectors, dtype=np.float32), np.asarray(boxes, dtype=np.int64).tolist()):
+                found.setdefault(frozenset(tuple(flat[k : k + 4]) for k in range(0, len(flat), 4)), vector)
+            return found
 
-        return self._remembered(("sub", row, name), make)
+        return self._remembered(("regions", row, table), make)
 
     def _remembered(self, key: Any, make: Any) -> Any:
         if key in self._memory:
