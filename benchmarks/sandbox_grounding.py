@@ -36,8 +36,8 @@ def main() -> int:
 
     from comclip.backbones import create_backbone
     from comclip.config import PipelineConfig
-    from comclip.eval.datasets import load_dataset
-    from comclip.eval.grounding_accuracy import grounding_report, oracle_grounder
+    from comclip.eval.benchmarks.datasets import load_dataset
+    from comclip.eval.reports.grounding_accuracy import grounding_report, oracle_grounder
     from comclip.grounding import create_grounder
 
     backbone = create_backbone(args.model, batch_size=256)

@@ -132,7 +132,7 @@ class Workloads:
         )
 
     def parse_first(self, captions) -> None:  # parses are stored in the cache before the timed part
-        from comclip.stored import Stored
+        from comclip.pipeline.memory import Stored
 
         pipeline = self.fresh_pipeline()
         Stored(self.backbone, pipeline.grounder, pipeline.parser).parse(pipeline.parser, list(dict.fromkeys(captions)))
@@ -156,7 +156,7 @@ class Workloads:
 
     def cold_and_warm(self, name: str, captions, run) -> tuple[float, float, list, list]:
         """``run(pipeline)`` on an empty cache, then again on that cache with fresh pipeline objects."""
-        from comclip.cache import SQLiteCache
+        from comclip.cache.embeddings import SQLiteCache
 
         self.backbone.cache = SQLiteCache(self.work / f"cache-{name}.sqlite")
         self.parse_first(captions)
@@ -168,7 +168,7 @@ class Workloads:
         """Workload (a): Winoground-style groups of 2 photos x their first captions."""
         import numpy as np
 
-        from comclip.eval.scorers import clip_scorer, comclip_scorer
+        from comclip.eval.runs.scorers import clip_scorer, comclip_scorer
 
         groups = [
             ([self.images[2 * g], self.images[2 * g + 1]], [self.rows[2 * g]["captions"][0], self.rows[2 * g + 1]["captions"][0]])
@@ -186,7 +186,7 @@ class Workloads:
         """Workloads (b) and (c): CLIP ranks the gallery for each caption, ComCLIP re-scores its top K."""
         import torch
 
-        from comclip.eval.scorers import comclip_scorer
+        from comclip.eval.runs.scorers import comclip_scorer
 
         def clip_rank():
             similarity = self.backbone.encode_texts(queries) @ self.backbone.encode_images([im.image for im in self.gallery]).T
@@ -206,7 +206,7 @@ def subimage_cos_diff(workloads: Workloads, groups) -> tuple[float, int]:
     PIL reference, over every distinct sub-image the pipeline scores in ``groups``."""
     import torch
 
-    from comclip.subimages import SubimageMaker
+    from comclip.imaging.subimages import SubimageMaker
 
     backbone, pipeline = workloads.backbone, workloads.fresh_pipeline()
     backbone.cache = None
@@ -265,7 +265,7 @@ def encoding_figures(backbone, images, rows, need: int, batch_size: int, precisi
 def decode_figures(data: Path, rows, need: int) -> dict:
     """Decoding the photo files in this process and in 1 and 2 worker processes (comclip eval
     --workers), in chunks of 32 as a run does, the workers started once."""
-    from comclip.loading import ImageLoader
+    from comclip.imaging.prefetch import ImageLoader
 
     paths = [data / r["image"] for r in rows[:need]]
     chunks = [paths[start : start + 32] for start in range(0, len(paths), 32)]
@@ -297,7 +297,7 @@ def main() -> int:
     import torch
 
     from comclip.backbones import create_backbone
-    from comclip.images import load_image
+    from comclip.imaging.files import load_image
 
     torch.manual_seed(0)
     data = Path(args.data)

@@ -65,6 +65,30 @@ def run_cli_inprocess(args: list[str], capsys) -> tuple[int, str, str]:
     return code, captured.out, captured.err
 
 
+def run_cli_here(args: list, env: dict | None = None) -> subprocess.CompletedProcess:
+    """``comclip ARGS`` through its real entry point in this process, with ``env`` added to the
+    environment for the call, returned as :func:`run_cli` returns a process: for checks of
+    validation and errors, where a separate process would only add its start (#34)."""
+    import contextlib
+    import io
+
+    from comclip.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    saved = {key: os.environ.get(key) for key in env or {}}
+    os.environ.update(env or {})
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = main([str(a) for a in args])
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+    return subprocess.CompletedProcess(args, code, out.getvalue(), err.getvalue())
+
+
 def run_cli(args: list[str], timeout: int = 300, **kwargs) -> subprocess.CompletedProcess:
     """Run ``python -m comclip ARGS`` as a separate process, as a user would."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONWARNINGS": "default"}

@@ -34,3 +34,35 @@ def test_ablate_chooses_on_dev_and_reports_on_test(cli, tiny_model_dir, tmp_path
         "ablate", "sandbox", "--model", tiny_model_dir, "--dev-seed", "5", "--test-seed", "5", "--out", tmp_path / "x"
     )
     assert code == 2 and "must differ" in err
+
+
+def test_the_shipped_grids_are_data_and_a_users_grid_is_read_the_same_way(tmp_path):
+    from comclip.eval.experiments.ablation import GRIDS, PAPER, grid
+
+    assert {name: len(grid(name)) for name in GRIDS} == {"full": 240, "plus": 10, "small": 8, "spatial": 24}
+    first = grid("small")[0]
+    assert first.name == "comclip sum black default" and first.grounding == "default"
+    assert first.pipeline_config({}) == PAPER.pipeline_config({})  # the grid starts at the paper's configuration
+    mine = tmp_path / "mine.toml"
+    mine.write_text(
+        '[[axes]]\nname = "weighting"\nvalues = [{label = "sum", weighting = "sum"}, {label = "softmax", weighting = "softmax"}]\n'
+        '[[axes]]\nname = "grounding"\nvalues = [{label = "joint", assignment = "joint"}]\n'
+    )
+    points = grid(str(mine))
+    assert [p.name for p in points] == ["sum joint", "softmax joint"]
+    assert [p.pipeline_config({}).weighting for p in points] == ["sum", "softmax"] and points[0].grounding == "joint"
+
+
+def test_a_mistake_in_a_grid_is_one_line_before_the_model_loads(cli, tmp_path):
+    bad = tmp_path / "bad.toml"
+    for text, words in [
+        ('[[axes]]\nname = "w"\nvalues = [{label = "x", weighting = "nope"}]\n', ["bad.toml", "'x'", "'nope'"]),
+        ('[[axes]]\nname = "w"\nvalues = [{label = "x", wieghting = "sum"}]\n', ["bad.toml", "wieghting"]),
+        ("[[axes]]\n", ["bad.toml", "needs a name"]),
+        ("x = [", ["bad.toml", "not valid TOML"]),
+    ]:
+        bad.write_text(text)
+        code, _, err = cli("ablate", "sandbox", "--model", tmp_path / "no-such-model", "--grid", bad, "--out", tmp_path / "o")
+        assert code == 2 and len(err.strip().splitlines()) == 1 and all(w in err for w in words), err
+    code, _, err = cli("ablate", "sandbox", "--model", tmp_path / "no-such-model", "--grid", "huge", "--out", tmp_path / "o")
+    assert code == 2 and "unknown grid 'huge'" in err

@@ -108,7 +108,7 @@ def test_score_request_turns_every_error_into_a_message(session, scene, monkeypa
 
 
 def test_tables_mark_the_winners_and_carry_every_part(session, scene):
-    from comclip.app.session import parses_html, scores_html, weights_html
+    from comclip.app.tables import parses_html, scores_html, weights_html
 
     scored = session.score(str(scene[0]), "\n".join(scene[1]), draw=False)
     table = scores_html(scored)
@@ -126,7 +126,7 @@ def test_tables_mark_the_winners_and_carry_every_part(session, scene):
 def test_bundled_examples(tmp_path):
     from comclip.app import bundled_examples
     from comclip.app.examples import SANDBOX_EXAMPLES
-    from comclip.images import load_image
+    from comclip.imaging.files import load_image
 
     rows = bundled_examples(tmp_path, shared_data=tmp_path / "absent")
     assert len(rows) == len(SANDBOX_EXAMPLES)

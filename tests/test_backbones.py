@@ -165,7 +165,7 @@ def test_bad_device_and_batch_size(tiny_model_dir):
 
 
 def test_bfloat16_autocast_is_close_to_fp32_and_cached_apart(tiny_model_dir):
-    from comclip.cache import MemoryCache
+    from comclip.cache.embeddings import MemoryCache
 
     images = [Image.new("RGB", (48, 40), (40 * k, 120, 200 - 40 * k)) for k in range(4)]
     texts = ["a red circle", "two dogs on a mat", "a small blue square"]
@@ -184,7 +184,7 @@ def test_bfloat16_autocast_is_close_to_fp32_and_cached_apart(tiny_model_dir):
 def test_shipped_sandbox_models_resolve_to_package_files():
     from pathlib import Path
 
-    from comclip.backbones.registry import packaged_path
+    from comclip.backbones.factory import packaged_path
     from comclip.errors import ModelNotFoundError
 
     for name in ("comclip/sandbox", "comclip/sandbox-bow"):

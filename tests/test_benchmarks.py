@@ -13,11 +13,11 @@ import pytest
 from PIL import Image
 
 from comclip.errors import InputError
-from comclip.eval.datasets import PAIR_MATCH, TWO_POSITIVES, WINOGROUND, load_dataset
-from comclip.eval.datasets.base import DIFFERENT_WORDS, SAME_WORDS
-from comclip.eval.kinds import word_order_class
+from comclip.eval.benchmarks.datasets import PAIR_MATCH, TWO_POSITIVES, WINOGROUND, load_dataset
+from comclip.eval.benchmarks.datasets.base import DIFFERENT_WORDS, SAME_WORDS
+from comclip.eval.benchmarks.kinds import word_order_class
 
-from .conftest import run_cli, shared_data
+from .conftest import run_cli, run_cli_here, shared_data
 
 COLOURS = [(220, 30, 30), (30, 30, 220), (30, 200, 30), (230, 230, 40), (240, 240, 240), (20, 20, 20)]
 
@@ -310,7 +310,7 @@ def test_eval_end_to_end_with_clip_and_comclip(name, request, tiny_model_dir, tm
         "minimal_pairs": "minimal_pairs_csv",
     }[name]
     out = tmp_path / "run"
-    result = run_cli(
+    result = run_cli_here(
         [
             "eval",
             name,
@@ -389,7 +389,7 @@ def test_a_hub_name_without_its_cache_is_one_line(tmp_path):
 def test_the_shared_sugarcrepe_report_splits_word_order(tmp_path):
     data = shared_data("sugarcrepe", "sugarcrepe-coco-mini-dev.json")
     out = tmp_path / "sc"
-    result = run_cli(
+    result = run_cli_here(
         ["eval", "sugarcrepe", "--data", data, "--model", "comclip/sandbox", "--method", "clip", "--out", out, "--no-cache"]
     )
     assert result.returncode == 0, result.stderr

@@ -12,13 +12,13 @@ import torch
 from PIL import Image
 
 from comclip.backbones import create_backbone, register_model
-from comclip.cache import SQLiteCache
+from comclip.cache.embeddings import SQLiteCache
 from comclip.composition import comclip_score
 from comclip.composition.compose import WEIGHTINGS
 from comclip.similarity import cosines, paired_cosines
 from comclip.testing import make_tiny_blip2
 
-from .conftest import run_cli
+from .conftest import run_cli, run_cli_here
 
 IMAGES = [Image.effect_mandelbrot((60, 40), (-2, -1.5, 1, 1.5), 40).convert("RGB"), Image.new("RGB", (30, 50), (20, 160, 40))]
 TEXTS = ["a red circle left of a blue square", "two dogs", "a green field"]
@@ -107,7 +107,7 @@ def test_multi_vector_embeddings_come_back_from_the_cache_in_shape(blip2_dir, tm
 def test_cli_scores_explains_and_evaluates_with_blip2(blip2_dir, tmp_path):
     image = tmp_path / "scene.png"
     IMAGES[0].save(image)
-    score = run_cli(
+    score = run_cli_here(
         ["score", "--model", str(blip2_dir), "--method", "clip,comclip", "--details", "--json", str(image), *TEXTS[:2]]
     )
     assert score.returncode == 0, score.stderr
@@ -115,9 +115,9 @@ def test_cli_scores_explains_and_evaluates_with_blip2(blip2_dir, tmp_path):
     direct = create_backbone(str(blip2_dir)).similarity([image], TEXTS[:2])[0]
     assert [r["clip"] for r in results] == pytest.approx(direct.tolist(), abs=1e-5)
     assert all(p["similarity"] <= 1 for r in results for p in r["details"]["parts"])
-    explain = run_cli(["explain", "--model", str(blip2_dir), str(image), TEXTS[0], "--out", str(tmp_path / "fig.png")])
+    explain = run_cli_here(["explain", "--model", str(blip2_dir), str(image), TEXTS[0], "--out", str(tmp_path / "fig.png")])
     assert explain.returncode == 0, explain.stderr
-    run = run_cli(
+    run = run_cli_here(
         [
             "eval",
             "sandbox",
@@ -148,7 +148,7 @@ def test_retrieval_with_blip2_ranks_by_the_best_query_token(blip2_dir, tmp_path)
         rows.append({"image": f"im{n}.png", "captions": [f"colour number {n}"]})
     (tmp_path / "captions.json").write_text(json.dumps(rows))
     out = tmp_path / "retrieval"
-    run = run_cli(
+    run = run_cli_here(
         [
             "eval",
             "retrieval",

@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 
 from comclip.backbones import create_backbone
-from comclip.cache import CacheWarning, MemoryCache, SQLiteCache
+from comclip.cache.embeddings import CacheWarning, MemoryCache, SQLiteCache
 from comclip.errors import InputError
 from comclip.pipeline import ComCLIP
 
@@ -262,7 +262,7 @@ def test_a_warm_run_makes_no_subimage_grounds_parses_and_encodes_nothing(tiny_mo
     """Keys come without pixels: a second run (a fresh backbone and pipeline, as a new process)
     reads every embedding, ranking and parse back, uploads and renders nothing, and gives the
     same scores, on either pixel path."""
-    from comclip.subimages import SubimageMaker
+    from comclip.imaging.subimages import SubimageMaker
 
     texts = ["a red circle and a blue square", "two dogs on a mat", "it is"]
     cold_backbone = create_backbone(str(tiny_model_dir), pixels=pixels)
@@ -293,7 +293,7 @@ def test_a_warm_run_makes_no_subimage_grounds_parses_and_encodes_nothing(tiny_mo
 
 def test_stored_rankings_are_exact(tmp_path):
     from comclip.grounding import Box, Detection
-    from comclip.stored import pack_detections, unpack_detections
+    from comclip.pipeline.memory import pack_detections, unpack_detections
 
     detections = [
         Detection((Box(13 / 0.2, 1 / 3, 100.000001, 64.5),), 0.123456789),

@@ -168,7 +168,7 @@ def test_other_fills(noise_image):
 def test_a_subimage_key_names_exactly_what_the_subimage_holds(fill):
     """Keys are derived without pixels; equal keys must mean equal pixels, and a region that
     covers the whole image is the image itself (it shares the parent's key)."""
-    from comclip.subimages import subimage_key
+    from comclip.imaging.subimages import subimage_key
 
     image = Image.fromarray(np.random.default_rng(0).integers(0, 255, (30, 40, 3), dtype=np.uint8))
     whole, part, same_pixels = [Box(0, 0, 40, 30)], [Box(5.2, 3, 20, 17.5)], [Box(5.9, 3.0, 19.1, 17.01)]

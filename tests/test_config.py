@@ -15,7 +15,7 @@ from comclip import ComCLIP
 from comclip.backbones import create_backbone
 from comclip.config import PipelineConfig, field_names
 from comclip.errors import InputError
-from comclip.subimages import FILLS
+from comclip.imaging.subimages import FILLS
 
 #: Two valid values per option: the first differs from the library default.
 CHOICES = {
@@ -193,7 +193,8 @@ def _help(command: str) -> str:
 
 def test_every_field_is_a_flag_an_app_row_and_described(tiny_backbone):
     """Options are declared once: every field is in ``score --help``, ``describe()`` and the app's table."""
-    from comclip.app.session import Scored, config_html
+    from comclip.app.session import Scored
+    from comclip.app.tables import config_html
     from comclip.cli.options import pipeline_flags
 
     help_text = _help("score")
@@ -211,7 +212,8 @@ def test_a_field_declared_in_a_test_needs_no_other_edit(monkeypatch, tiny_backbo
     import dataclasses
 
     import comclip.config as config_module
-    from comclip.app.session import Scored, config_html
+    from comclip.app.session import Scored
+    from comclip.app.tables import config_html
     from comclip.cli import build_parser
     from comclip.cli.options import pipeline_config
 

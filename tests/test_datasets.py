@@ -9,8 +9,8 @@ import pytest
 from PIL import Image
 
 from comclip.errors import InputError
-from comclip.eval.datasets import CAPTION_CHOICE, IMAGE_CHOICE, load_dataset
-from comclip.eval.runner import load_example_images
+from comclip.eval.benchmarks.datasets import CAPTION_CHOICE, IMAGE_CHOICE, load_dataset
+from comclip.eval.runs.runner import load_example_images
 
 
 def _image(path, colour=(200, 20, 20), size=(60, 40)):
@@ -280,7 +280,7 @@ def test_whatsup_end_to_end_with_the_geometric_check(cli, tiny_model_dir, tmp_pa
 def test_a_loader_bug_is_not_reported_as_the_users_file(monkeypatch, cli, tmp_path):
     """A loader raises InputError for the user's file; any other exception is the loader's bug:
     it propagates (a traceback, exit 1 from the CLI), never 'not a valid dataset' (exit 2)."""
-    from comclip.eval.datasets import DATASETS
+    from comclip.eval.benchmarks.datasets import DATASETS
 
     def buggy(path, image_dir=None):
         return {}["no such key"]  # a bug, whatever the file holds

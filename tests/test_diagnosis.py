@@ -4,10 +4,10 @@ grounding margin) and the report sections built from it, against hand-made cases
 from __future__ import annotations
 
 from comclip.boxes import Box
-from comclip.eval.datasets import WINOGROUND, Example
-from comclip.eval.diagnosis import attribution, diagnose, error_section, signals
+from comclip.eval.benchmarks.datasets import WINOGROUND, Example
+from comclip.eval.reports.diagnosis import attribution, diagnose, error_section, signals
 from comclip.parsing import Entity, SceneGraph
-from comclip.pipeline import ComCLIPResult, Part
+from comclip.results import ComCLIPResult, Part
 
 CIRCLE, SQUARE = Box(0, 0, 10, 10), Box(20, 20, 30, 30)
 TRUTH = {

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from comclip.eval.distributed import World, world_from_env
+from comclip.eval.runs.process_group import World, world_from_env
 
 from .conftest import run_cli
 

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from comclip.errors import InputError
-from comclip.eval.datasets import load_dataset
+from comclip.eval.benchmarks.datasets import load_dataset
 
 from .conftest import shared_data
 
@@ -76,7 +76,7 @@ def test_decoding_workers_and_precision_options(cli, tiny_model_dir, jsonl_data,
     code, _, err = cli(
         "eval", "jsonl", "--data", jsonl_data, "--model", tiny_model_dir, "--out", tmp_path / "p", "--precision", "half"
     )
-    assert code == 2 and "unknown precision 'half'" in err
+    assert code == 2 and "--precision: invalid choice: 'half'" in err and len(err.strip().splitlines()) == 1
     out = tmp_path / "bf16"
     assert cli("eval", "jsonl", "--data", jsonl_data, "--model", tiny_model_dir, "--out", out, "--precision", "amp_bf16")[0] == 0
     report = json.loads((out / "report.json").read_text())
@@ -185,8 +185,8 @@ def test_report_puts_runs_side_by_side(cli, tiny_model_dir, jsonl_data, tmp_path
 
 def test_batched_scoring_equals_one_at_a_time(tiny_backbone, jsonl_data, tmp_path):
     """Chunks of examples scored in one batched pass give the same records as one by one."""
-    from comclip.eval import runner
-    from comclip.eval.scorers import clip_scorer, comclip_scorer
+    from comclip.eval.runs import runner
+    from comclip.eval.runs.scorers import clip_scorer, comclip_scorer
     from comclip.pipeline import ComCLIP
 
     dataset = load_dataset("jsonl", jsonl_data)
@@ -209,7 +209,7 @@ def test_batched_scoring_equals_one_at_a_time(tiny_backbone, jsonl_data, tmp_pat
 
 @pytest.mark.parametrize("n", [1, 12, 20, 31])
 def test_every_run_in_a_chart_has_its_own_colour(n):
-    from comclip.eval.compare import run_colours
+    from comclip.eval.reports.compare import run_colours
 
     assert len(set(run_colours(n))) == n
 
@@ -256,8 +256,8 @@ def test_fallbacks_are_flagged_per_example_and_counted_per_method(cli, tiny_mode
 def test_the_python_api_raises_when_a_method_scored_nothing(tiny_backbone, tmp_path):
     """``evaluate()`` on data whose every image is missing writes its report, then raises with
     the most common reason, as the command line exits 1; it never returns a run of nothing."""
-    from comclip.eval.evaluate import CLIP, evaluate, open_dataset
-    from comclip.eval.report import NothingScored
+    from comclip.eval.reports.report import NothingScored
+    from comclip.eval.runs.evaluate import CLIP, evaluate, open_dataset
 
     rows = [{"id": str(k), "image": f"gone{k}.png", "positive": "a red square", "negatives": ["a blue square"]} for k in range(3)]
     data = tmp_path / "data.jsonl"
@@ -295,7 +295,7 @@ def test_ties_are_counted_and_the_rule_is_the_users(cli, tiny_model_dir, tmp_pat
 
 
 def test_a_dataset_whose_own_code_counts_ties_otherwise_says_so():
-    from comclip.eval.legend import tie_line
+    from comclip.eval.reports.legend import tie_line
 
     report = {"ties": {"rule": "strict", "official": "first"}, "runs": [{"method": "clip", "ties": {}}]}
     lines = tie_line(report)

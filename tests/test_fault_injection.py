@@ -1,4 +1,5 @@
-"""Fault injection through the real command line, as a separate process, as a user would meet
+"""Fault injection through the real command line (its entry point in this process, or a separate
+process where a real one is what is tested: Ctrl-C, a FIFO, libtiff writing to fd 2), as a user would meet
 each fault: the exit code, one line naming the input and the problem (never a traceback),
 and the user's files byte-identical before and after."""
 
@@ -18,7 +19,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from .conftest import run_cli
+from .conftest import run_cli, run_cli_here
 
 
 def _hash(path: Path) -> str:
@@ -72,7 +73,7 @@ def _eval_args(model, data, out, *extra, cache=None) -> list:
 
 
 def _eval(model, data, out, *extra, cache=None, env=None):
-    return run_cli(_eval_args(model, data, out, *extra, cache=cache), env=env or {})
+    return run_cli_here(_eval_args(model, data, out, *extra, cache=cache), env=env or {})
 
 
 # --- the cache never touches what is not its own -------------------------------------------
@@ -80,7 +81,7 @@ def test_a_folder_given_as_the_cache_is_never_renamed(tiny_model_dir, data, tmp_
     folder = tmp_path / "my-cache"
     folder.mkdir()
     (folder / "notes.txt").write_text("mine")
-    assert run_cli(["cache", "clear", "--cache", folder]).returncode == 0
+    assert run_cli_here(["cache", "clear", "--cache", folder]).returncode == 0
     assert _eval(tiny_model_dir, data, tmp_path / "out", cache=folder).returncode == 0
     assert folder.is_dir() and (folder / "notes.txt").read_text() == "mine" and (folder / "embeddings.sqlite").is_file()
     assert not list(tmp_path.glob("my-cache.broken-*"))
@@ -95,7 +96,7 @@ def test_another_programs_database_is_refused_and_left_byte_identical(tiny_model
     db.commit()
     db.close()
     before = _hash(other)
-    assert_user_error(run_cli(["cache", "info", "--cache", other]), str(other), "not a comclip embedding cache")
+    assert_user_error(run_cli_here(["cache", "info", "--cache", other]), str(other), "not a comclip embedding cache")
     assert_user_error(_eval(tiny_model_dir, data, tmp_path / "out", cache=other), str(other))
     assert _hash(other) == before and not (tmp_path / "out" / "per_example.jsonl").exists()
     # no -wal, no -shm, nothing moved; the output folder made for the run is gone with it (#27)
@@ -120,7 +121,7 @@ def test_a_read_only_cache_is_used_and_not_written(tiny_model_dir, data, tmp_pat
 
 def test_a_busy_cache_is_waited_for_then_skipped_never_moved(tiny_model_dir, data, tmp_path):
     cache = tmp_path / "c.sqlite"
-    assert run_cli(["cache", "info", "--cache", cache]).returncode == 0
+    assert run_cli_here(["cache", "info", "--cache", cache]).returncode == 0
     holder = sqlite3.connect(cache, isolation_level=None)
     holder.execute("BEGIN IMMEDIATE")
     try:
@@ -133,7 +134,7 @@ def test_a_busy_cache_is_waited_for_then_skipped_never_moved(tiny_model_dir, dat
 
 
 def test_an_impossible_cache_path_is_one_line(tiny_model_dir):
-    assert_user_error(run_cli(["cache", "info", "--cache", "/proc/nope/c.sqlite"]), "/proc/nope/c.sqlite")
+    assert_user_error(run_cli_here(["cache", "info", "--cache", "/proc/nope/c.sqlite"]), "/proc/nope/c.sqlite")
 
 
 # --- runs are never mixed, examples never dropped ------------------------------------------
@@ -196,19 +197,19 @@ def test_output_paths_are_checked_first(tiny_model_dir, data, rgb_image_path, tm
     assert a_file.read_text() == "mine"
     assert_user_error(_eval(tiny_model_dir, data, "/proc/nope/out"), "/proc/nope/out")
     explain = ["explain", rgb_image_path, "a red square", "--model", tiny_model_dir]
-    assert_user_error(run_cli([*explain, "--out", tmp_path]), str(tmp_path), "folder")
-    assert_user_error(run_cli([*explain, "--out", "/proc/nope/fig.png"]), "/proc/nope")
+    assert_user_error(run_cli_here([*explain, "--out", tmp_path]), str(tmp_path), "folder")
+    assert_user_error(run_cli_here([*explain, "--out", "/proc/nope/fig.png"]), "/proc/nope")
 
 
 def test_an_empty_caption_is_found_before_the_model_loads(rgb_image_path, tmp_path):
-    result = run_cli(["explain", rgb_image_path, "  ", "--model", tmp_path / "no-such-model", "--json"])
+    result = run_cli_here(["explain", rgb_image_path, "  ", "--model", tmp_path / "no-such-model", "--json"])
     assert_user_error(result, "caption")
 
 
 def test_a_malformed_dataset_is_one_line(tiny_model_dir, tmp_path):
     bad = tmp_path / "sc.json"
     bad.write_text('{"x": 5}')
-    result = run_cli(["eval", "sugarcrepe", "--data", bad, "--model", tiny_model_dir, "--out", tmp_path / "o"])
+    result = run_cli_here(["eval", "sugarcrepe", "--data", bad, "--model", tiny_model_dir, "--out", tmp_path / "o"])
     assert_user_error(result, str(bad), "'x'")
 
 
@@ -218,7 +219,7 @@ def test_a_corrupt_weights_file_is_one_line(tiny_model_dir, rgb_image_path, tmp_
     weights = broken / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:5000])
     before = _hash(broken)
-    assert_user_error(run_cli(["score", rgb_image_path, "a red square", "--model", broken]), str(broken))
+    assert_user_error(run_cli_here(["score", rgb_image_path, "a red square", "--model", broken]), str(broken))
     assert _hash(broken) == before
 
 
@@ -226,7 +227,7 @@ def test_a_model_without_its_tokenizer_files_is_refused(tiny_model_dir, rgb_imag
     folder = Path(shutil.copytree(tiny_model_dir, tmp_path / "no-tokenizer"))
     for name in ("vocab.json", "merges.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
         (folder / name).unlink(missing_ok=True)
-    result = run_cli(["score", rgb_image_path, "a red square", "a blue circle", "--model", folder])
+    result = run_cli_here(["score", rgb_image_path, "a red square", "a blue circle", "--model", folder])
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert len(_error_lines(result)) == 1 and str(folder) in _error_lines(result)[0]
 
@@ -240,7 +241,7 @@ def test_a_method_that_scored_nothing_exits_1_after_writing_its_report(tiny_mode
         for n in range(3)
     ]
     (tmp_path / "data.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    result = run_cli(
+    result = run_cli_here(
         [
             "eval",
             "jsonl",
@@ -277,12 +278,16 @@ def _sandbox_eval_process(model, out: Path, n: int) -> subprocess.Popen:
     )
 
 
+#: Sandbox items per task of the long run: 4 tasks x 2 methods x LONG_N records.
+LONG_N = 40
+
+
 def _long_run_scoring(model, out: Path) -> subprocess.Popen:
-    """``comclip eval sandbox`` of 800 records into ``out``, as its own process, returned once it
+    """``comclip eval sandbox`` of 8 x LONG_N records into ``out``, as its own process, returned once it
     has written its first record. It starts as a foreground process at a terminal would, with
     Ctrl-C's default action, even where the tests run in a background job (which starts its
     children with SIGINT ignored, and Python then installs no KeyboardInterrupt handler)."""
-    process = _sandbox_eval_process(model, out, 100)
+    process = _sandbox_eval_process(model, out, LONG_N)
     deadline = time.monotonic() + 120
     log = out / "per_example.jsonl"
     while time.monotonic() < deadline and not (log.exists() and log.stat().st_size):
@@ -299,10 +304,10 @@ def test_ctrl_c_exits_130_and_says_how_to_resume(tiny_model_dir, tmp_path):
     assert process.returncode == 130, stderr
     assert "Traceback" not in stderr and "--resume" in stderr.splitlines()[-1]
     scored = len(log.read_text().splitlines())
-    assert 0 < scored < 2 * 400
-    resumed = run_cli([*map(str, process.args[3:]), "--resume"])  # the same command, resumed
+    assert 0 < scored < 8 * LONG_N
+    resumed = run_cli_here([*map(str, process.args[3:]), "--resume"])  # the same command, resumed
     assert resumed.returncode == 0, resumed.stderr
-    assert all(run["n_scored"] == 400 for run in json.loads((out / "report.json").read_text())["runs"])
+    assert all(run["n_scored"] == 4 * LONG_N for run in json.loads((out / "report.json").read_text())["runs"])
 
 
 # --- files written whole, runs finished only when their report is whole (#26) ---------------
@@ -352,7 +357,7 @@ def test_a_folder_holding_a_report_without_records_is_not_overwritten(cli, tiny_
 
 def test_files_with_a_utf8_byte_order_mark_load(tmp_path, data):
     """JSON, JSONL and CSV written by tools that add a BOM read as without one."""
-    from comclip.eval.datasets import load_dataset
+    from comclip.eval.benchmarks.datasets import load_dataset
 
     rows = data.read_text()
     bom = tmp_path / "bom.jsonl"
@@ -399,9 +404,9 @@ def test_a_model_folder_cannot_switch_on_the_llm_parser(tiny_model_dir, rgb_imag
     shutil.copytree(tiny_model_dir, folder)
     (folder / "comclip.json").write_text(json.dumps({"parser": "llm"}))
     env = {"COMCLIP_LLM_BASE_URL": "http://127.0.0.1:9/v1", "COMCLIP_LLM_API_KEY": "secret", "COMCLIP_LLM_MODEL": "m"}
-    result = run_cli(["score", rgb_image_path, "a red square", "--model", folder], env=env)
+    result = run_cli_here(["score", rgb_image_path, "a red square", "--model", folder], env=env)
     assert_user_error(result, "parser", "cannot be set by a model folder")
-    result = run_cli(["score", rgb_image_path, "a red square", "--model", tiny_model_dir], env=env)
+    result = run_cli_here(["score", rgb_image_path, "a red square", "--model", tiny_model_dir], env=env)
     assert result.returncode == 0, result.stderr  # the same model without the file scores, parsing locally
 
 
@@ -414,7 +419,7 @@ def test_an_empty_dataset_is_one_line_before_the_model_loads(name, content, tmp_
     here does not exist: a later check would name it instead)."""
     data = tmp_path / ("data.csv" if name == "minimal_pairs" else "data.jsonl" if name == "jsonl" else "data.json")
     data.write_text(content)
-    result = run_cli(["eval", name, "--data", data, "--model", tmp_path / "no-such-model", "--out", tmp_path / "out"])
+    result = run_cli_here(["eval", name, "--data", data, "--model", tmp_path / "no-such-model", "--out", tmp_path / "out"])
     assert_user_error(result, str(data), "no examples")
     assert not (tmp_path / "out" / "run.json").exists()
 
@@ -433,7 +438,7 @@ def test_a_reports_dataset_name_never_writes_outside_the_output_folder(tmp_path)
     }
     (run / "report.json").write_text(json.dumps(report))
     out = tmp_path / "deep" / "er" / "charts"
-    result = run_cli(["report", run, "--out", out])
+    result = run_cli_here(["report", run, "--out", out])
     assert result.returncode == 0, result.stderr
     assert (out / "escaped.png").exists()
     assert not list(tmp_path.rglob("escaped.png"))[1:] and not (tmp_path / "escaped.png").exists()
@@ -480,13 +485,13 @@ def test_two_runs_on_one_folder_the_second_is_refused_naming_the_holder(tiny_mod
     out = tmp_path / "long"
     first = _long_run_scoring(tiny_model_dir, out)
     same = [*map(str, first.args[3:]), "--resume"]
-    second, other = run_cli(same), run_cli([*same, "--weighting", "softmax"])
+    second, other = run_cli_here(same), run_cli_here([*same, "--weighting", "softmax"])
     _, stderr = first.communicate(timeout=300)
     assert first.returncode == 0, stderr
     for result in (second, other):
         assert_user_error(result, str(out), "in use by another comclip run", f"process {first.pid}")
     records = [json.loads(line) for line in (out / "per_example.jsonl").read_text().splitlines()]
-    assert len(records) == len({(r["method"], r["id"]) for r in records}) == 800
+    assert len(records) == len({(r["method"], r["id"]) for r in records}) == 8 * LONG_N
 
 
 def test_explain_never_overwrites_and_writes_only_png(cli, tiny_model_dir, rgb_image_path, tmp_path):
@@ -515,7 +520,7 @@ def test_a_fifo_given_as_an_image_is_one_line_not_a_hang(tmp_path):
 
 def test_a_newline_in_a_path_stays_on_the_error_line(tmp_path):
     odd = tmp_path / "two\nlines.png"
-    result = run_cli(["explain", odd, "a red square", "--model", tmp_path / "no-such-model", "--json"])
+    result = run_cli_here(["explain", odd, "a red square", "--model", tmp_path / "no-such-model", "--json"])
     assert_user_error(result, "two\\nlines.png", "image not found")
     assert len(result.stderr.strip().splitlines()) == 1
 
@@ -531,7 +536,7 @@ def test_a_caption_too_long_to_parse_fails_its_example_only(tiny_model_dir, tmp_
     ]
     (tmp_path / "data.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     out = tmp_path / "out"
-    result = run_cli(
+    result = run_cli_here(
         [
             "eval",
             "jsonl",
@@ -586,7 +591,7 @@ def test_a_caption_of_the_wrong_type_is_one_line_before_the_model_loads(caption,
     Image.new("RGB", (20, 20)).save(tmp_path / "a.png")
     row = {"id": 7, "caption_0": caption, "caption_1": "a cat", "image_0": "a", "image_1": "a"}
     (tmp_path / "rows.jsonl").write_text(json.dumps(row) + "\n")
-    result = run_cli(
+    result = run_cli_here(
         [
             "eval",
             "winoground",
@@ -608,7 +613,7 @@ def test_json_nested_too_deeply_is_one_line(tmp_path):
     """Python's JSON reader runs out of recursion on ``[[[[...]]]]``: one line naming the file."""
     deep = tmp_path / "deep.json"
     deep.write_text("[" * 100_000 + "]" * 100_000)
-    result = run_cli(["eval", "sugarcrepe", "--data", deep, "--model", tmp_path / "no-such-model", "--out", tmp_path / "o"])
+    result = run_cli_here(["eval", "sugarcrepe", "--data", deep, "--model", tmp_path / "no-such-model", "--out", tmp_path / "o"])
     assert_user_error(result, str(deep), "nested too deeply")
 
 
@@ -621,7 +626,7 @@ def test_resume_force_on_a_folder_that_cannot_be_written_is_one_line_before_the_
     """A finished run's folder made read-only (simulated where the tests run as root, whom
     permissions do not stop), then ``--resume --force``: one line naming the folder, exit 2,
     before the model loads (the model named does not exist), the folder byte-identical."""
-    from comclip.eval import store
+    from comclip.eval.runs import store
 
     out = tmp_path / "done"
     out.mkdir()
@@ -771,7 +776,7 @@ def test_a_sandbox_of_ten_million_items_under_limit_2_makes_only_what_it_reads(c
 def test_a_folder_in_use_or_holding_results_is_refused_before_the_model_loads(cli, data, tmp_path):
     """Both refusals come before any model loads: the model named here does not exist, and
     the folder's error is the one given."""
-    from comclip.eval.store import folder_lock
+    from comclip.eval.runs.store import folder_lock
 
     held, used = tmp_path / "held", tmp_path / "used"
     used.mkdir()

@@ -66,7 +66,7 @@ def test_progress_in_a_log_is_a_line_at_the_start_each_tenth_and_the_end():
     """stderr not a terminal (a batch job's log): plain lines, never a bar's redraws."""
     import io
 
-    from comclip.eval.progress import LogLines, progress
+    from comclip.eval.runs.progress import LogLines, progress
 
     log = io.StringIO()
     with progress(25, "scoring", "example", file=log) as shown:

@@ -103,8 +103,8 @@ def test_no_detection_is_none_and_margin_needs_two():
 @pytest.mark.parametrize("fill", ["mean", "background", "black"])
 def test_multiscale_views_are_the_same_on_the_torch_and_pil_paths(box, fill):
     """Zoomed views, also where the window reaches beyond the image on any side."""
+    from comclip.imaging.subimages import SubimageMaker, zoom_window
     from comclip.sandbox.pairs import make_pair
-    from comclip.subimages import SubimageMaker, zoom_window
 
     image = make_pair("binding", 0, 0).scenes[0].render()
     pil = SubimageMaker([image], None).zoomed(0, box, fill, 2.5)
@@ -117,7 +117,7 @@ def test_multiscale_views_are_the_same_on_the_torch_and_pil_paths(box, fill):
 def test_background_fill_is_the_border_median():
     from PIL import Image
 
-    from comclip.subimages import make_subimage
+    from comclip.imaging.subimages import make_subimage
 
     image = Image.new("RGB", (20, 20), (10, 200, 30))
     image.paste((250, 0, 0), (8, 8, 12, 12))
@@ -130,8 +130,8 @@ def test_joint_grounding_is_at_least_as_accurate_on_sandbox_scenes():
     jointly vs each by its top box (grounding_hits), on a few sandbox items."""
     from comclip.backbones import create_backbone
     from comclip.config import PipelineConfig
-    from comclip.eval.datasets import load_dataset
-    from comclip.eval.grounding_accuracy import grounding_hits
+    from comclip.eval.benchmarks.datasets import load_dataset
+    from comclip.eval.reports.grounding_accuracy import grounding_hits
     from comclip.grounding import create_grounder
 
     backbone = create_backbone("comclip/sandbox-bow", device="cpu")
@@ -189,7 +189,7 @@ def test_patch_grounder_reads_one_forward_pass(tiny_model_dir, rgb_image_path):
     from PIL import Image
 
     from comclip.backbones import create_backbone
-    from comclip.cache import MemoryCache
+    from comclip.cache.embeddings import MemoryCache
     from comclip.grounding import create_grounder
     from comclip.pipeline import ComCLIP
 

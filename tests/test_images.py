@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from comclip.errors import InputError
-from comclip.images import expand_image_paths, load_image
+from comclip.imaging.files import expand_image_paths, load_image
 
 
 def test_missing_image_is_named(tmp_path):
@@ -125,7 +125,7 @@ def test_huge_image_decodes_with_bounded_memory(huge_jpeg):
     """A 10000x10000 JPEG is decoded at reduced scale: peak memory far below its 300 MB of pixels."""
     # VmHWM is this process's own peak; ru_maxrss would include the parent's peak from before exec.
     code = (
-        "import re; from comclip.images import load_image; "
+        "import re; from comclip.imaging.files import load_image; "
         f"l = load_image({str(huge_jpeg)!r}); "
         "hwm = int(re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read()).group(1)); "
         "print(l.image.size, l.original_size, hwm // 1024)"
@@ -160,7 +160,7 @@ def test_an_image_past_the_decompression_bomb_limit_is_decoded_at_reduced_scale(
     whole = load_image(png, max_side=200)  # other formats: decoded whole, then shrunk
     assert whole.original_size == (800, 600) and whole.image.size == (200, 150)
     assert np.asarray(whole.image)[100, 100].tolist() == [200, 30, 30]
-    monkeypatch.setattr("comclip.images.MAX_DECODE_PIXELS", 800 * 600 - 1)  # past comclip's own ceiling
+    monkeypatch.setattr("comclip.imaging.files.MAX_DECODE_PIXELS", 800 * 600 - 1)  # past comclip's own ceiling
     with pytest.raises(InputError, match="too large"):
         load_image(png, max_side=200)
     with pytest.raises(InputError, match="too large"):

@@ -1,4 +1,4 @@
-"""Example kinds (comclip.eval.kinds): each kind's correctness rule, strict on ties, checked
+"""Example kinds (comclip.eval.benchmarks.kinds): each kind's correctness rule, strict on ties, checked
 against the benchmarks' own comparisons; headline metrics; the word-order rule; a kind
 registered once is scored and reported."""
 
@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from comclip.eval.datasets import PAIR_MATCH, TWO_POSITIVES, WINOGROUND
-from comclip.eval.datasets.base import DIFFERENT_WORDS, SAME_WORDS, bag_of_words
-from comclip.eval.kinds import correct, word_order_class
+from comclip.eval.benchmarks.datasets import PAIR_MATCH, TWO_POSITIVES, WINOGROUND
+from comclip.eval.benchmarks.datasets.base import DIFFERENT_WORDS, SAME_WORDS, bag_of_words
+from comclip.eval.benchmarks.kinds import correct, word_order_class
 
 
 def test_correctness_rules_are_strict():
@@ -30,7 +30,7 @@ def test_correctness_rules_are_strict():
 
 
 def test_headline_metric_prefers_the_kinds_headlines_in_registration_order():
-    from comclip.eval.kinds import headline_metric
+    from comclip.eval.benchmarks.kinds import headline_metric
 
     assert headline_metric(["text", "image", "group", "pairwise"]) == "group"
     assert headline_metric(["accuracy", "pair"]) == "pair"
@@ -45,8 +45,8 @@ def test_retrieval_rule_is_a_rank_below_k():
 
 
 def test_word_order_rule_reads_each_kinds_true_captions():
-    from comclip.eval.datasets.base import DIFFERENT_WORDS, SAME_WORDS
-    from comclip.eval.kinds import word_order_class
+    from comclip.eval.benchmarks.datasets.base import DIFFERENT_WORDS, SAME_WORDS
+    from comclip.eval.benchmarks.kinds import word_order_class
 
     assert word_order_class("winoground", ["a dog chasing a cat", "a cat chasing a dog"]) == SAME_WORDS
     assert word_order_class("two_positives", ["a dog on a mat", "on a mat a dog", "a mat on a dog"]) == SAME_WORDS
@@ -58,10 +58,10 @@ def test_word_order_rule_reads_each_kinds_true_captions():
 def test_a_registered_kind_is_scored_and_reported_with_no_other_edit(monkeypatch, tmp_path):
     """A new kind is one registration: the runner records its rule's successes, the report its
     metrics (failed examples count against them) and its headline."""
-    from comclip.eval import kinds
-    from comclip.eval.datasets import Dataset, Example
-    from comclip.eval.report import summarise_run
-    from comclip.eval.runner import run
+    from comclip.eval.benchmarks import kinds
+    from comclip.eval.benchmarks.datasets import Dataset, Example
+    from comclip.eval.reports.report import summarise_run
+    from comclip.eval.runs.runner import run
 
     def top_two(scores, text_scores=None):
         return {"top2": bool((scores[0, 0] > scores[0, 1:]).sum() >= len(scores[0]) - 2)}
@@ -132,8 +132,8 @@ def test_a_tie_is_wrong_by_default_and_the_metrics_it_decided_are_recorded():
     each kind of example; nothing where no true option is tied."""
     import numpy as np
 
-    from comclip.eval.datasets import CAPTION_CHOICE, IMAGE_CHOICE, WINOGROUND
-    from comclip.eval.kinds import correct, tie_decided, under_tie_rule
+    from comclip.eval.benchmarks.datasets import CAPTION_CHOICE, IMAGE_CHOICE, WINOGROUND
+    from comclip.eval.benchmarks.kinds import correct, tie_decided, under_tie_rule
 
     tied = np.array([[0.5, 0.5, 0.1]])
     strict = correct(CAPTION_CHOICE, tied)

@@ -12,8 +12,8 @@ import pytest
 from PIL import Image
 
 from comclip.errors import InputError
-from comclip.images import load_image
-from comclip.loading import ImageLoader, packed, received
+from comclip.imaging.files import load_image
+from comclip.imaging.prefetch import ImageLoader, packed, received
 
 
 class _KillsTheWorker:

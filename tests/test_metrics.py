@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from comclip.eval.kinds import correct as kind_correct
-from comclip.eval.metrics import bootstrap_ci, pairwise_correct, retrieval_hits, summarise, winoground_correct
+from comclip.eval.benchmarks.kinds import correct as kind_correct
+from comclip.eval.benchmarks.metrics import bootstrap_ci, pairwise_correct, retrieval_hits, summarise, winoground_correct
 
 from .conftest import shared_data
 
@@ -98,7 +98,7 @@ def _wilson_reference(k: int, n: int, z: float = 1.959963984540054) -> tuple[flo
 
 @pytest.mark.parametrize("k, n", [(0, 20), (20, 20), (7, 20), (1, 3), (50, 100)])
 def test_wilson_interval_against_the_formula_and_never_a_point(k, n):
-    from comclip.eval.metrics import wilson_ci
+    from comclip.eval.benchmarks.metrics import wilson_ci
 
     lo, hi = wilson_ci(k, n)
     assert (lo, hi) == pytest.approx(_wilson_reference(k, n), abs=1e-9)
@@ -116,7 +116,7 @@ def test_summarise_without_resamples_gives_no_interval_and_shares_get_the_bootst
 def test_paired_comparison_mcnemar_and_difference():
     from scipy.stats import binomtest
 
-    from comclip.eval.metrics import paired_comparison
+    from comclip.eval.benchmarks.metrics import paired_comparison
 
     clip = [1, 0, 0, 1, 0, 1, 0, 0, 1, 0]
     method = [1, 1, 1, 0, 1, 1, 1, 0, 1, 1]

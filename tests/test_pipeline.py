@@ -15,7 +15,7 @@ from comclip.backbones import create_backbone
 from comclip.composition import make_subimage
 from comclip.errors import InputError
 from comclip.grounding import Box, Detection, Grounder
-from comclip.pipeline import NOT_GROUNDED
+from comclip.results import NOT_GROUNDED
 
 from .conftest import assert_ranked_boxes_inside, shared_data
 
@@ -285,7 +285,7 @@ def test_demo_runs_offline_and_reproducibly(cli, tmp_path):
 def test_region_boxes_follow_an_image_decoded_at_reduced_scale(tiny_backbone, tmp_path):
     """A regions file gives boxes for the full-size photo; the pipeline sees it at reduced
     scale, so the boxes are scaled with it."""
-    from comclip.images import load_image
+    from comclip.imaging.files import load_image
 
     big = tmp_path / "big.png"
     _scene(big)  # 96 x 64

@@ -11,8 +11,8 @@ from PIL import Image, ImageFilter
 
 from comclip.backbones import create_backbone
 from comclip.boxes import Box
-from comclip.pixels import gaussian_blur, preprocess, spec_from_hf_processor, to_tensor
-from comclip.subimages import FILLS, TENSOR_FILLS, Canvas, SubimageMaker, make_subimage, render
+from comclip.imaging.pixels import gaussian_blur, preprocess, spec_from_hf_processor, to_tensor
+from comclip.imaging.subimages import FILLS, TENSOR_FILLS, Canvas, SubimageMaker, make_subimage, render
 
 #: One 8-bit level in CLIP's normalised units is about 0.015. The two paths' filters differ in
 #: their arithmetic: nearly every input lies within two levels, a few at sharp edges further.

@@ -50,7 +50,7 @@ def test_plugins_are_read_from_entry_points_once_without_replacing_code(monkeypa
 def test_the_sandbox_is_a_dataset_by_its_entry_point():
     from importlib.metadata import entry_points
 
-    from comclip.eval.datasets import DATASETS, is_generated
+    from comclip.eval.benchmarks.datasets import DATASETS, is_generated
 
     (point,) = [p for p in entry_points(group="comclip.datasets") if p.name == "sandbox"]
     assert point.value == "comclip.sandbox.dataset:SANDBOX"
@@ -60,7 +60,7 @@ def test_the_sandbox_is_a_dataset_by_its_entry_point():
 def test_the_flat_api_names_what_an_open_clip_user_expects():
     from comclip.backbones import create_backbone
     from comclip.config import PipelineConfig
-    from comclip.eval.datasets import load_dataset
+    from comclip.eval.benchmarks.datasets import load_dataset
     from comclip.pipeline import ComCLIP
 
     assert comclip.ComCLIP is ComCLIP and comclip.PipelineConfig is PipelineConfig

@@ -1,4 +1,4 @@
-"""The report (comclip.eval.report): failed examples count against every metric of their
+"""The report (comclip.eval.reports.report): failed examples count against every metric of their
 kind, paired comparisons on examples both scored, and the one-line reason of a method that
 scored nothing."""
 
@@ -8,7 +8,7 @@ import pytest
 
 
 def test_failures_count_as_wrong_and_methods_are_compared_on_shared_examples():
-    from comclip.eval.report import compare_with, summarise_run
+    from comclip.eval.reports.report import compare_with, summarise_run
 
     def record(id_, ok, value=None):
         base = {"id": id_, "kind": "caption_choice", "subset": "", "tags": []}
@@ -25,8 +25,8 @@ def test_failures_count_as_wrong_and_methods_are_compared_on_shared_examples():
 
 
 def test_a_method_that_scored_nothing_gets_one_line_naming_its_most_common_error(tmp_path):
-    from comclip.eval.datasets import Dataset
-    from comclip.eval.report import unscored, write_report
+    from comclip.eval.benchmarks.datasets import Dataset
+    from comclip.eval.reports.report import unscored, write_report
 
     def failed(n: int, error: str) -> dict:
         return {
@@ -66,7 +66,7 @@ def _legend_report(difference, interval):
 
 
 def test_the_takeaway_is_computed_from_the_numbers():
-    from comclip.eval.legend import takeaway
+    from comclip.eval.reports.legend import takeaway
 
     ahead = "\n".join(takeaway(_legend_report(25.0, [15.0, 35.0])))
     assert (
@@ -82,7 +82,7 @@ def test_the_takeaway_is_computed_from_the_numbers():
 
 
 def test_the_legend_says_what_each_part_of_a_label_means():
-    from comclip.eval.legend import legend
+    from comclip.eval.reports.legend import legend
 
     lines = legend(_legend_report(25.0, [15.0, 35.0]))
     assert lines[3].startswith("- **clip**: plain CLIP")

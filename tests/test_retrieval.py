@@ -10,9 +10,9 @@ import pytest
 from PIL import Image
 
 from comclip.errors import InputError
-from comclip.eval import metrics
-from comclip.eval.datasets import load_dataset
-from comclip.eval.retrieval import run_retrieval, strict_rank
+from comclip.eval.benchmarks import metrics
+from comclip.eval.benchmarks.datasets import load_dataset
+from comclip.eval.runs.recall import run_retrieval, strict_rank
 from comclip.results import GroupScores
 
 from .conftest import shared_data
@@ -108,7 +108,7 @@ class _Refuses(_CLIPAsReranker):
 
 
 def test_reranking_is_batched_across_queries_and_failures_traced(tiny_backbone, gallery, tmp_path):
-    from comclip.eval.retrieval import Gallery
+    from comclip.eval.runs.recall import Gallery
     from comclip.pipeline import ComCLIP
 
     data = load_dataset("retrieval", gallery)

@@ -1,4 +1,4 @@
-"""The evaluation engine (comclip.eval.runner): one loop over a small task interface, for
+"""The evaluation engine (comclip.eval.runs.runner): one loop over a small task interface, for
 examples and retrieval alike; evaluate() picks the task from the dataset."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from collections.abc import Iterator
 import pytest
 
 from comclip.errors import InputError
-from comclip.eval.runner import TASKS, ExampleTask, run_task
-from comclip.eval.store import PER_EXAMPLE, ResultLog
+from comclip.eval.runs.runner import TASKS, ExampleTask, run_task
+from comclip.eval.runs.store import PER_EXAMPLE, ResultLog
 from comclip.world import World
 
 
@@ -75,9 +75,9 @@ def test_run_task_refuses_a_folder_holding_results_before_planning(tmp_path):
 
 def test_every_dataset_task_is_registered_and_the_example_task_checks_its_limit():
     from comclip.errors import InputError
-    from comclip.eval import evaluate  # noqa: F401 (registers retrieval's task)
-    from comclip.eval.datasets import Dataset
-    from comclip.eval.datasets.retrieval import RetrievalDataset
+    from comclip.eval.benchmarks.datasets import Dataset
+    from comclip.eval.benchmarks.datasets.retrieval import RetrievalDataset
+    from comclip.eval.runs import evaluate  # noqa: F401 (registers retrieval's task)
 
     assert {Dataset.task, RetrievalDataset.task} <= set(TASKS)
     with pytest.raises(InputError, match="--limit must be at least 1"):
@@ -88,7 +88,7 @@ def test_evaluate_runs_the_task_the_dataset_names(monkeypatch, tiny_backbone, tm
     """A dataset with a task of its own is evaluated through it: evaluate() has no branch per kind of dataset."""
     from dataclasses import dataclass, field
 
-    from comclip.eval.evaluate import evaluate
+    from comclip.eval.runs.evaluate import evaluate
 
     @dataclass
     class Counted:

@@ -112,8 +112,8 @@ def test_training_writes_a_loadable_model(tmp_path):
 
 
 def test_oracle_grounder_is_exact():
-    from comclip.eval.datasets import load_dataset
-    from comclip.eval.grounding_accuracy import grounding_hits, oracle_grounder
+    from comclip.eval.benchmarks.datasets import load_dataset
+    from comclip.eval.reports.grounding_accuracy import grounding_hits, oracle_grounder
 
     dataset = load_dataset("sandbox", task="binding,substitution", seed=4, n=5)
     oracle = oracle_grounder(dataset)

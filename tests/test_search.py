@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from comclip.backbones import create_backbone
-from comclip.images import load_image
+from comclip.imaging.files import load_image
 from comclip.pipeline import ComCLIP
 from comclip.search import Index
 from comclip.search.benchmark import describes, render_gallery, sandbox_search
@@ -91,7 +91,7 @@ def test_a_search_encodes_its_texts_in_one_model_call_and_restores_the_collector
     the cycle collector is off while re-ranking and back on after (left off if it was off)."""
     import gc
 
-    from comclip.cache import MemoryCache
+    from comclip.cache.embeddings import MemoryCache
 
     calls: list[list[str]] = []
     original = bow._encode_text_batch

@@ -16,7 +16,7 @@ from comclip.backbones import create_backbone
 from comclip.errors import ModelNotFoundError
 from comclip.testing import make_tiny_slip
 
-from .conftest import run_cli
+from .conftest import run_cli_here
 
 HEADS = {"SLIP_VITS16": (12, 8), "CLIP_VITB16": (12, 8), "SLIP_VITL16": (16, 8)}
 
@@ -271,7 +271,7 @@ def test_bad_or_unsafe_files_are_refused_with_one_clear_line(tmp_path, monkeypat
 
 def test_cli_scores_explains_and_evaluates_with_slip(slip_file, rgb_image_path, tmp_path):
     model = f"slip:{slip_file}"
-    score = run_cli(
+    score = run_cli_here(
         [
             "score",
             "--model",
@@ -287,7 +287,7 @@ def test_cli_scores_explains_and_evaluates_with_slip(slip_file, rgb_image_path, 
     assert score.returncode == 0, score.stderr
     results = json.loads(score.stdout)["results"]
     assert len(results) == 2 and all(-1 <= r["clip"] <= 1 and math.isfinite(r["comclip"]) for r in results)
-    explain = run_cli(
+    explain = run_cli_here(
         [
             "explain",
             "--model",
@@ -301,7 +301,7 @@ def test_cli_scores_explains_and_evaluates_with_slip(slip_file, rgb_image_path, 
     )
     assert explain.returncode == 0, explain.stderr
     assert (tmp_path / "fig.png").stat().st_size > 0
-    run = run_cli(
+    run = run_cli_here(
         [
             "eval",
             "sandbox",
@@ -328,5 +328,5 @@ def test_cli_scores_explains_and_evaluates_with_slip(slip_file, rgb_image_path, 
 def test_a_checkpoint_file_without_the_prefix_is_named_as_a_file(cli, slip_file, rgb_image_path):
     code, out, err = cli("score", "--model", str(slip_file), str(rgb_image_path), "a dog")
     assert code == 2 and "is a file, not a model directory" in err and "slip:" in err
-    missing = run_cli(["score", "--model", "slip:/no/such/slip.pt", str(rgb_image_path), "a dog"])
+    missing = run_cli_here(["score", "--model", "slip:/no/such/slip.pt", str(rgb_image_path), "a dog"])
     assert missing.returncode == 2 and "SLIP checkpoint not found: /no/such/slip.pt" in missing.stderr

@@ -1,4 +1,4 @@
-"""The result store (comclip.eval.store): the record log and its resume rules, the run
+"""The result store (comclip.eval.runs.store): the record log and its resume rules, the run
 manifest, and the merge of several processes' shards, as units without a model."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import json
 import pytest
 
 from comclip.errors import InputError
-from comclip.eval.store import PER_EXAMPLE, RUN_FILE, ResultLog, differences, finished, merge_shards, read_all
+from comclip.eval.runs.store import PER_EXAMPLE, RUN_FILE, ResultLog, differences, finished, merge_shards, read_all
 from comclip.world import World
 
 
@@ -48,7 +48,7 @@ def test_a_line_cut_by_a_kill_is_skipped_and_the_next_record_starts_a_line(tmp_p
 
 
 def test_shards_merge_in_order_into_one_file_and_are_removed(tmp_path, monkeypatch):
-    import comclip.eval.store as store
+    import comclip.eval.runs.store as store
 
     monkeypatch.setattr(store, "barrier", lambda world: None)  # the two processes are played here in turn
     logs = [ResultLog(tmp_path, resume=False, world=World(rank=rank, size=2)) for rank in (0, 1)]  # all check first

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from .conftest import SHARED_DATA, run_cli
+from .conftest import SHARED_DATA, run_cli_here
 
 
 @pytest.fixture
@@ -55,7 +55,7 @@ methods = ["clip"]
 
 
 def _suite(path, out, *extra, **kwargs):
-    return run_cli(["suite", path, "--out", out, "--bootstrap", "100", "--no-cache", "--workers", "0", *extra], **kwargs)
+    return run_cli_here(["suite", path, "--out", out, "--bootstrap", "100", "--no-cache", "--workers", "0", *extra], **kwargs)
 
 
 def test_a_killed_suite_resumes_to_the_report_of_an_uninterrupted_one(suite_file, tmp_path):
@@ -123,7 +123,11 @@ def test_dry_run_lists_the_cells_and_checks_the_files_before_any_model_loads(tmp
         ('models = ["m"]\n', ["no [[datasets]]"]),
         ('models = ["m"]\n[[datasets]]\nname = "nope"\n', ["'nope' is not a dataset"]),
         ('models = ["m"]\n[[datasets]]\nname = "jsonl"\nlimt = 3\n', ["unknown key 'limt'"]),
-        ('models = ["m"]\n[[datasets]]\nname = "jsonl"\nlimit = "3"\n', ["limit must be int"]),
+        ('models = ["m"]\n[[datasets]]\nname = "jsonl"\nlimit = "3"\n', ["limit must be a whole number"]),
+        ('models = ["m"]\n[[datasets]]\nname = "jsonl"\nlimit = 0\n', ["limit must be positive"]),
+        ('models = ["m"]\nties = "maybe"\n[[datasets]]\nname = "jsonl"\n', ["unknown ties 'maybe'"]),
+        ('models = ["m"]\n[[datasets]]\nname = "jsonl"\npipeline = {weighting = "nope"}\n', ["pipeline", "'nope'"]),
+        ('models = ["m"]\npipeline = {wieghting = "sum"}\n[[datasets]]\nname = "jsonl"\n', ["pipeline", "wieghting"]),
         ('models = ["m"]\nmethods = ["clip", "mine"]\n[[datasets]]\nname = "jsonl"\n', ["unknown method 'mine'"]),
         ('[[datasets]]\nname = "jsonl"\n', ["no models"]),
         ('models = ["m"]\n[[datasets]]\nname = "jsonl"\n[[datasets]]\nname = "jsonl"\n', ["two datasets are labelled 'jsonl'"]),
@@ -143,7 +147,7 @@ def test_a_mistake_in_the_suite_file_is_one_line(text, words, cli, tmp_path):
 def test_the_shipped_suites_are_valid(name):
     """suites/paper.toml (the paper's benchmarks and backbones) and suites/compositional.toml
     name real datasets, methods and keys (their data is the user's to fetch)."""
-    from comclip.eval.suite import read_suite
+    from comclip.eval.experiments.suite import read_suite
 
     cells = read_suite(Path(__file__).resolve().parents[1] / "suites" / name)
     datasets = {cell.entry.name for cell in cells}

@@ -10,6 +10,10 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
+from comclip import _moved
+
+_moved.install()  # the former module names import, with a DeprecationWarning
+
 #: The public names, each imported from its module when first used, so that
 #: ``import comclip`` (and ``comclip --help``) does not import torch.
 _EXPORTS = {
@@ -18,11 +22,11 @@ _EXPORTS = {
     "create_backbone": "comclip.backbones",
     "list_models": "comclip.backbones",
     "register_model": "comclip.backbones",
-    "evaluate": "comclip.eval.evaluate",
-    "load_dataset": "comclip.eval.datasets",
-    "register_dataset": "comclip.eval.datasets",
+    "evaluate": "comclip.eval.runs.evaluate",
+    "load_dataset": "comclip.eval.benchmarks.datasets",
+    "register_dataset": "comclip.eval.benchmarks.datasets",
     "register_method": "comclip.methods",
-    "register_kind": "comclip.eval.kinds",
+    "register_kind": "comclip.eval.benchmarks.kinds",
 }
 
 __all__ = ["__version__", *_EXPORTS]

@@ -1,3 +1,3 @@
-from .cli import module_main
+from comclip.cli import module_main
 
 module_main()

@@ -7,7 +7,7 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from .errors import InputError
+from comclip.errors import InputError
 
 
 @dataclass(frozen=True)

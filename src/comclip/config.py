@@ -10,69 +10,28 @@ option alike:
 3. the library defaults: the field defaults below.
 
 Every named choice is checked against its registry (:data:`~comclip.composition.WEIGHTINGS`,
-:data:`~comclip.subimages.FILLS`, ...), so a new choice registered there is accepted here and
+:data:`~comclip.imaging.subimages.FILLS`, ...), so a new choice registered there is accepted here and
 offered on the command line without touching this module.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
-from .composition import SCORE_MODES, WEIGHTINGS
-from .composition.geometry import RELATION_MODES
-from .errors import InputError
-from .grounding import GROUND_BY, GROUNDERS
-from .grounding.assignment import ASSIGNMENTS
-from .grounding.clip_grounder import DEFAULT_FILL, DEFAULT_PROMPT, DEFAULT_PROPOSALS, REGION_MODES
-from .grounding.proposals import PROPOSALS
-from .parsing import PARSERS
-from .registry import Registry
-from .subimages import FILLS
-
-
-@dataclass(frozen=True)
-class Option:
-    """What the tools need to know of one :class:`PipelineConfig` field, declared with it.
-
-    The command line's flags, the web app's option table, validation and the reading of a
-    model's ``comclip.json`` are all derived from these, so a new field is one declaration.
-    """
-
-    help: str
-    #: The command-line flag; ``--`` plus the field name with dashes by default.
-    flag: str | None = None
-    #: Older spellings of the flag, still accepted.
-    aliases: tuple[str, ...] = ()
-    #: The allowed values: a registry or a sequence (checked), or None (any value of ``kind``).
-    choices: Any = None
-    #: str, number or bool.
-    kind: str = "str"
-    #: For numbers: None, "positive" or "at_least_zero".
-    bound: str | None = None
-    #: How the default reads in help where it is not the field's default value.
-    default_text: str | None = None
-    #: The grounder options this field feeds: ``{grounder: constructor option}``.
-    grounder: Mapping[str, str] = dataclasses.field(default_factory=dict)
-    #: Where a model's ``comclip.json`` may also give it as ``{"grounder": {KEY: ...}}``.
-    model_grounder_key: str | None = None
-    #: A template that must hold ``{}``, where the entity goes.
-    template: bool = False
-    #: Whether a model folder's ``comclip.json`` may set it: not what could reach the network,
-    #: run code or read other files (the parser, the grounder, a regions file).
-    from_model: bool = True
-    #: The field's former name, still accepted (with a DeprecationWarning) as a keyword, a
-    #: ``comclip.json`` key, a method's change and an attribute.
-    renamed_from: str | None = None
-
-
-def option(help: str, default: Any = None, **meta: Any) -> Any:
-    """A :class:`PipelineConfig` field with its :class:`Option` declaration."""
-    return dataclasses.field(default=default, metadata={"option": Option(help, **meta)})
+from comclip.composition import SCORE_MODES, WEIGHTINGS
+from comclip.composition.geometry import RELATION_MODES
+from comclip.declared import Option, check, option
+from comclip.errors import InputError
+from comclip.grounding import GROUND_BY, GROUNDERS
+from comclip.grounding.assignment import ASSIGNMENTS
+from comclip.grounding.clip_grounder import DEFAULT_FILL, DEFAULT_PROMPT, DEFAULT_PROPOSALS, REGION_MODES
+from comclip.grounding.proposals import PROPOSALS
+from comclip.imaging.subimages import FILLS
+from comclip.parsing import PARSERS
 
 
 @dataclass(frozen=True)
@@ -184,7 +143,7 @@ class PipelineConfig:
 
     def __post_init__(self) -> None:
         for name, declared in options().items():
-            _check(name, getattr(self, name), declared)
+            check(name, getattr(self, name), declared)
 
     @classmethod
     def layered(cls, model_defaults: Mapping[str, Any] | None = None, **explicit: Any) -> PipelineConfig:
@@ -321,40 +280,6 @@ def model_options(defaults: Mapping[str, Any]) -> dict:
             "not turn on anything that reaches the network or runs code; give it as an option yourself"
         )
     return found
-
-
-def _check(name: str, value: Any, declared: Option) -> None:
-    """One field's value against its declaration."""
-    if value is None and declared.kind != "bool":
-        return
-    if isinstance(declared.choices, Registry):
-        declared.choices.check(value)
-    elif declared.choices is not None:
-        _check_choice(name, value, declared.choices)
-    if declared.kind == "number":
-        _check_number(name, value, positive=declared.bound == "positive", at_least_zero=declared.bound == "at_least_zero")
-    elif declared.kind == "bool" and not isinstance(value, bool):
-        raise InputError(f"{name} must be true or false, got {value!r}")
-    elif declared.kind == "str" and not isinstance(value, str):
-        raise InputError(f"{name} must be a string, got {value!r}")
-    if declared.template and "{}" not in value:
-        raise InputError(f"{name} {value!r} needs a {{}} where the entity goes")
-
-
-def _check_choice(name: str, value: Any, choices: Any) -> None:
-    if value not in choices:
-        raise InputError(f"unknown {name} {value!r}; choose one of {', '.join(choices)}")
-
-
-def _check_number(name: str, value: Any, positive: bool = False, at_least_zero: bool = False) -> None:
-    if value is None:
-        return
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise InputError(f"{name} must be a finite number, got {value!r}")
-    if positive and value <= 0:
-        raise InputError(f"{name} must be positive, got {value}")
-    if at_least_zero and value < 0:
-        raise InputError(f"{name} must be 0 or more, got {value}")
 
 
 def _accept_former_names() -> None:

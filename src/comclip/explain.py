@@ -7,9 +7,9 @@ from pathlib import Path
 
 from PIL import Image
 
-from .errors import ComclipError
-from .pipeline import ComCLIPResult
-from .subimages import make_subimage
+from comclip.errors import ComclipError
+from comclip.imaging.subimages import make_subimage
+from comclip.results import ComCLIPResult
 
 COLOURS = ["#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6", "#9a6324"]
 

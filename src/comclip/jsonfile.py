@@ -1,14 +1,15 @@
-"""Reading user-supplied JSON files with errors that name the file and what it should hold
+"""Reading user-supplied JSON and TOML files with errors that name the file and what it should hold
 (a UTF-8 byte-order mark is read as nothing), and writing files whole or not at all."""
 
 from __future__ import annotations
 
 import json
 import os
+import sys
 import tempfile
 from pathlib import Path
 
-from .errors import ComclipError, InputError
+from comclip.errors import ComclipError, InputError
 
 #: What a JSON value nested deeper than Python's recursion limit is called in an error.
 TOO_DEEP = "JSON nested too deeply to read"
@@ -69,3 +70,18 @@ def read_json_lines(path: str | Path, what: str) -> list[tuple[int, object]]:
         except RecursionError:
             raise InputError(f"{path} line {number}: {TOO_DEEP}") from None
     return rows
+
+
+def read_toml(path: Path) -> dict:
+    """A user's TOML file (a suite, an ablation grid) as a dict; a file that cannot be read or
+    is not TOML is one :class:`InputError` naming it."""
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover (Python 3.10)
+        import tomli as tomllib
+    try:
+        return tomllib.loads(Path(path).read_text(encoding="utf-8-sig"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"cannot read {path}: {exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise InputError(f"{path}: not valid TOML ({exc})") from None

@@ -20,9 +20,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .config import PipelineConfig
-from .errors import InputError
-from .registry import Registry
+from comclip.config import PipelineConfig
+from comclip.errors import InputError
+from comclip.registry import Registry
 
 #: What a method changes: fixed PipelineConfig fields, or a function of the base configuration.
 Changes = Mapping[str, Any] | Callable[[PipelineConfig], Mapping[str, Any]]

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator, Mapping
 from importlib.metadata import entry_points
 from typing import Any, Generic, TypeVar
 
-from .errors import InputError
+from comclip.errors import InputError
 
 T = TypeVar("T")
 

@@ -6,10 +6,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from .boxes import Box
-from .composition.geometry import relation_score, spatial_rule
-from .config import PipelineConfig
-from .parsing import SceneGraph
+from comclip.boxes import Box
+from comclip.composition.geometry import relation_score, spatial_rule
+from comclip.config import PipelineConfig
+from comclip.parsing import SceneGraph
 
 if TYPE_CHECKING:
     import torch

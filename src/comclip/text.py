@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from .errors import InputError
+from comclip.errors import InputError
 
 
 def validate_captions(texts: Sequence[str]) -> list[str]:

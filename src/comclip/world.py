@@ -1,6 +1,6 @@
 """This process's place among the processes of one run (torchrun's or srun's environment),
 and where its default embedding cache lives. Plain data read from the environment: model
-loading needs it without the evaluation package (see :mod:`comclip.eval.distributed`)."""
+loading needs it without the evaluation package (see :mod:`comclip.eval.runs.process_group`)."""
 
 from __future__ import annotations
 

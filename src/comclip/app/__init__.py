@@ -9,7 +9,7 @@ the explanation figure of each. The model loads once; each request goes through 
 lays the page out with Gradio (the optional extra ``comclip[app]``).
 """
 
-from .examples import bundled_examples
-from .session import AppSession, Scored
+from comclip.app.examples import bundled_examples
+from comclip.app.session import AppSession, Scored
 
 __all__ = ["AppSession", "Scored", "bundled_examples"]

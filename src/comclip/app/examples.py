@@ -15,7 +15,7 @@ SUGARCREPE_FILE = Path("sugarcrepe") / "sugarcrepe-coco-mini-dev.json"
 
 def sandbox_examples(folder: Path) -> list[list[str]]:
     """Draw the sandbox pairs' first scenes into ``folder``; rows of [image path, captions]."""
-    from ..sandbox.pairs import make_pair
+    from comclip.sandbox.pairs import make_pair
 
     rows = []
     for task, seed, index in SANDBOX_EXAMPLES:
@@ -32,7 +32,7 @@ def shared_examples(shared_data: Path, folder: Path) -> list[list[str]]:
     shared data is absent."""
     import shutil
 
-    from ..eval.datasets.sugarcrepe import load
+    from comclip.eval.benchmarks.datasets.sugarcrepe import load
 
     path = Path(shared_data) / SUGARCREPE_FILE
     if not path.is_file():

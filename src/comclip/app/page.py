@@ -10,20 +10,10 @@ import logging
 import os
 from pathlib import Path
 
-from ..errors import ComclipError, InputError
-from ..images import load_image
-from .session import (
-    DEFAULT_METHOD,
-    PAGE_OPTIONS,
-    AppSession,
-    config_html,
-    method_choices,
-    option_choices,
-    parses_html,
-    scores_html,
-    summary,
-    weights_html,
-)
+from comclip.app.session import DEFAULT_METHOD, PAGE_OPTIONS, AppSession, method_choices, option_choices
+from comclip.app.tables import config_html, parses_html, scores_html, summary, weights_html
+from comclip.errors import ComclipError, InputError
+from comclip.imaging.files import load_image
 
 log = logging.getLogger("comclip.app")
 LABELS = {"weighting": "Weighting", "subimage_fill": "Fill outside the box", "score_mode": "Score mode", "grounder": "Grounder"}
@@ -68,7 +58,7 @@ def score_request(session: AppSession, image_path, captions, *choices) -> tuple:
         parses_html(scored),
         weights_html(scored),
         figures,
-        config_html(scored),
+        config_html(scored, session.backbone),
     )
 
 
@@ -100,7 +90,7 @@ def build_page(session: AppSession, examples: list[list[str]], index=None):
         if index is None:
             _score_tab(gr, session, examples)
         else:
-            from .search_tab import search_tab
+            from comclip.app.search_tab import search_tab
 
             with gr.Tab("Score", elem_id="comclip-tab-score"):
                 _score_tab(gr, session, examples)

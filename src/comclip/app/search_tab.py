@@ -12,9 +12,9 @@ from typing import Any
 
 from PIL import Image, ImageDraw
 
-from ..errors import ComclipError
-from ..images import load_image
-from ..results import NOT_GROUNDED, ComCLIPResult
+from comclip.errors import ComclipError
+from comclip.imaging.files import load_image
+from comclip.results import NOT_GROUNDED, ComCLIPResult
 
 log = logging.getLogger("comclip.app")
 #: The two orders the tab shows side by side.
@@ -72,7 +72,7 @@ def hits_html(results: list) -> str:
 def api_search(index: Any, query: str, top: float | None, method: str | None, error: type = Exception) -> list[dict]:
     """The ``/search`` endpoint: ``comclip search --json``'s objects, one per method; a user's
     mistake is raised as ``error`` (Gradio's, which the client raises with the message)."""
-    from ..methods import parse_methods
+    from comclip.methods import parse_methods
 
     try:
         count = int(top or 10)

@@ -1,5 +1,6 @@
 """What the web app does on Score, without the page: check the inputs, score every caption
-with CLIP and ComCLIP, and render the tables and figures the page shows."""
+with CLIP and ComCLIP, and draw the figures. The tables the page shows are
+:mod:`comclip.app.tables`."""
 
 from __future__ import annotations
 
@@ -7,17 +8,17 @@ import json
 import tempfile
 import time
 from dataclasses import dataclass, field
-from html import escape
 from pathlib import Path
 
-from ..backbones import Backbone
-from ..config import PipelineConfig
-from ..errors import InputError
-from ..grounding.pool import GrounderPool
-from ..images import LoadedImage, load_image
-from ..methods import METHODS
-from ..pipeline import ComCLIP, ComCLIPResult
-from ..text import validate_captions
+from comclip.backbones import Backbone
+from comclip.config import PipelineConfig
+from comclip.errors import InputError
+from comclip.grounding.pool import GrounderPool
+from comclip.imaging.files import LoadedImage, load_image
+from comclip.methods import METHODS
+from comclip.pipeline import ComCLIP
+from comclip.results import ComCLIPResult
+from comclip.text import validate_captions
 
 #: The pipeline options the page offers, each a PipelineConfig field with its registry's choices.
 PAGE_OPTIONS = ("weighting", "subimage_fill", "score_mode", "grounder")
@@ -37,7 +38,7 @@ def method_choices() -> list[str]:
 def option_choices() -> dict[str, list[str]]:
     """The page's choices for each of its options, from the options' declarations (grounders
     that need more than an image left out)."""
-    from ..config import options
+    from comclip.config import options
 
     declared = options()
     return {name: [c for c in declared[name].choices if name != "grounder" or c not in _NEEDS_INPUT] for name in PAGE_OPTIONS}
@@ -131,7 +132,7 @@ class AppSession:
     def score_json(self, image_path: str | None, captions: str | None, method: str | None = None) -> dict:
         """What ``comclip score IMAGE CAPTIONS --method clip,METHOD --json`` prints: the app's
         API endpoint ``/score`` returns it."""
-        from ..results import score_row
+        from comclip.results import score_row
 
         scored = self.score(image_path, captions, draw=False, method=method)
         scale = self.backbone.logit_scale
@@ -142,7 +143,7 @@ class AppSession:
         return {"model": self.backbone.name, "image": scored.image.source, "results": rows}
 
     def _draw(self, image, results: list[ComCLIPResult]) -> list[Path]:
-        from ..explain import draw_explanation
+        from comclip.explain import draw_explanation
 
         self._forget_old_figures()
         request = Path(tempfile.mkdtemp(prefix="request-", dir=self.figures_dir))
@@ -158,85 +159,3 @@ class AppSession:
 
 
 # --- what the page shows ------------------------------------------------------------------
-def scores_html(scored: Scored) -> str:
-    """The scores table: one row per caption, CLIP cosine and ComCLIP score, winners marked.
-    Each score cell carries its full-precision value in ``data-value``."""
-    clip_best, comclip_best = scored.winners()
-    rows = []
-    for n, (text, clip, result) in enumerate(zip(scored.texts, scored.clip, scored.results)):
-        fallback = escape(result.fallback or ", ".join(result.flags) or "")
-        rows.append(
-            f'<tr data-caption="{n}"><td class="caption">{escape(text)}</td>'
-            f"{_score_cell('clip', clip, n == clip_best)}{_score_cell('comclip', result.score, n == comclip_best)}"
-            f'<td class="flags">{fallback}</td></tr>'
-        )
-    head = f"<tr><th>caption</th><th>CLIP</th><th>{escape(scored.method)}</th><th>fallbacks</th></tr>"
-    return f'<table class="comclip-scores"><thead>{head}</thead><tbody>{"".join(rows)}</tbody></table>'
-
-
-def _score_cell(method: str, value: float, best: bool) -> str:
-    mark = " &#9733;" if best else ""
-    winner = ' data-winner="true"' if best else ""
-    return f'<td class="{method}" data-value="{value!r}"{winner}>{value:.4f}{mark}</td>'
-
-
-def parses_html(scored: Scored) -> str:
-    """Each caption's parse: its entities (head, attributes) and relations."""
-    blocks = []
-    for n, result in enumerate(scored.results):
-        graph = result.graph
-        entities = (
-            "".join(
-                f"<li>[{e.id}] <b>{escape(e.phrase)}</b> (head <i>{escape(e.head)}</i>"
-                f"{', attributes ' + escape(', '.join(e.attributes)) if e.attributes else ''})</li>"
-                for e in graph.entities
-            )
-            or "<li>no entities</li>"
-        )
-        relations = "".join(f"<li>[{r.subject}] {escape(r.predicate)} [{r.object}]</li>" for r in graph.relations)
-        blocks.append(
-            f'<div class="comclip-parse" data-caption="{n}"><p><b>{n + 1}. {escape(scored.texts[n])}</b></p>'
-            f"<ul>{entities}{relations}</ul></div>"
-        )
-    return "".join(blocks)
-
-
-def weights_html(scored: Scored) -> str:
-    """Every sub-image of every caption: its phrase, similarity s_i and weight w_i."""
-    rows = []
-    for n, result in enumerate(scored.results):
-        for part in result.parts:
-            rows.append(
-                f'<tr data-caption="{n}"><td>{n + 1}</td><td>{part.kind}</td><td>{escape(part.phrase)}</td>'
-                f'<td data-value="{part.similarity!r}">{part.similarity:.4f}</td>'
-                f'<td data-value="{part.weight!r}">{part.weight:.4f}</td>'
-                f"<td>{escape(', '.join(part.flags))}</td></tr>"
-            )
-    head = "<tr><th>caption</th><th>kind</th><th>phrase</th><th>s_i</th><th>w_i</th><th>flags</th></tr>"
-    body = "".join(rows) or '<tr><td colspan="6">no sub-images: the global image alone was scored</td></tr>'
-    return f'<table class="comclip-weights"><thead>{head}</thead><tbody>{body}</tbody></table>'
-
-
-def config_html(scored: Scored) -> str:
-    """Every pipeline option of the request (each :class:`~comclip.config.PipelineConfig` field,
-    from its declaration): its value and what it does."""
-    from ..config import defaults, options
-
-    values = scored.results[0].config.to_dict() if scored.results else defaults()
-    rows = "".join(
-        f'<tr data-option="{name}"><td><code>{name}</code></td><td>{escape(str(values[name]))}</td>'
-        f"<td>{escape(declared.help)}</td></tr>"
-        for name, declared in options().items()
-    )
-    head = "<tr><th>option</th><th>value</th><th>what it does</th></tr>"
-    return f'<table class="comclip-config"><thead>{head}</thead><tbody>{rows}</tbody></table>'
-
-
-def summary(scored: Scored, model: str) -> str:
-    """One line above the tables: which caption each method prefers and how long it took."""
-    clip_best, comclip_best = scored.winners()
-    agree = "both prefer" if clip_best == comclip_best else "CLIP prefers"
-    line = f"{agree} caption {clip_best + 1}"
-    if clip_best != comclip_best:
-        line += f", ComCLIP prefers caption {comclip_best + 1}"
-    return f"**{line}** ({len(scored.texts)} captions, model `{model}`, {scored.seconds:.1f} s)"

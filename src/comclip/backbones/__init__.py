@@ -1,7 +1,7 @@
 """Image-text backbones behind one interface (:class:`Backbone`) and a name registry."""
 
-from .base import Backbone, CaptionTruncatedWarning, resolve_device
-from .registry import (
+from comclip.backbones.base import Backbone, CaptionTruncatedWarning, resolve_device
+from comclip.backbones.factory import (
     BACKENDS,
     DEFAULT_MODEL,
     ModelEntry,

@@ -5,7 +5,7 @@ composition, evaluation) only needs L2-normalised image and text embeddings in o
 and the model's logit scale. A new backbone subclasses :class:`Backbone`, implements
 ``_processor_pixels`` (its own preprocessing of PIL images), ``_encode_pixels``,
 ``_encode_text_batch`` and ``_token_count``, and registers a constructor in
-:mod:`comclip.backbones.registry`. One that also gives a :class:`~comclip.pixels.PixelSpec`
+:mod:`comclip.backbones.factory`. One that also gives a :class:`~comclip.imaging.pixels.PixelSpec`
 (``pixel_spec``) gets its images preprocessed as tensors on its device (``pixels="torch"``).
 """
 
@@ -22,13 +22,15 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..cache import MemoryCache, image_digest
-from ..errors import InputError
-from ..images import DEFAULT_MAX_SIDE, ImageInput, load_image
-from ..pixels import PIXEL_PATHS, PixelSpec, preprocess, spec_from_hf_processor, to_tensor
-from ..similarity import cosines
-from ..text import validate_captions
-from .patches import PatchGrid
+from comclip.backbones.patches import PatchGrid
+from comclip.backbones.runtime import PRECISIONS, RUNTIME
+from comclip.cache.embeddings import MemoryCache
+from comclip.digests import image_digest
+from comclip.errors import InputError
+from comclip.imaging.files import DEFAULT_MAX_SIDE, ImageInput, load_image
+from comclip.imaging.pixels import PIXEL_PATHS, PixelSpec, preprocess, spec_from_hf_processor, to_tensor
+from comclip.similarity import cosines
+from comclip.text import validate_captions
 
 
 class CaptionTruncatedWarning(UserWarning):
@@ -53,7 +55,6 @@ def truncation_said() -> Iterator[None]:
 #: ``--precision`` values, as open_clip names them: ``amp_bf16`` runs the forward passes under
 #: bfloat16 autocast (about twice as fast on CPUs with AVX-512 BF16 or AMX, and on recent
 #: GPUs; cosines move by about 1e-3), ``amp_fp16`` under float16 autocast (CUDA only).
-PRECISIONS = ("fp32", "amp_bf16", "amp_fp16")
 AUTOCAST_DTYPES = {"amp_bf16": torch.bfloat16, "amp_fp16": torch.float16}
 
 
@@ -103,9 +104,9 @@ class Backbone(ABC):
         self,
         name: str,
         device: str | torch.device | None = None,
-        batch_size: int = 32,
-        precision: str = "fp32",
-        pixels: str = "torch",
+        batch_size: int = RUNTIME.batch_size,
+        precision: str = RUNTIME.precision,
+        pixels: str = RUNTIME.pixels,
     ):
         if int(batch_size) < 1:
             raise InputError(f"batch size must be at least 1, got {batch_size}")
@@ -117,7 +118,7 @@ class Backbone(ABC):
         #: Model-specific defaults for the pipeline's stages, e.g. ``{"grounder": {"prompt": "a {}"}}``
         #: for a model trained on captions without "a photo of". Empty for hub models.
         self.defaults: dict = {}
-        #: Where embeddings are looked up before encoding (see :mod:`comclip.cache`); None: no cache.
+        #: Where embeddings are looked up before encoding (see :mod:`comclip.cache.embeddings`); None: no cache.
         self.cache = None
 
     #: Vectors per image: None for one (``[N, D]`` embeddings), Q for a multi-vector backbone
@@ -176,7 +177,7 @@ class Backbone(ABC):
 
     @property
     def pixel_device(self) -> torch.device | None:
-        """Where sub-images are built (see :class:`comclip.subimages.Canvas`); None: with PIL."""
+        """Where sub-images are built (see :class:`comclip.imaging.subimages.Canvas`); None: with PIL."""
         return self.device if self.pixels == "torch" else None
 
     def pixel_values(self, images: Sequence[Image.Image | torch.Tensor]) -> torch.Tensor:
@@ -351,7 +352,7 @@ class Backbone(ABC):
 class ProcessorBackbone(Backbone):
     """A backbone whose images go through a ``transformers``-style image processor and whose
     captions through a tokenizer (set by :meth:`_use`): its PIL path, its tensor path's
-    :class:`~comclip.pixels.PixelSpec` (read once) and its token counts come from them."""
+    :class:`~comclip.imaging.pixels.PixelSpec` (read once) and its token counts come from them."""
 
     image_processor: Any = None
     tokenizer: Any = None

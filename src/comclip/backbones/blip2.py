@@ -21,7 +21,8 @@ import contextlib
 
 import torch
 
-from .hf import TransformersBackbone
+from comclip.backbones.hf import TransformersBackbone
+from comclip.backbones.runtime import RUNTIME
 
 ARCHITECTURE = "Blip2ForImageTextRetrieval"
 #: BLIP-2's initial ITC temperature (LAVIS ``temp``), absent from transformers' weights.
@@ -36,9 +37,9 @@ class Blip2Backbone(TransformersBackbone):
         source: str,
         name: str | None = None,
         device=None,
-        batch_size: int = 32,
-        precision: str = "fp32",
-        pixels: str = "torch",
+        batch_size: int = RUNTIME.batch_size,
+        precision: str = RUNTIME.precision,
+        pixels: str = RUNTIME.pixels,
     ):
         from transformers import Blip2ForImageTextRetrieval
 

@@ -3,34 +3,33 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import torch
 from PIL import Image
 
-from .._hf_utils import quiet_transformers
-from ..cache import hash_file
-from ..errors import ModelNotFoundError
-from .base import PatchGrid, ProcessorBackbone
+from comclip._hf_utils import quiet_transformers
+from comclip.backbones.base import PatchGrid, ProcessorBackbone
+from comclip.backbones.runtime import RUNTIME
+from comclip.digests import files_digest
+from comclip.errors import ModelNotFoundError
 
 #: Model types whose text tower was trained on inputs padded to the full context.
 _PAD_TO_MAX_LENGTH = {"siglip", "siglip2"}
 
 
 def hub_offline() -> bool:
-    """Whether the Hugging Face Hub is switched off by the environment."""
-    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}
+    """Whether the Hugging Face Hub is switched off (``HF_HUB_OFFLINE``, as huggingface_hub reads it)."""
+    from huggingface_hub import constants
+
+    return bool(constants.HF_HUB_OFFLINE)
 
 
 def hf_cache_dir() -> str:
-    """Where downloaded models are looked for (the transformers / huggingface_hub cache)."""
-    try:
-        from huggingface_hub import constants
+    """Where downloaded models are looked for (huggingface_hub's cache: ``HF_HUB_CACHE`` or ``HF_HOME``)."""
+    from huggingface_hub import constants
 
-        return str(constants.HF_HUB_CACHE)
-    except Exception:  # pragma: no cover - very old huggingface_hub
-        return os.path.join(os.environ.get("HF_HOME", "~/.cache/huggingface"), "hub")
+    return str(constants.HF_HUB_CACHE)
 
 
 def _features(output) -> torch.Tensor:
@@ -54,9 +53,9 @@ class TransformersBackbone(ProcessorBackbone):
         source: str,
         name: str | None = None,
         device=None,
-        batch_size: int = 32,
-        precision: str = "fp32",
-        pixels: str = "torch",
+        batch_size: int = RUNTIME.batch_size,
+        precision: str = RUNTIME.precision,
+        pixels: str = RUNTIME.pixels,
         model_class=None,
     ):
         super().__init__(name or source, device=device, batch_size=batch_size, precision=precision, pixels=pixels)
@@ -89,9 +88,9 @@ class HFBackbone(TransformersBackbone):
         source: str,
         name: str | None = None,
         device=None,
-        batch_size: int = 32,
-        precision: str = "fp32",
-        pixels: str = "torch",
+        batch_size: int = RUNTIME.batch_size,
+        precision: str = RUNTIME.precision,
+        pixels: str = RUNTIME.pixels,
     ):
         super().__init__(source, name, device=device, batch_size=batch_size, precision=precision, pixels=pixels)
         missing = [m for m in ("get_image_features", "get_text_features") if not hasattr(self.model, m)]
@@ -180,16 +179,11 @@ def weights_fingerprint(source: str, model) -> str:
     """A model's identity: for a local folder, the hash of every file that decides its outputs
     (:data:`IDENTITY_FILES`), so a processor or config edited in place is another model (its
     cached embeddings are not reused, its runs not resumed); for a hub model, its commit."""
-    import hashlib
 
     directory = Path(source)
     if directory.is_dir():
-        digest = hashlib.blake2b(digest_size=12)
         files = sorted({path for pattern in IDENTITY_FILES for path in directory.glob(pattern) if path.is_file()})
-        for path in files:
-            digest.update(path.name.encode())
-            hash_file(digest, path)
-        return digest.hexdigest()
+        return files_digest(files)
     return str(getattr(model.config, "_commit_hash", None) or "unknown-revision")
 
 
@@ -201,7 +195,7 @@ def _comclip_defaults(source: str) -> dict:
     path = Path(source) / DEFAULTS_FILE
     if not path.is_file():
         return {}
-    from ..jsonfile import read_json_object
+    from comclip.jsonfile import read_json_object
 
     return read_json_object(path, "model defaults file", "pipeline stage -> options")
 

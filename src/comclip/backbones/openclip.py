@@ -9,8 +9,9 @@ from __future__ import annotations
 import torch
 from PIL import Image
 
-from ..errors import ComclipError, ModelNotFoundError
-from .base import Backbone
+from comclip.backbones.base import Backbone
+from comclip.backbones.runtime import RUNTIME
+from comclip.errors import ComclipError, ModelNotFoundError
 
 PREFIX = "open_clip:"
 
@@ -44,9 +45,9 @@ class OpenCLIPBackbone(Backbone):
         source: str,
         name: str | None = None,
         device=None,
-        batch_size: int = 32,
-        precision: str = "fp32",
-        pixels: str = "torch",
+        batch_size: int = RUNTIME.batch_size,
+        precision: str = RUNTIME.precision,
+        pixels: str = RUNTIME.pixels,
     ):
         super().__init__(name or source, device=device, batch_size=batch_size, precision=precision, pixels=pixels)
         open_clip = _import_open_clip()

@@ -31,7 +31,6 @@ a crafted file cannot run code.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import html
 import importlib.util
 import pickle
@@ -44,11 +43,12 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .._hf_utils import quiet_transformers
-from ..bpe import clip_bpe_files
-from ..cache import hash_file
-from ..errors import ModelNotFoundError
-from .base import Backbone
+from comclip._hf_utils import quiet_transformers
+from comclip.backbones.base import Backbone
+from comclip.backbones.runtime import RUNTIME
+from comclip.bpe import clip_bpe_files
+from comclip.digests import file_digest
+from comclip.errors import ModelNotFoundError
 
 PREFIX = "slip:"
 #: Attention heads of each released architecture (widths and depths are read from the weights).
@@ -210,9 +210,9 @@ class SLIPBackbone(Backbone):
         source: str,
         name: str | None = None,
         device=None,
-        batch_size: int = 32,
-        precision: str = "fp32",
-        pixels: str = "torch",
+        batch_size: int = RUNTIME.batch_size,
+        precision: str = RUNTIME.precision,
+        pixels: str = RUNTIME.pixels,
     ):
         super().__init__(name or f"{PREFIX}{source}", device=device, batch_size=batch_size, precision=precision, pixels=pixels)
         self.path = Path(source.removeprefix(PREFIX)).expanduser()
@@ -235,9 +235,7 @@ class SLIPBackbone(Backbone):
     def fingerprint(self) -> str:
         """The name plus a hash of the checkpoint file."""
         if getattr(self, "_fingerprint", None) is None:
-            digest = hashlib.blake2b(digest_size=12)
-            hash_file(digest, self.path)
-            self._fingerprint = f"{self.name}@{digest.hexdigest()}"
+            self._fingerprint = f"{self.name}@{file_digest(self.path, 12)}"
         return self._fingerprint
 
     @property

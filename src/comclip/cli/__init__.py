@@ -14,8 +14,24 @@ import sys
 import warnings
 from collections.abc import Sequence
 
-from ..errors import ComclipError, InputError
-from . import ablate, app, cache, demo, eval, explain, index, methods, models, parse, report, sandbox, score, search, suite
+from comclip.cli import (
+    ablate,
+    app,
+    cache,
+    demo,
+    eval,
+    explain,
+    index,
+    methods,
+    models,
+    parse,
+    report,
+    sandbox,
+    score,
+    search,
+    suite,
+)
+from comclip.errors import ComclipError, InputError
 
 PROG = "comclip"
 
@@ -36,7 +52,7 @@ COMMANDS = (models, methods, score, parse, explain, cache, report, eval, suite, 
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .. import __version__
+    from comclip import __version__
 
     parser = _Parser(prog=PROG, description="Training-free compositional image-text matching (ComCLIP).")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")

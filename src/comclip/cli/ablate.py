@@ -7,12 +7,20 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..errors import InputError
-from .options import add_cache_options, add_model_options, count, create_model, log_to_stderr
+from comclip.cli.options import (
+    add_cache_options,
+    add_declared,
+    add_former_flag,
+    add_model_options,
+    count,
+    create_model,
+    log_to_stderr,
+)
+from comclip.errors import InputError
 
 
 def _splits(args: argparse.Namespace):
-    from ..eval.datasets import is_generated, load_dataset
+    from comclip.eval.benchmarks.datasets import is_generated, load_dataset
 
     if is_generated(args.dataset):
         if args.dev_seed == args.test_seed:
@@ -29,14 +37,15 @@ def _splits(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..eval.ablation import run_ablation
+    from comclip.eval.experiments.ablation import grid, run_ablation
 
     log_to_stderr()
+    grid(args.grid)  # a mistake in the grid is found before any data or model loads
     dev, test = _splits(args)
     out = Path(args.out or f"results/ablate_{dev.name}")
     if (out / "ablation.json").exists() and not args.force:
         raise InputError(f"{out / 'ablation.json'} exists: choose another --out or pass --force")
-    summary = run_ablation(dev, test, create_model(args), out, args.grid, seed=args.seed)
+    summary = run_ablation(dev, test, create_model(args), out, args.grid, seed=args.bootstrap_seed)
     print(
         f"Best on {dev.split}: {summary['best']['config']} (criterion {summary['best_score'][0]:.2f}; "
         f"CLIP {summary['clip_criterion'][0]:.2f})\n"
@@ -47,8 +56,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def register(sub) -> None:
-    from ..eval.ablation import GRIDS
-    from ..eval.datasets import DATASETS
+    from comclip.eval.benchmarks.datasets import DATASETS
+    from comclip.eval.experiments.ablation import GRIDS
+    from comclip.eval.runs.options import EvalOptions
+    from comclip.sandbox.dataset import ITEMS_PER_TASK
 
     p = sub.add_parser("ablate", help="choose a ComCLIP configuration on a dev split/seed, report it on another")
     p.add_argument("dataset", choices=sorted(DATASETS))
@@ -56,17 +67,17 @@ def register(sub) -> None:
     p.add_argument("--test-data", default=None, help="test split file (datasets read from files)")
     p.add_argument("--image-dir", default=None)
     p.add_argument("--task", default=None, help="sandbox tasks (comma-separated; default all)")
-    p.add_argument("--n", type=count(1), default=100, help="sandbox: pairs per task (default: 100)")
+    p.add_argument("--n", type=count(1), default=ITEMS_PER_TASK, help=f"sandbox: pairs per task (default: {ITEMS_PER_TASK})")
     p.add_argument("--dev-seed", type=int, default=100, help="sandbox seed the choice is made on (default: 100)")
     p.add_argument("--test-seed", type=int, default=200, help="sandbox seed the result is reported on (default: 200)")
     p.add_argument(
         "--grid",
         default="full",
-        choices=list(GRIDS),
-        help="configurations to try: full (240), spatial (24: score mode x fill x segment grounding x --relations), "
-        "small (8), plus (10: ComCLIP+'s grounding additions one at a time) (default: full)",
+        help=f"configurations to try: a shipped grid ({', '.join(GRIDS)}: full 240, spatial 24, small 8, plus 10; "
+        "src/comclip/eval/experiments/grids/) or a TOML file of the same form: axes of PipelineConfig changes (default: full)",
     )
-    p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default: 0)")
+    add_declared(p, EvalOptions(), only=("bootstrap_seed",))
+    add_former_flag(p, "--seed", "--bootstrap-seed", "bootstrap_seed", type=int)  # --seed is a data seed everywhere else
     p.add_argument("--out", default=None, help="output folder (default: results/ablate_DATASET)")
     p.add_argument("--force", action="store_true", help="overwrite an earlier ablation in --out")
     add_model_options(p, default_model="comclip/sandbox")

@@ -7,7 +7,7 @@ import signal
 import sys
 import tempfile
 
-from .options import (
+from comclip.cli.options import (
     add_cache_options,
     add_model_options,
     add_pipeline_options,
@@ -20,9 +20,9 @@ from .options import (
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..app import AppSession, bundled_examples
-    from ..app.page import build_page, check_port, examples_folder, import_gradio, serve
-    from ..backbones import DEFAULT_MODEL
+    from comclip.app import AppSession, bundled_examples
+    from comclip.app.page import build_page, check_port, examples_folder, import_gradio, serve
+    from comclip.backbones import DEFAULT_MODEL
 
     import_gradio()  # a missing extra, a port in use or a bad option is found before the model loads
     check_port(args.host, args.port)
@@ -50,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _open_index(args: argparse.Namespace):
     """The search index of ``--index``, with its own model unless ``--model`` names it elsewhere."""
-    from ..search import Index, settle
+    from comclip.search import Index, settle
 
     overrides = {"model": args.model} if args.model else {}
     index = Index.open(args.index, device=args.device, batch_size=args.batch_size, **overrides)
@@ -70,7 +70,7 @@ def _stop(signum, frame) -> None:
 
 
 def register(sub) -> None:
-    from ..backbones import DEFAULT_MODEL
+    from comclip.backbones import DEFAULT_MODEL
 
     p = sub.add_parser("app", help="a web page that scores captions with CLIP and ComCLIP and shows why (Gradio)")
     add_model_options(p, default_text="the --index's model, else " + DEFAULT_MODEL)

@@ -5,11 +5,11 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .options import cache_timeout, print_json
+from comclip.cli.options import cache_timeout, print_json
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..cache import SQLiteCache, default_cache_path
+    from comclip.cache.embeddings import SQLiteCache, default_cache_path
 
     cache = SQLiteCache(args.cache or default_cache_path(), timeout=cache_timeout())
     if args.action == "info":

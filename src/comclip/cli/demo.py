@@ -5,11 +5,11 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .options import count, print_json
+from comclip.cli.options import add_declared, count, print_json
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..sandbox.demo import FIGURE, model_folder, run_demo
+    from comclip.sandbox.demo import FIGURE, model_folder, run_demo
 
     models = [m.strip() for m in args.model.split(",") if m.strip()]
     text, reports = run_demo(models, args.out, seed=args.seed, n=args.n, device=args.device, full=args.full)
@@ -26,15 +26,16 @@ def run(args: argparse.Namespace) -> int:
 
 
 def register(sub) -> None:
-    from ..sandbox.demo import DEMO_MODELS
+    from comclip.backbones.runtime import RuntimeOptions
+    from comclip.sandbox.demo import DEMO_MODELS
 
     models = ",".join(DEMO_MODELS)
     p = sub.add_parser("demo", help="CLIP vs ComCLIP on the sandbox's minimal pairs, offline, with the shipped model")
     p.add_argument(
         "--model", "-m", default=models, help=f"backbones, comma-separated (default: {models}, both shipped with comclip)"
     )
-    p.add_argument("--device", default=None)
-    p.add_argument("--seed", type=int, default=1, help="seed of the pairs and the bootstrap (default: 1)")
+    add_declared(p, RuntimeOptions(), only=("device",))
+    p.add_argument("--seed", type=int, default=1, help="seed of the generated pairs (default: 1)")
     p.add_argument("--n", type=count(1), default=25, help="pairs per task (default: 25)")
     p.add_argument(
         "--full", action="store_true", help="also the wider grid: both fills, entity evidence with and without +geometry"

@@ -6,14 +6,14 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..errors import InputError
-from .options import (
-    DEFAULT_WORKERS,
+from comclip.cli.options import (
     add_cache_options,
+    add_declared,
     add_model_options,
     add_pipeline_options,
     count,
     create_model,
+    given,
     log_to_stderr,
     method_help,
     method_pipelines,
@@ -21,6 +21,7 @@ from .options import (
     pipeline_options,
     run_in_world,
 )
+from comclip.errors import InputError
 
 
 def run(args: argparse.Namespace) -> int:
@@ -35,9 +36,9 @@ SEARCH_BENCHMARK = "sandbox-search"
 
 def _search_benchmark(args: argparse.Namespace) -> int:
     """Index every image of the sandbox's minimal pairs and search them with every caption."""
-    from ..backbones import create_backbone
-    from ..sandbox.dataset import SANDBOX_MODEL, parse_tasks
-    from ..search.benchmark import SEARCH_TASKS, markdown, sandbox_search
+    from comclip.backbones import create_backbone
+    from comclip.sandbox.dataset import SANDBOX_MODEL, parse_tasks
+    from comclip.search.benchmark import SEARCH_TASKS, markdown, sandbox_search
 
     methods = parse_methods(args.method)
     tasks = parse_tasks(args.task) if args.task else list(SEARCH_TASKS)
@@ -53,12 +54,12 @@ def _search_benchmark(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace, world) -> int:
-    from ..backbones import DEFAULT_MODEL
-    from ..eval.datasets import is_generated
-    from ..eval.distributed import join
-    from ..eval.evaluate import default_out_dir, open_dataset
-    from ..eval.store import check_folder, run_folder
-    from ..sandbox.dataset import SANDBOX_MODEL
+    from comclip.backbones import DEFAULT_MODEL
+    from comclip.eval.benchmarks.datasets import is_generated
+    from comclip.eval.runs.evaluate import default_out_dir, open_dataset
+    from comclip.eval.runs.process_group import join
+    from comclip.eval.runs.store import check_folder, run_folder
+    from comclip.sandbox.dataset import SANDBOX_MODEL
 
     log_to_stderr()
     methods = parse_methods(args.method)
@@ -79,25 +80,14 @@ def _evaluate(args: argparse.Namespace, world) -> int:
 def _score(args: argparse.Namespace, world, dataset, backbone, configs: dict, out: Path) -> int:
     """``evaluate`` as the command line shows it: the report on stdout, the counts and any
     method that scored nothing on stderr, and where it all went."""
-    from ..eval.evaluate import evaluate
-    from ..eval.report import NothingScored, unscored
-    from ..eval.store import RunFinished
+    from comclip.eval.reports.report import NothingScored, unscored
+    from comclip.eval.runs.evaluate import evaluate
+    from comclip.eval.runs.options import EvalOptions
+    from comclip.eval.runs.store import RunFinished
 
     try:
         report = evaluate(
-            dataset,
-            backbone,
-            configs,
-            out,
-            resume=args.resume,
-            force=args.force,
-            limit=args.limit,
-            workers=args.workers,
-            rerank_top=args.rerank_top,
-            seed=args.bootstrap_seed,
-            n_bootstrap=args.bootstrap,
-            world=world,
-            ties=args.ties,
+            dataset, backbone, configs, out, resume=args.resume, force=args.force, world=world, **given(args, EvalOptions)
         )
     except RunFinished as done:
         print(done, file=sys.stderr)
@@ -116,11 +106,11 @@ def _score(args: argparse.Namespace, world, dataset, backbone, configs: dict, ou
 
 
 def register(sub) -> None:
-    from ..backbones import DEFAULT_MODEL
-    from ..eval.datasets import DATASETS
-    from ..eval.evaluate import OUT_TEMPLATE
-    from ..eval.kinds import TIE_RULES
-    from ..sandbox.dataset import SANDBOX_MODEL
+    from comclip.backbones import DEFAULT_MODEL
+    from comclip.eval.benchmarks.datasets import DATASETS
+    from comclip.eval.runs.evaluate import OUT_TEMPLATE
+    from comclip.eval.runs.options import EvalOptions
+    from comclip.sandbox.dataset import SANDBOX_MODEL
 
     p = sub.add_parser("eval", help="evaluate CLIP and ComCLIP on a benchmark, resumably")
     p.add_argument("dataset", choices=[*sorted(DATASETS), SEARCH_BENCHMARK])
@@ -133,49 +123,24 @@ def register(sub) -> None:
     p.add_argument("--data", default=None, help="the dataset file (JSON, CSV, JSONL) or folder")
     p.add_argument("--image-dir", default=None, help="folder of the dataset's images, where the format needs one")
     p.add_argument("--split", default=None, help="split to take from a file holding several (Karpathy: default test)")
-    p.add_argument(
-        "--rerank-top",
-        type=count(1),
-        default=10,
-        help="retrieval: ComCLIP re-scores CLIP's top K candidates of each query (default: 10)",
-    )
     add_model_options(
         p, default_text=f"{SANDBOX_MODEL} for the sandbox, the only model that knows its shapes; else {DEFAULT_MODEL}"
     )
     add_cache_options(p)
     add_pipeline_options(p)
     p.add_argument("--method", default="clip,comclip", help=method_help("clip,comclip"))
-    p.add_argument("--limit", type=count(1), default=None, help="only the first N examples")
-    p.add_argument(
-        "--workers",
-        type=count(0),
-        default=DEFAULT_WORKERS,
-        help=f"processes decoding image files ahead of the model; 0 decodes in the main process (default: {DEFAULT_WORKERS})",
-    )
+    add_declared(p, EvalOptions())
     p.add_argument("--out", default=None, help=f"output folder (default: {OUT_TEMPLATE})")
     p.add_argument("--resume", action="store_true", help="continue a killed run; skip a finished one")
     p.add_argument("--force", action="store_true", help="with --resume, rebuild the report of a finished run")
     _add_generated_options(p)
-    p.add_argument(
-        "--ties",
-        choices=TIE_RULES,
-        default="strict",
-        help="a tie between a true and a false option: strict counts it wrong; first counts it right, as an argmax "
-        "meeting the true option first does (What'sUp's own code) (default: strict)",
-    )
-    p.add_argument("--bootstrap-seed", type=int, default=0, help="seed of the bootstrap resampling (default: 0)")
-    p.add_argument(
-        "--bootstrap",
-        type=count(0),
-        default=1000,
-        help="bootstrap resamples for the intervals of non-binary metrics and of the paired differences; "
-        "0: no bootstrap intervals (default: 1000)",
-    )
     p.set_defaults(func=run)
 
 
 def _add_generated_options(p) -> None:
     """Options of generated data (the sandbox): which tasks, how many items, which seed."""
+    from comclip.sandbox.dataset import ITEMS_PER_TASK
+
     p.add_argument(
         "--task", default=None, help="sandbox: binding, object-swap, order-swap, substitution (comma-separated; default all)"
     )
@@ -184,7 +149,9 @@ def _add_generated_options(p) -> None:
         "--items",
         dest="n",
         type=count(1),
-        default=100,
-        help="sandbox: items per task (default: 100); under torchrun write --items (torchrun takes --n as its own)",
+        default=ITEMS_PER_TASK,
+        help=f"sandbox: items per task (default: {ITEMS_PER_TASK}); under torchrun write --items (torchrun takes --n as its own)",
     )
-    p.add_argument("--seed", type=int, default=0, help="seed of generated data (default: 0)")
+    p.add_argument(
+        "--seed", type=int, default=0, help="seed of the generated data (default: 0); the bootstrap's is --bootstrap-seed"
+    )

@@ -5,14 +5,22 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..errors import InputError
-from .options import add_model_options, add_pipeline_options, create_model, method_help, method_pipelines, output_file, print_json
+from comclip.cli.options import (
+    add_model_options,
+    add_pipeline_options,
+    create_model,
+    method_help,
+    method_pipelines,
+    output_file,
+    print_json,
+)
+from comclip.errors import InputError
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..images import load_image
-    from ..pipeline import ComCLIP
-    from ..text import validate_captions
+    from comclip.imaging.files import load_image
+    from comclip.pipeline import ComCLIP
+    from comclip.text import validate_captions
 
     if not args.out and not args.json:
         raise InputError("explain needs --out FIG.png, --json, or both")
@@ -25,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
     model = ComCLIP(backbone, method_pipelines(args, [method], backbone)[method])
     result = model.explain(image, text)
     if out is not None:
-        from ..explain import draw_explanation
+        from comclip.explain import draw_explanation
 
         print(f"wrote {draw_explanation(result, image.image, out)}", file=sys.stderr)
     if args.json:
@@ -37,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _composed_method(value: str) -> str:
     """The one method explain shows: a composed one (not plain CLIP, which has no parts)."""
-    from ..methods import METHODS, parse_methods
+    from comclip.methods import METHODS, parse_methods
 
     names = parse_methods(value)
     if len(names) != 1 or not METHODS[names[0]].composed:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .options import add_model_options, add_pipeline_options, count, pipeline_options, print_json, run_in_world
+from comclip.cli.options import add_model_options, add_pipeline_options, count, pipeline_options, print_json, run_in_world
 
 
 def run(args: argparse.Namespace) -> int:
@@ -13,10 +13,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _build(args: argparse.Namespace) -> int:
-    from ..methods import parse_methods
-    from ..search import Index
-    from ..search.build import check_folder
-    from ..world import world_from_env
+    from comclip.methods import parse_methods
+    from comclip.search import Index
+    from comclip.search.build import check_folder
+    from comclip.world import world_from_env
 
     methods = parse_methods(args.method)
     if world_from_env().main:
@@ -49,7 +49,7 @@ def _build(args: argparse.Namespace) -> int:
 
 
 def _add(args: argparse.Namespace) -> int:
-    from ..search import Index
+    from comclip.search import Index
 
     def body(args: argparse.Namespace, world) -> int:
         index = Index.open(args.index, device=args.device, batch_size=args.batch_size)
@@ -70,7 +70,7 @@ def _said(index, headline: str) -> None:
 
 
 def _info(args: argparse.Namespace) -> int:
-    from ..search.index import describe
+    from comclip.search.index import describe
 
     info = describe(args.index)
     if args.json:
@@ -89,9 +89,9 @@ def _info(args: argparse.Namespace) -> int:
 
 
 def register(sub) -> None:
-    from ..search.build import DEFAULT_PART_SIZE
-    from ..search.index import DEFAULT_METHODS
-    from ..search.side import DEFAULT_UNION_CAP
+    from comclip.search.build import DEFAULT_PART_SIZE
+    from comclip.search.index import DEFAULT_METHODS
+    from comclip.search.side import DEFAULT_UNION_CAP
 
     p = sub.add_parser("index", help="build, extend or describe a search index of an image collection")
     actions = p.add_subparsers(dest="action", metavar="ACTION")

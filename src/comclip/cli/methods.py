@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import argparse
 
-from .options import print_json
+from comclip.cli.options import print_json
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..methods import METHODS
+    from comclip.methods import METHODS
 
     described = [method.describe() for method in METHODS.values()]
     if args.json:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import argparse
 
-from .options import print_json
+from comclip.cli.options import print_json
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..backbones import registered_models
+    from comclip.backbones import registered_models
 
     entries = registered_models().values()
     if args.json:
@@ -41,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
 
 def families() -> list[dict]:
     """Each backbone family as a listing entry: the name pattern, what it needs, what it is."""
-    from ..backbones.registry import BACKENDS, backend_available
+    from comclip.backbones.factory import BACKENDS, backend_available
 
     return [
         {

@@ -10,27 +10,25 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import math
 import os
 import sys
 from pathlib import Path
 from typing import Any
 
-from ..errors import InputError
-
-#: Decoding workers: one core or more is left to the model (clip_benchmark's default is 4).
-DEFAULT_WORKERS = min(4, max(0, (os.cpu_count() or 1) - 1))
+from comclip.errors import InputError
 
 
-def count(minimum: int):
-    """An argparse type: an integer of at least ``minimum``."""
+def count(minimum: int | None):
+    """An argparse type: a whole number, of at least ``minimum`` where one is given."""
 
     def parse(text: str) -> int:
         try:
             value = int(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-        if value < minimum:
+        if minimum is not None and value < minimum:
             raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
         return value
 
@@ -75,10 +73,11 @@ def print_json(obj) -> None:
 
 
 def add_model_options(parser: argparse.ArgumentParser, default_model: str | None = None, default_text: str | None = None) -> None:
-    """``--model`` and how it runs. ``default_text`` describes a default the command chooses
-    itself (``--model`` is then None when not given)."""
-    from ..backbones import DEFAULT_MODEL
-    from ..pixels import PIXEL_PATHS
+    """``--model`` and how it runs (:class:`~comclip.backbones.runtime.RuntimeOptions`).
+    ``default_text`` describes a default the command chooses itself (``--model`` is then None
+    when not given)."""
+    from comclip.backbones import DEFAULT_MODEL
+    from comclip.backbones.runtime import RuntimeOptions
 
     model = None if default_text else default_model or DEFAULT_MODEL
     parser.add_argument(
@@ -88,35 +87,23 @@ def add_model_options(parser: argparse.ArgumentParser, default_model: str | None
         help="registered name, hf-hub:ORG/NAME, open_clip:ARCH/PRETRAINED or a local model directory "
         f"(default: {default_text or model})",
     )
-    parser.add_argument("--batch-size", type=count(1), default=32, help="images or texts encoded per forward pass (default: 32)")
-    parser.add_argument(
-        "--device", default=None, help="torch device, e.g. cpu or cuda:0 (default: cuda when available, else cpu)"
-    )
-    parser.add_argument(
-        "--precision",
-        default="fp32",
-        help="fp32, or amp_bf16 / amp_fp16 (CUDA) to encode under autocast, faster where the "
-        "hardware has it; cosines move by about 1e-3 (default: fp32)",
-    )
-    parser.add_argument(
-        "--pixels",
-        default="torch",
-        choices=PIXEL_PATHS,
-        help="torch: build sub-images and preprocess images as tensors on the model's device; "
-        "pil: with PIL and the model's own processor, the reference (cosines within 0.01 of "
-        "each other) (default: torch; models without a known processor use pil)",
-    )
+    add_declared(parser, RuntimeOptions())
+
+
+def runtime_options(args: argparse.Namespace) -> dict:
+    """The runtime options the command's flags hold, as ``create_backbone`` keywords."""
+    from comclip.backbones.runtime import RuntimeOptions
+
+    return given(args, RuntimeOptions)
 
 
 def create_model(args: argparse.Namespace):
     """The backbone the model options name, with the persistent cache where the command has one
     (opened first: a bad cache path is found before the model loads)."""
-    from ..backbones import create_backbone
+    from comclip.backbones import create_backbone
 
     cache = open_cache(args)
-    backbone = create_backbone(
-        args.model, device=args.device, batch_size=args.batch_size, precision=args.precision, pixels=args.pixels
-    )
+    backbone = create_backbone(args.model, **runtime_options(args))
     backbone.cache = cache
     return backbone
 
@@ -125,8 +112,8 @@ def open_cache(args: argparse.Namespace) -> Any:
     """The persistent cache the command's ``--cache`` / ``--no-cache`` name (None: no cache)."""
     if not hasattr(args, "no_cache") or args.no_cache:
         return None
-    from ..cache import SQLiteCache, default_cache_path
-    from ..world import world_from_env
+    from comclip.cache.embeddings import SQLiteCache, default_cache_path
+    from comclip.world import world_from_env
 
     return SQLiteCache(args.cache or world_from_env().cache_path(default_cache_path()), timeout=cache_timeout())
 
@@ -154,36 +141,77 @@ def add_cache_options(parser: argparse.ArgumentParser) -> None:
 
 
 def parse_methods(value: str) -> list[str]:
-    from ..methods import parse_methods as parse
+    from comclip.methods import parse_methods as parse
 
     return parse(value)
 
 
 def method_help(default: str) -> str:
-    from ..methods import METHODS
+    from comclip.methods import METHODS
 
     return f"comma-separated named methods: {', '.join(METHODS)} (comclip methods lists them) (default: {default})"
 
 
 def add_pipeline_options(parser: argparse.ArgumentParser) -> None:
-    """One flag per :class:`~comclip.config.PipelineConfig` field, from its declaration (flag,
-    help, choices, kind, default); not given, a flag is absent from the parsed arguments."""
-    from ..config import PipelineConfig, options
+    """One flag per :class:`~comclip.config.PipelineConfig` field; not given, a flag is absent
+    from the parsed arguments (the model's own defaults then apply)."""
+    from comclip.config import PipelineConfig
 
-    defaults = PipelineConfig()
-    for name, declared in options().items():
-        default = declared.default_text or _shown(getattr(defaults, name))
-        extra: dict = {"dest": name, "default": argparse.SUPPRESS, "help": f"{declared.help} (default: {default})"}
-        if declared.kind == "bool":
+    add_declared(parser, PipelineConfig(), suppress=True)
+
+
+def add_declared(parser: argparse.ArgumentParser, defaults: Any, *, suppress: bool = False, only=None) -> None:
+    """One flag per declared field of ``defaults``' dataclass (see :mod:`comclip.declared`):
+    its flag and former spellings, help, choices, type and default all from the declaration.
+    ``suppress``: a flag not given is absent from the parsed arguments (so a layer below it,
+    a model's ``comclip.json`` or a suite file, decides); ``only``: these fields alone."""
+    from comclip.declared import declared, flag
+
+    for name, option in declared(defaults).items():
+        if only is not None and name not in only:
+            continue
+        default = option.command_default if option.command_default is not None else getattr(defaults, name)
+        shown = option.default_text or _shown(default)
+        extra: dict = {
+            "dest": name,
+            "default": argparse.SUPPRESS if suppress else default,
+            "help": f"{option.help} (default: {shown})",
+        }
+        if option.kind == "bool":
             extra["action"] = argparse.BooleanOptionalAction
-        elif declared.kind == "number":
+        elif option.kind == "number":
             extra["type"] = finite
-        if declared.choices is not None:
-            extra["choices"] = list(declared.choices)
-        if declared.aliases:
+        elif option.kind == "integer":
+            extra["type"], extra["metavar"] = count({"positive": 1, "at_least_zero": 0}.get(option.bound or "")), "N"
+        if option.choices is not None:
+            extra["choices"] = list(option.choices)
+        if option.aliases:
             extra["action"] = FormerSpelling
-            extra["help"] += f" (formerly {', '.join(declared.aliases)}, still accepted)"
-        parser.add_argument(*pipeline_flags(name), **extra)
+            extra["help"] += f" (formerly {', '.join(option.aliases)}, still accepted)"
+        parser.add_argument(flag(name, option), *option.aliases, **extra)
+
+
+def given(args: argparse.Namespace, cls: Any) -> dict:
+    """The declared fields of ``cls`` that the parsed arguments hold, by field name."""
+    from comclip.declared import declared
+
+    return {name: getattr(args, name) for name in declared(cls) if hasattr(args, name)}
+
+
+def add_former_flag(parser: argparse.ArgumentParser, former: str, current: str, dest: str, type=None) -> None:
+    """A flag this command no longer uses by that name (``former``, now ``current``): still
+    accepted for ``dest``, saying the current name once per use on stderr; not in the help."""
+    parser.add_argument(former, dest=dest, type=type, action=_Renamed, current=current, help=argparse.SUPPRESS)
+
+
+class _Renamed(argparse._StoreAction):
+    def __init__(self, *args, current: str, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.current = current
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        print(f"comclip: warning: {option_string} is deprecated here; use {self.current}", file=sys.stderr)
+        super().__call__(parser, namespace, values, option_string)
 
 
 class FormerSpelling(argparse._StoreAction):
@@ -198,10 +226,11 @@ class FormerSpelling(argparse._StoreAction):
 
 def pipeline_flags(name: str) -> list[str]:
     """A field's flag, then its older spellings."""
-    from ..config import options
+    from comclip.config import options
+    from comclip.declared import flag
 
     declared = options()[name]
-    return [declared.flag or "--" + name.replace("_", "-"), *declared.aliases]
+    return [flag(name, declared), *declared.aliases]
 
 
 def _shown(value) -> str:
@@ -210,7 +239,7 @@ def _shown(value) -> str:
 
 def pipeline_options(args: argparse.Namespace) -> dict:
     """The pipeline options the user gave, as PipelineConfig fields."""
-    from ..config import field_names
+    from comclip.config import field_names
 
     return {name: getattr(args, name) for name in field_names() if hasattr(args, name)}
 
@@ -219,8 +248,8 @@ def method_pipelines(args: argparse.Namespace, names: list[str], backbone=None) 
     """``{method: PipelineConfig or None (plain CLIP)}``: each named method over the model's
     defaults (without a backbone, the library's: to check options before a model loads), under
     the options the user gave."""
-    from ..config import PipelineConfig
-    from ..methods import method_configs
+    from comclip.config import PipelineConfig
+    from comclip.methods import method_configs
 
     base = PipelineConfig.for_backbone(backbone) if backbone is not None else PipelineConfig()
     return method_configs(names, base, pipeline_options(args))
@@ -229,7 +258,7 @@ def method_pipelines(args: argparse.Namespace, names: list[str], backbone=None) 
 def pipeline_config(args: argparse.Namespace, backbone=None):
     """The options given over the model's defaults over the library's; without a backbone, the
     options alone over the library's (to check them before a model loads)."""
-    from ..config import PipelineConfig
+    from comclip.config import PipelineConfig
 
     if backbone is None:
         return PipelineConfig.layered({}, **pipeline_options(args))
@@ -240,21 +269,32 @@ def log_to_stderr() -> None:
     """comclip's own log lines (``comclip.*`` loggers, INFO and up) on stderr, once. Only its
     own: no handler goes on the root logger, so another library's lines (a hub client's
     retries) are printed once, by its own handler, not a second time by a root one."""
-    import logging
-
     log = logging.getLogger("comclip")
-    if not any(getattr(h, "comclip", False) for h in log.handlers):
-        handler = logging.StreamHandler(sys.stderr)
+    if not any(isinstance(h, _CurrentStderr) for h in log.handlers):
+        handler = _CurrentStderr()
         handler.setFormatter(logging.Formatter("%(message)s"))
-        handler.comclip = True  # type: ignore[attr-defined]
         log.addHandler(handler)
     log.setLevel(logging.INFO)
+
+
+class _CurrentStderr(logging.StreamHandler):
+    """A handler writing to whatever ``sys.stderr`` is when a line is logged (not the one of
+    the first command run in this process: the commands a test runs in-process each see their
+    own lines)."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
 
 
 def run_in_world(args: argparse.Namespace, body) -> int:
     """``body(args, world)`` in the world torchrun (or srun) describes, one process without it:
     each process on its own device, and the group left however the command ends."""
-    from ..eval.distributed import leave, world_from_env
+    from comclip.eval.runs.process_group import leave, world_from_env
 
     world = world_from_env()
     args.device = world.device(args.device)

@@ -5,13 +5,13 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..errors import InputError
-from .options import print_json
+from comclip.cli.options import print_json
+from comclip.errors import InputError
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..parsing import create_parser
-    from ..text import validate_captions
+    from comclip.parsing import create_parser
+    from comclip.text import validate_captions
 
     if args.parser == "given":
         raise InputError("the given parser takes scene graphs from a dataset; it has nothing to parse on the command line")

@@ -8,8 +8,8 @@ from pathlib import Path
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..eval.compare import bar_charts, comparison_table, load_reports
-    from ..jsonfile import write_whole
+    from comclip.eval.reports.compare import bar_charts, comparison_table, load_reports
+    from comclip.jsonfile import write_whole
 
     reports = load_reports(args.dirs, args.label)
     table = comparison_table(reports)

@@ -7,11 +7,11 @@ import json
 import sys
 from pathlib import Path
 
-from ..errors import InputError
+from comclip.errors import InputError
 
 
 def train(args: argparse.Namespace) -> int:
-    from ..sandbox.training import TrainingConfig, train_sandbox_model
+    from comclip.sandbox.training import TrainingConfig, train_sandbox_model
 
     out = Path(args.out)
     if (out / "model.safetensors").exists() and not args.overwrite:
@@ -26,7 +26,7 @@ def train(args: argparse.Namespace) -> int:
     )
     train_sandbox_model(out, training, log=lambda line: print(line, file=sys.stderr, flush=True))
     if args.evaluate:
-        from ..sandbox.quality import model_quality
+        from comclip.sandbox.quality import model_quality
 
         quality = model_quality(str(out), seed=args.seed + 1000)
         (out / "quality.json").write_text(json.dumps(quality, indent=2), encoding="utf-8")
@@ -36,15 +36,15 @@ def train(args: argparse.Namespace) -> int:
 
 
 def quality(args: argparse.Namespace) -> int:
-    from ..sandbox.quality import model_quality
+    from comclip.sandbox.quality import model_quality
 
     print(json.dumps(model_quality(args.model, seed=args.seed, n=args.n), indent=2))
     return 0
 
 
 def pairs(args: argparse.Namespace) -> int:
-    from ..sandbox.dataset import parse_tasks
-    from ..sandbox.pairs import export_pairs
+    from comclip.sandbox.dataset import parse_tasks
+    from comclip.sandbox.pairs import export_pairs
 
     count = export_pairs(parse_tasks(args.task), args.seed, args.n, args.out)
     print(f"wrote {count} pairs to {args.out}", file=sys.stderr)

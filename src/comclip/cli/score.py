@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..errors import InputError
-from .options import (
+from comclip.cli.options import (
     add_model_options,
     add_pipeline_options,
     create_model,
@@ -14,10 +13,11 @@ from .options import (
     parse_methods,
     print_json,
 )
+from comclip.errors import InputError
 
 
 def _split_inputs(args: argparse.Namespace) -> tuple[list, list[str]]:
-    from ..images import expand_image_paths
+    from comclip.imaging.files import expand_image_paths
 
     positional = list(args.inputs)
     images = list(args.image or [])
@@ -31,10 +31,10 @@ def _split_inputs(args: argparse.Namespace) -> tuple[list, list[str]]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..images import load_image
-    from ..pipeline import ComCLIP
-    from ..results import score_row
-    from ..text import validate_captions
+    from comclip.imaging.files import load_image
+    from comclip.pipeline import ComCLIP
+    from comclip.results import score_row
+    from comclip.text import validate_captions
 
     methods = parse_methods(args.method)
     image_paths, texts = _split_inputs(args)

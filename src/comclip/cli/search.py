@@ -6,8 +6,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..errors import InputError
-from .options import add_cache_options, cache_timeout, count, method_help, output_file, print_json
+from comclip.cli.options import add_cache_options, cache_timeout, count, method_help, output_file, print_json
+from comclip.errors import InputError
 
 
 def _queries(args: argparse.Namespace) -> list[str]:
@@ -25,10 +25,10 @@ def _queries(args: argparse.Namespace) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..methods import parse_methods
-    from ..search import Index, settle
-    from ..search.layout import read_manifest
-    from ..text import validate_captions
+    from comclip.methods import parse_methods
+    from comclip.search import Index, settle
+    from comclip.search.layout import read_manifest
+    from comclip.text import validate_captions
 
     methods = parse_methods(args.method)
     queries = validate_captions(_queries(args))
@@ -36,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
     read_manifest(args.index)  # not an index: one line before the model loads
     keep = None
     if not args.no_cache:
-        from ..cache import SQLiteCache, default_cache_path
+        from comclip.cache.embeddings import SQLiteCache, default_cache_path
 
         keep = SQLiteCache(args.cache or default_cache_path(), timeout=cache_timeout())
     overrides = {"model": args.model} if args.model else {}
@@ -56,8 +56,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _draw(results, index, sheet: Path) -> None:
-    from ..explain import draw_sheet
-    from ..images import load_image
+    from comclip.explain import draw_sheet
+    from comclip.imaging.files import load_image
 
     rows = [
         (

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from .options import DEFAULT_WORKERS, add_cache_options, count, create_model, log_to_stderr, run_in_world
+from comclip.cli.options import add_cache_options, add_declared, create_model, given, log_to_stderr, run_in_world
 
 
 def run(args: argparse.Namespace) -> int:
@@ -14,8 +14,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _suite(args: argparse.Namespace, world) -> int:
-    from ..eval.suite import open_datasets, read_suite
-    from ..eval.suite_run import SUITE_MD, run_suite
+    from comclip.declared import command_defaults
+    from comclip.eval.experiments.suite import open_datasets, read_suite
+    from comclip.eval.experiments.suite_run import SUITE_MD, run_suite
+    from comclip.eval.runs.options import EvalOptions
 
     log_to_stderr()
     cells = read_suite(args.file, args.only)
@@ -31,8 +33,8 @@ def _suite(args: argparse.Namespace, world) -> int:
         out,
         lambda model: _backbone(args, model, world),
         resume=args.resume,
-        n_bootstrap=args.bootstrap,
-        workers=args.workers,
+        options=given(args, EvalOptions),
+        defaults=command_defaults(EvalOptions),
         world=world,
     )
     if combined is not None:
@@ -43,7 +45,7 @@ def _suite(args: argparse.Namespace, world) -> int:
 
 def _dry_run(cells, out: Path) -> int:
     """The cells and their folders, then one line per dataset; exit 2 where any has a problem."""
-    from ..eval.suite import check_cells
+    from comclip.eval.experiments.suite import check_cells
 
     for cell in cells:
         print(f"cell: {cell.name} -> {cell.folder(out).name} ({', '.join(cell.entry.methods)})")
@@ -55,7 +57,7 @@ def _dry_run(cells, out: Path) -> int:
 def _check_folders(cells, out: Path, resume: bool, world) -> None:
     """Every cell's folder checked before any model loads: no other run holds it, and without
     ``--resume`` it holds no results."""
-    from ..eval.store import check_folder, make_folder
+    from comclip.eval.runs.store import check_folder, make_folder
 
     if world.main:
         make_folder(out)
@@ -64,7 +66,7 @@ def _check_folders(cells, out: Path, resume: bool, world) -> None:
 
 
 def _backbone(args: argparse.Namespace, model: str, world):
-    from ..eval.distributed import join
+    from comclip.eval.runs.process_group import join
 
     args.model = model
     backbone = create_model(args)
@@ -73,6 +75,9 @@ def _backbone(args: argparse.Namespace, model: str, world):
 
 
 def register(sub) -> None:
+    from comclip.backbones.runtime import RuntimeOptions
+    from comclip.eval.runs.options import EvalOptions
+
     p = sub.add_parser("suite", help="several datasets and models in one command, one combined table (a TOML suite)")
     p.add_argument("file", help="the suite: models, methods and [[datasets]] tables (see suites/paper.toml)")
     p.add_argument(
@@ -83,13 +88,7 @@ def register(sub) -> None:
     p.add_argument(
         "--only", default=None, metavar="PATTERN", help="only the cells whose DATASET/MODEL matches this shell pattern"
     )
-    p.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
-    p.add_argument("--batch-size", type=count(1), default=32, help="images or texts encoded per forward pass (default: 32)")
-    p.add_argument("--precision", default="fp32", help="fp32, amp_bf16 or amp_fp16 (default: fp32)")
-    p.add_argument("--pixels", default="torch", choices=("torch", "pil"), help="the pixel path (default: torch)")
+    add_declared(p, RuntimeOptions())
     add_cache_options(p)
-    p.add_argument("--bootstrap", type=count(0), default=1000, help="bootstrap resamples of the intervals (default: 1000)")
-    p.add_argument(
-        "--workers", type=count(0), default=DEFAULT_WORKERS, help=f"image-decoding processes (default: {DEFAULT_WORKERS})"
-    )
+    add_declared(p, EvalOptions(), suppress=True)  # given, a flag wins over the suite file
     p.set_defaults(func=run)

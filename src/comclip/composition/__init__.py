@@ -1,10 +1,9 @@
 """The ComCLIP composition: sub-image weights, the composed embedding and the score modes.
 
-(The sub-images themselves are made in :mod:`comclip.subimages`, re-exported here.)
+(The sub-images themselves are made in :mod:`comclip.imaging.subimages`, re-exported here.)
 """
 
-from ..subimages import FILLS, make_subimage, region_mask
-from .compose import (
+from comclip.composition.compose import (
     UNIFORM_WEIGHTS,
     WEIGHTINGS,
     WEIGHTS_CLAMPED,
@@ -16,7 +15,8 @@ from .compose import (
     subimage_weights,
     weigh,
 )
-from .scoring import SCORE_MODES, Evidence
+from comclip.composition.scoring import SCORE_MODES, Evidence
+from comclip.imaging.subimages import FILLS, make_subimage, region_mask
 
 __all__ = [
     "Composition",

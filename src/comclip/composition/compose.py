@@ -16,8 +16,8 @@ from typing import NamedTuple
 
 import torch
 
-from ..registry import Registry
-from ..similarity import paired_cosines
+from comclip.registry import Registry
+from comclip.similarity import paired_cosines
 
 #: Fallback flags a weighting reports (counted per example in reports).
 WEIGHTS_CLAMPED, UNIFORM_WEIGHTS = "weights_clamped", "uniform_weights"

@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 
-from ..boxes import Box, bounding_box
+from comclip.boxes import Box, bounding_box
 
 #: ``--relations`` values: off (the paper's method) or geometry.
 RELATION_MODES = ("off", "geometry")

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..registry import Registry
+from comclip.registry import Registry
 
 
 @dataclass(frozen=True)

@@ -4,37 +4,37 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from ..boxes import Box, bounding_box
-from ..registry import Registry
-from .base import GROUND_BY, Detection, Grounder
+from comclip.boxes import Box, bounding_box
+from comclip.grounding.base import GROUND_BY, Detection, Grounder
+from comclip.registry import Registry
 
 
 def _clip(backbone, **options):
-    from .clip_grounder import CLIPGrounder
+    from comclip.grounding.clip_grounder import CLIPGrounder
 
     return CLIPGrounder(backbone, **options)
 
 
 def _regions(backbone, **options):
-    from .regions import RegionsGrounder
+    from comclip.grounding.regions import RegionsGrounder
 
     return RegionsGrounder(backbone, **options)
 
 
 def _owlv2(backbone, **options):
-    from .detectors import OWLv2Grounder
+    from comclip.grounding.detectors import OWLv2Grounder
 
     return OWLv2Grounder(backbone, **options)
 
 
 def _grounding_dino(backbone, **options):
-    from .detectors import GroundingDINOGrounder
+    from comclip.grounding.detectors import GroundingDINOGrounder
 
     return GroundingDINOGrounder(backbone, **options)
 
 
 def _oracle(backbone, **options):
-    from .oracle import OracleGrounder
+    from comclip.grounding.oracle import OracleGrounder
 
     return OracleGrounder(backbone, **options)
 

@@ -19,9 +19,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..boxes import Box, bounding_box
-from ..registry import Registry
-from .base import Detection
+from comclip.boxes import Box, bounding_box
+from comclip.grounding.base import Detection
+from comclip.registry import Registry
 
 #: Two detections whose bounding boxes overlap this much are one region.
 SAME_REGION_IOU = 0.7

@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING
 
 from PIL import Image
 
-from ..boxes import Box
-from ..registry import Registry
+from comclip.boxes import Box
+from comclip.registry import Registry
 
 if TYPE_CHECKING:
     import torch
@@ -34,7 +34,7 @@ class Grounder(ABC):
     #: for the full-size image) rather than those of the image it was given, which may have
     #: been decoded at reduced scale; the pipeline then rescales them.
     original_pixels: bool = False
-    #: Whether its rankings may be kept in the persistent cache (see :mod:`comclip.stored`).
+    #: Whether its rankings may be kept in the persistent cache (see :mod:`comclip.pipeline.memory`).
     cacheable: bool = False
 
     def prepare(self, images: Sequence[Image.Image]) -> list[torch.Tensor | None]:

@@ -15,14 +15,14 @@ from collections.abc import Sequence
 import torch
 from PIL import Image
 
-from ..backbones import Backbone
-from ..boxes import Box
-from ..cache import image_digest
-from ..errors import InputError
-from ..similarity import cosines
-from ..subimages import SubimageMaker
-from .base import Detection, Grounder
-from .proposals import DEFAULT_SCALES, PROPOSALS, propose
+from comclip.backbones import Backbone
+from comclip.boxes import Box
+from comclip.digests import image_digest
+from comclip.errors import InputError
+from comclip.grounding.base import Detection, Grounder
+from comclip.grounding.proposals import DEFAULT_SCALES, PROPOSALS, propose
+from comclip.imaging.subimages import SubimageMaker
+from comclip.similarity import cosines
 
 #: The library defaults of the clip grounder's options (see :class:`comclip.config.PipelineConfig`).
 DEFAULT_PROMPT = "a photo of a {}"

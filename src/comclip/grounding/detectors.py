@@ -10,9 +10,9 @@ from collections.abc import Sequence
 import torch
 from PIL import Image
 
-from .._hf_utils import quiet_transformers
-from ..errors import ModelNotFoundError
-from .base import Box, Detection, Grounder
+from comclip._hf_utils import quiet_transformers
+from comclip.errors import ModelNotFoundError
+from comclip.grounding.base import Box, Detection, Grounder
 
 
 def _load(source: str, loader_name: str):

@@ -11,9 +11,9 @@ from collections.abc import Iterable, Sequence
 
 from PIL import Image
 
-from ..boxes import Box
-from ..cache import image_digest
-from .base import Detection, Grounder
+from comclip.boxes import Box
+from comclip.digests import image_digest
+from comclip.grounding.base import Detection, Grounder
 
 #: One image's true objects: ``(label, box)`` pairs.
 LabelledBoxes = Sequence[tuple[str, Box]]

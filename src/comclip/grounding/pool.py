@@ -10,9 +10,9 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from ..errors import InputError
-from . import create_grounder
-from .base import Grounder
+from comclip.errors import InputError
+from comclip.grounding import create_grounder
+from comclip.grounding.base import Grounder
 
 
 class GrounderPool:

@@ -12,10 +12,10 @@ from pathlib import Path
 
 from PIL import Image
 
-from ..backbones import Backbone
-from ..errors import InputError
-from ..jsonfile import read_json_object
-from .base import Box, Detection, Grounder
+from comclip.backbones import Backbone
+from comclip.errors import InputError
+from comclip.grounding.base import Box, Detection, Grounder
+from comclip.jsonfile import read_json_object
 
 
 def load_regions(path: str | Path, source: str | None) -> dict[str, list[Box]]:

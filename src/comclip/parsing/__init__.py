@@ -4,24 +4,24 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from ..registry import Registry
-from .base import Entity, ParseError, Parser, Relation, SceneGraph
+from comclip.parsing.base import Entity, ParseError, Parser, Relation, SceneGraph
+from comclip.registry import Registry
 
 
 def _spacy(**options):
-    from .spacy_parser import SpacyParser
+    from comclip.parsing.spacy_parser import SpacyParser
 
     return SpacyParser(**options)
 
 
 def _llm(**options):
-    from .llm import LLMParser
+    from comclip.parsing.llm import LLMParser
 
     return LLMParser(**options)
 
 
 def _given(**options):
-    from .given import GivenParser
+    from comclip.parsing.given import GivenParser
 
     return GivenParser(**options)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .base import SceneGraph
+from comclip.parsing.base import SceneGraph
 
 #: Gold verbs that stand for a set of predicates.
 GOLD_ALIASES = {"layingin": {"lie", "lay", "laying", "lying"}}

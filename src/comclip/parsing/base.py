@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from ..errors import InputError
+from comclip.errors import InputError
 
 
 @dataclass(frozen=True)
@@ -108,7 +108,7 @@ class Parser(ABC):
     """Turns captions into scene graphs."""
 
     name: str = "parser"
-    #: Whether its graphs may be kept in the persistent cache (see :mod:`comclip.stored`).
+    #: Whether its graphs may be kept in the persistent cache (see :mod:`comclip.pipeline.memory`).
     cacheable: bool = False
 
     @abstractmethod

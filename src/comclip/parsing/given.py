@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from .base import Entity, ParseError, Parser, Relation, SceneGraph
+from comclip.parsing.base import Entity, ParseError, Parser, Relation, SceneGraph
 
 
 def graph_from_triplet(text: str, triplet: Any) -> SceneGraph:

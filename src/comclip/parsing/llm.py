@@ -15,7 +15,7 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
-from .base import ParseError, Parser, SceneGraph
+from comclip.parsing.base import ParseError, Parser, SceneGraph
 
 SYSTEM_PROMPT = (
     "You parse image captions into scene graphs. Entities are the objects mentioned, each with its "

@@ -16,8 +16,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from .base import Entity, ParseError, Parser, Relation, SceneGraph
-from .spacy_words import (
+from comclip.parsing.base import Entity, ParseError, Parser, Relation, SceneGraph
+from comclip.parsing.spacy_words import (
     CLAUSE_ON_NOUN_DEPS,
     DESCRIPTIVE_WORDS,
     MODIFIER_DEPS,

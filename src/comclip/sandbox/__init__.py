@@ -5,7 +5,17 @@ Importing this package registers the ``sandbox`` evaluation dataset. The trainer
 :mod:`comclip.sandbox.training`, which nothing on the inference path imports.
 """
 
-from . import dataset  # noqa: F401  (registers the "sandbox" dataset)
-from .scenes import COLOURS, IMAGE_SIZE, RELATIONS, SHAPES, SIZES, Scene, SceneObject, random_scene, training_example
+from comclip.sandbox import dataset  # noqa: F401  (registers the "sandbox" dataset)
+from comclip.sandbox.scenes import (
+    COLOURS,
+    IMAGE_SIZE,
+    RELATIONS,
+    SHAPES,
+    SIZES,
+    Scene,
+    SceneObject,
+    random_scene,
+    training_example,
+)
 
 __all__ = ["COLOURS", "IMAGE_SIZE", "RELATIONS", "SHAPES", "SIZES", "Scene", "SceneObject", "random_scene", "training_example"]

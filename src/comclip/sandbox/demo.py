@@ -16,15 +16,15 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from ..backbones import create_backbone
-from ..config import PipelineConfig
-from ..eval.evaluate import CLIP, build_pipelines, evaluate
-from ..eval.legend import legend, takeaway
-from ..eval.store import PER_EXAMPLE, clear_run, read_records
-from ..explain import draw_contrast
-from ..methods import METHODS
-from .dataset import load
-from .pairs import TASKS
+from comclip.backbones import create_backbone
+from comclip.config import PipelineConfig
+from comclip.eval.reports.legend import legend, takeaway
+from comclip.eval.runs.evaluate import CLIP, build_pipelines, evaluate
+from comclip.eval.runs.store import PER_EXAMPLE, clear_run, read_records
+from comclip.explain import draw_contrast
+from comclip.methods import METHODS
+from comclip.sandbox.dataset import load
+from comclip.sandbox.pairs import TASKS
 
 DEMO_MODELS = ("comclip/sandbox", "comclip/sandbox-bow")
 #: The project's best method, shown beside the paper's and CLIP.
@@ -105,7 +105,7 @@ def demo_model(model: str, out: Path, seed: int = 1, n: int = 25, device=None, f
     backbone = create_backbone(model, device=device, batch_size=256)
     dataset = load(seed=seed, n=n)
     methods = demo_methods(backbone, full)
-    report = evaluate(dataset, backbone, methods, out, seed=seed)
+    report = evaluate(dataset, backbone, methods, out)
     assert report is not None  # one process: the report is this one's
     example, image = contrast_example(out, dataset)
     explained = build_pipelines(backbone, {"explained": methods[PLUS]})["explained"]

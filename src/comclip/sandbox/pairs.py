@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .scenes import (
+from comclip.sandbox.scenes import (
     COLOURS,
     SHAPES,
     SIZES,
@@ -72,7 +72,7 @@ def _two_objects(rng: np.random.Generator, require_relation: bool = False) -> tu
 def _same_place(obj: SceneObject, like: SceneObject) -> SceneObject:
     """``obj`` moved to ``like``'s centre (keeping its own size)."""
     (cx, cy), (ox, oy) = like.box.centre, obj.box.centre
-    from ..boxes import Box
+    from comclip.boxes import Box
 
     return SceneObject(
         obj.shape,
@@ -83,7 +83,7 @@ def _same_place(obj: SceneObject, like: SceneObject) -> SceneObject:
 
 
 def _fits(scene: Scene) -> bool:
-    from .scenes import IMAGE_SIZE, _overlaps
+    from comclip.sandbox.scenes import IMAGE_SIZE, _overlaps
 
     boxes = scene.boxes()
     inside = all(b.x1 >= 0 and b.y1 >= 0 and b.x2 <= IMAGE_SIZE and b.y2 <= IMAGE_SIZE for b in boxes)

@@ -14,16 +14,16 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..eval import metrics
-from .pairs import minimal_pairs
-from .scenes import training_example
+from comclip.eval.benchmarks import metrics
+from comclip.sandbox.pairs import minimal_pairs
+from comclip.sandbox.scenes import training_example
 
 GALLERY = 100
 
 
 def model_quality(model: str, seed: int = 1000, n: int = 1000, backbone=None) -> dict:
     """Recall@1 among 100 (both directions) and substitution accuracy per attribute, in percent."""
-    from ..backbones import create_backbone
+    from comclip.backbones import create_backbone
 
     backbone = backbone or create_backbone(model, batch_size=256)
     rng = np.random.default_rng(seed)

@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 from PIL import Image, ImageDraw
 
-from ..boxes import Box
+from comclip.boxes import Box
 
 IMAGE_SIZE = 64
 SHAPES = ("circle", "square", "triangle", "diamond", "cross", "star")

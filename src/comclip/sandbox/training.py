@@ -26,8 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..bpe import clip_merges, word_merges, write_bpe_files
-from .scenes import IMAGE_SIZE, training_example, vocabulary
+from comclip.bpe import clip_merges, word_merges, write_bpe_files
+from comclip.sandbox.scenes import IMAGE_SIZE, training_example, vocabulary
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -203,7 +203,7 @@ def train_sandbox_model(
     log_every: int = 100,
 ) -> Path:
     """Train the sandbox CLIP from scratch and save it (plus ``training.json``) to ``out``."""
-    from .._hf_utils import quiet_transformers
+    from comclip._hf_utils import quiet_transformers
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

@@ -12,8 +12,8 @@ Modules: :mod:`~.sources` (what a build indexes), :mod:`~.side` (what is stored 
 :mod:`~.stored_images` and :mod:`~.query` (the query side), :mod:`~.index` (the API).
 """
 
-from .index import DEFAULT_METHODS, Index
-from .query import settle
-from .results import Hit, SearchResult
+from comclip.search.index import DEFAULT_METHODS, Index
+from comclip.search.query import settle
+from comclip.search.results import Hit, SearchResult
 
 __all__ = ["DEFAULT_METHODS", "Hit", "Index", "SearchResult", "settle"]

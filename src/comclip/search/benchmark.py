@@ -15,10 +15,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ..backbones import Backbone
-from ..cache import image_digest
-from ..jsonfile import write_whole
-from .index import Index
+from comclip.backbones import Backbone
+from comclip.digests import image_digest
+from comclip.jsonfile import write_whole
+from comclip.search.index import Index
 
 RECALL_AT = (1, 5, 10)
 #: The tasks whose twin differs only in what CLIP cannot see (substitution changes a word).
@@ -29,7 +29,7 @@ def render_gallery(tasks: Sequence[str], seed: int, n: int, folder: Path) -> tup
     """Draw every image of ``n`` minimal pairs per task into ``folder``. Returns the queries as
     ``(task, caption, true graph, digest of the true image, digest of its twin)`` and the scene
     of each image digest."""
-    from ..sandbox.pairs import minimal_pairs
+    from comclip.sandbox.pairs import minimal_pairs
 
     folder.mkdir(parents=True, exist_ok=True)
     queries, scenes = [], {}
@@ -48,7 +48,7 @@ def render_gallery(tasks: Sequence[str], seed: int, n: int, folder: Path) -> tup
 
 def describes(graph: dict, scene: Any) -> bool:
     """Whether the caption's true graph is true of the scene (see the module docstring)."""
-    from ..sandbox.scenes import relation_between
+    from comclip.sandbox.scenes import relation_between
 
     entities = graph["entities"]
 
@@ -129,7 +129,7 @@ def markdown(report: dict) -> str:
 
 
 def _versions() -> dict:
-    from ..eval.report import package_versions
+    from comclip.eval.reports.report import package_versions
 
     return {**package_versions(), "faiss": _faiss_version()}
 

@@ -11,22 +11,20 @@ and the first process writes the FAISS index once all are done.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from tqdm import tqdm
 
-from ..backbones import Backbone
-from ..cache import hash_file
-from ..config import PipelineConfig
-from ..errors import InputError
-from ..eval.distributed import barrier
-from ..eval.store import LOCK_FILE, folder_lock
-from ..images import LoadedImage, load_image
-from ..world import World
-from .layout import (
+from comclip.backbones import Backbone
+from comclip.config import PipelineConfig
+from comclip.digests import file_digest
+from comclip.errors import InputError
+from comclip.eval.runs.process_group import barrier
+from comclip.eval.runs.store import LOCK_FILE, folder_lock
+from comclip.imaging.files import LoadedImage, load_image
+from comclip.search.layout import (
     FAISS_FILE,
     QUEUE,
     clear_partials,
@@ -40,7 +38,8 @@ from .layout import (
     write_part,
     write_queue,
 )
-from .side import StoredSide, compute
+from comclip.search.side import StoredSide, compute
+from comclip.world import World
 
 #: Images per part: the unit a killed build loses and a torchrun process takes.
 DEFAULT_PART_SIZE = 256
@@ -129,15 +128,13 @@ def _load(paths: list[str]) -> tuple[list[dict], list[LoadedImage]]:
         except InputError as exc:
             records.append({"path": path, "skipped": str(exc)})
             continue
-        digest = hashlib.blake2b(digest_size=16)
-        hash_file(digest, path)
         record: dict[str, Any] = {
             "path": path,
             "file": str(Path(path).resolve()),
             "size": list(image.original_size),
             "decoded": list(image.image.size),
             "digest": image.digest,
-            "file_digest": digest.hexdigest(),
+            "file_digest": file_digest(path),
         }
         records.append(record)
         loaded.append(image)

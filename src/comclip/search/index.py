@@ -11,20 +11,20 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..backbones import DEFAULT_MODEL, Backbone, create_backbone
-from ..boxes import Box
-from ..config import PipelineConfig
-from ..errors import InputError
-from ..eval.distributed import barrier, join
-from ..grounding.pool import GrounderPool
-from ..methods import METHODS, method_configs
-from ..world import World
-from .build import DEFAULT_PART_SIZE, DTYPES, extend, fill, identity, locked, run
-from .layout import FAISS_FILE, folder_bytes, open_parts, read_manifest, skipped_records
-from .results import SearchResult
-from .side import DEFAULT_UNION_CAP, StoredSide, grounder_key
-from .sources import expand_sources
-from .stored_images import DeferredImage, IndexCache, IndexedImage, parse_sub_key
+from comclip.backbones import DEFAULT_MODEL, Backbone, create_backbone
+from comclip.boxes import Box
+from comclip.config import PipelineConfig
+from comclip.errors import InputError
+from comclip.eval.runs.process_group import barrier, join
+from comclip.grounding.pool import GrounderPool
+from comclip.methods import METHODS, method_configs
+from comclip.search.build import DEFAULT_PART_SIZE, DTYPES, extend, fill, identity, locked, run
+from comclip.search.layout import FAISS_FILE, folder_bytes, open_parts, read_manifest, skipped_records
+from comclip.search.results import SearchResult
+from comclip.search.side import DEFAULT_UNION_CAP, StoredSide, grounder_key
+from comclip.search.sources import expand_sources
+from comclip.search.stored_images import DeferredImage, IndexCache, IndexedImage, parse_sub_key
+from comclip.world import World
 
 #: The methods an index serves unless told otherwise.
 DEFAULT_METHODS = ("clip", "comclip", "comclip-plus")
@@ -144,7 +144,7 @@ class Index:
     ) -> list[SearchResult]:
         """Each query's ``top`` images by each method, re-ranking the ``candidates`` nearest by
         CLIP's cosine; one :class:`SearchResult` per query and method, in that order."""
-        from .query import Searcher
+        from comclip.search.query import Searcher
 
         if top < 1 or candidates < 1:
             raise InputError(f"--top and --candidates must be at least 1, got {top} and {candidates}")

@@ -29,8 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import InputError
-from ..jsonfile import read_json_object, write_whole
+from comclip.errors import InputError
+from comclip.jsonfile import read_json_object, write_whole
 
 FORMAT = "comclip-index"
 VERSION = 1

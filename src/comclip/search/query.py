@@ -10,13 +10,13 @@ from typing import Any
 
 import numpy as np
 
-from ..config import PipelineConfig
-from ..grounding.clip_grounder import CLIPGrounder
-from ..grounding.pool import GrounderPool
-from ..pipeline import ComCLIP
-from ..text import validate_captions
-from .results import Hit, SearchResult
-from .stored_images import IndexCache
+from comclip.config import PipelineConfig
+from comclip.grounding.clip_grounder import CLIPGrounder
+from comclip.grounding.pool import GrounderPool
+from comclip.pipeline import ComCLIP
+from comclip.search.results import Hit, SearchResult
+from comclip.search.stored_images import IndexCache
+from comclip.text import validate_captions
 
 #: Candidate sets a query's grounders keep in memory: past this many shortlisted images,
 #: adopted candidates would be evicted before they are ranked.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..results import ComCLIPResult
+from comclip.results import ComCLIPResult
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """The image side an index stores: everything the query side of each method reads about an
 image, computed once at build time with the pipeline's own code (the grounders' candidates,
-:func:`~comclip.subimages.subimage_key` sub-images encoded by ``encode_keyed``), so a score
+:func:`~comclip.imaging.subimages.subimage_key` sub-images encoded by ``encode_keyed``), so a score
 from the index is the score ``comclip score`` gives.
 
 What is stored, per image:
@@ -19,8 +19,6 @@ What is stored, per image:
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -28,15 +26,16 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..backbones import Backbone
-from ..boxes import Box
-from ..cache import MemoryCache
-from ..config import PipelineConfig
-from ..errors import InputError
-from ..grounding.clip_grounder import CLIPGrounder
-from ..grounding.pool import GrounderPool
-from ..images import LoadedImage
-from ..subimages import SubimageMaker, subimage_key
+from comclip.backbones import Backbone
+from comclip.boxes import Box
+from comclip.cache.embeddings import MemoryCache
+from comclip.config import PipelineConfig
+from comclip.digests import description_digest
+from comclip.errors import InputError
+from comclip.grounding.clip_grounder import CLIPGrounder
+from comclip.grounding.pool import GrounderPool
+from comclip.imaging.files import LoadedImage
+from comclip.imaging.subimages import SubimageMaker, subimage_key
 
 #: Union sub-images kept per image and fill: every pair of the 10 smallest candidates.
 DEFAULT_UNION_CAP = 45
@@ -46,7 +45,7 @@ Pixels = tuple[int, int, int, int]
 
 def grounder_key(description: dict) -> str:
     """A short, stable name for a grounder configuration (its ``describe()``)."""
-    return hashlib.blake2b(json.dumps(description, sort_keys=True).encode(), digest_size=5).hexdigest()
+    return description_digest(description, 5)
 
 
 @dataclass

@@ -9,8 +9,8 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
-from ..errors import InputError
-from ..images import IMAGE_SUFFIXES
+from comclip.errors import InputError
+from comclip.imaging.files import IMAGE_SUFFIXES
 
 #: Files read as lists of image paths, one a line.
 LIST_SUFFIXES = (".txt", ".lst", ".list")

@@ -17,14 +17,15 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from ..cache import MemoryCache, image_digest
-from ..errors import InputError
-from ..images import LoadedImage, load_image
+from comclip.cache.embeddings import MemoryCache
+from comclip.digests import image_digest
+from comclip.errors import InputError
+from comclip.imaging.files import LoadedImage, load_image
 
 
 class DeferredImage(Image.Image):
     """An RGB image of known size whose pixels are decoded from ``path`` (as
-    :func:`~comclip.images.load_image` decodes it) only when something reads them."""
+    :func:`~comclip.imaging.files.load_image` decodes it) only when something reads them."""
 
     def __init__(self, path: str, size: tuple[int, int], digest: str, on_decode: Callable[[], None]) -> None:
         super().__init__()
@@ -99,7 +100,7 @@ class IndexCache:
 
 
 def parse_sub_key(content: str) -> tuple[str, str, frozenset] | None:
-    """``sub:DIGEST|FILL|x1,y1,x2,y2;...`` (see :func:`~comclip.subimages.subimage_key`) as
+    """``sub:DIGEST|FILL|x1,y1,x2,y2;...`` (see :func:`~comclip.imaging.subimages.subimage_key`) as
     (digest, fill, the set of pixel bounds); None for any other key."""
     if not content.startswith("sub:"):
         return None

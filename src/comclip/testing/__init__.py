@@ -10,9 +10,9 @@ offline: ``--model /that/dir`` works wherever ``--model openai/clip-vit-base-pat
 
 from __future__ import annotations
 
-from ..bpe import clip_bpe_files
-from .tiny_blip2 import make_tiny_blip2
-from .tiny_clip import make_tiny_clip
-from .tiny_slip import make_tiny_slip
+from comclip.bpe import clip_bpe_files
+from comclip.testing.tiny_blip2 import make_tiny_blip2
+from comclip.testing.tiny_clip import make_tiny_clip
+from comclip.testing.tiny_slip import make_tiny_slip
 
 __all__ = ["clip_bpe_files", "make_tiny_blip2", "make_tiny_clip", "make_tiny_slip"]

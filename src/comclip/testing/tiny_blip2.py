@@ -5,7 +5,7 @@ from __future__ import annotations
 import string
 from pathlib import Path
 
-from .tiny_clip import seeded
+from comclip.testing.tiny_clip import seeded
 
 #: BERT's special tokens, then characters and word pieces: any lower-case caption tokenizes.
 _SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
@@ -25,7 +25,7 @@ def make_tiny_blip2(
     """Write a tiny random ``Blip2ForImageTextRetrieval`` and a ``Blip2Processor`` (BLIP's image
     processor, a BERT tokenizer over characters and word pieces) to the folder ``path``, as
     ``save_pretrained`` does; it loads with ``--model PATH`` like ``Salesforce/blip2-itm-vit-g``."""
-    from .._hf_utils import quiet_transformers
+    from comclip._hf_utils import quiet_transformers
 
     with quiet_transformers():
         return _write(Path(path), seed, image_size, patch_size, width, layers, query_tokens, embed_dim)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..bpe import clip_bpe_files
+from comclip.bpe import clip_bpe_files
 
 
 def make_tiny_clip(
@@ -24,7 +24,7 @@ def make_tiny_clip(
     ``comclip score --model PATH`` or ``CLIPModel.from_pretrained(PATH)``. The same seed
     gives the same weights.
     """
-    from .._hf_utils import quiet_transformers
+    from comclip._hf_utils import quiet_transformers
 
     with quiet_transformers():
         return _write_tiny_clip(Path(path), seed, image_size, patch_size, width, layers, projection_dim)

@@ -1,0 +1,185 @@
+"""Where a composed method's errors come from: the parse, the grounding or the scoring.
+
+Each scored example of a composed method gets a small ``diagnosis`` in its record:
+
+- ``parse_wrong``: some caption's parse differs from its true scene graph (entity heads with
+  their attributes, and relations by subject head, predicate and object head), where the
+  dataset gives true graphs (the sandbox; ``Example.given``); else absent.
+- ``grounding_wrong``: some entity was grounded to a box with IoU < 0.5 with its true box (the
+  image's one true object whose label is the entity's head), where the dataset knows the boxes
+  (``Example.boxes``); else absent.
+- ``margin``: the smallest grounding margin over the example's entities (the grounder's best
+  candidate score minus its second: how sure the grounding was), for any data.
+
+A report then splits each method's wrong examples by stage (:func:`attribution`) where gold is
+known, and otherwise compares the signals of its wrong and right examples (:func:`signals`).
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections import Counter
+from collections.abc import Sequence
+
+from comclip.boxes import bounding_box
+from comclip.eval.benchmarks.datasets import Example
+from comclip.eval.reports.grounding_accuracy import IOU_THRESHOLD
+from comclip.eval.reports.tables import row
+from comclip.parsing import SceneGraph
+from comclip.results import NOT_GROUNDED
+
+
+def diagnose(example: Example, results: Sequence[Sequence]) -> dict:
+    """The diagnosis of one example from its ``[images][texts]`` ComCLIP results."""
+    out: dict = {}
+    graphs = {r.text: r.graph for row in results for r in row}
+    if example.given and all(text in example.given for text in graphs):
+        out["parse_wrong"] = any(_graph_key(graphs[t]) != _graph_key(_as_graph(example.given[t], t)) for t in graphs)
+    if example.boxes:
+        out["grounding_wrong"] = any(_misgrounded(result, truth) for row, truth in zip(results, example.boxes) for result in row)
+    margins = [p.margin for row in results for r in row for p in r.parts if p.kind == "entity" and p.margin is not None]
+    if margins:
+        out["margin"] = round(min(margins), 6)
+    return out
+
+
+def _as_graph(given, text: str) -> SceneGraph:
+    return given if isinstance(given, SceneGraph) else SceneGraph.from_dict(given, text=text)
+
+
+def _graph_key(graph: SceneGraph) -> tuple:
+    """What must agree for two parses to be the same: entities and relations by their words."""
+    entities = sorted((e.head, tuple(sorted(e.attributes))) for e in graph.entities)
+    heads = {e.id: e.head for e in graph.entities}
+    relations = sorted((heads[r.subject], " ".join(r.predicate.split()), heads[r.object]) for r in graph.relations)
+    return tuple(entities), tuple(relations)
+
+
+def _misgrounded(result, truth) -> bool:
+    """Whether an entity of this pair, whose head names exactly one true object of the image,
+    was grounded to a box that misses that object (IoU < 0.5)."""
+    by_label = Counter(label for label, _ in truth)
+    boxes = dict(truth)
+    for part in result.parts:
+        if part.kind != "entity" or NOT_GROUNDED in part.flags:
+            continue
+        head = result.graph.entity(part.entities[0]).head
+        if by_label.get(head) == 1 and bounding_box(part.boxes).iou(boxes[head]) < IOU_THRESHOLD:
+            return True
+    return False
+
+
+def attribution(records: list[dict], metric: str) -> dict | None:
+    """Of a method's wrong examples (in ``metric``), how many had a wrong parse, a wrong
+    grounding, both, or neither (the scoring itself); None where no record carries gold."""
+    diagnosed = [
+        r
+        for r in records
+        if r.get("status") == "ok"
+        and metric in r.get("correct", {})
+        and ("parse_wrong" in r.get("diagnosis", {}) or "grounding_wrong" in r.get("diagnosis", {}))
+    ]
+    if not diagnosed:
+        return None
+    wrong = [r["diagnosis"] for r in diagnosed if not r["correct"][metric]]
+    parse = [bool(d.get("parse_wrong")) for d in wrong]
+    ground = [bool(d.get("grounding_wrong")) for d in wrong]
+    return {
+        "metric": metric,
+        "examples": len(diagnosed),
+        "wrong": len(wrong),
+        "parse": sum(p and not g for p, g in zip(parse, ground)),
+        "grounding": sum(g and not p for p, g in zip(parse, ground)),
+        "parse_and_grounding": sum(p and g for p, g in zip(parse, ground)),
+        "neither": sum(not p and not g for p, g in zip(parse, ground)),
+        "parse_known": any("parse_wrong" in d for d in wrong),
+        "grounding_known": any("grounding_wrong" in d for d in wrong),
+    }
+
+
+def signals(records: list[dict], metric: str) -> dict | None:
+    """For data without gold: the share of wrong and of right examples that took each fallback,
+    and their median smallest grounding margin; None without composed records."""
+    scored = [r for r in records if r.get("status") == "ok" and metric in r.get("correct", {}) and "diagnosis" in r]
+    if not scored:
+        return None
+    out = {}
+    for name, group in (
+        ("wrong", [r for r in scored if not r["correct"][metric]]),
+        ("right", [r for r in scored if r["correct"][metric]]),
+    ):
+        flags = Counter(f for r in group for f, n in r.get("flags", {}).items() if n)
+        margins = [r["diagnosis"]["margin"] for r in group if "margin" in r["diagnosis"]]
+        out[name] = {
+            "n": len(group),
+            "flags": {f: round(100 * n / len(group), 1) for f, n in sorted(flags.items())} if group else {},
+            "median_margin": statistics.median(margins) if margins else None,
+        }
+    return {"metric": metric, **out}
+
+
+def error_sources(records: list[dict], metric: str) -> dict:
+    """A method's report section: ``errors`` (stages of its wrong examples) where gold is
+    known, else ``signals``; nothing for plain CLIP, whose records carry no diagnosis."""
+    found = attribution(records, metric)
+    if found is not None:
+        return {"errors": found}
+    found = signals(records, metric)
+    return {"signals": found} if found is not None else {}
+
+
+def error_section(report: dict) -> list[str]:
+    """The markdown of :func:`error_sources` for every method of a report."""
+    return _stage_table([run for run in report["runs"] if run.get("errors")]) + _signal_table(
+        [run for run in report["runs"] if run.get("signals")]
+    )
+
+
+def _stage_table(runs: list[dict]) -> list[str]:
+    if not runs:
+        return []
+    lines = [
+        "",
+        "## Where errors come from (wrong examples by stage: parse differs from the true graph, an "
+        "entity's box IoU < 0.5 with its true box, or neither: the scoring)",
+        "",
+        row(["method", "metric", "wrong / examples", "parse", "grounding", "parse and grounding", "neither (scoring)"]),
+        "|---" * 7 + "|",
+    ]
+    for run in runs:
+        e = run["errors"]
+        parse = e["parse"] if e.get("parse_known") else "-"
+        grounding = e["grounding"] if e.get("grounding_known") else "-"
+        lines.append(
+            row(
+                [
+                    run["method"],
+                    e["metric"],
+                    f"{e['wrong']} / {e['examples']}",
+                    parse,
+                    grounding,
+                    e["parse_and_grounding"],
+                    e["neither"],
+                ]
+            )
+        )
+    return lines
+
+
+def _signal_table(runs: list[dict]) -> list[str]:
+    if not runs:
+        return []
+    lines = [
+        "",
+        "## Signals of wrong and right examples (no true parses or boxes in this data)",
+        "",
+        row(["method", "examples", "n", "fallbacks (% of them)", "median smallest grounding margin"]),
+        "|---" * 5 + "|",
+    ]
+    for run in runs:
+        for name in ("wrong", "right"):
+            found = run["signals"][name]
+            flags = ", ".join(f"{f} {v:g}" for f, v in found["flags"].items()) or "none"
+            margin = "-" if found["median_margin"] is None else f"{found['median_margin']:.4f}"
+            lines.append(row([run["method"], name, found["n"], flags, margin]))
+    return lines

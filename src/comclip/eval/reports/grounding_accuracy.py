@@ -1,0 +1,77 @@
+"""Grounding accuracy on data whose true boxes are known (the sandbox's generator).
+
+The share of objects whose box for its label (the head noun: the query the pipeline issues for
+that entity) has IoU >= 0.5 with the object's true box, with an interval; the oracle grounder,
+built from the same boxes, is the upper bound. Each image's labels are grounded as the
+pipeline grounds a caption naming them all: with ``joint`` assignment together (each to a
+different region), else each by its top box.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TypeGuard
+
+from comclip.digests import image_digest
+from comclip.eval.benchmarks import metrics
+from comclip.eval.benchmarks.datasets import Dataset
+from comclip.eval.runs.options import EVAL
+from comclip.grounding import Grounder, create_grounder
+from comclip.grounding.assignment import assign
+from comclip.pipeline.memory import Stored
+
+IOU_THRESHOLD = 0.5
+
+
+def has_boxes(dataset: object) -> TypeGuard[Dataset]:
+    """Whether any example of ``dataset`` carries the true boxes of its images."""
+    return any(getattr(ex, "boxes", ()) for ex in getattr(dataset, "examples", ()))
+
+
+def known_boxes(dataset: Dataset) -> list:
+    """``(image, [(label, box), ...])`` for every image whose true boxes the dataset knows."""
+    return [(image, objects) for ex in dataset.examples for image, objects in zip(ex.images, ex.boxes)]
+
+
+def oracle_grounder(dataset: Dataset) -> Grounder:
+    """The grounder that returns the dataset's true boxes."""
+    return create_grounder("oracle", None, known=known_boxes(dataset))
+
+
+def grounding_hits(grounder: Grounder, dataset: Dataset, joint: bool = False) -> list[bool]:
+    """Per known object of every image: does its label's box reach IoU >= 0.5 with the truth?
+    Rankings the pipeline stored in its backbone's cache are read back, not computed again."""
+    stored = Stored(getattr(grounder, "backbone", None), grounder, None)
+    hits = []
+    for image, objects in known_boxes(dataset):
+        labels = [label for label, _ in objects]
+        grounded = assign(_rankings(grounder, stored, image, labels), labels, joint=joint)
+        for (_, truth), found in zip(objects, grounded):
+            top = found.detection.boxes if found.detection is not None else ()
+            hits.append(bool(top) and max(b.iou(truth) for b in top) >= IOU_THRESHOLD)
+    return hits
+
+
+def _rankings(grounder: Grounder, stored: Stored, image, labels: list[str]) -> list:
+    key = image_digest(image)
+    ranked = stored.rankings(key, list(dict.fromkeys(labels)))
+    missing = [label for label in dict.fromkeys(labels) if label not in ranked]
+    if missing:
+        ranked.update(stored.ground(grounder, image, key, missing))
+    return [ranked[label] for label in labels]
+
+
+def grounding_report(
+    grounders: Mapping[str, Grounder | tuple[Grounder, bool]],
+    dataset: Dataset,
+    seed: int = EVAL.bootstrap_seed,
+    n_bootstrap: int = EVAL.n_bootstrap,
+) -> dict:
+    """``{name: {"value": %, "ci95": [lo, hi], "n": objects}}``; a grounder may be given as
+    ``(grounder, joint)`` to ground each image's labels jointly."""
+    out = {}
+    for name, entry in grounders.items():
+        grounder, joint = entry if isinstance(entry, tuple) else (entry, False)
+        hits = grounding_hits(grounder, dataset, joint)
+        out[name] = {**metrics.summarise(hits, n_bootstrap, seed), "n": len(hits)}
+    return out

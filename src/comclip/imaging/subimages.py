@@ -1,0 +1,248 @@
+"""Sub-images: the image with everything outside a region (the union of some boxes) removed.
+
+As in the paper's code, a sub-image keeps the full image size and blacks out the pixels
+outside the region; a relation's sub-image is the union of its subject's and object's
+regions. Other fills exist because black masks are out of distribution for some backbones:
+``blur``, ``mean`` (the image's mean colour), ``background`` (the median colour of its border) and ``crop`` (the region's bounding box, cut
+out). Each fill is one function in :data:`FILLS`; the grounder's masked candidate views and
+the pipeline's sub-images are both made here.
+
+Each fill also has a tensor form in :data:`TENSOR_FILLS` that builds the sub-image on the
+model's device from a :class:`Canvas` (the image uploaded once as uint8, with the background
+its fill needs computed once for all its sub-images). The PIL form is the reference; a fill
+registered only in PIL form still works on the tensor path, made with PIL and uploaded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import torch
+from PIL import Image, ImageFilter
+
+from comclip.boxes import Box, bounding_box
+from comclip.errors import InputError
+from comclip.imaging.pixels import gaussian_blur, to_tensor
+from comclip.registry import Registry
+
+#: ``fill(image, boxes) -> sub-image``; ``image`` is RGB and ``boxes`` lie inside it.
+FILLS: Registry[Callable[[Image.Image, Sequence[Box]], Image.Image]] = Registry("fill")
+
+
+def region_mask(boxes: Sequence[Box], width: int, height: int) -> np.ndarray:
+    """Boolean ``[height, width]`` mask of the union of ``boxes`` (clipped to the image)."""
+    if not boxes:
+        raise InputError("a sub-image needs at least one box")
+    mask = np.zeros((height, width), dtype=bool)
+    for box in boxes:
+        x1, y1, x2, y2 = box.clipped(width, height).pixels()
+        mask[y1:y2, x1:x2] = True
+    return mask
+
+
+def make_subimage(image: Image.Image, boxes: Sequence[Box], fill: str = "black") -> Image.Image:
+    """The sub-image of ``image`` for the union of ``boxes`` with the given ``fill``."""
+    make = FILLS[fill]
+    if not boxes:
+        raise InputError("a sub-image needs at least one box")
+    image = image.convert("RGB")
+    return make(image, [b.clipped(image.width, image.height) for b in boxes])
+
+
+def subimage_key(parent_digest: str, boxes: Sequence[Box], fill: str, width: int, height: int) -> str:
+    """The content key of a sub-image without making it: the parent image's key, the pixel
+    bounds of its clipped boxes (all that decides the mask and the crop) and the fill; a region
+    that covers the whole image makes the image itself, with every fill, so it has its key."""
+    pixels = [b.clipped(width, height).pixels() for b in boxes]
+    if (0, 0, width, height) in pixels:  # the region is the whole image: the sub-image is the image itself
+        return parent_digest
+    bounds = ";".join(",".join(map(str, p)) for p in pixels)
+    return f"sub:{parent_digest}|{FILLS.check(fill)}|{bounds}"
+
+
+def blur_radius(width: int, height: int) -> float:
+    """The blur fill's radius: strong enough that no object outside the region stays recognisable."""
+    return max(2.0, max(width, height) / 16)
+
+
+def _outside_replaced(image: Image.Image, boxes: Sequence[Box], background: np.ndarray) -> Image.Image:
+    """``image`` with the pixels outside ``boxes`` taken from ``background`` (same shape)."""
+    pixels = np.asarray(image)
+    mask = region_mask(boxes, image.width, image.height)
+    out = np.where(mask[..., None], pixels, background)
+    return Image.fromarray(np.ascontiguousarray(out, dtype=np.uint8), mode="RGB")
+
+
+@FILLS.register("black")
+def black_fill(image: Image.Image, boxes: Sequence[Box]) -> Image.Image:
+    """Black outside the region, as in the paper."""
+    return _outside_replaced(image, boxes, np.zeros((image.height, image.width, 3), dtype=np.uint8))
+
+
+@FILLS.register("blur")
+def blur_fill(image: Image.Image, boxes: Sequence[Box]) -> Image.Image:
+    """A blur outside the region, strong enough that no object there stays recognisable."""
+    blurred = image.filter(ImageFilter.GaussianBlur(blur_radius(image.width, image.height)))
+    return _outside_replaced(image, boxes, np.asarray(blurred))
+
+
+@FILLS.register("mean")
+def mean_fill(image: Image.Image, boxes: Sequence[Box]) -> Image.Image:
+    """The image's mean colour outside the region."""
+    pixels = np.asarray(image)
+    mean = pixels.reshape(-1, 3).mean(axis=0).round().astype(np.uint8)
+    return _outside_replaced(image, boxes, np.broadcast_to(mean, pixels.shape))
+
+
+def border_colour(pixels: np.ndarray) -> np.ndarray:
+    """The median colour of an image's border pixels (``[H, W, 3]`` uint8), channel by channel
+    (the lower median, so the tensor form gives the same value): its background, where the
+    objects stand free of the edges (a product photo, a diagram, a sandbox scene)."""
+    border = np.concatenate([pixels[0], pixels[-1], pixels[:, 0], pixels[:, -1]])
+    return np.sort(border, axis=0)[(len(border) - 1) // 2].astype(np.uint8)
+
+
+@FILLS.register("background")
+def background_fill(image: Image.Image, boxes: Sequence[Box]) -> Image.Image:
+    """The image's background colour (the median of its border) outside the region: unlike
+    the mean, it matches the region's own surroundings, so the box's edge does not show."""
+    pixels = np.asarray(image)
+    return _outside_replaced(image, boxes, np.broadcast_to(border_colour(pixels), pixels.shape))
+
+
+@FILLS.register("crop")
+def crop_fill(image: Image.Image, boxes: Sequence[Box]) -> Image.Image:
+    """The region's bounding box, cut out (the image size is not kept)."""
+    return image.crop(bounding_box(boxes).pixels())
+
+
+# --- the same fills as tensor operations on the model's device ------------------------------
+class Canvas:
+    """One decoded image on the model's device: ``pixels`` (uint8 ``[3, H, W]``, uploaded once)
+    and the backgrounds its fills need, each computed once for all its sub-images."""
+
+    def __init__(self, image: Image.Image, device: torch.device | str):
+        self.image = image  # kept for fills that only have a PIL form
+        self.pixels = to_tensor(image, device)
+        self._backgrounds: dict[str, torch.Tensor] = {}
+
+    @property
+    def height(self) -> int:
+        return self.pixels.shape[-2]
+
+    @property
+    def width(self) -> int:
+        return self.pixels.shape[-1]
+
+    def background(self, name: str, compute: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+        if name not in self._backgrounds:
+            self._backgrounds[name] = compute(self.pixels)
+        return self._backgrounds[name]
+
+
+#: ``fill(canvas, boxes) -> uint8 [3, h, w]`` on the canvas's device; ``boxes`` lie inside it.
+TENSOR_FILLS: Registry[Callable[[Canvas, Sequence[Box]], torch.Tensor]] = Registry("fill")
+
+
+def render(canvas: Canvas, boxes: Sequence[Box], fill: str = "black") -> torch.Tensor:
+    """:func:`make_subimage` as a uint8 ``[3, h, w]`` tensor on the canvas's device."""
+    FILLS.check(fill)
+    if not boxes:
+        raise InputError("a sub-image needs at least one box")
+    boxes = [b.clipped(canvas.width, canvas.height) for b in boxes]
+    if fill not in TENSOR_FILLS:
+        return to_tensor(FILLS[fill](canvas.image, boxes), canvas.pixels.device)
+    return TENSOR_FILLS[fill](canvas, boxes)
+
+
+def _tensor_outside_replaced(canvas: Canvas, boxes: Sequence[Box], background: torch.Tensor) -> torch.Tensor:
+    """The canvas with the pixels outside ``boxes`` taken from ``background`` (broadcastable)."""
+    out = background.expand_as(canvas.pixels).clone()
+    for box in boxes:
+        x1, y1, x2, y2 = box.pixels()
+        out[:, y1:y2, x1:x2] = canvas.pixels[:, y1:y2, x1:x2]
+    return out
+
+
+@TENSOR_FILLS.register("black")
+def black_fill_tensor(canvas: Canvas, boxes: Sequence[Box]) -> torch.Tensor:
+    return _tensor_outside_replaced(canvas, boxes, torch.zeros((3, 1, 1), dtype=torch.uint8, device=canvas.pixels.device))
+
+
+@TENSOR_FILLS.register("blur")
+def blur_fill_tensor(canvas: Canvas, boxes: Sequence[Box]) -> torch.Tensor:
+    blurred = canvas.background("blur", lambda px: gaussian_blur(px, blur_radius(canvas.width, canvas.height)))
+    return _tensor_outside_replaced(canvas, boxes, blurred)
+
+
+@TENSOR_FILLS.register("mean")
+def mean_fill_tensor(canvas: Canvas, boxes: Sequence[Box]) -> torch.Tensor:
+    mean = canvas.background("mean", lambda px: px.double().mean(dim=(1, 2)).round().to(torch.uint8)[:, None, None])
+    return _tensor_outside_replaced(canvas, boxes, mean)
+
+
+def _border_colour_tensor(pixels: torch.Tensor) -> torch.Tensor:
+    border = torch.cat([pixels[:, 0], pixels[:, -1], pixels[:, :, 0], pixels[:, :, -1]], dim=1)  # [3, n]
+    return border.sort(dim=1).values[:, (border.shape[1] - 1) // 2][:, None, None]
+
+
+@TENSOR_FILLS.register("background")
+def background_fill_tensor(canvas: Canvas, boxes: Sequence[Box]) -> torch.Tensor:
+    return _tensor_outside_replaced(canvas, boxes, canvas.background("background", _border_colour_tensor))
+
+
+@TENSOR_FILLS.register("crop")
+def crop_fill_tensor(canvas: Canvas, boxes: Sequence[Box]) -> torch.Tensor:
+    x1, y1, x2, y2 = bounding_box(boxes).pixels()
+    return canvas.pixels[:, y1:y2, x1:x2]
+
+
+class SubimageMaker:
+    """Makes the images and sub-images of a list of images for encoding: with PIL
+    (``device`` None, the reference), or as tensors on ``device``, each image uploaded once
+    (its :class:`Canvas`, made on first use) however many sub-images it gives."""
+
+    def __init__(self, images: Sequence[Image.Image], device: torch.device | str | None):
+        self.images = images
+        self.device = device
+        self._canvases: dict[int, Canvas] = {}
+
+    def canvas(self, index: int) -> Canvas:
+        if index not in self._canvases:
+            self._canvases[index] = Canvas(self.images[index], self.device or "cpu")
+        return self._canvases[index]
+
+    def whole(self, index: int) -> Image.Image | torch.Tensor:
+        """Image ``index`` itself."""
+        return self.images[index] if self.device is None else self.canvas(index).pixels
+
+    def sub(self, index: int, boxes: Sequence[Box], fill: str) -> Image.Image | torch.Tensor:
+        """The sub-image of image ``index`` for the union of ``boxes`` with ``fill``."""
+        if self.device is None:
+            return make_subimage(self.images[index], boxes, fill)
+        return render(self.canvas(index), boxes, fill)
+
+    def zoomed(self, index: int, box: Box, fill: str, factor: float) -> Image.Image | torch.Tensor:
+        """The sub-image of ``box`` cut to a square ``factor`` times the box's longer side,
+        centred on it (see :func:`zoom_window`); beyond the image its edge is repeated."""
+        masked = self.sub(index, [box], fill)
+        image = self.images[index]
+        x1, y1, x2, y2 = zoom_window(box, factor)
+        pad = (max(0, -x1), max(0, -y1), max(0, x2 - image.width), max(0, y2 - image.height))  # left, top, right, bottom
+        if not isinstance(masked, torch.Tensor):
+            pixels = np.pad(np.asarray(masked), ((pad[1], pad[3]), (pad[0], pad[2]), (0, 0)), mode="edge")
+            window = pixels[y1 + pad[1] : y2 + pad[1], x1 + pad[0] : x2 + pad[0]]
+            return Image.fromarray(np.ascontiguousarray(window), mode="RGB")
+        padded = torch.nn.functional.pad(masked[None].float(), (pad[0], pad[2], pad[1], pad[3]), mode="replicate")[0]
+        return padded[:, y1 + pad[1] : y2 + pad[1], x1 + pad[0] : x2 + pad[0]].round().to(torch.uint8)
+
+
+def zoom_window(box: Box, factor: float) -> tuple[int, int, int, int]:
+    """Integer bounds of the square of side ``factor`` x the box's longer side centred on it
+    (it may reach beyond the image): shown at the encoder's input size, a small object appears
+    at the size a large one has in the whole image."""
+    side = max(1, round(max(box.width, box.height) * factor))
+    cx, cy = box.centre
+    x1, y1 = round(cx - side / 2), round(cy - side / 2)
+    return x1, y1, x1 + side, y1 + side

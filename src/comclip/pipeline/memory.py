@@ -1,0 +1,107 @@
+"""Results the persistent cache keeps besides embeddings, so a warm run repeats no work: the
+rankings of a grounder whose output depends only on the image, the query and its
+configuration (the clip grounder): every candidate, best first, so any way of picking from
+them (argmax, a union margin, the joint assignment of a caption's entities) reads them; and the
+scene graphs of a parser whose output depends only on the caption and its model (spaCy, an
+LLM).
+
+Keys name what made the result: the backbone's fingerprint and the grounder's description for
+rankings; the parser's description (its model and version) for parses. Grounders and parsers that read data of their own (a regions file, a dataset's graphs) are never cached.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+
+import numpy as np
+
+from comclip.boxes import Box
+from comclip.digests import description_digest
+from comclip.grounding import Detection
+from comclip.parsing import SceneGraph
+
+
+def _digest(description: dict) -> str:
+    return description_digest(description, 10)
+
+
+def pack_detections(detections: Sequence[Detection]) -> np.ndarray:
+    """Ranked detections as a float32 vector the embedding cache stores exactly: per detection
+    ``[boxes, score, x1, y1, x2, y2, ...]`` in float64, its bytes viewed as float32."""
+    values = [v for d in detections for v in (len(d.boxes), d.score, *(c for b in d.boxes for c in (b.x1, b.y1, b.x2, b.y2)))]
+    return np.frombuffer(np.asarray(values, dtype=np.float64).tobytes(), dtype=np.float32)
+
+
+def unpack_detections(vector: np.ndarray) -> list[Detection]:
+    values = np.frombuffer(np.ascontiguousarray(vector, dtype=np.float32).tobytes(), dtype=np.float64).tolist()
+    detections, n = [], 0
+    while n < len(values):
+        count, score = int(values[n]), values[n + 1]
+        coordinates = values[n + 2 : n + 2 + 4 * count]
+        boxes = tuple(Box(*coordinates[4 * k : 4 * k + 4]) for k in range(count))
+        detections.append(Detection(boxes=boxes, score=score))
+        n += 2 + 4 * count
+    return detections
+
+
+class Stored:
+    """The grounders' rankings and the parses of one pipeline, read from and written to its backbone's cache."""
+
+    def __init__(self, backbone, grounder, parser):
+        self.cache = getattr(backbone, "cache", None)
+        self._ground = (
+            backbone.cache_key("ranking", _digest(grounder.describe()))
+            if self.cache is not None and getattr(grounder, "cacheable", False)
+            else None
+        )
+        self._parse = (
+            f"parse|{_digest(parser.describe())}"
+            if hasattr(self.cache, "get_records") and getattr(parser, "cacheable", False)
+            else None
+        )
+
+    def rankings(self, digest: str, names: list[str]) -> dict[str, list[Detection]]:
+        """The stored ranking of each of ``names`` on the image (those found), best first; an
+        empty list: nothing found."""
+        if self._ground is None:
+            return {}
+        keys = {name: self._ground_key(digest, name) for name in names}
+        found = self.cache.get_many(list(keys.values()))
+        return {name: unpack_detections(found[key]) for name, key in keys.items() if key in found}
+
+    def ground(self, grounder, image, digest: str, names: list[str], source: str | None = None) -> dict[str, list[Detection]]:
+        """``grounder``'s rankings of ``names`` on the image, computed now and kept."""
+        fresh = dict(zip(names, grounder.ground(image, names, source=source)))
+        self.keep_rankings(digest, fresh)
+        return fresh
+
+    def ground_many(self, grounder, images: list, names: list[list[str]]) -> list[dict[str, list[Detection]]]:
+        """:meth:`ground` of many loaded images (each with its own ``names``) in one
+        :meth:`~comclip.grounding.base.Grounder.ground_many` call."""
+        found = grounder.ground_many([im.image for im in images], names, [im.source for im in images])
+        fresh = [dict(zip(some, ranked)) for some, ranked in zip(names, found)]
+        for image, ranked in zip(images, fresh):
+            self.keep_rankings(image.digest, ranked)
+        return fresh
+
+    def keep_rankings(self, digest: str, ranked: dict[str, list[Detection]]) -> None:
+        if self._ground is not None and ranked:
+            self.cache.put_many((self._ground_key(digest, name), pack_detections(d)) for name, d in ranked.items())
+
+    def _ground_key(self, digest: str, name: str) -> str:
+        return f"{self._ground}|{digest}|{name}"
+
+    def parse(self, parser, texts: list[str]) -> dict[str, SceneGraph]:
+        """Each caption's scene graph: stored ones read back, the rest parsed (in one batch) and stored."""
+        if self._parse is None:
+            return dict(zip(texts, parser.parse_many(texts)))
+        keys = {text: f"{self._parse}|{text}" for text in texts}
+        found = self.cache.get_records(list(keys.values()))
+        graphs = {text: SceneGraph.from_dict(json.loads(found[key]), text=text) for text, key in keys.items() if key in found}
+        missing = [text for text in texts if text not in graphs]
+        if missing:
+            fresh = dict(zip(missing, parser.parse_many(missing)))
+            self.cache.put_records((keys[text], json.dumps(graph.to_dict())) for text, graph in fresh.items())
+            graphs.update(fresh)
+        return {text: graphs[text] for text in texts}
