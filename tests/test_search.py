@@ -246,7 +246,7 @@ def test_resume_after_kill_gives_the_same_index(gallery, tmp_path):
     assert main([*map(str, args), "--out", str(clean)]) == 0
     assert main([*map(str, args), "--out", str(killed)]) == 2  # without --resume: refused
     assert main([*map(str, args), "--out", str(killed), "--resume"]) == 0
-    compared = filecmp.dircmp(clean, killed, ignore=[".comclip.lock"])
+    compared = filecmp.dircmp(clean, killed, ignore=[".comclip.lock", ".comclip.lock.pid"])
     files = sorted(str(p.relative_to(clean)) for p in clean.rglob("*") if p.is_file())
     assert files == sorted(str(p.relative_to(killed)) for p in killed.rglob("*") if p.is_file())
     assert not compared.diff_files

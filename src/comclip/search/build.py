@@ -22,7 +22,7 @@ from comclip.config import PipelineConfig
 from comclip.digests import file_digest
 from comclip.errors import InputError
 from comclip.eval.runs.process_group import barrier
-from comclip.eval.runs.store import LOCK_FILE, folder_lock
+from comclip.eval.runs.store import HOLDER_FILE, LOCK_FILE, folder_lock
 from comclip.imaging.files import LoadedImage, load_image
 from comclip.search.layout import (
     FAISS_FILE,
@@ -184,7 +184,9 @@ def check_folder(out: str | Path, resume: bool) -> Path:
         return folder
     if folder.exists() and not folder.is_dir():
         raise InputError(f"{folder} is a file; give a folder for the index")
-    if folder.is_dir() and any(p.name not in (LOCK_FILE, QUEUE) for p in folder.iterdir()):  # a build killed at its start
+    if folder.is_dir() and any(
+        p.name not in (LOCK_FILE, HOLDER_FILE, QUEUE) for p in folder.iterdir()
+    ):  # a build killed at its start
         raise InputError(f"{folder} is not empty and holds no comclip index; choose a new or empty folder for --out")
     return folder
 

@@ -88,15 +88,24 @@ def retrieval_hits(similarity, text_image: Sequence[int], k: int) -> dict[str, n
 
 
 def bootstrap_ci(correct, n_resamples: int = 1000, seed: int = 0, level: float = 0.95) -> tuple[float, float]:
-    """Percentile bootstrap interval (in percent) of the mean of per-example successes."""
+    """Percentile bootstrap interval (in percent) of the mean of per-example successes, by
+    ``scipy.stats.bootstrap``; one example is its own interval (scipy needs two)."""
     values = np.asarray(correct, dtype=np.float64)
     if values.size == 0:
         return (float("nan"), float("nan"))
-    rng = np.random.default_rng(seed)
-    means = values[rng.integers(0, values.size, size=(n_resamples, values.size))].mean(axis=1)
-    alpha = (1.0 - level) / 2.0
-    low, high = np.quantile(means, [alpha, 1.0 - alpha])
-    return (100.0 * float(low), 100.0 * float(high))
+    if values.size == 1 or (values == values[0]).all():  # no spread to resample
+        return (100.0 * float(values[0]), 100.0 * float(values[0]))
+    result = stats.bootstrap(
+        (values,),
+        np.mean,
+        n_resamples=n_resamples,
+        confidence_level=level,
+        method="percentile",
+        vectorized=True,
+        rng=np.random.default_rng(seed),
+    )
+    interval = result.confidence_interval
+    return (100.0 * float(interval.low), 100.0 * float(interval.high))
 
 
 def wilson_ci(successes: int, n: int, level: float = 0.95) -> tuple[float, float]:

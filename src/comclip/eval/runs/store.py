@@ -9,6 +9,7 @@ only when its ``run.json`` proves the same run.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -29,8 +30,8 @@ SHARD_NAME, SHARD_GLOB = "per_example.rank{rank}.jsonl", "per_example.rank*.json
 RUN_FILE = "run.json"
 #: The report of a finished run (see :mod:`comclip.eval.reports.report`).
 REPORT_JSON, REPORT_MD = "report.json", "report.md"
-#: Held by the run that writes the folder (see :func:`folder_lock`).
-LOCK_FILE = ".comclip.lock"
+#: Held by the run that writes the folder, and the holder's process id beside it (see :func:`folder_lock`).
+LOCK_FILE, HOLDER_FILE = ".comclip.lock", ".comclip.lock.pid"
 #: A record's key: (method, example or query id).
 Key = tuple[str, str]
 
@@ -69,39 +70,40 @@ def run_folder(out: Path) -> Iterator[Path]:
 
 @contextmanager
 def folder_lock(out: Path) -> Iterator[None]:
-    """Hold the folder's exclusive lock (``.comclip.lock``, with this process's id in it) for
-    a run's life: a second run on the same folder is refused, naming the holder, instead of
-    mixing its records and reports with this one's. The file is removed when the run ends; the
-    lock is released when the process ends, however it ends."""
+    """Hold the folder's exclusive lock (``.comclip.lock``, through ``filelock``, so on Windows
+    too) for a run's life: a second run on the same folder is refused instead of mixing its
+    records and reports with this one's. The promise that the refusal names the holder's
+    process is kept by hand: ``filelock`` empties the lock file when another process tries it,
+    so the id is written beside it (``.comclip.lock.pid``). Both files go when the run ends;
+    the lock is released when the process ends, however it ends."""
+    from filelock import FileLock, Timeout
+
     make_folder(out)
+    lock = FileLock(out / LOCK_FILE, timeout=0)
     try:
-        import fcntl
-    except ImportError:  # not POSIX: no advisory locks
-        yield
-        return
-    try:
-        handle = open(out / LOCK_FILE, "a+", encoding="utf-8")  # noqa: SIM115 (closed below)
+        lock.acquire()
+    except Timeout:
+        holder = _read_holder(out)
+        raise InputError(
+            f"{out} is in use by another comclip run (process {holder}); wait for it to end or choose another --out"
+        ) from None
     except OSError as exc:  # a read-only folder or file system: found before the model loads
         raise InputError(f"cannot write in the output folder {out}: {exc.strerror or exc}; choose another --out") from None
     try:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            handle.seek(0)
-            holder = handle.read().strip() or "unknown"
-            raise InputError(
-                f"{out} is in use by another comclip run (process {holder}); wait for it to end or choose another --out"
-            ) from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(str(os.getpid()))
-        handle.flush()
-        try:
-            yield
-        finally:
-            (out / LOCK_FILE).unlink(missing_ok=True)  # still held: no other run took it meanwhile
+        (out / HOLDER_FILE).write_text(str(os.getpid()), encoding="utf-8")
+        yield
     finally:
-        handle.close()
+        (out / HOLDER_FILE).unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # Windows keeps a locked file: filelock leaves it then
+            (out / LOCK_FILE).unlink(missing_ok=True)  # still held: no other run took it meanwhile
+        lock.release()
+
+
+def _read_holder(out: Path) -> str:
+    try:
+        return (out / HOLDER_FILE).read_text(encoding="utf-8").strip() or "unknown"
+    except OSError:
+        return "unknown"
 
 
 def clear_run(out: Path) -> None:
