@@ -118,7 +118,9 @@ class Workloads:
     """The model, the photos and captions, and how each workload is run cold and warm."""
 
     def __init__(self, args, backbone, work: Path, rows: list, images: list):
-        self.args, self.backbone, self.work = args, backbone, work
+        from comclip.backbones.cached import encoder
+
+        self.args, self.backbone, self.work = args, encoder(backbone), work  # its cache is swapped per workload
         self.rows, self.images = rows, images
         self.gallery = images[: args.gallery]
 

@@ -10,6 +10,7 @@ import torch
 from PIL import Image
 
 from comclip.backbones import CaptionTruncatedWarning, create_backbone, list_models, resolve_device, resolve_model
+from comclip.backbones.cached import CachedEncoder
 from comclip.errors import ComclipError, InputError, ModelNotFoundError
 
 
@@ -176,9 +177,10 @@ def test_bfloat16_autocast_is_close_to_fp32_and_cached_apart(tiny_model_dir):
     assert fast.dtype == torch.float32
     assert torch.allclose(fast, reference, atol=0.05) and not torch.equal(fast, reference)
     shared = MemoryCache()
-    full.cache = half.cache = shared
-    full.encode_texts(texts)
-    assert torch.equal(half.encode_texts(texts), half._batched(texts, half._encode_text_batch))  # not fp32's rows
+    CachedEncoder(full, shared).encode_texts(texts)
+    assert torch.equal(
+        CachedEncoder(half, shared).encode_texts(texts), half._batched(texts, half._encode_text_batch)
+    )  # not fp32's rows
 
 
 def test_shipped_sandbox_models_resolve_to_package_files():

@@ -350,27 +350,15 @@ def test_eval_end_to_end_with_clip_and_comclip(name, request, tiny_model_dir, tm
         ("colorswap", "colorswap_dir", "stanfordnlp/colorswap"),
     ],
 )
-def test_hub_names_read_the_hub_cache(name, fixture, repo, request, tiny_model_dir, tmp_path):
+def test_hub_names_read_the_hub_cache(name, fixture, repo, request, tiny_model_dir, tmp_path, monkeypatch):
+    """In this process: huggingface_hub reads its cache folder from ``constants`` when called."""
+    from huggingface_hub import constants
+
     folder = request.getfixturevalue(fixture)
-    env = {**_hub(tmp_path, repo, folder), "COMCLIP_CACHE": str(tmp_path / "c")}
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", _hub(tmp_path, repo, folder)["HF_HUB_CACHE"])
     extra = ["--image-dir", folder.parent / "images"] if name == "sugarcrepe_pp" else []
-    result = run_cli(
-        [
-            "eval",
-            name,
-            "--data",
-            f"hf:{repo}",
-            *extra,
-            "--model",
-            tiny_model_dir,
-            "--method",
-            "clip",
-            "--out",
-            tmp_path / "run",
-            "--no-cache",
-        ],
-        env=env,
-    )
+    args = ["eval", name, "--data", f"hf:{repo}", *extra, "--model", tiny_model_dir, "--method", "clip"]
+    result = run_cli_here([*args, "--out", tmp_path / "run", "--no-cache", "--workers", "0"])
     assert result.returncode == 0, result.stderr
     report = json.loads((tmp_path / "run" / "report.json").read_text())
     local = load_dataset(name, folder, image_dir=folder.parent / "images" if name == "sugarcrepe_pp" else None)
@@ -378,6 +366,7 @@ def test_hub_names_read_the_hub_cache(name, fixture, repo, request, tiny_model_d
 
 
 def test_a_hub_name_without_its_cache_is_one_line(tmp_path):
+    """As its own process: the environment alone points huggingface_hub at an empty cache."""
     result = run_cli(
         ["eval", "mmvp", "--data", "hf:MMVP/MMVP_VLM", "--model", "comclip/sandbox", "--out", tmp_path / "r"],
         env={"HF_HUB_CACHE": str(tmp_path / "empty"), "HF_HUB_OFFLINE": "1"},

@@ -12,6 +12,7 @@ import torch
 from PIL import Image
 
 from comclip.backbones import create_backbone, register_model
+from comclip.backbones.cached import CachedEncoder
 from comclip.cache.embeddings import SQLiteCache
 from comclip.composition import comclip_score
 from comclip.composition.compose import WEIGHTINGS
@@ -95,13 +96,11 @@ def test_single_vector_similarity_is_the_plain_product():
 
 
 def test_multi_vector_embeddings_come_back_from_the_cache_in_shape(blip2_dir, tmp_path):
-    cold = create_backbone(str(blip2_dir))
-    cold.cache = SQLiteCache(tmp_path / "c.sqlite")
+    cold = CachedEncoder(create_backbone(str(blip2_dir)), SQLiteCache(tmp_path / "c.sqlite"))
     first = cold.encode_images(IMAGES)
-    warm = create_backbone(str(blip2_dir))
-    warm.cache = SQLiteCache(tmp_path / "c.sqlite")
-    warm._encode_pixels = None  # a warm read encodes nothing
-    assert torch.equal(warm.encode_images(IMAGES), first)
+    raw = create_backbone(str(blip2_dir))
+    raw._encode_pixels = None  # a warm read encodes nothing
+    assert torch.equal(CachedEncoder(raw, SQLiteCache(tmp_path / "c.sqlite")).encode_images(IMAGES), first)
 
 
 def test_cli_scores_explains_and_evaluates_with_blip2(blip2_dir, tmp_path):

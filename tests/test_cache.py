@@ -14,6 +14,7 @@ import torch
 from PIL import Image
 
 from comclip.backbones import create_backbone
+from comclip.backbones.cached import CachedEncoder
 from comclip.cache.embeddings import CacheWarning, MemoryCache, SQLiteCache
 from comclip.errors import InputError
 from comclip.pipeline import ComCLIP
@@ -38,8 +39,7 @@ class CountingCache(MemoryCache):
 def test_identical_with_and_without_cache_and_any_batch_size(tiny_model_dir, tmp_path):
     plain = create_backbone(str(tiny_model_dir), batch_size=1)
     wide = create_backbone(str(tiny_model_dir), batch_size=64)
-    cached = create_backbone(str(tiny_model_dir), batch_size=64)
-    cached.cache = SQLiteCache(tmp_path / "c.sqlite")
+    cached = CachedEncoder(create_backbone(str(tiny_model_dir), batch_size=64), SQLiteCache(tmp_path / "c.sqlite"))
     reference = plain.similarity(IMAGES, TEXTS)
     for backbone in (wide, cached, cached):  # the second cached call is served from the file
         assert torch.allclose(backbone.similarity(IMAGES, TEXTS), reference, atol=1e-5)
@@ -50,15 +50,13 @@ def test_identical_with_and_without_cache_and_any_batch_size(tiny_model_dir, tmp
 
 def test_nothing_is_encoded_twice(tiny_backbone):
     cache = CountingCache()
-    tiny_backbone.cache = cache
-    try:
-        tiny_backbone.encode_texts(TEXTS)
-        assert cache.stored == 4  # "a red circle" twice in the batch, encoded once
-        tiny_backbone.encode_texts(TEXTS + ["new words"])
-        tiny_backbone.encode_images(IMAGES + [IMAGES[0].copy()])
-        assert cache.stored == 4 + 1 + 5
-    finally:
-        tiny_backbone.cache = None
+    encoder = CachedEncoder(tiny_backbone, cache)
+    encoder.encode_texts(TEXTS)
+    assert cache.stored == 4  # "a red circle" twice in the batch, encoded once
+    encoder.encode_texts(TEXTS + ["new words"])
+    encoder.encode_images(IMAGES + [IMAGES[0].copy()])
+    assert cache.stored == 4 + 1 + 5
+    assert tiny_backbone.cache is None  # the backbone itself keeps nothing
 
 
 def test_without_a_cache_one_call_still_encodes_each_image_once(tiny_model_dir, monkeypatch):
@@ -73,8 +71,7 @@ def test_without_a_cache_one_call_still_encodes_each_image_once(tiny_model_dir, 
     sub_images = {(i, tuple(p.boxes)) for i, row in enumerate(details) for d in row for p in d.parts}
     assert len(encoded) == len(sub_images)  # no global image went through encode_images again
     assert backbone.cache is None
-    with_cache = create_backbone(str(tiny_model_dir))
-    with_cache.cache = MemoryCache()
+    with_cache = CachedEncoder(create_backbone(str(tiny_model_dir)), MemoryCache())
     assert torch.allclose(
         model.score(IMAGES[:2], ["a red circle", "two dogs"]),
         ComCLIP(with_cache, grounder_options={"region": "patches"}).score(IMAGES[:2], ["a red circle", "two dogs"]),
@@ -265,13 +262,11 @@ def test_a_warm_run_makes_no_subimage_grounds_parses_and_encodes_nothing(tiny_mo
     from comclip.imaging.subimages import SubimageMaker
 
     texts = ["a red circle and a blue square", "two dogs on a mat", "it is"]
-    cold_backbone = create_backbone(str(tiny_model_dir), pixels=pixels)
-    cold_backbone.cache = SQLiteCache(tmp_path / "c.sqlite")
+    cold_backbone = CachedEncoder(create_backbone(str(tiny_model_dir), pixels=pixels), SQLiteCache(tmp_path / "c.sqlite"))
     cold = ComCLIP(cold_backbone).score(IMAGES[:3], texts)
 
-    warm_backbone = create_backbone(str(tiny_model_dir), pixels=pixels)
-    warm_backbone.cache = SQLiteCache(tmp_path / "c.sqlite")
-    warm_model = ComCLIP(warm_backbone)
+    warm_backbone = create_backbone(str(tiny_model_dir), pixels=pixels)  # patched below: it must never be called
+    warm_model = ComCLIP(CachedEncoder(warm_backbone, SQLiteCache(tmp_path / "c.sqlite")))
 
     def never(*args, **kwargs):
         raise AssertionError("a warm run did work it had done before")
@@ -291,9 +286,9 @@ def test_a_warm_run_makes_no_subimage_grounds_parses_and_encodes_nothing(tiny_mo
     assert torch.equal(cold, warm)
 
 
-def test_stored_rankings_are_exact(tmp_path):
+def test_stored_rankings_are_exact_records_not_embeddings(tmp_path):
     from comclip.grounding import Box, Detection
-    from comclip.pipeline.memory import pack_detections, unpack_detections
+    from comclip.pipeline.memory import detections_record, read_detections
 
     detections = [
         Detection((Box(13 / 0.2, 1 / 3, 100.000001, 64.5),), 0.123456789),
@@ -301,9 +296,9 @@ def test_stored_rankings_are_exact(tmp_path):
         Detection((Box(5, 6, 7, 8),), 1e-12),
     ]
     cache = SQLiteCache(tmp_path / "c.sqlite")
-    cache.put_many([("k", pack_detections(detections))])
-    assert unpack_detections(cache.get_many(["k"])["k"]) == [Detection(d.boxes, d.score) for d in detections]
-    assert unpack_detections(pack_detections([])) == []
+    cache.put_records([("k", detections_record(detections))])
+    assert read_detections(cache.get_records(["k"])["k"]) == [Detection(d.boxes, d.score) for d in detections]
+    assert read_detections(detections_record([])) == [] and cache.get_many(["k"]) == {}  # a record, not a vector
 
 
 def test_an_llm_parser_is_asked_once_per_caption_across_runs(tiny_model_dir, tmp_path):
@@ -323,8 +318,7 @@ def test_an_llm_parser_is_asked_once_per_caption_across_runs(tiny_model_dir, tmp
 
     scores = []
     for _ in range(2):  # two runs, as two processes: a fresh backbone and parser on the same cache file
-        backbone = create_backbone(str(tiny_model_dir))
-        backbone.cache = SQLiteCache(tmp_path / "c.sqlite")
+        backbone = CachedEncoder(create_backbone(str(tiny_model_dir)), SQLiteCache(tmp_path / "c.sqlite"))
         parser = LLMParser(base_url="http://llm.test/v1", model="m", transport=httpx.MockTransport(handler))
         scores.append(ComCLIP(backbone, parser=parser).score(IMAGES[:2], ["a red circle", "two dogs", "a red circle"]))
     assert len(calls) == 2 and torch.equal(scores[0], scores[1])

@@ -626,20 +626,20 @@ def test_resume_force_on_a_folder_that_cannot_be_written_is_one_line_before_the_
     """A finished run's folder made read-only (simulated where the tests run as root, whom
     permissions do not stop), then ``--resume --force``: one line naming the folder, exit 2,
     before the model loads (the model named does not exist), the folder byte-identical."""
-    from comclip.eval.runs import store
+    import filelock
 
     out = tmp_path / "done"
     out.mkdir()
     (out / "report.json").write_text("{}")
     before = _hash(out)
-    real_open = open
+    real_acquire = filelock.FileLock.acquire
 
-    def read_only(path, mode="r", *args, **kwargs):
-        if Path(path).parent == out and set(mode) & set("wa+"):
+    def read_only(lock, *args, **kwargs):  # the lock file cannot be created in a read-only folder
+        if Path(lock.lock_file).parent == out:
             raise PermissionError(13, "Permission denied")
-        return real_open(path, mode, *args, **kwargs)
+        return real_acquire(lock, *args, **kwargs)
 
-    monkeypatch.setattr(store, "open", read_only, raising=False)
+    monkeypatch.setattr(filelock.FileLock, "acquire", read_only)
     code, _, err = cli(
         *["eval", "jsonl", "--data", data, "--model", tmp_path / "no-such-model", "--out", out], "--resume", "--force"
     )

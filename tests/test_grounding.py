@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from comclip.backbones.cached import CachedEncoder
 from comclip.boxes import Box
 from comclip.grounding import Detection
 from comclip.grounding.assignment import assign, ranking_margin
@@ -193,8 +194,7 @@ def test_patch_grounder_reads_one_forward_pass(tiny_model_dir, rgb_image_path):
     from comclip.grounding import create_grounder
     from comclip.pipeline import ComCLIP
 
-    backbone = create_backbone(str(tiny_model_dir))
-    backbone.cache = MemoryCache()
+    backbone = CachedEncoder(create_backbone(str(tiny_model_dir)), MemoryCache())
     grounder = create_grounder("clip", backbone, region="patches")
     ranked = grounder.ground(Image.open(rgb_image_path).convert("RGB"), ["dog", "cat"])
     assert len(ranked) == 2 and len(ranked[0]) == len(grounder.candidates(Image.open(rgb_image_path).convert("RGB"))[0])

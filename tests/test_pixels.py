@@ -10,6 +10,7 @@ import torch
 from PIL import Image, ImageFilter
 
 from comclip.backbones import create_backbone
+from comclip.backbones.cached import CachedEncoder
 from comclip.boxes import Box
 from comclip.imaging.pixels import gaussian_blur, preprocess, spec_from_hf_processor, to_tensor
 from comclip.imaging.subimages import FILLS, TENSOR_FILLS, Canvas, SubimageMaker, make_subimage, render
@@ -147,6 +148,6 @@ def test_the_pil_path_is_the_processors_own_and_keeps_its_cache_keys(clip_sized_
     with torch.inference_mode():
         direct = torch.nn.functional.normalize(backbone.model.get_image_features(pixel_values=inputs).pooler_output, dim=-1)
     assert torch.allclose(backbone.encode_images([image]), direct, atol=1e-6)
-    assert backbone.cache_key("img", "k") == f"{backbone.fingerprint}|img|k"
+    assert CachedEncoder(backbone).cache_key("img", "k") == f"{backbone.fingerprint}|img|k"
     backbone.pixels = "torch"
-    assert backbone.cache_key("img", "k") == f"{backbone.fingerprint}+torch-pixels|img|k"
+    assert CachedEncoder(backbone).cache_key("img", "k") == f"{backbone.fingerprint}+torch-pixels|img|k"

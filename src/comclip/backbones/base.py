@@ -18,14 +18,12 @@ from collections.abc import Callable, Iterator, Sequence
 from contextvars import ContextVar
 from typing import Any
 
-import numpy as np
 import torch
 from PIL import Image
 
 from comclip.backbones.patches import PatchGrid
 from comclip.backbones.runtime import PRECISIONS, RUNTIME
-from comclip.cache.embeddings import MemoryCache
-from comclip.digests import image_digest
+from comclip.cache.embeddings import MemoryCache, read_through
 from comclip.errors import InputError
 from comclip.imaging.files import DEFAULT_MAX_SIDE, ImageInput, load_image
 from comclip.imaging.pixels import PIXEL_PATHS, PixelSpec, preprocess, spec_from_hf_processor, to_tensor
@@ -118,8 +116,6 @@ class Backbone(ABC):
         #: Model-specific defaults for the pipeline's stages, e.g. ``{"grounder": {"prompt": "a {}"}}``
         #: for a model trained on captions without "a photo of". Empty for hub models.
         self.defaults: dict = {}
-        #: Where embeddings are looked up before encoding (see :mod:`comclip.cache.embeddings`); None: no cache.
-        self.cache = None
 
     #: Vectors per image: None for one (``[N, D]`` embeddings), Q for a multi-vector backbone
     #: (``[N, Q, D]``, each row unit norm: BLIP-2's query tokens); see :mod:`comclip.similarity`.
@@ -200,45 +196,47 @@ class Backbone(ABC):
         return self._batched(list(views), self._encode_image_batch)
 
     # --- shared behaviour -------------------------------------------------------------
+    # A backbone computes; it keeps nothing. A cache goes in front of it as a
+    # :class:`~comclip.backbones.cached.CachedEncoder`, which has the same methods.
+    #: The cache in front of this backbone: none (see :class:`~comclip.backbones.cached.CachedEncoder`).
+    cache = None
+
     def encode_images(self, images: Sequence[ImageInput], max_side: int | None = DEFAULT_MAX_SIDE) -> torch.Tensor:
         """Embed images (paths or PIL images); returns ``[N, D]`` unit-norm rows."""
         loaded = [load_image(image, max_side=max_side).image for image in images]
         if not loaded:
             raise InputError("no images given")
-        if self.cache is None:
-            return self._batched(loaded, self._encode_image_batch)
-        keys = [self.cache_key("img", image_digest(im)) for im in loaded]
-        return self._image_rows(self._cached(keys, loaded, self._encode_image_batch))
+        return self._batched(loaded, self._encode_image_batch)
 
     def encode_keyed(self, keys: Sequence[str], make: Callable[[int], Image.Image | torch.Tensor]) -> torch.Tensor:
         """Embeddings of images known by content key (``[N, D]``, unit-norm rows); ``make(n)``
-        renders image ``n`` (a PIL image, or on the tensor path a uint8 ``[3, H, W]`` tensor)
-        and is called only for keys not in the cache, each distinct key once, so a warm run
-        renders nothing."""
+        renders image ``n`` (a PIL image, or on the tensor path a uint8 ``[3, H, W]`` tensor),
+        each distinct key once."""
+        return self.encode_keyed_through(MemoryCache(), list(keys), make)
+
+    def encode_keyed_through(self, cache, keys: list[str], make: Callable[[int], Image.Image | torch.Tensor]) -> torch.Tensor:
+        """:meth:`encode_keyed` reading and filling ``cache`` (keys as given): ``make`` is
+        called only for keys not in it, so a warm run renders nothing."""
         if not keys:
             raise InputError("no images given")
-        cache = self.cache if self.cache is not None else MemoryCache()  # this call: each key encoded once
-        keys = [self.cache_key("img", k) for k in keys]
-        return self._image_rows(self._cached(keys, _Rendered(make), self._encode_image_batch, cache=cache))
+        rows = read_through(cache, keys, _Rendered(make), lambda todo: self._batched(todo, self._encode_image_batch).numpy())
+        return self.image_rows(torch.from_numpy(rows))
 
-    def _image_rows(self, embeddings: torch.Tensor) -> torch.Tensor:
+    def image_rows(self, embeddings: torch.Tensor) -> torch.Tensor:
         """Cached rows come back flat: a multi-vector backbone's get their ``[Q, D]`` shape back."""
         return embeddings if self.image_tokens is None else embeddings.reshape(len(embeddings), self.image_tokens, -1)
 
     def encode_texts(self, texts: Sequence[str]) -> torch.Tensor:
         """Embed captions; returns ``[M, D]`` unit-norm rows. Over-long captions are cut with a warning."""
         texts = validate_captions(texts)
-        if self.cache is None:
-            self._warn_truncated(texts)
-            return self._batched(texts, self._encode_text_batch)
-        keys = [self.cache_key("txt", text) for text in texts]
-        return self._cached(keys, texts, self._encode_text_batch, before=self._warn_truncated)
+        self.warn_truncated(texts)
+        return self._batched(texts, self._encode_text_batch)
 
     def too_long(self, texts: Sequence[str]) -> list[bool]:
         """Whether each caption has more tokens than the context, and so is cut when encoded."""
         return [self._token_count(text) > self.context_length for text in texts]
 
-    def _warn_truncated(self, texts: Sequence[str]) -> None:
+    def warn_truncated(self, texts: Sequence[str]) -> None:
         if _TRUNCATION_SAID.get():  # the caller counted them for the whole run (see truncation_said)
             return
         for index, text in enumerate(texts):
@@ -251,35 +249,19 @@ class Backbone(ABC):
                     stacklevel=3,
                 )
 
-    def cache_key(self, kind: str, content: str) -> str:
-        """``model fingerprint | kind | content``: the model part is what `comclip cache info` lists.
-        Reduced precision and the tensor pixel path give other vectors, so they are part of the
-        model's identity (the PIL path at fp32 keeps the plain fingerprint)."""
+    @property
+    def model_key(self) -> str:
+        """The model part of a cache key (what `comclip cache info` lists): reduced precision
+        and the tensor pixel path give other vectors, so they are part of the model's identity
+        (the PIL path at fp32 keeps the plain fingerprint)."""
         model = self.fingerprint if self.precision == "fp32" else f"{self.fingerprint}+{self.precision}"
-        model = model if self.pixels == "pil" else f"{model}+torch-pixels"
-        return f"{model}|{kind}|{content}"
+        return model if self.pixels == "pil" else f"{model}+torch-pixels"
 
     def autocast(self):
         """The context the forward passes run in: plain fp32, or autocast at ``precision``."""
         if self.precision == "fp32":
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=AUTOCAST_DTYPES[self.precision])
-
-    def _cached(self, keys: list[str], items, encode, before=None, cache=None) -> torch.Tensor:
-        """Rows from the cache where present; the rest encoded (each distinct key once) and stored."""
-        cache = cache if cache is not None else self.cache
-        found = cache.get_many(keys)
-        missing = list(dict.fromkeys(k for k in keys if k not in found))
-        if missing:
-            first = {k: n for n, k in reversed(list(enumerate(keys)))}
-            todo = [items[first[k]] for k in missing]
-            if before is not None:
-                before(todo)
-            vectors = self._batched(todo, encode).numpy()
-            fresh = dict(zip(missing, vectors))
-            cache.put_many(fresh.items())
-            found.update(fresh)
-        return torch.from_numpy(np.stack([found[k] for k in keys]).astype(np.float32))
 
     # --- patch tokens (optional capability) -------------------------------------------
     @property
@@ -291,26 +273,11 @@ class Backbone(ABC):
         self, images: Sequence[Image.Image], keys: Sequence[str] | None = None
     ) -> tuple[torch.Tensor, list[PatchGrid]]:
         """Global embeddings plus each image's patch tokens projected into the joint space, from
-        one forward pass. ``keys``: the images' content keys where known (else their pixels are
-        hashed). Backbones that cannot (``supports_patches`` False) raise."""
+        one forward pass. ``keys``: the images' content keys where known (a cache in front of
+        the backbone reads them). Backbones that cannot (``supports_patches`` False) raise."""
         if not self.supports_patches:
             raise InputError(f"{self.name} ({type(self).__name__}) does not expose patch tokens")
-        if self.cache is None:
-            return self._encode_with_patches(list(images))
-        digests = list(keys) if keys is not None else [image_digest(im) for im in images]
-        global_keys = [self.cache_key("img", d) for d in digests]  # the same rows encode_images reads
-        patch_keys = [self.cache_key("patches", d) for d in digests]
-        found = self.cache.get_many(global_keys + patch_keys)
-        todo = [n for n in range(len(images)) if global_keys[n] not in found or patch_keys[n] not in found]
-        if todo:
-            fresh_global, fresh_grids = self._encode_with_patches([images[n] for n in todo])
-            items = []
-            for n, g, grid in zip(todo, fresh_global.numpy(), fresh_grids):
-                items += [(global_keys[n], g), (patch_keys[n], grid.pack())]
-            self.cache.put_many(items)
-            found.update(items)
-        grids = [PatchGrid.unpack(found[patch_keys[n]]) for n in range(len(images))]
-        return torch.from_numpy(np.stack([found[k] for k in global_keys]).astype(np.float32)), grids
+        return self._encode_with_patches(list(images))
 
     def _encode_with_patches(self, images: list[Image.Image]) -> tuple[torch.Tensor, list[PatchGrid]]:
         raise NotImplementedError

@@ -54,11 +54,33 @@ def default_cache_path() -> Path:
 
 
 class EmbeddingCache(Protocol):
-    """What the backbones need from a cache."""
+    """What an encoder needs from a cache: vectors by key, and text records by key (a
+    grounder's rankings, a parse) kept apart from them."""
 
     def get_many(self, keys: list[str]) -> dict[str, np.ndarray]: ...
 
     def put_many(self, items: Iterable[tuple[str, np.ndarray]]) -> None: ...
+
+    def get_records(self, keys: list[str]) -> dict[str, str]: ...
+
+    def put_records(self, items: Iterable[tuple[str, str]]) -> None: ...
+
+
+def read_through(cache: EmbeddingCache, keys: list[str], items, encode, before=None) -> np.ndarray:
+    """Rows of ``keys`` from ``cache`` where present; the rest encoded, each distinct key once
+    (``items[n]`` is what key ``n`` encodes from, read only for missing keys; ``encode(todo)``
+    returns their rows; ``before(todo)`` runs first) and stored. ``[len(keys), ...]`` float32."""
+    found = cache.get_many(keys)
+    missing = list(dict.fromkeys(k for k in keys if k not in found))
+    if missing:
+        first = {k: n for n, k in reversed(list(enumerate(keys)))}
+        todo = [items[first[k]] for k in missing]
+        if before is not None:
+            before(todo)
+        fresh = dict(zip(missing, encode(todo)))
+        cache.put_many(fresh.items())
+        found.update(fresh)
+    return np.stack([found[k] for k in keys]).astype(np.float32)
 
 
 class MemoryCache:

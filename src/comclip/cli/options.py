@@ -101,11 +101,10 @@ def create_model(args: argparse.Namespace):
     """The backbone the model options name, with the persistent cache where the command has one
     (opened first: a bad cache path is found before the model loads)."""
     from comclip.backbones import create_backbone
+    from comclip.backbones.cached import cached
 
     cache = open_cache(args)
-    backbone = create_backbone(args.model, **runtime_options(args))
-    backbone.cache = cache
-    return backbone
+    return cached(create_backbone(args.model, **runtime_options(args)), cache)
 
 
 def open_cache(args: argparse.Namespace) -> Any:

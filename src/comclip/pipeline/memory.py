@@ -14,8 +14,6 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 
-import numpy as np
-
 from comclip.boxes import Box
 from comclip.digests import description_digest
 from comclip.grounding import Detection
@@ -26,27 +24,20 @@ def _digest(description: dict) -> str:
     return description_digest(description, 10)
 
 
-def pack_detections(detections: Sequence[Detection]) -> np.ndarray:
-    """Ranked detections as a float32 vector the embedding cache stores exactly: per detection
-    ``[boxes, score, x1, y1, x2, y2, ...]`` in float64, its bytes viewed as float32."""
-    values = [v for d in detections for v in (len(d.boxes), d.score, *(c for b in d.boxes for c in (b.x1, b.y1, b.x2, b.y2)))]
-    return np.frombuffer(np.asarray(values, dtype=np.float64).tobytes(), dtype=np.float32)
+def detections_record(detections: Sequence[Detection]) -> str:
+    """Ranked detections as a JSON record ``[[score, [[x1, y1, x2, y2], ...]], ...]`` (floats
+    written as Python's repr, so they read back exactly)."""
+    return json.dumps([[d.score, [[b.x1, b.y1, b.x2, b.y2] for b in d.boxes]] for d in detections])
 
 
-def unpack_detections(vector: np.ndarray) -> list[Detection]:
-    values = np.frombuffer(np.ascontiguousarray(vector, dtype=np.float32).tobytes(), dtype=np.float64).tolist()
-    detections, n = [], 0
-    while n < len(values):
-        count, score = int(values[n]), values[n + 1]
-        coordinates = values[n + 2 : n + 2 + 4 * count]
-        boxes = tuple(Box(*coordinates[4 * k : 4 * k + 4]) for k in range(count))
-        detections.append(Detection(boxes=boxes, score=score))
-        n += 2 + 4 * count
-    return detections
+def read_detections(record: str) -> list[Detection]:
+    return [Detection(boxes=tuple(Box(*box) for box in boxes), score=score) for score, boxes in json.loads(record)]
 
 
 class Stored:
-    """The grounders' rankings and the parses of one pipeline, read from and written to its backbone's cache."""
+    """The grounders' rankings and the parses of one pipeline, read from and written to the
+    cache in front of its backbone (a :class:`~comclip.backbones.cached.CachedEncoder`) as
+    records of their own, beside the embeddings: JSON text, never vectors."""
 
     def __init__(self, backbone, grounder, parser):
         self.cache = getattr(backbone, "cache", None)
@@ -56,9 +47,7 @@ class Stored:
             else None
         )
         self._parse = (
-            f"parse|{_digest(parser.describe())}"
-            if hasattr(self.cache, "get_records") and getattr(parser, "cacheable", False)
-            else None
+            f"parse|{_digest(parser.describe())}" if self.cache is not None and getattr(parser, "cacheable", False) else None
         )
 
     def rankings(self, digest: str, names: list[str]) -> dict[str, list[Detection]]:
@@ -67,8 +56,8 @@ class Stored:
         if self._ground is None:
             return {}
         keys = {name: self._ground_key(digest, name) for name in names}
-        found = self.cache.get_many(list(keys.values()))
-        return {name: unpack_detections(found[key]) for name, key in keys.items() if key in found}
+        found = self.cache.get_records(list(keys.values()))
+        return {name: read_detections(found[key]) for name, key in keys.items() if key in found}
 
     def ground(self, grounder, image, digest: str, names: list[str], source: str | None = None) -> dict[str, list[Detection]]:
         """``grounder``'s rankings of ``names`` on the image, computed now and kept."""
@@ -87,7 +76,7 @@ class Stored:
 
     def keep_rankings(self, digest: str, ranked: dict[str, list[Detection]]) -> None:
         if self._ground is not None and ranked:
-            self.cache.put_many((self._ground_key(digest, name), pack_detections(d)) for name, d in ranked.items())
+            self.cache.put_records((self._ground_key(digest, name), detections_record(d)) for name, d in ranked.items())
 
     def _ground_key(self, digest: str, name: str) -> str:
         return f"{self._ground}|{digest}|{name}"

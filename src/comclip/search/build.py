@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from comclip.backbones import Backbone
+from comclip.backbones.cached import CachedEncoder
 from comclip.config import PipelineConfig
 from comclip.digests import file_digest
 from comclip.errors import InputError
@@ -46,7 +46,7 @@ DEFAULT_PART_SIZE = 256
 DTYPES = ("float32", "float16")
 
 
-def identity(backbone: Backbone, configs: dict[str, PipelineConfig | None], side: StoredSide, **settings: Any) -> dict:
+def identity(backbone: CachedEncoder, configs: dict[str, PipelineConfig | None], side: StoredSide, **settings: Any) -> dict:
     """Everything that decides the stored arrays: the model, each method's configuration, the
     stored side (grounders, fills, union cap) and the storage settings."""
     if backbone.image_tokens is not None:
@@ -76,7 +76,7 @@ def pending(folder: Path, segments: list[list[int]], part_size: int) -> list[tup
 
 
 def fill(
-    folder: Path, backbone: Backbone, side: StoredSide, manifest: dict, world: World = World(), progress: bool = True
+    folder: Path, backbone: CachedEncoder, side: StoredSide, manifest: dict, world: World = World(), progress: bool = True
 ) -> None:
     """Compute and write every pending part (this process's share of them), then, in the first
     process once all are written, the FAISS index and the counts."""
@@ -106,7 +106,7 @@ def run(
     paths: list[str] | None,
     ident: dict,
     resume: bool,
-    backbone: Backbone,
+    backbone: CachedEncoder,
     side: StoredSide,
     world: World,
     progress: bool,

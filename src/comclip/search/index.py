@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from comclip.backbones import DEFAULT_MODEL, Backbone, create_backbone
+from comclip.backbones.cached import CachedEncoder, encoder
 from comclip.boxes import Box
 from comclip.config import PipelineConfig
 from comclip.errors import InputError
@@ -45,7 +46,7 @@ class Index:
     >>> index.search(["a red car next to a blue bike"], top=5, candidates=100, method="comclip-plus")
     """
 
-    def __init__(self, folder: str | os.PathLike, backbone: Backbone) -> None:
+    def __init__(self, folder: str | os.PathLike, backbone: Backbone | CachedEncoder) -> None:
         self.folder = Path(folder)
         self.manifest = read_manifest(self.folder)
         if not self.manifest.get("complete"):
@@ -57,7 +58,7 @@ class Index:
             raise InputError(
                 f"{self.folder} was built with {ident['model']} ({ident['fingerprint']}); {backbone.name} is another model"
             )
-        self.backbone = backbone
+        self.backbone = encoder(backbone)  # the searcher puts the index's answers in front of it
         self._query_cache: IndexCache | None = None
         self.decoded = 0
         self._read_parts()
@@ -98,7 +99,7 @@ class Index:
         if union_cap < 0 or part_size < 1:
             raise InputError("the union cap must be 0 or more and the part size at least 1")
         names = [METHODS.check(m) for m in methods]
-        backbone = model if isinstance(model, Backbone) else create_backbone(model, **backbone_options)
+        backbone = encoder(model if isinstance(model, (Backbone, CachedEncoder)) else create_backbone(model, **backbone_options))
         configs = method_configs(names, PipelineConfig.for_backbone(backbone), options or {})
         side = StoredSide.for_methods(GrounderPool(backbone), configs, union_cap)
         dim = int(backbone.encode_texts(["a"]).shape[-1])
@@ -253,7 +254,7 @@ class Index:
         return self._remembered(("cand", row, key), make)
 
     def lookup(self, content: str) -> np.ndarray | None:
-        """The stored embedding of an image key's content (see :meth:`Backbone.cache_key`): an
+        """The stored embedding of an image key's content (see :meth:`CachedEncoder.cache_key`): an
         indexed image's digest, or a sub-image of one of its candidates or candidate pairs."""
         row = self._by_digest.get(content)
         if row is not None:

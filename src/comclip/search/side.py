@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from comclip.backbones import Backbone
+from comclip.backbones.cached import CachedEncoder
 from comclip.boxes import Box
 from comclip.cache.embeddings import MemoryCache
 from comclip.config import PipelineConfig
@@ -80,7 +80,9 @@ class StoredSide:
         }
 
 
-def compute(backbone: Backbone, side: StoredSide, images: list[LoadedImage], dtype: str = "float32") -> dict[str, np.ndarray]:
+def compute(
+    backbone: CachedEncoder, side: StoredSide, images: list[LoadedImage], dtype: str = "float32"
+) -> dict[str, np.ndarray]:
     """The stored side of ``images``, as the part's arrays (see :mod:`comclip.search.layout`).
     The backbone's cache is a fresh in-memory one for the call (a patch-token grounder's global
     embeddings are read back from it, not encoded twice); nothing is written elsewhere."""
@@ -133,7 +135,7 @@ def _box_rows(boxes: Sequence[Box]) -> np.ndarray:
 
 def _encoded(
     name: str,
-    backbone: Backbone,
+    backbone: CachedEncoder,
     maker: SubimageMaker,
     images: list[LoadedImage],
     regions: list[list[list[Pixels]]],

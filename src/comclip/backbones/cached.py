@@ -1,0 +1,141 @@
+"""A backbone with an embedding cache in front of it.
+
+A :class:`~comclip.backbones.base.Backbone` computes and keeps nothing. A
+:class:`CachedEncoder` takes one and a cache (:mod:`comclip.cache.embeddings`) and answers the
+same calls, reading every embedding it can from the cache and storing every one it computes:
+images by the digest of their pixels, captions by their text, sub-images by their content key,
+and a CLIP ViT's patch tokens beside its global embedding. Keys are
+``model | kind | content`` (:meth:`cache_key`), so one cache file serves many models.
+Everything else (name, device, logit scale, ``encode_views``, ...) is the backbone's own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from comclip.backbones.base import Backbone
+from comclip.backbones.patches import PatchGrid
+from comclip.cache.embeddings import EmbeddingCache, MemoryCache, read_through
+from comclip.digests import image_digest
+from comclip.errors import InputError
+from comclip.imaging.files import DEFAULT_MAX_SIDE, ImageInput, load_image
+from comclip.similarity import cosines
+from comclip.text import validate_captions
+
+
+class CachedEncoder:
+    """``backbone`` read through ``cache`` (None: no cache, the backbone's own results).
+
+    ``cache`` may be swapped for the length of a call (a search answers from its index this way).
+    """
+
+    def __init__(self, backbone: Backbone, cache: EmbeddingCache | None = None) -> None:
+        self.backbone = backbone
+        self.cache = cache
+
+    #: The encoder's own attributes; every other one is the backbone's, read and set there
+    #: (``encoder.pixels = "pil"`` changes the backbone's pixel path).
+    _OWN = frozenset({"backbone", "cache"})
+
+    def __getattr__(self, name: str) -> Any:
+        if name in CachedEncoder._OWN:  # not set yet (while unpickling): never recurse
+            raise AttributeError(name)
+        return getattr(self.backbone, name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in CachedEncoder._OWN:
+            object.__setattr__(self, name, value)
+        else:
+            setattr(self.backbone, name, value)
+
+    def __delattr__(self, name: str) -> None:
+        if name in CachedEncoder._OWN:
+            object.__delattr__(self, name)
+        else:
+            delattr(self.backbone, name)
+
+    def cache_key(self, kind: str, content: str) -> str:
+        """``model | kind | content``; the model part is :attr:`Backbone.model_key`."""
+        return f"{self.backbone.model_key}|{kind}|{content}"
+
+    def encode_images(self, images: Sequence[ImageInput], max_side: int | None = DEFAULT_MAX_SIDE) -> torch.Tensor:
+        """:meth:`Backbone.encode_images`, each image looked up by the digest of its pixels first."""
+        if self.cache is None:
+            return self.backbone.encode_images(images, max_side=max_side)
+        loaded = [load_image(image, max_side=max_side).image for image in images]
+        if not loaded:
+            raise InputError("no images given")
+        keys = [self.cache_key("img", image_digest(im)) for im in loaded]
+        rows = read_through(self.cache, keys, loaded, self._encode_loaded)
+        return self.backbone.image_rows(torch.from_numpy(rows))
+
+    def _encode_loaded(self, images: list) -> np.ndarray:
+        return self.backbone._batched(images, self.backbone._encode_image_batch).numpy()
+
+    def encode_keyed(self, keys: Sequence[str], make: Callable[[int], Image.Image | torch.Tensor]) -> torch.Tensor:
+        """:meth:`Backbone.encode_keyed` through the cache: ``make`` only for keys it lacks."""
+        cache = self.cache if self.cache is not None else MemoryCache()  # this call: each key encoded once
+        return self.backbone.encode_keyed_through(cache, [self.cache_key("img", k) for k in keys], make)
+
+    def encode_texts(self, texts: Sequence[str]) -> torch.Tensor:
+        """:meth:`Backbone.encode_texts`, each caption looked up first (an over-long one is said
+        only when it is encoded)."""
+        if self.cache is None:
+            return self.backbone.encode_texts(texts)
+        texts = validate_captions(texts)
+        keys = [self.cache_key("txt", text) for text in texts]
+        encode = lambda todo: self.backbone._batched(todo, self.backbone._encode_text_batch).numpy()  # noqa: E731
+        return torch.from_numpy(read_through(self.cache, keys, texts, encode, before=self.backbone.warn_truncated))
+
+    def encode_with_patches(
+        self, images: Sequence[Image.Image], keys: Sequence[str] | None = None
+    ) -> tuple[torch.Tensor, list[PatchGrid]]:
+        """:meth:`Backbone.encode_with_patches` through the cache: the global rows are the ones
+        :meth:`encode_images` reads, the patch grids are kept beside them."""
+        if self.cache is None or not self.backbone.supports_patches:
+            return self.backbone.encode_with_patches(images, keys)
+        digests = list(keys) if keys is not None else [image_digest(im) for im in images]
+        global_keys = [self.cache_key("img", d) for d in digests]
+        patch_keys = [self.cache_key("patches", d) for d in digests]
+        found = self.cache.get_many(global_keys + patch_keys)
+        todo = [n for n in range(len(images)) if global_keys[n] not in found or patch_keys[n] not in found]
+        if todo:
+            fresh_global, fresh_grids = self.backbone.encode_with_patches([images[n] for n in todo])
+            items = []
+            for n, vector, grid in zip(todo, fresh_global.numpy(), fresh_grids):
+                items += [(global_keys[n], vector), (patch_keys[n], grid.pack())]
+            self.cache.put_many(items)
+            found.update(items)
+        grids = [PatchGrid.unpack(found[key]) for key in patch_keys]
+        return torch.from_numpy(np.stack([found[key] for key in global_keys]).astype(np.float32)), grids
+
+    def similarity(self, images: Sequence[ImageInput], texts: Sequence[str]) -> torch.Tensor:
+        """Cosine similarity matrix ``[N images, M texts]``, through the cache."""
+        return cosines(self.encode_images(images), self.encode_texts(texts))
+
+    def __repr__(self) -> str:
+        return f"CachedEncoder({self.backbone!r}, cache={type(self.cache).__name__ if self.cache is not None else None})"
+
+
+def encoder(backbone: Backbone | CachedEncoder) -> CachedEncoder:
+    """``backbone`` as a :class:`CachedEncoder` (itself where it is one), for code that swaps
+    the cache in front of it for a while (the search index)."""
+    return backbone if isinstance(backbone, CachedEncoder) else CachedEncoder(backbone)
+
+
+def cached(backbone: Backbone | CachedEncoder, cache: EmbeddingCache | None) -> Backbone | CachedEncoder:
+    """``backbone`` read through ``cache``: a :class:`CachedEncoder` (the same one's backbone
+    where it is one already), or the backbone itself where there is no cache."""
+    raw = backbone.backbone if isinstance(backbone, CachedEncoder) else backbone
+    return raw if cache is None else CachedEncoder(raw, cache)
+
+
+#: What encodes: a backbone, or one with a cache in front (the same calls).
+Encoder = Backbone | CachedEncoder
+
+__all__ = ["CachedEncoder", "Encoder", "cached", "encoder"]
