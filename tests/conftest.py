@@ -56,6 +56,37 @@ def rgb_image_path(tmp_path_factory) -> Path:
     return path
 
 
+@pytest.fixture(scope="session")
+def four_examples(tmp_path_factory) -> Path:
+    """A JSONL dataset of four examples, two of them sharing the id 'dup'."""
+    folder = tmp_path_factory.mktemp("faults")
+    for n, colour in enumerate([(200, 30, 30), (30, 30, 200), (30, 200, 30)]):
+        Image.new("RGB", (48, 40), colour).save(folder / f"{n}.png")
+    rows = [
+        {"id": "dup", "image": "0.png", "positive": "a red square", "negatives": ["a blue square"]},
+        {"id": "dup", "image": "1.png", "positive": "a blue square", "negatives": ["a red square"]},
+        {"id": "c", "image": "2.png", "positive": "a green square", "negatives": ["a red circle"]},
+        {"id": "d", "image": "0.png", "positive": "a red thing", "negatives": ["a green thing"]},
+    ]
+    (folder / "data.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return folder / "data.jsonl"
+
+
+@pytest.fixture
+def jsonl_data(tmp_path):
+    """A JSONL dataset of four examples in two subsets; example c's image is missing."""
+    Image.new("RGB", (40, 30), (200, 20, 20)).save(tmp_path / "red.png")
+    rows = [
+        {"id": "a", "image": "red.png", "positive": "a red square", "negatives": ["a blue square"], "subset": "colour"},
+        {"id": "b", "image": "red.png", "positive": "a square", "negatives": ["a circle", "a dog"], "subset": "shape"},
+        {"id": "c", "image": "missing.png", "positive": "a square", "negatives": ["a circle"], "subset": "shape"},
+        {"id": "d", "image": "red.png", "positive": "a red thing", "negatives": ["a green thing"], "subset": "colour"},
+    ]
+    path = tmp_path / "data.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    return path
+
+
 def run_cli_inprocess(args: list[str], capsys) -> tuple[int, str, str]:
     """Run ``comclip ARGS`` through its real entry point in this process."""
     from comclip.cli import main

@@ -12,6 +12,8 @@ from comclip.errors import InputError
 from comclip.eval.benchmarks.datasets import CAPTION_CHOICE, IMAGE_CHOICE, load_dataset
 from comclip.eval.runs.runner import load_example_images
 
+from .conftest import shared_data
+
 
 def _image(path, colour=(200, 20, 20), size=(60, 40)):
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -295,3 +297,68 @@ def test_a_loader_bug_is_not_reported_as_the_users_file(monkeypatch, cli, tmp_pa
     assert not issubclass(InputError, ValueError)
     with pytest.raises(InputError, match="takes no option split"):
         load_dataset("sugarcrepe", data, split="test")
+
+
+def test_malformed_rows_are_named(tmp_path):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"image": "x.png", "positive": "a dog", "negatives": []}\n')
+    with pytest.raises(InputError, match=r"bad.jsonl line 1: 'negatives'"):
+        load_dataset("jsonl", bad)
+    bad.write_text("{not json\n")
+    with pytest.raises(InputError, match="line 1: not valid JSON"):
+        load_dataset("jsonl", bad)
+    csv = tmp_path / "comvg.csv"
+    csv.write_text("id,sentence\n1,a dog\n")
+    with pytest.raises(InputError, match="lacks columns"):
+        load_dataset("comvg", csv)
+    with pytest.raises(InputError, match="unknown dataset"):
+        load_dataset("imagenet", csv)
+
+
+def test_winoground_local_folder(tmp_path, cli, tiny_model_dir):
+    (tmp_path / "images").mkdir()
+    meta = tmp_path / "meta.csv"
+    meta.write_text(
+        "id,caption_0,caption_1,tag,secondary_tag,collapsed_tag,num_main_preds\n"
+        "0,a red circle left of a blue square,a blue circle left of a red square,Object,,Object,1\n"
+        "1,a dog on a mat,a mat on a dog,Relation,Symbolic,Relation,1\n"
+    )
+    for ex in ("0", "1"):
+        for i, colour in enumerate([(200, 0, 0), (0, 0, 200)]):
+            Image.new("RGB", (32, 32), colour).save(tmp_path / "images" / f"ex_{ex}_img_{i}.png")
+    dataset = load_dataset("winoground", tmp_path)
+    assert [e.subset for e in dataset.examples] == ["Object", "Relation"]
+    assert dataset.examples[1].tags == ["Relation", "Symbolic"]
+    code, _, err = cli("eval", "winoground", "--data", tmp_path, "--model", tiny_model_dir, "--out", tmp_path / "out")
+    assert code == 0, err
+    run = json.loads((tmp_path / "out" / "report.json").read_text())["runs"][0]
+    assert set(run["metrics"]) == {"text", "image", "group", "pairwise"}
+    assert set(run["tags"]) == {"Object", "Relation", "Symbolic"}
+
+
+def test_sugarcrepe_end_to_end(cli, tiny_model_dir, tmp_path):
+    data = shared_data("sugarcrepe", "sugarcrepe-coco-mini-dev.json")
+    code, out, err = cli("eval", "sugarcrepe", "--data", data, "--model", tiny_model_dir, "--out", tmp_path / "sc")
+    assert code == 0, err
+    report = json.loads((tmp_path / "sc" / "report.json").read_text())
+    assert [(r["n_scored"], r["n_failed"]) for r in report["runs"]] == [(147, 0), (147, 0)]
+    assert set(report["runs"][0]["subsets"]) == {
+        "add_att",
+        "add_obj",
+        "replace_att",
+        "replace_obj",
+        "replace_rel",
+        "swap_att",
+        "swap_obj",
+    }
+
+
+def test_comvg_rows_without_images_are_failed_with_reason(cli, tiny_model_dir, tmp_path):
+    data = shared_data("comvg", "comvg-dev.csv")
+    code, _, err = cli("eval", "comvg", "--data", data, "--model", tiny_model_dir, "--out", tmp_path / "cv", "--parser", "given")
+    assert code == 1 and "scored none of its 2695 examples" in err and "image not found" in err  # report written, run failed
+    report = json.loads((tmp_path / "cv" / "report.json").read_text())
+    for run in report["runs"]:
+        assert run["n_scored"] + run["n_failed"] == 2695
+        assert run["n_failed"] == 2695  # Visual Genome images are not in the shared data
+        assert all("image not found" in f["error"] for f in run["failures"])

@@ -15,7 +15,7 @@ import numpy as np
 
 from comclip.eval.runs.process_group import World, world_from_env
 
-from .conftest import run_cli
+from .conftest import run_cli_here
 
 ARGS = ["eval", "sandbox", "--task", "binding,order-swap", "--seed", "3", "--no-cache", "--workers", "0"]
 
@@ -49,7 +49,7 @@ def test_the_world_comes_from_torchrun_or_slurm():
 
 
 def test_two_processes_give_the_report_of_one(tiny_model_dir, tmp_path):
-    one = run_cli([*ARGS, "--items", "6", "--model", tiny_model_dir, "--out", tmp_path / "one"])
+    one = run_cli_here([*ARGS, "--items", "6", "--model", tiny_model_dir, "--out", tmp_path / "one"])
     assert one.returncode == 0, one.stderr
     command, env = torchrun([*ARGS, "--items", "6", "--model", tiny_model_dir, "--out", tmp_path / "two"])
     two = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
@@ -84,9 +84,9 @@ def test_a_killed_two_process_run_is_resumed_by_one(tiny_model_dir, tmp_path):
     process.wait(timeout=60)
     assert not (tmp_path / "killed" / "report.json").exists(), "the run finished before it was killed"
     assert any(s.exists() and s.stat().st_size for s in shards), "the run was not killed midway: no shard written"
-    resumed = run_cli([*args, "--out", tmp_path / "killed", "--resume"])
+    resumed = run_cli_here([*args, "--out", tmp_path / "killed", "--resume"])
     assert resumed.returncode == 0, resumed.stderr
-    whole = run_cli([*args, "--out", tmp_path / "whole"])
+    whole = run_cli_here([*args, "--out", tmp_path / "whole"])
     assert whole.returncode == 0, whole.stderr
     a, b = (json.loads((tmp_path / d / "report.json").read_text()) for d in ("whole", "killed"))
     assert json.dumps(a["runs"], indent=1) == json.dumps(b["runs"], indent=1) and b["world_size"] == 1
@@ -115,7 +115,7 @@ def test_retrieval_across_two_processes_gives_the_report_of_one(tiny_model_dir, 
         "--workers",
         "0",
     ]
-    one = run_cli([*args, "--out", tmp_path / "one"])
+    one = run_cli_here([*args, "--out", tmp_path / "one"])
     assert one.returncode == 0, one.stderr
     command, env = torchrun([*args, "--out", tmp_path / "two"])
     two = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)

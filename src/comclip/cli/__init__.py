@@ -14,6 +14,7 @@ import sys
 import warnings
 from collections.abc import Sequence
 
+from comclip._interrupt import watch_interrupts
 from comclip.cli import (
     ablate,
     app,
@@ -79,9 +80,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = argparse.Namespace()
     previous = warnings.showwarning
     warnings.showwarning = _show_warning
+    interrupt = watch_interrupts()
     try:
         args = build_parser().parse_args(argv)
-        return int(args.func(args) or 0)
+        code = int(args.func(args) or 0)
+        return _interrupted(args) if interrupt.seen else code  # a Ctrl-C a library swallowed is still one
     except UsageError as exc:
         print(exc, file=sys.stderr)
         return 2
@@ -94,11 +97,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # e.g. `comclip score ... | head`
         return 0
     except KeyboardInterrupt:
-        hint = getattr(args, "interrupted_hint", None)
-        print(f"{PROG}: interrupted" + (f"; {hint}" if hint else ""), file=sys.stderr)
-        return 130
+        return _interrupted(args)
+    except Exception:
+        if interrupt.seen:  # Ctrl-C cut a library's import short, and it failed otherwise after
+            return _interrupted(args)
+        raise
     finally:
         warnings.showwarning = previous
+        interrupt.restore()
+
+
+def _interrupted(args: argparse.Namespace) -> int:
+    hint = getattr(args, "interrupted_hint", None)
+    print(f"{PROG}: interrupted" + (f"; {hint}" if hint else ""), file=sys.stderr)
+    return 130
 
 
 def module_main() -> None:

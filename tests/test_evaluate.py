@@ -1,5 +1,5 @@
-"""`comclip eval`: datasets load, every example is scored or counted as failed, runs resume
-to the same report, and reports have the documented shape."""
+"""`comclip eval` and ``evaluate()`` (comclip.eval.runs.evaluate and its runner): every example is
+scored or counted as failed, runs resume to the same report, options and ties are the user's."""
 
 from __future__ import annotations
 
@@ -9,24 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from comclip.errors import InputError
 from comclip.eval.benchmarks.datasets import load_dataset
-
-from .conftest import shared_data
-
-
-@pytest.fixture
-def jsonl_data(tmp_path):
-    Image.new("RGB", (40, 30), (200, 20, 20)).save(tmp_path / "red.png")
-    rows = [
-        {"id": "a", "image": "red.png", "positive": "a red square", "negatives": ["a blue square"], "subset": "colour"},
-        {"id": "b", "image": "red.png", "positive": "a square", "negatives": ["a circle", "a dog"], "subset": "shape"},
-        {"id": "c", "image": "missing.png", "positive": "a square", "negatives": ["a circle"], "subset": "shape"},
-        {"id": "d", "image": "red.png", "positive": "a red thing", "negatives": ["a green thing"], "subset": "colour"},
-    ]
-    path = tmp_path / "data.jsonl"
-    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
-    return path
 
 
 def test_jsonl_eval_counts_failures_and_writes_report(cli, tiny_model_dir, jsonl_data, tmp_path):
@@ -83,106 +66,6 @@ def test_decoding_workers_and_precision_options(cli, tiny_model_dir, jsonl_data,
     assert report["backbone"]["precision"] == "amp_bf16"
 
 
-def test_malformed_rows_are_named(tmp_path):
-    bad = tmp_path / "bad.jsonl"
-    bad.write_text('{"image": "x.png", "positive": "a dog", "negatives": []}\n')
-    with pytest.raises(InputError, match=r"bad.jsonl line 1: 'negatives'"):
-        load_dataset("jsonl", bad)
-    bad.write_text("{not json\n")
-    with pytest.raises(InputError, match="line 1: not valid JSON"):
-        load_dataset("jsonl", bad)
-    csv = tmp_path / "comvg.csv"
-    csv.write_text("id,sentence\n1,a dog\n")
-    with pytest.raises(InputError, match="lacks columns"):
-        load_dataset("comvg", csv)
-    with pytest.raises(InputError, match="unknown dataset"):
-        load_dataset("imagenet", csv)
-
-
-def test_winoground_local_folder(tmp_path, cli, tiny_model_dir):
-    (tmp_path / "images").mkdir()
-    meta = tmp_path / "meta.csv"
-    meta.write_text(
-        "id,caption_0,caption_1,tag,secondary_tag,collapsed_tag,num_main_preds\n"
-        "0,a red circle left of a blue square,a blue circle left of a red square,Object,,Object,1\n"
-        "1,a dog on a mat,a mat on a dog,Relation,Symbolic,Relation,1\n"
-    )
-    for ex in ("0", "1"):
-        for i, colour in enumerate([(200, 0, 0), (0, 0, 200)]):
-            Image.new("RGB", (32, 32), colour).save(tmp_path / "images" / f"ex_{ex}_img_{i}.png")
-    dataset = load_dataset("winoground", tmp_path)
-    assert [e.subset for e in dataset.examples] == ["Object", "Relation"]
-    assert dataset.examples[1].tags == ["Relation", "Symbolic"]
-    code, _, err = cli("eval", "winoground", "--data", tmp_path, "--model", tiny_model_dir, "--out", tmp_path / "out")
-    assert code == 0, err
-    run = json.loads((tmp_path / "out" / "report.json").read_text())["runs"][0]
-    assert set(run["metrics"]) == {"text", "image", "group", "pairwise"}
-    assert set(run["tags"]) == {"Object", "Relation", "Symbolic"}
-
-
-def test_sugarcrepe_end_to_end(cli, tiny_model_dir, tmp_path):
-    data = shared_data("sugarcrepe", "sugarcrepe-coco-mini-dev.json")
-    code, out, err = cli("eval", "sugarcrepe", "--data", data, "--model", tiny_model_dir, "--out", tmp_path / "sc")
-    assert code == 0, err
-    report = json.loads((tmp_path / "sc" / "report.json").read_text())
-    assert [(r["n_scored"], r["n_failed"]) for r in report["runs"]] == [(147, 0), (147, 0)]
-    assert set(report["runs"][0]["subsets"]) == {
-        "add_att",
-        "add_obj",
-        "replace_att",
-        "replace_obj",
-        "replace_rel",
-        "swap_att",
-        "swap_obj",
-    }
-
-
-def test_comvg_rows_without_images_are_failed_with_reason(cli, tiny_model_dir, tmp_path):
-    data = shared_data("comvg", "comvg-dev.csv")
-    code, _, err = cli("eval", "comvg", "--data", data, "--model", tiny_model_dir, "--out", tmp_path / "cv", "--parser", "given")
-    assert code == 1 and "scored none of its 2695 examples" in err and "image not found" in err  # report written, run failed
-    report = json.loads((tmp_path / "cv" / "report.json").read_text())
-    for run in report["runs"]:
-        assert run["n_scored"] + run["n_failed"] == 2695
-        assert run["n_failed"] == 2695  # Visual Genome images are not in the shared data
-        assert all("image not found" in f["error"] for f in run["failures"])
-
-
-def test_report_puts_runs_side_by_side(cli, tiny_model_dir, jsonl_data, tmp_path):
-    for weighting in ("sum", "softmax"):
-        assert (
-            cli(
-                "eval",
-                "jsonl",
-                "--data",
-                jsonl_data,
-                "--model",
-                tiny_model_dir,
-                "--out",
-                tmp_path / weighting,
-                "--weighting",
-                weighting,
-            )[0]
-            == 0
-        )
-    code, out, err = cli("report", tmp_path / "sum", tmp_path / "softmax", "--out", tmp_path / "cmp")
-    assert code == 0, err
-    rows = {tuple(cell.strip() for cell in line.split("|")[1:7:4]): line for line in out.splitlines() if "| jsonl |" in line}
-    assert set(rows) == {(run, method) for run in ("sum", "softmax") for method in ("clip", "comclip")}
-    assert all("| 3 | 1 |" in row for row in rows.values())
-    assert "| clip | - |" in rows["sum", "clip"]  # the same model, data and configuration
-    assert "weighting=softmax" in rows["softmax", "comclip"] and "weighting=sum" in rows["sum", "comclip"]
-    code, renamed, err = cli("report", tmp_path / "sum", tmp_path / "softmax", "--label", "paper", "--label", "mine")
-    assert code == 0 and "| paper | jsonl |" in renamed and "| mine | jsonl |" in renamed, err
-    code, _, err = cli("report", tmp_path / "sum", tmp_path / "softmax", "--label", "one")
-    assert code == 2 and "--label given 1 times for 2 runs" in err
-    assert (tmp_path / "cmp" / "comparison.md").read_text() == out.rstrip("\n") + "\n"
-    with Image.open(tmp_path / "cmp" / "jsonl.png") as chart:
-        assert chart.format == "PNG"
-    code, _, err = cli("report", tmp_path / "nowhere")
-    assert code == 2 and "cannot read evaluation report" in err
-
-
 def test_batched_scoring_equals_one_at_a_time(tiny_backbone, jsonl_data, tmp_path):
     """Chunks of examples scored in one batched pass give the same records as one by one."""
     from comclip.eval.runs import runner
@@ -205,13 +88,6 @@ def test_batched_scoring_equals_one_at_a_time(tiny_backbone, jsonl_data, tmp_pat
                 assert np.allclose(one[key]["scores"], other[key]["scores"], atol=1e-5)
             else:
                 assert one[key]["error"] == other[key]["error"]
-
-
-@pytest.mark.parametrize("n", [1, 12, 20, 31])
-def test_every_run_in_a_chart_has_its_own_colour(n):
-    from comclip.eval.reports.compare import run_colours
-
-    assert len(set(run_colours(n))) == n
 
 
 def test_fallbacks_are_flagged_per_example_and_counted_per_method(cli, tiny_model_dir, tmp_path):

@@ -1,0 +1,49 @@
+"""Whether Ctrl-C came while a command ran, even where the KeyboardInterrupt it raised never
+reached the command: one met inside an import (numpy's, torch's C code) can be swallowed, or
+leave a half-made module whose next use fails with another error (a RecursionError). Either
+way it is the user's Ctrl-C, and the promise is one line and exit 130, never exit 0 and never
+a traceback (see :func:`comclip.cli.main`). Standard library only, so ``python -m comclip``
+watches before it imports anything else."""
+
+from __future__ import annotations
+
+import signal
+import threading
+from typing import Any
+
+
+class Interrupt:
+    """SIGINT's handler while a command runs: it notes the Ctrl-C, then raises as Python's does."""
+
+    def __init__(self, previous: Any = None) -> None:
+        self.previous, self.seen = previous, False
+
+    def handle(self, signum: int, frame: Any) -> None:
+        self.seen = True
+        raise KeyboardInterrupt
+
+    def restore(self) -> None:
+        """Give SIGINT back to the handler it had (where this one put itself)."""
+        global _ACTIVE
+        if self.previous is not None and _ACTIVE is self:
+            signal.signal(signal.SIGINT, self.previous)
+            _ACTIVE = None
+
+
+_ACTIVE: Interrupt | None = None
+
+
+def watch_interrupts() -> Interrupt:
+    """The active watcher, put on SIGINT where Python's own handler is there (the main thread
+    of a program that did not set its own: a caller's handler stays); else one that sees nothing."""
+    global _ACTIVE
+    if _ACTIVE is not None and signal.getsignal(signal.SIGINT) == _ACTIVE.handle:
+        return _ACTIVE
+    if (
+        threading.current_thread() is not threading.main_thread()
+        or signal.getsignal(signal.SIGINT) is not signal.default_int_handler
+    ):
+        return Interrupt()
+    _ACTIVE = Interrupt(signal.default_int_handler)
+    signal.signal(signal.SIGINT, _ACTIVE.handle)
+    return _ACTIVE

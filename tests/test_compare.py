@@ -1,0 +1,49 @@
+"""Runs side by side (comclip.eval.reports.compare): `comclip report` over several run folders,
+and a colour per run in its charts."""
+
+from __future__ import annotations
+
+import pytest
+from PIL import Image
+
+
+def test_report_puts_runs_side_by_side(cli, tiny_model_dir, jsonl_data, tmp_path):
+    for weighting in ("sum", "softmax"):
+        assert (
+            cli(
+                "eval",
+                "jsonl",
+                "--data",
+                jsonl_data,
+                "--model",
+                tiny_model_dir,
+                "--out",
+                tmp_path / weighting,
+                "--weighting",
+                weighting,
+            )[0]
+            == 0
+        )
+    code, out, err = cli("report", tmp_path / "sum", tmp_path / "softmax", "--out", tmp_path / "cmp")
+    assert code == 0, err
+    rows = {tuple(cell.strip() for cell in line.split("|")[1:7:4]): line for line in out.splitlines() if "| jsonl |" in line}
+    assert set(rows) == {(run, method) for run in ("sum", "softmax") for method in ("clip", "comclip")}
+    assert all("| 3 | 1 |" in row for row in rows.values())
+    assert "| clip | - |" in rows["sum", "clip"]  # the same model, data and configuration
+    assert "weighting=softmax" in rows["softmax", "comclip"] and "weighting=sum" in rows["sum", "comclip"]
+    code, renamed, err = cli("report", tmp_path / "sum", tmp_path / "softmax", "--label", "paper", "--label", "mine")
+    assert code == 0 and "| paper | jsonl |" in renamed and "| mine | jsonl |" in renamed, err
+    code, _, err = cli("report", tmp_path / "sum", tmp_path / "softmax", "--label", "one")
+    assert code == 2 and "--label given 1 times for 2 runs" in err
+    assert (tmp_path / "cmp" / "comparison.md").read_text() == out.rstrip("\n") + "\n"
+    with Image.open(tmp_path / "cmp" / "jsonl.png") as chart:
+        assert chart.format == "PNG"
+    code, _, err = cli("report", tmp_path / "nowhere")
+    assert code == 2 and "cannot read evaluation report" in err
+
+
+@pytest.mark.parametrize("n", [1, 12, 20, 31])
+def test_every_run_in_a_chart_has_its_own_colour(n):
+    from comclip.eval.reports.compare import run_colours
+
+    assert len(set(run_colours(n))) == n
