@@ -82,6 +82,11 @@ def test_a_killed_two_process_run_is_resumed_by_one(tiny_model_dir, tmp_path):
     # torchrun and its workers (they have sessions of their own): every process naming this folder
     subprocess.run(["pkill", "-KILL", "-f", str(tmp_path / "killed")], check=False)
     process.wait(timeout=60)
+    gone = time.monotonic() + 60  # every worker has exited (a killed one's lock goes with it), not only torchrun
+    while (
+        subprocess.run(["pgrep", "-f", str(tmp_path / "killed")], capture_output=True).returncode == 0 and time.monotonic() < gone
+    ):
+        time.sleep(0.1)
     assert not (tmp_path / "killed" / "report.json").exists(), "the run finished before it was killed"
     assert any(s.exists() and s.stat().st_size for s in shards), "the run was not killed midway: no shard written"
     resumed = run_cli_here([*args, "--out", tmp_path / "killed", "--resume"])

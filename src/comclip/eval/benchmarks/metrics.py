@@ -12,6 +12,10 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
+#: Bootstrap resamples where a caller gives no number (the default of ``--bootstrap``, see
+#: :class:`~comclip.eval.runs.options.EvalOptions`).
+RESAMPLES = 1000
+
 
 def _as_winoground_array(scores) -> np.ndarray:
     scores = np.asarray(scores, dtype=np.float64)
@@ -87,7 +91,7 @@ def retrieval_hits(similarity, text_image: Sequence[int], k: int) -> dict[str, n
     return {"t2i": t2i, "i2t": i2t[has_caption]}
 
 
-def bootstrap_ci(correct, n_resamples: int = 1000, seed: int = 0, level: float = 0.95) -> tuple[float, float]:
+def bootstrap_ci(correct, n_resamples: int = RESAMPLES, seed: int = 0, level: float = 0.95) -> tuple[float, float]:
     """Percentile bootstrap interval (in percent) of the mean of per-example successes, by
     ``scipy.stats.bootstrap``; one example is its own interval (scipy needs two)."""
     values = np.asarray(correct, dtype=np.float64)
@@ -117,7 +121,7 @@ def wilson_ci(successes: int, n: int, level: float = 0.95) -> tuple[float, float
     return (100.0 * float(interval.low), 100.0 * float(interval.high))
 
 
-def summarise(correct, n_resamples: int = 1000, seed: int = 0) -> dict:
+def summarise(correct, n_resamples: int = RESAMPLES, seed: int = 0) -> dict:
     """``{"value": percent, "ci95": [lo, hi], "interval": method}`` for per-example successes.
 
     0/1 successes get the Wilson interval; shares (pairwise accuracy) a percentile bootstrap
@@ -132,7 +136,7 @@ def summarise(correct, n_resamples: int = 1000, seed: int = 0) -> dict:
     return {"value": value, "ci95": list(bootstrap_ci(values, n_resamples, seed)), "interval": "bootstrap"}
 
 
-def paired_comparison(baseline, method, n_resamples: int = 1000, seed: int = 0) -> dict:
+def paired_comparison(baseline, method, n_resamples: int = RESAMPLES, seed: int = 0) -> dict:
     """How ``method`` differs from ``baseline`` on the same examples (0/1 successes, paired):
     the difference in percentage points with a paired percentile-bootstrap 95% interval, the
     discordant pairs, and the exact McNemar p-value (a two-sided binomial test on them)."""

@@ -26,8 +26,7 @@ from comclip.eval.benchmarks.datasets import Dataset, is_generated, load_dataset
 from comclip.eval.benchmarks.datasets.retrieval import RetrievalDataset
 from comclip.eval.reports.grounding_accuracy import grounding_report, has_boxes, known_boxes, oracle_grounder
 from comclip.eval.reports.report import NothingScored, unscored, write_report
-from comclip.eval.runs import recall as retrieval  # noqa: F401 (retrieval registers its task)
-from comclip.eval.runs import store  # noqa: F401 (retrieval registers its task)
+from comclip.eval.runs import store
 from comclip.eval.runs.options import EVAL, EvalOptions
 from comclip.eval.runs.process_group import World
 from comclip.eval.runs.runner import TASKS, run_task

@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass
 
 from comclip.declared import check_all, option
 from comclip.eval.benchmarks.kinds import TIE_RULES
+from comclip.eval.benchmarks.metrics import RESAMPLES
 
 #: Decoding workers of the command line: one core or more is left to the model (clip_benchmark's default is 4).
 DEFAULT_WORKERS = min(4, max(0, (os.cpu_count() or 1) - 1))
@@ -34,7 +35,7 @@ class EvalOptions:
     )
     n_bootstrap: int = option(
         "bootstrap resamples for the intervals of non-binary metrics and of the paired differences; 0: no bootstrap intervals",
-        1000,
+        RESAMPLES,
         kind="integer",
         bound="at_least_zero",
         flag="--bootstrap",

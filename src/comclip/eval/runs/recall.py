@@ -24,7 +24,7 @@ from comclip.eval.benchmarks.datasets.retrieval import RetrievalDataset
 from comclip.eval.benchmarks.kinds import I2T, T2I, correct
 from comclip.eval.runs.options import EVAL
 from comclip.eval.runs.process_group import World, gathered
-from comclip.eval.runs.runner import TASKS, check_limit, run_task, traced_batch
+from comclip.eval.runs.runner import check_limit, run_task, traced_batch
 from comclip.eval.runs.store import Key, ResultLog
 from comclip.imaging.files import LoadedImage, load_image
 from comclip.imaging.prefetch import ImageLoader
@@ -190,7 +190,6 @@ class RetrievalTask:
         return {**record, "status": "ok", **outcome, "correct": correct(record["kind"], np.asarray(outcome["rank"]))}
 
 
-@TASKS.register("retrieval")
 def retrieval_task(
     dataset: RetrievalDataset,
     backbone,

@@ -278,6 +278,8 @@ def _checked(method: str, example: Example, scores: Any, text_scores: Any = None
 #: workers, rerank_top) -> Task``, where ``pipelines`` maps each method to its ComCLIP (None: plain CLIP). A
 #: factory checks that the methods suit the task.
 TASKS: Registry[Callable[..., Task]] = Registry("evaluation task")
+#: Retrieval ranks a gallery (:mod:`comclip.eval.runs.recall`), imported when a retrieval dataset is run.
+TASKS.add_lazy("retrieval", "comclip.eval.runs.recall:retrieval_task")
 
 
 @TASKS.register("examples")

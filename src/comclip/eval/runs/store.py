@@ -20,6 +20,7 @@ from typing import Any, TextIO
 
 from comclip.config import renamed
 from comclip.errors import ComclipError, InputError
+from comclip.eval.runs.options import EVAL
 from comclip.eval.runs.process_group import World, barrier
 from comclip.jsonfile import write_whole
 
@@ -143,7 +144,7 @@ def dataset_digest(dataset: Any) -> str:
     return digest.hexdigest()
 
 
-def run_manifest(dataset: Any, backbone: Any, configs: dict, limit: int | None, ties: str = "strict") -> dict:
+def run_manifest(dataset: Any, backbone: Any, configs: dict, limit: int | None, ties: str = EVAL.ties) -> dict:
     """What makes a run what it is; ``--resume`` continues only a run whose manifest matches
     (``limit`` may grow or shrink: the scores of an example do not depend on it)."""
     return {
