@@ -70,7 +70,7 @@ def sandbox_eval_process(model, out: Path, n: int) -> subprocess.Popen:
 
 
 #: Sandbox items per task of the long run: 4 tasks x 2 methods x LONG_N records.
-LONG_N = 40
+LONG_N = 20
 
 
 def long_run_scoring(model, out: Path) -> subprocess.Popen:

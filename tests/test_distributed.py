@@ -72,7 +72,7 @@ def test_two_processes_give_the_report_of_one(tiny_model_dir, tmp_path):
 
 
 def test_a_killed_two_process_run_is_resumed_by_one(tiny_model_dir, tmp_path):
-    args = [*ARGS, "--items", "150", "--model", tiny_model_dir]
+    args = [*ARGS, "--items", "80", "--model", tiny_model_dir]
     command, env = torchrun([*args, "--out", tmp_path / "killed"])
     process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     shards = [tmp_path / "killed" / f"per_example.rank{r}.jsonl" for r in (0, 1)]
