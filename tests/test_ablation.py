@@ -66,3 +66,11 @@ def test_a_mistake_in_a_grid_is_one_line_before_the_model_loads(cli, tmp_path):
         assert code == 2 and len(err.strip().splitlines()) == 1 and all(w in err for w in words), err
     code, _, err = cli("ablate", "sandbox", "--model", tmp_path / "no-such-model", "--grid", "huge", "--out", tmp_path / "o")
     assert code == 2 and "unknown grid 'huge'" in err
+
+
+def test_ablates_former_seed_flag_is_the_bootstrap_seed_with_a_warning(cli, tmp_path):
+    """``--seed`` is a data seed in every other command; here it once meant the bootstrap's."""
+    code, _, err = cli(
+        "ablate", "sandbox", "--seed", "3", "--model", tmp_path / "none", "--grid", "huge", "--out", tmp_path / "o"
+    )
+    assert code == 2 and "--seed is deprecated; use --bootstrap-seed" in err and "unknown grid 'huge'" in err

@@ -68,23 +68,7 @@ def test_a_method_that_scored_nothing_exits_1_after_writing_its_report(tiny_mode
         for n in range(3)
     ]
     (tmp_path / "data.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    result = run_cli_here(
-        [
-            "eval",
-            "jsonl",
-            "--data",
-            tmp_path / "data.jsonl",
-            "--parser",
-            "given",
-            "--model",
-            tiny_model_dir,
-            "--out",
-            out,
-            "--no-cache",
-            "--workers",
-            "0",
-        ]
-    )
+    result = run_eval(tiny_model_dir, tmp_path / "data.jsonl", out, "--parser", "given")
     assert_user_error(result, "method comclip", "scored none", "no given scene graph", code=1)
     report = json.loads((out / "report.json").read_text())
     assert [run["n_scored"] for run in report["runs"]] == [3, 0]
@@ -178,21 +162,7 @@ def test_a_caption_too_long_to_parse_fails_its_example_only(tiny_model_dir, tmp_
     ]
     (tmp_path / "data.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     out = tmp_path / "out"
-    result = run_cli_here(
-        [
-            "eval",
-            "jsonl",
-            "--data",
-            tmp_path / "data.jsonl",
-            "--model",
-            tiny_model_dir,
-            "--out",
-            out,
-            "--no-cache",
-            "--workers",
-            "0",
-        ]
-    )
+    result = run_eval(tiny_model_dir, tmp_path / "data.jsonl", out)
     assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
     report = json.loads((out / "report.json").read_text())
     runs = {run["method"]: run for run in report["runs"]}

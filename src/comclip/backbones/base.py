@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextvars import ContextVar
 from typing import Any
 
+import numpy as np
 import torch
 from PIL import Image
 
@@ -29,6 +30,14 @@ from comclip.imaging.files import DEFAULT_MAX_SIDE, ImageInput, load_image
 from comclip.imaging.pixels import PIXEL_PATHS, PixelSpec, preprocess, spec_from_hf_processor, to_tensor
 from comclip.similarity import cosines
 from comclip.text import validate_captions
+
+
+def loaded_images(images: Sequence[ImageInput], max_side: int | None = DEFAULT_MAX_SIDE) -> list[Image.Image]:
+    """The RGB images of paths or PIL images (see :func:`~comclip.imaging.files.load_image`); none is an error."""
+    loaded = [load_image(image, max_side=max_side).image for image in images]
+    if not loaded:
+        raise InputError("no images given")
+    return loaded
 
 
 class CaptionTruncatedWarning(UserWarning):
@@ -203,10 +212,15 @@ class Backbone(ABC):
 
     def encode_images(self, images: Sequence[ImageInput], max_side: int | None = DEFAULT_MAX_SIDE) -> torch.Tensor:
         """Embed images (paths or PIL images); returns ``[N, D]`` unit-norm rows."""
-        loaded = [load_image(image, max_side=max_side).image for image in images]
-        if not loaded:
-            raise InputError("no images given")
-        return self._batched(loaded, self._encode_image_batch)
+        return self._batched(loaded_images(images, max_side), self._encode_image_batch)
+
+    def _image_rows_array(self, images: list) -> np.ndarray:
+        """Embeddings of images (PIL or, on the tensor path, tensors) as one array, for a cache."""
+        return self._batched(images, self._encode_image_batch).numpy()
+
+    def _text_rows_array(self, texts: list[str]) -> np.ndarray:
+        """Embeddings of captions as one array, for a cache."""
+        return self._batched(texts, self._encode_text_batch).numpy()
 
     def encode_keyed(self, keys: Sequence[str], make: Callable[[int], Image.Image | torch.Tensor]) -> torch.Tensor:
         """Embeddings of images known by content key (``[N, D]``, unit-norm rows); ``make(n)``
@@ -219,7 +233,7 @@ class Backbone(ABC):
         called only for keys not in it, so a warm run renders nothing."""
         if not keys:
             raise InputError("no images given")
-        rows = read_through(cache, keys, _Rendered(make), lambda todo: self._batched(todo, self._encode_image_batch).numpy())
+        rows = read_through(cache, keys, _Rendered(make), self._image_rows_array)
         return self.image_rows(torch.from_numpy(rows))
 
     def image_rows(self, embeddings: torch.Tensor) -> torch.Tensor:

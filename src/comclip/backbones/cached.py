@@ -18,12 +18,11 @@ import numpy as np
 import torch
 from PIL import Image
 
-from comclip.backbones.base import Backbone
+from comclip.backbones.base import Backbone, loaded_images
 from comclip.backbones.patches import PatchGrid
 from comclip.cache.embeddings import EmbeddingCache, MemoryCache, read_through
 from comclip.digests import image_digest
-from comclip.errors import InputError
-from comclip.imaging.files import DEFAULT_MAX_SIDE, ImageInput, load_image
+from comclip.imaging.files import DEFAULT_MAX_SIDE, ImageInput
 from comclip.similarity import cosines
 from comclip.text import validate_captions
 
@@ -67,15 +66,10 @@ class CachedEncoder:
         """:meth:`Backbone.encode_images`, each image looked up by the digest of its pixels first."""
         if self.cache is None:
             return self.backbone.encode_images(images, max_side=max_side)
-        loaded = [load_image(image, max_side=max_side).image for image in images]
-        if not loaded:
-            raise InputError("no images given")
+        loaded = loaded_images(images, max_side)
         keys = [self.cache_key("img", image_digest(im)) for im in loaded]
-        rows = read_through(self.cache, keys, loaded, self._encode_loaded)
+        rows = read_through(self.cache, keys, loaded, self.backbone._image_rows_array)
         return self.backbone.image_rows(torch.from_numpy(rows))
-
-    def _encode_loaded(self, images: list) -> np.ndarray:
-        return self.backbone._batched(images, self.backbone._encode_image_batch).numpy()
 
     def encode_keyed(self, keys: Sequence[str], make: Callable[[int], Image.Image | torch.Tensor]) -> torch.Tensor:
         """:meth:`Backbone.encode_keyed` through the cache: ``make`` only for keys it lacks."""
@@ -89,8 +83,8 @@ class CachedEncoder:
             return self.backbone.encode_texts(texts)
         texts = validate_captions(texts)
         keys = [self.cache_key("txt", text) for text in texts]
-        encode = lambda todo: self.backbone._batched(todo, self.backbone._encode_text_batch).numpy()  # noqa: E731
-        return torch.from_numpy(read_through(self.cache, keys, texts, encode, before=self.backbone.warn_truncated))
+        rows = read_through(self.cache, keys, texts, self.backbone._text_rows_array, before=self.backbone.warn_truncated)
+        return torch.from_numpy(rows)
 
     def encode_with_patches(
         self, images: Sequence[Image.Image], keys: Sequence[str] | None = None

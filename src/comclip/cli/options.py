@@ -200,26 +200,21 @@ def given(args: argparse.Namespace, cls: Any) -> dict:
 def add_former_flag(parser: argparse.ArgumentParser, former: str, current: str, dest: str, type=None) -> None:
     """A flag this command no longer uses by that name (``former``, now ``current``): still
     accepted for ``dest``, saying the current name once per use on stderr; not in the help."""
-    parser.add_argument(former, dest=dest, type=type, action=_Renamed, current=current, help=argparse.SUPPRESS)
-
-
-class _Renamed(argparse._StoreAction):
-    def __init__(self, *args, current: str, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self.current = current
-
-    def __call__(self, parser, namespace, values, option_string=None) -> None:
-        print(f"comclip: warning: {option_string} is deprecated here; use {self.current}", file=sys.stderr)
-        super().__call__(parser, namespace, values, option_string)
+    parser.add_argument(former, dest=dest, type=type, action=FormerSpelling, current=current, help=argparse.SUPPRESS)
 
 
 class FormerSpelling(argparse._StoreAction):
     """Stores the value like any option; given by a former spelling of its flag, it also says
-    the current one (once per use, on stderr)."""
+    the current one (once per use, on stderr). The current one is the flag's first spelling,
+    or ``current`` for a former flag declared on its own (:func:`add_former_flag`)."""
+
+    def __init__(self, *args, current: str | None = None, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.current = current or self.option_strings[0]
 
     def __call__(self, parser, namespace, values, option_string=None) -> None:
-        if option_string is not None and option_string != self.option_strings[0]:
-            print(f"comclip: warning: {option_string} is deprecated; use {self.option_strings[0]}", file=sys.stderr)
+        if option_string is not None and option_string != self.current:
+            print(f"comclip: warning: {option_string} is deprecated; use {self.current}", file=sys.stderr)
         super().__call__(parser, namespace, values, option_string)
 
 

@@ -81,7 +81,11 @@ PAPER = Config(
 
 def grid(name: str = "full") -> list[Config]:
     """Every point of a grid (a shipped one by name, or a TOML file), in axis order."""
-    axes = read_grid(name)
+    return grid_points(read_grid(name))
+
+
+def grid_points(axes: dict[str, list[tuple[str, dict]]]) -> list[Config]:
+    """Every combination of the axes' values (see :func:`read_grid`), in axis order."""
     return [
         Config(
             tuple((axis, label) for axis, (label, _) in zip(axes, point)),
@@ -89,11 +93,6 @@ def grid(name: str = "full") -> list[Config]:
         )
         for point in itertools.product(*axes.values())
     ]
-
-
-def grid_groundings(name: str) -> dict[str, dict]:
-    """The grid's ``grounding`` axis, label -> changes (the model's own grounding alone where it has none)."""
-    return dict(read_grid(name).get("grounding", [("default", {})]))
 
 
 def read_grid(name: str) -> dict[str, list[tuple[str, dict]]]:
@@ -132,9 +131,9 @@ def _value(value: Any, path: Path) -> tuple[str, dict]:
     return value["label"], changes
 
 
-def usable(config: Config, backbone) -> bool:
-    """Whether this backbone can run the configuration (patch tokens need a CLIP ViT)."""
-    return config.pipeline_options().get("region") != "patches" or backbone.supports_patches
+def usable(changes: dict, backbone) -> bool:
+    """Whether this backbone can run a configuration's changes (patch tokens need a CLIP ViT)."""
+    return changes.get("region") != "patches" or backbone.supports_patches
 
 
 def criterion(summary: dict) -> tuple[float, float]:
@@ -186,7 +185,8 @@ def run_ablation(dev: Dataset, test: Dataset, backbone, out_dir, grid_name: str 
     ``dev.jsonl``, ``dev.md``, ``ablation.json`` and ``test/report.*`` in ``out_dir``."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    configs = [c for c in grid(grid_name) if usable(c, backbone)]
+    axes = read_grid(grid_name)
+    configs = [c for c in grid_points(axes) if usable(c.pipeline_options(), backbone)]
     pipelines = build_pipelines(backbone, {c.name: c.pipeline_config(backbone.defaults) for c in configs}, dev)
     clip_dev = evaluate_in_memory(dev, "clip", clip_scorer(backbone), seed=seed)
     results = []
@@ -201,11 +201,8 @@ def run_ablation(dev: Dataset, test: Dataset, backbone, out_dir, grid_name: str 
         f"Criterion: {CRITERION}.\n\n{dev_table(clip_dev, results)}\n",
         encoding="utf-8",
     )
-    groundings = {
-        label: changes
-        for label, changes in grid_groundings(grid_name).items()
-        if usable(Config((), tuple(changes.items())), backbone)
-    }
+    # the grid's grounding axis (the model's own grounding alone where it has none)
+    groundings = {label: changes for label, changes in axes.get("grounding", [("default", {})]) if usable(changes, backbone)}
     test_report = _test_run(test, backbone, best.config, out / "test", seed, groundings, dev.split)
     summary = {
         "dataset": dev.name,
