@@ -71,6 +71,16 @@ def test_two_processes_give_the_report_of_one(tiny_model_dir, tmp_path):
     assert all(np.allclose(r["scores"], q["scores"], atol=1e-6) for r, q in zip(*records))
 
 
+def _running(pid: int) -> bool:
+    """Whether process ``pid`` has not yet closed its files: it exists and is not a zombie (a
+    dying process's command line empties before its files close, so ``pgrep -f`` is not enough)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state not in ("Z", "X")
+
+
 def test_a_killed_two_process_run_is_resumed_by_one(tiny_model_dir, tmp_path):
     args = [*ARGS, "--items", "80", "--model", tiny_model_dir]
     command, env = torchrun([*args, "--out", tmp_path / "killed"])
@@ -80,12 +90,11 @@ def test_a_killed_two_process_run_is_resumed_by_one(tiny_model_dir, tmp_path):
     while time.monotonic() < deadline and not any(s.exists() and s.stat().st_size for s in shards):
         time.sleep(0.1)
     # torchrun and its workers (they have sessions of their own): every process naming this folder
+    named = subprocess.run(["pgrep", "-f", str(tmp_path / "killed")], capture_output=True, text=True).stdout.split()
     subprocess.run(["pkill", "-KILL", "-f", str(tmp_path / "killed")], check=False)
     process.wait(timeout=60)
-    gone = time.monotonic() + 60  # every worker has exited (a killed one's lock goes with it), not only torchrun
-    while (
-        subprocess.run(["pgrep", "-f", str(tmp_path / "killed")], capture_output=True).returncode == 0 and time.monotonic() < gone
-    ):
+    gone = time.monotonic() + 60  # every one has closed its files (the run's lock goes with them), not only torchrun
+    while any(_running(int(pid)) for pid in named) and time.monotonic() < gone:
         time.sleep(0.1)
     assert not (tmp_path / "killed" / "report.json").exists(), "the run finished before it was killed"
     assert any(s.exists() and s.stat().st_size for s in shards), "the run was not killed midway: no shard written"
