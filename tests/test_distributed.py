@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from comclip.eval.runs.process_group import World, world_from_env
+from comclip.eval.runs.store import LOCK_FILE
 
 from .conftest import run_cli_here
 
@@ -71,14 +72,23 @@ def test_two_processes_give_the_report_of_one(tiny_model_dir, tmp_path):
     assert all(np.allclose(r["scores"], q["scores"], atol=1e-6) for r, q in zip(*records))
 
 
-def _running(pid: int) -> bool:
-    """Whether process ``pid`` has not yet closed its files: it exists and is not a zombie (a
-    dying process's command line empties before its files close, so ``pgrep -f`` is not enough)."""
+def _alive(pids: list[str]) -> list[str]:
+    return [pid for pid in pids if Path(f"/proc/{pid}").exists()]
+
+
+def _wait_for_lock(folder: Path, seconds: float) -> bool:
+    """Whether the run's folder lock could be taken within ``seconds``: the kernel frees it once
+    the last thread of every killed process has closed its files. A process's state is not
+    enough to tell: its main thread shows as a zombie while its other threads still exit."""
+    from filelock import FileLock, Timeout
+
+    lock = FileLock(folder / LOCK_FILE, timeout=seconds)
     try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
+        lock.acquire()
+    except Timeout:
         return False
-    return state not in ("Z", "X")
+    lock.release()
+    return True
 
 
 def test_a_killed_two_process_run_is_resumed_by_one(tiny_model_dir, tmp_path):
@@ -93,9 +103,7 @@ def test_a_killed_two_process_run_is_resumed_by_one(tiny_model_dir, tmp_path):
     named = subprocess.run(["pgrep", "-f", str(tmp_path / "killed")], capture_output=True, text=True).stdout.split()
     subprocess.run(["pkill", "-KILL", "-f", str(tmp_path / "killed")], check=False)
     process.wait(timeout=60)
-    gone = time.monotonic() + 60  # every one has closed its files (the run's lock goes with them), not only torchrun
-    while any(_running(int(pid)) for pid in named) and time.monotonic() < gone:
-        time.sleep(0.1)
+    assert _wait_for_lock(tmp_path / "killed", 60), f"the killed run's lock is still held: {named} {_alive(named)}"
     assert not (tmp_path / "killed" / "report.json").exists(), "the run finished before it was killed"
     assert any(s.exists() and s.stat().st_size for s in shards), "the run was not killed midway: no shard written"
     resumed = run_cli_here([*args, "--out", tmp_path / "killed", "--resume"])
