@@ -17,7 +17,7 @@ import pytest
 
 from comclip.errors import InputError
 
-from .conftest import SHARED_DATA, run_cli
+from .conftest import SHARED_DATA, run_cli_here
 
 SANDBOX = "comclip/sandbox"
 
@@ -166,7 +166,7 @@ def test_cli_app_refuses_a_port_in_use():
         holder.bind(("127.0.0.1", 0))
         holder.listen()
         port = holder.getsockname()[1]
-        result = run_cli(["app", "--model", SANDBOX, "--port", port], timeout=120)
+        result = run_cli_here(["app", "--model", SANDBOX, "--port", port])
     assert result.returncode == 2, result.stderr
     assert result.stderr.strip().splitlines() == [result.stderr.strip()] and f"127.0.0.1:{port}" in result.stderr
     assert "Traceback" not in result.stderr
@@ -325,7 +325,9 @@ def test_browser_scores_match_the_cli(app_server, browser, scene, tmp_path):
     message = page.score(expect="prefer")
     shown = page.scores()
 
-    cli = run_cli(["score", path, *captions, "--method", "clip,comclip", "--model", SANDBOX, "--weighting", "softmax", "--json"])
+    cli = run_cli_here(
+        ["score", path, *captions, "--method", "clip,comclip", "--model", SANDBOX, "--weighting", "softmax", "--json"]
+    )
     assert cli.returncode == 0, cli.stderr
     expected = json.loads(cli.stdout)["results"]
     assert [row["text"] for row in shown] == [row["text"] for row in expected] == list(captions)
@@ -389,7 +391,7 @@ def test_browser_method_choice_sets_the_options_and_scores_as_the_cli(app_server
     page.wait.until(lambda b: page.find('#comclip-score_mode input[value="evidence"]')[0].is_selected())
     page.score(expect="prefer")
     shown = page.scores()
-    cli = run_cli(["score", path, *captions, "--method", "clip,comclip-plus", "--model", SANDBOX, "--json"])
+    cli = run_cli_here(["score", path, *captions, "--method", "clip,comclip-plus", "--model", SANDBOX, "--json"])
     assert cli.returncode == 0, cli.stderr
     expected = json.loads(cli.stdout)["results"]
     for got, want in zip(shown, expected):
@@ -407,7 +409,7 @@ def test_the_api_endpoint_score_returns_what_comclip_score_json_prints(app_serve
     path, captions = scene
     client = Client(url, verbose=False)
     got = client.predict(handle_file(str(path)), "\n".join(captions), "comclip", api_name="/score")
-    cli = run_cli(["score", path, *captions, "--method", "clip,comclip", "--model", SANDBOX, "--json"])
+    cli = run_cli_here(["score", path, *captions, "--method", "clip,comclip", "--model", SANDBOX, "--json"])
     expected = json.loads(cli.stdout)
     assert got["model"] == expected["model"] and [r["text"] for r in got["results"]] == list(captions)
     for mine, theirs in zip(got["results"], expected["results"]):

@@ -157,7 +157,7 @@ def test_bad_device_and_batch_size(tiny_model_dir):
     if not torch.cuda.is_available():
         with pytest.raises(InputError, match="CUDA is not available"):
             resolve_device("cuda")
-    with pytest.raises(InputError, match="batch size"):
+    with pytest.raises(InputError, match="batch_size must be positive"):
         create_backbone(str(tiny_model_dir), device="cpu", batch_size=0)
     with pytest.raises(InputError, match="unknown precision 'half'"):
         create_backbone(str(tiny_model_dir), device="cpu", precision="half")

@@ -23,11 +23,11 @@ import torch
 from PIL import Image
 
 from comclip.backbones.patches import PatchGrid
-from comclip.backbones.runtime import PRECISIONS, RUNTIME
+from comclip.backbones.runtime import RUNTIME, check_runtime
 from comclip.cache.embeddings import MemoryCache, read_through
 from comclip.errors import InputError
 from comclip.imaging.files import DEFAULT_MAX_SIDE, ImageInput, load_image
-from comclip.imaging.pixels import PIXEL_PATHS, PixelSpec, preprocess, spec_from_hf_processor, to_tensor
+from comclip.imaging.pixels import PixelSpec, preprocess, spec_from_hf_processor, to_tensor
 from comclip.similarity import cosines
 from comclip.text import validate_captions
 
@@ -66,8 +66,9 @@ AUTOCAST_DTYPES = {"amp_bf16": torch.bfloat16, "amp_fp16": torch.float16}
 
 
 def check_precision(precision: str, device: torch.device) -> str:
-    if precision not in PRECISIONS:
-        raise InputError(f"unknown precision {precision!r}: choose one of {', '.join(PRECISIONS)}")
+    """``precision`` as declared (:class:`~comclip.backbones.runtime.RuntimeOptions`), and one
+    the device can run."""
+    check_runtime("precision", precision)
     if precision == "amp_fp16" and device.type != "cuda":
         raise InputError(f"precision amp_fp16 needs a CUDA device, not {device}; on CPU use amp_bf16")
     return precision
@@ -115,8 +116,7 @@ class Backbone(ABC):
         precision: str = RUNTIME.precision,
         pixels: str = RUNTIME.pixels,
     ):
-        if int(batch_size) < 1:
-            raise InputError(f"batch size must be at least 1, got {batch_size}")
+        check_runtime("batch_size", batch_size)
         self.name = name
         self.device = resolve_device(device)
         self.batch_size = int(batch_size)
@@ -176,8 +176,7 @@ class Backbone(ABC):
 
     @pixels.setter
     def pixels(self, value: str) -> None:
-        if value not in PIXEL_PATHS:
-            raise InputError(f"unknown pixel path {value!r}: choose one of {', '.join(PIXEL_PATHS)}")
+        check_runtime("pixels", value)
         self._pixels = value
 
     @property

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from comclip.declared import check_all, option
+from comclip.declared import check, check_all, declared, option
 from comclip.imaging.pixels import PIXEL_PATHS
 
 #: fp32, or autocast to bfloat16 / float16 (CUDA) for the forward passes.
@@ -43,3 +43,9 @@ class RuntimeOptions:
 
 #: The defaults every signature that takes a runtime option uses.
 RUNTIME = RuntimeOptions()
+
+
+def check_runtime(name: str, value: object) -> None:
+    """One runtime option's value against its declaration (a backbone built without
+    :class:`RuntimeOptions` is checked by the same rules)."""
+    check(name, value, declared(RuntimeOptions)[name])
