@@ -65,10 +65,36 @@ def test_the_flat_api_names_what_an_open_clip_user_expects():
 
     assert comclip.ComCLIP is ComCLIP and comclip.PipelineConfig is PipelineConfig
     assert comclip.create_backbone is create_backbone and comclip.load_dataset is load_dataset
-    assert {"evaluate", "list_models", "register_dataset", "register_method", "register_model"} <= set(comclip.__all__)
+    assert {"evaluate", "list_models", "register_backend", "register_dataset", "register_method", "register_model"} <= set(
+        comclip.__all__
+    )
     assert all(callable(getattr(comclip, name)) for name in comclip.__all__ if name != "__version__")
     with pytest.raises(AttributeError):
         comclip.not_a_name  # noqa: B018
+
+
+def test_a_registered_backend_family_builds_its_registered_models(tiny_model_dir, monkeypatch):
+    """A backend family is a registry entry: its models are then named like the packaged
+    ones, and a model of a family nobody registered is refused."""
+    from comclip.backbones import BACKENDS, BackendInfo, create_backbone, list_models, register_model
+    from comclip.backbones.hf import HFBackbone
+
+    built = []
+
+    def factory(source, **options):
+        built.append(source)
+        return HFBackbone(source, **options)
+
+    from comclip.backbones import factory as backbone_factory
+
+    monkeypatch.setattr(BACKENDS, "_items", dict(BACKENDS._items))  # both registries as they were after the test
+    monkeypatch.setattr(backbone_factory, "_EXTRA_ENTRIES", dict(backbone_factory._EXTRA_ENTRIES))
+    comclip.register_backend(BackendInfo("mine", factory, None, "transformers", "mine:DIR", "a family of its own"))
+    register_model("test/mine-tiny", "mine", str(tiny_model_dir))
+    backbone = create_backbone("test/mine-tiny", device="cpu", batch_size=3)
+    assert built == [str(tiny_model_dir)] and backbone.batch_size == 3 and "test/mine-tiny" in list_models()
+    with pytest.raises(ValueError, match="unknown backend 'theirs'"):
+        register_model("test/theirs", "theirs", "x")
 
 
 def test_any_dataset_loads_in_a_fresh_interpreter():

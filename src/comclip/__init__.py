@@ -22,6 +22,7 @@ _EXPORTS = {
     "create_backbone": "comclip.backbones",
     "list_models": "comclip.backbones",
     "register_model": "comclip.backbones",
+    "register_backend": "comclip.backbones",
     "evaluate": "comclip.eval.runs.evaluate",
     "load_dataset": "comclip.eval.benchmarks.datasets",
     "register_dataset": "comclip.eval.benchmarks.datasets",

@@ -4,9 +4,11 @@ from comclip.backbones.base import Backbone, CaptionTruncatedWarning, resolve_de
 from comclip.backbones.factory import (
     BACKENDS,
     DEFAULT_MODEL,
+    BackendInfo,
     ModelEntry,
     create_backbone,
     list_models,
+    register_backend,
     register_model,
     registered_models,
     resolve_model,
@@ -14,12 +16,14 @@ from comclip.backbones.factory import (
 
 __all__ = [
     "BACKENDS",
+    "BackendInfo",
     "Backbone",
     "CaptionTruncatedWarning",
     "DEFAULT_MODEL",
     "ModelEntry",
     "create_backbone",
     "list_models",
+    "register_backend",
     "register_model",
     "registered_models",
     "resolve_device",

@@ -20,6 +20,7 @@ from pathlib import Path
 from comclip.backbones.base import Backbone
 from comclip.backbones.runtime import RUNTIME
 from comclip.errors import ModelNotFoundError
+from comclip.registry import Registry
 
 DEFAULT_MODEL = "openai/clip-vit-base-patch32"
 HF_HUB_PREFIX = "hf-hub:"
@@ -68,8 +69,12 @@ def _slip_factory(source, **kwargs):
     return SLIPBackbone(source, **kwargs)
 
 
-BACKENDS: dict[str, BackendInfo] = {
-    "hf": BackendInfo(
+#: Backend families by name. A package adds one with :func:`register_backend`, or lazily as an
+#: entry point of the group ``comclip.backends`` naming its :class:`BackendInfo`; nothing is
+#: imported until a model of the family is built (each factory imports its own module).
+BACKENDS: Registry[BackendInfo] = Registry("backend", plugins="comclip.backends")
+for _info in (
+    BackendInfo(
         "hf",
         _hf_factory,
         None,
@@ -77,7 +82,7 @@ BACKENDS: dict[str, BackendInfo] = {
         "hf-hub:ORG/NAME, ORG/NAME or DIR",
         "transformers dual encoders (CLIP, SigLIP, ...): a Hub id or a save_pretrained() folder",
     ),
-    "open_clip": BackendInfo(
+    BackendInfo(
         "open_clip",
         _open_clip_factory,
         "openclip",
@@ -85,7 +90,7 @@ BACKENDS: dict[str, BackendInfo] = {
         "open_clip:ARCH/PRETRAINED",
         "open_clip models; PRETRAINED is a tag of open_clip's or the path of a checkpoint",
     ),
-    "slip": BackendInfo(
+    BackendInfo(
         "slip",
         _slip_factory,
         "slip",
@@ -93,7 +98,7 @@ BACKENDS: dict[str, BackendInfo] = {
         "slip:PATH",
         "SLIP (Mu et al., ECCV 2022): a release checkpoint such as slip_base_100ep.pt, read without its code",
     ),
-    "blip2": BackendInfo(
+    BackendInfo(
         "blip2",
         _blip2_factory,
         None,
@@ -101,7 +106,16 @@ BACKENDS: dict[str, BackendInfo] = {
         "ORG/NAME or DIR of a Blip2ForImageTextRetrieval",
         "BLIP-2's image-text contrastive head, chosen by the model's config (Salesforce/blip2-itm-vit-g)",
     ),
-}
+):
+    BACKENDS.add(_info.name, _info)
+
+
+def register_backend(info: BackendInfo) -> BackendInfo:
+    """Add a backend family (``info.factory(source, name=, device=, batch_size=, precision=,
+    pixels=)`` builds one of its backbones); its models are then named with
+    :func:`register_model`."""
+    BACKENDS.add(info.name, info)
+    return info
 
 
 def backend_available(backend: str) -> bool:
