@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing
+import os
 import resource
 import sys
 import tempfile
@@ -296,6 +297,10 @@ def print_table(results: dict) -> None:
 
 def main() -> int:
     args = arguments()
+    from comclip.cli import PROCESS_ENVIRONMENT
+
+    for key, value in PROCESS_ENVIRONMENT.items():  # as the command line runs, set before torch loads
+        os.environ.setdefault(key, value)
     import torch
 
     from comclip.backbones import create_backbone

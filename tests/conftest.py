@@ -13,12 +13,18 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from comclip.cli import PROCESS_ENVIRONMENT
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
 
 # No test may reach for the network: the Hub is unreachable here and in CI.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# As the command line sets them for itself, before torch loads (importing the command line
+# does not load it): test workers share two cores, where spinning OpenMP threads burn what
+# they wait for.
+for _key, _value in PROCESS_ENVIRONMENT.items():
+    os.environ.setdefault(_key, _value)
 # The persistent embedding cache goes to a fresh folder, never the user's.
 os.environ.setdefault("COMCLIP_CACHE", tempfile.mkdtemp(prefix="comclip-test-cache-"))
 

@@ -159,3 +159,18 @@ def test_both_pixel_paths_score_alike_and_a_bad_one_exits_2(cli, tiny_model_dir,
     assert scores["torch"] == pytest.approx(scores["pil"], abs=0.01)
     code, out, err = cli("score", "--model", tiny_model_dir, "--pixels", "gpu", rgb_image_path, "a dog")
     assert code == 2 and "--pixels" in err and len(err.strip().splitlines()) == 1 and out == ""
+
+
+def test_the_command_line_sets_its_thread_wait_where_the_user_has_not(monkeypatch, capsys):
+    """``GOMP_SPINCOUNT`` (how long torch's OpenMP threads spin before they sleep) is set by a
+    command for itself and the workers it starts, unless the user set it."""
+    import os
+
+    from comclip.cli import PROCESS_ENVIRONMENT, main
+
+    monkeypatch.delenv("GOMP_SPINCOUNT", raising=False)
+    assert main(["methods"]) == 0
+    assert os.environ["GOMP_SPINCOUNT"] == PROCESS_ENVIRONMENT["GOMP_SPINCOUNT"] == "1000"
+    monkeypatch.setenv("GOMP_SPINCOUNT", "300000")
+    assert main(["methods"]) == 0
+    assert os.environ["GOMP_SPINCOUNT"] == "300000"

@@ -35,6 +35,17 @@ from comclip.cli import (
 from comclip.errors import ComclipError, InputError
 
 PROG = "comclip"
+#: What a command sets in its own environment where the user has not, before torch loads:
+#: - ``GOMP_SPINCOUNT=1000``: torch's OpenMP threads (libgomp) spin about a microsecond
+#:   waiting for work, then sleep, instead of libgomp's default 300,000 spins. On a machine
+#:   shared with another CPU-bound job, spinning threads burn the cores they wait for: the
+#:   demo took 56 s of CPU beside one such job and 35 s alone with the default, and 29-30 s
+#:   both ways with this (``benchmarks/demo_time.py --beside 1``; ``OMP_WAIT_POLICY=PASSIVE``
+#:   was as flat but 10% slower alone). Worker processes inherit it.
+#: - ``TOKENIZERS_PARALLELISM=false``: the Hub tokenizers' threads, which warn and deadlock
+#:   after a fork, are left off.
+#: The library sets neither: these are a program's choices, and a user's values win.
+PROCESS_ENVIRONMENT = {"GOMP_SPINCOUNT": "1000", "TOKENIZERS_PARALLELISM": "false"}
 
 
 class UsageError(InputError):
@@ -76,7 +87,8 @@ def one_line(message: str) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``comclip`` console script. Ctrl-C at any moment (torch's first
     import happens in here) is one line and exit 130."""
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    for key, value in PROCESS_ENVIRONMENT.items():
+        os.environ.setdefault(key, value)
     args = argparse.Namespace()
     previous = warnings.showwarning
     warnings.showwarning = _show_warning
