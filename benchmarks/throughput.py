@@ -142,9 +142,7 @@ class Workloads:
 
     @staticmethod
     def in_chunks(scorer, items, size: int = 16):  # as the evaluation runner feeds a scorer
-        return [
-            m[0] if isinstance(m, tuple) else m for k in range(0, len(items), size) for m in scorer.batch(items[k : k + size])
-        ]
+        return [getattr(m, "matrix", m) for k in range(0, len(items), size) for m in scorer.batch(items[k : k + size])]
 
     def synchronized(self, function):
         import torch
@@ -192,7 +190,7 @@ class Workloads:
         from comclip.eval.runs.scorers import comclip_scorer
 
         def clip_rank():
-            similarity = self.backbone.encode_texts(queries) @ self.backbone.encode_images([im.image for im in self.gallery]).T
+            similarity = self.backbone.encode_texts(queries) @ self.backbone.encode_images(self.gallery).T
             return torch.argsort(similarity, dim=1, descending=True)[:, : self.args.top]
 
         self.backbone.cache = None

@@ -301,6 +301,22 @@ def test_stored_rankings_are_exact_records_not_embeddings(tmp_path):
     assert read_detections(detections_record([])) == [] and cache.get_many(["k"]) == {}  # a record, not a vector
 
 
+def test_a_stored_ranking_makes_only_the_detections_asked_for():
+    """A warm run reads thousands of rankings of 78 candidates each, and argmax asks each for
+    its first two (the pick and its margin): only those are made, each once; the ranking still
+    equals the list it was written from, whole or sliced."""
+    from comclip.grounding import Box, Detection
+    from comclip.grounding.assignment import assign
+    from comclip.pipeline.memory import detections_record, read_detections
+
+    written = [Detection((Box(k, k, k + 10, k + 10),), 1.0 - k / 100) for k in range(78)]
+    ranking = read_detections(detections_record(written))
+    (grounded,) = assign([ranking], ["dog"], joint=False)
+    assert grounded.detection == written[0] and grounded.margin == pytest.approx(0.01)
+    assert sum(made is not None for made in ranking._made) == 2 and ranking[0] is ranking[0]
+    assert ranking == written and ranking[5:8] == written[5:8] and ranking[-1] == written[-1] and ranking != written[:-1]
+
+
 def test_an_llm_parser_is_asked_once_per_caption_across_runs(tiny_model_dir, tmp_path):
     import json
 

@@ -296,3 +296,31 @@ def test_region_boxes_follow_an_image_decoded_at_reduced_scale(tiny_backbone, tm
     assert small.scale == pytest.approx(0.5)
     result = ComCLIP(tiny_backbone, grounder="regions", grounder_options={"regions": str(regions)}).explain(small, "a circle")
     assert result.parts[0].boxes == [Box(8.0, 16.0, 41.0, 49.0)]
+
+
+def test_scoring_pauses_the_cycle_collector_and_gives_it_back(tiny_backbone, monkeypatch):
+    """The many short-lived objects of a batch would set the cycle collector off again and
+    again (half a warm run's time): it is off while the pipeline scores, and as it was after."""
+    import gc
+
+    from comclip.collector import collector_paused
+    from comclip.grounding import assignment
+
+    seen, assign = [], assignment.assign
+
+    def watched(*args, **kwargs):
+        seen.append(gc.isenabled())
+        return assign(*args, **kwargs)
+
+    monkeypatch.setattr("comclip.pipeline.model.assign", watched)
+    model = ComCLIP(tiny_backbone)
+    assert gc.isenabled()
+    model.score([Image.new("RGB", (40, 40), (200, 30, 30))], ["a red square", "a blue circle"])
+    assert seen and not any(seen) and gc.isenabled()
+    gc.disable()
+    try:
+        with collector_paused():
+            pass
+        assert not gc.isenabled()  # an outer pause is left to its owner
+    finally:
+        gc.enable()

@@ -26,14 +26,15 @@ from comclip.backbones.patches import PatchGrid
 from comclip.backbones.runtime import RUNTIME, check_runtime
 from comclip.cache.embeddings import MemoryCache, read_through
 from comclip.errors import InputError
-from comclip.imaging.files import DEFAULT_MAX_SIDE, ImageInput, load_image
+from comclip.imaging.files import DEFAULT_MAX_SIDE, ImageInput, LoadedImage, load_image
 from comclip.imaging.pixels import PixelSpec, preprocess, spec_from_hf_processor, to_tensor
 from comclip.similarity import cosines
 from comclip.text import validate_captions
 
 
-def loaded_images(images: Sequence[ImageInput], max_side: int | None = DEFAULT_MAX_SIDE) -> list[Image.Image]:
-    """The RGB images of paths or PIL images (see :func:`~comclip.imaging.files.load_image`); none is an error."""
+def loaded_images(images: Sequence[ImageInput | LoadedImage], max_side: int | None = DEFAULT_MAX_SIDE) -> list[Image.Image]:
+    """The RGB images of paths, PIL images or loaded images (see
+    :func:`~comclip.imaging.files.load_image`); none is an error."""
     loaded = [load_image(image, max_side=max_side).image for image in images]
     if not loaded:
         raise InputError("no images given")
@@ -209,7 +210,7 @@ class Backbone(ABC):
     #: The cache in front of this backbone: none (see :class:`~comclip.backbones.cached.CachedEncoder`).
     cache = None
 
-    def encode_images(self, images: Sequence[ImageInput], max_side: int | None = DEFAULT_MAX_SIDE) -> torch.Tensor:
+    def encode_images(self, images: Sequence[ImageInput | LoadedImage], max_side: int | None = DEFAULT_MAX_SIDE) -> torch.Tensor:
         """Embed images (paths or PIL images); returns ``[N, D]`` unit-norm rows."""
         return self._batched(loaded_images(images, max_side), self._encode_image_batch)
 

@@ -86,13 +86,16 @@ def _to_rgb(img: Image.Image) -> Image.Image:
     return img
 
 
-def load_image(source: ImageInput, max_side: int | None = DEFAULT_MAX_SIDE) -> LoadedImage:
-    """Open ``source`` (a path or a PIL image) as an upright RGB image.
+def load_image(source: ImageInput | LoadedImage, max_side: int | None = DEFAULT_MAX_SIDE) -> LoadedImage:
+    """Open ``source`` (a path or a PIL image) as an upright RGB image; a :class:`LoadedImage`
+    is returned as it is (it was loaded, and keeps the digest it may have computed).
 
     The image is rotated by its EXIF orientation, converted to 8-bit RGB, and shrunk so its
     longer side is at most ``max_side`` (``None`` keeps full size). JPEGs are decoded at
     reduced scale directly, so memory stays bounded for very large files.
     """
+    if isinstance(source, LoadedImage):
+        return source
     if isinstance(source, Image.Image):
         # exif_transpose copies even when nothing turns; skip it for unrotated images (crops,
         # generated scenes) so encoding thousands of regions does not double their memory.

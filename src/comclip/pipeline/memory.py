@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from typing import overload
 
 from comclip.boxes import Box
 from comclip.digests import description_digest
@@ -30,8 +31,46 @@ def detections_record(detections: Sequence[Detection]) -> str:
     return json.dumps([[d.score, [[b.x1, b.y1, b.x2, b.y2] for b in d.boxes]] for d in detections])
 
 
-def read_detections(record: str) -> list[Detection]:
-    return [Detection(boxes=tuple(Box(*box) for box in boxes), score=score) for score, boxes in json.loads(record)]
+def read_detections(record: str) -> StoredRanking:
+    """The ranking a :func:`detections_record` holds."""
+    return StoredRanking(json.loads(record))
+
+
+class StoredRanking(Sequence[Detection]):
+    """Ranked detections read back from a record, each made the first time it is asked for:
+    a warm run's argmax reads the first two of a ranking (the pick and its margin), not every
+    candidate (a grid has 78, and a run reads thousands of rankings). Equal to any sequence of
+    the same detections."""
+
+    __slots__ = ("_rows", "_made")
+
+    def __init__(self, rows: list) -> None:
+        self._rows = rows
+        self._made: list[Detection | None] = [None] * len(rows)
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    @overload
+    def __getitem__(self, index: int) -> Detection: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[Detection]: ...
+    def __getitem__(self, index: int | slice) -> Detection | list[Detection]:
+        if isinstance(index, slice):
+            return [self[k] for k in range(*index.indices(len(self)))]
+        made = self._made[index]
+        if made is None:
+            score, boxes = self._rows[index]
+            made = self._made[index] = Detection(boxes=tuple(Box(*box) for box in boxes), score=score)
+        return made
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Sequence) and list(self) == list(other)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"StoredRanking({list(self)!r})"
 
 
 class Stored:
@@ -50,7 +89,7 @@ class Stored:
             f"parse|{_digest(parser.describe())}" if self.cache is not None and getattr(parser, "cacheable", False) else None
         )
 
-    def rankings(self, digest: str, names: list[str]) -> dict[str, list[Detection]]:
+    def rankings(self, digest: str, names: list[str]) -> dict[str, Sequence[Detection]]:
         """The stored ranking of each of ``names`` on the image (those found), best first; an
         empty list: nothing found."""
         if self._ground is None:

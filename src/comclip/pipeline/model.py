@@ -18,6 +18,7 @@ from PIL import Image
 from comclip.backbones import DEFAULT_MODEL, Backbone, create_backbone
 from comclip.backbones.runtime import RUNTIME
 from comclip.boxes import Box
+from comclip.collector import collector_paused
 from comclip.composition import SCORE_MODES, Composition, Evidence, comclip_scores
 from comclip.composition.geometry import RELATION_UNVERIFIED, geometry_bonus
 from comclip.config import PipelineConfig, resolve_config
@@ -150,6 +151,7 @@ class ComCLIP:
         return loaded
 
     # --- the stages ----------------------------------------------------------------------
+    @collector_paused()
     def _score_pairs(self, loaded: list[LoadedImage], texts: list[str], pairs: list[tuple[int, int]]) -> dict:
         """ComCLIP results for the given (image, text) index pairs; shared work done once.
 

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from comclip.collector import collector_paused
 from comclip.config import PipelineConfig
 from comclip.grounding.clip_grounder import CLIPGrounder
 from comclip.grounding.pool import GrounderPool
@@ -60,18 +61,16 @@ class Searcher:
             grounder.cacheable = False
             self.pipelines[name] = ComCLIP(backbone, config, grounder=grounder)
 
+    @collector_paused()
     def search(self, queries: Sequence[str], top: int, candidates: int) -> list[SearchResult]:
         """For each query, each method's ``top`` hits among the ``candidates`` images whose
         global embeddings are nearest the query's (the FAISS shortlist)."""
         queries = validate_captions(list(queries))
         backbone = self.index.backbone
         saved, backbone.cache = backbone.cache, self.cache  # the index answers while this search runs
-        collecting = gc.isenabled()
         # Re-ranking makes thousands of short-lived objects (a detection per candidate and
-        # query), each freed by its count; the cycle collector they set off would walk every
-        # live object (an index's records, the parser's model) again and again: a third to
-        # three quarters of a query's time. It runs after the search instead.
-        gc.disable()
+        # query): a third to three quarters of a query's time went to the cycle collector they
+        # set off (see comclip.collector). It runs after the search instead.
         try:
             pipeline = next((p for p in self.pipelines.values() if p is not None), None)
             vectors = pipeline.encode_captions(queries) if pipeline is not None else backbone.encode_texts(queries)
@@ -83,8 +82,6 @@ class Searcher:
             return results
         finally:
             backbone.cache = saved
-            if collecting:
-                gc.enable()
 
     def _ranked(self, query: str, method: str, rows: list[int], clip: np.ndarray, top: int) -> SearchResult:
         pipeline = self.pipelines[method]

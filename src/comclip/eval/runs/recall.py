@@ -63,7 +63,7 @@ class Gallery:
                 self.errors.update({n: str(item) for n, item in zip(part, decoded) if isinstance(item, Exception)})
                 if good:
                     ok += [n for n, _ in good]
-                    embeddings.append(backbone.encode_images([item.image for _, item in good]))
+                    embeddings.append(backbone.encode_images([item for _, item in good]))
         rows = dict(zip(ok, torch.cat(embeddings))) if embeddings else {}
         if world.size > 1:
             rows = gathered(world, rows)

@@ -26,7 +26,8 @@ class PairScorer:
 
 
 def _images(group) -> list:
-    return [getattr(im, "image", im) for im in group]
+    """A group's images as given: a decoded one keeps its digest for the embedding cache."""
+    return list(group)
 
 
 def clip_scorer(backbone) -> PairScorer:
