@@ -3,6 +3,8 @@ and a colour per run in its charts."""
 
 from __future__ import annotations
 
+import os
+
 import pytest
 from PIL import Image
 
@@ -38,6 +40,13 @@ def test_report_puts_runs_side_by_side(cli, tiny_model_dir, jsonl_data, tmp_path
     assert (tmp_path / "cmp" / "comparison.md").read_text() == out.rstrip("\n") + "\n"
     with Image.open(tmp_path / "cmp" / "jsonl.png") as chart:
         assert chart.format == "PNG"
+    # the report and its chart are written whole, with the mode any new file gets (0600 once)
+    mask = os.umask(0o022)
+    os.umask(mask)
+    assert {(path.name, path.stat().st_mode & 0o777) for path in (tmp_path / "cmp").iterdir()} == {
+        ("comparison.md", 0o666 & ~mask),
+        ("jsonl.png", 0o666 & ~mask),
+    }
     code, _, err = cli("report", tmp_path / "nowhere")
     assert code == 2 and "cannot read evaluation report" in err
 

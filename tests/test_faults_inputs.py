@@ -161,6 +161,34 @@ def test_explain_never_overwrites_and_writes_only_png(cli, tiny_model_dir, rgb_i
     assert cli(*explain, "--out", figure, "--force")[0] == 0
 
 
+def test_a_figure_that_cannot_be_written_whole_leaves_the_old_one(cli, tiny_model_dir, rgb_image_path, tmp_path, monkeypatch):
+    """A full disk while ``explain --out F --force`` draws: one line naming F, exit 1, the old
+    figure byte-identical and no partial file beside it (matplotlib writes in place; the
+    figure goes through the atomic writer). A figure written whole gets the umask's mode."""
+    import errno
+
+    from matplotlib.figure import Figure
+
+    figure = tmp_path / "fig.png"
+    explain = ["explain", rgb_image_path, "a red square", "--model", tiny_model_dir, "--out", figure]
+    old_mask = os.umask(0o027)
+    try:
+        assert cli(*explain)[0] == 0
+    finally:
+        os.umask(old_mask)
+    assert figure.stat().st_mode & 0o777 == 0o640
+    before = file_hash(figure)
+
+    def full_disk(self, file, **kwargs):
+        file.write(b"\x89PNG half a figure")
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(Figure, "savefig", full_disk)
+    code, _, err = cli(*explain, "--force")
+    assert code == 1 and str(figure) in err and "No space left" in err and len(err.strip().splitlines()) == 1, err
+    assert file_hash(figure) == before and sorted(p.name for p in tmp_path.iterdir() if "fig" in p.name) == ["fig.png"]
+
+
 def test_a_fifo_given_as_an_image_is_one_line_not_a_hang(tmp_path):
     fifo = tmp_path / "pipe.png"
     os.mkfifo(fifo)

@@ -9,6 +9,7 @@ from PIL import Image
 
 from comclip.errors import ComclipError
 from comclip.imaging.subimages import make_subimage
+from comclip.jsonfile import written_whole
 from comclip.results import ComCLIPResult
 
 COLOURS = ["#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6", "#9a6324"]
@@ -123,8 +124,11 @@ def _save(fig, plt, out: str | Path) -> Path:
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
-    fig.savefig(out, format="png")
-    plt.close(fig)
+    try:
+        with written_whole(out) as file:
+            fig.savefig(file, format="png")
+    finally:
+        plt.close(fig)
     return out
 
 

@@ -3,11 +3,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 from comclip.errors import ComclipError, InputError
 
@@ -16,20 +19,44 @@ TOO_DEEP = "JSON nested too deeply to read"
 
 
 def write_whole(path: str | Path, text: str) -> None:
-    """Write ``text`` to ``path`` whole or not at all: a temporary file beside it, flushed to
-    disk (fsync) and renamed over it. A failure (a full disk) leaves the old file, or none,
-    never a truncated one, and is one line naming the file."""
+    """Write ``text`` to ``path`` whole or not at all (see :func:`written_whole`)."""
+    with written_whole(path) as out:
+        out.write(text.encode("utf-8"))
+
+
+@contextlib.contextmanager
+def written_whole(path: str | Path) -> Iterator[BinaryIO]:
+    """A binary file whose bytes become ``path`` whole or not at all, for every file comclip
+    writes (reports, records, manifests, figures: ``savefig`` to it). The bytes go to a
+    temporary file beside ``path``, flushed to disk (fsync), given the mode any new file gets
+    under the process's umask (a temporary file is private), and renamed over ``path``. A
+    failure (a full disk) leaves the old file, or none, never a truncated one, and is one line
+    naming the file."""
     path = Path(path)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
     try:
-        with os.fdopen(handle, "w", encoding="utf-8") as out:
-            out.write(text)
+        handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+    except OSError as exc:
+        raise ComclipError(f"cannot write {path}: {exc.strerror or exc}") from None
+    try:
+        with os.fdopen(handle, "wb") as out:
+            yield out
             out.flush()
             os.fsync(out.fileno())
+        os.chmod(temporary, new_file_mode())
         os.replace(temporary, path)
     except OSError as exc:
         Path(temporary).unlink(missing_ok=True)
         raise ComclipError(f"cannot write {path}: {exc.strerror or exc}") from None
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def new_file_mode() -> int:
+    """The mode ``open()`` gives a new file under the process's umask (``0o644`` under ``022``)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return 0o666 & ~mask
 
 
 def read_json(path: str | Path, what: str):

@@ -26,10 +26,11 @@ def train(args: argparse.Namespace) -> int:
     )
     train_sandbox_model(out, training, log=lambda line: print(line, file=sys.stderr, flush=True))
     if args.evaluate:
+        from comclip.jsonfile import write_whole
         from comclip.sandbox.quality import model_quality
 
         quality = model_quality(str(out), seed=args.seed + 1000)
-        (out / "quality.json").write_text(json.dumps(quality, indent=2), encoding="utf-8")
+        write_whole(out / "quality.json", json.dumps(quality, indent=2))
         print(json.dumps(quality, indent=2))
     print(f"wrote {out}", file=sys.stderr)
     return 0

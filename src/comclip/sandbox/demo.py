@@ -22,6 +22,7 @@ from comclip.eval.reports.legend import legend, takeaway
 from comclip.eval.runs.evaluate import CLIP, build_pipelines, evaluate
 from comclip.eval.runs.store import PER_EXAMPLE, clear_run, read_records
 from comclip.explain import draw_contrast
+from comclip.jsonfile import write_whole
 from comclip.methods import METHODS
 from comclip.sandbox.dataset import load
 from comclip.sandbox.pairs import TASKS
@@ -80,7 +81,7 @@ def run_demo(models=DEMO_MODELS, out_dir="demo", seed: int = 1, n: int = 25, dev
         )
         + "\n"
     )
-    (out / "report.md").write_text(text, encoding="utf-8")
+    write_whole(out / "report.md", text)
     return text, reports
 
 

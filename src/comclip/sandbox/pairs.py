@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from comclip.jsonfile import write_whole
 from comclip.sandbox.scenes import (
     COLOURS,
     SHAPES,
@@ -174,5 +175,5 @@ def export_pairs(tasks, seed: int, n: int, out_dir) -> int:
                     "boxes": [[[o.phrase, o.box.as_list()] for o in s.objects] for s in pair.scenes],
                 }
             )
-    (out / "pairs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    write_whole(out / "pairs.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
     return len(rows)

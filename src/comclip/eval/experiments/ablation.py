@@ -27,7 +27,7 @@ from comclip.eval.runs.evaluate import build_pipelines, evaluate, grounder_pool
 from comclip.eval.runs.runner import score_examples
 from comclip.eval.runs.scorers import clip_scorer, comclip_scorer
 from comclip.eval.runs.store import clear_run
-from comclip.jsonfile import read_toml
+from comclip.jsonfile import read_toml, write_whole
 
 log = logging.getLogger("comclip.ablate")
 CRITERION = (
@@ -195,11 +195,11 @@ def run_ablation(dev: Dataset, test: Dataset, backbone, out_dir, grid_name: str 
         results.append(DevResult(config, summary, criterion(summary)))
         log.info("[%d/%d] %s: %.2f (%.2f)", n, len(configs), config.name, *results[-1].score)
     best = max(results, key=lambda r: r.score)  # first of equals: grid order is the tie-break
-    (out / "dev.jsonl").write_text("".join(json.dumps(r.to_dict()) + "\n" for r in results), encoding="utf-8")
-    (out / "dev.md").write_text(
+    write_whole(out / "dev.jsonl", "".join(json.dumps(r.to_dict()) + "\n" for r in results))
+    write_whole(
+        out / "dev.md",
         f"# Ablation on {dev.name} ({dev.split}), model `{backbone.name}`\n\n"
         f"Criterion: {CRITERION}.\n\n{dev_table(clip_dev, results)}\n",
-        encoding="utf-8",
     )
     # the grid's grounding axis (the model's own grounding alone where it has none)
     groundings = {label: changes for label, changes in axes.get("grounding", [("default", {})]) if usable(changes, backbone)}
@@ -215,7 +215,7 @@ def run_ablation(dev: Dataset, test: Dataset, backbone, out_dir, grid_name: str 
         "clip_dev": {"criterion": list(criterion(clip_dev)), "metrics": clip_dev["metrics"]},
         "test_report": str(out / "test" / "report.json"),
     }
-    (out / "ablation.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
+    write_whole(out / "ablation.json", json.dumps(summary, indent=2))
     return {**summary, "best_score": best.score, "clip_criterion": criterion(clip_dev), "test": test_report}
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from comclip.errors import InputError
-from comclip.jsonfile import read_json
+from comclip.jsonfile import read_json, written_whole
 
 
 def load_reports(folders, labels: list[str] | None = None) -> list[dict]:
@@ -208,6 +208,9 @@ def _chart(plt, dataset: str, runs: list, path: Path) -> Path:
     ax.set_title(dataset)
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
     fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    try:
+        with written_whole(path) as file:
+            fig.savefig(file, format=Path(path).suffix.lstrip(".") or "png")
+    finally:
+        plt.close(fig)
     return path
