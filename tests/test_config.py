@@ -263,3 +263,18 @@ def test_renamed_options_keep_their_former_names_with_a_deprecation_note(old, ne
         args = build_parser().parse_args(["score", "x.png", "a dog", f"--{old}", str(value)])
         assert getattr(pipeline_config(args), new) == value
         assert f"--{old} is deprecated; use --{new.replace('_', '-')}" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("template", ["{} {}", "{} {0}", "a {x}", "{!r}", "{:>5}", "{", "a } b {}"])
+def test_a_template_takes_exactly_one_plain_entity_field(template, cli, tiny_model_dir, rgb_image_path):
+    """``"{} {}"`` or ``"{} {0}"`` once failed mid-run (an IndexError) or repeated the entity:
+    every template takes one ``{}``, from a flag, the API or a model's comclip.json."""
+    with pytest.raises(InputError, match="entity_prompt"):
+        PipelineConfig(entity_prompt=template)
+    with pytest.raises(InputError, match="grounder_prompt"):
+        PipelineConfig.layered({"grounder": {"prompt": template}})
+    code, _, err = cli(
+        "score", rgb_image_path, "a red square", "--model", tiny_model_dir, "--method", "comclip", "--entity-prompt", template
+    )
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "entity" in err and template in err, err
+    assert PipelineConfig(entity_prompt="{{literal}} a {}").entity_prompt.format("dog") == "{literal} a dog"

@@ -7,6 +7,7 @@ import os
 import shutil
 
 import pytest
+import torch
 from PIL import Image
 
 from .conftest import run_cli, run_cli_here
@@ -33,6 +34,38 @@ from .faults import (
 def test_bad_options_are_one_line_before_any_work(tiny_model_dir, four_examples, tmp_path, option, value, words):
     assert_user_error(run_eval(tiny_model_dir, four_examples, tmp_path / "out", option, value), *words)
     assert not (tmp_path / "out" / "per_example.jsonl").exists()
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["eval", "sandbox", "--n", "2"],
+        ["demo", "--n", "2"],
+        ["sandbox", "pairs", "--n", "2"],
+        ["eval", "sandbox", "--n", "2", "--bootstrap-seed"],
+    ],
+)
+def test_a_negative_seed_is_one_line(command, tmp_path):
+    """numpy's generators refuse a negative seed with a traceback; the command line refuses it
+    first, and the library's sandbox says which input was wrong."""
+    from comclip import load_dataset
+    from comclip.errors import InputError
+
+    seed = [] if command[-1] == "--bootstrap-seed" else ["--seed"]
+    assert_user_error(run_cli_here([*command, *seed, "-1", "--out", tmp_path / "o"]), "seed", "-1")
+    assert not (tmp_path / "o").exists()
+    with pytest.raises(InputError, match="sandbox's seed must be a whole number of at least 0, got -1"):
+        load_dataset("sandbox", task="binding", n=2, seed=-1)
+
+
+def test_one_image_given_alone_is_one_image_not_its_letters(tiny_backbone, rgb_image_path):
+    """``score("a.png", texts)`` once read the path letter by letter; a path alone is one image,
+    as a caption alone is one text."""
+    from comclip import ComCLIP
+
+    model = ComCLIP(tiny_backbone)
+    alone = model.score(str(rgb_image_path), "a red square")
+    assert alone.shape == (1, 1) and torch.allclose(alone, model.score([rgb_image_path], ["a red square"]), atol=1e-6)
 
 
 def test_output_paths_are_checked_first(tiny_model_dir, four_examples, rgb_image_path, tmp_path):

@@ -133,6 +133,12 @@ def test_dry_run_lists_the_cells_and_checks_the_files_before_any_model_loads(tmp
         ('models = ["m"]\n[[datasets]]\nname = "jsonl"\n[[datasets]]\nname = "jsonl"\n', ["two datasets are labelled 'jsonl'"]),
         ('models = ["m"\n', ["not valid TOML"]),
         ('models = ["m"]\nseed = 3\n[[datasets]]\nname = "jsonl"\n', ["unknown top-level key 'seed'"]),
+        ('models = ["m"]\nmethods = []\n[[datasets]]\nname = "jsonl"\n', ["no methods"]),
+        ('models = ["m"]\n[[datasets]]\nname = "sugarcrepe"\nn = 5\n', ["sugarcrepe dataset takes no n"]),
+        ('models = ["m"]\n[[datasets]]\nname = "jsonl"\nseed = 2\n', ["jsonl dataset takes no seed"]),
+        ('models = ["m"]\n[[datasets]]\nname = "sandbox"\nsplit = "test"\n', ["sandbox dataset takes no split"]),
+        ('models = ["m"]\n[[datasets]]\nname = "sandbox"\nseed = -1\n', ["seed must be 0 or more"]),
+        ('models = ["m"]\n[[datasets]]\nname = "jsonl"\nbootstrap_seed = -4\n', ["bootstrap_seed must be 0 or more"]),
     ],
 )
 def test_a_mistake_in_the_suite_file_is_one_line(text, words, cli, tmp_path):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import string
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
@@ -80,8 +81,24 @@ def check(name: str, value: Any, declared: Option) -> None:
         raise InputError(f"{name} must be true or false, got {value!r}")
     elif declared.kind == "str" and not isinstance(value, str):
         raise InputError(f"{name} must be a string, got {value!r}")
-    if declared.template and "{}" not in value:
-        raise InputError(f"{name} {value!r} needs a {{}} where the entity goes")
+    if declared.template:
+        _check_template(name, value)
+
+
+def _check_template(name: str, value: str) -> None:
+    """A template takes one entity: exactly one plain ``{}`` (``{{`` and ``}}`` are literal
+    braces), so ``value.format(entity)`` neither fails nor repeats it."""
+    try:
+        fields = [
+            (field, spec, conversion) for _, field, spec, conversion in string.Formatter().parse(value) if field is not None
+        ]
+    except ValueError as exc:  # a lone brace
+        raise InputError(f"{name} {value!r} is not a template: {exc}; write {{{{ or }}}} for a literal brace") from None
+    if fields != [("", "", None)]:
+        raise InputError(
+            f"{name} {value!r} needs exactly one {{}} where the entity goes, and no other {{...}} "
+            "(write {{ or }} for a literal brace)"
+        )
 
 
 def _check_choice(name: str, value: Any, choices: Any) -> None:

@@ -35,7 +35,7 @@ def register(sub) -> None:
         "--model", "-m", default=models, help=f"backbones, comma-separated (default: {models}, both shipped with comclip)"
     )
     add_declared(p, RuntimeOptions(), only=("device",))
-    p.add_argument("--seed", type=int, default=1, help="seed of the generated pairs (default: 1)")
+    p.add_argument("--seed", type=count(0), default=1, help="seed of the generated pairs (default: 1)")
     p.add_argument("--n", type=count(1), default=25, help="pairs per task (default: 25)")
     p.add_argument(
         "--full", action="store_true", help="also the wider grid: both fills, entity evidence with and without +geometry"

@@ -153,5 +153,5 @@ def _add_generated_options(p) -> None:
         help=f"sandbox: items per task (default: {ITEMS_PER_TASK}); under torchrun write --items (torchrun takes --n as its own)",
     )
     p.add_argument(
-        "--seed", type=int, default=0, help="seed of the generated data (default: 0); the bootstrap's is --bootstrap-seed"
+        "--seed", type=count(0), default=0, help="seed of the generated data (default: 0); the bootstrap's is --bootstrap-seed"
     )

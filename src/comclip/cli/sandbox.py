@@ -7,6 +7,7 @@ import json
 import sys
 from pathlib import Path
 
+from comclip.cli.options import count
 from comclip.errors import InputError
 
 
@@ -47,8 +48,8 @@ def pairs(args: argparse.Namespace) -> int:
     from comclip.sandbox.dataset import parse_tasks
     from comclip.sandbox.pairs import export_pairs
 
-    count = export_pairs(parse_tasks(args.task), args.seed, args.n, args.out)
-    print(f"wrote {count} pairs to {args.out}", file=sys.stderr)
+    written = export_pairs(parse_tasks(args.task), args.seed, args.n, args.out)
+    print(f"wrote {written} pairs to {args.out}", file=sys.stderr)
     return 0
 
 
@@ -62,7 +63,7 @@ def register(sub) -> None:
     t.add_argument("--steps", type=int, default=2400, help="optimiser steps (default: 2400)")
     t.add_argument("--batch-size", type=int, default=256)
     t.add_argument("--lr", type=float, default=2e-3)
-    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--seed", type=count(0), default=0)
     t.add_argument(
         "--shuffle-words",
         action="store_true",
@@ -74,13 +75,15 @@ def register(sub) -> None:
 
     q = commands.add_parser("quality", help="held-out R@1 among 100 and single-word substitution accuracy of a model")
     q.add_argument("--model", "-m", default="comclip/sandbox")
-    q.add_argument("--seed", type=int, default=1000, help="seed of the held-out scenes (default: 1000, never used in training)")
+    q.add_argument(
+        "--seed", type=count(0), default=1000, help="seed of the held-out scenes (default: 1000, never used in training)"
+    )
     q.add_argument("--n", type=int, default=1000, help="held-out scenes (default: 1000, in galleries of 100)")
     q.set_defaults(func=quality)
 
     e = commands.add_parser("pairs", help="write minimal pairs as PNG images plus pairs.jsonl (captions, true boxes)")
     e.add_argument("--task", default=None, help="binding, object-swap, order-swap, substitution (comma-separated; default all)")
-    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--seed", type=count(0), default=0)
     e.add_argument("--n", type=int, default=10)
     e.add_argument("--out", default="sandbox-pairs")
     e.set_defaults(func=pairs)

@@ -13,7 +13,7 @@ import os
 import sys
 import tempfile
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from functools import cached_property
@@ -236,3 +236,14 @@ def expand_image_paths(sources: Iterable[ImageInput]) -> list[ImageInput]:
         else:
             expanded.append(source)
     return expanded
+
+
+def load_images(images: Sequence[ImageInput | LoadedImage] | ImageInput | LoadedImage) -> list[LoadedImage]:
+    """The images, decoded (see :func:`load_image`); one image given alone (a path is a
+    string, not a sequence of one-letter paths) is a list of one; none is an error."""
+    if isinstance(images, (str, os.PathLike, Image.Image, LoadedImage)):
+        images = [images]
+    loaded = [load_image(image) for image in images]
+    if not loaded:
+        raise InputError("no images given")
+    return loaded

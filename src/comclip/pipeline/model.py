@@ -22,10 +22,9 @@ from comclip.collector import collector_paused
 from comclip.composition import SCORE_MODES, Composition, Evidence, comclip_scores
 from comclip.composition.geometry import RELATION_UNVERIFIED, geometry_bonus
 from comclip.config import PipelineConfig, resolve_config
-from comclip.errors import InputError
 from comclip.grounding import GROUND_BY, Detection, Grounder, create_grounder
 from comclip.grounding.assignment import assign, with_attributes
-from comclip.imaging.files import ImageInput, LoadedImage, load_image
+from comclip.imaging.files import ImageInput, LoadedImage, load_images
 from comclip.imaging.subimages import SubimageMaker, subimage_key
 from comclip.parsing import Parser, SceneGraph, create_parser
 from comclip.parsing.base import Entity
@@ -104,7 +103,7 @@ class ComCLIP:
         }
 
     # --- public API ----------------------------------------------------------------------
-    def score(self, images: Sequence[ImageInput | LoadedImage], texts: Sequence[str]) -> torch.Tensor:
+    def score(self, images: Sequence[ImageInput | LoadedImage] | ImageInput, texts: Sequence[str]) -> torch.Tensor:
         """ComCLIP scores, an ``[images, texts]`` matrix (as t2v_metrics' scorers return)."""
         details = self.score_details(images, texts)
         return torch.tensor([[r.score for r in row] for row in details], dtype=torch.float64)
@@ -113,9 +112,11 @@ class ComCLIP:
         """The score of one pair with its parts: phrases, boxes, s_i, w_i and flags."""
         return self.score_details([image], [text])[0][0]
 
-    def score_details(self, images: Sequence[ImageInput | LoadedImage], texts: Sequence[str]) -> list[list[ComCLIPResult]]:
+    def score_details(
+        self, images: Sequence[ImageInput | LoadedImage] | ImageInput, texts: Sequence[str]
+    ) -> list[list[ComCLIPResult]]:
         """Every image against every text, with parts, computed in shared batches."""
-        loaded = self._load(images)
+        loaded = load_images(images)
         texts = validate_captions(texts)
         pairs = [(i, j) for i in range(len(loaded)) for j in range(len(texts))]
         scored = self._score_pairs(loaded, texts, pairs)
@@ -130,7 +131,7 @@ class ComCLIP:
         spans: list[tuple[int, int, int, int]] = []
         for group_images, group_texts in groups:
             i0, j0 = len(images), len(texts)
-            images += self._load(group_images)
+            images += load_images(group_images)
             texts += validate_captions(group_texts)
             pairs += [(i, j) for i in range(i0, len(images)) for j in range(j0, len(texts))]
             spans.append((i0, len(images), j0, len(texts)))
@@ -142,13 +143,6 @@ class ComCLIP:
             flags = dict(sorted(Counter(f for row in grid for r in row for f in r.flags).items()))
             out.append(GroupScores(matrix, flags, grid))
         return out
-
-    @staticmethod
-    def _load(images: Sequence[ImageInput | LoadedImage]) -> list[LoadedImage]:
-        loaded = [im if isinstance(im, LoadedImage) else load_image(im) for im in images]
-        if not loaded:
-            raise InputError("no images given")
-        return loaded
 
     # --- the stages ----------------------------------------------------------------------
     @collector_paused()

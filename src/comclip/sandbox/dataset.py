@@ -46,6 +46,9 @@ def parse_tasks(spec: str | Sequence[str] | None) -> list[str]:
 def load(path=None, image_dir=None, task: str | None = None, seed: int = 0, n: int = ITEMS_PER_TASK) -> Dataset:
     """Minimal pairs of the given tasks (comma-separated; default all four), ``n`` per task.
     Each item is made when first read, so ``--limit 2`` of ten million makes two."""
+    for name, value, least in (("seed", seed, 0), ("n", n, 1)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            raise InputError(f"the sandbox's {name} must be a whole number of at least {least}, got {value!r}")
     return GeneratedPairs("sandbox", f"seed{seed}", PairExamples(parse_tasks(task), seed, n), SOURCE, LICENCE)
 
 

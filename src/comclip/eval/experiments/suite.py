@@ -164,7 +164,7 @@ def _pipeline_options(table: Any, where: str, shared: dict | None = None) -> dic
 def _entry(
     table: Any, n: int, path: Path, names: tuple[tuple[str, ...], tuple[str, ...]], shared: dict, pipeline: dict
 ) -> DatasetEntry:
-    from comclip.eval.benchmarks.datasets import DATASETS
+    from comclip.eval.benchmarks.datasets import DATASETS, takes_option
     from comclip.methods import METHODS
 
     where = f"{path}: [[datasets]] {n}"
@@ -182,10 +182,19 @@ def _entry(
     name = table.get("name")
     if name not in DATASETS:
         raise InputError(f"{where}: name {name!r} is not a dataset; choose from {', '.join(sorted(DATASETS))}")
+    ignored = [key for key in ("split", "task", "seed", "n") if key in table and not takes_option(str(name), key)]
+    if ignored:
+        raise InputError(f"{where}: the {name} dataset takes no {ignored[0]} (it would be ignored); remove it")
+    if "seed" in table and table["seed"] < 0:
+        raise InputError(f"{where}: seed must be 0 or more, got {table['seed']}")
     entry_models = _names(table["models"], path, f"[[datasets]] {n} models") if "models" in table else models
     entry_methods = _names(table["methods"], path, f"[[datasets]] {n} methods") if "methods" in table else methods
     if not entry_models:
         raise InputError(f"{where}: no models (give models = [...] at the top or in the table)")
+    if not entry_methods:
+        raise InputError(
+            f"{where}: no methods (give methods = [...] at the top or in the table, or leave it out for clip and comclip)"
+        )
     unknown = [m for m in entry_methods if m not in METHODS]
     if unknown:
         raise InputError(f"{where}: unknown method {unknown[0]!r}; registered: {', '.join(METHODS)}")

@@ -40,7 +40,7 @@ class EvalOptions:
         bound="at_least_zero",
         flag="--bootstrap",
     )
-    bootstrap_seed: int = option("seed of the bootstrap resampling (not of the data)", 0, kind="integer")
+    bootstrap_seed: int = option("seed of the bootstrap resampling (not of the data)", 0, kind="integer", bound="at_least_zero")
     ties: str = option(
         "a tie between a true and a false option: strict counts it wrong; first counts it right, as an argmax "
         "meeting the true option first does (What'sUp's own code)",

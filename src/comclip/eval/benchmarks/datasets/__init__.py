@@ -107,6 +107,12 @@ def load_dataset(name: str, path=None, image_dir=None, **options) -> Dataset:
     return dataset
 
 
+def takes_option(name: str, option: str) -> bool:
+    """Whether the dataset ``name`` is read or generated with the keyword ``option`` (``split``,
+    ``task``, ``seed``, ``n``): a suite refuses one its dataset would ignore."""
+    return _takes(DATASETS[name], option)
+
+
 def _takes(load: Callable, option: str) -> bool:
     """Whether ``load`` accepts the keyword ``option``."""
     parameters = inspect.signature(load.load if isinstance(load, Generated) else load).parameters.values()
