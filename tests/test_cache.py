@@ -287,6 +287,8 @@ def test_a_warm_run_makes_no_subimage_grounds_parses_and_encodes_nothing(tiny_mo
 
 
 def test_stored_rankings_are_exact_records_not_embeddings(tmp_path):
+    import json
+
     from comclip.grounding import Box, Detection
     from comclip.pipeline.memory import detections_record, read_detections
 
@@ -299,6 +301,9 @@ def test_stored_rankings_are_exact_records_not_embeddings(tmp_path):
     cache.put_records([("k", detections_record(detections))])
     assert read_detections(cache.get_records(["k"])["k"]) == [Detection(d.boxes, d.score) for d in detections]
     assert read_detections(detections_record([])) == [] and cache.get_many(["k"]) == {}  # a record, not a vector
+    # a cache written before rankings were packed keeps them as JSON: still read, exactly
+    legacy = json.dumps([[d.score, [[b.x1, b.y1, b.x2, b.y2] for b in d.boxes]] for d in detections])
+    assert read_detections(legacy) == detections and read_detections(legacy)[-1] == detections[-1]
 
 
 def test_a_stored_ranking_makes_only_the_detections_asked_for():

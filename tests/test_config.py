@@ -86,7 +86,7 @@ def test_nested_grounder_defaults_of_comclip_json_are_fields():
         ({"weighting": "max"}, "unknown weighting"),
         ({"subimage_fill": "pink"}, "unknown fill"),
         ({"region": "everywhere"}, "unknown region"),
-        ({"entity_prompt": "no slot"}, "needs a {}"),
+        ({"entity_prompt": "no slot"}, "needs exactly one {}"),
         ({"relation_subimages": "no"}, "true or false"),
         ({"grounder_prompt": 3}, "must be a string"),
         ({"relation_check": "depth"}, "unknown relation_check"),
