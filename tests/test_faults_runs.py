@@ -221,6 +221,27 @@ def test_ctrl_c_in_the_first_seconds_exits_130_in_one_line(after, tiny_model_dir
     assert stderr.strip().splitlines()[-1].startswith("comclip: interrupted"), stderr
 
 
+def test_a_ctrl_c_python_could_only_ignore_is_sent_again(monkeypatch):
+    """Ctrl-C that lands in a weakref callback of an import's module lock is an exception
+    Python can only ignore: it printed "Exception ignored ... Traceback" and the run went on
+    to the end (seen once in CI). The watcher's unraisable hook sends SIGINT again instead,
+    so it lands in the command's own code; other unraisable exceptions are reported as before."""
+    import signal
+    import types
+
+    from comclip import _interrupt
+
+    watcher = _interrupt.Interrupt(signal.default_int_handler)
+    sent, reported = [], []
+    monkeypatch.setattr(_interrupt, "_ACTIVE", watcher)
+    monkeypatch.setattr(signal, "raise_signal", sent.append)
+    monkeypatch.setattr(watcher, "previous_unraisable", reported.append)
+    watcher.unraisable(types.SimpleNamespace(exc_value=KeyboardInterrupt()))
+    other = types.SimpleNamespace(exc_value=ValueError("a finaliser's own error"))
+    watcher.unraisable(other)
+    assert sent == [signal.SIGINT] and reported == [other]
+
+
 def test_a_sandbox_of_ten_million_items_under_limit_2_makes_only_what_it_reads(cli, tmp_path, monkeypatch):
     """``eval sandbox --n 10000000 --limit 2`` once generated every item before scoring two:
     now the items scored and the few of each task the run's content hash covers are made, no

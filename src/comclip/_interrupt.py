@@ -8,6 +8,7 @@ watches before it imports anything else."""
 from __future__ import annotations
 
 import signal
+import sys
 import threading
 from typing import Any
 
@@ -17,16 +18,27 @@ class Interrupt:
 
     def __init__(self, previous: Any = None) -> None:
         self.previous, self.seen = previous, False
+        self.previous_unraisable = sys.unraisablehook
 
     def handle(self, signum: int, frame: Any) -> None:
         self.seen = True
         raise KeyboardInterrupt
+
+    def unraisable(self, unraisable: Any) -> None:
+        """``sys.unraisablehook`` while watching: a Ctrl-C that landed where Python can only
+        ignore an exception (a weakref callback inside an import's module lock) is not printed
+        as a traceback and lost; SIGINT is sent again, to land in the command's own code."""
+        if isinstance(unraisable.exc_value, KeyboardInterrupt) and _ACTIVE is self:
+            signal.raise_signal(signal.SIGINT)
+            return
+        self.previous_unraisable(unraisable)
 
     def restore(self) -> None:
         """Give SIGINT back to the handler it had (where this one put itself)."""
         global _ACTIVE
         if self.previous is not None and _ACTIVE is self:
             signal.signal(signal.SIGINT, self.previous)
+            sys.unraisablehook = self.previous_unraisable
             _ACTIVE = None
 
 
@@ -46,4 +58,5 @@ def watch_interrupts() -> Interrupt:
         return Interrupt()
     _ACTIVE = Interrupt(signal.default_int_handler)
     signal.signal(signal.SIGINT, _ACTIVE.handle)
+    sys.unraisablehook = _ACTIVE.unraisable
     return _ACTIVE
