@@ -49,6 +49,22 @@ def test_report_puts_runs_side_by_side(cli, tiny_model_dir, jsonl_data, tmp_path
     }
     code, _, err = cli("report", tmp_path / "nowhere")
     assert code == 2 and "cannot read evaluation report" in err
+    # what is in --out is the user's: a file of a name report writes is kept unless --force
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "comparison.md").write_text("my notes")
+    (mine / "jsonl.png").write_text("my chart")
+    runs = [tmp_path / "sum", tmp_path / "softmax"]
+    code, _, err = cli("report", *runs, "--out", mine)
+    assert code == 2 and len(err.strip().splitlines()) == 1 and str(mine / "comparison.md") in err and "--force" in err, err
+    assert (mine / "comparison.md").read_text() == "my notes" and (mine / "jsonl.png").read_text() == "my chart"
+    assert cli("report", *runs, "--out", mine, "--force")[0] == 0 and (mine / "comparison.md").read_text() != "my notes"
+    a_file = tmp_path / "a-file"
+    a_file.write_text("x")
+    for out in (a_file, a_file / "under"):
+        code, _, err = cli("report", *runs, "--out", out)
+        assert code == 2 and len(err.strip().splitlines()) == 1 and str(out) in err, err
+    assert a_file.read_text() == "x"
 
 
 @pytest.mark.parametrize("n", [1, 12, 20, 31])

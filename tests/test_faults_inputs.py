@@ -229,6 +229,28 @@ def test_a_fifo_given_as_an_image_is_one_line_not_a_hang(tmp_path):
     assert_user_error(result, str(fifo), "not a regular file")
 
 
+def test_a_fifo_or_a_device_given_as_data_is_one_line_not_a_hang(tiny_model_dir, tmp_path):
+    """``--data`` naming a FIFO once hung an eval and a suite's --dry-run, and ``/dev/zero``
+    was read until memory ran out: every input file is checked as a regular file of bounded
+    size before it is read (a real process for the FIFO: a hang must fail, not block)."""
+    fifo = tmp_path / "data.jsonl"
+    os.mkfifo(fifo)
+    result = run_cli(["eval", "jsonl", "--data", fifo, "--model", tiny_model_dir, "--out", tmp_path / "o"], timeout=60)
+    assert_user_error(result, str(fifo), "not a regular file")
+    suite = tmp_path / "suite.toml"
+    suite.write_text(f'models = ["m"]\n[[datasets]]\nname = "sugarcrepe"\ndata = "{fifo}"\n')
+    result = run_cli(["suite", suite, "--out", tmp_path / "s", "--dry-run"], timeout=60)
+    assert (
+        result.returncode != 0
+        and str(fifo) in result.stdout + result.stderr
+        and "not a regular file" in result.stdout + result.stderr
+    )
+    if os.path.exists("/dev/zero"):
+        result = run_cli_here(["eval", "sugarcrepe", "--data", "/dev/zero", "--model", tiny_model_dir, "--out", tmp_path / "z"])
+        assert_user_error(result, "/dev/zero", "not a regular file")
+    assert not (tmp_path / "o").exists() and not (tmp_path / "z").exists()
+
+
 def test_a_newline_in_a_path_stays_on_the_error_line(tmp_path):
     odd = tmp_path / "two\nlines.png"
     result = run_cli_here(["explain", odd, "a red square", "--model", tmp_path / "no-such-model", "--json"])

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import stat
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -59,9 +60,31 @@ def new_file_mode() -> int:
     return 0o666 & ~mask
 
 
+#: The largest input file read whole (a JSON, JSON-lines, CSV or TOML file): past it, a path
+#: is more likely a mistake (a disk image, ``/dev/zero`` through a link) than a dataset.
+MAX_INPUT_BYTES = 8 * 2**30
+
+
+def checked_input(path: str | Path, what: str) -> Path:
+    """``path`` if it is a regular file of at most :data:`MAX_INPUT_BYTES`; else one
+    :class:`InputError` naming it, before anything reads it: a FIFO would block for ever and a
+    device such as ``/dev/zero`` would be read until memory ran out."""
+    path = Path(path)
+    try:
+        status = path.stat()
+    except OSError as exc:
+        raise InputError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
+    if not stat.S_ISREG(status.st_mode):
+        kind = "a folder" if stat.S_ISDIR(status.st_mode) else "not a regular file (a pipe, socket or device)"
+        raise InputError(f"cannot read {what} {path}: it is {kind}")
+    if status.st_size > MAX_INPUT_BYTES:
+        raise InputError(f"cannot read {what} {path}: {status.st_size:,} bytes, more than the {MAX_INPUT_BYTES:,} read whole")
+    return path
+
+
 def read_json(path: str | Path, what: str):
     """The JSON value in ``path``; ``what`` names the file's role in the error message."""
-    path = Path(path)
+    path = checked_input(path, what)
     try:
         return json.loads(path.read_text(encoding="utf-8-sig"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -81,7 +104,7 @@ def read_json_object(path: str | Path, what: str, expected: str) -> dict:
 def read_json_lines(path: str | Path, what: str) -> list[tuple[int, object]]:
     """``(line number, value)`` for each non-blank line of a JSON-lines file; an unreadable file
     or a line that is not JSON is an error naming the file, the line and the problem."""
-    path = Path(path)
+    path = checked_input(path, what)
     try:
         lines = path.read_text(encoding="utf-8-sig").splitlines()
     except (OSError, UnicodeDecodeError) as exc:
@@ -106,8 +129,9 @@ def read_toml(path: Path) -> dict:
         import tomllib
     else:  # pragma: no cover (Python 3.10)
         import tomli as tomllib
+    path = checked_input(path, "file")
     try:
-        return tomllib.loads(Path(path).read_text(encoding="utf-8-sig"))
+        return tomllib.loads(path.read_text(encoding="utf-8-sig"))
     except (OSError, UnicodeDecodeError) as exc:
         raise InputError(f"cannot read {path}: {exc}") from None
     except tomllib.TOMLDecodeError as exc:

@@ -8,17 +8,13 @@ from pathlib import Path
 
 
 def run(args: argparse.Namespace) -> int:
-    from comclip.eval.reports.compare import bar_charts, comparison_table, load_reports
-    from comclip.jsonfile import write_whole
+    from comclip.eval.reports.compare import comparison_table, load_reports, write_comparison
 
     reports = load_reports(args.dirs, args.label)
     table = comparison_table(reports)
     print(table)
     if args.out:
-        out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
-        write_whole(out / "comparison.md", table)
-        for path in bar_charts(reports, out):
+        for path in write_comparison(reports, table, Path(args.out), force=args.force):
             print(f"wrote {path}", file=sys.stderr)
     return 0
 
@@ -27,6 +23,7 @@ def register(sub) -> None:
     p = sub.add_parser("report", help="put several evaluation runs side by side (markdown table, bar charts)")
     p.add_argument("dirs", nargs="+", metavar="DIR", help="output folders of comclip eval (or report.json files)")
     p.add_argument("--out", default=None, help="folder for comparison.md and one PNG chart per dataset")
+    p.add_argument("--force", action="store_true", help="replace a comparison.md or chart already in --out")
     p.add_argument(
         "--label",
         action="append",

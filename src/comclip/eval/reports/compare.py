@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 
 import numpy as np
 
 from comclip.errors import InputError
-from comclip.jsonfile import read_json, written_whole
+from comclip.jsonfile import read_json, write_whole, written_whole
 
 
 def load_reports(folders, labels: list[str] | None = None) -> list[dict]:
@@ -144,6 +145,35 @@ def _described(report: dict, run: dict) -> dict[str, str]:
     return fields
 
 
+#: The table ``comclip report --out`` writes beside its charts.
+COMPARISON = "comparison.md"
+
+
+def write_comparison(reports: list[dict], table: str, out: str | Path, force: bool = False) -> list[Path]:
+    """``comparison.md`` and the charts (:func:`bar_charts`) in ``out``. What is in the folder
+    is the user's: a file of the names it would write is refused unless ``force``, and a folder
+    that cannot be made or written is one line, before anything is drawn."""
+    from comclip.eval.runs.store import make_folder
+
+    out = make_folder(Path(out))
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise InputError(f"cannot write in the output folder {out}; choose another --out")
+    names = [COMPARISON, *(f"{safe_name(d)}.png" for d in _charted(reports))]
+    existing = [name for name in names if (out / name).exists()]
+    if existing and not force:
+        raise InputError(
+            f"{out / existing[0]} exists; comclip report does not replace files: choose another --out, "
+            f"or --force to replace {', '.join(existing)}"
+        )
+    write_whole(out / COMPARISON, table)
+    return [out / COMPARISON, *bar_charts(reports, out)]
+
+
+def _charted(reports: list[dict]) -> list[str]:
+    """The datasets that get a chart: those with a run that has metrics."""
+    return sorted({r["dataset"] for r in reports if any(run["metrics"] for run in r["runs"])})
+
+
 def bar_charts(reports: list[dict], out_dir: str | Path) -> list[Path]:
     """One PNG per dataset: the headline metric per subset, a bar per (model, method), each in
     a colour of its own, with its 95% interval as an error bar; the legend beside the plot."""
@@ -155,10 +185,9 @@ def bar_charts(reports: list[dict], out_dir: str | Path) -> list[Path]:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
-    for dataset in sorted({r["dataset"] for r in reports}):
+    for dataset in _charted(reports):
         runs = [(r, run) for r in reports if r["dataset"] == dataset for run in r["runs"] if run["metrics"]]
-        if runs:
-            written.append(_chart(plt, dataset, runs, out_dir / f"{safe_name(dataset)}.png"))
+        written.append(_chart(plt, dataset, runs, out_dir / f"{safe_name(dataset)}.png"))
     return written
 
 

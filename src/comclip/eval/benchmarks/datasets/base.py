@@ -132,8 +132,9 @@ def read_csv_rows(path, what: str, columns) -> list[tuple[int, dict]]:
     from pathlib import Path
 
     from comclip.errors import InputError
+    from comclip.jsonfile import checked_input
 
-    path = Path(path)
+    path = checked_input(Path(path), f"{what} file")
     try:
         with open(path, newline="", encoding="utf-8-sig") as handle:
             reader = csv.DictReader(handle)
