@@ -278,3 +278,22 @@ def test_a_template_takes_exactly_one_plain_entity_field(template, cli, tiny_mod
     )
     assert code == 2 and len(err.strip().splitlines()) == 1 and "entity" in err and template in err, err
     assert PipelineConfig(entity_prompt="{{literal}} a {}").entity_prompt.format("dog") == "{literal} a dog"
+
+
+def test_none_is_a_value_only_where_the_default_is_none(tiny_backbone):
+    """``PipelineConfig(weighting=None)`` once passed and failed mid-run; options whose default
+    is None ("the model's", "top box only") still take it. A 0 x 0 image is one line too."""
+    from comclip.backbones.runtime import RuntimeOptions
+    from comclip.eval.runs.options import EvalOptions
+
+    for make, name in (
+        (lambda: PipelineConfig(weighting=None), "weighting"),
+        (lambda: RuntimeOptions(batch_size=None), "batch_size"),
+    ):
+        with pytest.raises(InputError, match=f"{name} cannot be None"):
+            make()
+    with pytest.raises(InputError, match="n_bootstrap cannot be None"):
+        EvalOptions(n_bootstrap=None)
+    assert PipelineConfig(temperature=None, region=None, union_margin=None).temperature is None
+    with pytest.raises(InputError, match="has no pixels"):
+        ComCLIP(tiny_backbone).score([Image.new("RGB", (0, 0))], ["a red square"])

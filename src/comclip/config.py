@@ -24,7 +24,7 @@ from typing import Any
 
 from comclip.composition import SCORE_MODES, WEIGHTINGS
 from comclip.composition.geometry import RELATION_MODES
-from comclip.declared import Option, check, option
+from comclip.declared import Option, check_all, option
 from comclip.errors import InputError
 from comclip.grounding import GROUND_BY, GROUNDERS
 from comclip.grounding.assignment import ASSIGNMENTS
@@ -142,8 +142,7 @@ class PipelineConfig:
     )
 
     def __post_init__(self) -> None:
-        for name, declared in options().items():
-            check(name, getattr(self, name), declared)
+        check_all(self)
 
     @classmethod
     def layered(cls, model_defaults: Mapping[str, Any] | None = None, **explicit: Any) -> PipelineConfig:

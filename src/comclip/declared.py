@@ -123,9 +123,16 @@ def declared(cls: Any) -> dict[str, Option]:
 
 
 def check_all(instance: Any) -> None:
-    """Every declared field of ``instance`` against its declaration (one :class:`InputError` naming the first wrong one)."""
-    for name, declaration in declared(instance).items():
-        check(name, getattr(instance, name), declaration)
+    """Every declared field of ``instance`` against its declaration (one :class:`InputError`
+    naming the first wrong one). None is a value only of a field whose default is None ("the
+    model's", "none"): elsewhere it once passed and failed mid-run."""
+    for f in fields(instance):
+        if "option" not in f.metadata:
+            continue
+        value = getattr(instance, f.name)
+        if value is None and f.default is not None:
+            raise InputError(f"{f.name} cannot be None; leave it out for its default, {f.default!r}")
+        check(f.name, value, f.metadata["option"])
 
 
 def flag(name: str, declaration: Option) -> str:

@@ -212,6 +212,8 @@ def _upright_size(img: Image.Image, original_size: tuple[int, int]) -> tuple[int
 
 
 def _finish(img: Image.Image, name: str, original_size: tuple[int, int], max_side: int | None) -> LoadedImage:
+    if img.width < 1 or img.height < 1:  # a PIL image can be 0 x 0; no model can encode it
+        raise InputError(f"image {name} has no pixels ({img.width} x {img.height})")
     img = _to_rgb(img)
     if max_side is not None and max(img.size) > max_side:
         factor = max_side / max(img.size)
