@@ -163,3 +163,21 @@ def test_the_shipped_suites_are_valid(name):
         else {"sugarcrepe", "sugarcrepe_pp", "valse", "aro", "whatsup", "mmvp", "colorswap", "cola"}
     )
     assert datasets == expected
+
+
+def test_a_suite_whose_cells_scored_nothing_exits_1_saying_which(tiny_model_dir, tmp_path):
+    """Every example's image undecodable: each cell's report is written and the suite's table
+    too, and, as ``eval`` does, each method that scored nothing is one line and the exit is 1
+    (it was 0 and said nothing)."""
+    (tmp_path / "broken.png").write_bytes(b"not an image at all")
+    rows = [{"id": str(n), "image": "broken.png", "positive": "a red square", "negatives": ["a blue square"]} for n in range(2)]
+    (tmp_path / "data.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    suite = tmp_path / "suite.toml"
+    suite.write_text(
+        f'models = ["{tiny_model_dir}"]\nmethods = ["clip"]\n[[datasets]]\nname = "jsonl"\ndata = "{tmp_path / "data.jsonl"}"\n'
+    )
+    result = _suite(suite, tmp_path / "o")
+    assert result.returncode == 1, result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("comclip: error:")]
+    assert len(errors) == 1 and "jsonl" in errors[0] and "clip scored no example" in errors[0], result.stderr
+    assert (tmp_path / "o" / "suite.md").exists() and "Traceback" not in result.stderr

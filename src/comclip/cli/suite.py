@@ -37,10 +37,14 @@ def _suite(args: argparse.Namespace, world) -> int:
         defaults=command_defaults(EvalOptions),
         world=world,
     )
-    if combined is not None:
-        print((out / SUITE_MD).read_text(encoding="utf-8"))
-        print(f"wrote {out / SUITE_MD}, suite.csv, suite.json and one folder per cell", file=sys.stderr)
-    return 0
+    if combined is None:  # another process writes the tables
+        return 0
+    print((out / SUITE_MD).read_text(encoding="utf-8"))
+    print(f"wrote {out / SUITE_MD}, suite.csv, suite.json and one folder per cell", file=sys.stderr)
+    unscored = [f"{r['dataset']} / {r['model']} / {r['method']}" for r in combined["rows"] if not r["n_scored"]]
+    for line in unscored:  # as eval says of a method that scored nothing, and exits 1
+        print(f"comclip: error: {line} scored no example (its cell's report.md gives the reasons)", file=sys.stderr)
+    return 1 if unscored else 0
 
 
 def _dry_run(cells, out: Path) -> int:
