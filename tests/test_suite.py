@@ -48,7 +48,7 @@ methods = ["clip"]
 """
     shared = SHARED_DATA / "sugarcrepe" / "sugarcrepe-coco-mini-dev.json"
     if shared.exists():
-        text += f'\n[[datasets]]\nname = "sugarcrepe"\ndata = "{shared}"\nimage_dir = "{SHARED_DATA / "coco-mini"}"\nlimit = 4\n'
+        text += f'\n[[datasets]]\nname = "sugarcrepe"\ndata = "{shared}"\nimage_dir = "{SHARED_DATA / "coco-mini" / "val2017"}"\nlimit = 4\n'
     path = tmp_path / "suite.toml"
     path.write_text(text)
     return path
