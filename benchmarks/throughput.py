@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing
-import os
 import resource
 import sys
 import tempfile
@@ -295,10 +294,9 @@ def print_table(results: dict) -> None:
 
 def main() -> int:
     args = arguments()
-    from comclip.cli import PROCESS_ENVIRONMENT
+    from comclip.cli import use_process_environment
 
-    for key, value in PROCESS_ENVIRONMENT.items():  # as the command line runs, set before torch loads
-        os.environ.setdefault(key, value)
+    use_process_environment()  # as the command line runs, set before torch loads
     import torch
 
     from comclip.backbones import create_backbone

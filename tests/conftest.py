@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from comclip.cli import PROCESS_ENVIRONMENT
+from comclip.cli import use_process_environment
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
@@ -23,8 +23,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 # As the command line sets them for itself, before torch loads (importing the command line
 # does not load it): test workers share two cores, where spinning OpenMP threads burn what
 # they wait for.
-for _key, _value in PROCESS_ENVIRONMENT.items():
-    os.environ.setdefault(_key, _value)
+use_process_environment()
 # The persistent embedding cache goes to a fresh folder, never the user's.
 os.environ.setdefault("COMCLIP_CACHE", tempfile.mkdtemp(prefix="comclip-test-cache-"))
 

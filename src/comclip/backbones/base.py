@@ -32,10 +32,10 @@ from comclip.similarity import cosines
 from comclip.text import validate_captions
 
 
-def loaded_images(images: Sequence[ImageInput | LoadedImage], max_side: int | None = DEFAULT_MAX_SIDE) -> list[Image.Image]:
-    """The RGB images of paths, PIL images or loaded images (see
-    :func:`~comclip.imaging.files.load_image`); none is an error."""
-    loaded = [load_image(image, max_side=max_side).image for image in images]
+def loaded_images(images: Sequence[ImageInput | LoadedImage], max_side: int | None = DEFAULT_MAX_SIDE) -> list[LoadedImage]:
+    """Paths, PIL images or loaded images, loaded (see :func:`~comclip.imaging.files.load_image`);
+    none is an error."""
+    loaded = [load_image(image, max_side=max_side) for image in images]
     if not loaded:
         raise InputError("no images given")
     return loaded
@@ -212,7 +212,7 @@ class Backbone(ABC):
 
     def encode_images(self, images: Sequence[ImageInput | LoadedImage], max_side: int | None = DEFAULT_MAX_SIDE) -> torch.Tensor:
         """Embed images (paths or PIL images); returns ``[N, D]`` unit-norm rows."""
-        return self._batched(loaded_images(images, max_side), self._encode_image_batch)
+        return self._batched([im.image for im in loaded_images(images, max_side)], self._encode_image_batch)
 
     def _image_rows_array(self, images: list) -> np.ndarray:
         """Embeddings of images (PIL or, on the tensor path, tensors) as one array, for a cache."""

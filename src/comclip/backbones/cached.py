@@ -18,12 +18,11 @@ import numpy as np
 import torch
 from PIL import Image
 
-from comclip.backbones.base import Backbone
+from comclip.backbones.base import Backbone, loaded_images
 from comclip.backbones.patches import PatchGrid
 from comclip.cache.embeddings import EmbeddingCache, MemoryCache, read_through
 from comclip.digests import image_digest
-from comclip.errors import InputError
-from comclip.imaging.files import DEFAULT_MAX_SIDE, ImageInput, LoadedImage, load_image
+from comclip.imaging.files import DEFAULT_MAX_SIDE, ImageInput, LoadedImage
 from comclip.similarity import cosines
 from comclip.text import validate_captions
 
@@ -67,12 +66,8 @@ class CachedEncoder:
         """:meth:`Backbone.encode_images`, each image looked up by the digest of its pixels first
         (a :class:`~comclip.imaging.files.LoadedImage`'s own, computed once per image)."""
         if self.cache is None:
-            return self.backbone.encode_images(
-                [im.image if isinstance(im, LoadedImage) else im for im in images], max_side=max_side
-            )
-        loaded = [load_image(image, max_side=max_side) for image in images]
-        if not loaded:
-            raise InputError("no images given")
+            return self.backbone.encode_images(images, max_side=max_side)
+        loaded = loaded_images(images, max_side)
         keys = [self.cache_key("img", im.digest) for im in loaded]
         rows = read_through(self.cache, keys, [im.image for im in loaded], self.backbone._image_rows_array)
         return self.backbone.image_rows(torch.from_numpy(rows))

@@ -48,6 +48,13 @@ PROG = "comclip"
 PROCESS_ENVIRONMENT = {"GOMP_SPINCOUNT": "1000", "TOKENIZERS_PARALLELISM": "false"}
 
 
+def use_process_environment() -> None:
+    """Set :data:`PROCESS_ENVIRONMENT` where the user has not (a benchmark or a test run that
+    works as a command does calls it before torch loads)."""
+    for key, value in PROCESS_ENVIRONMENT.items():
+        os.environ.setdefault(key, value)
+
+
 class UsageError(InputError):
     """A command line argparse refuses; raised instead of argparse printing its usage and exiting."""
 
@@ -87,8 +94,7 @@ def one_line(message: str) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``comclip`` console script. Ctrl-C at any moment (torch's first
     import happens in here) is one line and exit 130."""
-    for key, value in PROCESS_ENVIRONMENT.items():
-        os.environ.setdefault(key, value)
+    use_process_environment()
     args = argparse.Namespace()
     previous = warnings.showwarning
     warnings.showwarning = _show_warning

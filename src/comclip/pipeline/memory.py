@@ -49,7 +49,7 @@ def read_detections(record: str) -> StoredRanking:
     y2], ...]], ...]``, as caches written before kept them)."""
     if not record.startswith(PACKED):
         rows = json.loads(record)
-        return StoredRanking([s for s, _ in rows], [len(b) for (b,) in ((b,) for _, b in rows)], [x for _, b in rows for x in b])
+        return StoredRanking([s for s, _ in rows], [len(b) for _, b in rows], [x for _, b in rows for x in b])
     values = np.frombuffer(base64.b64decode(record[len(PACKED) :]), dtype="<f8")
     n = int(values[0]) if len(values) else 0
     return StoredRanking(
@@ -80,12 +80,12 @@ class StoredRanking(Sequence[Detection]):
     def __getitem__(self, index: int | slice) -> Detection | list[Detection]:
         if isinstance(index, slice):
             return [self[k] for k in range(*index.indices(len(self)))]
-        made = self._made[index]
+        k = range(len(self))[index]  # a negative index counted from the end, as a list's
+        made = self._made[k]
         if made is None:
-            k = index % len(self) if index < 0 else index
             rows = self._boxes[self._starts[k] : self._starts[k + 1]]
             boxes = tuple(Box(float(row[0]), float(row[1]), float(row[2]), float(row[3])) for row in rows)
-            made = self._made[index] = Detection(boxes=boxes, score=self._scores[index])
+            made = self._made[k] = Detection(boxes=boxes, score=self._scores[k])
         return made
 
     def __eq__(self, other: object) -> bool:

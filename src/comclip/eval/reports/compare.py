@@ -239,7 +239,7 @@ def _chart(plt, dataset: str, runs: list, path: Path) -> Path:
     fig.tight_layout()
     try:
         with written_whole(path) as file:
-            fig.savefig(file, format=Path(path).suffix.lstrip(".") or "png")
+            fig.savefig(file, format="png")
     finally:
         plt.close(fig)
     return path
