@@ -37,6 +37,9 @@ def main() -> int:
     parser.add_argument("--search-method", default="comclip-plus")
     parser.add_argument("--seed", type=int, default=300)
     parser.add_argument(
+        "--subimage", choices=["fill", "tokens"], help="how the index's sub-images are encoded (default: the methods')"
+    )
+    parser.add_argument(
         "--keep", metavar="DIR", help="build in DIR and keep it; a DIR built before is searched again, not rebuilt"
     )
     args = parser.parse_args()
@@ -113,13 +116,15 @@ def build(args: argparse.Namespace, folder: Path, backbone) -> dict:
         backbone.encode_images(paths[chunk : chunk + 1024])
     clip_s = time.perf_counter() - start
     start = time.perf_counter()
-    index = Index.build(paths, folder / "index", backbone, methods=args.method.split(","), progress=True)
+    options = {"subimage": args.subimage} if args.subimage else {}
+    index = Index.build(paths, folder / "index", backbone, methods=args.method.split(","), options=options, progress=True)
     build_s = time.perf_counter() - start
     return {
         "clip_encode_s": round(clip_s, 2),
         "build_s": round(build_s, 2),
         "build_images_per_s": round(len(index) / build_s, 2),
         "build_over_clip": round(build_s / clip_s, 2),
+        "subimage": args.subimage or "the methods'",
     }
 
 

@@ -111,6 +111,18 @@ def arguments() -> argparse.Namespace:
         choices=["crop", "mask", "patches"],
         help="how the clip grounder scores candidates (default: the pipeline's default)",
     )
+    parser.add_argument(
+        "--subimage",
+        default="fill",
+        choices=["fill", "tokens"],
+        help="how sub-images are encoded, as comclip eval --subimage: fill (the paper) or tokens",
+    )
+    parser.add_argument(
+        "--batching",
+        default=None,
+        choices=["group", "pad"],
+        help="with --subimage tokens: regions of equal length batched together, or padded (default: the library's)",
+    )
     return parser.parse_args()
 
 
@@ -130,7 +142,10 @@ class Workloads:
         from comclip.pipeline import ComCLIP
 
         return ComCLIP(
-            self.backbone, parser=create_parser("spacy"), grounder=create_grounder("clip", self.backbone, region=self.args.region)
+            self.backbone,
+            parser=create_parser("spacy"),
+            grounder=create_grounder("clip", self.backbone, region=self.args.region),
+            subimage=self.args.subimage,
         )
 
     def parse_first(self, captions) -> None:  # parses are stored in the cache before the timed part
@@ -299,9 +314,11 @@ def main() -> int:
     use_process_environment()  # as the command line runs, set before torch loads
     import torch
 
-    from comclip.backbones import create_backbone
+    from comclip.backbones import create_backbone, tokens
     from comclip.imaging.files import load_image
 
+    if args.batching:
+        tokens.BATCHING = args.batching
     torch.manual_seed(0)
     data = Path(args.data)
     rows = json.loads((data / "captions.json").read_text())
@@ -351,6 +368,8 @@ def main() -> int:
         },
         "device": str(backbone.device),
         "pixels": backbone.pixels,
+        "subimage": args.subimage,
+        "batching": tokens.BATCHING if args.subimage == "tokens" else None,
         "precision": args.precision,
         "peak_rss_mib": round(workload_peak, 1),
         "cuda_peak_mib": cuda_peak and round(cuda_peak, 1),

@@ -24,6 +24,7 @@ CHOICES = {
     "weighting": ("softmax", "sum"),
     "temperature": (0.5, 0.02),
     "subimage_fill": ("mean", "blur"),
+    "subimage": ("tokens", "auto"),
     "score_mode": ("evidence", "evidence-min"),
     "evidence_weight": (0.5, 2.0),
     "evidence_relations": (True, False),
@@ -91,6 +92,8 @@ def test_nested_grounder_defaults_of_comclip_json_are_fields():
         ({"grounder_prompt": 3}, "must be a string"),
         ({"relation_check": "depth"}, "unknown relation_check"),
         ({"relation_weight": math.nan}, "finite"),
+        ({"subimage": "pixels"}, "subimage"),
+        ({"subimage": "tokens", "subimage_fill": "crop"}, "one colour"),
     ],
 )
 def test_bad_values_are_refused_naming_the_option(values, message):

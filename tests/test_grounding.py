@@ -173,7 +173,7 @@ def test_segment_proposals_find_objects():
 
 def test_patch_grid_geometry():
     from comclip.backbones.base import PatchGrid
-    from comclip.backbones.hf import _view_geometry
+    from comclip.backbones.tokens import centre_crop_geometry
     from comclip.grounding import Box
 
     grid = PatchGrid(torch.zeros(2, 3, 4), x0=10.0, y0=0.0, step_x=10.0, step_y=5.0)
@@ -182,8 +182,8 @@ def test_patch_grid_geometry():
     assert w[1].tolist() == [12.5, 25.0, 25.0, 25.0, 50.0, 50.0]  # x overlaps 5, 10, 10; y 2.5, 5
     assert w[2].sum() == 0  # left of the encoder's view
     assert PatchGrid.unpack(grid.pack()).x0 == 10.0
-    assert _view_geometry((448, 224), 224) == (112.0, 0.0, 1.0)
-    assert _view_geometry((100, 200), 50) == (0.0, 50.0, 0.5)  # resized to 50x100, 25 px cropped top = 50 original
+    assert centre_crop_geometry((448, 224), 224, 32) == (112.0, 0.0, 1.0, 32, 7)
+    assert centre_crop_geometry((100, 200), 50, 10) == (0.0, 50.0, 0.5, 10, 5)  # resized to 50x100, 25 px cropped top = 50 original
 
 
 def test_patch_grounder_reads_one_forward_pass(tiny_model_dir, rgb_image_path):

@@ -30,7 +30,7 @@ from comclip.grounding import GROUND_BY, GROUNDERS
 from comclip.grounding.assignment import ASSIGNMENTS
 from comclip.grounding.clip_grounder import DEFAULT_FILL, DEFAULT_PROMPT, DEFAULT_PROPOSALS, REGION_MODES
 from comclip.grounding.proposals import PROPOSALS
-from comclip.imaging.subimages import FILLS
+from comclip.imaging.subimages import COLOUR_FILLS, FILLS, SUBIMAGE_MODES, check_source, subimage_source
 from comclip.parsing import PARSERS
 
 
@@ -53,6 +53,13 @@ class PipelineConfig:
         default_text="black, as in the paper",
         aliases=("--fill",),
         renamed_from="fill",
+    )
+    subimage: str = option(
+        "how a sub-image is encoded: fill (the full-size image, the fill outside the region, as in "
+        "the paper), tokens (a ViT's patch tokens the region touches, the rest as one token: "
+        "costs its area; for fills of one colour) or auto (tokens where the backbone can, else fill)",
+        "fill",
+        choices=SUBIMAGE_MODES,
     )
     score_mode: str = option(
         "score mode: comclip (the paper), evidence (+ lambda * mean entity cosine), evidence-min "
@@ -143,6 +150,13 @@ class PipelineConfig:
 
     def __post_init__(self) -> None:
         check_all(self)
+        check_source(self.subimage_source)
+
+    @property
+    def subimage_source(self) -> str:
+        """What a sub-image is made of, as cache keys and index tables name it: the fill, or
+        with ``subimage="tokens"`` the fill's sub-image from tokens (``tokens-mean``)."""
+        return subimage_source(self.subimage, self.subimage_fill)
 
     @classmethod
     def layered(cls, model_defaults: Mapping[str, Any] | None = None, **explicit: Any) -> PipelineConfig:
@@ -174,6 +188,27 @@ class PipelineConfig:
             for name, declared in options().items()
             if self.grounder in declared.grounder and getattr(self, name) is not None
         }
+
+
+class TokensUnsupportedWarning(UserWarning):
+    """``subimage="tokens"`` was asked of a backbone that cannot: its sub-images keep the fill."""
+
+
+def runnable_by(config: PipelineConfig, backbone: Any) -> PipelineConfig:
+    """``config`` as ``backbone`` can run it, so the configuration reported is the one run:
+    ``auto`` sub-images become tokens where the backbone supports them and the fill is one
+    colour, else the fill; asked-for tokens it cannot make become the fill, said in one line."""
+    if config.subimage == "auto":
+        tokens = backbone.supports_tokens and config.subimage_fill in COLOUR_FILLS
+        return config.replace(subimage="tokens" if tokens else "fill")
+    if config.subimage != "tokens" or backbone.supports_tokens:
+        return config
+    warnings.warn(
+        f"{backbone.name} cannot encode sub-images from patch tokens (--subimage tokens); its sub-images keep the fill",
+        TokensUnsupportedWarning,
+        stacklevel=3,
+    )
+    return config.replace(subimage="fill")
 
 
 def resolve_config(

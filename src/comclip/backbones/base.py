@@ -24,10 +24,12 @@ from PIL import Image
 
 from comclip.backbones.patches import PatchGrid
 from comclip.backbones.runtime import RUNTIME, check_runtime
+from comclip.backbones.tokens import encode_regions
 from comclip.cache.embeddings import MemoryCache, read_through
 from comclip.errors import InputError
 from comclip.imaging.files import DEFAULT_MAX_SIDE, ImageInput, LoadedImage, load_image
 from comclip.imaging.pixels import PixelSpec, preprocess, spec_from_hf_processor, to_tensor
+from comclip.imaging.subimages import TokenRegion
 from comclip.similarity import cosines
 from comclip.text import validate_captions
 
@@ -215,20 +217,39 @@ class Backbone(ABC):
         return self._batched([im.image for im in loaded_images(images, max_side)], self._encode_image_batch)
 
     def _image_rows_array(self, images: list) -> np.ndarray:
-        """Embeddings of images (PIL or, on the tensor path, tensors) as one array, for a cache."""
+        """Embeddings of images (PIL or, on the tensor path, tensors; or regions to encode from
+        patch tokens, see :mod:`comclip.backbones.tokens`) as one array, for a cache."""
+        if images and isinstance(images[0], TokenRegion):
+            return self._token_rows(images).numpy()
         return self._batched(images, self._encode_image_batch).numpy()
+
+    # --- sub-images from patch tokens (optional capability) -------------------------------
+    @property
+    def supports_tokens(self) -> bool:
+        """Whether sub-images can be encoded from patch tokens (``--subimage tokens``): a ViT
+        that implements the hooks of :class:`~comclip.backbones.tokens.TokenEncoder`."""
+        return False
+
+    def _token_rows(self, regions: list[TokenRegion]) -> torch.Tensor:
+        """Unit-norm embeddings ``[N, D]`` of regions encoded from their parents' patch tokens."""
+        if not self.supports_tokens:
+            raise InputError(f"{self.name} ({type(self).__name__}) cannot encode sub-images from patch tokens")
+        with torch.inference_mode(), self.autocast():
+            return torch.nn.functional.normalize(encode_regions(self, regions).float(), dim=-1).cpu()  # type: ignore[arg-type]
 
     def _text_rows_array(self, texts: list[str]) -> np.ndarray:
         """Embeddings of captions as one array, for a cache."""
         return self._batched(texts, self._encode_text_batch).numpy()
 
-    def encode_keyed(self, keys: Sequence[str], make: Callable[[int], Image.Image | torch.Tensor]) -> torch.Tensor:
+    def encode_keyed(self, keys: Sequence[str], make: Callable[[int], Image.Image | torch.Tensor | TokenRegion]) -> torch.Tensor:
         """Embeddings of images known by content key (``[N, D]``, unit-norm rows); ``make(n)``
         renders image ``n`` (a PIL image, or on the tensor path a uint8 ``[3, H, W]`` tensor),
         each distinct key once."""
         return self.encode_keyed_through(MemoryCache(), list(keys), make)
 
-    def encode_keyed_through(self, cache, keys: list[str], make: Callable[[int], Image.Image | torch.Tensor]) -> torch.Tensor:
+    def encode_keyed_through(
+        self, cache, keys: list[str], make: Callable[[int], Image.Image | torch.Tensor | TokenRegion]
+    ) -> torch.Tensor:
         """:meth:`encode_keyed` reading and filling ``cache`` (keys as given): ``make`` is
         called only for keys not in it, so a warm run renders nothing."""
         if not keys:
@@ -357,8 +378,8 @@ class ProcessorBackbone(Backbone):
 class _Rendered:
     """A sequence whose items are made when asked for (sub-images, for cache misses only)."""
 
-    def __init__(self, make: Callable[[int], Image.Image | torch.Tensor]):
+    def __init__(self, make: Callable[[int], Image.Image | torch.Tensor | TokenRegion]):
         self.make = make
 
-    def __getitem__(self, n: int) -> Image.Image | torch.Tensor:
+    def __getitem__(self, n: int) -> Image.Image | torch.Tensor | TokenRegion:
         return self.make(n)

@@ -23,6 +23,7 @@ from comclip.backbones.patches import PatchGrid
 from comclip.cache.embeddings import EmbeddingCache, MemoryCache, read_through
 from comclip.digests import image_digest
 from comclip.imaging.files import DEFAULT_MAX_SIDE, ImageInput, LoadedImage
+from comclip.imaging.subimages import TokenRegion
 from comclip.similarity import cosines
 from comclip.text import validate_captions
 
@@ -72,7 +73,7 @@ class CachedEncoder:
         rows = read_through(self.cache, keys, [im.image for im in loaded], self.backbone._image_rows_array)
         return self.backbone.image_rows(torch.from_numpy(rows))
 
-    def encode_keyed(self, keys: Sequence[str], make: Callable[[int], Image.Image | torch.Tensor]) -> torch.Tensor:
+    def encode_keyed(self, keys: Sequence[str], make: Callable[[int], Image.Image | torch.Tensor | TokenRegion]) -> torch.Tensor:
         """:meth:`Backbone.encode_keyed` through the cache: ``make`` only for keys it lacks."""
         cache = self.cache if self.cache is not None else MemoryCache()  # this call: each key encoded once
         return self.backbone.encode_keyed_through(cache, [self.cache_key("img", k) for k in keys], make)

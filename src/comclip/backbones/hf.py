@@ -11,6 +11,7 @@ from PIL import Image
 from comclip._hf_utils import quiet_transformers
 from comclip.backbones.base import PatchGrid, ProcessorBackbone
 from comclip.backbones.runtime import RUNTIME
+from comclip.backbones.tokens import centre_crop_geometry
 from comclip.digests import files_digest
 from comclip.errors import ModelNotFoundError
 
@@ -143,17 +144,31 @@ class HFBackbone(TransformersBackbone):
                 side = pixels.shape[-1] // patch
                 for image, row in zip(batch, tokens[:, 1:]):
                     size = (image.shape[-1], image.shape[-2]) if isinstance(image, torch.Tensor) else image.size
-                    x0, y0, scale = _view_geometry(size, pixels.shape[-1])
+                    x0, y0, scale, _, _ = centre_crop_geometry(size, pixels.shape[-1], patch)
                     grids.append(PatchGrid(row.reshape(side, side, -1), x0, y0, patch / scale, patch / scale))
         return torch.cat(globals_), grids
 
+    # --- sub-images from patch tokens (see comclip.backbones.tokens) ---------------------
+    @property
+    def supports_tokens(self) -> bool:
+        return self._model_type == "clip"
 
-def _view_geometry(size: tuple[int, int], crop: int) -> tuple[float, float, float]:
-    """Where a CLIP processor's view lies in the original image: resize the short side to
-    ``crop``, centre-crop a square; returns (x of the view's left edge, y of its top, scale)."""
-    width, height = size
-    scale = crop / min(width, height)
-    return (width * scale - crop) / 2 / scale, (height * scale - crop) / 2 / scale, scale
+    def view_geometry(self, size: tuple[int, int]) -> tuple[float, float, float, int, int]:
+        return centre_crop_geometry(size, self.image_size, int(self.model.config.vision_config.patch_size))
+
+    def embed_patches(self, pixels: torch.Tensor) -> torch.Tensor:
+        conv = self.model.vision_model.embeddings.patch_embedding
+        return conv(pixels.to(conv.weight.dtype)).flatten(2).transpose(1, 2)
+
+    def class_and_positions(self) -> tuple[torch.Tensor, torch.Tensor]:
+        embeddings = self.model.vision_model.embeddings
+        return embeddings.class_embedding, embeddings.position_embedding.weight
+
+    def encode_token_sequences(self, tokens: torch.Tensor, key_bias: torch.Tensor) -> torch.Tensor:
+        vision = self.model.vision_model
+        mask = key_bias[:, None, None, :].to(tokens.dtype)
+        hidden = vision.encoder(inputs_embeds=vision.pre_layrnorm(tokens), attention_mask=mask).last_hidden_state
+        return self.model.visual_projection(vision.post_layernorm(hidden[:, 0]))
 
 
 #: The files of a model folder that decide its outputs: weights, the model's configuration

@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import html
 import importlib.util
+import inspect
 import pickle
 import re
 import tempfile
@@ -46,6 +47,7 @@ from PIL import Image
 from comclip._hf_utils import quiet_transformers
 from comclip.backbones.base import Backbone
 from comclip.backbones.runtime import RUNTIME
+from comclip.backbones.tokens import centre_crop_geometry
 from comclip.bpe import clip_bpe_files
 from comclip.digests import file_digest
 from comclip.errors import ModelNotFoundError
@@ -266,6 +268,34 @@ class SLIPBackbone(Backbone):
 
     def describe(self) -> dict:
         return {**super().describe(), "checkpoint": str(self.path), "architecture": self.model_name}
+
+    # --- sub-images from patch tokens (see comclip.backbones.tokens) ---------------------
+    @property
+    def _layers(self):
+        """The ViT's blocks (transformers 5 keeps them on the model, 4 under ``encoder.layer``)."""
+        return getattr(self.visual, "layers", None) or self.visual.encoder.layer
+
+    @property
+    def supports_tokens(self) -> bool:  # blocks that take an attention mask (transformers 5)
+        return "attention_mask" in inspect.signature(self._layers[0].forward).parameters
+
+    def view_geometry(self, size: tuple[int, int]) -> tuple[float, float, float, int, int]:
+        return centre_crop_geometry(size, self.image_size, int(self.visual.config.patch_size))
+
+    def embed_patches(self, pixels: torch.Tensor) -> torch.Tensor:
+        conv = self.visual.embeddings.patch_embeddings.projection
+        return conv(pixels.to(conv.weight.dtype)).flatten(2).transpose(1, 2)
+
+    def class_and_positions(self) -> tuple[torch.Tensor, torch.Tensor]:
+        embeddings = self.visual.embeddings
+        return embeddings.cls_token[0, 0], embeddings.position_embeddings[0]
+
+    def encode_token_sequences(self, tokens: torch.Tensor, key_bias: torch.Tensor) -> torch.Tensor:
+        mask, hidden = key_bias[:, None, None, :].to(tokens.dtype), tokens
+        for layer in self._layers:
+            hidden = layer(hidden, mask)
+            hidden = hidden[0] if isinstance(hidden, tuple) else hidden
+        return self.visual.layernorm(hidden[:, 0]) @ self.image_projection
 
 
 def _build_towers(state: dict, sizes: dict, path: Path):

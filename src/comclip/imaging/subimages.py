@@ -16,6 +16,7 @@ registered only in PIL form still works on the tensor path, made with PIL and up
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -28,6 +29,67 @@ from comclip.registry import Registry
 
 #: ``fill(image, boxes) -> sub-image``; ``image`` is RGB and ``boxes`` lie inside it.
 FILLS: Registry[Callable[[Image.Image, Sequence[Box]], Image.Image]] = Registry("fill")
+
+#: ``--subimage`` values: ``fill`` (the paper: the full-size image, the pixels outside the region
+#: replaced by the fill), ``tokens`` (a ViT sees only the patch tokens the region covers, with
+#: their own position embeddings, and its class token: a sub-image costs its area), or
+#: ``auto`` (tokens where the backbone can and the fill is one colour, else the fill).
+SUBIMAGE_MODES = ("fill", "tokens", "auto")
+#: The prefix of a tokens sub-image's source where a fill's name goes (cache keys, index
+#: tables): ``tokens-black`` is the black fill's sub-image made from tokens.
+TOKENS = "tokens-"
+
+
+def fill_colour(fill: str, pixels: np.ndarray) -> tuple[int, int, int] | None:
+    """The one colour ``fill`` puts outside a region of an image (``[H, W, 3]`` uint8), as the
+    fill itself computes it; None for a fill that is not one colour (blur, crop)."""
+    if fill == "black":
+        return (0, 0, 0)
+    if fill == "mean":
+        return tuple(int(v) for v in pixels.reshape(-1, 3).mean(axis=0).round())  # type: ignore[return-value]
+    if fill == "background":
+        return tuple(int(v) for v in border_colour(pixels))  # type: ignore[return-value]
+    return None
+
+
+#: The fills a tokens sub-image can stand for: those that put one colour outside the region.
+COLOUR_FILLS = ("black", "mean", "background")
+
+
+def subimage_source(subimage: str, fill: str) -> str:
+    """What a sub-image is made of, as keys and index tables name it: the fill, or with
+    ``--subimage tokens`` :data:`TOKENS` + the fill."""
+    return TOKENS + fill if subimage == "tokens" else fill
+
+
+def check_source(source: str) -> str:
+    """A sub-image's source (see :func:`subimage_source`), checked."""
+    fill = source.removeprefix(TOKENS)
+    if source.startswith(TOKENS) and fill not in COLOUR_FILLS:
+        raise InputError(
+            f"sub-images from tokens (--subimage tokens) stand for a fill of one colour ({', '.join(COLOUR_FILLS)}), not --subimage-fill {fill}"
+        )
+    FILLS.check(fill)
+    return source
+
+
+@dataclass(frozen=True)
+class TokenRegion:
+    """A sub-image to encode from patch tokens: its parent image (PIL, or on the tensor path the
+    uint8 ``[3, H, W]`` canvas, the same object for every region of one image), the boxes of
+    the region, clipped to it, and the colour its fill puts outside the region. A backbone that
+    supports tokens (``supports_tokens``) encodes it."""
+
+    image: Image.Image | torch.Tensor
+    boxes: tuple[Box, ...]
+    colour: tuple[int, int, int]
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """The parent's (width, height)."""
+        if isinstance(self.image, torch.Tensor):
+            return int(self.image.shape[-1]), int(self.image.shape[-2])
+        return self.image.size
 
 
 def region_mask(boxes: Sequence[Box], width: int, height: int) -> np.ndarray:
@@ -58,7 +120,7 @@ def subimage_key(parent_digest: str, boxes: Sequence[Box], fill: str, width: int
     if (0, 0, width, height) in pixels:  # the region is the whole image: the sub-image is the image itself
         return parent_digest
     bounds = ";".join(",".join(map(str, p)) for p in pixels)
-    return f"sub:{parent_digest}|{FILLS.check(fill)}|{bounds}"
+    return f"sub:{parent_digest}|{check_source(fill)}|{bounds}"
 
 
 def blur_radius(width: int, height: int) -> float:
@@ -207,6 +269,7 @@ class SubimageMaker:
         self.images = images
         self.device = device
         self._canvases: dict[int, Canvas] = {}
+        self._colours: dict[tuple[int, str], tuple[int, int, int]] = {}
 
     def canvas(self, index: int) -> Canvas:
         if index not in self._canvases:
@@ -222,6 +285,26 @@ class SubimageMaker:
         if self.device is None:
             return make_subimage(self.images[index], boxes, fill)
         return render(self.canvas(index), boxes, fill)
+
+    def region(self, index: int, boxes: Sequence[Box], source: str) -> Image.Image | torch.Tensor | TokenRegion:
+        """What a backbone encodes for the sub-image of image ``index`` and ``boxes`` made of
+        ``source`` (see :func:`subimage_source`): the filled sub-image, or for tokens the region."""
+        if source.startswith(TOKENS):
+            return self._token_region(index, boxes, check_source(source).removeprefix(TOKENS))
+        return self.sub(index, boxes, source)
+
+    def _token_region(self, index: int, boxes: Sequence[Box], fill: str) -> TokenRegion:
+        if not boxes:
+            raise InputError("a sub-image needs at least one box")
+        if (index, fill) not in self._colours:
+            colour = fill_colour(fill, np.asarray(self.images[index].convert("RGB")))
+            if colour is None:
+                raise InputError(f"sub-images from tokens stand for a fill of one colour, not {fill!r}")
+            self._colours[index, fill] = colour
+        image = self.images[index]
+        return TokenRegion(
+            self.whole(index), tuple(b.clipped(image.width, image.height) for b in boxes), self._colours[index, fill]
+        )
 
     def zoomed(self, index: int, box: Box, fill: str, factor: float) -> Image.Image | torch.Tensor:
         """The sub-image of ``box`` cut to a square ``factor`` times the box's longer side,

@@ -21,11 +21,11 @@ from comclip.boxes import Box
 from comclip.collector import collector_paused
 from comclip.composition import SCORE_MODES, Composition, Evidence, comclip_scores
 from comclip.composition.geometry import RELATION_UNVERIFIED, geometry_bonus
-from comclip.config import PipelineConfig, resolve_config
+from comclip.config import PipelineConfig, resolve_config, runnable_by
 from comclip.grounding import GROUND_BY, Detection, Grounder, create_grounder
 from comclip.grounding.assignment import assign, with_attributes
 from comclip.imaging.files import ImageInput, LoadedImage, load_images
-from comclip.imaging.subimages import SubimageMaker, subimage_key
+from comclip.imaging.subimages import SubimageMaker, TokenRegion, subimage_key
 from comclip.parsing import Parser, SceneGraph, create_parser
 from comclip.parsing.base import Entity
 from comclip.pipeline.memory import Stored
@@ -59,6 +59,7 @@ class ComCLIP:
         **options: Any,
     ) -> None:
         self.config, extra = resolve_config(backbone.defaults, config, parser, grounder, grounder_options or {}, options)
+        self.config = runnable_by(self.config, backbone)
         self.backbone = backbone
         self.parser = parser if isinstance(parser, Parser) else create_parser(self.config.parser, **(parser_options or {}))
         self.grounder = (
@@ -260,14 +261,14 @@ class ComCLIP:
         sub-image is made only where its embedding is not in the cache (keys need no pixels)."""
         sub_keys = list(dict.fromkeys((owner[i], tuple(p.boxes)) for (i, _), parts in layouts.items() for p in parts))
         phrases = list(dict.fromkeys(p.phrase for parts in layouts.values() for p in parts))
-        fill = self.config.subimage_fill
+        fill = self.config.subimage_source
         keys = [
             subimage_key(loaded[i].digest, boxes, fill, loaded[i].image.width, loaded[i].image.height) for i, boxes in sub_keys
         ]
 
-        def make(n: int) -> Image.Image | torch.Tensor:
+        def make(n: int) -> Image.Image | torch.Tensor | TokenRegion:
             i, boxes = sub_keys[n]
-            return maker.sub(i, list(boxes), fill)
+            return maker.region(i, list(boxes), fill)
 
         return {
             "sub": dict(zip(sub_keys, self.backbone.encode_keyed(keys, make))) if sub_keys else {},

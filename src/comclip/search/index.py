@@ -14,7 +14,7 @@ import torch
 from comclip.backbones import DEFAULT_MODEL, Backbone, create_backbone
 from comclip.backbones.cached import CachedEncoder, encoder
 from comclip.boxes import Box
-from comclip.config import PipelineConfig
+from comclip.config import PipelineConfig, runnable_by
 from comclip.errors import InputError
 from comclip.eval.runs.process_group import barrier, join
 from comclip.grounding.pool import GrounderPool
@@ -100,7 +100,10 @@ class Index:
             raise InputError("the union cap must be 0 or more and the part size at least 1")
         names = [METHODS.check(m) for m in methods]
         backbone = encoder(model if isinstance(model, (Backbone, CachedEncoder)) else create_backbone(model, **backbone_options))
-        configs = method_configs(names, PipelineConfig.for_backbone(backbone), options or {})
+        configs = {
+            name: None if c is None else runnable_by(c, backbone)
+            for name, c in method_configs(names, PipelineConfig.for_backbone(backbone), options or {}).items()
+        }
         side = StoredSide.for_methods(GrounderPool(backbone), configs, union_cap)
         dim = int(backbone.encode_texts(["a"]).shape[-1])
         ident = identity(backbone, configs, side, dim=dim, dtype=dtype, faiss=faiss, part_size=part_size)
@@ -162,10 +165,11 @@ class Index:
         if name in configs:
             return None if configs[name] is None else PipelineConfig.from_dict(configs[name])
         config = METHODS[METHODS.check(name)].config(PipelineConfig.for_backbone(self.backbone))
+        config = None if config is None else runnable_by(config, self.backbone)
         if config is not None:
             grounder = GrounderPool(self.backbone).for_config(config)
             side = self.manifest["identity"]["side"]
-            if grounder_key(grounder.describe()) not in side["grounders"] or config.subimage_fill not in side["fills"]:
+            if grounder_key(grounder.describe()) not in side["grounders"] or config.subimage_source not in side["fills"]:
                 raise InputError(
                     f"method {name} grounds or fills sub-images in a way this index does not store (it was built for "
                     f"{', '.join(configs)}); rebuild it with --method including {name}"

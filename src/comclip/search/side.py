@@ -69,7 +69,7 @@ class StoredSide:
                     "finds boxes per query, which an index cannot hold"
                 )
             grounders[grounder_key(grounder.describe())] = grounder
-        fills = tuple(dict.fromkeys(c.subimage_fill for c in configs.values() if c is not None))
+        fills = tuple(dict.fromkeys(c.subimage_source for c in configs.values() if c is not None))
         return cls(grounders, fills, union_cap)
 
     def describe(self) -> dict:
@@ -146,7 +146,7 @@ def _encoded(
     todo = [(n, region) for n, rs in enumerate(regions) for region in rs]
     boxes = [[Box(float(p[0]), float(p[1]), float(p[2]), float(p[3])) for p in region] for _, region in todo]
     keys = [subimage_key(images[n].digest, bs, fill, *images[n].image.size) for (n, _), bs in zip(todo, boxes)]
-    vectors = backbone.encode_keyed(keys, lambda k: maker.sub(todo[k][0], boxes[k], fill)) if todo else torch.zeros(0, dim)
+    vectors = backbone.encode_keyed(keys, lambda k: maker.region(todo[k][0], boxes[k], fill)) if todo else torch.zeros(0, dim)
     width = 4 * max((len(r) for _, r in todo), default=1)
     counts = np.cumsum([0] + [len(rs) for rs in regions])
     table = np.asarray([p for _, region in todo for p in region], dtype=np.int32).reshape(len(todo), width)

@@ -1,0 +1,210 @@
+"""Sub-images from a ViT's patch tokens (``--subimage tokens``): a region costs its area.
+
+A filled sub-image is a full forward pass over an image that is black outside one box, so a
+ViT spends as much work on the black patches as on the object. Here the ViT is given:
+
+- its class token;
+- the patches the region touches, embedded from the black-filled view (the parent's view,
+  resized and centre-cropped once, black outside the region in view pixels), each with its
+  own position embedding;
+- one token for all the wholly black patches: the black patch's embedding plus the mean of
+  their position embeddings, with ``log k`` added to its attention logits as a key, so it
+  weighs as much as the ``k`` tokens it stands for (proportional attention, as in token
+  merging, Bolya et al., ICLR 2023).
+
+So a box over a fifth of the view costs about a fifth of a pass (less: attention is quadratic
+in the tokens). Were the black tokens left apart it would be the black fill drawn in view pixels exactly; merged, they
+are an approximation, measured against the fill (on the sandbox models, cosine 0.98 between
+a region's two embeddings). A region that covers the whole view is the image itself.
+
+Regions of different sizes share a batch in one of two ways (:data:`BATCHINGS`): ``group``
+(sequences of equal length together, no padding) or ``pad`` (padded to the longest, the pads
+masked out through the key bias). ``benchmarks/throughput.py --batching`` measures both;
+:data:`BATCHING` is the faster. A backbone supports tokens by implementing the hooks of
+:class:`TokenEncoder`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Sequence
+from typing import Protocol
+
+import torch
+from PIL import Image
+
+from comclip.imaging.subimages import TokenRegion
+
+
+class TokenEncoder(Protocol):
+    """What a backbone gives to encode regions from tokens (its ViT's pieces)."""
+
+    batch_size: int
+
+    def view_geometry(self, size: tuple[int, int]) -> tuple[float, float, float, int, int]:
+        """Where the encoder's view lies in an image of ``size``: (x of its left edge, y of its
+        top, view pixels per image pixel, patch side in view pixels, patches per side)."""
+        ...
+
+    def pixel_values(self, images: Sequence) -> torch.Tensor:
+        """The model's inputs ``[N, 3, S, S]`` for images (the view, normalised)."""
+        ...
+
+    def embed_patches(self, pixels: torch.Tensor) -> torch.Tensor:
+        """``[N, P, C]``: the patch embeddings of views, before position embeddings."""
+        ...
+
+    def class_and_positions(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The class token ``[C]`` and the position embeddings ``[1 + P, C]`` (class first)."""
+        ...
+
+    def encode_token_sequences(self, tokens: torch.Tensor, key_bias: torch.Tensor) -> torch.Tensor:
+        """Unnormalised embeddings ``[N, D]`` of token sequences ``[N, L, C]`` that start with the
+        class token, each key's attention logits raised by ``key_bias`` ``[N, L]``: the
+        transformer, its pooling and the projection."""
+        ...
+
+
+def centre_crop_geometry(size: tuple[int, int], crop: int, patch: int) -> tuple[float, float, float, int, int]:
+    """:meth:`TokenEncoder.view_geometry` of the usual CLIP view: the short side resized to
+    ``crop`` and a centred square cut, in patches of ``patch`` view pixels."""
+    width, height = size
+    scale = crop / min(width, height)
+    return (width * scale - crop) / 2 / scale, (height * scale - crop) / 2 / scale, scale, patch, crop // patch
+
+
+def region_mask(boxes: Sequence, geometry: tuple[float, float, float, int, int]) -> torch.Tensor:
+    """Boolean ``[S, S]`` mask of the union of ``boxes`` (image coordinates) in view pixels."""
+    x0, y0, scale, patch, side = geometry
+    extent = patch * side
+    mask = torch.zeros((extent, extent), dtype=torch.bool)
+    for box in boxes:
+        x1, x2 = (int(round(min(max((v - x0) * scale, 0), extent))) for v in (box.x1, box.x2))
+        y1, y2 = (int(round(min(max((v - y0) * scale, 0), extent))) for v in (box.y1, box.y2))
+        mask[y1:y2, x1:x2] = True
+    return mask
+
+
+def patch_split(view: torch.Tensor, patch: int) -> torch.Tensor:
+    """``[..., S, S]`` -> ``[P, ..., patch, patch]``: a view (or mask) cut into its patches, row by row."""
+    side = view.shape[-1] // patch
+    lead = view.shape[:-2]
+    cut = view.reshape(*lead, side, patch, side, patch).movedim((-4, -2), (0, 1))
+    return cut.reshape(side * side, *lead, patch, patch)
+
+
+def touched_patches(mask: torch.Tensor, patch: int) -> torch.Tensor:
+    """Boolean ``[P]``, row by row: the patches with any pixel of the region."""
+    return patch_split(mask, patch).flatten(1).any(dim=1)
+
+
+class _Views:
+    """Each parent image's view and patch embeddings, made once for all its regions, and each
+    fill colour's view pixel and patch embedding, made once for all the regions of that colour."""
+
+    def __init__(self, encoder: TokenEncoder, regions: Sequence[TokenRegion]):
+        self.encoder = encoder
+        images = list({id(r.image): r.image for r in regions}.values())
+        self.row = {id(image): n for n, image in enumerate(images)}
+        size = encoder.batch_size
+        self.pixels = torch.cat([encoder.pixel_values(images[s : s + size]) for s in range(0, len(images), size)])
+        self.patches = torch.cat([encoder.embed_patches(self.pixels[s : s + size]) for s in range(0, len(images), size)])
+        self._fills: dict[tuple[int, int, int], tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def fill(self, colour: tuple[int, int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """A fill colour's view pixel ``[3, 1, 1]`` (as the processor makes it) and its patch's
+        embedding ``[C]``."""
+        if colour not in self._fills:
+            side = self.pixels.shape[-1]
+            pixel = self.encoder.pixel_values([Image.new("RGB", (side, side), colour)])[:, :, :1, :1]
+            self._fills[colour] = pixel[0], self.encoder.embed_patches(pixel.expand(1, -1, side, side))[0, 0]
+        return self._fills[colour]
+
+    def edge_pixels(self, region: TokenRegion, mask: torch.Tensor, edge: torch.Tensor, patch: int) -> torch.Tensor:
+        """``[E, 3, patch, patch]``: the patches the region covers in part, its fill colour
+        outside it."""
+        view = patch_split(self.pixels[self.row[id(region.image)]], patch)[edge]
+        return torch.where(patch_split(mask.to(view.device), patch)[edge][:, None], view, self.fill(region.colour)[0])
+
+
+def region_sequences(encoder: TokenEncoder, regions: Sequence[TokenRegion]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Each region's token sequence and key bias (see the module docstring): the class token,
+    the patches the region touches (of the filled view: a patch it covers whole is the
+    parent's, one it covers in part is embedded again, filled outside it, all such patches
+    at once), and one token for all the patches wholly outside it, standing for ``k`` of
+    them through a key bias of ``log k``."""
+    views = _Views(encoder, regions)
+    cls, positions = encoder.class_and_positions()
+    layouts, edges = [], []
+    for region in regions:
+        geometry = encoder.view_geometry(region.size)
+        mask = region_mask(region.boxes, geometry)
+        share = patch_split(mask, geometry[3]).flatten(1).float().mean(dim=1).to(positions.device)
+        touched, edge = share > 0, (share > 0) & (share < 1)
+        layouts.append((touched, edge))
+        edges.append(views.edge_pixels(region, mask, edge, geometry[3]))
+    edge_rows = _embedded_patches(encoder, torch.cat(edges)).split([len(e) for e in edges])
+    out = []
+    for region, (touched, edge), edge_row in zip(regions, layouts, edge_rows):
+        kept = views.patches[views.row[id(region.image)]]
+        if len(edge_row):
+            kept = kept.clone()
+            kept[edge] = edge_row
+        tokens, bias = [cls[None] + positions[:1], kept[touched] + positions[1:][touched]], [0.0] * (1 + int(touched.sum()))
+        outside = int((~touched).sum())
+        if outside:
+            tokens.append((views.fill(region.colour)[1] + positions[1:][~touched].mean(dim=0))[None])
+            bias.append(math.log(outside))
+        out.append((torch.cat(tokens), torch.tensor(bias, device=positions.device)))
+    return out
+
+
+def _embedded_patches(encoder: TokenEncoder, patches: torch.Tensor, chunk: int = 4096) -> torch.Tensor:
+    """``[E, C]``: the embeddings of single patches ``[E, 3, p, p]``."""
+    if not len(patches):
+        return patches.new_zeros(0, 1)  # nothing to put anywhere
+    return torch.cat([encoder.embed_patches(patches[s : s + chunk])[:, 0] for s in range(0, len(patches), chunk)])
+
+
+def encode_regions(encoder: TokenEncoder, regions: Sequence[TokenRegion], batching: str | None = None) -> torch.Tensor:
+    """Unnormalised embeddings ``[len(regions), D]`` of regions, in batches of ``batch_size``
+    made by ``batching`` (default :data:`BATCHING`)."""
+    sequences = region_sequences(encoder, regions)
+    out: list[torch.Tensor | None] = [None] * len(regions)
+    for batch in BATCHINGS[batching or BATCHING](sequences, encoder.batch_size):
+        tokens, bias = _padded([sequences[n] for n in batch])
+        for n, row in zip(batch, encoder.encode_token_sequences(tokens, bias)):
+            out[n] = row
+    return torch.stack(out)  # type: ignore[arg-type]
+
+
+def _grouped(sequences: list[tuple[torch.Tensor, torch.Tensor]], size: int) -> list[list[int]]:
+    """Batches of sequences of one length each."""
+    by_length: dict[int, list[int]] = defaultdict(list)
+    for n, (tokens, _) in enumerate(sequences):
+        by_length[len(tokens)].append(n)
+    return [group[s : s + size] for group in by_length.values() for s in range(0, len(group), size)]
+
+
+def _by_length(sequences: list[tuple[torch.Tensor, torch.Tensor]], size: int) -> list[list[int]]:
+    """Batches of sequences taken in order of length, so each pads little."""
+    order = sorted(range(len(sequences)), key=lambda n: len(sequences[n][0]))
+    return [order[s : s + size] for s in range(0, len(order), size)]
+
+
+def _padded(sequences: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """One batch: the sequences padded to the longest, each pad's key bias minus infinity."""
+    length = max(len(tokens) for tokens, _ in sequences)
+    tokens = torch.zeros(
+        len(sequences), length, sequences[0][0].shape[-1], dtype=sequences[0][0].dtype, device=sequences[0][0].device
+    )
+    bias = torch.full((len(sequences), length), float("-inf"), device=tokens.device)
+    for n, (row, row_bias) in enumerate(sequences):
+        tokens[n, : len(row)], bias[n, : len(row)] = row, row_bias
+    return tokens, bias
+
+
+#: How regions of different sizes share a batch: ``group`` (equal lengths only) or ``pad``.
+BATCHINGS = {"group": _grouped, "pad": _by_length}
+BATCHING = "group"

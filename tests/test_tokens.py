@@ -1,0 +1,221 @@
+"""Sub-images from patch tokens (``--subimage tokens``): the kept patches, the merged token's
+key bias against the tokens it stands for, agreement with the fill on a trained model, keys
+never shared with the fill, and the pipeline, the index and the command line using them."""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import pytest
+import torch
+from PIL import Image
+
+from comclip.backbones import create_backbone
+from comclip.backbones.tokens import BATCHINGS, encode_regions, region_mask, touched_patches
+from comclip.boxes import Box
+from comclip.config import PipelineConfig, TokensUnsupportedWarning
+from comclip.errors import InputError
+from comclip.imaging.subimages import SubimageMaker, make_subimage, subimage_key
+from comclip.pipeline import ComCLIP
+from comclip.sandbox.pairs import minimal_pairs
+from comclip.search import Index
+from comclip.search.benchmark import render_gallery
+
+from .conftest import load_json_lines
+
+
+@pytest.fixture(scope="module")
+def bow():
+    return create_backbone("comclip/sandbox-bow", device="cpu")
+
+
+@pytest.fixture(scope="module")
+def scenes():
+    """Ten sandbox scenes and their objects' true boxes."""
+    pairs = minimal_pairs("binding", seed=7, n=10)
+    return [p.scenes[0].render() for p in pairs], [[o.box for o in p.scenes[0].objects] for p in pairs]
+
+
+def test_touched_patches_follow_the_centre_crop():
+    """A 64x32 image seen at 16 px with 8 px patches: the view is the middle 32x32 square at
+    half scale, so x 16..48 of the image is the view's 0..16, two patch columns."""
+    geometry = (16.0, 0.0, 0.5, 8, 2)
+    touched = touched_patches(region_mask([Box(16, 0, 31, 15)], geometry), 8)
+    assert touched.tolist() == [True, False, False, False]
+    assert touched_patches(region_mask([Box(0, 0, 15, 31)], geometry), 8).tolist() == [False] * 4  # cut off by the crop
+    both = touched_patches(region_mask([Box(16, 0, 20, 4), Box(44, 20, 48, 32)], geometry), 8)
+    assert both.tolist() == [True, False, False, True]
+
+
+def test_a_merged_token_weighs_as_the_tokens_it_stands_for(bow):
+    """Keys that are k copies of one token give the same attention as one copy with log k added
+    to its logits: the class token's output is the same, through the real model's layers."""
+    torch.manual_seed(0)
+    cls, a, b = (torch.randn(1, 128) for _ in range(3))
+    with torch.inference_mode():
+        copies = bow.encode_token_sequences(torch.cat([cls, a, b, b, b, b])[None], torch.zeros(1, 6))
+        merged = bow.encode_token_sequences(torch.cat([cls, a, b])[None], torch.tensor([[0.0, 0.0, math.log(4)]]))
+    assert torch.allclose(copies, merged, atol=1e-4)
+    assert not torch.allclose(copies, bow.encode_token_sequences(torch.cat([cls, a, b])[None], torch.zeros(1, 3)), atol=1e-3)
+
+
+def test_whole_image_is_the_image_and_regions_agree_with_the_fill(bow, scenes):
+    """A region over the whole view is the global embedding; on a trained model a region's
+    embedding from tokens is close to its filled sub-image's (mean and black fills)."""
+    images, boxes = scenes
+    maker = SubimageMaker(images, None)
+    whole = bow._token_rows([maker.region(n, [Box(0, 0, *im.size)], "tokens-black") for n, im in enumerate(images)])
+    assert torch.allclose(whole, bow.encode_views(images), atol=1e-5)
+    regions = [(n, [box]) for n, image_boxes in enumerate(boxes) for box in image_boxes]
+    for fill, floor in (("mean", 0.98), ("black", 0.9)):
+        tokens = bow._token_rows([maker.region(n, b, f"tokens-{fill}") for n, b in regions])
+        filled = bow.encode_views([make_subimage(images[n], b, fill) for n, b in regions])
+        agreement = (tokens * filled).sum(-1)
+        assert agreement.mean() > floor, (fill, agreement)
+
+
+def test_padding_and_grouping_give_the_same_rows(bow, scenes):
+    images, boxes = scenes
+    maker = SubimageMaker(images, None)
+    regions = [maker.region(n, b, "tokens-mean") for n, image_boxes in enumerate(boxes) for b in ([image_boxes[0]], image_boxes)]
+    with torch.inference_mode():
+        rows = {name: encode_regions(bow, regions, name) for name in BATCHINGS}
+    assert torch.allclose(rows["group"], rows["pad"], atol=1e-4)
+
+
+def test_keys_and_config(tiny_backbone):
+    """Tokens have keys of their own (never the fill's); they stand for fills of one colour."""
+    key = subimage_key("abc", [Box(1, 1, 5, 5)], "tokens-mean", 10, 10)
+    assert key != subimage_key("abc", [Box(1, 1, 5, 5)], "mean", 10, 10) and "|tokens-mean|" in key
+    assert PipelineConfig(subimage="tokens", subimage_fill="background").subimage_source == "tokens-background"
+    assert PipelineConfig(subimage_fill="blur").subimage_source == "blur"
+    with pytest.raises(InputError, match="one colour"):
+        PipelineConfig(subimage="tokens", subimage_fill="blur")
+    assert tiny_backbone.supports_tokens
+
+
+@pytest.fixture(scope="module")
+def slip(tmp_path_factory):
+    from comclip.backbones.slip import SLIPBackbone
+    from comclip.testing.tiny_slip import make_tiny_slip
+
+    return SLIPBackbone(
+        str(make_tiny_slip(tmp_path_factory.mktemp("slip") / "slip_small_100ep.pt", "SLIP_VITS16", seed=4)), device="cpu"
+    )
+
+
+def test_a_backbone_without_tokens_keeps_the_fill_and_says_so(tmp_path):
+    from comclip.testing import make_tiny_blip2
+
+    backbone = create_backbone(str(make_tiny_blip2(tmp_path / "blip2", seed=2)), device="cpu")
+    assert not backbone.supports_tokens
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model = ComCLIP(backbone, parser="given", grounder="oracle", subimage="tokens")
+    assert model.config.subimage == "fill" and model.describe()["subimage"] == "fill"
+    assert [str(w.message) for w in caught if w.category is TokensUnsupportedWarning][0].count("\n") == 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", TokensUnsupportedWarning)  # auto asks nothing: it is not said
+        assert ComCLIP(backbone, parser="given", grounder="oracle", subimage="auto").config.subimage == "fill"
+
+
+def test_auto_is_tokens_where_the_backbone_can_and_the_fill_is_one_colour(bow):
+    assert ComCLIP(bow, parser="given", grounder="oracle", subimage="auto").config.subimage_source == "tokens-black"
+    assert ComCLIP(bow, parser="given", grounder="oracle", subimage="auto", subimage_fill="blur").config.subimage == "fill"
+
+
+def test_pipeline_scores_with_tokens_through_a_cache(bow, scenes, tmp_path):
+    """comclip-plus with tokens scores close to the fill; a warm run gives the same scores
+    without encoding a sub-image again."""
+    from comclip.backbones.cached import CachedEncoder
+    from comclip.cache.embeddings import SQLiteCache
+
+    images, _ = scenes
+    captions = ["a red circle", "a large purple triangle and a small orange diamond"]
+    cached = CachedEncoder(bow, SQLiteCache(tmp_path / "cache.sqlite"))
+    plus = {"assignment": "joint", "score_mode": "evidence", "subimage_fill": "mean"}
+    tokens = ComCLIP(cached, subimage="tokens", **plus).score(images[:4], captions)
+    filled = ComCLIP(bow, **plus).score(images[:4], captions)
+    assert torch.allclose(tokens, filled, atol=0.05) and not torch.equal(tokens, filled)
+    calls = []
+    original = bow._token_rows
+    bow._token_rows = lambda regions: calls.append(len(regions)) or original(regions)
+    try:
+        assert torch.equal(ComCLIP(cached, subimage="tokens", **plus).score(images[:4], captions), tokens)
+    finally:
+        del bow._token_rows
+    assert calls == []
+
+
+def test_index_with_tokens_answers_as_the_pipeline(bow, tmp_path):
+    """An index built with tokens stores them and re-ranks as comclip score with tokens does,
+    a union it lacks computed from tokens too."""
+    render_gallery(["order-swap"], seed=5, n=3, folder=tmp_path / "pictures")
+    index = Index.build(
+        [tmp_path / "pictures"], tmp_path / "index", bow, methods=["comclip-plus"], options={"subimage": "tokens"}, union_cap=0
+    )
+    assert index.manifest["identity"]["side"]["fills"] == ["tokens-mean"]
+    assert list((tmp_path / "index").rglob("sub.tokens-mean.vec.npy"))
+    query = "a red circle to the left of a blue square"
+    [result] = index.search(query, top=4, candidates=6, method="comclip-plus")
+    config = index.method_config("comclip-plus")
+    assert config.subimage == "tokens" and result.computed > 0
+    from comclip.imaging.files import load_image
+
+    expected = [row[0].score for row in ComCLIP(bow, config).score_details([load_image(h.image) for h in result.hits], [query])]
+    assert [h.score for h in result.hits] == pytest.approx(expected, abs=1e-4)
+
+
+def test_cli_score_with_tokens(cli, tmp_path):
+    image = tmp_path / "scene.png"
+    minimal_pairs("binding", seed=2, n=1)[0].scenes[0].render().save(image)
+    scores = {}
+    for mode in ("tokens", "fill"):
+        code, out, _ = cli(
+            "score",
+            str(image),
+            "a red circle",
+            "--model",
+            "comclip/sandbox",
+            "--method",
+            "comclip-plus",
+            "--subimage",
+            mode,
+            "--json",
+        )
+        assert code == 0
+        [row] = load_json_lines(out)
+        scores[mode] = row["results"][0]["comclip-plus"]
+    assert scores["tokens"] == pytest.approx(scores["fill"], abs=0.05) and scores["tokens"] != scores["fill"]
+    code, _, err = cli(
+        "score",
+        str(image),
+        "a red circle",
+        "--model",
+        "comclip/sandbox",
+        "--method",
+        "comclip",
+        "--subimage",
+        "tokens",
+        "--subimage-fill",
+        "blur",
+    )
+    assert code == 2 and err.strip().count("\n") == 0 and "one colour" in err
+
+
+@pytest.mark.parametrize("name", ["bow", "slip"])
+def test_an_image_the_size_of_the_view_is_the_fill_exactly_where_no_patch_is_wholly_outside(name, request):
+    """Boxes touching every patch leave no merged token: the sequence is the filled view's
+    (transformers CLIP and SLIP's ViT); the whole image is the image."""
+    backbone = request.getfixturevalue(name)
+    side, patch = backbone.image_size, backbone.view_geometry((1, 1))[3]
+    image = Image.effect_noise((side, side), 60).convert("RGB")
+    cells = range(side // patch)
+    boxes = [Box(patch * c + 2, patch * r + 2, patch * c + patch - 2, patch * r + patch - 2) for r in cells for c in cells]
+    maker = SubimageMaker([image], None)
+    [tokens] = backbone._token_rows([maker.region(0, boxes, "tokens-black")])
+    [filled] = backbone.encode_views([make_subimage(image, boxes, "black")])
+    assert torch.allclose(tokens, filled, atol=1e-4)
+    [whole] = backbone._token_rows([maker.region(0, [Box(0, 0, side, side)], "tokens-mean")])
+    assert torch.allclose(whole, backbone.encode_views([image])[0], atol=1e-5)
