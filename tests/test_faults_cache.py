@@ -70,3 +70,36 @@ def test_a_busy_cache_is_waited_for_then_skipped_never_moved(tiny_model_dir, fou
 
 def test_an_impossible_cache_path_is_one_line(tiny_model_dir):
     assert_user_error(run_cli_here(["cache", "info", "--cache", "/proc/nope/c.sqlite"]), "/proc/nope/c.sqlite")
+
+
+def test_a_healthy_cache_on_a_read_only_file_system_is_read_never_moved(tmp_path, monkeypatch):
+    """On a read-only file system SQLite cannot make a WAL database's -shm file, so even a
+    read-only open fails ("unable to open database file"): that is not damage. The cache is
+    read as immutable, used, and left where it is. (The file system is simulated: every open
+    that is not immutable fails, and nothing may be written.)"""
+    import warnings
+
+    import numpy as np
+
+    from comclip.cache import embeddings
+
+    path = tmp_path / "c.sqlite"
+    cache = embeddings.SQLiteCache(path)
+    cache.put_many([("k", np.ones(4, dtype=np.float32))])
+    cache.close()
+    before = file_hash(path)
+    connect = sqlite3.connect
+
+    def read_only_fs(target, *args, **kwargs):
+        if "immutable=1" not in str(target):
+            raise sqlite3.OperationalError("unable to open database file")
+        return connect(target, *args, **kwargs)
+
+    monkeypatch.setattr(embeddings.sqlite3, "connect", read_only_fs)
+    monkeypatch.setattr(embeddings, "_writable", lambda p: False)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        reopened = embeddings.SQLiteCache(path)
+    assert reopened.read_only and reopened.get_many(["k"])["k"].tolist() == [1.0] * 4
+    assert [str(w.message) for w in caught if "damaged" in str(w.message)] == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.sqlite"] and file_hash(path) == before

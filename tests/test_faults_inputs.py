@@ -371,3 +371,54 @@ def test_libtiffs_own_messages_stay_inside_the_one_error_line(tmp_path):
         result = run_cli(["explain", path, "a red square", "--model", tmp_path / "no-such-model", "--json"])
         assert_user_error(result, str(path), *words)
         assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+def test_a_caption_past_the_character_bound_fails_its_example_and_the_run_goes_on(cli, tmp_path):
+    """A 1.2-million-character caption (past spaCy's own limit) is one failed example with its
+    reason, for CLIP as for ComCLIP; the run scores the rest. Through the API: one line."""
+    from comclip.backbones import create_backbone
+    from comclip.errors import InputError
+    from comclip.pipeline import ComCLIP
+    from comclip.text import MAX_CAPTION_CHARS
+
+    Image.new("RGB", (40, 30), (200, 20, 20)).save(tmp_path / "red.png")
+    rows = [
+        {"id": "a", "image": "red.png", "positive": "a red square", "negatives": ["a blue square"]},
+        {"id": "b", "image": "red.png", "positive": "x" * 1_200_000, "negatives": ["a circle"]},
+    ]
+    (tmp_path / "data.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    out = tmp_path / "out"
+    code, stdout, stderr = cli(
+        "eval",
+        "jsonl",
+        "--data",
+        str(tmp_path / "data.jsonl"),
+        "--model",
+        "comclip/sandbox",
+        "--method",
+        "clip,comclip",
+        "--out",
+        str(out),
+    )
+    said = stdout + stderr
+    assert code == 0 and "clip: 1 scored, 1 failed" in said and "comclip: 1 scored, 1 failed" in said
+    failed = [json.loads(line) for line in (out / "per_example.jsonl").read_text().splitlines() if '"failed"' in line]
+    assert {r["id"] for r in failed} == {"b"} and all("1,200,000 characters" in r["error"] for r in failed)
+    with pytest.raises(InputError, match="characters") as caught:
+        ComCLIP(create_backbone("comclip/sandbox")).score(tmp_path / "red.png", ["a " * MAX_CAPTION_CHARS])
+    assert "\n" not in str(caught.value)
+
+
+def test_explain_json_gives_boxes_in_the_input_images_own_frame(cli, tmp_path):
+    """A 4096x2560 photo is analysed at 2048 pixels; the boxes explain --json prints are the
+    input's, so a regions file's boxes (read in original pixels) come back as they were."""
+    image = tmp_path / "large.png"
+    Image.new("RGB", (4096, 2560), (30, 30, 30)).save(image)
+    regions = {"red circle": [[400.0, 600.0, 1600.0, 1800.0]], "blue square": [[2400.0, 400.0, 3600.0, 2000.0]]}
+    (tmp_path / "regions.json").write_text(json.dumps(regions))
+    args = ["explain", str(image), "a red circle and a blue square", "--model", "comclip/sandbox", "--method", "comclip"]
+    code, out, _ = cli(*args, "--grounder", "regions", "--regions-file", str(tmp_path / "regions.json"), "--json")
+    assert code == 0
+    boxes = {p["phrase"]: p["boxes"] for p in json.loads(out)["parts"] if p["kind"] == "entity"}
+    given = {tuple(b) for bs in regions.values() for b in bs}
+    assert boxes and all(tuple(b) in given for bs in boxes.values() for b in bs)  # at half size they were not

@@ -183,7 +183,13 @@ def test_patch_grid_geometry():
     assert w[2].sum() == 0  # left of the encoder's view
     assert PatchGrid.unpack(grid.pack()).x0 == 10.0
     assert centre_crop_geometry((448, 224), 224, 32) == (112.0, 0.0, 1.0, 32, 7)
-    assert centre_crop_geometry((100, 200), 50, 10) == (0.0, 50.0, 0.5, 10, 5)  # resized to 50x100, 25 px cropped top = 50 original
+    assert centre_crop_geometry((100, 200), 50, 10) == (
+        0.0,
+        50.0,
+        0.5,
+        10,
+        5,
+    )  # resized to 50x100, 25 px cropped top = 50 original
 
 
 def test_patch_grounder_reads_one_forward_pass(tiny_model_dir, rgb_image_path):

@@ -181,3 +181,15 @@ def test_a_suite_whose_cells_scored_nothing_exits_1_saying_which(tiny_model_dir,
     errors = [line for line in result.stderr.splitlines() if line.startswith("comclip: error:")]
     assert len(errors) == 1 and "jsonl" in errors[0] and "clip scored no example" in errors[0], result.stderr
     assert (tmp_path / "o" / "suite.md").exists() and "Traceback" not in result.stderr
+
+
+def test_a_dry_run_of_a_huge_sandbox_draws_no_item(cli, tmp_path, monkeypatch):
+    """The sandbox draws its images: a dry run counts its 400 million examples and draws none."""
+    from comclip.sandbox import dataset
+
+    drawn = []
+    monkeypatch.setattr(dataset, "make_pair", lambda *a: drawn.append(a))
+    suite = tmp_path / "suite.toml"
+    suite.write_text('models = ["comclip/sandbox"]\nmethods = ["clip"]\n[[datasets]]\nname = "sandbox"\nn = 100000000\n')
+    code, out, _ = cli("suite", suite, "--out", tmp_path / "o", "--dry-run")
+    assert code == 0 and "400000000 examples" in out and drawn == []

@@ -35,11 +35,13 @@ class Part:
     #: An entity's grounding margin: its grounder's best candidate score minus the second's.
     margin: float | None = None
 
-    def to_dict(self) -> dict:
+    def to_dict(self, scale: float = 1.0) -> dict:
+        """The part as JSON; boxes divided by ``scale`` (analysed pixels per input pixel), so
+        they are in the input image's own frame."""
         return {
             "kind": self.kind,
             "phrase": self.phrase,
-            "boxes": [b.as_list() for b in self.boxes],
+            "boxes": [(b if scale == 1.0 else b.scaled(1 / scale)).as_list() for b in self.boxes],
             "similarity": self.similarity,
             "weight": self.weight,
             "flags": list(self.flags),
@@ -67,8 +69,14 @@ class ComCLIPResult:
     flags: tuple[str, ...] = ()
     #: With ``relation_check="geometry"``: each spatial relation's check, ``(subject, predicate, object, g or None)``.
     spatial: tuple[tuple[int, str, int, float | None], ...] = ()
+    #: Pixels of the analysed image per pixel of the input: below 1 where a large input was
+    #: shrunk before analysis. ``parts`` hold boxes in the analysed frame (as the figure draws
+    #: them); :meth:`to_dict` gives them in the input's.
+    scale: float = 1.0
 
     def to_dict(self) -> dict:
+        """The result as JSON (``explain --json``, ``score --details``): boxes in the input
+        image's own pixels, whatever size it was analysed at."""
         return {
             "image": self.image,
             "text": self.text,
@@ -78,7 +86,7 @@ class ComCLIPResult:
             "fallback": self.fallback,
             "flags": list(self.flags),
             "graph": self.graph.to_dict(),
-            "parts": [p.to_dict() for p in self.parts],
+            "parts": [p.to_dict(self.scale) for p in self.parts],
             "spatial": [{"subject": s, "predicate": p, "object": o, "score": g} for s, p, o, g in self.spatial],
         }
 

@@ -6,9 +6,15 @@ from collections.abc import Sequence
 
 from comclip.errors import InputError
 
+#: The longest caption read, in characters (so at most about 5,000 words): far past any text
+#: tower's context (77 tokens for CLIP), and far below what makes a parser fail (spaCy
+#: refuses a text over 1,000,000 characters) or take seconds.
+MAX_CAPTION_CHARS = 10_000
+
 
 def validate_captions(texts: Sequence[str]) -> list[str]:
-    """Return the captions unchanged, or raise naming the first empty or non-string one.
+    """Return the captions unchanged, or raise naming the first empty, non-string or over-long
+    (:data:`MAX_CAPTION_CHARS`) one.
 
     An empty caption has no meaning to score; tokenizers would silently encode it as the
     start/end tokens alone and produce a plausible-looking but meaningless number.
@@ -21,6 +27,10 @@ def validate_captions(texts: Sequence[str]) -> list[str]:
             raise InputError(f"caption #{index} is not a string: {text!r}")
         if not text.strip():
             raise InputError(f"caption #{index} is empty or whitespace only: {text!r}")
+        if len(text) > MAX_CAPTION_CHARS:
+            raise InputError(
+                f"caption #{index} has {len(text):,} characters, more than the {MAX_CAPTION_CHARS:,} comclip reads: {text[:40]!r}..."
+            )
         checked.append(text)
     if not checked:
         raise InputError("no captions given")

@@ -136,6 +136,12 @@ class SQLiteCache:
     def _open(self) -> sqlite3.Connection:
         if self.path.exists() and self.path.stat().st_size:
             problem = _foreign(self.path)
+            if problem == IMMUTABLE:  # a healthy cache on a read-only file system
+                return self._open_read_only(immutable=True)
+            if problem == "damaged" and not _writable(self.path.parent):
+                raise InputError(
+                    f"the embedding cache {self.path} is damaged and its folder is read-only; pass --no-cache or another --cache"
+                )
             if problem == "damaged":
                 self._move_aside("it failed SQLite's integrity check")
             elif problem:
@@ -162,8 +168,9 @@ class SQLiteCache:
         db.execute("PRAGMA synchronous = NORMAL")
         return db
 
-    def _open_read_only(self) -> sqlite3.Connection:
-        """A cache file (or folder) this process may not write: embeddings are read, never stored."""
+    def _open_read_only(self, immutable: bool = False) -> sqlite3.Connection:
+        """A cache file (or folder) this process may not write: embeddings are read, never stored
+        (``immutable``: on a read-only file system, see :func:`read_only_uri`)."""
         self.read_only = True
         warnings.warn(
             f"embedding cache {self.path} is read-only: cached embeddings are used, new ones are not stored",
@@ -172,7 +179,7 @@ class SQLiteCache:
         )
         if not self.path.exists():
             return sqlite3.connect(":memory:")
-        return sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True, check_same_thread=False)
+        return sqlite3.connect(read_only_uri(self.path, immutable), uri=True, check_same_thread=False)
 
     def _move_aside(self, reason: str) -> None:
         """Only a file that carries comclip's marker and is damaged is moved; the message says where."""
@@ -310,13 +317,35 @@ def _busy(exc: Exception) -> bool:
     return "locked" in str(exc) or "busy" in str(exc)
 
 
+def read_only_uri(path: Path, immutable: bool = False) -> str:
+    """An SQLite URI that opens ``path`` without writing a byte; ``immutable`` also without the
+    ``-shm`` file a WAL database needs, which a read-only file system cannot hold (what a
+    ``-wal`` file not yet checkpointed holds is then not seen: a closed cache has none)."""
+    return f"{path.resolve().as_uri()}?mode=ro" + ("&immutable=1" if immutable else "")
+
+
 def _foreign(path: Path) -> str | None:
     """Why ``path`` is not a comclip cache ("damaged" for one of comclip's that is), or None.
-    Read without writing a byte: an SQLite file opened read-only, its tables and marker read."""
+    Read without writing a byte: an SQLite file opened read-only, its tables and marker read.
+    One that cannot be opened so (a read-only file system) is read as immutable: failing to
+    open a file is not damage in it (:data:`IMMUTABLE` where it is healthy read so)."""
+    problem = _foreign_as(path, immutable=False)
+    if problem is not None and problem.startswith(UNOPENED):
+        again = _foreign_as(path, immutable=True)
+        return IMMUTABLE if again is None else again
+    return problem
+
+
+#: What :func:`_foreign` says of a healthy cache that can only be read as immutable, and the
+#: start of what it says of a file SQLite could not open.
+IMMUTABLE, UNOPENED = "readable only as immutable", "unreadable"
+
+
+def _foreign_as(path: Path, immutable: bool) -> str | None:
     try:
-        db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
-    except sqlite3.Error:
-        return "not an SQLite database"
+        db = sqlite3.connect(read_only_uri(path, immutable), uri=True)
+    except sqlite3.Error as exc:
+        return f"{UNOPENED} ({exc})"
     try:
         tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         if not tables:
@@ -329,10 +358,16 @@ def _foreign(path: Path) -> str | None:
         if marker.get("schema") != SCHEMA_VERSION:
             return f"a comclip cache of another schema version ({marker.get('schema')!r}; this comclip reads {SCHEMA_VERSION})"
         return None if db.execute("PRAGMA quick_check").fetchone()[0] == "ok" else "damaged"
+    except sqlite3.OperationalError as exc:
+        return "damaged" if _corrupt(exc) else f"{UNOPENED} ({exc})"
     except sqlite3.DatabaseError as exc:
         return "not an SQLite database" if "not a database" in str(exc) else "damaged"
     finally:
         db.close()
+
+
+def _corrupt(exc: Exception) -> bool:
+    return "malformed" in str(exc) or "not a database" in str(exc)
 
 
 def _initialise(db: sqlite3.Connection) -> None:

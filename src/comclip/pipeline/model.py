@@ -319,6 +319,7 @@ class ComCLIP:
             config=self.config,
             flags=part_flags(parts) + weight_flags + unverified,
             spatial=spatial,
+            scale=image.scale,
         )
 
     def _unparsed(self, image: LoadedImage, text: str, graph: SceneGraph, clip_score: float) -> ComCLIPResult:

@@ -107,6 +107,10 @@ class GeneratedPairs(Dataset):
     def first_problem(self) -> str | None:
         return None
 
+    def image_files(self) -> Iterator:
+        """None: its images are drawn, never read (so ``--dry-run`` makes no item)."""
+        return iter(())
+
     def content_rows(self) -> Iterator[bytes]:
         made = self.examples
         yield json.dumps({"tasks": made.tasks, "seed": made.seed, "n": made.n}).encode()

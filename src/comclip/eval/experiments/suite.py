@@ -239,5 +239,5 @@ def check_cells(cells: list[Cell]) -> list[str]:
 
 
 def _missing_images(dataset) -> list[str]:
-    paths = dataset.images if dataset.task == "retrieval" else [im for ex in dataset.examples for im in ex.images]
+    paths = dataset.images if dataset.task == "retrieval" else dataset.image_files()
     return list(dict.fromkeys(str(p) for p in paths if isinstance(p, (str, Path)) and not Path(p).is_file()))

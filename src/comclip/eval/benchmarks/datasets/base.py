@@ -85,6 +85,11 @@ class Dataset:
         part.renamed_ids, part.official_ties = self.renamed_ids, self.official_ties
         return part
 
+    def image_files(self) -> Iterator:
+        """The images its examples read from files (a run checks they are there before any
+        model loads); a dataset that draws its images (the sandbox) reads none."""
+        return (im for ex in self.examples for im in ex.images)
+
     def first_problem(self) -> str | None:
         """The first field of the wrong type a loader let through (a caption that is a number,
         null or a list): found before any model loads, not at scoring."""
