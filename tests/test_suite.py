@@ -193,3 +193,72 @@ def test_a_dry_run_of_a_huge_sandbox_draws_no_item(cli, tmp_path, monkeypatch):
     suite.write_text('models = ["comclip/sandbox"]\nmethods = ["clip"]\n[[datasets]]\nname = "sandbox"\nn = 100000000\n')
     code, out, _ = cli("suite", suite, "--out", tmp_path / "o", "--dry-run")
     assert code == 0 and "400000000 examples" in out and drawn == []
+
+
+def _small_suite(tmp_path, model, labels=("one", "two"), name="suite.toml") -> Path:
+    Image.new("RGB", (40, 30), (200, 20, 20)).save(tmp_path / "red.png")
+    rows = [{"id": str(k), "image": "red.png", "positive": "a red square", "negatives": ["a blue circle"]} for k in range(2)]
+    (tmp_path / "data.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    text = f'models = ["{model}"]\nmethods = ["clip"]\n'
+    for label in labels:
+        text += f'[[datasets]]\nname = "jsonl"\nlabel = "{label}"\ndata = "{tmp_path / "data.jsonl"}"\n'
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize("labels", [("a/b", "a-b"), ("Evil", "evil"), ("../../evil", "evil")])
+def test_cells_that_would_share_a_folder_are_refused_before_anything_runs(labels, cli, tmp_path, tiny_model_dir):
+    suite = _small_suite(tmp_path, tiny_model_dir, labels)
+    for extra in (["--dry-run"], []):
+        code, _, err = cli("suite", suite, "--out", tmp_path / "o", *extra)
+        assert code == 2 and len(err.strip().splitlines()) == 1 and "share the folder" in err, err
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_suites_folder_is_its_own(cli, tmp_path, tiny_model_dir):
+    """Another suite on the same --out is refused, not mixed; the same suite again needs
+    --resume; --only with --resume keeps the other finished cells in the tables; a suite
+    running holds the folder."""
+    from comclip.eval.runs.store import folder_lock
+
+    out, args = tmp_path / "o", ["--bootstrap", "50", "--no-cache", "--workers", "0"]
+    first = _small_suite(tmp_path, tiny_model_dir)
+    assert cli("suite", first, "--out", out, *args)[0] == 0
+    tables = json.loads((out / "suite.json").read_text())
+    other = _small_suite(tmp_path, tiny_model_dir, ("three",), name="other.toml")
+    code, _, err = cli("suite", other, "--out", out, *args)
+    assert code == 2 and "another suite" in err and json.loads((out / "suite.json").read_text()) == tables
+    code, _, err = cli("suite", first, "--out", out, *args)
+    assert code == 2 and "already holds" in err and "--resume" in err
+    assert cli("suite", first, "--out", out, "--only", "one/*", "--resume", *args)[0] == 0
+    again = json.loads((out / "suite.json").read_text())
+    assert [c["scored"] for c in again["cells"]] == [True, True] and again["rows"] == tables["rows"]
+    with folder_lock(out):
+        code, _, err = cli("suite", first, "--out", out, "--resume", *args)
+    assert code == 2 and "in use by another comclip run" in err
+
+
+def test_a_suite_whose_model_does_not_load_leaves_no_folder(cli, tmp_path):
+    suite = _small_suite(tmp_path, tmp_path / "no-such-model")
+    code, _, err = cli("suite", suite, "--out", tmp_path / "results" / "o", "--no-cache")
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "results").exists()
+
+
+def test_a_cell_whose_report_lost_its_metrics_is_rebuilt_by_resume(cli, tmp_path, tiny_model_dir):
+    out, args = tmp_path / "o", ["--bootstrap", "50", "--no-cache", "--workers", "0"]
+    suite = _small_suite(tmp_path, tiny_model_dir)
+    assert cli("suite", suite, "--out", out, *args)[0] == 0
+    tables = json.loads((out / "suite.json").read_text())
+    report = next(out.glob("one__*")) / "report.json"
+    damaged = json.loads(report.read_text())
+    for run in damaged["runs"]:
+        del run["metrics"]
+    report.write_text(json.dumps(damaged))
+    code, _, err = cli("suite", suite, "--out", out, "--resume", *args)
+    assert code == 0, err
+    assert (
+        "metrics" in json.loads(report.read_text())["runs"][0]
+        and json.loads((out / "suite.json").read_text())["rows"] == tables["rows"]
+    )

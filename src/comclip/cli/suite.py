@@ -16,27 +16,30 @@ def run(args: argparse.Namespace) -> int:
 def _suite(args: argparse.Namespace, world) -> int:
     from comclip.declared import command_defaults
     from comclip.eval.experiments.suite import open_datasets, read_suite
-    from comclip.eval.experiments.suite_run import SUITE_MD, run_suite
+    from comclip.eval.experiments.suite_run import SUITE_MD, check_cell_folders, run_suite, suite_folder
     from comclip.eval.runs.options import EvalOptions
 
     log_to_stderr()
+    suite_cells = read_suite(args.file)
     cells = read_suite(args.file, args.only)
     if args.dry_run:
         return _dry_run(cells, Path(args.out))
     out = Path(args.out)
     datasets = open_datasets(cells)  # each read once, before any model loads
-    _check_folders(cells, out, args.resume, world)
     args.interrupted_hint = f"each finished cell is kept in {out}: run the same command with --resume to continue"
-    combined = run_suite(
-        cells,
-        datasets,
-        out,
-        lambda model: _backbone(args, model, world),
-        resume=args.resume,
-        options=given(args, EvalOptions),
-        defaults=command_defaults(EvalOptions),
-        world=world,
-    )
+    with suite_folder(out, suite_cells, args.resume, world):
+        check_cell_folders(cells, out, args.resume, world)
+        combined = run_suite(
+            cells,
+            datasets,
+            out,
+            lambda model: _backbone(args, model, world),
+            resume=args.resume,
+            options=given(args, EvalOptions),
+            defaults=command_defaults(EvalOptions),
+            world=world,
+            suite_cells=suite_cells,
+        )
     if combined is None:  # another process writes the tables
         return 0
     print((out / SUITE_MD).read_text(encoding="utf-8"))
@@ -56,17 +59,6 @@ def _dry_run(cells, out: Path) -> int:
     checked = check_cells(cells)
     print("\n".join(checked))
     return 2 if any(line.startswith("problem:") for line in checked) else 0
-
-
-def _check_folders(cells, out: Path, resume: bool, world) -> None:
-    """Every cell's folder checked before any model loads: no other run holds it, and without
-    ``--resume`` it holds no results."""
-    from comclip.eval.runs.store import check_folder, make_folder
-
-    if world.main:
-        make_folder(out)
-        for cell in cells:
-            check_folder(cell.folder(out), resume)
 
 
 def _backbone(args: argparse.Namespace, model: str, world):

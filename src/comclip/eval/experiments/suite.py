@@ -124,10 +124,26 @@ def read_suite(path: str | Path, only: str | None = None) -> list[Cell]:
     if repeated:
         raise InputError(f'{path}: two datasets are labelled {repeated!r}; give each a label = "..." of its own')
     cells = [Cell(entry, model) for entry in entries for model in entry.models]
+    _check_folder_names(cells, path)
     chosen = [c for c in cells if only is None or fnmatch.fnmatch(c.name, only)]
     if not chosen:
         raise InputError(f"{path}: no cell matches --only {only!r}; cells: {', '.join(c.name for c in cells)}")
     return chosen
+
+
+def _check_folder_names(cells: list[Cell], path: Path) -> None:
+    """Each cell's folder is its own: two cells whose labels or models differ but make the same
+    folder name (``a/b`` and ``a-b``, a long model name cut) are refused before anything runs,
+    case-blind (as some file systems are)."""
+    seen: dict[str, Cell] = {}
+    for cell in cells:
+        name = cell.folder(Path()).name.casefold()
+        if name in seen:
+            raise InputError(
+                f"{path}: cells {seen[name].name!r} and {cell.name!r} would share the folder {cell.folder(Path()).name!r}; "
+                'give a dataset a label = "..." of its own'
+            )
+        seen[name] = cell
 
 
 def _names(value: Any, path: Path, key: str) -> tuple[str, ...]:

@@ -13,17 +13,19 @@ import csv
 import io
 import json
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from comclip.config import PipelineConfig
+from comclip.errors import InputError
 from comclip.eval.benchmarks.kinds import headline_metric
 from comclip.eval.experiments.suite import Cell
 from comclip.eval.reports.compare import bar_charts
 from comclip.eval.reports.report import NothingScored, package_versions
 from comclip.eval.runs.evaluate import evaluate
-from comclip.eval.runs.store import REPORT_JSON, RunFinished
+from comclip.eval.runs.store import REPORT_JSON, RunFinished, check_folder, folder_lock, run_folder
 from comclip.jsonfile import write_whole
 from comclip.methods import method_configs
 from comclip.world import World
@@ -32,6 +34,44 @@ from comclip.world import World
 SUITE_JSON, SUITE_CSV, SUITE_MD = "suite.json", "suite.csv", "suite.md"
 CSV_COLUMNS = ("dataset", "model", "method", "metric", "value", "ci_low", "ci_high", "vs_clip", "vs_clip_low", "vs_clip_high",
                "n_scored", "n_failed")  # fmt: skip
+
+
+@contextmanager
+def suite_folder(out: Path, suite_cells: list[Cell], resume: bool, world: World = World()) -> Iterator[Path]:
+    """``out`` for a suite's run: held by this suite alone (a second one on it at once is
+    refused, never mixed), holding no other suite's tables (only this suite's cells, or some
+    of them where the suite has grown since) and, without ``resume``, none at all; removed again where the suite made it and failed before writing anything
+    (a model that does not load). The other processes of a torchrun world only use it."""
+    if not world.main:
+        yield out
+        return
+    with run_folder(out), folder_lock(out):
+        _check_tables(out, suite_cells, resume)
+        yield out
+
+
+def _check_tables(out: Path, suite_cells: list[Cell], resume: bool) -> None:
+    path = out / SUITE_JSON
+    if not path.exists():
+        return
+    try:
+        held = {cell["name"] for cell in json.loads(path.read_text(encoding="utf-8"))["cells"]}
+    except (OSError, ValueError, KeyError, TypeError):
+        raise InputError(f"{path} is not a comclip suite's table; choose another --out") from None
+    if not held <= {cell.name for cell in suite_cells}:  # a suite grown by new datasets or models may go on
+        raise InputError(f"{out} holds the tables of another suite (cells this one lacks); choose another --out")
+    if not resume:
+        raise InputError(f"{path} already holds this suite's results: pass --resume to continue it, or choose another --out")
+
+
+def check_cell_folders(cells: list[Cell], out: Path, resume: bool, world: World = World()) -> None:
+    """Every cell's folder, where there is one, checked before any model loads: no other run
+    holds it, and without ``resume`` it holds no results (none is made: a suite whose model
+    does not load leaves no folder behind)."""
+    if world.main:
+        for cell in cells:
+            if cell.folder(out).is_dir():
+                check_folder(cell.folder(out), resume)
 
 
 def run_suite(
@@ -44,11 +84,14 @@ def run_suite(
     options: Mapping[str, Any] | None = None,
     defaults: Mapping[str, Any] | None = None,
     world: World = World(),
+    suite_cells: list[Cell] | None = None,
 ) -> dict | None:
     """Score every cell (each model loaded once, by ``make_backbone``; each dataset read once,
-    ``datasets`` by label) and write the combined report; returns it (None in processes other
-    than the main one). A cell's evaluation options are ``options`` (the command line's) over
-    the suite file's over ``defaults``."""
+    ``datasets`` by label) and write the combined report of ``suite_cells`` (default: the
+    cells; with ``--only``, the whole suite's: a cell not run now is shown as its folder's
+    finished report holds it); returns it (None in processes other than the main one). A
+    cell's evaluation options are ``options`` (the command line's) over the suite file's over
+    ``defaults``."""
     reports: dict[str, dict] = {}
     done = 0
     for model in dict.fromkeys(cell.model for cell in cells):
@@ -62,7 +105,20 @@ def run_suite(
             report = run_cell(cell, dataset, backbone, out, resume=resume, options=chosen, world=world)
             if report is not None:
                 reports[cell.name] = report
-    return write_suite(cells, reports, out) if world.main else None
+    if not world.main:
+        return None
+    others = [c for c in suite_cells or cells if c.name not in {cell.name for cell in cells}]
+    reports.update({c.name: report for c in others if (report := finished_report(c.folder(out))) is not None})
+    return write_suite(suite_cells or cells, reports, out)
+
+
+def finished_report(folder: Path) -> dict | None:
+    """The report of a finished cell (one whose report holds every method's metrics), or None."""
+    try:
+        report = json.loads((folder / REPORT_JSON).read_text(encoding="utf-8"))
+        return report if report["runs"] and all("metrics" in run for run in report["runs"]) else None
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def run_cell(

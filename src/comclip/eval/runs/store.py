@@ -217,7 +217,8 @@ def _check_same_run(out: Path, manifest: dict) -> None:
 
 def finished(out_dir: str | Path, manifest: dict) -> bool:
     """Whether ``out_dir`` holds the report of a complete run with exactly this manifest: both
-    report files exist, ``report.json`` parses and counts as many records as the log holds.
+    report files exist, ``report.json`` parses, gives every method's metrics and counts as many
+    records as the log holds.
     Anything less (a report cut short, one file missing) is rebuilt by ``--resume``."""
     out = Path(out_dir)
     try:
@@ -228,8 +229,9 @@ def finished(out_dir: str | Path, manifest: dict) -> bool:
     if _as_current(stored, manifest) != manifest or not (out / REPORT_MD).is_file() or not isinstance(report, dict):
         return False
     runs = report.get("runs")
-    counted = sum(run.get("n_examples", 0) for run in runs if isinstance(run, dict)) if isinstance(runs, list) else -1
-    return counted == len(read_all(out))
+    if not isinstance(runs, list) or not all(isinstance(run, dict) and isinstance(run.get("metrics"), dict) for run in runs):
+        return False  # a report that lost its runs or their metrics is rebuilt from the records
+    return sum(run.get("n_examples", 0) for run in runs) == len(read_all(out))
 
 
 def record_files(out: Path) -> list[Path]:
