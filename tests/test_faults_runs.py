@@ -279,3 +279,22 @@ def test_a_folder_in_use_or_holding_results_is_refused_before_the_model_loads(cl
     with folder_lock(held):
         code, _, err = cli(*eval_args(missing_model, four_examples, held, "--resume"))
     assert code == 2 and "in use by another comclip run" in err and f"process {os.getpid()}" in err, err
+
+
+def test_resume_scores_again_an_example_whose_image_file_was_replaced(cli, tiny_model_dir, four_examples, tmp_path):
+    """Images are known by their files' size and modification time: one replaced after a run
+    finished makes --resume score its examples again (said in one line), not keep their old
+    scores as 'already finished'; the others are read back."""
+    data = tmp_path / "data"
+    shutil.copytree(four_examples.parent, data)
+    out = tmp_path / "run"
+    assert cli(*eval_args(tiny_model_dir, data / "data.jsonl", out))[0] == 0
+    before = {(r["method"], r["id"]): r for r in map(json.loads, (out / "per_example.jsonl").read_text().splitlines())}
+    Image.effect_noise((48, 40), 90).convert("RGB").save(data / "2.png")  # example c's image, replaced
+    code, _, err = cli(*eval_args(tiny_model_dir, data / "data.jsonl", out, "--resume"))
+    assert code == 0 and "image files of 1 examples changed" in err and "already finished" not in err
+    lines = [json.loads(line) for line in (out / "per_example.jsonl").read_text().splitlines()]
+    again = [r for r in lines[len(before) :]]
+    assert {r["id"] for r in again} == {"c"} and all(r["scores"] != before[r["method"], "c"]["scores"] for r in again)
+    code, _, err = cli(*eval_args(tiny_model_dir, data / "data.jsonl", out, "--resume"))
+    assert code == 0 and "already finished" in err

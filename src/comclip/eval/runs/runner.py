@@ -10,6 +10,8 @@ A task is chosen from the dataset (:data:`TASKS`, by its ``task`` attribute).
 
 from __future__ import annotations
 
+import sys
+
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -25,7 +27,7 @@ from comclip.eval.runs.options import EVAL
 from comclip.eval.runs.process_group import World, barrier
 from comclip.eval.runs.progress import progress as show_progress
 from comclip.eval.runs.scorers import PairScorer, clip_scorer, comclip_scorer
-from comclip.eval.runs.store import Key, ResultLog, merge_shards
+from comclip.eval.runs.store import Key, ResultLog, file_stamps, merge_shards, stale
 from comclip.imaging.files import LoadedImage
 from comclip.imaging.prefetch import ImageLoader
 from comclip.registry import Registry
@@ -110,6 +112,9 @@ class ExampleTask:
 
     def plan(self, results: ResultLog, world: World) -> int:
         mine = world.shard(self.examples)
+        changed = {key[1] for key, record in results.done.items() if stale(record)}
+        if changed and world.main:
+            print(f"resume: the image files of {len(changed)} examples changed since they were scored; they are scored again", file=sys.stderr)
         self._todo = {method: {ex.id for ex in mine if not results.has(method, ex.id)} for method in self.scorers}
         self._pending = [ex for ex in mine if any(ex.id in ids for ids in self._todo.values())]
         return len(self._pending)
@@ -234,6 +239,9 @@ def load_example_images(example: Example, decoded: list | None = None) -> list[L
 
 def _record(method: str, example: Example, error: str | None = None) -> dict:
     record = {"id": example.id, "method": method, "kind": example.kind, "subset": example.subset, "tags": example.tags}
+    stamps = file_stamps(list(example.images))
+    if stamps:
+        record["files"] = stamps
     words = word_order_class(example.kind, example.texts)
     if words is not None:
         record["word_order"] = words

@@ -231,7 +231,29 @@ def finished(out_dir: str | Path, manifest: dict) -> bool:
     runs = report.get("runs")
     if not isinstance(runs, list) or not all(isinstance(run, dict) and isinstance(run.get("metrics"), dict) for run in runs):
         return False  # a report that lost its runs or their metrics is rebuilt from the records
-    return sum(run.get("n_examples", 0) for run in runs) == len(read_all(out))
+    records = read_all(out)
+    return sum(run.get("n_examples", 0) for run in runs) == len(records) and not any(map(stale, records.values()))
+
+
+def file_stamps(images: list) -> list[list]:
+    """``[path, size, mtime_ns]`` of each image read from a file (drawn images have none): what
+    a record keeps to notice, on resume, a file replaced since it was scored."""
+    stamps = []
+    for image in images:
+        if isinstance(image, (str, Path)):
+            try:
+                stat = os.stat(image)
+                stamps.append([str(image), stat.st_size, stat.st_mtime_ns])
+            except OSError:
+                stamps.append([str(image), None, None])
+    return stamps
+
+
+def stale(record: dict) -> bool:
+    """Whether an image file of the record's example changed (size or modification time) since
+    it was scored; records written before files were stamped are taken as they are."""
+    stamps = record.get("files") or []
+    return any(file_stamps([path]) != [[path, size, mtime]] for path, size, mtime in stamps)
 
 
 def record_files(out: Path) -> list[Path]:
@@ -329,7 +351,10 @@ class ResultLog:
                 pass
 
     def has(self, method: str, example_id: str) -> bool:
-        return (method, example_id) in self.done
+        """Whether the example has a record whose image files are as they were when it was
+        scored (a file replaced since is scored again, see :func:`stale`)."""
+        record = self.done.get((method, example_id))
+        return record is not None and not stale(record)
 
     def add(self, record: dict) -> None:
         assert self._handle is not None, "ResultLog.add outside its with-block"
