@@ -72,3 +72,35 @@ def test_every_run_in_a_chart_has_its_own_colour(n):
     from comclip.eval.reports.compare import run_colours
 
     assert len(set(run_colours(n))) == n
+
+
+def test_differs_names_the_tie_rule_the_runtime_and_refuses_one_label_twice(cli, tiny_model_dir, jsonl_data, tmp_path):
+    """Runs that differ only by tie rule, or (for plain CLIP too) by precision or pixel path,
+    say so in the differs column; one --label given to two runs is one line."""
+    base = ["eval", "jsonl", "--data", jsonl_data, "--model", tiny_model_dir, "--method", "clip", "--bootstrap", "0"]
+    for name, extra in {"strict": [], "ties": ["--ties", "first"], "pil": ["--pixels", "pil"]}.items():
+        assert cli(*base, "--out", tmp_path / name, *extra)[0] == 0
+    code, out, err = cli("report", tmp_path / "strict", tmp_path / "ties", tmp_path / "pil")
+    assert code == 0, err
+    rows = {line.split("|")[1].strip(): line.split("|")[6].strip() for line in out.splitlines() if "| jsonl |" in line}
+    assert "ties=first" in rows["ties"] and "pixels=pil" in rows["pil"] and "ties=strict" in rows["strict"]
+    code, _, err = cli("report", tmp_path / "strict", tmp_path / "ties", "--label", "same", "--label", "same")
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "'same'" in err
+
+
+def test_a_chart_of_many_runs_holds_its_whole_legend_without_a_warning(tmp_path):
+    import warnings
+
+    from comclip.eval.reports.compare import LEGEND_ROWS, bar_charts
+
+    metric = {"group": {"value": 50.0, "ci95": [40.0, 60.0]}}
+    reports = [
+        {"label": f"run-{n:02d}", "dataset": "d", "runs": [{"method": "clip", "metrics": metric, "subsets": {"a": metric}}]}
+        for n in range(31)
+    ]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        [chart] = bar_charts(reports, tmp_path)
+    with Image.open(chart) as image:
+        assert image.height >= 0.2 * LEGEND_ROWS * 100  # one column of 20 entries at 100 dpi fits
+        assert image.width > image.height  # the second column is beside the first

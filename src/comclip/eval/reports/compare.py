@@ -21,6 +21,9 @@ def load_reports(folders, labels: list[str] | None = None) -> list[dict]:
     paths = [Path(folder) / "report.json" if Path(folder).is_dir() else Path(folder) for folder in folders]
     if labels is not None and len(labels) != len(paths):
         raise InputError(f"--label given {len(labels)} times for {len(paths)} runs: give one per run, in order")
+    repeated = next((label for label in labels or [] if labels.count(label) > 1), None)  # type: ignore[union-attr]
+    if repeated is not None:
+        raise InputError(f"--label {repeated!r} is given to two runs: a table needs one label per run")
     reports = []
     for path, label in zip(paths, labels or run_labels(paths)):
         report = read_json(path, "evaluation report")
@@ -135,11 +138,16 @@ def differences_by_row(reports: list[dict]) -> dict[tuple[str, str], str]:
 
 
 def _described(report: dict, run: dict) -> dict[str, str]:
-    """A run's model, data and configuration as flat ``field: text``."""
+    """A run's model, data, tie rule, backbone runtime (precision and pixel path, which decide
+    a plain CLIP run's scores too) and configuration as flat ``field: text``."""
     fields = {"model": str(report["model"]), "data": str(report.get("dataset_content_sha256", "?"))[:10]}
-    config = run.get("config")
-    config = config if isinstance(config, dict) else {}
-    for key, value in config.items():
+    ties = report.get("ties")
+    fields["ties"] = str(ties.get("rule", "?")) if isinstance(ties, dict) else str(ties)
+    backbone = report.get("backbone") if isinstance(report.get("backbone"), dict) else {}
+    config = run.get("config") if isinstance(run.get("config"), dict) else {}
+    for key in ("precision", "pixels"):
+        fields[key] = str(config.get(key, backbone.get(key, "?")))  # type: ignore[union-attr]
+    for key, value in config.items():  # type: ignore[union-attr]
         if key != "model":
             fields[key] = value.get("name", json.dumps(value, sort_keys=True)) if isinstance(value, dict) else str(value)
     return fields
@@ -208,11 +216,17 @@ def run_colours(n: int) -> list[tuple]:
     return [tuple(c) for c in colormaps["turbo"](np.linspace(0, 1, n))]
 
 
+#: Runs per column of a chart's legend (the figure grows to hold one column).
+LEGEND_ROWS = 20
+
+
 def _chart(plt, dataset: str, runs: list, path: Path) -> Path:
     metric = "group" if "group" in runs[0][1]["metrics"] else sorted(runs[0][1]["metrics"])[0]
     subsets = sorted({s for _, run in runs for s in run["subsets"]}) or ["all"]
     colours = run_colours(len(runs))
-    fig, ax = plt.subplots(figsize=(max(6, 1.2 * len(subsets) * len(runs) ** 0.5) + 3, 4), dpi=100)
+    rows = min(len(runs), LEGEND_ROWS)  # the legend beside the plot, in columns of LEGEND_ROWS runs
+    height = max(4.0, 0.22 * rows + 1.0)
+    fig, ax = plt.subplots(figsize=(max(6, 1.2 * len(subsets) * len(runs) ** 0.5) + 3, height), dpi=100)
     width = 0.8 / len(runs)
     for n, (report, run) in enumerate(runs):
         blocks = [run["metrics"] if s == "all" else run["subsets"].get(s, {}) for s in subsets]
@@ -235,11 +249,10 @@ def _chart(plt, dataset: str, runs: list, path: Path) -> Path:
     ax.set_xticks([i + width * (len(runs) - 1) / 2 for i in range(len(subsets))], subsets, rotation=30, ha="right")
     ax.set_ylabel(f"{metric} (%), 95% interval")
     ax.set_title(dataset)
-    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
-    fig.tight_layout()
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0, ncols=-(-len(runs) // LEGEND_ROWS))
     try:
-        with written_whole(path) as file:
-            fig.savefig(file, format="png")
+        with written_whole(path) as file:  # the saved area takes in the legend (no layout pass to warn)
+            fig.savefig(file, format="png", bbox_inches="tight")
     finally:
         plt.close(fig)
     return path

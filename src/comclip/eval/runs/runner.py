@@ -11,7 +11,6 @@ A task is chosen from the dataset (:data:`TASKS`, by its ``task`` attribute).
 from __future__ import annotations
 
 import sys
-
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -114,7 +113,10 @@ class ExampleTask:
         mine = world.shard(self.examples)
         changed = {key[1] for key, record in results.done.items() if stale(record)}
         if changed and world.main:
-            print(f"resume: the image files of {len(changed)} examples changed since they were scored; they are scored again", file=sys.stderr)
+            print(
+                f"resume: the image files of {len(changed)} examples changed since they were scored; they are scored again",
+                file=sys.stderr,
+            )
         self._todo = {method: {ex.id for ex in mine if not results.has(method, ex.id)} for method in self.scorers}
         self._pending = [ex for ex in mine if any(ex.id in ids for ids in self._todo.values())]
         return len(self._pending)
