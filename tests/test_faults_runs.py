@@ -294,7 +294,7 @@ def test_resume_scores_again_an_example_whose_image_file_was_replaced(cli, tiny_
     code, _, err = cli(*eval_args(tiny_model_dir, data / "data.jsonl", out, "--resume"))
     assert code == 0 and "image files of 1 examples changed" in err and "already finished" not in err
     lines = [json.loads(line) for line in (out / "per_example.jsonl").read_text().splitlines()]
-    again = [r for r in lines[len(before) :]]
+    again = lines[len(before) :]
     assert {r["id"] for r in again} == {"c"} and all(r["scores"] != before[r["method"], "c"]["scores"] for r in again)
     code, _, err = cli(*eval_args(tiny_model_dir, data / "data.jsonl", out, "--resume"))
     assert code == 0 and "already finished" in err

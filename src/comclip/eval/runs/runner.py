@@ -240,7 +240,13 @@ def load_example_images(example: Example, decoded: list | None = None) -> list[L
 
 
 def _record(method: str, example: Example, error: str | None = None) -> dict:
-    record = {"id": example.id, "method": method, "kind": example.kind, "subset": example.subset, "tags": example.tags}
+    record: dict[str, Any] = {
+        "id": example.id,
+        "method": method,
+        "kind": example.kind,
+        "subset": example.subset,
+        "tags": example.tags,
+    }
     stamps = file_stamps(list(example.images))
     if stamps:
         record["files"] = stamps
