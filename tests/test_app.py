@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from comclip.errors import InputError
 
@@ -174,17 +175,37 @@ def test_cli_app_refuses_a_port_in_use():
 
 def test_cli_app_stopped_by_sigterm_removes_its_temporary_folder(tmp_path):
     """``kill`` (SIGTERM, as systemd or docker stop send) stops the app as Ctrl-C does: the
-    server closes, the process exits 0 and its temporary folder of figures is gone."""
+    server closes, the process exits 0 and its temporary folder is gone, with the photos
+    uploaded to it (Gradio's uploads are kept there, private, not in Gradio's shared folder).
+    A file that is not an image gets comclip's own message."""
     import signal
+
+    from gradio_client import Client, handle_file
+    from gradio_client.exceptions import AppError
 
     temporary = tmp_path / "tmp"
     temporary.mkdir()
-    process = start_app(["--model", SANDBOX, "--port", _free_port(), "--no-cache"], TMPDIR=str(temporary))
+    port = _free_port()
+    process = start_app(["--model", SANDBOX, "--port", port, "--no-cache"], TMPDIR=str(temporary))
     assert process.stderr is not None
-    assert list(temporary.glob("comclip-app-*"))  # the folder the app works in, while it serves
+    [work] = temporary.glob("comclip-app-*")  # the folder the app works in, while it serves
+    assert work.stat().st_mode & 0o077 == 0  # private: no other local user reads it
+    photo = tmp_path / "private-photo.png"
+    Image.new("RGB", (64, 64), (10, 200, 10)).save(photo)
+    client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+    client.predict(handle_file(str(photo)), "a green square", "comclip", api_name="/score")
+    not_an_image = tmp_path / "notes.png"
+    not_an_image.write_text("not a picture")
+    with pytest.raises(AppError, match="not an image"):  # comclip's own line, not Gradio's generic one
+        client.predict(handle_file(str(not_an_image)), "a green square", "comclip", api_name="/score")
+    uploads = [p for p in temporary.rglob("*") if p.name in (photo.name, not_an_image.name)]
+    assert uploads and all(work in p.parents for p in uploads)  # in the private folder, nowhere else
     process.send_signal(signal.SIGTERM)
-    assert process.wait(timeout=60) == 0, process.stderr.read()
-    assert not list(temporary.glob("comclip-app-*"))
+    assert process.wait(timeout=60) == 0
+    log = process.stderr.read()
+    assert "Traceback" not in log, log  # a user's mistake is not the server's: no traceback in its log
+    left = [p.name for p in temporary.rglob("*")]
+    assert not [n for n in left if n.startswith("comclip-app-") or n in (photo.name, not_an_image.name, "gradio")], left
 
 
 # --- the real app in a real browser ----------------------------------------------------------

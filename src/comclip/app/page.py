@@ -33,6 +33,12 @@ def import_gradio():
     return gradio
 
 
+def user_error(message: str) -> Exception:
+    """A user's mistake as Gradio's error (the page or the client shows the message), without
+    the traceback Gradio would print in the server's log for it: it is not the server's fault."""
+    return import_gradio().Error(message, print_exception=False)
+
+
 def _error(message: str, image_path=None) -> tuple:
     """An error as the page shows it: the upload named by its file name, not the server's copy."""
     if image_path:
@@ -68,8 +74,7 @@ def api_request(session: AppSession, image_path, captions, method) -> dict:
     try:
         return session.score_json(image_path, captions, method or None)
     except ComclipError as exc:
-        gr = import_gradio()
-        raise gr.Error(_error(str(exc), image_path)[0].removeprefix("**Error:** ")) from None
+        raise user_error(_error(str(exc), image_path)[0].removeprefix("**Error:** ")) from None
 
 
 def preview_request(image_path) -> tuple:
@@ -149,7 +154,7 @@ def _api(gr, session: AppSession) -> None:
     """The named endpoint ``/score`` (image, captions one per line, method) for ``gradio_client``,
     on components of its own that the page does not show."""
     with gr.Group(visible=False):
-        image = gr.Image(type="filepath")
+        image = gr.File(type="filepath")  # passed on as uploaded: comclip says what is wrong with a file, not Gradio
         captions, method = gr.Textbox(), gr.Textbox(value=DEFAULT_METHOD)
         result, trigger = gr.JSON(), gr.Button()
     trigger.click(

@@ -110,7 +110,7 @@ def search_tab(gr: Any, index: Any) -> None:
             gr.Button(),
         )
     trigger.click(
-        lambda q, k, m: api_search(index, q, k, m, gr.Error),
+        lambda q, k, m: api_search(index, q, k, m, lambda message: gr.Error(message, print_exception=False)),
         inputs=[api_query, api_top, api_method],
         outputs=api_result,
         api_name="search",

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import tempfile
+from pathlib import Path
 
 from comclip.cli.options import (
     add_cache_options,
@@ -24,13 +26,16 @@ def run(args: argparse.Namespace) -> int:
     from comclip.app.page import build_page, check_port, examples_folder, import_gradio, serve
     from comclip.backbones import DEFAULT_MODEL
 
-    import_gradio()  # a missing extra, a port in use or a bad option is found before the model loads
-    check_port(args.host, args.port)
-    pipeline_config(args)
-    signal.signal(signal.SIGTERM, _stop)  # `kill`, systemd, docker stop: the same clean stop as Ctrl-C
-    index = _open_index(args) if args.index else None
-    args.model = args.model or DEFAULT_MODEL
-    with tempfile.TemporaryDirectory(prefix="comclip-app-") as work:  # figures and examples, removed at exit
+    with tempfile.TemporaryDirectory(prefix="comclip-app-") as work:  # private (0700), removed at exit
+        # Gradio keeps uploads, their previews and served figures under GRADIO_TEMP_DIR, read when
+        # it is imported; left to itself that is a folder every local user can read, kept after exit
+        os.environ["GRADIO_TEMP_DIR"] = str(Path(work) / "gradio")
+        import_gradio()  # a missing extra, a port in use or a bad option is found before the model loads
+        check_port(args.host, args.port)
+        pipeline_config(args)
+        signal.signal(signal.SIGTERM, _stop)  # `kill`, systemd, docker stop: the same clean stop as Ctrl-C
+        index = _open_index(args) if args.index else None
+        args.model = args.model or DEFAULT_MODEL
         backbone = _with_cache(args, index.backbone) if index is not None else create_model(args)
         session = AppSession(backbone, pipeline_options(args), figures_dir=work)
         examples = bundled_examples(examples_folder(session), args.shared_data)
