@@ -7,6 +7,7 @@ Every error a request meets is a message on the page; the server keeps serving.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from html import escape
 from typing import Any
 
@@ -69,7 +70,9 @@ def hits_html(results: list) -> str:
     return f'<table class="comclip-hits"><thead>{head}</thead><tbody>{"".join(rows)}</tbody></table>'
 
 
-def api_search(index: Any, query: str, top: float | None, method: str | None, error: type = Exception) -> list[dict]:
+def api_search(
+    index: Any, query: str, top: float | None, method: str | None, error: Callable[[str], Exception] = Exception
+) -> list[dict]:
     """The ``/search`` endpoint: ``comclip search --json``'s objects, one per method; a user's
     mistake is raised as ``error`` (Gradio's, which the client raises with the message)."""
     from comclip.methods import parse_methods
