@@ -385,6 +385,7 @@ def test_a_caption_past_the_character_bound_fails_its_example_and_the_run_goes_o
     rows = [
         {"id": "a", "image": "red.png", "positive": "a red square", "negatives": ["a blue square"]},
         {"id": "b", "image": "red.png", "positive": "x" * 1_200_000, "negatives": ["a circle"]},
+        {"id": "c", "image": "red.png", "positive": "y" * 5_000, "negatives": ["a circle"]},  # parsed by none
     ]
     (tmp_path / "data.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     out = tmp_path / "out"
@@ -401,9 +402,11 @@ def test_a_caption_past_the_character_bound_fails_its_example_and_the_run_goes_o
         str(out),
     )
     said = stdout + stderr
-    assert code == 0 and "clip: 1 scored, 1 failed" in said and "comclip: 1 scored, 1 failed" in said
+    assert code == 0 and "clip: 2 scored, 1 failed" in said and "comclip: 1 scored, 2 failed" in said
     failed = [json.loads(line) for line in (out / "per_example.jsonl").read_text().splitlines() if '"failed"' in line]
-    assert {r["id"] for r in failed} == {"b"} and all("1,200,000 characters" in r["error"] for r in failed)
+    assert {(r["id"], r["method"]) for r in failed} == {("b", "clip"), ("b", "comclip"), ("c", "comclip")}
+    assert all("1,200,000 characters" in r["error"] for r in failed if r["id"] == "b")
+    assert "too long to parse" in next(r["error"] for r in failed if r["id"] == "c")
     with pytest.raises(InputError, match="characters") as caught:
         ComCLIP(create_backbone("comclip/sandbox")).score(tmp_path / "red.png", ["a " * MAX_CAPTION_CHARS])
     assert "\n" not in str(caught.value)

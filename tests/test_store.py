@@ -78,15 +78,17 @@ def test_finished_needs_both_reports_whole_and_agreeing_with_the_records(tmp_pat
     (tmp_path / RUN_FILE).write_text(json.dumps({"limit": 3}))
     (tmp_path / PER_EXAMPLE).write_text("".join(json.dumps(_record("clip", k)) + "\n" for k in "ab"))
     assert not finished(tmp_path, {"limit": 3})
-    report = json.dumps({"runs": [{"method": "clip", "n_examples": 2}]})
+    report = json.dumps({"runs": [{"method": "clip", "n_examples": 2, "metrics": {}}]})
     (tmp_path / "report.json").write_text(report)
     assert not finished(tmp_path, {"limit": 3})  # no report.md
     (tmp_path / "report.md").write_text("# report")
     assert finished(tmp_path, {"limit": 3}) and not finished(tmp_path, {"limit": 4})
     (tmp_path / "report.json").write_text(report[:20])  # cut short
     assert not finished(tmp_path, {"limit": 3})
-    (tmp_path / "report.json").write_text(json.dumps({"runs": [{"method": "clip", "n_examples": 1}]}))
+    (tmp_path / "report.json").write_text(json.dumps({"runs": [{"method": "clip", "n_examples": 1, "metrics": {}}]}))
     assert not finished(tmp_path, {"limit": 3})  # counts fewer records than the log holds
+    (tmp_path / "report.json").write_text(json.dumps({"runs": [{"method": "clip", "n_examples": 2}]}))
+    assert not finished(tmp_path, {"limit": 3})  # lost its metrics
 
 
 def test_differences_name_each_changed_leaf():

@@ -38,6 +38,8 @@ PREFERRED_PIPELINES = ("en_core_web_sm", "en_core_web_md", "en_core_web_lg", "en
 #: The longest caption parsed, in words: far past any caption a CLIP text tower reads (77
 #: tokens), and short enough that spaCy's recursion and time stay bounded.
 MAX_WORDS = 256
+#: ... and in characters (a caption of a few huge words): spaCy's memory grows with them.
+MAX_CHARS = 4096
 #: Revision of the parsing rules, part of :meth:`SpacyParser.describe` (and so of cached parses' keys).
 RULES_VERSION = 3
 
@@ -104,6 +106,10 @@ class SpacyParser(Parser):
             words = len(text.split())
             if words > MAX_WORDS:
                 raise ParseError(f"caption of {words} words is too long to parse (at most {MAX_WORDS}): {text[:60]!r}...")
+            if len(text) > MAX_CHARS:
+                raise ParseError(
+                    f"caption of {len(text):,} characters is too long to parse (at most {MAX_CHARS:,}): {text[:60]!r}..."
+                )
         try:
             for text, doc in zip(todo, self.nlp.pipe([t.lower() for t in todo], batch_size=self.batch_size)):
                 self._parsed[text] = self._graph(text, doc)
