@@ -120,3 +120,38 @@ def test_a_composed_score_is_labelled_with_what_it_adds():
     evidence = ComCLIPResult("i", "t", clip=0.7, score=1.29, parts=[], graph=None, composed=0.66)  # type: ignore[arg-type]
     assert score_label(plain, "comclip") == "comclip score 0.650 (composed cosine)"
     assert score_label(evidence, "comclip-plus") == "comclip-plus score 1.290 = composed cosine 0.660 + evidence 0.630"
+    from comclip.config import PipelineConfig
+
+    checked = ComCLIPResult(
+        "i", "t", clip=0.7, score=1.39, parts=[], graph=None, composed=0.66,  # type: ignore[arg-type]
+        config=PipelineConfig(relation_check="geometry", relation_weight=1.0), spatial=((0, "left of", 1, 0.6),),
+    )  # fmt: skip
+    label = score_label(checked, "comclip-plus")  # the relation check's term is its own, not folded into evidence
+    assert label == "comclip-plus score 1.390 = composed cosine 0.660 + evidence 0.630 + relations 0.100", label
+
+
+def test_a_figure_prints_numbers_that_differ_apart():
+    from comclip.explain import telling_digits
+
+    assert telling_digits([0.74496, 0.74457]) == 4 and telling_digits([0.7, 0.2]) == 3 and telling_digits([0.5, 0.5]) == 3
+
+
+def test_an_unreachable_hub_is_one_line_in_seconds(monkeypatch):
+    """No network and no HF_HUB_OFFLINE: the Hub's client is not left to retry for half a
+    minute; the model is looked for in the cache alone and the line says why it is missing."""
+    import time
+
+    import pytest
+    from huggingface_hub import constants
+
+    from comclip.backbones import create_backbone, hf
+    from comclip.errors import ModelNotFoundError
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(hf, "hub_reachable", lambda: False)
+    start = time.monotonic()
+    with pytest.raises(ModelNotFoundError, match="cannot be reached from this machine") as caught:
+        create_backbone("openai/clip-vit-base-patch32", device="cpu")
+    assert time.monotonic() - start < 10 and "\n" not in str(caught.value)
+    assert constants.HF_HUB_OFFLINE is False  # put back as it was

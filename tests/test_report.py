@@ -79,6 +79,15 @@ def test_the_takeaway_is_computed_from_the_numbers():
     assert "the two intervals overlap" in level and "not told apart from CLIP here (the interval holds 0)" in level
     behind = "\n".join(takeaway(_legend_report(-8.0, [-12.0, -4.0])))
     assert "Best on group: **clip**" in behind and ": behind." in behind
+    tie = "\n".join(takeaway(_legend_report(0.0, [-5.0, 5.0])))  # an exact tie is no one's win
+    assert "Best on group: a tie between **clip** and **mine**, 40.0%" in tie and "**clip**, 40.0%" not in tie
+
+
+def test_the_legend_gives_the_sum_weighting_as_the_code_computes_it():
+    from comclip.eval.reports.legend import describe_method
+
+    described = describe_method("comclip", {"weighting": "sum", "parser": "spacy", "grounder": "clip"})
+    assert "w_i = s_i / sum_j s_j" in described and "w_i = s_i," not in described
 
 
 def test_the_legend_says_what_each_part_of_a_label_means():

@@ -12,12 +12,18 @@ from comclip.imaging.subimages import make_subimage
 from comclip.jsonfile import written_whole
 from comclip.results import ComCLIPResult
 
-COLOURS = ["#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6", "#9a6324"]
+#: Box colours: none is the red or green that mark a FALSE or TRUE caption.
+COLOURS = ["#4363d8", "#f58231", "#911eb4", "#0f8b8d", "#f032e6", "#9a6324", "#000075", "#808000"]
+#: What the numbers under each sub-image mean, said on every figure.
+PART_KEY = (
+    "s: a sub-image's cosine with its phrase; w: its weight in the composed embedding; "
+    "margin: how far the grounder's chosen region scored above the next"
+)
 
 
-def draw_explanation(result: ComCLIPResult, image: Image.Image, out: str | Path) -> Path:
-    """Write the explanation figure of ``result`` (computed on ``image``) to ``out`` (PNG); the
-    sub-images are drawn with the fill of the configuration that made the result."""
+def draw_explanation(result: ComCLIPResult, image: Image.Image, out: str | Path, method: str = "ComCLIP") -> Path:
+    """Write the explanation figure of ``result`` (computed on ``image`` by ``method``) to
+    ``out`` (PNG); the sub-images are drawn with the fill of the configuration that made it."""
     plt, rectangle = _pyplot()
     parts = result.parts
     columns = max(1, len(parts))
@@ -25,7 +31,7 @@ def draw_explanation(result: ComCLIPResult, image: Image.Image, out: str | Path)
     grid = fig.add_gridspec(2, columns, height_ratios=[1.6, 1.0])
     top = fig.add_subplot(grid[0, :])
     _boxes(top, result, image, rectangle, fontsize=10)
-    headline = f"CLIP cosine {result.clip:.4f}   {score_label(result, 'ComCLIP')}"
+    headline = f"CLIP cosine {result.clip:.4f}   {score_label(result, method)}"
     if result.fallback:
         headline += f"   ({result.fallback})"
     headline += "\nflags: " + (", ".join(result.flags) if result.flags else "none")
@@ -36,15 +42,33 @@ def draw_explanation(result: ComCLIPResult, image: Image.Image, out: str | Path)
         ax.set_axis_off()
         margin = "" if part.margin is None else f"  margin={part.margin:.3f}"
         ax.set_title(f"{part.kind}: {part.phrase}\ns={part.similarity:.3f}  w={part.weight:.3f}{margin}", fontsize=9)
+    fig.text(0.5, 0.005, PART_KEY, ha="center", va="bottom", fontsize=8)
     return _save(fig, plt, out)
 
 
-def score_label(result: ComCLIPResult, method: str) -> str:
+def score_label(result: ComCLIPResult, method: str, digits: int = 3) -> str:
     """What a composed score is, in words: the composed cosine alone, or it plus the evidence
-    term the score mode adds; never one word for two scales."""
+    term the score mode adds and the geometric relation check's term, each named; never one
+    word for two scales."""
     if result.composed is None or abs(result.score - result.composed) < 1e-12:
-        return f"{method} score {result.score:.3f} (composed cosine)"
-    return f"{method} score {result.score:.3f} = composed cosine {result.composed:.3f} + evidence {result.score - result.composed:.3f}"
+        return f"{method} score {result.score:.{digits}f} (composed cosine)"
+    relations = result.relations_term
+    evidence = result.score - result.composed - relations
+    terms = "".join(
+        f" {'+' if value >= 0 else '-'} {name} {abs(value):.{digits}f}"
+        for name, value in (("evidence", evidence), ("relations", relations))
+        if abs(value) >= 1e-12
+    )
+    return f"{method} score {result.score:.{digits}f} = composed cosine {result.composed:.{digits}f}{terms}"
+
+
+def telling_digits(values: list[float], least: int = 3, most: int = 6) -> int:
+    """The fewest decimals (from ``least``) at which values that differ are printed apart, so
+    a figure never shows two equal numbers and stars one of them."""
+    for digits in range(least, most + 1):
+        if len({f"{v:.{digits}f}" for v in values}) == len(set(values)):
+            return digits
+    return most
 
 
 def draw_contrast(results: list[ComCLIPResult], image: Image.Image, out: str | Path, method: str, true: int = 0) -> Path:
@@ -52,6 +76,10 @@ def draw_contrast(results: list[ComCLIPResult], image: Image.Image, out: str | P
     the right one): per caption, CLIP's cosine and the method's score, each method's choice
     starred, the grounded boxes, every sub-image with its ``s_i`` / ``w_i``, and the flags."""
     plt, rectangle = _pyplot()
+    order = [true] + [k for k in range(len(results)) if k != true]  # the TRUE caption always on the left
+    results, true = [results[k] for k in order], 0
+    clip_digits = telling_digits([r.clip for r in results])
+    score_digits = telling_digits([r.score for r in results])
     widths = [max(1, len(r.parts)) for r in results]
     fig = plt.figure(figsize=(max(9.0, 2.9 * sum(widths)), 7.6), dpi=100)
     grid = fig.add_gridspec(2, sum(widths), height_ratios=[1.7, 1.0])
@@ -64,7 +92,7 @@ def draw_contrast(results: list[ComCLIPResult], image: Image.Image, out: str | P
         marks = [f"* chosen by {name}" for name, pick in (("CLIP", clip_pick), (method, method_pick)) if pick == k]
         top.set_title(
             f'{"TRUE" if k == true else "FALSE"} caption: "{result.text}"\n'
-            f"CLIP cosine {result.clip:.3f}\n{score_label(result, method)}\n"
+            f"CLIP cosine {result.clip:.{clip_digits}f}\n{score_label(result, method, score_digits)}\n"
             f"flags: {', '.join(result.flags) or 'none'}   {'   '.join(marks)}",
             fontsize=9,
             color="#1a7f37" if k == true else "#b42318",
@@ -73,12 +101,13 @@ def draw_contrast(results: list[ComCLIPResult], image: Image.Image, out: str | P
             ax = fig.add_subplot(grid[1, start + n])
             ax.imshow(make_subimage(image, part.boxes, result.config.subimage_fill))
             ax.set_axis_off()
-            ax.set_title(f"{part.kind}: {part.phrase}\ns_i={part.similarity:.3f}  w_i={part.weight:.3f}", fontsize=8)
+            margin = "" if part.margin is None else f"  margin={part.margin:.3f}"
+            ax.set_title(f"{part.kind}: {part.phrase}\ns_i={part.similarity:.3f}  w_i={part.weight:.3f}{margin}", fontsize=8)
         start += width
     verdict = {True: "the true one", False: "the false one"}
     fig.suptitle(
         f"CLIP prefers {verdict[clip_pick == true]}; {method} prefers {verdict[method_pick == true]}.\n"
-        "s_i: a sub-image's cosine with its phrase; w_i: its weight in the composed embedding",
+        + PART_KEY.replace("s:", "s_i:").replace("w:", "w_i:"),
         fontsize=10,
     )
     return _save(fig, plt, out)
@@ -98,7 +127,8 @@ def _pyplot():
 
 def _boxes(ax, result: ComCLIPResult, image: Image.Image, rectangle, fontsize: int = 9) -> None:
     """The image with each entity's boxes, labelled by its phrase (``(not grounded)`` where it
-    took a fallback); entities grounded to one box get their labels one under another."""
+    took a fallback), outside the box so it never covers the shape it names (above it, or below
+    where there is no room); entities grounded to one box get their labels stacked."""
     ax.imshow(image)
     ax.set_axis_off()
     labelled: list = []
@@ -109,13 +139,16 @@ def _boxes(ax, result: ComCLIPResult, image: Image.Image, rectangle, fontsize: i
         first = part.boxes[0]
         stacked = labelled.count(first)
         labelled.append(first)
+        step = 0.07 * image.height  # one label's height, about
+        above = first.y1 - 2 - stacked * step  # labels sit outside the box, never over the shape they name
+        y, va = (above, "bottom") if above - step > 0 else (first.y2 + 2 + stacked * step, "top")
         ax.text(
-            first.x1 + 3,
-            first.y1 + 3 + stacked * 0.06 * image.height,
+            first.x1,
+            y,
             part.phrase + (" (not grounded)" if part.flags else ""),
             color="white",
             fontsize=fontsize,
-            va="top",
+            va=va,
             bbox={"facecolor": colour, "alpha": 0.85, "pad": 2, "edgecolor": "none"},
         )
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from comclip.boxes import Box
-from comclip.composition.geometry import relation_score, spatial_rule
+from comclip.composition.geometry import geometry_bonus, relation_score, spatial_rule
 from comclip.config import PipelineConfig
 from comclip.parsing import SceneGraph
 
@@ -73,6 +73,11 @@ class ComCLIPResult:
     #: shrunk before analysis. ``parts`` hold boxes in the analysed frame (as the figure draws
     #: them); :meth:`to_dict` gives them in the input's.
     scale: float = 1.0
+
+    @property
+    def relations_term(self) -> float:
+        """What the geometric relation check adds to the score (0 without it)."""
+        return geometry_bonus([g for *_, g in self.spatial if g is not None], self.config.relation_weight)
 
     def to_dict(self) -> dict:
         """The result as JSON (``explain --json``, ``score --details``): boxes in the input

@@ -3,7 +3,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import os
+import socket
+from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlparse
 
 import torch
 from PIL import Image
@@ -256,10 +262,14 @@ def first_line(exc: BaseException, limit: int = 160) -> str:
 
 
 def _reading(source: str, name: str, read):
-    """``read()``, turning the hub's errors into ones that say what to do."""
+    """``read()``, turning the hub's errors into ones that say what to do. A hub model read
+    where the Hub cannot be reached is read from the cache alone (the Hub's client would
+    otherwise retry for half a minute before saying so)."""
     is_local = Path(source).is_dir()
+    user_offline = hub_offline()
+    unreachable = not is_local and not user_offline and not hub_reachable()
     try:
-        with quiet_transformers():
+        with quiet_transformers(), offline_hub() if unreachable else contextlib.nullcontext():
             return read()
     except Exception as exc:  # a local folder's files are the user's: any failure to read them is theirs
         if not is_local and not isinstance(exc, (OSError, ValueError)):
@@ -270,14 +280,48 @@ def _reading(source: str, name: str, read):
                 "directory must hold config.json, the weights (model.safetensors) and the "
                 "tokenizer/processor files written by save_pretrained()."
             ) from None
-        if hub_offline():
+        if user_offline:
             reason = f"it is not in the Hugging Face cache ({hf_cache_dir()}) and HF_HUB_OFFLINE=1 forbids downloading it"
             after = ""
+        elif unreachable:
+            reason = f"the Hugging Face Hub cannot be reached from this machine and it is not in the cache ({hf_cache_dir()})"
+            after = ""
         else:
-            reason = "the Hugging Face Hub could not be reached (no network) or has no such repository"
+            reason = "the Hugging Face Hub has no such repository, or could not be reached"
             after = " (then HF_HUB_OFFLINE=1 reads the cache without trying the network)"
         raise ModelNotFoundError(
             f"cannot load model {name!r} (hub id {source!r}): {reason}. Download it once where the Hub is "
             f"reachable (`hf download {source}`){after}, or pass a local directory written by save_pretrained() "
             f"as --model; --model comclip/sandbox works offline. ({type(exc).__name__}: {first_line(exc)})"
         ) from None
+
+
+@functools.lru_cache(maxsize=1)
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether the Hub's host (``HF_ENDPOINT``'s) takes a connection within ``timeout`` seconds:
+    asked once per process, before the first hub model is read."""
+    from huggingface_hub import constants
+
+    url = urlparse(constants.ENDPOINT)
+    try:
+        with socket.create_connection((url.hostname or "", url.port or (443 if url.scheme == "https" else 80)), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+@contextlib.contextmanager
+def offline_hub() -> Iterator[None]:
+    """The Hub's client offline for the block, as ``HF_HUB_OFFLINE=1`` makes it (the cache only)."""
+    from huggingface_hub import constants
+
+    before, before_env = constants.HF_HUB_OFFLINE, os.environ.get("HF_HUB_OFFLINE")
+    constants.HF_HUB_OFFLINE, os.environ["HF_HUB_OFFLINE"] = True, "1"
+    try:
+        yield
+    finally:
+        constants.HF_HUB_OFFLINE = before
+        if before_env is None:
+            os.environ.pop("HF_HUB_OFFLINE", None)
+        else:
+            os.environ["HF_HUB_OFFLINE"] = before_env

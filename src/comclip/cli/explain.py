@@ -35,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
     if out is not None:
         from comclip.explain import draw_explanation
 
-        print(f"wrote {draw_explanation(result, image.image, out)}", file=sys.stderr)
+        print(f"wrote {draw_explanation(result, image.image, out, method)}", file=sys.stderr)
     if args.json:
         print_json({"model": backbone.name, "method": method, "config": model.describe(), **result.to_dict()})
     else:

@@ -11,10 +11,12 @@ from comclip.methods import METHODS
 
 #: What each setting of a composed method means, by (field, value); ``{}`` takes the config.
 TERMS = {
-    ("weighting", "sum"): "weights w_i = s_i, each sub-image's cosine with its own phrase (the paper's sum weighting)",
+    ("weighting", "sum"): "weights w_i = s_i / sum_j s_j, each sub-image's cosine with its own phrase over their sum "
+    "(the authors' code; a negative cosine counts as 0)",
     ("weighting", "softmax"): "weights w_i = the softmax of the s_i (the paper's other weighting)",
     ("subimage_fill", "black"): "outside each region black (the paper)",
     ("subimage_fill", "mean"): "outside each region the image's mean colour",
+    ("subimage", "tokens"): "each sub-image encoded from the ViT patch tokens its region touches (it costs its area)",
     ("score_mode", "comclip"): "score: the caption's cosine with the global image embedding plus the weighted "
     "sub-image embeddings (the paper)",
     ("score_mode", "evidence"): "score: the paper's, plus {evidence_weight} x how well each entity's phrase matches "
@@ -56,7 +58,14 @@ def takeaway(report: dict) -> list[str]:
     metric = comparisons[0]["metric"] if comparisons else next(iter(report["runs"][0]["metrics"]), None)
     if metric is None or not all(metric in run["metrics"] for run in runs.values()):
         return []
-    best = max(runs.values(), key=lambda run: run["metrics"][metric]["value"])
+    top = max(run["metrics"][metric]["value"] for run in runs.values())
+    tied = [run for run in runs.values() if run["metrics"][metric]["value"] == top]
+    best = tied[0]
+    if len(tied) > 1:  # an exact tie is no one's win
+        names = " and ".join(f"**{run['method']}**" for run in tied)
+        return ["", "## Takeaway", "", f"- Best on {metric}: a tie between {names}, {_value(best['metrics'][metric])}."] + [
+            f"- {c['method']}: {_verdict(c)}" for c in comparisons if c["metric"] == metric
+        ]
     lines = ["", "## Takeaway", "", f"- Best on {metric}: **{best['method']}**, {_value(best['metrics'][metric])}."]
     if "clip" in runs and best["method"] != "clip":
         clip = runs["clip"]["metrics"][metric]
