@@ -425,3 +425,12 @@ def test_explain_json_gives_boxes_in_the_input_images_own_frame(cli, tmp_path):
     boxes = {p["phrase"]: p["boxes"] for p in json.loads(out)["parts"] if p["kind"] == "entity"}
     given = {tuple(b) for bs in regions.values() for b in bs}
     assert boxes and all(tuple(b) in given for bs in boxes.values() for b in bs)  # at half size they were not
+
+
+def test_an_output_in_a_folder_nothing_can_be_written_to_is_one_line_before_the_model_loads(cli, rgb_image_path, monkeypatch):
+    """/proc looks writable to root's access() but takes no new file: found by trying, exit 2."""
+    import comclip.cli.explain as explain_command
+
+    monkeypatch.setattr(explain_command, "create_model", lambda args: pytest.fail("the model loaded before the check"))
+    code, _, err = cli("explain", rgb_image_path, "a red square", "--model", "comclip/sandbox", "--out", "/proc/x.png")
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "/proc/x.png" in err, err
