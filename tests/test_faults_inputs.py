@@ -434,3 +434,25 @@ def test_an_output_in_a_folder_nothing_can_be_written_to_is_one_line_before_the_
     monkeypatch.setattr(explain_command, "create_model", lambda args: pytest.fail("the model loaded before the check"))
     code, _, err = cli("explain", rgb_image_path, "a red square", "--model", "comclip/sandbox", "--out", "/proc/x.png")
     assert code == 2 and len(err.strip().splitlines()) == 1 and "/proc/x.png" in err, err
+
+
+@pytest.mark.parametrize("option", [["--weighting", "softmax"], ["--grounder", "oracle"], ["--union-margin", "-1"]])
+def test_an_option_no_requested_method_reads_is_one_line(option, cli, rgb_image_path, tmp_path):
+    """Plain CLIP reads no pipeline option: one given with --method clip alone is a mistake,
+    said in one line naming the methods that would read it (it ran plain CLIP and exited 0)."""
+    code, _, err = cli("score", rgb_image_path, "a red square", "--model", "comclip/sandbox", *option)
+    assert code == 2 and len(err.strip().splitlines()) == 1 and option[0] in err and "comclip-plus" in err, err
+    code, _, err = cli("eval", "sandbox", "--n", "1", "--method", "clip", "--out", tmp_path / "o", *option)
+    assert code == 2 and option[0] in err and not (tmp_path / "o").exists(), err
+
+
+def test_an_array_given_as_an_image_is_one_line_saying_what_would_be(tiny_backbone):
+    import numpy as np
+
+    from comclip.errors import InputError
+    from comclip.pipeline import ComCLIP
+
+    model = ComCLIP(tiny_backbone)
+    for images in (np.zeros((10, 10, 3), dtype=np.uint8), [np.zeros((10, 10, 3), dtype=np.uint8)]):
+        with pytest.raises(InputError, match="not ndarray .*fromarray"):
+            model.score(images, ["a red square"])

@@ -155,3 +155,26 @@ def test_an_unreachable_hub_is_one_line_in_seconds(monkeypatch):
         create_backbone("openai/clip-vit-base-patch32", device="cpu")
     assert time.monotonic() - start < 10 and "\n" not in str(caught.value)
     assert constants.HF_HUB_OFFLINE is False  # put back as it was
+
+
+def test_a_broken_optional_package_breaks_nothing(tmp_path, rgb_image_path):
+    """A torchvision that is installed but cannot load (built for another torch) is hidden:
+    the shipped models score, `comclip models` says open_clip is not usable, and asking for an
+    open_clip model is one line. A real process: the import system is what is tested."""
+    stand_in = tmp_path / "site"
+    (stand_in / "torchvision").mkdir(parents=True)
+    (stand_in / "torchvision" / "__init__.py").write_text('raise RuntimeError("operator torchvision::nms does not exist")\n')
+    (stand_in / "torchvision-0.28.0.dist-info").mkdir()
+    (stand_in / "torchvision-0.28.0.dist-info" / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: torchvision\nVersion: 0.28.0\n"
+    )
+    env = {"PYTHONPATH": str(stand_in)}
+    scored = run_cli(["score", rgb_image_path, "a red square", "--model", "comclip/sandbox", "--method", "comclip"], env=env)
+    assert scored.returncode == 0 and "Traceback" not in scored.stderr and "comclip" in scored.stdout, scored.stderr
+    models = run_cli(["models"], env=env)
+    assert models.returncode == 0 and "(installed)" not in next(
+        line for line in models.stdout.splitlines() if "open_clip:" in line
+    )
+    refused = run_cli(["score", rgb_image_path, "a red square", "--model", "open_clip:ViT-B-32/openai"], env=env)
+    assert refused.returncode == 1 and len(refused.stderr.strip().splitlines()) == 1, refused.stderr  # as a missing extra
+    assert "constraints" in refused.stderr and "Traceback" not in refused.stderr

@@ -13,6 +13,9 @@ def quiet_transformers():
     processor backend is missing (the PIL one is used instead, with equal results); neither
     helps a user reading comclip's output.
     """
+    from comclip._optional import hide_broken
+
+    hide_broken()  # an installed torchvision that cannot load would break transformers' import
     from transformers.utils import logging as hf_logging
 
     previous = hf_logging.get_verbosity()

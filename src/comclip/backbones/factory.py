@@ -13,7 +13,7 @@ import importlib.util
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache, lru_cache
 from importlib import resources
 from pathlib import Path
 
@@ -119,8 +119,23 @@ def register_backend(info: BackendInfo) -> BackendInfo:
 
 
 def backend_available(backend: str) -> bool:
-    """Whether the package a backend family needs is importable."""
-    return importlib.util.find_spec(BACKENDS[backend].module) is not None
+    """Whether the package a backend family needs imports (installed is not enough: one whose
+    own dependencies cannot load, a broken torchvision under open_clip, is not available)."""
+    return _imports(BACKENDS[backend].module)
+
+
+@cache
+def _imports(module: str) -> bool:
+    from comclip._optional import hide_broken
+
+    if importlib.util.find_spec(module) is None:
+        return False
+    hide_broken()
+    try:
+        importlib.import_module(module)
+    except Exception:  # any failure: the family cannot run here, whatever the reason
+        return False
+    return True
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ import torch
 from PIL import Image
 
 from comclip._hf_utils import quiet_transformers
+from comclip._optional import hide_broken
 from comclip.backbones.base import PatchGrid, ProcessorBackbone
 from comclip.backbones.runtime import RUNTIME
 from comclip.backbones.tokens import centre_crop_geometry
@@ -236,6 +237,7 @@ def _check_tokenizer(tokenizer, name: str, source: str) -> None:
 
 def _load(source: str, name: str, model_class=None):
     """Load model (with ``model_class``, default ``AutoModel``) and processor."""
+    hide_broken()  # before transformers looks for torchvision
     from transformers import AutoModel, AutoProcessor
 
     return _reading(
@@ -250,6 +252,7 @@ def _load(source: str, name: str, model_class=None):
 
 def architectures(source: str, name: str) -> list[str]:
     """The model classes a hub id or local folder's ``config.json`` names."""
+    hide_broken()
     from transformers import AutoConfig
 
     return list(_reading(source, name, lambda: AutoConfig.from_pretrained(source, trust_remote_code=False)).architectures or [])

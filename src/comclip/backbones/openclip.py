@@ -6,6 +6,8 @@ also be the path of a local checkpoint file.
 
 from __future__ import annotations
 
+import importlib.util
+
 import torch
 from PIL import Image
 
@@ -17,11 +19,21 @@ PREFIX = "open_clip:"
 
 
 def _import_open_clip():
+    from comclip._optional import broken, hide_broken
+
+    hide_broken()
     try:
         import open_clip
     except ImportError as exc:
+        if broken("torchvision") and importlib.util.find_spec("open_clip") is not None:
+            raise ComclipError(
+                f"open_clip backbones need torchvision, which is installed but cannot load here ({broken('torchvision')}): "
+                f"install the torchvision built for this torch {torch.__version__} (with the constraints file: "
+                "pip install -c constraints/cpu.txt -e '.[openclip]'), or uninstall it to use the other backbones"
+            ) from None
         raise ComclipError(
-            f"open_clip backbones need the optional dependency open_clip_torch: pip install 'comclip[openclip]' ({exc})"
+            f"open_clip backbones need the optional dependency open_clip_torch: pip install -c constraints/cpu.txt "
+            f"'comclip[openclip]' (the constraints keep your torch) ({exc})"
         ) from None
     return open_clip
 

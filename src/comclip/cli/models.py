@@ -59,7 +59,11 @@ def families() -> list[dict]:
 def _needs(entry: dict) -> str:
     if entry["extra"] is None:
         return "-"
-    return f"[{entry['extra']}] (installed)" if entry["available"] else f"pip install 'comclip[{entry['extra']}]'"
+    return (
+        f"[{entry['extra']}] (installed)"
+        if entry["available"]
+        else f"pip install -c constraints/cpu.txt 'comclip[{entry['extra']}]'"
+    )
 
 
 def register(sub) -> None:

@@ -248,10 +248,17 @@ def method_pipelines(args: argparse.Namespace, names: list[str], backbone=None) 
     defaults (without a backbone, the library's: to check options before a model loads), under
     the options the user gave."""
     from comclip.config import PipelineConfig
-    from comclip.methods import method_configs
+    from comclip.methods import METHODS, method_configs
 
+    given = pipeline_options(args)
+    if given and not any(METHODS[name].composed for name in names):  # an option nothing reads is a mistake
+        composed = ", ".join(m for m in METHODS if METHODS[m].composed)
+        raise InputError(
+            f"{pipeline_flags(next(iter(given)))[0]} is an option of the composed methods ({composed}); "
+            f"--method {','.join(names)} uses none of them: add one (--method {','.join(names)},comclip) or drop the option"
+        )
     base = PipelineConfig.for_backbone(backbone) if backbone is not None else PipelineConfig()
-    return method_configs(names, base, pipeline_options(args))
+    return method_configs(names, base, given)
 
 
 def pipeline_config(args: argparse.Namespace, backbone=None):

@@ -103,7 +103,8 @@ def load_image(source: ImageInput | LoadedImage, max_side: int | None = DEFAULT_
         img = (ImageOps.exif_transpose(source) or source) if rotated else source
         name = getattr(source, "filename", "") or "<PIL image>"
         return _finish(img, name, img.size, max_side)
-
+    if not isinstance(source, (str, os.PathLike)):
+        raise InputError(not_an_image_input(source))
     path = Path(source)
     name = str(path)
     if not path.exists():
@@ -240,11 +241,19 @@ def expand_image_paths(sources: Iterable[ImageInput]) -> list[ImageInput]:
     return expanded
 
 
+def not_an_image_input(source: object) -> str:
+    """Why ``source`` cannot be an image input, and what would be."""
+    hint = " (PIL.Image.fromarray(array) makes one of an HxWx3 uint8 array)" if hasattr(source, "__array__") else ""
+    return f"an image is a file path or a PIL image, not {type(source).__name__}{hint}"
+
+
 def load_images(images: Sequence[ImageInput | LoadedImage] | ImageInput | LoadedImage) -> list[LoadedImage]:
     """The images, decoded (see :func:`load_image`); one image given alone (a path is a
     string, not a sequence of one-letter paths) is a list of one; none is an error."""
     if isinstance(images, (str, os.PathLike, Image.Image, LoadedImage)):
         images = [images]
+    elif hasattr(images, "__array__"):  # an array is one picture (or a batch), never a list of images
+        raise InputError(not_an_image_input(images))
     loaded = [load_image(image) for image in images]
     if not loaded:
         raise InputError("no images given")
