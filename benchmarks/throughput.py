@@ -314,7 +314,8 @@ def main() -> int:
     use_process_environment()  # as the command line runs, set before torch loads
     import torch
 
-    from comclip.backbones import create_backbone, tokens
+    from comclip.backbones import create_backbone
+    from comclip.backbones.vit import tokens
     from comclip.imaging.files import load_image
 
     if args.batching:

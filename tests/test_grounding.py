@@ -173,7 +173,7 @@ def test_segment_proposals_find_objects():
 
 def test_patch_grid_geometry():
     from comclip.backbones.base import PatchGrid
-    from comclip.backbones.tokens import centre_crop_geometry
+    from comclip.backbones.vit.tokens import centre_crop_geometry
     from comclip.grounding import Box
 
     grid = PatchGrid(torch.zeros(2, 3, 4), x0=10.0, y0=0.0, step_x=10.0, step_y=5.0)

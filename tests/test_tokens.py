@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 
 from comclip.backbones import create_backbone
-from comclip.backbones.tokens import BATCHINGS, encode_regions, region_mask, touched_patches
+from comclip.backbones.vit.tokens import BATCHINGS, encode_regions, region_mask, touched_patches
 from comclip.boxes import Box
 from comclip.config import PipelineConfig, TokensUnsupportedWarning
 from comclip.errors import InputError

@@ -23,6 +23,7 @@ MOVED = {
     "comclip.subimages": "comclip.imaging.subimages",
     "comclip.stored": "comclip.pipeline.memory",
     "comclip.backbones.registry": "comclip.backbones.factory",
+    "comclip.backbones.patches": "comclip.backbones.vit.patches",
     "comclip.eval.datasets": "comclip.eval.benchmarks.datasets",
     "comclip.eval.kinds": "comclip.eval.benchmarks.kinds",
     "comclip.eval.metrics": "comclip.eval.benchmarks.metrics",

@@ -22,9 +22,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from comclip.backbones.patches import PatchGrid
 from comclip.backbones.runtime import RUNTIME, check_runtime
-from comclip.backbones.tokens import encode_regions
+from comclip.backbones.vit.patches import PatchGrid
+from comclip.backbones.vit.tokens import encode_regions
 from comclip.cache.embeddings import MemoryCache, read_through
 from comclip.errors import InputError
 from comclip.imaging.files import DEFAULT_MAX_SIDE, ImageInput, LoadedImage, load_image
@@ -218,7 +218,7 @@ class Backbone(ABC):
 
     def _image_rows_array(self, images: list) -> np.ndarray:
         """Embeddings of images (PIL or, on the tensor path, tensors; or regions to encode from
-        patch tokens, see :mod:`comclip.backbones.tokens`) as one array, for a cache."""
+        patch tokens, see :mod:`comclip.backbones.vit.tokens`) as one array, for a cache."""
         if images and isinstance(images[0], TokenRegion):
             return self._token_rows(images).numpy()
         return self._batched(images, self._encode_image_batch).numpy()
@@ -227,7 +227,7 @@ class Backbone(ABC):
     @property
     def supports_tokens(self) -> bool:
         """Whether sub-images can be encoded from patch tokens (``--subimage tokens``): a ViT
-        that implements the hooks of :class:`~comclip.backbones.tokens.TokenEncoder`."""
+        that implements the hooks of :class:`~comclip.backbones.vit.tokens.TokenEncoder`."""
         return False
 
     def _token_rows(self, regions: list[TokenRegion]) -> torch.Tensor:

@@ -19,7 +19,7 @@ import torch
 from PIL import Image
 
 from comclip.backbones.base import Backbone, loaded_images
-from comclip.backbones.patches import PatchGrid
+from comclip.backbones.vit.patches import PatchGrid
 from comclip.cache.embeddings import EmbeddingCache, MemoryCache, read_through
 from comclip.digests import image_digest
 from comclip.imaging.files import DEFAULT_MAX_SIDE, ImageInput, LoadedImage

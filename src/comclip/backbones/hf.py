@@ -18,7 +18,7 @@ from comclip._hf_utils import quiet_transformers
 from comclip._optional import hide_broken
 from comclip.backbones.base import PatchGrid, ProcessorBackbone
 from comclip.backbones.runtime import RUNTIME
-from comclip.backbones.tokens import centre_crop_geometry
+from comclip.backbones.vit.tokens import centre_crop_geometry
 from comclip.digests import files_digest
 from comclip.errors import ModelNotFoundError
 
@@ -155,7 +155,7 @@ class HFBackbone(TransformersBackbone):
                     grids.append(PatchGrid(row.reshape(side, side, -1), x0, y0, patch / scale, patch / scale))
         return torch.cat(globals_), grids
 
-    # --- sub-images from patch tokens (see comclip.backbones.tokens) ---------------------
+    # --- sub-images from patch tokens (see comclip.backbones.vit.tokens) ---------------------
     @property
     def supports_tokens(self) -> bool:
         return self._model_type == "clip"

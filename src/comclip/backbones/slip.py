@@ -47,7 +47,7 @@ from PIL import Image
 from comclip._hf_utils import quiet_transformers
 from comclip.backbones.base import Backbone
 from comclip.backbones.runtime import RUNTIME
-from comclip.backbones.tokens import centre_crop_geometry
+from comclip.backbones.vit.tokens import centre_crop_geometry
 from comclip.bpe import clip_bpe_files
 from comclip.digests import file_digest
 from comclip.errors import ModelNotFoundError
@@ -269,7 +269,7 @@ class SLIPBackbone(Backbone):
     def describe(self) -> dict:
         return {**super().describe(), "checkpoint": str(self.path), "architecture": self.model_name}
 
-    # --- sub-images from patch tokens (see comclip.backbones.tokens) ---------------------
+    # --- sub-images from patch tokens (see comclip.backbones.vit.tokens) ---------------------
     @property
     def _layers(self):
         """The ViT's blocks (transformers 5 keeps them on the model, 4 under ``encoder.layer``)."""
