@@ -15,7 +15,7 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 #: Lowest first. A room (top-level module or sub-package of comclip) may import rooms on its
 #: own floor or below, never above.
 FLOORS = [
-    ["errors", "bpe", "_hf_utils", "world", "digests", "_moved", "_interrupt", "collector"],
+    ["errors", "bpe", "_optional", "_hf_utils", "world", "digests", "_moved", "_interrupt", "collector"],
     ["registry", "text", "jsonfile", "boxes", "cache", "similarity", "declared"],
     ["imaging", "testing"],
     ["backbones"],
