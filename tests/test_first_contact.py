@@ -178,3 +178,29 @@ def test_a_broken_optional_package_breaks_nothing(tmp_path, rgb_image_path):
     refused = run_cli(["score", rgb_image_path, "a red square", "--model", "open_clip:ViT-B-32/openai"], env=env)
     assert refused.returncode == 1 and len(refused.stderr.strip().splitlines()) == 1, refused.stderr  # as a missing extra
     assert "constraints" in refused.stderr and "Traceback" not in refused.stderr
+
+
+def test_an_over_long_caption_gets_comclips_warning_alone(rgb_image_path):
+    """transformers' "will result in indexing errors" (counting tokens is not running them)
+    no longer precedes comclip's own line saying the caption was cut."""
+    caption = "a red circle and " * 20 + "a dog"
+    result = run_cli(["score", rgb_image_path, caption, "--model", "comclip/sandbox"])
+    assert result.returncode == 0 and "truncated" in result.stderr and "indexing errors" not in result.stderr, result.stderr
+
+
+def test_help_and_version_load_no_model_library():
+    """``comclip --help`` and ``--version`` declare only the command named (none): torch,
+    transformers and spaCy stay unloaded, so they answer at once."""
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys, contextlib, io\n"
+        "from comclip.cli import main\n"
+        "for argv in (['--help'], ['--version']):\n"
+        "    with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(SystemExit):\n"
+        "        main(argv)\n"
+        "print(sorted(m for m in ('torch', 'transformers', 'spacy', 'scipy') if m in sys.modules))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0 and result.stdout.strip() == "[]", result.stdout + result.stderr

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from comclip._hf_utils import quiet_transformers
 from comclip.backbones.runtime import RUNTIME, check_runtime
 from comclip.backbones.vit.patches import PatchGrid
 from comclip.backbones.vit.tokens import encode_regions
@@ -372,7 +373,8 @@ class ProcessorBackbone(Backbone):
         return self.image_processor(images=images, return_tensors="pt")["pixel_values"]
 
     def _token_count(self, text: str) -> int:
-        return len(self.tokenizer(text, truncation=False)["input_ids"])
+        with quiet_transformers():  # counting is not running: no "will result in indexing errors" warning
+            return len(self.tokenizer(text, truncation=False)["input_ids"])
 
 
 class _Rendered:

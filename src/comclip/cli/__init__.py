@@ -70,15 +70,22 @@ class _Parser(argparse.ArgumentParser):
 COMMANDS = (models, methods, score, parse, explain, cache, report, eval, suite, ablate, sandbox, demo, app, index, search)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The command line's parser. Only the command ``argv`` names gets its options (declaring
+    them reads the registries, which load torch); the others are listed by name and help, so
+    ``comclip --help`` and ``--version`` answer at once. Without ``argv``, every command's."""
     from comclip import __version__
 
     parser = _Parser(prog=PROG, description="Training-free compositional image-text matching (ComCLIP).")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
+    named = None if argv is None else next((a for a in argv if not a.startswith("-")), "")
     for command in COMMANDS:
-        command.register(sub)
+        if named is None or named == command.NAME:
+            command.register(sub)
+        else:
+            sub.add_parser(command.NAME, help=command.HELP)
     return parser
 
 
@@ -100,7 +107,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     warnings.showwarning = _show_warning
     interrupt = watch_interrupts()
     try:
-        args = build_parser().parse_args(argv)
+        argv = list(sys.argv[1:] if argv is None else argv)
+        args = build_parser(argv).parse_args(argv)
         code = int(args.func(args) or 0)
         return _interrupted(args) if interrupt.seen else code  # a Ctrl-C a library swallowed is still one
     except UsageError as exc:

@@ -55,13 +55,17 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+#: The command's name and its line in ``comclip --help``.
+NAME, HELP = "ablate", "choose a ComCLIP configuration on a dev split/seed, report it on another"
+
+
 def register(sub) -> None:
     from comclip.eval.benchmarks.datasets import DATASETS
     from comclip.eval.experiments.ablation import GRIDS
     from comclip.eval.runs.options import EvalOptions
     from comclip.sandbox.dataset import ITEMS_PER_TASK
 
-    p = sub.add_parser("ablate", help="choose a ComCLIP configuration on a dev split/seed, report it on another")
+    p = sub.add_parser(NAME, help=HELP)
     p.add_argument("dataset", choices=sorted(DATASETS))
     p.add_argument("--data", default=None, help="dev split file (datasets read from files)")
     p.add_argument("--test-data", default=None, help="test split file (datasets read from files)")

@@ -74,10 +74,14 @@ def _stop(signum, frame) -> None:
     raise KeyboardInterrupt
 
 
+#: The command's name and its line in ``comclip --help``.
+NAME, HELP = "app", "a web page that scores captions with CLIP and ComCLIP and shows why (Gradio)"
+
+
 def register(sub) -> None:
     from comclip.backbones import DEFAULT_MODEL
 
-    p = sub.add_parser("app", help="a web page that scores captions with CLIP and ComCLIP and shows why (Gradio)")
+    p = sub.add_parser(NAME, help=HELP)
     add_model_options(p, default_text="the --index's model, else " + DEFAULT_MODEL)
     add_cache_options(p)
     p.add_argument("--index", default=None, metavar="DIR", help="a search index (comclip index build): adds a Search tab")

@@ -19,8 +19,12 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+#: The command's name and its line in ``comclip --help``.
+NAME, HELP = "cache", "inspect or empty the persistent embedding cache"
+
+
 def register(sub) -> None:
-    p = sub.add_parser("cache", help="inspect or empty the persistent embedding cache")
+    p = sub.add_parser(NAME, help=HELP)
     p.add_argument("action", choices=["info", "clear"])
     p.add_argument("--cache", default=None, metavar="PATH", help="cache file (default: $COMCLIP_CACHE/embeddings.sqlite)")
     p.set_defaults(func=run)

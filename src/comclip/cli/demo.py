@@ -25,12 +25,16 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+#: The command's name and its line in ``comclip --help``.
+NAME, HELP = "demo", "CLIP vs ComCLIP on the sandbox's minimal pairs, offline, with the shipped model"
+
+
 def register(sub) -> None:
     from comclip.backbones.runtime import RuntimeOptions
     from comclip.sandbox.demo import DEMO_MODELS
 
     models = ",".join(DEMO_MODELS)
-    p = sub.add_parser("demo", help="CLIP vs ComCLIP on the sandbox's minimal pairs, offline, with the shipped model")
+    p = sub.add_parser(NAME, help=HELP)
     p.add_argument(
         "--model", "-m", default=models, help=f"backbones, comma-separated (default: {models}, both shipped with comclip)"
     )

@@ -105,6 +105,10 @@ def _score(args: argparse.Namespace, world, dataset, backbone, configs: dict, ou
     return 1 if unscored(report) else 0
 
 
+#: The command's name and its line in ``comclip --help``.
+NAME, HELP = "eval", "evaluate CLIP and ComCLIP on a benchmark, resumably"
+
+
 def register(sub) -> None:
     from comclip.backbones import DEFAULT_MODEL
     from comclip.eval.benchmarks.datasets import DATASETS
@@ -112,7 +116,7 @@ def register(sub) -> None:
     from comclip.eval.runs.options import EvalOptions
     from comclip.sandbox.dataset import SANDBOX_MODEL
 
-    p = sub.add_parser("eval", help="evaluate CLIP and ComCLIP on a benchmark, resumably")
+    p = sub.add_parser(NAME, help=HELP)
     p.add_argument("dataset", choices=[*sorted(DATASETS), SEARCH_BENCHMARK])
     p.add_argument(
         "--candidates",

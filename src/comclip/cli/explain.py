@@ -55,8 +55,12 @@ def _composed_method(value: str) -> str:
     return names[0]
 
 
+#: The command's name and its line in ``comclip --help``.
+NAME, HELP = "explain", "show how ComCLIP scored one image-caption pair"
+
+
 def register(sub) -> None:
-    p = sub.add_parser("explain", help="show how ComCLIP scored one image-caption pair")
+    p = sub.add_parser(NAME, help=HELP)
     p.add_argument("image", metavar="IMAGE")
     p.add_argument("text", metavar="TEXT")
     add_model_options(p)

@@ -88,12 +88,16 @@ def _info(args: argparse.Namespace) -> int:
     return 0
 
 
+#: The command's name and its line in ``comclip --help``.
+NAME, HELP = "index", "build, extend or describe a search index of an image collection"
+
+
 def register(sub) -> None:
     from comclip.search.build import DEFAULT_PART_SIZE
     from comclip.search.index import DEFAULT_METHODS
     from comclip.search.side import DEFAULT_UNION_CAP
 
-    p = sub.add_parser("index", help="build, extend or describe a search index of an image collection")
+    p = sub.add_parser(NAME, help=HELP)
     actions = p.add_subparsers(dest="action", metavar="ACTION")
     actions.required = True
     b = actions.add_parser("build", help="index the images of folders, globs or lists of paths")

@@ -26,7 +26,11 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+#: The command's name and its line in ``comclip --help``.
+NAME, HELP = "methods", "list the named methods (--method) and what each sets"
+
+
 def register(sub) -> None:
-    p = sub.add_parser("methods", help="list the named methods (--method) and what each sets")
+    p = sub.add_parser(NAME, help=HELP)
     p.add_argument("--json", action="store_true", help="print a JSON list")
     p.set_defaults(func=run)

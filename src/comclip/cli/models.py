@@ -66,7 +66,11 @@ def _needs(entry: dict) -> str:
     )
 
 
+#: The command's name and its line in ``comclip --help``.
+NAME, HELP = "models", "list registered backbones and the extras they need"
+
+
 def register(sub) -> None:
-    p = sub.add_parser("models", help="list registered backbones and the extras they need")
+    p = sub.add_parser(NAME, help=HELP)
     p.add_argument("--json", action="store_true", help="print a JSON list")
     p.set_defaults(func=run)

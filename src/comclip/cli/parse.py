@@ -45,8 +45,12 @@ def _print_graph(text: str, graph) -> None:
         print(f"  [{r.subject}] --{r.predicate}--> [{r.object}]")
 
 
+#: The command's name and its line in ``comclip --help``.
+NAME, HELP = "parse", "parse captions into scene graphs (entities and relations)"
+
+
 def register(sub) -> None:
-    p = sub.add_parser("parse", help="parse captions into scene graphs (entities and relations)")
+    p = sub.add_parser(NAME, help=HELP)
     p.add_argument("texts", nargs="+", metavar="TEXT")
     p.add_argument("--parser", default="spacy", help="spacy (default) or llm")
     p.add_argument("--llm-base-url", default=None, help="OpenAI-compatible endpoint for --parser llm (or COMCLIP_LLM_BASE_URL)")

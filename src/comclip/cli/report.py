@@ -19,8 +19,12 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+#: The command's name and its line in ``comclip --help``.
+NAME, HELP = "report", "put several evaluation runs side by side (markdown table, bar charts)"
+
+
 def register(sub) -> None:
-    p = sub.add_parser("report", help="put several evaluation runs side by side (markdown table, bar charts)")
+    p = sub.add_parser(NAME, help=HELP)
     p.add_argument("dirs", nargs="+", metavar="DIR", help="output folders of comclip eval (or report.json files)")
     p.add_argument("--out", default=None, help="folder for comparison.md and one PNG chart per dataset")
     p.add_argument("--force", action="store_true", help="replace a comparison.md or chart already in --out")

@@ -53,8 +53,12 @@ def pairs(args: argparse.Namespace) -> int:
     return 0
 
 
+#: The command's name and its line in ``comclip --help``.
+NAME, HELP = "sandbox", "the compositional sandbox: train its CLIP, check it, export its minimal pairs"
+
+
 def register(sub) -> None:
-    p = sub.add_parser("sandbox", help="the compositional sandbox: train its CLIP, check it, export its minimal pairs")
+    p = sub.add_parser(NAME, help=HELP)
     commands = p.add_subparsers(dest="sandbox_command", metavar="SUBCOMMAND")
     commands.required = True
 

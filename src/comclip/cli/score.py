@@ -79,8 +79,12 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+#: The command's name and its line in ``comclip --help``.
+NAME, HELP = "score", "score captions against images with CLIP (and ComCLIP)"
+
+
 def register(sub) -> None:
-    p = sub.add_parser("score", help="score captions against images with CLIP (and ComCLIP)")
+    p = sub.add_parser(NAME, help=HELP)
     p.add_argument(
         "inputs", nargs="*", metavar="IMAGE TEXT", help="an image (file or folder) then captions; with --image, only captions"
     )

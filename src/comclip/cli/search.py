@@ -69,8 +69,12 @@ def _draw(results, index, sheet: Path) -> None:
     draw_sheet(rows, sheet)
 
 
+#: The command's name and its line in ``comclip --help``.
+NAME, HELP = "search", "search an index: CLIP's shortlist re-ranked by comclip-plus (or any method)"
+
+
 def register(sub) -> None:
-    p = sub.add_parser("search", help="search an index: CLIP's shortlist re-ranked by comclip-plus (or any method)")
+    p = sub.add_parser(NAME, help=HELP)
     p.add_argument("index", metavar="DIR", help="an index folder (comclip index build)")
     p.add_argument("query", nargs="*", metavar="QUERY", help="captions to search for")
     p.add_argument("--queries", metavar="FILE", help="a text file of queries, one a line")

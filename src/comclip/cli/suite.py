@@ -70,11 +70,15 @@ def _backbone(args: argparse.Namespace, model: str, world):
     return backbone
 
 
+#: The command's name and its line in ``comclip --help``.
+NAME, HELP = "suite", "several datasets and models in one command, one combined table (a TOML suite)"
+
+
 def register(sub) -> None:
     from comclip.backbones.runtime import RuntimeOptions
     from comclip.eval.runs.options import EvalOptions
 
-    p = sub.add_parser("suite", help="several datasets and models in one command, one combined table (a TOML suite)")
+    p = sub.add_parser(NAME, help=HELP)
     p.add_argument("file", help="the suite: models, methods and [[datasets]] tables (see suites/paper.toml)")
     p.add_argument(
         "--out", default="results/suite", help="folder of the cells' folders and the combined files (default: results/suite)"
