@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -26,6 +27,18 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 use_process_environment()
 # The persistent embedding cache goes to a fresh folder, never the user's.
 os.environ.setdefault("COMCLIP_CACHE", tempfile.mkdtemp(prefix="comclip-test-cache-"))
+
+
+def pytest_configure(config) -> None:
+    """A run cut short by a time limit (SIGTERM, as ``timeout`` and CI runners send) ends as on
+    Ctrl-C: pytest stops and still prints its counts. In the controlling process only (the
+    workers are stopped by it)."""
+    if not hasattr(config, "workerinput"):
+        signal.signal(signal.SIGTERM, _interrupt)
+
+
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
 
 
 def shared_data(*parts: str) -> Path:
