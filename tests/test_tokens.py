@@ -170,37 +170,15 @@ def test_index_with_tokens_answers_as_the_pipeline(bow, tmp_path):
 def test_cli_score_with_tokens(cli, tmp_path):
     image = tmp_path / "scene.png"
     minimal_pairs("binding", seed=2, n=1)[0].scenes[0].render().save(image)
+    score = ["score", str(image), "a red circle", "--model", "comclip/sandbox"]
     scores = {}
     for mode in ("tokens", "fill"):
-        code, out, _ = cli(
-            "score",
-            str(image),
-            "a red circle",
-            "--model",
-            "comclip/sandbox",
-            "--method",
-            "comclip-plus",
-            "--subimage",
-            mode,
-            "--json",
-        )
+        code, out, _ = cli(*score, "--method", "comclip-plus", "--subimage", mode, "--json")
         assert code == 0
         [row] = load_json_lines(out)
         scores[mode] = row["results"][0]["comclip-plus"]
     assert scores["tokens"] == pytest.approx(scores["fill"], abs=0.05) and scores["tokens"] != scores["fill"]
-    code, _, err = cli(
-        "score",
-        str(image),
-        "a red circle",
-        "--model",
-        "comclip/sandbox",
-        "--method",
-        "comclip",
-        "--subimage",
-        "tokens",
-        "--subimage-fill",
-        "blur",
-    )
+    code, _, err = cli(*score, "--method", "comclip", "--subimage", "tokens", "--subimage-fill", "blur")
     assert code == 2 and err.strip().count("\n") == 0 and "one colour" in err
 
 

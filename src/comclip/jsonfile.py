@@ -53,6 +53,16 @@ def written_whole(path: str | Path) -> Iterator[BinaryIO]:
         raise
 
 
+def check_writable_folder(folder: Path, what: str, hint: str = "") -> None:
+    """That a new file can be made in ``folder``, as every write here makes one (a temporary
+    file beside its target), found by trying before any work: ``access()`` says yes to root
+    on a read-only mount or in ``/proc``. One :class:`InputError` naming ``what``."""
+    try:
+        tempfile.TemporaryFile(dir=folder).close()
+    except OSError as exc:
+        raise InputError(f"cannot write in {what}: {exc.strerror or exc}{hint}") from None
+
+
 def new_file_mode() -> int:
     """The mode ``open()`` gives a new file under the process's umask (``0o644`` under ``022``)."""
     mask = os.umask(0o022)

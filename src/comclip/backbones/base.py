@@ -28,7 +28,7 @@ from comclip.backbones.vit.patches import PatchGrid
 from comclip.backbones.vit.tokens import encode_regions
 from comclip.cache.embeddings import MemoryCache, read_through
 from comclip.errors import InputError
-from comclip.imaging.files import DEFAULT_MAX_SIDE, ImageInput, LoadedImage, load_image
+from comclip.imaging.files import DEFAULT_MAX_SIDE, ImageInput, LoadedImage, load_images
 from comclip.imaging.pixels import PixelSpec, preprocess, spec_from_hf_processor, to_tensor
 from comclip.imaging.subimages import TokenRegion
 from comclip.similarity import cosines
@@ -36,12 +36,9 @@ from comclip.text import validate_captions
 
 
 def loaded_images(images: Sequence[ImageInput | LoadedImage], max_side: int | None = DEFAULT_MAX_SIDE) -> list[LoadedImage]:
-    """Paths, PIL images or loaded images, loaded (see :func:`~comclip.imaging.files.load_image`);
-    none is an error."""
-    loaded = [load_image(image, max_side=max_side) for image in images]
-    if not loaded:
-        raise InputError("no images given")
-    return loaded
+    """A sequence of paths, PIL images or loaded images, loaded (see
+    :func:`~comclip.imaging.files.load_images`); none is an error."""
+    return load_images(list(images), max_side)
 
 
 class CaptionTruncatedWarning(UserWarning):

@@ -14,11 +14,11 @@ import logging
 import math
 import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from comclip.errors import InputError
+from comclip.jsonfile import check_writable_folder
 
 
 def count(minimum: int | None):
@@ -65,10 +65,7 @@ def output_file(path, suffix: str | None = None, force: bool = False) -> Path:
         raise InputError(f"cannot create the folder of {path}: {exc.strerror or exc}") from None
     if not os.access(path.parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
         raise InputError(f"cannot write {path}: permission denied")
-    try:  # where the file will be written (whole: a temporary file beside it, renamed into place)
-        tempfile.TemporaryFile(dir=path.parent).close()
-    except OSError as exc:  # a read-only mount, a virtual file system (/proc), root's access() said yes
-        raise InputError(f"cannot write in the folder of {path}: {exc.strerror or exc}") from None
+    check_writable_folder(path.parent, f"the folder of {path}")
     return path
 
 

@@ -247,14 +247,16 @@ def not_an_image_input(source: object) -> str:
     return f"an image is a file path or a PIL image, not {type(source).__name__}{hint}"
 
 
-def load_images(images: Sequence[ImageInput | LoadedImage] | ImageInput | LoadedImage) -> list[LoadedImage]:
+def load_images(
+    images: Sequence[ImageInput | LoadedImage] | ImageInput | LoadedImage, max_side: int | None = DEFAULT_MAX_SIDE
+) -> list[LoadedImage]:
     """The images, decoded (see :func:`load_image`); one image given alone (a path is a
     string, not a sequence of one-letter paths) is a list of one; none is an error."""
     if isinstance(images, (str, os.PathLike, Image.Image, LoadedImage)):
         images = [images]
     elif hasattr(images, "__array__"):  # an array is one picture (or a batch), never a list of images
         raise InputError(not_an_image_input(images))
-    loaded = [load_image(image) for image in images]
+    loaded = [load_image(image, max_side=max_side) for image in images]
     if not loaded:
         raise InputError("no images given")
     return loaded

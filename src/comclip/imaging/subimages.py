@@ -40,22 +40,6 @@ SUBIMAGE_MODES = ("fill", "tokens", "auto")
 TOKENS = "tokens-"
 
 
-def fill_colour(fill: str, pixels: np.ndarray) -> tuple[int, int, int] | None:
-    """The one colour ``fill`` puts outside a region of an image (``[H, W, 3]`` uint8), as the
-    fill itself computes it; None for a fill that is not one colour (blur, crop)."""
-    if fill == "black":
-        return (0, 0, 0)
-    if fill == "mean":
-        return tuple(int(v) for v in pixels.reshape(-1, 3).mean(axis=0).round())  # type: ignore[return-value]
-    if fill == "background":
-        return tuple(int(v) for v in border_colour(pixels))  # type: ignore[return-value]
-    return None
-
-
-#: The fills a tokens sub-image can stand for: those that put one colour outside the region.
-COLOUR_FILLS = ("black", "mean", "background")
-
-
 def subimage_source(subimage: str, fill: str) -> str:
     """What a sub-image is made of, as keys and index tables name it: the fill, or with
     ``--subimage tokens`` :data:`TOKENS` + the fill."""
@@ -149,12 +133,16 @@ def blur_fill(image: Image.Image, boxes: Sequence[Box]) -> Image.Image:
     return _outside_replaced(image, boxes, np.asarray(blurred))
 
 
+def mean_colour(pixels: np.ndarray) -> np.ndarray:
+    """The mean colour of an image's pixels (``[H, W, 3]`` uint8), rounded."""
+    return pixels.reshape(-1, 3).mean(axis=0).round().astype(np.uint8)
+
+
 @FILLS.register("mean")
 def mean_fill(image: Image.Image, boxes: Sequence[Box]) -> Image.Image:
     """The image's mean colour outside the region."""
     pixels = np.asarray(image)
-    mean = pixels.reshape(-1, 3).mean(axis=0).round().astype(np.uint8)
-    return _outside_replaced(image, boxes, np.broadcast_to(mean, pixels.shape))
+    return _outside_replaced(image, boxes, np.broadcast_to(mean_colour(pixels), pixels.shape))
 
 
 def border_colour(pixels: np.ndarray) -> np.ndarray:
@@ -171,6 +159,16 @@ def background_fill(image: Image.Image, boxes: Sequence[Box]) -> Image.Image:
     the mean, it matches the region's own surroundings, so the box's edge does not show."""
     pixels = np.asarray(image)
     return _outside_replaced(image, boxes, np.broadcast_to(border_colour(pixels), pixels.shape))
+
+
+#: The fills a tokens sub-image can stand for, those that put one colour outside the region,
+#: each with that colour as it computes it from an image's pixels (``[H, W, 3]`` uint8).
+FILL_COLOURS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+    "black": lambda pixels: np.zeros(3, dtype=np.uint8),
+    "mean": mean_colour,
+    "background": border_colour,
+}
+COLOUR_FILLS = tuple(FILL_COLOURS)
 
 
 @FILLS.register("crop")
@@ -296,11 +294,9 @@ class SubimageMaker:
     def _token_region(self, index: int, boxes: Sequence[Box], fill: str) -> TokenRegion:
         if not boxes:
             raise InputError("a sub-image needs at least one box")
-        if (index, fill) not in self._colours:
-            colour = fill_colour(fill, np.asarray(self.images[index].convert("RGB")))
-            if colour is None:
-                raise InputError(f"sub-images from tokens stand for a fill of one colour, not {fill!r}")
-            self._colours[index, fill] = colour
+        if (index, fill) not in self._colours:  # fill is one of FILL_COLOURS (check_source)
+            colour = FILL_COLOURS[fill](np.asarray(self.images[index].convert("RGB")))
+            self._colours[index, fill] = (int(colour[0]), int(colour[1]), int(colour[2]))
         image = self.images[index]
         return TokenRegion(
             self.whole(index), tuple(b.clipped(image.width, image.height) for b in boxes), self._colours[index, fill]

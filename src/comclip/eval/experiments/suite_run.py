@@ -25,7 +25,7 @@ from comclip.eval.experiments.suite import Cell
 from comclip.eval.reports.compare import bar_charts
 from comclip.eval.reports.report import NothingScored, package_versions
 from comclip.eval.runs.evaluate import evaluate
-from comclip.eval.runs.store import REPORT_JSON, RunFinished, check_folder, folder_lock, run_folder
+from comclip.eval.runs.store import REPORT_JSON, RunFinished, check_folder, folder_lock, has_metrics, run_folder
 from comclip.jsonfile import write_whole
 from comclip.methods import method_configs
 from comclip.world import World
@@ -116,9 +116,9 @@ def finished_report(folder: Path) -> dict | None:
     """The report of a finished cell (one whose report holds every method's metrics), or None."""
     try:
         report = json.loads((folder / REPORT_JSON).read_text(encoding="utf-8"))
-        return report if report["runs"] and all("metrics" in run for run in report["runs"]) else None
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, ValueError, RecursionError):
         return None
+    return report if isinstance(report, dict) and report.get("runs") and has_metrics(report) else None
 
 
 def run_cell(

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 from pathlib import Path
 
 import numpy as np
 
 from comclip.errors import InputError
-from comclip.jsonfile import read_json, write_whole, written_whole
+from comclip.jsonfile import check_writable_folder, read_json, write_whole, written_whole
 
 
 def load_reports(folders, labels: list[str] | None = None) -> list[dict]:
@@ -164,8 +163,7 @@ def write_comparison(reports: list[dict], table: str, out: str | Path, force: bo
     from comclip.eval.runs.store import make_folder
 
     out = make_folder(Path(out))
-    if not os.access(out, os.W_OK | os.X_OK):
-        raise InputError(f"cannot write in the output folder {out}; choose another --out")
+    check_writable_folder(out, f"the output folder {out}", hint="; choose another --out")
     names = [COMPARISON, *(f"{safe_name(d)}.png" for d in _charted(reports))]
     existing = [name for name in names if (out / name).exists()]
     if existing and not force:

@@ -228,11 +228,17 @@ def finished(out_dir: str | Path, manifest: dict) -> bool:
         return False
     if _as_current(stored, manifest) != manifest or not (out / REPORT_MD).is_file() or not isinstance(report, dict):
         return False
-    runs = report.get("runs")
-    if not isinstance(runs, list) or not all(isinstance(run, dict) and isinstance(run.get("metrics"), dict) for run in runs):
+    if not has_metrics(report):
         return False  # a report that lost its runs or their metrics is rebuilt from the records
     records = read_all(out)
-    return sum(run.get("n_examples", 0) for run in runs) == len(records) and not any(map(stale, records.values()))
+    return sum(run.get("n_examples", 0) for run in report["runs"]) == len(records) and not any(map(stale, records.values()))
+
+
+def has_metrics(report: dict) -> bool:
+    """Whether a report's runs are a list of runs that each give their metrics (one that lost
+    them is not a finished run's)."""
+    runs = report.get("runs")
+    return isinstance(runs, list) and all(isinstance(run, dict) and isinstance(run.get("metrics"), dict) for run in runs)
 
 
 def file_stamps(images: list) -> list[list]:
