@@ -67,11 +67,45 @@ def test_report_puts_runs_side_by_side(cli, tiny_model_dir, jsonl_data, tmp_path
     assert a_file.read_text() == "x"
 
 
-@pytest.mark.parametrize("n", [1, 12, 20, 31])
-def test_every_run_in_a_chart_has_its_own_colour(n):
+@pytest.mark.parametrize("labels,methods", [(1, 1), (3, 4), (10, 2), (11, 1), (2, 5)])
+def test_every_run_in_a_chart_has_its_own_colour(labels, methods):
     from comclip.eval.reports.compare import run_colours
 
-    assert len(set(run_colours(n))) == n
+    runs = [(f"model-{m}", f"method-{k}") for m in range(labels) for k in range(methods)]
+    assert len(set(run_colours(runs))) == len(runs)
+
+
+def test_a_label_is_one_colour_family_and_a_method_one_shade_in_each():
+    """A suite's models and methods never share a family: model A's bars are shades of one hue,
+    model B's of another, and each method is the same shade in both."""
+    from matplotlib import colormaps
+
+    from comclip.eval.reports.compare import COLOUR_FAMILIES, run_colours
+
+    runs = [(model, method) for model in ("A", "B", "C") for method in ("clip", "comclip", "comclip-plus")]
+    colours = dict(zip(runs, run_colours(runs)))
+    for number, model in enumerate(("A", "B", "C")):
+        name, first = COLOUR_FAMILIES[number]
+        family = [tuple(colormaps[name](first + shade)) for shade in range(4)]
+        assert [family.index(colours[model, m]) for m in ("clip", "comclip", "comclip-plus")] == [0, 1, 2]
+
+
+def test_a_bar_of_height_zero_is_marked():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from comclip.eval.reports.compare import draw_bars
+
+    def run(value):
+        block = {"group": {"value": value, "ci95": [value, value]}}
+        return {"method": "clip", "metrics": block, "subsets": {"a": block, "b": {"group": {"value": 50.0, "ci95": None}}}}
+
+    fig, ax = plt.subplots()
+    draw_bars(ax, [({"label": "zero"}, run(0.0)), ({"label": "half"}, run(50.0))], ["a", "b"], "group")
+    assert [(t.get_text(), round(t.get_position()[0], 2)) for t in ax.texts] == [("0", 0.0)]
+    plt.close(fig)
 
 
 def test_differs_names_the_tie_rule_the_runtime_and_refuses_one_label_twice(cli, tiny_model_dir, jsonl_data, tmp_path):

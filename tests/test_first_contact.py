@@ -83,6 +83,24 @@ def test_progress_in_a_log_is_a_line_at_the_start_each_tenth_and_the_end():
     assert silent.getvalue() == ""  # progress=False: nothing at all
 
 
+def test_the_end_line_counts_failed_scores_and_gives_no_rate_when_all_failed():
+    import io
+
+    from comclip.eval.runs.progress import ScoreCounts, progress
+
+    for statuses, ending in (
+        (["ok", "failed", "ok"], "examples/s); 1 of 3 scores failed"),
+        (["failed", "failed"], "; every score failed (the report says why)"),
+    ):
+        log, counts = io.StringIO(), ScoreCounts()
+        with progress(len(statuses), "scoring", "example", file=log) as shown:
+            for status in statuses:
+                counts.add([{"status": status}], shown)
+                shown.update(1)
+        assert log.getvalue().splitlines()[-1].endswith(ending), log.getvalue()
+    assert "examples/s" not in log.getvalue()
+
+
 def test_eval_in_a_log_says_it_started_how_far_it_is_and_how_fast_it_was(cli, tmp_path):
     code, _, err = cli("eval", "sandbox", "--task", "binding", "--n", "10", "--method", "clip", "--no-cache",
                        "--bootstrap", "0", "--out", tmp_path / "o")  # fmt: skip

@@ -11,6 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+#: How far float32 scores may differ between CPU instruction sets (observed: 1.24e-7).
+FLOAT32_CPUS = 1e-6
 PINNED = json.loads((Path(__file__).parent / "data" / "paper_scores.json").read_text(encoding="utf-8"))
 
 
@@ -31,4 +33,6 @@ def test_paper_method_scores_are_pinned(run):
         for p in minimal_pairs(task, PINNED["seed"], PINNED["n"])
     ]
     scores = [group.matrix.numpy() for group in pipeline.score_groups(groups)]
-    np.testing.assert_allclose(np.stack(scores), np.asarray(pinned["scores"]), rtol=0, atol=1e-9)
+    # float32 scores differ by up to about 1e-7 between CPUs (AVX2 and AVX-512 kernels sum in
+    # other orders); a change of configuration moves them by orders of magnitude more
+    np.testing.assert_allclose(np.stack(scores), np.asarray(pinned["scores"]), rtol=0, atol=FLOAT32_CPUS)

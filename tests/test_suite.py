@@ -117,6 +117,33 @@ def test_dry_run_lists_the_cells_and_checks_the_files_before_any_model_loads(tmp
     assert only.stdout.count("cell: ") == 1
 
 
+def test_relative_data_paths_are_read_under_the_data_root(cli, tmp_path, monkeypatch):
+    """A shipped suite points at other data without a copy: --data-root, else the file's own
+    data_root (relative to the file); hub names and absolute paths stay as written."""
+    from comclip.eval.experiments.suite import read_suite
+
+    data = tmp_path / "elsewhere" / "data"
+    data.mkdir(parents=True)
+    Image.new("RGB", (40, 30), (200, 20, 20)).save(data / "red.png")
+    (data / "rows.jsonl").write_text(json.dumps({"id": "a", "image": "red.png", "positive": "a dog", "negatives": ["a cat"]}))
+    suites = tmp_path / "suites"
+    suites.mkdir()
+    text = 'models = ["m"]\n[[datasets]]\nname = "jsonl"\ndata = "data/rows.jsonl"\n'
+    text += '[[datasets]]\nname = "winoground"\ndata = "hf:facebook/winoground"\n'
+    (suites / "plain.toml").write_text(text)
+    (suites / "rooted.toml").write_text('data_root = "../elsewhere"\n' + text)
+    monkeypatch.chdir(tmp_path)
+    for suite, root in ((suites / "plain.toml", tmp_path / "elsewhere"), (suites / "rooted.toml", None)):
+        jsonl, hub = read_suite(suite, data_root=root)
+        assert Path(jsonl.entry.options["data"]).resolve() == data / "rows.jsonl"
+        assert hub.entry.options["data"] == "hf:facebook/winoground"
+    code, out, err = cli("suite", suites / "plain.toml", "--out", tmp_path / "o", "--dry-run", "--only", "jsonl/*",
+                         "--data-root", tmp_path / "elsewhere")  # fmt: skip
+    assert code == 0 and "jsonl: 1 examples" in out, out + err
+    code, _, err = cli("suite", suites / "plain.toml", "--out", tmp_path / "o", "--dry-run", "--data-root", tmp_path / "no")
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "--data-root" in err and "not a folder" in err, err
+
+
 @pytest.mark.parametrize(
     "text, words",
     [
@@ -139,6 +166,8 @@ def test_dry_run_lists_the_cells_and_checks_the_files_before_any_model_loads(tmp
         ('models = ["m"]\n[[datasets]]\nname = "sandbox"\nsplit = "test"\n', ["sandbox dataset takes no split"]),
         ('models = ["m"]\n[[datasets]]\nname = "sandbox"\nseed = -1\n', ["seed must be 0 or more"]),
         ('models = ["m"]\n[[datasets]]\nname = "jsonl"\nbootstrap_seed = -4\n', ["bootstrap_seed must be 0 or more"]),
+        ('models = ["m"]\ndata_root = "nowhere"\n[[datasets]]\nname = "jsonl"\n', ["data_root 'nowhere'", "not a folder"]),
+        ('models = ["m"]\ndata_root = 3\n[[datasets]]\nname = "jsonl"\n', ["data_root must be a folder's path"]),
     ],
 )
 def test_a_mistake_in_the_suite_file_is_one_line(text, words, cli, tmp_path):

@@ -20,8 +20,8 @@ def _suite(args: argparse.Namespace, world) -> int:
     from comclip.eval.runs.options import EvalOptions
 
     log_to_stderr()
-    suite_cells = read_suite(args.file)
-    cells = read_suite(args.file, args.only)
+    suite_cells = read_suite(args.file, data_root=args.data_root)
+    cells = read_suite(args.file, args.only, args.data_root)
     if args.dry_run:
         return _dry_run(cells, Path(args.out))
     out = Path(args.out)
@@ -87,6 +87,13 @@ def register(sub) -> None:
     p.add_argument("--dry-run", action="store_true", help="list the cells and check every dataset's files; load no model")
     p.add_argument(
         "--only", default=None, metavar="PATTERN", help="only the cells whose DATASET/MODEL matches this shell pattern"
+    )
+    p.add_argument(
+        "--data-root",
+        default=None,
+        metavar="DIR",
+        help="read the suite's relative data and image_dir paths under DIR (default: the file's data_root, "
+        "relative to the file, else the current folder)",
     )
     add_declared(p, RuntimeOptions())
     add_cache_options(p)

@@ -49,7 +49,9 @@ def load(path=None, image_dir=None, task: str | None = None, seed: int = 0, n: i
     for name, value, least in (("seed", seed, 0), ("n", n, 1)):
         if isinstance(value, bool) or not isinstance(value, int) or value < least:
             raise InputError(f"the sandbox's {name} must be a whole number of at least {least}, got {value!r}")
-    return GeneratedPairs("sandbox", f"seed{seed}", PairExamples(parse_tasks(task), seed, n), SOURCE, LICENCE)
+    tasks = parse_tasks(task)
+    title = f"seed {seed}, {'all tasks' if tuple(tasks) == TASKS else 'tasks ' + ', '.join(tasks)}, {n} items per task"
+    return GeneratedPairs("sandbox", f"seed{seed}", PairExamples(tasks, seed, n), SOURCE, LICENCE, title=title)
 
 
 def pair_example(p: MinimalPair) -> Example:

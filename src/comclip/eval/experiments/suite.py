@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import fnmatch
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -100,17 +100,21 @@ class Cell:
         return out / f"{safe_name(self.entry.label)}__{slug}"
 
 
-def read_suite(path: str | Path, only: str | None = None) -> list[Cell]:
+def read_suite(path: str | Path, only: str | None = None, data_root: str | Path | None = None) -> list[Cell]:
     """The cells of the suite file ``path`` (those whose ``dataset/model`` name matches the
-    shell pattern ``only``); every mistake in the file is one error naming it and the key."""
+    shell pattern ``only``); every mistake in the file is one error naming it and the key.
+    Relative ``data`` and ``image_dir`` paths are read under ``data_root`` where it is given,
+    else under the file's own ``data_root`` key (itself relative to the file), else from the
+    current folder."""
     path = Path(path)
     spec = read_toml(path)
-    unknown = sorted(set(spec) - {"models", "methods", "datasets", "pipeline", *EVAL_KEYS})
+    unknown = sorted(set(spec) - {"models", "methods", "datasets", "pipeline", "data_root", *EVAL_KEYS})
     if unknown:
         raise InputError(
             f"{path}: unknown top-level key {unknown[0]!r} (a suite has models, methods, [[datasets]], "
-            f"a pipeline table and the evaluation options {', '.join(EVAL_KEYS)})"
+            f"a pipeline table, data_root and the evaluation options {', '.join(EVAL_KEYS)})"
         )
+    root = _data_root(spec, path, data_root)
     shared = _eval_options(spec, f"{path}")
     pipeline = _pipeline_options(spec.get("pipeline", {}), f"{path}: pipeline")
     tables = spec.get("datasets")
@@ -118,7 +122,9 @@ def read_suite(path: str | Path, only: str | None = None) -> list[Cell]:
         raise InputError(f"{path}: no [[datasets]] tables: a suite needs at least one")
     models = _names(spec.get("models", []), path, "models")
     methods = _names(spec.get("methods", list(DEFAULT_METHODS)), path, "methods")
-    entries = [_entry(table, n, path, (models, methods), shared, pipeline) for n, table in enumerate(tables, start=1)]
+    entries = [
+        _rooted(_entry(table, n, path, (models, methods), shared, pipeline), root) for n, table in enumerate(tables, start=1)
+    ]
     labels = [e.label for e in entries]
     repeated = next((label for label in labels if labels.count(label) > 1), None)
     if repeated:
@@ -129,6 +135,37 @@ def read_suite(path: str | Path, only: str | None = None) -> list[Cell]:
     if not chosen:
         raise InputError(f"{path}: no cell matches --only {only!r}; cells: {', '.join(c.name for c in cells)}")
     return chosen
+
+
+def _data_root(spec: dict, path: Path, given: str | Path | None) -> Path | None:
+    """The folder relative data paths are read under: ``--data-root``, else the file's
+    ``data_root`` (relative to the file), else None (the current folder)."""
+    if given is not None:
+        root, where = Path(given), f"--data-root {given}"
+    elif "data_root" in spec:
+        if not isinstance(spec["data_root"], str):
+            raise InputError(f"{path}: data_root must be a folder's path, got {spec['data_root']!r}")
+        root, where = path.parent / spec["data_root"], f"{path}: data_root {spec['data_root']!r}"
+    else:
+        return None
+    if not root.is_dir():
+        raise InputError(f"{where}: {root} is not a folder")
+    return root
+
+
+def _rooted(entry: DatasetEntry, root: Path | None) -> DatasetEntry:
+    """``entry`` with its relative ``data`` and ``image_dir`` read under ``root`` (hub names
+    and absolute paths as they are)."""
+    from comclip.eval.benchmarks.datasets.hub import HF_PREFIX
+
+    if root is None:
+        return entry
+    options = dict(entry.options)
+    for key in ("data", "image_dir"):
+        value = options.get(key)
+        if value is not None and not value.startswith(HF_PREFIX) and not Path(value).is_absolute():
+            options[key] = str(root / value)
+    return replace(entry, options=options)
 
 
 def _check_folder_names(cells: list[Cell], path: Path) -> None:

@@ -205,26 +205,34 @@ def safe_name(text: str) -> str:
     return safe or "dataset"
 
 
-def run_colours(n: int) -> list[tuple]:
-    """``n`` distinct colours: tab20's up to 20 runs, evenly spaced along turbo beyond."""
+#: Hue families of four shades each (tab20c's and tab20b's), dark to light: a chart gives each
+#: label (a suite's model, a report's run) a family and each method a shade of it.
+COLOUR_FAMILIES = [("tab20c", 0), ("tab20c", 4), ("tab20c", 8), ("tab20c", 12), ("tab20b", 0), ("tab20b", 4),
+                   ("tab20b", 8), ("tab20b", 12), ("tab20b", 16), ("tab20c", 16)]  # fmt: skip
+SHADES = 4
+
+
+def run_colours(runs: list[tuple[str, str]]) -> list[tuple]:
+    """A colour per ``(label, method)``: each label's bars in a hue family of their own, each
+    method the same shade in every family, so neither is mistaken for the other; with more
+    labels than families or more methods than shades, distinct colours along turbo."""
     from matplotlib import colormaps
 
-    if n <= 20:
-        return [tuple(colormaps["tab20"](i)) for i in range(n)]
-    return [tuple(c) for c in colormaps["turbo"](np.linspace(0, 1, n))]
+    labels = list(dict.fromkeys(label for label, _ in runs))
+    methods = list(dict.fromkeys(method for _, method in runs))
+    if len(labels) > len(COLOUR_FAMILIES) or len(methods) > SHADES or len(set(runs)) < len(runs):
+        return [tuple(c) for c in colormaps["turbo"](np.linspace(0.05, 0.95, len(runs)))]
+    colours = []
+    for label, method in runs:
+        name, first = COLOUR_FAMILIES[labels.index(label)]
+        colours.append(tuple(colormaps[name](first + methods.index(method))))
+    return colours
 
 
-#: Runs per column of a chart's legend (the figure grows to hold one column).
-LEGEND_ROWS = 20
-
-
-def _chart(plt, dataset: str, runs: list, path: Path) -> Path:
-    metric = "group" if "group" in runs[0][1]["metrics"] else sorted(runs[0][1]["metrics"])[0]
-    subsets = sorted({s for _, run in runs for s in run["subsets"]}) or ["all"]
-    colours = run_colours(len(runs))
-    rows = min(len(runs), LEGEND_ROWS)  # the legend beside the plot, in columns of LEGEND_ROWS runs
-    height = max(4.0, 0.22 * rows + 1.0)
-    fig, ax = plt.subplots(figsize=(max(6, 1.2 * len(subsets) * len(runs) ** 0.5) + 3, height), dpi=100)
+def draw_bars(ax, runs: list, subsets: list[str], metric: str) -> None:
+    """The bars of ``runs`` per subset with their 95% intervals; a bar of height 0, which
+    would not show, is a stroke on the axis with a 0 above it."""
+    colours = run_colours([(report["label"], run["method"]) for report, run in runs])
     width = 0.8 / len(runs)
     for n, (report, run) in enumerate(runs):
         blocks = [run["metrics"] if s == "all" else run["subsets"].get(s, {}) for s in subsets]
@@ -235,16 +243,26 @@ def _chart(plt, dataset: str, runs: list, path: Path) -> Path:
                 for v, b in zip(values, blocks)
             ]
         ).T
-        ax.bar(
-            [i + n * width for i in range(len(subsets))],
-            values,
-            width,
-            yerr=errors,
-            capsize=2,
-            color=colours[n],
-            label=f"{report['label']}: {run['method']}",
-        )
+        places = [i + n * width for i in range(len(subsets))]
+        ax.bar(places, values, width, yerr=errors, capsize=2, color=colours[n], label=f"{report['label']}: {run['method']}")
+        for place, value, upper in zip(places, values, errors[1]):
+            if value == 0:  # a stroke of the bar's colour on the axis, and a 0 above its interval
+                ax.hlines(0, place - width / 2, place + width / 2, colors=[colours[n]], linewidth=4, clip_on=False)
+                ax.text(place, upper, "0", ha="center", va="bottom", fontsize=8)
     ax.set_xticks([i + width * (len(runs) - 1) / 2 for i in range(len(subsets))], subsets, rotation=30, ha="right")
+
+
+#: Runs per column of a chart's legend (the figure grows to hold one column).
+LEGEND_ROWS = 20
+
+
+def _chart(plt, dataset: str, runs: list, path: Path) -> Path:
+    metric = "group" if "group" in runs[0][1]["metrics"] else sorted(runs[0][1]["metrics"])[0]
+    subsets = sorted({s for _, run in runs for s in run["subsets"]}) or ["all"]
+    rows = min(len(runs), LEGEND_ROWS)  # the legend beside the plot, in columns of LEGEND_ROWS runs
+    height = max(4.0, 0.22 * rows + 1.0)
+    fig, ax = plt.subplots(figsize=(max(6, 1.2 * len(subsets) * len(runs) ** 0.5) + 3, height), dpi=100)
+    draw_bars(ax, runs, subsets, metric)
     ax.set_ylabel(f"{metric} (%), 95% interval")
     ax.set_title(dataset)
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0, ncols=-(-len(runs) // LEGEND_ROWS))

@@ -167,6 +167,7 @@ def write_report(
     report = {
         "dataset": dataset.name,
         "split": dataset.split,
+        "title": getattr(dataset, "title", "") or dataset.split,
         "model": model,
         "source": dataset.source,
         "licence": dataset.licence,
@@ -188,7 +189,7 @@ def write_report(
 def markdown_report(report: dict) -> str:
     names = sorted({n for run in report["runs"] for n in run["metrics"]})
     lines = [
-        f"# {report['dataset']} ({report['split']}), model `{report['model']}`",
+        f"# {report['dataset']} ({report.get('title') or report['split']}), model `{report['model']}`",
         "",
         f"Every example counts: a failed one is wrong in every metric (failures beside each method). The first "
         f"table is over all examples, so it averages across subsets weighted by their sizes (per subset below). "

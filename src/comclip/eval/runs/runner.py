@@ -24,6 +24,7 @@ from comclip.eval.benchmarks.kinds import correct, tie_decided, word_order_class
 from comclip.eval.reports.diagnosis import diagnose
 from comclip.eval.runs.options import EVAL
 from comclip.eval.runs.process_group import World, barrier
+from comclip.eval.runs.progress import ScoreCounts
 from comclip.eval.runs.progress import progress as show_progress
 from comclip.eval.runs.scorers import PairScorer, clip_scorer, comclip_scorer
 from comclip.eval.runs.store import Key, ResultLog, file_stamps, merge_shards, stale
@@ -69,9 +70,11 @@ def run_task(
     with ResultLog(out_dir, resume, manifest, world) as results:
         total = task.plan(results, world)
         with show_progress(total, "scoring", task.unit, progress if world.main else False) as bar:
+            counts = ScoreCounts()
             for records, units in task.records():
                 for record in records:
                     results.add(record)
+                counts.add(records, bar)
                 bar.update(units)
     barrier(world)  # every shard is complete
     if not world.main:

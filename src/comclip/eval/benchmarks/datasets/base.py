@@ -69,6 +69,9 @@ class Dataset:
     #: How the dataset's own code counts a tie between a true and a false option
     #: (:data:`comclip.eval.benchmarks.kinds.TIE_RULES`); reports say so where it is not comclip's strict rule.
     official_ties: str = "strict"
+    #: How a report names the split where its name is terse (the sandbox: ``seed 1, tasks
+    #: binding, 20 per task``); empty: the split's name.
+    title: str = ""
     #: Evaluated example by example (see :class:`comclip.eval.runs.runner.ExampleTask`).
     task: ClassVar[str] = "examples"
 
@@ -82,7 +85,7 @@ class Dataset:
         """The first ``n`` examples as a dataset of their own (what ``--limit`` scores); only
         those are read from a dataset that makes its examples when asked (the sandbox)."""
         part = Dataset(self.name, self.split, list(self.examples[:n]), self.source, self.licence, self.origin)
-        part.renamed_ids, part.official_ties = self.renamed_ids, self.official_ties
+        part.renamed_ids, part.official_ties, part.title = self.renamed_ids, self.official_ties, self.title
         return part
 
     def image_files(self) -> Iterator:
