@@ -10,7 +10,7 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from comclip.sandbox.pairs import TASKS, make_pair, minimal_pairs
+from comclip.sandbox.pairs import ALL_TASKS, make_pair, minimal_pairs
 from comclip.sandbox.scenes import IMAGE_SIZE, SHAPES, random_scene, relation_between, training_example
 
 
@@ -51,7 +51,7 @@ def _bag(caption: str) -> Counter:
     return Counter(caption.replace(",", " ").split())
 
 
-@pytest.mark.parametrize("task", TASKS)
+@pytest.mark.parametrize("task", ALL_TASKS)
 def test_minimal_pairs_differ_as_their_task_says(task):
     for pair in minimal_pairs(task, seed=11, n=25):
         c0, c1 = pair.captions
@@ -63,7 +63,7 @@ def test_minimal_pairs_differ_as_their_task_says(task):
             assert _bag(c0) == _bag(c1)
         for scene, caption in zip(pair.scenes, pair.captions):
             for obj in scene.objects:
-                assert obj.phrase in caption  # each caption names its own scene's objects
+                assert (obj.phrase in caption) == obj.named  # each caption names its own scene's objects
     assert make_pair(task, 11, 3) == minimal_pairs(task, 11, 5)[3]  # items don't depend on n
 
 
@@ -102,9 +102,10 @@ def test_training_writes_a_loadable_model(tmp_path):
     from comclip.sandbox.quality import model_quality
     from comclip.sandbox.training import TrainingConfig, train_sandbox_model
 
-    out = train_sandbox_model(tmp_path / "m", TrainingConfig(steps=3, batch_size=8, warmup_steps=1), log=lambda _: None)
+    training = TrainingConfig(steps=3, batch_size=8, warmup_steps=1, pixel_share=0.5)
+    out = train_sandbox_model(tmp_path / "m", training, log=lambda _: None)
     record = json.loads((out / "training.json").read_text())
-    assert record["samples_seen"] == 24 and len(record["history"]) == 2
+    assert record["samples_seen"] == 24 and len(record["history"]) == 2 and record["training"]["pixel_share"] == 0.5
     backbone = create_backbone(str(out))
     assert backbone.image_size == IMAGE_SIZE and backbone.encode_texts(["a red circle"]).shape[1] == 128
     quality = model_quality(str(out), n=100, backbone=backbone)

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from comclip.cli.options import (
+    SANDBOX_TASKS_HELP,
     add_cache_options,
     add_declared,
     add_former_flag,
@@ -70,7 +71,7 @@ def register(sub) -> None:
     p.add_argument("--data", default=None, help="dev split file (datasets read from files)")
     p.add_argument("--test-data", default=None, help="test split file (datasets read from files)")
     p.add_argument("--image-dir", default=None)
-    p.add_argument("--task", default=None, help="sandbox tasks (comma-separated; default all)")
+    p.add_argument("--task", default=None, help=SANDBOX_TASKS_HELP)
     p.add_argument("--n", type=count(1), default=ITEMS_PER_TASK, help=f"sandbox: pairs per task (default: {ITEMS_PER_TASK})")
     p.add_argument("--dev-seed", type=int, default=100, help="sandbox seed the choice is made on (default: 100)")
     p.add_argument("--test-seed", type=int, default=200, help="sandbox seed the result is reported on (default: 200)")

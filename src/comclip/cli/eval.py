@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from comclip.cli.options import (
+    SANDBOX_TASKS_HELP,
     add_cache_options,
     add_declared,
     add_model_options,
@@ -145,9 +146,7 @@ def _add_generated_options(p) -> None:
     """Options of generated data (the sandbox): which tasks, how many items, which seed."""
     from comclip.sandbox.dataset import ITEMS_PER_TASK
 
-    p.add_argument(
-        "--task", default=None, help="sandbox: binding, object-swap, order-swap, substitution (comma-separated; default all)"
-    )
+    p.add_argument("--task", default=None, help=SANDBOX_TASKS_HELP)
     p.add_argument(
         "--n",
         "--items",

@@ -20,6 +20,13 @@ from typing import Any
 from comclip.errors import InputError
 from comclip.jsonfile import check_writable_folder
 
+#: What ``--task`` takes where it names sandbox tasks (comclip.sandbox.dataset.TASK_GROUPS).
+SANDBOX_TASKS_HELP = (
+    "sandbox tasks, comma-separated: binding, object-swap, order-swap, substitution (the group 'classic', the default); "
+    "depth, direction ('pixels'); crowded-binding, crowded-object-swap, crowded-depth, crowded-direction ('crowded'); "
+    "or 'all'"
+)
+
 
 def count(minimum: int | None):
     """An argparse type: a whole number, of at least ``minimum`` where one is given."""

@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from comclip.cli.options import count
+from comclip.cli.options import SANDBOX_TASKS_HELP, count
 from comclip.errors import InputError
 
 
@@ -17,6 +17,8 @@ def train(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if (out / "model.safetensors").exists() and not args.overwrite:
         raise InputError(f"{out} already holds a model: pass --overwrite or choose another --out")
+    if not 0.0 <= args.pixel_share <= 1.0:
+        raise InputError(f"--pixel-share is a share of each batch, from 0 to 1; got {args.pixel_share}")
     training = TrainingConfig(
         steps=args.steps,
         batch_size=args.batch_size,
@@ -24,6 +26,7 @@ def train(args: argparse.Namespace) -> int:
         seed=args.seed,
         warmup_steps=min(TrainingConfig.warmup_steps, max(1, args.steps // 10)),
         shuffle_words=args.shuffle_words,
+        pixel_share=args.pixel_share,
     )
     train_sandbox_model(out, training, log=lambda line: print(line, file=sys.stderr, flush=True))
     if args.evaluate:
@@ -73,6 +76,14 @@ def register(sub) -> None:
         action="store_true",
         help="train on captions with their words shuffled: a bag-of-words CLIP (comclip/sandbox-bow)",
     )
+    t.add_argument(
+        "--pixel-share",
+        type=float,
+        default=0.0,
+        metavar="SHARE",
+        help="share of each batch showing depth ('in front of', 'behind') or a pointer ('points at'), "
+        "crowded in half of them (default 0: the grammar the shipped models learned)",
+    )
     t.add_argument("--evaluate", action="store_true", help="measure held-out recall and substitution accuracy after training")
     t.add_argument("--overwrite", action="store_true")
     t.set_defaults(func=train)
@@ -86,7 +97,7 @@ def register(sub) -> None:
     q.set_defaults(func=quality)
 
     e = commands.add_parser("pairs", help="write minimal pairs as PNG images plus pairs.jsonl (captions, true boxes)")
-    e.add_argument("--task", default=None, help="binding, object-swap, order-swap, substitution (comma-separated; default all)")
+    e.add_argument("--task", default=None, help=SANDBOX_TASKS_HELP)
     e.add_argument("--seed", type=count(0), default=0)
     e.add_argument("--n", type=int, default=10)
     e.add_argument("--out", default="sandbox-pairs")

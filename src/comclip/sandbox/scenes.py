@@ -32,6 +32,10 @@ COLOURS: dict[str, tuple[int, int, int]] = {
 SIZES: dict[str, tuple[int, int]] = {"small": (12, 15), "large": (21, 25)}
 #: Relation words, as "A <relation> B".
 RELATIONS = ("to the left of", "to the right of", "above", "below")
+#: Relations that no pair of boxes shows, only pixels: which object is drawn over the other
+#: (their boxes overlap), and which one a pointer is attached to.
+DEPTH_RELATIONS = ("in front of", "behind")
+DIRECTION_RELATIONS = ("points at",)
 ATTRIBUTES = ("colour", "size", "shape")
 _SUPERSAMPLE = 4
 _MIN_GAP = 2  # pixels between object boxes
@@ -45,6 +49,8 @@ class SceneObject:
     colour: str
     size: str
     box: Box
+    #: False for a crowded scene's distractor: drawn, but named by no caption.
+    named: bool = True
 
     @property
     def phrase(self) -> str:
@@ -62,18 +68,27 @@ class SceneObject:
 
 @dataclass(frozen=True)
 class Scene:
-    """A list of objects on a background; :meth:`render` draws it deterministically."""
+    """A list of objects on a background; :meth:`render` draws it deterministically, objects in
+    order (a later one over an earlier one where they overlap), each pointer (``(from, to)``
+    indices of objects) under them all."""
 
     objects: tuple[SceneObject, ...]
     background: tuple[int, int, int]
     noise_seed: int
     size: int = IMAGE_SIZE
+    pointers: tuple[tuple[int, int], ...] = ()
 
     def render(self) -> Image.Image:
         """The scene as an RGB image (shapes drawn supersampled, then Gaussian pixel noise)."""
         big = self.size * _SUPERSAMPLE
         canvas = Image.new("RGB", (big, big), self.background)
         draw = ImageDraw.Draw(canvas)
+        for source, target in self.pointers:
+            tail, tip, head = pointer_geometry(self.objects[source].box, self.objects[target].box)
+            colour = COLOURS[self.objects[source].colour]
+            scaled = [(x * _SUPERSAMPLE, y * _SUPERSAMPLE) for x, y in (tail, tip)]
+            draw.line(scaled, fill=colour, width=round(POINTER_WIDTH * _SUPERSAMPLE))
+            draw.polygon([(x * _SUPERSAMPLE, y * _SUPERSAMPLE) for x, y in head], fill=colour)
         for obj in self.objects:
             _draw_shape(draw, obj.shape, obj.box.scaled(_SUPERSAMPLE), COLOURS[obj.colour])
         small = np.asarray(canvas.resize((self.size, self.size), Image.Resampling.BOX), dtype=np.float32)
@@ -85,6 +100,68 @@ class Scene:
 
     def boxes(self) -> list[Box]:
         return [obj.box for obj in self.objects]
+
+
+#: A pointer's line width, its head's length and half-width, and its gap to the target's box, in pixels.
+POINTER_WIDTH, HEAD_LENGTH, HEAD_HALF_WIDTH, POINTER_GAP = 1.5, 4.0, 2.5, 2.5
+
+
+def _ray_box(origin: tuple[float, float], direction: tuple[float, float], box: Box) -> tuple[float, float]:
+    """Where the ray ``origin + t * direction`` enters and leaves ``box`` (slab method)."""
+    near, far = -math.inf, math.inf
+    for o, d, low, high in ((origin[0], direction[0], box.x1, box.x2), (origin[1], direction[1], box.y1, box.y2)):
+        if abs(d) < 1e-12:
+            if not low <= o <= high:
+                return math.inf, -math.inf
+            continue
+        t1, t2 = sorted(((low - o) / d, (high - o) / d))
+        near, far = max(near, t1), min(far, t2)
+    return near, far
+
+
+def pointer_geometry(source: Box, target: Box) -> tuple[tuple[float, float], tuple[float, float], list]:
+    """A pointer from ``source``'s centre (drawn under the shape, so it leaves it at its
+    outline) towards ``target``'s centre, stopping :data:`POINTER_GAP` before its box: the
+    line's tail and tip, and the head's triangle."""
+    (sx, sy), (tx, ty) = source.centre, target.centre
+    length = math.hypot(tx - sx, ty - sy)
+    ux, uy = (tx - sx) / length, (ty - sy) / length
+    stop = _ray_box((sx, sy), (ux, uy), target)[0] - POINTER_GAP
+    tip = (sx + ux * stop, sy + uy * stop)
+    base = (tip[0] - ux * HEAD_LENGTH, tip[1] - uy * HEAD_LENGTH)
+    head = [
+        tip,
+        (base[0] - uy * HEAD_HALF_WIDTH, base[1] + ux * HEAD_HALF_WIDTH),
+        (base[0] + uy * HEAD_HALF_WIDTH, base[1] - ux * HEAD_HALF_WIDTH),
+    ]
+    return (sx, sy), tip, head
+
+
+def pointer_box(source: Box, target: Box) -> Box:
+    """The box of the part of a pointer outside its source's box (where the relation shows)."""
+    (sx, sy), tip, head = pointer_geometry(source, target)
+    length = math.hypot(tip[0] - sx, tip[1] - sy)
+    leave = _ray_box((sx, sy), ((tip[0] - sx) / length, (tip[1] - sy) / length), source)[1]
+    start = (sx + (tip[0] - sx) * leave / length, sy + (tip[1] - sy) * leave / length)
+    xs, ys = [start[0], *(p[0] for p in head)], [start[1], *(p[1] for p in head)]
+    pad = POINTER_WIDTH / 2
+    return Box(min(xs) - pad, min(ys) - pad, max(xs) + pad, max(ys) + pad)
+
+
+def pointer_length(source: Box, target: Box) -> float:
+    """How far a pointer reaches outside its source's box, to its tip."""
+    (sx, sy), (tx, ty) = source.centre, target.centre
+    length = math.hypot(tx - sx, ty - sy)
+    direction = ((tx - sx) / length, (ty - sy) / length)
+    return _ray_box((sx, sy), direction, target)[0] - POINTER_GAP - _ray_box((sx, sy), direction, source)[1]
+
+
+def shape_mask(obj: SceneObject, size: int = IMAGE_SIZE) -> np.ndarray:
+    """The pixels ``obj``'s shape covers, as a boolean ``[size, size]`` array (drawn at twice the
+    size and halved, counting a pixel at least half covered)."""
+    canvas = Image.new("L", (2 * size, 2 * size), 0)
+    _draw_shape(ImageDraw.Draw(canvas), obj.shape, obj.box.scaled(2), 255)
+    return np.asarray(canvas.resize((size, size), Image.Resampling.BOX)) >= 128
 
 
 def _draw_shape(draw: ImageDraw.ImageDraw, shape: str, box: Box, colour) -> None:
@@ -124,7 +201,7 @@ def random_background(rng: np.random.Generator) -> tuple[int, int, int]:
     return red, green, blue
 
 
-def _overlaps(box: Box, others) -> bool:
+def too_close(box: Box, others) -> bool:
     return any(
         box.x1 < o.x2 + _MIN_GAP and o.x1 < box.x2 + _MIN_GAP and box.y1 < o.y2 + _MIN_GAP and o.y1 < box.y2 + _MIN_GAP
         for o in others
@@ -139,7 +216,7 @@ def place_boxes(rng: np.random.Generator, sides, size: int = IMAGE_SIZE, tries: 
             for _ in range(50):
                 x, y = rng.uniform(1, size - 1 - side), rng.uniform(1, size - 1 - side)
                 box = Box(float(x), float(y), float(x + side), float(y + side))
-                if not _overlaps(box, boxes):
+                if not too_close(box, boxes):
                     boxes.append(box)
                     break
             else:
@@ -241,7 +318,7 @@ def training_example(rng: np.random.Generator, partial_rate: float = PARTIAL_RAT
 
 
 def vocabulary() -> list[str]:
-    """Every word the caption grammar can produce."""
-    words = {"a", "and", "the", "of", "to", "left", "right", "above", "below", ","}
+    """Every word the caption grammar can produce (the relations only pixels show included)."""
+    words = {"a", "and", "the", "of", "to", "left", "right", "above", "below", ",", "in", "front", "behind", "points", "at"}
     words.update(SHAPES, COLOURS, SIZES)
     return sorted(words)

@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from comclip.bpe import clip_merges, word_merges, write_bpe_files
+from comclip.sandbox.pixel_pairs import pixel_training_example
 from comclip.sandbox.scenes import IMAGE_SIZE, training_example, vocabulary
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -63,6 +64,10 @@ class TrainingConfig:
     #: Shuffle each caption's words before encoding: the text tower then cannot use word order,
     #: a bag-of-words CLIP by construction (the failure mode ComCLIP targets, made exact).
     shuffle_words: bool = False
+    #: Share of each batch showing a relation only pixels show (depth, a pointer; crowded in
+    #: half of them: :func:`~comclip.sandbox.pixel_pairs.pixel_training_example`); 0 is the
+    #: grammar the shipped models were trained on.
+    pixel_share: float = 0.0
 
 
 def write_sandbox_tokenizer(directory: Path):
@@ -195,6 +200,13 @@ def _contrastive_step(model, optimiser, pixels, input_ids, attention_mask) -> fl
     return float(loss.detach())
 
 
+def _example(rng: np.random.Generator, training: TrainingConfig):
+    """A training pair; with ``pixel_share`` > 0 that share shows a depth or pointer relation."""
+    if training.pixel_share and rng.uniform() < training.pixel_share:
+        return pixel_training_example(rng)
+    return training_example(rng)
+
+
 def train_sandbox_model(
     out: str | Path,
     training: TrainingConfig = TrainingConfig(),
@@ -216,7 +228,7 @@ def train_sandbox_model(
     model.train()
     started, history = time.time(), []
     for step in range(training.steps):
-        pairs = [training_example(rng) for _ in range(training.batch_size)]
+        pairs = [_example(rng, training) for _ in range(training.batch_size)]
         captions = [caption for _, caption in pairs]
         if training.shuffle_words:
             captions = [shuffled_words(c, shuffle_rng) for c in captions]
