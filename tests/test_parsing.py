@@ -38,6 +38,9 @@ def _triples(graph: SceneGraph):
         ("a man on a horse", ("man", "on", "horse")),
         ("a man in front of a car", ("man", "in front of", "car")),
         ("the cat that is sleeping on the sofa", ("cat", "sleep on", "sofa")),
+        ("a small red circle points at a large blue square", ("circle", "point at", "square")),  # "points" read as a noun
+        ("a large white triangle points at a small orange diamond", ("triangle", "point at", "diamond")),
+        ("a man with car keys at a door", ("man", "with", "key")),  # a plural noun stays a noun
     ],
 )
 def test_relations(spacy_parser, caption, expected):
@@ -356,17 +359,23 @@ def test_side_and_top_phrases_are_checked_like_their_plain_forms(predicate, same
 
 
 def test_sandbox_captions_parse_to_their_true_graphs(spacy_parser):
-    """Every caption of a development seed's minimal pairs parses to the generator's graph."""
-    from comclip.sandbox.pairs import TASKS, minimal_pairs
+    """Every caption of a development seed's classic minimal pairs parses to the generator's
+    graph (a verb's lemma for its -s form: "points at" is "point at"); of the new tasks' at
+    least 95% do. Known miss: "... points at a small purple cross", where spaCy reads "cross"
+    as the sentence's verb."""
+    from comclip.sandbox.pairs import ALL_TASKS, TASKS, minimal_pairs
 
-    wrong = []
-    for task in TASKS:
+    wrong: dict[bool, list[str]] = {True: [], False: []}
+    total = {True: 0, False: 0}
+    for task in ALL_TASKS:
         for pair in minimal_pairs(task, 100, 60):
             for caption, truth in zip(pair.captions, pair.graphs):
                 graph = spacy_parser.parse(caption)
                 expected = SceneGraph.from_dict(truth, text=caption)
+                total[task in TASKS] += 1
                 if [(e.head, sorted(e.attributes)) for e in graph.entities] != [
                     (e.head, sorted(e.attributes)) for e in expected.entities
-                ] or _triples(graph) != _triples(expected):
-                    wrong.append(caption)
-    assert not wrong, wrong[:5]
+                ] or _triples(graph) != [(s, p.replace("points", "point"), o) for s, p, o in _triples(expected)]:
+                    wrong[task in TASKS].append(caption)
+    assert not wrong[True], wrong[True][:5]
+    assert len(wrong[False]) <= 0.05 * total[False], wrong[False][:5]

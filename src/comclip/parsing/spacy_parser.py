@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 from comclip.parsing.base import Entity, ParseError, Parser, Relation, SceneGraph
+from comclip.parsing.spacy_repairs import repaired
 from comclip.parsing.spacy_words import (
     CLAUSE_ON_NOUN_DEPS,
     DESCRIPTIVE_WORDS,
@@ -41,7 +42,7 @@ MAX_WORDS = 256
 #: ... and in characters (a caption of a few huge words): spaCy's memory grows with them.
 MAX_CHARS = 4096
 #: Revision of the parsing rules, part of :meth:`SpacyParser.describe` (and so of cached parses' keys).
-RULES_VERSION = 3
+RULES_VERSION = 4  # 4: a verb read as a plural noun after "a ... NOUN" (spacy_repairs)
 
 
 def load_english_pipeline(name: str | None = None):
@@ -112,7 +113,7 @@ class SpacyParser(Parser):
                 )
         try:
             for text, doc in zip(todo, self.nlp.pipe([t.lower() for t in todo], batch_size=self.batch_size)):
-                self._parsed[text] = self._graph(text, doc)
+                self._parsed[text] = self._graph(text, repaired(doc))
         except RecursionError:  # spaCy on a pathological caption: that caption fails, not the run
             raise ParseError("a caption is nested too deeply to parse (spaCy ran out of recursion depth)") from None
         while len(self._parsed) > self.MEMORY:
