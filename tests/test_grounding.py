@@ -182,10 +182,11 @@ def test_patch_grid_geometry():
     assert w[1].tolist() == [12.5, 25.0, 25.0, 25.0, 50.0, 50.0]  # x overlaps 5, 10, 10; y 2.5, 5
     assert w[2].sum() == 0  # left of the encoder's view
     assert PatchGrid.unpack(grid.pack()).x0 == 10.0
-    assert centre_crop_geometry((448, 224), 224, 32) == (112.0, 0.0, 1.0, 32, 7)
+    assert centre_crop_geometry((448, 224), 224, 32) == (112.0, 0.0, 1.0, 1.0, 32, 7)
     assert centre_crop_geometry((100, 200), 50, 10) == (
         0.0,
         50.0,
+        0.5,
         0.5,
         10,
         5,

@@ -37,15 +37,46 @@ def scenes():
     return [p.scenes[0].render() for p in pairs], [[o.box for o in p.scenes[0].objects] for p in pairs]
 
 
+@pytest.fixture(scope="module")
+def siglip(tmp_path_factory):
+    from comclip.testing import make_tiny_siglip
+
+    return create_backbone(str(make_tiny_siglip(tmp_path_factory.mktemp("siglip"), seed=3)), device="cpu")
+
+
 def test_touched_patches_follow_the_centre_crop():
     """A 64x32 image seen at 16 px with 8 px patches: the view is the middle 32x32 square at
     half scale, so x 16..48 of the image is the view's 0..16, two patch columns."""
-    geometry = (16.0, 0.0, 0.5, 8, 2)
+    from comclip.backbones.vit.tokens import centre_crop_geometry
+
+    geometry = centre_crop_geometry((64, 32), 16, 8)
+    assert geometry == (16.0, 0.0, 0.5, 0.5, 8, 2)
     touched = touched_patches(region_mask([Box(16, 0, 31, 15)], geometry), 8)
     assert touched.tolist() == [True, False, False, False]
     assert touched_patches(region_mask([Box(0, 0, 15, 31)], geometry), 8).tolist() == [False] * 4  # cut off by the crop
     both = touched_patches(region_mask([Box(16, 0, 20, 4), Box(44, 20, 48, 32)], geometry), 8)
     assert both.tolist() == [True, False, False, True]
+
+
+def test_a_squashed_view_scales_each_side_by_itself(siglip):
+    """SigLIP squashes the whole image to its view: a 64x32 image at 32 px is halved across and
+    kept down, so the right half of the image is the view's two right patch columns."""
+    geometry = siglip.view_geometry((64, 32))
+    assert geometry == (0.0, 0.0, 0.5, 1.0, 8, 4)
+    touched = touched_patches(region_mask([Box(32, 0, 64, 32)], geometry), 8)
+    assert touched.reshape(4, 4)[:, 2:].all() and not touched.reshape(4, 4)[:, :2].any()
+
+
+def test_siglip_pooling_weighs_a_merged_token_as_the_tokens_it_stands_for(siglip):
+    """Without a class token the embedding is SigLIP's attention pooling: the key bias reaches
+    its probe too, so k copies of a token equal one copy with log k."""
+    torch.manual_seed(0)
+    a, b = torch.randn(1, 32), torch.randn(1, 32)
+    with torch.inference_mode():
+        copies = siglip.encode_token_sequences(torch.cat([a, b, b, b, b])[None], torch.zeros(1, 5))
+        merged = siglip.encode_token_sequences(torch.cat([a, b])[None], torch.tensor([[0.0, math.log(4)]]))
+        plain = siglip.encode_token_sequences(torch.cat([a, b])[None], torch.zeros(1, 2))
+    assert torch.allclose(copies, merged, atol=1e-5) and not torch.allclose(copies, plain, atol=1e-3)
 
 
 def test_a_merged_token_weighs_as_the_tokens_it_stands_for(bow):
@@ -182,12 +213,13 @@ def test_cli_score_with_tokens(cli, tmp_path):
     assert code == 2 and err.strip().count("\n") == 0 and "one colour" in err
 
 
-@pytest.mark.parametrize("name", ["bow", "slip"])
+@pytest.mark.parametrize("name", ["bow", "slip", "siglip"])
 def test_an_image_the_size_of_the_view_is_the_fill_exactly_where_no_patch_is_wholly_outside(name, request):
     """Boxes touching every patch leave no merged token: the sequence is the filled view's
-    (transformers CLIP and SLIP's ViT); the whole image is the image."""
+    (transformers CLIP and SigLIP, SLIP's ViT); the whole image is the image."""
     backbone = request.getfixturevalue(name)
-    side, patch = backbone.image_size, backbone.view_geometry((1, 1))[3]
+    assert backbone.supports_tokens
+    side, patch = backbone.image_size, backbone.view_geometry((1, 1)).patch
     image = Image.effect_noise((side, side), 60).convert("RGB")
     cells = range(side // patch)
     boxes = [Box(patch * c + 2, patch * r + 2, patch * c + patch - 2, patch * r + patch - 2) for r in cells for c in cells]

@@ -18,7 +18,7 @@ from comclip._hf_utils import quiet_transformers
 from comclip._optional import hide_broken
 from comclip.backbones.base import PatchGrid, ProcessorBackbone
 from comclip.backbones.runtime import RUNTIME
-from comclip.backbones.vit.tokens import centre_crop_geometry
+from comclip.backbones.vit.tokens import ViewGeometry, centre_crop_geometry, squash_geometry
 from comclip.digests import files_digest
 from comclip.errors import ModelNotFoundError
 
@@ -151,31 +151,54 @@ class HFBackbone(TransformersBackbone):
                 side = pixels.shape[-1] // patch
                 for image, row in zip(batch, tokens[:, 1:]):
                     size = (image.shape[-1], image.shape[-2]) if isinstance(image, torch.Tensor) else image.size
-                    x0, y0, scale, _, _ = centre_crop_geometry(size, pixels.shape[-1], patch)
-                    grids.append(PatchGrid(row.reshape(side, side, -1), x0, y0, patch / scale, patch / scale))
+                    view = centre_crop_geometry(size, pixels.shape[-1], patch)
+                    grids.append(
+                        PatchGrid(row.reshape(side, side, -1), view.x0, view.y0, patch / view.scale_x, patch / view.scale_y)
+                    )
         return torch.cat(globals_), grids
 
     # --- sub-images from patch tokens (see comclip.backbones.vit.tokens) ---------------------
     @property
     def supports_tokens(self) -> bool:
+        """CLIP's ViT (a class token), and SigLIP's (pooled by attention) where its view is known."""
+        if self._model_type == "siglip":
+            spec = self.pixel_spec
+            head = getattr(self.model.vision_model, "head", None)
+            return head is not None and spec is not None and spec.resize_mode == "squash" and spec.crop is None
         return self._model_type == "clip"
 
-    def view_geometry(self, size: tuple[int, int]) -> tuple[float, float, float, int, int]:
-        return centre_crop_geometry(size, self.image_size, int(self.model.config.vision_config.patch_size))
+    def view_geometry(self, size: tuple[int, int]) -> ViewGeometry:
+        patch = int(self.model.config.vision_config.patch_size)
+        if self._model_type == "siglip":
+            return squash_geometry(size, self.image_size, patch)
+        return centre_crop_geometry(size, self.image_size, patch)
 
     def embed_patches(self, pixels: torch.Tensor) -> torch.Tensor:
         conv = self.model.vision_model.embeddings.patch_embedding
         return conv(pixels.to(conv.weight.dtype)).flatten(2).transpose(1, 2)
 
-    def class_and_positions(self) -> tuple[torch.Tensor, torch.Tensor]:
+    def class_and_positions(self) -> tuple[torch.Tensor | None, torch.Tensor]:
         embeddings = self.model.vision_model.embeddings
-        return embeddings.class_embedding, embeddings.position_embedding.weight
+        return getattr(embeddings, "class_embedding", None), embeddings.position_embedding.weight
 
     def encode_token_sequences(self, tokens: torch.Tensor, key_bias: torch.Tensor) -> torch.Tensor:
         vision = self.model.vision_model
         mask = key_bias[:, None, None, :].to(tokens.dtype)
+        if self._model_type == "siglip":
+            hidden = vision.post_layernorm(vision.encoder(inputs_embeds=tokens, attention_mask=mask).last_hidden_state)
+            return _pooled_by_attention(vision.head, hidden, key_bias.to(tokens.dtype))
         hidden = vision.encoder(inputs_embeds=vision.pre_layrnorm(tokens), attention_mask=mask).last_hidden_state
         return self.model.visual_projection(vision.post_layernorm(hidden[:, 0]))
+
+
+def _pooled_by_attention(head, hidden: torch.Tensor, key_bias: torch.Tensor) -> torch.Tensor:
+    """SigLIP's attention pooling (its ``SiglipMultiheadAttentionPoolingHead``: a probe attends
+    to every token, then a residual MLP) with ``key_bias`` added to the probe's logits, so a
+    merged token weighs as the tokens it stands for there too."""
+    probe = head.probe.expand(len(hidden), -1, -1)
+    bias = key_bias[:, None, :].repeat_interleave(head.attention.num_heads, dim=0)
+    pooled = head.attention(probe, hidden, hidden, attn_mask=bias, need_weights=False)[0]
+    return (pooled + head.mlp(head.layernorm(pooled)))[:, 0]
 
 
 #: The files of a model folder that decide its outputs: weights, the model's configuration

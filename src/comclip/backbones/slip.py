@@ -47,7 +47,7 @@ from PIL import Image
 from comclip._hf_utils import quiet_transformers
 from comclip.backbones.base import Backbone
 from comclip.backbones.runtime import RUNTIME
-from comclip.backbones.vit.tokens import centre_crop_geometry
+from comclip.backbones.vit.tokens import ViewGeometry, centre_crop_geometry
 from comclip.bpe import clip_bpe_files
 from comclip.digests import file_digest
 from comclip.errors import ModelNotFoundError
@@ -279,7 +279,7 @@ class SLIPBackbone(Backbone):
     def supports_tokens(self) -> bool:  # blocks that take an attention mask (transformers 5)
         return "attention_mask" in inspect.signature(self._layers[0].forward).parameters
 
-    def view_geometry(self, size: tuple[int, int]) -> tuple[float, float, float, int, int]:
+    def view_geometry(self, size: tuple[int, int]) -> ViewGeometry:
         return centre_crop_geometry(size, self.image_size, int(self.visual.config.patch_size))
 
     def embed_patches(self, pixels: torch.Tensor) -> torch.Tensor:

@@ -3,7 +3,8 @@
 A filled sub-image is a full forward pass over an image that is black outside one box, so a
 ViT spends as much work on the black patches as on the object. Here the ViT is given:
 
-- its class token;
+- its class token (where it has one: SigLIP's pools every token by attention instead, and the
+  key bias below reaches that attention too);
 - the patches the region touches, embedded from the filled view (the parent's view, resized
   and centre-cropped once, the fill's one colour outside the region in view pixels), each
   with its own position embedding;
@@ -30,7 +31,7 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from collections.abc import Sequence
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 import torch
 from PIL import Image
@@ -38,14 +39,25 @@ from PIL import Image
 from comclip.imaging.subimages import TokenRegion
 
 
+class ViewGeometry(NamedTuple):
+    """Where an encoder's square view lies in an image: the image point at the view's top left
+    corner, view pixels per image pixel across and down, and the view's patches."""
+
+    x0: float
+    y0: float
+    scale_x: float
+    scale_y: float
+    patch: int  # patch side in view pixels
+    side: int  # patches per side
+
+
 class TokenEncoder(Protocol):
     """What a backbone gives to encode regions from tokens (its ViT's pieces)."""
 
     batch_size: int
 
-    def view_geometry(self, size: tuple[int, int]) -> tuple[float, float, float, int, int]:
-        """Where the encoder's view lies in an image of ``size``: (x of its left edge, y of its
-        top, view pixels per image pixel, patch side in view pixels, patches per side)."""
+    def view_geometry(self, size: tuple[int, int]) -> ViewGeometry:
+        """Where the encoder's view lies in an image of ``size``."""
         ...
 
     def pixel_values(self, images: Sequence) -> torch.Tensor:
@@ -56,33 +68,43 @@ class TokenEncoder(Protocol):
         """``[N, P, C]``: the patch embeddings of views, before position embeddings."""
         ...
 
-    def class_and_positions(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """The class token ``[C]`` and the position embeddings ``[1 + P, C]`` (class first)."""
+    def class_and_positions(self) -> tuple[torch.Tensor | None, torch.Tensor]:
+        """The class token ``[C]`` and the position embeddings ``[1 + P, C]`` (class first), or
+        for a ViT without a class token (SigLIP's, pooled by attention) None and ``[P, C]``."""
         ...
 
     def encode_token_sequences(self, tokens: torch.Tensor, key_bias: torch.Tensor) -> torch.Tensor:
-        """Unnormalised embeddings ``[N, D]`` of token sequences ``[N, L, C]`` that start with the
-        class token, each key's attention logits raised by ``key_bias`` ``[N, L]``: the
-        transformer, its pooling and the projection."""
+        """Unnormalised embeddings ``[N, D]`` of token sequences ``[N, L, C]`` (starting with the
+        class token where the ViT has one), each key's attention logits raised by ``key_bias``
+        ``[N, L]`` in every attention that reads them: the transformer, its pooling and the
+        projection."""
         ...
 
 
-def centre_crop_geometry(size: tuple[int, int], crop: int, patch: int) -> tuple[float, float, float, int, int]:
+def centre_crop_geometry(size: tuple[int, int], crop: int, patch: int) -> ViewGeometry:
     """:meth:`TokenEncoder.view_geometry` of the usual CLIP view: the short side resized to
     ``crop`` and a centred square cut, in patches of ``patch`` view pixels."""
     width, height = size
     scale = crop / min(width, height)
-    return (width * scale - crop) / 2 / scale, (height * scale - crop) / 2 / scale, scale, patch, crop // patch
+    return ViewGeometry(
+        (width * scale - crop) / 2 / scale, (height * scale - crop) / 2 / scale, scale, scale, patch, crop // patch
+    )
 
 
-def region_mask(boxes: Sequence, geometry: tuple[float, float, float, int, int]) -> torch.Tensor:
+def squash_geometry(size: tuple[int, int], side: int, patch: int) -> ViewGeometry:
+    """:meth:`TokenEncoder.view_geometry` of a view that squashes the whole image to ``side`` x
+    ``side`` (SigLIP's processor)."""
+    width, height = size
+    return ViewGeometry(0.0, 0.0, side / width, side / height, patch, side // patch)
+
+
+def region_mask(boxes: Sequence, geometry: ViewGeometry) -> torch.Tensor:
     """Boolean ``[S, S]`` mask of the union of ``boxes`` (image coordinates) in view pixels."""
-    x0, y0, scale, patch, side = geometry
-    extent = patch * side
+    extent = geometry.patch * geometry.side
     mask = torch.zeros((extent, extent), dtype=torch.bool)
     for box in boxes:
-        x1, x2 = (int(round(min(max((v - x0) * scale, 0), extent))) for v in (box.x1, box.x2))
-        y1, y2 = (int(round(min(max((v - y0) * scale, 0), extent))) for v in (box.y1, box.y2))
+        x1, x2 = (int(round(min(max((v - geometry.x0) * geometry.scale_x, 0), extent))) for v in (box.x1, box.x2))
+        y1, y2 = (int(round(min(max((v - geometry.y0) * geometry.scale_y, 0), extent))) for v in (box.y1, box.y2))
         mask[y1:y2, x1:x2] = True
     return mask
 
@@ -135,21 +157,23 @@ class _Views:
 
 
 def region_sequences(encoder: TokenEncoder, regions: Sequence[TokenRegion]) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """Each region's token sequence and key bias (see the module docstring): the class token,
-    the patches the region touches (of the filled view: a patch it covers whole is the
+    """Each region's token sequence and key bias (see the module docstring): the class token
+    (where the ViT has one), the patches the region touches (of the filled view: a patch it covers whole is the
     parent's, one it covers in part is embedded again, filled outside it, all such patches
     at once), and one token for all the patches wholly outside it, standing for ``k`` of
     them through a key bias of ``log k``."""
     views = _Views(encoder, regions)
     cls, positions = encoder.class_and_positions()
+    start = [cls[None] + positions[:1]] if cls is not None else []  # the class token, where the ViT has one
+    patch_positions = positions[len(start) :]
     layouts, edges = [], []
     for region in regions:
         geometry = encoder.view_geometry(region.size)
         mask = region_mask(region.boxes, geometry)
-        share = patch_shares(mask, geometry[3]).to(positions.device)
+        share = patch_shares(mask, geometry.patch).to(positions.device)
         touched, edge = share > 0, (share > 0) & (share < 1)
         layouts.append((touched, edge))
-        edges.append(views.edge_pixels(region, mask, edge, geometry[3]))
+        edges.append(views.edge_pixels(region, mask, edge, geometry.patch))
     edge_rows = _embedded_patches(encoder, torch.cat(edges)).split([len(e) for e in edges])
     out = []
     for region, (touched, edge), edge_row in zip(regions, layouts, edge_rows):
@@ -157,10 +181,11 @@ def region_sequences(encoder: TokenEncoder, regions: Sequence[TokenRegion]) -> l
         if len(edge_row):
             kept = kept.clone()
             kept[edge] = edge_row
-        tokens, bias = [cls[None] + positions[:1], kept[touched] + positions[1:][touched]], [0.0] * (1 + int(touched.sum()))
+        tokens = [*start, kept[touched] + patch_positions[touched]]
+        bias = [0.0] * (len(start) + int(touched.sum()))
         outside = int((~touched).sum())
         if outside:
-            tokens.append((views.fill(region.colour)[1] + positions[1:][~touched].mean(dim=0))[None])
+            tokens.append((views.fill(region.colour)[1] + patch_positions[~touched].mean(dim=0))[None])
             bias.append(math.log(outside))
         out.append((torch.cat(tokens), torch.tensor(bias, device=positions.device)))
     return out
