@@ -135,8 +135,10 @@ def test_eval_sandbox_cli(cli, tiny_model_dir, tmp_path):
         assert run["n_scored"] == 8 and set(run["metrics"]) == {"text", "image", "group", "pairwise"}
         assert set(run["subsets"]) == {"binding", "order-swap"}
     assert report["grounding"]["oracle"]["value"] == 100.0 and report["grounding"]["clip"]["n"] == 32
+    by_task = report["grounding"]["clip"]["subsets"]  # each task's objects apart (crowded scenes, say)
+    assert set(by_task) == {"binding", "order-swap"} and [m["n"] for m in by_task.values()] == [16, 16]
     markdown = (out / "report.md").read_text()
-    assert "Grounding accuracy" in markdown
+    assert "Grounding accuracy" in markdown and "| grounder | binding | order-swap |" in markdown
     assert markdown.startswith("# sandbox (seed 3, tasks binding, order-swap, 4 items per task), model")
     code, _, err = cli("eval", "sandbox", "--task", "colour", "--model", tiny_model_dir, "--out", tmp_path / "x")
     assert code == 2 and "unknown sandbox task" in err

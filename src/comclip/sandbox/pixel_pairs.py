@@ -104,7 +104,8 @@ def _direction(rng: np.random.Generator, item_id: str) -> MinimalPair | None:
     word = DIRECTION_RELATIONS[0]
     scenes = (replace(scene, pointers=((0, 1),)), replace(scene, pointers=((1, 0),)))
     captions = (relation_caption(a, word, b), relation_caption(b, word, a))
-    graphs = (scene_graph(captions[0], (a, b), word), scene_graph(captions[1], (b, a), word))
+    predicate = "point at"  # the verb's lemma, as a parser gives it (and the report compares it)
+    graphs = (scene_graph(captions[0], (a, b), predicate), scene_graph(captions[1], (b, a), predicate))
     return MinimalPair(
         item_id, "direction", word, scenes, captions, graphs, (pointer_box(a.box, b.box), pointer_box(b.box, a.box))
     )

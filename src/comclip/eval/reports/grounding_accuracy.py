@@ -61,17 +61,30 @@ def _rankings(grounder: Grounder, stored: Stored, image, labels: list[str]) -> l
     return [ranked[label] for label in labels]
 
 
+def object_subsets(dataset: Dataset) -> list[str]:
+    """The subset of each known object, in :func:`grounding_hits`' order."""
+    return [ex.subset for ex in dataset.examples for objects in ex.boxes for _ in objects]
+
+
 def grounding_report(
     grounders: Mapping[str, Grounder | tuple[Grounder, bool]],
     dataset: Dataset,
     seed: int = EVAL.bootstrap_seed,
     n_bootstrap: int = EVAL.n_bootstrap,
 ) -> dict:
-    """``{name: {"value": %, "ci95": [lo, hi], "n": objects}}``; a grounder may be given as
-    ``(grounder, joint)`` to ground each image's labels jointly."""
+    """``{name: {"value": %, "ci95": [lo, hi], "n": objects}}``, with ``"subsets"`` of the same
+    per subset where there are several (the sandbox's tasks: crowded scenes apart); a grounder
+    may be given as ``(grounder, joint)`` to ground each image's labels jointly."""
+    subsets = object_subsets(dataset)
     out = {}
     for name, entry in grounders.items():
         grounder, joint = entry if isinstance(entry, tuple) else (entry, False)
         hits = grounding_hits(grounder, dataset, joint)
         out[name] = {**metrics.summarise(hits, n_bootstrap, seed), "n": len(hits)}
+        if len(set(subsets)) > 1:
+            out[name]["subsets"] = {
+                subset: {**metrics.summarise([h for h, s in zip(hits, subsets) if s == subset], n_bootstrap, seed),
+                         "n": subsets.count(subset)}
+                for subset in sorted(set(subsets))
+            }  # fmt: skip
     return out

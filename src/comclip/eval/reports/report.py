@@ -282,7 +282,13 @@ def _grounding(report: dict) -> list[str]:
         row(["grounder", "objects", "accuracy"]),
         "|---|---|---|",
     ]
-    return lines + [row([name, metric["n"], cell(metric)]) for name, metric in report["grounding"].items()]
+    lines += [row([name, metric["n"], cell(metric)]) for name, metric in report["grounding"].items()]
+    subsets = sorted({s for metric in report["grounding"].values() for s in metric.get("subsets", {})})
+    if subsets:
+        lines += ["", "Per subset:", "", row(["grounder", *subsets]), "|---" * (1 + len(subsets)) + "|"]
+        for name, metric in report["grounding"].items():
+            lines.append(row([name, *(cell(metric["subsets"][s]) if s in metric.get("subsets", {}) else "-" for s in subsets)]))
+    return lines
 
 
 def _failures(report: dict) -> list[str]:
