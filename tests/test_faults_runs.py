@@ -6,6 +6,8 @@ import json
 import os
 import shutil
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -219,6 +221,19 @@ def test_ctrl_c_in_the_first_seconds_exits_130_in_one_line(after, tiny_model_dir
     _, stderr = process.communicate(timeout=120)
     assert process.returncode == 130 and "Traceback" not in stderr, stderr
     assert stderr.strip().splitlines()[-1].startswith("comclip: interrupted"), stderr
+
+
+def test_a_ctrl_c_while_the_package_imports_is_one_line_and_130():
+    """Started as the command, comclip watches Ctrl-C from its package's first line: one that
+    ends the program before the command runs (here raised right after the import, as one
+    landing inside it would be) is still one line and exit 130. Imported as a library, it
+    changes no handler."""
+    code = "import sys; sys.argv[0] = 'comclip'; import comclip; raise KeyboardInterrupt"
+    process = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert (process.returncode, process.stderr) == (130, "comclip: interrupted\n")
+    import comclip  # noqa: F401  (this test process is pytest, not the command)
+
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler and sys.excepthook is sys.__excepthook__
 
 
 def test_a_ctrl_c_python_could_only_ignore_is_sent_again(monkeypatch):

@@ -8,9 +8,14 @@ embedding before scoring it against the caption.
 
 from __future__ import annotations
 
+from comclip import _interrupt
+
+if _interrupt.started_as_command():
+    _interrupt.watch_interrupts()  # first: a Ctrl-C while the package itself imports is exit 130 too
+
 __version__ = "0.1.0"
 
-from comclip import _moved
+from comclip import _moved  # noqa: E402
 
 _moved.install()  # the former module names import, with a DeprecationWarning
 

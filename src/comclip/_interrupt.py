@@ -7,6 +7,7 @@ watches before it imports anything else."""
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import threading
@@ -19,6 +20,7 @@ class Interrupt:
     def __init__(self, previous: Any = None) -> None:
         self.previous, self.seen = previous, False
         self.previous_unraisable = sys.unraisablehook
+        self.previous_excepthook = sys.excepthook
 
     def handle(self, signum: int, frame: Any) -> None:
         self.seen = True
@@ -33,12 +35,22 @@ class Interrupt:
             return
         self.previous_unraisable(unraisable)
 
+    def uncaught(self, kind: type, value: BaseException, trace: Any) -> None:
+        """``sys.excepthook`` while watching: a Ctrl-C that ends the program before the command
+        could catch it (while ``python -m comclip`` imports the package) is the promised one
+        line and exit 130, not a traceback and death by SIGINT."""
+        if issubclass(kind, KeyboardInterrupt) and _ACTIVE is self:
+            print("comclip: interrupted", file=sys.stderr, flush=True)
+            os._exit(130)
+        self.previous_excepthook(kind, value, trace)
+
     def restore(self) -> None:
         """Give SIGINT back to the handler it had (where this one put itself)."""
         global _ACTIVE
         if self.previous is not None and _ACTIVE is self:
             signal.signal(signal.SIGINT, self.previous)
             sys.unraisablehook = self.previous_unraisable
+            sys.excepthook = self.previous_excepthook
             _ACTIVE = None
 
 
@@ -59,4 +71,14 @@ def watch_interrupts() -> Interrupt:
     _ACTIVE = Interrupt(signal.default_int_handler)
     signal.signal(signal.SIGINT, _ACTIVE.handle)
     sys.unraisablehook = _ACTIVE.unraisable
+    sys.excepthook = _ACTIVE.uncaught
     return _ACTIVE
+
+
+def started_as_command() -> bool:
+    """Whether this interpreter was started to run comclip's command line (``python -m
+    comclip``, or the ``comclip`` script): then the package's own import is already the
+    command's, and watched (a library import of comclip changes no handler)."""
+    original = getattr(sys, "orig_argv", [])
+    as_module = "-m" in original[:-1] and original[original.index("-m") + 1] == "comclip"
+    return as_module or os.path.basename(sys.argv[0] if sys.argv else "") == "comclip"
