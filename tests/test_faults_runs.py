@@ -228,18 +228,21 @@ def test_a_ctrl_c_while_the_package_imports_is_one_line_and_130():
     ends the program before the command runs (here raised right after the import, as one
     landing inside it would be) is still one line and exit 130. Imported as a library, it
     changes no handler."""
-    code = "import sys; sys.argv[0] = 'comclip'; import comclip; raise KeyboardInterrupt"
-    process = subprocess.run(  # with Ctrl-C's default action, as from a terminal (a test worker may ignore it)
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-    )
-    assert (process.returncode, process.stderr) == (130, "comclip: interrupted\n")
-    import comclip  # noqa: F401  (this test process is pytest, not the command)
 
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler and sys.excepthook is sys.__excepthook__
+    def run(code: str) -> subprocess.CompletedProcess:  # with Ctrl-C's default action, as from a terminal
+        return subprocess.run(
+            [sys.executable, "-c", code],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # a test worker may ignore it
+        )
+
+    process = run("import sys; sys.argv[0] = 'comclip'; import comclip; raise KeyboardInterrupt")
+    assert (process.returncode, process.stderr) == (130, "comclip: interrupted\n")
+    library = "import signal, sys; before = signal.getsignal(signal.SIGINT), sys.excepthook; import comclip; "
+    library += "assert (signal.getsignal(signal.SIGINT), sys.excepthook) == before"
+    assert run(library).returncode == 0
 
 
 def test_a_ctrl_c_python_could_only_ignore_is_sent_again(monkeypatch):
