@@ -52,6 +52,10 @@ class Box:
         """Integer pixel bounds covering the box (floor of the start, ceiling of the end)."""
         return math.floor(self.x1), math.floor(self.y1), math.ceil(self.x2), math.ceil(self.y2)
 
+    def intersection(self, other: Box) -> Box:
+        """The box both boxes cover (empty, area 0, where they do not meet)."""
+        return Box(max(self.x1, other.x1), max(self.y1, other.y1), min(self.x2, other.x2), min(self.y2, other.y2))
+
     def iou(self, other: Box) -> float:
         # The intersection's area as Box(...).area computes it, without making the box.
         inter = max(0.0, min(self.x2, other.x2) - max(self.x1, other.x1)) * max(

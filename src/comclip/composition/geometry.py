@@ -67,8 +67,7 @@ def near(a: Box, b: Box, width: float, height: float) -> float:
 
 def inside(a: Box, b: Box, width: float, height: float) -> float:
     """The share of a that lies within b."""
-    shared = Box(max(a.x1, b.x1), max(a.y1, b.y1), min(a.x2, b.x2), min(a.y2, b.y2)).area
-    return shared / max(a.area, 1e-9)
+    return a.intersection(b).area / max(a.area, 1e-9)
 
 
 def contained(a: Box, b: Box, width: float, height: float) -> float:

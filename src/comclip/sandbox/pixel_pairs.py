@@ -81,10 +81,6 @@ def _overlapping_objects(rng: np.random.Generator) -> tuple[SceneObject, SceneOb
             return a, b
 
 
-def _intersection(a: Box, b: Box) -> Box:
-    return Box(max(a.x1, b.x1), max(a.y1, b.y1), min(a.x2, b.x2), min(a.y2, b.y2))
-
-
 def _depth(rng: np.random.Generator, item_id: str) -> MinimalPair:
     back, front = _overlapping_objects(rng)
     word = DEPTH_RELATIONS[rng.integers(len(DEPTH_RELATIONS))]
@@ -93,7 +89,7 @@ def _depth(rng: np.random.Generator, item_id: str) -> MinimalPair:
     scenes = (Scene((back, front), background, noise), Scene((front, back), background, noise))
     captions = (relation_caption(subject, word, target), relation_caption(target, word, subject))
     graphs = (scene_graph(captions[0], (subject, target), word), scene_graph(captions[1], (target, subject), word))
-    overlap = _intersection(back.box, front.box)
+    overlap = back.box.intersection(front.box)
     return MinimalPair(item_id, "depth", word, scenes, captions, graphs, (overlap, overlap))
 
 
@@ -111,12 +107,6 @@ def _direction(rng: np.random.Generator, item_id: str) -> MinimalPair | None:
     )
 
 
-def _hidden_share(box: Box, cover: Box) -> float:
-    """How much of ``box`` lies under ``cover``."""
-    part = _intersection(box, cover)
-    return max(0.0, part.width) * max(0.0, part.height) / box.area
-
-
 def _distractor(rng: np.random.Generator, named: list[SceneObject], taken: set, placed: list[Box], clear: list[Box]):
     """One distractor sharing a shape or a colour with a named object, or None if none fits."""
     for _ in range(100):
@@ -132,7 +122,7 @@ def _distractor(rng: np.random.Generator, named: list[SceneObject], taken: set, 
         box = Box(x, y, x + side, y + side)
         if (shape, colour) in taken or too_close(box, placed + clear):
             continue
-        if any(_hidden_share(box, o.box) > MAX_HIDDEN for o in named):
+        if any(box.intersection(o.box).area > MAX_HIDDEN * box.area for o in named):  # the share under it
             continue
         return SceneObject(shape, colour, size, box, named=False)
     return None

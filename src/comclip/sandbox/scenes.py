@@ -119,14 +119,22 @@ def _ray_box(origin: tuple[float, float], direction: tuple[float, float], box: B
     return near, far
 
 
+def _pointer_line(source: Box, target: Box) -> tuple[tuple[float, float], tuple[float, float], float, float]:
+    """A pointer's line: ``source``'s centre, the unit direction towards ``target``'s, and how
+    far along it the line leaves ``source``'s box and stops (:data:`POINTER_GAP` before
+    ``target``'s)."""
+    (sx, sy), (tx, ty) = source.centre, target.centre
+    length = math.hypot(tx - sx, ty - sy)
+    direction = ((tx - sx) / length, (ty - sy) / length)
+    leave = _ray_box((sx, sy), direction, source)[1]
+    return (sx, sy), direction, leave, _ray_box((sx, sy), direction, target)[0] - POINTER_GAP
+
+
 def pointer_geometry(source: Box, target: Box) -> tuple[tuple[float, float], tuple[float, float], list]:
     """A pointer from ``source``'s centre (drawn under the shape, so it leaves it at its
     outline) towards ``target``'s centre, stopping :data:`POINTER_GAP` before its box: the
     line's tail and tip, and the head's triangle."""
-    (sx, sy), (tx, ty) = source.centre, target.centre
-    length = math.hypot(tx - sx, ty - sy)
-    ux, uy = (tx - sx) / length, (ty - sy) / length
-    stop = _ray_box((sx, sy), (ux, uy), target)[0] - POINTER_GAP
+    (sx, sy), (ux, uy), _, stop = _pointer_line(source, target)
     tip = (sx + ux * stop, sy + uy * stop)
     base = (tip[0] - ux * HEAD_LENGTH, tip[1] - uy * HEAD_LENGTH)
     head = [
@@ -140,7 +148,7 @@ def pointer_geometry(source: Box, target: Box) -> tuple[tuple[float, float], tup
 def pointer_box(source: Box, target: Box) -> Box:
     """The box of the part of a pointer outside its source's box (where the relation shows)."""
     (sx, sy), tip, head = pointer_geometry(source, target)
-    length = math.hypot(tip[0] - sx, tip[1] - sy)
+    length = math.hypot(tip[0] - sx, tip[1] - sy)  # the direction as drawn, from the tip
     leave = _ray_box((sx, sy), ((tip[0] - sx) / length, (tip[1] - sy) / length), source)[1]
     start = (sx + (tip[0] - sx) * leave / length, sy + (tip[1] - sy) * leave / length)
     xs, ys = [start[0], *(p[0] for p in head)], [start[1], *(p[1] for p in head)]
@@ -150,10 +158,8 @@ def pointer_box(source: Box, target: Box) -> Box:
 
 def pointer_length(source: Box, target: Box) -> float:
     """How far a pointer reaches outside its source's box, to its tip."""
-    (sx, sy), (tx, ty) = source.centre, target.centre
-    length = math.hypot(tx - sx, ty - sy)
-    direction = ((tx - sx) / length, (ty - sy) / length)
-    return _ray_box((sx, sy), direction, target)[0] - POINTER_GAP - _ray_box((sx, sy), direction, source)[1]
+    _, _, leave, stop = _pointer_line(source, target)
+    return stop - leave
 
 
 def shape_mask(obj: SceneObject, size: int = IMAGE_SIZE) -> np.ndarray:
