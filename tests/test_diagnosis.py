@@ -31,7 +31,7 @@ def _example():
 
 def test_right_parse_and_grounding():
     result = _result([("circle", ["red"]), ("square", ["blue"])], [CIRCLE, SQUARE])
-    assert diagnose(_example(), [[result]]) == {"parse_wrong": False, "grounding_wrong": False, "margin": 0.2}
+    assert diagnose(_example(), [[result]]) == {"parse_wrong": False, "grounding_wrong": False, "entities": [2, 2], "margin": 0.2}
 
 
 def test_wrong_parse_and_wrong_grounding_are_told_apart():
@@ -39,7 +39,39 @@ def test_wrong_parse_and_wrong_grounding_are_told_apart():
     wrong_boxes = _result([("circle", ["red"]), ("square", ["blue"])], [SQUARE, SQUARE])
     assert diagnose(_example(), [[wrong_parse]])["parse_wrong"] is True
     assert diagnose(_example(), [[wrong_parse]])["grounding_wrong"] is False  # "purple" names no true object
-    assert diagnose(_example(), [[wrong_boxes]]) == {"parse_wrong": False, "grounding_wrong": True, "margin": 0.2}
+    assert diagnose(_example(), [[wrong_parse]])["entities"] == [1, 1]  # only "square" is checked
+    assert diagnose(_example(), [[wrong_boxes]]) == {
+        "parse_wrong": False,
+        "grounding_wrong": True,
+        "entities": [1, 2],
+        "margin": 0.2,
+    }
+
+
+def test_entities_are_counted_on_each_images_own_caption():
+    """In a 2 x 2 group, where a wrong caption's entities land is no grounding error of the
+    count (the image may not hold what it names), though the example's flag still sees it."""
+    right = _result([("circle", ["red"]), ("square", ["blue"])], [CIRCLE, SQUARE])
+    elsewhere = _result([("circle", ["red"]), ("square", ["blue"])], [SQUARE, SQUARE])
+    truth = (("circle", CIRCLE), ("square", SQUARE))
+    group = Example("g", WINOGROUND, ["a", "b"], ["t0", "t1"], boxes=(truth, truth))
+    found = diagnose(group, [[right, elsewhere], [elsewhere, right]])
+    assert found["entities"] == [4, 4] and found["grounding_wrong"] is True
+    assert diagnose(group, [[elsewhere, right], [right, right]])["entities"] == [3, 4]
+
+
+def test_entity_grounding_pools_the_checked_entities_per_subset():
+    from comclip.eval.reports.diagnosis import entity_grounding
+
+    def record(subset, right, checked):
+        return {"status": "ok", "subset": subset, "correct": {"group": True}, "diagnosis": {"entities": [right, checked]}}
+
+    records = [record("a", 2, 2), record("a", 1, 2), record("b", 0, 4), {"status": "failed", "subset": "b"}]
+    found = entity_grounding(records, n_bootstrap=0, seed=0)["entity_grounding"]
+    assert found["n"] == 8 and found["value"] == 100 * 3 / 8
+    assert found["subsets"]["a"]["value"] == 75.0 and found["subsets"]["b"] == {**found["subsets"]["b"], "value": 0.0, "n": 4}
+    assert entity_grounding([record("a", 1, 1)], 0, 0)["entity_grounding"].get("subsets") is None  # one subset: no split
+    assert entity_grounding([{"status": "ok", "diagnosis": {}}], 0, 0) == {}
 
 
 def test_no_gold_gives_only_the_margin():

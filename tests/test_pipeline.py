@@ -272,10 +272,11 @@ def test_demo_runs_offline_and_reproducibly(cli, tmp_path):
         assert "evidence(1)" not in report  # the wider grid is behind --full
         assert "## Methods" in report and "- **comclip softmax**:" in report and "softmax of the s_i" in report
         assert report.count("Grounding:") == 2 and report.count("- Best on group:") == 2  # one section per shipped model
+        assert report.count("| method | binding | object-swap | order-swap | substitution | depth |") == 2  # a pixel relation too
         for model in ("comclip_sandbox", "comclip_sandbox-bow"):
             assert (tmp_path / run / model / "explain.png").stat().st_size > 1000
     data = [json.loads((tmp_path / run / "comclip_sandbox-bow" / "report.json").read_text()) for run in ("a", "b")]
-    assert data[0]["model"] == "comclip/sandbox-bow" and data[0]["grounding"]["clip"]["n"] == 4 * 3 * 2 * 2
+    assert data[0]["model"] == "comclip/sandbox-bow" and data[0]["grounding"]["clip"]["n"] == 5 * 3 * 2 * 2
     assert [r["metrics"] for r in data[0]["runs"]] == [r["metrics"] for r in data[1]["runs"]]
     assert outputs[0] == outputs[1]
     code, out, err = cli("demo", "--n", "2", "--model", "comclip/sandbox", "--full", "--out", tmp_path / "full")

@@ -194,6 +194,33 @@ def test_the_shipped_suites_are_valid(name):
     assert datasets == expected
 
 
+def test_a_suite_takes_the_sandbox_pixel_and_crowded_tasks(tmp_path):
+    """A suite's sandbox entries name the new tasks and groups as ``--task`` does: the cells open
+    the items of those tasks, and an unknown task is one error before any model loads."""
+    from comclip.errors import InputError
+    from comclip.eval.experiments.suite import read_suite
+
+    suite = tmp_path / "pixels.toml"
+    suite.write_text(
+        'models = ["comclip/sandbox-bow"]\nmethods = ["clip", "comclip-plus"]\n\n'
+        '[[datasets]]\nname = "sandbox"\nlabel = "relations"\ntask = "depth,direction"\nn = 3\n\n'
+        '[[datasets]]\nname = "sandbox"\nlabel = "crowded"\ntask = "crowded"\nn = 2\n'
+    )
+    relations, crowded = read_suite(suite)
+    assert {ex.subset for ex in relations.entry.open().examples} == {"depth", "direction"}
+    opened = crowded.entry.open()
+    assert {ex.subset for ex in opened.examples} == {
+        "crowded-binding",
+        "crowded-object-swap",
+        "crowded-depth",
+        "crowded-direction",
+    }
+    assert len(opened.examples) == 8 and all(ex.boxes for ex in opened.examples)
+    suite.write_text(suite.read_text().replace('"crowded"', '"crowded-swap"'))
+    with pytest.raises(InputError, match="crowded-swap"):
+        read_suite(suite)[1].entry.open()
+
+
 def test_a_suite_whose_cells_scored_nothing_exits_1_saying_which(tiny_model_dir, tmp_path):
     """Every example's image undecodable: each cell's report is written and the suite's table
     too, and, as ``eval`` does, each method that scored nothing is one line and the exit is 1

@@ -21,6 +21,7 @@ from comclip.digests import image_digest
 from comclip.errors import InputError
 from comclip.grounding.base import Detection, Grounder
 from comclip.grounding.proposals import DEFAULT_SCALES, PROPOSALS, propose
+from comclip.grounding.segment_parts import VERSION as SEGMENT_PARTS_VERSION
 from comclip.imaging.subimages import SubimageMaker
 from comclip.similarity import cosines
 
@@ -91,6 +92,8 @@ class CLIPGrounder(Grounder):
         }
         if "grid" in self.proposals:
             described["scales"] = [list(s) for s in self.scales]
+        if self.proposals.endswith("segment-parts"):
+            described["segment_parts"] = SEGMENT_PARTS_VERSION
         if self.region in ("mask", "multiscale"):
             described["fill"] = self.fill
         if self.region == "multiscale":

@@ -5,6 +5,9 @@
   colour, after light smoothing; the first step of classic proposal methods such as selective
   search. Cheap (one pass over a small copy of the image) and tight where objects contrast
   with their surroundings, as in the sandbox's scenes and many product or diagram images.
+  With ``parts`` (the ``segment-parts`` proposals), each region's parts are boxed as well:
+  objects that touch or overlap, split by colour and at narrow joins (see
+  :mod:`comclip.grounding.segment_parts`).
 """
 
 from __future__ import annotations
@@ -16,7 +19,10 @@ from comclip.grounding.base import Box
 
 #: (window side as a fraction of the image side, stride as a fraction of the image side).
 DEFAULT_SCALES = ((1.0, 1.0), (0.75, 0.25), (0.5, 0.25), (1 / 3, 1 / 6))
-PROPOSALS = ("grid", "segments", "grid+segments")
+PROPOSALS = ("grid", "segments", "segment-parts", "grid+segments", "grid+segment-parts")
+#: Where two boxes' sides all lie within this many pixels (of the analysed copy), the second
+#: is the first again (a part's box one pixel inside its segment's).
+SAME_BOX = 1.5
 
 
 def grid_windows(width: int, height: int, scales=DEFAULT_SCALES) -> list[Box]:
@@ -34,15 +40,24 @@ def grid_windows(width: int, height: int, scales=DEFAULT_SCALES) -> list[Box]:
 
 
 def segment_proposals(
-    image: Image.Image, max_side: int = 128, threshold: float = 40.0, min_area: float = 0.002, max_area: float = 0.5
+    image: Image.Image,
+    max_side: int = 128,
+    threshold: float = 40.0,
+    min_area: float = 0.002,
+    max_area: float = 0.5,
+    parts: bool = False,
 ) -> list[Box]:
     """Boxes (in ``image`` pixels) of connected regions whose colour differs from the background.
 
     The background colour is the median of the border pixels; a pixel is foreground when its
     smoothed colour is more than ``threshold`` away from it (RGB distance). Regions smaller
-    than ``min_area`` or larger than ``max_area`` of the image are dropped.
+    than ``min_area`` or larger than ``max_area`` of the image are dropped. With ``parts``, each
+    kept region's parts follow (:func:`~comclip.grounding.segment_parts.segment_parts`), the same
+    area bounds applied, without boxes that repeat one already given.
     """
     from scipy import ndimage
+
+    from comclip.grounding.segment_parts import segment_parts
 
     scale = min(1.0, max_side / max(image.size))
     small = (
@@ -50,31 +65,52 @@ def segment_proposals(
         if scale == 1.0
         else image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))), Image.Resampling.BILINEAR)
     )
-    pixels = ndimage.uniform_filter(np.asarray(small, dtype=np.float32), size=(3, 3, 1), mode="nearest")
+    raw = np.asarray(small.convert("RGB"), dtype=np.float32)
+    pixels = ndimage.uniform_filter(raw, size=(3, 3, 1), mode="nearest")
     border = np.concatenate([pixels[0], pixels[-1], pixels[:, 0], pixels[:, -1]])
     background = np.median(border, axis=0)
     foreground = np.linalg.norm(pixels - background, axis=-1) > threshold
     labels, count = ndimage.label(foreground)
-    total = foreground.size
-    boxes = []
+    found = _Boxes(foreground.size * min_area, foreground.size * max_area)
+    segments = []
     for index, region in enumerate(ndimage.find_objects(labels), start=1):
-        if region is None:
-            continue
-        area = int((labels[region] == index).sum())
-        if not (min_area * total <= area <= max_area * total):
-            continue
-        ys, xs = region
-        boxes.append(
-            Box(xs.start / scale, ys.start / scale, min(image.width, xs.stop / scale), min(image.height, ys.stop / scale))
-        )
-    return boxes
+        if region is not None and found.fits(int((labels[region] == index).sum())):
+            segments.append(labels == index)
+            found.add(segments[-1], repeats=True)
+    for segment in segments if parts else ():
+        for part in segment_parts(raw, segment, background, core=min_area * foreground.size):
+            found.add(part)
+    return [
+        Box(x1 / scale, y1 / scale, min(image.width, x2 / scale), min(image.height, y2 / scale)) for x1, y1, x2, y2 in found.boxes
+    ]
+
+
+class _Boxes:
+    """Boxes of masks whose area lies within bounds, each once (see :data:`SAME_BOX`)."""
+
+    def __init__(self, least: float, most: float) -> None:
+        self.least, self.most = least, most
+        self.boxes: list[tuple[int, int, int, int]] = []
+
+    def fits(self, area: int) -> bool:
+        return self.least <= area <= self.most
+
+    def add(self, mask: np.ndarray, repeats: bool = False) -> None:
+        """Box ``mask`` if its area is within bounds and (unless ``repeats``: segments, which
+        are apart) it is not a box already given."""
+        if not self.fits(int(mask.sum())):
+            return
+        ys, xs = np.nonzero(mask)
+        box = (int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1)
+        if repeats or all(np.abs(np.subtract(box, kept)).max() > SAME_BOX for kept in self.boxes):
+            self.boxes.append(box)
 
 
 def propose(image: Image.Image, kind: str = "grid", scales=DEFAULT_SCALES) -> list[Box]:
     """Candidate boxes of the given kind (see :data:`PROPOSALS`), without duplicates."""
     boxes: list[Box] = []
-    if "segments" in kind:
-        boxes += segment_proposals(image)
+    if "segment" in kind:
+        boxes += segment_proposals(image, parts=kind.endswith("segment-parts"))
     if "grid" in kind:
         boxes += grid_windows(image.width, image.height, scales)
     return list(dict.fromkeys(boxes))

@@ -8,6 +8,10 @@ Each scored example of a composed method gets a small ``diagnosis`` in its recor
 - ``grounding_wrong``: some entity was grounded to a box with IoU < 0.5 with its true box (the
   image's one true object whose label is the entity's head), where the dataset knows the boxes
   (``Example.boxes``); else absent.
+- ``entities``: ``[right, checked]``: of the entities of each image's own caption (in a
+  Winoground-kind group, image k with caption k), checked as above, how many were grounded to
+  their true object (IoU >= 0.5): the method's own grounding of the objects a caption truly
+  names, by the phrases and assignment it scores with (:func:`entity_grounding` sums them).
 - ``margin``: the smallest grounding margin over the example's entities (the grounder's best
   candidate score minus its second: how sure the grounding was), for any data.
 
@@ -22,7 +26,8 @@ from collections import Counter
 from collections.abc import Sequence
 
 from comclip.boxes import bounding_box
-from comclip.eval.benchmarks.datasets import Example
+from comclip.eval.benchmarks import metrics
+from comclip.eval.benchmarks.datasets import WINOGROUND, Example
 from comclip.eval.reports.grounding_accuracy import IOU_THRESHOLD
 from comclip.eval.reports.tables import row
 from comclip.parsing import SceneGraph
@@ -36,7 +41,12 @@ def diagnose(example: Example, results: Sequence[Sequence]) -> dict:
     if example.given and all(text in example.given for text in graphs):
         out["parse_wrong"] = any(_graph_key(graphs[t]) != _graph_key(_as_graph(example.given[t], t)) for t in graphs)
     if example.boxes:
-        out["grounding_wrong"] = any(_misgrounded(result, truth) for row, truth in zip(results, example.boxes) for result in row)
+        out["grounding_wrong"] = not all(
+            hit for row, truth in zip(results, example.boxes) for result in row for hit in _grounded(result, truth)
+        )
+        own = _true_pairs(example, results)
+        checked = [hit for result, truth in own for hit in _grounded(result, truth)]
+        out["entities"] = [sum(checked), len(checked)]
     margins = [p.margin for row in results for r in row for p in r.parts if p.kind == "entity" and p.margin is not None]
     if margins:
         out["margin"] = round(min(margins), 6)
@@ -55,18 +65,47 @@ def _graph_key(graph: SceneGraph) -> tuple:
     return tuple(entities), tuple(relations)
 
 
-def _misgrounded(result, truth) -> bool:
-    """Whether an entity of this pair, whose head names exactly one true object of the image,
-    was grounded to a box that misses that object (IoU < 0.5)."""
+def _true_pairs(example: Example, results: Sequence[Sequence]) -> list[tuple]:
+    """``(result, true objects)`` of each image with the caption that is true of it: in a
+    Winoground-kind group, image k and caption k (a wrong caption names objects the image may
+    not hold, so where its entities land is no grounding error); else every pair."""
+    if example.kind == WINOGROUND:
+        return [(results[k][k], example.boxes[k]) for k in range(min(len(results), len(example.boxes), len(results[0])))]
+    return [(result, truth) for row, truth in zip(results, example.boxes) for result in row]
+
+
+def _grounded(result, truth) -> list[bool]:
+    """For each entity of this pair whose head names exactly one true object of the image:
+    was it grounded to a box that covers that object (IoU >= 0.5)?"""
     by_label = Counter(label for label, _ in truth)
     boxes = dict(truth)
+    hits = []
     for part in result.parts:
         if part.kind != "entity" or NOT_GROUNDED in part.flags:
             continue
         head = result.graph.entity(part.entities[0]).head
-        if by_label.get(head) == 1 and bounding_box(part.boxes).iou(boxes[head]) < IOU_THRESHOLD:
-            return True
-    return False
+        if by_label.get(head) == 1:
+            hits.append(bool(bounding_box(part.boxes).iou(boxes[head]) >= IOU_THRESHOLD))
+    return hits
+
+
+def entity_grounding(records: list[dict], n_bootstrap: int, seed: int) -> dict:
+    """``{"entity_grounding": {value, ci95, n, subsets}}``: the share of a method's entities
+    grounded to their true object, over the records that count them (see :func:`diagnose`);
+    empty where none does."""
+    counted = [r for r in records if r.get("status") == "ok" and "entities" in r.get("diagnosis", {})]
+    if not counted:
+        return {}
+
+    def share(rows: list[dict]) -> dict:
+        hits = [k < right for r in rows for right, checked in [r["diagnosis"]["entities"]] for k in range(checked)]
+        return {**metrics.summarise(hits, n_bootstrap, seed), "n": len(hits)}
+
+    subsets = sorted({r["subset"] for r in counted if r.get("subset")})
+    found = share(counted)
+    if len(subsets) > 1:
+        found["subsets"] = {s: share([r for r in counted if r.get("subset") == s]) for s in subsets}
+    return {"entity_grounding": found}
 
 
 def attribution(records: list[dict], metric: str) -> dict | None:

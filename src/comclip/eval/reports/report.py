@@ -17,7 +17,7 @@ from comclip.eval.benchmarks import metrics
 from comclip.eval.benchmarks.datasets import Dataset
 from comclip.eval.benchmarks.datasets.retrieval import RetrievalDataset
 from comclip.eval.benchmarks.kinds import KINDS, headline_metric, under_tie_rule
-from comclip.eval.reports.diagnosis import error_section, error_sources
+from comclip.eval.reports.diagnosis import entity_grounding, error_section, error_sources
 from comclip.eval.reports.legend import legend, takeaway, tie_line
 from comclip.eval.reports.tables import cell, row
 from comclip.eval.reports.word_order import summarise_word_order, word_order_section
@@ -86,6 +86,7 @@ def summarise_run(records: list[dict], n_bootstrap: int = EVAL.n_bootstrap, seed
         **error_sources(
             records, headline_metric(sorted({n for r in records if r["status"] == "ok" for n in r["correct"]}) or ["accuracy"])
         ),
+        **entity_grounding(records, n_bootstrap, seed),
         "metrics": block(records),
         "subsets": {s: block([r for r in records if r["subset"] == s]) for s in subsets},
         "tags": {t: block([r for r in records if t in r["tags"]]) for t in tags},
@@ -275,6 +276,30 @@ def _flags(report: dict) -> list[str]:
 def _grounding(report: dict) -> list[str]:
     if not report.get("grounding"):
         return []
+    return _grounder_table(report) + _entity_table(report)
+
+
+def _entity_table(report: dict) -> list[str]:
+    runs = [run for run in report["runs"] if run.get("entity_grounding")]
+    if not runs:
+        return []
+    subsets = sorted({s for run in runs for s in run["entity_grounding"].get("subsets", {})})
+    lines = [
+        "",
+        "Entities as each method grounded them (its phrases, its assignment: the boxes it scored; an entity "
+        "counts where its head names one true object):",
+        "",
+        row(["method", "entities", "accuracy", *subsets]),
+        "|---" * (3 + len(subsets)) + "|",
+    ]
+    for run in runs:
+        found = run["entity_grounding"]
+        per = [cell(found["subsets"][s]) if s in found.get("subsets", {}) else "-" for s in subsets]
+        lines.append(row([run["method"], found["n"], cell(found), *per]))
+    return lines
+
+
+def _grounder_table(report: dict) -> list[str]:
     lines = [
         "",
         "## Grounding accuracy (top box IoU >= 0.5 with the true object)",

@@ -1,0 +1,172 @@
+"""The parts of a foreground segment: where one connected region of foreground holds several
+objects, boxes for each of them.
+
+Segment proposals (:func:`comclip.grounding.proposals.segment_proposals`) box connected
+regions that stand out from the background, so objects that touch or overlap become one box:
+a shape drawn over another, a distractor beside a named object, a thin line leaving an
+object. Classic proposal methods (selective search) start from an over-segmentation by colour
+and group it again; this module does the same, in three steps on each segment:
+
+1. **colour regions**: connected pixels whose neighbours differ by less than :data:`TOLERANCE`
+   (RGB distance, after a 3x3 median that removes noise but keeps edges); regions without a
+   core (nothing left after one erosion) are edges and dropped. Regions of like colour (mean
+   colours within :data:`MERGE`) are one group: an object cut in two by another drawn over it.
+2. **colour parts**: where a segment holds two or more groups, every pixel of the segment is
+   given to the group (or the background) whose mean colour is nearest, which gives back
+   the thin tips the median took; each group's pixels are a part, and so is each piece of a
+   group cut in two. Where it holds one group whose box is smaller than the segment's by more
+   than :data:`SHRINK` pixels (a thin line the median removed), that group is a part.
+3. **narrow joins**: the segment and each part are eroded by 1 and 2 pixels; where that cuts
+   them apart, each piece grown back is a part (objects of one colour that touch); where one
+   pixel's erosion and growth give back a much smaller box, that is a part (a line left it).
+
+Nothing here knows what an object is: it reads colours and shapes of regions, so it runs on
+any image where objects contrast (diagrams, products, the sandbox). A segment of one colour,
+without narrow joins or thin lines, gives no parts: its proposals stay its own box.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+
+#: Bumped whenever the parts a segment gives change: grounders that use them name it in their
+#: description, so cached rankings and search indexes of other parts are never mixed in.
+VERSION = 1
+#: Neighbouring pixels closer than this (RGB distance, after the median) are one colour region.
+TOLERANCE = 18.0
+#: Colour regions of a segment whose mean colours are closer than this are one group.
+MERGE = 40.0
+#: A single colour group is a part of its own where its box is smaller than the segment's by
+#: more than this many pixels on some side (the median keeps a shape's edges within 2).
+SHRINK = 4
+#: Erosions (in pixels) that may cut touching objects of one colour apart.
+EROSIONS = (1, 2)
+#: Pieces an erosion leaves count only where they hold at least this share of the mask (a
+#: star's tips and a line's crumbs are not objects of their own).
+MIN_SHARE = 0.15
+#: A colour part holds at least this share of its segment: the texture of a photo's segment
+#: makes many small colour regions, which are not objects (an object half hidden behind one
+#: four times its size still is one).
+MIN_PART = 0.05
+#: Pieces of a regrown group smaller than this many pixels are noise.
+MIN_PIECE = 4
+
+
+def segment_parts(pixels: np.ndarray, segment: np.ndarray, background: np.ndarray, core: float) -> Iterator[np.ndarray]:
+    """Masks of the parts of ``segment`` (a boolean mask) in ``pixels`` (``[H, W, 3]`` RGB,
+    float32), colour parts at least :data:`MIN_PART` of it; ``background``: the background
+    colour; ``core``: the least number of pixels a colour region keeps after one erosion."""
+    least = MIN_PART * segment.sum()
+    groups = _colour_groups(pixels, segment, core)
+    parts = [part for part in _colour_parts(pixels, segment, background, groups) if part.sum() >= least]
+    yield from parts
+    for mask in [segment, *parts]:
+        yield from _narrow_joins(mask)
+
+
+def _colour_groups(pixels: np.ndarray, segment: np.ndarray, core: float) -> list[list[np.ndarray]]:
+    """The segment's colour regions (step 1), grouped by mean colour: ``[[region mask, ...], ...]``."""
+    from scipy import ndimage
+
+    y1, y2, x1, x2 = _bounds(segment)
+    window = ndimage.median_filter(pixels[y1:y2, x1:x2], size=(3, 3, 1), mode="nearest")
+    labels = _similar_regions(window, segment[y1:y2, x1:x2])
+    groups: list[tuple[np.ndarray, list[np.ndarray]]] = []
+    for label in np.flatnonzero(_core_sizes(labels) >= core):
+        region = labels == label
+        colour = window[region].mean(axis=0)
+        full = np.zeros_like(segment)
+        full[y1:y2, x1:x2] = region
+        same = next((g for g in groups if np.linalg.norm(g[0] - colour) < MERGE), None)
+        if same is None:
+            groups.append((colour, [full]))
+        else:
+            same[1].append(full)
+    return [regions for _, regions in groups]
+
+
+def _similar_regions(window: np.ndarray, inside: np.ndarray) -> np.ndarray:
+    """Labels (1..n, 0 outside) of the connected regions of ``inside`` whose 4-neighbours
+    differ by less than :data:`TOLERANCE`."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    height, width = inside.shape
+    index = np.arange(height * width).reshape(height, width)
+    starts, ends = [], []
+    for a, b in (((slice(None), slice(None, -1)), (slice(None), slice(1, None))), ((slice(None, -1),), (slice(1, None),))):
+        close = (np.linalg.norm(window[a] - window[b], axis=-1) < TOLERANCE) & inside[a] & inside[b]
+        starts.append(index[a][close])
+        ends.append(index[b][close])
+    start, end = np.concatenate(starts), np.concatenate(ends)
+    graph = coo_matrix((np.ones(len(start)), (start, end)), shape=(height * width, height * width))
+    _, component = connected_components(graph, directed=False)
+    labels = np.zeros(height * width, dtype=np.int64)
+    flat = inside.ravel()
+    _, labels[flat] = np.unique(component[flat], return_inverse=True)
+    labels[flat] += 1
+    return labels.reshape(height, width)
+
+
+def _core_sizes(labels: np.ndarray) -> np.ndarray:
+    """Per label (index 0: none), how many of its pixels have all four neighbours in it too:
+    its size after one erosion, for every label at once."""
+    padded = np.pad(labels, 1)
+    inner = padded[1:-1, 1:-1]
+    core = (inner > 0) & (inner == padded[:-2, 1:-1]) & (inner == padded[2:, 1:-1])
+    core &= (inner == padded[1:-1, :-2]) & (inner == padded[1:-1, 2:])
+    sizes = np.bincount(labels[core], minlength=labels.max() + 1)
+    sizes[0] = 0
+    return sizes
+
+
+def _colour_parts(
+    pixels: np.ndarray, segment: np.ndarray, background: np.ndarray, groups: list[list[np.ndarray]]
+) -> Iterator[np.ndarray]:
+    """Step 2: the segment's pixels given to the nearest group colour, each group's and each
+    of its pieces' masks; or one group's own mask where it is much smaller than the segment."""
+    from scipy import ndimage
+
+    if len(groups) == 1:
+        union = np.logical_or.reduce(groups[0])
+        if np.abs(np.subtract(_bounds(union), _bounds(segment))).max() > SHRINK:
+            yield union
+        return
+    if not groups:
+        return
+    colours = np.stack([background] + [pixels[np.logical_or.reduce(regions)].mean(axis=0) for regions in groups])
+    near = ndimage.binary_dilation(segment)
+    nearest = np.full(segment.shape, -1)
+    nearest[near] = np.linalg.norm(pixels[near][:, None, :] - colours, axis=-1).argmin(axis=-1)
+    for number, regions in enumerate(groups, start=1):
+        pieces, count = ndimage.label(nearest == number)
+        sizes = ndimage.sum(np.ones_like(pieces), pieces, range(1, count + 1))
+        grown = np.isin(pieces, 1 + np.flatnonzero(sizes >= MIN_PIECE))
+        yield grown if grown.any() else np.logical_or.reduce(regions)
+        if len(regions) > 1:
+            yield from regions
+
+
+def _narrow_joins(mask: np.ndarray) -> Iterator[np.ndarray]:
+    """Step 3: where an erosion cuts ``mask`` into pieces of at least :data:`MIN_SHARE` of it
+    (smaller ones are crumbs of a line or a tip), each such piece grown back inside it; where
+    one pixel's erosion leaves a single such piece whose box is smaller than the mask's by more
+    than :data:`SHRINK` (a line one or two pixels wide left it), that piece."""
+    from scipy import ndimage
+
+    for depth in EROSIONS:
+        cores, count = ndimage.label(ndimage.binary_erosion(mask, iterations=depth))
+        pieces = [ndimage.binary_dilation(cores == number, iterations=depth) & mask for number in range(1, count + 1)]
+        pieces = [piece for piece in pieces if piece.sum() >= MIN_SHARE * mask.sum()]
+        if len(pieces) > 1:
+            yield from pieces
+        elif len(pieces) == 1 and depth == 1 and np.abs(np.subtract(_bounds(pieces[0]), _bounds(mask))).max() > SHRINK:
+            yield pieces[0]
+
+
+def _bounds(mask: np.ndarray) -> tuple[int, int, int, int]:
+    """``(y1, y2, x1, x2)``: the rows and columns ``mask`` covers, ends exclusive."""
+    ys, xs = np.nonzero(mask)
+    return int(ys.min()), int(ys.max()) + 1, int(xs.min()), int(xs.max()) + 1
