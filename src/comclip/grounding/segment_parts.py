@@ -89,25 +89,21 @@ def _colour_groups(pixels: np.ndarray, segment: np.ndarray, core: float) -> list
 
 def _similar_regions(window: np.ndarray, inside: np.ndarray) -> np.ndarray:
     """Labels (1..n, 0 outside) of the connected regions of ``inside`` whose 4-neighbours
-    differ by less than :data:`TOLERANCE`."""
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
+    differ by less than :data:`TOLERANCE`: the components of that graph, found as the
+    4-connected components of a grid twice as fine whose even cells are the pixels and whose
+    odd cells between two pixels are the edges (one C pass of ``ndimage.label``)."""
+    from scipy import ndimage
 
     height, width = inside.shape
-    index = np.arange(height * width).reshape(height, width)
-    starts, ends = [], []
-    for a, b in (((slice(None), slice(None, -1)), (slice(None), slice(1, None))), ((slice(None, -1),), (slice(1, None),))):
-        close = (np.linalg.norm(window[a] - window[b], axis=-1) < TOLERANCE) & inside[a] & inside[b]
-        starts.append(index[a][close])
-        ends.append(index[b][close])
-    start, end = np.concatenate(starts), np.concatenate(ends)
-    graph = coo_matrix((np.ones(len(start)), (start, end)), shape=(height * width, height * width))
-    _, component = connected_components(graph, directed=False)
-    labels = np.zeros(height * width, dtype=np.int64)
-    flat = inside.ravel()
-    _, labels[flat] = np.unique(component[flat], return_inverse=True)
-    labels[flat] += 1
-    return labels.reshape(height, width)
+    grid = np.zeros((2 * height - 1, 2 * width - 1), dtype=bool)
+    grid[::2, ::2] = inside
+    grid[::2, 1::2] = (np.linalg.norm(window[:, 1:] - window[:, :-1], axis=-1) < TOLERANCE) & inside[:, 1:] & inside[:, :-1]
+    grid[1::2, ::2] = (np.linalg.norm(window[1:] - window[:-1], axis=-1) < TOLERANCE) & inside[1:] & inside[:-1]
+    labels, _ = ndimage.label(grid)
+    pixels = labels[::2, ::2]
+    _, pixels[inside] = np.unique(pixels[inside], return_inverse=True)
+    pixels[inside] += 1
+    return pixels
 
 
 def _core_sizes(labels: np.ndarray) -> np.ndarray:
@@ -156,8 +152,14 @@ def _narrow_joins(mask: np.ndarray) -> Iterator[np.ndarray]:
     than :data:`SHRINK` (a line one or two pixels wide left it), that piece."""
     from scipy import ndimage
 
-    for depth in EROSIONS:
-        cores, count = ndimage.label(ndimage.binary_erosion(mask, iterations=depth))
+    eroded = mask
+    for depth in range(1, max(EROSIONS) + 1):
+        eroded = ndimage.binary_erosion(eroded)  # ``depth`` erosions of the mask
+        if depth not in EROSIONS:
+            continue
+        cores, count = ndimage.label(eroded)
+        if count < 2 and depth != 1:
+            continue  # one piece or none: nothing cut apart, and no line to leave out
         pieces = [ndimage.binary_dilation(cores == number, iterations=depth) & mask for number in range(1, count + 1)]
         pieces = [piece for piece in pieces if piece.sum() >= MIN_SHARE * mask.sum()]
         if len(pieces) > 1:
