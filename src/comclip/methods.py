@@ -125,8 +125,8 @@ PLUS_REASONS = {
     "are also seen zoomed; other models keep their region mode (patch tokens for CLIP ViTs)",
     "proposals": "segment parts where the model's grounder proposes segments (the sandbox models): objects that "
     "touch or overlap are also boxed apart, split by colour and at narrow joins; a named object of the crowded, depth "
-    "and pointer scenes has a candidate box in 90-98% of images against 33-79% (development seed 100), and the classic "
-    "scenes keep their candidates exactly",
+    "and pointer scenes has a candidate box in 90-98% of images against 33-79% (development seed 100); classic scenes "
+    "keep their candidates except where their two objects touch",
     "grounder_fill": "background with multiscale views: the median border colour outside a candidate matches its "
     "surroundings (grounding 98.75 -> 98.81% over the mean colour on development seed 100)",
     "score_mode": "evidence: each entity's phrase must match its own sub-image, which a bag-of-words caption "

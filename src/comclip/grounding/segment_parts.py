@@ -33,7 +33,7 @@ import numpy as np
 
 #: Bumped whenever the parts a segment gives change: grounders that use them name it in their
 #: description, so cached rankings and search indexes of other parts are never mixed in.
-VERSION = 1
+VERSION = 2
 #: Neighbouring pixels closer than this (RGB distance, after the median) are one colour region.
 TOLERANCE = 18.0
 #: Colour regions of a segment whose mean colours are closer than this are one group.
@@ -45,7 +45,7 @@ SHRINK = 4
 EROSIONS = (1, 2)
 #: Pieces an erosion leaves count only where they hold at least this share of the mask (a
 #: star's tips and a line's crumbs are not objects of their own).
-MIN_SHARE = 0.15
+MIN_SHARE = 0.2
 #: A colour part holds at least this share of its segment: the texture of a photo's segment
 #: makes many small colour regions, which are not objects (an object half hidden behind one
 #: four times its size still is one).
