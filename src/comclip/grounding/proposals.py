@@ -72,13 +72,14 @@ def segment_proposals(
     foreground = np.linalg.norm(pixels - background, axis=-1) > threshold
     labels, count = ndimage.label(foreground)
     found = _Boxes(foreground.size * min_area, foreground.size * max_area)
-    segments = []
+    kept = []
     for index, region in enumerate(ndimage.find_objects(labels), start=1):
         if region is not None and found.fits(int((labels[region] == index).sum())):
-            segments.append(labels == index)
-            found.add(segments[-1], repeats=True)
-    for segment in segments if parts else ():
-        for part in segment_parts(raw, segment, background, core=min_area * foreground.size):
+            ys, xs = region
+            found.boxes.append((xs.start, ys.start, xs.stop, ys.stop))  # segments are apart: never a repeat
+            kept.append(index)
+    for index in kept if parts else ():
+        for part in segment_parts(raw, labels == index, background, core=min_area * foreground.size):
             found.add(part)
     return [
         Box(x1 / scale, y1 / scale, min(image.width, x2 / scale), min(image.height, y2 / scale)) for x1, y1, x2, y2 in found.boxes
@@ -95,14 +96,13 @@ class _Boxes:
     def fits(self, area: int) -> bool:
         return self.least <= area <= self.most
 
-    def add(self, mask: np.ndarray, repeats: bool = False) -> None:
-        """Box ``mask`` if its area is within bounds and (unless ``repeats``: segments, which
-        are apart) it is not a box already given."""
+    def add(self, mask: np.ndarray) -> None:
+        """Box ``mask`` if its area is within bounds and it is not a box already given."""
         if not self.fits(int(mask.sum())):
             return
         ys, xs = np.nonzero(mask)
         box = (int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1)
-        if repeats or all(np.abs(np.subtract(box, kept)).max() > SAME_BOX for kept in self.boxes):
+        if all(np.abs(np.subtract(box, kept)).max() > SAME_BOX for kept in self.boxes):
             self.boxes.append(box)
 
 

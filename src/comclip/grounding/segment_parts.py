@@ -127,7 +127,7 @@ def _colour_parts(
 
     if len(groups) == 1:
         union = np.logical_or.reduce(groups[0])
-        if np.abs(np.subtract(_bounds(union), _bounds(segment))).max() > SHRINK:
+        if _much_smaller(union, segment):
             yield union
         return
     if not groups:
@@ -164,8 +164,13 @@ def _narrow_joins(mask: np.ndarray) -> Iterator[np.ndarray]:
         pieces = [piece for piece in pieces if piece.sum() >= MIN_SHARE * mask.sum()]
         if len(pieces) > 1:
             yield from pieces
-        elif len(pieces) == 1 and depth == 1 and np.abs(np.subtract(_bounds(pieces[0]), _bounds(mask))).max() > SHRINK:
+        elif len(pieces) == 1 and depth == 1 and _much_smaller(pieces[0], mask):
             yield pieces[0]
+
+
+def _much_smaller(inner: np.ndarray, outer: np.ndarray) -> bool:
+    """Whether ``inner``'s box lies more than :data:`SHRINK` pixels inside ``outer``'s on some side."""
+    return bool(np.abs(np.subtract(_bounds(inner), _bounds(outer))).max() > SHRINK)
 
 
 def _bounds(mask: np.ndarray) -> tuple[int, int, int, int]:

@@ -26,9 +26,8 @@ from collections import Counter
 from collections.abc import Sequence
 
 from comclip.boxes import bounding_box
-from comclip.eval.benchmarks import metrics
 from comclip.eval.benchmarks.datasets import WINOGROUND, Example
-from comclip.eval.reports.grounding_accuracy import IOU_THRESHOLD
+from comclip.eval.reports.grounding_accuracy import IOU_THRESHOLD, shares
 from comclip.eval.reports.tables import row
 from comclip.parsing import SceneGraph
 from comclip.results import NOT_GROUNDED
@@ -41,11 +40,9 @@ def diagnose(example: Example, results: Sequence[Sequence]) -> dict:
     if example.given and all(text in example.given for text in graphs):
         out["parse_wrong"] = any(_graph_key(graphs[t]) != _graph_key(_as_graph(example.given[t], t)) for t in graphs)
     if example.boxes:
-        out["grounding_wrong"] = not all(
-            hit for row, truth in zip(results, example.boxes) for result in row for hit in _grounded(result, truth)
-        )
-        own = _true_pairs(example, results)
-        checked = [hit for result, truth in own for hit in _grounded(result, truth)]
+        hits = [[_grounded(result, truth) for result in row] for row, truth in zip(results, example.boxes)]
+        out["grounding_wrong"] = not all(hit for row in hits for pair in row for hit in pair)
+        checked = [hit for pair in _own_captions(example, hits) for hit in pair]
         out["entities"] = [sum(checked), len(checked)]
     margins = [p.margin for row in results for r in row for p in r.parts if p.kind == "entity" and p.margin is not None]
     if margins:
@@ -65,13 +62,13 @@ def _graph_key(graph: SceneGraph) -> tuple:
     return tuple(entities), tuple(relations)
 
 
-def _true_pairs(example: Example, results: Sequence[Sequence]) -> list[tuple]:
-    """``(result, true objects)`` of each image with the caption that is true of it: in a
-    Winoground-kind group, image k and caption k (a wrong caption names objects the image may
-    not hold, so where its entities land is no grounding error); else every pair."""
+def _own_captions(example: Example, hits: list[list]) -> list:
+    """Of ``hits`` (per image, per caption), those of each image with the caption that is true
+    of it: in a Winoground-kind group, image k and caption k (a wrong caption names objects the
+    image may not hold, so where its entities land is no grounding error); else every pair."""
     if example.kind == WINOGROUND:
-        return [(results[k][k], example.boxes[k]) for k in range(min(len(results), len(example.boxes), len(results[0])))]
-    return [(result, truth) for row, truth in zip(results, example.boxes) for result in row]
+        return [row[k] for k, row in enumerate(hits) if k < len(row)]
+    return [pair for row in hits for pair in row]
 
 
 def _grounded(result, truth) -> list[bool]:
@@ -97,15 +94,12 @@ def entity_grounding(records: list[dict], n_bootstrap: int, seed: int) -> dict:
     if not counted:
         return {}
 
-    def share(rows: list[dict]) -> dict:
-        hits = [k < right for r in rows for right, checked in [r["diagnosis"]["entities"]] for k in range(checked)]
-        return {**metrics.summarise(hits, n_bootstrap, seed), "n": len(hits)}
-
-    subsets = sorted({r["subset"] for r in counted if r.get("subset")})
-    found = share(counted)
-    if len(subsets) > 1:
-        found["subsets"] = {s: share([r for r in counted if r.get("subset") == s]) for s in subsets}
-    return {"entity_grounding": found}
+    hits, subsets = [], []
+    for r in counted:
+        right, checked = r["diagnosis"]["entities"]
+        hits += [k < right for k in range(checked)]
+        subsets += [r.get("subset", "")] * checked
+    return {"entity_grounding": shares(hits, subsets, n_bootstrap, seed)}
 
 
 def attribution(records: list[dict], metric: str) -> dict | None:

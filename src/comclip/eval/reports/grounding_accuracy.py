@@ -79,12 +79,17 @@ def grounding_report(
     out = {}
     for name, entry in grounders.items():
         grounder, joint = entry if isinstance(entry, tuple) else (entry, False)
-        hits = grounding_hits(grounder, dataset, joint)
-        out[name] = {**metrics.summarise(hits, n_bootstrap, seed), "n": len(hits)}
-        if len(set(subsets)) > 1:
-            out[name]["subsets"] = {
-                subset: {**metrics.summarise([h for h, s in zip(hits, subsets) if s == subset], n_bootstrap, seed),
-                         "n": subsets.count(subset)}
-                for subset in sorted(set(subsets))
-            }  # fmt: skip
+        out[name] = shares(grounding_hits(grounder, dataset, joint), subsets, n_bootstrap, seed)
     return out
+
+
+def shares(hits: list[bool], subsets: list[str], n_bootstrap: int, seed: int) -> dict:
+    """``{"value", "ci95", ..., "n"}`` of ``hits``, with ``"subsets"``: the same per subset
+    (``subsets[i]`` is hit i's) where there are several."""
+    found = {**metrics.summarise(hits, n_bootstrap, seed), "n": len(hits)}
+    names = sorted(set(subsets))
+    if len(names) > 1:
+        found["subsets"] = {
+            name: shares([h for h, s in zip(hits, subsets) if s == name], [], n_bootstrap, seed) for name in names
+        }
+    return found

@@ -294,8 +294,7 @@ def _entity_table(report: dict) -> list[str]:
     ]
     for run in runs:
         found = run["entity_grounding"]
-        per = [cell(found["subsets"][s]) if s in found.get("subsets", {}) else "-" for s in subsets]
-        lines.append(row([run["method"], found["n"], cell(found), *per]))
+        lines.append(row([run["method"], found["n"], cell(found), *_subset_cells(found, subsets)]))
     return lines
 
 
@@ -312,8 +311,13 @@ def _grounder_table(report: dict) -> list[str]:
     if subsets:
         lines += ["", "Per subset:", "", row(["grounder", *subsets]), "|---" * (1 + len(subsets)) + "|"]
         for name, metric in report["grounding"].items():
-            lines.append(row([name, *(cell(metric["subsets"][s]) if s in metric.get("subsets", {}) else "-" for s in subsets)]))
+            lines.append(row([name, *_subset_cells(metric, subsets)]))
     return lines
+
+
+def _subset_cells(metric: dict, subsets: list[str]) -> list[str]:
+    """A measure's cell for each subset (``-`` where it has none)."""
+    return [cell(metric["subsets"][s]) if s in metric.get("subsets", {}) else "-" for s in subsets]
 
 
 def _failures(report: dict) -> list[str]:
