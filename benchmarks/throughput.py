@@ -120,8 +120,9 @@ def arguments() -> argparse.Namespace:
     parser.add_argument(
         "--batching",
         default=None,
-        choices=["group", "pad"],
-        help="with --subimage tokens: regions of equal length batched together, or padded (default: the library's)",
+        choices=["group", "pad", "like"],
+        help="with --subimage tokens: regions of equal length batched together, padded, or padded within like "
+        "lengths (default: the library's)",
     )
     return parser.parse_args()
 

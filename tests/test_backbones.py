@@ -203,8 +203,8 @@ def test_inside_truncation_said_the_encoder_neither_counts_nor_warns(tiny_backbo
     from comclip.backbones.base import truncation_said
 
     counted = []
-    count = tiny_backbone._token_count
-    monkeypatch.setattr(tiny_backbone, "_token_count", lambda text: counted.append(text) or count(text))
+    count = tiny_backbone._token_counts
+    monkeypatch.setattr(tiny_backbone, "_token_counts", lambda texts: counted.extend(texts) or count(texts))
     long = "a very small dog " * 40
     with warnings.catch_warnings():
         warnings.simplefilter("error")
@@ -214,3 +214,30 @@ def test_inside_truncation_said_the_encoder_neither_counts_nor_warns(tiny_backbo
     with pytest.warns(CaptionTruncatedWarning):
         tiny_backbone.encode_texts([long + "outside"])
     assert counted == [long + "outside"]
+
+
+def test_like_length_batches_are_the_cheapest_cuts():
+    """Texts sorted longest first are cut where padded tokens plus a call per batch are fewest
+    (checked against every way of cutting), never past the batch size."""
+    import itertools
+    import random
+
+    from comclip.backbones.base import like_length_batches
+
+    def cost(batches, lengths, call):
+        return sum(call + (b - a) * lengths[a] for a, b in batches)
+
+    rng = random.Random(0)
+    for _ in range(60):
+        lengths = sorted((rng.choice([3, 4, 5, 9, 20, 27]) for _ in range(rng.randint(1, 8))), reverse=True)
+        size, call = rng.randint(1, 5), rng.choice([0, 5, 64])
+        found = like_length_batches(lengths, size, call)
+        assert found[0][0] == 0 and found[-1][1] == len(lengths) and all(b - a <= size for a, b in found)
+        assert all(x[1] == y[0] for x, y in zip(found, found[1:]))
+        cheapest = min(
+            cost(list(zip((0, *cuts), (*cuts, len(lengths)))), lengths, call)
+            for k in range(len(lengths))
+            for cuts in itertools.combinations(range(1, len(lengths)), k)
+            if all(b - a <= size for a, b in zip((0, *cuts), (*cuts, len(lengths))))
+        )
+        assert cost(found, lengths, call) == cheapest

@@ -59,6 +59,34 @@ def test_nothing_is_encoded_twice(tiny_backbone):
     assert tiny_backbone.cache is None  # the backbone itself keeps nothing
 
 
+def test_an_image_encoded_whole_is_grounded_without_a_second_pass(tiny_model_dir, monkeypatch):
+    """Re-ranking CLIP's shortlist grounds images CLIP has just encoded: their patch grids,
+    kept from that pass, are read instead of running it again, and go to the cache as though
+    computed then (so a warm run finds them); the rows equal a direct computation."""
+    backbone = create_backbone(str(tiny_model_dir), batch_size=2)
+    passes = []
+    real = backbone._encode_with_patches
+    monkeypatch.setattr(backbone, "_encode_with_patches", lambda batch: passes.extend(batch) or real(batch))
+    encoder = CachedEncoder(backbone, CountingCache())
+    whole = encoder.encode_images(IMAGES)
+    assert len(passes) == len(IMAGES)
+    global_rows, grids = encoder.encode_with_patches(IMAGES)
+    assert len(passes) == len(IMAGES)  # no second pass
+    direct_rows, direct_grids = real(IMAGES)
+    assert torch.allclose(global_rows, direct_rows, atol=1e-5) and torch.allclose(whole, direct_rows, atol=1e-5)
+    assert all(torch.allclose(a.embeddings, b.embeddings, atol=1e-5) for a, b in zip(grids, direct_grids))
+    patch_keys = [k for k in encoder.cache._items if "|patches|" in k]
+    assert len(patch_keys) == len(IMAGES)
+
+
+def test_a_memory_cache_keeps_at_most_its_bytes():
+    cache = MemoryCache(max_bytes=3 * 400)
+    cache.put_many((f"k{n}", np.zeros(100, np.float32)) for n in range(5))  # 400 bytes each
+    assert list(cache.get_many([f"k{n}" for n in range(5)])) == ["k2", "k3", "k4"]
+    cache.put_many([("k3", np.zeros(200, np.float32))])  # replaced, not counted twice
+    assert list(cache.get_many([f"k{n}" for n in range(5)])) == ["k3", "k4"]
+
+
 def test_without_a_cache_one_call_still_encodes_each_image_once(tiny_model_dir, monkeypatch):
     """The patch-token grounder's forward pass gives the global embeddings; with no persistent
     cache a scratch one carries them to the pipeline for the call, and is dropped after it."""

@@ -106,13 +106,14 @@ def test_whole_image_is_the_image_and_regions_agree_with_the_fill(bow, scenes):
         assert agreement.mean() > floor, (fill, agreement)
 
 
-def test_padding_and_grouping_give_the_same_rows(bow, scenes):
+def test_every_batching_gives_the_same_rows(bow, scenes):
     images, boxes = scenes
     maker = SubimageMaker(images, None)
     regions = [maker.region(n, b, "tokens-mean") for n, image_boxes in enumerate(boxes) for b in ([image_boxes[0]], image_boxes)]
     with torch.inference_mode():
         rows = {name: encode_regions(bow, regions, name) for name in BATCHINGS}
-    assert torch.allclose(rows["group"], rows["pad"], atol=1e-4)
+    assert set(rows) == {"group", "pad", "like"}
+    assert all(torch.allclose(rows["group"], rows[name], atol=1e-4) for name in ("pad", "like"))
 
 
 def test_keys_and_config(tiny_backbone):

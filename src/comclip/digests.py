@@ -43,12 +43,14 @@ def file_digest(path: str | Path, size: int = 16) -> str:
 
 
 def files_digest(paths: Iterable[Path], size: int = 12) -> str:
-    """A hash of several files' names and bytes, in the order given."""
-    digest = hashlib.blake2b(digest_size=size)
+    """A hash of several files' names and bytes, in the order given (a model's weights: SHA-256,
+    which CPUs with SHA extensions hash about three times as fast as BLAKE2b, truncated to
+    ``size`` bytes)."""
+    digest = hashlib.sha256()
     for path in paths:
         digest.update(path.name.encode())
         hash_file(digest, path)
-    return digest.hexdigest()
+    return digest.hexdigest()[: 2 * size]
 
 
 def description_digest(description: dict, size: int) -> str:

@@ -80,6 +80,8 @@ class Blip2Backbone(TransformersBackbone):
             ).last_hidden_state
         return model.vision_projection(states.to(model.vision_projection.weight.dtype))
 
+    pads_to_longest = True  # its tokenizer pads a batch to the longest text, masked out
+
     def _encode_text_batch(self, texts: list[str]) -> torch.Tensor:
         """The [CLS] state of the Q-Former's text pass, projected, as the ITC branch computes it."""
         tokens = self.tokenizer(texts, padding=True, truncation=True, max_length=self.context_length, return_tensors="pt")

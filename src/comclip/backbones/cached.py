@@ -28,19 +28,28 @@ from comclip.similarity import cosines
 from comclip.text import validate_captions
 
 
+#: Bytes of patch grids a :class:`CachedEncoder` keeps in memory from images it encoded whole.
+RECENT_PATCH_BYTES = 128 << 20
+
+
 class CachedEncoder:
     """``backbone`` read through ``cache`` (None: no cache, the backbone's own results).
 
     ``cache`` may be swapped for the length of a call (a search answers from its index this way).
+    Where the backbone exposes patch tokens, an image encoded whole keeps its patch grid in
+    memory for a while (``recent_patches``, at most :data:`RECENT_PATCH_BYTES`): grounding an
+    image just encoded (re-ranking CLIP's shortlist; comclip after clip on the same examples)
+    then reads it instead of running the same forward pass again.
     """
 
     def __init__(self, backbone: Backbone, cache: EmbeddingCache | None = None) -> None:
         self.backbone = backbone
         self.cache = cache
+        self.recent_patches = MemoryCache(max_bytes=RECENT_PATCH_BYTES)
 
     #: The encoder's own attributes; every other one is the backbone's, read and set there
     #: (``encoder.pixels = "pil"`` changes the backbone's pixel path).
-    _OWN = frozenset({"backbone", "cache"})
+    _OWN = frozenset({"backbone", "cache", "recent_patches"})
 
     def __getattr__(self, name: str) -> Any:
         if name in CachedEncoder._OWN:  # not set yet (while unpickling): never recurse
@@ -70,8 +79,22 @@ class CachedEncoder:
             return self.backbone.encode_images(images, max_side=max_side)
         loaded = loaded_images(images, max_side)
         keys = [self.cache_key("img", im.digest) for im in loaded]
-        rows = read_through(self.cache, keys, [im.image for im in loaded], self.backbone._image_rows_array)
+        if self.backbone.supports_patches:
+            rows = read_through(self.cache, keys, loaded, self._whole_keeping_patches)
+        else:
+            rows = read_through(self.cache, keys, [im.image for im in loaded], self.backbone._image_rows_array)
         return self.backbone.image_rows(torch.from_numpy(rows))
+
+    def _whole_keeping_patches(self, loaded: list[LoadedImage]) -> np.ndarray:
+        """Global rows of images, from the forward pass that also gives their patch grids, which
+        go to ``recent_patches`` (a batch at a time: a large call never holds all its grids)."""
+        rows = []
+        for start in range(0, len(loaded), self.backbone.batch_size):
+            batch = loaded[start : start + self.backbone.batch_size]
+            vectors, grids = self.backbone.encode_with_patches([im.image for im in batch])
+            self.recent_patches.put_many((self.cache_key("patches", im.digest), g.pack()) for im, g in zip(batch, grids))
+            rows.append(vectors.numpy())
+        return np.concatenate(rows)
 
     def encode_keyed(self, keys: Sequence[str], make: Callable[[int], Image.Image | torch.Tensor | TokenRegion]) -> torch.Tensor:
         """:meth:`Backbone.encode_keyed` through the cache: ``make`` only for keys it lacks."""
@@ -99,6 +122,10 @@ class CachedEncoder:
         global_keys = [self.cache_key("img", d) for d in digests]
         patch_keys = [self.cache_key("patches", d) for d in digests]
         found = self.cache.get_many(global_keys + patch_keys)
+        recent = self.recent_patches.get_many([key for key in patch_keys if key not in found])
+        if recent:  # stored as though computed here: a warm run finds what a cold one stored
+            self.cache.put_many(recent.items())
+            found.update(recent)
         todo = [n for n in range(len(images)) if global_keys[n] not in found or patch_keys[n] not in found]
         if todo:
             fresh_global, fresh_grids = self.backbone.encode_with_patches([images[n] for n in todo])

@@ -108,6 +108,7 @@ class HFBackbone(TransformersBackbone):
                 f"it lacks {', '.join(missing)}"
             )
         self._model_type = getattr(self.model.config, "model_type", "")
+        self.pads_to_longest = self._model_type not in _PAD_TO_MAX_LENGTH
 
     @property
     def logit_scale(self) -> float:

@@ -49,7 +49,7 @@ from comclip.backbones.base import Backbone
 from comclip.backbones.runtime import RUNTIME
 from comclip.backbones.vit.tokens import ViewGeometry, centre_crop_geometry
 from comclip.bpe import clip_bpe_files
-from comclip.digests import file_digest
+from comclip.digests import files_digest
 from comclip.errors import ModelNotFoundError
 
 PREFIX = "slip:"
@@ -237,7 +237,7 @@ class SLIPBackbone(Backbone):
     def fingerprint(self) -> str:
         """The name plus a hash of the checkpoint file."""
         if getattr(self, "_fingerprint", None) is None:
-            self._fingerprint = f"{self.name}@{file_digest(self.path, 12)}"
+            self._fingerprint = f"{self.name}@{files_digest([Path(self.path)])}"
         return self._fingerprint
 
     @property

@@ -84,12 +84,15 @@ def read_through(cache: EmbeddingCache, keys: list[str], items, encode, before=N
 
 
 class MemoryCache:
-    """A bounded least-recently-used cache in this process."""
+    """A bounded least-recently-used cache in this process: at most ``max_items`` vectors and,
+    where given, ``max_bytes`` of them."""
 
-    def __init__(self, max_items: int = 100_000):
+    def __init__(self, max_items: int = 100_000, max_bytes: int | None = None):
         self.max_items = max_items
+        self.max_bytes = max_bytes
         self._items: OrderedDict[str, np.ndarray] = OrderedDict()
         self._records: dict[str, str] = {}
+        self._bytes = 0
 
     def get_many(self, keys: list[str]) -> dict[str, np.ndarray]:
         found = {}
@@ -101,10 +104,13 @@ class MemoryCache:
 
     def put_many(self, items: Iterable[tuple[str, np.ndarray]]) -> None:
         for key, vector in items:
+            if key in self._items:
+                self._bytes -= self._items[key].nbytes
             self._items[key] = np.asarray(vector, dtype=np.float32)
+            self._bytes += self._items[key].nbytes
             self._items.move_to_end(key)
-        while len(self._items) > self.max_items:
-            self._items.popitem(last=False)
+        while len(self._items) > self.max_items or (self.max_bytes is not None and self._bytes > self.max_bytes):
+            self._bytes -= self._items.popitem(last=False)[1].nbytes
 
     def __len__(self) -> int:
         return len(self._items)

@@ -37,11 +37,12 @@ class Grounder(ABC):
     #: Whether its rankings may be kept in the persistent cache (see :mod:`comclip.pipeline.memory`).
     cacheable: bool = False
 
-    def prepare(self, images: Sequence[Image.Image]) -> list[torch.Tensor | None]:
+    def prepare(self, images: Sequence[Image.Image], keys: Sequence[str] | None = None) -> list[torch.Tensor | None]:
         """Do per-image work for many images at once (batched), before :meth:`ground` is
         called on each. Returns, per image, its global embedding where that work computed it
         as a by-product (a patch-token grounder does), else None, so the caller encodes only
-        the rest. Grounders with no such work need not override it."""
+        the rest. ``keys``: the images' content digests where the caller has them (so they
+        are not hashed again). Grounders with no such work need not override it."""
         return [None] * len(images)
 
     def texts(self, queries: Sequence[str]) -> list[str]:

@@ -112,9 +112,7 @@ class CLIPGrounder(Grounder):
         """Take an image's candidates computed earlier (a search index stores them), so that
         :meth:`ground` ranks them without a forward pass and without reading the pixels:
         ``digest`` is the image's content key, known to whoever stored them."""
-        number = id(image)
-        forget = self._keys.pop
-        self._keys[number] = (weakref.ref(image, lambda _: forget(number, None)), digest)
+        self._remember(image, digest)
         self._cache[digest] = (list(boxes), embeddings)
         self._cache.move_to_end(digest)
         self._evict()
@@ -123,14 +121,19 @@ class CLIPGrounder(Grounder):
     #: enough that their crops (about 45 an image) never pile up in memory.
     IMAGES_PER_CALL = 8
 
-    def prepare(self, images) -> list[torch.Tensor | None]:
-        """Propose and encode the candidates of all not yet cached images, in batched calls.
-        Returns the global embeddings that patch-token scoring computes on the way (None for
-        images already cached, and in the crop and mask modes)."""
+    def prepare(self, images, keys: Sequence[str] | None = None) -> list[torch.Tensor | None]:
+        """Propose and encode the candidates of all not yet cached images, in batched calls
+        (patch tokens: a backbone batch of images at a time, one grid each; views: a few
+        images at a time, whose crops are many). Returns the global embeddings that
+        patch-token scoring computes on the way (None for images already cached, and in the
+        crop and mask modes)."""
         images = list(images)
+        for image, key in zip(images, keys or ()):
+            self._remember(image, key)
+        per_call = self.backbone.batch_size if self.region == "patches" else self.IMAGES_PER_CALL
         out: list[torch.Tensor | None] = []
-        for start in range(0, len(images), self.IMAGES_PER_CALL):
-            out += self._prepare_some(images[start : start + self.IMAGES_PER_CALL])
+        for start in range(0, len(images), per_call):
+            out += self._prepare_some(images[start : start + per_call])
         return out
 
     def _prepare_some(self, images: list[Image.Image]) -> list[torch.Tensor | None]:
@@ -183,10 +186,14 @@ class CLIPGrounder(Grounder):
         if known is not None and known[0]() is image:
             return known[1]
         key = image_digest(image)
-        forget = self._keys.pop
-        number = id(image)
-        self._keys[number] = (weakref.ref(image, lambda _: forget(number, None)), key)
+        self._remember(image, key)
         return key
+
+    def _remember(self, image: Image.Image, key: str) -> None:
+        """``key`` is the content key of ``image`` while that object lives."""
+        number = id(image)
+        forget = self._keys.pop
+        self._keys[number] = (weakref.ref(image, lambda _: forget(number, None)), key)
 
     def _evict(self) -> None:
         while len(self._cache) > self._cache_images:

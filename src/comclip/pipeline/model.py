@@ -239,7 +239,7 @@ class ComCLIP:
         rankings = {i: stored.rankings(loaded[i].digest, list(dict.fromkeys(names))) for i, names in queries.items()}
         todo = {i: [n for n in dict.fromkeys(names) if n not in rankings[i]] for i, names in queries.items()}
         todo = {i: names for i, names in todo.items() if names}
-        prepared = self.grounder.prepare([loaded[i].image for i in todo]) if todo else []
+        prepared = self.grounder.prepare([loaded[i].image for i in todo], [loaded[i].digest for i in todo]) if todo else []
         embeddings = {i: e for i, e in zip(todo, prepared) if e is not None}
         for i, fresh in zip(todo, stored.ground_many(self.grounder, [loaded[i] for i in todo], list(todo.values()))):
             rankings[i].update(fresh)

@@ -19,10 +19,12 @@ exactly; merged, they are an approximation, measured against the fill (on the sa
 models, cosine 0.98 with black and 0.998 with the mean colour between a region's two
 embeddings). A region that covers the whole view is the image itself.
 
-Regions of different sizes share a batch in one of two ways (:data:`BATCHINGS`): ``group``
-(sequences of equal length together, no padding) or ``pad`` (padded to the longest, the pads
-masked out through the key bias). ``benchmarks/throughput.py --batching`` measures both;
-:data:`BATCHING` is the faster. A backbone supports tokens by implementing the hooks of
+Regions of different sizes share a batch in one of three ways (:data:`BATCHINGS`): ``group``
+(sequences of equal length together, no padding), ``pad`` (taken in order of length, padded
+to the longest, the pads masked out through the key bias) or ``like`` (padded, but a batch
+ends before a sequence shorter than :data:`LIKE_LENGTH` of its longest: few pads and few small
+batches). ``benchmarks/throughput.py --batching`` measures each; :data:`BATCHING` is the
+fastest. A backbone supports tokens by implementing the hooks of
 :class:`TokenEncoder`.
 """
 
@@ -224,6 +226,22 @@ def _by_length(sequences: list[tuple[torch.Tensor, torch.Tensor]], size: int) ->
     return [order[s : s + size] for s in range(0, len(order), size)]
 
 
+def _like_length(sequences: list[tuple[torch.Tensor, torch.Tensor]], size: int) -> list[list[int]]:
+    """Batches of sequences taken longest first, each ending at ``size`` or before a sequence
+    shorter than :data:`LIKE_LENGTH` of its first: few pads, few small batches."""
+    order = sorted(range(len(sequences)), key=lambda n: -len(sequences[n][0]))
+    batches: list[list[int]] = []
+    for n in order:
+        if not batches or len(batches[-1]) == size or len(sequences[n][0]) < LIKE_LENGTH * len(sequences[batches[-1][0]][0]):
+            batches.append([])
+        batches[-1].append(n)
+    return batches
+
+
+#: The shortest sequence a like-length batch takes, as a share of its longest.
+LIKE_LENGTH = 0.75
+
+
 def _padded(sequences: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
     """One batch: the sequences padded to the longest, each pad's key bias minus infinity."""
     length = max(len(tokens) for tokens, _ in sequences)
@@ -236,6 +254,6 @@ def _padded(sequences: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.T
     return tokens, bias
 
 
-#: How regions of different sizes share a batch: ``group`` (equal lengths only) or ``pad``.
-BATCHINGS = {"group": _grouped, "pad": _by_length}
-BATCHING = "group"
+#: How regions of different sizes share a batch: ``group`` (equal lengths only), ``pad`` or ``like``.
+BATCHINGS = {"group": _grouped, "pad": _by_length, "like": _like_length}
+BATCHING = "like"
