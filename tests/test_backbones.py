@@ -222,7 +222,7 @@ def test_like_length_batches_are_the_cheapest_cuts():
     import itertools
     import random
 
-    from comclip.backbones.base import like_length_batches
+    from comclip.backbones.text_batches import like_length_batches
 
     def cost(batches, lengths, call):
         return sum(call + (b - a) * lengths[a] for a, b in batches)

@@ -99,7 +99,8 @@ class PipelineConfig:
     )
     relation_check: str = option(
         "geometry: check spatial predicates (left of, above, on, under, next to, in, ...) on the "
-        "grounded boxes and add weight * mean(g - 1/2); off: the paper",
+        "grounded boxes and add weight * mean(g - 1/2); pixels: the same, and the relations boxes cannot show "
+        "(in front of, behind, points at) read from the entities' sub-images; off: the paper",
         "off",
         choices=RELATION_MODES,
         aliases=("--relations",),

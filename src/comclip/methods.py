@@ -113,7 +113,7 @@ PLUS = {
     "evidence_weight": 2.0,
     "subimage_fill": "mean",
     "subimage": "auto",
-    "relation_check": "geometry",
+    "relation_check": "pixels",
 }
 PLUS_REASONS = {
     "assignment": "joint: the entities of a caption are grounded to different regions; argmax put two entities "
@@ -136,7 +136,10 @@ PLUS_REASONS = {
     "subimage": "auto: from patch tokens where the backbone can (CLIP, SigLIP and SLIP ViTs), so a sub-image costs its "
     "area; on both sandbox models every task scored within 0.5 points of the filled sub-images (development "
     "seed 100; held-out seeds 300 and 301); other backbones keep the fill",
-    "relation_check": "geometry: spatial predicates checked on the grounded boxes, which sub-images cannot tell apart",
+    "relation_check": "pixels: spatial predicates checked on the grounded boxes, which sub-images cannot tell apart; "
+    "depth and pointing, which boxes cannot show either, read from the entities' sub-images (the one drawn whole is in "
+    "front; the one whose likeness gains most with the gap between them points): on development seed 100 depth "
+    "6 -> 34 and pointing 0 -> 27 (`sandbox-bow`), 7 -> 30 and 2 -> 21 (`sandbox`); other tasks have no such predicates",
 }
 
 register_method("clip", None, "plain CLIP: the cosine of the global image and caption embeddings")
@@ -145,6 +148,6 @@ register_method(
     "comclip-plus",
     _plus,
     "ComCLIP+: joint grounding with attributes breaking ties, multiscale "
-    "candidate views, entity evidence and spatial relations checked on the boxes",
+    "candidate views, entity evidence, spatial relations checked on the boxes and depth and pointing on sub-images",
     PLUS_REASONS,
 )

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from comclip.boxes import Box
-from comclip.composition.geometry import geometry_bonus, relation_score, spatial_rule
+from comclip.composition.geometry import geometry_bonus, pixel_rule, relation_score, spatial_rule
 from comclip.config import PipelineConfig
 from comclip.parsing import SceneGraph
 
@@ -67,8 +67,9 @@ class ComCLIPResult:
     #: The fallbacks this pair took: no_entities, not_grounded, shared_box, weights_clamped,
     #: uniform_weights, relation_unverified.
     flags: tuple[str, ...] = ()
-    #: With ``relation_check="geometry"``: each spatial relation's check, ``(subject, predicate, object, g or None)``.
-    spatial: tuple[tuple[int, str, int, float | None], ...] = ()
+    #: With ``relation_check`` geometry or pixels: each spatial relation's check, ``(subject,
+    #: predicate, object, g or None, what decided it: "boxes" or "pixels")``.
+    spatial: tuple[tuple[int, str, int, float | None, str], ...] = ()
     #: Pixels of the analysed image per pixel of the input: below 1 where a large input was
     #: shrunk before analysis. ``parts`` hold boxes in the analysed frame (as the figure draws
     #: them); :meth:`to_dict` gives them in the input's.
@@ -77,7 +78,7 @@ class ComCLIPResult:
     @property
     def relations_term(self) -> float:
         """What the geometric relation check adds to the score (0 without it)."""
-        return geometry_bonus([g for *_, g in self.spatial if g is not None], self.config.relation_weight)
+        return geometry_bonus([c[3] for c in self.spatial if c[3] is not None], self.config.relation_weight)
 
     def to_dict(self) -> dict:
         """The result as JSON (``explain --json``, ``score --details``): boxes in the input
@@ -92,7 +93,7 @@ class ComCLIPResult:
             "flags": list(self.flags),
             "graph": self.graph.to_dict(),
             "parts": [p.to_dict(self.scale) for p in self.parts],
-            "spatial": [{"subject": s, "predicate": p, "object": o, "score": g} for s, p, o, g in self.spatial],
+            "spatial": [{"subject": s, "predicate": p, "object": o, "score": g, "evidence": e} for s, p, o, g, e in self.spatial],
         }
 
 
@@ -119,17 +120,24 @@ def part_flags(parts: list[Part]) -> tuple[str, ...]:
     return flags + ((SHARED_BOX,) if len(set(entities)) < len(entities) else ())
 
 
-def check_relations(graph: SceneGraph, parts: list[Part], width: int, height: int) -> tuple:
+def check_relations(graph: SceneGraph, parts: list[Part], width: int, height: int, pixels: dict | None = None) -> tuple:
     """Each spatial relation of ``graph`` checked on its entities' grounded boxes in a
-    ``width`` x ``height`` image: ``(subject, predicate, object, score)``, None: no evidence."""
+    ``width`` x ``height`` image: ``(subject, predicate, object, score, evidence)``, score
+    None: no evidence. With ``pixels`` (``{(subject, predicate, object): g or None}``, see
+    :mod:`comclip.pipeline.pixel_relations`), a relation that boxes cannot show takes its
+    pixel verdict where there is one."""
     grounded = {p.entities[0]: p.boxes for p in parts if p.kind == "entity" and NOT_GROUNDED not in p.flags}
     checks = []
     for relation in graph.relations:
-        if spatial_rule(relation.predicate) is None:
+        verdict = (pixels or {}).get((relation.subject, relation.predicate, relation.object))
+        if pixels is not None and pixel_rule(relation.predicate) is not None and verdict is not None:
+            checks.append((relation.subject, relation.predicate, relation.object, verdict, "pixels"))
+            continue
+        if spatial_rule(relation.predicate) is None and (pixels is None or pixel_rule(relation.predicate) is None):
             continue
         subject, obj = grounded.get(relation.subject), grounded.get(relation.object)
         score = relation_score(relation.predicate, subject, obj, width, height) if subject and obj else None
-        checks.append((relation.subject, relation.predicate, relation.object, score))
+        checks.append((relation.subject, relation.predicate, relation.object, score, "boxes"))
     return tuple(checks)
 
 

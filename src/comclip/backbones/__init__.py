@@ -1,6 +1,7 @@
 """Image-text backbones behind one interface (:class:`Backbone`) and a name registry."""
 
-from comclip.backbones.base import Backbone, CaptionTruncatedWarning, resolve_device
+from comclip.backbones.base import Backbone, CaptionTruncatedWarning
+from comclip.backbones.devices import resolve_device
 from comclip.backbones.factory import (
     BACKENDS,
     DEFAULT_MODEL,

@@ -12,7 +12,6 @@ and the model's logit scale. A new backbone subclasses :class:`Backbone`, implem
 from __future__ import annotations
 
 import contextlib
-import math
 import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
@@ -24,7 +23,9 @@ import torch
 from PIL import Image
 
 from comclip._hf_utils import quiet_transformers
+from comclip.backbones.devices import AUTOCAST_DTYPES, check_precision, resolve_device
 from comclip.backbones.runtime import RUNTIME, check_runtime
+from comclip.backbones.text_batches import like_length_batches
 from comclip.backbones.vit.patches import PatchGrid
 from comclip.backbones.vit.tokens import encode_regions
 from comclip.cache.embeddings import MemoryCache, read_through
@@ -59,47 +60,6 @@ def truncation_said() -> Iterator[None]:
         yield
     finally:
         _TRUNCATION_SAID.reset(token)
-
-
-#: ``--precision`` values, as open_clip names them: ``amp_bf16`` runs the forward passes under
-#: bfloat16 autocast (about twice as fast on CPUs with AVX-512 BF16 or AMX, and on recent
-#: GPUs; cosines move by about 1e-3), ``amp_fp16`` under float16 autocast (CUDA only).
-AUTOCAST_DTYPES = {"amp_bf16": torch.bfloat16, "amp_fp16": torch.float16}
-
-
-def check_precision(precision: str, device: torch.device) -> str:
-    """``precision`` as declared (:class:`~comclip.backbones.runtime.RuntimeOptions`), and one
-    the device can run."""
-    check_runtime("precision", precision)
-    if precision == "amp_fp16" and device.type != "cuda":
-        raise InputError(f"precision amp_fp16 needs a CUDA device, not {device}; on CPU use amp_bf16")
-    return precision
-
-
-#: Device types that run a model (``meta`` holds shapes only, others need a build of their own).
-COMPUTE_DEVICES = ("cpu", "cuda", "mps", "xpu")
-
-
-def resolve_device(device: str | torch.device | None) -> torch.device:
-    """``None`` means CUDA when available, else CPU; anything else must be a valid torch device."""
-    if device is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        resolved = torch.device(device)
-    except (RuntimeError, TypeError) as exc:
-        raise InputError(f"unknown device {device!r}: {exc}") from None
-    if resolved.type not in COMPUTE_DEVICES:
-        raise InputError(f"device {device!r} cannot run a model: choose one of {', '.join(COMPUTE_DEVICES)}")
-    if not _available(resolved.type):
-        raise InputError(f"device {device!r} requested but {resolved.type.upper()} is not available on this machine")
-    return resolved
-
-
-def _available(device_type: str) -> bool:
-    if device_type == "mps":
-        return torch.backends.mps.is_available()
-    backend = getattr(torch, device_type, None)  # torch.cuda, torch.xpu
-    return device_type == "cpu" or (backend is not None and backend.is_available())
 
 
 class Backbone(ABC):
@@ -245,11 +205,8 @@ class Backbone(ABC):
     pads_to_longest = False
 
     def _texts_batched(self, texts: list[str]) -> torch.Tensor:
-        """Texts encoded in batches of like length, rows in the order given. A batch is padded
-        to its longest text, so a caption among short part phrases and grounder prompts would
-        make each of them pay a caption's length; each model call also costs a pass over the
-        text tower's weights. So where batches pad to their longest, texts go longest first,
-        cut where :func:`like_length_batches` finds the fewest padded tokens plus calls."""
+        """Texts encoded in batches of like length, rows in the order given (see
+        :mod:`comclip.backbones.text_batches`)."""
         if not self.pads_to_longest or len(texts) < 2:
             return self._batched(texts, self._encode_text_batch)
         counts = self._token_counts(texts)
@@ -402,29 +359,6 @@ class ProcessorBackbone(Backbone):
             return []
         with quiet_transformers():  # counting is not running: no "will result in indexing errors" warning
             return [len(ids) for ids in self.tokenizer(list(texts), truncation=False)["input_ids"]]
-
-
-#: What one more model call costs, in padded tokens (a pass over the text tower's weights: about
-#: 60 ms for a ViT-B/32's on a 2-core CPU, where a token costs about 0.7 ms in a large batch).
-CALL_TOKENS = 64
-
-
-def like_length_batches(lengths: Sequence[int], size: int, call: int = CALL_TOKENS) -> list[tuple[int, int]]:
-    """Cuts of a list of lengths sorted longest first into batches ``[a, b)`` of at most
-    ``size``, each padded to its first, with the fewest padded tokens plus ``call`` per batch
-    (a shortest path over the cut points)."""
-    best = [0.0] + [math.inf] * len(lengths)
-    cut = [0] * (len(lengths) + 1)
-    for end in range(1, len(lengths) + 1):
-        for start in range(max(0, end - size), end):
-            cost = best[start] + call + (end - start) * lengths[start]
-            if cost < best[end]:
-                best[end], cut[end] = cost, start
-    batches, end = [], len(lengths)
-    while end:
-        batches.append((cut[end], end))
-        end = cut[end]
-    return batches[::-1]
 
 
 class _Rendered:

@@ -27,7 +27,6 @@ from comclip.imaging.subimages import TokenRegion
 from comclip.similarity import cosines
 from comclip.text import validate_captions
 
-
 #: Bytes of patch grids a :class:`CachedEncoder` keeps in memory from images it encoded whole.
 RECENT_PATCH_BYTES = 128 << 20
 

@@ -25,8 +25,9 @@ from collections.abc import Callable, Sequence
 
 from comclip.boxes import Box, bounding_box
 
-#: ``--relations`` values: off (the paper's method) or geometry.
-RELATION_MODES = ("off", "geometry")
+#: ``--relations`` values: off (the paper's method), geometry, or pixels (geometry, and the
+#: relations that boxes cannot show read from sub-images: see :data:`PIXEL_RULES`).
+RELATION_MODES = ("off", "geometry", "pixels")
 #: How far (as a share of the image side) a centre offset makes a direction clear: sigmoid slope.
 SOFTNESS = 0.05
 RELATION_UNVERIFIED = "relation_unverified"
@@ -123,11 +124,17 @@ RULES: dict[str, tuple[Rule, bool]] = {
 def spatial_rule(predicate: str) -> tuple[Rule, bool] | None:
     """The rule of a predicate, or of the longest spatial phrase it ends with ("sit on" -> on);
     None for predicates that are not spatial."""
+    return _by_ending(RULES, predicate)
+
+
+def _by_ending(table: dict, predicate: str):
+    """``table``'s entry for the predicate or the longest phrase it ends with (lower case,
+    single spaces), else None."""
     words = " ".join(predicate.lower().split()).split(" ")
     for start in range(len(words)):
-        rule = RULES.get(" ".join(words[start:]))
-        if rule is not None:
-            return rule
+        entry = table.get(" ".join(words[start:]))
+        if entry is not None:
+            return entry
     return None
 
 
@@ -148,3 +155,55 @@ def relation_score(predicate: str, subject: Sequence[Box], obj: Sequence[Box], w
 def geometry_bonus(scores: Sequence[float], weight: float) -> float:
     """``weight * mean(g - 1/2)`` over the verified relations' scores (0 without any)."""
     return weight * sum(g - 0.5 for g in scores) / len(scores) if scores else 0.0
+
+
+#: Relations that the boxes cannot decide (the same boxes hold either way), read from pixels by
+#: ``--relations pixels``: predicate -> (probe, whether subject and object swap places). Each
+#: entity's sub-image is scored against its own phrase (its likeness). ``occlusion`` (boxes that
+#: overlap): the entity drawn whole is in front, the one partly hidden behind it is less like
+#: its phrase. ``between`` (boxes apart on some axis): what points from one entity to the other
+#: crosses the gap between them, so the pointing entity gains more likeness than the other
+#: when the gap is added to its sub-image. The subject-minus-object difference decides (see
+#: :func:`pixel_score`).
+PIXEL_RULES: dict[str, tuple[str, bool]] = {
+    "in front of": ("occlusion", False),
+    **dict.fromkeys(("behind", "in back of"), ("occlusion", True)),
+    **dict.fromkeys(("point at", "points at", "pointing at", "point to", "points to", "pointing to"), ("between", False)),
+}
+#: A change of this many cosine points between the two entities is a clear pixel verdict: sigmoid slope.
+PIXEL_SOFTNESS = 0.02
+
+
+def pixel_rule(predicate: str) -> tuple[str, bool] | None:
+    """The pixel probe of a predicate (or of the longest such phrase it ends with), else None."""
+    return _by_ending(PIXEL_RULES, predicate)
+
+
+def probe_region(probe: str, a: Box, b: Box) -> Box | None:
+    """The probe's box for boxes ``a`` and ``b``, or None where the relation cannot show there:
+    ``occlusion``, their overlap (None: apart, nothing hides anything); ``between``, the gap
+    on each axis the boxes are apart on and their shared range on the other (None: they
+    overlap on both axes)."""
+    if probe == "occlusion":
+        shared = a.intersection(b)
+        return shared if shared.area > 0 else None
+    spans, apart = [], []
+    for a1, a2, b1, b2 in ((a.x1, a.x2, b.x1, b.x2), (a.y1, a.y2, b.y1, b.y2)):
+        gap = (a2, b1) if a2 <= b1 else (b2, a1) if b2 <= a1 else None
+        apart.append(gap is not None)
+        spans.append(gap or (max(a1, b1), min(a2, b2)))
+    if not any(apart):
+        return None
+    (x1, x2), (y1, y2) = spans
+    return Box(x1, y1, x2, y2) if x2 > x1 and y2 > y1 else None
+
+
+def pixel_score(evidence: tuple[float, float], swapped: bool) -> float | None:
+    """The soft truth of the relation from each entity's evidence ``(subject, object)`` (its
+    likeness for ``occlusion``, its gain in likeness with the gap for ``between``): the
+    sigmoid of their difference over :data:`PIXEL_SOFTNESS`; None on a tie."""
+    subject, obj = evidence
+    difference = (obj - subject) if swapped else (subject - obj)
+    if difference == 0:
+        return None
+    return _sigmoid(difference / PIXEL_SOFTNESS)

@@ -29,6 +29,7 @@ from comclip.imaging.subimages import SubimageMaker, TokenRegion, subimage_key
 from comclip.parsing import Parser, SceneGraph, create_parser
 from comclip.parsing.base import Entity
 from comclip.pipeline.memory import Stored
+from comclip.pipeline.pixel_relations import pixel_checks
 from comclip.results import NO_ENTITIES, NOT_GROUNDED, ComCLIPResult, GroupScores, Part, check_relations, part_flags
 from comclip.similarity import paired_cosines
 from comclip.text import validate_captions
@@ -166,6 +167,10 @@ class ComCLIP:
         layouts = {(i, j): self._layout(graph_of[texts[j]], rankings[owner[i]], loaded[owner[i]]) for i, j in pairs}
         encoded = self._encode_parts(loaded, owner, layouts, maker)
         composed = self._compose(layouts, owner, image_embeddings, [caption_of[text] for text in texts], encoded)
+        pixels = None  # relations that boxes cannot show, read from sub-images (--relations pixels)
+        if self.config.relation_check == "pixels":
+            graphs = {pair: graph_of[texts[pair[1]]] for pair in layouts}
+            pixels = pixel_checks(self.backbone, loaded, owner, layouts, graphs, encoded["phrase"])
         return {
             (i, j): self._result(
                 loaded[i],
@@ -175,6 +180,7 @@ class ComCLIP:
                 image_embeddings[owner[i]],
                 caption_of[texts[j]],
                 composed.get((i, j)),
+                None if pixels is None else pixels.get((i, j), {}),
             )
             for (i, j), parts in layouts.items()
         }
@@ -284,6 +290,7 @@ class ComCLIP:
         image_embedding: torch.Tensor,
         caption_embedding: torch.Tensor,
         composition: Composition | None,
+        pixels: dict | None = None,
     ) -> ComCLIPResult:
         """One pair's score from its composition (see :meth:`_compose`), by the configured
         score mode.
@@ -304,8 +311,8 @@ class ComCLIP:
             [p.similarity for p in parts if p.kind == "entity"],
             [p.similarity for p in parts if p.kind == "relation"],
         )
-        spatial = check_relations(graph, parts, *image.image.size) if self.config.relation_check == "geometry" else ()
-        verified = [g for *_, g in spatial if g is not None]
+        spatial = check_relations(graph, parts, *image.image.size, pixels) if self.config.relation_check != "off" else ()
+        verified = [c[3] for c in spatial if c[3] is not None]
         score = self._mode(evidence) + geometry_bonus(verified, self.config.relation_weight)
         unverified = (RELATION_UNVERIFIED,) if len(verified) < len(spatial) else ()
         return ComCLIPResult(

@@ -22,6 +22,8 @@ TERMS = {
     ("score_mode", "evidence"): "score: the paper's, plus {evidence_weight} x how well each entity's phrase matches "
     "its own sub-image (entity evidence)",
     ("relation_check", "geometry"): "spatial relations (left of, above, ...) checked on the grounded boxes (+geometry)",
+    ("relation_check", "pixels"): "spatial relations checked on the grounded boxes, and depth and pointing on the "
+    "entities' sub-images (+pixels)",
     ("assignment", "joint"): "the entities of a caption grounded jointly, each to a region of its own",
 }
 CLIP_LEGEND = "plain CLIP: the cosine of the global image and caption embeddings (no parse, no sub-images)"
