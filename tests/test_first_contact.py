@@ -145,7 +145,7 @@ def test_a_composed_score_is_labelled_with_what_it_adds():
         config=PipelineConfig(relation_check="geometry", relation_weight=1.0), spatial=((0, "left of", 1, 0.6, "boxes"),),
     )  # fmt: skip
     label = score_label(checked, "comclip-plus")  # the relation check's term is its own, not folded into evidence
-    assert label == "comclip-plus score 1.390 = composed cosine 0.660 + evidence 0.630 + relations 0.100", label
+    assert label == "comclip-plus score 1.390 = composed cosine 0.660 + evidence 0.630 + relations (boxes) 0.100", label
 
 
 def test_a_figure_prints_numbers_that_differ_apart():

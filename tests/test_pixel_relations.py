@@ -10,6 +10,7 @@ import pytest
 
 from comclip.boxes import Box
 from comclip.composition.geometry import PIXEL_SOFTNESS, pixel_rule, pixel_score, probe_region
+from comclip.explain import score_label
 from comclip.imaging.subimages import make_subimage
 from comclip.pipeline.pixel_relations import PIXEL_FILL
 
@@ -80,6 +81,8 @@ def test_the_pipeline_verdict_equals_a_direct_computation(tiny_backbone, task):
             difference = (plain[1] - plain[0]) if swapped else (plain[0] - plain[1])
             assert g == pytest.approx(1 / (1 + math.exp(-difference / PIXEL_SOFTNESS)), abs=2e-3)
             assert result.score == pytest.approx(off[i][j].score + (g - 0.5), abs=1e-6)
+            if abs(g - 0.5) > 1e-9:  # the figure names where the relations' term came from
+                assert "+ relations (pixels)" in score_label(result, "m") or "- relations (pixels)" in score_label(result, "m")
 
 
 def test_where_the_relation_cannot_show_the_boxes_decide_or_nothing(tiny_backbone):

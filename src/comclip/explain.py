@@ -54,9 +54,11 @@ def score_label(result: ComCLIPResult, method: str, digits: int = 3) -> str:
         return f"{method} score {result.score:.{digits}f} (composed cosine)"
     relations = result.relations_term
     evidence = result.score - result.composed - relations
+    read_from = sorted({c[4] for c in result.spatial if c[3] is not None})  # boxes, pixels
+    relations_name = f"relations ({' and '.join(read_from)})" if read_from else "relations"
     terms = "".join(
         f" {'+' if value >= 0 else '-'} {name} {abs(value):.{digits}f}"
-        for name, value in (("evidence", evidence), ("relations", relations))
+        for name, value in (("evidence", evidence), (relations_name, relations))
         if abs(value) >= 1e-12
     )
     return f"{method} score {result.score:.{digits}f} = composed cosine {result.composed:.{digits}f}{terms}"
