@@ -129,11 +129,12 @@ def check_relations(graph: SceneGraph, parts: list[Part], width: int, height: in
     grounded = {p.entities[0]: p.boxes for p in parts if p.kind == "entity" and NOT_GROUNDED not in p.flags}
     checks = []
     for relation in graph.relations:
-        verdict = (pixels or {}).get((relation.subject, relation.predicate, relation.object))
-        if pixels is not None and pixel_rule(relation.predicate) is not None and verdict is not None:
+        by_pixels = pixels is not None and pixel_rule(relation.predicate) is not None
+        verdict = pixels.get((relation.subject, relation.predicate, relation.object)) if by_pixels else None  # type: ignore[union-attr]
+        if verdict is not None:
             checks.append((relation.subject, relation.predicate, relation.object, verdict, "pixels"))
             continue
-        if spatial_rule(relation.predicate) is None and (pixels is None or pixel_rule(relation.predicate) is None):
+        if spatial_rule(relation.predicate) is None and not by_pixels:
             continue
         subject, obj = grounded.get(relation.subject), grounded.get(relation.object)
         score = relation_score(relation.predicate, subject, obj, width, height) if subject and obj else None

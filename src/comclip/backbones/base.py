@@ -206,10 +206,14 @@ class Backbone(ABC):
 
     def _texts_batched(self, texts: list[str]) -> torch.Tensor:
         """Texts encoded in batches of like length, rows in the order given (see
-        :mod:`comclip.backbones.text_batches`)."""
+        :mod:`comclip.backbones.text_batches`). Over-long ones are warned of (unless the
+        caller said them, see :func:`truncation_said`) from the same token counts."""
+        counts = None if _TRUNCATION_SAID.get() else self._token_counts(texts)
+        if counts is not None:
+            self._warn_truncated(texts, counts)
         if not self.pads_to_longest or len(texts) < 2:
             return self._batched(texts, self._encode_text_batch)
-        counts = self._token_counts(texts)
+        counts = counts if counts is not None else self._token_counts(texts)
         order = sorted(range(len(texts)), key=lambda n: -counts[n])
         batches = like_length_batches([counts[n] for n in order], self.batch_size)
         encoded = torch.cat([self._batched([texts[order[n]] for n in range(a, b)], self._encode_text_batch) for a, b in batches])
@@ -239,9 +243,7 @@ class Backbone(ABC):
 
     def encode_texts(self, texts: Sequence[str]) -> torch.Tensor:
         """Embed captions; returns ``[M, D]`` unit-norm rows. Over-long captions are cut with a warning."""
-        texts = validate_captions(texts)
-        self.warn_truncated(texts)
-        return self._texts_batched(texts)
+        return self._texts_batched(validate_captions(texts))
 
     def too_long(self, texts: Sequence[str]) -> list[bool]:
         """Whether each caption has more tokens than the context, and so is cut when encoded."""
@@ -252,16 +254,14 @@ class Backbone(ABC):
         texts in one call does so)."""
         return [self._token_count(text) for text in texts]
 
-    def warn_truncated(self, texts: Sequence[str]) -> None:
-        if _TRUNCATION_SAID.get():  # the caller counted them for the whole run (see truncation_said)
-            return
-        for index, (text, count) in enumerate(zip(texts, self._token_counts(texts))):
+    def _warn_truncated(self, texts: Sequence[str], counts: Sequence[int]) -> None:
+        for index, (text, count) in enumerate(zip(texts, counts)):
             if count > self.context_length:
                 warnings.warn(
                     f"caption #{index} has {count} tokens, more than {self.name}'s context of "
                     f"{self.context_length}; it was truncated: {text[:60]!r}...",
                     CaptionTruncatedWarning,
-                    stacklevel=3,
+                    stacklevel=4,
                 )
 
     @property

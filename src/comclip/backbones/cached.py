@@ -107,7 +107,7 @@ class CachedEncoder:
             return self.backbone.encode_texts(texts)
         texts = validate_captions(texts)
         keys = [self.cache_key("txt", text) for text in texts]
-        rows = read_through(self.cache, keys, texts, self.backbone._text_rows_array, before=self.backbone.warn_truncated)
+        rows = read_through(self.cache, keys, texts, self.backbone._text_rows_array)
         return torch.from_numpy(rows)
 
     def encode_with_patches(

@@ -66,17 +66,15 @@ class EmbeddingCache(Protocol):
     def put_records(self, items: Iterable[tuple[str, str]]) -> None: ...
 
 
-def read_through(cache: EmbeddingCache, keys: list[str], items, encode, before=None) -> np.ndarray:
+def read_through(cache: EmbeddingCache, keys: list[str], items, encode) -> np.ndarray:
     """Rows of ``keys`` from ``cache`` where present; the rest encoded, each distinct key once
     (``items[n]`` is what key ``n`` encodes from, read only for missing keys; ``encode(todo)``
-    returns their rows; ``before(todo)`` runs first) and stored. ``[len(keys), ...]`` float32."""
+    returns their rows) and stored. ``[len(keys), ...]`` float32."""
     found = cache.get_many(keys)
     missing = list(dict.fromkeys(k for k in keys if k not in found))
     if missing:
         first = {k: n for n, k in reversed(list(enumerate(keys)))}
         todo = [items[first[k]] for k in missing]
-        if before is not None:
-            before(todo)
         fresh = dict(zip(missing, encode(todo)))
         cache.put_many(fresh.items())
         found.update(fresh)

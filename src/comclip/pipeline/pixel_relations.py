@@ -18,15 +18,16 @@ The views are full-size sub-images with the image's background colour outside th
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import NamedTuple
 
+import torch
 from PIL import Image
 
 from comclip.boxes import Box, bounding_box
 from comclip.composition.geometry import pixel_rule, pixel_score, probe_region
 from comclip.imaging.files import LoadedImage
 from comclip.imaging.subimages import make_subimage, subimage_key
-from comclip.parsing import SceneGraph
-from comclip.results import NOT_GROUNDED
+from comclip.results import NOT_GROUNDED, Part
 
 #: What fills the views outside their region: the background colour, which matches an object's
 #: surroundings (development seed 100, `sandbox-bow`, group % on depth / pointer pairs: 34 / 27,
@@ -37,67 +38,72 @@ PIXEL_FILL = "background"
 View = tuple[int, tuple[Box, ...], str, "Box | None"]
 
 
+class _Relation(NamedTuple):
+    """A relation to read from pixels, its entities both grounded in image ``image``."""
+
+    image: int
+    key: tuple[int, str, int]  # (subject, predicate, object)
+    probe: str
+    swapped: bool
+    region: Box | None  # None: the relation cannot show (no overlap, no gap)
+    subject: Part
+    obj: Part
+
+
 def pixel_checks(
     backbone, loaded: list[LoadedImage], owner: list[int], layouts: dict, graphs: dict, phrases: dict
 ) -> dict[tuple[int, int], dict[tuple[int, str, int], float | None]]:
     """Per pair ``(i, j)``, the pixel verdict of each of its relations that boxes cannot show
     ``{(subject, predicate, object): g or None}``; ``graphs[(i, j)]`` is the pair's scene
     graph, ``phrases`` the phrase embeddings by text."""
-    wanted = _wanted(layouts, graphs)
-    views = list(dict.fromkeys(view for (i, _), relations in wanted.items() for r in relations for view in _views(owner[i], r)))
+    wanted = {pair: _wanted(owner[pair[0]], parts, graphs[pair]) for pair, parts in layouts.items()}
+    views = list(dict.fromkeys(view for relations in wanted.values() for r in relations for view in _views(r)))
     likeness = _likeness(backbone, loaded, views, phrases)
     out: dict = {}
-    for (i, j), relations in wanted.items():
+    for pair, relations in wanted.items():
         for relation in relations:
-            key, predicate, region, _, _ = relation
-            if region is None:
-                out.setdefault((i, j), {})[key] = None
-                continue
-            found = [likeness[view] for view in _views(owner[i], relation)]
-            evidence = (found[0], found[1]) if len(found) == 2 else (found[2] - found[0], found[3] - found[1])
-            out.setdefault((i, j), {})[key] = pixel_score(evidence, pixel_rule(predicate)[1])  # type: ignore[index]
+            found = [likeness[view] for view in _views(relation)]
+            if not found:
+                verdict = None
+            elif relation.probe == "between":  # each entity's gain with the gap
+                verdict = pixel_score((found[2] - found[0], found[3] - found[1]), relation.swapped)
+            else:  # occlusion: each entity's likeness
+                verdict = pixel_score((found[0], found[1]), relation.swapped)
+            out.setdefault(pair, {})[relation.key] = verdict
     return out
 
 
-def _wanted(layouts: dict, graphs: dict) -> dict:
-    """Per pair, each relation to read from pixels whose entities were both grounded:
-    ``(key, predicate, probe box or None, subject part, object part)``."""
-    wanted: dict[tuple[int, int], list] = {}
-    for pair, parts in layouts.items():
-        grounded = {p.entities[0]: p for p in parts if p.kind == "entity" and NOT_GROUNDED not in p.flags}
-        for relation in _pixel_relations(graphs[pair]):
-            subject, obj = grounded.get(relation.subject), grounded.get(relation.object)
-            if subject is None or obj is None:
-                continue
-            probe = pixel_rule(relation.predicate)[0]  # type: ignore[index]
-            region = probe_region(probe, bounding_box(subject.boxes), bounding_box(obj.boxes))
-            key = (relation.subject, relation.predicate, relation.object)
-            wanted.setdefault(pair, []).append((key, relation.predicate, region, subject, obj))
+def _wanted(image: int, parts: list[Part], graph) -> list[_Relation]:
+    """The pair's relations to read from pixels whose entities were both grounded."""
+    grounded = {p.entities[0]: p for p in parts if p.kind == "entity" and NOT_GROUNDED not in p.flags}
+    wanted = []
+    for relation in graph.relations:
+        rule = pixel_rule(relation.predicate)
+        subject, obj = grounded.get(relation.subject), grounded.get(relation.object)
+        if rule is None or subject is None or obj is None:
+            continue
+        region = probe_region(rule[0], bounding_box(subject.boxes), bounding_box(obj.boxes))
+        key = (relation.subject, relation.predicate, relation.object)
+        wanted.append(_Relation(image, key, *rule, region, subject, obj))
     return wanted
 
 
-def _pixel_relations(graph: SceneGraph) -> list:
-    return [r for r in graph.relations if pixel_rule(r.predicate) is not None]
-
-
-def _views(image: int, relation: tuple) -> list[View]:
+def _views(relation: _Relation) -> list[View]:
     """The views a relation's verdict reads: subject and object as grounded, then (between)
     each with the gap added; none where the relation cannot show."""
-    _, predicate, region, subject, obj = relation
-    if region is None:
+    if relation.region is None:
         return []
-    plain: list[View] = [(image, tuple(p.boxes), p.phrase, None) for p in (subject, obj)]
-    if pixel_rule(predicate)[0] != "between":  # type: ignore[index]
+    parts = (relation.subject, relation.obj)
+    plain: list[View] = [(relation.image, tuple(p.boxes), p.phrase, None) for p in parts]
+    if relation.probe != "between":
         return plain
-    return plain + [(image, tuple(p.boxes), p.phrase, region) for p in (subject, obj)]
+    return plain + [(relation.image, tuple(p.boxes), p.phrase, relation.region) for p in parts]
 
 
 def _likeness(backbone, loaded: list[LoadedImage], views: list[View], phrases: dict) -> dict:
     """Each view's cosine with its entity's phrase, the views encoded in one keyed call."""
     if not views:
         return {}
-    import torch
-
     keys = [_view_key(loaded[i], boxes, gap) for i, boxes, _, gap in views]
 
     def make(n: int) -> Image.Image:
