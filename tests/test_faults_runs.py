@@ -245,6 +245,28 @@ def test_a_ctrl_c_while_the_package_imports_is_one_line_and_130():
     assert run(library).returncode == 0
 
 
+def test_a_ctrl_c_inside_an_import_is_held_until_the_import_is_done(tmp_path):
+    """Ctrl-C raised inside torch's import, in a callback of its native code, aborted the
+    process (pybind11's "terminate called"). The watcher holds a Ctrl-C that lands inside an
+    import: the import finishes, then KeyboardInterrupt arrives in the code that asked for it."""
+    (tmp_path / "slow_module.py").write_text(
+        "import signal, time\nsignal.raise_signal(signal.SIGINT)\ntime.sleep(0.2)\nfinished = True\n"
+    )
+    code = (
+        "import sys; sys.argv[0] = 'comclip'; import comclip; sys.path.insert(0, sys.argv[1])\n"
+        "try:\n    import slow_module\n    import time; time.sleep(10); print('never interrupted')\n"
+        "except KeyboardInterrupt:\n    print('finished' if sys.modules['slow_module'].finished else 'cut')\n"
+    )
+    process = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    assert (process.returncode, process.stdout.strip()) == (0, "finished"), process.stderr
+
+
 def test_a_ctrl_c_python_could_only_ignore_is_sent_again(monkeypatch):
     """Ctrl-C that lands in a weakref callback of an import's module lock is an exception
     Python can only ignore: it printed "Exception ignored ... Traceback" and the run went on

@@ -7,11 +7,16 @@ watches before it imports anything else."""
 
 from __future__ import annotations
 
+import _thread
 import os
 import signal
 import sys
 import threading
+import time
 from typing import Any
+
+#: How often a Ctrl-C held back during an import checks whether the import is done.
+_IMPORT_POLL_SECONDS = 0.02
 
 
 class Interrupt:
@@ -19,12 +24,35 @@ class Interrupt:
 
     def __init__(self, previous: Any = None) -> None:
         self.previous, self.seen = previous, False
+        self.waiter: threading.Thread | None = None
         self.previous_unraisable = sys.unraisablehook
         self.previous_excepthook = sys.excepthook
 
     def handle(self, signum: int, frame: Any) -> None:
+        """Raise KeyboardInterrupt, except inside an import: there the handler may be running
+        in a Python callback of native code (torch's ``_autograd_init``) that cannot pass an
+        exception on, and the process aborts ("terminate called after throwing ...
+        pybind11::error_already_set"). Such a Ctrl-C is held until the import is done."""
         self.seen = True
+        if _importing(frame):
+            self._raise_after_imports()
+            return
         raise KeyboardInterrupt
+
+    def _raise_after_imports(self) -> None:
+        """Interrupt the main thread again once no import is on its stack (then this handler
+        raises); one waiting thread at a time."""
+        if self.waiter is not None and self.waiter.is_alive():
+            return
+        main = threading.main_thread().ident or 0
+
+        def wait() -> None:
+            while _importing(sys._current_frames().get(main)):
+                time.sleep(_IMPORT_POLL_SECONDS)
+            _thread.interrupt_main()
+
+        self.waiter = threading.Thread(target=wait, name="comclip-interrupt", daemon=True)
+        self.waiter.start()
 
     def unraisable(self, unraisable: Any) -> None:
         """``sys.unraisablehook`` while watching: a Ctrl-C that landed where Python can only
@@ -55,6 +83,15 @@ class Interrupt:
 
 
 _ACTIVE: Interrupt | None = None
+
+
+def _importing(frame: Any) -> bool:
+    """Whether an import is running in ``frame`` or any frame that called it."""
+    while frame is not None:
+        if frame.f_code.co_filename.startswith("<frozen importlib"):
+            return True
+        frame = frame.f_back
+    return False
 
 
 def watch_interrupts() -> Interrupt:
