@@ -103,6 +103,25 @@ def test_multi_vector_embeddings_come_back_from_the_cache_in_shape(blip2_dir, tm
     assert torch.equal(CachedEncoder(raw, SQLiteCache(tmp_path / "c.sqlite")).encode_images(IMAGES), first)
 
 
+@pytest.mark.parametrize(("subimage", "made_from"), [("auto", "tokens"), ("fill", "fill")])
+def test_comclip_plus_on_blip2_through_a_cache_and_warm_encodes_none(blip2_dir, tmp_path, subimage, made_from):
+    """comclip-plus's ``auto`` sub-images are BLIP-2's tokens. Either way, rows the run itself
+    cached meet fresh ones in one read (multi-vector rows of two shapes: that failed), and a
+    warm run scores the same encoding nothing."""
+    from comclip.config import PipelineConfig
+    from comclip.methods import method_configs
+    from comclip.pipeline import ComCLIP
+
+    config = method_configs(["comclip-plus"], PipelineConfig())["comclip-plus"].replace(subimage=subimage)
+    backbone = create_backbone(str(blip2_dir))
+    cold = ComCLIP(CachedEncoder(backbone, SQLiteCache(tmp_path / "c.sqlite")), config)
+    assert cold.config.subimage == made_from
+    scores = cold.score(IMAGES, TEXTS[:2])
+    backbone._token_rows = backbone._encode_pixels = None  # a warm run encodes nothing
+    warm = ComCLIP(CachedEncoder(backbone, SQLiteCache(tmp_path / "c.sqlite")), config).score(IMAGES, TEXTS[:2])
+    assert scores.shape == (2, 2) and torch.equal(warm, scores)
+
+
 def test_cli_scores_explains_and_evaluates_with_blip2(blip2_dir, tmp_path):
     image = tmp_path / "scene.png"
     IMAGES[0].save(image)

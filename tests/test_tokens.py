@@ -44,6 +44,13 @@ def siglip(tmp_path_factory):
     return create_backbone(str(make_tiny_siglip(tmp_path_factory.mktemp("siglip"), seed=3)), device="cpu")
 
 
+@pytest.fixture(scope="module")
+def blip2(tmp_path_factory):
+    from comclip.testing import make_tiny_blip2
+
+    return create_backbone(str(make_tiny_blip2(tmp_path_factory.mktemp("blip2"), seed=2)), device="cpu")
+
+
 def test_touched_patches_follow_the_centre_crop():
     """A 64x32 image seen at 16 px with 8 px patches: the view is the middle 32x32 square at
     half scale, so x 16..48 of the image is the view's 0..16, two patch columns."""
@@ -89,6 +96,27 @@ def test_a_merged_token_weighs_as_the_tokens_it_stands_for(bow):
         merged = bow.encode_token_sequences(torch.cat([cls, a, b])[None], torch.tensor([[0.0, 0.0, math.log(4)]]))
     assert torch.allclose(copies, merged, atol=1e-4)
     assert not torch.allclose(copies, bow.encode_token_sequences(torch.cat([cls, a, b])[None], torch.zeros(1, 3)), atol=1e-3)
+
+
+def test_blip2_weighs_a_merged_token_as_the_tokens_it_stands_for_in_tower_and_qformer(blip2, scenes):
+    """BLIP-2's vision tower and its Q-Former's cross-attention both read the key bias: k
+    copies of a token give every query token's embedding of one copy with log k; regions of
+    different sizes padded into one batch give each region's rows alone."""
+    torch.manual_seed(0)
+    cls, a, b = (torch.randn(1, 32) for _ in range(3))
+    with torch.inference_mode():
+        copies = blip2.encode_token_sequences(torch.cat([cls, a, b, b, b, b])[None], torch.zeros(1, 6))
+        merged = blip2.encode_token_sequences(torch.cat([cls, a, b])[None], torch.tensor([[0.0, 0.0, math.log(4)]]))
+        plain = blip2.encode_token_sequences(torch.cat([cls, a, b])[None], torch.zeros(1, 3))
+    assert copies.shape == (1, blip2.image_tokens, 16)
+    assert torch.allclose(copies, merged, atol=1e-5) and not torch.allclose(copies, plain, atol=1e-3)
+    images, boxes = scenes
+    maker = SubimageMaker(images[:3], None)
+    regions = [maker.region(n, b, "tokens-black") for n in range(3) for b in ([boxes[n][0]], boxes[n])]
+    with torch.inference_mode():
+        together = encode_regions(blip2, regions, "pad")
+        alone = torch.cat([encode_regions(blip2, [region]) for region in regions])
+    assert torch.allclose(together, alone, atol=1e-5)
 
 
 def test_whole_image_is_the_image_and_regions_agree_with_the_fill(bow, scenes):
@@ -137,10 +165,15 @@ def slip(tmp_path_factory):
     )
 
 
-def test_a_backbone_without_tokens_keeps_the_fill_and_says_so(tmp_path):
-    from comclip.testing import make_tiny_blip2
+def test_a_backbone_without_tokens_keeps_the_fill_and_says_so(tmp_path, monkeypatch):
+    """A SigLIP whose view is cropped (so its patches' place in the image is not the squash
+    the tokens path reads) cannot give tokens: it says so in one line and keeps the fill."""
+    import dataclasses
 
-    backbone = create_backbone(str(make_tiny_blip2(tmp_path / "blip2", seed=2)), device="cpu")
+    from comclip.testing import make_tiny_siglip
+
+    backbone = create_backbone(str(make_tiny_siglip(tmp_path / "siglip", seed=2)), device="cpu")
+    monkeypatch.setattr(backbone, "_pixel_spec", dataclasses.replace(backbone.pixel_spec, crop=(28, 28)))
     assert not backbone.supports_tokens
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -214,10 +247,11 @@ def test_cli_score_with_tokens(cli, tmp_path):
     assert code == 2 and err.strip().count("\n") == 0 and "one colour" in err
 
 
-@pytest.mark.parametrize("name", ["bow", "slip", "siglip"])
+@pytest.mark.parametrize("name", ["bow", "slip", "siglip", "blip2"])
 def test_an_image_the_size_of_the_view_is_the_fill_exactly_where_no_patch_is_wholly_outside(name, request):
     """Boxes touching every patch leave no merged token: the sequence is the filled view's
-    (transformers CLIP and SigLIP, SLIP's ViT); the whole image is the image."""
+    (transformers CLIP and SigLIP, SLIP's ViT, BLIP-2's tower, whose layers comclip runs itself,
+    and its Q-Former); the whole image is the image."""
     backbone = request.getfixturevalue(name)
     assert backbone.supports_tokens
     side, patch = backbone.image_size, backbone.view_geometry((1, 1)).patch

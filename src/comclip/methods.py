@@ -133,7 +133,7 @@ PLUS_REASONS = {
     "embedding cannot check",
     "evidence_weight": "2: beat 1 on the development seeds (substitutions)",
     "subimage_fill": "mean: the image's mean colour outside the region is closer to what the encoder saw in training than black",
-    "subimage": "auto: from patch tokens where the backbone can (CLIP, SigLIP and SLIP ViTs), so a sub-image costs its "
+    "subimage": "auto: from patch tokens where the backbone can (CLIP, SigLIP, SLIP and BLIP-2 ViTs), so a sub-image costs its "
     "area; on both sandbox models every task scored within 0.5 points of the filled sub-images (development "
     "seed 100; held-out seeds 300 and 301); other backbones keep the fill",
     "relation_check": "pixels: spatial predicates checked on the grounded boxes, which sub-images cannot tell apart; "

@@ -69,7 +69,9 @@ class EmbeddingCache(Protocol):
 def read_through(cache: EmbeddingCache, keys: list[str], items, encode) -> np.ndarray:
     """Rows of ``keys`` from ``cache`` where present; the rest encoded, each distinct key once
     (``items[n]`` is what key ``n`` encodes from, read only for missing keys; ``encode(todo)``
-    returns their rows) and stored. ``[len(keys), ...]`` float32."""
+    returns their rows) and stored. ``[len(keys), width]`` float32, every row flat as a cache
+    keeps it: fresh rows of a multi-vector backbone (``[Q, D]``) and cached ones (``[Q * D]``)
+    meet in one call, and :meth:`~comclip.backbones.base.Backbone.image_rows` shapes them back."""
     found = cache.get_many(keys)
     missing = list(dict.fromkeys(k for k in keys if k not in found))
     if missing:
@@ -78,7 +80,7 @@ def read_through(cache: EmbeddingCache, keys: list[str], items, encode) -> np.nd
         fresh = dict(zip(missing, encode(todo)))
         cache.put_many(fresh.items())
         found.update(fresh)
-    return np.stack([found[k] for k in keys]).astype(np.float32)
+    return np.stack([found[k].reshape(-1) for k in keys]).astype(np.float32)
 
 
 class MemoryCache:

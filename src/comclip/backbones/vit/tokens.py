@@ -76,10 +76,10 @@ class TokenEncoder(Protocol):
         ...
 
     def encode_token_sequences(self, tokens: torch.Tensor, key_bias: torch.Tensor) -> torch.Tensor:
-        """Unnormalised embeddings ``[N, D]`` of token sequences ``[N, L, C]`` (starting with the
-        class token where the ViT has one), each key's attention logits raised by ``key_bias``
-        ``[N, L]`` in every attention that reads them: the transformer, its pooling and the
-        projection."""
+        """Unnormalised embeddings ``[N, D]`` (``[N, Q, D]`` for a multi-vector backbone) of token
+        sequences ``[N, L, C]`` (starting with the class token where the ViT has one), each
+        key's attention logits raised by ``key_bias`` ``[N, L]`` in every attention that reads
+        them: the transformer, its pooling (BLIP-2: its Q-Former) and the projection."""
         ...
 
 
