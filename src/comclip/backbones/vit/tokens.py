@@ -130,8 +130,9 @@ def touched_patches(mask: torch.Tensor, patch: int) -> torch.Tensor:
 
 
 class _Views:
-    """Each parent image's view and patch embeddings, made once for all its regions, and each
-    fill colour's view pixel and patch embedding, made once for all the regions of that colour."""
+    """Each parent image's view, cut into patches, and patch embeddings, made once for all its
+    regions, and each fill colour's view pixel and patch embedding, made once for all the
+    regions of that colour."""
 
     def __init__(self, encoder: TokenEncoder, regions: Sequence[TokenRegion]):
         self.encoder = encoder
@@ -140,22 +141,26 @@ class _Views:
         size = encoder.batch_size
         self.pixels = torch.cat([encoder.pixel_values(images[s : s + size]) for s in range(0, len(images), size)])
         self.patches = torch.cat([encoder.embed_patches(self.pixels[s : s + size]) for s in range(0, len(images), size)])
+        self._cut: dict[int, torch.Tensor] = {}
         self._fills: dict[tuple[int, int, int], tuple[torch.Tensor, torch.Tensor]] = {}
 
-    def fill(self, colour: tuple[int, int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+    def fill(self, colour: tuple[int, int, int], patch: int) -> tuple[torch.Tensor, torch.Tensor]:
         """A fill colour's view pixel ``[3, 1, 1]`` (as the processor makes it) and its patch's
-        embedding ``[C]``."""
+        embedding ``[C]`` (one patch of the colour: every patch of a one-colour view is alike)."""
         if colour not in self._fills:
             side = self.pixels.shape[-1]
             pixel = self.encoder.pixel_values([Image.new("RGB", (side, side), colour)])[:, :, :1, :1]
-            self._fills[colour] = pixel[0], self.encoder.embed_patches(pixel.expand(1, -1, side, side))[0, 0]
+            self._fills[colour] = pixel[0], self.encoder.embed_patches(pixel.expand(1, -1, patch, patch))[0, 0]
         return self._fills[colour]
 
-    def edge_pixels(self, region: TokenRegion, mask: torch.Tensor, edge: torch.Tensor, patch: int) -> torch.Tensor:
-        """``[E, 3, patch, patch]``: the patches the region covers in part, its fill colour
-        outside it."""
-        view = patch_split(self.pixels[self.row[id(region.image)]], patch)[edge]
-        return torch.where(patch_split(mask.to(view.device), patch)[edge][:, None], view, self.fill(region.colour)[0])
+    def edge_pixels(self, region: TokenRegion, mask_cut: torch.Tensor, edge: torch.Tensor, patch: int) -> torch.Tensor:
+        """``[E, 3, patch, patch]``: the patches the region covers in part (``mask_cut``: its
+        mask cut into patches), its fill colour outside it."""
+        row = self.row[id(region.image)]
+        if row not in self._cut:
+            self._cut[row] = patch_split(self.pixels[row], patch)
+        view = self._cut[row][edge]
+        return torch.where(mask_cut[edge].to(view.device)[:, None], view, self.fill(region.colour, patch)[0])
 
 
 def region_sequences(encoder: TokenEncoder, regions: Sequence[TokenRegion]) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -168,17 +173,19 @@ def region_sequences(encoder: TokenEncoder, regions: Sequence[TokenRegion]) -> l
     cls, positions = encoder.class_and_positions()
     start = [cls[None] + positions[:1]] if cls is not None else []  # the class token, where the ViT has one
     patch_positions = positions[len(start) :]
-    layouts, edges = [], []
+    layouts, edges, geometries = [], [], {}
     for region in regions:
-        geometry = encoder.view_geometry(region.size)
-        mask = region_mask(region.boxes, geometry)
-        share = patch_shares(mask, geometry.patch).to(positions.device)
+        if region.size not in geometries:
+            geometries[region.size] = encoder.view_geometry(region.size)
+        geometry = geometries[region.size]
+        cut = patch_split(region_mask(region.boxes, geometry), geometry.patch)
+        share = cut.flatten(1).float().mean(dim=1).to(positions.device)
         touched, edge = share > 0, (share > 0) & (share < 1)
-        layouts.append((touched, edge))
-        edges.append(views.edge_pixels(region, mask, edge, geometry.patch))
+        layouts.append((touched, edge, geometry.patch))
+        edges.append(views.edge_pixels(region, cut, edge, geometry.patch))
     edge_rows = _embedded_patches(encoder, torch.cat(edges)).split([len(e) for e in edges])
     out = []
-    for region, (touched, edge), edge_row in zip(regions, layouts, edge_rows):
+    for region, (touched, edge, patch), edge_row in zip(regions, layouts, edge_rows):
         kept = views.patches[views.row[id(region.image)]]
         if len(edge_row):
             kept = kept.clone()
@@ -187,17 +194,26 @@ def region_sequences(encoder: TokenEncoder, regions: Sequence[TokenRegion]) -> l
         bias = [0.0] * (len(start) + int(touched.sum()))
         outside = int((~touched).sum())
         if outside:
-            tokens.append((views.fill(region.colour)[1] + patch_positions[~touched].mean(dim=0))[None])
+            tokens.append((views.fill(region.colour, patch)[1] + patch_positions[~touched].mean(dim=0))[None])
             bias.append(math.log(outside))
         out.append((torch.cat(tokens), torch.tensor(bias, device=positions.device)))
     return out
 
 
-def _embedded_patches(encoder: TokenEncoder, patches: torch.Tensor, chunk: int = 4096) -> torch.Tensor:
-    """``[E, C]``: the embeddings of single patches ``[E, 3, p, p]``."""
+def _embedded_patches(encoder: TokenEncoder, patches: torch.Tensor, side: int = 16) -> torch.Tensor:
+    """``[E, C]``: the embeddings of single patches ``[E, 3, p, p]``, tiled ``side`` x ``side``
+    into views (the last one padded) so the patch embedding runs as on whole images: as a
+    batch of thousands of one-patch images it ran several times slower."""
     if not len(patches):
         return patches.new_zeros(0, 1)  # nothing to put anywhere
-    return torch.cat([encoder.embed_patches(patches[s : s + chunk])[:, 0] for s in range(0, len(patches), chunk)])
+    count, channels, patch = len(patches), patches.shape[1], patches.shape[-1]
+    per_view = side * side
+    views = -(-count // per_view)
+    padded = torch.cat([patches, patches.new_zeros(views * per_view - count, channels, patch, patch)])
+    tiled = padded.reshape(views, side, side, channels, patch, patch).permute(0, 3, 1, 4, 2, 5)
+    tiled = tiled.reshape(views, channels, side * patch, side * patch)
+    rows = torch.cat([encoder.embed_patches(tiled[s : s + encoder.batch_size]) for s in range(0, views, encoder.batch_size)])
+    return rows.reshape(views * per_view, -1)[:count]
 
 
 def encode_regions(encoder: TokenEncoder, regions: Sequence[TokenRegion], batching: str | None = None) -> torch.Tensor:
