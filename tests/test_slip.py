@@ -94,7 +94,7 @@ class SimpleTokenizer:
     def __init__(self):
         import regex
 
-        from comclip.bpe import clip_merges
+        from comclip.text.bpe import clip_merges
 
         printable = (
             list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))

@@ -24,6 +24,7 @@ MOVED = {
     "comclip.stored": "comclip.pipeline.memory",
     "comclip.backbones.registry": "comclip.backbones.factory",
     "comclip.backbones.patches": "comclip.backbones.vit.patches",
+    "comclip.bpe": "comclip.text.bpe",
     "comclip.eval.datasets": "comclip.eval.benchmarks.datasets",
     "comclip.eval.kinds": "comclip.eval.benchmarks.kinds",
     "comclip.eval.metrics": "comclip.eval.benchmarks.metrics",

@@ -48,9 +48,9 @@ from comclip._hf_utils import quiet_transformers
 from comclip.backbones.base import Backbone
 from comclip.backbones.runtime import RUNTIME
 from comclip.backbones.vit.tokens import ViewGeometry, centre_crop_geometry
-from comclip.bpe import clip_bpe_files
 from comclip.digests import files_digest
 from comclip.errors import ModelNotFoundError
+from comclip.text.bpe import clip_bpe_files
 
 PREFIX = "slip:"
 #: Attention heads of each released architecture (widths and depths are read from the weights).

@@ -26,9 +26,9 @@ from pathlib import Path
 
 import numpy as np
 
-from comclip.bpe import clip_merges, word_merges, write_bpe_files
 from comclip.sandbox.pixel_pairs import pixel_training_example
 from comclip.sandbox.scenes import IMAGE_SIZE, training_example, vocabulary
+from comclip.text.bpe import clip_merges, word_merges, write_bpe_files
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)

@@ -11,10 +11,10 @@ offline: ``--model /that/dir`` works wherever ``--model openai/clip-vit-base-pat
 
 from __future__ import annotations
 
-from comclip.bpe import clip_bpe_files
 from comclip.testing.tiny_blip2 import make_tiny_blip2
 from comclip.testing.tiny_clip import make_tiny_clip
 from comclip.testing.tiny_siglip import make_tiny_siglip
 from comclip.testing.tiny_slip import make_tiny_slip
+from comclip.text.bpe import clip_bpe_files
 
 __all__ = ["clip_bpe_files", "make_tiny_blip2", "make_tiny_clip", "make_tiny_siglip", "make_tiny_slip"]

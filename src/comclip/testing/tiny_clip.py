@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from comclip.bpe import clip_bpe_files
+from comclip.text.bpe import clip_bpe_files
 
 
 def make_tiny_clip(

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from comclip.bpe import clip_bpe_files
 from comclip.testing.tiny_clip import seeded
+from comclip.text.bpe import clip_bpe_files
 
 
 def make_tiny_siglip(path: str | Path, seed: int = 0, *, image_size: int = 32, patch_size: int = 8, width: int = 32) -> Path:

@@ -35,7 +35,7 @@ def bytes_to_unicode() -> dict[int, str]:
 
 def clip_merges() -> list[str]:
     """CLIP's merge rules (``"a b"`` strings), highest priority first."""
-    raw = resources.files(__package__).joinpath("assets").joinpath(BPE_ASSET).read_bytes()
+    raw = resources.files("comclip").joinpath("assets").joinpath(BPE_ASSET).read_bytes()
     return gzip.decompress(raw).decode("utf-8").split("\n")[1 : N_MERGES + 1]
 
 
