@@ -211,6 +211,18 @@ def test_a_record_line_that_is_not_a_record_is_one_line_on_resume(cli, tiny_mode
     assert file_hash(out) == before
 
 
+def python_with_ctrl_c(code: str, *args: str) -> subprocess.CompletedProcess:
+    """``python -c code args...`` with Ctrl-C's default action, as from a terminal (a test
+    worker may ignore it)."""
+    return subprocess.run(
+        [sys.executable, "-c", code, *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+
+
 @pytest.mark.parametrize("after", [0.4, 1.5, 3.0])
 def test_ctrl_c_in_the_first_seconds_exits_130_in_one_line(after, tiny_model_dir, tmp_path):
     """Ctrl-C while torch imports, the parser builds or the model loads: exit 130, one line,
@@ -229,20 +241,11 @@ def test_a_ctrl_c_while_the_package_imports_is_one_line_and_130():
     landing inside it would be) is still one line and exit 130. Imported as a library, it
     changes no handler."""
 
-    def run(code: str) -> subprocess.CompletedProcess:  # with Ctrl-C's default action, as from a terminal
-        return subprocess.run(
-            [sys.executable, "-c", code],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # a test worker may ignore it
-        )
-
-    process = run("import sys; sys.argv[0] = 'comclip'; import comclip; raise KeyboardInterrupt")
+    process = python_with_ctrl_c("import sys; sys.argv[0] = 'comclip'; import comclip; raise KeyboardInterrupt")
     assert (process.returncode, process.stderr) == (130, "comclip: interrupted\n")
     library = "import signal, sys; before = signal.getsignal(signal.SIGINT), sys.excepthook; import comclip; "
     library += "assert (signal.getsignal(signal.SIGINT), sys.excepthook) == before"
-    assert run(library).returncode == 0
+    assert python_with_ctrl_c(library).returncode == 0
 
 
 def test_a_ctrl_c_inside_an_import_is_held_until_the_import_is_done(tmp_path):
@@ -257,13 +260,7 @@ def test_a_ctrl_c_inside_an_import_is_held_until_the_import_is_done(tmp_path):
         "try:\n    import slow_module\n    import time; time.sleep(10); print('never interrupted')\n"
         "except KeyboardInterrupt:\n    print('finished' if sys.modules['slow_module'].finished else 'cut')\n"
     )
-    process = subprocess.run(
-        [sys.executable, "-c", code, str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-    )
+    process = python_with_ctrl_c(code, str(tmp_path))
     assert (process.returncode, process.stdout.strip()) == (0, "finished"), process.stderr
 
 

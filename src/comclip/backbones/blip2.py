@@ -98,16 +98,11 @@ class Blip2Backbone(TransformersBackbone):
     def supports_tokens(self) -> bool:
         """Where the view is the whole image squashed (BLIP's processor) and the Q-Former takes
         an additive mask as it is (transformers 5)."""
-        spec = self.pixel_spec
         major = int(importlib.metadata.version("transformers").split(".")[0])
-        return major >= 5 and spec is not None and spec.resize_mode == "squash" and spec.crop is None
+        return major >= 5 and self._view_is_whole_image
 
     def view_geometry(self, size: tuple[int, int]) -> ViewGeometry:
         return squash_geometry(size, self.image_size, int(self.model.config.vision_config.patch_size))
-
-    def embed_patches(self, pixels: torch.Tensor) -> torch.Tensor:
-        conv = self.model.vision_model.embeddings.patch_embedding
-        return conv(pixels.to(conv.weight.dtype)).flatten(2).transpose(1, 2)
 
     def class_and_positions(self) -> tuple[torch.Tensor, torch.Tensor]:
         embeddings = self.model.vision_model.embeddings

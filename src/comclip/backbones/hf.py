@@ -87,6 +87,19 @@ class TransformersBackbone(ProcessorBackbone):
     def image_size(self) -> int:
         return int(self.model.config.vision_config.image_size)
 
+    # --- shared by the ViTs that encode sub-images from patch tokens (comclip.backbones.vit.tokens)
+    @property
+    def _view_is_whole_image(self) -> bool:
+        """Whether the processor squashes the whole image to its view (no crop), so a patch's
+        place in the image is known from the image's size alone (SigLIP's, BLIP's)."""
+        spec = self.pixel_spec
+        return spec is not None and spec.resize_mode == "squash" and spec.crop is None
+
+    def embed_patches(self, pixels: torch.Tensor) -> torch.Tensor:
+        """The vision tower's patch embedding (``vision_model.embeddings.patch_embedding``)."""
+        conv = self.model.vision_model.embeddings.patch_embedding
+        return conv(pixels.to(conv.weight.dtype)).flatten(2).transpose(1, 2)
+
 
 class HFBackbone(TransformersBackbone):
     """A ``transformers`` dual encoder loaded with ``AutoModel`` and ``AutoProcessor``."""
@@ -163,9 +176,7 @@ class HFBackbone(TransformersBackbone):
     def supports_tokens(self) -> bool:
         """CLIP's ViT (a class token), and SigLIP's (pooled by attention) where its view is known."""
         if self._model_type == "siglip":
-            spec = self.pixel_spec
-            head = getattr(self.model.vision_model, "head", None)
-            return head is not None and spec is not None and spec.resize_mode == "squash" and spec.crop is None
+            return getattr(self.model.vision_model, "head", None) is not None and self._view_is_whole_image
         return self._model_type == "clip"
 
     def view_geometry(self, size: tuple[int, int]) -> ViewGeometry:
@@ -173,10 +184,6 @@ class HFBackbone(TransformersBackbone):
         if self._model_type == "siglip":
             return squash_geometry(size, self.image_size, patch)
         return centre_crop_geometry(size, self.image_size, patch)
-
-    def embed_patches(self, pixels: torch.Tensor) -> torch.Tensor:
-        conv = self.model.vision_model.embeddings.patch_embedding
-        return conv(pixels.to(conv.weight.dtype)).flatten(2).transpose(1, 2)
 
     def class_and_positions(self) -> tuple[torch.Tensor | None, torch.Tensor]:
         embeddings = self.model.vision_model.embeddings

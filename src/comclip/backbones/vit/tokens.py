@@ -121,7 +121,13 @@ def patch_split(view: torch.Tensor, patch: int) -> torch.Tensor:
 
 def patch_shares(mask: torch.Tensor, patch: int) -> torch.Tensor:
     """``[P]``, row by row: the share of each patch's pixels inside the region."""
-    return patch_split(mask, patch).flatten(1).float().mean(dim=1)
+    return cut_shares(patch_split(mask, patch))
+
+
+def cut_shares(cut: torch.Tensor) -> torch.Tensor:
+    """``[P]``: the share of each patch's pixels inside the region, from its mask already cut
+    into patches (``[P, patch, patch]``, :func:`patch_split`)."""
+    return cut.flatten(1).float().mean(dim=1)
 
 
 def touched_patches(mask: torch.Tensor, patch: int) -> torch.Tensor:
@@ -179,7 +185,7 @@ def region_sequences(encoder: TokenEncoder, regions: Sequence[TokenRegion]) -> l
             geometries[region.size] = encoder.view_geometry(region.size)
         geometry = geometries[region.size]
         cut = patch_split(region_mask(region.boxes, geometry), geometry.patch)
-        share = cut.flatten(1).float().mean(dim=1).to(positions.device)
+        share = cut_shares(cut).to(positions.device)
         touched, edge = share > 0, (share > 0) & (share < 1)
         layouts.append((touched, edge, geometry.patch))
         edges.append(views.edge_pixels(region, cut, edge, geometry.patch))
