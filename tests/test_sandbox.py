@@ -110,6 +110,45 @@ def test_training_writes_a_loadable_model(tmp_path):
     assert backbone.image_size == IMAGE_SIZE and backbone.encode_texts(["a red circle"]).shape[1] == 128
     quality = model_quality(str(out), n=100, backbone=backbone)
     assert set(quality["substitution"]) == {"colour", "size", "shape"} and 0 <= quality["r@1_i2t"]["value"] <= 100
+    (out / "comclip.json").write_text('{"entity_prompt": "the {}"}')  # a parent's own defaults carry over
+    on = train_sandbox_model(tmp_path / "on", TrainingConfig(steps=1, batch_size=4, init=str(out)), log=lambda _: None)
+    lineage = json.loads((on / "training.json").read_text())
+    assert lineage["samples_seen"] == 4 and lineage["continued_from"]["samples_seen"] == 24
+    assert (on / "comclip.json").read_text() == '{"entity_prompt": "the {}"}'
+
+
+def test_training_continues_from_a_model_with_fewer_words(tmp_path):
+    """``--init``: every weight of the earlier model carries over, each word it knew keeps its
+    embedding row wherever the larger vocabulary puts it, and a word it lacked starts fresh."""
+    import torch
+    from transformers import CLIPModel
+
+    from comclip.sandbox.training import SandboxModelConfig, continue_from, new_sandbox_model
+
+    arch = SandboxModelConfig(width=32, vision_layers=1, text_layers=1, heads=2, projection_dim=16)
+    fresh, processor = new_sandbox_model(tmp_path / "new", arch, seed=2)
+    vocab = processor.tokenizer.get_vocab()
+    known = [token for token in sorted(vocab, key=vocab.get) if token != "front</w>"][::-1]  # other ids
+    old_config = fresh.config.to_dict()
+    old_config["text_config"]["vocab_size"] = len(known)
+    torch.manual_seed(3)
+    old = CLIPModel(type(fresh.config).from_dict(old_config))
+    old.save_pretrained(tmp_path / "old")
+    (tmp_path / "old" / "vocab.json").write_text(json.dumps({t: i for i, t in enumerate(known)}))
+    front_before = fresh.text_model.embeddings.token_embedding.weight[vocab["front</w>"]].clone()
+
+    continue_from(fresh, processor.tokenizer, tmp_path / "old")
+    rows, old_rows = fresh.text_model.embeddings.token_embedding.weight, old.text_model.embeddings.token_embedding.weight
+    assert all(torch.equal(rows[vocab[t]], old_rows[i]) for i, t in enumerate(known))
+    assert torch.equal(rows[vocab["front</w>"]], front_before)
+    kept = {k: v for k, v in old.state_dict().items() if "token_embedding" not in k}
+    assert all(torch.equal(fresh.state_dict()[k], v) for k, v in kept.items())
+
+
+def test_training_refuses_to_continue_from_what_is_not_a_sandbox_model(cli, tmp_path):
+    code, _, err = cli("sandbox", "train", "--out", tmp_path / "m", "--init", tmp_path / "nothing")
+    assert code == 2 and "not a sandbox model to continue from" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "m").exists()  # refused before anything was written
 
 
 def test_oracle_grounder_is_exact():

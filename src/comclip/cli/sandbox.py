@@ -27,6 +27,7 @@ def train(args: argparse.Namespace) -> int:
         warmup_steps=min(TrainingConfig.warmup_steps, max(1, args.steps // 10)),
         shuffle_words=args.shuffle_words,
         pixel_share=args.pixel_share,
+        init=args.init,
     )
     train_sandbox_model(out, training, log=lambda line: print(line, file=sys.stderr, flush=True))
     if args.evaluate:
@@ -83,6 +84,13 @@ def register(sub) -> None:
         metavar="SHARE",
         help="share of each batch showing depth ('in front of', 'behind') or a pointer ('points at'), "
         "crowded in half of them (default 0: the grammar the shipped models learned)",
+    )
+    t.add_argument(
+        "--init",
+        default=None,
+        metavar="MODEL",
+        help="continue training from this sandbox model (a directory or comclip/sandbox, comclip/sandbox-bow): "
+        "its words keep their embeddings, new words of the grammar start fresh (default: from scratch)",
     )
     t.add_argument("--evaluate", action="store_true", help="measure held-out recall and substitution accuracy after training")
     t.add_argument("--overwrite", action="store_true")

@@ -68,6 +68,10 @@ class TrainingConfig:
     #: half of them: :func:`~comclip.sandbox.pixel_pairs.pixel_training_example`); 0 is the
     #: grammar the shipped models were trained on.
     pixel_share: float = 0.0
+    #: A sandbox model (a directory or a registered name such as ``comclip/sandbox``) whose
+    #: weights training continues from; its words keep their embeddings, words the grammar
+    #: gained start fresh. None: from scratch.
+    init: str | None = None
 
 
 def write_sandbox_tokenizer(directory: Path):
@@ -120,6 +124,42 @@ def new_sandbox_model(directory: Path, arch: SandboxModelConfig, seed: int):
     torch.manual_seed(seed)
     model = CLIPModel(config)
     return model, CLIPProcessor(image_processor=image_processor, tokenizer=tokenizer)
+
+
+def model_directory(name: str) -> Path:
+    """A registered sandbox model's files (``comclip/sandbox``) or a directory, as a path."""
+    from comclip.backbones.factory import packaged_path, registered_models
+    from comclip.errors import InputError
+
+    entry = registered_models().get(name)
+    directory = Path(packaged_path(entry.source) if entry else name)
+    if not (directory / "model.safetensors").is_file() or not (directory / "vocab.json").is_file():
+        raise InputError(f"{name}: not a sandbox model to continue from (no model.safetensors and vocab.json there)")
+    return directory
+
+
+def continue_from(model, tokenizer, directory: Path) -> None:
+    """Load ``directory``'s weights into ``model`` (the same architecture, perhaps a larger
+    vocabulary): every token both vocabularies hold keeps its trained embedding row."""
+    import torch
+    from transformers import CLIPModel
+
+    from comclip.errors import InputError
+
+    trained = CLIPModel.from_pretrained(directory)
+    old_ids = json.loads((directory / "vocab.json").read_text(encoding="utf-8"))
+    state = {k: v for k, v in trained.state_dict().items() if "token_embedding" not in k}
+    own = model.state_dict()
+    wrong = [k for k, v in state.items() if k not in own or own[k].shape != v.shape]
+    if wrong:
+        raise InputError(f"{directory}: another architecture than this training's ({', '.join(wrong[:3])} ...)")
+    model.load_state_dict(state, strict=False)
+    old_rows = trained.text_model.embeddings.token_embedding.weight
+    new_rows = model.text_model.embeddings.token_embedding.weight
+    with torch.no_grad():
+        for token, new_id in tokenizer.get_vocab().items():
+            if token in old_ids:
+                new_rows[new_id] = old_rows[old_ids[token]]
 
 
 def pixel_tensor(images) -> "torch.Tensor":  # noqa: UP037 (torch is imported lazily)
@@ -214,13 +254,17 @@ def train_sandbox_model(
     log: Callable[[str], None] = print,
     log_every: int = 100,
 ) -> Path:
-    """Train the sandbox CLIP from scratch and save it (plus ``training.json``) to ``out``."""
+    """Train the sandbox CLIP (from scratch, or on from ``training.init``) and save it (plus
+    ``training.json``) to ``out``."""
     from comclip._hf_utils import quiet_transformers
 
+    parent = model_directory(training.init) if training.init else None  # checked before anything is written
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     with quiet_transformers():
         model, processor = new_sandbox_model(out, arch, training.seed)
+        if parent:
+            continue_from(model, processor.tokenizer, parent)
     tokens = _TokenCache(processor.tokenizer)
     rng = np.random.default_rng(training.seed)
     shuffle_rng = np.random.default_rng(training.seed + 1)  # separate stream: same scenes either way
@@ -259,5 +303,12 @@ def _save(out: Path, model, processor, training: TrainingConfig, arch: SandboxMo
         "history": history,
         "versions": {"torch": torch.__version__, "python": platform.python_version()},
     }
+    defaults = json.dumps(PIPELINE_DEFAULTS, indent=2)
+    if training.init:  # the whole lineage (what the weights had learned before), and the parent's defaults
+        parent = model_directory(training.init)
+        earlier = json.loads((parent / "training.json").read_text(encoding="utf-8"))
+        record["continued_from"] = {k: v for k, v in earlier.items() if k != "history"}
+        if (parent / "comclip.json").is_file():
+            defaults = (parent / "comclip.json").read_text(encoding="utf-8")
     (out / "training.json").write_text(json.dumps(record, indent=2), encoding="utf-8")
-    (out / "comclip.json").write_text(json.dumps(PIPELINE_DEFAULTS, indent=2), encoding="utf-8")
+    (out / "comclip.json").write_text(defaults, encoding="utf-8")
