@@ -115,6 +115,9 @@ def test_training_writes_a_loadable_model(tmp_path):
     lineage = json.loads((on / "training.json").read_text())
     assert lineage["samples_seen"] == 4 and lineage["continued_from"]["samples_seen"] == 24
     assert (on / "comclip.json").read_text() == '{"entity_prompt": "the {}"}'
+    (out / "training.json").unlink()  # a parent trained elsewhere has no record: the run still saves
+    elsewhere = train_sandbox_model(tmp_path / "on2", TrainingConfig(steps=1, batch_size=4, init=str(out)), log=lambda _: None)
+    assert json.loads((elsewhere / "training.json").read_text())["continued_from"] == {"training": "unknown"}
 
 
 def test_training_continues_from_a_model_with_fewer_words(tmp_path):
@@ -149,6 +152,16 @@ def test_training_refuses_to_continue_from_what_is_not_a_sandbox_model(cli, tmp_
     code, _, err = cli("sandbox", "train", "--out", tmp_path / "m", "--init", tmp_path / "nothing")
     assert code == 2 and "not a sandbox model to continue from" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "m").exists()  # refused before anything was written
+
+
+def test_training_refuses_to_continue_from_another_architecture(tmp_path):
+    from comclip.errors import InputError
+    from comclip.sandbox.training import SandboxModelConfig, TrainingConfig, model_directory, train_sandbox_model
+
+    shipped = model_directory("comclip/sandbox")
+    with pytest.raises(InputError, match="width 128 \\(not 64\\)"):
+        train_sandbox_model(tmp_path / "m", TrainingConfig(steps=1, init=str(shipped)), SandboxModelConfig(width=64))
+    assert not (tmp_path / "m").exists()
 
 
 def test_oracle_grounder_is_exact():

@@ -138,6 +138,25 @@ def model_directory(name: str) -> Path:
     return directory
 
 
+def check_architecture(directory: Path, arch: SandboxModelConfig) -> None:
+    """Refuse, before anything is written, a model to continue from whose layers differ from ``arch``."""
+    from comclip.errors import InputError
+
+    config = json.loads((directory / "config.json").read_text(encoding="utf-8"))
+    vision, text = config.get("vision_config", {}), config.get("text_config", {})
+    found = {
+        "width": vision.get("hidden_size"),
+        "vision_layers": vision.get("num_hidden_layers"),
+        "patch_size": vision.get("patch_size"),
+        "image_size": vision.get("image_size"),
+        "text_layers": text.get("num_hidden_layers"),
+        "projection_dim": config.get("projection_dim"),
+    }
+    differ = [f"{k} {v} (not {getattr(arch, k)})" for k, v in found.items() if v != getattr(arch, k)]
+    if differ:
+        raise InputError(f"{directory}: another architecture than this training's: {', '.join(differ)}")
+
+
 def continue_from(model, tokenizer, directory: Path) -> None:
     """Load ``directory``'s weights into ``model`` (the same architecture, perhaps a larger
     vocabulary): every token both vocabularies hold keeps its trained embedding row."""
@@ -259,6 +278,8 @@ def train_sandbox_model(
     from comclip._hf_utils import quiet_transformers
 
     parent = model_directory(training.init) if training.init else None  # checked before anything is written
+    if parent:
+        check_architecture(parent, arch)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     with quiet_transformers():
@@ -306,8 +327,9 @@ def _save(out: Path, model, processor, training: TrainingConfig, arch: SandboxMo
     defaults = json.dumps(PIPELINE_DEFAULTS, indent=2)
     if training.init:  # the whole lineage (what the weights had learned before), and the parent's defaults
         parent = model_directory(training.init)
-        earlier = json.loads((parent / "training.json").read_text(encoding="utf-8"))
-        record["continued_from"] = {k: v for k, v in earlier.items() if k != "history"}
+        earlier = parent / "training.json"  # absent where the parent was not trained here
+        lineage = json.loads(earlier.read_text(encoding="utf-8")) if earlier.is_file() else {"training": "unknown"}
+        record["continued_from"] = {k: v for k, v in lineage.items() if k != "history"}
         if (parent / "comclip.json").is_file():
             defaults = (parent / "comclip.json").read_text(encoding="utf-8")
     (out / "training.json").write_text(json.dumps(record, indent=2), encoding="utf-8")
