@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from comclip.errors import InputError
 from comclip.sandbox.pixel_pairs import pixel_training_example
 from comclip.sandbox.scenes import IMAGE_SIZE, training_example, vocabulary
 from comclip.text.bpe import clip_merges, word_merges, write_bpe_files
@@ -129,7 +130,6 @@ def new_sandbox_model(directory: Path, arch: SandboxModelConfig, seed: int):
 def model_directory(name: str) -> Path:
     """A registered sandbox model's files (``comclip/sandbox``) or a directory, as a path."""
     from comclip.backbones.factory import packaged_path, registered_models
-    from comclip.errors import InputError
 
     entry = registered_models().get(name)
     directory = Path(packaged_path(entry.source) if entry else name)
@@ -140,8 +140,6 @@ def model_directory(name: str) -> Path:
 
 def check_architecture(directory: Path, arch: SandboxModelConfig) -> None:
     """Refuse, before anything is written, a model to continue from whose layers differ from ``arch``."""
-    from comclip.errors import InputError
-
     config = json.loads((directory / "config.json").read_text(encoding="utf-8"))
     vision, text = config.get("vision_config", {}), config.get("text_config", {})
     found = {
@@ -162,8 +160,6 @@ def continue_from(model, tokenizer, directory: Path) -> None:
     vocabulary): every token both vocabularies hold keeps its trained embedding row."""
     import torch
     from transformers import CLIPModel
-
-    from comclip.errors import InputError
 
     trained = CLIPModel.from_pretrained(directory)
     old_ids = json.loads((directory / "vocab.json").read_text(encoding="utf-8"))
@@ -305,11 +301,20 @@ def train_sandbox_model(
             history.append({"step": step, "loss": round(loss, 4), "seconds": round(elapsed, 1)})
             log(f"step {step}/{training.steps}  loss {loss:.4f}  lr {learning_rate(step, training):.2e}  {elapsed:.0f}s")
     model.eval()
-    _save(out, model, processor, training, arch, history, time.time() - started)
+    _save(out, model, processor, training, arch, history, time.time() - started, parent)
     return out
 
 
-def _save(out: Path, model, processor, training: TrainingConfig, arch: SandboxModelConfig, history: list, seconds: float) -> None:
+def _save(
+    out: Path,
+    model,
+    processor,
+    training: TrainingConfig,
+    arch: SandboxModelConfig,
+    history: list,
+    seconds: float,
+    parent: Path | None = None,
+) -> None:
     """The model directory: weights, processor, ``training.json`` and the pipeline defaults."""
     import torch
 
@@ -325,8 +330,7 @@ def _save(out: Path, model, processor, training: TrainingConfig, arch: SandboxMo
         "versions": {"torch": torch.__version__, "python": platform.python_version()},
     }
     defaults = json.dumps(PIPELINE_DEFAULTS, indent=2)
-    if training.init:  # the whole lineage (what the weights had learned before), and the parent's defaults
-        parent = model_directory(training.init)
+    if parent:  # the whole lineage (what the weights had learned before), and the parent's defaults
         earlier = parent / "training.json"  # absent where the parent was not trained here
         lineage = json.loads(earlier.read_text(encoding="utf-8")) if earlier.is_file() else {"training": "unknown"}
         record["continued_from"] = {k: v for k, v in lineage.items() if k != "history"}
