@@ -12,7 +12,7 @@ from comclip.boxes import Box
 from comclip.composition.geometry import PIXEL_SOFTNESS, pixel_rule, pixel_score, probe_region
 from comclip.explain import score_label
 from comclip.imaging.subimages import make_subimage
-from comclip.pipeline.pixel_relations import PIXEL_FILL
+from comclip.pipeline.pixel_relations import PIXEL_FILL, ZOOM
 
 
 def test_each_predicate_has_its_probe():
@@ -38,6 +38,11 @@ def test_the_verdict_follows_the_subject_minus_the_object():
     assert pixel_score((0.3, 0.3), swapped=False) is None
 
 
+#: The verdict's slope in the tests that compare it: cosines of a random model differ by
+#: tenths, which the shipped slope would turn into 0 or 1.
+SOFT = 0.5
+
+
 def _pipeline(backbone, pair, relation_check):
     from comclip import ComCLIP
     from comclip.grounding.oracle import OracleGrounder
@@ -54,12 +59,28 @@ def _likeness(backbone, image, boxes, phrase) -> float:
     return float(view @ backbone.encode_texts([phrase])[0])
 
 
+def _zoomed(backbone, image, box):
+    """The box's square (side its longer side, centred on it) of the sub-image, at the encoder's size."""
+    side = round(max(box.width, box.height) * ZOOM)
+    x1, y1 = round(box.centre[0] - side / 2), round(box.centre[1] - side / 2)
+    window = make_subimage(image, [box], PIXEL_FILL).crop((x1, y1, x1 + side, y1 + side))  # PIL pads with black
+    assert min(x1, y1) >= 0 and max(x1, y1) + side <= min(image.size), "a window inside the (square) image"
+    view = backbone.encode_images([window])[0]
+    return view / view.norm()
+
+
 @pytest.mark.parametrize("task", ["depth", "direction"])
-def test_the_pipeline_verdict_equals_a_direct_computation(tiny_backbone, task):
+def test_the_pipeline_verdict_equals_a_direct_computation(tiny_backbone, task, monkeypatch):
     """The relation's check is marked as read from pixels, its g is the sigmoid of the
-    subject's minus the object's evidence computed here from the sub-images and phrases, and
-    the score is the paper's plus (g - 1/2)."""
+    subject's minus the object's evidence computed here (depth: each entity's sub-image against
+    its phrase; pointing: how much more like "A <predicate>" it is with the gap added than like
+    "A" without, plus the gap's zoomed view against the entity's, image to image), and
+    the score is the paper's plus (g - 1/2). A soft slope keeps g off 0 and 1 (where any
+    evidence of the right sign would pass)."""
+    from comclip.composition import geometry
     from comclip.sandbox.pairs import make_pair
+
+    monkeypatch.setattr(geometry, "PIXEL_SOFTNESS", SOFT)
 
     pair = make_pair(task, 100, 0)
     images = [s.render() for s in pair.scenes]
@@ -74,15 +95,53 @@ def test_the_pipeline_verdict_equals_a_direct_computation(tiny_backbone, task):
             entity = {p.entities[0]: p for p in result.parts if p.kind == "entity"}
             a, b = entity[s], entity[o]
             region = probe_region(probe, a.boxes[0], b.boxes[0])
-            plain = [_likeness(tiny_backbone, images[i], p.boxes, p.phrase) for p in (a, b)]
-            if probe == "between":
-                added = [_likeness(tiny_backbone, images[i], [*p.boxes, region], p.phrase) for p in (a, b)]
-                plain = [added[0] - plain[0], added[1] - plain[1]]
-            difference = (plain[1] - plain[0]) if swapped else (plain[0] - plain[1])
-            assert g == pytest.approx(1 / (1 + math.exp(-difference / PIXEL_SOFTNESS)), abs=2e-3)
+            evidence = [_likeness(tiny_backbone, images[i], p.boxes, p.phrase) for p in (a, b)]  # depth: the likeness
+            if probe == "between":  # the agent's gain, and the gap against each entity, image to image, seen zoomed
+                predicate = pair.graphs[0]["relations"][0]["predicate"]
+                agent = [_likeness(tiny_backbone, images[i], [*p.boxes, region], f"{p.phrase} {predicate}") for p in (a, b)]
+                gap = _zoomed(tiny_backbone, images[i], region)
+                evidence = [
+                    agent[k] - evidence[k] + float(gap @ _zoomed(tiny_backbone, images[i], p.boxes[0]))
+                    for k, p in enumerate((a, b))
+                ]
+            difference = (evidence[1] - evidence[0]) if swapped else (evidence[0] - evidence[1])
+            assert g == pytest.approx(1 / (1 + math.exp(-difference / SOFT)), abs=2e-4) and 0.01 < g < 0.99
             assert result.score == pytest.approx(off[i][j].score + (g - 0.5), abs=1e-6)
             if abs(g - 0.5) > 1e-9:  # the figure names where the relations' term came from
                 assert "+ relations (pixels)" in score_label(result, "m") or "- relations (pixels)" in score_label(result, "m")
+
+
+def test_pointing_between_boxes_without_a_gap_is_read_from_the_agent_alone(tiny_backbone, monkeypatch):
+    """A pointer's source grounded with its pointer can reach the other's box: no gap is left,
+    and the verdict is the agent's gain alone (not unverified)."""
+    from comclip import ComCLIP
+    from comclip.boxes import bounding_box
+    from comclip.composition import geometry
+    from comclip.grounding.oracle import OracleGrounder
+    from comclip.parsing.given import GivenParser
+    from comclip.sandbox.pairs import make_pair
+
+    monkeypatch.setattr(geometry, "PIXEL_SOFTNESS", SOFT)
+    pair = make_pair("direction", 100, 0)
+    scene, image = pair.scenes[0], pair.scenes[0].render()
+    reach = bounding_box([o.box for o in scene.objects])  # the subject's box takes in the object's
+    known = [(o.shape, reach if k == 0 else o.box) for k, o in enumerate(scene.objects)]
+    pipeline = ComCLIP(
+        tiny_backbone,
+        parser=GivenParser(dict(zip(pair.captions, pair.graphs))),
+        grounder=OracleGrounder(known=[(image, known)]),
+        relation_check="pixels",
+    )
+    result = pipeline.explain(image, pair.captions[0])
+    ((s, predicate, o, g, evidence),) = result.spatial
+    entity = {p.entities[0]: p for p in result.parts if p.kind == "entity"}
+    assert probe_region("between", entity[s].boxes[0], entity[o].boxes[0]) is None and evidence == "pixels"
+    gains = [
+        _likeness(tiny_backbone, image, p.boxes, f"{p.phrase} {predicate}") - _likeness(tiny_backbone, image, p.boxes, p.phrase)
+        for p in (entity[s], entity[o])
+    ]
+    assert g == pytest.approx(1 / (1 + math.exp(-(gains[0] - gains[1]) / SOFT)), abs=2e-4) and 0.01 < g < 0.99
+    assert "relation_unverified" not in result.flags
 
 
 def test_where_the_relation_cannot_show_the_boxes_decide_or_nothing(tiny_backbone):

@@ -138,8 +138,10 @@ PLUS_REASONS = {
     "seed 100; held-out seeds 300 and 301); other backbones keep the fill",
     "relation_check": "pixels: spatial predicates checked on the grounded boxes, which sub-images cannot tell apart; "
     "depth and pointing, which boxes cannot show either, read from the entities' sub-images (the one drawn whole is in "
-    "front; the one whose likeness gains most with the gap between them points): on development seed 100 depth "
-    "6 -> 34 and pointing 0 -> 27 (`sandbox-bow`), 7 -> 30 and 2 -> 21 (`sandbox`); other tasks have no such predicates",
+    "front; the one more like 'A point at' with the gap added than like 'A', and more like the gap seen closely, "
+    "points): on development seed 100, depth 6 -> 34 (`sandbox-bow`) and 7 -> 30 (`sandbox`) with the first weights; "
+    "pointing 30 -> 66 and crowded pointing 28 -> 54 (`sandbox-bow`, now) over the first reading of pointing; other "
+    "tasks have no such predicates",
 }
 
 register_method("clip", None, "plain CLIP: the cosine of the global image and caption embeddings")

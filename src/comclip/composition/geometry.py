@@ -158,13 +158,13 @@ def geometry_bonus(scores: Sequence[float], weight: float) -> float:
 
 
 #: Relations that the boxes cannot decide (the same boxes hold either way), read from pixels by
-#: ``--relations pixels``: predicate -> (probe, whether subject and object swap places). Each
-#: entity's sub-image is scored against its own phrase (its likeness). ``occlusion`` (boxes that
-#: overlap): the entity drawn whole is in front, the one partly hidden behind it is less like
-#: its phrase. ``between`` (boxes apart on some axis): what points from one entity to the other
-#: crosses the gap between them, so the pointing entity gains more likeness than the other
-#: when the gap is added to its sub-image. The subject-minus-object difference decides (see
-#: :func:`pixel_score`).
+#: ``--relations pixels``: predicate -> (probe, whether subject and object swap places).
+#: ``occlusion`` (boxes that overlap): each entity's sub-image is scored against its own phrase
+#: (its likeness); the entity drawn whole is in front, the one partly hidden behind it is less
+#: like its phrase. ``between``: the entity that points looks more like the doer ("A point at")
+#: than the other, and what points from it crosses the gap between the boxes (where they are
+#: apart), so the gap looks more like it (see :mod:`comclip.pipeline.pixel_relations`). The
+#: subject-minus-object difference decides (see :func:`pixel_score`).
 PIXEL_RULES: dict[str, tuple[str, bool]] = {
     "in front of": ("occlusion", False),
     **dict.fromkeys(("behind", "in back of"), ("occlusion", True)),
@@ -200,7 +200,7 @@ def probe_region(probe: str, a: Box, b: Box) -> Box | None:
 
 def pixel_score(evidence: tuple[float, float], swapped: bool) -> float | None:
     """The soft truth of the relation from each entity's evidence ``(subject, object)`` (its
-    likeness for ``occlusion``, its gain in likeness with the gap for ``between``): the
+    likeness for ``occlusion``, its agent's gain and likeness to the gap for ``between``): the
     sigmoid of their difference over :data:`PIXEL_SOFTNESS`; None on a tie."""
     subject, obj = evidence
     difference = (obj - subject) if swapped else (subject - obj)
