@@ -15,10 +15,12 @@ and group it again; this module does the same, in three steps on each segment:
    given to the group (or the background) whose mean colour is nearest, which gives back
    the thin tips the median took; each group's pixels are a part, and so is each piece of a
    group cut in two. Where it holds one group whose box is smaller than the segment's by more
-   than :data:`SHRINK` pixels (a thin line the median removed), that group is a part.
+   than :data:`SHRINK` pixels (a thin line the median removed), that group, grown back by
+   :data:`REGROW` pixels inside the segment (the median took the shape's tips too), is a part.
 3. **narrow joins**: the segment and each part are eroded by 1 and 2 pixels; where that cuts
    them apart, each piece grown back is a part (objects of one colour that touch); where one
-   pixel's erosion and growth give back a much smaller box, that is a part (a line left it).
+   pixel's erosion and growth give back a much smaller box, that is a part (a line left it),
+   grown back the same way.
 
 Nothing here knows what an object is: it reads colours and shapes of regions, so it runs on
 any image where objects contrast (diagrams, products, the sandbox). A segment of one colour,
@@ -33,7 +35,7 @@ import numpy as np
 
 #: Bumped whenever the parts a segment gives change: grounders that use them name it in their
 #: description, so cached rankings and search indexes of other parts are never mixed in.
-VERSION = 2
+VERSION = 3
 #: Neighbouring pixels closer than this (RGB distance, after the median) are one colour region.
 TOLERANCE = 18.0
 #: Colour regions of a segment whose mean colours are closer than this are one group.
@@ -50,6 +52,8 @@ MIN_SHARE = 0.2
 #: makes many small colour regions, which are not objects (an object half hidden behind one
 #: four times its size still is one).
 MIN_PART = 0.05
+#: How far a part that a thin line left is grown back into its segment (see :func:`_regrown`).
+REGROW = 2
 #: Pieces of a regrown group smaller than this many pixels are noise.
 MIN_PIECE = 4
 
@@ -128,7 +132,7 @@ def _colour_parts(
     if len(groups) == 1:
         union = np.logical_or.reduce(groups[0])
         if _much_smaller(union, segment):
-            yield union
+            yield _regrown(union, segment)
         return
     if not groups:
         return
@@ -165,7 +169,17 @@ def _narrow_joins(mask: np.ndarray) -> Iterator[np.ndarray]:
         if len(pieces) > 1:
             yield from pieces
         elif len(pieces) == 1 and depth == 1 and _much_smaller(pieces[0], mask):
-            yield pieces[0]
+            yield _regrown(pieces[0], mask)
+
+
+def _regrown(part: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """A part that a thin line left, grown back by :data:`REGROW` pixels inside ``mask``: the
+    median and the erosion that cut the line off also took the shape's tips and corners (its
+    box lay up to 2 pixels inside the shape's, so its masked sub-image cut them off); the line
+    gets back no more than that stub."""
+    from scipy import ndimage
+
+    return ndimage.binary_dilation(part, iterations=REGROW) & mask
 
 
 def _much_smaller(inner: np.ndarray, outer: np.ndarray) -> bool:
