@@ -61,9 +61,15 @@ class _Relation(NamedTuple):
     key: tuple[int, str, int]  # (subject, predicate, object)
     probe: str
     swapped: bool
-    region: Box | None  # None: the relation cannot show (no overlap, no gap)
+    region: Box | None  # the overlap (occlusion) or the gap (between); None where there is none
     subject: Part
     obj: Part
+
+    @property
+    def readable(self) -> bool:
+        """Whether pixels can decide it: depth needs an overlap; pointing reads its agent
+        even where the boxes leave no gap."""
+        return self.region is not None or self.probe == "between"
 
 
 def pixel_checks(
@@ -73,7 +79,7 @@ def pixel_checks(
     ``{(subject, predicate, object): g or None}``; ``graphs[(i, j)]`` is the pair's scene
     graph, ``phrases`` the phrase embeddings by text (the agent texts are encoded here)."""
     wanted = {pair: _wanted(owner[pair[0]], parts, graphs[pair]) for pair, parts in layouts.items()}
-    shown = [r for found in wanted.values() for r in found if r.region is not None or r.probe == "between"]
+    shown = [r for found in wanted.values() for r in found if r.readable]
     embedded = _embedded(backbone, loaded, list(dict.fromkeys(view for r in shown for view in _views(r))))
     agents = list(dict.fromkeys(text for r in shown if r.probe == "between" for text in _agent_texts(r)))
     texts = {**phrases, **(dict(zip(agents, backbone.encode_texts(agents))) if agents else {})}
@@ -86,7 +92,7 @@ def pixel_checks(
 
 def _verdict(relation: _Relation, embedded: dict[View, torch.Tensor], texts: dict) -> float | None:
     """The relation's soft truth from its views (None where it cannot show, or on a tie)."""
-    if relation.region is None and relation.probe != "between":
+    if not relation.readable:
         return None
     views = [embedded[view] for view in _views(relation)]
     parts = (relation.subject, relation.obj)
