@@ -74,7 +74,13 @@ def test_nested_grounder_defaults_of_comclip_json_are_fields():
     config = PipelineConfig.layered(defaults, grounder_fill="black")
     assert (config.grounder_prompt, config.proposals, config.region, config.entity_prompt) == ("a {}", "segments", "mask", "a {}")
     assert config.grounder_fill == "black"  # an explicit fill wins over the model's (it did not, before)
-    assert config.grounder_options() == {"prompt": "a {}", "proposals": "segments", "region": "mask", "fill": "black"}
+    assert config.grounder_options() == {
+        "prompt": "a {}",
+        "proposals": "segments",
+        "region": "mask",
+        "fill": "black",
+        "subimage": "fill",
+    }
 
 
 @pytest.mark.parametrize(

@@ -19,7 +19,12 @@ def test_the_three_methods_and_their_layering():
     assert configs["comclip"] == base.replace(weighting="softmax")  # the paper's: the base, unchanged
     plus = configs["comclip-plus"]
     assert all(getattr(plus, name) == value for name, value in PLUS.items())
-    assert plus.region == "multiscale" and plus.entity_prompt == "a {}" and plus.weighting == "softmax"
+    assert (
+        plus.region == "mask"
+        and plus.grounder_fill == "background"
+        and plus.entity_prompt == "a {}"
+        and plus.weighting == "softmax"
+    )
     assert method_configs(["comclip-plus"], PipelineConfig(), {"subimage_fill": "black"})["comclip-plus"].subimage_fill == "black"
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 import warnings
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -191,7 +192,8 @@ def test_auto_is_tokens_where_the_backbone_can_and_the_fill_is_one_colour(bow):
 
 
 def test_pipeline_scores_with_tokens_through_a_cache(bow, scenes, tmp_path):
-    """comclip-plus with tokens scores close to the fill; a warm run gives the same scores
+    """comclip-plus's sub-images from tokens score close to the fill (both ground with the
+    filled candidates, so only the sub-images differ); a warm run gives the same scores
     without encoding a sub-image again."""
     from comclip.backbones.cached import CachedEncoder
     from comclip.cache.embeddings import SQLiteCache
@@ -200,14 +202,15 @@ def test_pipeline_scores_with_tokens_through_a_cache(bow, scenes, tmp_path):
     captions = ["a red circle", "a large purple triangle and a small orange diamond"]
     cached = CachedEncoder(bow, SQLiteCache(tmp_path / "cache.sqlite"))
     plus = {"assignment": "joint", "score_mode": "evidence", "subimage_fill": "mean"}
-    tokens = ComCLIP(cached, subimage="tokens", **plus).score(images[:4], captions)
-    filled = ComCLIP(bow, **plus).score(images[:4], captions)
+    grounder = ComCLIP(bow, **plus).grounder
+    tokens = ComCLIP(cached, subimage="tokens", grounder=grounder, **plus).score(images[:4], captions)
+    filled = ComCLIP(bow, grounder=grounder, **plus).score(images[:4], captions)
     assert torch.allclose(tokens, filled, atol=0.05) and not torch.equal(tokens, filled)
     calls = []
     original = bow._token_rows
     bow._token_rows = lambda regions: calls.append(len(regions)) or original(regions)
     try:
-        assert torch.equal(ComCLIP(cached, subimage="tokens", **plus).score(images[:4], captions), tokens)
+        assert torch.equal(ComCLIP(cached, subimage="tokens", grounder=grounder, **plus).score(images[:4], captions), tokens)
     finally:
         del bow._token_rows
     assert calls == []
@@ -264,3 +267,34 @@ def test_an_image_the_size_of_the_view_is_the_fill_exactly_where_no_patch_is_who
     assert torch.allclose(tokens, filled, atol=1e-4)
     [whole] = backbone._token_rows([maker.region(0, [Box(0, 0, side, side)], "tokens-mean")])
     assert torch.allclose(whole, backbone.encode_views([image])[0], atol=1e-5)
+
+
+@pytest.mark.parametrize("region", ["mask", "multiscale"])
+def test_grounder_encodes_its_masked_candidates_from_tokens(bow, scenes, region):
+    """With sub-images from tokens, the clip grounder's masked view of a candidate is its
+    token encoding (zoomed views stay images), it says so in what it describes (its rankings
+    are cached apart), and it finds each scene's objects as the filled views do."""
+    from comclip.grounding import create_grounder
+    from comclip.grounding.clip_grounder import ZOOMS
+    from comclip.imaging.subimages import TokenRegion, border_colour
+
+    images, truth = scenes
+    options = {"proposals": "segments", "region": region, "fill": "background"}
+    tokens, filled = (create_grounder("clip", bow, subimage=mode, **options) for mode in ("auto", "fill"))
+    assert tokens.describe()["fill"] == "tokens-background" and filled.describe()["fill"] == "background"
+    boxes, embeddings = tokens.candidates(images[0])
+    colour = tuple(int(c) for c in border_colour(np.asarray(images[0])))
+    masked = bow._token_rows([TokenRegion(images[0], (b.clipped(*images[0].size),), colour) for b in boxes])
+    maker = SubimageMaker([images[0]], None)
+    zoomed = (
+        [bow.encode_views([maker.zoomed(0, b, "background", z) for z in ZOOMS]) for b in boxes] if region == "multiscale" else []
+    )
+    expected = torch.stack([torch.cat([masked[k : k + 1], *zoomed[k : k + 1]]).mean(dim=0) for k in range(len(boxes))])
+    assert torch.allclose(embeddings, expected, atol=1e-5)
+    hits = dict.fromkeys(("tokens", "filled"), 0)
+    for image, objects in zip(images, truth):
+        for name, grounder in (("tokens", tokens), ("filled", filled)):
+            ranked = grounder.ground(image, ["diamond", "cross", "circle", "square", "triangle", "star"])
+            tops = {d[0].boxes[0] for d in ranked if d}
+            hits[name] += sum(any(box.iou(t) >= 0.5 for t in tops) for box in objects)
+    assert hits["tokens"] >= hits["filled"] - 1 and hits["tokens"] >= 0.8 * sum(len(o) for o in truth)

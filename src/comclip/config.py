@@ -57,9 +57,11 @@ class PipelineConfig:
     subimage: str = option(
         "how a sub-image is encoded: fill (the full-size image, the fill outside the region, as in "
         "the paper), tokens (a ViT's patch tokens the region touches, the rest as one token: "
-        "costs its area; for fills of one colour) or auto (tokens where the backbone can, else fill)",
+        "costs its area; for fills of one colour) or auto (tokens where the backbone can, else fill); "
+        "the clip grounder's masked candidates likewise",
         "fill",
         choices=SUBIMAGE_MODES,
+        grounder={"clip": "subimage"},
     )
     score_mode: str = option(
         "score mode: comclip (the paper), evidence (+ lambda * mean entity cosine), evidence-min "

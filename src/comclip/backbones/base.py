@@ -160,10 +160,14 @@ class Backbone(ABC):
     def _encode_image_batch(self, images: list) -> torch.Tensor:
         return self._encode_pixels(self.pixel_values(images))
 
-    def encode_views(self, views: Sequence[Image.Image | torch.Tensor]) -> torch.Tensor:
+    def encode_views(self, views: Sequence[Image.Image | torch.Tensor] | Sequence[TokenRegion]) -> torch.Tensor:
         """Embeddings (``[N, D]``, unit-norm rows) of images made on the fly and used once, such
-        as a grounder's candidate regions: batched, never looked up in or written to the cache."""
-        return self._batched(list(views), self._encode_image_batch)
+        as a grounder's candidate regions (or regions to encode from patch tokens, all of one
+        kind): batched, never looked up in or written to the cache."""
+        made = list(views)
+        if made and isinstance(made[0], TokenRegion):
+            return self._token_rows(made)  # type: ignore[arg-type]
+        return self._batched(made, self._encode_image_batch)
 
     # --- shared behaviour -------------------------------------------------------------
     # A backbone computes; it keeps nothing. A cache goes in front of it as a

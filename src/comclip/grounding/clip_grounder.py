@@ -11,6 +11,7 @@ import math
 import weakref
 from collections import OrderedDict
 from collections.abc import Sequence
+from typing import cast
 
 import torch
 from PIL import Image
@@ -22,7 +23,7 @@ from comclip.errors import InputError
 from comclip.grounding.base import Detection, Grounder
 from comclip.grounding.proposals import DEFAULT_SCALES, PROPOSALS, propose
 from comclip.grounding.segment_parts import VERSION as SEGMENT_PARTS_VERSION
-from comclip.imaging.subimages import SubimageMaker
+from comclip.imaging.subimages import COLOUR_FILLS, SUBIMAGE_MODES, TOKENS, SubimageMaker, TokenRegion
 from comclip.similarity import cosines
 
 #: The library defaults of the clip grounder's options (see :class:`comclip.config.PipelineConfig`).
@@ -63,6 +64,7 @@ class CLIPGrounder(Grounder):
         region: str | None = None,
         fill: str = DEFAULT_FILL,
         cache_images: int = 512,
+        subimage: str = "fill",
     ):
         self.backbone = backbone
         self.prompt = prompt
@@ -76,6 +78,16 @@ class CLIPGrounder(Grounder):
             raise InputError(f"unknown region mode {self.region!r}; choose one of {', '.join(REGION_MODES)}")
         if self.region == "patches" and not backbone.supports_patches:
             raise InputError(f"region mode 'patches' needs patch tokens, which {backbone.name} does not expose; use crop or mask")
+        if subimage not in SUBIMAGE_MODES:
+            raise InputError(f"unknown sub-image mode {subimage!r}; choose one of {', '.join(SUBIMAGE_MODES)}")
+        # A masked candidate is a sub-image: encoded from patch tokens where sub-images are
+        # (its fill one colour, the backbone able), so it costs its area, not a forward pass.
+        self.tokens = (
+            subimage != "fill"
+            and self.region in ("mask", "multiscale")
+            and self.fill in COLOUR_FILLS
+            and backbone.supports_tokens
+        )
         if "{}" not in self.prompt:
             raise InputError(f"grounding prompt {self.prompt!r} needs a {{}} where the entity goes")
         self._cache: OrderedDict[str, tuple[list[Box], torch.Tensor]] = OrderedDict()
@@ -95,7 +107,7 @@ class CLIPGrounder(Grounder):
         if self.proposals.endswith("segment-parts"):
             described["segment_parts"] = SEGMENT_PARTS_VERSION
         if self.region in ("mask", "multiscale"):
-            described["fill"] = self.fill
+            described["fill"] = TOKENS + self.fill if self.tokens else self.fill
         if self.region == "multiscale":
             described["zooms"] = list(ZOOMS)
         return described
@@ -156,21 +168,25 @@ class CLIPGrounder(Grounder):
         return dict(zip(todo, global_embeddings))
 
     def _encode_views(self, todo: dict[str, Image.Image], boxes: dict[str, list[Box]]) -> dict:
-        """Candidates encoded as crops, masked sub-images or (multiscale) the mean of a masked
-        sub-image's and its zoomed views' embeddings, whose dot product with a text is the mean
-        cosine. One forward pass per view, not cached: the rankings they give are."""
+        """Candidates encoded as crops, masked sub-images (from patch tokens where
+        :attr:`tokens`) or (multiscale) the mean of a masked sub-image's and its zoomed views'
+        embeddings, whose dot product with a text is the mean cosine. One encoding per view,
+        not cached: the rankings they give are."""
         maker = SubimageMaker(list(todo.values()), self.backbone.pixel_device)
         fill = "crop" if self.region == "crop" else self.fill
         zooms = ZOOMS if self.region == "multiscale" else ()
-        views = [
-            view
-            for n, key in enumerate(todo)
-            for b in boxes[key]
-            for view in [maker.sub(n, [b], fill), *(maker.zoomed(n, b, fill, z) for z in zooms)]
-        ]
-        embeddings = self.backbone.encode_views(views) if views else torch.zeros(0)
-        if zooms and views:
-            embeddings = embeddings.reshape(-1, 1 + len(zooms), *embeddings.shape[1:]).mean(dim=1)
+        candidates = [(n, b) for n, key in enumerate(todo) for b in boxes[key]]
+        embeddings = torch.zeros(0)
+        if candidates and self.tokens:
+            regions = [cast(TokenRegion, maker.region(n, [b], TOKENS + fill)) for n, b in candidates]
+            views = [self.backbone.encode_views(regions)[:, None]]  # [candidates, 1, D]
+            zoomed = [maker.zoomed(n, b, fill, z) for n, b in candidates for z in zooms]
+            views += [self.backbone.encode_views(zoomed).reshape(len(candidates), len(zooms), -1)] if zoomed else []
+            embeddings = torch.cat(views, dim=1).mean(dim=1)
+        elif candidates:  # each candidate's views in a row: its masked view, then its zoomed ones
+            filled = [[maker.sub(n, [b], fill), *(maker.zoomed(n, b, fill, z) for z in zooms)] for n, b in candidates]
+            embeddings = self.backbone.encode_views([view for some in filled for view in some])
+            embeddings = embeddings.reshape(len(candidates), 1 + len(zooms), *embeddings.shape[1:]).mean(dim=1)
         start = 0
         for key in todo:
             count = len(boxes[key])

@@ -1,7 +1,7 @@
 """The demo: the whole pipeline end to end, offline, in about half a minute on a laptop CPU.
 
 It evaluates plain CLIP, the paper's ComCLIP with both weightings and the project's best
-method (``comclip-plus``: joint grounding, multiscale views, entity evidence, spatial relations
+method (``comclip-plus``: joint grounding, segment parts, entity evidence, spatial relations
 checked on the boxes) with the two shipped sandbox models (``comclip/sandbox``, and
 ``comclip/sandbox-bow`` whose text tower was trained on shuffled words: a bag of words like
 real CLIP) on the sandbox's four classic minimal-pair sets and its depth pairs (a relation

@@ -7,7 +7,7 @@ What is stored, per image:
 
 - the global embedding;
 - per distinct grounder of the methods (``cand.G``): its candidate boxes and their region
-  embeddings (patch-pooled, cropped, masked or multiscale: whatever the grounder ranks);
+  embeddings (patch-pooled, cropped, masked, from tokens or multiscale: whatever the grounder ranks);
 - per sub-image fill of the methods (``sub.F``): the sub-image of every candidate box (the
   union over the grounders, boxes cut to the image, each pixel region once);
 - per fill (``union.F``): the union sub-images of candidate pairs, the relations' sub-images,

@@ -154,10 +154,19 @@ class _Views:
         """A fill colour's view pixel ``[3, 1, 1]`` (as the processor makes it) and its patch's
         embedding ``[C]`` (one patch of the colour: every patch of a one-colour view is alike)."""
         if colour not in self._fills:
-            side = self.pixels.shape[-1]
-            pixel = self.encoder.pixel_values([Image.new("RGB", (side, side), colour)])[:, :, :1, :1]
-            self._fills[colour] = pixel[0], self.encoder.embed_patches(pixel.expand(1, -1, patch, patch))[0, 0]
+            self.prepare_fills([colour], patch)
         return self._fills[colour]
+
+    def prepare_fills(self, colours: Sequence[tuple[int, int, int]], patch: int) -> None:
+        """:meth:`fill` of every colour not yet made, in batched calls: each image's background
+        is a colour of its own, and one call per colour cost more than its regions' encoding."""
+        todo = [colour for colour in dict.fromkeys(colours) if colour not in self._fills]
+        side, size = self.pixels.shape[-1], self.encoder.batch_size
+        for start in range(0, len(todo), size):
+            some = todo[start : start + size]
+            pixels = self.encoder.pixel_values([Image.new("RGB", (side, side), c) for c in some])[:, :, :1, :1]
+            embedded = self.encoder.embed_patches(pixels.expand(-1, -1, patch, patch))[:, 0]
+            self._fills.update((colour, (pixel, row)) for colour, pixel, row in zip(some, pixels, embedded))
 
     def edge_pixels(self, region: TokenRegion, mask_cut: torch.Tensor, edge: torch.Tensor, patch: int) -> torch.Tensor:
         """``[E, 3, patch, patch]``: the patches the region covers in part (``mask_cut``: its
@@ -179,10 +188,11 @@ def region_sequences(encoder: TokenEncoder, regions: Sequence[TokenRegion]) -> l
     cls, positions = encoder.class_and_positions()
     start = [cls[None] + positions[:1]] if cls is not None else []  # the class token, where the ViT has one
     patch_positions = positions[len(start) :]
-    layouts, edges, geometries = [], [], {}
+    geometries = {size: encoder.view_geometry(size) for size in dict.fromkeys(r.size for r in regions)}
+    for patch in {geometry.patch for geometry in geometries.values()}:
+        views.prepare_fills([r.colour for r in regions if geometries[r.size].patch == patch], patch)
+    layouts, edges = [], []
     for region in regions:
-        if region.size not in geometries:
-            geometries[region.size] = encoder.view_geometry(region.size)
         geometry = geometries[region.size]
         cut = patch_split(region_mask(region.boxes, geometry), geometry.patch)
         share = cut_shares(cut).to(positions.device)
