@@ -345,3 +345,28 @@ def test_ground_many_ranks_each_image_as_the_reference_does_alone(tiny_backbone)
             assert [(d.boxes[0], d.score) for d in detections] == [(boxes[k], scores[k]) for k in order]
     assert ranked[1] == [[]]
     assert grounder.ground(images[2], ["dog"]) == ranked[2][:1]
+
+
+def test_small_assignments_are_scipys():
+    """One or two entities are assigned by trying every assignment; where the best is clear of
+    the next, it is the one scipy's linear_sum_assignment gives (missing scores included)."""
+    from scipy.optimize import linear_sum_assignment
+
+    from comclip.grounding.assignment import _solve_small
+
+    rng = np.random.default_rng(0)
+    decided = 0
+    for _ in range(2000):
+        scores = np.round(rng.random((rng.integers(1, 3), rng.integers(1, 7))), 2)
+        scores[rng.random(scores.shape) < 0.25] = np.nan
+        small = _solve_small(scores.tolist())
+        if small is None:
+            continue
+        known = np.isfinite(scores)
+        floor = (np.nanmin(scores) if known.any() else 0.0) - 1e6
+        reference: list = [None] * len(scores)
+        for r, c in zip(*linear_sum_assignment(np.where(known, scores, floor), maximize=True)):
+            reference[r] = int(c) if known[r, c] else None
+        assert small == reference
+        decided += 1
+    assert decided > 1800

@@ -14,6 +14,7 @@ query, and two of its boxes overlapping by IoU >= :data:`SAME_REGION_IOU` count 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 
@@ -93,8 +94,8 @@ class _Regions:
     def of(cls, rows: Sequence[Sequence[Detection]]) -> _Regions:
         found = [(r, bounding_box(d.boxes), d.score) for r, detections in enumerate(rows) for d in detections]
         boxes = {box: n for n, box in enumerate(dict.fromkeys(box for _, box, _ in found))}
-        same = same_region_matrix(list(boxes), list(boxes))
-        rows_of_same = same.tolist()
+        rows_of_same = same_region_lists(list(boxes), list(boxes))
+        same = np.asarray(rows_of_same, dtype=bool).reshape(len(boxes), len(boxes))
         column_of: dict[Box, int] = {}
         firsts: list[Box] = []
         for box, n in boxes.items():
@@ -128,11 +129,18 @@ def same_region(a: Box, b: Box) -> bool:
 SMALL = 16
 
 
+def same_region_lists(a: Sequence[Box], b: Sequence[Box]) -> list[list[bool]]:
+    """:func:`same_region_matrix` as lists (rows of ``a``), for callers that read it in Python."""
+    if len(a) * len(b) <= SMALL:  # a few boxes (the sandbox's candidates): Python beats array set-up
+        return [[x is y or same_region(x, y) for y in b] for x in a]
+    return same_region_matrix(a, b).tolist()
+
+
 def same_region_matrix(a: Sequence[Box], b: Sequence[Box]) -> np.ndarray:
     """``[len(a), len(b)]``: :func:`same_region` of every pair, computed at once (the IoU in the
     same float64 operations as :meth:`Box.iou`, so the answers are the same)."""
-    if len(a) * len(b) <= SMALL:  # a few boxes (the sandbox's candidates): Python beats array set-up
-        return np.asarray([[same_region(x, y) for y in b] for x in a], dtype=bool).reshape(len(a), len(b))
+    if len(a) * len(b) <= SMALL:
+        return np.asarray(same_region_lists(a, b), dtype=bool).reshape(len(a), len(b))
     first = np.asarray([[x.x1, x.y1, x.x2, x.y2] for x in a], dtype=np.float64)[:, None, :]
     second = np.asarray([[x.x1, x.y1, x.x2, x.y2] for x in b], dtype=np.float64)[None, :, :]
     inter = _areas(np.maximum(first, second)[..., :2], np.minimum(first, second)[..., 2:])
@@ -154,6 +162,9 @@ def _solve(scores: np.ndarray) -> list[int | None]:
 
     if scores.size == 0:
         return [None] * scores.shape[0]
+    small = _solve_small(scores.tolist()) if scores.shape[0] <= 2 and scores.shape[1] <= SMALL else None
+    if small is not None:
+        return small
     known = np.isfinite(scores)
     floor = (np.nanmin(scores) if known.any() else 0.0) - 1e6  # a missing entry is never worth taking
     rows, columns = linear_sum_assignment(np.where(known, scores, floor), maximize=True)
@@ -161,6 +172,30 @@ def _solve(scores: np.ndarray) -> list[int | None]:
     for r, c in zip(rows, columns):
         picked[r] = int(c) if known[r, c] else None
     return picked
+
+
+def _solve_small(rows: list[list[float]]) -> list[int | None] | None:
+    """:func:`_solve` of one or two rows by trying every assignment (scipy's set-up costs more
+    than the few sums); None where the best is not clear of the next (scipy decides ties)."""
+    finite = [v for row in rows for v in row if math.isfinite(v)]
+    floor = (min(finite) if finite else 0.0) - 1e6
+    value = [[v if math.isfinite(v) else floor for v in row] for row in rows]
+    columns = range(len(rows[0]))
+    options: list[tuple[tuple[int | None, ...], float]]
+    if len(rows) == 1:
+        options = [((c,), value[0][c]) for c in columns]
+    elif len(rows[0]) > 1:
+        options = [((a, b), value[0][a] + value[1][b]) for a in columns for b in columns if a != b]
+    else:  # two rows, one column: one row goes without
+        options = [((0, None), value[0][0]), ((None, 0), value[1][0])]
+    options.sort(key=lambda option: -option[1])
+    if len(options) > 1 and options[0][1] - options[1][1] < TIE:
+        return None
+    return [c if c is not None and math.isfinite(rows[r][c]) else None for r, c in enumerate(options[0][0])]
+
+
+#: Assignments whose totals differ by less than this are a tie for :func:`_solve_small`.
+TIE = 1e-9
 
 
 def _union(
@@ -190,8 +225,8 @@ def with_attributes(ranked: Sequence[Detection], by_phrase: Sequence[Detection],
     if not by_phrase:
         return list(ranked)
     floor = min(d.score for d in by_phrase)
-    same = same_region_matrix([bounding_box(d.boxes) for d in ranked], [bounding_box(d.boxes) for d in by_phrase])
-    first = np.where(same.any(axis=1), same.argmax(axis=1), -1).tolist()  # the first phrase detection there
+    same = same_region_lists([bounding_box(d.boxes) for d in ranked], [bounding_box(d.boxes) for d in by_phrase])
+    first = [row.index(True) if True in row else -1 for row in same]  # the first phrase detection there
     combined = [
         Detection(d.boxes, d.score + weight * (by_phrase[k].score if k >= 0 else floor), d.label) for d, k in zip(ranked, first)
     ]

@@ -69,6 +69,7 @@ class ComCLIP:
             else create_grounder(self.config.grounder, backbone, **self.config.grounder_options(), **extra)
         )
         self.temperature = self.config.temperature if self.config.temperature is not None else 1.0 / backbone.logit_scale
+        self._ground_by = GROUND_BY[self.config.ground_by]  # looked up once: it is asked per entity and image
 
     @classmethod
     def from_pretrained(
@@ -366,7 +367,7 @@ class ComCLIP:
 
     def _query(self, entity: Entity) -> str:
         """What the grounder is asked to find for an entity: its head noun or its whole phrase."""
-        return GROUND_BY[self.config.ground_by](entity)
+        return self._ground_by(entity)
 
     def _layout(self, graph: SceneGraph, rankings: dict, image: LoadedImage) -> list[Part]:
         """Parts (with boxes, not yet scored) of one caption on one image: its entities grounded
