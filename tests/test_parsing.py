@@ -40,6 +40,8 @@ def _triples(graph: SceneGraph):
         ("the cat that is sleeping on the sofa", ("cat", "sleep on", "sofa")),
         ("a small red circle points at a large blue square", ("circle", "point at", "square")),  # "points" read as a noun
         ("a large white triangle points at a small orange diamond", ("triangle", "point at", "diamond")),
+        # "points" read as the subject of "cross", the sentence's root noun
+        ("a large blue diamond points at a small purple cross", ("diamond", "point at", "cross")),
         ("a man with car keys at a door", ("man", "with", "key")),  # a plural noun stays a noun
     ],
 )
@@ -360,9 +362,9 @@ def test_side_and_top_phrases_are_checked_like_their_plain_forms(predicate, same
 
 def test_sandbox_captions_parse_to_their_true_graphs(spacy_parser):
     """Every caption of a development seed's classic minimal pairs parses to the generator's
-    graph (whose verbs are lemmas: "points at" is "point at"); of the new tasks' at
-    least 95% do. Known miss: "... points at a small purple cross", where spaCy reads "cross"
-    as the sentence's verb."""
+    graph (whose verbs are lemmas: "points at" is "point at"), and so does every caption of
+    the new tasks ("... points at a small purple cross", where spaCy reads "cross" as the
+    sentence's root noun and "points" as its subject, included)."""
     from comclip.sandbox.pairs import ALL_TASKS, TASKS, minimal_pairs
 
     wrong: dict[bool, list[str]] = {True: [], False: []}
@@ -378,4 +380,4 @@ def test_sandbox_captions_parse_to_their_true_graphs(spacy_parser):
                 ] or _triples(graph) != _triples(expected):
                     wrong[task in TASKS].append(caption)
     assert not wrong[True], wrong[True][:5]
-    assert len(wrong[False]) <= 0.05 * total[False], wrong[False][:5]
+    assert not wrong[False] and total[False] > 0, wrong[False][:5]

@@ -219,6 +219,21 @@ def test_cli_refusals_are_one_line(built, gallery, tmp_path, cli):
     assert code == 0 and "12 images indexed, 1 skipped" in out and "broken.png" in out
 
 
+def test_an_index_of_other_grounders_is_refused_in_one_line(built, tmp_path, cli):
+    """An index whose stored candidates are of grounders this comclip no longer makes (one built
+    before comclip-plus changed its grounder) is refused with what to do, not searched wrongly."""
+    import shutil
+
+    copy = tmp_path / "older"
+    shutil.copytree(built.folder, copy)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    grounders = manifest["identity"]["side"]["grounders"]
+    manifest["identity"]["side"]["grounders"] = {"0" * len(key): value for key, value in grounders.items()}
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    code, _, err = cli("search", copy, "a circle", "--method", "comclip-plus")
+    assert code == 2 and "build it again" in err and len(err.strip().splitlines()) == 1
+
+
 def test_sheet_is_drawn(built, tmp_path, cli):
     sheet = tmp_path / "sheet.png"
     code, _, err = cli("search", built.folder, QUERIES[0], "--top", "2", "--sheet", sheet, "--no-cache")

@@ -42,7 +42,7 @@ MAX_WORDS = 256
 #: ... and in characters (a caption of a few huge words): spaCy's memory grows with them.
 MAX_CHARS = 4096
 #: Revision of the parsing rules, part of :meth:`SpacyParser.describe` (and so of cached parses' keys).
-RULES_VERSION = 4  # 4: a verb read as a plural noun after "a ... NOUN" (spacy_repairs)
+RULES_VERSION = 5  # 5: also a verb read as the subject of a root noun (spacy_repairs)
 
 
 def load_english_pipeline(name: str | None = None):

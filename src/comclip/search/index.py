@@ -242,7 +242,10 @@ class Index:
     def grounder_key(self, grounder: Any) -> str:
         key = grounder_key(grounder.describe())
         if key not in self.manifest["identity"]["side"]["grounders"]:
-            raise InputError(f"the index stores no candidates of the grounder {grounder.describe()}")
+            raise InputError(
+                f"{self.folder} stores no candidates of the grounder {grounder.describe()}: it was built by a comclip "
+                "whose grounders differ; build it again with this one (comclip index build SOURCE... --out NEW_DIR)"
+            )
         return key
 
     def candidates(self, row: int, key: str) -> tuple[list[Box], torch.Tensor]:
