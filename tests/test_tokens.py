@@ -298,3 +298,15 @@ def test_grounder_encodes_its_masked_candidates_from_tokens(bow, scenes, region)
             tops = {d[0].boxes[0] for d in ranked if d}
             hits[name] += sum(any(box.iou(t) >= 0.5 for t in tops) for box in objects)
     assert hits["tokens"] >= hits["filled"] - 1 and hits["tokens"] >= 0.8 * sum(len(o) for o in truth)
+
+
+def test_grounder_token_views_of_a_multi_vector_backbone(blip2, scenes):
+    """BLIP-2's query-token embeddings (``[Q, D]`` a candidate) keep their shape through the
+    masked views from tokens and the zoomed views' mean."""
+    from comclip.grounding import create_grounder
+
+    image = scenes[0][0]
+    grounder = create_grounder("clip", blip2, region="multiscale", fill="background", subimage="auto", proposals="segments")
+    boxes, embeddings = grounder.candidates(image)
+    assert grounder.tokens and embeddings.shape[0] == len(boxes) > 0 and embeddings.dim() == 3
+    assert len(grounder.ground(image, ["circle"])[0]) == len(boxes)

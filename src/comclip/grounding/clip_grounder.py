@@ -179,9 +179,11 @@ class CLIPGrounder(Grounder):
         embeddings = torch.zeros(0)
         if candidates and self.tokens:
             regions = [cast(TokenRegion, maker.region(n, [b], TOKENS + fill)) for n, b in candidates]
-            views = [self.backbone.encode_views(regions)[:, None]]  # [candidates, 1, D]
+            views = [self.backbone.encode_views(regions)[:, None]]  # [candidates, 1, D] (or [..., Q, D])
             zoomed = [maker.zoomed(n, b, fill, z) for n, b in candidates for z in zooms]
-            views += [self.backbone.encode_views(zoomed).reshape(len(candidates), len(zooms), -1)] if zoomed else []
+            if zoomed:
+                encoded = self.backbone.encode_views(zoomed)
+                views.append(encoded.reshape(len(candidates), len(zooms), *encoded.shape[1:]))
             embeddings = torch.cat(views, dim=1).mean(dim=1)
         elif candidates:  # each candidate's views in a row: its masked view, then its zoomed ones
             filled = [[maker.sub(n, [b], fill), *(maker.zoomed(n, b, fill, z) for z in zooms)] for n, b in candidates]
