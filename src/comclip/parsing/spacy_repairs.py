@@ -31,7 +31,7 @@ def verb_read_as_noun(doc: Doc) -> tuple[int, int | None] | None:
         if token.tag_ != "NNS" or not token.lower_.endswith("s"):
             continue
         children = list(token.children)
-        prepositions = [c for c in children if c.dep_ == "prep" and c.i > token.i]
+        prepositions = _prepositions_after(token)
         if not prepositions:
             continue
         if token.dep_ == "ROOT":
@@ -42,6 +42,11 @@ def verb_read_as_noun(doc: Doc) -> tuple[int, int | None] | None:
         elif _subject_of_a_root_noun(token, prepositions[0]) and _modified_after_article(token):
             return token.i, token.head.i
     return None
+
+
+def _prepositions_after(token) -> list:
+    """The prepositions that hang on ``token`` and follow it ("at" in "points at")."""
+    return [c for c in token.children if c.dep_ == "prep" and c.i > token.i]
 
 
 def _modified_after_article(token) -> bool:
@@ -77,7 +82,7 @@ def repaired(doc: Doc) -> Doc:
     pos, tags = [t.pos_ for t in doc], [t.tag_ for t in doc]
     lemmas = [t.lemma_ for t in doc]
     if root is not None:
-        preposition = next(c.i for c in doc[verb].children if c.dep_ == "prep" and c.i > verb)
+        preposition = _prepositions_after(doc[verb])[0].i
         heads[verb], deps[verb] = verb, "ROOT"
         heads[root], deps[root] = preposition, "pobj"
         for i in range(preposition + 1, root):  # "a small purple" in "at a small purple cross"
