@@ -145,6 +145,53 @@ def test_every_batching_gives_the_same_rows(bow, scenes):
     assert all(torch.allclose(rows["group"], rows[name], atol=1e-4) for name in ("pad", "like"))
 
 
+def test_like_length_batches_fill_a_token_budget():
+    """Short regions share a batch beyond ``batch_size`` up to the tokens of a full batch of
+    whole images; no batch pads past that budget or mixes lengths below LIKE_LENGTH."""
+    from comclip.backbones.vit.tokens import LIKE_LENGTH, _like_length
+
+    lengths = [65] * 3 + [20] * 200 + [17] * 40 + [9] * 50
+    batches = _like_length(lengths, 32, 32 * 65)
+    assert sorted(n for batch in batches for n in batch) == list(range(len(lengths)))
+    for batch in batches:
+        longest = max(lengths[n] for n in batch)
+        assert len(batch) * longest <= 32 * 65 and min(lengths[n] for n in batch) >= LIKE_LENGTH * longest
+    assert max(len(batch) for batch in batches) > 32
+
+
+def test_a_later_call_reads_the_parents_patches_from_memory(bow, monkeypatch):
+    """The token memory keeps each parent's view and patches for the next call (an index
+    encodes candidates, sub-images and unions in calls of their own), found by the parent
+    image whichever maker's canvas the region carries; rows are the same, the parents are
+    not made again, and a parent that is gone is forgotten."""
+    import gc
+
+    from comclip.backbones.vit.tokens import TokenMemory
+
+    pairs = minimal_pairs("binding", seed=8, n=10)
+    images, boxes = [p.scenes[0].render() for p in pairs], [[o.box for o in p.scenes[0].objects] for p in pairs]
+    made = []
+    real = bow.pixel_values
+    parents = {id(image) for image in images}
+    monkeypatch.setattr(bow, "pixel_values", lambda some: made.append(sum(id(x) in parents for x in some)) or real(some))
+    memory = TokenMemory()
+    first = [SubimageMaker(images, None).region(n, [b[0]], "tokens-mean") for n, b in enumerate(boxes)]
+    again = [SubimageMaker(images, None).region(n, b, "tokens-background") for n, b in enumerate(boxes)]
+    with torch.inference_mode():
+        alone = encode_regions(bow, again)
+        made.clear()
+        encode_regions(bow, first, memory=memory)
+        parents_made = sum(made)
+        made.clear()
+        remembered = encode_regions(bow, again, memory=memory)
+    assert sum(made) == 0 and parents_made == len(images)
+    assert torch.allclose(remembered, alone, atol=1e-5)
+    kept = len(memory.parents)
+    del first, again, images
+    gc.collect()
+    assert kept == 10 and len(memory.parents) == 0
+
+
 def test_keys_and_config(tiny_backbone):
     """Tokens have keys of their own (never the fill's); they stand for fills of one colour."""
     key = subimage_key("abc", [Box(1, 1, 5, 5)], "tokens-mean", 10, 10)

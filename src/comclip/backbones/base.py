@@ -12,6 +12,7 @@ and the model's logit scale. A new backbone subclasses :class:`Backbone`, implem
 from __future__ import annotations
 
 import contextlib
+import functools
 import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
@@ -27,7 +28,7 @@ from comclip.backbones.devices import AUTOCAST_DTYPES, check_precision, resolve_
 from comclip.backbones.runtime import RUNTIME, check_runtime
 from comclip.backbones.text_batches import like_length_batches
 from comclip.backbones.vit.patches import PatchGrid
-from comclip.backbones.vit.tokens import encode_regions
+from comclip.backbones.vit.tokens import TokenMemory, encode_regions
 from comclip.cache.embeddings import MemoryCache, read_through
 from comclip.errors import InputError
 from comclip.imaging.files import DEFAULT_MAX_SIDE, ImageInput, LoadedImage, load_images
@@ -193,12 +194,18 @@ class Backbone(ABC):
         that implements the hooks of :class:`~comclip.backbones.vit.tokens.TokenEncoder`."""
         return False
 
+    @functools.cached_property
+    def _token_memory(self) -> TokenMemory:
+        """Parents' patches and fill colours kept between calls (see :class:`TokenMemory`)."""
+        return TokenMemory()
+
     def _token_rows(self, regions: list[TokenRegion]) -> torch.Tensor:
         """Unit-norm embeddings ``[N, D]`` of regions encoded from their parents' patch tokens."""
         if not self.supports_tokens:
             raise InputError(f"{self.name} ({type(self).__name__}) cannot encode sub-images from patch tokens")
         with torch.inference_mode(), self.autocast():
-            return torch.nn.functional.normalize(encode_regions(self, regions).float(), dim=-1).cpu()  # type: ignore[arg-type]
+            rows = encode_regions(self, regions, memory=self._token_memory)  # type: ignore[arg-type]
+            return torch.nn.functional.normalize(rows.float(), dim=-1).cpu()
 
     def _text_rows_array(self, texts: list[str]) -> np.ndarray:
         """Embeddings of captions as one array, for a cache."""

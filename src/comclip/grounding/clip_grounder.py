@@ -132,6 +132,9 @@ class CLIPGrounder(Grounder):
     #: Images whose candidates are encoded together: large enough for full batches, small
     #: enough that their crops (about 45 an image) never pile up in memory.
     IMAGES_PER_CALL = 8
+    #: The same where candidates are encoded from patch tokens: a region is no image in
+    #: memory, and a call's batches of short token sequences cost about as much as the call.
+    TOKEN_IMAGES_PER_CALL = 64
 
     def prepare(self, images, keys: Sequence[str] | None = None) -> list[torch.Tensor | None]:
         """Propose and encode the candidates of all not yet cached images, in batched calls
@@ -143,6 +146,7 @@ class CLIPGrounder(Grounder):
         for image, key in zip(images, keys or ()):
             self._remember(image, key)
         per_call = self.backbone.batch_size if self.region == "patches" else self.IMAGES_PER_CALL
+        per_call = self.TOKEN_IMAGES_PER_CALL if self.tokens else per_call
         out: list[torch.Tensor | None] = []
         for start in range(0, len(images), per_call):
             out += self._prepare_some(images[start : start + per_call])

@@ -23,6 +23,9 @@ PROPOSALS = ("grid", "segments", "segment-parts", "grid+segments", "grid+segment
 #: Where two boxes' sides all lie within this many pixels (of the analysed copy), the second
 #: is the first again (a part's box one pixel inside its segment's).
 SAME_BOX = 1.5
+#: Pixels around a segment's box where its parts are looked for (one is enough: see
+#: :mod:`comclip.grounding.segment_parts`, whose steps look one pixel past the segment).
+PART_MARGIN = 2
 
 
 def grid_windows(width: int, height: int, scales=DEFAULT_SCALES) -> list[Box]:
@@ -57,7 +60,7 @@ def segment_proposals(
     """
     from scipy import ndimage
 
-    from comclip.grounding.segment_parts import segment_parts
+    from comclip.grounding.segment_parts import CROSS, segment_parts
 
     scale = min(1.0, max_side / max(image.size))
     small = (
@@ -70,17 +73,21 @@ def segment_proposals(
     border = np.concatenate([pixels[0], pixels[-1], pixels[:, 0], pixels[:, -1]])
     background = np.median(border, axis=0)
     foreground = np.linalg.norm(pixels - background, axis=-1) > threshold
-    labels, count = ndimage.label(foreground)
+    labels, count = ndimage.label(foreground, CROSS)
     found = _Boxes(foreground.size * min_area, foreground.size * max_area)
     kept = []
     for index, region in enumerate(ndimage.find_objects(labels), start=1):
         if region is not None and found.fits(int((labels[region] == index).sum())):
             ys, xs = region
             found.boxes.append((xs.start, ys.start, xs.stop, ys.stop))  # segments are apart: never a repeat
-            kept.append(index)
-    for index in kept if parts else ():
-        for part in segment_parts(raw, labels == index, background, core=min_area * foreground.size):
-            found.add(part)
+            kept.append((index, ys, xs))
+    for index, ys, xs in kept if parts else ():
+        # Parts are found in the segment's box and a margin (each step looks one pixel past
+        # the segment at most): the same parts as in the whole image, for less work.
+        y1, x1 = max(ys.start - PART_MARGIN, 0), max(xs.start - PART_MARGIN, 0)
+        window = (slice(y1, ys.stop + PART_MARGIN), slice(x1, xs.stop + PART_MARGIN))
+        for part in segment_parts(raw[window], labels[window] == index, background, core=min_area * foreground.size):
+            found.add(part, x1, y1)
     return [
         Box(x1 / scale, y1 / scale, min(image.width, x2 / scale), min(image.height, y2 / scale)) for x1, y1, x2, y2 in found.boxes
     ]
@@ -96,12 +103,13 @@ class _Boxes:
     def fits(self, area: int) -> bool:
         return self.least <= area <= self.most
 
-    def add(self, mask: np.ndarray) -> None:
-        """Box ``mask`` if its area is within bounds and it is not a box already given."""
+    def add(self, mask: np.ndarray, left: int = 0, top: int = 0) -> None:
+        """Box ``mask`` (whose first pixel is the image's (``left``, ``top``)) if its area is
+        within bounds and it is not a box already given."""
         if not self.fits(int(mask.sum())):
             return
-        ys, xs = np.nonzero(mask)
-        box = (int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1)
+        ys, xs = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+        box = (left + int(xs[0]), top + int(ys[0]), left + int(xs[-1]) + 1, top + int(ys[-1]) + 1)
         if all(np.abs(np.subtract(box, kept)).max() > SAME_BOX for kept in self.boxes):
             self.boxes.append(box)
 

@@ -16,7 +16,7 @@ registered only in PIL form still works on the tensor path, made with PIL and up
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -67,6 +67,14 @@ class TokenRegion:
     image: Image.Image | torch.Tensor
     boxes: tuple[Box, ...]
     colour: tuple[int, int, int]
+    #: The object that stands for the parent's content between calls (its PIL image, which
+    #: every maker of it shares, where ``image`` is one maker's canvas); None: ``image``.
+    parent: object = field(default=None, compare=False)
+
+    @property
+    def identity(self) -> object:
+        """What a backbone keeps the parent's patches under (see ``TokenMemory``)."""
+        return self.image if self.parent is None else self.parent
 
     @property
     def size(self) -> tuple[int, int]:
@@ -299,7 +307,7 @@ class SubimageMaker:
             self._colours[index, fill] = (int(colour[0]), int(colour[1]), int(colour[2]))
         image = self.images[index]
         return TokenRegion(
-            self.whole(index), tuple(b.clipped(image.width, image.height) for b in boxes), self._colours[index, fill]
+            self.whole(index), tuple(b.clipped(image.width, image.height) for b in boxes), self._colours[index, fill], image
         )
 
     def zoomed(self, index: int, box: Box, fill: str, factor: float) -> Image.Image | torch.Tensor:

@@ -90,7 +90,8 @@ def compute(
     saved, backbone.cache = backbone.cache, fresh
     try:
         pictures = [im.image for im in images]
-        found = {key: _candidates(grounder, pictures) for key, grounder in side.grounders.items()}
+        digests = [im.digest for im in images]
+        found = {key: _candidates(grounder, pictures, digests) for key, grounder in side.grounders.items()}
         maker = SubimageMaker(pictures, backbone.pixel_device)
         arrays = {"global": backbone.encode_keyed([im.digest for im in images], maker.whole).numpy()}
         dim = arrays["global"].shape[-1]
@@ -109,9 +110,10 @@ def compute(
         backbone.cache = saved
 
 
-def _candidates(grounder: CLIPGrounder, pictures: list) -> list[tuple[list[Box], torch.Tensor]]:
-    """Each image's candidate boxes and region embeddings, all images prepared in batches."""
-    grounder.prepare(pictures)
+def _candidates(grounder: CLIPGrounder, pictures: list, digests: list[str]) -> list[tuple[list[Box], torch.Tensor]]:
+    """Each image's candidate boxes and region embeddings, all images prepared in batches
+    (known by the digests the build has already computed)."""
+    grounder.prepare(pictures, digests)
     return [grounder.candidates(p) for p in pictures]
 
 

@@ -22,22 +22,22 @@ embeddings). A region that covers the whole view is the image itself.
 Regions of different sizes share a batch in one of three ways (:data:`BATCHINGS`): ``group``
 (sequences of equal length together, no padding), ``pad`` (taken in order of length, padded
 to the longest, the pads masked out through the key bias) or ``like`` (padded, but a batch
-ends before a sequence shorter than :data:`LIKE_LENGTH` of its longest: few pads and few small
-batches). ``benchmarks/throughput.py --batching`` measures each; :data:`BATCHING` is the
-fastest. A backbone supports tokens by implementing the hooks of
-:class:`TokenEncoder`.
+ends before a sequence shorter than :data:`LIKE_LENGTH` of its longest, or where it would
+hold more tokens than ``batch_size`` whole images: few pads and few small batches).
+``benchmarks/throughput.py --batching`` measures each; :data:`BATCHING` is the fastest. A
+backbone supports tokens by implementing the hooks of :class:`TokenEncoder`; it keeps its
+parents' patches between calls in a :class:`TokenMemory`.
 """
 
 from __future__ import annotations
 
-import math
 from collections import defaultdict
 from collections.abc import Sequence
 from typing import NamedTuple, Protocol
 
 import torch
-from PIL import Image
 
+from comclip.backbones.vit.views import ParentViews, PatchEncoder, TokenMemory
 from comclip.imaging.subimages import TokenRegion
 
 
@@ -53,21 +53,12 @@ class ViewGeometry(NamedTuple):
     side: int  # patches per side
 
 
-class TokenEncoder(Protocol):
-    """What a backbone gives to encode regions from tokens (its ViT's pieces)."""
-
-    batch_size: int
+class TokenEncoder(PatchEncoder, Protocol):
+    """What a backbone gives to encode regions from tokens (its ViT's pieces): its views'
+    pixels and patch embeddings (:class:`PatchEncoder`), and these."""
 
     def view_geometry(self, size: tuple[int, int]) -> ViewGeometry:
         """Where the encoder's view lies in an image of ``size``."""
-        ...
-
-    def pixel_values(self, images: Sequence) -> torch.Tensor:
-        """The model's inputs ``[N, 3, S, S]`` for images (the view, normalised)."""
-        ...
-
-    def embed_patches(self, pixels: torch.Tensor) -> torch.Tensor:
-        """``[N, P, C]``: the patch embeddings of views, before position embeddings."""
         ...
 
     def class_and_positions(self) -> tuple[torch.Tensor | None, torch.Tensor]:
@@ -135,85 +126,126 @@ def touched_patches(mask: torch.Tensor, patch: int) -> torch.Tensor:
     return patch_shares(mask, patch) > 0
 
 
-class _Views:
-    """Each parent image's view, cut into patches, and patch embeddings, made once for all its
-    regions, and each fill colour's view pixel and patch embedding, made once for all the
-    regions of that colour."""
-
-    def __init__(self, encoder: TokenEncoder, regions: Sequence[TokenRegion]):
-        self.encoder = encoder
-        images = list({id(r.image): r.image for r in regions}.values())
-        self.row = {id(image): n for n, image in enumerate(images)}
-        size = encoder.batch_size
-        self.pixels = torch.cat([encoder.pixel_values(images[s : s + size]) for s in range(0, len(images), size)])
-        self.patches = torch.cat([encoder.embed_patches(self.pixels[s : s + size]) for s in range(0, len(images), size)])
-        self._cut: dict[int, torch.Tensor] = {}
-        self._fills: dict[tuple[int, int, int], tuple[torch.Tensor, torch.Tensor]] = {}
-
-    def fill(self, colour: tuple[int, int, int], patch: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """A fill colour's view pixel ``[3, 1, 1]`` (as the processor makes it) and its patch's
-        embedding ``[C]`` (one patch of the colour: every patch of a one-colour view is alike)."""
-        if colour not in self._fills:
-            self.prepare_fills([colour], patch)
-        return self._fills[colour]
-
-    def prepare_fills(self, colours: Sequence[tuple[int, int, int]], patch: int) -> None:
-        """:meth:`fill` of every colour not yet made, in batched calls: each image's background
-        is a colour of its own, and one call per colour cost more than its regions' encoding."""
-        todo = [colour for colour in dict.fromkeys(colours) if colour not in self._fills]
-        side, size = self.pixels.shape[-1], self.encoder.batch_size
-        for start in range(0, len(todo), size):
-            some = todo[start : start + size]
-            pixels = self.encoder.pixel_values([Image.new("RGB", (side, side), c) for c in some])[:, :, :1, :1]
-            embedded = self.encoder.embed_patches(pixels.expand(-1, -1, patch, patch))[:, 0]
-            self._fills.update((colour, (pixel, row)) for colour, pixel, row in zip(some, pixels, embedded))
-
-    def edge_pixels(self, region: TokenRegion, mask_cut: torch.Tensor, edge: torch.Tensor, patch: int) -> torch.Tensor:
-        """``[E, 3, patch, patch]``: the patches the region covers in part (``mask_cut``: its
-        mask cut into patches), its fill colour outside it."""
-        row = self.row[id(region.image)]
-        if row not in self._cut:
-            self._cut[row] = patch_split(self.pixels[row], patch)
-        view = self._cut[row][edge]
-        return torch.where(mask_cut[edge].to(view.device)[:, None], view, self.fill(region.colour, patch)[0])
+#: Regions whose pixel masks are made at once (a ViT-B/32 view's mask is 50,176 booleans).
+MASKS_AT_ONCE = 512
 
 
-def region_sequences(encoder: TokenEncoder, regions: Sequence[TokenRegion]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+class Sequences:
+    """Regions' token sequences (see the module docstring), kept compact: the class token
+    (where the ViT has one), each region's touched patch rows one after another, and each
+    region's token for the patches wholly outside it, with how many it stands for."""
+
+    def __init__(
+        self, start: torch.Tensor, rows: torch.Tensor, counts: torch.Tensor, outside: torch.Tensor, merged: torch.Tensor
+    ):
+        self.start, self.rows, self.counts, self.outside, self.merged = start, rows, counts, outside, merged
+        self.offsets = torch.cumsum(counts, 0) - counts
+        self.lengths = (len(start) + counts + (merged > 0)).tolist()
+
+    def __len__(self) -> int:
+        return len(self.counts)
+
+    def sequence(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Region ``n``'s tokens ``[L, C]`` and key bias ``[L]``."""
+        tokens, bias = self.batch([n])
+        return tokens[0], bias[0]
+
+    def batch(self, regions: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Sequences padded to the longest of them (``[B, L, C]``) and their key biases (``[B, L]``:
+        0, ``log k`` for a merged token, minus infinity for the pads)."""
+        chosen = torch.tensor(list(regions), device=self.rows.device)
+        counts, merged = self.counts[chosen], self.merged[chosen]
+        begin, most = len(self.start), int(counts.max())
+        length = begin + most + int((merged > 0).any())
+        tokens = self.rows.new_zeros(len(chosen), length, self.rows.shape[-1])
+        bias = torch.full((len(chosen), length), float("-inf"), device=self.rows.device)
+        tokens[:, :begin], bias[:, :begin] = self.start, 0.0
+        place = torch.arange(most, device=self.rows.device)
+        inside = place < counts[:, None]  # [B, most]
+        source = (self.offsets[chosen][:, None] + place).clamp(max=max(len(self.rows) - 1, 0))
+        if most:
+            tokens[:, begin : begin + most] = torch.where(inside[..., None], self.rows[source], 0.0)
+            bias[:, begin : begin + most] = torch.where(inside, 0.0, float("-inf"))
+        has = torch.nonzero(merged > 0, as_tuple=True)[0]
+        tokens[has, begin + counts[has]] = self.outside[chosen[has]]
+        bias[has, begin + counts[has]] = torch.log(merged[has].double()).float()
+        return tokens, bias
+
+
+def region_sequences(encoder: TokenEncoder, regions: Sequence[TokenRegion], memory: TokenMemory | None = None) -> Sequences:
     """Each region's token sequence and key bias (see the module docstring): the class token
-    (where the ViT has one), the patches the region touches (of the filled view: a patch it covers whole is the
-    parent's, one it covers in part is embedded again, filled outside it, all such patches
-    at once), and one token for all the patches wholly outside it, standing for ``k`` of
-    them through a key bias of ``log k``."""
-    views = _Views(encoder, regions)
+    (where the ViT has one), the patches the region touches (of the filled view: a patch it
+    covers whole is the parent's, one it covers in part is embedded again, filled outside it,
+    all such patches at once), and one token for all the patches wholly outside it, standing
+    for ``k`` of them through a key bias of ``log k``. All made for many regions at once."""
+    views = ParentViews(encoder, regions, memory)
     cls, positions = encoder.class_and_positions()
-    start = [cls[None] + positions[:1]] if cls is not None else []  # the class token, where the ViT has one
+    start = cls[None] + positions[:1] if cls is not None else positions[:0]  # the class token, where the ViT has one
     patch_positions = positions[len(start) :]
     geometries = {size: encoder.view_geometry(size) for size in dict.fromkeys(r.size for r in regions)}
-    for patch in {geometry.patch for geometry in geometries.values()}:
-        views.prepare_fills([r.colour for r in regions if geometries[r.size].patch == patch], patch)
-    layouts, edges = [], []
-    for region in regions:
-        geometry = geometries[region.size]
-        cut = patch_split(region_mask(region.boxes, geometry), geometry.patch)
-        share = cut_shares(cut).to(positions.device)
-        touched, edge = share > 0, (share > 0) & (share < 1)
-        layouts.append((touched, edge, geometry.patch))
-        edges.append(views.edge_pixels(region, cut, edge, geometry.patch))
-    edge_rows = _embedded_patches(encoder, torch.cat(edges)).split([len(e) for e in edges])
-    out = []
-    for region, (touched, edge, patch), edge_row in zip(regions, layouts, edge_rows):
-        kept = views.patches[views.row[id(region.image)]]
-        if len(edge_row):
-            kept = kept.clone()
-            kept[edge] = edge_row
-        tokens = [*start, kept[touched] + patch_positions[touched]]
-        bias = [0.0] * (len(start) + int(touched.sum()))
-        outside = int((~touched).sum())
-        if outside:
-            tokens.append((views.fill(region.colour, patch)[1] + patch_positions[~touched].mean(dim=0))[None])
-            bias.append(math.log(outside))
-        out.append((torch.cat(tokens), torch.tensor(bias, device=positions.device)))
-    return out
+    ((patch, side),) = {(g.patch, g.side) for g in geometries.values()}  # the model's, whatever the image size
+    views.prepare_fills([r.colour for r in regions], patch)
+    rows, counts, outside, merged = [], [], [], []
+    for first in range(0, len(regions), MASKS_AT_ONCE):
+        some = regions[first : first + MASKS_AT_ONCE]
+        added, touched = _patch_rows(encoder, views, some, [geometries[r.size] for r in some], patch_positions)
+        rows.append(added[touched])  # region by region, each region's patches row by row
+        counts.append(touched.sum(dim=1))
+        away = (~touched).to(patch_positions.dtype)
+        merged.append(away.sum(dim=1).long())
+        fills = torch.stack([views.fill(r.colour, patch)[1] for r in some])
+        outside.append(fills + (away @ patch_positions) / away.sum(dim=1, keepdim=True).clamp(min=1))
+    return Sequences(start, torch.cat(rows), torch.cat(counts), torch.cat(outside), torch.cat(merged))
+
+
+def _patch_rows(
+    encoder: TokenEncoder,
+    views: ParentViews,
+    regions: Sequence[TokenRegion],
+    geometries: Sequence[ViewGeometry],
+    positions: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """For each region, every patch's row with its position embedding (``[R, P, C]``: the
+    parent's patch, or where the region covers it in part, that patch filled outside it and
+    embedded again) and which patches it touches (``[R, P]``)."""
+    patch, extent = geometries[0].patch, geometries[0].patch * geometries[0].side
+    masks = _view_masks([r.boxes for r in regions], geometries, extent)
+    cut = masks.reshape(len(regions), extent // patch, patch, extent // patch, patch).transpose(2, 3)
+    cut = cut.reshape(len(regions), -1, patch, patch).to(positions.device)  # [R, P, patch, patch], as patch_split
+    share = cut.flatten(2).float().mean(dim=2)
+    touched = share > 0
+    parents = torch.tensor([views.row[id(r.identity)] for r in regions], device=positions.device)
+    added = views.patches[parents] + positions
+    region, where = torch.nonzero(touched & (share < 1), as_tuple=True)  # edge patches, region by region
+    if len(region):
+        fills = torch.stack([views.fill(r.colour, patch)[0] for r in regions])
+        view = views.cut(patch)[parents[region], where]
+        pixels = torch.where(cut[region, where][:, None].to(view.device), view, fills[region])
+        added[region, where] = _embedded_patches(encoder, pixels) + positions[where]
+    return added, touched
+
+
+def _view_masks(boxes: Sequence[Sequence], geometries: Sequence[ViewGeometry], extent: int) -> torch.Tensor:
+    """``[R, S, S]`` booleans: :func:`region_mask` of each region's boxes, all at once (the
+    same rounding of each box side to view pixels)."""
+    most = max(len(b) for b in boxes)
+    sides = torch.zeros(len(boxes), most, 4, dtype=torch.float64)  # x1, x2, y1, y2 per box; padding is empty
+    for n, (some, g) in enumerate(zip(boxes, geometries)):
+        for k, box in enumerate(some):
+            sides[n, k] = torch.tensor(
+                [
+                    (box.x1 - g.x0) * g.scale_x,
+                    (box.x2 - g.x0) * g.scale_x,
+                    (box.y1 - g.y0) * g.scale_y,
+                    (box.y2 - g.y0) * g.scale_y,
+                ],
+                dtype=torch.float64,
+            )
+    sides = torch.round(sides.clamp(0, extent)).long()
+    line = torch.arange(extent)
+    across = (line >= sides[..., 0, None]) & (line < sides[..., 1, None])  # [R, K, S]
+    down = (line >= sides[..., 2, None]) & (line < sides[..., 3, None])
+    return (down[..., :, None] & across[..., None, :]).any(dim=1)
 
 
 def _embedded_patches(encoder: TokenEncoder, patches: torch.Tensor, side: int = 16) -> torch.Tensor:
@@ -232,39 +264,47 @@ def _embedded_patches(encoder: TokenEncoder, patches: torch.Tensor, side: int = 
     return rows.reshape(views * per_view, -1)[:count]
 
 
-def encode_regions(encoder: TokenEncoder, regions: Sequence[TokenRegion], batching: str | None = None) -> torch.Tensor:
-    """Unnormalised embeddings ``[len(regions), D]`` of regions, in batches of ``batch_size``
-    made by ``batching`` (default :data:`BATCHING`)."""
-    sequences = region_sequences(encoder, regions)
-    out: list[torch.Tensor | None] = [None] * len(regions)
-    for batch in BATCHINGS[batching or BATCHING](sequences, encoder.batch_size):
-        tokens, bias = _padded([sequences[n] for n in batch])
-        for n, row in zip(batch, encoder.encode_token_sequences(tokens, bias)):
-            out[n] = row
-    return torch.stack(out)  # type: ignore[arg-type]
+def encode_regions(
+    encoder: TokenEncoder, regions: Sequence[TokenRegion], batching: str | None = None, memory: TokenMemory | None = None
+) -> torch.Tensor:
+    """Unnormalised embeddings ``[len(regions), D]`` of regions, in batches made by
+    ``batching`` (default :data:`BATCHING`) from the tokens of ``batch_size`` whole images;
+    ``memory`` keeps the parents' patches for later calls."""
+    sequences = region_sequences(encoder, regions, memory)
+    budget = encoder.batch_size * len(encoder.class_and_positions()[1])
+    out: list[torch.Tensor] = []
+    order: list[int] = []
+    for batch in BATCHINGS[batching or BATCHING](sequences.lengths, encoder.batch_size, budget):
+        out.append(encoder.encode_token_sequences(*sequences.batch(batch)))
+        order += batch
+    rows = torch.cat(out)
+    return rows[torch.argsort(torch.tensor(order, device=rows.device))]
 
 
-def _grouped(sequences: list[tuple[torch.Tensor, torch.Tensor]], size: int) -> list[list[int]]:
-    """Batches of sequences of one length each."""
+def _grouped(lengths: list[int], size: int, budget: int) -> list[list[int]]:
+    """Batches of ``size`` sequences of one length each."""
     by_length: dict[int, list[int]] = defaultdict(list)
-    for n, (tokens, _) in enumerate(sequences):
-        by_length[len(tokens)].append(n)
+    for n, length in enumerate(lengths):
+        by_length[length].append(n)
     return [group[s : s + size] for group in by_length.values() for s in range(0, len(group), size)]
 
 
-def _by_length(sequences: list[tuple[torch.Tensor, torch.Tensor]], size: int) -> list[list[int]]:
-    """Batches of sequences taken in order of length, so each pads little."""
-    order = sorted(range(len(sequences)), key=lambda n: len(sequences[n][0]))
+def _by_length(lengths: list[int], size: int, budget: int) -> list[list[int]]:
+    """Batches of ``size`` sequences taken in order of length, so each pads little."""
+    order = sorted(range(len(lengths)), key=lambda n: lengths[n])
     return [order[s : s + size] for s in range(0, len(order), size)]
 
 
-def _like_length(sequences: list[tuple[torch.Tensor, torch.Tensor]], size: int) -> list[list[int]]:
-    """Batches of sequences taken longest first, each ending at ``size`` or before a sequence
-    shorter than :data:`LIKE_LENGTH` of its first: few pads, few small batches."""
-    order = sorted(range(len(sequences)), key=lambda n: -len(sequences[n][0]))
+def _like_length(lengths: list[int], size: int, budget: int) -> list[list[int]]:
+    """Batches of sequences taken longest first, each ending where its padded tokens would
+    pass ``budget`` (a batch of short regions holds many: on a CPU a small model's batch
+    costs about as much as its call) or before a sequence shorter than :data:`LIKE_LENGTH` of
+    its first: few pads, few small batches."""
+    order = sorted(range(len(lengths)), key=lambda n: -lengths[n])
     batches: list[list[int]] = []
     for n in order:
-        if not batches or len(batches[-1]) == size or len(sequences[n][0]) < LIKE_LENGTH * len(sequences[batches[-1][0]][0]):
+        longest = lengths[batches[-1][0]] if batches else 0
+        if not batches or (len(batches[-1]) + 1) * longest > budget or lengths[n] < LIKE_LENGTH * longest:
             batches.append([])
         batches[-1].append(n)
     return batches
@@ -272,18 +312,6 @@ def _like_length(sequences: list[tuple[torch.Tensor, torch.Tensor]], size: int) 
 
 #: The shortest sequence a like-length batch takes, as a share of its longest.
 LIKE_LENGTH = 0.75
-
-
-def _padded(sequences: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
-    """One batch: the sequences padded to the longest, each pad's key bias minus infinity."""
-    length = max(len(tokens) for tokens, _ in sequences)
-    tokens = torch.zeros(
-        len(sequences), length, sequences[0][0].shape[-1], dtype=sequences[0][0].dtype, device=sequences[0][0].device
-    )
-    bias = torch.full((len(sequences), length), float("-inf"), device=tokens.device)
-    for n, (row, row_bias) in enumerate(sequences):
-        tokens[n, : len(row)], bias[n, : len(row)] = row, row_bias
-    return tokens, bias
 
 
 #: How regions of different sizes share a batch: ``group`` (equal lengths only), ``pad`` or ``like``.

@@ -1,0 +1,125 @@
+"""What a batch of token regions shares (see :mod:`comclip.backbones.vit.tokens`): each parent
+image's view and patch embeddings, and each fill colour's view pixel and patch embedding,
+made once for all the regions that use them, and kept between calls in a
+:class:`TokenMemory`."""
+
+from __future__ import annotations
+
+import weakref
+from collections import OrderedDict
+from collections.abc import Sequence
+from typing import Protocol
+
+import torch
+from PIL import Image
+
+from comclip.imaging.subimages import TokenRegion
+
+
+class PatchEncoder(Protocol):
+    """What a backbone gives to make its views and their patch embeddings."""
+
+    batch_size: int
+
+    def pixel_values(self, images: Sequence) -> torch.Tensor:
+        """The model's inputs ``[N, 3, S, S]`` for images (the view, normalised)."""
+        ...
+
+    def embed_patches(self, pixels: torch.Tensor) -> torch.Tensor:
+        """``[N, P, C]``: the patch embeddings of views, before position embeddings."""
+        ...
+
+
+class TokenMemory:
+    """What regions of the same parents share between calls: each parent's view and patch
+    embeddings (while the parent object lives, :data:`BYTES` in all) and each fill colour's
+    view pixel and patch embedding (the last :data:`COLOURS`). A search index encodes an
+    image's candidates, its sub-images and its unions in calls of their own, and each made
+    these again. Like the grounder's memory, it assumes an image is not changed in place."""
+
+    BYTES = 64 * 2**20
+    COLOURS = 4096
+
+    def __init__(self) -> None:
+        self.parents: OrderedDict[int, tuple[weakref.ref, torch.Tensor, torch.Tensor]] = OrderedDict()
+        self.fills: OrderedDict[tuple[int, int, int], tuple[torch.Tensor, torch.Tensor]] = OrderedDict()
+        self.bytes = 0
+
+    def parent(self, image) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """The view and patch embeddings kept for ``image`` (this very object), or None."""
+        kept = self.parents.get(id(image))
+        if kept is None or kept[0]() is not image:
+            return None
+        self.parents.move_to_end(id(image))
+        return kept[1], kept[2]
+
+    def keep(self, image, pixels: torch.Tensor, patches: torch.Tensor) -> None:
+        number = id(image)
+        self._forget(number)
+        self.parents[number] = (weakref.ref(image, lambda _: self._forget(number)), pixels, patches)
+        self.bytes += _bytes(pixels, patches)
+        while self.bytes > self.BYTES and len(self.parents) > 1:
+            self._forget(next(iter(self.parents)))
+
+    def keep_fill(self, colour: tuple[int, int, int], pixel: torch.Tensor, row: torch.Tensor) -> None:
+        self.fills[colour] = (pixel, row)
+        while len(self.fills) > self.COLOURS:
+            self.fills.popitem(last=False)
+
+    def _forget(self, number: int) -> None:
+        kept = self.parents.pop(number, None)
+        if kept is not None:
+            self.bytes -= _bytes(kept[1], kept[2])
+
+
+def _bytes(*tensors: torch.Tensor) -> int:
+    return sum(t.numel() * t.element_size() for t in tensors)
+
+
+class ParentViews:
+    """Each parent image's view, cut into patches, and patch embeddings, made once for all its
+    regions, and each fill colour's view pixel and patch embedding, made once for all the
+    regions of that colour (and kept in ``memory`` for later calls, where given)."""
+
+    def __init__(self, encoder: PatchEncoder, regions: Sequence[TokenRegion], memory: TokenMemory | None = None):
+        self.encoder = encoder
+        self.memory = memory or TokenMemory()
+        parents = {id(r.identity): (r.identity, r.image) for r in regions}
+        self.row = {number: n for n, number in enumerate(parents)}
+        missing = [(key, image) for key, image in parents.values() if self.memory.parent(key) is None]
+        size = encoder.batch_size
+        for start in range(0, len(missing), size):
+            some = missing[start : start + size]
+            pixels = encoder.pixel_values([image for _, image in some])
+            for (key, _), view, patches in zip(some, pixels, encoder.embed_patches(pixels)):
+                self.memory.keep(key, view, patches)
+        made = [self.memory.parent(key) for key, _ in parents.values()]
+        self.pixels = torch.stack([kept[0] for kept in made])  # type: ignore[index]
+        self.patches = torch.stack([kept[1] for kept in made])  # type: ignore[index]
+        self._fills = self.memory.fills
+
+    def fill(self, colour: tuple[int, int, int], patch: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """A fill colour's view pixel ``[3, 1, 1]`` (as the processor makes it) and its patch's
+        embedding ``[C]`` (one patch of the colour: every patch of a one-colour view is alike)."""
+        if colour not in self._fills:
+            self.prepare_fills([colour], patch)
+        return self._fills[colour]
+
+    def prepare_fills(self, colours: Sequence[tuple[int, int, int]], patch: int) -> None:
+        """:meth:`fill` of every colour not yet made, in batched calls: each image's background
+        is a colour of its own, and one call per colour cost more than its regions' encoding."""
+        todo = [colour for colour in dict.fromkeys(colours) if colour not in self._fills]
+        side, size = self.pixels.shape[-1], self.encoder.batch_size
+        for start in range(0, len(todo), size):
+            some = todo[start : start + size]
+            pixels = self.encoder.pixel_values([Image.new("RGB", (side, side), c) for c in some])[:, :, :1, :1]
+            embedded = self.encoder.embed_patches(pixels.expand(-1, -1, patch, patch))[:, 0]
+            for colour, pixel, row in zip(some, pixels, embedded):
+                self.memory.keep_fill(colour, pixel, row)
+
+    def cut(self, patch: int) -> torch.Tensor:
+        """``[images, P, 3, patch, patch]``: every parent's view cut into its patches, row by row."""
+        count, channels, extent = self.pixels.shape[0], self.pixels.shape[1], self.pixels.shape[-1]
+        side = extent // patch
+        cut = self.pixels.reshape(count, channels, side, patch, side, patch).permute(0, 2, 4, 1, 3, 5)
+        return cut.reshape(count, side * side, channels, patch, patch)
