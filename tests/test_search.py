@@ -368,3 +368,10 @@ def test_float16_and_a_trained_faiss_index(gallery, bow, tmp_path):
 
     with pytest.raises(InputError, match="cannot be trained"):
         Index.build([gallery], tmp_path / "big", bow, faiss="IVF4096,Flat", methods=["clip"])
+
+
+def test_the_search_gallery_takes_a_folder_named_by_a_string(tmp_path):
+    from comclip.search.benchmark import render_gallery
+
+    queries, scenes = render_gallery(["binding"], 1, 2, str(tmp_path / "gallery"))
+    assert len(queries) == 4 and len(scenes) == 4 and len(list((tmp_path / "gallery").glob("*.png"))) == 4

@@ -192,6 +192,39 @@ def test_a_later_call_reads_the_parents_patches_from_memory(bow, monkeypatch):
     assert kept == 10 and len(memory.parents) == 0
 
 
+def test_fill_colours_from_one_palette_are_each_colours_own(bow, siglip):
+    """Fill colours are made from one view-sized image holding them pixel by pixel: each the
+    same as a whole image of that colour; an encoder that resamples such an image (here one
+    that enlarges it, as a processor resizing to more than its crop does) makes them one by one."""
+    import random
+
+    from comclip.backbones.vit.views import ParentViews
+
+    rng = random.Random(0)
+    colours = [tuple(rng.randrange(256) for _ in range(3)) for _ in range(300)]
+    region = SubimageMaker([Image.new("RGB", (40, 30), (9, 9, 9))], None).region(0, [Box(2, 2, 20, 20)], "tokens-mean")
+    for model in (bow, siglip):
+        views = ParentViews(model, [region])
+        side = views.pixels.shape[-1]
+        assert torch.equal(views._palette(colours, side), views._one_colour(colours, side))
+
+    class Resampling:
+        batch_size = bow.batch_size
+
+        def pixel_values(self, images):
+            return bow.pixel_values(
+                [image.resize((image.width * 2, image.height * 2), Image.Resampling.BICUBIC) for image in images]
+            )
+
+        def embed_patches(self, pixels):
+            return bow.embed_patches(pixels)
+
+    views = ParentViews(Resampling(), [region])
+    assert views._palette(colours, 64) is None
+    views.prepare_fills(colours[:40], 8)
+    assert all(torch.equal(views.fill(c, 8)[0], views._one_colour([c], 64)[0]) for c in colours[:40])
+
+
 def test_keys_and_config(tiny_backbone):
     """Tokens have keys of their own (never the fill's); they stand for fills of one colour."""
     key = subimage_key("abc", [Box(1, 1, 5, 5)], "tokens-mean", 10, 10)

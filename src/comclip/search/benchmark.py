@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -25,12 +26,13 @@ RECALL_AT = (1, 5, 10)
 SEARCH_TASKS = ("binding", "object-swap", "order-swap")
 
 
-def render_gallery(tasks: Sequence[str], seed: int, n: int, folder: Path) -> tuple[list[tuple], dict]:
+def render_gallery(tasks: Sequence[str], seed: int, n: int, folder: str | os.PathLike) -> tuple[list[tuple], dict]:
     """Draw every image of ``n`` minimal pairs per task into ``folder``. Returns the queries as
     ``(task, caption, true graph, digest of the true image, digest of its twin)`` and the scene
     of each image digest."""
     from comclip.sandbox.pairs import minimal_pairs
 
+    folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     queries, scenes = [], {}
     for task in tasks:

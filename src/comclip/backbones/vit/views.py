@@ -110,12 +110,31 @@ class ParentViews:
         is a colour of its own, and one call per colour cost more than its regions' encoding."""
         todo = [colour for colour in dict.fromkeys(colours) if colour not in self._fills]
         side, size = self.pixels.shape[-1], self.encoder.batch_size
-        for start in range(0, len(todo), size):
-            some = todo[start : start + size]
-            pixels = self.encoder.pixel_values([Image.new("RGB", (side, side), c) for c in some])[:, :, :1, :1]
-            embedded = self.encoder.embed_patches(pixels.expand(-1, -1, patch, patch))[:, 0]
-            for colour, pixel, row in zip(some, pixels, embedded):
-                self.memory.keep_fill(colour, pixel, row)
+        for start in range(0, len(todo), side * side):
+            some = todo[start : start + side * side]
+            pixels = self._palette(some, side)
+            if pixels is None:  # an encoder that resamples a view-sized image: one image a colour
+                made = [self._one_colour(some[s : s + size], side) for s in range(0, len(some), size)]
+                pixels = torch.cat(made)
+            for first in range(0, len(some), size):
+                kept = pixels[first : first + size]
+                embedded = self.encoder.embed_patches(kept.expand(-1, -1, patch, patch))[:, 0]
+                for colour, pixel, row in zip(some[first : first + size], kept, embedded):
+                    self.memory.keep_fill(colour, pixel, row)
+
+    def _one_colour(self, colours: Sequence[tuple[int, int, int]], side: int) -> torch.Tensor:
+        """``[N, 3, 1, 1]``: each colour's view pixel, from a view-sized image of that colour."""
+        return self.encoder.pixel_values([Image.new("RGB", (side, side), c) for c in colours])[:, :, :1, :1]
+
+    def _palette(self, colours: Sequence[tuple[int, int, int]], side: int) -> torch.Tensor | None:
+        """``[N, 3, 1, 1]``: the colours' view pixels from one view-sized image holding them
+        pixel by pixel (cycled to fill it). An encoder whose processor keeps a view-sized image
+        as it is (no resampling; rescaling and normalising work pixel by pixel) makes each the
+        same as a whole image of that colour, which the first colour checks; None otherwise."""
+        palette = Image.new("RGB", (side, side))
+        palette.putdata([colours[n % len(colours)] for n in range(side * side)])
+        pixels = self.encoder.pixel_values([palette])[0].flatten(1)[:, : len(colours)].T[:, :, None, None]
+        return pixels if torch.equal(pixels[:1], self._one_colour(colours[:1], side)) else None
 
     def cut(self, patch: int) -> torch.Tensor:
         """``[images, P, 3, patch, patch]``: every parent's view cut into its patches, row by row."""
