@@ -30,7 +30,7 @@ from comclip.grounding import GROUND_BY, GROUNDERS
 from comclip.grounding.assignment import ASSIGNMENTS
 from comclip.grounding.clip_grounder import DEFAULT_FILL, DEFAULT_PROMPT, DEFAULT_PROPOSALS, REGION_MODES
 from comclip.grounding.proposals import PROPOSALS
-from comclip.imaging.subimages import COLOUR_FILLS, FILLS, SUBIMAGE_MODES, check_source, subimage_source
+from comclip.imaging.subimages import FILLS, SUBIMAGE_MODES, check_source, subimage_source, tokens_stand_for
 from comclip.parsing import PARSERS
 
 
@@ -202,7 +202,7 @@ def runnable_by(config: PipelineConfig, backbone: Any) -> PipelineConfig:
     ``auto`` sub-images become tokens where the backbone supports them and the fill is one
     colour, else the fill; asked-for tokens it cannot make become the fill, said in one line."""
     if config.subimage == "auto":
-        tokens = backbone.supports_tokens and config.subimage_fill in COLOUR_FILLS
+        tokens = tokens_stand_for(config.subimage_fill, backbone)
         return config.replace(subimage="tokens" if tokens else "fill")
     if config.subimage != "tokens" or backbone.supports_tokens:
         return config

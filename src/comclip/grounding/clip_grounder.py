@@ -23,7 +23,7 @@ from comclip.errors import InputError
 from comclip.grounding.base import Detection, Grounder
 from comclip.grounding.proposals import DEFAULT_SCALES, PROPOSALS, propose
 from comclip.grounding.segment_parts import VERSION as SEGMENT_PARTS_VERSION
-from comclip.imaging.subimages import COLOUR_FILLS, SUBIMAGE_MODES, TOKENS, SubimageMaker, TokenRegion
+from comclip.imaging.subimages import SUBIMAGE_MODES, TOKENS, SubimageMaker, TokenRegion, tokens_stand_for
 from comclip.similarity import cosines
 
 #: The library defaults of the clip grounder's options (see :class:`comclip.config.PipelineConfig`).
@@ -82,12 +82,7 @@ class CLIPGrounder(Grounder):
             raise InputError(f"unknown sub-image mode {subimage!r}; choose one of {', '.join(SUBIMAGE_MODES)}")
         # A masked candidate is a sub-image: encoded from patch tokens where sub-images are
         # (its fill one colour, the backbone able), so it costs its area, not a forward pass.
-        self.tokens = (
-            subimage != "fill"
-            and self.region in ("mask", "multiscale")
-            and self.fill in COLOUR_FILLS
-            and backbone.supports_tokens
-        )
+        self.tokens = subimage != "fill" and self.region in ("mask", "multiscale") and tokens_stand_for(self.fill, backbone)
         if "{}" not in self.prompt:
             raise InputError(f"grounding prompt {self.prompt!r} needs a {{}} where the entity goes")
         self._cache: OrderedDict[str, tuple[list[Box], torch.Tensor]] = OrderedDict()

@@ -46,6 +46,12 @@ def subimage_source(subimage: str, fill: str) -> str:
     return TOKENS + fill if subimage == "tokens" else fill
 
 
+def tokens_stand_for(fill: str, backbone) -> bool:
+    """Whether sub-images with ``fill`` can be encoded from patch tokens by ``backbone``: a fill
+    of one colour, and a backbone that supports tokens (``supports_tokens``)."""
+    return fill in COLOUR_FILLS and bool(backbone.supports_tokens)
+
+
 def check_source(source: str) -> str:
     """A sub-image's source (see :func:`subimage_source`), checked."""
     fill = source.removeprefix(TOKENS)
