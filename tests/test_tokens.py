@@ -186,6 +186,11 @@ def test_a_later_call_reads_the_parents_patches_from_memory(bow, monkeypatch):
         remembered = encode_regions(bow, again, memory=memory)
     assert sum(made) == 0 and parents_made == len(images)
     assert torch.allclose(remembered, alone, atol=1e-5)
+    small = TokenMemory()
+    small.BYTES, small.COLOURS = 1, 1  # keeps one parent and one colour: a call still has all of its own
+    with torch.inference_mode():
+        assert torch.allclose(encode_regions(bow, again, memory=small), alone, atol=1e-5)
+    assert len(small.parents) == 1 and len(small.fills) == 1
     kept = len(memory.parents)
     del first, again, images
     gc.collect()

@@ -86,17 +86,20 @@ class ParentViews:
         self.memory = memory or TokenMemory()
         parents = {id(r.identity): (r.identity, r.image) for r in regions}
         self.row = {number: n for n, number in enumerate(parents)}
-        missing = [(key, image) for key, image in parents.values() if self.memory.parent(key) is None]
+        # This call's parents are held here, whatever the memory keeps of them for later calls.
+        made = {number: self.memory.parent(key) for number, (key, _) in parents.items()}
+        missing = [(number, key, image) for number, (key, image) in parents.items() if made[number] is None]
         size = encoder.batch_size
         for start in range(0, len(missing), size):
             some = missing[start : start + size]
-            pixels = encoder.pixel_values([image for _, image in some])
-            for (key, _), view, patches in zip(some, pixels, encoder.embed_patches(pixels)):
+            pixels = encoder.pixel_values([image for _, _, image in some])
+            for (number, key, _), view, patches in zip(some, pixels, encoder.embed_patches(pixels)):
+                made[number] = (view, patches)
                 self.memory.keep(key, view, patches)
-        made = [self.memory.parent(key) for key, _ in parents.values()]
-        self.pixels = torch.stack([kept[0] for kept in made])  # type: ignore[index]
-        self.patches = torch.stack([kept[1] for kept in made])  # type: ignore[index]
-        self._fills = self.memory.fills
+        self.pixels = torch.stack([made[number][0] for number in parents])  # type: ignore[index]
+        self.patches = torch.stack([made[number][1] for number in parents])  # type: ignore[index]
+        self._fills: dict[tuple[int, int, int], tuple[torch.Tensor, torch.Tensor]] = {}  # this call's colours
+        self._cut: torch.Tensor | None = None
 
     def fill(self, colour: tuple[int, int, int], patch: int) -> tuple[torch.Tensor, torch.Tensor]:
         """A fill colour's view pixel ``[3, 1, 1]`` (as the processor makes it) and its patch's
@@ -108,6 +111,9 @@ class ParentViews:
     def prepare_fills(self, colours: Sequence[tuple[int, int, int]], patch: int) -> None:
         """:meth:`fill` of every colour not yet made, in batched calls: each image's background
         is a colour of its own, and one call per colour cost more than its regions' encoding."""
+        for colour in dict.fromkeys(colours):
+            if colour not in self._fills and colour in self.memory.fills:
+                self._fills[colour] = self.memory.fills[colour]
         todo = [colour for colour in dict.fromkeys(colours) if colour not in self._fills]
         side, size = self.pixels.shape[-1], self.encoder.batch_size
         for start in range(0, len(todo), side * side):
@@ -120,6 +126,7 @@ class ParentViews:
                 kept = pixels[first : first + size]
                 embedded = self.encoder.embed_patches(kept.expand(-1, -1, patch, patch))[:, 0]
                 for colour, pixel, row in zip(some[first : first + size], kept, embedded):
+                    self._fills[colour] = (pixel, row)
                     self.memory.keep_fill(colour, pixel, row)
 
     def _one_colour(self, colours: Sequence[tuple[int, int, int]], side: int) -> torch.Tensor:
@@ -137,8 +144,11 @@ class ParentViews:
         return pixels if torch.equal(pixels[:1], self._one_colour(colours[:1], side)) else None
 
     def cut(self, patch: int) -> torch.Tensor:
-        """``[images, P, 3, patch, patch]``: every parent's view cut into its patches, row by row."""
-        count, channels, extent = self.pixels.shape[0], self.pixels.shape[1], self.pixels.shape[-1]
-        side = extent // patch
-        cut = self.pixels.reshape(count, channels, side, patch, side, patch).permute(0, 2, 4, 1, 3, 5)
-        return cut.reshape(count, side * side, channels, patch, patch)
+        """``[images, P, 3, patch, patch]``: every parent's view cut into its patches, row by row
+        (made once a call)."""
+        if self._cut is None:
+            count, channels, extent = self.pixels.shape[0], self.pixels.shape[1], self.pixels.shape[-1]
+            side = extent // patch
+            cut = self.pixels.reshape(count, channels, side, patch, side, patch).permute(0, 2, 4, 1, 3, 5)
+            self._cut = cut.reshape(count, side * side, channels, patch, patch)
+        return self._cut
