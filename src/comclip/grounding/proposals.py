@@ -16,6 +16,7 @@ import numpy as np
 from PIL import Image
 
 from comclip.grounding.base import Box
+from comclip.grounding.segment_parts import CROSS, mask_bounds, segment_parts
 
 #: (window side as a fraction of the image side, stride as a fraction of the image side).
 DEFAULT_SCALES = ((1.0, 1.0), (0.75, 0.25), (0.5, 0.25), (1 / 3, 1 / 6))
@@ -59,8 +60,6 @@ def segment_proposals(
     area bounds applied, without boxes that repeat one already given.
     """
     from scipy import ndimage
-
-    from comclip.grounding.segment_parts import CROSS, segment_parts
 
     scale = min(1.0, max_side / max(image.size))
     small = (
@@ -108,8 +107,8 @@ class _Boxes:
         within bounds and it is not a box already given."""
         if not self.fits(int(mask.sum())):
             return
-        ys, xs = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
-        box = (left + int(xs[0]), top + int(ys[0]), left + int(xs[-1]) + 1, top + int(ys[-1]) + 1)
+        y1, y2, x1, x2 = mask_bounds(mask)
+        box = (left + x1, top + y1, left + x2, top + y2)
         if all(np.abs(np.subtract(box, kept)).max() > SAME_BOX for kept in self.boxes):
             self.boxes.append(box)
 

@@ -75,7 +75,7 @@ def segment_parts(pixels: np.ndarray, segment: np.ndarray, background: np.ndarra
 def _colour_groups(pixels: np.ndarray, segment: np.ndarray, core: float) -> list[list[np.ndarray]]:
     """The segment's colour regions (step 1), grouped by mean colour: ``[[region mask, ...], ...]``."""
 
-    y1, y2, x1, x2 = _bounds(segment)
+    y1, y2, x1, x2 = mask_bounds(segment)
     window = _median3(pixels[y1:y2, x1:x2])
     labels = _similar_regions(window, segment[y1:y2, x1:x2])
     groups: list[tuple[np.ndarray, list[np.ndarray]]] = []
@@ -120,8 +120,7 @@ def _lengths(vectors: np.ndarray) -> np.ndarray:
 def _core_sizes(labels: np.ndarray) -> np.ndarray:
     """Per label (index 0: none), how many of its pixels have all four neighbours in it too:
     its size after one erosion, for every label at once."""
-    padded = np.zeros((labels.shape[0] + 2, labels.shape[1] + 2), dtype=labels.dtype)
-    padded[1:-1, 1:-1] = labels
+    padded = _padded(labels)
     inner = padded[1:-1, 1:-1]
     core = (inner > 0) & (inner == padded[:-2, 1:-1]) & (inner == padded[2:, 1:-1])
     core &= (inner == padded[1:-1, :-2]) & (inner == padded[1:-1, 2:])
@@ -190,10 +189,10 @@ def _regrown(part: np.ndarray, mask: np.ndarray) -> np.ndarray:
 
 def _much_smaller(inner: np.ndarray, outer: np.ndarray) -> bool:
     """Whether ``inner``'s box lies more than :data:`SHRINK` pixels inside ``outer``'s on some side."""
-    return bool(np.abs(np.subtract(_bounds(inner), _bounds(outer))).max() > SHRINK)
+    return bool(np.abs(np.subtract(mask_bounds(inner), mask_bounds(outer))).max() > SHRINK)
 
 
-def _bounds(mask: np.ndarray) -> tuple[int, int, int, int]:
+def mask_bounds(mask: np.ndarray) -> tuple[int, int, int, int]:
     """``(y1, y2, x1, x2)``: the rows and columns ``mask`` covers, ends exclusive."""
     ys, xs = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
     return int(ys[0]), int(ys[-1]) + 1, int(xs[0]), int(xs[-1]) + 1
@@ -241,8 +240,9 @@ def _dilated(mask: np.ndarray, times: int) -> np.ndarray:
     return mask
 
 
-def _padded(mask: np.ndarray) -> np.ndarray:
-    """``mask`` with a border of False one pixel wide (``np.pad``, whose set-up cost more)."""
-    padded = np.zeros((mask.shape[0] + 2, mask.shape[1] + 2), dtype=bool)
-    padded[1:-1, 1:-1] = mask
+def _padded(array: np.ndarray) -> np.ndarray:
+    """``array`` (a mask or labels) with a border of zeros (False) one pixel wide (``np.pad``,
+    whose set-up cost more)."""
+    padded = np.zeros((array.shape[0] + 2, array.shape[1] + 2), dtype=array.dtype)
+    padded[1:-1, 1:-1] = array
     return padded

@@ -93,7 +93,7 @@ def compute(
         digests = [im.digest for im in images]
         found = {key: _candidates(grounder, pictures, digests) for key, grounder in side.grounders.items()}
         maker = SubimageMaker(pictures, backbone.pixel_device)
-        arrays = {"global": backbone.encode_keyed([im.digest for im in images], maker.whole).numpy()}
+        arrays = {"global": backbone.encode_keyed(digests, maker.whole).numpy()}
         dim = arrays["global"].shape[-1]
         singles: list[list[Pixels]] = [[] for _ in images]
         for key, candidates in found.items():

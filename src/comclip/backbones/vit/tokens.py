@@ -37,7 +37,7 @@ from typing import NamedTuple, Protocol
 
 import torch
 
-from comclip.backbones.vit.views import ParentViews, PatchEncoder, TokenMemory
+from comclip.backbones.vit.views import ParentViews, PatchEncoder, TokenMemory, patch_split
 from comclip.imaging.subimages import TokenRegion
 
 
@@ -93,21 +93,7 @@ def squash_geometry(size: tuple[int, int], side: int, patch: int) -> ViewGeometr
 
 def region_mask(boxes: Sequence, geometry: ViewGeometry) -> torch.Tensor:
     """Boolean ``[S, S]`` mask of the union of ``boxes`` (image coordinates) in view pixels."""
-    extent = geometry.patch * geometry.side
-    mask = torch.zeros((extent, extent), dtype=torch.bool)
-    for box in boxes:
-        x1, x2 = (int(round(min(max((v - geometry.x0) * geometry.scale_x, 0), extent))) for v in (box.x1, box.x2))
-        y1, y2 = (int(round(min(max((v - geometry.y0) * geometry.scale_y, 0), extent))) for v in (box.y1, box.y2))
-        mask[y1:y2, x1:x2] = True
-    return mask
-
-
-def patch_split(view: torch.Tensor, patch: int) -> torch.Tensor:
-    """``[..., S, S]`` -> ``[P, ..., patch, patch]``: a view (or mask) cut into its patches, row by row."""
-    side = view.shape[-1] // patch
-    lead = view.shape[:-2]
-    cut = view.reshape(*lead, side, patch, side, patch).movedim((-4, -2), (0, 1))
-    return cut.reshape(side * side, *lead, patch, patch)
+    return _view_masks([boxes], [geometry], geometry.patch * geometry.side)[0]
 
 
 def patch_shares(mask: torch.Tensor, patch: int) -> torch.Tensor:
@@ -116,9 +102,9 @@ def patch_shares(mask: torch.Tensor, patch: int) -> torch.Tensor:
 
 
 def cut_shares(cut: torch.Tensor) -> torch.Tensor:
-    """``[P]``: the share of each patch's pixels inside the region, from its mask already cut
-    into patches (``[P, patch, patch]``, :func:`patch_split`)."""
-    return cut.flatten(1).float().mean(dim=1)
+    """``[..., P]``: the share of each patch's pixels inside the region, from its mask already
+    cut into patches (``[..., P, patch, patch]``, :func:`patch_split`)."""
+    return cut.flatten(-2).float().mean(dim=-1)
 
 
 def touched_patches(mask: torch.Tensor, patch: int) -> torch.Tensor:
@@ -210,9 +196,8 @@ def _patch_rows(
     embedded again) and which patches it touches (``[R, P]``)."""
     patch, extent = geometries[0].patch, geometries[0].patch * geometries[0].side
     masks = _view_masks([r.boxes for r in regions], geometries, extent)
-    cut = masks.reshape(len(regions), extent // patch, patch, extent // patch, patch).transpose(2, 3)
-    cut = cut.reshape(len(regions), -1, patch, patch).to(positions.device)  # [R, P, patch, patch], as patch_split
-    share = cut.flatten(2).float().mean(dim=2)
+    cut = patch_split(masks, patch).movedim(0, 1).to(positions.device)  # [R, P, patch, patch]
+    share = cut_shares(cut)
     touched = share > 0
     parents = torch.tensor([views.row[id(r.identity)] for r in regions], device=positions.device)
     added = views.patches[parents] + positions

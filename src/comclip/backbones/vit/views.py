@@ -147,8 +147,13 @@ class ParentViews:
         """``[images, P, 3, patch, patch]``: every parent's view cut into its patches, row by row
         (made once a call)."""
         if self._cut is None:
-            count, channels, extent = self.pixels.shape[0], self.pixels.shape[1], self.pixels.shape[-1]
-            side = extent // patch
-            cut = self.pixels.reshape(count, channels, side, patch, side, patch).permute(0, 2, 4, 1, 3, 5)
-            self._cut = cut.reshape(count, side * side, channels, patch, patch)
+            self._cut = patch_split(self.pixels, patch).movedim(0, 1)
         return self._cut
+
+
+def patch_split(view: torch.Tensor, patch: int) -> torch.Tensor:
+    """``[..., S, S]`` -> ``[P, ..., patch, patch]``: a view (or mask) cut into its patches, row by row."""
+    side = view.shape[-1] // patch
+    lead = view.shape[:-2]
+    cut = view.reshape(*lead, side, patch, side, patch).movedim((-4, -2), (0, 1))
+    return cut.reshape(side * side, *lead, patch, patch)
