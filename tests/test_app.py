@@ -408,7 +408,7 @@ def test_browser_method_choice_sets_the_options_and_scores_as_the_cli(app_server
     page.upload(path)
     page.type_captions(captions)
     page.choose("method", "comclip-plus")
-    page.wait.until(lambda b: page.find('#comclip-subimage_fill input[value="mean"]')[0].is_selected())
+    page.wait.until(lambda b: page.find('#comclip-subimage_fill input[value="background"]')[0].is_selected())
     page.wait.until(lambda b: page.find('#comclip-score_mode input[value="evidence"]')[0].is_selected())
     page.score(expect="prefer")
     shown = page.scores()

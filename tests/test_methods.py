@@ -18,10 +18,10 @@ def test_the_three_methods_and_their_layering():
     assert configs["clip"] is None
     assert configs["comclip"] == base.replace(weighting="softmax")  # the paper's: the base, unchanged
     plus = configs["comclip-plus"]
-    assert all(getattr(plus, name) == value for name, value in PLUS.items())
+    assert all(getattr(plus, name) == value for name, value in PLUS.items() if name != "subimage_fill")
     assert (
         plus.region == "mask"
-        and plus.grounder_fill == "background"
+        and plus.grounder_fill == plus.subimage_fill == "background"  # one fill: a sub-image is its candidate
         and plus.entity_prompt == "a {}"
         and plus.weighting == "softmax"
     )
@@ -29,7 +29,8 @@ def test_the_three_methods_and_their_layering():
 
 
 def test_plus_keeps_a_region_mode_other_than_mask():
-    assert METHODS["comclip-plus"].config(PipelineConfig(region="patches")).region == "patches"
+    plus = METHODS["comclip-plus"].config(PipelineConfig(region="patches"))
+    assert plus.region == "patches" and plus.subimage_fill == PLUS["subimage_fill"] == "mean"
 
 
 def test_users_register_their_own_method():
@@ -142,7 +143,7 @@ def test_the_app_session_scores_a_named_method_as_score_does():
     session = AppSession(backbone)
     assert method_choices() == [m for m in METHODS if METHODS[m].composed]
     assert (
-        session.defaults("comclip-plus")["subimage_fill"] == "mean"
+        session.defaults("comclip-plus")["subimage_fill"] == "background"  # the model masks candidates
         and session.defaults()["subimage_fill"] == session.config.subimage_fill
     )
     image = pair.scenes[0].render()

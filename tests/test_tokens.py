@@ -308,8 +308,8 @@ def test_index_with_tokens_answers_as_the_pipeline(bow, tmp_path):
     index = Index.build(
         [tmp_path / "pictures"], tmp_path / "index", bow, methods=["comclip-plus"], options={"subimage": "tokens"}, union_cap=0
     )
-    assert index.manifest["identity"]["side"]["fills"] == ["tokens-mean"]
-    assert list((tmp_path / "index").rglob("sub.tokens-mean.vec.npy"))
+    assert index.manifest["identity"]["side"]["fills"] == ["tokens-background"]
+    assert list((tmp_path / "index").rglob("sub.tokens-background.vec.npy"))
     query = "a red circle to the left of a blue square"
     [result] = index.search(query, top=4, candidates=6, method="comclip-plus")
     config = index.method_config("comclip-plus")

@@ -11,7 +11,6 @@ import math
 import weakref
 from collections import OrderedDict
 from collections.abc import Sequence
-from typing import cast
 
 import torch
 from PIL import Image
@@ -23,7 +22,7 @@ from comclip.errors import InputError
 from comclip.grounding.base import Detection, Grounder
 from comclip.grounding.proposals import DEFAULT_SCALES, PROPOSALS, propose
 from comclip.grounding.segment_parts import VERSION as SEGMENT_PARTS_VERSION
-from comclip.imaging.subimages import SUBIMAGE_MODES, TOKENS, SubimageMaker, TokenRegion, tokens_stand_for
+from comclip.imaging.subimages import SUBIMAGE_MODES, TOKENS, SubimageMaker, subimage_key, tokens_stand_for
 from comclip.similarity import cosines
 
 #: The library defaults of the clip grounder's options (see :class:`comclip.config.PipelineConfig`).
@@ -169,21 +168,24 @@ class CLIPGrounder(Grounder):
     def _encode_views(self, todo: dict[str, Image.Image], boxes: dict[str, list[Box]]) -> dict:
         """Candidates encoded as crops, masked sub-images (from patch tokens where
         :attr:`tokens`) or (multiscale) the mean of a masked sub-image's and its zoomed views'
-        embeddings, whose dot product with a text is the mean cosine. One encoding per view,
-        not cached: the rankings they give are."""
+        embeddings, whose dot product with a text is the mean cosine. A masked view is the
+        sub-image it shows and is encoded as one (by its sub-image key, through the backbone's
+        cache where it has one); crops and zoomed views are encoded once and not kept: the
+        rankings they give are."""
         maker = SubimageMaker(list(todo.values()), self.backbone.pixel_device)
         fill = "crop" if self.region == "crop" else self.fill
         zooms = ZOOMS if self.region == "multiscale" else ()
         candidates = [(n, b) for n, key in enumerate(todo) for b in boxes[key]]
         embeddings = torch.zeros(0)
         if candidates and self.tokens:
-            regions = [cast(TokenRegion, maker.region(n, [b], TOKENS + fill)) for n, b in candidates]
-            views = [self.backbone.encode_views(regions)[:, None]]  # [candidates, 1, D] (or [..., Q, D])
+            views = [self._masked(todo, maker, candidates, TOKENS + fill)[:, None]]  # [candidates, 1, D] (or [..., Q, D])
             zoomed = [maker.zoomed(n, b, fill, z) for n, b in candidates for z in zooms]
             if zoomed:
                 encoded = self.backbone.encode_views(zoomed)
                 views.append(encoded.reshape(len(candidates), len(zooms), *encoded.shape[1:]))
             embeddings = torch.cat(views, dim=1).mean(dim=1)
+        elif candidates and self.region == "mask":
+            embeddings = self._masked(todo, maker, candidates, fill)
         elif candidates:  # each candidate's views in a row: its masked view, then its zoomed ones
             filled = [[maker.sub(n, [b], fill), *(maker.zoomed(n, b, fill, z) for z in zooms)] for n, b in candidates]
             embeddings = self.backbone.encode_views([view for some in filled for view in some])
@@ -194,6 +196,14 @@ class CLIPGrounder(Grounder):
             self._cache[key] = (boxes[key], embeddings[start : start + count])
             start += count
         return {}
+
+    def _masked(self, todo: dict[str, Image.Image], maker: SubimageMaker, candidates: list, source: str) -> torch.Tensor:
+        """The masked candidates of ``todo``'s images, as the sub-images they are: encoded by
+        their sub-image keys, so a sub-image of the same box and fill (an entity's, once it is
+        grounded to the candidate) is read back rather than encoded again."""
+        digests = list(todo)
+        keys = [subimage_key(digests[n], [b], source, *todo[digests[n]].size) for n, b in candidates]
+        return self.backbone.encode_keyed(keys, lambda k: maker.region(candidates[k][0], [candidates[k][1]], source))
 
     def _key(self, image: Image.Image) -> str:
         """The image's content key, hashed once per image object while it lives (``prepare``
