@@ -197,6 +197,21 @@ def test_a_later_call_reads_the_parents_patches_from_memory(bow, monkeypatch):
     assert kept == 10 and len(memory.parents) == 0
 
 
+def test_a_whole_image_reuses_the_view_its_regions_made(bow, monkeypatch):
+    """An image whose token regions were encoded is not prepared again for its global pass
+    (an index encodes candidates first), and its embedding is the one it has alone."""
+    pairs = minimal_pairs("binding", seed=9, n=6)
+    images = [p.scenes[0].render() for p in pairs]
+    alone = bow.encode_images(images)
+    regions = [SubimageMaker(images, None).region(n, [p.scenes[0].objects[0].box], "tokens-mean") for n, p in enumerate(pairs)]
+    bow.encode_views(regions)
+    made = []
+    real = bow.pixel_values
+    monkeypatch.setattr(bow, "pixel_values", lambda some: made.append(len(some)) or real(some))
+    again = bow.encode_images([*images, pairs[0].scenes[1].render()])  # the last one has no regions
+    assert made == [1] and torch.equal(again[:-1], alone)
+
+
 def test_fill_colours_from_one_palette_are_each_colours_own(bow, siglip):
     """Fill colours are made from one view-sized image holding them pixel by pixel: each the
     same as a whole image of that colour; an encoder that resamples such an image (here one

@@ -159,7 +159,18 @@ class Backbone(ABC):
         return self._processor_pixels(pil).to(self.device)
 
     def _encode_image_batch(self, images: list) -> torch.Tensor:
-        return self._encode_pixels(self.pixel_values(images))
+        return self._encode_pixels(self._views_of(images))
+
+    def _views_of(self, images: list) -> torch.Tensor:
+        """:meth:`pixel_values` of images, taking the views that the token memory keeps for
+        these very PIL images (a search index's candidates made them just before)."""
+        memory = self.__dict__.get("_token_memory")  # made by the first token regions, if any
+        kept = [memory.parent(im) if memory is not None and isinstance(im, Image.Image) else None for im in images]
+        if not any(kept):
+            return self.pixel_values(images)
+        missing = [im for im, k in zip(images, kept) if k is None]
+        made = iter(self.pixel_values(missing)) if missing else iter(())
+        return torch.stack([k[0] if k is not None else next(made) for k in kept])
 
     def encode_views(self, views: Sequence[Image.Image | torch.Tensor] | Sequence[TokenRegion]) -> torch.Tensor:
         """Embeddings (``[N, D]``, unit-norm rows) of images made on the fly and used once, such

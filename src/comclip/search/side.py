@@ -93,7 +93,8 @@ def compute(
         digests = [im.digest for im in images]
         found = {key: _candidates(grounder, pictures, digests) for key, grounder in side.grounders.items()}
         maker = SubimageMaker(pictures, backbone.pixel_device)
-        arrays = {"global": backbone.encode_keyed(digests, maker.whole).numpy()}
+        # The images themselves, whose views the candidates' token regions have just made.
+        arrays = {"global": backbone.encode_keyed(digests, lambda n: pictures[n]).numpy()}
         dim = arrays["global"].shape[-1]
         singles: list[list[Pixels]] = [[] for _ in images]
         for key, candidates in found.items():

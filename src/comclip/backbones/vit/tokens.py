@@ -175,7 +175,7 @@ def region_sequences(encoder: TokenEncoder, regions: Sequence[TokenRegion], memo
     for first in range(0, len(regions), MASKS_AT_ONCE):
         some = regions[first : first + MASKS_AT_ONCE]
         added, touched = _patch_rows(encoder, views, some, [geometries[r.size] for r in some], patch_positions)
-        rows.append(added[touched])  # region by region, each region's patches row by row
+        rows.append(added)  # region by region, each region's patches row by row
         counts.append(touched.sum(dim=1))
         away = (~touched).to(patch_positions.dtype)
         merged.append(away.sum(dim=1).long())
@@ -191,22 +191,25 @@ def _patch_rows(
     geometries: Sequence[ViewGeometry],
     positions: torch.Tensor,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """For each region, every patch's row with its position embedding (``[R, P, C]``: the
-    parent's patch, or where the region covers it in part, that patch filled outside it and
-    embedded again) and which patches it touches (``[R, P]``)."""
+    """The rows of the patches each region touches, with their position embeddings, region by
+    region and row by row (``[T, C]``: the parent's patch, or where the region covers it in
+    part, that patch filled outside it and embedded again), and which patches each region
+    touches (``[R, P]``)."""
     patch, extent = geometries[0].patch, geometries[0].patch * geometries[0].side
     masks = _view_masks([r.boxes for r in regions], geometries, extent)
     cut = patch_split(masks, patch).movedim(0, 1).to(positions.device)  # [R, P, patch, patch]
     share = cut_shares(cut)
     touched = share > 0
     parents = torch.tensor([views.row[id(r.identity)] for r in regions], device=positions.device)
-    added = views.patches[parents] + positions
-    region, where = torch.nonzero(touched & (share < 1), as_tuple=True)  # edge patches, region by region
-    if len(region):
+    region, where = torch.nonzero(touched, as_tuple=True)  # region by region, each row by row
+    added = views.patches[parents[region], where] + positions[where]
+    edge = torch.nonzero(share[region, where] < 1, as_tuple=True)[0]  # patches covered in part
+    if len(edge):
+        region, where = region[edge], where[edge]
         fills = torch.stack([views.fill(r.colour, patch)[0] for r in regions])
         view = views.cut(patch)[parents[region], where]
         pixels = torch.where(cut[region, where][:, None].to(view.device), view, fills[region])
-        added[region, where] = _embedded_patches(encoder, pixels) + positions[where]
+        added[edge] = _embedded_patches(encoder, pixels) + positions[where]
     return added, touched
 
 
