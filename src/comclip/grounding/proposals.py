@@ -16,7 +16,7 @@ import numpy as np
 from PIL import Image
 
 from comclip.grounding.base import Box
-from comclip.grounding.segment_parts import CROSS, mask_bounds, segment_parts
+from comclip.grounding.segment_parts import CROSS, lengths, mask_bounds, segment_parts
 
 #: (window side as a fraction of the image side, stride as a fraction of the image side).
 DEFAULT_SCALES = ((1.0, 1.0), (0.75, 0.25), (0.5, 0.25), (1 / 3, 1 / 6))
@@ -71,7 +71,7 @@ def segment_proposals(
     pixels = ndimage.uniform_filter(raw, size=(3, 3, 1), mode="nearest")
     border = np.concatenate([pixels[0], pixels[-1], pixels[:, 0], pixels[:, -1]])
     background = np.median(border, axis=0)
-    foreground = np.linalg.norm(pixels - background, axis=-1) > threshold
+    foreground = lengths(pixels - background) > threshold
     labels, count = ndimage.label(foreground, CROSS)
     found = _Boxes(foreground.size * min_area, foreground.size * max_area)
     kept = []

@@ -102,18 +102,24 @@ def _similar_regions(window: np.ndarray, inside: np.ndarray) -> np.ndarray:
     height, width = inside.shape
     grid = np.zeros((2 * height - 1, 2 * width - 1), dtype=bool)
     grid[::2, ::2] = inside
-    grid[::2, 1::2] = (_lengths(window[:, 1:] - window[:, :-1]) < TOLERANCE) & inside[:, 1:] & inside[:, :-1]
-    grid[1::2, ::2] = (_lengths(window[1:] - window[:-1]) < TOLERANCE) & inside[1:] & inside[:-1]
+    grid[::2, 1::2] = (lengths(window[:, 1:] - window[:, :-1]) < TOLERANCE) & inside[:, 1:] & inside[:, :-1]
+    grid[1::2, ::2] = (lengths(window[1:] - window[:-1]) < TOLERANCE) & inside[1:] & inside[:-1]
     labels, _ = ndimage.label(grid, CROSS)
     # Every region holds pixels (an edge cell is set only between two pixels inside), so the
     # pixels' labels are already 1..n.
     return labels[::2, ::2]
 
 
-def _lengths(vectors: np.ndarray) -> np.ndarray:
+def lengths(vectors: np.ndarray) -> np.ndarray:
     """The Euclidean length of each vector along the last axis: ``np.linalg.norm``'s own
-    arithmetic, without its per-call set-up."""
-    return np.sqrt(np.add.reduce(vectors * vectors, axis=-1))
+    arithmetic (the squares added in order), without its per-call set-up, and with the few
+    components added as whole arrays (numpy reduces a short last axis slowly: 100 us for a
+    64 x 64 image's colour distances, against 22 this way)."""
+    squares = vectors * vectors
+    total = squares[..., 0]
+    for component in range(1, squares.shape[-1]):
+        total = total + squares[..., component]
+    return np.sqrt(total)
 
 
 def _core_sizes(labels: np.ndarray) -> np.ndarray:
@@ -145,7 +151,7 @@ def _colour_parts(
     colours = np.stack([background] + [pixels[np.logical_or.reduce(regions)].mean(axis=0) for regions in groups])
     near = _dilated(segment, 1)
     nearest = np.full(segment.shape, -1)
-    nearest[near] = _lengths(pixels[near][:, None, :] - colours).argmin(axis=-1)
+    nearest[near] = lengths(pixels[near][:, None, :] - colours).argmin(axis=-1)
     for number, regions in enumerate(groups, start=1):
         pieces, count = ndimage.label(nearest == number, CROSS)
         sizes = ndimage.sum(np.ones_like(pieces), pieces, range(1, count + 1))
