@@ -210,6 +210,14 @@ def test_a_whole_image_reuses_the_view_its_regions_made(bow, monkeypatch):
     monkeypatch.setattr(bow, "pixel_values", lambda some: made.append(len(some)) or real(some))
     again = bow.encode_images([*images, pairs[0].scenes[1].render()])  # the last one has no regions
     assert made == [1] and torch.equal(again[:-1], alone)
+    kept = bow.pixels
+    try:
+        bow.pixels = "pil" if kept == "torch" else "torch"  # views made the other way are not taken
+        made.clear()
+        bow.encode_images(images)
+        assert made == [len(images)]
+    finally:
+        bow.pixels = kept
 
 
 def test_fill_colours_from_one_palette_are_each_colours_own(bow, siglip):

@@ -140,6 +140,8 @@ class Backbone(ABC):
     @pixels.setter
     def pixels(self, value: str) -> None:
         check_runtime("pixels", value)
+        if value != getattr(self, "_pixels", value):
+            self.__dict__.pop("_token_memory", None)  # its views were made the other way
         self._pixels = value
 
     @property
