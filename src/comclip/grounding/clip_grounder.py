@@ -22,7 +22,7 @@ from comclip.errors import InputError
 from comclip.grounding.base import Detection, Grounder
 from comclip.grounding.proposals import DEFAULT_SCALES, PROPOSALS, propose
 from comclip.grounding.segment_parts import VERSION as SEGMENT_PARTS_VERSION
-from comclip.imaging.subimages import SUBIMAGE_MODES, TOKENS, SubimageMaker, subimage_key, tokens_stand_for
+from comclip.imaging.subimages import SUBIMAGE_MODES, TOKENS, SubimageMaker, encode_subimages, tokens_stand_for
 from comclip.similarity import cosines
 
 #: The library defaults of the clip grounder's options (see :class:`comclip.config.PipelineConfig`).
@@ -198,12 +198,10 @@ class CLIPGrounder(Grounder):
         return {}
 
     def _masked(self, todo: dict[str, Image.Image], maker: SubimageMaker, candidates: list, source: str) -> torch.Tensor:
-        """The masked candidates of ``todo``'s images, as the sub-images they are: encoded by
-        their sub-image keys, so a sub-image of the same box and fill (an entity's, once it is
-        grounded to the candidate) is read back rather than encoded again."""
-        digests = list(todo)
-        keys = [subimage_key(digests[n], [b], source, *todo[digests[n]].size) for n, b in candidates]
-        return self.backbone.encode_keyed(keys, lambda k: maker.region(candidates[k][0], [candidates[k][1]], source))
+        """The masked candidates of ``todo``'s images, as the sub-images they are: an entity's
+        sub-image of the same box and fill, once it is grounded to the candidate, is read back
+        rather than encoded again."""
+        return encode_subimages(self.backbone, maker, list(todo), [(n, [b]) for n, b in candidates], source)
 
     def _key(self, image: Image.Image) -> str:
         """The image's content key, hashed once per image object while it lives (``prepare``

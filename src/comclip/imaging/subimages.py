@@ -331,6 +331,18 @@ class SubimageMaker:
         return padded[:, y1 + pad[1] : y2 + pad[1], x1 + pad[0] : x2 + pad[0]].round().to(torch.uint8)
 
 
+def encode_subimages(
+    backbone, maker: SubimageMaker, digests: Sequence[str], regions: Sequence[tuple[int, Sequence[Box]]], source: str
+) -> torch.Tensor:
+    """Embeddings of the sub-images ``regions`` (an image of ``maker``, known by its digest in
+    ``digests``, and boxes) made of ``source``, through ``backbone.encode_keyed`` under their
+    :func:`subimage_key`: one key for one sub-image whoever asks (the masked candidate an
+    entity is grounded to and the entity's sub-image are one encoding), each made only where
+    the backbone's cache lacks it."""
+    keys = [subimage_key(digests[n], boxes, source, *maker.images[n].size) for n, boxes in regions]
+    return backbone.encode_keyed(keys, lambda k: maker.region(regions[k][0], list(regions[k][1]), source))
+
+
 def zoom_window(box: Box, factor: float) -> tuple[int, int, int, int]:
     """Integer bounds of the square of side ``factor`` x the box's longer side centred on it
     (it may reach beyond the image): shown at the encoder's input size, a small object appears

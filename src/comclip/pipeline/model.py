@@ -13,7 +13,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
-from PIL import Image
 
 from comclip.backbones import DEFAULT_MODEL, Backbone, create_backbone
 from comclip.backbones.runtime import RUNTIME
@@ -25,7 +24,7 @@ from comclip.config import PipelineConfig, resolve_config, runnable_by
 from comclip.grounding import GROUND_BY, Detection, Grounder, create_grounder
 from comclip.grounding.assignment import assign, with_attributes
 from comclip.imaging.files import ImageInput, LoadedImage, load_images
-from comclip.imaging.subimages import SubimageMaker, TokenRegion, subimage_key
+from comclip.imaging.subimages import SubimageMaker, encode_subimages
 from comclip.parsing import Parser, SceneGraph, create_parser
 from comclip.parsing.base import Entity
 from comclip.pipeline.memory import Stored
@@ -268,17 +267,9 @@ class ComCLIP:
         sub-image is made only where its embedding is not in the cache (keys need no pixels)."""
         sub_keys = list(dict.fromkeys((owner[i], tuple(p.boxes)) for (i, _), parts in layouts.items() for p in parts))
         phrases = list(dict.fromkeys(p.phrase for parts in layouts.values() for p in parts))
-        fill = self.config.subimage_source
-        keys = [
-            subimage_key(loaded[i].digest, boxes, fill, loaded[i].image.width, loaded[i].image.height) for i, boxes in sub_keys
-        ]
-
-        def make(n: int) -> Image.Image | torch.Tensor | TokenRegion:
-            i, boxes = sub_keys[n]
-            return maker.region(i, list(boxes), fill)
-
+        digests, fill = [im.digest for im in loaded], self.config.subimage_source
         return {
-            "sub": dict(zip(sub_keys, self.backbone.encode_keyed(keys, make))) if sub_keys else {},
+            "sub": dict(zip(sub_keys, encode_subimages(self.backbone, maker, digests, sub_keys, fill))) if sub_keys else {},
             "phrase": dict(zip(phrases, self.backbone.encode_texts(phrases))) if phrases else {},
         }
 

@@ -1,6 +1,6 @@
 """The image side an index stores: everything the query side of each method reads about an
 image, computed once at build time with the pipeline's own code (the grounders' candidates,
-:func:`~comclip.imaging.subimages.subimage_key` sub-images encoded by ``encode_keyed``), so a score
+:func:`~comclip.imaging.subimages.encode_subimages`, under their sub-image keys), so a score
 from the index is the score ``comclip score`` gives.
 
 What is stored, per image:
@@ -35,7 +35,7 @@ from comclip.errors import InputError
 from comclip.grounding.clip_grounder import CLIPGrounder
 from comclip.grounding.pool import GrounderPool
 from comclip.imaging.files import LoadedImage
-from comclip.imaging.subimages import SubimageMaker, subimage_key
+from comclip.imaging.subimages import SubimageMaker, encode_subimages
 
 #: Union sub-images kept per image and fill: every pair of the 10 smallest candidates.
 DEFAULT_UNION_CAP = 45
@@ -147,9 +147,9 @@ def _encoded(
 ) -> dict[str, np.ndarray]:
     """The sub-images of each image's regions (lists of pixel bounds), encoded in one keyed call."""
     todo = [(n, region) for n, rs in enumerate(regions) for region in rs]
-    boxes = [[Box(float(p[0]), float(p[1]), float(p[2]), float(p[3])) for p in region] for _, region in todo]
-    keys = [subimage_key(images[n].digest, bs, fill, *images[n].image.size) for (n, _), bs in zip(todo, boxes)]
-    vectors = backbone.encode_keyed(keys, lambda k: maker.region(todo[k][0], boxes[k], fill)) if todo else torch.zeros(0, dim)
+    boxes = [(n, [Box(float(p[0]), float(p[1]), float(p[2]), float(p[3])) for p in region]) for n, region in todo]
+    digests = [im.digest for im in images]
+    vectors = encode_subimages(backbone, maker, digests, boxes, fill) if todo else torch.zeros(0, dim)
     width = 4 * max((len(r) for _, r in todo), default=1)
     counts = np.cumsum([0] + [len(rs) for rs in regions])
     table = np.asarray([p for _, region in todo for p in region], dtype=np.int32).reshape(len(todo), width)
