@@ -10,7 +10,9 @@ is the real one's) and CLIP's real tokenizer, written to a temporary folder. Wor
     ComCLIP re-scores the top ``--top``;
 (c) the same with ``--large-queries`` captions (coco-mini's captions cycled; 0 skips it).
 
-Captions are parsed before the timed part. The sub-images of workload (a) are also encoded on
+Captions are parsed before the timed part. On a machine without spaCy, ``--write-parses FILE``
+(run where spaCy is) stores every caption's scene graph, and ``--parses FILE`` reads them there
+instead of parsing. The sub-images of workload (a) are also encoded on
 both pixel paths (tensors on the device, and the PIL reference) and the largest difference of
 their embeddings' cosine from 1 is reported (``subimage_max_abs_cos_diff``).
 
@@ -117,6 +119,8 @@ def arguments() -> argparse.Namespace:
         choices=["fill", "tokens"],
         help="how sub-images are encoded, as comclip eval --subimage: fill (the paper) or tokens",
     )
+    parser.add_argument("--parses", help="caption -> scene graph JSON (from --write-parses): looked up instead of parsed")
+    parser.add_argument("--write-parses", help="parse every caption of --data with spaCy into this JSON file, and stop")
     parser.add_argument(
         "--batching",
         default=None,
@@ -136,6 +140,7 @@ class Workloads:
         self.args, self.backbone, self.work = args, encoder(backbone), work  # its cache is swapped per workload
         self.rows, self.images = rows, images
         self.gallery = images[: args.gallery]
+        self.graphs = json.loads(Path(args.parses).read_text()) if args.parses else None
 
     def fresh_pipeline(self):  # new grounder and parser memory, as in a new process
         from comclip.grounding import create_grounder
@@ -144,7 +149,7 @@ class Workloads:
 
         return ComCLIP(
             self.backbone,
-            parser=create_parser("spacy"),
+            parser=create_parser("given", graphs=self.graphs) if self.graphs else create_parser("spacy"),
             grounder=create_grounder("clip", self.backbone, region=self.args.region),
             subimage=self.args.subimage,
         )
@@ -288,6 +293,17 @@ def decode_figures(data: Path, rows, need: int) -> dict:
     return {str(workers): round(timed(lambda: list(ImageLoader(workers).prefetch(chunks)))[0], 3) for workers in (0, 1, 2)}  # noqa: B023 (called at once)
 
 
+def write_parses(rows: list, path: Path) -> None:
+    """Every caption's spaCy scene graph, as ``--parses`` reads them (checked to read back the same)."""
+    from comclip.parsing import SceneGraph, create_parser
+
+    parser = create_parser("spacy")
+    graphs = {text: parser.parse(text) for text in dict.fromkeys(c for r in rows for c in r["captions"])}
+    assert all(SceneGraph.from_dict(g.to_dict(), text=t) == g for t, g in graphs.items()), "a graph does not read back"
+    path.write_text(json.dumps({text: graph.to_dict() for text, graph in graphs.items()}))
+    print(f"wrote {len(graphs)} scene graphs to {path}", file=sys.stderr)
+
+
 def build_model(work: Path) -> Path:
     """The random ViT-B/32, built in a child process so that peak memory is the workloads'."""
     context = multiprocessing.get_context("spawn")
@@ -324,6 +340,9 @@ def main() -> int:
     torch.manual_seed(0)
     data = Path(args.data)
     rows = json.loads((data / "captions.json").read_text())
+    if args.write_parses:
+        write_parses(rows, Path(args.write_parses))
+        return 0
     need = max(2 * args.groups, args.gallery)
     if len(rows) < need:
         sys.exit(f"{args.data} has {len(rows)} images; the workload needs {need}")
