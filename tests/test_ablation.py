@@ -39,7 +39,7 @@ def test_ablate_chooses_on_dev_and_reports_on_test(cli, tiny_model_dir, tmp_path
 def test_the_shipped_grids_are_data_and_a_users_grid_is_read_the_same_way(tmp_path):
     from comclip.eval.experiments.ablation import GRIDS, PAPER, grid
 
-    assert {name: len(grid(name)) for name in GRIDS} == {"full": 240, "plus": 20, "small": 8, "spatial": 24}
+    assert {name: len(grid(name)) for name in GRIDS} == {"full": 240, "plus": 24, "small": 8, "spatial": 24}
     first = grid("small")[0]
     assert first.name == "comclip sum black default" and first.grounding == "default"
     assert first.pipeline_config({}) == PAPER.pipeline_config({})  # the grid starts at the paper's configuration
