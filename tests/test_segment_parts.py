@@ -216,3 +216,34 @@ def test_parts_found_in_a_segments_window_are_those_of_the_whole_image():
 def _box(mask: np.ndarray, left: int = 0, top: int = 0) -> tuple[int, int, int, int]:
     ys, xs = np.nonzero(mask)
     return left + int(xs.min()), top + int(ys.min()), left + int(xs.max()) + 1, top + int(ys.max()) + 1
+
+
+def test_objects_of_one_colour_that_overlap_widely_get_a_box_each():
+    """No narrow join separates two discs of one colour that overlap by a sixth of their width
+    (a join 13 pixels wide): the maxima of the segment's distance to its edge (the discs'
+    centres) do."""
+    colour = (230, 60, 60)
+    left, right = Box(10, 20, 35, 45), Box(30, 22, 55, 47)
+    image = _scene([("ellipse", (10, 20, 34, 44), colour), ("ellipse", (30, 22, 54, 46), colour)])
+    assert _best(segment_proposals(image), left) < 0.6 and _best(segment_proposals(image), right) < 0.6
+    parts = segment_proposals(image, parts=True)
+    assert _best(parts, left) > 0.7 and _best(parts, right) > 0.7
+
+
+def test_a_distance_peak_needs_a_second_object():
+    """One shape, however noisy its edge, has one distinct peak and gives no square; two
+    squares joined by a wide bridge give one square each, cut to the mask."""
+    from comclip.grounding.segment_parts import _distance_peaks
+
+    single = np.zeros((40, 40), dtype=bool)
+    single[5:35, 8:30] = True
+    single[5, 8:30:3] = False  # a ragged edge makes maxima of its own
+    assert list(_distance_peaks(single)) == []
+    double = np.zeros((40, 60), dtype=bool)
+    double[5:25, 5:25] = True
+    double[8:30, 30:52] = True
+    double[10:20, 25:30] = True  # a bridge 10 pixels wide: no erosion of 1-2 pixels cuts it
+    squares = list(_distance_peaks(double))
+    assert len(squares) == 2 and all((square <= double).all() for square in squares)
+    columns = sorted(np.flatnonzero(square.any(axis=0))[[0, -1]].tolist() for square in squares)
+    assert columns[0][1] < 30 <= columns[1][0] + 5  # one square on each side of the bridge

@@ -21,6 +21,11 @@ and group it again; this module does the same, in three steps on each segment:
    them apart, each piece grown back is a part (objects of one colour that touch); where one
    pixel's erosion and growth give back a much smaller box, that is a part (a line left it),
    grown back the same way.
+4. **distance peaks**: where the segment or a part holds two or more distinct maxima of its
+   distance to its own edge (objects of one colour that touch along a wide join or overlap,
+   which no narrow join separates: the centres of the objects' largest inscribed discs), the
+   square around each maximum, :data:`PEAK_REACH` times the disc, cut to the mask, is a part
+   (the usual seeds for splitting touching blobs, as a watershed's are).
 
 Nothing here knows what an object is: it reads colours and shapes of regions, so it runs on
 any image where objects contrast (diagrams, products, the sandbox). A segment of one colour,
@@ -35,7 +40,7 @@ import numpy as np
 
 #: Bumped whenever the parts a segment gives change: grounders that use them name it in their
 #: description, so cached rankings and search indexes of other parts are never mixed in.
-VERSION = 3
+VERSION = 4
 #: Neighbouring pixels closer than this (RGB distance, after the median) are one colour region.
 TOLERANCE = 18.0
 #: Colour regions of a segment whose mean colours are closer than this are one group.
@@ -58,6 +63,20 @@ REGROW = 2
 MIN_PIECE = 4
 #: 4-connectivity, scipy.ndimage's default, given once (it is made again on every call otherwise).
 CROSS = np.array([[0, 1, 0], [1, 1, 1], [0, 1, 0]], dtype=bool)
+#: 8-connectivity: a plateau of equal distance maxima is one peak.
+SQUARE = np.ones((3, 3), dtype=bool)
+#: A distance peak lies at least this many pixels inside its mask: smaller discs are a pointer's
+#: head or a line's width, not an object (development seed 100: no peak in a pointer scene).
+PEAK_LEAST = 3.0
+#: A peak is a maximum of the distance within this window (pixels, square).
+PEAK_WINDOW = 5
+#: Peaks count as distinct objects only where each lies farther from every stronger one than
+#: this times the larger of their two distances: the maxima a noisy edge makes inside one
+#: shape's disc are one object (the classic scenes' segments give none).
+PEAK_APART = 1.5
+#: A peak's square reaches this times its distance from the centre: a disc's or a square's own
+#: box is 1.0; a triangle or a star reaches past its inscribed disc.
+PEAK_REACH = 1.3
 
 
 def segment_parts(pixels: np.ndarray, segment: np.ndarray, background: np.ndarray, core: float) -> Iterator[np.ndarray]:
@@ -70,6 +89,7 @@ def segment_parts(pixels: np.ndarray, segment: np.ndarray, background: np.ndarra
     yield from parts
     for mask in [segment, *parts]:
         yield from _narrow_joins(mask)
+        yield from _distance_peaks(mask)
 
 
 def _colour_groups(pixels: np.ndarray, segment: np.ndarray, core: float) -> list[list[np.ndarray]]:
@@ -182,6 +202,42 @@ def _narrow_joins(mask: np.ndarray) -> Iterator[np.ndarray]:
             yield from pieces
         elif len(pieces) == 1 and depth == 1 and _much_smaller(pieces[0], mask):
             yield _regrown(pieces[0], mask)
+
+
+def _distance_peaks(mask: np.ndarray) -> Iterator[np.ndarray]:
+    """Step 4: where ``mask`` holds two or more distinct maxima of its distance to its edge
+    (see :data:`PEAK_LEAST`, :data:`PEAK_APART`), each one's square (:data:`PEAK_REACH`) in it."""
+    from scipy import ndimage
+
+    distance = ndimage.distance_transform_edt(_padded(mask))[1:-1, 1:-1]
+    tops = (distance >= PEAK_LEAST) & (distance == ndimage.maximum_filter(distance, size=PEAK_WINDOW))
+    ys, xs = np.nonzero(tops)
+    if not len(ys) or np.hypot(np.ptp(ys), np.ptp(xs)) <= PEAK_APART * PEAK_LEAST:
+        return  # no two maxima far enough apart to be two objects (the usual case: one shape)
+    labels, count = ndimage.label(tops, SQUARE)
+    if count < 2:
+        return
+    found = sorted(
+        (
+            (float(distance[tuple(np.argwhere(labels == k)[0])]), *np.argwhere(labels == k).mean(axis=0))
+            for k in range(1, count + 1)
+        ),
+        key=lambda peak: -peak[0],
+    )
+    kept: list[tuple[float, float, float]] = []
+    for radius, y, x in found:  # the strongest first: a weaker peak inside its disc is the same object
+        if all(np.hypot(y - ky, x - kx) > PEAK_APART * max(radius, kr) for kr, ky, kx in kept):
+            kept.append((radius, y, x))
+    if len(kept) < 2:
+        return
+    for radius, y, x in kept:
+        reach = PEAK_REACH * radius  # about the pixel's centre, (y + 0.5, x + 0.5)
+        square = np.zeros_like(mask)
+        y1, y2, x1, x2 = (int(round(v + 0.5)) for v in (y - reach, y + reach, x - reach, x + reach))
+        square[max(0, y1) : y2, max(0, x1) : x2] = True
+        square &= mask
+        if square.any():
+            yield square
 
 
 def _regrown(part: np.ndarray, mask: np.ndarray) -> np.ndarray:
