@@ -101,7 +101,7 @@ def test_a_search_encodes_its_texts_in_one_model_call_and_restores_the_collector
     monkeypatch.setattr(built, "shortlist", lambda *a, _s=built.shortlist: seen.append(gc.isenabled()) or _s(*a))
     fresh = MemoryCache()  # another cache to keep: a query cache of its own, no text seen before
     [result] = built.search(query, top=3, candidates=6, method="comclip-plus", keep=fresh)
-    assert len(calls) == 1 and query in calls[0] and "a triangle" in calls[0] and len(calls[0]) > 3
+    assert len(calls) == 1 and query in calls[0] and "a green triangle" in calls[0] and len(calls[0]) > 3
     assert seen == [False] and gc.isenabled() and len(result.hits) == 3
     gc.disable()
     try:
