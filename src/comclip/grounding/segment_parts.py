@@ -217,13 +217,9 @@ def _distance_peaks(mask: np.ndarray) -> Iterator[np.ndarray]:
     labels, count = ndimage.label(tops, SQUARE)
     if count < 2:
         return
-    found = sorted(
-        (
-            (float(distance[tuple(np.argwhere(labels == k)[0])]), *np.argwhere(labels == k).mean(axis=0))
-            for k in range(1, count + 1)
-        ),
-        key=lambda peak: -peak[0],
-    )
+    numbers = range(1, count + 1)  # a plateau's pixels are all maxima, so all of one distance
+    radii = ndimage.maximum(distance, labels, numbers)
+    found = sorted(zip(radii, *zip(*ndimage.center_of_mass(tops, labels, numbers))), key=lambda peak: -peak[0])
     kept: list[tuple[float, float, float]] = []
     for radius, y, x in found:  # the strongest first: a weaker peak inside its disc is the same object
         if all(np.hypot(y - ky, x - kx) > PEAK_APART * max(radius, kr) for kr, ky, kx in kept):
