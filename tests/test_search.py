@@ -375,3 +375,24 @@ def test_the_search_gallery_takes_a_folder_named_by_a_string(tmp_path):
 
     queries, scenes = render_gallery(["binding"], 1, 2, str(tmp_path / "gallery"))
     assert len(queries) == 4 and len(scenes) == 4 and len(list((tmp_path / "gallery").glob("*.png"))) == 4
+
+
+def test_a_build_leaves_the_garbage_collectors_frozen_objects_as_it_found_them():
+    """While images are indexed, objects older than the build are left out of full scans;
+    afterwards none stays frozen, and a process that froze its own keeps them frozen."""
+    import gc
+
+    from comclip.search.build import _older_objects_unscanned
+
+    assert gc.get_freeze_count() == 0
+    with _older_objects_unscanned():
+        assert gc.get_freeze_count() > 0
+    assert gc.get_freeze_count() == 0
+    gc.freeze()
+    try:
+        frozen = gc.get_freeze_count()
+        with _older_objects_unscanned():
+            pass
+        assert gc.get_freeze_count() == frozen
+    finally:
+        gc.unfreeze()

@@ -188,6 +188,32 @@ def test_the_morphology_is_scipys():
             assert np.array_equal(_dilated(mask, times), ndimage.binary_dilation(mask, iterations=times))
 
 
+def test_the_peaks_maximum_the_bounds_and_the_border_median_are_the_references():
+    """The distance peaks' window maximum is scipy's where its square lies inside the array
+    (every value a peak may have), the border median is numpy's to the bit, and a mask's
+    bounds are those of its pixels, on random arrays of many shapes."""
+    from scipy import ndimage
+
+    from comclip.grounding.proposals import _column_medians
+    from comclip.grounding.segment_parts import PEAK_WINDOW, _window_maximum, mask_bounds
+
+    rng = np.random.default_rng(1)
+    reach = PEAK_WINDOW // 2
+    for _ in range(100):
+        height, width = rng.integers(1, 30, size=2)
+        values = rng.random((height, width)) * rng.integers(1, 9)
+        inside = (slice(reach, height - reach), slice(reach, width - reach))
+        found = _window_maximum(values, PEAK_WINDOW)
+        assert found.shape == values.shape and (found >= values).all()
+        assert np.array_equal(found[inside], ndimage.maximum_filter(values, size=PEAK_WINDOW)[inside])
+        border = (rng.random((rng.integers(1, 300), 3)) * 255).astype(np.float32)
+        assert np.array_equal(_column_medians(border), np.median(border, axis=0))
+        mask = rng.random((height, width)) < rng.uniform(0.01, 0.5)
+        if mask.any():
+            ys, xs = np.nonzero(mask)
+            assert mask_bounds(mask) == (ys.min(), ys.max() + 1, xs.min(), xs.max() + 1)
+
+
 def test_parts_found_in_a_segments_window_are_those_of_the_whole_image():
     """Parts are looked for in each segment's box and a small margin: on sandbox scenes with
     touching, overlapping and crowded objects, the boxes are those the whole image gives."""

@@ -210,7 +210,7 @@ def _distance_peaks(mask: np.ndarray) -> Iterator[np.ndarray]:
     from scipy import ndimage
 
     distance = ndimage.distance_transform_edt(_padded(mask))[1:-1, 1:-1]
-    tops = (distance >= PEAK_LEAST) & (distance == ndimage.maximum_filter(distance, size=PEAK_WINDOW))
+    tops = (distance >= PEAK_LEAST) & (distance == _window_maximum(distance, PEAK_WINDOW))
     ys, xs = np.nonzero(tops)
     if not len(ys) or np.hypot(np.ptp(ys), np.ptp(xs)) <= PEAK_APART * PEAK_LEAST:
         return  # no two maxima far enough apart to be two objects (the usual case: one shape)
@@ -250,9 +250,15 @@ def _much_smaller(inner: np.ndarray, outer: np.ndarray) -> bool:
 
 
 def mask_bounds(mask: np.ndarray) -> tuple[int, int, int, int]:
-    """``(y1, y2, x1, x2)``: the rows and columns ``mask`` covers, ends exclusive."""
-    ys, xs = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
-    return int(ys[0]), int(ys[-1]) + 1, int(xs[0]), int(xs[-1]) + 1
+    """``(y1, y2, x1, x2)``: the rows and columns ``mask`` covers, ends exclusive (``mask``
+    holds at least one pixel)."""
+    rows, columns = mask.any(axis=1), mask.any(axis=0)
+    return (
+        int(rows.argmax()),
+        len(rows) - int(rows[::-1].argmax()),
+        int(columns.argmax()),
+        len(columns) - int(columns[::-1].argmax()),
+    )
 
 
 # The morphology below is scipy.ndimage's (``median_filter`` of size (3, 3, 1) with mode
@@ -281,6 +287,24 @@ MEDIAN_OF_9 = (
     (1, 2), (4, 5), (7, 8), (0, 1), (3, 4), (6, 7), (1, 2), (4, 5), (7, 8), (0, 3),
     (5, 8), (4, 7), (3, 6), (1, 4), (2, 5), (4, 7), (4, 2), (6, 4), (4, 2),
 )  # fmt: skip
+
+
+def _window_maximum(values: np.ndarray, size: int) -> np.ndarray:
+    """Each value's maximum over the ``size`` x ``size`` square centred on it (``size`` odd),
+    within the array: ``ndimage.maximum_filter`` wherever the square lies inside it (where it
+    does not, scipy reflects the edge; the distance peaks read only values at least
+    :data:`PEAK_LEAST` from the edge, whose squares lie inside)."""
+    height, width = values.shape
+    reach = size // 2
+    padded = np.full((height + 2 * reach, width + 2 * reach), -np.inf)
+    padded[reach:-reach, reach:-reach] = values
+    across = padded[:, :width].copy()
+    for shift in range(1, size):
+        np.maximum(across, padded[:, shift : shift + width], out=across)
+    down = across[:height].copy()
+    for shift in range(1, size):
+        np.maximum(down, across[shift : shift + height], out=down)
+    return down
 
 
 def _eroded(mask: np.ndarray) -> np.ndarray:

@@ -11,6 +11,7 @@ and the first process writes the FAISS index once all are done.
 from __future__ import annotations
 
 import contextlib
+import gc
 from pathlib import Path
 from typing import Any
 
@@ -84,16 +85,33 @@ def fill(
     ident = manifest["identity"]
     todo = world.shard(pending(folder, manifest["segments"], ident["part_size"]))
     bar = tqdm(total=sum(b - a for a, b in todo), unit="image", desc="index", disable=not progress or not world.main)
-    for start, stop in todo:
-        records, loaded = _load(queue[start:stop])
-        arrays = compute(backbone, side, loaded, ident["dtype"]) if loaded else {}
-        write_part(folder, start, stop, records, arrays)
-        bar.update(stop - start)
+    with _older_objects_unscanned():
+        for start, stop in todo:
+            records, loaded = _load(queue[start:stop])
+            arrays = compute(backbone, side, loaded, ident["dtype"]) if loaded else {}
+            write_part(folder, start, stop, records, arrays)
+            bar.update(stop - start)
     bar.close()
     barrier(world)
     if world.main:
         finish(folder, manifest)
     barrier(world)  # every process opens the finished index
+
+
+@contextlib.contextmanager
+def _older_objects_unscanned():
+    """Objects alive before the build (the model's modules and tensors, the libraries) left
+    out of the garbage collector's full scans while it runs (``gc.freeze``): each such scan
+    walks all of them (0.2 s for the sandbox model's 420,000 objects), a few times in every
+    10,000 images. Nothing is changed where the process has frozen objects of its own."""
+    if gc.get_freeze_count():
+        yield
+        return
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
 
 
 def locked(folder: Path, world: World):
