@@ -146,16 +146,6 @@ def test_propose_by_kind():
     assert propose(image, "grid+segment-parts")[-len(grid) :] == grid
 
 
-def test_comclip_plus_asks_for_segment_parts_where_the_model_proposes_segments():
-    from comclip.config import PipelineConfig
-    from comclip.methods import method_configs
-
-    configs = method_configs(["comclip", "comclip-plus"], PipelineConfig(proposals="segments", region="mask"))
-    assert configs["comclip"].proposals == "segments"  # the paper's method is unchanged
-    assert configs["comclip-plus"].proposals == "segment-parts"
-    assert method_configs(["comclip-plus"], PipelineConfig(proposals="grid"))["comclip-plus"].proposals == "grid"
-
-
 def test_a_grounder_of_segment_parts_names_their_version(tiny_backbone):
     """Cached rankings and search indexes are keyed by the grounder's description: candidates
     from segment parts never mix with plain segments', nor with another version's parts."""
@@ -164,7 +154,9 @@ def test_a_grounder_of_segment_parts_names_their_version(tiny_backbone):
 
     parts = CLIPGrounder(tiny_backbone, proposals="segment-parts", region="mask").describe()
     plain = CLIPGrounder(tiny_backbone, proposals="segments", region="mask").describe()
-    assert parts["segment_parts"] == VERSION and "segment_parts" not in plain
+    masks = CLIPGrounder(tiny_backbone, proposals="segment-masks", region="mask").describe()
+    assert parts["segment_parts"] == masks["segment_parts"] == VERSION and "segment_parts" not in plain
+    assert masks != parts
     assert {k: v for k, v in parts.items() if k not in ("proposals", "segment_parts")} == {
         k: v for k, v in plain.items() if k != "proposals"
     }

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from comclip.errors import InputError
 
@@ -67,6 +68,9 @@ class Box:
     def scaled(self, factor: float) -> Box:
         return Box(self.x1 * factor, self.y1 * factor, self.x2 * factor, self.y2 * factor, self.source)
 
+    def as_tuple(self) -> tuple[float, float, float, float]:
+        return self.x1, self.y1, self.x2, self.y2
+
     def as_list(self) -> list[float]:
         return [round(v, 2) for v in (self.x1, self.y1, self.x2, self.y2)]
 
@@ -81,6 +85,64 @@ class Box:
         if x2 <= x1 or y2 <= y1:
             raise InputError(f"{source}: box {list(values)} has zero area (needs x2 > x1 and y2 > y1)")
         return cls(x1, y1, x2, y2, "" if source == "box" else source)
+
+
+@dataclass(frozen=True)
+class MaskedBox(Box):
+    """A box whose region is a mask inside it: the union of ``runs`` (boxes, row runs of the
+    mask's pixels). A sub-image of it shows the mask's pixels only, so what touches or overlaps
+    the object inside its box is left out; everything that reads where a region is (geometry,
+    IoU, drawing, the crop fill) reads the box."""
+
+    runs: tuple[Box, ...] = ()
+
+    def clipped(self, width: int, height: int) -> Box:
+        box = Box.clipped(self, width, height)
+        if box is self:
+            return self
+        runs = tuple(r.intersection(box) for r in self.runs)
+        return MaskedBox(box.x1, box.y1, box.x2, box.y2, self.source, tuple(r for r in runs if r.area > 0) or (box,))
+
+    @cached_property
+    def run_pixels(self) -> tuple[tuple[int, int, int, int], ...]:
+        """Each run's integer pixel bounds (see :meth:`Box.pixels`), computed once."""
+        return tuple(run.pixels() for run in self.runs)
+
+    @cached_property
+    def run_text(self) -> str:
+        """:attr:`run_pixels` as a sub-image key writes them (``x1,y1,x2,y2;...``), made once."""
+        return ";".join(",".join(map(str, p)) for p in self.run_pixels)
+
+    def __hash__(self) -> int:
+        # The box and how many runs: equal masked boxes hash alike, and hashing never walks
+        # the runs (a search's joint grounding hashes every candidate many times).
+        return hash((self.x1, self.y1, self.x2, self.y2, len(self.runs)))
+
+    def scaled(self, factor: float) -> Box:
+        return MaskedBox(*Box.scaled(self, factor).as_tuple(), self.source, tuple(r.scaled(factor) for r in self.runs))
+
+
+def box_of(values: Iterable[float]) -> Box:
+    """A box of four numbers ``x1, y1, x2, y2`` already known to be one (stored, not read
+    from a user: :meth:`Box.from_sequence` checks those)."""
+    x1, y1, x2, y2 = (float(v) for v in values)
+    return Box(x1, y1, x2, y2)
+
+
+def region_boxes(boxes: Iterable[Box]) -> list[Box]:
+    """The boxes whose union is the region of ``boxes``: a masked box's runs in its place."""
+    return [run for box in boxes for run in (box.runs if isinstance(box, MaskedBox) else (box,))]
+
+
+def region_pixels(boxes: Iterable[Box]) -> list[tuple[int, int, int, int]]:
+    """The integer pixel bounds of the boxes whose union is the region of ``boxes``."""
+    found: list[tuple[int, int, int, int]] = []
+    for box in boxes:
+        if isinstance(box, MaskedBox):
+            found += box.run_pixels
+        else:
+            found.append(box.pixels())
+    return found
 
 
 def _area(box: Box) -> float:

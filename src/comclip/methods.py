@@ -100,7 +100,7 @@ def _plus(base: PipelineConfig) -> dict:
     if base.region == "mask":
         changes.update(grounder_fill="background", subimage_fill="background")
     if base.proposals.endswith("segments"):
-        changes.update(proposals=base.proposals.replace("segments", "segment-parts"))
+        changes.update(proposals=base.proposals.replace("segments", "segment-masks"))
     return changes
 
 
@@ -133,7 +133,11 @@ PLUS_REASONS = {
     "distance to the edge; a named object of the crowded, depth and pointer scenes has a candidate box in 95.6-100% of "
     "images against 33-79% (development seed 100; 92-94% in crowded scenes without the distance maxima, whose misses "
     "were all objects touching one of their own colour); classic scenes keep their candidates except where their two "
-    "objects touch",
+    "objects touch. Each candidate is its segment's or part's mask (segment-masks), so its sub-image shows its own "
+    "pixels and not a neighbour's inside its box: a bag-of-words model bound one object's colour to another's shape "
+    "there. Against the same parts as plain boxes, development seeds 100 / 101, `sandbox-bow`: crowded binding 95.5 / "
+    "92.5 -> 98.0 / 95.5, crowded object swaps 88.0 / 86.5 -> 93.5 / 92.0, depth 32.5 / 33.0 -> 57.5 / 59.5, crowded "
+    "depth 23.0 / 24.0 -> 41.0 / 48.0, entities grounded 94.0 / 93.7 -> 96.7 / 96.4%, no task lower by more than 0.5",
     "grounder_fill": "background where the grounder masks candidates: the median border colour outside a candidate "
     "matches its surroundings (grounding 98.75 -> 98.81% over the mean colour on development seed 100, multiscale views)",
     "score_mode": "evidence: each entity's phrase must match its own sub-image, which a bag-of-words caption "

@@ -20,7 +20,7 @@ from comclip.boxes import Box
 from comclip.digests import image_digest
 from comclip.errors import InputError
 from comclip.grounding.base import Detection, Grounder
-from comclip.grounding.proposals import DEFAULT_SCALES, PROPOSALS, propose
+from comclip.grounding.proposals import DEFAULT_SCALES, PROPOSALS, WITH_PARTS, propose
 from comclip.grounding.segment_parts import VERSION as SEGMENT_PARTS_VERSION
 from comclip.imaging.subimages import SUBIMAGE_MODES, TOKENS, SubimageMaker, encode_subimages, tokens_stand_for
 from comclip.similarity import cosines
@@ -98,7 +98,7 @@ class CLIPGrounder(Grounder):
         }
         if "grid" in self.proposals:
             described["scales"] = [list(s) for s in self.scales]
-        if self.proposals.endswith("segment-parts"):
+        if self.proposals.endswith(WITH_PARTS):
             described["segment_parts"] = SEGMENT_PARTS_VERSION
         if self.region in ("mask", "multiscale"):
             described["fill"] = TOKENS + self.fill if self.tokens else self.fill

@@ -252,7 +252,7 @@ def _much_smaller(inner: np.ndarray, outer: np.ndarray) -> bool:
 def mask_bounds(mask: np.ndarray) -> tuple[int, int, int, int]:
     """``(y1, y2, x1, x2)``: the rows and columns ``mask`` covers, ends exclusive (``mask``
     holds at least one pixel)."""
-    rows, columns = mask.any(axis=1), mask.any(axis=0)
+    rows, columns = np.any(mask, axis=1), np.any(mask, axis=0)
     return (
         int(rows.argmax()),
         len(rows) - int(rows[::-1].argmax()),

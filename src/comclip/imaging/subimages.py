@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageFilter
 
-from comclip.boxes import Box, bounding_box
+from comclip.boxes import Box, MaskedBox, bounding_box, region_boxes, region_pixels
 from comclip.errors import InputError
 from comclip.imaging.pixels import gaussian_blur, to_tensor
 from comclip.registry import Registry
@@ -107,17 +107,17 @@ def make_subimage(image: Image.Image, boxes: Sequence[Box], fill: str = "black")
     if not boxes:
         raise InputError("a sub-image needs at least one box")
     image = image.convert("RGB")
-    return make(image, [b.clipped(image.width, image.height) for b in boxes])
+    return make(image, region_boxes(b.clipped(image.width, image.height) for b in boxes))
 
 
 def subimage_key(parent_digest: str, boxes: Sequence[Box], fill: str, width: int, height: int) -> str:
     """The content key of a sub-image without making it: the parent image's key, the pixel
     bounds of its clipped boxes (all that decides the mask and the crop) and the fill; a region
     that covers the whole image makes the image itself, with every fill, so it has its key."""
-    pixels = [b.clipped(width, height).pixels() for b in boxes]
-    if (0, 0, width, height) in pixels:  # the region is the whole image: the sub-image is the image itself
+    clipped = [b.clipped(width, height) for b in boxes]
+    if (0, 0, width, height) in region_pixels(clipped):  # the region is the whole image: the sub-image is the image itself
         return parent_digest
-    bounds = ";".join(",".join(map(str, p)) for p in pixels)
+    bounds = ";".join(b.run_text if isinstance(b, MaskedBox) else ",".join(map(str, b.pixels())) for b in clipped)
     return f"sub:{parent_digest}|{check_source(fill)}|{bounds}"
 
 
@@ -224,7 +224,7 @@ def render(canvas: Canvas, boxes: Sequence[Box], fill: str = "black") -> torch.T
     FILLS.check(fill)
     if not boxes:
         raise InputError("a sub-image needs at least one box")
-    boxes = [b.clipped(canvas.width, canvas.height) for b in boxes]
+    boxes = region_boxes(b.clipped(canvas.width, canvas.height) for b in boxes)
     if fill not in TENSOR_FILLS:
         return to_tensor(FILLS[fill](canvas.image, boxes), canvas.pixels.device)
     return TENSOR_FILLS[fill](canvas, boxes)
@@ -313,7 +313,10 @@ class SubimageMaker:
             self._colours[index, fill] = (int(colour[0]), int(colour[1]), int(colour[2]))
         image = self.images[index]
         return TokenRegion(
-            self.whole(index), tuple(b.clipped(image.width, image.height) for b in boxes), self._colours[index, fill], image
+            self.whole(index),
+            tuple(region_boxes(b.clipped(image.width, image.height) for b in boxes)),
+            self._colours[index, fill],
+            image,
         )
 
     def zoomed(self, index: int, box: Box, fill: str, factor: float) -> Image.Image | torch.Tensor:

@@ -19,7 +19,7 @@ from typing import overload
 
 import numpy as np
 
-from comclip.boxes import Box
+from comclip.boxes import Box, MaskedBox, box_of
 from comclip.digests import description_digest
 from comclip.grounding import Detection
 from comclip.parsing import SceneGraph
@@ -29,32 +29,47 @@ def _digest(description: dict) -> str:
     return description_digest(description, 10)
 
 
-#: The prefix of a ranking record packed as numbers (see :func:`detections_record`).
+#: The prefix of a ranking record packed as numbers (see :func:`detections_record`), and of
+#: one whose boxes include masked boxes (their runs follow the boxes).
 PACKED = "f8:"
+PACKED_RUNS = "f8r:"
 
 
 def detections_record(detections: Sequence[Detection]) -> str:
     """Ranked detections as a text record: ``f8:`` and the base64 of little-endian float64s,
-    ``[n, scores (n), box counts (n), boxes (4 per box: x1, y1, x2, y2)]``. Exact (every float
-    a Python float), and read back without parsing a number at a time: a warm run reads tens of
-    thousands of rankings of 78 candidates (as JSON, parsing them was most of its time)."""
+    ``[n, scores (n), box counts (n), boxes (4 per box: x1, y1, x2, y2)]``; where a box is a
+    :class:`~comclip.boxes.MaskedBox`, ``f8r:`` and then also ``[runs per box, runs (4 per
+    run)]``. Exact (every float a Python float), and read back without parsing a number at a
+    time: a warm run reads tens of thousands of rankings of 78 candidates (as JSON, parsing
+    them was most of its time)."""
     counts = [len(d.boxes) for d in detections]
-    boxes = [coordinate for d in detections for b in d.boxes for coordinate in (b.x1, b.y1, b.x2, b.y2)]
-    values = np.array([len(detections), *(d.score for d in detections), *counts, *boxes], dtype="<f8")
-    return PACKED + base64.b64encode(values.tobytes()).decode("ascii")
+    boxes = [b for d in detections for b in d.boxes]
+    values = [len(detections), *(d.score for d in detections), *counts, *(c for b in boxes for c in b.as_tuple())]
+    prefix = PACKED
+    if any(isinstance(b, MaskedBox) for b in boxes):
+        runs = [getattr(b, "runs", ()) for b in boxes]
+        values += [*(len(r) for r in runs), *(c for some in runs for run in some for c in run.as_tuple())]
+        prefix = PACKED_RUNS
+    return prefix + base64.b64encode(np.array(values, dtype="<f8").tobytes()).decode("ascii")
 
 
 def read_detections(record: str) -> StoredRanking:
     """The ranking a :func:`detections_record` holds (or a JSON record ``[[score, [[x1, y1, x2,
     y2], ...]], ...]``, as caches written before kept them)."""
-    if not record.startswith(PACKED):
+    if not record.startswith((PACKED, PACKED_RUNS)):
         rows = json.loads(record)
         return StoredRanking([s for s, _ in rows], [len(b) for _, b in rows], [x for _, b in rows for x in b])
-    values = np.frombuffer(base64.b64decode(record[len(PACKED) :]), dtype="<f8")
+    prefix = PACKED_RUNS if record.startswith(PACKED_RUNS) else PACKED
+    values = np.frombuffer(base64.b64decode(record[len(prefix) :]), dtype="<f8")
     n = int(values[0]) if len(values) else 0
-    return StoredRanking(
-        values[1 : 1 + n].tolist(), values[1 + n : 1 + 2 * n].astype(int).tolist(), values[1 + 2 * n :].reshape(-1, 4)
-    )
+    counts = values[1 + n : 1 + 2 * n].astype(int).tolist()
+    end = 1 + 2 * n + 4 * sum(counts)
+    boxes = values[1 + 2 * n : end].reshape(-1, 4)
+    runs = None
+    if prefix == PACKED_RUNS:
+        per_box = values[end : end + len(boxes)].astype(int).tolist()
+        runs = (per_box, values[end + len(boxes) :].reshape(-1, 4))
+    return StoredRanking(values[1 : 1 + n].tolist(), counts, boxes, runs)
 
 
 class StoredRanking(Sequence[Detection]):
@@ -63,10 +78,18 @@ class StoredRanking(Sequence[Detection]):
     candidate (a grid has 78, and a run reads thousands of rankings). Equal to any sequence of
     the same detections."""
 
-    __slots__ = ("_scores", "_starts", "_boxes", "_made")
+    __slots__ = ("_scores", "_starts", "_boxes", "_made", "_runs", "_run_starts")
 
-    def __init__(self, scores: list[float], counts: list[int], boxes: Sequence | np.ndarray) -> None:
+    def __init__(
+        self,
+        scores: list[float],
+        counts: list[int],
+        boxes: Sequence | np.ndarray,
+        runs: tuple[list[int], np.ndarray] | None = None,
+    ) -> None:
         self._scores, self._boxes = scores, boxes
+        self._runs = runs  # (runs per box, the runs) where boxes are masked
+        self._run_starts = list(itertools.accumulate(runs[0], initial=0)) if runs else []
         self._starts = list(itertools.accumulate(counts, initial=0))
         self._made: list[Detection | None] = [None] * len(scores)
 
@@ -83,10 +106,18 @@ class StoredRanking(Sequence[Detection]):
         k = range(len(self))[index]  # a negative index counted from the end, as a list's
         made = self._made[k]
         if made is None:
-            rows = self._boxes[self._starts[k] : self._starts[k + 1]]
-            boxes = tuple(Box(float(row[0]), float(row[1]), float(row[2]), float(row[3])) for row in rows)
+            first, last = self._starts[k], self._starts[k + 1]
+            boxes = tuple(self._box(n) for n in range(first, last))
             made = self._made[k] = Detection(boxes=boxes, score=self._scores[k])
         return made
+
+    def _box(self, n: int) -> Box:
+        """Box ``n`` of the record (a masked box where it has runs)."""
+        x1, y1, x2, y2 = (float(v) for v in self._boxes[n])
+        if self._runs is None or not self._runs[0][n]:
+            return Box(x1, y1, x2, y2)
+        rows = self._runs[1][self._run_starts[n] : self._run_starts[n + 1]]
+        return MaskedBox(x1, y1, x2, y2, runs=tuple(box_of(row) for row in rows))
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Sequence) and list(self) == list(other)

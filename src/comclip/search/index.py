@@ -22,7 +22,7 @@ from comclip.methods import METHODS, method_configs
 from comclip.search.build import DEFAULT_PART_SIZE, DTYPES, extend, fill, identity, locked, run
 from comclip.search.layout import FAISS_FILE, folder_bytes, open_parts, read_manifest, skipped_records
 from comclip.search.results import SearchResult
-from comclip.search.side import DEFAULT_UNION_CAP, StoredSide, grounder_key
+from comclip.search.side import DEFAULT_UNION_CAP, StoredSide, candidate_box, grounder_key
 from comclip.search.sources import expand_sources
 from comclip.search.stored_images import DeferredImage, IndexCache, IndexedImage, parse_sub_key
 from comclip.world import World
@@ -253,10 +253,10 @@ class Index:
 
         def make() -> tuple[list[Box], torch.Tensor]:
             part, local = self._rows[row]
-            vectors, boxes = part.rows(f"cand.{key}", local)
-            return [Box(*b) for b in np.asarray(boxes, dtype=np.float64).tolist()], torch.from_numpy(
-                np.array(vectors, dtype=np.float32)
-            )
+            table = f"cand.{key}"
+            a, b = part.span(table, local)
+            boxes = [candidate_box(box, runs) for box, runs in zip(part.array(f"{table}.box")[a:b], part.runs(table, a, b))]
+            return boxes, torch.from_numpy(np.array(part.array(f"{table}.vec")[a:b], dtype=np.float32))
 
         return self._remembered(("cand", row, key), make)
 
@@ -271,24 +271,28 @@ class Index:
         if parsed is None or parsed[0] not in self._by_digest:
             return None
         digest, fill, bounds = parsed
-        table = "sub" if len(bounds) == 1 else "union" if len(bounds) == 2 else None
-        if table is None or fill not in self.manifest["identity"]["side"]["fills"]:
+        if fill not in self.manifest["identity"]["side"]["fills"]:
             return None
-        return self._regions(self._by_digest[digest], f"{table}.{fill}").get(bounds)
+        return self._regions(self._by_digest[digest], fill).get(bounds)
 
-    def _regions(self, row: int, table: str) -> dict[frozenset, np.ndarray]:
-        """``{set of pixel bounds: embedding}`` of one image's stored sub-images (the first
-        row of a set), read once."""
+    def _regions(self, row: int, fill: str) -> dict[frozenset, np.ndarray]:
+        """``{set of pixel bounds: embedding}`` of one image's stored sub-images with ``fill``,
+        its candidates' and their pairs' (the first row of a set), read once."""
 
         def make() -> dict[frozenset, np.ndarray]:
             part, local = self._rows[row]
-            vectors, boxes = part.rows(table, local)
+            a, b = part.span(f"sub.{fill}", local)
+            singles = [frozenset(map(tuple, runs.tolist())) for runs in part.runs(f"sub.{fill}", a, b)]
             found: dict[frozenset, np.ndarray] = {}
-            for vector, flat in zip(np.array(vectors, dtype=np.float32), np.asarray(boxes, dtype=np.int64).tolist()):
-                found.setdefault(frozenset(tuple(flat[k : k + 4]) for k in range(0, len(flat), 4)), vector)
+            for region, vector in zip(singles, np.array(part.array(f"sub.{fill}.vec")[a:b], dtype=np.float32)):
+                found.setdefault(region, vector)
+            c, d = part.span(f"union.{fill}", local)
+            pairs = part.array(f"union.{fill}.pair")[c:d].tolist()
+            for (j, i), vector in zip(pairs, np.array(part.array(f"union.{fill}.vec")[c:d], dtype=np.float32)):
+                found.setdefault(singles[j] | singles[i], vector)
             return found
 
-        return self._remembered(("regions", row, table), make)
+        return self._remembered(("regions", row, fill), make)
 
     def _remembered(self, key: Any, make: Any) -> Any:
         if key in self._memory:

@@ -12,10 +12,14 @@
         records.jsonl        per queued path: path, size, digests, or the reason it was skipped
         global.npy           [images, D]
         cand.G.{vec,box,off}.npy   grounder G's candidate regions: embeddings, boxes, offsets
-        sub.F.{vec,box,off}.npy    each candidate's sub-image with fill F (pixel bounds)
-        union.F.{vec,box,off}.npy  union sub-images of candidate pairs (two pixel bounds)
+        cand.G.{runs,nruns}.npy    a masked candidate's runs (none for a plain box), per candidate
+        sub.F.{vec,box,off}.npy    each candidate's sub-image with fill F (the box bounding it)
+        sub.F.{runs,nruns}.npy     the pixel bounds of each sub-image's region, per row
+        union.F.{vec,box,off}.npy  union sub-images of candidate pairs (the box bounding each)
+        union.F.pair.npy           the two rows of the image's ``sub.F`` each union joins
 
-``off`` arrays hold ``images + 1`` offsets into the rows of their ``vec`` and ``box`` arrays.
+``off`` arrays hold ``images + 1`` offsets into the rows of their ``vec`` and ``box`` arrays;
+``nruns`` arrays, per row, how many rows of ``runs`` are its own (in row order).
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ from comclip.errors import InputError
 from comclip.jsonfile import read_json_object, write_whole
 
 FORMAT = "comclip-index"
-VERSION = 1
+VERSION = 2
 MANIFEST = "manifest.json"
 QUEUE = "queue.jsonl"
 FAISS_FILE = "global.faiss"
@@ -156,10 +160,18 @@ class Part:
         for path in self.folder.glob("*.npy"):
             self.array(path.name[: -len(".npy")])
 
-    def rows(self, name: str, local: int) -> tuple[np.ndarray, np.ndarray]:
-        """Image ``local``'s rows of the ragged table ``name``: (vectors, boxes)."""
+    def span(self, name: str, local: int) -> tuple[int, int]:
+        """The rows of the ragged table ``name`` that are image ``local``'s."""
         a, b = self.array(f"{name}.off")[local : local + 2].tolist()
-        return self.array(f"{name}.vec")[a:b], self.array(f"{name}.box")[a:b]
+        return a, b
+
+    def runs(self, name: str, first: int, last: int) -> list[np.ndarray]:
+        """The runs of rows ``first`` to ``last`` (exclusive) of table ``name``, row by row."""
+        key = f"{name}.nruns.starts"
+        if key not in self._arrays:
+            self._arrays[key] = np.concatenate([[0], np.cumsum(self.array(f"{name}.nruns"))]).tolist()
+        starts, runs = self._arrays[key], self.array(f"{name}.runs")
+        return [runs[starts[k] : starts[k + 1]] for k in range(first, last)]
 
 
 def open_parts(folder: Path) -> list[Part]:

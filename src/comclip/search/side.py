@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from comclip.backbones.cached import CachedEncoder
-from comclip.boxes import Box
+from comclip.boxes import Box, MaskedBox, box_of, region_boxes, region_pixels
 from comclip.cache.embeddings import MemoryCache
 from comclip.config import PipelineConfig
 from comclip.digests import description_digest
@@ -41,6 +41,8 @@ from comclip.imaging.subimages import SubimageMaker, encode_subimages
 DEFAULT_UNION_CAP = 45
 
 Pixels = tuple[int, int, int, int]
+#: A region as its sub-image key knows it: the pixel bounds of its boxes (a masked box's runs).
+Region = tuple[Pixels, ...]
 
 
 def grounder_key(description: dict) -> str:
@@ -96,16 +98,22 @@ def compute(
         # The images themselves, whose views the candidates' token regions have just made.
         arrays = {"global": backbone.encode_keyed(digests, lambda n: pictures[n]).numpy()}
         dim = arrays["global"].shape[-1]
-        singles: list[list[Pixels]] = [[] for _ in images]
+        singles: list[list[Region]] = [[] for _ in images]
         for key, candidates in found.items():
+            boxes = [b for some, _ in candidates for b in some]
             arrays.update(_ragged(f"cand.{key}", [e for _, e in candidates], [_box_rows(b) for b, _ in candidates], dim))
-            for n, (boxes, _) in enumerate(candidates):
-                singles[n] += [b.clipped(*pictures[n].size).pixels() for b in boxes]
+            arrays.update(_runs(f"cand.{key}", [[r.as_tuple() for r in getattr(b, "runs", ())] for b in boxes], np.float64))
+            for n, (some, _) in enumerate(candidates):
+                singles[n] += [_candidate_region(b, pictures[n].size) for b in some]
         singles = [_distinct(s, im.image.size) for s, im in zip(singles, images)]
-        pairs = [_pairs(s, side.union_cap) for s in singles]
+        pairs = [_pairs(len(s), side.union_cap) for s in singles]
+        single_boxes = [[_region_box(region) for region in some] for some in singles]
+        unions = [[_joined(boxes[j], boxes[i]) for j, i in some] for boxes, some in zip(single_boxes, pairs)]
         for fill in side.fills:
-            arrays.update(_encoded(f"sub.{fill}", backbone, maker, images, [[[b] for b in s] for s in singles], fill, dim))
-            arrays.update(_encoded(f"union.{fill}", backbone, maker, images, pairs, fill, dim))
+            arrays.update(_encoded(f"sub.{fill}", backbone, maker, images, single_boxes, fill, dim))
+            arrays.update(_runs(f"sub.{fill}", [list(region) for some in singles for region in some], np.int32))
+            arrays.update(_encoded(f"union.{fill}", backbone, maker, images, unions, fill, dim))
+            arrays[f"union.{fill}.pair"] = np.asarray([p for some in pairs for p in some], dtype=np.int32).reshape(-1, 2)
         return {name: a.astype(dtype) if name.endswith("vec") or name == "global" else a for name, a in arrays.items()}
     finally:
         backbone.cache = saved
@@ -118,22 +126,72 @@ def _candidates(grounder: CLIPGrounder, pictures: list, digests: list[str]) -> l
     return [grounder.candidates(p) for p in pictures]
 
 
-def _distinct(pixels: list[Pixels], size: tuple[int, int]) -> list[Pixels]:
-    """Each pixel region once, the whole image left out (its sub-image is the image itself),
-    smallest first (ties in the order found)."""
-    whole = (0, 0, size[0], size[1])
-    unique = [p for p in dict.fromkeys(pixels) if p != whole]
-    return sorted(unique, key=lambda p: (p[2] - p[0]) * (p[3] - p[1]))
+def _candidate_region(box: Box, size: tuple[int, int]) -> Region:
+    """The pixel bounds that key ``box``'s sub-image in an image of ``size``."""
+    return tuple(region_pixels([box.clipped(*size)]))
 
 
-def _pairs(singles: list[Pixels], cap: int) -> list[list[Pixels]]:
-    """Pairs of candidates, smallest first: (1, 0), (2, 0), (2, 1), (3, 0), ..., at most ``cap``."""
-    pairs = [[singles[j], singles[i]] for j in range(1, len(singles)) for i in range(j)]
+def _distinct(regions: list[Region], size: tuple[int, int]) -> list[Region]:
+    """Each region once, the whole image left out (its sub-image is the image itself),
+    smallest box first (ties in the order found)."""
+    whole = ((0, 0, size[0], size[1]),)
+    unique = [r for r in dict.fromkeys(regions) if r != whole]
+    return sorted(unique, key=_box_area)
+
+
+def _box_area(region: Region) -> int:
+    """The area of the box that bounds ``region``."""
+    return (max(p[2] for p in region) - min(p[0] for p in region)) * (max(p[3] for p in region) - min(p[1] for p in region))
+
+
+def _pairs(count: int, cap: int) -> list[tuple[int, int]]:
+    """Pairs of ``count`` candidates, smallest first: (1, 0), (2, 0), (2, 1), (3, 0), ..., at most ``cap``."""
+    pairs = [(j, i) for j in range(1, count) for i in range(j)]
     return pairs[:cap]
 
 
+def _region_box(region: Region) -> Box:
+    """A box whose region is ``region`` (one box, or a masked box of its pixel bounds, which
+    it knows already)."""
+    if len(region) == 1:
+        return box_of(region[0])
+    runs = tuple(box_of(p) for p in region)
+    box = MaskedBox(
+        min(p[0] for p in region), min(p[1] for p in region), max(p[2] for p in region), max(p[3] for p in region), runs=runs
+    )
+    box.__dict__["run_pixels"] = region  # what MaskedBox.run_pixels computes from the runs: these bounds
+    return box
+
+
+def _joined(first: Box, second: Box) -> Box:
+    """A box whose region is that of both boxes (a candidate pair's union)."""
+    runs = (*region_boxes([first]), *region_boxes([second]))
+    box = MaskedBox(
+        min(first.x1, second.x1), min(first.y1, second.y1), max(first.x2, second.x2), max(first.y2, second.y2), runs=runs
+    )
+    box.__dict__["run_pixels"] = (*region_pixels([first]), *region_pixels([second]))  # as MaskedBox.run_pixels computes them
+    return box
+
+
 def _box_rows(boxes: Sequence[Box]) -> np.ndarray:
-    return np.asarray([[b.x1, b.y1, b.x2, b.y2] for b in boxes], dtype=np.float64).reshape(-1, 4)
+    return np.asarray([b.as_tuple() for b in boxes], dtype=np.float64).reshape(-1, 4)
+
+
+def candidate_box(box: Sequence[float], runs: np.ndarray) -> Box:
+    """A candidate as the index stores it: its box and, for a masked box, its runs."""
+    x1, y1, x2, y2 = (float(v) for v in box)
+    if not len(runs):
+        return Box(x1, y1, x2, y2)
+    return MaskedBox(x1, y1, x2, y2, runs=tuple(box_of(r) for r in np.asarray(runs, dtype=np.float64).tolist()))
+
+
+def _runs(name: str, rows: list[list], dtype) -> dict[str, np.ndarray]:
+    """Each row's boxes (a masked box's runs, a region's pixel bounds; none for a plain box)
+    one below the other, and how many each row has."""
+    return {
+        f"{name}.runs": np.asarray([r for row in rows for r in row], dtype=dtype).reshape(-1, 4),
+        f"{name}.nruns": np.asarray([len(row) for row in rows], dtype=np.int32),
+    }
 
 
 def _encoded(
@@ -141,18 +199,17 @@ def _encoded(
     backbone: CachedEncoder,
     maker: SubimageMaker,
     images: list[LoadedImage],
-    regions: list[list[list[Pixels]]],
+    regions: list[list[Box]],
     fill: str,
     dim: int,
 ) -> dict[str, np.ndarray]:
-    """The sub-images of each image's regions (lists of pixel bounds), encoded in one keyed call."""
-    todo = [(n, region) for n, rs in enumerate(regions) for region in rs]
-    boxes = [(n, [Box(float(p[0]), float(p[1]), float(p[2]), float(p[3])) for p in region]) for n, region in todo]
+    """The sub-images of each image's regions (boxes whose region each is), encoded in one
+    keyed call; each region's row holds the box that bounds it."""
+    todo = [(n, box) for n, boxes in enumerate(regions) for box in boxes]
     digests = [im.digest for im in images]
-    vectors = encode_subimages(backbone, maker, digests, boxes, fill) if todo else torch.zeros(0, dim)
-    width = 4 * max((len(r) for _, r in todo), default=1)
+    vectors = encode_subimages(backbone, maker, digests, [(n, [box]) for n, box in todo], fill) if todo else torch.zeros(0, dim)
+    table = np.asarray([box.pixels() for _, box in todo], dtype=np.int32).reshape(-1, 4)
     counts = np.cumsum([0] + [len(rs) for rs in regions])
-    table = np.asarray([p for _, region in todo for p in region], dtype=np.int32).reshape(len(todo), width)
     return _ragged(
         name, [vectors[a:b] for a, b in zip(counts, counts[1:])], [table[a:b] for a, b in zip(counts, counts[1:])], dim
     )

@@ -10,6 +10,7 @@ cache given and counted.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -99,9 +100,11 @@ class IndexCache:
         self.memory.put_records(items)
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def parse_sub_key(content: str) -> tuple[str, str, frozenset] | None:
     """``sub:DIGEST|FILL|x1,y1,x2,y2;...`` (see :func:`~comclip.imaging.subimages.subimage_key`) as
-    (digest, fill, the set of pixel bounds); None for any other key."""
+    (digest, fill, the set of pixel bounds); None for any other key. Remembered: a search asks
+    for the same candidates' keys query after query, and a masked one holds many bounds."""
     if not content.startswith("sub:"):
         return None
     digest, fill, bounds = content[4:].split("|", 2)

@@ -35,6 +35,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from typing import NamedTuple, Protocol
 
+import numpy as np
 import torch
 
 from comclip.backbones.vit.views import ParentViews, PatchEncoder, TokenMemory, patch_split
@@ -215,25 +216,24 @@ def _patch_rows(
 
 def _view_masks(boxes: Sequence[Sequence], geometries: Sequence[ViewGeometry], extent: int) -> torch.Tensor:
     """``[R, S, S]`` booleans: :func:`region_mask` of each region's boxes, all at once (the
-    same rounding of each box side to view pixels)."""
-    most = max(len(b) for b in boxes)
-    sides = torch.zeros(len(boxes), most, 4, dtype=torch.float64)  # x1, x2, y1, y2 per box; padding is empty
-    for n, (some, g) in enumerate(zip(boxes, geometries)):
-        for k, box in enumerate(some):
-            sides[n, k] = torch.tensor(
-                [
-                    (box.x1 - g.x0) * g.scale_x,
-                    (box.x2 - g.x0) * g.scale_x,
-                    (box.y1 - g.y0) * g.scale_y,
-                    (box.y2 - g.y0) * g.scale_y,
-                ],
-                dtype=torch.float64,
-            )
-    sides = torch.round(sides.clamp(0, extent)).long()
-    line = torch.arange(extent)
-    across = (line >= sides[..., 0, None]) & (line < sides[..., 1, None])  # [R, K, S]
-    down = (line >= sides[..., 2, None]) & (line < sides[..., 3, None])
-    return (down[..., :, None] & across[..., None, :]).any(dim=1)
+    same rounding of each box side to view pixels). Each box adds one at its top left corner
+    and its bottom right one and takes one away at the other two, so the sums over rows and
+    columns count the boxes over each pixel: a region of many boxes (a mask's runs) costs
+    its boxes, not its boxes times the view."""
+    counts = [len(some) for some in boxes]
+    corners = np.array([(box.x1, box.x2, box.y1, box.y2) for some in boxes for box in some], dtype=np.float64)
+    origins = np.repeat([(g.x0, g.x0, g.y0, g.y0) for g in geometries], counts, axis=0).reshape(-1, 4)
+    scales = np.repeat([(g.scale_x, g.scale_x, g.scale_y, g.scale_y) for g in geometries], counts, axis=0).reshape(-1, 4)
+    sides = torch.round(torch.from_numpy((corners - origins) * scales).clamp(0, extent)).long()  # x1, x2, y1, y2
+    x1, x2, y1, y2 = sides.unbind(dim=1)
+    region = torch.repeat_interleave(torch.arange(len(boxes)), torch.tensor(counts))
+    keep = (x2 > x1) & (y2 > y1)
+    region, x1, x2, y1, y2 = region[keep], x1[keep], x2[keep], y1[keep], y2[keep]
+    edges = torch.zeros(len(boxes), extent + 1, extent + 1, dtype=torch.int32)
+    ones = torch.ones(len(region), dtype=torch.int32)
+    for ys, xs, sign in ((y1, x1, 1), (y1, x2, -1), (y2, x1, -1), (y2, x2, 1)):
+        edges.index_put_((region, ys, xs), sign * ones, accumulate=True)
+    return edges.cumsum(dim=1).cumsum(dim=2)[:, :extent, :extent] > 0
 
 
 def _embedded_patches(encoder: TokenEncoder, patches: torch.Tensor, side: int = 16) -> torch.Tensor:
