@@ -399,3 +399,14 @@ def test_a_build_leaves_the_garbage_collectors_frozen_objects_as_it_found_them()
         gc.unfreeze()
         if before:
             gc.freeze()
+
+
+def test_an_index_of_another_format_version_is_refused_with_what_to_do(tmp_path):
+    """An index written before the layout changed is one line: its version, and to rebuild."""
+    from comclip.errors import InputError
+    from comclip.search.layout import FORMAT, VERSION, read_manifest
+
+    (tmp_path / "manifest.json").write_text(json.dumps({"format": FORMAT, "version": VERSION - 1, "identity": {}}))
+    with pytest.raises(InputError, match="build the index again") as caught:
+        read_manifest(tmp_path)
+    assert "\n" not in str(caught.value) and f"version {VERSION - 1}" in str(caught.value)

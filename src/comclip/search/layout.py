@@ -55,7 +55,10 @@ def read_manifest(folder: Path) -> dict:
     if manifest.get("format") != FORMAT:
         raise InputError(f"{folder} is not a comclip index (its manifest.json has no format {FORMAT!r})")
     if manifest.get("version") != VERSION:
-        raise InputError(f"{folder}: index format version {manifest.get('version')!r}; this comclip reads version {VERSION}")
+        raise InputError(
+            f"{folder}: index format version {manifest.get('version')!r}; this comclip reads version {VERSION}: "
+            "build the index again (comclip index build SOURCE... --out NEW_DIR)"
+        )
     return manifest
 
 

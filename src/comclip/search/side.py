@@ -6,15 +6,18 @@ from the index is the score ``comclip score`` gives.
 What is stored, per image:
 
 - the global embedding;
-- per distinct grounder of the methods (``cand.G``): its candidate boxes and their region
-  embeddings (patch-pooled, cropped, masked, from tokens or multiscale: whatever the grounder ranks);
-- per sub-image fill of the methods (``sub.F``): the sub-image of every candidate box (the
-  union over the grounders, boxes cut to the image, each pixel region once);
+- per distinct grounder of the methods (``cand.G``): its candidate boxes (a masked box with
+  its runs) and their region embeddings (patch-pooled, cropped, masked, from tokens or
+  multiscale: whatever the grounder ranks);
+- per sub-image fill of the methods (``sub.F``): the sub-image of every candidate's region
+  (the union over the grounders, cut to the image, each pixel region once) and its pixel
+  bounds (one box, or a mask's runs);
 - per fill (``union.F``): the union sub-images of candidate pairs, the relations' sub-images,
-  up to ``union_cap`` pairs an image. Pairs are taken smallest candidates first (objects are
-  the small candidates; a union with a large window is rarely a relation's), in the order
-  (1, 0), (2, 0), (2, 1), (3, 0), ... of the candidates sorted by area. A relation whose pair is
-  past the cap is computed at query time, cached and counted.
+  up to ``union_cap`` pairs an image, each stored as the two ``sub.F`` rows it joins. Pairs
+  are taken smallest candidates first (objects are the small candidates; a union with a large
+  window is rarely a relation's), in the order (1, 0), (2, 0), (2, 1), (3, 0), ... of the
+  candidates sorted by the area of their boxes. A relation whose pair is past the cap is
+  computed at query time, cached and counted.
 """
 
 from __future__ import annotations
