@@ -41,6 +41,32 @@ def test_mask_runs_cover_the_mask_exactly():
     square = np.zeros((10, 10), dtype=bool)
     square[2:8, 3:9] = True
     assert mask_runs(square) == [(3, 2, 9, 8)]
+    assert mask_runs(np.zeros((4, 4), dtype=bool)) == []
+
+
+def test_mask_runs_are_the_row_runs_carried_down():
+    """The runs are those of a plain row-by-row scan that carries a run down while the next
+    row repeats it, in its order."""
+
+    def scanned(mask):
+        runs, carried = [], {}
+        for y, row in enumerate(mask):
+            edges = np.diff(np.concatenate([[0], row.astype(np.int8), [0]]))
+            for a, b in zip(np.flatnonzero(edges == 1).tolist(), np.flatnonzero(edges == -1).tolist()):
+                known = carried.get((a, b))
+                if known is not None and runs[known][3] == y:
+                    runs[known][3] = y + 1
+                else:
+                    carried[a, b] = len(runs)
+                    runs.append([a, y, b, y + 1])
+        return runs
+
+    rng = np.random.default_rng(3)
+    for _ in range(300):
+        height, width = rng.integers(1, 24, size=2)
+        mask = rng.random((height, width)) < rng.uniform(0.05, 0.95)
+        mask[rng.integers(0, height) :, : rng.integers(0, width + 1)] |= rng.random() < 0.5
+        assert [list(run) for run in mask_runs(mask)] == scanned(mask)
 
 
 def test_masked_proposals_are_the_plain_boxes_with_their_pixels():

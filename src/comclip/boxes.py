@@ -8,6 +8,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 
+import numpy as np
+
 from comclip.errors import InputError
 
 
@@ -107,6 +109,11 @@ class MaskedBox(Box):
     def run_pixels(self) -> tuple[tuple[int, int, int, int], ...]:
         """Each run's integer pixel bounds (see :meth:`Box.pixels`), computed once."""
         return tuple(run.pixels() for run in self.runs)
+
+    @cached_property
+    def run_corners(self) -> np.ndarray:
+        """``[runs, 4]``: each run's ``x1, x2, y1, y2`` (the order the token path reads them), made once."""
+        return np.array([(r.x1, r.x2, r.y1, r.y2) for r in self.runs], dtype=np.float64).reshape(-1, 4)
 
     @cached_property
     def run_text(self) -> str:

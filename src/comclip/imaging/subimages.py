@@ -314,7 +314,7 @@ class SubimageMaker:
         image = self.images[index]
         return TokenRegion(
             self.whole(index),
-            tuple(region_boxes(b.clipped(image.width, image.height) for b in boxes)),
+            tuple(b.clipped(image.width, image.height) for b in boxes),  # a masked box's runs: the token path reads them
             self._colours[index, fill],
             image,
         )

@@ -39,6 +39,7 @@ import numpy as np
 import torch
 
 from comclip.backbones.vit.views import ParentViews, PatchEncoder, TokenMemory, patch_split
+from comclip.boxes import MaskedBox
 from comclip.imaging.subimages import TokenRegion
 
 
@@ -220,8 +221,9 @@ def _view_masks(boxes: Sequence[Sequence], geometries: Sequence[ViewGeometry], e
     and its bottom right one and takes one away at the other two, so the sums over rows and
     columns count the boxes over each pixel: a region of many boxes (a mask's runs) costs
     its boxes, not its boxes times the view."""
-    counts = [len(some) for some in boxes]
-    corners = np.array([(box.x1, box.x2, box.y1, box.y2) for some in boxes for box in some], dtype=np.float64)
+    per_region = [[_corners(box) for box in some] for some in boxes]
+    counts = [sum(len(c) for c in some) for some in per_region]
+    corners = np.concatenate([c for some in per_region for c in some])
     origins = np.repeat([(g.x0, g.x0, g.y0, g.y0) for g in geometries], counts, axis=0).reshape(-1, 4)
     scales = np.repeat([(g.scale_x, g.scale_x, g.scale_y, g.scale_y) for g in geometries], counts, axis=0).reshape(-1, 4)
     sides = torch.round(torch.from_numpy((corners - origins) * scales).clamp(0, extent)).long()  # x1, x2, y1, y2
@@ -234,6 +236,14 @@ def _view_masks(boxes: Sequence[Sequence], geometries: Sequence[ViewGeometry], e
     for ys, xs, sign in ((y1, x1, 1), (y1, x2, -1), (y2, x1, -1), (y2, x2, 1)):
         edges.index_put_((region, ys, xs), sign * ones, accumulate=True)
     return edges.cumsum(dim=1).cumsum(dim=2)[:, :extent, :extent] > 0
+
+
+def _corners(box) -> np.ndarray:
+    """``[k, 4]``: ``x1, x2, y1, y2`` of the boxes whose union is ``box``'s region (a masked
+    box's runs)."""
+    if isinstance(box, MaskedBox):
+        return box.run_corners
+    return np.array([(box.x1, box.x2, box.y1, box.y2)], dtype=np.float64)
 
 
 def _embedded_patches(encoder: TokenEncoder, patches: torch.Tensor, side: int = 16) -> torch.Tensor:
