@@ -248,6 +248,23 @@ def test_objects_of_one_colour_that_overlap_widely_get_a_box_each():
     assert _best(parts, left) > 0.7 and _best(parts, right) > 0.7
 
 
+def test_a_star_touching_a_disc_of_its_colour_keeps_its_arms():
+    """Two objects of one colour split at their distance peaks: each pixel goes to the disc it
+    lies deepest in, so the star's arms are its own (a square around its small inscribed disc
+    boxed it at IoU 0.56) and the disc is boxed whole."""
+    import math
+
+    points = []
+    for k in range(10):
+        radius, angle = (16 if k % 2 == 0 else 7), -math.pi / 2 + k * math.pi / 5
+        points.append((56 + radius * math.cos(angle), 40 + radius * math.sin(angle)))
+    star = Box(min(x for x, _ in points), min(y for _, y in points), max(x for x, _ in points) + 1, max(y for _, y in points) + 1)
+    colour = (240, 240, 240)
+    image = _scene([("ellipse", (10, 22, 45, 57), colour), ("polygon", points, colour)])
+    parts = segment_proposals(image, parts=True)
+    assert _best(parts, star) > 0.7 and _best(parts, Box(10, 22, 46, 58)) > 0.85
+
+
 def test_a_distance_peak_needs_a_second_object():
     """One shape, however noisy its edge, has one distinct peak and gives no square; two
     squares joined by a wide bridge give one square each, cut to the mask."""

@@ -24,8 +24,10 @@ and group it again; this module does the same, in three steps on each segment:
 4. **distance peaks**: where the segment or a part holds two or more distinct maxima of its
    distance to its own edge (objects of one colour that touch along a wide join or overlap,
    which no narrow join separates: the centres of the objects' largest inscribed discs), the
-   square around each maximum, :data:`PEAK_REACH` times the disc, cut to the mask, is a part
-   (the usual seeds for splitting touching blobs, as a watershed's are).
+   mask's pixels are shared out among the maxima, each to the disc it lies in most (its
+   power distance: squared distance to the centre less the squared radius), and each share
+   is a part (the usual seeds for splitting touching blobs, as a watershed's are; a star's
+   arms go with its own centre, not a wider neighbour's).
 
 Nothing here knows what an object is: it reads colours and shapes of regions, so it runs on
 any image where objects contrast (diagrams, products, the sandbox). A segment of one colour,
@@ -40,7 +42,7 @@ import numpy as np
 
 #: Bumped whenever the parts a segment gives change: grounders that use them name it in their
 #: description, so cached rankings and search indexes of other parts are never mixed in.
-VERSION = 4
+VERSION = 5
 #: Neighbouring pixels closer than this (RGB distance, after the median) are one colour region.
 TOLERANCE = 18.0
 #: Colour regions of a segment whose mean colours are closer than this are one group.
@@ -74,9 +76,6 @@ PEAK_WINDOW = 5
 #: this times the larger of their two distances: the maxima a noisy edge makes inside one
 #: shape's disc are one object (the classic scenes' segments give none).
 PEAK_APART = 1.5
-#: A peak's square reaches this times its distance from the centre: a disc's or a square's own
-#: box is 1.0; a triangle or a star reaches past its inscribed disc.
-PEAK_REACH = 1.3
 
 
 def segment_parts(pixels: np.ndarray, segment: np.ndarray, background: np.ndarray, core: float) -> Iterator[np.ndarray]:
@@ -206,7 +205,9 @@ def _narrow_joins(mask: np.ndarray) -> Iterator[np.ndarray]:
 
 def _distance_peaks(mask: np.ndarray) -> Iterator[np.ndarray]:
     """Step 4: where ``mask`` holds two or more distinct maxima of its distance to its edge
-    (see :data:`PEAK_LEAST`, :data:`PEAK_APART`), each one's square (:data:`PEAK_REACH`) in it."""
+    (see :data:`PEAK_LEAST`, :data:`PEAK_APART`), the pixels nearest each one by power distance
+    (development seeds 100 and 101: named crowded objects with a candidate 96.5-97.2 ->
+    97.2-97.8%, fewer candidates; a square 1.3 times each disc, cut to the mask, before)."""
     from scipy import ndimage
 
     distance = ndimage.distance_transform_edt(_padded(mask))[1:-1, 1:-1]
@@ -226,14 +227,14 @@ def _distance_peaks(mask: np.ndarray) -> Iterator[np.ndarray]:
             kept.append((radius, y, x))
     if len(kept) < 2:
         return
-    for radius, y, x in kept:
-        reach = PEAK_REACH * radius  # about the pixel's centre, (y + 0.5, x + 0.5)
-        square = np.zeros_like(mask)
-        y1, y2, x1, x2 = (int(round(v + 0.5)) for v in (y - reach, y + reach, x - reach, x + reach))
-        square[max(0, y1) : y2, max(0, x1) : x2] = True
-        square &= mask
-        if square.any():
-            yield square
+    ys, xs = np.nonzero(mask)
+    radii, centre_y, centre_x = (np.asarray(column, dtype=np.float64)[:, None] for column in zip(*kept))
+    nearest = ((ys - centre_y) ** 2 + (xs - centre_x) ** 2 - radii**2).argmin(axis=0)  # ties: the stronger
+    for number in range(len(kept)):
+        share = np.zeros_like(mask)
+        share[ys[nearest == number], xs[nearest == number]] = True
+        if share.any():
+            yield share
 
 
 def _regrown(part: np.ndarray, mask: np.ndarray) -> np.ndarray:
