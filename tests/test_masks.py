@@ -120,6 +120,8 @@ def test_a_masked_box_reads_as_its_box_and_keys_apart_from_it():
     cut = box.clipped(16, 64)
     assert isinstance(cut, MaskedBox) and cut.x2 == 16 and max(r.x2 for r in cut.runs) == 16
     assert box.scaled(2).runs[1] == Box(24, 40, 36, 60)
+    known = MaskedBox.of_runs(list(box.runs), [r.pixels() for r in box.runs])
+    assert known == box == MaskedBox.of_runs(list(box.runs)) and known.run_pixels == box.run_pixels
 
 
 @pytest.mark.parametrize("seed", [0, 1])

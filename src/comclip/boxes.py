@@ -98,6 +98,17 @@ class MaskedBox(Box):
 
     runs: tuple[Box, ...] = ()
 
+    @classmethod
+    def of_runs(cls, runs: Sequence[Box], pixels: Sequence[tuple[int, int, int, int]] | None = None) -> MaskedBox:
+        """The masked box of ``runs``, bounded by them; ``pixels``: their :attr:`run_pixels`,
+        where the caller has them already (an index's stored bounds), so they are not made again."""
+        box = cls(
+            min(r.x1 for r in runs), min(r.y1 for r in runs), max(r.x2 for r in runs), max(r.y2 for r in runs), runs=tuple(runs)
+        )
+        if pixels is not None:
+            box.__dict__["run_pixels"] = tuple(pixels)  # where cached_property keeps it
+        return box
+
     def clipped(self, width: int, height: int) -> Box:
         box = Box.clipped(self, width, height)
         if box is self:

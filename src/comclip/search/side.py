@@ -154,26 +154,15 @@ def _pairs(count: int, cap: int) -> list[tuple[int, int]]:
 
 
 def _region_box(region: Region) -> Box:
-    """A box whose region is ``region`` (one box, or a masked box of its pixel bounds, which
-    it knows already)."""
+    """A box whose region is ``region``: one box, or the masked box of its pixel bounds."""
     if len(region) == 1:
         return box_of(region[0])
-    runs = tuple(box_of(p) for p in region)
-    box = MaskedBox(
-        min(p[0] for p in region), min(p[1] for p in region), max(p[2] for p in region), max(p[3] for p in region), runs=runs
-    )
-    box.__dict__["run_pixels"] = region  # what MaskedBox.run_pixels computes from the runs: these bounds
-    return box
+    return MaskedBox.of_runs([box_of(p) for p in region], region)
 
 
 def _joined(first: Box, second: Box) -> Box:
     """A box whose region is that of both boxes (a candidate pair's union)."""
-    runs = (*region_boxes([first]), *region_boxes([second]))
-    box = MaskedBox(
-        min(first.x1, second.x1), min(first.y1, second.y1), max(first.x2, second.x2), max(first.y2, second.y2), runs=runs
-    )
-    box.__dict__["run_pixels"] = (*region_pixels([first]), *region_pixels([second]))  # as MaskedBox.run_pixels computes them
-    return box
+    return MaskedBox.of_runs([*region_boxes([first, second])], [*region_pixels([first, second])])
 
 
 def _box_rows(boxes: Sequence[Box]) -> np.ndarray:
