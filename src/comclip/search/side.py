@@ -101,16 +101,18 @@ def compute(
         # The images themselves, whose views the candidates' token regions have just made.
         arrays = {"global": backbone.encode_keyed(digests, lambda n: pictures[n]).numpy()}
         dim = arrays["global"].shape[-1]
-        singles: list[list[Region]] = [[] for _ in images]
+        regions: list[dict[Region, Box]] = [{} for _ in images]  # each region, and the first candidate that is it
         for key, candidates in found.items():
             boxes = [b for some, _ in candidates for b in some]
             arrays.update(_ragged(f"cand.{key}", [e for _, e in candidates], [_box_rows(b) for b, _ in candidates], dim))
             arrays.update(_runs(f"cand.{key}", [[r.as_tuple() for r in getattr(b, "runs", ())] for b in boxes], np.float64))
             for n, (some, _) in enumerate(candidates):
-                singles[n] += [_candidate_region(b, pictures[n].size) for b in some]
-        singles = [_distinct(s, im.image.size) for s, im in zip(singles, images)]
+                for box in some:
+                    clipped = box.clipped(*pictures[n].size)
+                    regions[n].setdefault(tuple(region_pixels([clipped])), clipped)
+        singles = [_distinct(list(found_here), im.image.size) for found_here, im in zip(regions, images)]
         pairs = [_pairs(len(s), side.union_cap) for s in singles]
-        single_boxes = [[_region_box(region) for region in some] for some in singles]
+        single_boxes = [[found_here[region] for region in some] for found_here, some in zip(regions, singles)]
         unions = [[_joined(boxes[j], boxes[i]) for j, i in some] for boxes, some in zip(single_boxes, pairs)]
         for fill in side.fills:
             arrays.update(_encoded(f"sub.{fill}", backbone, maker, images, single_boxes, fill, dim))
@@ -127,11 +129,6 @@ def _candidates(grounder: CLIPGrounder, pictures: list, digests: list[str]) -> l
     (known by the digests the build has already computed)."""
     grounder.prepare(pictures, digests)
     return [grounder.candidates(p) for p in pictures]
-
-
-def _candidate_region(box: Box, size: tuple[int, int]) -> Region:
-    """The pixel bounds that key ``box``'s sub-image in an image of ``size``."""
-    return tuple(region_pixels([box.clipped(*size)]))
 
 
 def _distinct(regions: list[Region], size: tuple[int, int]) -> list[Region]:
@@ -151,13 +148,6 @@ def _pairs(count: int, cap: int) -> list[tuple[int, int]]:
     """Pairs of ``count`` candidates, smallest first: (1, 0), (2, 0), (2, 1), (3, 0), ..., at most ``cap``."""
     pairs = [(j, i) for j in range(1, count) for i in range(j)]
     return pairs[:cap]
-
-
-def _region_box(region: Region) -> Box:
-    """A box whose region is ``region``: one box, or the masked box of its pixel bounds."""
-    if len(region) == 1:
-        return box_of(region[0])
-    return MaskedBox.of_runs([box_of(p) for p in region], region)
 
 
 def _joined(first: Box, second: Box) -> Box:
