@@ -44,29 +44,28 @@ def test_mask_runs_cover_the_mask_exactly():
     assert mask_runs(np.zeros((4, 4), dtype=bool)) == []
 
 
-def test_mask_runs_are_the_row_runs_carried_down():
-    """The runs are those of a plain row-by-row scan that carries a run down while the next
-    row repeats it, in its order."""
-
-    def scanned(mask):
-        runs, carried = [], {}
-        for y, row in enumerate(mask):
-            edges = np.diff(np.concatenate([[0], row.astype(np.int8), [0]]))
-            for a, b in zip(np.flatnonzero(edges == 1).tolist(), np.flatnonzero(edges == -1).tolist()):
-                known = carried.get((a, b))
-                if known is not None and runs[known][3] == y:
-                    runs[known][3] = y + 1
-                else:
-                    carried[a, b] = len(runs)
-                    runs.append([a, y, b, y + 1])
-        return runs
-
+def test_mask_runs_are_whole_row_runs_carried_down_as_far_as_they_go():
+    """Checked by what the runs must be rather than by a second scan: each run's rows are
+    whole runs of the mask (a pixel of background, or the mask's edge, on either side), the
+    row above and the row below do not repeat it (it went down as far as it could), and the
+    runs come by top row, then left end. With the exact cover, these fix the runs one way only."""
     rng = np.random.default_rng(3)
     for _ in range(300):
         height, width = rng.integers(1, 24, size=2)
         mask = rng.random((height, width)) < rng.uniform(0.05, 0.95)
         mask[rng.integers(0, height) :, : rng.integers(0, width + 1)] |= rng.random() < 0.5
-        assert [list(run) for run in mask_runs(mask)] == scanned(mask)
+        padded = np.pad(mask, 1)  # a frame of background: outside is never the mask
+        runs = mask_runs(mask)
+        painted = np.zeros(mask.shape, dtype=int)
+        for x1, y1, x2, y2 in runs:
+            painted[y1:y2, x1:x2] += 1
+            rows = padded[y1 + 1 : y2 + 1]
+            assert rows[:, x1 + 1 : x2 + 1].all() and not rows[:, x1].any() and not rows[:, x2 + 1].any()
+            for y in (y1 - 1, y2):  # the row above and the row below, in the mask's rows
+                repeats = padded[y + 1, x1 + 1 : x2 + 1].all() and not padded[y + 1, x1] and not padded[y + 1, x2 + 1]
+                assert not repeats
+        assert np.array_equal(painted, mask.astype(int))  # every pixel of the mask once, nothing else
+        assert runs == sorted(runs, key=lambda run: (run[1], run[0]))
 
 
 def test_masked_proposals_are_the_plain_boxes_with_their_pixels():

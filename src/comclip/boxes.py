@@ -100,11 +100,10 @@ class MaskedBox(Box):
 
     @classmethod
     def of_runs(cls, runs: Sequence[Box], pixels: Sequence[tuple[int, int, int, int]] | None = None) -> MaskedBox:
-        """The masked box of ``runs``, bounded by them; ``pixels``: their :attr:`run_pixels`,
-        where the caller has them already (an index's stored bounds), so they are not made again."""
-        box = cls(
-            min(r.x1 for r in runs), min(r.y1 for r in runs), max(r.x2 for r in runs), max(r.y2 for r in runs), runs=tuple(runs)
-        )
+        """The masked box of ``runs``, bounded by them; ``pixels``, where the caller has them (a
+        pair's union: its two boxes'), become its :attr:`run_pixels` rather than being made again."""
+        bounds = bounding_box(runs)
+        box = cls(bounds.x1, bounds.y1, bounds.x2, bounds.y2, runs=tuple(runs))
         if pixels is not None:
             box.__dict__["run_pixels"] = tuple(pixels)  # where cached_property keeps it
         return box
@@ -140,11 +139,12 @@ class MaskedBox(Box):
         return MaskedBox(*Box.scaled(self, factor).as_tuple(), self.source, tuple(r.scaled(factor) for r in self.runs))
 
 
-def box_of(values: Iterable[float]) -> Box:
-    """A box of four numbers ``x1, y1, x2, y2`` already known to be one (stored, not read
-    from a user: :meth:`Box.from_sequence` checks those)."""
+def stored_box(values: Iterable[float], runs: Iterable[Iterable[float]] = ()) -> Box:
+    """A box as a cache record or an index stores it (not checked: not a user's input, as
+    :meth:`Box.from_sequence` reads): its four numbers and, for a masked box, its runs'."""
     x1, y1, x2, y2 = (float(v) for v in values)
-    return Box(x1, y1, x2, y2)
+    kept = tuple(stored_box(run) for run in runs)
+    return MaskedBox(x1, y1, x2, y2, runs=kept) if kept else Box(x1, y1, x2, y2)
 
 
 def region_boxes(boxes: Iterable[Box]) -> list[Box]:

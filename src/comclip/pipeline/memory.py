@@ -19,7 +19,7 @@ from typing import overload
 
 import numpy as np
 
-from comclip.boxes import Box, MaskedBox, box_of
+from comclip.boxes import Box, MaskedBox, stored_box
 from comclip.digests import description_digest
 from comclip.grounding import Detection
 from comclip.parsing import SceneGraph
@@ -113,11 +113,8 @@ class StoredRanking(Sequence[Detection]):
 
     def _box(self, n: int) -> Box:
         """Box ``n`` of the record (a masked box where it has runs)."""
-        x1, y1, x2, y2 = (float(v) for v in self._boxes[n])
-        if self._runs is None or not self._runs[0][n]:
-            return Box(x1, y1, x2, y2)
-        rows = self._runs[1][self._run_starts[n] : self._run_starts[n + 1]]
-        return MaskedBox(x1, y1, x2, y2, runs=tuple(box_of(row) for row in rows))
+        runs = self._runs[1][self._run_starts[n] : self._run_starts[n + 1]] if self._runs is not None else ()
+        return stored_box(self._boxes[n], runs)
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Sequence) and list(self) == list(other)

@@ -13,7 +13,7 @@ import torch
 
 from comclip.backbones import DEFAULT_MODEL, Backbone, create_backbone
 from comclip.backbones.cached import CachedEncoder, encoder
-from comclip.boxes import Box
+from comclip.boxes import Box, stored_box
 from comclip.config import PipelineConfig, runnable_by
 from comclip.errors import InputError
 from comclip.eval.runs.process_group import barrier, join
@@ -22,7 +22,7 @@ from comclip.methods import METHODS, method_configs
 from comclip.search.build import DEFAULT_PART_SIZE, DTYPES, extend, fill, identity, locked, run
 from comclip.search.layout import FAISS_FILE, folder_bytes, open_parts, read_manifest, skipped_records
 from comclip.search.results import SearchResult
-from comclip.search.side import DEFAULT_UNION_CAP, StoredSide, candidate_box, grounder_key
+from comclip.search.side import DEFAULT_UNION_CAP, StoredSide, grounder_key
 from comclip.search.sources import expand_sources
 from comclip.search.stored_images import DeferredImage, IndexCache, IndexedImage, parse_sub_key
 from comclip.world import World
@@ -255,7 +255,7 @@ class Index:
             part, local = self._rows[row]
             table = f"cand.{key}"
             a, b = part.span(table, local)
-            boxes = [candidate_box(box, runs) for box, runs in zip(part.array(f"{table}.box")[a:b], part.runs(table, a, b))]
+            boxes = [stored_box(box, runs) for box, runs in zip(part.array(f"{table}.box")[a:b], part.runs(table, a, b))]
             return boxes, torch.from_numpy(np.array(part.array(f"{table}.vec")[a:b], dtype=np.float32))
 
         return self._remembered(("cand", row, key), make)

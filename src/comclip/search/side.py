@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from comclip.backbones.cached import CachedEncoder
-from comclip.boxes import Box, MaskedBox, box_of, region_boxes, region_pixels
+from comclip.boxes import Box, MaskedBox, region_boxes, region_pixels
 from comclip.cache.embeddings import MemoryCache
 from comclip.config import PipelineConfig
 from comclip.digests import description_digest
@@ -157,14 +157,6 @@ def _joined(first: Box, second: Box) -> Box:
 
 def _box_rows(boxes: Sequence[Box]) -> np.ndarray:
     return np.asarray([b.as_tuple() for b in boxes], dtype=np.float64).reshape(-1, 4)
-
-
-def candidate_box(box: Sequence[float], runs: np.ndarray) -> Box:
-    """A candidate as the index stores it: its box and, for a masked box, its runs."""
-    x1, y1, x2, y2 = (float(v) for v in box)
-    if not len(runs):
-        return Box(x1, y1, x2, y2)
-    return MaskedBox(x1, y1, x2, y2, runs=tuple(box_of(r) for r in np.asarray(runs, dtype=np.float64).tolist()))
 
 
 def _runs(name: str, rows: list[list], dtype) -> dict[str, np.ndarray]:
