@@ -126,7 +126,9 @@ def _masked(box: Box, mask: np.ndarray, left: int, top: int, scale: float) -> Ma
 def mask_runs(mask: np.ndarray) -> list[tuple[int, int, int, int]]:
     """``(x1, y1, x2, y2)`` boxes whose union is ``mask``: its rows' runs of pixels, a run
     taken on down while the rows below repeat it exactly (a square is one box)."""
-    edges = np.diff(np.pad(mask, ((0, 0), (1, 1))).astype(np.int8), axis=1)
+    padded = np.zeros((mask.shape[0], mask.shape[1] + 2), dtype=np.int8)  # a column of zeros each side
+    padded[:, 1:-1] = mask
+    edges = padded[:, 1:] - padded[:, :-1]
     rows, starts = np.nonzero(edges == 1)
     stops = np.nonzero(edges == -1)[1]
     runs: list[list[int]] = []
