@@ -49,7 +49,7 @@ def bow():
 
 @pytest.fixture(scope="module")
 def built(gallery, bow, tmp_path_factory) -> Index:
-    return Index.build([gallery], tmp_path_factory.mktemp("idx") / "index", bow, part_size=5)
+    return Index.build([gallery], tmp_path_factory.mktemp("idx") / "index", bow, part_size=5, methods=ALL)
 
 
 def reference(backbone, index: Index, method: str, images: list[str], query: str) -> list[float]:
@@ -243,8 +243,10 @@ def test_sheet_is_drawn(built, tmp_path, cli):
     assert Image.open(sheet).size[0] > 200
 
 
-def test_resume_after_kill_gives_the_same_index(gallery, tmp_path):
-    """A real build killed with SIGKILL once its first part is written, then resumed, equals a build that ran through."""
+def test_resume_after_kill_gives_the_same_index(gallery, tmp_path, cli, capsys):
+    """A real build killed with SIGKILL once its first part is written, then resumed, equals a
+    build that ran through; a build given no --method serves the methods comclip search uses
+    by default, and refuses the paper's comclip in one line that says how to get it."""
     clean, killed = tmp_path / "clean", tmp_path / "killed"
     args = ["index", "build", gallery, "--model", "comclip/sandbox-bow", "--part-size", "2", "-q"]
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
@@ -259,6 +261,10 @@ def test_resume_after_kill_gives_the_same_index(gallery, tmp_path):
     from comclip.cli import main
 
     assert main([*map(str, args), "--out", str(clean)]) == 0
+    assert Index.open(clean).manifest["identity"]["methods"] == ["clip", "comclip-plus"]
+    capsys.readouterr()  # the build's own lines
+    code, _, err = cli("search", clean, "a circle", "--method", "comclip")
+    assert code == 2 and "--method including comclip" in err and len(err.strip().splitlines()) == 1
     assert main([*map(str, args), "--out", str(killed)]) == 2  # without --resume: refused
     assert main([*map(str, args), "--out", str(killed), "--resume"]) == 0
     compared = filecmp.dircmp(clean, killed, ignore=[".comclip.lock", ".comclip.lock.pid"])
@@ -391,10 +397,13 @@ def test_a_build_leaves_the_garbage_collectors_frozen_objects_as_it_found_them()
             assert gc.get_freeze_count() > 0
         assert gc.get_freeze_count() == 0
         gc.freeze()
-        frozen = gc.get_freeze_count()
-        with _older_objects_unscanned():
-            pass
-        assert gc.get_freeze_count() == frozen
+        called = []  # the count itself drops as frozen objects die, so the calls are watched
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(gc, "freeze", lambda: called.append("freeze"))
+            patch.setattr(gc, "unfreeze", lambda: called.append("unfreeze"))
+            with _older_objects_unscanned():
+                pass
+        assert called == [] and gc.get_freeze_count() > 0
     finally:
         gc.unfreeze()
         if before:

@@ -27,8 +27,11 @@ from comclip.search.sources import expand_sources
 from comclip.search.stored_images import DeferredImage, IndexCache, IndexedImage, parse_sub_key
 from comclip.world import World
 
-#: The methods an index serves unless told otherwise.
-DEFAULT_METHODS = ("clip", "comclip", "comclip-plus")
+#: The methods an index serves unless told otherwise: those ``comclip search`` uses unless
+#: told otherwise. The paper's ``comclip`` is one ``--method`` away; its filled sub-images cost
+#: a forward pass each, which made a default build of the sandbox model 15x plain CLIP's
+#: encoding instead of about 3x (``benchmarks/search.py --images 2000``).
+DEFAULT_METHODS = ("clip", "comclip-plus")
 #: Lists an inverted-file FAISS index (IVF...) visits per query.
 NPROBE = 32
 #: Below this many query vectors, FAISS searches on one thread.
