@@ -98,16 +98,14 @@ def _colour_groups(pixels: np.ndarray, segment: np.ndarray, core: float) -> list
     window = _median3(pixels[y1:y2, x1:x2])
     labels = _similar_regions(window, segment[y1:y2, x1:x2])
     cored = np.flatnonzero(_core_sizes(labels) >= core)
-    if len(cored) == 1:  # one region, one group (the usual case: its colour is never read)
-        cored_only = np.zeros_like(segment)
-        cored_only[y1:y2, x1:x2] = labels == cored[0]
-        return [[cored_only]]
     groups: list[tuple[np.ndarray, list[np.ndarray]]] = []
     for label in cored:
         region = labels == label
-        colour = window[region].mean(axis=0)
         full = np.zeros_like(segment)
         full[y1:y2, x1:x2] = region
+        if len(cored) == 1:  # one region, one group (the usual case): its colour is never read
+            return [[full]]
+        colour = window[region].mean(axis=0)
         same = next((g for g in groups if np.linalg.norm(g[0] - colour) < MERGE), None)
         if same is None:
             groups.append((colour, [full]))
@@ -166,23 +164,29 @@ def _colour_parts(
     from scipy import ndimage
 
     if len(groups) == 1:
-        union = groups[0][0] if len(groups[0]) == 1 else np.logical_or.reduce(groups[0])
+        union = _union(groups[0])
         if _much_smaller(union, segment):
             yield _regrown(union, segment)
         return
     if not groups:
         return
-    colours = np.stack([background] + [pixels[np.logical_or.reduce(regions)].mean(axis=0) for regions in groups])
+    unions = [_union(regions) for regions in groups]
+    colours = np.stack([background] + [pixels[union].mean(axis=0) for union in unions])
     near = _dilated(segment, 1)
     nearest = np.full(segment.shape, -1)
     nearest[near] = lengths(pixels[near][:, None, :] - colours).argmin(axis=-1)
-    for number, regions in enumerate(groups, start=1):
+    for number, (regions, union) in enumerate(zip(groups, unions), start=1):
         pieces, count = ndimage.label(nearest == number, CROSS)
         sizes = ndimage.sum(np.ones_like(pieces), pieces, range(1, count + 1))
         grown = np.isin(pieces, 1 + np.flatnonzero(sizes >= MIN_PIECE))
-        yield grown if grown.any() else np.logical_or.reduce(regions)
+        yield grown if grown.any() else union
         if len(regions) > 1:
             yield from regions
+
+
+def _union(regions: list[np.ndarray]) -> np.ndarray:
+    """The pixels of any of a group's region masks (the one mask itself where it holds one)."""
+    return regions[0] if len(regions) == 1 else np.logical_or.reduce(regions)
 
 
 def _narrow_joins(mask: np.ndarray) -> Iterator[np.ndarray]:
