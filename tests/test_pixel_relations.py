@@ -12,7 +12,7 @@ from comclip.boxes import Box
 from comclip.composition.geometry import PIXEL_SOFTNESS, pixel_rule, pixel_score, probe_region
 from comclip.explain import score_label
 from comclip.imaging.subimages import make_subimage
-from comclip.pipeline.pixel_relations import PIXEL_FILL, ZOOM
+from comclip.pipeline.pixel_relations import OVERLAP_WEIGHT, PIXEL_FILL, ZOOM, _within
 
 
 def test_each_predicate_has_its_probe():
@@ -30,6 +30,16 @@ def test_probe_regions():
     assert probe_region("between", a, Box(2, 20, 8, 30)) == Box(2, 10, 8, 20)  # apart down
     assert probe_region("between", a, Box(15, 15, 20, 20)) == Box(10, 10, 15, 15)  # apart on both: the corner between
     assert probe_region("between", a, b) is None  # overlapping on both axes: no gap
+
+
+def test_an_entity_cut_to_the_overlap_keeps_its_own_pixels_there():
+    from comclip.boxes import MaskedBox
+
+    region = Box(6, 4, 10, 10)
+    assert _within([Box(0, 0, 10, 10)], region) == MaskedBox(6, 4, 10, 10, runs=(region,))  # a plain box fills it
+    masked = MaskedBox(0, 0, 10, 10, runs=(Box(0, 0, 8, 5), Box(0, 5, 4, 10)))
+    assert _within([masked], region) == MaskedBox(6, 4, 8, 5, runs=(Box(6, 4, 8, 5),))  # the second run lies outside
+    assert _within([MaskedBox(0, 0, 10, 10, runs=(Box(0, 0, 5, 10),))], region) is None  # nothing of it there
 
 
 def test_the_verdict_follows_the_subject_minus_the_object():
@@ -60,7 +70,8 @@ def _likeness(backbone, image, boxes, phrase) -> float:
 
 
 def _zoomed(backbone, image, box):
-    """The box's square (side its longer side, centred on it) of the sub-image, at the encoder's size."""
+    """The box's square (side its longer side, centred on it) of the sub-image, at the encoder's
+    size (a masked box's sub-image shows its own pixels only)."""
     side = round(max(box.width, box.height) * ZOOM)
     x1, y1 = round(box.centre[0] - side / 2), round(box.centre[1] - side / 2)
     window = make_subimage(image, [box], PIXEL_FILL).crop((x1, y1, x1 + side, y1 + side))  # PIL pads with black
@@ -69,11 +80,17 @@ def _zoomed(backbone, image, box):
     return view / view.norm()
 
 
+def _owned(backbone, image, region, boxes) -> float:
+    """How much the overlap, zoomed, looks like the entity's own pixels in it, zoomed (0: none there)."""
+    inside = _within(boxes, region)
+    return 0.0 if inside is None else float(_zoomed(backbone, image, region) @ _zoomed(backbone, image, inside))
+
+
 @pytest.mark.parametrize("task", ["depth", "direction"])
 def test_the_pipeline_verdict_equals_a_direct_computation(tiny_backbone, task, monkeypatch):
     """The relation's check is marked as read from pixels, its g is the sigmoid of the
     subject's minus the object's evidence computed here (depth: each entity's sub-image against
-    its phrase; pointing: how much more like "A <predicate>" it is with the gap added than like
+    its phrase, plus the overlap against the entity's pixels in it, both zoomed; pointing: how much more like "A <predicate>" it is with the gap added than like
     "A" without, plus the gap's zoomed view against the entity's, image to image), and
     the score is the paper's plus (g - 1/2). A soft slope keeps g off 0 and 1 (where any
     evidence of the right sign would pass)."""
@@ -95,7 +112,11 @@ def test_the_pipeline_verdict_equals_a_direct_computation(tiny_backbone, task, m
             entity = {p.entities[0]: p for p in result.parts if p.kind == "entity"}
             a, b = entity[s], entity[o]
             region = probe_region(probe, a.boxes[0], b.boxes[0])
-            evidence = [_likeness(tiny_backbone, images[i], p.boxes, p.phrase) for p in (a, b)]  # depth: the likeness
+            evidence = [_likeness(tiny_backbone, images[i], p.boxes, p.phrase) for p in (a, b)]
+            if probe == "occlusion":  # the likeness, and the overlap against each entity's pixels there, both zoomed
+                evidence = [
+                    e + OVERLAP_WEIGHT * _owned(tiny_backbone, images[i], region, p.boxes) for e, p in zip(evidence, (a, b))
+                ]
             if probe == "between":  # the agent's gain, and the gap against each entity, image to image, seen zoomed
                 predicate = pair.graphs[0]["relations"][0]["predicate"]
                 agent = [_likeness(tiny_backbone, images[i], [*p.boxes, region], f"{p.phrase} {predicate}") for p in (a, b)]
@@ -170,3 +191,57 @@ def test_comclip_plus_reads_pixels_and_the_paper_does_not():
 
     configs = method_configs(["comclip", "comclip-plus"], PipelineConfig())
     assert configs["comclip-plus"].relation_check == "pixels" and configs["comclip"].relation_check == "off"
+
+
+@pytest.mark.parametrize("hidden", [False, True])
+def test_depth_reads_which_masked_entity_owns_the_overlap(tiny_backbone, monkeypatch, hidden):
+    """Entities grounded to masks of their visible pixels (as segment masks ground them): the
+    overlap reading differs between them, and the verdict is the likeness plus it, computed
+    here; an entity with no pixels in the overlap (``hidden``: the one behind, cut away there)
+    reads 0 for it."""
+    import numpy as np
+
+    from comclip import ComCLIP
+    from comclip.boxes import MaskedBox
+    from comclip.composition import geometry
+    from comclip.grounding.oracle import OracleGrounder
+    from comclip.grounding.proposals import mask_runs
+    from comclip.parsing.given import GivenParser
+    from comclip.sandbox.pairs import make_pair
+    from comclip.sandbox.scenes import shape_mask
+
+    monkeypatch.setattr(geometry, "PIXEL_SOFTNESS", SOFT)
+    pair = make_pair("depth", 100, 0)
+    scene, image = pair.scenes[0], pair.scenes[0].render()
+    back, front = scene.objects  # drawn in order: the later one on top
+    shown = {back: shape_mask(back) & ~shape_mask(front), front: shape_mask(front)}
+    if hidden:  # the one behind keeps only its pixels outside the front one's box
+        x1, y1, x2, y2 = front.box.pixels()
+        shown[back][y1:y2, x1:x2] = False
+
+    def masked(mask, box):
+        runs = tuple(Box(a, b, c, d) for a, b, c, d in mask_runs(mask))
+        return MaskedBox(*box.as_tuple(), runs=runs)
+
+    known = [(o.shape, masked(shown[o], o.box)) for o in scene.objects]
+    pipeline = ComCLIP(
+        tiny_backbone,
+        parser=GivenParser(dict(zip(pair.captions, pair.graphs))),
+        grounder=OracleGrounder(known=[(image, known)]),
+        relation_check="pixels",
+    )
+    result = pipeline.explain(image, pair.captions[0])
+    ((s, _, o, g, evidence),) = result.spatial
+    entity = {p.entities[0]: p for p in result.parts if p.kind == "entity"}
+    a, b = entity[s], entity[o]
+    region = probe_region("occlusion", a.boxes[0], b.boxes[0])
+    owned = [_owned(tiny_backbone, image, region, p.boxes) for p in (a, b)]
+    assert abs(owned[0] - owned[1]) > 0.01  # enough to move g past the tolerance below
+    behind = [k for k, p in enumerate((a, b)) if p.boxes[0].as_tuple() == back.box.as_tuple()][0]
+    assert (owned[behind] == 0.0) == hidden
+    likeness = [_likeness(tiny_backbone, image, p.boxes, p.phrase) for p in (a, b)]
+    own = [like + OVERLAP_WEIGHT * t for like, t in zip(likeness, owned)]
+    _, swapped = pixel_rule(pair.graphs[0]["relations"][0]["predicate"])
+    difference = (own[1] - own[0]) if swapped else (own[0] - own[1])
+    assert evidence == "pixels" and g == pytest.approx(1 / (1 + math.exp(-difference / SOFT)), abs=2e-4)
+    assert np.isfinite(g) and 0.01 < g < 0.99
