@@ -284,3 +284,19 @@ def test_a_distance_peak_needs_a_second_object():
     assert len(squares) == 2 and all((square <= double).all() for square in squares)
     columns = sorted(np.flatnonzero(square.any(axis=0))[[0, -1]].tolist() for square in squares)
     assert columns[0][1] < 30 <= columns[1][0] + 5  # one square on each side of the bridge
+
+
+def test_a_shape_reaching_out_of_a_larger_one_of_its_colour_is_boxed(monkeypatch):
+    """A crowded scene's named star overlapping a distractor disc of its colour (development
+    seed 100): its distance peak lies 1.2-1.5 of the disc's radius from the disc's, so it is
+    a second object now and its share is a candidate; at 1.5 it had none at IoU 0.5."""
+    from comclip.grounding import segment_parts
+    from comclip.sandbox.pairs import make_pair
+
+    scene = make_pair("crowded-object-swap", 100, 2).scenes[0]
+    (star,) = [o for o in scene.objects if o.named and o.phrase == "a large purple star"]
+    assert [o.colour for o in scene.objects if o.box.intersection(star.box).area > 0 and o is not star] == ["purple"]
+    image = scene.render()
+    assert _best(segment_proposals(image, parts=True, masks=True), star.box) >= 0.5
+    monkeypatch.setattr(segment_parts, "PEAK_APART", 1.5)
+    assert _best(segment_proposals(image, parts=True, masks=True), star.box) < 0.5
