@@ -161,7 +161,7 @@ def _views(relation: _Relation) -> list[View | None]:
         return [
             *plain,
             (relation.image, (relation.region,), True),
-            *((relation.image, (b,), True) if b else None for b in inside),
+            *((relation.image, (b,), True) if b is not None else None for b in inside),
         ]
     reaching: list[View] = [(relation.image, (*p.boxes, relation.region), False) for p in parts]
     zoomed: list[View] = [(relation.image, (box,), True) for box in (relation.region, *(bounding_box(p.boxes) for p in parts))]
