@@ -10,6 +10,7 @@ import random
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from comclip.backbones.cached import CachedEncoder
 from comclip.boxes import Box
@@ -69,6 +70,77 @@ def test_detector_boxes_overlapping_strongly_are_one_region():
     rankings = [[Detection((a,), 0.9), Detection((b,), 0.1)], [Detection((a2,), 0.8), Detection((b,), 0.6)]]
     grounded = assign(rankings, [0, 1], joint=True)
     assert grounded[0].detection.boxes == (a,) and grounded[1].detection.boxes == (b,)
+
+
+#: Regions of which some touch: 0 and 1 meet, 2 overlaps both, 3 is one pixel from 1, 4 is apart.
+TOUCHING = [Box(0, 0, 10, 10), Box(10, 0, 20, 10), Box(8, 8, 18, 18), Box(21, 0, 30, 10), Box(40, 40, 50, 50)]
+
+
+def _touch_reference(a: Box, b: Box) -> bool:
+    """Boxes that overlap or meet, from their gaps on each axis."""
+    return max(a.x1 - b.x2, b.x1 - a.x2) < 1 and max(a.y1 - b.y2, b.y1 - a.y2) < 1
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_entities_that_must_touch_get_touching_regions_where_any_do(seed):
+    """The best assignment stands where its pair touches; else the best one where it touches
+    (brute force here), if any; else the best one (here: when the pair's only scored regions
+    are apart)."""
+    rng = np.random.default_rng(seed)
+    rows = int(rng.integers(2, 4))
+    scores = rng.uniform(-1, 1, size=(rows, len(TOUCHING)))
+    if seed % 5 == 0:  # the pair's rows scored only on regions that touch no other: no touching option
+        scores[0, :4], scores[1, :3] = np.nan, np.nan
+    rankings = [
+        [
+            Detection((TOUCHING[c],), float(row[c]))
+            for c in np.argsort(-np.nan_to_num(row, nan=-9), kind="stable")
+            if np.isfinite(row[c])
+        ]
+        for row in scores
+    ]
+    grounded = assign(rankings, list(range(rows)), joint=True, touching=[(0, 1)])
+    picked = tuple(TOUCHING.index(g.detection.boxes[0]) for g in grounded)
+    options = [
+        p for p in itertools.permutations(range(len(TOUCHING)), rows) if all(np.isfinite(scores[r, c]) for r, c in enumerate(p))
+    ]
+    total = {p: sum(scores[r, c] for r, c in enumerate(p)) for p in options}
+    touching = [p for p in options if _touch_reference(TOUCHING[p[0]], TOUCHING[p[1]])]
+    best = max(touching or options, key=total.get)
+    assert total[picked] == pytest.approx(total[best])
+    assert _touch_reference(TOUCHING[picked[0]], TOUCHING[picked[1]]) == bool(touching)
+    assert (seed % 5 == 0) == (not touching)
+
+
+def test_a_depth_relation_names_entities_that_touch_and_only_with_pixel_checks(monkeypatch, tiny_backbone):
+    """comclip's pipeline asks the joint assignment for touching regions for the entities of a
+    depth relation ("in front of", "behind"), where it reads relations from pixels."""
+    from comclip import ComCLIP
+    from comclip.parsing.base import SceneGraph
+    from comclip.pipeline import model
+    from comclip.pipeline.pixel_relations import overlapping_entities
+
+    graph = SceneGraph.from_dict(
+        {
+            "entities": [{"id": 10 + k, "head": h, "phrase": h} for k, h in enumerate(("cat", "dog", "box"))],
+            "relations": [
+                {"subject": 12, "predicate": "behind", "object": 10},
+                {"subject": 10, "predicate": "left of", "object": 11},
+            ],
+        }
+    )
+    assert overlapping_entities(graph) == [(2, 0)]
+    from comclip.grounding.assignment import Grounded
+    from comclip.imaging.files import load_image
+
+    asked = []
+    monkeypatch.setattr(
+        model, "assign", lambda rankings, *a, **k: asked.append(k["touching"]) or [Grounded(None)] * len(rankings)
+    )
+    image = load_image(Image.new("RGB", (8, 8)))
+    for check in ("pixels", "geometry"):
+        ComCLIP(tiny_backbone, relation_check=check, assignment="joint")._layout(graph, {}, image)
+    assert asked == [[(2, 0)], ()]
 
 
 def _old_pick(detections, margin):

@@ -10,10 +10,17 @@ query and attributes), in which case they share one.
 Regions are compared across entities by their boxes, so it works for every grounder: the clip
 grounder ranks one candidate set for every query (identical boxes); a detector finds boxes per
 query, and two of its boxes overlapping by IoU >= :data:`SAME_REGION_IOU` count as one region.
+
+A joint assignment can also be told which entities must touch (``touching``): a caption that
+says one is in front of or behind the other names two objects that overlap in the image,
+whichever is in front. Where the best assignment leaves such a pair apart, the best one in
+which they touch is taken, if there is one (the regions' boxes overlap or meet: less than
+:data:`TOUCH` pixels apart).
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
@@ -26,6 +33,11 @@ from comclip.registry import Registry
 
 #: Two detections whose bounding boxes overlap this much are one region.
 SAME_REGION_IOU = 0.7
+#: Two regions touch where their boxes are less than this many pixels apart (overlap or meet):
+#: the visible part of an object behind another may have a box that only meets the other's.
+TOUCH = 1.0
+#: The most assignments tried to make the touching pairs touch (more: the best assignment stands).
+MOST_TRIED = 50_000
 #: ``--assignment`` choices.
 ASSIGNMENTS: Registry[str] = Registry("assignment")
 ASSIGNMENTS.add("argmax", "each entity's top detection on its own (the paper)")
@@ -49,12 +61,17 @@ def ranking_margin(detections: Sequence[Detection]) -> float | None:
 
 
 def assign(
-    rankings: Sequence[Sequence[Detection]], groups: Sequence[Hashable], joint: bool = True, union_margin: float | None = None
+    rankings: Sequence[Sequence[Detection]],
+    groups: Sequence[Hashable],
+    joint: bool = True,
+    union_margin: float | None = None,
+    touching: Sequence[tuple[int, int]] = (),
 ) -> list[Grounded]:
     """Each entity's grounding from its ranked detections (best first). ``groups[k]`` names what
     tells entity ``k`` apart (its query and attributes): entities of one group share a region.
     ``union_margin``: also take the entity's detections scoring within it of the picked one
-    (regions picked for other entities excepted)."""
+    (regions picked for other entities excepted). ``touching``: pairs of entities whose regions
+    should touch in a joint assignment (see the module docstring)."""
     if not joint:
         return [Grounded(_union(d, d[0] if d else None, union_margin, set()), ranking_margin(d)) for d in rankings]
     first: dict = {}
@@ -64,6 +81,9 @@ def assign(
     rows = [rankings[k] for k in first.values()]
     regions = _Regions.of(rows)
     picked = _solve(regions.scores)
+    pairs = [(order[groups[a]], order[groups[b]]) for a, b in touching if groups[a] != groups[b]]
+    if pairs and not _all_touch(regions.firsts, picked, pairs):
+        picked = _touching(regions, pairs) or picked
     taken = {column for column in picked[: len(rows)] if column is not None}
     out = []
     for k, group in enumerate(groups):
@@ -118,6 +138,39 @@ class _Regions:
             if self.same[self.boxes[first], n] if n is not None else same_region(box, first):
                 return detection
         return None
+
+
+def _all_touch(regions: Sequence[Box], picked: Sequence[int | None], pairs: Sequence[tuple[int, int]]) -> bool:
+    """Whether every pair of rows was given regions that touch (a row without one: no)."""
+    for a, b in pairs:
+        first, second = picked[a], picked[b]
+        if first is None or second is None or not _touch(regions[first], regions[second]):
+            return False
+    return True
+
+
+def _touch(a: Box, b: Box) -> bool:
+    """Whether two boxes overlap or meet (less than :data:`TOUCH` pixels apart)."""
+    return a.x1 - TOUCH < b.x2 and b.x1 - TOUCH < a.x2 and a.y1 - TOUCH < b.y2 and b.y1 - TOUCH < a.y2
+
+
+def _touching(regions: _Regions, pairs: Sequence[tuple[int, int]]) -> list[int | None] | None:
+    """The best assignment of a region to every row (distinct regions, each with a score for
+    its row) in which every pair of rows touches; None where there is none, or where there are
+    more than :data:`MOST_TRIED` assignments to try. Ties: the first found, rows taking regions
+    in their order."""
+    rows, columns = regions.scores.shape
+    if rows > columns or math.perm(columns, rows) > MOST_TRIED:
+        return None
+    known = np.isfinite(regions.scores)
+    best: tuple[float, tuple[int, ...]] | None = None
+    for option in itertools.permutations(range(columns), rows):
+        if not all(known[r, c] for r, c in enumerate(option)) or not _all_touch(regions.firsts, option, pairs):
+            continue
+        total = float(sum(regions.scores[r, c] for r, c in enumerate(option)))
+        if best is None or total > best[0] + TIE:
+            best = (total, option)
+    return None if best is None else list(best[1])
 
 
 def same_region(a: Box, b: Box) -> bool:

@@ -28,7 +28,7 @@ from comclip.imaging.subimages import SubimageMaker, encode_subimages
 from comclip.parsing import Parser, SceneGraph, create_parser
 from comclip.parsing.base import Entity
 from comclip.pipeline.memory import Stored
-from comclip.pipeline.pixel_relations import pixel_checks
+from comclip.pipeline.pixel_relations import overlapping_entities, pixel_checks
 from comclip.results import NO_ENTITIES, NOT_GROUNDED, ComCLIPResult, GroupScores, Part, check_relations, part_flags
 from comclip.similarity import paired_cosines
 from comclip.text import validate_captions
@@ -369,6 +369,7 @@ class ComCLIP:
             [(self._query(e), tuple(sorted(e.attributes))) for e in graph.entities],
             joint=self.config.assignment == "joint",
             union_margin=self.config.union_margin,
+            touching=overlapping_entities(graph) if self.config.relation_check == "pixels" else (),
         )
         regions: dict[int, tuple[list[Box], list[str]]] = {}
         parts = []

@@ -102,6 +102,18 @@ def pixel_checks(
     return out
 
 
+def overlapping_entities(graph) -> list[tuple[int, int]]:
+    """The entities (by position) that a depth relation names: whichever is in front, the two
+    overlap in the image, so the joint grounding makes their regions touch where it can (see
+    :mod:`comclip.grounding.assignment`); depth cannot be read from regions apart."""
+    position = {e.id: k for k, e in enumerate(graph.entities)}
+    return [
+        (position[r.subject], position[r.object])
+        for r in graph.relations
+        if (pixel_rule(r.predicate) or ("",))[0] == "occlusion" and r.subject in position and r.object in position
+    ]
+
+
 def _verdict(relation: _Relation, embedded: dict[View, torch.Tensor], texts: dict) -> float | None:
     """The relation's soft truth from its views (None where it cannot show, or on a tie)."""
     if not relation.readable:
