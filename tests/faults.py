@@ -69,8 +69,10 @@ def sandbox_eval_process(model, out: Path, n: int) -> subprocess.Popen:
     )
 
 
-#: Sandbox items per task of the long run: 4 tasks x 2 methods x LONG_N records.
-LONG_N = 20
+#: Sandbox items per task of the long run: 4 tasks x 2 methods x LONG_N records. Records are
+#: written 64 at a time, and on a fast machine 160 of them (20 a task) were all written within
+#: one 0.2 s poll, so a Ctrl-C sent after the first landed after the last (CI on 4225160).
+LONG_N = 80
 
 
 def long_run_scoring(model, out: Path) -> subprocess.Popen:
@@ -82,5 +84,5 @@ def long_run_scoring(model, out: Path) -> subprocess.Popen:
     deadline = time.monotonic() + 120
     log = out / "per_example.jsonl"
     while time.monotonic() < deadline and not (log.exists() and log.stat().st_size):
-        time.sleep(0.2)
+        time.sleep(0.02)
     return process
