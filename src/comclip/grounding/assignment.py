@@ -162,14 +162,15 @@ def _touching(regions: _Regions, pairs: Sequence[tuple[int, int]]) -> list[int |
     rows, columns = regions.scores.shape
     if rows > columns or math.perm(columns, rows) > MOST_TRIED:
         return None
-    known = np.isfinite(regions.scores)
+    scores = regions.scores.tolist()
+    touch = [[_touch(a, b) for b in regions.firsts] for a in regions.firsts]
     best: tuple[float, tuple[int, ...]] | None = None
     for option in itertools.permutations(range(columns), rows):
-        if not all(known[r, c] for r, c in enumerate(option)) or not _all_touch(regions.firsts, option, pairs):
+        if not all(touch[option[a]][option[b]] for a, b in pairs):
             continue
-        total = float(sum(regions.scores[r, c] for r, c in enumerate(option)))
-        if best is None or total > best[0] + TIE:
-            best = (total, option)
+        values = [scores[r][c] for r, c in enumerate(option)]
+        if all(math.isfinite(v) for v in values) and (best is None or sum(values) > best[0] + TIE):
+            best = (sum(values), option)
     return None if best is None else list(best[1])
 
 
