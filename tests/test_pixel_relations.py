@@ -53,15 +53,28 @@ def test_the_verdict_follows_the_subject_minus_the_object():
 SOFT = 0.5
 
 
-def _pipeline(backbone, pair, relation_check):
+def _pipeline(backbone, pair, relation_check, known=None):
+    """ComCLIP with the pair's true graphs, grounding to ``known`` ``[(image, [(shape, box)])]``
+    (default: every scene's true objects)."""
     from comclip import ComCLIP
     from comclip.grounding.oracle import OracleGrounder
     from comclip.parsing.given import GivenParser
 
-    grounder = OracleGrounder(known=[(s.render(), [(o.shape, o.box) for o in s.objects]) for s in pair.scenes])
+    known = known or [(s.render(), [(o.shape, o.box) for o in s.objects]) for s in pair.scenes]
     return ComCLIP(
-        backbone, parser=GivenParser(dict(zip(pair.captions, pair.graphs))), grounder=grounder, relation_check=relation_check
+        backbone,
+        parser=GivenParser(dict(zip(pair.captions, pair.graphs))),
+        grounder=OracleGrounder(known=known),
+        relation_check=relation_check,
     )
+
+
+def _first_relation(backbone, pair, image, known):
+    """The first caption explained on ``image`` with pixel checks, grounded to ``known``: the
+    result, its one relation check and its entity parts by entity id."""
+    result = _pipeline(backbone, pair, "pixels", [(image, known)]).explain(image, pair.captions[0])
+    (check,) = result.spatial
+    return result, check, {p.entities[0]: p for p in result.parts if p.kind == "entity"}
 
 
 def _likeness(backbone, image, boxes, phrase) -> float:
@@ -135,11 +148,8 @@ def test_the_pipeline_verdict_equals_a_direct_computation(tiny_backbone, task, m
 def test_pointing_between_boxes_without_a_gap_is_read_from_the_agent_alone(tiny_backbone, monkeypatch):
     """A pointer's source grounded with its pointer can reach the other's box: no gap is left,
     and the verdict is the agent's gain alone (not unverified)."""
-    from comclip import ComCLIP
     from comclip.boxes import bounding_box
     from comclip.composition import geometry
-    from comclip.grounding.oracle import OracleGrounder
-    from comclip.parsing.given import GivenParser
     from comclip.sandbox.pairs import make_pair
 
     monkeypatch.setattr(geometry, "PIXEL_SOFTNESS", SOFT)
@@ -147,15 +157,7 @@ def test_pointing_between_boxes_without_a_gap_is_read_from_the_agent_alone(tiny_
     scene, image = pair.scenes[0], pair.scenes[0].render()
     reach = bounding_box([o.box for o in scene.objects])  # the subject's box takes in the object's
     known = [(o.shape, reach if k == 0 else o.box) for k, o in enumerate(scene.objects)]
-    pipeline = ComCLIP(
-        tiny_backbone,
-        parser=GivenParser(dict(zip(pair.captions, pair.graphs))),
-        grounder=OracleGrounder(known=[(image, known)]),
-        relation_check="pixels",
-    )
-    result = pipeline.explain(image, pair.captions[0])
-    ((s, predicate, o, g, evidence),) = result.spatial
-    entity = {p.entities[0]: p for p in result.parts if p.kind == "entity"}
+    result, (s, predicate, o, g, evidence), entity = _first_relation(tiny_backbone, pair, image, known)
     assert probe_region("between", entity[s].boxes[0], entity[o].boxes[0]) is None and evidence == "pixels"
     gains = [
         _likeness(tiny_backbone, image, p.boxes, f"{p.phrase} {predicate}") - _likeness(tiny_backbone, image, p.boxes, p.phrase)
@@ -201,12 +203,9 @@ def test_depth_reads_which_masked_entity_owns_the_overlap(tiny_backbone, monkeyp
     reads 0 for it."""
     import numpy as np
 
-    from comclip import ComCLIP
     from comclip.boxes import MaskedBox
     from comclip.composition import geometry
-    from comclip.grounding.oracle import OracleGrounder
     from comclip.grounding.proposals import mask_runs
-    from comclip.parsing.given import GivenParser
     from comclip.sandbox.pairs import make_pair
     from comclip.sandbox.scenes import shape_mask
 
@@ -224,15 +223,7 @@ def test_depth_reads_which_masked_entity_owns_the_overlap(tiny_backbone, monkeyp
         return MaskedBox(*box.as_tuple(), runs=runs)
 
     known = [(o.shape, masked(shown[o], o.box)) for o in scene.objects]
-    pipeline = ComCLIP(
-        tiny_backbone,
-        parser=GivenParser(dict(zip(pair.captions, pair.graphs))),
-        grounder=OracleGrounder(known=[(image, known)]),
-        relation_check="pixels",
-    )
-    result = pipeline.explain(image, pair.captions[0])
-    ((s, _, o, g, evidence),) = result.spatial
-    entity = {p.entities[0]: p for p in result.parts if p.kind == "entity"}
+    _, (s, _, o, g, evidence), entity = _first_relation(tiny_backbone, pair, image, known)
     a, b = entity[s], entity[o]
     region = probe_region("occlusion", a.boxes[0], b.boxes[0])
     owned = [_owned(tiny_backbone, image, region, p.boxes) for p in (a, b)]
