@@ -169,8 +169,9 @@ def _touching(regions: _Regions, pairs: Sequence[tuple[int, int]]) -> list[int |
         if not all(touch[option[a]][option[b]] for a, b in pairs):
             continue
         values = [scores[r][c] for r, c in enumerate(option)]
-        if all(math.isfinite(v) for v in values) and (best is None or sum(values) > best[0] + TIE):
-            best = (sum(values), option)
+        total = sum(values)
+        if all(math.isfinite(v) for v in values) and (best is None or total > best[0] + TIE):
+            best = (total, option)
     return None if best is None else list(best[1])
 
 
