@@ -99,6 +99,23 @@ def test_a_merged_token_weighs_as_the_tokens_it_stands_for(bow):
     assert not torch.allclose(copies, bow.encode_token_sequences(torch.cat([cls, a, b])[None], torch.zeros(1, 3)), atol=1e-3)
 
 
+def test_the_last_layer_read_at_the_class_token_is_the_full_encoders_row(bow):
+    """The pooled embedding reads only the class token of the last layer, so only its row is
+    computed there: the same as the whole encoder's row 0, with pads and merged tokens in the batch."""
+    torch.manual_seed(1)
+    tokens = torch.randn(6, 9, 128)
+    bias = torch.zeros(6, 9)
+    bias[:3, 6:] = float("-inf")  # padded sequences
+    bias[::2, 4] = math.log(5.0)  # a merged token
+    vision = bow.model.vision_model
+    with torch.inference_mode():
+        full = vision.encoder(inputs_embeds=vision.pre_layrnorm(tokens), attention_mask=bias[:, None, None, :])
+        reference = bow.model.visual_projection(vision.post_layernorm(full.last_hidden_state[:, 0]))
+        ours = bow.encode_token_sequences(tokens, bias)
+    assert torch.allclose(ours, reference, atol=1e-5)
+    assert not torch.allclose(ours[:3], bow.encode_token_sequences(tokens[:3], torch.zeros(3, 9)), atol=1e-3)
+
+
 def test_blip2_weighs_a_merged_token_as_the_tokens_it_stands_for_in_tower_and_qformer(blip2, scenes):
     """BLIP-2's vision tower and its Q-Former's cross-attention both read the key bias: k
     copies of a token give every query token's embedding of one copy with log k; regions of

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import inspect
 import os
 import socket
 from collections.abc import Iterator
@@ -195,8 +196,40 @@ class HFBackbone(TransformersBackbone):
         if self._model_type == "siglip":
             hidden = vision.post_layernorm(vision.encoder(inputs_embeds=tokens, attention_mask=mask).last_hidden_state)
             return _pooled_by_attention(vision.head, hidden, key_bias.to(tokens.dtype))
-        hidden = vision.encoder(inputs_embeds=vision.pre_layrnorm(tokens), attention_mask=mask).last_hidden_state
-        return self.model.visual_projection(vision.post_layernorm(hidden[:, 0]))
+        hidden = vision.pre_layrnorm(tokens)
+        *early, last = vision.encoder.layers
+        for layer in early:
+            hidden = _through_layer(layer, hidden, mask)
+        return self.model.visual_projection(vision.post_layernorm(_class_token_out(last, hidden, mask)[:, 0]))
+
+
+def _through_layer(layer, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """One CLIP encoder layer, as its encoder calls it (transformers 4 also takes a causal
+    mask and returns a tuple)."""
+    out = (
+        layer(hidden, mask, None)
+        if "causal_attention_mask" in inspect.signature(layer.forward).parameters
+        else layer(hidden, mask)
+    )
+    return out[0] if isinstance(out, tuple) else out
+
+
+def _class_token_out(layer, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """A CLIP encoder layer's output ``[N, 1, C]`` at the class token only, which is all the
+    pooled embedding reads of the last layer: every token's keys and values, but one query,
+    one attention output and one MLP row per sequence (a quarter of the layer's work; the
+    same arithmetic as :func:`_through_layer`'s row 0, to float rounding)."""
+    attention = layer.self_attn
+    count, length, width = hidden.shape
+    normed = layer.layer_norm1(hidden)
+    heads = attention.num_heads
+    split = (count, -1, heads, width // heads)
+    query = attention.q_proj(normed[:, :1]).view(split).transpose(1, 2)
+    keys = attention.k_proj(normed).view(split).transpose(1, 2)
+    values = attention.v_proj(normed).view(split).transpose(1, 2)
+    mixed = torch.nn.functional.scaled_dot_product_attention(query, keys, values, attn_mask=mask, scale=attention.scale)
+    first = hidden[:, :1] + attention.out_proj(mixed.transpose(1, 2).reshape(count, 1, width))
+    return first + layer.mlp(layer.layer_norm2(first))
 
 
 def _pooled_by_attention(head, hidden: torch.Tensor, key_bias: torch.Tensor) -> torch.Tensor:
