@@ -20,7 +20,7 @@ from comclip.boxes import Box
 from comclip.digests import image_digest
 from comclip.errors import InputError
 from comclip.grounding.base import Detection, Grounder
-from comclip.grounding.proposals import DEFAULT_SCALES, PROPOSALS, WITH_PARTS, propose
+from comclip.grounding.proposals import DEFAULT_SCALES, PROPOSALS, WITH_PARTS, propose_many
 from comclip.grounding.segment_parts import VERSION as SEGMENT_PARTS_VERSION
 from comclip.imaging.subimages import SUBIMAGE_MODES, TOKENS, SubimageMaker, encode_subimages, tokens_stand_for
 from comclip.similarity import cosines
@@ -151,7 +151,7 @@ class CLIPGrounder(Grounder):
         todo = {key: image for key, image in zip(keys, images) if key not in self._cache}
         if not todo:
             return [None] * len(images)
-        boxes = {key: propose(image, self.proposals, self.scales) for key, image in todo.items()}
+        boxes = dict(zip(todo, propose_many(list(todo.values()), self.proposals, self.scales)))  # parts found together
         fresh = self._encode_patches(todo, boxes) if self.region == "patches" else self._encode_views(todo, boxes)
         self._evict()
         return [fresh.get(key) for key in keys]

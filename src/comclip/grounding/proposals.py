@@ -14,12 +14,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 from PIL import Image
 
 from comclip.boxes import MaskedBox
 from comclip.grounding.base import Box
-from comclip.grounding.segment_parts import CROSS, lengths, mask_bounds, segment_parts
+from comclip.grounding.segment_parts import CROSS, lengths, mask_bounds
 
 #: (window side as a fraction of the image side, stride as a fraction of the image side).
 DEFAULT_SCALES = ((1.0, 1.0), (0.75, 0.25), (0.5, 0.25), (1 / 3, 1 / 6))
@@ -50,32 +52,52 @@ def grid_windows(width: int, height: int, scales=DEFAULT_SCALES) -> list[Box]:
     return list(dict.fromkeys(Box(round(b.x1, 3), round(b.y1, 3), round(b.x2, 3), round(b.y2, 3)) for b in boxes))
 
 
-def segment_proposals(
-    image: Image.Image,
+def segment_proposals(image: Image.Image, **options) -> list[Box]:
+    """:func:`segment_proposals_many` of one image (``options``: its settings)."""
+    return segment_proposals_many([image], **options)[0]
+
+
+def segment_proposals_many(
+    images: Sequence[Image.Image],
     max_side: int = 128,
     threshold: float = 40.0,
     min_area: float = 0.002,
     max_area: float = 0.5,
     parts: bool = False,
     masks: bool = False,
-) -> list[Box]:
-    """Boxes (in ``image`` pixels) of connected regions whose colour differs from the background.
+) -> list[list[Box]]:
+    """Boxes (in each image's pixels) of connected regions whose colour differs from the background.
 
     The background colour is the median of the border pixels; a pixel is foreground when its
     smoothed colour is more than ``threshold`` away from it (RGB distance). Regions smaller
     than ``min_area`` or larger than ``max_area`` of the image are dropped. With ``parts``, each
     kept region's parts follow (:func:`~comclip.grounding.segment_parts.segment_parts`), the same
-    area bounds applied, without boxes that repeat one already given. With ``masks``, each box
-    is a :class:`~comclip.boxes.MaskedBox` of the segment's or part's pixels.
+    area bounds applied, without boxes that repeat one already given; the parts of all the
+    images' segments are found together
+    (:func:`~comclip.grounding.segment_stacks.segment_parts_many`: the same parts, for a
+    fraction of the cost). With ``masks``, each box is a :class:`~comclip.boxes.MaskedBox` of
+    the segment's or part's pixels.
     """
+    found = [_segments(image, max_side, threshold, min_area, max_area) for image in images]
+    if parts:
+        from comclip.grounding.segment_stacks import segment_parts_many
+
+        where = [(n, left, top) for n, (_, some) in enumerate(found) for _, left, top in some]
+        segments = [segment for _, some in found for segment, _, _ in some]
+        for (n, left, top), these in zip(where, segment_parts_many(segments)):
+            for part in these:
+                found[n][0].add(part, left, top)
+    return [_proposed(image, boxes, masks, max_side) for image, (boxes, _) in zip(images, found)]
+
+
+def _segments(image: Image.Image, max_side: int, threshold: float, min_area: float, max_area: float):
+    """An image's segment boxes (in the analysed copy's pixels) and each kept segment as
+    :func:`~comclip.grounding.segment_parts.segment_parts` reads it (the segment's box and a
+    margin: each step looks one pixel past the segment at most, so its parts are the ones the
+    whole image gives, for less work), with where that window starts."""
     from scipy import ndimage
 
-    scale = min(1.0, max_side / max(image.size))
-    small = (
-        image
-        if scale == 1.0
-        else image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))), Image.Resampling.BILINEAR)
-    )
+    small = _analysed(image, max_side)
     raw = np.asarray(small.convert("RGB"), dtype=np.float32)
     pixels = ndimage.uniform_filter(raw, size=(3, 3, 1), mode="nearest")
     border = np.concatenate([pixels[0], pixels[-1], pixels[:, 0], pixels[:, -1]])
@@ -89,14 +111,23 @@ def segment_proposals(
             ys, xs = region
             found.boxes.append((xs.start, ys.start, xs.stop, ys.stop))  # segments are apart: never a repeat
             found.masks.append((labels[region] == index, xs.start, ys.start))
-            kept.append((index, ys, xs))
-    for index, ys, xs in kept if parts else ():
-        # Parts are found in the segment's box and a margin (each step looks one pixel past
-        # the segment at most): the same parts as in the whole image, for less work.
-        y1, x1 = max(ys.start - PART_MARGIN, 0), max(xs.start - PART_MARGIN, 0)
-        window = (slice(y1, ys.stop + PART_MARGIN), slice(x1, xs.stop + PART_MARGIN))
-        for part in segment_parts(raw[window], labels[window] == index, background, core=min_area * foreground.size):
-            found.add(part, x1, y1)
+            y1, x1 = max(ys.start - PART_MARGIN, 0), max(xs.start - PART_MARGIN, 0)
+            window = (slice(y1, ys.stop + PART_MARGIN), slice(x1, xs.stop + PART_MARGIN))
+            kept.append(((raw[window], labels[window] == index, background, min_area * foreground.size), x1, y1))
+    return found, kept
+
+
+def _analysed(image: Image.Image, max_side: int) -> Image.Image:
+    """The copy segments are found in: the image, shrunk to ``max_side`` where it is larger."""
+    scale = min(1.0, max_side / max(image.size))
+    if scale == 1.0:
+        return image
+    return image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))), Image.Resampling.BILINEAR)
+
+
+def _proposed(image: Image.Image, found: _Boxes, masks: bool, max_side: int) -> list[Box]:
+    """``found``'s boxes in ``image`` pixels (as masked boxes with ``masks``)."""
+    scale = min(1.0, max_side / max(image.size))
     boxes = [
         Box(x1 / scale, y1 / scale, min(image.width, x2 / scale), min(image.height, y2 / scale)) for x1, y1, x2, y2 in found.boxes
     ]
@@ -178,9 +209,15 @@ class _Boxes:
 
 def propose(image: Image.Image, kind: str = "grid", scales=DEFAULT_SCALES) -> list[Box]:
     """Candidate boxes of the given kind (see :data:`PROPOSALS`), without duplicates."""
-    boxes: list[Box] = []
-    if "segment" in kind:
-        boxes += segment_proposals(image, parts=kind.endswith(WITH_PARTS), masks=kind.endswith("masks"))
-    if "grid" in kind:
-        boxes += grid_windows(image.width, image.height, scales)
-    return list(dict.fromkeys(boxes))
+    return propose_many([image], kind, scales)[0]
+
+
+def propose_many(images: Sequence[Image.Image], kind: str = "grid", scales=DEFAULT_SCALES) -> list[list[Box]]:
+    """:func:`propose` of each image, their segments' parts found together."""
+    segments = (
+        segment_proposals_many(images, parts=kind.endswith(WITH_PARTS), masks=kind.endswith("masks"))
+        if "segment" in kind
+        else [[] for _ in images]
+    )
+    grids = [grid_windows(image.width, image.height, scales) if "grid" in kind else [] for image in images]
+    return [list(dict.fromkeys(boxes + grid)) for boxes, grid in zip(segments, grids)]

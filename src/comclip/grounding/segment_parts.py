@@ -97,10 +97,20 @@ def segment_parts(pixels: np.ndarray, segment: np.ndarray, background: np.ndarra
 def _colour_groups(pixels: np.ndarray, segment: np.ndarray, core: float) -> list[list[np.ndarray]]:
     """The segment's colour regions (step 1), grouped by mean colour: ``[[region mask, ...], ...]``."""
 
-    y1, y2, x1, x2 = mask_bounds(segment)
+    bounds = mask_bounds(segment)
+    y1, y2, x1, x2 = bounds
     window = _median3(pixels[y1:y2, x1:x2])
     labels = _similar_regions(window, segment[y1:y2, x1:x2])
-    cored = np.flatnonzero(_core_sizes(labels) >= core)
+    return grouped_regions(window, labels, np.flatnonzero(_core_sizes(labels) >= core), segment, bounds)
+
+
+def grouped_regions(
+    window: np.ndarray, labels: np.ndarray, cored: np.ndarray, segment: np.ndarray, bounds: tuple[int, int, int, int]
+) -> list[list[np.ndarray]]:
+    """The cored regions (``cored``: their labels in ``labels``, over the segment's box
+    ``bounds``, whose median colours are ``window``) grouped by mean colour, each region a
+    mask of the segment's size."""
+    y1, y2, x1, x2 = bounds
     groups: list[tuple[np.ndarray, list[np.ndarray]]] = []
     for label in cored:
         region = labels == label
@@ -232,7 +242,14 @@ def _distance_peaks(mask: np.ndarray) -> Iterator[np.ndarray]:
         return
     numbers = range(1, count + 1)  # a plateau's pixels are all maxima, so all of one distance
     radii = ndimage.maximum(distance, labels, numbers)
-    found = sorted(zip(radii, *zip(*ndimage.center_of_mass(tops, labels, numbers))), key=lambda peak: -peak[0])
+    yield from peak_shares(mask, list(zip(radii, *zip(*ndimage.center_of_mass(tops, labels, numbers)))))
+
+
+def peak_shares(mask: np.ndarray, peaks: list[tuple[float, float, float]]) -> Iterator[np.ndarray]:
+    """The pixels of ``mask`` nearest each distinct peak (radius, y, x) by power distance,
+    where two or more peaks are distinct: a weaker peak inside a stronger one's disc (times
+    :data:`PEAK_APART`) is the same object."""
+    found = sorted(peaks, key=lambda peak: -peak[0])
     kept: list[tuple[float, float, float]] = []
     for radius, y, x in found:  # the strongest first: a weaker peak inside its disc is the same object
         if all(np.hypot(y - ky, x - kx) > PEAK_APART * max(radius, kr) for kr, ky, kx in kept):
