@@ -303,11 +303,7 @@ def _median3(window: np.ndarray) -> np.ndarray:
     each column of three sorted once, then the median of nine is the median of the largest of
     the three columns' least values, the median of their middle ones and the least of their
     largest (an identity of the 3x3 median: 18 array operations, a sorting network needs 38)."""
-    height, width = window.shape[:2]
-    padded = np.empty((height + 2, width + 2, *window.shape[2:]), dtype=window.dtype)
-    padded[1:-1, 1:-1] = window
-    padded[0], padded[-1] = padded[1], padded[-2]  # the edge rows repeated, then the edge columns
-    padded[:, 0], padded[:, -1] = padded[:, 1], padded[:, -2]
+    padded = edged(window)
     above, here, below = padded[:-2], padded[1:-1], padded[2:]
     low, high = np.minimum(above, here), np.maximum(above, here)
     middle = np.maximum(low, np.minimum(high, below))  # each column's three: least, middle, largest
@@ -315,6 +311,16 @@ def _median3(window: np.ndarray) -> np.ndarray:
     lows = np.maximum(np.maximum(low[:, :-2], low[:, 1:-1]), low[:, 2:])
     highs = np.minimum(np.minimum(high[:, :-2], high[:, 1:-1]), high[:, 2:])
     return _middle(_middle(middle[:, :-2], middle[:, 1:-1], middle[:, 2:]), lows, highs)
+
+
+def edged(window: np.ndarray) -> np.ndarray:
+    """``window`` with its edge rows and columns repeated once outside it (what the 3x3 median reads)."""
+    height, width = window.shape[:2]
+    padded = np.empty((height + 2, width + 2, *window.shape[2:]), dtype=window.dtype)
+    padded[1:-1, 1:-1] = window
+    padded[0], padded[-1] = padded[1], padded[-2]  # the edge rows repeated, then the edge columns
+    padded[:, 0], padded[:, -1] = padded[:, 1], padded[:, -2]
+    return padded
 
 
 def _middle(first: np.ndarray, second: np.ndarray, third: np.ndarray) -> np.ndarray:

@@ -42,6 +42,7 @@ from comclip.grounding.segment_parts import (
     _middle,
     _narrow_joins,
     _regrown,
+    edged,
     grouped_regions,
     lengths,
     mask_bounds,
@@ -108,10 +109,15 @@ def _stacked(arrays: Sequence[np.ndarray], batch: list[int], plane: tuple[int, i
     return stack
 
 
+def _plane_starts(labels: np.ndarray) -> np.ndarray:
+    """``[N + 1]``: the label each plane's labels follow (labels run on from plane to plane),
+    then the last label; plane ``k`` holds labels ``starts[k] + 1 .. starts[k + 1]``."""
+    return np.concatenate([[0], np.maximum.accumulate(labels.reshape(len(labels), -1).max(axis=1))])
+
+
 def _plane_counts(labels: np.ndarray) -> np.ndarray:
-    """How many labels each plane holds (labels run on from plane to plane)."""
-    reached = np.maximum.accumulate(labels.reshape(len(labels), -1).max(axis=1))
-    return np.diff(reached, prepend=0)
+    """How many labels each plane holds."""
+    return np.diff(_plane_starts(labels))
 
 
 # --- step 1: colour regions -------------------------------------------------------------------
@@ -120,30 +126,20 @@ def _plane_counts(labels: np.ndarray) -> np.ndarray:
 def _colour_groups_many(segments: Sequence[Segment]) -> list[list[list[np.ndarray]]]:
     """:func:`~comclip.grounding.segment_parts._colour_groups` of every segment."""
     bounds = [mask_bounds(segment) for _, segment, _, _ in segments]
-    windows = [_edged(pixels[y1:y2, x1:x2]) for (pixels, *_), (y1, y2, x1, x2) in zip(segments, bounds)]
+    windows = [edged(pixels[y1:y2, x1:x2]) for (pixels, *_), (y1, y2, x1, x2) in zip(segments, bounds)]
     insides = [segment[y1:y2, x1:x2] for (_, segment, _, _), (y1, y2, x1, x2) in zip(segments, bounds)]
     out: list = [None] * len(segments)
     for batch, plane in _stacks([w.shape[:2] for w in windows], 0):  # each window edged already
         median = _median3_stack(_stacked(windows, batch, plane, 0))
         labels = _similar_regions_stack(median, _stacked(insides, batch, (plane[0] - 2, plane[1] - 2), 0))
         sizes = _core_sizes_stack(labels)
-        first = np.concatenate([[0], np.maximum.accumulate(labels.reshape(len(batch), -1).max(axis=1))])
+        first = _plane_starts(labels)
         for k, n in enumerate(batch):
             cored = first[k] + 1 + np.flatnonzero(sizes[first[k] + 1 : first[k + 1] + 1] >= segments[n][3])
             y1, y2, x1, x2 = bounds[n]
             height, width = y2 - y1, x2 - x1
             out[n] = grouped_regions(median[k, :height, :width], labels[k, :height, :width], cored, segments[n][1], bounds[n])
     return out
-
-
-def _edged(window: np.ndarray) -> np.ndarray:
-    """``window`` with its edge rows and columns repeated once outside it (what the 3x3 median reads)."""
-    height, width = window.shape[:2]
-    padded = np.empty((height + 2, width + 2, *window.shape[2:]), dtype=window.dtype)
-    padded[1:-1, 1:-1] = window
-    padded[0], padded[-1] = padded[1], padded[-2]
-    padded[:, 0], padded[:, -1] = padded[:, 1], padded[:, -2]
-    return padded
 
 
 def _median3_stack(padded: np.ndarray) -> np.ndarray:
@@ -263,7 +259,7 @@ def _plateaus(distance: np.ndarray, tops: np.ndarray, planes: np.ndarray, where:
     plateau's distance and centre in the plane's mask (``where``: the tops' planes, rows and
     columns there, in raster order), summed as ``ndimage.center_of_mass`` sums them."""
     labels, _ = ndimage.label(tops, PLANE_SQUARE)
-    first = np.concatenate([[0], np.maximum.accumulate(labels.reshape(len(labels), -1).max(axis=1))])
+    first = _plane_starts(labels)
     numbers = labels[tops]  # raster order, as ``where``
     count = np.bincount(numbers, weights=np.ones(len(numbers)))
     centre_y = np.bincount(numbers, weights=where[1].astype(np.float64)) / np.maximum(count, 1)
