@@ -117,9 +117,14 @@ def _segments(image: Image.Image, max_side: int, threshold: float, min_area: flo
     return found, kept
 
 
+def _scale(image: Image.Image, max_side: int) -> float:
+    """From ``image`` pixels to those of the copy segments are found in."""
+    return min(1.0, max_side / max(image.size))
+
+
 def _analysed(image: Image.Image, max_side: int) -> Image.Image:
     """The copy segments are found in: the image, shrunk to ``max_side`` where it is larger."""
-    scale = min(1.0, max_side / max(image.size))
+    scale = _scale(image, max_side)
     if scale == 1.0:
         return image
     return image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))), Image.Resampling.BILINEAR)
@@ -127,7 +132,7 @@ def _analysed(image: Image.Image, max_side: int) -> Image.Image:
 
 def _proposed(image: Image.Image, found: _Boxes, masks: bool, max_side: int) -> list[Box]:
     """``found``'s boxes in ``image`` pixels (as masked boxes with ``masks``)."""
-    scale = min(1.0, max_side / max(image.size))
+    scale = _scale(image, max_side)
     boxes = [
         Box(x1 / scale, y1 / scale, min(image.width, x2 / scale), min(image.height, y2 / scale)) for x1, y1, x2, y2 in found.boxes
     ]

@@ -67,6 +67,11 @@ MIN_PIECE = 4
 CROSS = np.array([[0, 1, 0], [1, 1, 1], [0, 1, 0]], dtype=bool)
 #: 8-connectivity: a plateau of equal distance maxima is one peak.
 SQUARE = np.ones((3, 3), dtype=bool)
+#: The same within each plane of a stack of masks only (:mod:`comclip.grounding.segment_stacks`).
+PLANE_CROSS = np.zeros((3, 3, 3), dtype=bool)
+PLANE_CROSS[1] = CROSS
+PLANE_SQUARE = np.zeros((3, 3, 3), dtype=bool)
+PLANE_SQUARE[1] = SQUARE
 #: A distance peak lies at least this many pixels inside its mask: smaller discs are a pointer's
 #: head or a line's width, not an object (development seed 100: no peak in a pointer scene).
 PEAK_LEAST = 3.0
@@ -134,15 +139,17 @@ def _similar_regions(window: np.ndarray, inside: np.ndarray) -> np.ndarray:
     odd cells between two pixels are the edges (one C pass of ``ndimage.label``)."""
     from scipy import ndimage
 
-    height, width = inside.shape
-    grid = np.zeros((2 * height - 1, 2 * width - 1), dtype=bool)
-    grid[::2, ::2] = inside
-    grid[::2, 1::2] = (lengths(window[:, 1:] - window[:, :-1]) < TOLERANCE) & inside[:, 1:] & inside[:, :-1]
-    grid[1::2, ::2] = (lengths(window[1:] - window[:-1]) < TOLERANCE) & inside[1:] & inside[:-1]
-    labels, _ = ndimage.label(grid, CROSS)
+    *planes, height, width = inside.shape
+    grid = np.zeros((*planes, 2 * height - 1, 2 * width - 1), dtype=bool)
+    grid[..., ::2, ::2] = inside
+    across = window[..., :, 1:, :] - window[..., :, :-1, :]
+    down = window[..., 1:, :, :] - window[..., :-1, :, :]
+    grid[..., ::2, 1::2] = (lengths(across) < TOLERANCE) & inside[..., :, 1:] & inside[..., :, :-1]
+    grid[..., 1::2, ::2] = (lengths(down) < TOLERANCE) & inside[..., 1:, :] & inside[..., :-1, :]
+    labels, _ = ndimage.label(grid, CROSS if not planes else PLANE_CROSS)
     # Every region holds pixels (an edge cell is set only between two pixels inside), so the
     # pixels' labels are already 1..n.
-    return labels[::2, ::2]
+    return labels[..., ::2, ::2]
 
 
 def lengths(vectors: np.ndarray) -> np.ndarray:
@@ -161,9 +168,9 @@ def _core_sizes(labels: np.ndarray) -> np.ndarray:
     """Per label (index 0: none), how many of its pixels have all four neighbours in it too:
     its size after one erosion, for every label at once."""
     padded = _padded(labels)
-    inner = padded[1:-1, 1:-1]
-    core = (inner > 0) & (inner == padded[:-2, 1:-1]) & (inner == padded[2:, 1:-1])
-    core &= (inner == padded[1:-1, :-2]) & (inner == padded[1:-1, 2:])
+    inner = padded[..., 1:-1, 1:-1]
+    core = (inner > 0) & (inner == padded[..., :-2, 1:-1]) & (inner == padded[..., 2:, 1:-1])
+    core &= (inner == padded[..., 1:-1, :-2]) & (inner == padded[..., 1:-1, 2:])
     sizes = np.bincount(labels[core], minlength=labels.max() + 1)
     sizes[0] = 0
     return sizes
@@ -295,7 +302,9 @@ def mask_bounds(mask: np.ndarray) -> tuple[int, int, int, int]:
 # "nearest"; ``binary_erosion`` and ``binary_dilation`` with their default cross and border
 # value 0), written as shifted copies:
 # the masks here are small, and scipy's per-call set-up cost more than the work (a third of
-# the proposals' time). The tests compare them.
+# the proposals' time). The tests compare them. Each works on the last two axes (and the
+# median on the two before the channels): leading axes are a stack of planes, each on its own
+# (:mod:`comclip.grounding.segment_stacks`).
 
 
 def _median3(window: np.ndarray) -> np.ndarray:
@@ -303,14 +312,19 @@ def _median3(window: np.ndarray) -> np.ndarray:
     each column of three sorted once, then the median of nine is the median of the largest of
     the three columns' least values, the median of their middle ones and the least of their
     largest (an identity of the 3x3 median: 18 array operations, a sorting network needs 38)."""
-    padded = edged(window)
-    above, here, below = padded[:-2], padded[1:-1], padded[2:]
+    return median_of_edged(edged(window))
+
+
+def median_of_edged(padded: np.ndarray) -> np.ndarray:
+    """:func:`_median3` of windows already :func:`edged` (``[..., H + 2, W + 2, C]`` to
+    ``[..., H, W, C]``: a stack of them at once)."""
+    above, here, below = padded[..., :-2, :, :], padded[..., 1:-1, :, :], padded[..., 2:, :, :]
     low, high = np.minimum(above, here), np.maximum(above, here)
     middle = np.maximum(low, np.minimum(high, below))  # each column's three: least, middle, largest
     low, high = np.minimum(low, below), np.maximum(high, below)
-    lows = np.maximum(np.maximum(low[:, :-2], low[:, 1:-1]), low[:, 2:])
-    highs = np.minimum(np.minimum(high[:, :-2], high[:, 1:-1]), high[:, 2:])
-    return _middle(_middle(middle[:, :-2], middle[:, 1:-1], middle[:, 2:]), lows, highs)
+    lows = np.maximum(np.maximum(low[..., :-2, :], low[..., 1:-1, :]), low[..., 2:, :])
+    highs = np.minimum(np.minimum(high[..., :-2, :], high[..., 1:-1, :]), high[..., 2:, :])
+    return _middle(_middle(middle[..., :-2, :], middle[..., 1:-1, :], middle[..., 2:, :]), lows, highs)
 
 
 def edged(window: np.ndarray) -> np.ndarray:
@@ -333,36 +347,37 @@ def _window_maximum(values: np.ndarray, size: int) -> np.ndarray:
     within the array: ``ndimage.maximum_filter`` wherever the square lies inside it (where it
     does not, scipy reflects the edge; the distance peaks read only values at least
     :data:`PEAK_LEAST` from the edge, whose squares lie inside)."""
-    height, width = values.shape
+    *planes, height, width = values.shape
     reach = size // 2
-    padded = np.full((height + 2 * reach, width + 2 * reach), -np.inf)
-    padded[reach:-reach, reach:-reach] = values
-    across = padded[:, :width].copy()
+    padded = np.full((*planes, height + 2 * reach, width + 2 * reach), -np.inf)
+    padded[..., reach:-reach, reach:-reach] = values
+    across = padded[..., :, :width].copy()
     for shift in range(1, size):
-        np.maximum(across, padded[:, shift : shift + width], out=across)
-    down = across[:height].copy()
+        np.maximum(across, padded[..., :, shift : shift + width], out=across)
+    down = across[..., :height, :].copy()
     for shift in range(1, size):
-        np.maximum(down, across[shift : shift + height], out=down)
+        np.maximum(down, across[..., shift : shift + height, :], out=down)
     return down
 
 
 def _eroded(mask: np.ndarray) -> np.ndarray:
     """``mask`` less every pixel with a 4-neighbour outside it (or outside the array)."""
     padded = _padded(mask)
-    return mask & padded[:-2, 1:-1] & padded[2:, 1:-1] & padded[1:-1, :-2] & padded[1:-1, 2:]
+    return mask & padded[..., :-2, 1:-1] & padded[..., 2:, 1:-1] & padded[..., 1:-1, :-2] & padded[..., 1:-1, 2:]
 
 
 def _dilated(mask: np.ndarray, times: int) -> np.ndarray:
     """``mask`` grown ``times`` times by its 4-neighbours (within the array)."""
     for _ in range(times):
         padded = _padded(mask)
-        mask = mask | padded[:-2, 1:-1] | padded[2:, 1:-1] | padded[1:-1, :-2] | padded[1:-1, 2:]
+        mask = mask | padded[..., :-2, 1:-1] | padded[..., 2:, 1:-1] | padded[..., 1:-1, :-2] | padded[..., 1:-1, 2:]
     return mask
 
 
 def _padded(array: np.ndarray) -> np.ndarray:
     """``array`` (a mask or labels) with a border of zeros (False) one pixel wide (``np.pad``,
     whose set-up cost more)."""
-    padded = np.zeros((array.shape[0] + 2, array.shape[1] + 2), dtype=array.dtype)
-    padded[1:-1, 1:-1] = array
+    *planes, height, width = array.shape
+    padded = np.zeros((*planes, height + 2, width + 2), dtype=array.dtype)
+    padded[..., 1:-1, 1:-1] = array
     return padded

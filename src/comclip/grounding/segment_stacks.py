@@ -6,8 +6,9 @@ their cost is numpy's set-up, not the pixels (about 0.45 ms an image in a search
 fifth of it). Here each step runs once for a stack of masks, each mask in a plane of its own
 (``[N, H, W]``, each mask at the top left of its plane, with zeros around it):
 
-- erosions, dilations, the 3x3 median and window maxima are shifted copies along the planes'
-  two axes; a mask's zeros around it stand for what lies outside its own array (the median
+- erosions, dilations, the 3x3 median, colour regions, core sizes and window maxima are the
+  single-mask steps themselves, which work on a stack's planes (shifted copies along their two
+  axes); a mask's zeros around it stand for what lies outside its own array (the median
   reads an edge repeated, so each window is padded with its own edge before it is stacked);
 - connected components are labelled with a structure that joins nothing across planes, so
   each plane's labels run on from the last plane's, in the same raster order;
@@ -28,36 +29,33 @@ import numpy as np
 from scipy import ndimage
 
 from comclip.grounding.segment_parts import (
-    CROSS,
     EROSIONS,
     MIN_PART,
     MIN_SHARE,
     PEAK_APART,
     PEAK_LEAST,
     PEAK_WINDOW,
+    PLANE_CROSS,
+    PLANE_SQUARE,
     SHRINK,
-    SQUARE,
-    TOLERANCE,
     _colour_parts,
-    _middle,
+    _core_sizes,
+    _dilated,
+    _eroded,
     _narrow_joins,
     _regrown,
+    _similar_regions,
+    _window_maximum,
     edged,
     grouped_regions,
-    lengths,
     mask_bounds,
+    median_of_edged,
     peak_shares,
 )
 
 #: Cells (planes x height x width) of one stack: stacks of larger masks hold fewer of them
 #: (small stacks stay in the CPU caches: 2^16 took 195 us a segment, 2^20 345, one at a time 338).
 STACK_CELLS = 1 << 16
-#: Connectivity within each plane only.
-PLANE_CROSS = np.zeros((3, 3, 3), dtype=bool)
-PLANE_CROSS[1] = CROSS
-#: 8-connectivity within each plane only.
-PLANE_SQUARE = np.zeros((3, 3, 3), dtype=bool)
-PLANE_SQUARE[1] = SQUARE
 
 #: One segment as :func:`segment_parts` takes it: pixels, mask, background colour, core.
 Segment = tuple[np.ndarray, np.ndarray, np.ndarray, float]
@@ -130,9 +128,9 @@ def _colour_groups_many(segments: Sequence[Segment]) -> list[list[list[np.ndarra
     insides = [segment[y1:y2, x1:x2] for (_, segment, _, _), (y1, y2, x1, x2) in zip(segments, bounds)]
     out: list = [None] * len(segments)
     for batch, plane in _stacks([w.shape[:2] for w in windows], 0):  # each window edged already
-        median = _median3_stack(_stacked(windows, batch, plane, 0))
-        labels = _similar_regions_stack(median, _stacked(insides, batch, (plane[0] - 2, plane[1] - 2), 0))
-        sizes = _core_sizes_stack(labels)
+        median = median_of_edged(_stacked(windows, batch, plane, 0))
+        labels = _similar_regions(median, _stacked(insides, batch, (plane[0] - 2, plane[1] - 2), 0))
+        sizes = _core_sizes(labels)
         first = _plane_starts(labels)
         for k, n in enumerate(batch):
             cored = first[k] + 1 + np.flatnonzero(sizes[first[k] + 1 : first[k + 1] + 1] >= segments[n][3])
@@ -142,51 +140,7 @@ def _colour_groups_many(segments: Sequence[Segment]) -> list[list[list[np.ndarra
     return out
 
 
-def _median3_stack(padded: np.ndarray) -> np.ndarray:
-    """:func:`~comclip.grounding.segment_parts._median3` of each plane, already padded with its
-    edge (``[N, H + 2, W + 2, C]`` to ``[N, H, W, C]``)."""
-    above, here, below = padded[:, :-2], padded[:, 1:-1], padded[:, 2:]
-    low, high = np.minimum(above, here), np.maximum(above, here)
-    middle = np.maximum(low, np.minimum(high, below))
-    low, high = np.minimum(low, below), np.maximum(high, below)
-    lows = np.maximum(np.maximum(low[:, :, :-2], low[:, :, 1:-1]), low[:, :, 2:])
-    highs = np.minimum(np.minimum(high[:, :, :-2], high[:, :, 1:-1]), high[:, :, 2:])
-    return _middle(_middle(middle[:, :, :-2], middle[:, :, 1:-1], middle[:, :, 2:]), lows, highs)
-
-
-def _similar_regions_stack(window: np.ndarray, inside: np.ndarray) -> np.ndarray:
-    """:func:`~comclip.grounding.segment_parts._similar_regions` of each plane."""
-    count, height, width = inside.shape
-    grid = np.zeros((count, 2 * height - 1, 2 * width - 1), dtype=bool)
-    grid[:, ::2, ::2] = inside
-    grid[:, ::2, 1::2] = (lengths(window[:, :, 1:] - window[:, :, :-1]) < TOLERANCE) & inside[:, :, 1:] & inside[:, :, :-1]
-    grid[:, 1::2, ::2] = (lengths(window[:, 1:] - window[:, :-1]) < TOLERANCE) & inside[:, 1:] & inside[:, :-1]
-    labels, _ = ndimage.label(grid, PLANE_CROSS)
-    return labels[:, ::2, ::2]
-
-
-def _core_sizes_stack(labels: np.ndarray) -> np.ndarray:
-    """Per label, its pixels whose four neighbours in its plane carry it too."""
-    padded = np.pad(labels, ((0, 0), (1, 1), (1, 1)))
-    inner = padded[:, 1:-1, 1:-1]
-    core = (inner > 0) & (inner == padded[:, :-2, 1:-1]) & (inner == padded[:, 2:, 1:-1])
-    core &= (inner == padded[:, 1:-1, :-2]) & (inner == padded[:, 1:-1, 2:])
-    return np.bincount(labels[core], minlength=labels.max() + 1)
-
-
 # --- step 3: narrow joins ----------------------------------------------------------------------
-
-
-def _eroded_stack(masks: np.ndarray) -> np.ndarray:
-    """Each plane eroded by its 4-neighbours (the zeros around a mask are outside it)."""
-    padded = np.pad(masks, ((0, 0), (1, 1), (1, 1)))
-    return masks & padded[:, :-2, 1:-1] & padded[:, 2:, 1:-1] & padded[:, 1:-1, :-2] & padded[:, 1:-1, 2:]
-
-
-def _dilated_stack(masks: np.ndarray) -> np.ndarray:
-    """Each plane grown once by its 4-neighbours."""
-    padded = np.pad(masks, ((0, 0), (1, 1), (1, 1)))
-    return masks | padded[:, :-2, 1:-1] | padded[:, 2:, 1:-1] | padded[:, 1:-1, :-2] | padded[:, 1:-1, 2:]
 
 
 def _plane_bounds(masks: np.ndarray) -> np.ndarray:
@@ -210,10 +164,10 @@ def _narrow_joins_many(masks: Sequence[np.ndarray]) -> list[list[np.ndarray]]:
     out: list = [None] * len(masks)
     for batch, plane in _stacks([m.shape for m in masks], 1):
         stack = _stacked(masks, batch, plane, 1)
-        once = _eroded_stack(stack)
+        once = _eroded(stack)
         cut_once = _plane_counts(ndimage.label(once, PLANE_CROSS)[0])
-        cut_twice = _plane_counts(ndimage.label(_eroded_stack(once), PLANE_CROSS)[0])
-        piece = _dilated_stack(once) & stack
+        cut_twice = _plane_counts(ndimage.label(_eroded(once), PLANE_CROSS)[0])
+        piece = _dilated(once, 1) & stack
         sizes, whole = piece.sum(axis=(1, 2)), stack.sum(axis=(1, 2))
         kept = (cut_once == 1) & (sizes >= MIN_SHARE * whole)
         shrunk = np.zeros(len(batch), dtype=bool)
@@ -238,7 +192,7 @@ def _distance_peaks_many(masks: Sequence[np.ndarray]) -> list[list[np.ndarray]]:
     for batch, plane in _stacks([m.shape for m in masks], reach):
         stack = _stacked(masks, batch, plane, reach)
         distance = ndimage.distance_transform_edt(stack.reshape(-1, plane[1])).reshape(stack.shape)
-        tops = (distance >= PEAK_LEAST) & (distance == _window_maximum_stack(distance, PEAK_WINDOW))
+        tops = (distance >= PEAK_LEAST) & (distance == _window_maximum(distance, PEAK_WINDOW))
         planes, ys, xs = np.nonzero(tops)
         if not len(planes):
             continue
@@ -272,18 +226,3 @@ def _plateaus(distance: np.ndarray, tops: np.ndarray, planes: np.ndarray, where:
         radii = ndimage.maximum(distance[k], labels[k], plateaus)
         found[k] = [(r, centre_y[p], centre_x[p]) for r, p in zip(radii, plateaus)]
     return found
-
-
-def _window_maximum_stack(values: np.ndarray, size: int) -> np.ndarray:
-    """Each plane's maximum over the ``size`` x ``size`` square centred on each value, within the plane."""
-    count, height, width = values.shape
-    reach = size // 2
-    padded = np.full((count, height + 2 * reach, width + 2 * reach), -np.inf)
-    padded[:, reach:-reach, reach:-reach] = values
-    across = padded[:, :, :width].copy()
-    for shift in range(1, size):
-        np.maximum(across, padded[:, :, shift : shift + width], out=across)
-    down = across[:, :height].copy()
-    for shift in range(1, size):
-        np.maximum(down, across[:, shift : shift + height], out=down)
-    return down
