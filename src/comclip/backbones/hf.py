@@ -220,7 +220,7 @@ def _class_token_out(layer, hidden: torch.Tensor, mask: torch.Tensor) -> torch.T
     one attention output and one MLP row per sequence (a quarter of the layer's work; the
     same arithmetic as :func:`_through_layer`'s row 0, to float rounding)."""
     attention = layer.self_attn
-    count, length, width = hidden.shape
+    count, _, width = hidden.shape
     normed = layer.layer_norm1(hidden)
     heads = attention.num_heads
     split = (count, -1, heads, width // heads)
