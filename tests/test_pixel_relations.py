@@ -6,13 +6,15 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from comclip.boxes import Box
 from comclip.composition.geometry import PIXEL_SOFTNESS, pixel_rule, pixel_score, probe_region
 from comclip.explain import score_label
 from comclip.imaging.subimages import make_subimage
-from comclip.pipeline.pixel_relations import OVERLAP_WEIGHT, PIXEL_FILL, ZOOM, _within
+from comclip.pipeline.pixel_relations import BLANK_FREE_WEIGHT, GAP_WEIGHT, OVERLAP_WEIGHT, PIXEL_FILL, ZOOM, _within
 
 
 def test_each_predicate_has_its_probe():
@@ -93,6 +95,20 @@ def _zoomed(backbone, image, box):
     return view / view.norm()
 
 
+def _blank(backbone, image):
+    """The fill colour alone (the lower median of the image's border pixels, channel by
+    channel), at the image's size."""
+    pixels = np.asarray(image.convert("RGB"))
+    border = np.concatenate([pixels[0], pixels[-1], pixels[:, 0], pixels[:, -1]])
+    colour = np.sort(border, axis=0)[(len(border) - 1) // 2]
+    view = backbone.encode_images([Image.new("RGB", image.size, tuple(int(c) for c in colour))])[0]
+    return view / view.norm()
+
+
+def _unit(vector):
+    return vector / vector.norm()
+
+
 def _owned(backbone, image, region, boxes) -> float:
     """How much the overlap, zoomed, looks like the entity's own pixels in it, zoomed (0: none there)."""
     inside = _within(boxes, region)
@@ -104,7 +120,8 @@ def test_the_pipeline_verdict_equals_a_direct_computation(tiny_backbone, task, m
     """The relation's check is marked as read from pixels, its g is the sigmoid of the
     subject's minus the object's evidence computed here (depth: each entity's sub-image against
     its phrase, plus the overlap against the entity's pixels in it, both zoomed; pointing: how much more like "A <predicate>" it is with the gap added than like
-    "A" without, plus the gap's zoomed view against the entity's, image to image), and
+    "A" without, plus the gap's zoomed view against the entity's, image to image, plainly and
+    with the blank view (the fill colour alone) taken out of both), and
     the score is the paper's plus (g - 1/2). A soft slope keeps g off 0 and 1 (where any
     evidence of the right sign would pass)."""
     from comclip.composition import geometry
@@ -133,10 +150,14 @@ def test_the_pipeline_verdict_equals_a_direct_computation(tiny_backbone, task, m
             if probe == "between":  # the agent's gain, and the gap against each entity, image to image, seen zoomed
                 predicate = pair.graphs[0]["relations"][0]["predicate"]
                 agent = [_likeness(tiny_backbone, images[i], [*p.boxes, region], f"{p.phrase} {predicate}") for p in (a, b)]
-                gap = _zoomed(tiny_backbone, images[i], region)
+                gap, blank = _zoomed(tiny_backbone, images[i], region), _blank(tiny_backbone, images[i])
+                zoomed = [_zoomed(tiny_backbone, images[i], p.boxes[0]) for p in (a, b)]
                 evidence = [
-                    agent[k] - evidence[k] + float(gap @ _zoomed(tiny_backbone, images[i], p.boxes[0]))
-                    for k, p in enumerate((a, b))
+                    agent[k]
+                    - evidence[k]
+                    + GAP_WEIGHT * float(gap @ zoomed[k])
+                    + BLANK_FREE_WEIGHT * float(_unit(gap - blank) @ _unit(zoomed[k] - blank))
+                    for k in range(2)
                 ]
             difference = (evidence[1] - evidence[0]) if swapped else (evidence[0] - evidence[1])
             assert g == pytest.approx(1 / (1 + math.exp(-difference / SOFT)), abs=2e-4) and 0.01 < g < 0.99
