@@ -257,3 +257,26 @@ def test_depth_reads_which_masked_entity_owns_the_overlap(tiny_backbone, monkeyp
     difference = (own[1] - own[0]) if swapped else (own[0] - own[1])
     assert evidence == "pixels" and g == pytest.approx(1 / (1 + math.exp(-difference / SOFT)), abs=2e-4)
     assert np.isfinite(g) and 0.01 < g < 0.99
+
+
+def test_a_sliver_of_a_gap_is_taken_between_the_bodies():
+    """A source grounded with its pointer leaves its box no more than a sliver of a gap to the
+    target's. The gap is then taken between the entities' bodies: what an opening (scipy's,
+    the reference) leaves of each, the pointer being thinner than it, so the gap holds it."""
+    from scipy import ndimage
+
+    from comclip.boxes import MaskedBox, bounding_box
+    from comclip.pipeline.pixel_relations import BODY_OPENING, SLIVER, _body, _gap
+
+    mask = np.zeros((64, 64), bool)
+    mask[20:36, 4:20] = True  # the body
+    mask[27:29, 20:40] = True  # a pointer 2 pixels thick, up to a pixel from the target
+    runs = [Box(int(x), y, int(x) + 1, y + 1) for y, x in zip(*np.nonzero(mask))]
+    source, target = MaskedBox.of_runs(runs), Box(41, 18, 58, 38)
+    assert probe_region("between", bounding_box([source]), target).width <= SLIVER
+    radius = round(BODY_OPENING * 64)
+    rows, columns = np.nonzero(ndimage.binary_opening(mask, structure=np.ones((2 * radius + 1,) * 2, bool)))
+    reference = Box(int(columns.min()), int(rows.min()), int(columns.max()) + 1, int(rows.max()) + 1)
+    assert _body([source], (64, 64)) == reference == Box(4, 20, 20, 36)
+    assert _gap([source], [target], (64, 64)) == Box(20, 20, 41, 36)  # the pointer's whole length
+    assert _body([target], (64, 64)) == target  # a box is its own body

@@ -72,6 +72,22 @@ def test_scores_equal_the_pipeline_without_decoding(built, bow):
         assert (result.computed, result.decoded) == (0, 0)
 
 
+def test_depth_and_pointing_queries_read_their_views_from_the_files(bow, tmp_path):
+    """An index holds no views of depth or pointing: a query that says "in front of",
+    "behind" or "points at" makes them from the decoded files (counted), and scores as the
+    pipeline does."""
+    queries, _ = render_gallery(["depth", "direction"], seed=3, n=2, folder=tmp_path / "pictures")
+    index = Index.build([tmp_path / "pictures"], tmp_path / "index", bow, methods=["clip", "comclip-plus"])
+    texts = [query[1] for query in queries]
+    assert any("points at" in text for text in texts) and any(w in text for text in texts for w in ("behind", "in front of"))
+    results = index.search(texts, top=8, candidates=8, method="comclip-plus")
+    for result in results:
+        expected = reference(bow, index, "comclip-plus", [h.image for h in result.hits], result.query)
+        assert [h.score for h in result.hits] == pytest.approx(expected, abs=1e-4)
+    # the first query makes its images' views (a later one may find them made: one search, one cache)
+    assert results[0].computed > 0 and results[0].decoded > 0
+
+
 def test_arrays_opened_up_front_give_the_same_answers(built, bow):
     """open_arrays (what settle does for a serving process) maps the embedding tables and
     reads the small rest whole; searches answer as from a lazily opened index."""

@@ -152,14 +152,11 @@ PLUS_REASONS = {
     "area; on both sandbox models every task scored within 0.5 points of the filled sub-images (development "
     "seed 100; held-out seeds 300 and 301); other backbones keep the fill",
     "relation_check": "pixels: spatial predicates checked on the grounded boxes, which sub-images cannot tell apart; "
-    "depth and pointing, read from sub-images (the one whose own pixels in the overlap look like it is in front: dev "
-    "seed 100 depth 58.5 -> 64.5 on `sandbox-bow`; the one more like 'A point at' with the gap added than like 'A', and "
-    "more like the gap seen closely, plainly and with the blank view taken out, points): on seed 100, depth 6 -> 34 and "
-    "7 -> 30 with the first weights; "
-    "pointing 30 -> 76 and crowded pointing 28 -> 61 (`sandbox-bow`, now) over the first reading of pointing (with "
-    "segment parts that keep the pointer's source whole), then on seeds 100 and 101 (both models, pointing and crowded "
-    "pointing) 81.8 -> 86.2 with the gap read three times as strongly and again with the blank view taken out; other "
-    "tasks have no such predicates",
+    "depth and pointing read from sub-images (in front: the one whose own pixels in the overlap look like it; points: "
+    "the one more like 'A point at' with the gap added than like 'A', and more like the gap; see the sandbox docs): "
+    "development seed 100, `sandbox-bow`: depth 6 -> 34 with the first weights, 58.5 -> 64.5 with the overlap; seeds "
+    "100 and 101, both models: pointing and crowded pointing 81.8 -> 88.9 with the gap read more strongly, without the "
+    "fill and between the bodies; other tasks have no such predicates",
 }
 
 register_method("clip", None, "plain CLIP: the cosine of the global image and caption embeddings")
