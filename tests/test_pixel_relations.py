@@ -188,6 +188,29 @@ def test_pointing_between_boxes_without_a_gap_is_read_from_the_agent_alone(tiny_
     assert "relation_unverified" not in result.flags
 
 
+def test_depth_between_boxes_that_only_meet_is_read_from_the_likeness_alone(tiny_backbone, monkeypatch):
+    """An object behind may show only beyond the front one's box: boxes that meet without
+    overlapping are read from each entity's likeness alone (not unverified; boxes apart are,
+    below)."""
+    from comclip.composition import geometry
+    from comclip.sandbox.pairs import make_pair
+
+    monkeypatch.setattr(geometry, "PIXEL_SOFTNESS", SOFT)
+    pair = make_pair("depth", 100, 0)
+    scene, image = pair.scenes[0], pair.scenes[0].render()
+    first, second = (o.box for o in scene.objects)
+    beside = Box(first.x2, second.y1, first.x2 + second.width, second.y2)  # meets the first box's right edge
+    known = [(scene.objects[0].shape, first), (scene.objects[1].shape, beside)]
+    result, (s, predicate, o, g, evidence), entity = _first_relation(tiny_backbone, pair, image, known)
+    assert probe_region("occlusion", entity[s].boxes[0], entity[o].boxes[0]) is None and evidence == "pixels"
+    likeness = [_likeness(tiny_backbone, image, p.boxes, p.phrase) for p in (entity[s], entity[o])]
+    difference = likeness[0] - likeness[1]
+    if pixel_rule(predicate)[1]:  # "behind": the object is the one in front
+        difference = -difference
+    assert g == pytest.approx(1 / (1 + math.exp(-difference / SOFT)), abs=2e-4) and 0.01 < g < 0.99
+    assert "relation_unverified" not in result.flags
+
+
 def test_where_the_relation_cannot_show_the_boxes_decide_or_nothing(tiny_backbone):
     """Depth between boxes apart: no pixel verdict and no box rule, so the relation is
     unverified, flagged, and adds nothing."""

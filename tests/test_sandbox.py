@@ -173,6 +173,12 @@ def test_oracle_grounder_is_exact():
     hits = grounding_hits(oracle, dataset)
     assert len(hits) == 10 * 2 * 2 and all(hits)
     assert oracle.ground(dataset.examples[0].images[0], ["zebra"]) == [[]]
+    # a grounder asked by the whole phrase (comclip-plus's --ground-by phrase) finds the object it names
+    example = dataset.examples[0]
+    (shape, box), *_ = example.boxes[0]
+    heads, phrases = oracle.ground(example.images[0], [shape, f"a large red {shape}"])
+    assert [d.boxes for d in phrases] == [d.boxes for d in heads] and (box,) in [d.boxes for d in heads]
+    assert oracle.ground(example.images[0], [f"{shape}s"]) == [[]]  # a word of its own, not a part of one
 
 
 def test_eval_sandbox_cli(cli, tiny_model_dir, tmp_path):

@@ -144,12 +144,12 @@ def _all_touch(regions: Sequence[Box], picked: Sequence[int | None], pairs: Sequ
     """Whether every pair of rows was given regions that touch (a row without one: no)."""
     for a, b in pairs:
         first, second = picked[a], picked[b]
-        if first is None or second is None or not _touch(regions[first], regions[second]):
+        if first is None or second is None or not boxes_touch(regions[first], regions[second]):
             return False
     return True
 
 
-def _touch(a: Box, b: Box) -> bool:
+def boxes_touch(a: Box, b: Box) -> bool:
     """Whether two boxes overlap or meet (less than :data:`TOUCH` pixels apart)."""
     return a.x1 - TOUCH < b.x2 and b.x1 - TOUCH < a.x2 and a.y1 - TOUCH < b.y2 and b.y1 - TOUCH < a.y2
 
@@ -163,7 +163,7 @@ def _touching(regions: _Regions, pairs: Sequence[tuple[int, int]]) -> list[int |
     if rows > columns or math.perm(columns, rows) > MOST_TRIED:
         return None
     scores = regions.scores.tolist()
-    touch = [[_touch(a, b) for b in regions.firsts] for a in regions.firsts]
+    touch = [[boxes_touch(a, b) for b in regions.firsts] for a in regions.firsts]
     best: tuple[float, tuple[int, ...]] | None = None
     for option in itertools.permutations(range(columns), rows):
         if not all(touch[option[a]][option[b]] for a, b in pairs):

@@ -2,7 +2,9 @@
 
 An upper bound for any grounder. Images are recognised by content, so any copy of a
 registered image is grounded exactly; a query matches the boxes whose label (the object's
-head noun) it names.
+head noun) it names: the label itself, or a phrase that holds its words in a row ("a small
+yellow diamond" names "diamond", "a red traffic light" names "traffic light"), as a grounder
+asked by the whole phrase queries.
 """
 
 from __future__ import annotations
@@ -34,7 +36,5 @@ class OracleGrounder(Grounder):
 
     def ground(self, image: Image.Image, queries: Sequence[str], source: str | None = None) -> list[list[Detection]]:
         objects = self._objects.get(image_digest(image), ())
-        return [
-            [Detection(boxes=(box,), score=1.0, label=label) for label, box in objects if label == q.strip().lower()]
-            for q in queries
-        ]
+        padded = [f" {' '.join(q.lower().split())} " for q in queries]  # words between single spaces
+        return [[Detection(boxes=(box,), score=1.0, label=label) for label, box in objects if f" {label} " in q] for q in padded]

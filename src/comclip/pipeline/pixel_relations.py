@@ -12,7 +12,9 @@ the gap between them. Each probe gives the subject and the object a piece of evi
   image (times :data:`OVERLAP_WEIGHT`): the one in front owns the overlap, so its pixels
   there look like the overlap, where the one behind shows only what the other leaves (an
   entity with no pixels there reads 0). Entities grounded to plain boxes both fill the
-  overlap, so the second reading adds the same to both and the likeness decides;
+  overlap, so the second reading adds the same to both and the likeness decides. Boxes that
+  meet without overlapping (an object behind showing only beyond the front one's box) have
+  no overlap to read, and the likeness alone decides;
 - ``between``: two readings, added. The agent: each entity's sub-image with the gap between
   the boxes added (the entity and what it reaches across with) scored against "A
   <predicate>" ("a red circle point at"), minus its likeness: how much more like the doer
@@ -32,8 +34,8 @@ the gap between them. Each probe gives the subject and the object a piece of evi
 :func:`comclip.composition.geometry.pixel_score` turns the subject's and object's evidence
 into the relation's soft truth, which the geometric check adds like a box rule's (marked
 ``"pixels"`` in ``--details``). Only the backbone's encoders are used, on regions and
-phrases: no rule reads colours or shapes. Where depth cannot show (boxes apart) the box
-rules decide, or nothing does (``relation_unverified``).
+phrases: no rule reads colours or shapes. Where depth cannot show (boxes apart, not even
+meeting) the box rules decide, or nothing does (``relation_unverified``).
 
 The views have the image's background colour outside their region (:data:`PIXEL_FILL`) and
 are encoded through the cache by content key (zoomed views under keys of their own).
@@ -51,6 +53,7 @@ from scipy import ndimage
 
 from comclip.boxes import Box, MaskedBox, bounding_box, region_boxes
 from comclip.composition.geometry import pixel_rule, pixel_score, probe_region
+from comclip.grounding.assignment import boxes_touch
 from comclip.imaging.files import LoadedImage
 from comclip.imaging.subimages import FILL_COLOURS, SubimageMaker, region_mask, subimage_key
 from comclip.results import NOT_GROUNDED, Part
@@ -101,12 +104,14 @@ class _Relation(NamedTuple):
     region: Box | None  # the overlap (occlusion) or the gap (between); None where there is none
     subject: Part
     obj: Part
+    meeting: bool = False  # the boxes meet without overlapping
 
     @property
     def readable(self) -> bool:
-        """Whether pixels can decide it: depth needs an overlap; pointing reads its agent
-        even where the boxes leave no gap."""
-        return self.region is not None or self.probe == "between"
+        """Whether pixels can decide it: depth needs boxes that overlap or meet (an object
+        behind may show only beyond the front one's box: the likeness alone reads it then);
+        pointing reads its agent even where the boxes leave no gap."""
+        return self.region is not None or self.probe == "between" or self.meeting
 
 
 def pixel_checks(
@@ -151,6 +156,8 @@ def _verdict(relation: _Relation, embedded: dict[View, torch.Tensor], texts: dic
     parts = (relation.subject, relation.obj)
     likeness = [_cosine(view, texts[part.phrase]) for view, part in zip(views, parts)]
     if relation.probe != "between":  # occlusion: each entity's likeness, and the overlap against its pixels there
+        if relation.region is None:  # boxes that only meet: the likeness alone
+            return pixel_score((likeness[0], likeness[1]), relation.swapped)
         evidence = [like + OVERLAP_WEIGHT * _cosine(views[2], own) for like, own in zip(likeness, views[3:5])]
         return pixel_score((evidence[0], evidence[1]), relation.swapped)
     # The agent: each entity, with the gap where there is one, against "A <predicate>", minus its likeness.
@@ -201,7 +208,8 @@ def _wanted(image: int, parts: list[Part], graph, size: tuple[int, int]) -> list
         if rule[0] == "between" and (region is None or min(region.width, region.height) <= SLIVER):
             region = _gap(subject.boxes, obj.boxes, size) or region
         key = (relation.subject, relation.predicate, relation.object)
-        wanted.append(_Relation(image, key, *rule, region, subject, obj))
+        meeting = region is None and rule[0] == "occlusion" and boxes_touch(bounding_box(subject.boxes), bounding_box(obj.boxes))
+        wanted.append(_Relation(image, key, *rule, region, subject, obj, meeting))
     return wanted
 
 
