@@ -225,12 +225,14 @@ def _body(boxes: Sequence[Box], size: tuple[int, int]) -> Box:
     square (a pointer, an arm); the region's own bounds where nothing is left."""
     width, height = size
     side = 2 * max(1, round(BODY_OPENING * min(width, height))) + 1
-    mask = region_mask(region_boxes(boxes), width, height).astype(np.uint8)
+    x1, y1, x2, y2 = bounding_box(boxes).clipped(width, height).pixels()
+    x1, y1 = max(0, x1 - side), max(0, y1 - side)  # the region and a margin: zeros beyond it either way
+    mask = region_mask(region_boxes(boxes), width, height)[y1 : y2 + side, x1 : x2 + side].astype(np.uint8)
     opened = ndimage.maximum_filter(ndimage.minimum_filter(mask, side, mode="constant"), side, mode="constant")
     if not opened.any():
         return bounding_box(boxes)
     rows, columns = np.nonzero(opened)
-    return Box(int(columns.min()), int(rows.min()), int(columns.max()) + 1, int(rows.max()) + 1)
+    return Box(x1 + int(columns.min()), y1 + int(rows.min()), x1 + int(columns.max()) + 1, y1 + int(rows.max()) + 1)
 
 
 def _views(relation: _Relation) -> list[View | None]:
