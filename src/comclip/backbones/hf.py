@@ -206,12 +206,15 @@ class HFBackbone(TransformersBackbone):
 def _through_layer(layer, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """One CLIP encoder layer, as its encoder calls it (transformers 4 also takes a causal
     mask and returns a tuple)."""
-    out = (
-        layer(hidden, mask, None)
-        if "causal_attention_mask" in inspect.signature(layer.forward).parameters
-        else layer(hidden, mask)
-    )
+    out = layer(hidden, mask, None) if _takes_causal_mask(type(layer).forward) else layer(hidden, mask)
     return out[0] if isinstance(out, tuple) else out
+
+
+@functools.cache
+def _takes_causal_mask(forward) -> bool:
+    """Whether a CLIP encoder layer class's ``forward`` takes a causal mask (transformers 4),
+    read once a class rather than for every layer of every call."""
+    return "causal_attention_mask" in inspect.signature(forward).parameters
 
 
 def _class_token_out(layer, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -104,14 +104,15 @@ class _Relation(NamedTuple):
     region: Box | None  # the overlap (occlusion) or the gap (between); None where there is none
     subject: Part
     obj: Part
-    meeting: bool = False  # the boxes meet without overlapping
 
     @property
     def readable(self) -> bool:
         """Whether pixels can decide it: depth needs boxes that overlap or meet (an object
         behind may show only beyond the front one's box: the likeness alone reads it then);
         pointing reads its agent even where the boxes leave no gap."""
-        return self.region is not None or self.probe == "between" or self.meeting
+        if self.region is not None or self.probe == "between":
+            return True
+        return boxes_touch(bounding_box(self.subject.boxes), bounding_box(self.obj.boxes))
 
 
 def pixel_checks(
@@ -208,8 +209,7 @@ def _wanted(image: int, parts: list[Part], graph, size: tuple[int, int]) -> list
         if rule[0] == "between" and (region is None or min(region.width, region.height) <= SLIVER):
             region = _gap(subject.boxes, obj.boxes, size) or region
         key = (relation.subject, relation.predicate, relation.object)
-        meeting = region is None and rule[0] == "occlusion" and boxes_touch(bounding_box(subject.boxes), bounding_box(obj.boxes))
-        wanted.append(_Relation(image, key, *rule, region, subject, obj, meeting))
+        wanted.append(_Relation(image, key, *rule, region, subject, obj))
     return wanted
 
 
