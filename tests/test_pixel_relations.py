@@ -84,6 +84,34 @@ def _likeness(backbone, image, boxes, phrase) -> float:
     return float(view @ backbone.encode_texts([phrase])[0])
 
 
+def _jittered_likeness(backbone, image, boxes, phrase) -> float:
+    """Depth's likeness: the mean cosine with the phrase of the entity's sub-image moved by
+    1 and 3 pixels either way on both axes (a 64-pixel image), what it uncovers in the fill
+    colour, each also mirrored left to right: 32 views."""
+    view = np.asarray(make_subimage(image, boxes, PIXEL_FILL))
+    colour = np.asarray(_fill_colour(image), dtype=np.uint8)
+    views = []
+    for dx in (-3, -1, 1, 3):
+        for dy in (-3, -1, 1, 3):
+            moved = np.empty_like(view)
+            moved[:] = colour
+            moved[max(0, dy) : 64 + min(0, dy), max(0, dx) : 64 + min(0, dx)] = view[
+                max(0, -dy) : 64 - max(0, dy), max(0, -dx) : 64 - max(0, dx)
+            ]
+            views += [Image.fromarray(moved), Image.fromarray(np.ascontiguousarray(moved[:, ::-1]))]
+    embedded = backbone.encode_images(views).float()
+    embedded = embedded / embedded.norm(dim=-1, keepdim=True)
+    text = backbone.encode_texts([phrase])[0].float()
+    return float((embedded @ (text / text.norm())).mean())
+
+
+def _fill_colour(image):
+    """The fill colour: the lower median of the image's border pixels, channel by channel."""
+    pixels = np.asarray(image.convert("RGB"))
+    border = np.concatenate([pixels[0], pixels[-1], pixels[:, 0], pixels[:, -1]])
+    return tuple(int(c) for c in np.sort(border, axis=0)[(len(border) - 1) // 2])
+
+
 def _zoomed(backbone, image, box):
     """The box's square (side its longer side, centred on it) of the sub-image, at the encoder's
     size (a masked box's sub-image shows its own pixels only)."""
@@ -96,12 +124,8 @@ def _zoomed(backbone, image, box):
 
 
 def _blank(backbone, image):
-    """The fill colour alone (the lower median of the image's border pixels, channel by
-    channel), at the image's size."""
-    pixels = np.asarray(image.convert("RGB"))
-    border = np.concatenate([pixels[0], pixels[-1], pixels[:, 0], pixels[:, -1]])
-    colour = np.sort(border, axis=0)[(len(border) - 1) // 2]
-    view = backbone.encode_images([Image.new("RGB", image.size, tuple(int(c) for c in colour))])[0]
+    """The fill colour alone, at the image's size."""
+    view = backbone.encode_images([Image.new("RGB", image.size, _fill_colour(image))])[0]
     return view / view.norm()
 
 
@@ -143,9 +167,11 @@ def test_the_pipeline_verdict_equals_a_direct_computation(tiny_backbone, task, m
             a, b = entity[s], entity[o]
             region = probe_region(probe, a.boxes[0], b.boxes[0])
             evidence = [_likeness(tiny_backbone, images[i], p.boxes, p.phrase) for p in (a, b)]
-            if probe == "occlusion":  # the likeness, and the overlap against each entity's pixels there, both zoomed
+            if probe == "occlusion":  # the jittered likeness, and the overlap against each entity's pixels there, both zoomed
                 evidence = [
-                    e + OVERLAP_WEIGHT * _owned(tiny_backbone, images[i], region, p.boxes) for e, p in zip(evidence, (a, b))
+                    _jittered_likeness(tiny_backbone, images[i], p.boxes, p.phrase)
+                    + OVERLAP_WEIGHT * _owned(tiny_backbone, images[i], region, p.boxes)
+                    for p in (a, b)
                 ]
             if probe == "between":  # the agent's gain, and the gap against each entity, image to image, seen zoomed
                 predicate = pair.graphs[0]["relations"][0]["predicate"]
@@ -203,7 +229,7 @@ def test_depth_between_boxes_that_only_meet_is_read_from_the_likeness_alone(tiny
     known = [(scene.objects[0].shape, first), (scene.objects[1].shape, beside)]
     result, (s, predicate, o, g, evidence), entity = _first_relation(tiny_backbone, pair, image, known)
     assert probe_region("occlusion", entity[s].boxes[0], entity[o].boxes[0]) is None and evidence == "pixels"
-    likeness = [_likeness(tiny_backbone, image, p.boxes, p.phrase) for p in (entity[s], entity[o])]
+    likeness = [_jittered_likeness(tiny_backbone, image, p.boxes, p.phrase) for p in (entity[s], entity[o])]
     difference = likeness[0] - likeness[1]
     if pixel_rule(predicate)[1]:  # "behind": the object is the one in front
         difference = -difference
@@ -274,7 +300,7 @@ def test_depth_reads_which_masked_entity_owns_the_overlap(tiny_backbone, monkeyp
     assert abs(owned[0] - owned[1]) > 0.01  # enough to move g past the tolerance below
     behind = [k for k, p in enumerate((a, b)) if p.boxes[0].as_tuple() == back.box.as_tuple()][0]
     assert (owned[behind] == 0.0) == hidden
-    likeness = [_likeness(tiny_backbone, image, p.boxes, p.phrase) for p in (a, b)]
+    likeness = [_jittered_likeness(tiny_backbone, image, p.boxes, p.phrase) for p in (a, b)]
     own = [like + OVERLAP_WEIGHT * t for like, t in zip(likeness, owned)]
     _, swapped = pixel_rule(pair.graphs[0]["relations"][0]["predicate"])
     difference = (own[1] - own[0]) if swapped else (own[0] - own[1])
