@@ -14,7 +14,15 @@ from comclip.boxes import Box
 from comclip.composition.geometry import PIXEL_SOFTNESS, pixel_rule, pixel_score, probe_region
 from comclip.explain import score_label
 from comclip.imaging.subimages import make_subimage
-from comclip.pipeline.pixel_relations import BLANK_FREE_WEIGHT, GAP_WEIGHT, OVERLAP_WEIGHT, PIXEL_FILL, ZOOM, _within
+from comclip.pipeline.pixel_relations import (
+    BLANK_FREE_WEIGHT,
+    GAP_WEIGHT,
+    JITTER_SPREAD_WEIGHT,
+    OVERLAP_WEIGHT,
+    PIXEL_FILL,
+    ZOOM,
+    _within,
+)
 
 
 def test_each_predicate_has_its_probe():
@@ -85,9 +93,10 @@ def _likeness(backbone, image, boxes, phrase) -> float:
 
 
 def _jittered_likeness(backbone, image, boxes, phrase) -> float:
-    """Depth's likeness: the mean cosine with the phrase of the entity's sub-image moved by
-    1 and 3 pixels either way on both axes (a 64-pixel image), what it uncovers in the fill
-    colour, each also mirrored left to right: 32 views."""
+    """Depth's likeness: the cosines with the phrase of the entity's sub-image moved by 1 and
+    3 pixels either way on both axes (a 64-pixel image), what it uncovers in the fill colour,
+    each also mirrored left to right (32 views): their mean less the spread's weight times
+    their standard deviation."""
     view = np.asarray(make_subimage(image, boxes, PIXEL_FILL))
     colour = np.asarray(_fill_colour(image), dtype=np.uint8)
     views = []
@@ -102,7 +111,8 @@ def _jittered_likeness(backbone, image, boxes, phrase) -> float:
     embedded = backbone.encode_images(views).float()
     embedded = embedded / embedded.norm(dim=-1, keepdim=True)
     text = backbone.encode_texts([phrase])[0].float()
-    return float((embedded @ (text / text.norm())).mean())
+    cosines = (embedded @ (text / text.norm())).numpy()
+    return float(cosines.mean() - JITTER_SPREAD_WEIGHT * cosines.std(ddof=1))
 
 
 def _fill_colour(image):
