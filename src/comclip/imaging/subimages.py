@@ -308,16 +308,21 @@ class SubimageMaker:
     def _token_region(self, index: int, boxes: Sequence[Box], fill: str) -> TokenRegion:
         if not boxes:
             raise InputError("a sub-image needs at least one box")
-        if (index, fill) not in self._colours:  # fill is one of FILL_COLOURS (check_source)
-            colour = FILL_COLOURS[fill](np.asarray(self.images[index].convert("RGB")))
-            self._colours[index, fill] = (int(colour[0]), int(colour[1]), int(colour[2]))
         image = self.images[index]
         return TokenRegion(
             self.whole(index),
             tuple(b.clipped(image.width, image.height) for b in boxes),  # a masked box's runs: the token path reads them
-            self._colours[index, fill],
+            self.fill_colour(index, fill),
             image,
         )
+
+    def fill_colour(self, index: int, fill: str) -> tuple[int, int, int]:
+        """The colour ``fill`` (one of :data:`FILL_COLOURS`) paints outside a region of image
+        ``index``, computed once an image and fill."""
+        if (index, fill) not in self._colours:
+            colour = FILL_COLOURS[fill](np.asarray(self.images[index].convert("RGB")))
+            self._colours[index, fill] = (int(colour[0]), int(colour[1]), int(colour[2]))
+        return self._colours[index, fill]
 
     def zoomed(self, index: int, box: Box, fill: str, factor: float) -> Image.Image | torch.Tensor:
         """The sub-image of ``box`` cut to a square ``factor`` times the box's longer side,

@@ -62,7 +62,7 @@ from comclip.boxes import Box, MaskedBox, bounding_box, region_boxes
 from comclip.composition.geometry import pixel_rule, pixel_score, probe_region
 from comclip.grounding.assignment import boxes_touch
 from comclip.imaging.files import LoadedImage
-from comclip.imaging.subimages import FILL_COLOURS, SubimageMaker, region_mask, subimage_key
+from comclip.imaging.subimages import SubimageMaker, region_mask, subimage_key
 from comclip.results import NOT_GROUNDED, Part
 
 #: What fills the views outside their region: the background colour, which matches an object's
@@ -328,29 +328,19 @@ def _embedded(backbone, loaded: list[LoadedImage], views: list[View]) -> dict[Vi
         assert isinstance(made, Image.Image)  # a maker without a device makes PIL images
         return made
 
-    @functools.cache
-    def fill(image: int) -> tuple[int, int, int]:
-        return _fill_colour(loaded[image].image)
-
     def make(n: int) -> Image.Image:
         view = views[n]
         if not view.boxes:
-            return Image.new("RGB", loaded[view.image].image.size, fill(view.image))
+            return Image.new("RGB", loaded[view.image].image.size, maker.fill_colour(view.image, PIXEL_FILL))
         if view.jitter is not None:
             shift = _shift(view.jitter, loaded[view.image].image.size)
-            return _jittered(plain(view.image, view.boxes), shift, view.jitter[2], fill(view.image))
+            return _jittered(plain(view.image, view.boxes), shift, view.jitter[2], maker.fill_colour(view.image, PIXEL_FILL))
         made = maker.zoomed(view.image, view.boxes[0], PIXEL_FILL, ZOOM) if view.zoomed else plain(view.image, view.boxes)
         assert isinstance(made, Image.Image)
         return made
 
     embeddings = torch.nn.functional.normalize(backbone.encode_keyed(keys, make).float(), dim=-1)
     return dict(zip(views, embeddings))
-
-
-def _fill_colour(image: Image.Image) -> tuple[int, int, int]:
-    """:data:`PIXEL_FILL`'s colour for ``image``: what a view shows where its region holds nothing."""
-    colour = FILL_COLOURS[PIXEL_FILL](np.asarray(image.convert("RGB")))
-    return int(colour[0]), int(colour[1]), int(colour[2])
 
 
 def _shift(jitter: tuple[float, float, bool], size: tuple[int, int]) -> tuple[int, int]:
