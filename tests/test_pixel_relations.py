@@ -9,6 +9,7 @@ import math
 import numpy as np
 import pytest
 from PIL import Image
+from scipy import ndimage
 
 from comclip.boxes import Box
 from comclip.composition.geometry import PIXEL_SOFTNESS, pixel_rule, pixel_score, probe_region
@@ -16,13 +17,14 @@ from comclip.explain import score_label
 from comclip.imaging.subimages import make_subimage
 from comclip.pipeline.pixel_relations import (
     BLANK_FREE_WEIGHT,
+    COMPLETION_RADIUS,
+    COMPLETION_WEIGHT,
     GAP_WEIGHT,
     JITTER_SPREAD_WEIGHT,
     OVERLAP_WEIGHT,
-    PIXEL_FILL,
-    ZOOM,
     _within,
 )
+from comclip.pipeline.pixel_views import PIXEL_FILL, ZOOM
 
 
 def test_each_predicate_has_its_probe():
@@ -92,12 +94,46 @@ def _likeness(backbone, image, boxes, phrase) -> float:
     return float(view @ backbone.encode_texts([phrase])[0])
 
 
-def _jittered_likeness(backbone, image, boxes, phrase) -> float:
-    """Depth's likeness: the cosines with the phrase of the entity's sub-image moved by 1 and
-    3 pixels either way on both axes (a 64-pixel image), what it uncovers in the fill colour,
-    each also mirrored left to right (32 views): their mean less the spread's weight times
-    their standard deviation."""
-    view = np.asarray(make_subimage(image, boxes, PIXEL_FILL))
+def _depth_likeness(backbone, image, entity, other) -> float:
+    """Depth's likeness of an entity: its jittered likeness, plus the completion weight times
+    how much more that is than the jittered likeness of its view completed, where the closing
+    of its mask (a disc of the completion radius, 6 pixels at 64) reaches the other entity's
+    pixels, which are painted in the median colour of its own."""
+    view = np.asarray(make_subimage(image, entity.boxes, PIXEL_FILL))
+    completed = view.copy()
+    completed[_painted(entity, other)] = np.median(np.asarray(image)[_mask(entity.boxes)], axis=0).astype(np.uint8)
+    like = _jittered_likeness(backbone, image, view, entity.phrase)
+    return like + COMPLETION_WEIGHT * (like - _jittered_likeness(backbone, image, completed, entity.phrase))
+
+
+def _painted(entity, other) -> np.ndarray:
+    """The other entity's pixels that depth's completion of ``entity`` paints (see above)."""
+    own, theirs = _mask(entity.boxes), _mask(other.boxes)
+    radius = round(COMPLETION_RADIUS * 64)
+    rows, columns = np.mgrid[-radius : radius + 1, -radius : radius + 1]
+    disc = rows**2 + columns**2 <= radius**2
+    padded = np.pad(own, radius + 1)
+    closed = ndimage.binary_erosion(ndimage.binary_dilation(padded, disc), disc)[
+        radius + 1 : -radius - 1, radius + 1 : -radius - 1
+    ]
+    return closed & ~own & theirs
+
+
+def _mask(boxes) -> np.ndarray:
+    """An entity's pixels in a 64-pixel image: its boxes' (a masked box's runs')."""
+    mask = np.zeros((64, 64), bool)
+    for box in boxes:
+        for run in getattr(box, "runs", ()) or (box,):
+            x1, y1, x2, y2 = run.pixels()
+            mask[y1:y2, x1:x2] = True
+    return mask
+
+
+def _jittered_likeness(backbone, image, view, phrase) -> float:
+    """The cosines with the phrase of a view (an entity's sub-image) moved by 1 and 3 pixels
+    either way on both axes (a 64-pixel image), what it uncovers in the fill colour, each also
+    mirrored left to right (32 views): their mean less the spread's weight times their
+    standard deviation."""
     colour = np.asarray(_fill_colour(image), dtype=np.uint8)
     views = []
     for dx in (-3, -1, 1, 3):
@@ -179,9 +215,9 @@ def test_the_pipeline_verdict_equals_a_direct_computation(tiny_backbone, task, m
             evidence = [_likeness(tiny_backbone, images[i], p.boxes, p.phrase) for p in (a, b)]
             if probe == "occlusion":  # the jittered likeness, and the overlap against each entity's pixels there, both zoomed
                 evidence = [
-                    _jittered_likeness(tiny_backbone, images[i], p.boxes, p.phrase)
+                    _depth_likeness(tiny_backbone, images[i], p, q)
                     + OVERLAP_WEIGHT * _owned(tiny_backbone, images[i], region, p.boxes)
-                    for p in (a, b)
+                    for p, q in ((a, b), (b, a))
                 ]
             if probe == "between":  # the agent's gain, and the gap against each entity, image to image, seen zoomed
                 predicate = pair.graphs[0]["relations"][0]["predicate"]
@@ -239,7 +275,7 @@ def test_depth_between_boxes_that_only_meet_is_read_from_the_likeness_alone(tiny
     known = [(scene.objects[0].shape, first), (scene.objects[1].shape, beside)]
     result, (s, predicate, o, g, evidence), entity = _first_relation(tiny_backbone, pair, image, known)
     assert probe_region("occlusion", entity[s].boxes[0], entity[o].boxes[0]) is None and evidence == "pixels"
-    likeness = [_jittered_likeness(tiny_backbone, image, p.boxes, p.phrase) for p in (entity[s], entity[o])]
+    likeness = [_depth_likeness(tiny_backbone, image, p, q) for p, q in ((entity[s], entity[o]), (entity[o], entity[s]))]
     difference = likeness[0] - likeness[1]
     if pixel_rule(predicate)[1]:  # "behind": the object is the one in front
         difference = -difference
@@ -290,7 +326,7 @@ def test_depth_reads_which_masked_entity_owns_the_overlap(tiny_backbone, monkeyp
     from comclip.sandbox.scenes import shape_mask
 
     monkeypatch.setattr(geometry, "PIXEL_SOFTNESS", SOFT)
-    pair = make_pair("depth", 100, 0)
+    pair = make_pair("depth", 100, 6)  # a large circle behind a small triangle, which bites into its edge
     scene, image = pair.scenes[0], pair.scenes[0].render()
     back, front = scene.objects  # drawn in order: the later one on top
     shown = {back: shape_mask(back) & ~shape_mask(front), front: shape_mask(front)}
@@ -310,7 +346,9 @@ def test_depth_reads_which_masked_entity_owns_the_overlap(tiny_backbone, monkeyp
     assert abs(owned[0] - owned[1]) > 0.01  # enough to move g past the tolerance below
     behind = [k for k, p in enumerate((a, b)) if p.boxes[0].as_tuple() == back.box.as_tuple()][0]
     assert (owned[behind] == 0.0) == hidden
-    likeness = [_jittered_likeness(tiny_backbone, image, p.boxes, p.phrase) for p in (a, b)]
+    painted = [_painted(p, q).sum() for p, q in ((a, b), (b, a))]
+    assert painted[behind] >= 10 and painted[1 - behind] == 0 or hidden  # the closing completes the one behind only
+    likeness = [_depth_likeness(tiny_backbone, image, p, q) for p, q in ((a, b), (b, a))]
     own = [like + OVERLAP_WEIGHT * t for like, t in zip(likeness, owned)]
     _, swapped = pixel_rule(pair.graphs[0]["relations"][0]["predicate"])
     difference = (own[1] - own[0]) if swapped else (own[0] - own[1])

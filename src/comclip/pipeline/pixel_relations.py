@@ -8,12 +8,16 @@ the gap between them. Each probe gives the subject and the object a piece of evi
 - ``occlusion``: two readings, added. Each entity's sub-image scored against the entity's
   own phrase (its likeness): the one drawn whole is more like its phrase than the one partly
   hidden. The likeness is read over the sub-image moved by a pixel or three and mirrored
-  (:data:`JITTER_SHIFTS`): one view's cosine moves with where the edges fall on the encoder's
-  patch grid, enough to undo a bite out of a shape (on `sandbox-bow`, one view picks the
-  wrong entity in about one image in five, the mean of 32 in one in eight); and the one drawn
-  whole reads as its phrase in every view, so the cosines' spread counts against it
-  (:data:`JITTER_SPREAD_WEIGHT`). And the overlap of
-  the boxes seen closely (cut to a square, shown at the encoder's size) against each entity's
+  (:data:`~comclip.pipeline.pixel_views.JITTER_SHIFTS`): one view's cosine moves with where
+  the edges fall on the encoder's patch grid, enough to undo a bite out of a shape (on
+  `sandbox-bow`, one view picks the wrong entity in about one image in five, the mean of 32
+  in one in eight); and the one drawn whole reads as its phrase in every view, so the
+  cosines' spread counts against it (:data:`JITTER_SPREAD_WEIGHT`); and the likeness an
+  entity gains when completed (the other's pixels that a closing of its region reaches,
+  painted in its own colour) counts against it (:data:`COMPLETION_WEIGHT`): the one behind
+  gets back what it lost, the one in front only grows, and the entity is compared with
+  itself, so how well its phrase matches in general cancels. And the overlap of the boxes
+  seen closely (cut to a square, shown at the encoder's size) against each entity's
   own pixels inside the overlap seen the same way, image to image (times
   :data:`OVERLAP_WEIGHT`): the one in front owns the overlap, so its pixels there look like
   the overlap, where the one behind shows only what the other leaves (an entity with no
@@ -43,42 +47,35 @@ into the relation's soft truth, which the geometric check adds like a box rule's
 phrases: no rule reads colours or shapes. Where depth cannot show (boxes apart, not even
 meeting) the box rules decide, or nothing does (``relation_unverified``).
 
-The views have the image's background colour outside their region (:data:`PIXEL_FILL`) and
-are encoded through the cache by content key (zoomed views under keys of their own).
+The views are made and encoded in :mod:`comclip.pipeline.pixel_views`: the image's background
+colour outside their region, through the cache by content key.
 """
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Sequence
 from typing import NamedTuple
 
 import numpy as np
 import torch
-from PIL import Image
 from scipy import ndimage
 
 from comclip.boxes import Box, MaskedBox, bounding_box, region_boxes
 from comclip.composition.geometry import pixel_rule, pixel_score, probe_region
 from comclip.grounding.assignment import boxes_touch
+from comclip.grounding.proposals import mask_runs
 from comclip.imaging.files import LoadedImage
-from comclip.imaging.subimages import SubimageMaker, region_mask, subimage_key
+from comclip.imaging.subimages import region_mask
+from comclip.pipeline.pixel_views import View, embedded_views, jitters
 from comclip.results import NOT_GROUNDED, Part
 
-#: What fills the views outside their region: the background colour, which matches an object's
-#: surroundings (development seed 100, `sandbox-bow`, group % on depth / pointer pairs: 34 / 27,
-#: against 33 / 26 with the mean colour and 23 / 24 with black, with the likeness evidence).
-PIXEL_FILL = "background"
-#: The square a ``between`` view is cut to, as a factor of its region's longer side: the region
-#: itself (development seed 100, `sandbox-bow`, true boxes: a pointer's source found in 89.5%
-#: of images, against 86.0 and 83.5 with entities seen at 1.5 and 2 and 84.0 with the gap at 1.5).
-ZOOM = 1.0
 #: The weight of depth's overlap reading against the likeness. Chosen on development seeds 100
 #: and 101 (200 pairs a task, group score, the mean of both models' depth and crowded depth,
-#: eight cells), with the jittered likeness (:data:`JITTER_SHIFTS`, its mean): 0 -> 77.4,
-#: 0.1 -> 78.8, 0.25 -> 75.1 (0.25 had been chosen on the likeness of one plain view); then with
-#: the spread counted (:data:`JITTER_SPREAD_WEIGHT`): 0 -> 82.6, 0.1 -> 82.3, a tie, so the
-#: reading stays.
+#: eight cells), with the jittered likeness (its mean; see
+#: :data:`~comclip.pipeline.pixel_views.JITTER_SHIFTS`): 0 -> 77.4, 0.1 -> 78.8, 0.25 -> 75.1
+#: (0.25 had been chosen on the likeness of one plain view); then with the spread counted
+#: (:data:`JITTER_SPREAD_WEIGHT`): 0 -> 82.6, 0.1 -> 82.3, a tie, so the reading stays (not
+#: chosen again with the completion, :data:`COMPLETION_RADIUS`).
 OVERLAP_WEIGHT = 0.1
 #: The weights of pointing's gap readings against the agent's gain: the gap against each entity,
 #: zoomed, image to image, and the same with the blank view taken out of each embedding. Chosen
@@ -97,18 +94,6 @@ SLIVER = 2
 #: pixels 87.1, 88.9, 89.1 and 87.7.
 BODY_OPENING = 1 / 32
 
-#: The shifts of depth's likeness views, as shares of the image's shorter side (1 and 3 pixels
-#: at 64, either way), taken on both axes and each also mirrored left to right: 32 views an
-#: entity, whose cosines with its phrase give its likeness (their mean, less their spread:
-#: :data:`JITTER_SPREAD_WEIGHT`; test-time augmentation: a small encoder's reading of a shape
-#: moves with where its edges fall on the patch grid). Chosen on development seeds 100 and 101
-#: (`sandbox-bow`, the true caption of 400 images a cell, the likeness alone picking the entity
-#: in front, one view against the mean of 32): depth 80.8 / 80.2% -> 86.2 / 88.7%, crowded
-#: depth 77.2 / 79.1% -> 87.8 / 88.7%; shifts of 2 pixels, or of 1-5, read up to 1.5 points
-#: less, unmirrored up to 2 points less, and rotations by right angles 11-16 points less (the
-#: encoder knows a triangle's way up).
-JITTER_SHIFTS = (-3 / 64, -1 / 64, 1 / 64, 3 / 64)
-JITTER_MIRRORED = (False, True)
 #: How much the spread of an entity's jittered cosines counts against its likeness: the one
 #: drawn whole reads as its phrase in every view, the one partly hidden in some more than in
 #: others. Chosen on development seeds 100 and 101 (the images right of 400 a cell, the
@@ -116,18 +101,20 @@ JITTER_MIRRORED = (False, True)
 #: 0.5 -> 2,894, 1 -> 2,920, 1.5 -> 2,921, 2 -> 2,924, 3 -> 2,922 (the spread alone: 2,879);
 #: 1, the smallest of the plateau.
 JITTER_SPREAD_WEIGHT = 1.0
-
-
-class View(NamedTuple):
-    """One view. A plain one is the full-size sub-image of its boxes; a zoomed one is its one
-    box's square (:data:`ZOOM`) shown at the encoder's size; a jittered one is the plain one
-    moved by ``jitter``'s shares of the image's shorter side (right, down), then mirrored
-    where it says so; with no boxes, the blank view: the fill alone, at the image's size."""
-
-    image: int
-    boxes: tuple[Box, ...]
-    zoomed: bool = False
-    jitter: tuple[float, float, bool] | None = None
+#: The radius of the closing that completes an entity into the other's pixels, as a share of
+#: the image's shorter side (see :func:`_completion`), and how much the likeness it gains there
+#: counts against the entity: the one behind has a bite where the one in front lies, which the
+#: closing fills, so its completed view reads more like its phrase; the one in front is drawn
+#: whole, and what the closing adds to it makes it less like its phrase. The gain compares an
+#: entity with itself, so how well its phrase matches in general (a triangle behind still reads
+#: as a triangle) cancels: the likeness alone told the two images of a pair apart better than
+#: the two captions of an image. Chosen on development seeds 100 and 101: the radius by the
+#: group score (200 pairs a task, the mean of both models' depth and crowded depth, eight cells)
+#: without the completion 82.3, radius 4 pixels at 64 84.2, 6 pixels 84.6; the weight by the
+#: images right of 400 (`sandbox-bow` depth, the likeness alone, seeds 100 + 101): 0 -> 715,
+#: 0.5 -> 728, 1 -> 732, 2 -> 731.
+COMPLETION_RADIUS = 6 / 64
+COMPLETION_WEIGHT = 1.0
 
 
 class _Relation(NamedTuple):
@@ -140,6 +127,7 @@ class _Relation(NamedTuple):
     region: Box | None  # the overlap (occlusion) or the gap (between); None where there is none
     subject: Part
     obj: Part
+    completions: tuple[MaskedBox | None, MaskedBox | None] = (None, None)  # occlusion: see _completion
 
     @property
     def readable(self) -> bool:
@@ -162,7 +150,7 @@ def pixel_checks(
     }
     shown = [r for found in wanted.values() for r in found if r.readable]
     views = [view for r in shown for view in _views(r) if view is not None]
-    embedded = _embedded(backbone, loaded, list(dict.fromkeys(views)))
+    embedded = embedded_views(backbone, loaded, list(dict.fromkeys(views)))
     agents = list(dict.fromkeys(text for r in shown if r.probe == "between" for text in _agent_texts(r)))
     texts = {**phrases, **(dict(zip(agents, backbone.encode_texts(agents))) if agents else {})}
     out: dict = {}
@@ -191,11 +179,12 @@ def _verdict(relation: _Relation, embedded: dict[View, torch.Tensor], texts: dic
     views = [None if view is None else embedded[view] for view in _views(relation)]
     parts = (relation.subject, relation.obj)
     if relation.probe != "between":  # occlusion: each entity's likeness, and the overlap against its pixels there
-        count = len(_jitters())
-        likeness = [_steady_likeness(views[k * count : (k + 1) * count], texts[p.phrase]) for k, p in enumerate(parts)]
+        count = len(jitters())
+        steady = [_steady_likeness(views[k * count : (k + 1) * count], texts[parts[k % 2].phrase]) for k in range(4)]
+        likeness = [like + COMPLETION_WEIGHT * (like - completed) for like, completed in zip(steady[:2], steady[2:])]
         if relation.region is None:  # boxes that only meet: the likeness alone
             return pixel_score((likeness[0], likeness[1]), relation.swapped)
-        overlap, *own = views[2 * count :]
+        overlap, *own = views[4 * count :]
         evidence = [like + OVERLAP_WEIGHT * _cosine(overlap, mine) for like, mine in zip(likeness, own)]
         return pixel_score((evidence[0], evidence[1]), relation.swapped)
     # The agent: each entity, with the gap where there is one, against "A <predicate>", minus its likeness.
@@ -254,8 +243,26 @@ def _wanted(image: int, parts: list[Part], graph, size: tuple[int, int]) -> list
         if rule[0] == "between" and (region is None or min(region.width, region.height) <= SLIVER):
             region = _gap(subject.boxes, obj.boxes, size) or region
         key = (relation.subject, relation.predicate, relation.object)
-        wanted.append(_Relation(image, key, *rule, region, subject, obj))
+        completions = (_completion(subject.boxes, obj.boxes, size), _completion(obj.boxes, subject.boxes, size))
+        wanted.append(_Relation(image, key, *rule, region, subject, obj, completions if rule[0] == "occlusion" else (None, None)))
     return wanted
+
+
+def _completion(own: Sequence[Box], other: Sequence[Box], size: tuple[int, int]) -> MaskedBox | None:
+    """The other entity's pixels that a closing of the entity's region reaches (a disc of
+    radius :data:`COMPLETION_RADIUS` times the image's shorter side): where the one behind
+    lost a bite to the one in front. None where it reaches none (plain boxes close to
+    themselves). The closing is taken with distance transforms, whose cost does not grow
+    with the radius (a disc tens of pixels across on a photo)."""
+    width, height = size
+    radius = max(1, round(COMPLETION_RADIUS * min(width, height)))
+    mine = np.pad(region_mask(region_boxes(own), width, height), radius + 1)  # room to grow: nothing beyond the image
+    grown = ndimage.distance_transform_edt(~mine) <= radius  # within the radius of the region
+    closed = ndimage.distance_transform_edt(grown) > radius  # and what stays when that shrinks back
+    inner = slice(radius + 1, -(radius + 1))
+    painted = closed[inner, inner] & ~mine[inner, inner] & region_mask(region_boxes(other), width, height)
+    runs = [Box(*run) for run in mask_runs(painted)]
+    return MaskedBox.of_runs(runs) if runs else None
 
 
 def _gap(subject: Sequence[Box], obj: Sequence[Box], size: tuple[int, int]) -> Box | None:
@@ -282,15 +289,17 @@ def _body(boxes: Sequence[Box], size: tuple[int, int]) -> Box:
 
 def _views(relation: _Relation) -> list[View | None]:
     """The views a relation's verdict reads. For ``occlusion``: the subject's and then the
-    object's jittered views (:func:`_jitters`), then where the boxes overlap, the overlap
+    object's jittered views (:func:`~comclip.pipeline.pixel_views.jitters`), then where the boxes overlap, the overlap
     zoomed and the subject's and the object's pixels inside it zoomed (None for an entity with
     none there). For ``between``: subject and object as grounded, then with a gap, each
     entity with the gap added, the gap, the subject and the object zoomed, and the blank view."""
     parts = (relation.subject, relation.obj)
     if relation.probe == "occlusion":
-        jittered = [View(relation.image, tuple(p.boxes), jitter=j) for p in parts for j in _jitters()]
+        whole = [View(relation.image, tuple(p.boxes), jitter=j) for p in parts for j in jitters()]
+        completed = [v._replace(paint=paint) for v, paint in zip(whole, _per_view(relation.completions))]
+        jittered: list[View | None] = [*whole, *completed]  # a completion that paints nothing is the plain view
         if relation.region is None:
-            return list(jittered)
+            return jittered
         inside = [_within(p.boxes, relation.region) for p in parts]
         zoomed = [View(relation.image, (box,), zoomed=True) if box is not None else None for box in (relation.region, *inside)]
         return [*jittered, *zoomed]
@@ -302,9 +311,9 @@ def _views(relation: _Relation) -> list[View | None]:
     return [*plain, *reaching, *(View(relation.image, (box,), zoomed=True) for box in regions), View(relation.image, ())]
 
 
-def _jitters() -> list[tuple[float, float, bool]]:
-    """Each jitter of a likeness view: (right, down, mirrored), see :data:`JITTER_SHIFTS`."""
-    return [(dx, dy, mirrored) for dx in JITTER_SHIFTS for dy in JITTER_SHIFTS for mirrored in JITTER_MIRRORED]
+def _per_view(completions: tuple[MaskedBox | None, MaskedBox | None]) -> list[MaskedBox | None]:
+    """Each entity's completion once for each of its jittered views, the subject's first."""
+    return [paint for paint in completions for _ in jitters()]
 
 
 def _within(boxes: Sequence[Box], region: Box) -> MaskedBox | None:
@@ -313,59 +322,3 @@ def _within(boxes: Sequence[Box], region: Box) -> MaskedBox | None:
     runs = [run.intersection(region) for run in region_boxes(boxes)]
     kept = [run for run in runs if run.area > 0]
     return MaskedBox.of_runs(kept) if kept else None
-
-
-def _embedded(backbone, loaded: list[LoadedImage], views: list[View]) -> dict[View, torch.Tensor]:
-    """Each view's normalised embedding, the views encoded in one keyed call."""
-    if not views:
-        return {}
-    maker = SubimageMaker([im.image for im in loaded], None)
-    keys = [_view_key(loaded[view.image], view) for view in views]
-
-    @functools.cache
-    def plain(image: int, boxes: tuple[Box, ...]) -> Image.Image:  # a jittered view's, made once for its 32
-        made = maker.sub(image, boxes, PIXEL_FILL)
-        assert isinstance(made, Image.Image)  # a maker without a device makes PIL images
-        return made
-
-    def make(n: int) -> Image.Image:
-        view = views[n]
-        if not view.boxes:
-            return Image.new("RGB", loaded[view.image].image.size, maker.fill_colour(view.image, PIXEL_FILL))
-        if view.jitter is not None:
-            shift = _shift(view.jitter, loaded[view.image].image.size)
-            return _jittered(plain(view.image, view.boxes), shift, view.jitter[2], maker.fill_colour(view.image, PIXEL_FILL))
-        made = maker.zoomed(view.image, view.boxes[0], PIXEL_FILL, ZOOM) if view.zoomed else plain(view.image, view.boxes)
-        assert isinstance(made, Image.Image)
-        return made
-
-    embeddings = torch.nn.functional.normalize(backbone.encode_keyed(keys, make).float(), dim=-1)
-    return dict(zip(views, embeddings))
-
-
-def _shift(jitter: tuple[float, float, bool], size: tuple[int, int]) -> tuple[int, int]:
-    """A jitter's shift in pixels (right, down) for an image of ``size``."""
-    side = min(size)
-    return round(jitter[0] * side), round(jitter[1] * side)
-
-
-def _jittered(view: Image.Image, shift: tuple[int, int], mirrored: bool, colour: tuple[int, int, int]) -> Image.Image:
-    """``view`` moved by ``shift`` pixels (what it leaves uncovered in ``colour``), then
-    mirrored left to right where asked."""
-    moved = Image.new("RGB", view.size, colour)
-    moved.paste(view, shift)
-    return moved.transpose(Image.Transpose.FLIP_LEFT_RIGHT) if mirrored else moved
-
-
-def _view_key(image: LoadedImage, view: View) -> str:
-    """A view's content key: a sub-image's, and for a zoomed or jittered one that key under a
-    prefix of its own (it is another image, never read as the sub-image); the blank view's,
-    its fill's under the image's digest."""
-    if not view.boxes:
-        return f"blank:{PIXEL_FILL}:{image.digest}"
-    width, height = image.image.size
-    key = subimage_key(image.digest, view.boxes, PIXEL_FILL, width, height)
-    if view.jitter is not None:
-        (dx, dy), mirrored = _shift(view.jitter, (width, height)), view.jitter[2]
-        return f"jitter{dx},{dy}{'m' if mirrored else ''}:{key}"
-    return f"zoom{ZOOM}:{key}" if view.zoomed else key
