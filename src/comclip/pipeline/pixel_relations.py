@@ -111,8 +111,8 @@ JITTER_SPREAD_WEIGHT = 1.0
 #: the two captions of an image. Chosen on development seeds 100 and 101: the radius by the
 #: group score (200 pairs a task, the mean of both models' depth and crowded depth, eight cells)
 #: without the completion 82.3, radius 4 pixels at 64 84.2, 6 pixels 84.6; the weight by the
-#: images right of 400 (`sandbox-bow` depth, the likeness alone, seeds 100 + 101): 0 -> 715,
-#: 0.5 -> 728, 1 -> 732, 2 -> 731.
+#: images right of 800 (`sandbox-bow` depth, the likeness without the overlap reading, 400 at
+#: each seed): 0 -> 715, 0.5 -> 728, 1 -> 732, 2 -> 731.
 COMPLETION_RADIUS = 6 / 64
 COMPLETION_WEIGHT = 1.0
 
@@ -243,8 +243,10 @@ def _wanted(image: int, parts: list[Part], graph, size: tuple[int, int]) -> list
         if rule[0] == "between" and (region is None or min(region.width, region.height) <= SLIVER):
             region = _gap(subject.boxes, obj.boxes, size) or region
         key = (relation.subject, relation.predicate, relation.object)
-        completions = (_completion(subject.boxes, obj.boxes, size), _completion(obj.boxes, subject.boxes, size))
-        wanted.append(_Relation(image, key, *rule, region, subject, obj, completions if rule[0] == "occlusion" else (None, None)))
+        completions: tuple[MaskedBox | None, MaskedBox | None] = (None, None)
+        if rule[0] == "occlusion":
+            completions = (_completion(subject.boxes, obj.boxes, size), _completion(obj.boxes, subject.boxes, size))
+        wanted.append(_Relation(image, key, *rule, region, subject, obj, completions))
     return wanted
 
 
@@ -289,9 +291,9 @@ def _body(boxes: Sequence[Box], size: tuple[int, int]) -> Box:
 
 def _views(relation: _Relation) -> list[View | None]:
     """The views a relation's verdict reads. For ``occlusion``: the subject's and then the
-    object's jittered views (:func:`~comclip.pipeline.pixel_views.jitters`), then where the boxes overlap, the overlap
-    zoomed and the subject's and the object's pixels inside it zoomed (None for an entity with
-    none there). For ``between``: subject and object as grounded, then with a gap, each
+    object's jittered views (:func:`~comclip.pipeline.pixel_views.jitters`), the same again
+    completed (:func:`_completion`), then where the boxes overlap, the overlap zoomed and the
+    subject's and the object's pixels inside it zoomed (None for an entity with none there). For ``between``: subject and object as grounded, then with a gap, each
     entity with the gap added, the gap, the subject and the object zoomed, and the blank view."""
     parts = (relation.subject, relation.obj)
     if relation.probe == "occlusion":
