@@ -293,13 +293,18 @@ def _views(relation: _Relation) -> list[View | None]:
     """The views a relation's verdict reads. For ``occlusion``: the subject's and then the
     object's jittered views (:func:`~comclip.pipeline.pixel_views.jitters`), the same again
     completed (:func:`_completion`), then where the boxes overlap, the overlap zoomed and the
-    subject's and the object's pixels inside it zoomed (None for an entity with none there). For ``between``: subject and object as grounded, then with a gap, each
-    entity with the gap added, the gap, the subject and the object zoomed, and the blank view."""
+    subject's and the object's pixels inside it zoomed (None for an entity with none there).
+    For ``between``: subject and object as grounded, then with a gap, each entity with the gap
+    added, the gap, the subject and the object zoomed, and the blank view."""
     parts = (relation.subject, relation.obj)
     if relation.probe == "occlusion":
         whole = [View(relation.image, tuple(p.boxes), jitter=j) for p in parts for j in jitters()]
-        completed = [v._replace(paint=paint) for v, paint in zip(whole, _per_view(relation.completions))]
-        jittered: list[View | None] = [*whole, *completed]  # a completion that paints nothing is the plain view
+        completed = [  # a completion that paints nothing is the plain view
+            View(relation.image, tuple(p.boxes), jitter=j, paint=paint)
+            for p, paint in zip(parts, relation.completions)
+            for j in jitters()
+        ]
+        jittered: list[View | None] = [*whole, *completed]
         if relation.region is None:
             return jittered
         inside = [_within(p.boxes, relation.region) for p in parts]
@@ -311,11 +316,6 @@ def _views(relation: _Relation) -> list[View | None]:
     reaching = [View(relation.image, (*p.boxes, relation.region)) for p in parts]
     regions = (relation.region, *(bounding_box(p.boxes) for p in parts))
     return [*plain, *reaching, *(View(relation.image, (box,), zoomed=True) for box in regions), View(relation.image, ())]
-
-
-def _per_view(completions: tuple[MaskedBox | None, MaskedBox | None]) -> list[MaskedBox | None]:
-    """Each entity's completion once for each of its jittered views, the subject's first."""
-    return [paint for paint in completions for _ in jitters()]
 
 
 def _within(boxes: Sequence[Box], region: Box) -> MaskedBox | None:

@@ -33,9 +33,9 @@ ZOOM = 1.0
 #: at 64, either way), taken on both axes and each also mirrored left to right: 32 views an
 #: entity, whose cosines with its phrase give its likeness (their mean, less their spread:
 #: :data:`~comclip.pipeline.pixel_relations.JITTER_SPREAD_WEIGHT`; test-time augmentation: a
-#: small encoder's reading of a shape moves with where its edges fall on the patch grid). Chosen on development seeds 100 and 101
-#: (`sandbox-bow`, the true caption of 400 images a cell, the likeness alone picking the entity
-#: in front, one view against the mean of 32): depth 80.8 / 80.2% -> 86.2 / 88.7%, crowded
+#: small encoder's reading of a shape moves with where its edges fall on the patch grid).
+#: Chosen on development seeds 100 and 101 (`sandbox-bow`, the true caption of 400 images a
+#: cell, the likeness alone picking the entity in front, one view against the mean of 32): depth 80.8 / 80.2% -> 86.2 / 88.7%, crowded
 #: depth 77.2 / 79.1% -> 87.8 / 88.7%; shifts of 2 pixels, or of 1-5, read up to 1.5 points
 #: less, unmirrored up to 2 points less, and rotations by right angles 11-16 points less (the
 #: encoder knows a triangle's way up).
