@@ -8,16 +8,18 @@ import math
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 from scipy import ndimage
+from scipy.spatial import Delaunay
 
 from comclip.boxes import Box
 from comclip.composition.geometry import PIXEL_SOFTNESS, pixel_rule, pixel_score, probe_region
 from comclip.explain import score_label
 from comclip.imaging.subimages import make_subimage
+from comclip.pipeline.completions import COMPLETION_RADIUS, completions
 from comclip.pipeline.pixel_relations import (
     BLANK_FREE_WEIGHT,
-    COMPLETION_RADIUS,
     COMPLETION_WEIGHT,
     GAP_WEIGHT,
     JITTER_SPREAD_WEIGHT,
@@ -95,19 +97,23 @@ def _likeness(backbone, image, boxes, phrase) -> float:
 
 
 def _depth_likeness(backbone, image, entity, other) -> float:
-    """Depth's likeness of an entity: its jittered likeness, plus the completion weight times
-    how much more that is than the jittered likeness of its view completed, where the closing
-    of its mask (a disc of the completion radius, 6 pixels at 64) reaches the other entity's
-    pixels, which are painted in the median colour of its own."""
+    """Depth's likeness of an entity: its jittered likeness, less the completion weight times
+    how much more the best of its completed views reads: the view with the other entity's
+    pixels that each completion reaches (see :func:`_painted`) in the median colour of its own."""
     view = np.asarray(make_subimage(image, entity.boxes, PIXEL_FILL))
-    completed = view.copy()
-    completed[_painted(entity, other)] = np.median(np.asarray(image)[_mask(entity.boxes)], axis=0).astype(np.uint8)
-    like = _jittered_likeness(backbone, image, view, entity.phrase)
-    return like + COMPLETION_WEIGHT * (like - _jittered_likeness(backbone, image, completed, entity.phrase))
+    colour = np.median(np.asarray(image)[_mask(entity.boxes)], axis=0).astype(np.uint8)
+    readings = []
+    for painted in [np.zeros((64, 64), bool), *_painted(entity, other)]:
+        completed = view.copy()
+        completed[painted] = colour
+        readings.append(_jittered_likeness(backbone, image, completed, entity.phrase))
+    return readings[0] - COMPLETION_WEIGHT * (max(readings) - readings[0])
 
 
-def _painted(entity, other) -> np.ndarray:
-    """The other entity's pixels that depth's completion of ``entity`` paints (see above)."""
+def _painted(entity, other) -> list[np.ndarray]:
+    """The other entity's pixels that depth's completions of ``entity`` reach: its mask closed
+    with a disc of the completion radius (6 pixels at 64), and its convex hull (the pixels
+    whose centres lie in the hull of its pixels' corners, found by triangulating them)."""
     own, theirs = _mask(entity.boxes), _mask(other.boxes)
     radius = round(COMPLETION_RADIUS * 64)
     rows, columns = np.mgrid[-radius : radius + 1, -radius : radius + 1]
@@ -116,7 +122,11 @@ def _painted(entity, other) -> np.ndarray:
     closed = ndimage.binary_erosion(ndimage.binary_dilation(padded, disc), disc)[
         radius + 1 : -radius - 1, radius + 1 : -radius - 1
     ]
-    return closed & ~own & theirs
+    ys, xs = np.nonzero(own)
+    corners = np.concatenate([np.stack([xs + dx, ys + dy], axis=1) for dx in (0, 1) for dy in (0, 1)])
+    centres = np.stack(np.meshgrid(np.arange(64) + 0.5, np.arange(64) + 0.5), axis=-1).reshape(-1, 2)
+    hull = (Delaunay(corners).find_simplex(centres) >= 0).reshape(64, 64)
+    return [closed & ~own & theirs, hull & ~own & theirs]
 
 
 def _mask(boxes) -> np.ndarray:
@@ -346,14 +356,69 @@ def test_depth_reads_which_masked_entity_owns_the_overlap(tiny_backbone, monkeyp
     assert abs(owned[0] - owned[1]) > 0.01  # enough to move g past the tolerance below
     behind = [k for k, p in enumerate((a, b)) if p.boxes[0].as_tuple() == back.box.as_tuple()][0]
     assert (owned[behind] == 0.0) == hidden
-    painted = [_painted(p, q).sum() for p, q in ((a, b), (b, a))]
-    assert painted[behind] >= 10 and painted[1 - behind] == 0 or hidden  # the closing completes the one behind only
+    (closing_behind, hull_behind), (closing_front, hull_front) = (
+        [mask.sum() for mask in _painted(*parts)] for parts in ((a, b), (b, a))[:: 1 if behind == 0 else -1]
+    )
+    if not hidden:  # the closing completes the one behind only; the hull more of it than of the other
+        assert closing_behind >= 10 and closing_front == 0 and hull_behind > hull_front + 10
     likeness = [_depth_likeness(tiny_backbone, image, p, q) for p, q in ((a, b), (b, a))]
     own = [like + OVERLAP_WEIGHT * t for like, t in zip(likeness, owned)]
     _, swapped = pixel_rule(pair.graphs[0]["relations"][0]["predicate"])
     difference = (own[1] - own[0]) if swapped else (own[0] - own[1])
     assert evidence == "pixels" and g == pytest.approx(1 / (1 + math.exp(-difference / SOFT)), abs=2e-4)
     assert np.isfinite(g) and 0.01 < g < 0.99
+
+
+def test_completions_are_the_closing_and_the_hull_reaching_the_others_pixels():
+    """Each completion of an entity grounded to its visible pixels, against the direct
+    computation (:func:`_painted`), on overlapping sandbox shapes (the one behind bitten by the
+    one in front); a plain box is its own closing and hull, and paints nothing."""
+    from types import SimpleNamespace
+
+    from comclip.boxes import MaskedBox
+    from comclip.grounding.proposals import mask_runs
+    from comclip.sandbox.pairs import make_pair
+    from comclip.sandbox.scenes import shape_mask
+
+    def entity(mask):
+        return SimpleNamespace(boxes=[MaskedBox.of_runs([Box(*run) for run in mask_runs(mask)])])
+
+    reached = 0
+    for index in range(24):
+        back, front = make_pair("depth", 100, index).scenes[0].objects
+        shown = (entity(shape_mask(back) & ~shape_mask(front)), entity(shape_mask(front)))
+        for mine, other in (shown, shown[::-1]):
+            expected = _painted(mine, other)
+            found = [
+                _mask([box]) if box is not None else np.zeros((64, 64), bool)
+                for box in completions(mine.boxes, other.boxes, (64, 64))
+            ]
+            assert all(np.array_equal(f, e) for f, e in zip(found, expected, strict=True))
+            reached += sum(int(e.any()) for e in expected)
+    assert reached >= 24  # the completions reach the other's pixels in many of these
+    assert completions([Box(10, 10, 30, 30)], [Box(20, 20, 40, 40)], (64, 64)) == (None, None)
+
+
+def test_the_completed_likeness_is_the_plain_one_less_the_best_gain():
+    """An entity's depth likeness from its plain and completed jittered views: the plain views'
+    cosines' mean less their spread, less the completion weight times the most that the
+    completed views' reading exceeds it (nothing where none does), computed directly."""
+    from comclip.pipeline.pixel_relations import _completed_likeness
+    from comclip.pipeline.pixel_views import jitters
+
+    generator = np.random.default_rng(0)
+    phrase = np.eye(8)[0]
+    count = len(jitters())
+    for shifts in ((0.0, 0.2, 0.1), (0.0, -0.1, -0.2)):
+        cosines = [np.clip(0.3 + shift + 0.1 * generator.standard_normal(count), -0.9, 0.9) for shift in shifts]
+        views = [np.concatenate([[c], np.sqrt(1 - c**2) * np.eye(7)[n % 7]]) for block in cosines for n, c in enumerate(block)]
+        readings = [block.mean() - JITTER_SPREAD_WEIGHT * block.std(ddof=1) for block in cosines]
+        expected = readings[0] - COMPLETION_WEIGHT * max(0.0, max(readings[1:]) - readings[0])
+        found = _completed_likeness(
+            [torch.tensor(v, dtype=torch.float32) for v in views], torch.tensor(phrase, dtype=torch.float32)
+        )
+        assert found == pytest.approx(expected, abs=1e-5)
+        assert (found < readings[0] - 0.05) == (shifts[1] > 0)  # a completion that reads better counts against it
 
 
 def test_a_sliver_of_a_gap_is_taken_between_the_bodies():

@@ -12,11 +12,12 @@ the gap between them. Each probe gives the subject and the object a piece of evi
   the edges fall on the encoder's patch grid, enough to undo a bite out of a shape (on
   `sandbox-bow`, one view picks the wrong entity in about one image in five, the mean of 32
   in one in eight); and the one drawn whole reads as its phrase in every view, so the
-  cosines' spread counts against it (:data:`JITTER_SPREAD_WEIGHT`); and the likeness an
-  entity gains when completed (the other's pixels that a closing of its region reaches,
-  painted in its own colour) counts against it (:data:`COMPLETION_WEIGHT`): the one behind
-  gets back what it lost, the one in front only grows, and the entity is compared with
-  itself, so how well its phrase matches in general cancels. And the overlap of the boxes
+  cosines' spread counts against it (:data:`JITTER_SPREAD_WEIGHT`); and the most likeness
+  an entity gains when completed (the other's pixels that a closing of its region, or its
+  convex hull, reaches, painted in its own colour: :mod:`comclip.pipeline.completions`)
+  counts against it (:data:`COMPLETION_WEIGHT`): the one behind gets back what it lost, the
+  one in front only grows, and the entity is compared with itself, so how well its phrase
+  matches in general cancels. And the overlap of the boxes
   seen closely (cut to a square, shown at the encoder's size) against each entity's
   own pixels inside the overlap seen the same way, image to image (times
   :data:`OVERLAP_WEIGHT`): the one in front owns the overlap, so its pixels there look like
@@ -63,9 +64,9 @@ from scipy import ndimage
 from comclip.boxes import Box, MaskedBox, bounding_box, region_boxes
 from comclip.composition.geometry import pixel_rule, pixel_score, probe_region
 from comclip.grounding.assignment import boxes_touch
-from comclip.grounding.proposals import mask_runs
 from comclip.imaging.files import LoadedImage
 from comclip.imaging.subimages import region_mask
+from comclip.pipeline.completions import completions
 from comclip.pipeline.pixel_views import View, embedded_views, jitters
 from comclip.results import NOT_GROUNDED, Part
 
@@ -75,7 +76,7 @@ from comclip.results import NOT_GROUNDED, Part
 #: :data:`~comclip.pipeline.pixel_views.JITTER_SHIFTS`): 0 -> 77.4, 0.1 -> 78.8, 0.25 -> 75.1
 #: (0.25 had been chosen on the likeness of one plain view); then with the spread counted
 #: (:data:`JITTER_SPREAD_WEIGHT`): 0 -> 82.6, 0.1 -> 82.3, a tie, so the reading stays (not
-#: chosen again with the completion, :data:`COMPLETION_RADIUS`).
+#: chosen again with the completions, :data:`COMPLETION_WEIGHT`).
 OVERLAP_WEIGHT = 0.1
 #: The weights of pointing's gap readings against the agent's gain: the gap against each entity,
 #: zoomed, image to image, and the same with the blank view taken out of each embedding. Chosen
@@ -101,20 +102,27 @@ BODY_OPENING = 1 / 32
 #: 0.5 -> 2,894, 1 -> 2,920, 1.5 -> 2,921, 2 -> 2,924, 3 -> 2,922 (the spread alone: 2,879);
 #: 1, the smallest of the plateau.
 JITTER_SPREAD_WEIGHT = 1.0
-#: The radius of the closing that completes an entity into the other's pixels, as a share of
-#: the image's shorter side (see :func:`_completion`), and how much the likeness it gains there
-#: counts against the entity: the one behind has a bite where the one in front lies, which the
-#: closing fills, so its completed view reads more like its phrase; the one in front is drawn
-#: whole, and what the closing adds to it makes it less like its phrase. The gain compares an
-#: entity with itself, so how well its phrase matches in general (a triangle behind still reads
-#: as a triangle) cancels: the likeness alone told the two images of a pair apart better than
-#: the two captions of an image. Chosen on development seeds 100 and 101: the radius by the
-#: group score (200 pairs a task, the mean of both models' depth and crowded depth, eight cells)
-#: without the completion 82.3, radius 4 pixels at 64 84.2, 6 pixels 84.6; the weight by the
-#: images right of 800 (`sandbox-bow` depth, the likeness without the overlap reading, 400 at
-#: each seed): 0 -> 715, 0.5 -> 728, 1 -> 732, 2 -> 731.
-COMPLETION_RADIUS = 6 / 64
-COMPLETION_WEIGHT = 1.0
+#: How much the likeness an entity gains when completed counts against it: each completion
+#: (:func:`~comclip.pipeline.completions.completions`: the closing, the convex hull) paints the
+#: other's pixels it reaches in the entity's colour, and the most like its phrase of the plain
+#: view and the completed ones is taken. The one behind has a bite where the one in front lies,
+#: which a completion fills, so a completed view reads more like its phrase; the one in front is
+#: drawn whole, and what a completion adds only makes it less like its phrase, so it gains
+#: nothing. The gain compares an entity with itself, so how well its phrase matches in general
+#: (a triangle behind still reads as a triangle) cancels: the likeness alone told the two
+#: images of a pair apart better than the two captions of an image. Chosen on development
+#: seeds 100 and 101. First `sandbox-bow` offline (the likeness without the overlap reading, the
+#: images and the pairs with both images right, of 800 and 400 a task, depth + crowded depth):
+#: the closing alone, its likeness itself subtracted (weight 1; 0 -> 1,436 / 638) 1,465 / 666;
+#: the best of the plain view, the closing and the hull, weight 1 -> 1,475 / 677, 1.5 -> 1,481
+#: / 682, 2 -> 1,485 / 686, 3 -> 1,485 / 685, 4 -> 1,485 / 685 (closings of 6, 12 and 20
+#: pixels and the hull: 1,485 / 686 at 2; the hull alone 1,478 / 679; the whole of the other's
+#: pixels as a fourth, 1,474 / 675; the true shape of the one behind in place of the
+#: completions, its likeness itself subtracted, weight 2: 1,475 / 676). Then the weight by the
+#: group score (200 pairs a task, the mean of both models' depth and crowded depth, eight
+#: cells; the closing alone, weight 1: 84.6): 1 -> 84.8, 2 -> 86.4, 3 -> 86.7, 4 -> 86.8; 3,
+#: the smaller of the plateau.
+COMPLETION_WEIGHT = 3.0
 
 
 class _Relation(NamedTuple):
@@ -127,7 +135,7 @@ class _Relation(NamedTuple):
     region: Box | None  # the overlap (occlusion) or the gap (between); None where there is none
     subject: Part
     obj: Part
-    completions: tuple[MaskedBox | None, MaskedBox | None] = (None, None)  # occlusion: see _completion
+    completions: tuple[tuple[MaskedBox | None, ...], ...] = ()  # occlusion: each entity's, see completions()
 
     @property
     def readable(self) -> bool:
@@ -179,12 +187,12 @@ def _verdict(relation: _Relation, embedded: dict[View, torch.Tensor], texts: dic
     views = [None if view is None else embedded[view] for view in _views(relation)]
     parts = (relation.subject, relation.obj)
     if relation.probe != "between":  # occlusion: each entity's likeness, and the overlap against its pixels there
-        count = len(jitters())
-        steady = [_steady_likeness(views[k * count : (k + 1) * count], texts[parts[k % 2].phrase]) for k in range(4)]
-        likeness = [like + COMPLETION_WEIGHT * (like - completed) for like, completed in zip(steady[:2], steady[2:])]
+        sizes = [len(jitters()) * (1 + len(paints)) for paints in relation.completions]  # each entity's views
+        mine = (views[: sizes[0]], views[sizes[0] : sum(sizes)])
+        likeness = [_completed_likeness(entity, texts[part.phrase]) for entity, part in zip(mine, parts)]
         if relation.region is None:  # boxes that only meet: the likeness alone
             return pixel_score((likeness[0], likeness[1]), relation.swapped)
-        overlap, *own = views[4 * count :]
+        overlap, *own = views[sum(sizes) :]
         evidence = [like + OVERLAP_WEIGHT * _cosine(overlap, mine) for like, mine in zip(likeness, own)]
         return pixel_score((evidence[0], evidence[1]), relation.swapped)
     # The agent: each entity, with the gap where there is one, against "A <predicate>", minus its likeness.
@@ -195,6 +203,15 @@ def _verdict(relation: _Relation, embedded: dict[View, torch.Tensor], texts: dic
         gap, subject, obj, blank = (view for view in views[4:8] if view is not None)  # all shown there
         evidence = [e + _gap_reading(gap, entity, blank) for e, entity in zip(evidence, (subject, obj))]
     return pixel_score((evidence[0], evidence[1]), relation.swapped)
+
+
+def _completed_likeness(views: Sequence[torch.Tensor | None], phrase: torch.Tensor) -> float:
+    """An entity's depth likeness from its jittered views, plain and then each completed: the
+    plain views' steady likeness, less :data:`COMPLETION_WEIGHT` times what the best of the
+    completed ones gains over it (nothing where none reads more like the phrase)."""
+    count = len(jitters())
+    readings = [_steady_likeness(views[k : k + count], phrase) for k in range(0, len(views), count)]
+    return readings[0] - COMPLETION_WEIGHT * (max(readings) - readings[0])
 
 
 def _steady_likeness(views: Sequence[torch.Tensor | None], phrase: torch.Tensor) -> float:
@@ -243,28 +260,11 @@ def _wanted(image: int, parts: list[Part], graph, size: tuple[int, int]) -> list
         if rule[0] == "between" and (region is None or min(region.width, region.height) <= SLIVER):
             region = _gap(subject.boxes, obj.boxes, size) or region
         key = (relation.subject, relation.predicate, relation.object)
-        completions: tuple[MaskedBox | None, MaskedBox | None] = (None, None)
+        painted: tuple[tuple[MaskedBox | None, ...], ...] = ()
         if rule[0] == "occlusion":
-            completions = (_completion(subject.boxes, obj.boxes, size), _completion(obj.boxes, subject.boxes, size))
-        wanted.append(_Relation(image, key, *rule, region, subject, obj, completions))
+            painted = (completions(subject.boxes, obj.boxes, size), completions(obj.boxes, subject.boxes, size))
+        wanted.append(_Relation(image, key, *rule, region, subject, obj, painted))
     return wanted
-
-
-def _completion(own: Sequence[Box], other: Sequence[Box], size: tuple[int, int]) -> MaskedBox | None:
-    """The other entity's pixels that a closing of the entity's region reaches (a disc of
-    radius :data:`COMPLETION_RADIUS` times the image's shorter side): where the one behind
-    lost a bite to the one in front. None where it reaches none (plain boxes close to
-    themselves). The closing is taken with distance transforms, whose cost does not grow
-    with the radius (a disc tens of pixels across on a photo)."""
-    width, height = size
-    radius = max(1, round(COMPLETION_RADIUS * min(width, height)))
-    mine = np.pad(region_mask(region_boxes(own), width, height), radius + 1)  # room to grow: nothing beyond the image
-    grown = ndimage.distance_transform_edt(~mine) <= radius  # within the radius of the region
-    closed = ndimage.distance_transform_edt(grown) > radius  # and what stays when that shrinks back
-    inner = slice(radius + 1, -(radius + 1))
-    painted = closed[inner, inner] & ~mine[inner, inner] & region_mask(region_boxes(other), width, height)
-    runs = [Box(*run) for run in mask_runs(painted)]
-    return MaskedBox.of_runs(runs) if runs else None
 
 
 def _gap(subject: Sequence[Box], obj: Sequence[Box], size: tuple[int, int]) -> Box | None:
@@ -290,21 +290,21 @@ def _body(boxes: Sequence[Box], size: tuple[int, int]) -> Box:
 
 
 def _views(relation: _Relation) -> list[View | None]:
-    """The views a relation's verdict reads. For ``occlusion``: the subject's and then the
-    object's jittered views (:func:`~comclip.pipeline.pixel_views.jitters`), the same again
-    completed (:func:`_completion`), then where the boxes overlap, the overlap zoomed and the
-    subject's and the object's pixels inside it zoomed (None for an entity with none there).
+    """The views a relation's verdict reads. For ``occlusion``: the subject's jittered views
+    (:func:`~comclip.pipeline.pixel_views.jitters`), the same again for each of its
+    completions (:func:`~comclip.pipeline.completions.completions`), then the object's alike;
+    then where the boxes overlap, the overlap zoomed and the subject's and the object's pixels
+    inside it zoomed (None for an entity with none there).
     For ``between``: subject and object as grounded, then with a gap, each entity with the gap
     added, the gap, the subject and the object zoomed, and the blank view."""
     parts = (relation.subject, relation.obj)
     if relation.probe == "occlusion":
-        whole = [View(relation.image, tuple(p.boxes), jitter=j) for p in parts for j in jitters()]
-        completed = [  # a completion that paints nothing is the plain view
+        jittered: list[View | None] = [  # a completion that paints nothing is the plain view
             View(relation.image, tuple(p.boxes), jitter=j, paint=paint)
-            for p, paint in zip(parts, relation.completions)
+            for p, paints in zip(parts, relation.completions)
+            for paint in (None, *paints)
             for j in jitters()
         ]
-        jittered: list[View | None] = [*whole, *completed]
         if relation.region is None:
             return jittered
         inside = [_within(p.boxes, relation.region) for p in parts]

@@ -2,9 +2,10 @@
 
 A view is a region of an image shown to the image encoder: an entity's sub-image, moved a
 pixel or three and mirrored (depth's likeness), completed where it lost a bite (the other's
-pixels a closing reaches, in its own colour), a region cut to a square and zoomed, or the
-fill alone. Every view is encoded through the backbone's cache under a content key of its
-own, and each entity's sub-image is made once for all its views.
+pixels that a closing of its region or its convex hull reaches, in its own colour), a region
+cut to a square and zoomed, or the fill alone. Every view is encoded through the backbone's
+cache under a content key of its own, and each entity's sub-image is made once for all its
+views.
 """
 
 from __future__ import annotations
