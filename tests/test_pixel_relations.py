@@ -23,8 +23,6 @@ from comclip.pipeline.pixel_relations import (
     COMPLETION_WEIGHT,
     GAP_WEIGHT,
     JITTER_SPREAD_WEIGHT,
-    OVERLAP_WEIGHT,
-    _within,
 )
 from comclip.pipeline.pixel_views import PIXEL_FILL, ZOOM
 
@@ -44,16 +42,6 @@ def test_probe_regions():
     assert probe_region("between", a, Box(2, 20, 8, 30)) == Box(2, 10, 8, 20)  # apart down
     assert probe_region("between", a, Box(15, 15, 20, 20)) == Box(10, 10, 15, 15)  # apart on both: the corner between
     assert probe_region("between", a, b) is None  # overlapping on both axes: no gap
-
-
-def test_an_entity_cut_to_the_overlap_keeps_its_own_pixels_there():
-    from comclip.boxes import MaskedBox
-
-    region = Box(6, 4, 10, 10)
-    assert _within([Box(0, 0, 10, 10)], region) == MaskedBox(6, 4, 10, 10, runs=(region,))  # a plain box fills it
-    masked = MaskedBox(0, 0, 10, 10, runs=(Box(0, 0, 8, 5), Box(0, 5, 4, 10)))
-    assert _within([masked], region) == MaskedBox(6, 4, 8, 5, runs=(Box(6, 4, 8, 5),))  # the second run lies outside
-    assert _within([MaskedBox(0, 0, 10, 10, runs=(Box(0, 0, 5, 10),))], region) is None  # nothing of it there
 
 
 def test_the_verdict_follows_the_subject_minus_the_object():
@@ -189,17 +177,11 @@ def _unit(vector):
     return vector / vector.norm()
 
 
-def _owned(backbone, image, region, boxes) -> float:
-    """How much the overlap, zoomed, looks like the entity's own pixels in it, zoomed (0: none there)."""
-    inside = _within(boxes, region)
-    return 0.0 if inside is None else float(_zoomed(backbone, image, region) @ _zoomed(backbone, image, inside))
-
-
 @pytest.mark.parametrize("task", ["depth", "direction"])
 def test_the_pipeline_verdict_equals_a_direct_computation(tiny_backbone, task, monkeypatch):
     """The relation's check is marked as read from pixels, its g is the sigmoid of the
-    subject's minus the object's evidence computed here (depth: each entity's sub-image against
-    its phrase, plus the overlap against the entity's pixels in it, both zoomed; pointing: how much more like "A <predicate>" it is with the gap added than like
+    subject's minus the object's evidence computed here (depth: each entity's jittered
+    sub-images against its phrase, less the best gain of its completed ones; pointing: how much more like "A <predicate>" it is with the gap added than like
     "A" without, plus the gap's zoomed view against the entity's, image to image, plainly and
     with the blank view (the fill colour alone) taken out of both), and
     the score is the paper's plus (g - 1/2). A soft slope keeps g off 0 and 1 (where any
@@ -223,12 +205,8 @@ def test_the_pipeline_verdict_equals_a_direct_computation(tiny_backbone, task, m
             a, b = entity[s], entity[o]
             region = probe_region(probe, a.boxes[0], b.boxes[0])
             evidence = [_likeness(tiny_backbone, images[i], p.boxes, p.phrase) for p in (a, b)]
-            if probe == "occlusion":  # the jittered likeness, and the overlap against each entity's pixels there, both zoomed
-                evidence = [
-                    _depth_likeness(tiny_backbone, images[i], p, q)
-                    + OVERLAP_WEIGHT * _owned(tiny_backbone, images[i], region, p.boxes)
-                    for p, q in ((a, b), (b, a))
-                ]
+            if probe == "occlusion":  # the jittered likeness, against itself completed
+                evidence = [_depth_likeness(tiny_backbone, images[i], p, q) for p, q in ((a, b), (b, a))]
             if probe == "between":  # the agent's gain, and the gap against each entity, image to image, seen zoomed
                 predicate = pair.graphs[0]["relations"][0]["predicate"]
                 agent = [_likeness(tiny_backbone, images[i], [*p.boxes, region], f"{p.phrase} {predicate}") for p in (a, b)]
@@ -322,11 +300,10 @@ def test_comclip_plus_reads_pixels_and_the_paper_does_not():
 
 
 @pytest.mark.parametrize("hidden", [False, True])
-def test_depth_reads_which_masked_entity_owns_the_overlap(tiny_backbone, monkeypatch, hidden):
+def test_depth_reads_masked_entities_against_themselves_completed(tiny_backbone, monkeypatch, hidden):
     """Entities grounded to masks of their visible pixels (as segment masks ground them): the
-    overlap reading differs between them, and the verdict is the likeness plus it, computed
-    here; an entity with no pixels in the overlap (``hidden``: the one behind, cut away there)
-    reads 0 for it."""
+    completions paint the one behind, and the verdict is the likenesses' difference computed
+    here, also where the one behind shows nothing inside the front one's box (``hidden``)."""
     import numpy as np
 
     from comclip.boxes import MaskedBox
@@ -351,20 +328,15 @@ def test_depth_reads_which_masked_entity_owns_the_overlap(tiny_backbone, monkeyp
     known = [(o.shape, masked(shown[o], o.box)) for o in scene.objects]
     _, (s, _, o, g, evidence), entity = _first_relation(tiny_backbone, pair, image, known)
     a, b = entity[s], entity[o]
-    region = probe_region("occlusion", a.boxes[0], b.boxes[0])
-    owned = [_owned(tiny_backbone, image, region, p.boxes) for p in (a, b)]
-    assert abs(owned[0] - owned[1]) > 0.01  # enough to move g past the tolerance below
     behind = [k for k, p in enumerate((a, b)) if p.boxes[0].as_tuple() == back.box.as_tuple()][0]
-    assert (owned[behind] == 0.0) == hidden
     (closing_behind, hull_behind), (closing_front, hull_front) = (
         [mask.sum() for mask in _painted(*parts)] for parts in ((a, b), (b, a))[:: 1 if behind == 0 else -1]
     )
     if not hidden:  # the closing completes the one behind only; the hull more of it than of the other
         assert closing_behind >= 10 and closing_front == 0 and hull_behind > hull_front + 10
     likeness = [_depth_likeness(tiny_backbone, image, p, q) for p, q in ((a, b), (b, a))]
-    own = [like + OVERLAP_WEIGHT * t for like, t in zip(likeness, owned)]
     _, swapped = pixel_rule(pair.graphs[0]["relations"][0]["predicate"])
-    difference = (own[1] - own[0]) if swapped else (own[0] - own[1])
+    difference = (likeness[1] - likeness[0]) if swapped else (likeness[0] - likeness[1])
     assert evidence == "pixels" and g == pytest.approx(1 / (1 + math.exp(-difference / SOFT)), abs=2e-4)
     assert np.isfinite(g) and 0.01 < g < 0.99
 

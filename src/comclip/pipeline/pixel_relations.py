@@ -5,7 +5,7 @@
 in the pixels: which of two overlapping entities is drawn whole, and which one reaches across
 the gap between them. Each probe gives the subject and the object a piece of evidence:
 
-- ``occlusion``: two readings, added. Each entity's sub-image scored against the entity's
+- ``occlusion``: each entity's sub-image scored against the entity's
   own phrase (its likeness): the one drawn whole is more like its phrase than the one partly
   hidden. The likeness is read over the sub-image moved by a pixel or three and mirrored
   (:data:`~comclip.pipeline.pixel_views.JITTER_SHIFTS`): one view's cosine moves with where
@@ -17,15 +17,8 @@ the gap between them. Each probe gives the subject and the object a piece of evi
   convex hull, reaches, painted in its own colour: :mod:`comclip.pipeline.completions`)
   counts against it (:data:`COMPLETION_WEIGHT`): the one behind gets back what it lost, the
   one in front only grows, and the entity is compared with itself, so how well its phrase
-  matches in general cancels. And the overlap of the boxes
-  seen closely (cut to a square, shown at the encoder's size) against each entity's
-  own pixels inside the overlap seen the same way, image to image (times
-  :data:`OVERLAP_WEIGHT`): the one in front owns the overlap, so its pixels there look like
-  the overlap, where the one behind shows only what the other leaves (an entity with no
-  pixels there reads 0). Entities grounded to plain boxes both fill the overlap, so the
-  second reading adds the same to both and the likeness decides. Boxes that meet without
-  overlapping (an object behind showing only beyond the front one's box) have no overlap to
-  read, and the likeness alone decides;
+  matches in general cancels. It is read where the boxes overlap, and where they only meet
+  (an object behind may show only beyond the front one's box);
 - ``between``: two readings, added. The agent: each entity's sub-image with the gap between
   the boxes added (the entity and what it reaches across with) scored against "A
   <predicate>" ("a red circle point at"), minus its likeness: how much more like the doer
@@ -70,14 +63,6 @@ from comclip.pipeline.completions import completions
 from comclip.pipeline.pixel_views import View, embedded_views, jitters
 from comclip.results import NOT_GROUNDED, Part
 
-#: The weight of depth's overlap reading against the likeness. Chosen on development seeds 100
-#: and 101 (200 pairs a task, group score, the mean of both models' depth and crowded depth,
-#: eight cells), with the jittered likeness (its mean; see
-#: :data:`~comclip.pipeline.pixel_views.JITTER_SHIFTS`): 0 -> 77.4, 0.1 -> 78.8, 0.25 -> 75.1
-#: (0.25 had been chosen on the likeness of one plain view); then with the spread counted
-#: (:data:`JITTER_SPREAD_WEIGHT`): 0 -> 82.6, 0.1 -> 82.3, a tie, so the reading stays (not
-#: chosen again with the completions, :data:`COMPLETION_WEIGHT`).
-OVERLAP_WEIGHT = 0.1
 #: The weights of pointing's gap readings against the agent's gain: the gap against each entity,
 #: zoomed, image to image, and the same with the blank view taken out of each embedding. Chosen
 #: on development seeds 100 and 101 (200 pairs a task, group score, the mean of both models'
@@ -121,7 +106,10 @@ JITTER_SPREAD_WEIGHT = 1.0
 #: completions, its likeness itself subtracted, weight 2: 1,475 / 676). Then the weight by the
 #: group score (200 pairs a task, the mean of both models' depth and crowded depth, eight
 #: cells; the closing alone, weight 1: 84.6): 1 -> 84.8, 2 -> 86.4, 3 -> 86.7, 4 -> 86.8; 3,
-#: the smaller of the plateau.
+#: the smaller of the plateau. Those cells still added a second reading (the boxes' overlap
+#: zoomed against each entity's own pixels there, times 0.1; chosen before the completions).
+#: With the completions it lost: weight 0 -> 87.8, 0.1 -> 86.7, 0.2 lower again on all four
+#: `sandbox-bow` cells, so depth now reads the likeness alone.
 COMPLETION_WEIGHT = 3.0
 
 
@@ -186,15 +174,13 @@ def _verdict(relation: _Relation, embedded: dict[View, torch.Tensor], texts: dic
         return None
     views = [None if view is None else embedded[view] for view in _views(relation)]
     parts = (relation.subject, relation.obj)
-    if relation.probe != "between":  # occlusion: each entity's likeness, and the overlap against its pixels there
-        sizes = [len(jitters()) * (1 + len(paints)) for paints in relation.completions]  # each entity's views
-        mine = (views[: sizes[0]], views[sizes[0] : sum(sizes)])
-        likeness = [_completed_likeness(entity, texts[part.phrase]) for entity, part in zip(mine, parts)]
-        if relation.region is None:  # boxes that only meet: the likeness alone
-            return pixel_score((likeness[0], likeness[1]), relation.swapped)
-        overlap, *own = views[sum(sizes) :]
-        evidence = [like + OVERLAP_WEIGHT * _cosine(overlap, mine) for like, mine in zip(likeness, own)]
-        return pixel_score((evidence[0], evidence[1]), relation.swapped)
+    if relation.probe != "between":  # occlusion: each entity's likeness, against itself completed
+        split = len(views) // 2  # the subject's views, then the object's
+        likeness = [
+            _completed_likeness(views[:split], texts[parts[0].phrase]),
+            _completed_likeness(views[split:], texts[parts[1].phrase]),
+        ]
+        return pixel_score((likeness[0], likeness[1]), relation.swapped)
     # The agent: each entity, with the gap where there is one, against "A <predicate>", minus its likeness.
     likeness = [_cosine(view, texts[part.phrase]) for view, part in zip(views, parts)]
     reaching = views[2:4] if relation.region is not None else views[:2]
@@ -235,8 +221,8 @@ def _unit(vector: torch.Tensor) -> torch.Tensor | None:
 
 
 def _cosine(first: torch.Tensor | None, second: torch.Tensor | None) -> float:
-    """The cosine of two unit embeddings; 0 where either is None (an entity with no pixels in
-    the overlap: nothing of it there looks like anything)."""
+    """The cosine of two unit embeddings; 0 where either is None (a view that showed only fill,
+    with the blank view taken out: nothing of it looks like anything)."""
     return 0.0 if first is None or second is None else float(first @ second.float())
 
 
@@ -292,35 +278,20 @@ def _body(boxes: Sequence[Box], size: tuple[int, int]) -> Box:
 def _views(relation: _Relation) -> list[View | None]:
     """The views a relation's verdict reads. For ``occlusion``: the subject's jittered views
     (:func:`~comclip.pipeline.pixel_views.jitters`), the same again for each of its
-    completions (:func:`~comclip.pipeline.completions.completions`), then the object's alike;
-    then where the boxes overlap, the overlap zoomed and the subject's and the object's pixels
-    inside it zoomed (None for an entity with none there).
+    completions (:func:`~comclip.pipeline.completions.completions`), then the object's alike.
     For ``between``: subject and object as grounded, then with a gap, each entity with the gap
     added, the gap, the subject and the object zoomed, and the blank view."""
     parts = (relation.subject, relation.obj)
     if relation.probe == "occlusion":
-        jittered: list[View | None] = [  # a completion that paints nothing is the plain view
+        return [  # a completion that paints nothing is the plain view
             View(relation.image, tuple(p.boxes), jitter=j, paint=paint)
             for p, paints in zip(parts, relation.completions)
             for paint in (None, *paints)
             for j in jitters()
         ]
-        if relation.region is None:
-            return jittered
-        inside = [_within(p.boxes, relation.region) for p in parts]
-        zoomed = [View(relation.image, (box,), zoomed=True) if box is not None else None for box in (relation.region, *inside)]
-        return [*jittered, *zoomed]
     plain: list[View | None] = [View(relation.image, tuple(p.boxes)) for p in parts]
     if relation.region is None:
         return plain
     reaching = [View(relation.image, (*p.boxes, relation.region)) for p in parts]
     regions = (relation.region, *(bounding_box(p.boxes) for p in parts))
     return [*plain, *reaching, *(View(relation.image, (box,), zoomed=True) for box in regions), View(relation.image, ())]
-
-
-def _within(boxes: Sequence[Box], region: Box) -> MaskedBox | None:
-    """The part of an entity's region (its boxes, a masked box's runs) inside ``region``, as
-    one masked box; None where none of it lies there."""
-    runs = [run.intersection(region) for run in region_boxes(boxes)]
-    kept = [run for run in runs if run.area > 0]
-    return MaskedBox.of_runs(kept) if kept else None
