@@ -5,9 +5,9 @@
 in the pixels: which of two overlapping entities is drawn whole, and which one reaches across
 the gap between them. Each probe gives the subject and the object a piece of evidence:
 
-- ``occlusion``: each entity's sub-image scored against the entity's
-  own phrase (its likeness): the one drawn whole is more like its phrase than the one partly
-  hidden. The likeness is read over the sub-image moved by a pixel or three and mirrored
+- ``occlusion``: each entity's sub-image scored against the entity's own phrase (its
+  likeness): the one drawn whole is more like its phrase than the one partly hidden. The
+  likeness is read over the sub-image moved by a pixel or three and mirrored
   (:data:`~comclip.pipeline.pixel_views.JITTER_SHIFTS`): one view's cosine moves with where
   the edges fall on the encoder's patch grid, enough to undo a bite out of a shape (on
   `sandbox-bow`, one view picks the wrong entity in about one image in five, the mean of 32
