@@ -359,16 +359,14 @@ def test_completions_are_the_closing_and_the_hull_reaching_the_others_pixels():
     for index in range(24):
         back, front = make_pair("depth", 100, index).scenes[0].objects
         shown = (entity(shape_mask(back) & ~shape_mask(front)), entity(shape_mask(front)))
-        for mine, other in (shown, shown[::-1]):
+        each = completions(shown[0].boxes, shown[1].boxes, (64, 64))  # the one behind's, then the front one's
+        for (mine, other), painted in zip((shown, shown[::-1]), each, strict=True):
             expected = _painted(mine, other)
-            found = [
-                _mask([box]) if box is not None else np.zeros((64, 64), bool)
-                for box in completions(mine.boxes, other.boxes, (64, 64))
-            ]
+            found = [_mask([box]) if box is not None else np.zeros((64, 64), bool) for box in painted]
             assert all(np.array_equal(f, e) for f, e in zip(found, expected, strict=True))
             reached += sum(int(e.any()) for e in expected)
     assert reached >= 24  # the completions reach the other's pixels in many of these
-    assert completions([Box(10, 10, 30, 30)], [Box(20, 20, 40, 40)], (64, 64)) == (None, None)
+    assert completions([Box(10, 10, 30, 30)], [Box(20, 20, 40, 40)], (64, 64)) == ((None, None), (None, None))
 
 
 def test_the_completed_likeness_is_the_plain_one_less_the_best_gain():

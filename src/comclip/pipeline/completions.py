@@ -32,14 +32,22 @@ from comclip.imaging.subimages import region_mask
 COMPLETION_RADIUS = 6 / 64
 
 
-def completions(own: Sequence[Box], other: Sequence[Box], size: tuple[int, int]) -> tuple[MaskedBox | None, ...]:
-    """The other entity's pixels each completion of the entity's region reaches (the closing,
-    then the convex hull): where the one behind lost a bite to the one in front. None for a
-    completion that reaches none of them (``size``: the image's width and height)."""
+def completions(
+    first: Sequence[Box], second: Sequence[Box], size: tuple[int, int]
+) -> tuple[tuple[MaskedBox | None, ...], tuple[MaskedBox | None, ...]]:
+    """Each entity's completions, the first's and then the second's: the other entity's pixels
+    that each completion of its region reaches (the closing, then the convex hull), where the
+    one behind lost a bite to the one in front. None for a completion that reaches none of them
+    (``size``: the image's width and height; each region's mask is made once)."""
     width, height = size
-    mine = region_mask(region_boxes(own), width, height)
-    theirs = region_mask(region_boxes(other), width, height)
-    return tuple(_painted(grown & ~mine & theirs) for grown in (_closed(mine), _hull(own, width, height)))
+    masks = [region_mask(region_boxes(boxes), width, height) for boxes in (first, second)]
+    return _completed(first, masks[0], masks[1], size), _completed(second, masks[1], masks[0], size)
+
+
+def _completed(boxes: Sequence[Box], mine: np.ndarray, theirs: np.ndarray, size: tuple[int, int]) -> tuple[MaskedBox | None, ...]:
+    """One entity's completions (see :func:`completions`), its region ``boxes`` and ``mine``
+    its mask, ``theirs`` the other's."""
+    return tuple(_painted(grown & ~mine & theirs) for grown in (_closed(mine), _hull(boxes, *size)))
 
 
 def _painted(mask: np.ndarray) -> MaskedBox | None:

@@ -145,7 +145,7 @@ def pixel_checks(
         pair: _wanted(owner[pair[0]], parts, graphs[pair], loaded[owner[pair[0]]].image.size) for pair, parts in layouts.items()
     }
     shown = [r for found in wanted.values() for r in found if r.readable]
-    views = [view for r in shown for view in _views(r) if view is not None]
+    views = [view for r in shown for view in _views(r)]
     embedded = embedded_views(backbone, loaded, list(dict.fromkeys(views)))
     agents = list(dict.fromkeys(text for r in shown if r.probe == "between" for text in _agent_texts(r)))
     texts = {**phrases, **(dict(zip(agents, backbone.encode_texts(agents))) if agents else {})}
@@ -172,7 +172,7 @@ def _verdict(relation: _Relation, embedded: dict[View, torch.Tensor], texts: dic
     """The relation's soft truth from its views (None where it cannot show, or on a tie)."""
     if not relation.readable:
         return None
-    views = [None if view is None else embedded[view] for view in _views(relation)]
+    views = [embedded[view] for view in _views(relation)]
     parts = (relation.subject, relation.obj)
     if relation.probe != "between":  # occlusion: each entity's likeness, against itself completed
         split = len(views) // 2  # the subject's views, then the object's
@@ -186,12 +186,12 @@ def _verdict(relation: _Relation, embedded: dict[View, torch.Tensor], texts: dic
     reaching = views[2:4] if relation.region is not None else views[:2]
     evidence = [_cosine(view, texts[text]) - like for view, text, like in zip(reaching, _agent_texts(relation), likeness)]
     if relation.region is not None:  # and the gap against each entity, image to image, seen zoomed
-        gap, subject, obj, blank = (view for view in views[4:8] if view is not None)  # all shown there
+        gap, subject, obj, blank = views[4:8]
         evidence = [e + _gap_reading(gap, entity, blank) for e, entity in zip(evidence, (subject, obj))]
     return pixel_score((evidence[0], evidence[1]), relation.swapped)
 
 
-def _completed_likeness(views: Sequence[torch.Tensor | None], phrase: torch.Tensor) -> float:
+def _completed_likeness(views: Sequence[torch.Tensor], phrase: torch.Tensor) -> float:
     """An entity's depth likeness from its jittered views, plain and then each completed: the
     plain views' steady likeness, less :data:`COMPLETION_WEIGHT` times what the best of the
     completed ones gains over it (nothing where none reads more like the phrase)."""
@@ -200,10 +200,10 @@ def _completed_likeness(views: Sequence[torch.Tensor | None], phrase: torch.Tens
     return readings[0] - COMPLETION_WEIGHT * (max(readings) - readings[0])
 
 
-def _steady_likeness(views: Sequence[torch.Tensor | None], phrase: torch.Tensor) -> float:
+def _steady_likeness(views: Sequence[torch.Tensor], phrase: torch.Tensor) -> float:
     """An entity's likeness from its jittered views (all shown): their cosines' mean with its
     phrase, less :data:`JITTER_SPREAD_WEIGHT` times their standard deviation."""
-    cosines = torch.stack([v for v in views if v is not None]) @ phrase.float()
+    cosines = torch.stack(list(views)) @ phrase.float()
     return float(cosines.mean() - JITTER_SPREAD_WEIGHT * cosines.std())
 
 
@@ -246,9 +246,7 @@ def _wanted(image: int, parts: list[Part], graph, size: tuple[int, int]) -> list
         if rule[0] == "between" and (region is None or min(region.width, region.height) <= SLIVER):
             region = _gap(subject.boxes, obj.boxes, size) or region
         key = (relation.subject, relation.predicate, relation.object)
-        painted: tuple[tuple[MaskedBox | None, ...], ...] = ()
-        if rule[0] == "occlusion":
-            painted = (completions(subject.boxes, obj.boxes, size), completions(obj.boxes, subject.boxes, size))
+        painted = completions(subject.boxes, obj.boxes, size) if rule[0] == "occlusion" else ()
         wanted.append(_Relation(image, key, *rule, region, subject, obj, painted))
     return wanted
 
@@ -275,7 +273,7 @@ def _body(boxes: Sequence[Box], size: tuple[int, int]) -> Box:
     return Box(x1 + int(columns.min()), y1 + int(rows.min()), x1 + int(columns.max()) + 1, y1 + int(rows.max()) + 1)
 
 
-def _views(relation: _Relation) -> list[View | None]:
+def _views(relation: _Relation) -> list[View]:
     """The views a relation's verdict reads. For ``occlusion``: the subject's jittered views
     (:func:`~comclip.pipeline.pixel_views.jitters`), the same again for each of its
     completions (:func:`~comclip.pipeline.completions.completions`), then the object's alike.
@@ -289,7 +287,7 @@ def _views(relation: _Relation) -> list[View | None]:
             for paint in (None, *paints)
             for j in jitters()
         ]
-    plain: list[View | None] = [View(relation.image, tuple(p.boxes)) for p in parts]
+    plain = [View(relation.image, tuple(p.boxes)) for p in parts]
     if relation.region is None:
         return plain
     reaching = [View(relation.image, (*p.boxes, relation.region)) for p in parts]
