@@ -3,6 +3,10 @@ grounding margin) and the report sections built from it, against hand-made cases
 
 from __future__ import annotations
 
+import json
+
+import numpy as np
+
 from comclip.boxes import Box
 from comclip.eval.benchmarks.datasets import WINOGROUND, Example
 from comclip.eval.reports.diagnosis import attribution, diagnose, error_section, signals
@@ -46,6 +50,22 @@ def test_wrong_parse_and_wrong_grounding_are_told_apart():
         "entities": [1, 2],
         "margin": 0.2,
     }
+
+
+def test_a_box_of_what_shows_of_a_partly_hidden_object_grounds_it():
+    """An object partly hidden is grounded by a box of its whole shape or of what shows of it
+    (IoU >= 0.5 with either), and by nothing else."""
+    shown = Box(0, 0, 10, 4)  # the circle's top: the rest lies behind another object
+    example = _example()
+    example.shown = ((shown, SQUARE),)
+    on_the_part = _result([("circle", ["red"]), ("square", ["blue"])], [Box(0, 0, 10, 4.5), SQUARE])
+    assert Box(0, 0, 10, 4.5).iou(CIRCLE) < 0.5 and diagnose(_example(), [[on_the_part]])["entities"] == [1, 2]
+    assert diagnose(example, [[on_the_part]])["entities"] == [2, 2]
+    whole = _result([("circle", ["red"]), ("square", ["blue"])], [CIRCLE, SQUARE])
+    below = _result([("circle", ["red"]), ("square", ["blue"])], [Box(0, 6, 10, 10), SQUARE])
+    assert diagnose(example, [[whole]])["entities"] == [2, 2] and diagnose(example, [[below]])["entities"] == [1, 2]
+    example.shown = ((Box(*np.float64([0, 0, 10, 4])), SQUARE),)  # the sandbox's numbers: a record stays JSON
+    assert json.loads(json.dumps(diagnose(example, [[on_the_part]]))) == {**diagnose(example, [[on_the_part]])}
 
 
 def test_entities_are_counted_on_each_images_own_caption():

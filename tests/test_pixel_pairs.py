@@ -70,7 +70,26 @@ def test_crowded_distractors_share_a_shape_or_colour_and_are_never_named(task):
             assert any(d.shape == o.shape or d.colour == o.colour for o in named)
             assert all((d.shape, d.colour) != (o.shape, o.colour) for o in named)
             assert d.phrase not in pair.captions[0] and d.phrase not in pair.captions[1]
+            under = [o for o in named if d.box.intersection(o.box).area > 0]
+            assert all(o.colour != d.colour for o in under)  # an edge shows between them
     assert counts == set(range(CROWD[0], CROWD[1] + 1))
+
+
+def test_shown_boxes_are_what_no_later_object_covers():
+    """The box of each object's pixels that show: the one on top is whole, the one behind is
+    cut to what is left of it, against a reference computed from the masks here."""
+    cut = 0
+    for pair in minimal_pairs("crowded-depth", seed=6, n=6):
+        for scene in pair.scenes:
+            masks = [shape_mask(o) for o in scene.objects]
+            for k, box in enumerate(scene.shown_boxes()):
+                seen = masks[k] & ~np.logical_or.reduce([np.zeros((64, 64), bool), *masks[k + 1 :]])
+                ys, xs = np.nonzero(seen)
+                assert box.as_list() == [xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]
+                whole = np.nonzero(masks[k])
+                cut += box.area < (np.ptp(whole[0]) + 1) * (np.ptp(whole[1]) + 1)
+            assert scene.shown_boxes()[-1] != scene.objects[-1].box  # pixel bounds, not the shape's box
+    assert cut >= 6  # the one behind, in most images
 
 
 def test_the_classic_tasks_keep_their_items_and_the_default_run():
@@ -94,6 +113,7 @@ def test_the_oracle_and_the_true_boxes_cover_the_named_objects_only(tmp_path):
     assert all(len(boxes) == 2 for ex in dataset.examples for boxes in ex.boxes)
     hits = grounding_hits(oracle_grounder(dataset), dataset)
     assert len(hits) == 3 * 4 * 2 * 2 and all(hits)
+    assert [len(shown) for ex in dataset.examples for shown in ex.shown] == [2] * 3 * 4 * 2
 
 
 def test_pixel_training_captions_are_true_of_their_scenes():

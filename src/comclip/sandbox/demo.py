@@ -128,7 +128,7 @@ def demo_model(model: str, out: Path, seed: int = 1, n: int = 25, device=None, f
             *takeaway(report),
             "",
             f"Grounding: {grounding['value']:.1f}% [{grounding['ci95'][0]:.1f}, {grounding['ci95'][1]:.1f}] of "
-            f"{grounding['n']} objects have IoU >= 0.5 with the paper's grounding, {joint['value']:.1f}% "
+            f"{grounding['n']} objects are boxed (IoU >= 0.5 with the object or what shows of it) by the paper's grounding, {joint['value']:.1f}% "
             f"[{joint['ci95'][0]:.1f}, {joint['ci95'][1]:.1f}] with {PLUS}'s (oracle boxes: 100%). Figure: "
             f"`{out.name}/{FIGURE}` (example {example.id}: CLIP's and {PLUS}'s choice between its captions). "
             f"All metrics: `{out.name}/report.md`.",

@@ -8,10 +8,12 @@
 - ``crowded-binding``, ``crowded-object-swap``, ``crowded-depth``, ``crowded-direction``: the
   same pairs with 1-3 distractors added (3-5 objects): each distractor shares a shape or a
   colour with a named object, is named by neither caption (no distractor has a named object's
-  shape and colour, in either image), may lie partly under a named object (drawn first), and
-  keeps clear of the pointer.
+  shape and colour, in either image), may lie partly under a named object of another colour
+  (drawn first: one of its own colour would leave no edge between them), and keeps clear of
+  the pointer.
 
-Each pair knows its scene graphs, every object's true box (distractors flagged) and the box
+Each pair knows its scene graphs, every object's true box (distractors flagged; what shows of
+a partly hidden one: :meth:`~comclip.sandbox.scenes.Scene.shown_boxes`) and the box
 where its relation shows (:attr:`MinimalPair.relation_boxes`: the overlap of the two boxes,
 the pointer), so grounding, parsing and scoring errors can be told apart.
 """
@@ -123,6 +125,8 @@ def _distractor(rng: np.random.Generator, named: list[SceneObject], taken: set, 
         if (shape, colour) in taken or too_close(box, placed + clear):
             continue
         if any(box.intersection(o.box).area > MAX_HIDDEN * box.area for o in named):  # the share under it
+            continue
+        if any(colour == o.colour and box.intersection(o.box).area > 0 for o in named):  # no edge between them
             continue
         return SceneObject(shape, colour, size, box, named=False)
     return None

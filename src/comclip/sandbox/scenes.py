@@ -101,6 +101,19 @@ class Scene:
     def boxes(self) -> list[Box]:
         return [obj.box for obj in self.objects]
 
+    def shown_boxes(self) -> list[Box]:
+        """The box of each object's pixels that show (those no object drawn after it covers):
+        an object partly hidden is boxed as what is seen of it, as COCO boxes objects; one
+        wholly hidden keeps its whole box."""
+        masks = [shape_mask(obj, self.size) for obj in self.objects]
+        covered = np.zeros((self.size, self.size), dtype=bool)
+        shown: list[Box] = []
+        for obj, mask in zip(reversed(self.objects), reversed(masks)):  # the last drawn first
+            seen = mask & ~covered
+            covered |= mask
+            shown.append(_mask_box(seen) if seen.any() else obj.box)
+        return shown[::-1]
+
 
 #: A pointer's line width, its head's length and half-width, and its gap to the target's box, in pixels.
 POINTER_WIDTH, HEAD_LENGTH, HEAD_HALF_WIDTH, POINTER_GAP = 1.5, 4.0, 2.5, 2.5
@@ -168,6 +181,12 @@ def shape_mask(obj: SceneObject, size: int = IMAGE_SIZE) -> np.ndarray:
     canvas = Image.new("L", (2 * size, 2 * size), 0)
     _draw_shape(ImageDraw.Draw(canvas), obj.shape, obj.box.scaled(2), 255)
     return np.asarray(canvas.resize((size, size), Image.Resampling.BOX)) >= 128
+
+
+def _mask_box(mask: np.ndarray) -> Box:
+    """The box of a mask's pixels (each pixel a unit square)."""
+    ys, xs = np.nonzero(mask)
+    return Box(float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1))
 
 
 def _draw_shape(draw: ImageDraw.ImageDraw, shape: str, box: Box, colour) -> None:

@@ -5,12 +5,14 @@ Each scored example of a composed method gets a small ``diagnosis`` in its recor
 - ``parse_wrong``: some caption's parse differs from its true scene graph (entity heads with
   their attributes, and relations by subject head, predicate and object head), where the
   dataset gives true graphs (the sandbox; ``Example.given``); else absent.
-- ``grounding_wrong``: some entity was grounded to a box with IoU < 0.5 with its true box (the
-  image's one true object whose label is the entity's head), where the dataset knows the boxes
+- ``grounding_wrong``: some entity was grounded to a box that does not cover its true object
+  (the image's one true object whose label is the entity's head: IoU >= 0.5 with its whole
+  shape's box or with the box of its pixels that show, see
+  :func:`~comclip.eval.reports.grounding_accuracy.covers`), where the dataset knows the boxes
   (``Example.boxes``); else absent.
 - ``entities``: ``[right, checked]``: of the entities of each image's own caption (in a
   Winoground-kind group, image k with caption k), checked as above, how many were grounded to
-  their true object (IoU >= 0.5): the method's own grounding of the objects a caption truly
+  their true object: the method's own grounding of the objects a caption truly
   names, by the phrases and assignment it scores with (:func:`entity_grounding` sums them).
 - ``margin``: the smallest grounding margin over the example's entities (the grounder's best
   candidate score minus its second: how sure the grounding was), for any data.
@@ -27,7 +29,7 @@ from collections.abc import Sequence
 
 from comclip.boxes import bounding_box
 from comclip.eval.benchmarks.datasets import WINOGROUND, Example
-from comclip.eval.reports.grounding_accuracy import IOU_THRESHOLD, shares
+from comclip.eval.reports.grounding_accuracy import covers, shares, shown_boxes
 from comclip.eval.reports.tables import row
 from comclip.parsing import SceneGraph
 from comclip.results import NOT_GROUNDED
@@ -40,7 +42,8 @@ def diagnose(example: Example, results: Sequence[Sequence]) -> dict:
     if example.given and all(text in example.given for text in graphs):
         out["parse_wrong"] = any(_graph_key(graphs[t]) != _graph_key(_as_graph(example.given[t], t)) for t in graphs)
     if example.boxes:
-        hits = [[_grounded(result, truth) for result in row] for row, truth in zip(results, example.boxes)]
+        truths = zip(example.boxes, shown_boxes(example))
+        hits = [[_grounded(result, truth, shown) for result in row] for row, (truth, shown) in zip(results, truths)]
         out["grounding_wrong"] = not all(hit for row in hits for pair in row for hit in pair)
         checked = [hit for pair in _own_captions(example, hits) for hit in pair]
         out["entities"] = [sum(checked), len(checked)]
@@ -71,18 +74,19 @@ def _own_captions(example: Example, hits: list[list]) -> list:
     return [pair for row in hits for pair in row]
 
 
-def _grounded(result, truth) -> list[bool]:
+def _grounded(result, truth, shown) -> list[bool]:
     """For each entity of this pair whose head names exactly one true object of the image:
-    was it grounded to a box that covers that object (IoU >= 0.5)?"""
+    was it grounded to a box that covers that object (``shown``: each object's shown box)?"""
     by_label = Counter(label for label, _ in truth)
     boxes = dict(truth)
+    seen = {label: box for (label, _), box in zip(truth, shown)}
     hits = []
     for part in result.parts:
         if part.kind != "entity" or NOT_GROUNDED in part.flags:
             continue
         head = result.graph.entity(part.entities[0]).head
         if by_label.get(head) == 1:
-            hits.append(bool(bounding_box(part.boxes).iou(boxes[head]) >= IOU_THRESHOLD))
+            hits.append(covers(bounding_box(part.boxes), boxes[head], seen[head]))
     return hits
 
 
@@ -174,7 +178,7 @@ def _stage_table(runs: list[dict]) -> list[str]:
     lines = [
         "",
         "## Where errors come from (wrong examples by stage: parse differs from the true graph, an "
-        "entity's box IoU < 0.5 with its true box, or neither: the scoring)",
+        "entity's box IoU < 0.5 with its true box and with what shows of it, or neither: the scoring)",
         "",
         row(["method", "metric", "wrong / examples", "parse", "grounding", "parse and grounding", "neither (scoring)"]),
         "|---" * 7 + "|",

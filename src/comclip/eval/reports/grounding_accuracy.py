@@ -1,8 +1,9 @@
 """Grounding accuracy on data whose true boxes are known (the sandbox's generator).
 
 The share of objects whose box for its label (the head noun: the query the pipeline issues for
-that entity) has IoU >= 0.5 with the object's true box, with an interval; the oracle grounder,
-built from the same boxes, is the upper bound. Each image's labels are grounded as the
+that entity) has IoU >= 0.5 with the object's true box (:func:`covers`: its whole shape's, or
+the box of its pixels that show where it is partly hidden), with an interval; the oracle
+grounder, built from the whole shapes' boxes, is the upper bound. Each image's labels are grounded as the
 pipeline grounds a caption naming them all: with ``joint`` assignment together (each to a
 different region), else each by its top box.
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TypeGuard
 
+from comclip.boxes import Box
 from comclip.digests import image_digest
 from comclip.eval.benchmarks import metrics
 from comclip.eval.benchmarks.datasets import Dataset
@@ -28,6 +30,19 @@ def has_boxes(dataset: object) -> TypeGuard[Dataset]:
     return any(getattr(ex, "boxes", ()) for ex in getattr(dataset, "examples", ()))
 
 
+def covers(found: Box, whole: Box, shown: Box | None = None) -> bool:
+    """Whether ``found`` boxes the object: IoU >= 0.5 with its whole shape's box, or with the
+    box of its pixels that show (``shown``). An object partly hidden behind another is boxed
+    right either way: COCO boxes what is seen of it, amodal annotations its whole extent."""
+    return bool(found.iou(whole) >= IOU_THRESHOLD or (shown is not None and found.iou(shown) >= IOU_THRESHOLD))
+
+
+def shown_boxes(example) -> tuple:
+    """Per image of ``example``, the shown box of each of its true objects (None where the
+    example does not know them)."""
+    return example.shown or tuple((None,) * len(objects) for objects in example.boxes)
+
+
 def known_boxes(dataset: Dataset) -> list:
     """``(image, [(label, box), ...])`` for every image whose true boxes the dataset knows."""
     return [(image, objects) for ex in dataset.examples for image, objects in zip(ex.images, ex.boxes)]
@@ -39,16 +54,17 @@ def oracle_grounder(dataset: Dataset) -> Grounder:
 
 
 def grounding_hits(grounder: Grounder, dataset: Dataset, joint: bool = False) -> list[bool]:
-    """Per known object of every image: does its label's box reach IoU >= 0.5 with the truth?
+    """Per known object of every image: does its label's box cover it (:func:`covers`)?
     Rankings the pipeline stored in its backbone's cache are read back, not computed again."""
     stored = Stored(getattr(grounder, "backbone", None), grounder, None)
     hits = []
-    for image, objects in known_boxes(dataset):
+    shown = [boxes for ex in dataset.examples for boxes in shown_boxes(ex)]
+    for (image, objects), seen in zip(known_boxes(dataset), shown):
         labels = [label for label, _ in objects]
         grounded = assign(_rankings(grounder, stored, image, labels), labels, joint=joint)
-        for (_, truth), found in zip(objects, grounded):
+        for (_, truth), visible, found in zip(objects, seen, grounded):
             top = found.detection.boxes if found.detection is not None else ()
-            hits.append(bool(top) and max(b.iou(truth) for b in top) >= IOU_THRESHOLD)
+            hits.append(any(covers(b, truth, visible) for b in top))
     return hits
 
 

@@ -301,7 +301,7 @@ def _entity_table(report: dict) -> list[str]:
 def _grounder_table(report: dict) -> list[str]:
     lines = [
         "",
-        "## Grounding accuracy (top box IoU >= 0.5 with the true object)",
+        "## Grounding accuracy (top box IoU >= 0.5 with the true object's box, or with what shows of it)",
         "",
         row(["grounder", "objects", "accuracy"]),
         "|---|---|---|",

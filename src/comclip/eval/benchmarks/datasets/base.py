@@ -47,6 +47,10 @@ class Example:
     #: Per image, its true objects as ``(label, box)`` pairs, where the data knows them (the
     #: sandbox's generator): for the oracle grounder and the grounding accuracy measure.
     boxes: tuple[tuple[tuple[str, Box], ...], ...] = ()
+    #: Per image, for each of ``boxes``' objects, the box of its pixels that show (an object
+    #: partly hidden behind another is seen smaller than its shape), where the data knows it:
+    #: grounding to it counts as grounding the object too.
+    shown: tuple[tuple[Box, ...], ...] = ()
 
 
 @dataclass
