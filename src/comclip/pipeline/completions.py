@@ -41,13 +41,13 @@ def completions(
     (``size``: the image's width and height; each region's mask is made once)."""
     width, height = size
     masks = [region_mask(region_boxes(boxes), width, height) for boxes in (first, second)]
-    return _completed(first, masks[0], masks[1], size), _completed(second, masks[1], masks[0], size)
+    return _completed(first, masks[0], masks[1]), _completed(second, masks[1], masks[0])
 
 
-def _completed(boxes: Sequence[Box], mine: np.ndarray, theirs: np.ndarray, size: tuple[int, int]) -> tuple[MaskedBox | None, ...]:
+def _completed(boxes: Sequence[Box], mine: np.ndarray, theirs: np.ndarray) -> tuple[MaskedBox | None, ...]:
     """One entity's completions (see :func:`completions`), its region ``boxes`` and ``mine``
     its mask, ``theirs`` the other's."""
-    return tuple(_painted(grown & ~mine & theirs) for grown in (_closed(mine), _hull(boxes, *size)))
+    return tuple(_painted(grown & ~mine & theirs) for grown in (_closed(mine), _hull(boxes, mine)))
 
 
 def _painted(mask: np.ndarray) -> MaskedBox | None:
@@ -68,15 +68,16 @@ def _closed(mask: np.ndarray) -> np.ndarray:
     return closed[inner, inner]
 
 
-def _hull(boxes: Sequence[Box], width: int, height: int) -> np.ndarray:
+def _hull(boxes: Sequence[Box], mask: np.ndarray) -> np.ndarray:
     """The pixels whose centres lie in the convex hull of the region's pixels (the corners of
-    its runs: a few points a row, not one a pixel); the region itself where it is too thin to
-    have a hull (a line)."""
+    its runs: a few points a row, not one a pixel); the region itself (``mask``, its pixels)
+    where it is too thin to have a hull (a line)."""
+    height, width = mask.shape
     bounds = [run.pixels() for run in region_boxes(boxes)]
     corners = np.clip([(x, y) for x1, y1, x2, y2 in bounds for x in (x1, x2) for y in (y1, y2)], 0, (width, height))
     (x1, y1), (x2, y2) = corners.min(axis=0), corners.max(axis=0)
     if x2 - x1 < 1 or y2 - y1 < 1:
-        return region_mask(region_boxes(boxes), width, height)
+        return mask
     equations = ConvexHull(corners).equations  # inside: normal . point + offset <= 0
     ys, xs = np.mgrid[y1:y2, x1:x2] + 0.5
     inside = np.all(equations[:, :2] @ np.stack([xs.ravel(), ys.ravel()]) + equations[:, 2:] <= 1e-9, axis=0)

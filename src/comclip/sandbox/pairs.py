@@ -19,7 +19,10 @@ from comclip.sandbox.pixel_pairs import NEW_BUILDERS
 #: Every task: the classic four first (their random streams are numbered as before), then the new.
 ALL_TASKS = (*TASKS, *NEW_BUILDERS)
 BUILDERS = {**CLASSIC_BUILDERS, **NEW_BUILDERS}
-__all__ = ["ALL_TASKS", "TASKS", "MinimalPair", "export_pairs", "make_pair", "minimal_pairs"]
+#: The generator's version, bumped whenever it makes other items for a seed (2: crowded
+#: scenes' distractors no longer lie under a named object of their colour).
+GENERATOR = 2
+__all__ = ["ALL_TASKS", "GENERATOR", "TASKS", "MinimalPair", "export_pairs", "make_pair", "minimal_pairs"]
 
 
 def make_pair(task: str, seed: int, index: int) -> MinimalPair:

@@ -122,14 +122,21 @@ def _distractor(rng: np.random.Generator, named: list[SceneObject], taken: set, 
         side = rng.uniform(*SIZES[size])
         x, y = rng.uniform(1, IMAGE_SIZE - 1 - side, 2)
         box = Box(x, y, x + side, y + side)
-        if (shape, colour) in taken or too_close(box, placed + clear):
-            continue
-        if any(box.intersection(o.box).area > MAX_HIDDEN * box.area for o in named):  # the share under it
-            continue
-        if any(colour == o.colour and box.intersection(o.box).area > 0 for o in named):  # no edge between them
+        if (shape, colour) in taken or too_close(box, placed + clear) or _badly_hidden(box, colour, named):
             continue
         return SceneObject(shape, colour, size, box, named=False)
     return None
+
+
+def _badly_hidden(box: Box, colour: str, named: list[SceneObject]) -> bool:
+    """Whether a distractor at ``box`` would lie under a named object by more than
+    :data:`MAX_HIDDEN` of its box, or at all under one of its own colour (the two would draw
+    as one silhouette, with no edge between them)."""
+    for obj in named:
+        hidden = box.intersection(obj.box).area
+        if hidden > MAX_HIDDEN * box.area or (hidden > 0 and obj.colour == colour):
+            return True
+    return False
 
 
 def _with_distractors(rng: np.random.Generator, pair: MinimalPair, task: str) -> MinimalPair | None:

@@ -78,15 +78,14 @@ def _grounded(result, truth, shown) -> list[bool]:
     """For each entity of this pair whose head names exactly one true object of the image:
     was it grounded to a box that covers that object (``shown``: each object's shown box)?"""
     by_label = Counter(label for label, _ in truth)
-    boxes = dict(truth)
-    seen = {label: box for (label, _), box in zip(truth, shown)}
+    boxes = {label: (whole, seen) for (label, whole), seen in zip(truth, shown)}
     hits = []
     for part in result.parts:
         if part.kind != "entity" or NOT_GROUNDED in part.flags:
             continue
         head = result.graph.entity(part.entities[0]).head
         if by_label.get(head) == 1:
-            hits.append(covers(bounding_box(part.boxes), boxes[head], seen[head]))
+            hits.append(covers(bounding_box(part.boxes), *boxes[head]))
     return hits
 
 

@@ -58,13 +58,13 @@ def grounding_hits(grounder: Grounder, dataset: Dataset, joint: bool = False) ->
     Rankings the pipeline stored in its backbone's cache are read back, not computed again."""
     stored = Stored(getattr(grounder, "backbone", None), grounder, None)
     hits = []
-    shown = [boxes for ex in dataset.examples for boxes in shown_boxes(ex)]
-    for (image, objects), seen in zip(known_boxes(dataset), shown):
-        labels = [label for label, _ in objects]
-        grounded = assign(_rankings(grounder, stored, image, labels), labels, joint=joint)
-        for (_, truth), visible, found in zip(objects, seen, grounded):
-            top = found.detection.boxes if found.detection is not None else ()
-            hits.append(any(covers(b, truth, visible) for b in top))
+    for ex in dataset.examples:
+        for image, objects, seen in zip(ex.images, ex.boxes, shown_boxes(ex)):
+            labels = [label for label, _ in objects]
+            grounded = assign(_rankings(grounder, stored, image, labels), labels, joint=joint)
+            for (_, truth), visible, found in zip(objects, seen, grounded):
+                top = found.detection.boxes if found.detection is not None else ()
+                hits.append(any(covers(b, truth, visible) for b in top))
     return hits
 
 
