@@ -139,7 +139,7 @@ def test_a_depth_relation_names_entities_that_touch_and_only_with_pixel_checks(m
     )
     image = load_image(Image.new("RGB", (8, 8)))
     for check in ("pixels", "geometry"):
-        ComCLIP(tiny_backbone, relation_check=check, assignment="joint")._layout(graph, {}, image)
+        ComCLIP(tiny_backbone, relation_check=check, assignment="joint")._layout(graph, [[], [], []], image)
     assert asked == [[(2, 0)], ()]
 
 

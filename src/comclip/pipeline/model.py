@@ -29,6 +29,7 @@ from comclip.parsing import Parser, SceneGraph, create_parser
 from comclip.parsing.base import Entity
 from comclip.pipeline.memory import Stored
 from comclip.pipeline.pixel_relations import overlapping_entities, pixel_checks
+from comclip.pipeline.regrounding import completed_rankings
 from comclip.results import NO_ENTITIES, NOT_GROUNDED, ComCLIPResult, GroupScores, Part, check_relations, part_flags
 from comclip.similarity import paired_cosines
 from comclip.text import validate_captions
@@ -164,12 +165,16 @@ class ComCLIP:
         caption_of = self._encode_captions(distinct_texts, [graph_of[t] for t in distinct_texts])
         maker = SubimageMaker([im.image for im in loaded], self.backbone.pixel_device)
         rankings, image_embeddings = self._ground_and_encode(loaded, queries, stored, maker)
-        layouts = {(i, j): self._layout(graph_of[texts[j]], rankings[owner[i]], loaded[owner[i]]) for i, j in pairs}
+        ranked = {(i, j): [self._ranking(e, rankings[owner[i]]) for e in graph_of[texts[j]].entities] for i, j in pairs}
+        layouts = {(i, j): self._layout(graph_of[texts[j]], ranked[(i, j)], loaded[owner[i]]) for i, j in pairs}
+        if self.config.relation_check == "pixels":  # depth's entities grounded again, their candidates completed
+            graphs = {pair: graph_of[texts[pair[1]]] for pair in layouts}
+            for (i, j), again in completed_rankings(self.backbone, loaded, owner, layouts, graphs, ranked).items():
+                layouts[(i, j)] = self._layout(graph_of[texts[j]], again, loaded[owner[i]])
         encoded = self._encode_parts(loaded, owner, layouts, maker)
         composed = self._compose(layouts, owner, image_embeddings, [caption_of[text] for text in texts], encoded)
         pixels = None  # relations that boxes cannot show, read from sub-images (--relations pixels)
         if self.config.relation_check == "pixels":
-            graphs = {pair: graph_of[texts[pair[1]]] for pair in layouts}
             pixels = pixel_checks(self.backbone, loaded, owner, layouts, graphs, encoded["phrase"])
         return {
             (i, j): self._result(
@@ -360,12 +365,13 @@ class ComCLIP:
         """What the grounder is asked to find for an entity: its head noun or its whole phrase."""
         return self._ground_by(entity)
 
-    def _layout(self, graph: SceneGraph, rankings: dict, image: LoadedImage) -> list[Part]:
+    def _layout(self, graph: SceneGraph, ranked: list[list[Detection]], image: LoadedImage) -> list[Part]:
         """Parts (with boxes, not yet scored) of one caption on one image: its entities grounded
-        together (see :mod:`comclip.grounding.assignment`), then its relations."""
+        together from their rankings (``ranked``: :meth:`_ranking` of each; see
+        :mod:`comclip.grounding.assignment`), then its relations."""
         whole = Box(0.0, 0.0, float(image.image.width), float(image.image.height))
         grounded = assign(
-            [self._ranking(e, rankings) for e in graph.entities],
+            ranked,
             [(self._query(e), tuple(sorted(e.attributes))) for e in graph.entities],
             joint=self.config.assignment == "joint",
             union_margin=self.config.union_margin,
