@@ -78,8 +78,9 @@ def completed_rankings(
     for e, d, views in asked:
         likeness = [float(embedded[v] @ texts[e.phrase]) for v in views]
         gain = max(likeness[1:]) - likeness[0]
-        if gain > 0:
-            gains.setdefault((e.pair, e.position), {})[id(d)] = gain
+        if gain > 0:  # an entity in two depth relations keeps the larger gain of a detection
+            known = gains.setdefault((e.pair, e.position), {})
+            known[id(d)] = max(known.get(id(d), 0.0), gain)
     out: dict[tuple[int, int], list[list[Detection]]] = {}
     for e in entities:
         gained = gains.get((e.pair, e.position))
