@@ -223,3 +223,19 @@ def test_sandbox_pairs_export(cli, tmp_path):
     rows = [json.loads(line) for line in (tmp_path / "p" / "pairs.jsonl").read_text().splitlines()]
     assert len(rows) == 2 and all((tmp_path / "p" / name).exists() for r in rows for name in r["images"])
     assert rows[0]["boxes"][0][0][0].startswith("a ")
+
+
+def test_sandbox_pairs_export_the_boxes_of_what_shows(cli, tmp_path):
+    """Depth pairs: each named object's shown box is the scene's (``Scene.shown_boxes``,
+    checked against the masks in ``test_pixel_pairs``), by phrase beside its whole box; the
+    one behind's differs from its whole box in at least one image."""
+    code, _, err = cli("sandbox", "pairs", "--task", "depth", "--n", "3", "--seed", "7", "--out", tmp_path / "p")
+    assert code == 0, err
+    rows = [json.loads(line) for line in (tmp_path / "p" / "pairs.jsonl").read_text().splitlines()]
+    differs = 0
+    for n, row in enumerate(rows):
+        for scene, whole, shown in zip(make_pair("depth", 7, n).scenes, row["boxes"], row["shown_boxes"]):
+            assert [phrase for phrase, _ in shown] == [phrase for phrase, _ in whole]
+            assert [box for _, box in shown] == [b.as_list() for b in scene.shown_boxes()]  # both objects named
+            differs += any(np.abs(np.subtract(seen, box)).max() > 1 for (_, seen), (_, box) in zip(shown, whole))
+    assert differs >= 1

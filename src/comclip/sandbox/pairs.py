@@ -44,7 +44,8 @@ def minimal_pairs(task: str, seed: int, n: int) -> list[MinimalPair]:
 
 def export_pairs(tasks, seed: int, n: int, out_dir) -> int:
     """Write each pair's two images as PNG files plus ``pairs.jsonl`` (captions, true boxes with
-    their phrases) into ``out_dir``; returns the number of pairs."""
+    their phrases, and the boxes of what shows of the named objects) into ``out_dir``; returns
+    the number of pairs."""
     import json
     from pathlib import Path
 
@@ -64,9 +65,16 @@ def export_pairs(tasks, seed: int, n: int, out_dir) -> int:
                     "captions": list(pair.captions),
                     "images": [f"{stem}_img_{k}.png" for k in range(2)],
                     "boxes": [[[o.phrase, o.box.as_list()] for o in s.objects if o.named] for s in pair.scenes],
+                    "shown_boxes": [_shown_boxes(s) for s in pair.scenes],
                     "distractors": [[[o.phrase, o.box.as_list()] for o in s.objects if not o.named] for s in pair.scenes],
                     "relation_boxes": [b.as_list() for b in pair.relation_boxes],
                 }
             )
     write_whole(out / "pairs.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
     return len(rows)
+
+
+def _shown_boxes(scene) -> list:
+    """Each named object's phrase and the box of its pixels that no later object covers (an
+    object partly hidden counts as grounded by it too)."""
+    return [[o.phrase, shown.as_list()] for o, shown in zip(scene.objects, scene.shown_boxes()) if o.named]
