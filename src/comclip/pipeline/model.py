@@ -167,8 +167,8 @@ class ComCLIP:
         rankings, image_embeddings = self._ground_and_encode(loaded, queries, stored, maker)
         ranked = {(i, j): [self._ranking(e, rankings[owner[i]]) for e in graph_of[texts[j]].entities] for i, j in pairs}
         layouts = {(i, j): self._layout(graph_of[texts[j]], ranked[(i, j)], loaded[owner[i]]) for i, j in pairs}
+        graphs = {pair: graph_of[texts[pair[1]]] for pair in layouts}
         if self.config.relation_check == "pixels":  # depth's entities grounded again, their candidates completed
-            graphs = {pair: graph_of[texts[pair[1]]] for pair in layouts}
             for (i, j), again in completed_rankings(self.backbone, loaded, owner, layouts, graphs, ranked).items():
                 layouts[(i, j)] = self._layout(graph_of[texts[j]], again, loaded[owner[i]])
         encoded = self._encode_parts(loaded, owner, layouts, maker)

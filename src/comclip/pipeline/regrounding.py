@@ -68,19 +68,18 @@ def completed_rankings(
     entities = [e for pair, parts in layouts.items() for e in _wanted(pair, owner[pair[0]], parts, graphs[pair], ranked[pair])]
     if not entities:
         return {}
-    size = {e.image: loaded[e.image].image.size for e in entities}
-    asked = [(e, d, _views(e, d, size[e.image])) for e in entities for d in _touching(e)]
-    asked = [(e, d, views) for e, d, views in asked if len(views) > 1]
+    asked = [(e, k, _views(e, e.ranking[k], loaded[e.image].image.size)) for e in entities for k in _touching(e)]
+    asked = [(e, k, views) for e, k, views in asked if len(views) > 1]  # a completion paints something
     embedded = embedded_views(backbone, loaded, list(dict.fromkeys(v for _, _, views in asked for v in views)))
     phrases = list(dict.fromkeys(e.phrase for e in entities))
     texts = dict(zip(phrases, torch.nn.functional.normalize(backbone.encode_texts(phrases).float(), dim=-1)))
-    gains: dict[tuple[tuple[int, int], int], dict[int, float]] = {}
-    for e, d, views in asked:
+    gains: dict[tuple[tuple[int, int], int], dict[int, float]] = {}  # (pair, entity) -> {rank: gain}
+    for e, k, views in asked:
         likeness = [float(embedded[v] @ texts[e.phrase]) for v in views]
         gain = max(likeness[1:]) - likeness[0]
         if gain > 0:  # an entity in two depth relations keeps the larger gain of a detection
             known = gains.setdefault((e.pair, e.position), {})
-            known[id(d)] = max(known.get(id(d), 0.0), gain)
+            known[k] = max(known.get(k, 0.0), gain)
     out: dict[tuple[int, int], list[list[Detection]]] = {}
     for e in entities:
         gained = gains.get((e.pair, e.position))
@@ -103,10 +102,10 @@ def _wanted(pair: tuple[int, int], image: int, parts: list[Part], graph, ranked:
     return wanted
 
 
-def _touching(entity: _Entity) -> list[Detection]:
-    """The entity's first :data:`CANDIDATES` detections whose boxes touch the other's region."""
+def _touching(entity: _Entity) -> list[int]:
+    """The ranks of the entity's first :data:`CANDIDATES` detections whose boxes touch the other's region."""
     other = bounding_box(entity.other)
-    return [d for d in entity.ranking[:CANDIDATES] if boxes_touch(bounding_box(d.boxes), other)]
+    return [k for k, d in enumerate(entity.ranking[:CANDIDATES]) if boxes_touch(bounding_box(d.boxes), other)]
 
 
 def _views(entity: _Entity, detection: Detection, size: tuple[int, int]) -> list[View]:
@@ -117,7 +116,7 @@ def _views(entity: _Entity, detection: Detection, size: tuple[int, int]) -> list
 
 
 def _rescored(ranking: Sequence[Detection], gains: dict[int, float]) -> list[Detection]:
-    """``ranking`` with each detection's gain added to its score, best first again (a stable
-    sort: ties keep the grounder's order)."""
-    rescored = [Detection(d.boxes, d.score + gains.get(id(d), 0.0), d.label) for d in ranking]
+    """``ranking`` with each detection's gain (by its rank) added to its score, best first again
+    (a stable sort: ties keep the grounder's order)."""
+    rescored = [Detection(d.boxes, d.score + gains.get(k, 0.0), d.label) for k, d in enumerate(ranking)]
     return sorted(rescored, key=lambda d: -d.score)
