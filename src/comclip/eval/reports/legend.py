@@ -23,7 +23,7 @@ TERMS = {
     "its own sub-image (entity evidence)",
     ("relation_check", "geometry"): "spatial relations (left of, above, ...) checked on the grounded boxes (+geometry)",
     ("relation_check", "pixels"): "spatial relations checked on the grounded boxes, and depth and pointing on the "
-    "entities' sub-images (+pixels)",
+    "entities' sub-images, a depth relation's entities grounded again with their candidates completed (+pixels)",
     ("assignment", "joint"): "the entities of a caption grounded jointly, each to a region of its own",
 }
 CLIP_LEGEND = "plain CLIP: the cosine of the global image and caption embeddings (no parse, no sub-images)"
