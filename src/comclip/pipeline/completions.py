@@ -44,6 +44,13 @@ def completions(
     return _completed(first, masks[0], masks[1]), _completed(second, masks[1], masks[0])
 
 
+def completions_over(boxes: Sequence[Box], other: Sequence[Box], size: tuple[int, int]) -> tuple[MaskedBox | None, ...]:
+    """One entity's completions over the other's region alone (:func:`completions`' first
+    half, without the other's own): what grounding reads of each candidate region."""
+    width, height = size
+    return _completed(boxes, region_mask(region_boxes(boxes), width, height), region_mask(region_boxes(other), width, height))
+
+
 def _completed(boxes: Sequence[Box], mine: np.ndarray, theirs: np.ndarray) -> tuple[MaskedBox | None, ...]:
     """One entity's completions (see :func:`completions`), its region ``boxes`` and ``mine``
     its mask, ``theirs`` the other's."""

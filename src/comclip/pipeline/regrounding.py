@@ -28,7 +28,7 @@ from comclip.boxes import Box, bounding_box
 from comclip.grounding.assignment import boxes_touch
 from comclip.grounding.base import Detection
 from comclip.imaging.files import LoadedImage
-from comclip.pipeline.completions import completions
+from comclip.pipeline.completions import completions_over
 from comclip.pipeline.pixel_relations import overlapping_entities
 from comclip.pipeline.pixel_views import View, embedded_views
 from comclip.results import NOT_GROUNDED, Part
@@ -111,7 +111,7 @@ def _touching(entity: _Entity) -> list[int]:
 def _views(entity: _Entity, detection: Detection, size: tuple[int, int]) -> list[View]:
     """A detection's plain view, then each completion over the other's region that paints anything."""
     boxes = tuple(b.clipped(*size) for b in detection.boxes)
-    painted = completions(boxes, entity.other, size)[0]
+    painted = completions_over(boxes, entity.other, size)
     return [View(entity.image, boxes)] + [View(entity.image, boxes, jitter=UNMOVED, paint=p) for p in painted if p is not None]
 
 
