@@ -65,16 +65,10 @@ def export_pairs(tasks, seed: int, n: int, out_dir) -> int:
                     "captions": list(pair.captions),
                     "images": [f"{stem}_img_{k}.png" for k in range(2)],
                     "boxes": [[[o.phrase, o.box.as_list()] for o in s.objects if o.named] for s in pair.scenes],
-                    "shown_boxes": [_shown_boxes(s) for s in pair.scenes],
+                    "shown_boxes": [[[o.phrase, b.as_list()] for o, b in s.named_shown()] for s in pair.scenes],
                     "distractors": [[[o.phrase, o.box.as_list()] for o in s.objects if not o.named] for s in pair.scenes],
                     "relation_boxes": [b.as_list() for b in pair.relation_boxes],
                 }
             )
     write_whole(out / "pairs.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
     return len(rows)
-
-
-def _shown_boxes(scene) -> list:
-    """Each named object's phrase and the box of its pixels that no later object covers (an
-    object partly hidden counts as grounded by it too)."""
-    return [[o.phrase, shown.as_list()] for o, shown in zip(scene.objects, scene.shown_boxes()) if o.named]

@@ -114,6 +114,11 @@ class Scene:
             shown.append(_mask_box(seen) if seen.any() else obj.box)
         return shown[::-1]
 
+    def named_shown(self) -> list[tuple[SceneObject, Box]]:
+        """Each named object with the box of what shows of it (:meth:`shown_boxes`), the one
+        list both the dataset's truth and the pairs export read."""
+        return [(obj, shown) for obj, shown in zip(self.objects, self.shown_boxes()) if obj.named]
+
 
 #: A pointer's line width, its head's length and half-width, and its gap to the target's box, in pixels.
 POINTER_WIDTH, HEAD_LENGTH, HEAD_HALF_WIDTH, POINTER_GAP = 1.5, 4.0, 2.5, 2.5
