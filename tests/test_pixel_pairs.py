@@ -116,6 +116,41 @@ def test_the_oracle_and_the_true_boxes_cover_the_named_objects_only(tmp_path):
     assert [len(shown) for ex in dataset.examples for shown in ex.shown] == [2] * 3 * 4 * 2
 
 
+def test_the_masks_oracle_grounds_each_object_to_its_pixels_that_show():
+    """``--grounder oracle-masks``: each named object's region is its shape less what the
+    objects drawn after it cover, computed here from the shapes; the box oracle gives the shape's box."""
+    from comclip.boxes import MaskedBox, region_boxes
+    from comclip.errors import InputError
+    from comclip.eval.reports.grounding_accuracy import grounding_hits, known_boxes
+    from comclip.grounding import create_grounder
+    from comclip.grounding.pool import GrounderPool
+    from comclip.imaging.subimages import region_mask
+    from comclip.sandbox.dataset import load
+
+    dataset = load(task="depth,crowded-depth", seed=3, n=3)
+    masks, boxes = (create_grounder(name, None, known=known_boxes(dataset)) for name in ("oracle-masks", "oracle"))
+    assert masks.name == "oracle-masks" and all(grounding_hits(masks, dataset))
+    hidden = 0
+    for k, example in enumerate(dataset.examples):
+        pair = make_pair(example.subset, 3, k % 3)
+        for image, scene in zip(example.images, pair.scenes):
+            for n, obj in enumerate(scene.objects):
+                if not obj.named:
+                    continue
+                later = np.logical_or.reduce([shape_mask(o) for o in scene.objects[n + 1 :]] + [np.zeros((64, 64), bool)])
+                truth = shape_mask(obj) & ~later
+                (found,) = [
+                    d.boxes[0]
+                    for d in masks.ground(image, [obj.shape])[0]
+                    if (region_mask(region_boxes(d.boxes), 64, 64) == truth).all()
+                ]
+                assert isinstance(found, MaskedBox) and obj.box in [d.boxes[0] for d in boxes.ground(image, [obj.shape])[0]]
+                hidden += bool((shape_mask(obj) & later).any())
+    assert hidden >= 6  # the one behind, in every depth image
+    with pytest.raises(InputError, match="--grounder oracle-masks needs data with known boxes"):
+        GrounderPool(None).get("oracle-masks")
+
+
 def test_pixel_training_captions_are_true_of_their_scenes():
     """What `comclip sandbox train --pixel-share` adds: each caption names two objects of its
     scene and the relation between them as drawn (which is on top; which one the pointer leaves)."""

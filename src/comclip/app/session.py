@@ -13,6 +13,7 @@ from pathlib import Path
 from comclip.backbones import Backbone
 from comclip.config import PipelineConfig
 from comclip.errors import InputError
+from comclip.grounding import ORACLES
 from comclip.grounding.pool import GrounderPool
 from comclip.imaging.files import LoadedImage, load_image
 from comclip.methods import METHODS
@@ -25,7 +26,7 @@ PAGE_OPTIONS = ("weighting", "subimage_fill", "score_mode", "grounder")
 #: The method a request gets unless it names one: the paper's.
 DEFAULT_METHOD = "comclip"
 #: Grounders that need more than an image (a regions file, a detector's weights): not offered on the page.
-_NEEDS_INPUT = {"regions", "oracle"}
+_NEEDS_INPUT = {"regions", *ORACLES}
 #: Requests whose figure files are kept on disk (a long-running server does not fill its temp folder).
 KEEP_REQUESTS = 8
 

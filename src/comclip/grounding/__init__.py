@@ -39,6 +39,12 @@ def _oracle(backbone, **options):
     return OracleGrounder(backbone, **options)
 
 
+def _oracle_masks(backbone, **options):
+    from comclip.grounding.oracle import OracleGrounder
+
+    return OracleGrounder(backbone, masks=True, **options)
+
+
 #: ``factory(backbone, **options) -> Grounder``.
 GROUNDERS: Registry[Callable[..., Grounder]] = Registry("grounder")
 GROUNDERS.add("clip", _clip)
@@ -46,6 +52,9 @@ GROUNDERS.add("regions", _regions)
 GROUNDERS.add("owlv2", _owlv2)
 GROUNDERS.add("grounding-dino", _grounding_dino)
 GROUNDERS.add("oracle", _oracle)  # true boxes, from data that has them
+GROUNDERS.add("oracle-masks", _oracle_masks)  # the true pixels that show of each object
+#: The grounders that read the data's true objects (given as ``known``), not the image.
+ORACLES = ("oracle", "oracle-masks")
 
 
 def create_grounder(name: str | Grounder, backbone, **options) -> Grounder:
@@ -55,4 +64,4 @@ def create_grounder(name: str | Grounder, backbone, **options) -> Grounder:
     return GROUNDERS[name](backbone, **options)
 
 
-__all__ = ["Box", "Detection", "GROUNDERS", "GROUND_BY", "Grounder", "bounding_box", "create_grounder"]
+__all__ = ["Box", "Detection", "GROUNDERS", "GROUND_BY", "ORACLES", "Grounder", "bounding_box", "create_grounder"]

@@ -11,15 +11,16 @@ from collections.abc import Sequence
 from typing import Any
 
 from comclip.errors import InputError
-from comclip.grounding import create_grounder
+from comclip.grounding import ORACLES, create_grounder
 from comclip.grounding.base import Grounder
 
 
 class GrounderPool:
     """``get(name, options)``: the pool's grounder of that configuration, made on first use.
 
-    ``known`` holds the true boxes of the data, ``(image, [(label, box), ...])`` per image,
-    for the oracle grounder; without them ``oracle`` is refused.
+    ``known`` holds the true boxes of the data, ``(image, [(label, box), ...], shown)`` per
+    image (``shown``: what shows of each object), for the oracle grounders; without them they
+    are refused.
     """
 
     def __init__(self, backbone: Any, known: Sequence[Any] | None = None) -> None:
@@ -30,10 +31,10 @@ class GrounderPool:
         options = dict(options or {})
         key = json.dumps([name, options], sort_keys=True)
         if key not in self._grounders:
-            if name == "oracle":
+            if name in ORACLES:
                 if not self.known:
-                    raise InputError("--grounder oracle needs data with known boxes (comclip eval sandbox)")
-                self._grounders[key] = create_grounder("oracle", None, known=list(self.known))
+                    raise InputError(f"--grounder {name} needs data with known boxes (comclip eval sandbox)")
+                self._grounders[key] = create_grounder(name, None, known=list(self.known))
             else:
                 self._grounders[key] = create_grounder(name, self.backbone, **options)
         return self._grounders[key]

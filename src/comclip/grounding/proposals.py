@@ -19,7 +19,7 @@ from collections.abc import Sequence
 import numpy as np
 from PIL import Image
 
-from comclip.boxes import MaskedBox
+from comclip.boxes import MaskedBox, mask_runs
 from comclip.grounding.base import Box
 from comclip.grounding.segment_parts import CROSS, lengths, mask_bounds
 
@@ -157,26 +157,6 @@ def _masked(box: Box, mask: np.ndarray, left: int, top: int, scale: float) -> Ma
         for a, b, c, d in mask_runs(mask[y1:y2, x1:x2])
     ]
     return MaskedBox(box.x1, box.y1, box.x2, box.y2, runs=tuple(runs))
-
-
-def mask_runs(mask: np.ndarray) -> list[tuple[int, int, int, int]]:
-    """``(x1, y1, x2, y2)`` boxes whose union is ``mask``: its rows' runs of pixels, a run
-    taken on down while the rows below repeat it exactly (a square is one box)."""
-    padded = np.zeros((mask.shape[0], mask.shape[1] + 2), dtype=np.int8)  # a column of zeros each side
-    padded[:, 1:-1] = mask
-    edges = padded[:, 1:] - padded[:, :-1]
-    rows, starts = np.nonzero(edges == 1)
-    stops = np.nonzero(edges == -1)[1]
-    runs: list[list[int]] = []
-    open_runs: dict[tuple[int, int], int] = {}
-    for y, a, b in zip(rows.tolist(), starts.tolist(), stops.tolist()):
-        known = open_runs.get((a, b))
-        if known is not None and runs[known][3] == y:
-            runs[known][3] = y + 1
-        else:
-            open_runs[a, b] = len(runs)
-            runs.append([a, y, b, y + 1])
-    return [(a, b, c, d) for a, b, c, d in runs]
 
 
 def _column_medians(values: np.ndarray) -> np.ndarray:

@@ -23,7 +23,6 @@ from scipy import ndimage
 from scipy.spatial import ConvexHull
 
 from comclip.boxes import Box, MaskedBox, region_boxes
-from comclip.grounding.proposals import mask_runs
 from comclip.imaging.subimages import region_mask
 
 #: The radius of the closing, as a share of the image's shorter side (6 pixels at 64). Chosen
@@ -59,8 +58,7 @@ def _completed(boxes: Sequence[Box], mine: np.ndarray, theirs: np.ndarray) -> tu
 
 def _painted(mask: np.ndarray) -> MaskedBox | None:
     """``mask``'s pixels as one masked box; None where it has none."""
-    runs = [Box(*run) for run in mask_runs(mask)]
-    return MaskedBox.of_runs(runs) if runs else None
+    return MaskedBox.of_mask(mask)
 
 
 def _closed(mask: np.ndarray) -> np.ndarray:

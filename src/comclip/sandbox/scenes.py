@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 from PIL import Image, ImageDraw
 
-from comclip.boxes import Box
+from comclip.boxes import Box, MaskedBox, stored_box
 
 IMAGE_SIZE = 64
 SHAPES = ("circle", "square", "triangle", "diamond", "cross", "star")
@@ -101,18 +101,22 @@ class Scene:
     def boxes(self) -> list[Box]:
         return [obj.box for obj in self.objects]
 
-    def shown_boxes(self) -> list[Box]:
-        """The box of each object's pixels that show (those no object drawn after it covers):
-        an object partly hidden is boxed as what is seen of it, as COCO boxes objects; one
-        wholly hidden keeps its whole box."""
+    def shown_regions(self) -> list[MaskedBox | None]:
+        """Each object's pixels that show (those no object drawn after it covers), as a masked
+        box; None for one wholly hidden."""
         masks = [shape_mask(obj, self.size) for obj in self.objects]
         covered = np.zeros((self.size, self.size), dtype=bool)
-        shown: list[Box] = []
-        for obj, mask in zip(reversed(self.objects), reversed(masks)):  # the last drawn first
-            seen = mask & ~covered
+        shown: list[MaskedBox | None] = []
+        for mask in reversed(masks):  # the last drawn first
+            shown.append(MaskedBox.of_mask(mask & ~covered))
             covered |= mask
-            shown.append(_mask_box(seen) if seen.any() else obj.box)
         return shown[::-1]
+
+    def shown_boxes(self) -> list[Box]:
+        """The box of each object's pixels that show (:meth:`shown_regions`): an object partly
+        hidden is boxed as what is seen of it, as COCO boxes objects; one wholly hidden keeps
+        its whole box."""
+        return [obj.box if seen is None else stored_box(seen.as_tuple()) for obj, seen in zip(self.objects, self.shown_regions())]
 
     def named_shown(self) -> list[tuple[SceneObject, Box]]:
         """Each named object with the box of what shows of it (:meth:`shown_boxes`), the one
@@ -186,12 +190,6 @@ def shape_mask(obj: SceneObject, size: int = IMAGE_SIZE) -> np.ndarray:
     canvas = Image.new("L", (2 * size, 2 * size), 0)
     _draw_shape(ImageDraw.Draw(canvas), obj.shape, obj.box.scaled(2), 255)
     return np.asarray(canvas.resize((size, size), Image.Resampling.BOX)) >= 128
-
-
-def _mask_box(mask: np.ndarray) -> Box:
-    """The box of a mask's pixels (each pixel a unit square)."""
-    ys, xs = np.nonzero(mask)
-    return Box(float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1))
 
 
 def _draw_shape(draw: ImageDraw.ImageDraw, shape: str, box: Box, colour) -> None:

@@ -49,7 +49,8 @@ class Example:
     boxes: tuple[tuple[tuple[str, Box], ...], ...] = ()
     #: Per image, for each of ``boxes``' objects, the box of its pixels that show (an object
     #: partly hidden behind another is seen smaller than its shape), where the data knows it:
-    #: grounding to it counts as grounding the object too.
+    #: grounding to it counts as grounding the object too. A masked box holds those pixels
+    #: themselves (the sandbox's), which ``--grounder oracle-masks`` grounds to.
     shown: tuple[tuple[Box, ...], ...] = ()
 
 
