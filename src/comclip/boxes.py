@@ -138,33 +138,6 @@ class MaskedBox(Box):
     def scaled(self, factor: float) -> Box:
         return MaskedBox(*Box.scaled(self, factor).as_tuple(), self.source, tuple(r.scaled(factor) for r in self.runs))
 
-    @classmethod
-    def of_mask(cls, mask: np.ndarray) -> MaskedBox | None:
-        """The masked box of a boolean ``[height, width]`` mask's pixels (its runs:
-        :func:`mask_runs`); None where it has none."""
-        runs = [Box(*run) for run in mask_runs(mask)]
-        return cls.of_runs(runs) if runs else None
-
-
-def mask_runs(mask: np.ndarray) -> list[tuple[int, int, int, int]]:
-    """``(x1, y1, x2, y2)`` boxes whose union is ``mask``: its rows' runs of pixels, a run
-    taken on down while the rows below repeat it exactly (a square is one box)."""
-    padded = np.zeros((mask.shape[0], mask.shape[1] + 2), dtype=np.int8)  # a column of zeros each side
-    padded[:, 1:-1] = mask
-    edges = padded[:, 1:] - padded[:, :-1]
-    rows, starts = np.nonzero(edges == 1)
-    stops = np.nonzero(edges == -1)[1]
-    runs: list[list[int]] = []
-    open_runs: dict[tuple[int, int], int] = {}
-    for y, a, b in zip(rows.tolist(), starts.tolist(), stops.tolist()):
-        known = open_runs.get((a, b))
-        if known is not None and runs[known][3] == y:
-            runs[known][3] = y + 1
-        else:
-            open_runs[a, b] = len(runs)
-            runs.append([a, y, b, y + 1])
-    return [(a, b, c, d) for a, b, c, d in runs]
-
 
 def stored_box(values: Iterable[float], runs: Iterable[Iterable[float]] = ()) -> Box:
     """A box as a cache record or an index stores it (not checked: not a user's input, as

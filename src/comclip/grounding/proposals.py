@@ -19,9 +19,10 @@ from collections.abc import Sequence
 import numpy as np
 from PIL import Image
 
-from comclip.boxes import MaskedBox, mask_runs
+from comclip.boxes import MaskedBox
 from comclip.grounding.base import Box
 from comclip.grounding.segment_parts import CROSS, lengths, mask_bounds
+from comclip.imaging.masks import mask_runs
 
 #: (window side as a fraction of the image side, stride as a fraction of the image side).
 DEFAULT_SCALES = ((1.0, 1.0), (0.75, 0.25), (0.5, 0.25), (1 / 3, 1 / 6))

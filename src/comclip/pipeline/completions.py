@@ -23,6 +23,7 @@ from scipy import ndimage
 from scipy.spatial import ConvexHull
 
 from comclip.boxes import Box, MaskedBox, region_boxes
+from comclip.imaging.masks import mask_region
 from comclip.imaging.subimages import region_mask
 
 #: The radius of the closing, as a share of the image's shorter side (6 pixels at 64). Chosen
@@ -58,7 +59,7 @@ def _completed(boxes: Sequence[Box], mine: np.ndarray, theirs: np.ndarray) -> tu
 
 def _painted(mask: np.ndarray) -> MaskedBox | None:
     """``mask``'s pixels as one masked box; None where it has none."""
-    return MaskedBox.of_mask(mask)
+    return mask_region(mask)
 
 
 def _closed(mask: np.ndarray) -> np.ndarray:

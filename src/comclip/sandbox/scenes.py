@@ -16,6 +16,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from comclip.boxes import Box, MaskedBox, stored_box
+from comclip.imaging.masks import mask_region
 
 IMAGE_SIZE = 64
 SHAPES = ("circle", "square", "triangle", "diamond", "cross", "star")
@@ -108,7 +109,7 @@ class Scene:
         covered = np.zeros((self.size, self.size), dtype=bool)
         shown: list[MaskedBox | None] = []
         for mask in reversed(masks):  # the last drawn first
-            shown.append(MaskedBox.of_mask(mask & ~covered))
+            shown.append(mask_region(mask & ~covered))
             covered |= mask
         return shown[::-1]
 
