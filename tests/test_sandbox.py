@@ -215,6 +215,13 @@ def test_eval_sandbox_cli(cli, tiny_model_dir, tmp_path):
         tmp_path / "o",
     )
     assert code == 0, err
+    code, _, err = cli(  # the true masks of what shows: comclip-plus grounds every depth entity to its own pixels
+        "eval", "sandbox", "--task", "depth", "--n", "2", "--method", "comclip-plus", "--parser", "given",
+        "--grounder", "oracle-masks", "--model", tiny_model_dir, "--out", tmp_path / "m",
+    )  # fmt: skip
+    assert code == 0, err
+    grounding = json.loads((tmp_path / "m" / "report.json").read_text())["grounding"]
+    assert grounding["oracle-masks joint"]["value"] == 100.0 and grounding["oracle-masks joint"]["n"] == 8
 
 
 def test_sandbox_pairs_export(cli, tmp_path):
