@@ -4,8 +4,9 @@ An upper bound for any grounder. ``oracle`` gives each object's whole shape's bo
 ``oracle-masks`` the pixels of it that show, as a masked box (an object partly hidden is what
 is seen of it, as a mask grounder gives it), where the data knows them. A box holds what
 overlaps its object too, so the relations read from the entities' own pixels (depth) need
-the masks to read as a grounder's masked regions do. Images are recognised by content, so any copy of a
-registered image is grounded exactly; a query matches the boxes whose label (the object's
+the masks to read as a grounder's masked regions do.
+
+Images are recognised by content, so any copy of a registered image is grounded exactly; a query matches the boxes whose label (the object's
 head noun) it names: the label itself, or a phrase that holds its words in a row ("a small
 yellow diamond" names "diamond", "a red traffic light" names "traffic light"), as a grounder
 asked by the whole phrase queries.

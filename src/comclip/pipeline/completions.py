@@ -54,12 +54,7 @@ def completions_over(boxes: Sequence[Box], other: Sequence[Box], size: tuple[int
 def _completed(boxes: Sequence[Box], mine: np.ndarray, theirs: np.ndarray) -> tuple[MaskedBox | None, ...]:
     """One entity's completions (see :func:`completions`), its region ``boxes`` and ``mine``
     its mask, ``theirs`` the other's."""
-    return tuple(_painted(grown & ~mine & theirs) for grown in (_closed(mine), _hull(boxes, mine)))
-
-
-def _painted(mask: np.ndarray) -> MaskedBox | None:
-    """``mask``'s pixels as one masked box; None where it has none."""
-    return mask_region(mask)
+    return tuple(mask_region(grown & ~mine & theirs) for grown in (_closed(mine), _hull(boxes, mine)))
 
 
 def _closed(mask: np.ndarray) -> np.ndarray:

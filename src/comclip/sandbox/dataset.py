@@ -76,7 +76,7 @@ def pair_example(p: MinimalPair) -> Example:
         tags=[f"{p.task}/{p.subset}"],
         given=dict(zip(p.captions, p.graphs)),
         boxes=tuple(tuple((o.shape, o.box) for o in s.objects if o.named) for s in p.scenes),
-        shown=tuple(tuple(seen or o.box for o, seen in zip(s.objects, s.shown_regions()) if o.named) for s in p.scenes),
+        shown=tuple(tuple(seen for o, seen in zip(s.objects, s.shown_regions()) if o.named) for s in p.scenes),
     )
 
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 from PIL import Image, ImageDraw
 
-from comclip.boxes import Box, MaskedBox, stored_box
+from comclip.boxes import Box, stored_box
 from comclip.imaging.masks import mask_region
 
 IMAGE_SIZE = 64
@@ -102,14 +102,14 @@ class Scene:
     def boxes(self) -> list[Box]:
         return [obj.box for obj in self.objects]
 
-    def shown_regions(self) -> list[MaskedBox | None]:
+    def shown_regions(self) -> list[Box]:
         """Each object's pixels that show (those no object drawn after it covers), as a masked
-        box; None for one wholly hidden."""
+        box; one wholly hidden keeps its whole box."""
         masks = [shape_mask(obj, self.size) for obj in self.objects]
         covered = np.zeros((self.size, self.size), dtype=bool)
-        shown: list[MaskedBox | None] = []
-        for mask in reversed(masks):  # the last drawn first
-            shown.append(mask_region(mask & ~covered))
+        shown: list[Box] = []
+        for obj, mask in zip(reversed(self.objects), reversed(masks)):  # the last drawn first
+            shown.append(mask_region(mask & ~covered) or obj.box)
             covered |= mask
         return shown[::-1]
 
@@ -117,7 +117,7 @@ class Scene:
         """The box of each object's pixels that show (:meth:`shown_regions`): an object partly
         hidden is boxed as what is seen of it, as COCO boxes objects; one wholly hidden keeps
         its whole box."""
-        return [obj.box if seen is None else stored_box(seen.as_tuple()) for obj, seen in zip(self.objects, self.shown_regions())]
+        return [stored_box(seen.as_tuple()) for seen in self.shown_regions()]
 
     def named_shown(self) -> list[tuple[SceneObject, Box]]:
         """Each named object with the box of what shows of it (:meth:`shown_boxes`), the one

@@ -46,7 +46,9 @@ def shown_boxes(example) -> tuple:
 def known_boxes(dataset: Dataset) -> list:
     """``(image, [(label, box), ...], shown)`` for every image whose true boxes the dataset
     knows (``shown``: what shows of each object, see :func:`shown_boxes`)."""
-    return [(image, *known) for ex in dataset.examples for image, *known in zip(ex.images, ex.boxes, shown_boxes(ex))]
+    return [
+        (image, objects, shown) for ex in dataset.examples for image, objects, shown in zip(ex.images, ex.boxes, shown_boxes(ex))
+    ]
 
 
 def oracle_grounder(dataset: Dataset) -> Grounder:
